@@ -1,0 +1,2 @@
+//! emit-bpf: the back half of lagic.
+pub mod insn;

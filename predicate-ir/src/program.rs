@@ -1,0 +1,202 @@
+//! The lowered program: what the emitter compiles.
+//!
+//! A [`Program`] splits a predicate into
+//! - **scans**: a [`Machine`] run over one [`Window`] of the payload, byte by
+//!   byte, whose whole state is one small integer ([`StateId`]), so that a
+//!   scan can stop after any byte and resume later (stream mode);
+//! - **passes**: scans over the same window, fused so that the emitted code
+//!   reads each byte once for all of them;
+//! - a **formula**: a boolean combination of payload-length tests, single-byte
+//!   tests and "scan `i` accepted" atoms, evaluated after (or lazily around)
+//!   the passes.
+//!
+//! Invariants (established by [`crate::lower`]):
+//! - every `Formula::Scan(i)` names an existing scan, and every scan is in
+//!   exactly one pass; all scans of a pass share the pass's window;
+//! - a machine's states are `0..state_count()`, the initial state is
+//!   [`Machine::INITIAL`] (0), and `step` maps states to states;
+//! - a *sink* state steps to itself on every byte: once every scan of a pass
+//!   is in a sink, the rest of the window cannot change the pass's results.
+
+use crate::spec::{ByteClass, Cmp, Policy, Window};
+
+/// A scan machine state. Small by construction (see [`crate::lower::Limits`]).
+pub type StateId = u32;
+
+/// Index of a scan in [`Program::scans`].
+pub type ScanId = usize;
+
+/// The lowered form of a [`crate::spec::Spec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub name: String,
+    pub policy: Policy,
+    pub scans: Vec<Scan>,
+    pub passes: Vec<Pass>,
+    pub formula: Formula,
+}
+
+/// One machine over one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    pub window: Window,
+    pub machine: Machine,
+}
+
+/// Scans over the same window, run together in one pass over its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub window: Window,
+    pub scans: Vec<ScanId>,
+}
+
+/// A boolean formula over the payload; the verdict of a non-empty payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Formula {
+    Const(bool),
+    Not(Box<Formula>),
+    And(Vec<Formula>),
+    Or(Vec<Formula>),
+    /// `n cmp value`.
+    Len { cmp: Cmp, value: u32 },
+    /// `index < n` and `P[index]` in `class`.
+    Byte { index: u32, class: ByteClass },
+    /// The scan's final state is accepting.
+    Scan(ScanId),
+}
+
+/// A deterministic, resumable byte machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Machine {
+    /// An explicit automaton (`all`, `any`, `contains`).
+    Dfa(Dfa),
+    /// The bracket-depth counter of `depth_le`; its state packs the depth and
+    /// the string mode into one integer (see [`DepthCounter`]).
+    Depth(DepthCounter),
+}
+
+/// An explicit DFA over bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dfa {
+    /// `next[s][b]`: the state after reading byte `b` in state `s`.
+    pub next: Vec<[StateId; 256]>,
+    /// `accepting[s]`: the scan holds if it ends in state `s`.
+    pub accepting: Vec<bool>,
+}
+
+/// String mode of the depth counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StringMode {
+    /// Outside a string literal (or `strings == false`).
+    Code = 0,
+    /// Inside a string literal.
+    Str = 1,
+    /// Inside a string literal, right after a backslash.
+    StrEscape = 2,
+}
+
+/// `depth_le`: depth `d` in `0..=max`, a string mode, or the failed sink.
+///
+/// State encoding: depth `d` in mode `m` is `d * 3 + m`, and the failed sink
+/// is `(max + 1) * 3`. The initial state (depth 0, `Code`) is therefore 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepthCounter {
+    pub max: u32,
+    pub open: ByteClass,
+    pub close: ByteClass,
+    /// Skip bytes inside JSON string literals (`"`..`"`, `\` escapes one byte).
+    pub strings: bool,
+}
+
+/// The byte `"` that opens and closes string literals.
+pub const QUOTE: u8 = b'"';
+/// The byte `\` that escapes the next byte inside a string literal.
+pub const BACKSLASH: u8 = b'\\';
+
+impl DepthCounter {
+    pub fn failed_state(&self) -> StateId {
+        (self.max + 1) * 3
+    }
+
+    pub fn state(depth: u32, mode: StringMode) -> StateId {
+        depth * 3 + mode as u32
+    }
+
+    /// `(depth, mode)` of a non-failed state.
+    pub fn decode(&self, state: StateId) -> Option<(u32, StringMode)> {
+        if state >= self.failed_state() {
+            return None;
+        }
+        let mode = match state % 3 {
+            0 => StringMode::Code,
+            1 => StringMode::Str,
+            _ => StringMode::StrEscape,
+        };
+        Some((state / 3, mode))
+    }
+
+    /// One byte of the depth counter. The order of the tests is normative
+    /// (docs/spec-format.md): string handling first when `strings` is set,
+    /// then `open`, then `close`.
+    pub fn step(&self, state: StateId, byte: u8) -> StateId {
+        let Some((depth, mode)) = self.decode(state) else {
+            return state;
+        };
+        if self.strings {
+            match mode {
+                StringMode::Str if byte == BACKSLASH => {
+                    return Self::state(depth, StringMode::StrEscape)
+                }
+                StringMode::Str if byte == QUOTE => return Self::state(depth, StringMode::Code),
+                StringMode::Str => return state,
+                StringMode::StrEscape => return Self::state(depth, StringMode::Str),
+                StringMode::Code if byte == QUOTE => return Self::state(depth, StringMode::Str),
+                StringMode::Code => {}
+            }
+        }
+        if self.open.contains(byte) {
+            if depth + 1 > self.max {
+                self.failed_state()
+            } else {
+                Self::state(depth + 1, mode)
+            }
+        } else if self.close.contains(byte) {
+            Self::state(depth.saturating_sub(1), mode)
+        } else {
+            state
+        }
+    }
+}
+
+impl Machine {
+    pub const INITIAL: StateId = 0;
+
+    pub fn state_count(&self) -> usize {
+        match self {
+            Machine::Dfa(d) => d.next.len(),
+            Machine::Depth(c) => c.failed_state() as usize + 1,
+        }
+    }
+
+    pub fn step(&self, state: StateId, byte: u8) -> StateId {
+        match self {
+            Machine::Dfa(d) => d.next[state as usize][usize::from(byte)],
+            Machine::Depth(c) => c.step(state, byte),
+        }
+    }
+
+    pub fn accepts(&self, state: StateId) -> bool {
+        match self {
+            Machine::Dfa(d) => d.accepting[state as usize],
+            Machine::Depth(c) => state != c.failed_state(),
+        }
+    }
+
+    /// True when `state` steps to itself on every byte.
+    pub fn is_sink(&self, state: StateId) -> bool {
+        match self {
+            Machine::Dfa(d) => d.next[state as usize].iter().all(|&t| t == state),
+            Machine::Depth(c) => state == c.failed_state(),
+        }
+    }
+}

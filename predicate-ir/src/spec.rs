@@ -1,0 +1,237 @@
+//! The spec AST: the predicate language of DESIGN.md, one type per construct.
+//!
+//! Invariants every value built by [`crate::parse`] upholds (the lowering and
+//! the emitter rely on them; constructors here do not re-check them):
+//! - every offset, window bound and `len` constant is at most [`MAX_OFFSET`];
+//! - a window's `end`, when present, is `>= start`;
+//! - a [`ByteClass`] is stored as sorted, disjoint, non-adjacent ranges;
+//! - a [`Pattern`] has between 1 and [`MAX_PATTERN_LEN`] classes.
+
+/// The spec format version this crate reads and writes.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Largest offset, window bound or length constant a spec may name.
+/// A payload never exceeds 65,535 bytes (the IPv4 total length field).
+pub const MAX_OFFSET: u32 = 65_535;
+
+/// Longest pattern (`prefix`, `contains`) in byte classes.
+pub const MAX_PATTERN_LEN: usize = 64;
+
+/// Largest `max` of a `depth_le`.
+pub const MAX_DEPTH: u32 = 65_535;
+
+/// A whole spec file: a named predicate plus the packet policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// Diode name: `[A-Za-z_][A-Za-z0-9_]{0,62}`; becomes the program name.
+    pub name: String,
+    /// Free text, carried into `lagic check` output only.
+    pub description: String,
+    pub policy: Policy,
+    pub predicate: Pred,
+}
+
+/// What to do with a packet class that carries no inspectable TCP payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Pass,
+    Drop,
+}
+
+/// Packet policy for traffic the predicate does not judge.
+/// Defaults follow DESIGN.md's packet model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Policy {
+    /// ARP frames (EtherType 0x0806). Default: pass.
+    pub arp: Action,
+    /// ICMPv6 neighbour discovery, types 133-137. Default: pass.
+    pub ipv6_nd: Action,
+    /// IPv4/IPv6 packets whose protocol is not TCP (and, for IPv6, not an
+    /// extension header, which is always dropped). Default: drop.
+    pub other_ip: Action,
+    /// Other EtherTypes (VLAN tags excepted: always dropped). Default: drop.
+    pub non_ip: Action,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            arp: Action::Pass,
+            ipv6_nd: Action::Pass,
+            other_ip: Action::Drop,
+            non_ip: Action::Drop,
+        }
+    }
+}
+
+/// A set of byte values, kept as sorted, disjoint, non-adjacent inclusive ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ByteClass {
+    ranges: Vec<(u8, u8)>,
+}
+
+impl ByteClass {
+    /// Builds a class from any inclusive ranges (each `lo <= hi`), normalizing them.
+    pub fn from_ranges(ranges: impl IntoIterator<Item = (u8, u8)>) -> ByteClass {
+        let mut v: Vec<(u8, u8)> = ranges.into_iter().collect();
+        v.sort_unstable();
+        let mut out: Vec<(u8, u8)> = Vec::with_capacity(v.len());
+        for (lo, hi) in v {
+            debug_assert!(lo <= hi);
+            match out.last_mut() {
+                Some(last) if u16::from(lo) <= u16::from(last.1) + 1 => last.1 = last.1.max(hi),
+                _ => out.push((lo, hi)),
+            }
+        }
+        ByteClass { ranges: out }
+    }
+
+    /// The class holding exactly `bytes`.
+    pub fn from_bytes(bytes: impl IntoIterator<Item = u8>) -> ByteClass {
+        ByteClass::from_ranges(bytes.into_iter().map(|b| (b, b)))
+    }
+
+    pub fn empty() -> ByteClass {
+        ByteClass { ranges: Vec::new() }
+    }
+
+    pub fn full() -> ByteClass {
+        ByteClass {
+            ranges: vec![(0, 255)],
+        }
+    }
+
+    /// `printable`: 0x20-0x7E.
+    pub fn printable() -> ByteClass {
+        ByteClass::from_ranges([(0x20, 0x7e)])
+    }
+
+    /// `text`: printable plus TAB, LF, CR.
+    pub fn text() -> ByteClass {
+        ByteClass::from_ranges([(0x09, 0x0a), (0x0d, 0x0d), (0x20, 0x7e)])
+    }
+
+    pub fn ranges(&self) -> &[(u8, u8)] {
+        &self.ranges
+    }
+
+    pub fn contains(&self, byte: u8) -> bool {
+        self.ranges.iter().any(|&(lo, hi)| lo <= byte && byte <= hi)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.ranges == [(0, 255)]
+    }
+
+    /// Number of byte values in the class.
+    pub fn len(&self) -> usize {
+        self.ranges
+            .iter()
+            .map(|&(lo, hi)| usize::from(hi - lo) + 1)
+            .sum()
+    }
+
+    pub fn complement(&self) -> ByteClass {
+        ByteClass::from_bytes((0..=255u8).filter(|&b| !self.contains(b)))
+    }
+}
+
+/// A sequence of byte classes; position `j` of a match must be in class `j`.
+pub type Pattern = Vec<ByteClass>;
+
+/// `[start, end)` over the payload; `end == None` is unbounded.
+/// Selects `P[start .. min(end, n))`, empty when `start >= n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Window {
+    pub start: u32,
+    pub end: Option<u32>,
+}
+
+impl Window {
+    /// The whole payload.
+    pub const ALL: Window = Window {
+        start: 0,
+        end: None,
+    };
+
+    /// The selected byte range of a payload of `n` bytes, as `start..end` indices.
+    pub fn bounds(&self, n: usize) -> std::ops::Range<usize> {
+        let start = self.start as usize;
+        let end = self.end.map_or(n, |e| (e as usize).min(n));
+        if start >= end {
+            start.min(n)..start.min(n)
+        } else {
+            start..end
+        }
+    }
+}
+
+/// Comparison operator of `len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Eq,
+    Ne,
+    Ge,
+    Gt,
+}
+
+impl Cmp {
+    pub fn holds(self, lhs: u64, rhs: u64) -> bool {
+        match self {
+            Cmp::Lt => lhs < rhs,
+            Cmp::Le => lhs <= rhs,
+            Cmp::Eq => lhs == rhs,
+            Cmp::Ne => lhs != rhs,
+            Cmp::Ge => lhs >= rhs,
+            Cmp::Gt => lhs > rhs,
+        }
+    }
+
+    /// The operator as written in spec JSON.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Eq => "==",
+            Cmp::Ne => "!=",
+            Cmp::Ge => ">=",
+            Cmp::Gt => ">",
+        }
+    }
+}
+
+/// A predicate over the payload `P` (length `n`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Pred {
+    True,
+    False,
+    Not(Box<Pred>),
+    And(Vec<Pred>),
+    Or(Vec<Pred>),
+    /// `n cmp value`.
+    Len { cmp: Cmp, value: u32 },
+    /// `index < n` and `P[index]` in `class`.
+    Byte { index: u32, class: ByteClass },
+    /// Every byte of the window is in `class`.
+    All { window: Window, class: ByteClass },
+    /// Some byte of the window is in `class`.
+    Any { window: Window, class: ByteClass },
+    /// `n >= |pattern|` and `P[j]` in `pattern[j]` for every `j`.
+    Prefix { pattern: Pattern },
+    /// `pattern` occurs entirely inside the window.
+    Contains { window: Window, pattern: Pattern },
+    /// Nesting depth never exceeds `max` (see DESIGN.md and docs/spec-format.md).
+    DepthLe {
+        window: Window,
+        max: u32,
+        open: ByteClass,
+        close: ByteClass,
+        strings: bool,
+    },
+}
