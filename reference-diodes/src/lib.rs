@@ -89,8 +89,11 @@ pub fn hateless(payload: &[u8]) -> bool {
     !payload.windows(4).any(|w| w.eq_ignore_ascii_case(b"hate"))
 }
 
+/// A reference diode: does the payload pass?
+pub type Diode = fn(&[u8]) -> bool;
+
 /// Every seed diode by its name (the names of the example spec files).
-pub const ALL: [(&str, fn(&[u8]) -> bool); 7] = [
+pub const ALL: [(&str, Diode); 7] = [
     ("minimal", minimal),
     ("printable16", printable16),
     ("printable64", printable64),
@@ -101,7 +104,7 @@ pub const ALL: [(&str, fn(&[u8]) -> bool); 7] = [
 ];
 
 /// The reference diode named `name`, if there is one.
-pub fn by_name(name: &str) -> Option<fn(&[u8]) -> bool> {
+pub fn by_name(name: &str) -> Option<Diode> {
     ALL.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
