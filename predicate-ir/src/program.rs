@@ -58,9 +58,15 @@ pub enum Formula {
     And(Vec<Formula>),
     Or(Vec<Formula>),
     /// `n cmp value`.
-    Len { cmp: Cmp, value: u32 },
+    Len {
+        cmp: Cmp,
+        value: u32,
+    },
     /// `index < n` and `P[index]` in `class`.
-    Byte { index: u32, class: ByteClass },
+    Byte {
+        index: u32,
+        class: ByteClass,
+    },
     /// The scan's final state is accepting.
     Scan(ScanId),
 }
@@ -198,5 +204,68 @@ impl Machine {
             Machine::Dfa(d) => d.next[state as usize].iter().all(|&t| t == state),
             Machine::Depth(c) => state == c.failed_state(),
         }
+    }
+}
+
+impl Machine {
+    /// Runs the machine from `state` over `bytes`: a scan resumed on the
+    /// next chunk of its window continues from the state it stopped in.
+    pub fn run(&self, state: StateId, bytes: &[u8]) -> StateId {
+        bytes.iter().fold(state, |s, &b| self.step(s, b))
+    }
+}
+
+impl Formula {
+    /// The formula's value for `payload`, given whether each scan accepted
+    /// (`scan_accepted[i]` for [`Formula::Scan`]`(i)`).
+    pub fn evaluate(&self, payload: &[u8], scan_accepted: &[bool]) -> bool {
+        match self {
+            Formula::Const(b) => *b,
+            Formula::Not(f) => !f.evaluate(payload, scan_accepted),
+            Formula::And(fs) => fs.iter().all(|f| f.evaluate(payload, scan_accepted)),
+            Formula::Or(fs) => fs.iter().any(|f| f.evaluate(payload, scan_accepted)),
+            Formula::Len { cmp, value } => cmp.holds(payload.len() as u64, u64::from(*value)),
+            Formula::Byte { index, class } => payload
+                .get(*index as usize)
+                .is_some_and(|&b| class.contains(b)),
+            Formula::Scan(id) => scan_accepted[*id],
+        }
+    }
+
+    /// Number of atoms (`Len`, `Byte`, `Scan`) in the formula.
+    pub fn atom_count(&self) -> usize {
+        match self {
+            Formula::Const(_) => 0,
+            Formula::Not(f) => f.atom_count(),
+            Formula::And(fs) | Formula::Or(fs) => fs.iter().map(Formula::atom_count).sum(),
+            Formula::Len { .. } | Formula::Byte { .. } | Formula::Scan(_) => 1,
+        }
+    }
+}
+
+impl Program {
+    /// The final state of scan `id` on `payload`: its machine run from
+    /// [`Machine::INITIAL`] over the scan window's bytes.
+    pub fn run_scan(&self, id: ScanId, payload: &[u8]) -> StateId {
+        let scan = &self.scans[id];
+        let bytes = &payload[scan.window.bounds(payload.len())];
+        scan.machine.run(Machine::INITIAL, bytes)
+    }
+
+    /// Whether `payload` satisfies the lowered predicate: every scan run,
+    /// then the formula. Equals [`crate::eval`] of the spec's predicate for
+    /// every payload of at most [`crate::spec::MAX_OFFSET`] bytes.
+    pub fn evaluate(&self, payload: &[u8]) -> bool {
+        let accepted: Vec<bool> = (0..self.scans.len())
+            .map(|id| self.scans[id].machine.accepts(self.run_scan(id, payload)))
+            .collect();
+        self.formula.evaluate(payload, &accepted)
+    }
+
+    /// The packet verdict for a TCP payload under DESIGN.md's packet model:
+    /// an empty payload (pure ACK/SYN/FIN) passes, any other is judged by
+    /// the predicate. True means pass.
+    pub fn verdict(&self, payload: &[u8]) -> bool {
+        payload.is_empty() || self.evaluate(payload)
     }
 }

@@ -20,6 +20,19 @@ pub const MAX_PATTERN_LEN: usize = 64;
 /// Largest `max` of a `depth_le`.
 pub const MAX_DEPTH: u32 = 65_535;
 
+/// Largest spec text [`crate::parse`] reads: 4 MiB.
+pub const MAX_SPEC_BYTES: usize = 4 << 20;
+
+/// Deepest predicate nesting [`crate::parse`] accepts (the top predicate is
+/// level 1). Each `and`/`or` level costs two JSON levels (object and `args`
+/// array) and a pattern three more (pattern, class, range), so 48 levels
+/// stay well inside serde_json's own limit of 127 nested arrays/objects: a
+/// valid spec never trips that limit, and the nesting error names the path.
+pub const MAX_PRED_DEPTH: usize = 48;
+
+/// Longest diode name, in bytes (`[A-Za-z_][A-Za-z0-9_]{0,62}`).
+pub const MAX_NAME_LEN: usize = 63;
+
 /// A whole spec file: a named predicate plus the packet policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
@@ -168,6 +181,15 @@ impl Window {
             start..end
         }
     }
+
+    /// The most bytes this window can select from any payload of at most
+    /// [`MAX_OFFSET`] bytes: 0 means it is empty for every payload.
+    pub fn max_len(&self) -> u32 {
+        self.end
+            .unwrap_or(MAX_OFFSET)
+            .min(MAX_OFFSET)
+            .saturating_sub(self.start)
+    }
 }
 
 /// Comparison operator of `len`.
@@ -193,6 +215,18 @@ impl Cmp {
         }
     }
 
+    /// The operator that holds exactly when `self` does not.
+    pub fn negate(self) -> Cmp {
+        match self {
+            Cmp::Lt => Cmp::Ge,
+            Cmp::Le => Cmp::Gt,
+            Cmp::Eq => Cmp::Ne,
+            Cmp::Ne => Cmp::Eq,
+            Cmp::Ge => Cmp::Lt,
+            Cmp::Gt => Cmp::Le,
+        }
+    }
+
     /// The operator as written in spec JSON.
     pub fn symbol(self) -> &'static str {
         match self {
@@ -215,17 +249,34 @@ pub enum Pred {
     And(Vec<Pred>),
     Or(Vec<Pred>),
     /// `n cmp value`.
-    Len { cmp: Cmp, value: u32 },
+    Len {
+        cmp: Cmp,
+        value: u32,
+    },
     /// `index < n` and `P[index]` in `class`.
-    Byte { index: u32, class: ByteClass },
+    Byte {
+        index: u32,
+        class: ByteClass,
+    },
     /// Every byte of the window is in `class`.
-    All { window: Window, class: ByteClass },
+    All {
+        window: Window,
+        class: ByteClass,
+    },
     /// Some byte of the window is in `class`.
-    Any { window: Window, class: ByteClass },
+    Any {
+        window: Window,
+        class: ByteClass,
+    },
     /// `n >= |pattern|` and `P[j]` in `pattern[j]` for every `j`.
-    Prefix { pattern: Pattern },
+    Prefix {
+        pattern: Pattern,
+    },
     /// `pattern` occurs entirely inside the window.
-    Contains { window: Window, pattern: Pattern },
+    Contains {
+        window: Window,
+        pattern: Pattern,
+    },
     /// Nesting depth never exceeds `max` (see DESIGN.md and docs/spec-format.md).
     DepthLe {
         window: Window,

@@ -1,0 +1,260 @@
+//! Proptest strategies for specs, predicates and payloads (feature
+//! `arbitrary`), shared by this crate's tests and the kernel equivalence
+//! tests of other crates.
+//!
+//! The generators are biased so that random predicates and random payloads
+//! *interact*: classes are often built from a small set of "hot" bytes
+//! ([`HOT_BYTES`]: letters of "hate" in both cases, JSON punctuation,
+//! quote and backslash, CR/LF, NUL, 0xFF) that the payload generators also
+//! favour, and patterns are often case-insensitive words the payloads embed.
+//! Every construct appears, nested, together with the edge cases: empty
+//! `and`/`or`, empty and full classes, windows past the payload, unbounded
+//! windows, windows at the top of the offset range, patterns of 1 to 64
+//! classes, `depth_le` whose open and close classes overlap or contain the
+//! quote byte. Every value generated is valid (upholds the invariants of
+//! [`crate::spec`]); payloads are at most 4,000 bytes.
+
+use crate::spec::{
+    Action, ByteClass, Cmp, Pattern, Policy, Pred, Spec, Window, MAX_OFFSET, MAX_PATTERN_LEN,
+};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
+
+/// Bytes that classes and payloads both favour.
+pub const HOT_BYTES: &[u8] = b"hHaAtTeE{}[]\"\\:, \r\n\t0x\x00\xff";
+
+/// Fragments the payload generators join together.
+pub const PAYLOAD_WORDS: &[&str] = &[
+    "hate",
+    "HATE",
+    "hAtE",
+    "hat",
+    "ate",
+    "hhate",
+    "I hate bananas",
+    "{",
+    "}",
+    "[",
+    "]",
+    "\"",
+    "\\",
+    "\\\"",
+    ":",
+    ",",
+    " ",
+    "\r\n",
+    "\t",
+    "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "{\"a\":[1]}",
+    "[[[1]]]",
+    "\"[[[[\"",
+    "{\"k\":\"v\\\"}\"}",
+    "\u{0}",
+    "\u{7f}",
+    "ab",
+    "x",
+];
+
+fn arb_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![3 => select(HOT_BYTES), 1 => any::<u8>()]
+}
+
+/// A byte and its other ASCII case, if it has one.
+fn both_cases(b: u8) -> ByteClass {
+    ByteClass::from_bytes([b.to_ascii_lowercase(), b.to_ascii_uppercase()])
+}
+
+/// Byte classes of every size: empty, single bytes, case pairs, small sets,
+/// random ranges, complements of small sets, the named classes, full.
+pub fn arb_class() -> BoxedStrategy<ByteClass> {
+    prop_oneof![
+        1 => Just(ByteClass::empty()),
+        1 => Just(ByteClass::full()),
+        1 => Just(ByteClass::printable()),
+        1 => Just(ByteClass::text()),
+        4 => arb_byte().prop_map(|b| ByteClass::from_bytes([b])),
+        3 => arb_byte().prop_map(both_cases),
+        2 => vec(arb_byte(), 1..6).prop_map(ByteClass::from_bytes),
+        2 => vec((any::<u8>(), any::<u8>()), 1..4).prop_map(|pairs| {
+            ByteClass::from_ranges(pairs.into_iter().map(|(a, b)| (a.min(b), a.max(b))))
+        }),
+        2 => vec(arb_byte(), 1..4).prop_map(|bytes| ByteClass::from_bytes(bytes).complement()),
+    ]
+    .boxed()
+}
+
+/// Windows: whole payload, unbounded from an offset, short bounded ones,
+/// empty ones, ones reaching past typical payloads, and ones at the top of
+/// the offset range (always empty for real payloads).
+pub fn arb_window() -> BoxedStrategy<Window> {
+    prop_oneof![
+        3 => Just(Window::ALL),
+        2 => (0u32..12).prop_map(|start| Window { start, end: None }),
+        4 => (0u32..40, 0u32..40).prop_map(|(start, len)| Window {
+            start,
+            end: Some(start + len),
+        }),
+        1 => (0u32..50).prop_map(|start| Window {
+            start,
+            end: Some(start),
+        }),
+        2 => (0u32..400, 0u32..5000).prop_map(|(start, len)| Window {
+            start,
+            end: Some(start + len),
+        }),
+        1 => (MAX_OFFSET - 3..=MAX_OFFSET).prop_flat_map(|start| {
+            prop_oneof![
+                Just(Window { start, end: None }),
+                (start..=MAX_OFFSET).prop_map(move |end| Window { start, end: Some(end) }),
+            ]
+        }),
+        1 => Just(Window {
+            start: 0,
+            end: Some(MAX_OFFSET),
+        }),
+    ]
+    .boxed()
+}
+
+/// A case-insensitive word as a pattern (one class per letter).
+fn word_pattern(word: &str) -> Pattern {
+    word.bytes().map(both_cases).collect()
+}
+
+/// Patterns of 1 to 64 classes: short random ones, case-insensitive words,
+/// longer random ones, and long ones cycling through a few classes.
+pub fn arb_pattern() -> BoxedStrategy<Pattern> {
+    prop_oneof![
+        4 => vec(arb_class(), 1..4),
+        3 => select(&["hate", "h", "at", "ee", "{\"", "\\\"", "ab", "hatehate"][..]).prop_map(word_pattern),
+        2 => vec(arb_class(), 4..12),
+        1 => (vec(arb_class(), 1..3), 1..=MAX_PATTERN_LEN).prop_map(|(cycle, len)| {
+            cycle.iter().cycle().take(len).cloned().collect()
+        }),
+        1 => (arb_class(), Just(MAX_PATTERN_LEN)).prop_map(|(c, len)| vec![c; len]),
+    ]
+    .boxed()
+}
+
+fn arb_cmp() -> impl Strategy<Value = Cmp> {
+    select(&[Cmp::Lt, Cmp::Le, Cmp::Eq, Cmp::Ne, Cmp::Ge, Cmp::Gt][..])
+}
+
+/// Constants for `len` and `byte`: small, around typical payload sizes, and
+/// at both ends of the range.
+fn arb_offset() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        4 => 0u32..24,
+        2 => 0u32..4100,
+        1 => Just(0u32),
+        1 => MAX_OFFSET - 2..=MAX_OFFSET,
+    ]
+}
+
+fn arb_bracket_class() -> BoxedStrategy<ByteClass> {
+    prop_oneof![
+        3 => Just(ByteClass::from_bytes(*b"{[")),
+        3 => Just(ByteClass::from_bytes(*b"}]")),
+        1 => Just(ByteClass::from_bytes(*b"\"{")),
+        1 => Just(ByteClass::from_bytes(*b"\\]")),
+        3 => arb_class(),
+    ]
+    .boxed()
+}
+
+fn arb_leaf() -> BoxedStrategy<Pred> {
+    prop_oneof![
+        1 => Just(Pred::True),
+        1 => Just(Pred::False),
+        2 => (arb_cmp(), arb_offset()).prop_map(|(cmp, value)| Pred::Len { cmp, value }),
+        2 => (arb_offset(), arb_class()).prop_map(|(index, class)| Pred::Byte { index, class }),
+        3 => (arb_window(), arb_class()).prop_map(|(window, class)| Pred::All { window, class }),
+        3 => (arb_window(), arb_class()).prop_map(|(window, class)| Pred::Any { window, class }),
+        2 => arb_pattern().prop_map(|pattern| Pred::Prefix { pattern }),
+        4 => (arb_window(), arb_pattern()).prop_map(|(window, pattern)| Pred::Contains {
+            window,
+            pattern
+        }),
+        3 => (
+            arb_window(),
+            prop_oneof![4 => 0u32..5, 1 => 0u32..=MAX_OFFSET],
+            arb_bracket_class(),
+            arb_bracket_class(),
+            any::<bool>()
+        )
+            .prop_map(|(window, max, open, close, strings)| Pred::DepthLe {
+                window,
+                max,
+                open,
+                close,
+                strings
+            }),
+    ]
+    .boxed()
+}
+
+/// Predicates nested up to `depth` levels of `not`/`and`/`or` (including
+/// empty `and`/`or`) over every leaf construct.
+pub fn arb_pred(depth: u32) -> BoxedStrategy<Pred> {
+    arb_leaf()
+        .prop_recursive(depth, 48, 5, |inner| {
+            prop_oneof![
+                2 => inner.clone().prop_map(|p| Pred::Not(Box::new(p))),
+                3 => vec(inner.clone(), 0..5).prop_map(Pred::And),
+                3 => vec(inner, 0..5).prop_map(Pred::Or),
+            ]
+        })
+        .boxed()
+}
+
+fn arb_action() -> impl Strategy<Value = Action> {
+    select(&[Action::Pass, Action::Drop][..])
+}
+
+/// Any packet policy.
+pub fn arb_policy() -> BoxedStrategy<Policy> {
+    (arb_action(), arb_action(), arb_action(), arb_action())
+        .prop_map(|(arp, ipv6_nd, other_ip, non_ip)| Policy {
+            arp,
+            ipv6_nd,
+            other_ip,
+            non_ip,
+        })
+        .boxed()
+}
+
+/// Whole specs: valid name, free-text description, any policy, and a
+/// predicate nested up to 4 levels.
+pub fn arb_spec() -> BoxedStrategy<Spec> {
+    (
+        "[A-Za-z_][A-Za-z0-9_]{0,20}",
+        "[ -~]{0,30}",
+        arb_policy(),
+        arb_pred(4),
+    )
+        .prop_map(|(name, description, policy, predicate)| Spec {
+            name,
+            description,
+            policy,
+            predicate,
+        })
+        .boxed()
+}
+
+/// Payloads: hot bytes, raw binary, text with CR/LF, JSON-ish text, joined
+/// words (with the pattern words embedded), and long repetitive payloads
+/// that run past most windows. Empty payloads included; at most 4,000 bytes.
+pub fn arb_payload() -> BoxedStrategy<Vec<u8>> {
+    prop_oneof![
+        3 => vec(arb_byte(), 0..48),
+        2 => vec(any::<u8>(), 0..300),
+        2 => vec(select(&b"abcdefghij hate HATE.,;:!?\r\n\t"[..]), 0..200),
+        2 => vec(select(&b"{}[]\":,\\ a1"[..]), 0..120),
+        3 => vec(select(PAYLOAD_WORDS), 0..24).prop_map(|words| words.concat().into_bytes()),
+        1 => (vec(arb_byte(), 1..8), 500usize..4000).prop_map(|(cycle, len)| {
+            cycle.iter().cycle().take(len).copied().collect()
+        }),
+    ]
+    .boxed()
+}

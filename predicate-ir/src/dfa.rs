@@ -1,0 +1,288 @@
+//! Building and minimizing the byte DFAs of `all`, `any` and `contains`.
+//!
+//! Every DFA built here is returned minimal and in *canonical numbering*:
+//! states are numbered in breadth-first order from the initial state,
+//! exploring bytes 0..=255 in increasing order, so the initial state is 0 and
+//! two DFAs for the same language are equal as values (which is what lets
+//! the lowering deduplicate scans by plain `==`).
+//!
+//! `contains` uses the classic subset construction over the NFA "any bytes,
+//! then the pattern", with the set of live pattern positions kept as a bit
+//! set (pattern length <= 64, so positions 0..=64 fit a `u128`) and all
+//! sets that contain the final position merged into one absorbing accepting
+//! sink: once the pattern has occurred, the scan holds whatever follows.
+//! Construction works on an alphabet compressed to the distinct
+//! "which pattern positions admit this byte" masks, and is bounded by a
+//! state budget because the subset DFA can be exponentially larger than
+//! its minimal form.
+
+use crate::program::{Dfa, StateId};
+use crate::spec::ByteClass;
+use std::collections::HashMap;
+
+/// The subset construction went past its state budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyStates {
+    /// The budget that was exceeded.
+    pub budget: usize,
+}
+
+/// A DFA over a compressed alphabet: `symbol_of[b]` is byte `b`'s symbol.
+struct SymDfa {
+    symbol_of: [usize; 256],
+    symbols: usize,
+    /// Row-major: `next[s * symbols + sym]`.
+    next: Vec<StateId>,
+    accepting: Vec<bool>,
+}
+
+/// `all` over `class`: state 0 (every byte so far in the class, accepting)
+/// and, unless the class is full, state 1 (failed sink).
+pub fn all_dfa(class: &ByteClass) -> Dfa {
+    two_state(class, true)
+}
+
+/// `any` over `class`: state 0 (no byte of the class yet) and, unless the
+/// class is empty, state 1 (found one: accepting sink).
+pub fn any_dfa(class: &ByteClass) -> Dfa {
+    two_state(class, false)
+}
+
+fn two_state(class: &ByteClass, is_all: bool) -> Dfa {
+    let mut symbol_of = [0usize; 256];
+    for b in 0..=255u8 {
+        // Symbol 1 moves to the sink: a byte outside the class for `all`,
+        // inside it for `any`.
+        symbol_of[usize::from(b)] = usize::from(class.contains(b) != is_all);
+    }
+    let sym = SymDfa {
+        symbol_of,
+        symbols: 2,
+        next: vec![0, 1, 1, 1],
+        accepting: vec![is_all, !is_all],
+    };
+    minimize(&sym)
+}
+
+/// `contains pattern` (anywhere in the bytes scanned), minimal, or
+/// [`TooManyStates`] when the subset construction needs more than `budget`
+/// states. `pattern` must have 1..=64 classes.
+pub fn contains_dfa(pattern: &[ByteClass], budget: usize) -> Result<Dfa, TooManyStates> {
+    let m = pattern.len();
+    assert!(
+        (1..=64).contains(&m),
+        "contains_dfa: pattern length {m} outside 1..=64"
+    );
+    let done: u128 = 1 << m;
+
+    // mask[b]: bit j set when byte b may stand at pattern position j.
+    let mut mask_of = [0u128; 256];
+    for (j, class) in pattern.iter().enumerate() {
+        for &(lo, hi) in class.ranges() {
+            for b in lo..=hi {
+                mask_of[usize::from(b)] |= 1 << j;
+            }
+        }
+    }
+    let mut masks: Vec<u128> = Vec::new();
+    let mut symbol_of = [0usize; 256];
+    for b in 0..256 {
+        symbol_of[b] = match masks.iter().position(|&m| m == mask_of[b]) {
+            Some(i) => i,
+            None => {
+                masks.push(mask_of[b]);
+                masks.len() - 1
+            }
+        };
+    }
+    let symbols = masks.len();
+
+    // States are sets of positions reached (bit j: the last j bytes matched
+    // the pattern's first j classes); bit 0 is always set ("any bytes").
+    let mut index: HashMap<u128, StateId> = HashMap::new();
+    let mut sets: Vec<u128> = vec![1];
+    index.insert(1, 0);
+    let mut next: Vec<StateId> = Vec::new();
+    let mut s = 0;
+    while s < sets.len() {
+        let set = sets[s];
+        for &mask in &masks {
+            let target = if set == done {
+                done
+            } else {
+                let t = ((set & mask) << 1) | 1;
+                if t & done != 0 {
+                    done
+                } else {
+                    t
+                }
+            };
+            let id = match index.get(&target) {
+                Some(&id) => id,
+                None => {
+                    if sets.len() >= budget {
+                        return Err(TooManyStates { budget });
+                    }
+                    let id = sets.len() as StateId;
+                    sets.push(target);
+                    index.insert(target, id);
+                    id
+                }
+            };
+            next.push(id);
+        }
+        s += 1;
+    }
+    let accepting = sets.iter().map(|&set| set == done).collect();
+    Ok(minimize(&SymDfa {
+        symbol_of,
+        symbols,
+        next,
+        accepting,
+    }))
+}
+
+/// Minimizes a full byte DFA and renumbers it canonically.
+pub fn minimize_dfa(dfa: &Dfa) -> Dfa {
+    // Compress the alphabet: bytes whose columns agree in every state.
+    let mut symbol_of = [0usize; 256];
+    let mut reps: Vec<usize> = Vec::new();
+    for b in 0..256 {
+        let same = reps
+            .iter()
+            .position(|&r| dfa.next.iter().all(|row| row[r] == row[b]));
+        symbol_of[b] = match same {
+            Some(i) => i,
+            None => {
+                reps.push(b);
+                reps.len() - 1
+            }
+        };
+    }
+    let next = dfa
+        .next
+        .iter()
+        .flat_map(|row| reps.iter().map(move |&r| row[r]))
+        .collect();
+    minimize(&SymDfa {
+        symbol_of,
+        symbols: reps.len(),
+        next,
+        accepting: dfa.accepting.clone(),
+    })
+}
+
+/// Moore's partition refinement on the states reachable from 0, then the
+/// quotient in canonical numbering, expanded back to 256 columns.
+fn minimize(d: &SymDfa) -> Dfa {
+    let k = d.symbols;
+    let step = |s: usize, sym: usize| d.next[s * k + sym] as usize;
+
+    // Reachable states, in discovery order.
+    let total = d.accepting.len();
+    let mut seen = vec![false; total];
+    let mut reachable = vec![0usize];
+    seen[0] = true;
+    let mut i = 0;
+    while i < reachable.len() {
+        let s = reachable[i];
+        for sym in 0..k {
+            let t = step(s, sym);
+            if !seen[t] {
+                seen[t] = true;
+                reachable.push(t);
+            }
+        }
+        i += 1;
+    }
+
+    // block[s]: the equivalence block of reachable state s.
+    let mut block = vec![usize::MAX; total];
+    for &s in &reachable {
+        block[s] = usize::from(d.accepting[s]);
+    }
+    let mut blocks = {
+        let mut kinds: Vec<usize> = reachable.iter().map(|&s| block[s]).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds.len()
+    };
+    loop {
+        let mut ids: HashMap<Vec<usize>, usize> = HashMap::new();
+        let mut refined = vec![usize::MAX; total];
+        for &s in &reachable {
+            let mut signature = Vec::with_capacity(k + 1);
+            signature.push(block[s]);
+            signature.extend((0..k).map(|sym| block[step(s, sym)]));
+            let fresh = ids.len();
+            refined[s] = *ids.entry(signature).or_insert(fresh);
+        }
+        let count = ids.len();
+        block = refined;
+        if count == blocks {
+            break;
+        }
+        blocks = count;
+    }
+
+    // Canonical numbering: breadth-first from the initial block, bytes in order.
+    let mut first_of_block = vec![usize::MAX; blocks];
+    for &s in reachable.iter().rev() {
+        first_of_block[block[s]] = s;
+    }
+    let mut number: HashMap<usize, StateId> = HashMap::new();
+    let mut order: Vec<usize> = vec![block[0]];
+    number.insert(block[0], 0);
+    let mut out_next: Vec<[StateId; 256]> = Vec::new();
+    let mut out_accepting = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let rep = first_of_block[order[i]];
+        let mut row = [0 as StateId; 256];
+        for (b, slot) in row.iter_mut().enumerate() {
+            let target_block = block[step(rep, d.symbol_of[b])];
+            let fresh = order.len() as StateId;
+            let id = *number.entry(target_block).or_insert_with(|| {
+                order.push(target_block);
+                fresh
+            });
+            *slot = id;
+        }
+        out_next.push(row);
+        out_accepting.push(d.accepting[rep]);
+        i += 1;
+    }
+    Dfa {
+        next: out_next,
+        accepting: out_accepting,
+    }
+}
+
+impl Dfa {
+    /// The bytes partitioned by behaviour: two bytes are in the same class
+    /// when every state moves the same way on both. Classes are listed by
+    /// their smallest byte. An emitter can test a class instead of a byte.
+    pub fn byte_classes(&self) -> Vec<ByteClass> {
+        let mut reps: Vec<(u8, Vec<u8>)> = Vec::new();
+        for b in 0..=255u8 {
+            let col = usize::from(b);
+            match reps
+                .iter_mut()
+                .find(|(r, _)| self.next.iter().all(|row| row[usize::from(*r)] == row[col]))
+            {
+                Some((_, members)) => members.push(b),
+                None => reps.push((b, vec![b])),
+            }
+        }
+        reps.into_iter()
+            .map(|(_, members)| ByteClass::from_bytes(members))
+            .collect()
+    }
+
+    /// Runs the DFA from `state` over `bytes`.
+    pub fn run(&self, state: StateId, bytes: &[u8]) -> StateId {
+        bytes
+            .iter()
+            .fold(state, |s, &b| self.next[s as usize][usize::from(b)])
+    }
+}

@@ -1,0 +1,309 @@
+//! Lowering a spec to a [`Program`]: scans, passes and a formula.
+//!
+//! Steps: [`normalize`] the predicate; map `len` and `byte` to formula atoms
+//! and `prefix` to a conjunction of `byte` atoms (`n >= |pat|` and every
+//! `P[j]` in `pat[j]` is exactly "every `byte j pat[j]` holds"); turn each
+//! `all`, `any` and `contains` into a minimal [`Dfa`] scan and each
+//! `depth_le` into a [`DepthCounter`] scan. Identical scans (same window,
+//! equal machine: DFAs are canonically numbered, so equal languages give
+//! equal values) are shared; scans over the same window are grouped into one
+//! [`Pass`], passes and scans ordered by first appearance in the formula.
+//!
+//! [`Limits`] bound what the emitter has to handle; exceeding one is a
+//! [`LowerError`] naming the JSON path of the construct in the *original*
+//! spec (normalization keeps scan constructs unchanged, so they are found
+//! again there). `lagic check` runs this, so an over-limit spec is rejected
+//! before emission.
+
+use crate::dfa::{all_dfa, any_dfa, contains_dfa};
+use crate::normalize::normalize;
+use crate::program::{DepthCounter, Formula, Machine, Pass, Program, Scan, ScanId};
+use crate::spec::{Pred, Spec, Window};
+
+/// Bounds on a lowered program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most states of one scan's minimal DFA.
+    pub max_dfa_states: usize,
+    /// Most states the subset construction of one `contains` may explore
+    /// before minimization (it can be exponentially larger than the result).
+    pub max_construction_states: usize,
+    /// Most distinct scans in a program.
+    pub max_scans: usize,
+    /// Most atoms (`len`, `byte` and scan tests) in the formula.
+    pub max_formula_atoms: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_dfa_states: 512,
+            max_construction_states: 16_384,
+            max_scans: 64,
+            max_formula_atoms: 1024,
+        }
+    }
+}
+
+/// A spec that is valid but too big to lower within [`Limits`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LowerError {
+    #[error(
+        "{path}: {construct} needs a DFA of {states} states; the limit is {limit} states per scan"
+    )]
+    DfaTooLarge {
+        path: String,
+        construct: &'static str,
+        states: usize,
+        limit: usize,
+    },
+    #[error(
+        "{path}: contains: building its DFA explored more than {limit} states before minimization; \
+         simplify the pattern (fewer distinct classes, or fewer wide classes followed by narrow ones)"
+    )]
+    ConstructionTooLarge { path: String, limit: usize },
+    #[error("{path}: {construct} would be scan number {count}; the limit is {limit} distinct scans per program")]
+    TooManyScans {
+        path: String,
+        construct: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    #[error("{path}: the formula needs {count} atoms (len, byte and scan tests, prefix counting one per class); the limit is {limit}")]
+    TooManyAtoms {
+        path: String,
+        count: usize,
+        limit: usize,
+    },
+}
+
+impl LowerError {
+    /// JSON path of the offending construct in the spec.
+    pub fn path(&self) -> &str {
+        match self {
+            LowerError::DfaTooLarge { path, .. }
+            | LowerError::ConstructionTooLarge { path, .. }
+            | LowerError::TooManyScans { path, .. }
+            | LowerError::TooManyAtoms { path, .. } => path,
+        }
+    }
+}
+
+/// Lowers `spec` with the default [`Limits`].
+pub fn lower(spec: &Spec) -> Result<Program, LowerError> {
+    lower_with(spec, &Limits::default())
+}
+
+/// Lowers `spec` within `limits`.
+pub fn lower_with(spec: &Spec, limits: &Limits) -> Result<Program, LowerError> {
+    let normalized = normalize(&spec.predicate);
+    let mut builder = Builder {
+        limits,
+        original: &spec.predicate,
+        scans: Vec::new(),
+        built: Vec::new(),
+        atoms: 0,
+    };
+    let formula = builder.formula(&normalized)?;
+    if builder.atoms > limits.max_formula_atoms {
+        return Err(LowerError::TooManyAtoms {
+            path: "$.predicate".to_string(),
+            count: builder.atoms,
+            limit: limits.max_formula_atoms,
+        });
+    }
+    let scans = builder.scans;
+    let mut passes: Vec<Pass> = Vec::new();
+    for (id, scan) in scans.iter().enumerate() {
+        match passes.iter_mut().find(|p| p.window == scan.window) {
+            Some(pass) => pass.scans.push(id),
+            None => passes.push(Pass {
+                window: scan.window,
+                scans: vec![id],
+            }),
+        }
+    }
+    Ok(Program {
+        name: spec.name.clone(),
+        policy: spec.policy,
+        scans,
+        passes,
+        formula,
+    })
+}
+
+struct Builder<'a> {
+    limits: &'a Limits,
+    original: &'a Pred,
+    scans: Vec<Scan>,
+    /// Scan constructs already lowered, with their scan.
+    built: Vec<(Pred, ScanId)>,
+    atoms: usize,
+}
+
+impl Builder<'_> {
+    fn formula(&mut self, p: &Pred) -> Result<Formula, LowerError> {
+        Ok(match p {
+            Pred::True => Formula::Const(true),
+            Pred::False => Formula::Const(false),
+            Pred::Not(q) => Formula::Not(Box::new(self.formula(q)?)),
+            Pred::And(qs) => Formula::And(self.formulas(qs)?),
+            Pred::Or(qs) => Formula::Or(self.formulas(qs)?),
+            Pred::Len { cmp, value } => {
+                self.atoms += 1;
+                Formula::Len {
+                    cmp: *cmp,
+                    value: *value,
+                }
+            }
+            Pred::Byte { index, class } => {
+                self.atoms += 1;
+                Formula::Byte {
+                    index: *index,
+                    class: class.clone(),
+                }
+            }
+            Pred::Prefix { pattern } => {
+                self.atoms += pattern.len();
+                let mut bytes: Vec<Formula> = pattern
+                    .iter()
+                    .enumerate()
+                    .map(|(j, class)| Formula::Byte {
+                        index: j as u32,
+                        class: class.clone(),
+                    })
+                    .collect();
+                if bytes.len() == 1 {
+                    bytes.pop().expect("one atom")
+                } else {
+                    Formula::And(bytes)
+                }
+            }
+            Pred::All { .. } | Pred::Any { .. } | Pred::Contains { .. } | Pred::DepthLe { .. } => {
+                self.atoms += 1;
+                Formula::Scan(self.scan(p)?)
+            }
+        })
+    }
+
+    fn formulas(&mut self, ps: &[Pred]) -> Result<Vec<Formula>, LowerError> {
+        ps.iter().map(|p| self.formula(p)).collect()
+    }
+
+    fn scan(&mut self, p: &Pred) -> Result<ScanId, LowerError> {
+        if let Some((_, id)) = self.built.iter().find(|(q, _)| q == p) {
+            return Ok(*id);
+        }
+        let (window, machine) = self.machine(p)?;
+        let id = match self
+            .scans
+            .iter()
+            .position(|s| s.window == window && s.machine == machine)
+        {
+            Some(id) => id,
+            None => {
+                if self.scans.len() >= self.limits.max_scans {
+                    return Err(LowerError::TooManyScans {
+                        path: self.path_of(p),
+                        construct: construct_name(p),
+                        count: self.scans.len() + 1,
+                        limit: self.limits.max_scans,
+                    });
+                }
+                self.scans.push(Scan { window, machine });
+                self.scans.len() - 1
+            }
+        };
+        self.built.push((p.clone(), id));
+        Ok(id)
+    }
+
+    fn machine(&self, p: &Pred) -> Result<(Window, Machine), LowerError> {
+        let (window, dfa) = match p {
+            Pred::All { window, class } => (*window, all_dfa(class)),
+            Pred::Any { window, class } => (*window, any_dfa(class)),
+            Pred::Contains { window, pattern } => {
+                let dfa = contains_dfa(pattern, self.limits.max_construction_states).map_err(
+                    |too_many| LowerError::ConstructionTooLarge {
+                        path: self.path_of(p),
+                        limit: too_many.budget,
+                    },
+                )?;
+                (*window, dfa)
+            }
+            Pred::DepthLe {
+                window,
+                max,
+                open,
+                close,
+                strings,
+            } => {
+                let counter = DepthCounter {
+                    max: *max,
+                    open: open.clone(),
+                    close: close.clone(),
+                    strings: *strings,
+                };
+                return Ok((*window, Machine::Depth(counter)));
+            }
+            _ => unreachable!("machine() is called on scan constructs only"),
+        };
+        if dfa.next.len() > self.limits.max_dfa_states {
+            return Err(LowerError::DfaTooLarge {
+                path: self.path_of(p),
+                construct: construct_name(p),
+                states: dfa.next.len(),
+                limit: self.limits.max_dfa_states,
+            });
+        }
+        Ok((window, Machine::Dfa(dfa)))
+    }
+
+    fn path_of(&self, p: &Pred) -> String {
+        let mut path = "$.predicate".to_string();
+        if find_path(self.original, p, &mut path) {
+            path
+        } else {
+            "$.predicate".to_string()
+        }
+    }
+}
+
+fn construct_name(p: &Pred) -> &'static str {
+    match p {
+        Pred::All { .. } => "all",
+        Pred::Any { .. } => "any",
+        Pred::Contains { .. } => "contains",
+        Pred::DepthLe { .. } => "depth_le",
+        _ => "predicate",
+    }
+}
+
+/// Extends `path` to the first subterm of `tree` equal to `target` (in
+/// document order) and returns true, or leaves `path` as it was.
+fn find_path(tree: &Pred, target: &Pred, path: &mut String) -> bool {
+    if tree == target {
+        return true;
+    }
+    let len = path.len();
+    match tree {
+        Pred::Not(q) => {
+            path.push_str(".arg");
+            if find_path(q, target, path) {
+                return true;
+            }
+        }
+        Pred::And(qs) | Pred::Or(qs) => {
+            for (i, q) in qs.iter().enumerate() {
+                path.push_str(&format!(".args[{i}]"));
+                if find_path(q, target, path) {
+                    return true;
+                }
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    path.truncate(len);
+    false
+}
