@@ -1,0 +1,354 @@
+//! Writes a relocatable eBPF ELF object for one TC classifier and its
+//! `bpf_loop` callbacks, in the layout that Aya, libbpf (bpftool) and
+//! iproute2 `tc` all load.
+//!
+//! Layout of the object ([`write_object`]):
+//!
+//! | section | contents |
+//! |---|---|
+//! | `classifier` | the entry function (ALLOC+EXECINSTR, align 8) |
+//! | `.text` | the callbacks, back to back (only when there are callbacks) |
+//! | `license` | the license string with its NUL, symbol `_license` |
+//! | `.BTF`, `.BTF.ext` | types and per-section `func_info`/`line_info` |
+//! | `.rel.classifier` | one `R_BPF_64_64` per callback reference |
+//! | `.symtab`, `.strtab`, `.shstrtab` | |
+//!
+//! Symbols: the entry is `FUNC GLOBAL` (default visibility) in `classifier`;
+//! each callback is `FUNC LOCAL` in `.text`; both with their true sizes
+//! (libbpf refuses size 0: "corrupted program"). Section symbols exist for
+//! `classifier` and `.text`; `_license` is `OBJECT GLOBAL`.
+//!
+//! Callback references: in the entry's code, an `ld_imm64` whose first slot
+//! has `src == BPF_PSEUDO_FUNC` carries the *index* of a callback in
+//! [`Module::callbacks`]. The writer rewrites `imm` to the callback's byte
+//! offset in `.text` and adds a relocation against the `.text` section
+//! symbol, as clang does: Aya resolves it as `symbol address + imm`, libbpf
+//! as `(symbol value + imm) / 8`, and libbpf requires the relocation.
+//! Callbacks live in `.text` as static functions because libbpf refuses
+//! static functions elsewhere and the kernel requires callbacks to be static.
+
+use object::write::{
+    Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection, SymbolSection::Section,
+};
+use object::{
+    Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags, SymbolKind,
+    SymbolScope,
+};
+use thiserror::Error;
+
+use crate::btf::{BtfBuilder, BtfExtBuilder, FuncLinkage, LineInfo};
+use crate::insn::{Insn, BPF_CALL, BPF_JMP, BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC};
+
+/// ELF section holding the entry program (Aya and libbpf map it to
+/// `BPF_PROG_TYPE_SCHED_CLS`; `tc ... sec classifier` selects it).
+pub const PROG_SECTION: &str = "classifier";
+/// ELF section holding the callbacks.
+pub const TEXT_SECTION: &str = ".text";
+pub const LICENSE_SECTION: &str = "license";
+pub const LICENSE_SYMBOL: &str = "_license";
+/// `R_BPF_64_64`: relocation of an `ld_imm64` pair.
+pub const R_BPF_64_64: u32 = 1;
+
+/// One function: a name (a C identifier) and its instruction slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    pub name: String,
+    pub insns: Vec<Insn>,
+}
+
+/// A TC program with its `bpf_loop` callbacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    /// The TC program; a global function in section `classifier`.
+    pub entry: Function,
+    /// `bpf_loop` callbacks; static functions in section `.text`.
+    pub callbacks: Vec<Function>,
+    /// License string, e.g. "GPL" (GPL-only helpers need a GPL-compatible one).
+    pub license: String,
+}
+
+/// Errors from writing or reading an object.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ElfError {
+    #[error("function `{0}` has no instructions")]
+    EmptyFunction(String),
+    #[error("`{0}` is not a valid function name (want [A-Za-z_][A-Za-z0-9_]*)")]
+    BadName(String),
+    #[error("name `{0}` is used twice")]
+    DuplicateName(String),
+    #[error(
+        "slot {slot} of `{function}`: callback index {index} out of range ({count} callbacks)"
+    )]
+    BadCallbackIndex {
+        function: String,
+        slot: usize,
+        index: i32,
+        count: usize,
+    },
+    #[error("slot {slot} of callback `{function}`: callbacks may not take function addresses")]
+    LdFuncInCallback { function: String, slot: usize },
+    #[error("slot {slot} of `{function}`: BPF-to-BPF calls are not supported")]
+    PseudoCall { function: String, slot: usize },
+    #[error("slot {slot} of `{function}`: ld_imm64 without a valid second slot")]
+    TruncatedLdImm64 { function: String, slot: usize },
+    #[error("license must be non-empty and contain no NUL byte")]
+    BadLicense,
+    #[error("program too large: {0} bytes of code")]
+    TooLarge(usize),
+    #[error("object writer: {0}")]
+    Write(String),
+    #[error("reading object: {0}")]
+    Read(String),
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Checks names, emptiness and `ld_imm64` pairing of one function; returns
+/// the slot indices of its `BPF_PSEUDO_FUNC` loads.
+fn scan_function(f: &Function) -> Result<Vec<usize>, ElfError> {
+    if !is_identifier(&f.name) {
+        return Err(ElfError::BadName(f.name.clone()));
+    }
+    if f.insns.is_empty() {
+        return Err(ElfError::EmptyFunction(f.name.clone()));
+    }
+    let mut func_refs = Vec::new();
+    let mut slot = 0;
+    while slot < f.insns.len() {
+        let insn = f.insns[slot];
+        if insn.is_ld_imm64() {
+            match f.insns.get(slot + 1) {
+                Some(next) if next.code == 0 && next.dst == 0 && next.src == 0 && next.off == 0 => {
+                }
+                _ => {
+                    return Err(ElfError::TruncatedLdImm64 {
+                        function: f.name.clone(),
+                        slot,
+                    })
+                }
+            }
+            if insn.src == BPF_PSEUDO_FUNC {
+                func_refs.push(slot);
+            }
+            slot += 2;
+            continue;
+        }
+        if insn.code == BPF_JMP | BPF_CALL && insn.src == BPF_PSEUDO_CALL {
+            return Err(ElfError::PseudoCall {
+                function: f.name.clone(),
+                slot,
+            });
+        }
+        slot += 1;
+    }
+    Ok(func_refs)
+}
+
+fn code_bytes(insns: &[Insn]) -> Vec<u8> {
+    insns.iter().flat_map(|i| i.to_bytes()).collect()
+}
+
+/// Validates `module` and writes it as an ELF64 little-endian `ET_REL`
+/// object for `EM_BPF`. Deterministic: the same module gives the same bytes.
+pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
+    if module.license.is_empty() || module.license.contains('\0') {
+        return Err(ElfError::BadLicense);
+    }
+    let mut seen = std::collections::HashSet::from([LICENSE_SYMBOL]);
+    for f in std::iter::once(&module.entry).chain(&module.callbacks) {
+        if !seen.insert(f.name.as_str()) {
+            return Err(ElfError::DuplicateName(f.name.clone()));
+        }
+    }
+    let entry_refs = scan_function(&module.entry)?;
+    for cb in &module.callbacks {
+        if let Some(&slot) = scan_function(cb)?.first() {
+            return Err(ElfError::LdFuncInCallback {
+                function: cb.name.clone(),
+                slot,
+            });
+        }
+    }
+
+    // Lay the callbacks out back to back in .text.
+    let mut cb_offsets = Vec::with_capacity(module.callbacks.len());
+    let mut text = Vec::new();
+    for cb in &module.callbacks {
+        cb_offsets.push(text.len());
+        text.extend(code_bytes(&cb.insns));
+    }
+    let entry_len = module.entry.insns.len() * Insn::SIZE;
+    for len in [text.len(), entry_len] {
+        if len > i32::MAX as usize {
+            return Err(ElfError::TooLarge(len));
+        }
+    }
+
+    // Rewrite callback references in the entry: imm = byte offset in .text.
+    let mut entry_insns = module.entry.insns.clone();
+    for &slot in &entry_refs {
+        let index = entry_insns[slot].imm;
+        let offset = usize::try_from(index)
+            .ok()
+            .and_then(|i| cb_offsets.get(i))
+            .ok_or_else(|| ElfError::BadCallbackIndex {
+                function: module.entry.name.clone(),
+                slot,
+                index,
+                count: module.callbacks.len(),
+            })?;
+        entry_insns[slot].imm = *offset as i32;
+    }
+
+    let mut obj = Object::new(BinaryFormat::Elf, Architecture::Bpf, Endianness::Little);
+
+    let prog = obj.add_section(Vec::new(), PROG_SECTION.into(), SectionKind::Text);
+    obj.set_section_data(prog, code_bytes(&entry_insns), 8);
+    obj.section_symbol(prog);
+    add_function_symbol(
+        &mut obj,
+        prog,
+        &module.entry.name,
+        0,
+        entry_len,
+        SymbolScope::Dynamic,
+    );
+
+    if !module.callbacks.is_empty() {
+        let text_id = obj.add_section(Vec::new(), TEXT_SECTION.into(), SectionKind::Text);
+        obj.set_section_data(text_id, text, 8);
+        let text_sym = obj.section_symbol(text_id);
+        for (cb, &off) in module.callbacks.iter().zip(&cb_offsets) {
+            add_function_symbol(
+                &mut obj,
+                text_id,
+                &cb.name,
+                off,
+                cb.insns.len() * Insn::SIZE,
+                SymbolScope::Compilation,
+            );
+        }
+        for &slot in &entry_refs {
+            obj.add_relocation(
+                prog,
+                Relocation {
+                    offset: (slot * Insn::SIZE) as u64,
+                    symbol: text_sym,
+                    addend: 0,
+                    flags: RelocationFlags::Elf {
+                        r_type: R_BPF_64_64,
+                    },
+                },
+            )
+            .map_err(|e| ElfError::Write(e.to_string()))?;
+        }
+    }
+
+    let license = obj.add_section(Vec::new(), LICENSE_SECTION.into(), SectionKind::Data);
+    let mut license_bytes = module.license.as_bytes().to_vec();
+    license_bytes.push(0);
+    let license_len = license_bytes.len() as u64;
+    obj.set_section_data(license, license_bytes, 1);
+    obj.add_symbol(Symbol {
+        name: LICENSE_SYMBOL.into(),
+        value: 0,
+        size: license_len,
+        kind: SymbolKind::Data,
+        scope: SymbolScope::Dynamic,
+        weak: false,
+        section: Section(license),
+        flags: SymbolFlags::None,
+    });
+
+    let (btf, btf_ext) = program_btf(module, &cb_offsets);
+    let btf_id = obj.add_section(Vec::new(), b".BTF".to_vec(), SectionKind::Metadata);
+    obj.set_section_data(btf_id, btf, 4);
+    let ext_id = obj.add_section(Vec::new(), b".BTF.ext".to_vec(), SectionKind::Metadata);
+    obj.set_section_data(ext_id, btf_ext, 4);
+
+    obj.write().map_err(|e| ElfError::Write(e.to_string()))
+}
+
+fn add_function_symbol(
+    obj: &mut Object<'_>,
+    section: SectionId,
+    name: &str,
+    offset: usize,
+    size: usize,
+    scope: SymbolScope,
+) -> SymbolId {
+    obj.add_symbol(Symbol {
+        name: name.into(),
+        value: offset as u64,
+        size: size as u64,
+        kind: SymbolKind::Text,
+        scope,
+        weak: false,
+        section: SymbolSection::Section(section),
+        flags: SymbolFlags::None,
+    })
+}
+
+/// Name of the pseudo source file in line info records.
+pub const LINE_INFO_FILE: &str = "lagic";
+
+/// `.BTF` and `.BTF.ext` for `module`: `int`, `void *`, the entry's
+/// `int (void *ctx)` (global) and the callbacks' `int (int idx, void *ctx)`
+/// (static), one `func_info` record per function, and one `line_info`
+/// record at each function's first instruction (so loaders do not warn
+/// about missing line info; the "source line" is the function's name).
+pub fn program_btf(module: &Module, cb_offsets: &[usize]) -> (Vec<u8>, Vec<u8>) {
+    let mut btf = BtfBuilder::new();
+    let int = btf.add_int("int", 4, true);
+    let void_ptr = btf.add_ptr(0);
+    let entry_proto = btf.add_func_proto(int, &[("ctx", void_ptr)]);
+    let entry_func = btf.add_func(&module.entry.name, entry_proto, FuncLinkage::Global);
+    let cb_funcs: Vec<_> = if module.callbacks.is_empty() {
+        Vec::new()
+    } else {
+        let cb_proto = btf.add_func_proto(int, &[("idx", int), ("ctx", void_ptr)]);
+        module
+            .callbacks
+            .iter()
+            .map(|cb| btf.add_func(&cb.name, cb_proto, FuncLinkage::Static))
+            .collect()
+    };
+
+    let file = btf.strings.add(LINE_INFO_FILE);
+    let mut ext = BtfExtBuilder::new();
+    let prog_sec = btf.strings.add(PROG_SECTION);
+    let entry_line = btf.strings.add(&module.entry.name);
+    let s = ext.section(prog_sec);
+    s.funcs.push((0, entry_func));
+    s.lines.push(LineInfo {
+        insn_byte_off: 0,
+        file_name_off: file,
+        line_off: entry_line,
+        line_col: 1 << 10, // line 1, column 0
+    });
+    if !module.callbacks.is_empty() {
+        let text_sec = btf.strings.add(TEXT_SECTION);
+        for (i, ((cb, &off), &func)) in module
+            .callbacks
+            .iter()
+            .zip(cb_offsets)
+            .zip(&cb_funcs)
+            .enumerate()
+        {
+            let line = btf.strings.add(&cb.name);
+            let s = ext.section(text_sec);
+            s.funcs.push((off as u32, func));
+            s.lines.push(LineInfo {
+                insn_byte_off: off as u32,
+                file_name_off: file,
+                line_off: line,
+                line_col: (i as u32 + 2) << 10,
+            });
+        }
+    }
+    (btf.to_bytes(), ext.to_bytes())
+}
