@@ -1,1 +1,261 @@
-fn main() {}
+//! `lagi-enclave`: serve text generation over HTTP, make synthetic
+//! llama2.c models, or run one completion from the command line.
+//!
+//! Exit codes: 0 success, 1 runtime failure (for example the address is in
+//! use), 2 bad flags or unusable input files.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use lagi_enclave::generator::{GenerationRequest, Generator};
+use lagi_enclave::http::{Server, ServerConfig};
+use lagi_enclave::llama2::sampler::SamplingParams;
+use lagi_enclave::synth::{write_model_dir, SynthSpec};
+use lagi_enclave::{EchoGenerator, Llama2Generator};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lagi-enclave",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a synthetic llama2.c model (model.bin, tokenizer.bin) into a directory.
+    MakeModel(MakeModelArgs),
+    /// Run one completion, print it to stdout and its speed to stderr.
+    Complete(CompleteArgs),
+}
+
+/// Which generator to use and how it samples.
+#[derive(Args, Debug)]
+struct ModelArgs {
+    /// llama2.c checkpoint (model.bin); without it the deterministic echo generator runs.
+    #[arg(long, requires = "tokenizer")]
+    model: Option<PathBuf>,
+    /// llama2.c tokenizer (tokenizer.bin) matching --model.
+    #[arg(long, requires = "model")]
+    tokenizer: Option<PathBuf>,
+    /// Seed of the sampler (and of the echo generator).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Nucleus sampling mass in [0, 1]; 0 or 1 disables it.
+    #[arg(long = "top-p", default_value_t = 0.9)]
+    top_p: f32,
+}
+
+impl ModelArgs {
+    fn generator(&self) -> Result<(Arc<dyn Generator>, Option<Llama2Generator>), String> {
+        let params = SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+        };
+        params.validate()?;
+        match (&self.model, &self.tokenizer) {
+            (Some(m), Some(t)) => {
+                let g = Llama2Generator::load(m, t, params).map_err(|e| e.to_string())?;
+                Ok((Arc::new(g.clone()), Some(g)))
+            }
+            _ => Ok((Arc::new(EchoGenerator::new(self.seed)), None)),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: String,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    max_body: usize,
+    /// Connections served at once (more are answered 503).
+    #[arg(long, default_value_t = 64)]
+    max_connections: usize,
+    /// max_tokens of requests that give none.
+    #[arg(long, default_value_t = 64)]
+    default_max_tokens: usize,
+    /// Generation time limit in seconds (and ceiling of a request's wait_time).
+    #[arg(long, default_value_t = 300.0)]
+    max_wait: f64,
+    /// Do not log requests to stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct MakeModelArgs {
+    /// Directory to write model.bin and tokenizer.bin into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Weight seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Residual width.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Feed-forward width.
+    #[arg(long, default_value_t = 176)]
+    hidden_dim: usize,
+    /// Transformer layers.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Query heads.
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Key/value heads.
+    #[arg(long, default_value_t = 2)]
+    kv_heads: usize,
+    /// Context length.
+    #[arg(long, default_value_t = 512)]
+    seq_len: usize,
+}
+
+#[derive(Args, Debug)]
+struct CompleteArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Text to continue.
+    #[arg(long, default_value = "Once upon a time")]
+    prompt: String,
+    /// Tokens to add after the prompt.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::MakeModel(a)) => make_model(a),
+        Some(Command::Complete(a)) => complete(a),
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    if !(args.max_wait.is_finite() && args.max_wait >= 0.0) || args.max_connections == 0 {
+        eprintln!("lagi-enclave: --max-wait must be >= 0 and --max-connections >= 1");
+        return ExitCode::from(2);
+    }
+    let (generator, _) = match args.model.generator() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("lagi-enclave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = ServerConfig {
+        max_body: args.max_body,
+        max_connections: args.max_connections,
+        default_max_tokens: args.default_max_tokens,
+        max_wait: Duration::from_secs_f64(args.max_wait),
+        log_requests: !args.quiet,
+        ..ServerConfig::default()
+    };
+    let description = generator.describe();
+    let server = match Server::bind(&args.listen, generator, config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lagi-enclave: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(1);
+        }
+    };
+    match server.local_addr() {
+        Ok(addr) => eprintln!("lagi-enclave: listening on {addr} (generator: {description})"),
+        Err(e) => eprintln!("lagi-enclave: listening (address unknown: {e})"),
+    }
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lagi-enclave: server failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn make_model(a: MakeModelArgs) -> ExitCode {
+    let spec = SynthSpec {
+        dim: a.dim,
+        hidden_dim: a.hidden_dim,
+        n_layers: a.layers,
+        n_heads: a.heads,
+        n_kv_heads: a.kv_heads,
+        seq_len: a.seq_len,
+        seed: a.seed,
+    };
+    match write_model_dir(&a.out, &spec) {
+        Ok((m, t)) => {
+            let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            eprintln!(
+                "lagi-enclave: wrote {} ({} bytes) and {} ({} bytes)",
+                m.display(),
+                size(&m),
+                t.display(),
+                size(&t)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("lagi-enclave: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("lagi-enclave: cannot write into {}: {e}", a.out.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn complete(a: CompleteArgs) -> ExitCode {
+    let (generator, llama) = match a.model.generator() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("lagi-enclave: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let request = GenerationRequest::new(&a.prompt, a.max_tokens);
+    let result = match &llama {
+        Some(l) => l.complete(&request).map(|(text, stats)| {
+            let secs = stats.elapsed.as_secs_f64();
+            eprintln!(
+                "lagi-enclave: {} prompt tokens, {} generated, {} forward passes in {:.3} s: {:.1} tokens/s",
+                stats.prompt_tokens,
+                stats.generated_tokens,
+                stats.forward_passes,
+                secs,
+                stats.forward_passes as f64 / secs.max(1e-9)
+            );
+            text
+        }),
+        None => generator.generate_request(&request),
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lagi-enclave: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! llama2.c-compatible inference: checkpoint and tokenizer files, the
+//! forward pass, run.c's sampler, and [`Llama2Generator`], which serves them
+//! behind the [`Generator`] trait.
+//!
+//! Generation follows run.c's loop: the prompt is encoded with BOS, its
+//! tokens are fed one position at a time (each is "printed" as it is
+//! forced, so the output begins with the prompt), then tokens are sampled
+//! until BOS is sampled, `max_tokens` new tokens exist, the context
+//! (`seq_len`) is full, or the request's deadline passes.
+
+pub mod checkpoint;
+pub mod sampler;
+pub mod tokenizer;
+pub mod transformer;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::generator::{GenerateError, GenerationRequest, Generator};
+use checkpoint::{Checkpoint, CheckpointError};
+use sampler::{Sampler, SamplingParams};
+use tokenizer::{Tokenizer, TokenizerError, BOS};
+use transformer::{forward, RunState};
+
+/// Why a model and tokenizer pair could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The checkpoint is unreadable or malformed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The tokenizer is unreadable, malformed or does not match the model.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// Temperature or top-p out of range.
+    #[error("invalid sampling parameters: {0}")]
+    Sampling(String),
+}
+
+/// Counters of one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenerationStats {
+    /// Prompt tokens, BOS included.
+    pub prompt_tokens: usize,
+    /// Tokens sampled after the prompt.
+    pub generated_tokens: usize,
+    /// Forward passes run.
+    pub forward_passes: usize,
+    /// Wall time of the whole generation.
+    pub elapsed: Duration,
+}
+
+/// A llama2.c model, its tokenizer and default sampling parameters.
+#[derive(Debug, Clone)]
+pub struct Llama2Generator {
+    model: Checkpoint,
+    tokenizer: Tokenizer,
+    params: SamplingParams,
+}
+
+impl Llama2Generator {
+    /// Pair a model with its tokenizer; their vocabulary sizes must agree.
+    pub fn new(
+        model: Checkpoint,
+        tokenizer: Tokenizer,
+        params: SamplingParams,
+    ) -> Result<Self, LoadError> {
+        tokenizer.check_vocab(model.config.vocab_size)?;
+        params.validate().map_err(LoadError::Sampling)?;
+        Ok(Llama2Generator {
+            model,
+            tokenizer,
+            params,
+        })
+    }
+
+    /// Load `model.bin` and `tokenizer.bin`.
+    pub fn load(model: &Path, tokenizer: &Path, params: SamplingParams) -> Result<Self, LoadError> {
+        let checkpoint = Checkpoint::load(model)?;
+        let tokenizer = Tokenizer::load(tokenizer)?;
+        Self::new(checkpoint, tokenizer, params)
+    }
+
+    /// The model.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Generate, returning the token ids (BOS first) and counters.
+    pub fn generate_tokens(
+        &self,
+        request: &GenerationRequest<'_>,
+    ) -> Result<(Vec<u32>, GenerationStats), GenerateError> {
+        let start = Instant::now();
+        let seq_len = self.model.config.seq_len;
+        let bound = self.tokenizer.min_tokens(request.prompt);
+        if bound > seq_len {
+            return Err(GenerateError::PromptTooLong {
+                tokens: bound,
+                context: seq_len,
+            });
+        }
+        let prompt = self.tokenizer.encode(request.prompt, true, false);
+        if prompt.len() > seq_len {
+            return Err(GenerateError::PromptTooLong {
+                tokens: prompt.len(),
+                context: seq_len,
+            });
+        }
+        let steps = (prompt.len() - 1)
+            .saturating_add(request.max_tokens)
+            .min(seq_len);
+        let mut state = RunState::new(&self.model.config, steps);
+        let mut sampler = Sampler::new(SamplingParams {
+            seed: request.seed.unwrap_or(self.params.seed),
+            ..self.params
+        });
+        let mut tokens = Vec::with_capacity(steps + 1);
+        tokens.push(prompt[0]);
+        let mut token = prompt[0];
+        let mut pos = 0;
+        while pos < steps {
+            if pos + 1 >= prompt.len() && request.expired() {
+                break;
+            }
+            let logits = forward(&self.model, &mut state, token, pos)
+                .map_err(|e| GenerateError::Internal(e.to_string()))?;
+            let next = if pos + 1 < prompt.len() {
+                prompt[pos + 1]
+            } else {
+                sampler.sample(logits)
+            };
+            pos += 1;
+            if next == BOS {
+                break;
+            }
+            tokens.push(next);
+            token = next;
+        }
+        let stats = GenerationStats {
+            prompt_tokens: prompt.len(),
+            generated_tokens: tokens.len().saturating_sub(prompt.len()),
+            forward_passes: pos,
+            elapsed: start.elapsed(),
+        };
+        Ok((tokens, stats))
+    }
+
+    /// Generate and decode to text (invalid UTF-8 from byte tokens is
+    /// replaced by U+FFFD, since the API carries JSON strings).
+    pub fn complete(
+        &self,
+        request: &GenerationRequest<'_>,
+    ) -> Result<(String, GenerationStats), GenerateError> {
+        let (tokens, stats) = self.generate_tokens(request)?;
+        let bytes = self.tokenizer.decode(&tokens);
+        Ok((String::from_utf8_lossy(&bytes).into_owned(), stats))
+    }
+}
+
+impl Generator for Llama2Generator {
+    fn generate(&self, prompt: &str, max_tokens: usize) -> Result<String, GenerateError> {
+        self.generate_request(&GenerationRequest::new(prompt, max_tokens))
+    }
+
+    fn generate_request(&self, request: &GenerationRequest<'_>) -> Result<String, GenerateError> {
+        self.complete(request).map(|(text, _)| text)
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        let c = &self.model.config;
+        serde_json::json!({
+            "kind": "llama2",
+            "dim": c.dim,
+            "hidden_dim": c.hidden_dim,
+            "n_layers": c.n_layers,
+            "n_heads": c.n_heads,
+            "n_kv_heads": c.n_kv_heads,
+            "vocab_size": c.vocab_size,
+            "seq_len": c.seq_len,
+            "shared_classifier": c.shared_classifier,
+            "temperature": self.params.temperature,
+            "top_p": self.params.top_p,
+            "seed": self.params.seed,
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! The llama2 forward pass: one token at one position in, next-token logits out.
+//!
+//! Per layer: RMSNorm (eps 1e-5), q/k/v projections, rotary position
+//! embedding on q and k (frequency `10000^(-2i/head_size)` per pair inside a
+//! head), causal multi-head attention over the KV cache with grouped-query
+//! sharing (query head `h` reads key/value head `h / (n_heads/n_kv_heads)`),
+//! output projection added to the residual, then RMSNorm, SwiGLU
+//! feed-forward (`w2 (silu(w1 x) * w3 x)`) added to the residual. A final
+//! RMSNorm and the classifier give the logits.
+//!
+//! [`RunState`] holds the scratch buffers and the KV cache of one sequence;
+//! it is sized for a number of positions fixed at creation (at most the
+//! model's `seq_len`), and positions must be fed in order 0, 1, 2, ...
+//! because attention at `pos` reads the cache entries of `0..=pos`.
+
+use super::checkpoint::{Checkpoint, Config};
+
+/// A forward call outside what the state or the model can hold.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ForwardError {
+    /// Token id not below `vocab_size`.
+    #[error("token {token} is outside the vocabulary of {vocab} tokens")]
+    Token {
+        /// The token.
+        token: u32,
+        /// Vocabulary size.
+        vocab: usize,
+    },
+    /// Position not below the state's capacity.
+    #[error("position {pos} is outside the {capacity} positions this state holds")]
+    Position {
+        /// The position.
+        pos: usize,
+        /// Positions the state was sized for.
+        capacity: usize,
+    },
+}
+
+/// Activations and KV cache of one sequence.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    x: Vec<f32>,
+    xb: Vec<f32>,
+    xb2: Vec<f32>,
+    hb: Vec<f32>,
+    hb2: Vec<f32>,
+    q: Vec<f32>,
+    att: Vec<f32>,
+    logits: Vec<f32>,
+    /// `[layer][position][kv_dim]`
+    key_cache: Vec<f32>,
+    /// `[layer][position][kv_dim]`
+    value_cache: Vec<f32>,
+    capacity: usize,
+}
+
+impl RunState {
+    /// Buffers for a sequence of up to `positions` tokens (clamped to `seq_len`).
+    pub fn new(config: &Config, positions: usize) -> RunState {
+        let capacity = positions.clamp(1, config.seq_len);
+        let kv = config.n_layers * capacity * config.kv_dim();
+        RunState {
+            x: vec![0.0; config.dim],
+            xb: vec![0.0; config.dim],
+            xb2: vec![0.0; config.dim],
+            hb: vec![0.0; config.hidden_dim],
+            hb2: vec![0.0; config.hidden_dim],
+            q: vec![0.0; config.dim],
+            att: vec![0.0; config.n_heads * capacity],
+            logits: vec![0.0; config.vocab_size],
+            key_cache: vec![0.0; kv],
+            value_cache: vec![0.0; kv],
+            capacity,
+        }
+    }
+
+    /// Positions this state can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// Run token `token` at position `pos` and return the logits over the vocabulary.
+pub fn forward<'s>(
+    model: &Checkpoint,
+    s: &'s mut RunState,
+    token: u32,
+    pos: usize,
+) -> Result<&'s mut [f32], ForwardError> {
+    let p = &model.config;
+    let w = &model.weights;
+    if token as usize >= p.vocab_size {
+        return Err(ForwardError::Token {
+            token,
+            vocab: p.vocab_size,
+        });
+    }
+    if pos >= s.capacity {
+        return Err(ForwardError::Position {
+            pos,
+            capacity: s.capacity,
+        });
+    }
+    let dim = p.dim;
+    let hidden = p.hidden_dim;
+    let head_size = p.head_size();
+    let kv_dim = p.kv_dim();
+    let kv_mul = p.n_heads / p.n_kv_heads;
+    let cap = s.capacity;
+
+    let t = token as usize;
+    s.x.copy_from_slice(&w.token_embedding[t * dim..(t + 1) * dim]);
+
+    for l in 0..p.n_layers {
+        rmsnorm(&mut s.xb, &s.x, &w.rms_att[l * dim..(l + 1) * dim]);
+
+        let cache_at = l * cap * kv_dim + pos * kv_dim;
+        let k = &mut s.key_cache[cache_at..cache_at + kv_dim];
+        let v = &mut s.value_cache[cache_at..cache_at + kv_dim];
+        matmul(&mut s.q, &s.xb, &w.wq[l * dim * dim..(l + 1) * dim * dim]);
+        matmul(k, &s.xb, &w.wk[l * dim * kv_dim..(l + 1) * dim * kv_dim]);
+        matmul(v, &s.xb, &w.wv[l * dim * kv_dim..(l + 1) * dim * kv_dim]);
+
+        rope(&mut s.q, k, pos, head_size);
+
+        let layer_keys = &s.key_cache[l * cap * kv_dim..(l + 1) * cap * kv_dim];
+        let layer_values = &s.value_cache[l * cap * kv_dim..(l + 1) * cap * kv_dim];
+        let scale = 1.0 / (head_size as f32).sqrt();
+        for h in 0..p.n_heads {
+            let q = &s.q[h * head_size..(h + 1) * head_size];
+            let att = &mut s.att[h * cap..h * cap + pos + 1];
+            let kv_off = (h / kv_mul) * head_size;
+            for (ti, a) in att.iter_mut().enumerate() {
+                let key = &layer_keys[ti * kv_dim + kv_off..ti * kv_dim + kv_off + head_size];
+                *a = dot(q, key) * scale;
+            }
+            softmax(att);
+            let out = &mut s.xb[h * head_size..(h + 1) * head_size];
+            out.fill(0.0);
+            for (ti, &a) in att.iter().enumerate() {
+                let value = &layer_values[ti * kv_dim + kv_off..ti * kv_dim + kv_off + head_size];
+                for (o, &vv) in out.iter_mut().zip(value) {
+                    *o += a * vv;
+                }
+            }
+        }
+
+        matmul(&mut s.xb2, &s.xb, &w.wo[l * dim * dim..(l + 1) * dim * dim]);
+        for (x, d) in s.x.iter_mut().zip(&s.xb2) {
+            *x += d;
+        }
+
+        rmsnorm(&mut s.xb, &s.x, &w.rms_ffn[l * dim..(l + 1) * dim]);
+        matmul(
+            &mut s.hb,
+            &s.xb,
+            &w.w1[l * dim * hidden..(l + 1) * dim * hidden],
+        );
+        matmul(
+            &mut s.hb2,
+            &s.xb,
+            &w.w3[l * dim * hidden..(l + 1) * dim * hidden],
+        );
+        for (a, &b) in s.hb.iter_mut().zip(&s.hb2) {
+            let silu = *a / (1.0 + (-*a).exp());
+            *a = silu * b;
+        }
+        matmul(
+            &mut s.xb,
+            &s.hb,
+            &w.w2[l * dim * hidden..(l + 1) * dim * hidden],
+        );
+        for (x, d) in s.x.iter_mut().zip(&s.xb) {
+            *x += d;
+        }
+    }
+
+    rmsnorm(&mut s.xb, &s.x, &w.rms_final);
+    matmul(&mut s.logits, &s.xb, w.classifier());
+    Ok(&mut s.logits)
+}
+
+/// `out = weight * x / rms(x)` with eps 1e-5 inside the root.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32]) {
+    let ss = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32 + 1e-5;
+    let inv = 1.0 / ss.sqrt();
+    for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(weight) {
+        *o = wi * (inv * xi);
+    }
+}
+
+/// In-place softmax, shifted by the maximum for stability.
+pub fn softmax(x: &mut [f32]) {
+    let Some(max) = x.iter().copied().reduce(f32::max) else {
+        return;
+    };
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// `out[i] = dot(w[i], x)` for a row-major `w` of `out.len()` rows.
+pub fn matmul(out: &mut [f32], x: &[f32], w: &[f32]) {
+    let n = x.len();
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+        *o = dot(row, x);
+    }
+}
+
+/// Dot product with eight independent accumulators so that it vectorizes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// Rotate each (even, odd) pair of q (all heads) and k (kv heads) by
+/// `pos * 10000^(-i/head_size)`, `i` the pair's even index inside its head.
+fn rope(q: &mut [f32], k: &mut [f32], pos: usize, head_size: usize) {
+    for i in (0..q.len()).step_by(2) {
+        let head_dim = (i % head_size) as f32;
+        let freq = 1.0 / 10000f32.powf(head_dim / head_size as f32);
+        let (sin, cos) = (pos as f32 * freq).sin_cos();
+        let rotate = |v: &mut [f32]| {
+            let (v0, v1) = (v[i], v[i + 1]);
+            v[i] = v0 * cos - v1 * sin;
+            v[i + 1] = v0 * sin + v1 * cos;
+        };
+        rotate(q);
+        if i < k.len() {
+            rotate(k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut v = [1.0, 2.0, 3.0, -100.0];
+        softmax(&mut v);
+        assert!((v.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(v[2] > v[1] && v[1] > v[0] && v[3] < 1e-30);
+    }
+
+    #[test]
+    fn rmsnorm_of_constant_vector_is_weight() {
+        let mut out = [0.0; 4];
+        rmsnorm(&mut out, &[3.0; 4], &[1.0, 2.0, 3.0, 4.0]);
+        for (o, w) in out.iter().zip([1.0, 2.0, 3.0, 4.0]) {
+            assert!((o - w).abs() < 1e-5, "{o} vs {w}");
+        }
+    }
+
+    #[test]
+    fn dot_matches_naive_sum_on_odd_lengths() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.1).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-4);
+    }
+}
