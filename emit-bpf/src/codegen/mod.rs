@@ -1,0 +1,142 @@
+//! Code generation: a lowered [`Program`] becomes an entry function (the TC
+//! classifier) plus one `bpf_loop` callback per scan pass.
+//!
+//! The entry function, top to bottom:
+//! 1. [`packet`]: make the whole skb linear, parse Ethernet / IPv4 / IPv6 /
+//!    TCP by DESIGN.md's packet model, and leave the payload bounds in
+//!    registers, or jump to a policy verdict. Everything malformed drops.
+//! 2. [`scan`]: for each pass, set up the scan context on the stack, call
+//!    `bpf_loop` with the pass's callback, and store one accept byte per scan.
+//! 3. [`formula`]: branch on length tests, single-byte tests and the accept
+//!    bytes to `PASS` or `DROP`.
+//!
+//! Register conventions of the entry function after the prologue (all
+//! callee-saved, so they survive `bpf_loop`):
+//! `r6` = skb, `r7` = payload start offset, `r8` = payload end offset,
+//! `r9` = payload length `n` (> 0). Offsets count from the frame's first byte
+//! and never exceed [`MAX_FRAME`].
+
+pub mod asm;
+mod formula;
+mod packet;
+mod scan;
+
+use predicate_ir::Program;
+
+use crate::elf::{Function, Module};
+use crate::insn::{Insn, R0, TC_ACT_OK, TC_ACT_SHOT};
+use asm::{Asm, Label};
+
+/// Largest frame the diode inspects. Direct packet access cannot reach a
+/// variable offset above 0xFFFF (the verifier's MAX_PACKET_OFF); longer
+/// frames are dropped as not fully inspectable.
+pub const MAX_FRAME: i32 = 0xFFFF;
+
+/// Errors of code generation. These indicate a program beyond what the
+/// emitter supports or a bug; `lagic check` surfaces them before emission.
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    #[error("internal code generation error: {0}")]
+    Internal(&'static str),
+    #[error("generated jump from slot {from} to slot {to} exceeds the 16-bit jump range; simplify the spec")]
+    JumpTooFar { from: usize, to: usize },
+    #[error("the spec needs {scans} scans; the emitter supports at most {max}")]
+    TooManyScans { scans: usize, max: usize },
+    #[error("generated program has {insns} instructions; the limit is {max}")]
+    ProgramTooLarge { insns: usize, max: usize },
+}
+
+/// Stack layout of the entry function (offsets from `r10`).
+pub(crate) mod frame {
+    /// The scan context handed to every callback (see [`super::scan`]).
+    pub const CTX: i16 = -96;
+    /// One accept byte per scan: scan `k` at `RESULTS - k`.
+    pub const RESULTS: i16 = -97;
+    /// Most scans one program may have (bounded by the stack).
+    pub const MAX_SCANS: usize = 64;
+}
+
+/// The verdict labels every part of the entry function jumps to.
+pub(crate) struct Verdicts {
+    pub pass: Label,
+    pub drop: Label,
+}
+
+/// Upper bound on the instructions of one function (privileged verifier
+/// limit is 1M processed instructions; keep programs far below).
+const MAX_FUNCTION_INSNS: usize = 200_000;
+
+/// Compiles a lowered program into an entry function and its callbacks.
+pub fn compile(program: &Program) -> Result<Module, CodegenError> {
+    if program.scans.len() > frame::MAX_SCANS {
+        return Err(CodegenError::TooManyScans {
+            scans: program.scans.len(),
+            max: frame::MAX_SCANS,
+        });
+    }
+    let mut entry = Asm::new();
+    let verdicts = Verdicts {
+        pass: entry.label(),
+        drop: entry.label(),
+    };
+
+    packet::emit_prologue(&mut entry, &program.policy, &verdicts);
+
+    let groups = scan::plan(program);
+    let mut callbacks = Vec::with_capacity(groups.len());
+    for (index, group) in groups.iter().enumerate() {
+        scan::emit_pass_call(&mut entry, program, group, index as i32, &verdicts)?;
+        let body = scan::emit_callback(program, group)?;
+        callbacks.push(Function {
+            name: format!("scan_pass_{index}"),
+            insns: body,
+        });
+    }
+
+    formula::emit(&mut entry, &program.formula, &verdicts);
+
+    entry.bind(verdicts.pass);
+    entry.emit(Insn::mov64_imm(R0, TC_ACT_OK));
+    entry.emit(Insn::exit());
+    entry.bind(verdicts.drop);
+    entry.emit(Insn::mov64_imm(R0, TC_ACT_SHOT));
+    entry.emit(Insn::exit());
+
+    let entry = entry.finish()?;
+    for insns in std::iter::once(&entry).chain(callbacks.iter().map(|f| &f.insns)) {
+        if insns.len() > MAX_FUNCTION_INSNS {
+            return Err(CodegenError::ProgramTooLarge {
+                insns: insns.len(),
+                max: MAX_FUNCTION_INSNS,
+            });
+        }
+    }
+    Ok(Module {
+        entry: Function {
+            name: program_symbol(&program.name),
+            insns: entry,
+        },
+        callbacks,
+        license: "GPL".to_string(),
+    })
+}
+
+/// The entry function's symbol: the kernel keeps 15 bytes of a program name.
+fn program_symbol(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(15)
+        .collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+        s.truncate(15);
+    }
+    s
+}

@@ -1,0 +1,197 @@
+//! The packet-model prologue (DESIGN.md, "Packet model").
+//!
+//! On exit from the prologue's fall-through path: `r6` = skb, `r7` = payload
+//! start, `r8` = payload end (from the IP length fields, never the frame
+//! length), `r9` = `n` > 0, and the packet pointers (after a full pull) are
+//! spilled into the scan context. Every other path jumps to a verdict:
+//! policy verdicts for ARP, neighbour discovery, non-TCP and non-IP, PASS for
+//! an empty TCP payload, DROP for anything malformed or not inspectable.
+//!
+//! Invariants the rest of the entry function relies on:
+//! `r7 <= r8 <= frame length <= MAX_FRAME`, and `r7` is at most
+//! [`MAX_PAYLOAD_START`] (so `data + r7` stays a verifiable packet pointer).
+
+use predicate_ir::{Action, Policy};
+
+use super::asm::Asm;
+use super::scan::ctx;
+use super::{frame, Verdicts, MAX_FRAME};
+use crate::insn::*;
+
+const ETH_HLEN: i32 = 14;
+const ETH_P_IP: i32 = 0x0800;
+const ETH_P_IPV6: i32 = 0x86DD;
+const ETH_P_ARP: i32 = 0x0806;
+const ETH_P_8021Q: i32 = 0x8100;
+const ETH_P_8021AD: i32 = 0x88A8;
+const ETH_P_QINQ1: i32 = 0x9100;
+/// Smallest Ethernet frame without FCS; shorter payloads are padded up to it,
+/// and only such frames may carry bytes after the IP packet.
+const ETH_ZLEN: i32 = 60;
+
+const IPPROTO_TCP: i32 = 6;
+const IPPROTO_ICMPV6: i32 = 58;
+/// IPv6 extension headers (RFC 8200, RFC 5533, RFC 7401, RFC 3692 and IPsec):
+/// never parsed, always dropped, whatever the `other_ip` policy says.
+const IPV6_EXTENSION_HEADERS: [i32; 11] = [0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254];
+/// ICMPv6 neighbour discovery: router/neighbour solicitation/advertisement, redirect.
+const ND_TYPES: (i32, i32) = (133, 137);
+
+const IPV4_HLEN: i32 = 20;
+const IPV6_HLEN: i32 = 40;
+const TCP_HLEN: i32 = 20;
+/// IPv4 flags/fragment field: reserved bit, MF, fragment offset (DF is allowed).
+const IPV4_FRAG_MASK: i32 = 0xBFFF;
+
+/// Largest TCP header offset: Ethernet + IPv4 with 40 bytes of options.
+const MAX_L4_OFFSET: i32 = ETH_HLEN + 60;
+/// Largest payload start: [`MAX_L4_OFFSET`] plus a TCP header with options.
+#[allow(dead_code)]
+pub const MAX_PAYLOAD_START: i32 = MAX_L4_OFFSET + 60;
+
+pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
+    let action = |act: Action| match act {
+        Action::Pass => v.pass,
+        Action::Drop => v.drop,
+    };
+
+    // r6 = skb. A VLAN tag the driver moved into skb metadata is still a
+    // VLAN-tagged frame: not parsed, dropped.
+    a.emit(Insn::mov64_reg(R6, R1));
+    a.emit(Insn::load(BPF_W, R2, R6, skb::VLAN_PRESENT));
+    a.jmp_imm(BPF_JNE, R2, 0, v.drop);
+
+    // Make the whole frame linear so that direct packet access reaches every
+    // payload byte (GSO skbs on veth keep most of their payload in frags).
+    a.emit(Insn::load(BPF_W, R2, R6, skb::LEN));
+    a.jmp_imm(BPF_JGT, R2, MAX_FRAME, v.drop);
+    a.emit(Insn::mov64_reg(R1, R6));
+    a.emit(Insn::call_helper(helper::BPF_FUNC_SKB_PULL_DATA));
+    a.jmp_imm(BPF_JNE, R0, 0, v.drop);
+
+    // r9 = frame length, r2 = data, r3 = data_end (reloaded: the pull
+    // invalidated every packet pointer).
+    a.emit(Insn::load(BPF_W, R9, R6, skb::LEN));
+    a.jmp_imm(BPF_JGT, R9, MAX_FRAME, v.drop);
+    a.emit(Insn::load(BPF_W, R2, R6, skb::DATA));
+    a.emit(Insn::load(BPF_W, R3, R6, skb::DATA_END));
+
+    // Ethernet II.
+    bounds_check(a, ETH_HLEN, v);
+    a.emit(Insn::load(BPF_H, R4, R2, 12));
+    a.emit(Insn::be(R4, 16));
+    let ipv4 = a.label();
+    let ipv6 = a.label();
+    a.jmp_imm(BPF_JEQ, R4, ETH_P_IP, ipv4);
+    a.jmp_imm(BPF_JEQ, R4, ETH_P_IPV6, ipv6);
+    a.jmp_imm(BPF_JEQ, R4, ETH_P_ARP, action(policy.arp));
+    for vlan in [ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1] {
+        a.jmp_imm(BPF_JEQ, R4, vlan, v.drop);
+    }
+    a.ja(action(policy.non_ip));
+
+    let tcp = a.label();
+
+    // IPv4: version 4, IHL >= 5, not a fragment, total length consistent.
+    a.bind(ipv4);
+    bounds_check(a, ETH_HLEN + IPV4_HLEN, v);
+    a.emit(Insn::load(BPF_B, R4, R2, ETH_HLEN as i16));
+    a.emit(Insn::mov64_reg(R5, R4));
+    a.emit(Insn::alu64_imm(BPF_RSH, R5, 4));
+    a.jmp_imm(BPF_JNE, R5, 4, v.drop);
+    a.emit(Insn::alu64_imm(BPF_AND, R4, 0x0F));
+    a.jmp_imm(BPF_JLT, R4, 5, v.drop);
+    a.emit(Insn::alu64_imm(BPF_LSH, R4, 2)); // r4 = header length in bytes
+    a.emit(Insn::load(BPF_H, R5, R2, (ETH_HLEN + 6) as i16));
+    a.emit(Insn::be(R5, 16));
+    a.emit(Insn::alu64_imm(BPF_AND, R5, IPV4_FRAG_MASK));
+    a.jmp_imm(BPF_JNE, R5, 0, v.drop);
+    a.emit(Insn::load(BPF_H, R8, R2, (ETH_HLEN + 2) as i16));
+    a.emit(Insn::be(R8, 16)); // r8 = total length
+    a.jmp_reg(BPF_JLT, R8, R4, v.drop);
+    a.emit(Insn::alu64_imm(BPF_ADD, R8, ETH_HLEN)); // r8 = IP end
+    frame_consistency(a, v);
+    a.emit(Insn::mov64_reg(R7, R4));
+    a.emit(Insn::alu64_imm(BPF_ADD, R7, ETH_HLEN)); // r7 = L4 offset
+    a.emit(Insn::load(BPF_B, R4, R2, (ETH_HLEN + 9) as i16));
+    a.jmp_imm(BPF_JEQ, R4, IPPROTO_TCP, tcp);
+    a.ja(action(policy.other_ip));
+
+    // IPv6: version 6, payload length consistent, TCP or ND directly after
+    // the fixed header; extension headers are not parsed, so they drop.
+    a.bind(ipv6);
+    bounds_check(a, ETH_HLEN + IPV6_HLEN, v);
+    a.emit(Insn::load(BPF_B, R4, R2, ETH_HLEN as i16));
+    a.emit(Insn::alu64_imm(BPF_RSH, R4, 4));
+    a.jmp_imm(BPF_JNE, R4, 6, v.drop);
+    a.emit(Insn::load(BPF_H, R8, R2, (ETH_HLEN + 4) as i16));
+    a.emit(Insn::be(R8, 16));
+    a.emit(Insn::alu64_imm(BPF_ADD, R8, ETH_HLEN + IPV6_HLEN)); // r8 = IP end
+    frame_consistency(a, v);
+    a.emit(Insn::mov64_imm(R7, ETH_HLEN + IPV6_HLEN));
+    a.emit(Insn::load(BPF_B, R4, R2, (ETH_HLEN + 6) as i16));
+    a.jmp_imm(BPF_JEQ, R4, IPPROTO_TCP, tcp);
+    for ext in IPV6_EXTENSION_HEADERS {
+        a.jmp_imm(BPF_JEQ, R4, ext, v.drop);
+    }
+    let icmpv6 = a.label();
+    a.jmp_imm(BPF_JEQ, R4, IPPROTO_ICMPV6, icmpv6);
+    a.ja(action(policy.other_ip));
+
+    // ICMPv6: a 4-byte header inside the IP packet; ND types follow the ND policy.
+    a.bind(icmpv6);
+    a.jmp_imm(BPF_JLT, R8, ETH_HLEN + IPV6_HLEN + 4, v.drop);
+    bounds_check(a, ETH_HLEN + IPV6_HLEN + 4, v);
+    a.emit(Insn::load(BPF_B, R4, R2, (ETH_HLEN + IPV6_HLEN) as i16));
+    let not_nd = a.label();
+    a.jmp_imm(BPF_JLT, R4, ND_TYPES.0, not_nd);
+    a.jmp_imm(BPF_JLE, R4, ND_TYPES.1, action(policy.ipv6_nd));
+    a.bind(not_nd);
+    a.ja(action(policy.other_ip));
+
+    // TCP at offset r7: the header (with options) lies inside the IP packet.
+    a.bind(tcp);
+    a.emit(Insn::mov64_reg(R4, R7));
+    a.emit(Insn::alu64_imm(BPF_ADD, R4, TCP_HLEN));
+    a.jmp_reg(BPF_JGT, R4, R8, v.drop);
+    a.jmp_imm(BPF_JGT, R7, MAX_L4_OFFSET, v.drop);
+    a.emit(Insn::mov64_reg(R5, R2));
+    a.emit(Insn::alu64_reg(BPF_ADD, R5, R7)); // r5 = &tcp header
+    a.emit(Insn::mov64_reg(R4, R5));
+    a.emit(Insn::alu64_imm(BPF_ADD, R4, TCP_HLEN));
+    a.jmp_reg(BPF_JGT, R4, R3, v.drop);
+    a.emit(Insn::load(BPF_B, R4, R5, 12));
+    a.emit(Insn::alu64_imm(BPF_RSH, R4, 4));
+    a.jmp_imm(BPF_JLT, R4, 5, v.drop);
+    a.emit(Insn::alu64_imm(BPF_LSH, R4, 2));
+    a.emit(Insn::alu64_reg(BPF_ADD, R7, R4)); // r7 = payload start
+    a.jmp_reg(BPF_JGT, R7, R8, v.drop);
+
+    // n == 0 (pure ACK, SYN, FIN) passes; otherwise the predicate decides.
+    a.emit(Insn::mov64_reg(R9, R8));
+    a.emit(Insn::alu64_reg(BPF_SUB, R9, R7));
+    a.jmp_imm(BPF_JEQ, R9, 0, v.pass);
+
+    // Spill the packet pointers for the callbacks and the byte tests.
+    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::DATA, R2));
+    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::DATA_END, R3));
+}
+
+/// Drops unless `len` bytes from the frame start (`r2`) are below `r3`.
+fn bounds_check(a: &mut Asm, len: i32, v: &Verdicts) {
+    a.emit(Insn::mov64_reg(R4, R2));
+    a.emit(Insn::alu64_imm(BPF_ADD, R4, len));
+    a.jmp_reg(BPF_JGT, R4, R3, v.drop);
+}
+
+/// With the IP end in `r8` and the frame length in `r9`: the IP packet must
+/// fit the frame, and bytes after it are allowed only as the padding of a
+/// minimum-size Ethernet frame (they are never judged). Any other trailer
+/// could carry data past the diode, so it drops.
+fn frame_consistency(a: &mut Asm, v: &Verdicts) {
+    a.jmp_reg(BPF_JGT, R8, R9, v.drop);
+    let consistent = a.label();
+    a.jmp_reg(BPF_JEQ, R8, R9, consistent);
+    a.jmp_imm(BPF_JGT, R9, ETH_ZLEN, v.drop);
+    a.bind(consistent);
+}

@@ -1,0 +1,515 @@
+//! Scan passes: one `bpf_loop` call per pass, one callback per pass.
+//!
+//! A pass walks its window of the payload once and steps every machine of
+//! the pass on each byte. The walk runs inside a `bpf_loop` callback, which
+//! the verifier checks once whatever the iteration count, so a window may
+//! span the whole 64 KiB payload. Each callback iteration steps a chunk of
+//! `K` bytes (a power of two, chosen so the unrolled chunk stays small) or,
+//! near the window's end, a single byte.
+//!
+//! The scan context lives on the entry function's stack at [`frame::CTX`]:
+//! the spilled packet pointers, the position and end of the walk (frame
+//! offsets), a status word, and one 8-byte slot per machine register. The
+//! machine state is explicit there between iterations: this is the state a
+//! stream mode would carry across segments.
+//!
+//! Machine registers inside the callback: DFA state in one register; the
+//! depth counter in two (depth, mode), with mode [`DEPTH_FAILED`] as its sink.
+//! A pass holds at most [`MACHINE_REGS`] registers' worth of machines; larger
+//! IR passes are split into several emitted passes over the same window.
+
+use predicate_ir::{
+    program::{DepthCounter, BACKSLASH, QUOTE},
+    ByteClass, Machine, Program, ScanId, Window,
+};
+
+use super::asm::{Asm, Label};
+use super::{frame, CodegenError, Verdicts, MAX_FRAME};
+use crate::insn::*;
+
+/// Offsets inside the scan context.
+pub(crate) mod ctx {
+    /// Spilled packet pointers (after the full pull).
+    pub const DATA: i16 = 0;
+    pub const DATA_END: i16 = 8;
+    /// Frame offset of the window's first byte.
+    pub const START: i16 = 16;
+    /// Number of whole chunks; iterations past them step single bytes.
+    pub const CHUNKS: i16 = 24;
+    pub const STATUS: i16 = 32;
+    /// `nr_loops` handed to `bpf_loop`.
+    pub const LOOPS: i16 = 40;
+    /// Machine registers, 8 bytes each.
+    pub const SLOTS: i16 = 48;
+}
+
+/// Status word values.
+const STATUS_RUNNING: i32 = 0;
+/// A byte could not be read: the packet is not fully inspectable.
+const STATUS_FAILED: i32 = 1;
+/// Every machine reached a sink: the rest of the window cannot matter.
+const STATUS_DECIDED: i32 = 2;
+
+/// Registers free for machine state inside a callback: r0-r5 (no helper is
+/// called while stepping). r6 = context, r7 = position, r8 = current byte,
+/// r9 = pointer to the current chunk.
+const MACHINE_REG_FILE: [Reg; 6] = [R0, R1, R2, R3, R4, R5];
+pub const MACHINE_REGS: usize = MACHINE_REG_FILE.len();
+
+/// Depth-counter mode values (registers, not IR state numbers).
+const DEPTH_CODE: i32 = 0;
+const DEPTH_STR: i32 = 1;
+const DEPTH_STR_ESCAPE: i32 = 2;
+const DEPTH_FAILED: i32 = 3;
+
+/// Unrolled bytes per callback iteration are capped by this many slots.
+const CHUNK_BUDGET_INSNS: usize = 4096;
+const MAX_CHUNK: usize = 16;
+
+const BYTE: Reg = R8;
+const CHUNK_PTR: Reg = R9;
+const POS: Reg = R7;
+const CTX: Reg = R6;
+
+/// One emitted pass: machines sharing a window, fitting the register file.
+#[derive(Debug, Clone)]
+pub(crate) struct PassGroup {
+    pub window: Window,
+    pub scans: Vec<ScanId>,
+}
+
+fn regs_needed(m: &Machine) -> usize {
+    match m {
+        Machine::Dfa(_) => 1,
+        Machine::Depth(_) => 2,
+    }
+}
+
+/// Splits the IR's passes into groups that fit [`MACHINE_REGS`].
+pub(crate) fn plan(program: &Program) -> Vec<PassGroup> {
+    let mut groups = Vec::new();
+    for pass in &program.passes {
+        let mut current = PassGroup {
+            window: pass.window,
+            scans: Vec::new(),
+        };
+        let mut used = 0;
+        for &id in &pass.scans {
+            let need = regs_needed(&program.scans[id].machine);
+            if used + need > MACHINE_REGS {
+                groups.push(std::mem::replace(
+                    &mut current,
+                    PassGroup {
+                        window: pass.window,
+                        scans: Vec::new(),
+                    },
+                ));
+                used = 0;
+            }
+            current.scans.push(id);
+            used += need;
+        }
+        if !current.scans.is_empty() {
+            groups.push(current);
+        }
+    }
+    groups
+}
+
+/// Where each scan of a group keeps its state: first register slot index.
+fn slot_layout(program: &Program, group: &PassGroup) -> Vec<usize> {
+    let mut next = 0;
+    group
+        .scans
+        .iter()
+        .map(|&id| {
+            let first = next;
+            next += regs_needed(&program.scans[id].machine);
+            first
+        })
+        .collect()
+}
+
+fn slot_offset(slot: usize) -> i16 {
+    frame::CTX + ctx::SLOTS + 8 * slot as i16
+}
+
+/// In the entry function: run the pass, then store one accept byte per scan.
+pub(crate) fn emit_pass_call(
+    a: &mut Asm,
+    program: &Program,
+    group: &PassGroup,
+    callback_index: i32,
+    v: &Verdicts,
+) -> Result<(), CodegenError> {
+    let layout = slot_layout(program, group);
+    let slots: usize = group
+        .scans
+        .iter()
+        .map(|&id| regs_needed(&program.scans[id].machine))
+        .sum();
+    for slot in 0..slots {
+        a.emit(Insn::store_imm(BPF_DW, R10, slot_offset(slot), 0));
+    }
+    a.emit(Insn::store_imm(
+        BPF_DW,
+        R10,
+        frame::CTX + ctx::STATUS,
+        STATUS_RUNNING,
+    ));
+
+    let results = a.label();
+    let window = group.window;
+    // An empty window (start >= n) leaves every machine in its initial state.
+    a.jmp_imm(BPF_JLE, R9, window.start as i32, results);
+    a.emit(Insn::mov64_reg(R1, R7));
+    a.emit(Insn::alu64_imm(BPF_ADD, R1, window.start as i32));
+    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::START, R1));
+    // r2 = min(end, n) - start: the window's length.
+    a.emit(Insn::mov64_reg(R2, R9));
+    if let Some(end) = window.end {
+        let clamped = a.label();
+        a.jmp_imm(BPF_JLE, R2, end as i32, clamped);
+        a.emit(Insn::mov64_imm(R2, end as i32));
+        a.bind(clamped);
+    }
+    a.emit(Insn::alu64_imm(BPF_SUB, R2, window.start as i32));
+
+    // Iterations: len / K whole chunks, then len % K single bytes. Each
+    // iteration derives its position from the loop index alone, so the
+    // verifier sees one unknown position and checks the callback once.
+    let chunk = chunk_size(program, group)?;
+    a.emit(Insn::mov64_reg(R1, R2));
+    a.emit(Insn::alu64_imm(BPF_RSH, R1, chunk.trailing_zeros() as i32));
+    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::CHUNKS, R1));
+    a.emit(Insn::alu64_imm(BPF_AND, R2, chunk as i32 - 1));
+    a.emit(Insn::alu64_reg(BPF_ADD, R1, R2));
+    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::LOOPS, R1));
+    a.emit_all(Insn::ld_func(R2, callback_index));
+    a.emit(Insn::mov64_reg(R3, R10));
+    a.emit(Insn::alu64_imm(BPF_ADD, R3, frame::CTX as i32));
+    a.emit(Insn::mov64_imm(R4, 0));
+    a.emit(Insn::call_helper(helper::BPF_FUNC_LOOP));
+    a.emit(Insn::load(BPF_DW, R1, R10, frame::CTX + ctx::STATUS));
+    a.jmp_imm(BPF_JEQ, R1, STATUS_FAILED, v.drop);
+    a.jmp_imm(BPF_JEQ, R1, STATUS_DECIDED, results);
+    // Not decided early: every iteration must have run (a negative r0 is an
+    // error from bpf_loop and never equals the count).
+    a.emit(Insn::load(BPF_DW, R2, R10, frame::CTX + ctx::LOOPS));
+    a.jmp_reg(BPF_JNE, R0, R2, v.drop);
+
+    a.bind(results);
+    for (&id, &slot) in group.scans.iter().zip(&layout) {
+        let result = frame::RESULTS - id as i16;
+        let done = a.label();
+        match &program.scans[id].machine {
+            Machine::Dfa(dfa) => {
+                let accepting: Vec<u32> = (0..dfa.accepting.len() as u32)
+                    .filter(|&s| dfa.accepting[s as usize])
+                    .collect();
+                let rejecting: Vec<u32> = (0..dfa.accepting.len() as u32)
+                    .filter(|&s| !dfa.accepting[s as usize])
+                    .collect();
+                // Test the smaller set; the store before it is the other answer.
+                let (listed, listed_value) = if accepting.len() <= rejecting.len() {
+                    (accepting, 1)
+                } else {
+                    (rejecting, 0)
+                };
+                a.emit(Insn::load(BPF_DW, R1, R10, slot_offset(slot)));
+                a.emit(Insn::store_imm(BPF_B, R10, result, 1 - listed_value));
+                let hit = a.label();
+                for s in listed {
+                    a.jmp_imm(BPF_JEQ, R1, s as i32, hit);
+                }
+                a.ja(done);
+                a.bind(hit);
+                a.emit(Insn::store_imm(BPF_B, R10, result, listed_value));
+            }
+            Machine::Depth(_) => {
+                a.emit(Insn::load(BPF_DW, R1, R10, slot_offset(slot + 1)));
+                a.emit(Insn::store_imm(BPF_B, R10, result, 1));
+                a.jmp_imm(BPF_JNE, R1, DEPTH_FAILED, done);
+                a.emit(Insn::store_imm(BPF_B, R10, result, 0));
+            }
+        }
+        a.bind(done);
+    }
+    Ok(())
+}
+
+/// Bytes per callback iteration for a group: the largest power of two up to
+/// [`MAX_CHUNK`] whose unrolled step code fits [`CHUNK_BUDGET_INSNS`].
+fn chunk_size(program: &Program, group: &PassGroup) -> Result<usize, CodegenError> {
+    let per_byte = step_block(program, group)?.len().max(1);
+    let mut k = MAX_CHUNK;
+    while k > 1 && k * per_byte > CHUNK_BUDGET_INSNS {
+        k /= 2;
+    }
+    Ok(k)
+}
+
+/// The step code of one byte (in r8) for every machine of the group, as a
+/// self-contained block (its jumps stay inside it).
+fn step_block(program: &Program, group: &PassGroup) -> Result<Vec<Insn>, CodegenError> {
+    let layout = slot_layout(program, group);
+    let mut a = Asm::new();
+    for (&id, &slot) in group.scans.iter().zip(&layout) {
+        match &program.scans[id].machine {
+            Machine::Dfa(dfa) => emit_dfa_step(&mut a, &dfa.next, MACHINE_REG_FILE[slot]),
+            Machine::Depth(counter) => emit_depth_step(
+                &mut a,
+                counter,
+                MACHINE_REG_FILE[slot],
+                MACHINE_REG_FILE[slot + 1],
+            ),
+        }
+    }
+    a.finish()
+}
+
+/// The callback of one pass: `int scan_pass_N(int idx, void *ctx)`.
+pub(crate) fn emit_callback(
+    program: &Program,
+    group: &PassGroup,
+) -> Result<Vec<Insn>, CodegenError> {
+    let layout = slot_layout(program, group);
+    let slots: usize = group
+        .scans
+        .iter()
+        .map(|&id| regs_needed(&program.scans[id].machine))
+        .sum();
+    let chunk = chunk_size(program, group)? as i32;
+    let step = step_block(program, group)?;
+
+    let shift = chunk.trailing_zeros() as i32;
+    let mut a = Asm::new();
+    let finished = a.label();
+    let fail = a.label();
+    let single = a.label();
+    let store = a.label();
+    let go_on = a.label();
+
+    a.emit(Insn::mov64_reg(CTX, R2));
+    a.emit(Insn::mov64_reg(POS, R1)); // the loop index
+    a.emit(Insn::load(BPF_DW, R8, CTX, ctx::CHUNKS));
+    a.emit(Insn::load(BPF_DW, R3, CTX, ctx::START));
+    a.emit(Insn::load(BPF_DW, CHUNK_PTR, CTX, ctx::DATA));
+    a.emit(Insn::load(BPF_DW, R1, CTX, ctx::DATA_END));
+    a.jmp_reg(BPF_JGE, POS, R8, single);
+
+    // Iteration idx < chunks: the chunk at start + idx * K.
+    a.emit(Insn::alu64_imm(BPF_LSH, POS, shift));
+    a.emit(Insn::alu64_reg(BPF_ADD, POS, R3));
+    // The verifier only trusts packet ranges whose last byte stays within
+    // MAX_PACKET_OFF; the frame never exceeds MAX_FRAME anyway.
+    a.jmp_imm(BPF_JGT, POS, MAX_FRAME - chunk, fail);
+    a.emit(Insn::alu64_reg(BPF_ADD, CHUNK_PTR, POS));
+    a.emit(Insn::mov64_reg(R3, CHUNK_PTR));
+    a.emit(Insn::alu64_imm(BPF_ADD, R3, chunk));
+    a.jmp_reg(BPF_JGT, R3, R1, fail);
+    load_slots(&mut a, slots);
+    for j in 0..chunk {
+        a.emit(Insn::load(BPF_B, BYTE, CHUNK_PTR, j as i16));
+        a.emit_all(step.iter().copied());
+    }
+    a.ja(store);
+
+    // Iteration idx >= chunks: the single byte at start + chunks * K + (idx - chunks).
+    a.bind(single);
+    a.emit(Insn::alu64_reg(BPF_SUB, POS, R8));
+    a.emit(Insn::alu64_imm(BPF_LSH, R8, shift));
+    a.emit(Insn::alu64_reg(BPF_ADD, POS, R8));
+    a.emit(Insn::alu64_reg(BPF_ADD, POS, R3));
+    a.jmp_imm(BPF_JGT, POS, MAX_FRAME - 1, fail);
+    a.emit(Insn::alu64_reg(BPF_ADD, CHUNK_PTR, POS));
+    a.emit(Insn::mov64_reg(R3, CHUNK_PTR));
+    a.emit(Insn::alu64_imm(BPF_ADD, R3, 1));
+    a.jmp_reg(BPF_JGT, R3, R1, fail);
+    load_slots(&mut a, slots);
+    a.emit(Insn::load(BPF_B, BYTE, CHUNK_PTR, 0));
+    a.emit_all(step.iter().copied());
+
+    a.bind(store);
+    for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
+        a.emit(Insn::store_reg(
+            BPF_DW,
+            CTX,
+            ctx::SLOTS + 8 * slot as i16,
+            reg,
+        ));
+    }
+    // Stop early once every machine sits in a sink.
+    for (&id, &slot) in group.scans.iter().zip(&layout) {
+        match &program.scans[id].machine {
+            Machine::Dfa(dfa) => {
+                let machine = &program.scans[id].machine;
+                let sinks: Vec<u32> = (0..dfa.next.len() as u32)
+                    .filter(|&s| machine.is_sink(s))
+                    .collect();
+                let sunk = a.label();
+                for s in sinks {
+                    a.jmp_imm(BPF_JEQ, MACHINE_REG_FILE[slot], s as i32, sunk);
+                }
+                a.ja(go_on);
+                a.bind(sunk);
+            }
+            Machine::Depth(_) => {
+                a.jmp_imm(BPF_JNE, MACHINE_REG_FILE[slot + 1], DEPTH_FAILED, go_on);
+            }
+        }
+    }
+    a.emit(Insn::store_imm(BPF_DW, CTX, ctx::STATUS, STATUS_DECIDED));
+    a.ja(finished);
+
+    a.bind(go_on);
+    a.emit(Insn::mov64_imm(R0, 0));
+    a.emit(Insn::exit());
+
+    a.bind(fail);
+    a.emit(Insn::store_imm(BPF_DW, CTX, ctx::STATUS, STATUS_FAILED));
+    a.bind(finished);
+    a.emit(Insn::mov64_imm(R0, 1));
+    a.emit(Insn::exit());
+    a.finish()
+}
+
+fn load_slots(a: &mut Asm, slots: usize) {
+    for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
+        a.emit(Insn::load(BPF_DW, reg, CTX, ctx::SLOTS + 8 * slot as i16));
+    }
+}
+
+/// Jumps to `hit` when the byte register is in `class`.
+pub(crate) fn emit_class_test(a: &mut Asm, byte: Reg, class: &ByteClass, hit: Label) {
+    for &(lo, hi) in class.ranges() {
+        let (lo, hi) = (i32::from(lo), i32::from(hi));
+        if lo == hi {
+            a.jmp_imm(BPF_JEQ, byte, lo, hit);
+        } else if lo == 0 {
+            a.jmp_imm(BPF_JLE, byte, hi, hit);
+        } else if hi == 255 {
+            a.jmp_imm(BPF_JGE, byte, lo, hit);
+        } else {
+            let below = a.label();
+            a.jmp_imm(BPF_JLT, byte, lo, below);
+            a.jmp_imm(BPF_JLE, byte, hi, hit);
+            a.bind(below);
+        }
+    }
+}
+
+/// One DFA transition on the byte in r8, state in `reg`.
+fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Reg) {
+    let done = a.label();
+    let live: Vec<u32> = (0..next.len() as u32)
+        .filter(|&s| next[s as usize].iter().any(|&t| t != s))
+        .collect();
+    let state_labels: Vec<Label> = live.iter().map(|_| a.label()).collect();
+    // Dispatch on the state; sinks fall through to `done`.
+    for (i, &s) in live.iter().enumerate() {
+        if i + 1 == live.len() && live.len() == next.len() {
+            a.ja(state_labels[i]);
+        } else {
+            a.jmp_imm(BPF_JEQ, reg, s as i32, state_labels[i]);
+        }
+    }
+    a.ja(done);
+    for (i, &s) in live.iter().enumerate() {
+        a.bind(state_labels[i]);
+        let row = &next[s as usize];
+        // Group bytes by target; the most common target is the fall-through.
+        let mut targets: Vec<(u32, Vec<u8>)> = Vec::new();
+        for b in 0..=255u8 {
+            let t = row[usize::from(b)];
+            match targets.iter_mut().find(|(tt, _)| *tt == t) {
+                Some((_, bytes)) => bytes.push(b),
+                None => targets.push((t, vec![b])),
+            }
+        }
+        let default = targets
+            .iter()
+            .max_by_key(|(t, bytes)| (bytes.len(), *t == s))
+            .map(|(t, _)| *t)
+            .unwrap_or(s);
+        let mut set_labels = Vec::new();
+        for (t, bytes) in &targets {
+            if *t == default {
+                continue;
+            }
+            let l = a.label();
+            emit_class_test(a, BYTE, &ByteClass::from_bytes(bytes.iter().copied()), l);
+            set_labels.push((*t, l));
+        }
+        if default != s {
+            a.emit(Insn::mov64_imm(reg, default as i32));
+        }
+        a.ja(done);
+        for (t, l) in set_labels {
+            a.bind(l);
+            a.emit(Insn::mov64_imm(reg, t as i32));
+            a.ja(done);
+        }
+    }
+    a.bind(done);
+}
+
+/// One depth-counter step on the byte in r8 (DESIGN.md / docs order:
+/// strings first, then open, then close).
+fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Reg, mode: Reg) {
+    let done = a.label();
+    let code = a.label();
+    a.jmp_imm(BPF_JEQ, mode, DEPTH_CODE, code);
+    if c.strings {
+        a.jmp_imm(BPF_JEQ, mode, DEPTH_FAILED, done);
+        let in_string = a.label();
+        a.jmp_imm(BPF_JEQ, mode, DEPTH_STR, in_string);
+        // After a backslash: this byte is escaped, back to the string.
+        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
+        a.ja(done);
+        a.bind(in_string);
+        let escape = a.label();
+        let close_string = a.label();
+        a.jmp_imm(BPF_JEQ, BYTE, i32::from(BACKSLASH), escape);
+        a.jmp_imm(BPF_JEQ, BYTE, i32::from(QUOTE), close_string);
+        a.ja(done);
+        a.bind(escape);
+        a.emit(Insn::mov64_imm(mode, DEPTH_STR_ESCAPE));
+        a.ja(done);
+        a.bind(close_string);
+        a.emit(Insn::mov64_imm(mode, DEPTH_CODE));
+        a.ja(done);
+    } else {
+        a.ja(done); // the only other mode is the failed sink
+    }
+
+    a.bind(code);
+    if c.strings {
+        let open_string = a.label();
+        a.jmp_imm(BPF_JEQ, BYTE, i32::from(QUOTE), open_string);
+        emit_open_close(a, c, depth, mode, done);
+        a.bind(open_string);
+        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
+        a.ja(done);
+    } else {
+        emit_open_close(a, c, depth, mode, done);
+    }
+    a.bind(done);
+}
+
+fn emit_open_close(a: &mut Asm, c: &DepthCounter, depth: Reg, mode: Reg, done: Label) {
+    let open = a.label();
+    let close = a.label();
+    emit_class_test(a, BYTE, &c.open, open);
+    emit_class_test(a, BYTE, &c.close, close);
+    a.ja(done);
+    a.bind(open);
+    a.emit(Insn::alu64_imm(BPF_ADD, depth, 1));
+    a.jmp_imm(BPF_JLE, depth, c.max as i32, done);
+    a.emit(Insn::mov64_imm(mode, DEPTH_FAILED));
+    a.ja(done);
+    a.bind(close);
+    a.jmp_imm(BPF_JEQ, depth, 0, done);
+    a.emit(Insn::alu64_imm(BPF_SUB, depth, 1));
+    a.ja(done);
+}
