@@ -593,7 +593,7 @@ pub fn disassemble_object(bytes: &[u8]) -> Result<String, ElfError> {
 
         let _ = writeln!(
             out,
-            "\nsection {name} ({} bytes, {} relocations)",
+            "\nsection {name} ({} bytes, relocations: {})",
             data.len(),
             relocs.len()
         );
@@ -674,5 +674,275 @@ fn reloc_note(file: &object::File<'_>, sym: &object::Symbol<'_, '_>, insn: Insn)
                 .unwrap_or_else(|| "?".into());
             format!("<{sec}+{}>", insn.imm)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(insn: Insn) -> String {
+        let text = disassemble(&[insn]);
+        text.trim_start()
+            .strip_prefix("0: ")
+            .unwrap()
+            .trim_end()
+            .to_owned()
+    }
+
+    fn raw_insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+        Insn {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+        }
+    }
+
+    #[test]
+    fn alu64_and_alu32_ops() {
+        let cases = [
+            (BPF_ADD, "+="),
+            (BPF_SUB, "-="),
+            (BPF_MUL, "*="),
+            (BPF_DIV, "/="),
+            (BPF_OR, "|="),
+            (BPF_AND, "&="),
+            (BPF_LSH, "<<="),
+            (BPF_RSH, ">>="),
+            (BPF_MOD, "%="),
+            (BPF_XOR, "^="),
+            (BPF_ARSH, "s>>="),
+        ];
+        for (op, sym) in cases {
+            assert_eq!(one(Insn::alu64_imm(op, R1, -7)), format!("r1 {sym} -7"));
+            assert_eq!(one(Insn::alu64_reg(op, R2, R3)), format!("r2 {sym} r3"));
+            assert_eq!(one(Insn::alu32_imm(op, R4, 9)), format!("w4 {sym} 9"));
+            assert_eq!(
+                one(raw_insn(BPF_ALU | op | BPF_X, 5, 6, 0, 0)),
+                format!("w5 {sym} w6")
+            );
+        }
+        assert_eq!(one(Insn::mov64_imm(R0, 2)), "r0 = 2");
+        assert_eq!(one(Insn::mov64_reg(R6, R1)), "r6 = r1");
+        assert_eq!(one(Insn::alu32_imm(BPF_MOV, R1, -1)), "w1 = -1");
+        assert_eq!(one(Insn::alu64_imm(BPF_NEG, R3, 0)), "r3 = -r3");
+        assert_eq!(one(Insn::alu32_imm(BPF_NEG, R3, 0)), "w3 = -w3");
+    }
+
+    #[test]
+    fn alu_signed_and_sign_extending_forms() {
+        assert_eq!(one(raw_insn(BPF_ALU64 | BPF_DIV, 1, 0, 1, 3)), "r1 s/= 3");
+        assert_eq!(
+            one(raw_insn(BPF_ALU | BPF_MOD | BPF_X, 1, 2, 1, 0)),
+            "w1 s%= w2"
+        );
+        assert_eq!(
+            one(raw_insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 2, 8, 0)),
+            "r1 = (s8)r2"
+        );
+        assert_eq!(
+            one(raw_insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 2, 32, 0)),
+            "r1 = (s32)r2"
+        );
+        assert_eq!(
+            one(raw_insn(BPF_ALU | BPF_MOV | BPF_X, 1, 2, 16, 0)),
+            "w1 = (s16)w2"
+        );
+        assert_eq!(
+            one(raw_insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 2, 1, 1)),
+            "r1 = addr_space_cast(r2, 0, 1)"
+        );
+        // Invalid offsets are not silently dropped.
+        assert!(one(raw_insn(BPF_ALU | BPF_MOV | BPF_X, 1, 2, 32, 0)).starts_with(".insn"));
+        assert!(one(raw_insn(BPF_ALU64 | BPF_DIV, 1, 0, 2, 3)).starts_with(".insn"));
+    }
+
+    #[test]
+    fn byte_swaps() {
+        assert_eq!(one(Insn::be(R1, 16)), "w1 = be16 w1");
+        assert_eq!(one(Insn::be(R1, 32)), "w1 = be32 w1");
+        assert_eq!(one(Insn::be(R1, 64)), "r1 = be64 r1");
+        assert_eq!(
+            one(raw_insn(BPF_ALU | BPF_END | BPF_TO_LE, 2, 0, 0, 16)),
+            "w2 = le16 w2"
+        );
+        assert_eq!(
+            one(raw_insn(BPF_ALU64 | BPF_END, 2, 0, 0, 32)),
+            "r2 = bswap32 r2"
+        );
+        assert!(one(Insn::be(R1, 12)).starts_with(".insn"));
+    }
+
+    #[test]
+    fn loads_and_stores() {
+        assert_eq!(one(Insn::load(BPF_W, R2, R6, 80)), "r2 = *(u32 *)(r6 + 80)");
+        assert_eq!(one(Insn::load(BPF_B, R2, R6, 0)), "r2 = *(u8 *)(r6 + 0)");
+        assert_eq!(one(Insn::load(BPF_H, R2, R6, -2)), "r2 = *(u16 *)(r6 - 2)");
+        assert_eq!(
+            one(Insn::load(BPF_DW, R2, R10, -32768)),
+            "r2 = *(u64 *)(r10 - 32768)"
+        );
+        assert_eq!(
+            one(raw_insn(BPF_LDX | BPF_MEMSX | BPF_H, 3, 4, 2, 0)),
+            "r3 = *(s16 *)(r4 + 2)"
+        );
+        assert_eq!(
+            one(Insn::store_reg(BPF_DW, R10, -8, R1)),
+            "*(u64 *)(r10 - 8) = r1"
+        );
+        assert_eq!(
+            one(Insn::store_reg(BPF_B, R1, 3, R2)),
+            "*(u8 *)(r1 + 3) = r2"
+        );
+        assert_eq!(
+            one(Insn::store_imm(BPF_W, R10, -4, -1)),
+            "*(u32 *)(r10 - 4) = -1"
+        );
+        assert_eq!(
+            one(Insn::store_imm(BPF_H, R10, -2, 7)),
+            "*(u16 *)(r10 - 2) = 7"
+        );
+    }
+
+    #[test]
+    fn atomics() {
+        let a = |size: u8, imm: i32| one(raw_insn(BPF_STX | BPF_ATOMIC | size, 1, 2, 8, imm));
+        assert_eq!(a(BPF_DW, 0x00), "lock *(u64 *)(r1 + 8) += r2");
+        assert_eq!(a(BPF_W, 0x40), "lock *(u32 *)(r1 + 8) |= w2");
+        assert_eq!(a(BPF_DW, 0x50), "lock *(u64 *)(r1 + 8) &= r2");
+        assert_eq!(a(BPF_DW, 0xa0), "lock *(u64 *)(r1 + 8) ^= r2");
+        assert_eq!(
+            a(BPF_DW, 0x01),
+            "r2 = atomic_fetch_add((u64 *)(r1 + 8), r2)"
+        );
+        assert_eq!(a(BPF_W, 0xa1), "w2 = atomic_fetch_xor((u32 *)(r1 + 8), w2)");
+        assert_eq!(a(BPF_DW, 0xe1), "r2 = xchg((u64 *)(r1 + 8), r2)");
+        assert_eq!(a(BPF_DW, 0xf1), "r0 = cmpxchg((u64 *)(r1 + 8), r0, r2)");
+        assert_eq!(a(BPF_B, 0x100), "r1 = load_acquire((u8 *)(r2 + 8))");
+        assert_eq!(a(BPF_DW, 0x110), "store_release((u64 *)(r1 + 8), r2)");
+        assert!(a(BPF_B, 0x00).starts_with(".insn"), "no 8-bit RMW atomics");
+        assert!(a(BPF_DW, 0x33).starts_with(".insn"));
+    }
+
+    #[test]
+    fn ld_imm64_forms() {
+        let pair = Insn::ld_imm64(R1, 0x1234_5678_9abc_def0);
+        assert_eq!(disassemble(&pair), "   0: r1 = 0x123456789abcdef0 ll\n");
+        assert_eq!(disassemble(&Insn::ld_func(R2, 1)), "   0: r2 = func[1]\n");
+        let mut map = Insn::ld_imm64(R1, 5);
+        map[0].src = 1;
+        assert_eq!(disassemble(&map), "   0: r1 = map_fd[5]\n");
+        map[0].src = 2;
+        map[1].imm = 16;
+        assert_eq!(disassemble(&map), "   0: r1 = map_value[5] + 16\n");
+        // The next instruction is numbered after both slots.
+        let mut prog = pair.to_vec();
+        prog.push(Insn::exit());
+        assert_eq!(
+            disassemble(&prog),
+            "   0: r1 = 0x123456789abcdef0 ll\n   2: exit\n"
+        );
+        // A truncated pair is shown raw, not dropped or merged.
+        assert_eq!(disassemble(&pair[..1]), "   0: .insn 0x18010000f0debc9a\n");
+    }
+
+    #[test]
+    fn legacy_packet_loads() {
+        assert_eq!(
+            one(raw_insn(BPF_LD | 0x20 | BPF_H, 0, 0, 0, 12)),
+            "r0 = *(u16 *)skb[12]"
+        );
+        assert_eq!(
+            one(raw_insn(BPF_LD | 0x40 | BPF_B, 0, 7, 0, 2)),
+            "r0 = *(u8 *)skb[r7 + 2]"
+        );
+    }
+
+    #[test]
+    fn jumps() {
+        let cases = [
+            (BPF_JEQ, "=="),
+            (BPF_JGT, ">"),
+            (BPF_JGE, ">="),
+            (BPF_JSET, "&"),
+            (BPF_JNE, "!="),
+            (BPF_JSGT, "s>"),
+            (BPF_JSGE, "s>="),
+            (BPF_JLT, "<"),
+            (BPF_JLE, "<="),
+            (BPF_JSLT, "s<"),
+            (BPF_JSLE, "s<="),
+        ];
+        for (op, sym) in cases {
+            let prog = [Insn::mov64_imm(R0, 0), Insn::jmp_reg(op, R3, R2, 5)];
+            assert_eq!(
+                disassemble(&prog),
+                format!("   0: r0 = 0\n   1: if r3 {sym} r2 goto +5 <7>\n")
+            );
+            assert_eq!(
+                one(Insn::jmp_imm(op, R1, -1, -1)),
+                format!("if r1 {sym} -1 goto -1 <0>")
+            );
+            assert_eq!(
+                one(raw_insn(BPF_JMP32 | op | BPF_X, 4, 5, 2, 0)),
+                format!("if w4 {sym} w5 goto +2 <3>")
+            );
+        }
+        assert_eq!(one(Insn::ja(3)), "goto +3 <4>");
+        assert_eq!(
+            one(raw_insn(BPF_JMP32 | BPF_JA, 0, 0, 0, 70000)),
+            "gotol +70000 <70001>"
+        );
+        assert_eq!(one(raw_insn(BPF_JMP | 0xe0, 0, 0, 4, 0)), "may_goto +4 <5>");
+    }
+
+    #[test]
+    fn calls_and_exit() {
+        assert_eq!(
+            one(Insn::call_helper(helper::BPF_FUNC_LOOP)),
+            "call bpf_loop#181"
+        );
+        assert_eq!(
+            one(Insn::call_helper(helper::BPF_FUNC_SKB_PULL_DATA)),
+            "call bpf_skb_pull_data#39"
+        );
+        assert_eq!(
+            one(Insn::call_helper(helper::BPF_FUNC_SKB_LOAD_BYTES)),
+            "call bpf_skb_load_bytes#26"
+        );
+        assert_eq!(one(Insn::call_helper(100_000)), "call #100000");
+        assert_eq!(one(raw_insn(BPF_JMP | BPF_CALL, 0, 1, 0, 4)), "call +4 <5>");
+        assert_eq!(
+            one(raw_insn(BPF_JMP | BPF_CALL, 0, 2, 0, 77)),
+            "call kfunc#77"
+        );
+        assert_eq!(one(Insn::exit()), "exit");
+    }
+
+    #[test]
+    fn unknown_encodings_render_raw() {
+        for insn in [
+            raw_insn(0xff, 1, 2, 3, 4),
+            raw_insn(BPF_JMP32 | BPF_CALL, 0, 0, 0, 1),
+            raw_insn(BPF_JMP32 | BPF_EXIT, 0, 0, 0, 0),
+            raw_insn(BPF_ALU64 | 0xe0, 1, 0, 0, 0),
+            raw_insn(BPF_JMP | 0xf0, 1, 0, 0, 0),
+            raw_insn(BPF_ST | 0x20 | BPF_W, 1, 0, 0, 0),
+        ] {
+            let text = one(insn);
+            let hex: String = insn.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(text, format!(".insn 0x{hex}"));
+        }
+        assert_eq!(one(raw_insn(0xff, 1, 2, 3, 4)), ".insn 0xff21030004000000");
+    }
+
+    #[test]
+    fn object_read_errors_are_typed() {
+        assert!(matches!(
+            disassemble_object(b"not an elf"),
+            Err(ElfError::Read(_))
+        ));
     }
 }

@@ -31,10 +31,19 @@ fn kernel_tests_enabled(what: &str) -> bool {
             panic!("{what}: kernel test cannot run ({r}) and CI is set")
         }
         Some(r) => {
-            eprintln!("!!!!! SKIPPING {what}: {r} (set CI to make this a failure) !!!!!");
+            loud(&format!(
+                "SKIPPING {what}: {r} (set CI to make this a failure)"
+            ));
             false
         }
     }
+}
+
+/// Writes straight to stderr: the test harness captures `eprintln!` of
+/// passing tests, and a skip must be seen.
+fn loud(msg: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "!!!!! {msg} !!!!!");
 }
 
 /// Like [`kernel_tests_enabled`] for an external tool.
@@ -45,7 +54,7 @@ fn tool_available(tool: &str) -> bool {
         if std::env::var_os("CI").is_some() {
             panic!("`{tool}` not installed and CI is set");
         }
-        eprintln!("!!!!! SKIPPING: `{tool}` not installed !!!!!");
+        loud(&format!("SKIPPING: `{tool}` not installed"));
     }
     found
 }
@@ -272,6 +281,16 @@ fn aya_loads_and_runs_two_callbacks() {
 }
 
 #[test]
+fn aya_loads_and_runs_a_shared_callback() {
+    if kernel_tests_enabled("aya_loads_and_runs_a_shared_callback") {
+        assert_eq!(
+            aya_verdict(&elf_support::shared_callback()),
+            TC_ACT_SHOT as u32
+        );
+    }
+}
+
+#[test]
 fn aya_loads_and_runs_without_callbacks() {
     if kernel_tests_enabled("aya_loads_and_runs_without_callbacks") {
         assert_eq!(
@@ -301,6 +320,7 @@ fn bpftool_loads_and_runs_all() {
     for m in [
         elf_support::one_callback(),
         elf_support::two_callbacks(),
+        elf_support::shared_callback(),
         elf_support::no_callbacks(),
     ] {
         assert_eq!(bpftool_verdict(&m), TC_ACT_SHOT as u32, "{}", m.entry.name);
@@ -318,6 +338,7 @@ fn tc_attaches_and_runs_all() {
     for m in [
         elf_support::one_callback(),
         elf_support::two_callbacks(),
+        elf_support::shared_callback(),
         elf_support::no_callbacks(),
     ] {
         assert_eq!(tc_verdict(&m), TC_ACT_SHOT as u32, "{}", m.entry.name);

@@ -80,6 +80,19 @@ pub fn two_callbacks() -> Module {
     }
 }
 
+/// One callback used by two loops, and an unreferenced second callback.
+pub fn shared_callback() -> Module {
+    Module {
+        entry: counting_entry(
+            "count_shared",
+            &[(LOOPS_A, 0), (LOOPS_B, 0)],
+            LOOPS_A + LOOPS_B,
+        ),
+        callbacks: vec![adder("add_one", 1), adder("unused", 5)],
+        license: "GPL".into(),
+    }
+}
+
 /// No callbacks: returns SHOT if the frame is at least 64 bytes long.
 pub fn no_callbacks() -> Module {
     Module {
