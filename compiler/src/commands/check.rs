@@ -1,0 +1,33 @@
+//! `lagic check SPEC`: validate, lower and generate code, write nothing.
+
+use crate::cli::CheckArgs;
+use crate::failure::{Failure, Outcome};
+use crate::io;
+
+pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
+    let spec = super::read_spec(&args.spec)?;
+    let program = super::lower_spec(&args.spec, &spec)?;
+    let module = emit_bpf::codegen::compile(&program).map_err(|e| {
+        Failure::failed(format!(
+            "{}: cannot be compiled: {e}",
+            io::display(&args.spec)
+        ))
+    })?;
+    let policy = &spec.policy;
+    println!("spec {} ok: {}", spec.name, spec.description);
+    println!(
+        "policy: arp {:?}, ipv6_nd {:?}, other_ip {:?}, non_ip {:?}",
+        policy.arp, policy.ipv6_nd, policy.other_ip, policy.non_ip
+    );
+    println!("predicate: {}", spec.predicate);
+    print!("{program}");
+    let callback_insns: usize = module.callbacks.iter().map(|c| c.insns.len()).sum();
+    println!(
+        "emits: program {} ({} instructions) with {} scan callback(s) ({} instructions)",
+        module.entry.name,
+        module.entry.insns.len(),
+        module.callbacks.len(),
+        callback_insns
+    );
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,105 @@
+//! `lagic run DIODE --payload ...`: one packet through the kernel.
+
+use std::path::Path;
+
+use lagic_loader::{tcp_frame, IpVersion, LoadedProgram, Verdict, MAX_TEST_RUN_FRAME};
+
+use crate::cli::{PayloadArgs, RunArgs};
+use crate::failure::{Failure, Outcome};
+use crate::io;
+
+const ELF_MAGIC: &[u8] = b"\x7fELF";
+const MAX_DIODE_BYTES: usize = 64 << 20;
+
+pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
+    let payload = read_payload(&args.payload)?;
+    let version = if args.ipv6 {
+        IpVersion::V6
+    } else {
+        IpVersion::V4
+    };
+    let frame = tcp_frame(&payload, version);
+    if frame.len() > MAX_TEST_RUN_FRAME {
+        return Err(Failure::bad_input(format!(
+            "payload of {} bytes makes a {}-byte frame; BPF_PROG_TEST_RUN takes at most {} bytes",
+            payload.len(),
+            frame.len(),
+            MAX_TEST_RUN_FRAME
+        ))
+        .with_hint(
+            "larger payloads need real traffic through a veth (see the lab in the README)",
+        ));
+    }
+
+    let object = diode_object(&args.diode)?;
+    lagic_loader::bpf_available().map_err(|why| {
+        Failure::bad_input(format!("cannot load programs into the kernel: {why}"))
+            .with_hint("run as root (CAP_BPF and CAP_SYS_ADMIN), e.g. with sudo")
+    })?;
+    let program = LoadedProgram::from_object(&object).map_err(|e| {
+        Failure::bad_input(format!(
+            "the kernel refused {}: {e}",
+            io::display(&args.diode)
+        ))
+    })?;
+    let result = program
+        .run(&frame)
+        .map_err(|e| Failure::bad_input(format!("test run failed: {e}")))?;
+    match result.verdict {
+        Verdict::Pass => {
+            println!("PASS");
+            Ok(Outcome::Success)
+        }
+        Verdict::Drop => {
+            println!("DROP");
+            Ok(Outcome::Failed)
+        }
+    }
+}
+
+/// The diode as object bytes: read as-is, or compiled from a spec.
+fn diode_object(path: &Path) -> Result<Vec<u8>, Failure> {
+    let bytes = io::read_input(path, "diode", MAX_DIODE_BYTES)?;
+    if bytes.starts_with(ELF_MAGIC) {
+        return Ok(bytes);
+    }
+    let spec = super::spec_from_bytes(path, &bytes)?;
+    let program = super::lower_spec(path, &spec)?;
+    super::emit(path, &program)
+}
+
+fn read_payload(args: &PayloadArgs) -> Result<Vec<u8>, Failure> {
+    if let Some(text) = &args.payload {
+        return Ok(text.as_bytes().to_vec());
+    }
+    if let Some(path) = &args.payload_file {
+        return io::read_input(path, "payload file", MAX_TEST_RUN_FRAME);
+    }
+    if let Some(hex) = &args.payload_hex {
+        return decode_hex(hex);
+    }
+    Err(Failure::bad_input("no payload given")
+        .with_hint("use --payload, --payload-file or --payload-hex"))
+}
+
+fn decode_hex(hex: &str) -> Result<Vec<u8>, Failure> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !digits.len().is_multiple_of(2) {
+        return Err(Failure::bad_input(format!(
+            "--payload-hex has {} hex digits; it needs an even number",
+            digits.len()
+        )));
+    }
+    digits
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let s = std::str::from_utf8(pair).unwrap_or("??");
+            u8::from_str_radix(s, 16).map_err(|_| {
+                Failure::bad_input(format!(
+                    "--payload-hex: '{s}' at byte {i} is not a hex byte"
+                ))
+            })
+        })
+        .collect()
+}
