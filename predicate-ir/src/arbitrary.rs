@@ -163,6 +163,37 @@ fn arb_bracket_class() -> BoxedStrategy<ByteClass> {
     .boxed()
 }
 
+/// A `depth_le` shaped like a JSON nesting check (the seed `json_depth`).
+fn arb_json_depth() -> BoxedStrategy<Pred> {
+    (
+        prop_oneof![3 => Just(Window::ALL), 1 => arb_window()],
+        0u32..6,
+        any::<bool>(),
+    )
+        .prop_map(|(window, max, strings)| Pred::DepthLe {
+            window,
+            max,
+            open: ByteClass::from_bytes(*b"{["),
+            close: ByteClass::from_bytes(*b"}]"),
+            strings,
+        })
+        .boxed()
+}
+
+/// A `contains` whose window is just long enough (or one byte longer) for
+/// its pattern, near the payload start: the boundary of "fits in the window".
+fn arb_tight_contains() -> BoxedStrategy<Pred> {
+    (arb_pattern(), 0u32..3, 0u32..2)
+        .prop_map(|(pattern, start, slack)| Pred::Contains {
+            window: Window {
+                start,
+                end: Some(start + pattern.len() as u32 + slack),
+            },
+            pattern,
+        })
+        .boxed()
+}
+
 fn arb_leaf() -> BoxedStrategy<Pred> {
     prop_oneof![
         1 => Just(Pred::True),
@@ -190,6 +221,8 @@ fn arb_leaf() -> BoxedStrategy<Pred> {
                 close,
                 strings
             }),
+        3 => arb_json_depth(),
+        2 => arb_tight_contains(),
     ]
     .boxed()
 }
@@ -242,7 +275,29 @@ pub fn arb_spec() -> BoxedStrategy<Spec> {
         .boxed()
 }
 
-/// Payloads: hot bytes, raw binary, text with CR/LF, JSON-ish text, joined
+/// JSON-like text: nested arrays and objects whose strings hold brackets,
+/// escaped quotes and escaped backslashes.
+pub fn arb_json_text() -> BoxedStrategy<String> {
+    let string = vec(
+        select(&["a", "[", "{", "]", "}", "\\\"", "\\\\", " ", ":"][..]),
+        0..6,
+    )
+    .prop_map(|parts| format!("\"{}\"", parts.concat()));
+    let leaf = prop_oneof![string, Just("1".to_string()), Just("null".to_string())];
+    leaf.prop_recursive(5, 40, 4, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..4).prop_map(|items| format!("[{}]", items.join(","))),
+            vec(inner, 0..4).prop_map(|items| {
+                let fields: Vec<String> = items.iter().map(|v| format!("\"k\":{v}")).collect();
+                format!("{{{}}}", fields.join(","))
+            }),
+        ]
+    })
+    .boxed()
+}
+
+/// Payloads: hot bytes, raw binary, text with CR/LF, JSON-ish text, nested
+/// JSON with tricky strings, joined
 /// words (with the pattern words embedded), and long repetitive payloads
 /// that run past most windows. Empty payloads included; at most 4,000 bytes.
 pub fn arb_payload() -> BoxedStrategy<Vec<u8>> {
@@ -252,6 +307,7 @@ pub fn arb_payload() -> BoxedStrategy<Vec<u8>> {
         2 => vec(select(&b"abcdefghij hate HATE.,;:!?\r\n\t"[..]), 0..200),
         2 => vec(select(&b"{}[]\":,\\ a1"[..]), 0..120),
         3 => vec(select(PAYLOAD_WORDS), 0..24).prop_map(|words| words.concat().into_bytes()),
+        3 => arb_json_text().prop_map(String::into_bytes),
         1 => (vec(arb_byte(), 1..8), 500usize..4000).prop_map(|(cycle, len)| {
             cycle.iter().cycle().take(len).copied().collect()
         }),
