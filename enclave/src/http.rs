@@ -376,7 +376,7 @@ fn serve(
             if head.expect_continue && buf.len() == head_end {
                 let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
-            let body = match read_body(stream, &mut buf, head_end, len, deadline) {
+            let body = match read_body(stream, &buf, head_end, len, deadline) {
                 Ok(b) => b,
                 Err(ReadFail::Io) => return Err(Served::Dead(label)),
                 Err(ReadFail::Reject(r)) => return Err(fail(r)),
@@ -524,7 +524,7 @@ fn parse_head(raw: &[u8]) -> Result<Head, Reject> {
 /// The `len`-byte body: what followed the head in `buf`, then the rest from the socket.
 fn read_body(
     stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    buf: &[u8],
     head_end: usize,
     len: usize,
     deadline: Instant,

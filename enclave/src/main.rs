@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 runtime failure (for example the address is in
 //! use), 2 bad flags or unusable input files.
 
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,10 +53,10 @@ struct ModelArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     temperature: f32,
     /// Nucleus sampling mass in [0, 1]; 0 or 1 disables it.
-    #[arg(long = "top-p", default_value_t = 0.9)]
+    #[arg(long = "top-p", default_value_t = 0.9, allow_negative_numbers = true)]
     top_p: f32,
 }
 
@@ -153,6 +154,13 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> ExitCode {
     if !(args.max_wait.is_finite() && args.max_wait >= 0.0) || args.max_connections == 0 {
         eprintln!("lagi-enclave: --max-wait must be >= 0 and --max-connections >= 1");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = args.listen.to_socket_addrs() {
+        eprintln!(
+            "lagi-enclave: --listen {}: not an address: {e}",
+            args.listen
+        );
         return ExitCode::from(2);
     }
     let (generator, _) = match args.model.generator() {

@@ -181,19 +181,19 @@ impl Config {
                 "every dimension must be in 1..=2^31-1, got {self:?}"
             ));
         }
-        if self.dim % self.n_heads != 0 {
+        if !self.dim.is_multiple_of(self.n_heads) {
             return fail(format!(
                 "dim {} is not a multiple of n_heads {}",
                 self.dim, self.n_heads
             ));
         }
-        if self.n_kv_heads > self.n_heads || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads > self.n_heads || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return fail(format!(
                 "n_heads {} is not a multiple of n_kv_heads {}",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.head_size() % 2 != 0 {
+        if !self.head_size().is_multiple_of(2) {
             return fail(format!(
                 "head size {} is odd; rotary embeddings rotate pairs",
                 self.head_size()
