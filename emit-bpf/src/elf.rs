@@ -26,6 +26,21 @@
 //! as `(symbol value + imm) / 8`, and libbpf requires the relocation.
 //! Callbacks live in `.text` as static functions because libbpf refuses
 //! static functions elsewhere and the kernel requires callbacks to be static.
+//!
+//! What the loaders need, found by loading on kernel 6.18 with Aya 0.14,
+//! bpftool 7.1 (libbpf 1.1) and iproute2 6.1 `tc` (libbpf 1.1.2):
+//! - Aya names each program after its function symbol, not its section:
+//!   `Ebpf::program_mut(&entry.name)`; the section name gives the type.
+//! - BTF `func_info` for every function (else "missing btf func_info"),
+//!   every prototype parameter named, the entry's FUNC global and the
+//!   callbacks' static. No DATASEC for `license` is needed.
+//! - One `line_info` record per function: without any, libbpf warns
+//!   "missing .BTF.ext line info for the main program" (it still loads).
+//!   An empty `line_info` subsection (record size, no records) makes libbpf
+//!   reject the whole `.BTF.ext`, so it is omitted rather than left empty.
+//!   The record names the function, so verifier logs show `; name @ lagic:N`.
+//! - The `ld_imm64` keeps `src = BPF_PSEUDO_FUNC` in the file, which both
+//!   loaders accept (they set it again while relocating).
 
 use object::write::{
     Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection, SymbolSection::Section,
@@ -301,7 +316,7 @@ pub const LINE_INFO_FILE: &str = "lagic";
 /// (static), one `func_info` record per function, and one `line_info`
 /// record at each function's first instruction (so loaders do not warn
 /// about missing line info; the "source line" is the function's name).
-pub fn program_btf(module: &Module, cb_offsets: &[usize]) -> (Vec<u8>, Vec<u8>) {
+fn program_btf(module: &Module, cb_offsets: &[usize]) -> (Vec<u8>, Vec<u8>) {
     let mut btf = BtfBuilder::new();
     let int = btf.add_int("int", 4, true);
     let void_ptr = btf.add_ptr(0);
