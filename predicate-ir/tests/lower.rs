@@ -1,0 +1,560 @@
+//! Lowering: DFA sizes and minimality, scan sharing, pass grouping, limits
+//! (with the path of the offending construct), and normalization results.
+
+use predicate_ir::arbitrary::arb_pattern;
+use predicate_ir::dfa::{contains_dfa, minimize_dfa};
+use predicate_ir::spec::MAX_OFFSET;
+use predicate_ir::{
+    eval, lower, lower_with, normalize, ByteClass, Cmp, Dfa, Formula, Limits, LowerError, Machine,
+    Pred, Spec, Window,
+};
+use proptest::test_runner::{Config, TestRunner};
+
+fn spec(predicate: Pred) -> Spec {
+    Spec {
+        name: "t".into(),
+        description: String::new(),
+        policy: Default::default(),
+        predicate,
+    }
+}
+
+fn word(w: &str) -> Vec<ByteClass> {
+    w.bytes()
+        .map(|b| ByteClass::from_bytes([b.to_ascii_lowercase(), b.to_ascii_uppercase()]))
+        .collect()
+}
+
+fn window(start: u32, end: Option<u32>) -> Window {
+    Window { start, end }
+}
+
+fn dfa_of(program_pred: Pred) -> Dfa {
+    let program = lower(&spec(program_pred)).unwrap();
+    assert_eq!(program.scans.len(), 1);
+    match &program.scans[0].machine {
+        Machine::Dfa(d) => d.clone(),
+        other => panic!("expected a DFA, got {other:?}"),
+    }
+}
+
+/// Independent minimality check (table filling): every pair of reachable
+/// states is distinguished by some suffix, and every state is reachable.
+fn assert_minimal(dfa: &Dfa) {
+    let n = dfa.next.len();
+    let mut reachable = vec![false; n];
+    let mut stack = vec![0usize];
+    reachable[0] = true;
+    while let Some(s) = stack.pop() {
+        for &t in dfa.next[s].iter() {
+            if !reachable[t as usize] {
+                reachable[t as usize] = true;
+                stack.push(t as usize);
+            }
+        }
+    }
+    assert!(reachable.iter().all(|&r| r), "unreachable states");
+    // distinct[a * n + b]: some suffix is accepted from exactly one of a, b.
+    let mut distinct: Vec<bool> = (0..n * n)
+        .map(|i| dfa.accepting[i / n] != dfa.accepting[i % n])
+        .collect();
+    loop {
+        let mut changed = false;
+        for i in 0..n * n {
+            let (a, b) = (i / n, i % n);
+            if !distinct[i]
+                && (0..256).any(|byte| {
+                    let (ta, tb) = (dfa.next[a][byte] as usize, dfa.next[b][byte] as usize);
+                    distinct[ta * n + tb]
+                })
+            {
+                distinct[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (i, &is_distinct) in distinct.iter().enumerate() {
+        let (a, b) = (i / n, i % n);
+        assert!(a == b || is_distinct, "states {a} and {b} are equivalent");
+    }
+}
+
+#[test]
+fn dfa_state_counts() {
+    let contains = |w: &str| {
+        dfa_of(Pred::Contains {
+            window: Window::ALL,
+            pattern: word(w),
+        })
+    };
+    assert_eq!(contains("hate").next.len(), 5);
+    assert_eq!(contains("h").next.len(), 2);
+    assert_eq!(contains("aa").next.len(), 3);
+    assert_eq!(contains("abab").next.len(), 5);
+    let all = dfa_of(Pred::All {
+        window: Window::ALL,
+        class: ByteClass::text(),
+    });
+    assert_eq!(all.next.len(), 2);
+    assert_eq!(all.accepting, vec![true, false]);
+    let any = dfa_of(Pred::Any {
+        window: Window::ALL,
+        class: ByteClass::from_bytes(*b"x"),
+    });
+    assert_eq!(any.next.len(), 2);
+    assert_eq!(any.accepting, vec![false, true]);
+    // "a" followed by 3 arbitrary bytes: the subset DFA tracks every recent
+    // "a" (16 sets) but the minimal one only needs the earliest: 5 states.
+    let mut pattern = vec![ByteClass::from_bytes(*b"a")];
+    pattern.extend(vec![ByteClass::full(); 3]);
+    let spread = dfa_of(Pred::Contains {
+        window: Window::ALL,
+        pattern,
+    });
+    assert_eq!(spread.next.len(), 5);
+    for dfa in [contains("hate"), contains("abab"), all, any, spread] {
+        assert_minimal(&dfa);
+        assert_eq!(minimize_dfa(&dfa), dfa, "not in canonical form");
+    }
+}
+
+#[test]
+fn random_pattern_dfas_are_minimal_and_canonical() {
+    let mut runner = TestRunner::new(Config {
+        cases: 150,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&arb_pattern(), |pattern| {
+            if let Ok(dfa) = contains_dfa(&pattern, 2048) {
+                if dfa.next.len() <= 40 {
+                    assert_minimal(&dfa);
+                }
+                assert_eq!(minimize_dfa(&dfa), dfa);
+                // State 0 is initial and the matched state is an accepting sink.
+                for (s, row) in dfa.next.iter().enumerate() {
+                    if dfa.accepting[s] {
+                        assert!(row.iter().all(|&t| t as usize == s));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn identical_scans_are_shared_and_passes_group_by_window() {
+    let w16 = window(0, Some(16));
+    let text_all = Pred::All {
+        window: w16,
+        class: ByteClass::text(),
+    };
+    let program = lower(&spec(Pred::Or(vec![
+        text_all.clone(),
+        Pred::Contains {
+            window: Window::ALL,
+            pattern: word("ab"),
+        },
+        Pred::Not(Box::new(text_all.clone())),
+        // Same language as `contains [0,16) <x>`: one DFA, one scan.
+        Pred::Any {
+            window: w16,
+            class: ByteClass::from_bytes(*b"x"),
+        },
+        Pred::Contains {
+            window: w16,
+            pattern: vec![ByteClass::from_bytes(*b"x")],
+        },
+        Pred::DepthLe {
+            window: w16,
+            max: 3,
+            open: ByteClass::from_bytes(*b"("),
+            close: ByteClass::from_bytes(*b")"),
+            strings: false,
+        },
+    ])))
+    .unwrap();
+    assert_eq!(program.scans.len(), 4, "{program}");
+    assert_eq!(program.passes.len(), 2);
+    assert_eq!(program.passes[0].window, w16);
+    assert_eq!(program.passes[0].scans, vec![0, 2, 3]);
+    assert_eq!(program.passes[1].window, Window::ALL);
+    assert_eq!(program.passes[1].scans, vec![1]);
+    let Formula::Or(atoms) = &program.formula else {
+        panic!("{program}")
+    };
+    assert_eq!(atoms[0], Formula::Scan(0));
+    assert_eq!(atoms[2], Formula::Not(Box::new(Formula::Scan(0))));
+    assert_eq!(atoms[3], Formula::Scan(2));
+    assert_eq!(atoms[4], Formula::Scan(2));
+    assert_eq!(program.formula.atom_count(), 6);
+}
+
+#[test]
+fn prefix_lowers_to_byte_atoms() {
+    let program = lower(&spec(Pred::Prefix {
+        pattern: word("ok"),
+    }))
+    .unwrap();
+    assert!(program.scans.is_empty());
+    assert_eq!(
+        program.formula,
+        Formula::And(vec![
+            Formula::Byte {
+                index: 0,
+                class: ByteClass::from_bytes(*b"oO")
+            },
+            Formula::Byte {
+                index: 1,
+                class: ByteClass::from_bytes(*b"kK")
+            },
+        ])
+    );
+}
+
+#[test]
+fn limits_name_the_offending_construct() {
+    let hate = Pred::Contains {
+        window: Window::ALL,
+        pattern: word("hate"),
+    };
+    let tight = Limits {
+        max_dfa_states: 4,
+        ..Limits::default()
+    };
+    let e = lower_with(
+        &spec(Pred::And(vec![
+            Pred::True,
+            Pred::Not(Box::new(hate.clone())),
+        ])),
+        &tight,
+    )
+    .unwrap_err();
+    assert_eq!(e.path(), "$.predicate.args[1].arg");
+    assert_eq!(
+        e.to_string(),
+        "$.predicate.args[1].arg: contains needs a DFA of 5 states; the limit is 4 states per scan"
+    );
+
+    let one_scan = Limits {
+        max_scans: 1,
+        ..Limits::default()
+    };
+    let two = spec(Pred::Or(vec![
+        hate.clone(),
+        hate.clone(),
+        Pred::All {
+            window: Window::ALL,
+            class: ByteClass::text(),
+        },
+    ]));
+    let e = lower_with(&two, &one_scan).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LowerError::TooManyScans {
+                count: 2,
+                limit: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.path(), "$.predicate.args[2]");
+
+    let few_atoms = Limits {
+        max_formula_atoms: 3,
+        ..Limits::default()
+    };
+    let e = lower_with(
+        &spec(Pred::Prefix {
+            pattern: word("hate"),
+        }),
+        &few_atoms,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LowerError::TooManyAtoms {
+                count: 4,
+                limit: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    // "a" then 20 arbitrary bytes: 22 minimal states, but the subset
+    // construction explores 2^20 sets and is stopped by its budget.
+    let mut pattern = vec![ByteClass::from_bytes(*b"a")];
+    pattern.extend(vec![ByteClass::full(); 20]);
+    let e = lower(&spec(Pred::Contains {
+        window: Window::ALL,
+        pattern,
+    }))
+    .unwrap_err();
+    assert!(
+        matches!(e, LowerError::ConstructionTooLarge { limit: 16_384, .. }),
+        "{e}"
+    );
+    assert_eq!(e.path(), "$.predicate");
+}
+
+#[test]
+fn normalize_flattens_and_folds() {
+    let x = Pred::Byte {
+        index: 3,
+        class: ByteClass::from_bytes(*b"x"),
+    };
+    let y = Pred::Any {
+        window: Window::ALL,
+        class: ByteClass::from_bytes(*b"y"),
+    };
+    let nested = Pred::And(vec![
+        Pred::True,
+        Pred::And(vec![x.clone(), Pred::And(vec![y.clone()])]),
+        Pred::Not(Box::new(Pred::Not(Box::new(x.clone())))),
+        Pred::Or(vec![]),
+    ]);
+    assert_eq!(normalize(&nested), Pred::False);
+    let nested = Pred::And(vec![
+        Pred::True,
+        Pred::And(vec![x.clone(), Pred::And(vec![y.clone()])]),
+        Pred::Not(Box::new(Pred::Not(Box::new(x.clone())))),
+        Pred::And(vec![]),
+    ]);
+    assert_eq!(normalize(&nested), Pred::And(vec![x.clone(), y.clone()]));
+    assert_eq!(normalize(&Pred::Or(vec![Pred::Or(vec![y.clone()])])), y);
+    assert_eq!(
+        normalize(&Pred::Not(Box::new(Pred::Len {
+            cmp: Cmp::Lt,
+            value: 9
+        }))),
+        Pred::Len {
+            cmp: Cmp::Ge,
+            value: 9
+        }
+    );
+    let short = window(10, Some(12));
+    let cases = [
+        (
+            Pred::All {
+                window: window(5, Some(5)),
+                class: ByteClass::empty(),
+            },
+            Pred::True,
+        ),
+        (
+            Pred::All {
+                window: short,
+                class: ByteClass::full(),
+            },
+            Pred::True,
+        ),
+        (
+            Pred::All {
+                window: short,
+                class: ByteClass::empty(),
+            },
+            Pred::Len {
+                cmp: Cmp::Le,
+                value: 10,
+            },
+        ),
+        (
+            Pred::Any {
+                window: short,
+                class: ByteClass::empty(),
+            },
+            Pred::False,
+        ),
+        (
+            Pred::Any {
+                window: short,
+                class: ByteClass::full(),
+            },
+            Pred::Len {
+                cmp: Cmp::Gt,
+                value: 10,
+            },
+        ),
+        (
+            Pred::Any {
+                window: window(MAX_OFFSET, None),
+                class: ByteClass::text(),
+            },
+            Pred::False,
+        ),
+        (
+            Pred::Byte {
+                index: 2,
+                class: ByteClass::empty(),
+            },
+            Pred::False,
+        ),
+        (
+            Pred::Byte {
+                index: 2,
+                class: ByteClass::full(),
+            },
+            Pred::Len {
+                cmp: Cmp::Gt,
+                value: 2,
+            },
+        ),
+        (
+            Pred::Byte {
+                index: MAX_OFFSET,
+                class: ByteClass::full(),
+            },
+            Pred::False,
+        ),
+        (
+            Pred::Contains {
+                window: short,
+                pattern: word("abc"),
+            },
+            Pred::False,
+        ),
+        (
+            Pred::Contains {
+                window: short,
+                pattern: vec![ByteClass::full(); 2],
+            },
+            Pred::Len {
+                cmp: Cmp::Ge,
+                value: 12,
+            },
+        ),
+        (
+            Pred::Prefix {
+                pattern: vec![ByteClass::full(), ByteClass::empty()],
+            },
+            Pred::False,
+        ),
+        (
+            Pred::Prefix {
+                pattern: vec![ByteClass::full(); 3],
+            },
+            Pred::Len {
+                cmp: Cmp::Ge,
+                value: 3,
+            },
+        ),
+        (
+            Pred::DepthLe {
+                window: short,
+                max: 2,
+                open: ByteClass::full(),
+                close: ByteClass::empty(),
+                strings: false,
+            },
+            Pred::True,
+        ),
+        (
+            Pred::DepthLe {
+                window: Window::ALL,
+                max: 2,
+                open: ByteClass::empty(),
+                close: ByteClass::full(),
+                strings: true,
+            },
+            Pred::True,
+        ),
+    ];
+    for (pred, expected) in cases {
+        assert_eq!(normalize(&pred), expected, "{pred}");
+    }
+}
+
+/// The `len` folds at both ends of the payload range, checked against the
+/// meaning on payloads of exactly those lengths.
+#[test]
+fn len_folds_hold_at_the_range_ends() {
+    let biggest = vec![b'a'; MAX_OFFSET as usize];
+    let lengths = [0usize, 1, 2, MAX_OFFSET as usize - 1, MAX_OFFSET as usize];
+    for cmp in [Cmp::Lt, Cmp::Le, Cmp::Eq, Cmp::Ne, Cmp::Ge, Cmp::Gt] {
+        for value in [0, 1, MAX_OFFSET - 1, MAX_OFFSET] {
+            let pred = Pred::Len { cmp, value };
+            let folded = normalize(&pred);
+            for &n in &lengths {
+                assert_eq!(
+                    eval(&folded, &biggest[..n]),
+                    eval(&pred, &biggest[..n]),
+                    "{pred} at n={n}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        normalize(&Pred::Len {
+            cmp: Cmp::Le,
+            value: MAX_OFFSET
+        }),
+        Pred::True
+    );
+    assert_eq!(
+        normalize(&Pred::Len {
+            cmp: Cmp::Gt,
+            value: MAX_OFFSET
+        }),
+        Pred::False
+    );
+    assert_eq!(
+        normalize(&Pred::Len {
+            cmp: Cmp::Lt,
+            value: 0
+        }),
+        Pred::False
+    );
+    assert_eq!(
+        normalize(&Pred::Len {
+            cmp: Cmp::Ge,
+            value: 0
+        }),
+        Pred::True
+    );
+}
+
+#[test]
+fn depth_counter_order_rule() {
+    // `"` in the open class: with `strings`, string handling sees it first.
+    let quote_opens = |strings| Pred::DepthLe {
+        window: Window::ALL,
+        max: 0,
+        open: ByteClass::from_bytes(*b"\"{"),
+        close: ByteClass::from_bytes(*b"}"),
+        strings,
+    };
+    let program = lower(&spec(quote_opens(true))).unwrap();
+    assert!(program.evaluate(b"\"abc\""));
+    assert!(eval(&quote_opens(true), b"\"abc\""));
+    assert!(!eval(&quote_opens(false), b"\"abc\""));
+    // A byte in both classes opens (open is tested before close).
+    let both = Pred::DepthLe {
+        window: Window::ALL,
+        max: 1,
+        open: ByteClass::from_bytes(*b"|"),
+        close: ByteClass::from_bytes(*b"|"),
+        strings: false,
+    };
+    assert!(eval(&both, b"|"));
+    assert!(!eval(&both, b"||"));
+    assert!(!lower(&spec(both)).unwrap().evaluate(b"||"));
+    // An escaped quote does not end the string.
+    let json = Pred::DepthLe {
+        window: Window::ALL,
+        max: 1,
+        open: ByteClass::from_bytes(*b"["),
+        close: ByteClass::from_bytes(*b"]"),
+        strings: true,
+    };
+    assert!(eval(&json, b"[\"\\\"[[\"]"));
+    assert!(!eval(&json, b"[\"\\\\\"[[\"]"));
+}
