@@ -17,6 +17,9 @@ side drift apart, either this file stops compiling or the exported
 
 namespace Lagic
 
+-- Headroom for `decide`, which evaluates `eval` in the elaborator.
+set_option maxRecDepth 4096
+
 /-- One test payload for one diode, with the verdict written by hand. -/
 structure Case where
   diode : Diode

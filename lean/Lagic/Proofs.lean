@@ -39,6 +39,9 @@ proved here by case analysis; only long-standing core lemmas are used.
 
 namespace Lagic
 
+-- Headroom for the `decide` examples at the end.
+set_option maxRecDepth 4096
+
 /-! ## `Bool` facts, by case analysis -/
 
 theorem false_ne_true' : (false = true) → False := by

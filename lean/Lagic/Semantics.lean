@@ -123,25 +123,30 @@ def bracketStep (k : Nat) (opens closes : ByteClass) (d : Nat) (b : UInt8) : Opt
   else if closes.has b then some (d - 1)
   else some d
 
-/-- One byte of `depth_le`, in DESIGN.md's order: with `strings`, inside a
-string a backslash escapes the next byte and a quote ends the string, and
-outside a string a quote starts one; every other byte outside a string is
-counted by `bracketStep`. -/
-def depthStep (k : Nat) (opens closes : ByteClass) (strings : Bool) :
-    DepthState → UInt8 → Option DepthState
-  | ⟨d, m⟩, b =>
-    if strings then
-      match m with
-      | .str =>
-        if b.toNat == backslashByte then some ⟨d, .esc⟩
-        else if b.toNat == quoteByte then some ⟨d, .code⟩
-        else some ⟨d, .str⟩
-      | .esc => some ⟨d, .str⟩
-      | .code =>
-        if b.toNat == quoteByte then some ⟨d, .str⟩
-        else (bracketStep k opens closes d b).map (fun d' => DepthState.mk d' Mode.code)
-    else
-      (bracketStep k opens closes d b).map (fun d' => DepthState.mk d' Mode.code)
+/-- A byte outside any string: counted by `bracketStep`, mode stays `code`. -/
+def codeStep (k : Nat) (opens closes : ByteClass) (d : Nat) (b : UInt8) : Option DepthState :=
+  (bracketStep k opens closes d b).map (fun d' => DepthState.mk d' Mode.code)
+
+/-- One byte of `depth_le` with `strings`, in DESIGN.md's order: inside a
+string a backslash escapes the next byte and a quote ends the string; the
+escaped byte is skipped; outside a string a quote starts one, and every
+other byte is counted by `codeStep`. -/
+def stringsStep (k : Nat) (opens closes : ByteClass) : DepthState → UInt8 → Option DepthState
+  | ⟨d, .str⟩, b =>
+    if b.toNat == backslashByte then some ⟨d, .esc⟩
+    else if b.toNat == quoteByte then some ⟨d, .code⟩
+    else some ⟨d, .str⟩
+  | ⟨d, .esc⟩, _ => some ⟨d, .str⟩
+  | ⟨d, .code⟩, b =>
+    if b.toNat == quoteByte then some ⟨d, .str⟩
+    else codeStep k opens closes d b
+
+/-- One byte of `depth_le`: with `strings`, `stringsStep`; without, every
+byte is counted by `codeStep` (the mode never leaves `code`). -/
+def depthStep (k : Nat) (opens closes : ByteClass) (strings : Bool)
+    (st : DepthState) (b : UInt8) : Option DepthState :=
+  if strings then stringsStep k opens closes st b
+  else codeStep k opens closes st.depth b
 
 mutual
 /-- The meaning of a predicate on a payload. -/
