@@ -128,6 +128,10 @@ struct MakeModelArgs {
     /// Context length.
     #[arg(long, default_value_t = 512)]
     seq_len: usize,
+    /// Pad the vocabulary to this many tokens with never-sampled pieces
+    /// (0: natural size, about 1,900).
+    #[arg(long, default_value_t = 0)]
+    vocab_size: usize,
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +212,7 @@ fn make_model(a: MakeModelArgs) -> ExitCode {
         n_kv_heads: a.kv_heads,
         seq_len: a.seq_len,
         seed: a.seed,
+        vocab_size: a.vocab_size,
     };
     match write_model_dir(&a.out, &spec) {
         Ok((m, t)) => {

@@ -60,6 +60,10 @@ pub struct SynthSpec {
     pub seq_len: usize,
     /// Weight seed.
     pub seed: u64,
+    /// Pad the vocabulary with never-sampled `<pad_N>` pieces up to this
+    /// size (0: the natural size), e.g. 32000 to time a stories15M-sized
+    /// classifier.
+    pub vocab_size: usize,
 }
 
 impl Default for SynthSpec {
@@ -72,6 +76,7 @@ impl Default for SynthSpec {
             n_kv_heads: 2,
             seq_len: 512,
             seed: 1,
+            vocab_size: 0,
         }
     }
 }
@@ -87,6 +92,12 @@ pub fn sampled_pieces() -> Vec<String> {
 
 /// The fixed synthetic tokenizer.
 pub fn make_tokenizer() -> Tokenizer {
+    make_padded_tokenizer(0)
+}
+
+/// The synthetic tokenizer padded with `<pad_N>` pieces (placed before the
+/// word pieces) to `vocab_size` tokens when it is larger than the natural size.
+pub fn make_padded_tokenizer(vocab_size: usize) -> Tokenizer {
     let mut pieces: Vec<Vec<u8>> = vec![b"<unk>".to_vec(), b"<s>".to_vec(), b"</s>".to_vec()];
     let mut scores = vec![0.0f32; 3];
     for b in 0..=255u8 {
@@ -97,20 +108,30 @@ pub fn make_tokenizer() -> Tokenizer {
         pieces.push(vec![b]);
         scores.push(0.0);
     }
+    let words = EXTRA_WORDS.iter().chain(CLEAN_WORDS);
+    let mut word_pieces: Vec<Vec<u8>> = Vec::new();
     let mut seen: std::collections::HashSet<Vec<u8>> = pieces.iter().cloned().collect();
     // Clean words last, so the final id is " <last clean word>".
-    for word in EXTRA_WORDS.iter().chain(CLEAN_WORDS) {
+    for word in words {
         let spaced = format!(" {word}");
         let forms = [word.as_bytes(), spaced.as_bytes()];
         for form in forms {
             for end in 2..=form.len() {
                 let piece = form[..end].to_vec();
                 if seen.insert(piece.clone()) {
-                    scores.push(end as f32);
-                    pieces.push(piece);
+                    word_pieces.push(piece);
                 }
             }
         }
+    }
+    let padding = vocab_size.saturating_sub(pieces.len() + word_pieces.len());
+    for i in 0..padding {
+        pieces.push(format!("<pad_{i}>").into_bytes());
+        scores.push(0.0);
+    }
+    for piece in word_pieces {
+        scores.push(piece.len() as f32);
+        pieces.push(piece);
     }
     let max = pieces.iter().map(Vec::len).max().unwrap_or(1) as u32;
     Tokenizer::new(pieces, scores, max).expect("the synthetic vocabulary is well formed")
@@ -204,7 +225,7 @@ pub fn make_model(spec: &SynthSpec, tokenizer: &Tokenizer) -> Result<Checkpoint,
 
 /// Write `model.bin` and `tokenizer.bin` into `dir` (created if missing).
 pub fn write_model_dir(dir: &Path, spec: &SynthSpec) -> io::Result<(PathBuf, PathBuf)> {
-    let tokenizer = make_tokenizer();
+    let tokenizer = make_padded_tokenizer(spec.vocab_size);
     let model = make_model(spec, &tokenizer)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     std::fs::create_dir_all(dir)?;
@@ -282,6 +303,24 @@ mod tests {
         let ids = t.encode("I hate bananas", true, false);
         let pieces: Vec<&[u8]> = ids[1..].iter().map(|&i| t.piece(i)).collect();
         assert_eq!(pieces, vec![&b" I"[..], b" hate", b" bananas"]);
+    }
+
+    #[test]
+    fn padding_keeps_words_and_round_trip() {
+        let t = make_padded_tokenizer(4000);
+        assert_eq!(t.vocab_size(), 4000);
+        let last = (t.vocab_size() - 1) as u32;
+        assert!(sampled_pieces()
+            .iter()
+            .any(|p| p.as_bytes() == t.piece(last)));
+        let ids = t.encode("I hate bananas", true, false);
+        assert_eq!(t.decode(&ids), b"I hate bananas");
+        assert_eq!(ids.len(), 4);
+        // Smaller than natural: no padding.
+        assert_eq!(
+            make_padded_tokenizer(10).vocab_size(),
+            make_tokenizer().vocab_size()
+        );
     }
 
     #[test]

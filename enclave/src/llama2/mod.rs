@@ -183,9 +183,15 @@ impl Generator for Llama2Generator {
             "vocab_size": c.vocab_size,
             "seq_len": c.seq_len,
             "shared_classifier": c.shared_classifier,
-            "temperature": self.params.temperature,
-            "top_p": self.params.top_p,
+            // Through the shortest decimal form, so 0.9f32 reads 0.9, not 0.8999999761581421.
+            "temperature": short_f64(self.params.temperature),
+            "top_p": short_f64(self.params.top_p),
             "seed": self.params.seed,
         })
     }
+}
+
+/// The f64 whose shortest decimal form equals that of `v`.
+fn short_f64(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
 }
