@@ -28,6 +28,15 @@ use super::{frame, CodegenError, Verdicts, MAX_FRAME};
 use crate::insn::*;
 
 /// Offsets inside the scan context.
+///
+/// Everything a callback writes (status, machine registers) is stored as a
+/// u32 at an offset that is not 8-byte aligned. The verifier does not track
+/// the value of such a stack write (it marks the bytes "misc"), so when it
+/// re-checks the callback for the next `bpf_loop` iteration the machine
+/// states are unknown scalars and the check converges after two rounds,
+/// whatever the number of states. Stored aligned, every distinct state
+/// constant would cost one more round, and big automata would exhaust the
+/// verifier's budget.
 pub(crate) mod ctx {
     /// Spilled packet pointers (after the full pull).
     pub const DATA: i16 = 0;
@@ -36,11 +45,12 @@ pub(crate) mod ctx {
     pub const START: i16 = 16;
     /// Number of whole chunks; iterations past them step single bytes.
     pub const CHUNKS: i16 = 24;
-    pub const STATUS: i16 = 32;
     /// `nr_loops` handed to `bpf_loop`.
-    pub const LOOPS: i16 = 40;
-    /// Machine registers, 8 bytes each.
-    pub const SLOTS: i16 = 48;
+    pub const LOOPS: i16 = 32;
+    /// The status word: a u32 in the upper half of its 8-byte slot.
+    pub const STATUS: i16 = 44;
+    /// Machine registers: u32s in the upper halves of 8-byte slots.
+    pub const SLOTS: i16 = 52;
 }
 
 /// Status word values.
@@ -149,10 +159,10 @@ pub(crate) fn emit_pass_call(
         .map(|&id| regs_needed(&program.scans[id].machine))
         .sum();
     for slot in 0..slots {
-        a.emit(Insn::store_imm(BPF_DW, R10, slot_offset(slot), 0));
+        a.emit(Insn::store_imm(BPF_W, R10, slot_offset(slot), 0));
     }
     a.emit(Insn::store_imm(
-        BPF_DW,
+        BPF_W,
         R10,
         frame::CTX + ctx::STATUS,
         STATUS_RUNNING,
@@ -190,7 +200,7 @@ pub(crate) fn emit_pass_call(
     a.emit(Insn::alu64_imm(BPF_ADD, R3, frame::CTX as i32));
     a.emit(Insn::mov64_imm(R4, 0));
     a.emit(Insn::call_helper(helper::BPF_FUNC_LOOP));
-    a.emit(Insn::load(BPF_DW, R1, R10, frame::CTX + ctx::STATUS));
+    a.emit(Insn::load(BPF_W, R1, R10, frame::CTX + ctx::STATUS));
     a.jmp_imm(BPF_JEQ, R1, STATUS_FAILED, v.drop);
     a.jmp_imm(BPF_JEQ, R1, STATUS_DECIDED, results);
     // Not decided early: every iteration must have run (a negative r0 is an
@@ -216,7 +226,7 @@ pub(crate) fn emit_pass_call(
                 } else {
                     (rejecting, 0)
                 };
-                a.emit(Insn::load(BPF_DW, R1, R10, slot_offset(slot)));
+                a.emit(Insn::load(BPF_W, R1, R10, slot_offset(slot)));
                 a.emit(Insn::store_imm(BPF_B, R10, result, 1 - listed_value));
                 let hit = a.label();
                 for s in listed {
@@ -227,7 +237,7 @@ pub(crate) fn emit_pass_call(
                 a.emit(Insn::store_imm(BPF_B, R10, result, listed_value));
             }
             Machine::Depth(_) => {
-                a.emit(Insn::load(BPF_DW, R1, R10, slot_offset(slot + 1)));
+                a.emit(Insn::load(BPF_W, R1, R10, slot_offset(slot + 1)));
                 a.emit(Insn::store_imm(BPF_B, R10, result, 1));
                 a.jmp_imm(BPF_JNE, R1, DEPTH_FAILED, done);
                 a.emit(Insn::store_imm(BPF_B, R10, result, 0));
@@ -333,7 +343,7 @@ pub(crate) fn emit_callback(
     a.bind(store);
     for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
         a.emit(Insn::store_reg(
-            BPF_DW,
+            BPF_W,
             CTX,
             ctx::SLOTS + 8 * slot as i16,
             reg,
@@ -359,7 +369,7 @@ pub(crate) fn emit_callback(
             }
         }
     }
-    a.emit(Insn::store_imm(BPF_DW, CTX, ctx::STATUS, STATUS_DECIDED));
+    a.emit(Insn::store_imm(BPF_W, CTX, ctx::STATUS, STATUS_DECIDED));
     a.ja(finished);
 
     a.bind(go_on);
@@ -367,7 +377,7 @@ pub(crate) fn emit_callback(
     a.emit(Insn::exit());
 
     a.bind(fail);
-    a.emit(Insn::store_imm(BPF_DW, CTX, ctx::STATUS, STATUS_FAILED));
+    a.emit(Insn::store_imm(BPF_W, CTX, ctx::STATUS, STATUS_FAILED));
     a.bind(finished);
     a.emit(Insn::mov64_imm(R0, 1));
     a.emit(Insn::exit());
@@ -376,7 +386,7 @@ pub(crate) fn emit_callback(
 
 fn load_slots(a: &mut Asm, slots: usize) {
     for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
-        a.emit(Insn::load(BPF_DW, reg, CTX, ctx::SLOTS + 8 * slot as i16));
+        a.emit(Insn::load(BPF_W, reg, CTX, ctx::SLOTS + 8 * slot as i16));
     }
 }
 
