@@ -152,7 +152,9 @@ theorem anyIn_append (c : ByteClass) :
 theorem byteIn_append (c : ByteClass) :
     ∀ (l u : List UInt8) (i : Nat), byteIn c l i = true → byteIn c (l ++ u) i = true
   | [], _, _, h => absurdB h
-  | _ :: _, _, 0, h => h
+  | b :: _, _, 0, h => by
+    have h' : c.has b = true := h
+    exact h'
   | _ :: bs, u, i + 1, h => byteIn_append c bs u i h
 
 theorem matchesAt_append :
@@ -257,7 +259,7 @@ theorem always_closed : PrefixClosed .always :=
   fun _ _ _ => rfl
 
 theorem never_closed : PrefixClosed .never :=
-  fun _ _ h => h
+  fun _ _ h => absurdB h
 
 theorem lenLt_closed (k : Nat) : PrefixClosed (.len .lt k) := by
   intro s t h
@@ -363,9 +365,10 @@ theorem and_closedFrom (n : Nat) :
   | [], _ => fun _ _ _ _ => rfl
   | q :: qs, hall => fun s t hn h => by
     have hboth : ClosedFrom n q ∧ AllClosedFrom n qs := hall
-    have h' : (eval q (s ++ t) && evalAll qs (s ++ t)) = true := h
-    have ih : evalAll qs s = true := and_closedFrom n qs hboth.2 s t hn (band_right h')
-    show (eval q s && evalAll qs s) = true
+    have h' : (eval q (s ++ t) && allTrue (evalEach qs (s ++ t))) = true := h
+    have ih : allTrue (evalEach qs s) = true :=
+      and_closedFrom n qs hboth.2 s t hn (band_right h')
+    show (eval q s && allTrue (evalEach qs s)) = true
     exact band_intro (hboth.1 s t hn (band_left h')) ih
 
 theorem or_closedFrom (n : Nat) :
@@ -373,8 +376,8 @@ theorem or_closedFrom (n : Nat) :
   | [], _ => fun _ _ _ h => absurdB h
   | q :: qs, hall => fun s t hn h => by
     have hboth : ClosedFrom n q ∧ AllClosedFrom n qs := hall
-    have h' : (eval q (s ++ t) || evalAny qs (s ++ t)) = true := h
-    show (eval q s || evalAny qs s) = true
+    have h' : (eval q (s ++ t) || anyTrue (evalEach qs (s ++ t))) = true := h
+    show (eval q s || anyTrue (evalEach qs s)) = true
     cases bor_elim h' with
     | inl hq => exact bor_inl (hboth.1 s t hn hq)
     | inr hr => exact bor_inr (or_closedFrom n qs hboth.2 s t hn hr)

@@ -148,31 +148,47 @@ def depthStep (k : Nat) (opens closes : ByteClass) (strings : Bool)
   if strings then stringsStep k opens closes st b
   else codeStep k opens closes st.depth b
 
+/-- Every Boolean of the list is `true` (`and` of the list). -/
+def allTrue : List Bool → Bool
+  | [] => true
+  | b :: bs => b && allTrue bs
+
+/-- Some Boolean of the list is `true` (`or` of the list). -/
+def anyTrue : List Bool → Bool
+  | [] => false
+  | b :: bs => b || anyTrue bs
+
+/-
+`eval` recurses through the nested `List Pred` of `and`/`or` by way of one
+companion function, `evalEach`: structural recursion over a nested type
+admits one function per type in the mutual block, and structural (not
+well-founded) recursion keeps `eval` reducible, so `decide` and `rfl` can
+run it and the proofs can unfold it.
+-/
 mutual
 /-- The meaning of a predicate on a payload. -/
-def eval : Pred → List UInt8 → Bool
-  | .always, _ => true
-  | .never, _ => false
-  | .not q, p => !(eval q p)
-  | .and qs, p => evalAll qs p
-  | .or qs, p => evalAny qs p
-  | .len c k, p => c.holds p.length k
-  | .byte i c, p => byteIn c p i
-  | .all w c, p => allIn c (window w p)
-  | .any w c, p => anyIn c (window w p)
-  | .startsWith pat, p => matchesAt pat p
-  | .contains w pat, p => occurs pat (window w p)
-  | .depthLe w k o c s, p => run (depthStep k o c s) DepthState.init (window w p)
+def eval (q : Pred) (p : List UInt8) : Bool :=
+  match q with
+  | .always => true
+  | .never => false
+  | .not r => !(eval r p)
+  | .and rs => allTrue (evalEach rs p)
+  | .or rs => anyTrue (evalEach rs p)
+  | .len c k => c.holds p.length k
+  | .byte i c => byteIn c p i
+  | .all w c => allIn c (window w p)
+  | .any w c => anyIn c (window w p)
+  | .startsWith pat => matchesAt pat p
+  | .contains w pat => occurs pat (window w p)
+  | .depthLe w k o c s => run (depthStep k o c s) DepthState.init (window w p)
+termination_by structural q
 
-/-- Every predicate of the list holds (`and`). -/
-def evalAll : List Pred → List UInt8 → Bool
-  | [], _ => true
-  | q :: qs, p => eval q p && evalAll qs p
-
-/-- Some predicate of the list holds (`or`). -/
-def evalAny : List Pred → List UInt8 → Bool
-  | [], _ => false
-  | q :: qs, p => eval q p || evalAny qs p
+/-- The meaning of each predicate of a list, in order. -/
+def evalEach (qs : List Pred) (p : List UInt8) : List Bool :=
+  match qs with
+  | [] => []
+  | r :: rs => eval r p :: evalEach rs p
+termination_by structural qs
 end
 
 end Lagic
