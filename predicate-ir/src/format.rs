@@ -52,7 +52,7 @@ pub enum SpecErrorKind {
     UnsupportedVersion { found: String },
     #[error("expected {expected}, found {found}")]
     Expected { expected: String, found: String },
-    #[error("missing field; expected {expected}")]
+    #[error("missing field: expected {expected}, found nothing")]
     MissingField { expected: String },
     #[error("unknown field {field}; expected one of {allowed}")]
     UnknownField { field: String, allowed: String },
