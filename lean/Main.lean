@@ -4,9 +4,11 @@ import Lagic
 # `lake exe export [DIR]`
 
 Writes `<name>.json` for every seed diode and `cases.json` (verdicts
-computed by `eval`) into `DIR`, by default `../examples` (the repository's
-`examples/` when run from `lean/`). The files are compared with the
-committed ones as parsed JSON by `check.sh`.
+computed by `eval`) into `DIR`, by default `out/`. The files are compared
+with the committed `examples/` as parsed JSON values by `check.sh`. The
+default is not `../examples` on purpose: `Json.mkObj` sorts object keys, so
+writing there would reformat the committed files (same values, other text)
+and upset readers that rely on their key order.
 -/
 
 open Lean Lagic
@@ -18,7 +20,7 @@ def writeJson (dir : System.FilePath) (file : String) (j : Json) : IO Unit :=
 def main (args : List String) : IO UInt32 := do
   match args with
   | [] | [_] =>
-    let dir := System.FilePath.mk (args.headD "../examples")
+    let dir := System.FilePath.mk (args.headD "out")
     IO.FS.createDirAll dir
     for d in seedDiodes do
       writeJson dir (d.name ++ ".json") d.toJson

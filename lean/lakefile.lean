@@ -9,7 +9,7 @@ package lagic where
 lean_lib Lagic where
 
 -- `lake exe export [DIR]` writes `<diode>.json` and `cases.json` into DIR
--- (default `../examples`). `export` is a keyword, hence the guillemets.
+-- (default `out/`). `export` is a keyword, hence the guillemets.
 @[default_target]
 lean_exe «export» where
   root := `Main
