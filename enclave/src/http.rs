@@ -345,7 +345,9 @@ fn serve(
     started: Instant,
 ) -> Result<(Response, String), Served> {
     let config = &shared.config;
-    let deadline = started + config.request_timeout;
+    let deadline = started
+        .checked_add(config.request_timeout)
+        .unwrap_or(started + Duration::from_secs(3600));
     let mut buf = Vec::with_capacity(4096);
     let head_end = match read_head(stream, &mut buf, deadline) {
         Ok(end) => end,
@@ -622,7 +624,7 @@ pub fn parse_generate_body(body: &[u8], config: &ServerConfig) -> Result<Generat
                 .as_f64()
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .ok_or("\"wait_time\" must be a non-negative number of seconds")?;
-            Duration::from_secs_f64(secs.min(config.max_wait.as_secs_f64()))
+            Duration::try_from_secs_f64(secs).map_or(config.max_wait, |d| d.min(config.max_wait))
         }
     };
     let seed = match field("seed") {
@@ -646,7 +648,8 @@ fn generate(shared: &Shared, body: Vec<u8>) -> Result<Response, Reject> {
     let request = GenerationRequest {
         prompt: &params.prompt,
         max_tokens: params.max_tokens,
-        deadline: Some(Instant::now() + params.wait),
+        // An unrepresentable instant (absurd --max-wait) means no deadline.
+        deadline: Instant::now().checked_add(params.wait),
         seed: params.seed,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| {

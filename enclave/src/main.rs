@@ -95,7 +95,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     default_max_tokens: usize,
     /// Generation time limit in seconds (and ceiling of a request's wait_time).
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = 300.0, allow_negative_numbers = true)]
     max_wait: f64,
     /// Do not log requests to stderr.
     #[arg(long)]
@@ -156,8 +156,15 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    if !(args.max_wait.is_finite() && args.max_wait >= 0.0) || args.max_connections == 0 {
-        eprintln!("lagi-enclave: --max-wait must be >= 0 and --max-connections >= 1");
+    let Ok(max_wait) = Duration::try_from_secs_f64(args.max_wait) else {
+        eprintln!(
+            "lagi-enclave: --max-wait {} is not a usable number of seconds",
+            args.max_wait
+        );
+        return ExitCode::from(2);
+    };
+    if args.max_connections == 0 {
+        eprintln!("lagi-enclave: --max-connections must be at least 1");
         return ExitCode::from(2);
     }
     if let Err(e) = args.listen.to_socket_addrs() {
@@ -178,7 +185,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         max_body: args.max_body,
         max_connections: args.max_connections,
         default_max_tokens: args.default_max_tokens,
-        max_wait: Duration::from_secs_f64(args.max_wait),
+        max_wait,
         log_requests: !args.quiet,
         ..ServerConfig::default()
     };

@@ -60,6 +60,9 @@ fn bad_flags_exit_2() {
     startup_fails(&["--listen", "not an address"], 2, "not an address");
     startup_fails(&["--bogus"], 2, "--bogus");
     startup_fails(&["--max-body", "lots"], 2, "lots");
+    startup_fails(&["--max-wait", "-1"], 2, "max-wait");
+    startup_fails(&["--max-wait", "1e30"], 2, "max-wait");
+    startup_fails(&["--max-connections", "0"], 2, "max-connections");
 }
 
 #[test]

@@ -268,8 +268,8 @@ fn assert_close(got: &[f32], want: &[f64], what: &str) {
 fn check(shape: Shape, seed: u64, tokens: &[usize]) {
     let m = build(shape, seed);
     let ckpt = Checkpoint::from_bytes(&checkpoint_bytes(&m)).expect("checkpoint loads");
-    assert_eq!(ckpt.config.shared_classifier, m.s.shared);
-    let mut state = RunState::new(&ckpt.config, m.s.seq_len);
+    assert_eq!(ckpt.config().shared_classifier, m.s.shared);
+    let mut state = RunState::new(ckpt.config(), m.s.seq_len).unwrap();
     for pos in 0..tokens.len() {
         let logits = forward(&ckpt, &mut state, tokens[pos] as u32, pos).unwrap();
         let want = reference_logits(&m, &tokens[..=pos]);
@@ -350,7 +350,7 @@ fn zero_blocks_give_hand_computed_logits() {
         b.extend_from_slice(&x.to_le_bytes());
     }
     let ckpt = Checkpoint::from_bytes(&b).unwrap();
-    let mut state = RunState::new(&ckpt.config, seq);
+    let mut state = RunState::new(ckpt.config(), seq).unwrap();
     for pos in 0..seq {
         let logits = forward(&ckpt, &mut state, 2, pos).unwrap();
         for (r, l) in logits.iter().enumerate() {

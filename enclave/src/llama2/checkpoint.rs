@@ -289,16 +289,26 @@ impl Weights {
     }
 }
 
-/// A config together with weights of matching shapes.
+/// A config together with weights of matching shapes. Fields are private so
+/// that every value went through [`Checkpoint::new`] or a loader, which the
+/// forward pass relies on to slice tensors without further checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
-    /// Hyper-parameters.
-    pub config: Config,
-    /// Weights.
-    pub weights: Weights,
+    config: Config,
+    weights: Weights,
 }
 
 impl Checkpoint {
+    /// Hyper-parameters.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Weights.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
     /// Pair a config with weights, checking every tensor's length.
     pub fn new(config: Config, weights: Weights) -> Result<Checkpoint, CheckpointError> {
         if config.shared_classifier != weights.wcls.is_none() {

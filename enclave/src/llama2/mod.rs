@@ -64,7 +64,7 @@ impl Llama2Generator {
         tokenizer: Tokenizer,
         params: SamplingParams,
     ) -> Result<Self, LoadError> {
-        tokenizer.check_vocab(model.config.vocab_size)?;
+        tokenizer.check_vocab(model.config().vocab_size)?;
         params.validate().map_err(LoadError::Sampling)?;
         Ok(Llama2Generator {
             model,
@@ -96,7 +96,7 @@ impl Llama2Generator {
         request: &GenerationRequest<'_>,
     ) -> Result<(Vec<u32>, GenerationStats), GenerateError> {
         let start = Instant::now();
-        let seq_len = self.model.config.seq_len;
+        let seq_len = self.model.config().seq_len;
         let bound = self.tokenizer.min_tokens(request.prompt);
         if bound > seq_len {
             return Err(GenerateError::PromptTooLong {
@@ -114,7 +114,8 @@ impl Llama2Generator {
         let steps = (prompt.len() - 1)
             .saturating_add(request.max_tokens)
             .min(seq_len);
-        let mut state = RunState::new(&self.model.config, steps);
+        let mut state = RunState::new(self.model.config(), steps)
+            .map_err(|e| GenerateError::Internal(e.to_string()))?;
         let mut sampler = Sampler::new(SamplingParams {
             seed: request.seed.unwrap_or(self.params.seed),
             ..self.params
@@ -172,7 +173,7 @@ impl Generator for Llama2Generator {
     }
 
     fn describe(&self) -> serde_json::Value {
-        let c = &self.model.config;
+        let c = self.model.config();
         serde_json::json!({
             "kind": "llama2",
             "dim": c.dim,

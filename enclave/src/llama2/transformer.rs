@@ -16,7 +16,7 @@
 use super::checkpoint::{Checkpoint, Config};
 
 /// A forward call outside what the state or the model can hold.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ForwardError {
     /// Token id not below `vocab_size`.
     #[error("token {token} is outside the vocabulary of {vocab} tokens")]
@@ -25,6 +25,17 @@ pub enum ForwardError {
         token: u32,
         /// Vocabulary size.
         vocab: usize,
+    },
+    /// The state was made for a model of another shape.
+    #[error("the run state was sized for a different model")]
+    StateMismatch,
+    /// The KV cache and activations do not fit in memory.
+    #[error("cannot allocate {bytes} bytes of run state (KV cache for {positions} positions)")]
+    Allocation {
+        /// Bytes requested (saturated on overflow).
+        bytes: usize,
+        /// Positions requested.
+        positions: usize,
     },
     /// Position not below the state's capacity.
     #[error("position {pos} is outside the {capacity} positions this state holds")]
@@ -55,23 +66,56 @@ pub struct RunState {
 }
 
 impl RunState {
-    /// Buffers for a sequence of up to `positions` tokens (clamped to `seq_len`).
-    pub fn new(config: &Config, positions: usize) -> RunState {
+    /// Buffers for a sequence of up to `positions` tokens (clamped to
+    /// `1..=seq_len`). The KV cache is the large part (`2 * n_layers *
+    /// positions * kv_dim` floats); failing to allocate it is an error, not
+    /// an abort, since a checkpoint's header chooses its size.
+    pub fn new(config: &Config, positions: usize) -> Result<RunState, ForwardError> {
         let capacity = positions.clamp(1, config.seq_len);
-        let kv = config.n_layers * capacity * config.kv_dim();
-        RunState {
-            x: vec![0.0; config.dim],
-            xb: vec![0.0; config.dim],
-            xb2: vec![0.0; config.dim],
-            hb: vec![0.0; config.hidden_dim],
-            hb2: vec![0.0; config.hidden_dim],
-            q: vec![0.0; config.dim],
-            att: vec![0.0; config.n_heads * capacity],
-            logits: vec![0.0; config.vocab_size],
-            key_cache: vec![0.0; kv],
-            value_cache: vec![0.0; kv],
+        let kv = config
+            .n_layers
+            .checked_mul(capacity)
+            .and_then(|n| n.checked_mul(config.kv_dim()));
+        let too_big = ForwardError::Allocation {
+            bytes: kv.map_or(usize::MAX, |n| n.saturating_mul(8)),
+            positions: capacity,
+        };
+        let kv = kv.ok_or(too_big.clone())?;
+        let att = config
+            .n_heads
+            .checked_mul(capacity)
+            .ok_or(too_big.clone())?;
+        let zeros = |n: usize| -> Result<Vec<f32>, ForwardError> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| too_big.clone())?;
+            v.resize(n, 0.0);
+            Ok(v)
+        };
+        Ok(RunState {
+            x: zeros(config.dim)?,
+            xb: zeros(config.dim)?,
+            xb2: zeros(config.dim)?,
+            hb: zeros(config.hidden_dim)?,
+            hb2: zeros(config.hidden_dim)?,
+            q: zeros(config.dim)?,
+            att: zeros(att)?,
+            logits: zeros(config.vocab_size)?,
+            key_cache: zeros(kv)?,
+            value_cache: zeros(kv)?,
             capacity,
-        }
+        })
+    }
+
+    /// True when the buffers have the sizes `config` implies.
+    fn fits(&self, config: &Config) -> bool {
+        let kv = config.n_layers * self.capacity * config.kv_dim();
+        self.capacity <= config.seq_len
+            && self.x.len() == config.dim
+            && self.hb.len() == config.hidden_dim
+            && self.att.len() == config.n_heads * self.capacity
+            && self.logits.len() == config.vocab_size
+            && self.key_cache.len() == kv
+            && self.value_cache.len() == kv
     }
 
     /// Positions this state can hold.
@@ -87,8 +131,11 @@ pub fn forward<'s>(
     token: u32,
     pos: usize,
 ) -> Result<&'s mut [f32], ForwardError> {
-    let p = &model.config;
-    let w = &model.weights;
+    let p = model.config();
+    let w = model.weights();
+    if !s.fits(p) {
+        return Err(ForwardError::StateMismatch);
+    }
     if token as usize >= p.vocab_size {
         return Err(ForwardError::Token {
             token,
@@ -252,6 +299,63 @@ fn rope(q: &mut [f32], k: &mut [f32], pos: usize, head_size: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_of_another_shape_and_bad_inputs_are_errors() {
+        use crate::synth::{make_model, make_tokenizer, SynthSpec};
+        let t = make_tokenizer();
+        let model = make_model(
+            &SynthSpec {
+                seq_len: 8,
+                ..SynthSpec::default()
+            },
+            &t,
+        )
+        .unwrap();
+        let other = make_model(
+            &SynthSpec {
+                dim: 32,
+                seq_len: 8,
+                ..SynthSpec::default()
+            },
+            &t,
+        )
+        .unwrap();
+        let mut s = RunState::new(other.config(), 8).unwrap();
+        assert_eq!(
+            forward(&model, &mut s, 1, 0).unwrap_err(),
+            ForwardError::StateMismatch
+        );
+        let mut s = RunState::new(model.config(), 4).unwrap();
+        assert_eq!(s.capacity(), 4);
+        assert!(matches!(
+            forward(&model, &mut s, 1, 4),
+            Err(ForwardError::Position { .. })
+        ));
+        assert!(matches!(
+            forward(&model, &mut s, 1 << 20, 0),
+            Err(ForwardError::Token { .. })
+        ));
+        assert!(forward(&model, &mut s, 1, 3).is_ok());
+    }
+
+    #[test]
+    fn impossible_state_sizes_fail_without_aborting() {
+        let config = Config {
+            dim: 2,
+            hidden_dim: 2,
+            n_layers: 1 << 30,
+            n_heads: 1,
+            n_kv_heads: 1,
+            vocab_size: 3,
+            seq_len: 1 << 30,
+            shared_classifier: true,
+        };
+        assert!(matches!(
+            RunState::new(&config, usize::MAX),
+            Err(ForwardError::Allocation { .. })
+        ));
+    }
 
     #[test]
     fn softmax_sums_to_one_and_keeps_order() {
