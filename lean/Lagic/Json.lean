@@ -48,7 +48,7 @@ def Cmp.symbol : Cmp → String
   | .ge => ">="
   | .gt => ">"
 
-/-- A predicate object: the `op` field first, then the construct's fields. -/
+/-- A predicate object: `op` plus the construct's fields (`mkObj` orders keys itself). -/
 def opObj (op : String) (fields : List (String × Json)) : Json :=
   Json.mkObj (("op", Json.str op) :: fields)
 

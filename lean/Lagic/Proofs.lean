@@ -27,7 +27,8 @@ What is proved here (names in backticks):
 * **The seven seed diodes.** `minimal_prefixClosed`,
   `printable16_prefixClosed`, `printable64_prefixClosed`,
   `jsonDepth_prefixClosed`, `hateless_prefixClosed`, and
-  `jsonStart_closedFrom1`, `jsonPrefix_closedFrom1`.
+  `jsonStart_closedFrom1`, `jsonPrefix_closedFrom1`, and all seven at once
+  as closure from length 1, `seedDiodes_closedFrom1`.
 * **Relations between diodes.** `printable64_implies_printable16`,
   `jsonStart_implies_jsonPrefix`, `minimal_pred_eq_printable16` (equal
   ASTs) and `minimal_eval_eq_printable16`.
@@ -409,6 +410,22 @@ theorem jsonStart_closedFrom1 : ClosedFrom 1 jsonStart.pred :=
     (AllClosedFrom.cons' (closedFrom_of_prefixClosed (lenLt_closed 1400) 1)
       (AllClosedFrom.cons' (startsWith_closedFrom [single 0x7B] 1 (by decide))
         (AllClosedFrom.nil' 1)))
+
+/-- All seven seed diodes at once: each is prefix-closed on every prefix that
+holds at least one byte (the first data segment of a stream carries the
+first byte; an empty payload passes by the packet model anyway). -/
+theorem seedDiodes_closedFrom1 :
+    ClosedFrom 1 minimal.pred ∧ ClosedFrom 1 printable16.pred ∧
+    ClosedFrom 1 printable64.pred ∧ ClosedFrom 1 jsonStart.pred ∧
+    ClosedFrom 1 jsonPrefix.pred ∧ ClosedFrom 1 jsonDepth.pred ∧
+    ClosedFrom 1 hateless.pred :=
+  ⟨closedFrom_of_prefixClosed minimal_prefixClosed 1,
+   closedFrom_of_prefixClosed printable16_prefixClosed 1,
+   closedFrom_of_prefixClosed printable64_prefixClosed 1,
+   jsonStart_closedFrom1,
+   jsonPrefix_closedFrom1,
+   closedFrom_of_prefixClosed jsonDepth_prefixClosed 1,
+   closedFrom_of_prefixClosed hateless_prefixClosed 1⟩
 
 /-- Plain prefix closure fails for `json_prefix`: `"{"` passes, its empty
 prefix does not. -/
