@@ -61,7 +61,9 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn generator(&self) -> Result<(Arc<dyn Generator>, Option<Llama2Generator>), String> {
+    /// The generator to serve, and the llama2 one again (same `Arc`, no
+    /// copy of the weights) when there is one, for its statistics.
+    fn generator(&self) -> Result<Loaded, String> {
         let params = SamplingParams {
             temperature: self.temperature,
             top_p: self.top_p,
@@ -70,13 +72,16 @@ impl ModelArgs {
         params.validate()?;
         match (&self.model, &self.tokenizer) {
             (Some(m), Some(t)) => {
-                let g = Llama2Generator::load(m, t, params).map_err(|e| e.to_string())?;
-                Ok((Arc::new(g.clone()), Some(g)))
+                let g = Arc::new(Llama2Generator::load(m, t, params).map_err(|e| e.to_string())?);
+                Ok((g.clone(), Some(g)))
             }
             _ => Ok((Arc::new(EchoGenerator::new(self.seed)), None)),
         }
     }
 }
+
+/// A generator ready to serve, with its llama2 view when it has one.
+type Loaded = (Arc<dyn Generator>, Option<Arc<Llama2Generator>>);
 
 #[derive(Args, Debug)]
 struct ServeArgs {
