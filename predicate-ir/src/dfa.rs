@@ -286,3 +286,72 @@ impl Dfa {
             .fold(state, |s, &b| self.next[s as usize][usize::from(b)])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_state_machines() {
+        let digits = ByteClass::from_ranges([(b'0', b'9')]);
+        let all = all_dfa(&digits);
+        assert_eq!(all.accepting, vec![true, false]);
+        assert_eq!(all.run(0, b"0123"), 0);
+        assert_eq!(all.run(0, b"01x3"), 1);
+        let any = any_dfa(&digits);
+        assert_eq!(any.accepting, vec![false, true]);
+        assert_eq!(any.run(0, b"ab7c"), 1);
+        // Degenerate classes collapse to one state.
+        assert_eq!(all_dfa(&ByteClass::full()).next.len(), 1);
+        assert_eq!(any_dfa(&ByteClass::empty()).next.len(), 1);
+        assert!(!any_dfa(&ByteClass::empty()).accepting[0]);
+    }
+
+    #[test]
+    fn contains_follows_overlapping_prefixes() {
+        let word: Vec<ByteClass> = b"abab"
+            .iter()
+            .map(|&b| ByteClass::from_bytes([b]))
+            .collect();
+        let dfa = contains_dfa(&word, 100).unwrap();
+        assert_eq!(dfa.next.len(), 5);
+        assert!(dfa.accepting[dfa.run(0, b"aabababx") as usize]);
+        assert!(!dfa.accepting[dfa.run(0, b"abaab") as usize]);
+        // "aba" then "b" completes; after the match everything is accepted.
+        let mid = dfa.run(0, b"aba");
+        assert!(dfa.accepting[dfa.run(mid, b"b\xff\x00") as usize]);
+        assert_eq!(contains_dfa(&word, 3), Err(TooManyStates { budget: 3 }));
+    }
+
+    #[test]
+    fn byte_classes_partition_by_behaviour() {
+        let word: Vec<ByteClass> =
+            vec![ByteClass::from_bytes(*b"hH"), ByteClass::from_bytes(*b"i")];
+        let dfa = contains_dfa(&word, 100).unwrap();
+        let classes = dfa.byte_classes();
+        assert_eq!(classes.len(), 3);
+        assert!(classes.contains(&ByteClass::from_bytes(*b"hH")));
+        assert!(classes.contains(&ByteClass::from_bytes(*b"i")));
+        assert_eq!(classes.iter().map(ByteClass::len).sum::<usize>(), 256);
+    }
+
+    #[test]
+    fn minimize_merges_equivalent_states_and_drops_unreachable_ones() {
+        // States 1 and 2 both accept everything forever; state 3 is unreachable.
+        let mut next = vec![[0 as StateId; 256]; 4];
+        next[0][usize::from(b'a')] = 1;
+        next[0][usize::from(b'b')] = 2;
+        next[1] = [1; 256];
+        next[2] = [2; 256];
+        next[3] = [0; 256];
+        let dfa = Dfa {
+            next,
+            accepting: vec![false, true, true, false],
+        };
+        let min = minimize_dfa(&dfa);
+        assert_eq!(min.next.len(), 2);
+        assert_eq!(min.next[0][usize::from(b'a')], 1);
+        assert_eq!(min.next[0][usize::from(b'b')], 1);
+        assert_eq!(min.accepting, vec![false, true]);
+    }
+}

@@ -179,3 +179,29 @@ impl Display for Program {
         writeln!(f, "  formula: {}", self.formula)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{ByteClass, Window};
+
+    #[test]
+    fn windows_and_classes() {
+        assert_eq!(Window::ALL.to_string(), "[0, inf)");
+        assert_eq!(
+            Window {
+                start: 2,
+                end: Some(9)
+            }
+            .to_string(),
+            "[2, 9)"
+        );
+        assert_eq!(ByteClass::text().to_string(), "text");
+        assert_eq!(ByteClass::printable().to_string(), "printable");
+        assert_eq!(ByteClass::full().to_string(), "any");
+        assert_eq!(ByteClass::empty().to_string(), "none");
+        assert_eq!(
+            ByteClass::from_ranges([(b'a', b'z'), (0, 0), (b'\'', b'\'')]).to_string(),
+            "[0x00 0x27 'a'-'z']"
+        );
+    }
+}

@@ -2,12 +2,12 @@
 //! DESIGN.md ("The predicate language"), one arm per construct.
 //!
 //! This is deliberately the simplest code that is obviously right: no
-//! automata, no sharing with [`crate::program`] or [`crate::lower`]. It is the
+//! automata, no sharing with [`crate::program`] or [`crate::lower`](mod@crate::lower). It is the
 //! oracle the lowering, the emitted eBPF and the Rust reference diodes are
 //! tested against. It is quadratic for `contains`; that is fine for an oracle.
 //!
 //! Domain: payloads of at most [`crate::spec::MAX_OFFSET`] bytes (no TCP
-//! payload is longer). [`crate::normalize`] relies on that bound.
+//! payload is longer). [`crate::normalize()`] relies on that bound.
 
 use crate::spec::{ByteClass, Pred, Window};
 

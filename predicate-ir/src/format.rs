@@ -691,3 +691,33 @@ fn pattern_from(v: &Json, path: &str) -> Result<Pattern, SpecError> {
         other => Err(expected(path, &pattern_what(), other)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_quote_keys_that_are_not_identifiers() {
+        assert_eq!(field_path("$", "predicate"), "$.predicate");
+        assert_eq!(field_path("$.p", "a b"), r#"$.p["a b"]"#);
+        assert_eq!(field_path("$", ""), r#"$[""]"#);
+        assert_eq!(index_path("$.args", 3), "$.args[3]");
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("json_depth"));
+        assert!(is_valid_name("_"));
+        assert!(!is_valid_name("1x"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name(&"n".repeat(64)));
+    }
+
+    #[test]
+    fn every_op_has_a_field_list() {
+        for op in OPS {
+            assert_eq!(fields_of(op).map(|f| f[0]), Some("op"), "{op}");
+        }
+        assert_eq!(fields_of("xor"), None);
+    }
+}

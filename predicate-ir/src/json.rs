@@ -154,3 +154,57 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Object(fields))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Json {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn keeps_duplicates_order_and_number_kinds() {
+        let doc = read(r#"{"b": 1, "a": -2, "b": 2.5, "c": 18446744073709551615}"#);
+        let Json::Object(fields) = doc else { panic!() };
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["b", "a", "b", "c"]);
+        assert_eq!(fields[0].1, Json::UInt(1));
+        assert_eq!(fields[1].1, Json::Int(-2));
+        assert_eq!(fields[2].1, Json::Float(2.5));
+        assert_eq!(fields[3].1, Json::UInt(u64::MAX));
+    }
+
+    #[test]
+    fn describes_values_for_errors() {
+        assert_eq!(read("null").describe(), "null");
+        assert_eq!(read("16.0").describe(), "16.0");
+        assert_eq!(read("[]").describe(), "an empty array");
+        assert_eq!(read("[1]").describe(), "an array of 1 element");
+        assert_eq!(read("[1, 2]").describe(), "an array of 2 elements");
+        assert_eq!(read("{}").describe(), "an empty object");
+        assert_eq!(read(r#""a\"b""#).describe(), r#""a\"b""#);
+        let long = Json::Str("x".repeat(100)).describe();
+        assert_eq!(long, format!("\"{}...\"", "x".repeat(40)));
+    }
+
+    #[test]
+    fn converts_from_serde_values() {
+        let value: serde_json::Value =
+            serde_json::from_str(r#"{"a": [1, -1, 0.5, "s", true, null]}"#).unwrap();
+        assert_eq!(
+            Json::from_value(&value),
+            Json::Object(vec![(
+                "a".into(),
+                Json::Array(vec![
+                    Json::UInt(1),
+                    Json::Int(-1),
+                    Json::Float(0.5),
+                    Json::Str("s".into()),
+                    Json::Bool(true),
+                    Json::Null
+                ])
+            )])
+        );
+    }
+}

@@ -1,18 +1,37 @@
 //! predicate-ir: the front half of lagic.
 //!
-//! Data flow: spec JSON --[`parse`]--> [`Spec`] --[`normalize`]--> [`Pred`]
-//! --[`lower`]--> [`Program`] (scans, passes, formula), which `emit-bpf`
-//! compiles. [`eval`] is the reference meaning of a predicate, written
+//! Data flow: spec JSON --[`parse`]--> [`Spec`] --[`normalize()`]--> [`Pred`]
+//! --[`lower()`]--> [`Program`] (scans, passes, formula), which `emit-bpf`
+//! compiles. [`eval()`] is the reference meaning of a predicate, written
 //! straight from DESIGN.md; [`Program::evaluate`] runs the lowered form.
 //! The two must agree on every payload: that is what the tests check.
 //!
 //! Modules, in pipeline order: [`spec`] (the AST and its limits),
-//! [`format`] (spec format v1: read with path-naming errors, write
-//! canonically), [`eval`] (the meaning), [`normalize`] (simplification),
-//! [`dfa`] (automata construction and minimization), [`lower`] (spec to
+//! [`format`](mod@format) (spec format v1: read with path-naming errors, write
+//! canonically), [`eval`](mod@eval) (the meaning), [`normalize`](mod@normalize) (simplification),
+//! [`dfa`] (automata construction and minimization), [`lower`](mod@lower) (spec to
 //! program), [`program`] (the lowered form and how it runs). With the
-//! `arbitrary` feature, [`arbitrary`] holds proptest strategies for specs
+//! `arbitrary` feature, the `arbitrary` module holds proptest strategies for specs
 //! and payloads.
+//!
+//! ```
+//! use predicate_ir::{eval, lower, parse};
+//!
+//! let spec = parse(r#"{
+//!     "version": 1,
+//!     "name": "no_hi",
+//!     "predicate": {"op": "not", "arg": {"op": "contains",
+//!         "window": {"start": 0, "end": null},
+//!         "pattern": [[[72, 72], [104, 104]], [[73, 73], [105, 105]]]}}
+//! }"#)?;
+//! let program = lower(&spec)?;
+//! for payload in [&b"oh, HI there"[..], b"hello"] {
+//!     assert_eq!(program.evaluate(payload), eval(&spec.predicate, payload));
+//! }
+//! assert!(!program.evaluate(b"oh, HI there"));
+//! print!("{program}"); // the summary `lagic check` shows
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod program;
 pub mod spec;

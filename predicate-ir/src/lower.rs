@@ -3,7 +3,7 @@
 //! Steps: [`normalize`] the predicate; map `len` and `byte` to formula atoms
 //! and `prefix` to a conjunction of `byte` atoms (`n >= |pat|` and every
 //! `P[j]` in `pat[j]` is exactly "every `byte j pat[j]` holds"); turn each
-//! `all`, `any` and `contains` into a minimal [`Dfa`] scan and each
+//! `all`, `any` and `contains` into a minimal [`crate::Dfa`] scan and each
 //! `depth_le` into a [`DepthCounter`] scan. Identical scans (same window,
 //! equal machine: DFAs are canonically numbered, so equal languages give
 //! equal values) are shared; scans over the same window are grouped into one

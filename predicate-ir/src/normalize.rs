@@ -5,7 +5,7 @@
 //! alone (an `all` over the full class, a `contains` whose pattern cannot fit
 //! in its window, ...). It keeps the meaning exactly:
 //! `eval(&normalize(p), P) == eval(p, P)` for every payload of at most
-//! [`MAX_OFFSET`] bytes (the domain of [`crate::eval`]; a few folds, such as
+//! [`MAX_OFFSET`] bytes (the domain of [`crate::eval()`]; a few folds, such as
 //! `len <= 65535` to `true`, rely on that bound). The tests check this with
 //! random predicates and payloads.
 //!

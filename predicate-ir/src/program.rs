@@ -10,7 +10,7 @@
 //!   tests and "scan `i` accepted" atoms, evaluated after (or lazily around)
 //!   the passes.
 //!
-//! Invariants (established by [`crate::lower`]):
+//! Invariants (established by [`crate::lower()`]):
 //! - every `Formula::Scan(i)` names an existing scan, and every scan is in
 //!   exactly one pass; all scans of a pass share the pass's window;
 //! - a machine's states are `0..state_count()`, the initial state is
@@ -144,6 +144,14 @@ impl DepthCounter {
     /// One byte of the depth counter. The order of the tests is normative
     /// (docs/spec-format.md): string handling first when `strings` is set,
     /// then `open`, then `close`.
+    ///
+    /// Exactly: the failed state is a sink. With `strings`, in `StrEscape`
+    /// the byte is skipped and the mode returns to `Str`; in `Str` a
+    /// backslash moves to `StrEscape`, a quote back to `Code`, and any other
+    /// byte is skipped; in `Code` a quote moves to `Str`. A byte not consumed
+    /// by those rules (every byte when `strings` is off) that is in `open`
+    /// deepens by one, failing if the depth would exceed `max`; otherwise,
+    /// if it is in `close`, the depth drops by one, never below zero.
     pub fn step(&self, state: StateId, byte: u8) -> StateId {
         let Some((depth, mode)) = self.decode(state) else {
             return state;
@@ -253,7 +261,7 @@ impl Program {
     }
 
     /// Whether `payload` satisfies the lowered predicate: every scan run,
-    /// then the formula. Equals [`crate::eval`] of the spec's predicate for
+    /// then the formula. Equals [`crate::eval()`] of the spec's predicate for
     /// every payload of at most [`crate::spec::MAX_OFFSET`] bytes.
     pub fn evaluate(&self, payload: &[u8]) -> bool {
         let accepted: Vec<bool> = (0..self.scans.len())

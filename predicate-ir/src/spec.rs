@@ -286,3 +286,55 @@ pub enum Pred {
         strings: bool,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_bounds_and_max_len() {
+        let w = Window {
+            start: 4,
+            end: Some(8),
+        };
+        assert_eq!(w.bounds(100), 4..8);
+        assert_eq!(w.bounds(6), 4..6);
+        assert_eq!(w.bounds(3), 3..3);
+        assert_eq!(w.max_len(), 4);
+        assert_eq!(Window::ALL.max_len(), MAX_OFFSET);
+        assert_eq!(
+            Window {
+                start: 7,
+                end: Some(7)
+            }
+            .max_len(),
+            0
+        );
+        assert_eq!(
+            Window {
+                start: MAX_OFFSET,
+                end: None
+            }
+            .max_len(),
+            0
+        );
+    }
+
+    #[test]
+    fn cmp_negation_is_complement() {
+        for cmp in [Cmp::Lt, Cmp::Le, Cmp::Eq, Cmp::Ne, Cmp::Ge, Cmp::Gt] {
+            for (a, b) in [(0, 0), (1, 2), (2, 1)] {
+                assert_eq!(cmp.negate().holds(a, b), !cmp.holds(a, b));
+            }
+        }
+    }
+
+    #[test]
+    fn classes_normalize() {
+        let c = ByteClass::from_ranges([(10, 20), (0, 3), (4, 9), (30, 30)]);
+        assert_eq!(c.ranges(), &[(0, 20), (30, 30)]);
+        assert_eq!(c.len(), 22);
+        assert_eq!(c.complement().len(), 234);
+        assert!(ByteClass::from_ranges([(0, 255)]).is_full());
+    }
+}
