@@ -306,6 +306,31 @@ mod tests {
     }
 
     #[test]
+    fn random_texts_round_trip() {
+        let t = make_tokenizer();
+        let alphabet: Vec<char> =
+            "abcdefghijklmnopqrstuvwxyz ABCDEFG.,!?\"{}[]\n\t\u{0}\u{7f}é☃😀hate Once upon"
+                .chars()
+                .collect();
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for _ in 0..500 {
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let len = (next() % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let ids = t.encode(&text, true, false);
+            assert_eq!(t.decode(&ids), text.as_bytes(), "{text:?}");
+            assert!(ids.len() <= text.len() + 2);
+        }
+    }
+
+    #[test]
     fn padding_keeps_words_and_round_trip() {
         let t = make_padded_tokenizer(4000);
         assert_eq!(t.vocab_size(), 4000);

@@ -500,3 +500,57 @@ fn llama2_wait_time_bounds_generation() {
     assert_eq!(r.json()["response"], "Once");
     assert!(t.elapsed() < Duration::from_secs(5));
 }
+
+/// Seeded random garbage (and random mutations of a valid request) never
+/// takes the server down: each connection gets an HTTP answer or is closed.
+#[test]
+fn random_requests_never_break_the_server() {
+    let addr = start(
+        Arc::new(EchoGenerator::new(1)),
+        ServerConfig {
+            io_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(2),
+            ..quiet()
+        },
+    );
+    let valid = b"POST /api/generate HTTP/1.1\r\nContent-Length: 39\r\n\r\n{\"prompt\": \"hi there\", \"max_tokens\": 3}";
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    assert_eq!(exchange(addr, valid).status, 200);
+    let mut statuses = std::collections::BTreeSet::new();
+    for round in 0..120 {
+        let mut req = valid.to_vec();
+        if round % 3 == 0 {
+            let len = (next() % 300) as usize;
+            req = (0..len).map(|_| next() as u8).collect();
+        } else {
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % req.len();
+                req[i] = next() as u8;
+            }
+        }
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(&req);
+        let _ = s.shutdown(Shutdown::Write);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        if !raw.is_empty() {
+            assert!(raw.starts_with(b"HTTP/1.1 "), "round {round}");
+            let status = parse_reply(&raw).status;
+            assert!([200, 400, 404, 405, 408, 411, 413, 431, 501, 505].contains(&status));
+            statuses.insert(status);
+        }
+    }
+    // Mutations in the body leave some requests valid, others not.
+    assert!(
+        statuses.contains(&200) && statuses.contains(&400),
+        "{statuses:?}"
+    );
+    assert_eq!(exchange(addr, b"GET /health HTTP/1.1\r\n\r\n").status, 200);
+}
