@@ -196,3 +196,89 @@ impl Generator for Llama2Generator {
 fn short_f64(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(f64::from(v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{make_model, make_tokenizer, SynthSpec};
+
+    fn small(seq_len: usize) -> Llama2Generator {
+        let t = make_tokenizer();
+        let spec = SynthSpec {
+            seq_len,
+            ..SynthSpec::default()
+        };
+        Llama2Generator::new(make_model(&spec, &t).unwrap(), t, SamplingParams::default()).unwrap()
+    }
+
+    #[test]
+    fn context_boundary() {
+        let g = small(8);
+        // " once" is one token: 7 words + BOS fill the context exactly; the
+        // last position still samples one token, as run.c does.
+        let fits = "once ".repeat(7);
+        let fits = fits.trim_end();
+        let (tokens, stats) = g
+            .generate_tokens(&GenerationRequest::new(fits, 100))
+            .unwrap();
+        assert_eq!(stats.prompt_tokens, 8);
+        assert_eq!(stats.generated_tokens, 1);
+        assert_eq!(tokens.len(), 9);
+        assert_eq!(stats.forward_passes, 8);
+        let over = "once ".repeat(8);
+        assert_eq!(
+            g.generate(over.trim_end(), 1).unwrap_err(),
+            GenerateError::PromptTooLong {
+                tokens: 9,
+                context: 8
+            }
+        );
+    }
+
+    #[test]
+    fn max_tokens_counts_new_tokens_only() {
+        let g = small(64);
+        for n in [0, 1, 5, 30] {
+            let (_, stats) = g
+                .generate_tokens(&GenerationRequest::new("Once upon a time", n))
+                .unwrap();
+            assert_eq!(stats.prompt_tokens, 5);
+            assert_eq!(stats.generated_tokens, n);
+        }
+        // The context end cuts generation short.
+        let (tokens, _) = g
+            .generate_tokens(&GenerationRequest::new("Once upon a time", 1000))
+            .unwrap();
+        assert_eq!(tokens.len(), 65);
+    }
+
+    #[test]
+    fn seeds_change_text_and_repeat_it() {
+        let g = small(64);
+        let run = |seed| {
+            let mut r = GenerationRequest::new("Once upon a time", 20);
+            r.seed = Some(seed);
+            g.generate_request(&r).unwrap()
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+    }
+
+    #[test]
+    fn concurrent_generations_match_serial_ones() {
+        let g = std::sync::Arc::new(small(128));
+        let serial: Vec<String> = (0..4)
+            .map(|i| g.generate(&format!("Once upon a time {i}"), 50).unwrap())
+            .collect();
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    g.generate(&format!("Once upon a time {i}"), 50).unwrap()
+                })
+            })
+            .collect();
+        let parallel: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(serial, parallel);
+    }
+}
