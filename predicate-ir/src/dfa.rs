@@ -12,9 +12,10 @@
 //! sets that contain the final position merged into one absorbing accepting
 //! sink: once the pattern has occurred, the scan holds whatever follows.
 //! Construction works on an alphabet compressed to the distinct
-//! "which pattern positions admit this byte" masks, and is bounded by a
-//! state budget because the subset DFA can be exponentially larger than
-//! its minimal form.
+//! "which pattern positions admit this byte" masks, drops positions whose
+//! continuations a later position in the same set already covers, and is
+//! bounded by a state budget because the subset DFA can still be
+//! exponentially larger than its minimal form.
 
 use crate::program::{Dfa, StateId};
 use crate::spec::ByteClass;
@@ -97,6 +98,31 @@ pub fn contains_dfa(pattern: &[ByteClass], budget: usize) -> Result<Dfa, TooMany
     }
     let symbols = masks.len();
 
+    // Position j (1 <= j < m) accepts p[j..m] followed by anything. When a
+    // later position k has p[j + t] ⊆ p[k + t] for every t < m - k, every
+    // continuation accepted from j is accepted from k too, so j adds nothing
+    // to a set that holds k and is dropped. Sets keep their meaning (the
+    // union of their positions' continuations), and patterns such as "a"
+    // then twenty `any` stay at m + 1 sets instead of 2^20.
+    let mut dominated_by = vec![0u128; m];
+    for (j, dominators) in dominated_by.iter_mut().enumerate().skip(1) {
+        for k in j + 1..m {
+            let covered = (0..m - k).all(|t| is_subset(&pattern[j + t], &pattern[k + t]));
+            if covered {
+                *dominators |= 1 << k;
+            }
+        }
+    }
+    let reduce = |set: u128| -> u128 {
+        let mut out = set;
+        for (j, &dominators) in dominated_by.iter().enumerate().skip(1) {
+            if set & (1 << j) != 0 && set & dominators != 0 {
+                out &= !(1 << j);
+            }
+        }
+        out
+    };
+
     // States are sets of positions reached (bit j: the last j bytes matched
     // the pattern's first j classes); bit 0 is always set ("any bytes").
     let mut index: HashMap<u128, StateId> = HashMap::new();
@@ -114,7 +140,7 @@ pub fn contains_dfa(pattern: &[ByteClass], budget: usize) -> Result<Dfa, TooMany
                 if t & done != 0 {
                     done
                 } else {
-                    t
+                    reduce(t)
                 }
             };
             let id = match index.get(&target) {
@@ -140,6 +166,13 @@ pub fn contains_dfa(pattern: &[ByteClass], budget: usize) -> Result<Dfa, TooMany
         next,
         accepting,
     }))
+}
+
+/// Every byte of `a` is in `b`.
+fn is_subset(a: &ByteClass, b: &ByteClass) -> bool {
+    a.ranges()
+        .iter()
+        .all(|&(lo, hi)| b.ranges().iter().any(|&(l, h)| l <= lo && hi <= h))
 }
 
 /// Minimizes a full byte DFA and renumbers it canonically.

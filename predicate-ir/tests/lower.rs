@@ -106,8 +106,8 @@ fn dfa_state_counts() {
     });
     assert_eq!(any.next.len(), 2);
     assert_eq!(any.accepting, vec![false, true]);
-    // "a" followed by 3 arbitrary bytes: the subset DFA tracks every recent
-    // "a" (16 sets) but the minimal one only needs the earliest: 5 states.
+    // "a" followed by 3 arbitrary bytes: only the earliest recent "a"
+    // matters, so the minimal DFA has 5 states.
     let mut pattern = vec![ByteClass::from_bytes(*b"a")];
     pattern.extend(vec![ByteClass::full(); 3]);
     let spread = dfa_of(Pred::Contains {
@@ -290,20 +290,34 @@ fn limits_name_the_offending_construct() {
         "{e}"
     );
 
-    // "a" then 20 arbitrary bytes: 22 minimal states, but the subset
-    // construction explores 2^20 sets and is stopped by its budget.
+    // "a" then 20 arbitrary bytes: 22 minimal states. A plain subset
+    // construction would explore 2^20 sets; dropping covered positions
+    // keeps it at 22.
     let mut pattern = vec![ByteClass::from_bytes(*b"a")];
     pattern.extend(vec![ByteClass::full(); 20]);
-    let e = lower(&spec(Pred::Contains {
+    let spread = Pred::Contains {
         window: Window::ALL,
         pattern,
-    }))
-    .unwrap_err();
+    };
+    let program = lower(&spec(spread.clone())).unwrap();
+    assert_eq!(program.scans[0].machine.state_count(), 22);
+    let small_budget = Limits {
+        max_construction_states: 10,
+        ..Limits::default()
+    };
+    let either = Pred::Or(vec![
+        Pred::Len {
+            cmp: Cmp::Eq,
+            value: 3,
+        },
+        spread,
+    ]);
+    let e = lower_with(&spec(either), &small_budget).unwrap_err();
     assert!(
-        matches!(e, LowerError::ConstructionTooLarge { limit: 16_384, .. }),
+        matches!(e, LowerError::ConstructionTooLarge { limit: 10, .. }),
         "{e}"
     );
-    assert_eq!(e.path(), "$.predicate");
+    assert_eq!(e.path(), "$.predicate.args[1]");
 }
 
 #[test]
