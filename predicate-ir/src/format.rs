@@ -518,12 +518,9 @@ fn pred_from(v: &Json, path: &str, depth: usize) -> Result<Pred, SpecError> {
         "and" | "or" => {
             let args_path = obj.at("args");
             let what = "an array of predicates";
-            let Json::Array(items) = obj.req("args", what)? else {
-                return Err(expected(
-                    &args_path,
-                    what,
-                    obj.get("args").unwrap_or(&Json::Null),
-                ));
+            let args_value = obj.req("args", what)?;
+            let Json::Array(items) = args_value else {
+                return Err(expected(&args_path, what, args_value));
             };
             let args = items
                 .iter()
@@ -537,17 +534,12 @@ fn pred_from(v: &Json, path: &str, depth: usize) -> Result<Pred, SpecError> {
             }
         }
         "len" => {
-            let cmp = match obj.req("cmp", CMP_EXPECTED)? {
+            let cmp_value = obj.req("cmp", CMP_EXPECTED)?;
+            let cmp = match cmp_value {
                 Json::Str(s) => cmp_from_symbol(s),
                 _ => None,
             }
-            .ok_or_else(|| {
-                expected(
-                    &obj.at("cmp"),
-                    CMP_EXPECTED,
-                    obj.get("cmp").unwrap_or(&Json::Null),
-                )
-            })?;
+            .ok_or_else(|| expected(&obj.at("cmp"), CMP_EXPECTED, cmp_value))?;
             Pred::Len {
                 cmp,
                 value: offset("value")?,

@@ -69,9 +69,10 @@ pub enum LowerError {
         count: usize,
         limit: usize,
     },
-    #[error("{path}: the formula needs {count} atoms (len, byte and scan tests, prefix counting one per class); the limit is {limit}")]
+    #[error("{path}: with this construct the formula needs {count} atoms (len, byte and scan tests, prefix counting one per class); the limit is {limit}")]
     TooManyAtoms {
         path: String,
+        /// Atoms counted up to and including the offending construct.
         count: usize,
         limit: usize,
     },
@@ -105,13 +106,6 @@ pub fn lower_with(spec: &Spec, limits: &Limits) -> Result<Program, LowerError> {
         atoms: 0,
     };
     let formula = builder.formula(&normalized)?;
-    if builder.atoms > limits.max_formula_atoms {
-        return Err(LowerError::TooManyAtoms {
-            path: "$.predicate".to_string(),
-            count: builder.atoms,
-            limit: limits.max_formula_atoms,
-        });
-    }
     let scans = builder.scans;
     let mut passes: Vec<Pass> = Vec::new();
     for (id, scan) in scans.iter().enumerate() {
@@ -150,21 +144,21 @@ impl Builder<'_> {
             Pred::And(qs) => Formula::And(self.formulas(qs)?),
             Pred::Or(qs) => Formula::Or(self.formulas(qs)?),
             Pred::Len { cmp, value } => {
-                self.atoms += 1;
+                self.count_atoms(p, 1)?;
                 Formula::Len {
                     cmp: *cmp,
                     value: *value,
                 }
             }
             Pred::Byte { index, class } => {
-                self.atoms += 1;
+                self.count_atoms(p, 1)?;
                 Formula::Byte {
                     index: *index,
                     class: class.clone(),
                 }
             }
             Pred::Prefix { pattern } => {
-                self.atoms += pattern.len();
+                self.count_atoms(p, pattern.len())?;
                 let mut bytes: Vec<Formula> = pattern
                     .iter()
                     .enumerate()
@@ -180,10 +174,24 @@ impl Builder<'_> {
                 }
             }
             Pred::All { .. } | Pred::Any { .. } | Pred::Contains { .. } | Pred::DepthLe { .. } => {
-                self.atoms += 1;
+                self.count_atoms(p, 1)?;
                 Formula::Scan(self.scan(p)?)
             }
         })
+    }
+
+    /// Counts `n` more atoms for construct `p`, failing as soon as the
+    /// limit is passed (before any more DFAs are built).
+    fn count_atoms(&mut self, p: &Pred, n: usize) -> Result<(), LowerError> {
+        self.atoms += n;
+        if self.atoms > self.limits.max_formula_atoms {
+            return Err(LowerError::TooManyAtoms {
+                path: self.path_of(p),
+                count: self.atoms,
+                limit: self.limits.max_formula_atoms,
+            });
+        }
+        Ok(())
     }
 
     fn formulas(&mut self, ps: &[Pred]) -> Result<Vec<Formula>, LowerError> {

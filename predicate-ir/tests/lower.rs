@@ -271,18 +271,22 @@ fn limits_name_the_offending_construct() {
         max_formula_atoms: 3,
         ..Limits::default()
     };
-    let e = lower_with(
-        &spec(Pred::Prefix {
+    let over = Pred::And(vec![
+        Pred::Len {
+            cmp: Cmp::Lt,
+            value: 9,
+        },
+        Pred::Prefix {
             pattern: word("hate"),
-        }),
-        &few_atoms,
-    )
-    .unwrap_err();
+        },
+    ]);
+    let e = lower_with(&spec(over), &few_atoms).unwrap_err();
+    assert_eq!(e.path(), "$.predicate.args[1]");
     assert!(
         matches!(
             e,
             LowerError::TooManyAtoms {
-                count: 4,
+                count: 5,
                 limit: 3,
                 ..
             }
