@@ -385,13 +385,13 @@ mod tests {
             )
             .unwrap();
             for prompt in ["Once upon a time", "I hate bananas", "zzz\u{7}", ""] {
-                let out = g.generate(prompt, 120).unwrap();
+                let out = g.generate(prompt, 80).unwrap();
                 assert!(out.starts_with(prompt), "{out:?}");
                 let tail = &out[prompt.len()..];
                 assert!(tail.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{tail:?}");
                 assert!(!tail.to_ascii_lowercase().contains("hate"), "{tail:?}");
                 let words = tail.split(' ').filter(|w| !w.is_empty()).count();
-                assert!(words >= 60, "{seed}: only {words} words in {tail:?}");
+                assert!(words >= 40, "{seed}: only {words} words in {tail:?}");
             }
         }
     }
