@@ -324,8 +324,10 @@ impl<'a> Obj<'a> {
         let Json::Object(fields) = v else {
             return Err(expected(path, what, v));
         };
-        for (i, (key, _)) in fields.iter().enumerate() {
-            if fields[..i].iter().any(|(k, _)| k == key) {
+        // A hash set: a hostile spec may hold one object with 100,000s of fields.
+        let mut seen = std::collections::HashSet::with_capacity(fields.len());
+        for (key, _) in fields {
+            if !seen.insert(key.as_str()) {
                 return Err(err(
                     &field_path(path, key),
                     SpecErrorKind::DuplicateField {

@@ -17,6 +17,7 @@
 //! find them again in the original tree.
 
 use crate::spec::{ByteClass, Cmp, Pred, MAX_OFFSET};
+use std::collections::HashSet;
 
 /// A simpler predicate with the same meaning (see the module docs).
 pub fn normalize(pred: &Pred) -> Pred {
@@ -124,9 +125,12 @@ fn junction(args: &[Pred], is_and: bool) -> Pred {
     } else {
         (Pred::False, Pred::True)
     };
+    // Arguments in first-appearance order, without duplicates; the set keeps
+    // a hostile `and` of 100,000 arguments from costing quadratic time.
     let mut out: Vec<Pred> = Vec::with_capacity(args.len());
-    let push = |p: Pred, out: &mut Vec<Pred>| {
-        if !out.contains(&p) {
+    let mut seen: HashSet<Pred> = HashSet::with_capacity(args.len());
+    let mut push = |p: Pred, out: &mut Vec<Pred>| {
+        if seen.insert(p.clone()) {
             out.push(p);
         }
     };
