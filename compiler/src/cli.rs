@@ -2,19 +2,25 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success (object written, spec valid, verdict PASS)
   1  a verdict or check that failed (verdict DROP; a valid spec that lagic cannot emit)
-  2  bad input or usage (unreadable or invalid file, bad flag, program refused by the kernel)
+  2  bad input or usage (unreadable or invalid file, bad flag, program refused by the kernel),
+     or an environment error (not root, no such interface, bpffs or netlink failures)
+  attach/detach/status/lab: 1 means nothing is attached where detach was asked, or a lab
+     that lab status finds down or unhealthy
 
 Examples:
   lagic compile examples/hateless.json -o hateless.o
   lagic check examples/json_depth.json
   lagic disasm hateless.o
-  sudo lagic run hateless.o --payload 'I hate bananas'";
+  sudo lagic run hateless.o --payload 'I hate bananas'
+  sudo lagic attach hateless.o --iface veth0 --direction ingress
+  sudo lagic status
+  sudo lagic lab up --diode hateless.o";
 
 /// Compile formally specified content predicates into kernel-verified eBPF diodes.
 ///
@@ -41,6 +47,121 @@ pub enum Command {
     /// Run one TCP packet carrying a payload through a diode in the kernel
     /// (BPF_PROG_TEST_RUN; needs root) and print PASS or DROP.
     Run(RunArgs),
+    /// Attach a diode to a network interface as a TC classifier (needs root).
+    ///
+    /// Uses TCX where the kernel has it (Linux 6.6+), a clsact filter
+    /// otherwise, and pins the attachment under /sys/fs/bpf/lagi/IFACE/DIRECTION
+    /// so it outlives this process. Where a lagic diode is already attached,
+    /// the new one replaces it atomically: no packet passes unfiltered.
+    Attach(AttachArgs),
+    /// Detach the lagic diode from an interface and remove its pins.
+    Detach(DetachArgs),
+    /// Show the diodes lagic has attached: interface, direction, diode,
+    /// program id, since when.
+    Status(StatusArgs),
+    /// The enclave lab: lagi-enclave in a network namespace behind a veth,
+    /// with a diode on the host side (needs root).
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+/// Which way packets cross the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    /// Packets arriving on the interface.
+    Ingress,
+    /// Packets leaving through the interface.
+    Egress,
+}
+
+/// How to hook the diode into TC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// TCX where the kernel has it, clsact otherwise.
+    Auto,
+    /// A TCX bpf_link (Linux 6.6+).
+    Tcx,
+    /// A direct-action filter under the clsact qdisc.
+    Clsact,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Object written by `lagic compile`, or a spec (compiled in memory).
+    pub diode: PathBuf,
+    /// Interface to attach to.
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+    /// Direction on the interface.
+    #[arg(long, value_enum, default_value = "ingress")]
+    pub direction: DirectionArg,
+    /// Mode of a new attachment (a replacement keeps the mode in place).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: ModeArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Interface to detach from.
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+    /// Direction on the interface.
+    #[arg(long, value_enum, default_value = "ingress")]
+    pub direction: DirectionArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (an array of attachments) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create the lab: a namespace running lagi-enclave at .11:8080, a veth
+    /// to the host at .1, and the diode on the host-side veth's ingress.
+    Up(LabUpArgs),
+    /// Remove everything `lab up` made (idempotent; safe after a crash).
+    Down(LabDownArgs),
+    /// Show the lab: namespace, links, enclave process and health, diode.
+    Status(LabStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    /// The diode: an object written by `lagic compile`, or a spec.
+    #[arg(long, value_name = "OBJ")]
+    pub diode: PathBuf,
+    /// IPv4 subnet of the veth (host .1, enclave .11).
+    #[arg(long, default_value = "172.30.0.0/24")]
+    pub subnet: String,
+    /// Lab name (1-8 of [a-z0-9-]); namespace, links and state derive from it.
+    #[arg(long, default_value = "lagi")]
+    pub name: String,
+    /// The lagi-enclave binary (default: next to lagic, then PATH).
+    #[arg(long, value_name = "PATH")]
+    pub enclave_bin: Option<PathBuf>,
+    /// Extra arguments for lagi-enclave (e.g. --enclave-arg=--seed --enclave-arg=7).
+    #[arg(long = "enclave-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub enclave_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabDownArgs {
+    /// Lab name.
+    #[arg(long, default_value = "lagi")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LabStatusArgs {
+    /// Lab name (default: every lab).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

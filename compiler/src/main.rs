@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod failure;
 mod io;
+mod lab;
 
 use std::process::ExitCode;
 

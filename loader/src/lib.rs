@@ -10,15 +10,19 @@
 //!   its [`Verdict`];
 //! - [`testing`]: [`testing::require_bpf`], the skip-or-fail gate for kernel tests.
 //!
-//! What comes later: attaching diodes to interfaces (TC clsact or TCX, pins, detach, status)
-//! in an `attach` module, built on [`LoadedProgram::classifier_mut`].
+//! - [`attach`]: attaching diodes to interfaces (TCX, or clsact where TCX is unavailable),
+//!   atomic replacement, detaching, pins under `/sys/fs/bpf/lagi`, and status.
 
+pub mod attach;
 pub mod packet;
 pub mod program;
 mod sys;
 pub mod testing;
 pub mod testrun;
 
+pub use attach::{
+    AttachError, AttachOptions, AttachReport, Attachment, Direction, Health, Mode, ModeChoice,
+};
 pub use packet::{tcp_frame, Frame, IpVersion};
 pub use program::{bpf_available, LoadError, LoadedProgram, ProgramStats};
 pub use testrun::{

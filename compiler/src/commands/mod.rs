@@ -1,10 +1,14 @@
 //! One module per subcommand; each returns the process outcome or a
 //! [`Failure`] to render.
 
+mod attach;
 mod check;
 mod compile;
+mod detach;
 mod disasm;
+mod lab;
 mod run;
+mod status;
 
 use std::path::Path;
 
@@ -20,6 +24,10 @@ pub fn dispatch(cli: Cli) -> Result<Outcome, Failure> {
         Command::Check(args) => check::run(args),
         Command::Disasm(args) => disasm::run(args),
         Command::Run(args) => run::run(args),
+        Command::Attach(args) => attach::run(args),
+        Command::Detach(args) => detach::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Lab(command) => lab::run(command),
     }
 }
 

@@ -58,7 +58,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
 }
 
 /// The diode as object bytes: read as-is, or compiled from a spec.
-fn diode_object(path: &Path) -> Result<Vec<u8>, Failure> {
+pub(crate) fn diode_object(path: &Path) -> Result<Vec<u8>, Failure> {
     let bytes = io::read_input(path, "diode", MAX_DIODE_BYTES)?;
     if bytes.starts_with(ELF_MAGIC) {
         return Ok(bytes);

@@ -1,0 +1,845 @@
+//! The enclave lab: `lagi-enclave` in its own network namespace behind a veth pair, with a
+//! diode on the host-side end, so real TCP traffic crosses a real diode.
+//!
+//! ```text
+//!   host (root netns)                         netns lagic-NAME
+//!   lgh-NAME  SUBNET.1  <==== veth ====>  lge-NAME  SUBNET.11:8080  lagi-enclave
+//!     ^ diode on ingress: every packet the enclave sends crosses it
+//! ```
+//!
+//! Invariants:
+//! - Every name (namespace, links, state directory) derives from the lab name, so `down`
+//!   finds everything from the name alone, after a crash too, and is idempotent.
+//! - State lives in `/run/lagic/lab/NAME/` (`state`, `enclave.log`); it is written before
+//!   anything is built, so an interrupted `up` is still cleaned up by `down`.
+//! - `up` either finishes or undoes what it made.
+//! - Offloads (TSO/GSO) stay as the kernel sets them on veth: the diode must see the large,
+//!   non-linear skbs real traffic makes.
+
+pub mod http;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lagic_loader::attach::{self, AttachError, AttachOptions, Direction};
+
+/// Where labs record their state.
+pub const STATE_ROOT: &str = "/run/lagic/lab";
+/// The enclave's TCP port.
+pub const ENCLAVE_PORT: u16 = 8080;
+/// How long `up` waits for the enclave's /health.
+const HEALTH_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Why a lab operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// Bad lab name.
+    #[error("lab name `{0}` is not 1-8 of [a-z0-9-]")]
+    BadName(String),
+    /// Bad subnet.
+    #[error(
+        "subnet `{0}` is not an IPv4 network A.B.C.D/N with N from 8 to 28 and no host bits set"
+    )]
+    BadSubnet(String),
+    /// Not root.
+    #[error("the lab needs root (network namespaces, veth, BPF); run it with sudo")]
+    NotRoot,
+    /// The lab, or leftovers of it, exist.
+    #[error("lab `{name}` is already up or left over ({what}); run `lagic lab down --name {name}` first")]
+    Exists {
+        /// Lab name.
+        name: String,
+        /// What was found.
+        what: String,
+    },
+    /// Another interface already uses the subnet.
+    #[error("subnet {subnet} overlaps {addr} on {iface}; choose another with --subnet")]
+    SubnetInUse {
+        /// The requested subnet.
+        subnet: String,
+        /// The address found.
+        addr: String,
+        /// Its interface.
+        iface: String,
+    },
+    /// lagi-enclave was not found.
+    #[error("cannot find lagi-enclave {0}; build it with `cargo build --release -p lagi-enclave` or pass --enclave-bin PATH")]
+    NoEnclave(String),
+    /// A command failed.
+    #[error("`{command}` failed: {detail}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its stderr or the spawn error.
+        detail: String,
+    },
+    /// The enclave did not come up.
+    #[error("lagi-enclave did not answer GET /health at {addr} within {secs} s: {why}\nlast lines of its log ({log}):\n{tail}")]
+    EnclaveDown {
+        /// Where it should listen.
+        addr: SocketAddr,
+        /// The deadline.
+        secs: u64,
+        /// What went wrong.
+        why: String,
+        /// The log path.
+        log: String,
+        /// The log's tail.
+        tail: String,
+    },
+    /// Attaching the diode failed.
+    #[error("attaching the diode failed: {0}")]
+    Attach(#[from] AttachError),
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An IPv4 network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    /// Network address.
+    pub network: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// Parses `A.B.C.D/N` (8 <= N <= 28, no host bits).
+    pub fn parse(text: &str) -> Result<Subnet, LabError> {
+        let bad = || LabError::BadSubnet(text.to_owned());
+        let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let network: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if !(8..=28).contains(&prefix) || u32::from(network) & !mask(prefix) != 0 {
+            return Err(bad());
+        }
+        Ok(Subnet { network, prefix })
+    }
+
+    /// The host-side address (.1).
+    pub fn host(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    /// The enclave's address (.11).
+    pub fn enclave(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 11)
+    }
+
+    fn contains(&self, addr: Ipv4Addr, prefix: u8) -> bool {
+        // Two networks overlap when the shorter prefix's mask agrees on both.
+        let m = mask(self.prefix.min(prefix));
+        u32::from(addr) & m == u32::from(self.network) & m
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
+}
+
+/// The names a lab derives from its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabNames {
+    /// Lab name.
+    pub name: String,
+    /// Network namespace of the enclave.
+    pub netns: String,
+    /// Host-side veth end (the diode sits on its ingress).
+    pub host_if: String,
+    /// Enclave-side veth end (inside the namespace).
+    pub enclave_if: String,
+    /// State directory.
+    pub state_dir: PathBuf,
+}
+
+impl LabNames {
+    /// Derives the names, checking the lab name.
+    pub fn new(name: &str) -> Result<LabNames, LabError> {
+        let ok = (1..=8).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(LabError::BadName(name.to_owned()));
+        }
+        Ok(LabNames {
+            name: name.to_owned(),
+            netns: format!("lagic-{name}"),
+            host_if: format!("lgh-{name}"),
+            enclave_if: format!("lge-{name}"),
+            state_dir: Path::new(STATE_ROOT).join(name),
+        })
+    }
+}
+
+/// What `up` was asked for.
+#[derive(Debug, Clone)]
+pub struct UpRequest {
+    /// Lab name.
+    pub name: String,
+    /// Subnet.
+    pub subnet: Subnet,
+    /// Diode object bytes.
+    pub diode: Vec<u8>,
+    /// Where the diode came from.
+    pub diode_source: String,
+    /// The lagi-enclave binary.
+    pub enclave_bin: PathBuf,
+    /// Extra lagi-enclave arguments.
+    pub enclave_args: Vec<String>,
+}
+
+/// A lab as recorded in its state file (and what `up` reports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabState {
+    /// Lab name.
+    pub name: String,
+    /// Subnet as text.
+    pub subnet: String,
+    /// Network namespace.
+    pub netns: String,
+    /// Host-side veth.
+    pub host_if: String,
+    /// Enclave-side veth.
+    pub enclave_if: String,
+    /// Host address.
+    pub host_ip: String,
+    /// Enclave address.
+    pub enclave_ip: String,
+    /// Enclave port.
+    pub port: u16,
+    /// Enclave process id (0 until started).
+    pub pid: u32,
+    /// Diode source.
+    pub diode: String,
+    /// The enclave binary.
+    pub enclave_bin: String,
+    /// Creation time, seconds since the epoch.
+    pub created: u64,
+}
+
+impl LabState {
+    fn encode(&self) -> String {
+        let mut s = String::new();
+        for (k, v) in [
+            ("name", self.name.clone()),
+            ("subnet", self.subnet.clone()),
+            ("netns", self.netns.clone()),
+            ("host_if", self.host_if.clone()),
+            ("enclave_if", self.enclave_if.clone()),
+            ("host_ip", self.host_ip.clone()),
+            ("enclave_ip", self.enclave_ip.clone()),
+            ("port", self.port.to_string()),
+            ("pid", self.pid.to_string()),
+            ("diode", self.diode.replace('\n', " ")),
+            ("enclave_bin", self.enclave_bin.replace('\n', " ")),
+            ("created", self.created.to_string()),
+        ] {
+            let _ = writeln!(s, "{k}={v}");
+        }
+        s
+    }
+
+    fn decode(text: &str) -> LabState {
+        let mut st = LabState::default();
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.to_owned();
+            match k {
+                "name" => st.name = v,
+                "subnet" => st.subnet = v,
+                "netns" => st.netns = v,
+                "host_if" => st.host_if = v,
+                "enclave_if" => st.enclave_if = v,
+                "host_ip" => st.host_ip = v,
+                "enclave_ip" => st.enclave_ip = v,
+                "port" => st.port = v.parse().unwrap_or(0),
+                "pid" => st.pid = v.parse().unwrap_or(0),
+                "diode" => st.diode = v,
+                "enclave_bin" => st.enclave_bin = v,
+                "created" => st.created = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        st
+    }
+
+    /// The enclave's HTTP address.
+    pub fn enclave_addr(&self) -> Option<SocketAddr> {
+        let ip: Ipv4Addr = self.enclave_ip.parse().ok()?;
+        Some(SocketAddr::V4(SocketAddrV4::new(ip, self.port)))
+    }
+}
+
+/// Checks that we run as root.
+pub fn require_root() -> Result<(), LabError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(LabError::NotRoot);
+    }
+    Ok(())
+}
+
+/// Builds the lab; on any failure removes what it made and returns the error.
+pub fn up(req: &UpRequest, progress: &mut dyn FnMut(&str)) -> Result<LabState, LabError> {
+    require_root()?;
+    let names = LabNames::new(&req.name)?;
+    // Refuse before making anything, so a failure here never tears down a running lab.
+    if let Some(what) = leftovers(&names) {
+        return Err(LabError::Exists {
+            name: names.name.clone(),
+            what,
+        });
+    }
+    check_subnet_free(&req.subnet)?;
+    match build(req, &names, progress) {
+        Ok(state) => Ok(state),
+        Err(e) => {
+            progress("failed; removing what was made");
+            let _ = down(&names.name);
+            Err(e)
+        }
+    }
+}
+
+fn build(
+    req: &UpRequest,
+    names: &LabNames,
+    progress: &mut dyn FnMut(&str),
+) -> Result<LabState, LabError> {
+    let subnet = req.subnet;
+    let mut state = LabState {
+        name: names.name.clone(),
+        subnet: subnet.to_string(),
+        netns: names.netns.clone(),
+        host_if: names.host_if.clone(),
+        enclave_if: names.enclave_if.clone(),
+        host_ip: subnet.host().to_string(),
+        enclave_ip: subnet.enclave().to_string(),
+        port: ENCLAVE_PORT,
+        pid: 0,
+        diode: req.diode_source.clone(),
+        enclave_bin: req.enclave_bin.display().to_string(),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    fs::create_dir_all(&names.state_dir).map_err(|source| LabError::Io {
+        what: format!("creating {}", names.state_dir.display()),
+        source,
+    })?;
+    write_state(names, &state)?;
+
+    progress(&format!(
+        "namespace {}, veth {} ({}/{}) <-> {} ({}/{})",
+        names.netns,
+        names.host_if,
+        subnet.host(),
+        subnet.prefix,
+        names.enclave_if,
+        subnet.enclave(),
+        subnet.prefix
+    ));
+    let host_cidr = format!("{}/{}", subnet.host(), subnet.prefix);
+    let enclave_cidr = format!("{}/{}", subnet.enclave(), subnet.prefix);
+    ip(&["netns", "add", &names.netns])?;
+    ip(&[
+        "link",
+        "add",
+        &names.host_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &names.enclave_if,
+        "netns",
+        &names.netns,
+    ])?;
+    ip(&["addr", "add", &host_cidr, "dev", &names.host_if])?;
+    ip(&["link", "set", &names.host_if, "up"])?;
+    ip(&["-n", &names.netns, "link", "set", "lo", "up"])?;
+    ip(&[
+        "-n",
+        &names.netns,
+        "addr",
+        "add",
+        &enclave_cidr,
+        "dev",
+        &names.enclave_if,
+    ])?;
+    ip(&["-n", &names.netns, "link", "set", &names.enclave_if, "up"])?;
+
+    let listen = format!("{}:{}", subnet.enclave(), ENCLAVE_PORT);
+    progress(&format!(
+        "starting {} --listen {listen} in {}",
+        req.enclave_bin.display(),
+        names.netns
+    ));
+    let log_path = names.state_dir.join("enclave.log");
+    let log = fs::File::create(&log_path).map_err(|source| LabError::Io {
+        what: format!("creating {}", log_path.display()),
+        source,
+    })?;
+    let log_err = log.try_clone().map_err(|source| LabError::Io {
+        what: "duplicating the log file".into(),
+        source,
+    })?;
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", &names.netns])
+        .arg(&req.enclave_bin)
+        .args(["--listen", &listen])
+        .args(&req.enclave_args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .current_dir("/");
+    // SAFETY: setsid is async-signal-safe; it detaches the enclave from our session so that
+    // it outlives lagic and a terminal's hangup.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| LabError::Command {
+        command: format!(
+            "ip netns exec {} {}",
+            names.netns,
+            req.enclave_bin.display()
+        ),
+        detail: e.to_string(),
+    })?;
+    // `ip netns exec` execs the enclave in place: the child's pid is the enclave's.
+    state.pid = child.id();
+    write_state(names, &state)?;
+
+    let addr = state.enclave_addr().expect("set from a valid subnet");
+    let started = Instant::now();
+    let why = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break format!("it exited ({status})");
+        }
+        match http::get(addr, "/health", Duration::from_millis(500)) {
+            Ok(resp) if resp.status == 200 => break String::new(),
+            Ok(resp) => {
+                if started.elapsed() > HEALTH_DEADLINE {
+                    break format!("it answered {}", resp.status);
+                }
+            }
+            Err(e) => {
+                if started.elapsed() > HEALTH_DEADLINE {
+                    break e.to_string();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !why.is_empty() {
+        return Err(LabError::EnclaveDown {
+            addr,
+            secs: HEALTH_DEADLINE.as_secs(),
+            why,
+            log: log_path.display().to_string(),
+            tail: file_tail(&log_path, 10),
+        });
+    }
+    progress(&format!(
+        "enclave (pid {}) healthy at http://{addr} after {} ms",
+        state.pid,
+        started.elapsed().as_millis()
+    ));
+    // The child is reaped by init after lagic exits; dropping `child` does not kill it.
+    drop(child);
+
+    let report = attach::attach(
+        &req.diode,
+        &names.host_if,
+        Direction::Ingress,
+        &AttachOptions {
+            source: Some(req.diode_source.clone()),
+            ..Default::default()
+        },
+    )?;
+    let a = report.attachment;
+    progress(&format!(
+        "diode {} (program {}) on {} ingress ({})",
+        a.diode, a.program_id, a.iface, a.mode
+    ));
+    Ok(state)
+}
+
+/// What `down` removed.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    /// One line per thing removed.
+    pub removed: Vec<String>,
+}
+
+/// Removes everything a lab of this name may have made. Idempotent.
+pub fn down(name: &str) -> Result<DownReport, LabError> {
+    require_root()?;
+    let names = LabNames::new(name)?;
+    let mut report = DownReport::default();
+    let state = read_state(&names);
+
+    // 1. Processes: everything in the namespace, and the recorded enclave pid if it still
+    //    runs lagi-enclave (it may have outlived a namespace deleted by hand).
+    let mut pids: Vec<u32> = netns_pids(&names.netns);
+    if let Some(pid) = state.as_ref().map(|s| s.pid).filter(|&p| p != 0) {
+        if is_enclave_process(pid) && !pids.contains(&pid) {
+            pids.push(pid);
+        }
+    }
+    for &pid in &pids {
+        // SAFETY: signalling a pid; the worst case of a race is ESRCH.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while pids.iter().any(|&p| process_alive(p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &pid in &pids {
+        if process_alive(pid) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        report.removed.push(format!("process {pid}"));
+    }
+
+    // 2. The diode and its pins (whether or not the interface still exists).
+    for direction in Direction::ALL {
+        match attach::detach(&names.host_if, direction) {
+            Ok(a) => report.removed.push(format!(
+                "diode {} on {} {}",
+                a.diode, names.host_if, direction
+            )),
+            Err(AttachError::NothingAttached { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    // 3. Links and namespace (deleting either end removes the pair).
+    if link_exists(&names.host_if) {
+        ip(&["link", "del", &names.host_if])?;
+        report
+            .removed
+            .push(format!("veth {} <-> {}", names.host_if, names.enclave_if));
+    }
+    if netns_exists(&names.netns) {
+        ip(&["netns", "del", &names.netns])?;
+        report.removed.push(format!("namespace {}", names.netns));
+    }
+
+    // 4. State.
+    if names.state_dir.exists() {
+        fs::remove_dir_all(&names.state_dir).map_err(|source| LabError::Io {
+            what: format!("removing {}", names.state_dir.display()),
+            source,
+        })?;
+        report
+            .removed
+            .push(format!("state {}", names.state_dir.display()));
+    }
+    Ok(report)
+}
+
+/// A lab as seen now.
+#[derive(Debug, Clone)]
+pub struct LabStatus {
+    /// Recorded state.
+    pub state: LabState,
+    /// The namespace exists.
+    pub netns: bool,
+    /// The host-side link exists.
+    pub link: bool,
+    /// The enclave process runs.
+    pub enclave_running: bool,
+    /// GET /health answered 200 (through the diode).
+    pub healthy: bool,
+    /// The diode on the host-side ingress.
+    pub diode: Option<attach::Attachment>,
+}
+
+impl LabStatus {
+    /// Everything is in place.
+    pub fn is_up(&self) -> bool {
+        self.netns
+            && self.link
+            && self.enclave_running
+            && self.healthy
+            && self
+                .diode
+                .as_ref()
+                .is_some_and(|d| d.health == attach::Health::Active)
+    }
+}
+
+/// Labs recorded under [`STATE_ROOT`] (or just `name`).
+pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, LabError> {
+    let mut labs: Vec<String> = match name {
+        Some(n) => vec![LabNames::new(n)?.name],
+        None => fs::read_dir(STATE_ROOT)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    labs.sort();
+    let mut out = Vec::new();
+    for lab in labs {
+        let Ok(names) = LabNames::new(&lab) else {
+            continue;
+        };
+        let Some(state) = read_state(&names) else {
+            continue;
+        };
+        let healthy = state
+            .enclave_addr()
+            .and_then(|addr| http::get(addr, "/health", Duration::from_secs(1)).ok())
+            .is_some_and(|r| r.status == 200);
+        out.push(LabStatus {
+            netns: netns_exists(&names.netns),
+            link: link_exists(&names.host_if),
+            enclave_running: state.pid != 0 && is_enclave_process(state.pid),
+            healthy,
+            diode: attach::attachment(&names.host_if, Direction::Ingress).unwrap_or(None),
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// Finds lagi-enclave: next to the running executable, then on PATH.
+pub fn find_enclave() -> Result<PathBuf, LabError> {
+    let mut tried = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let candidate = dir.join("lagi-enclave");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            tried.push(candidate.display().to_string());
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("lagi-enclave");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+        tried.push("PATH".to_owned());
+    }
+    Err(LabError::NoEnclave(format!(
+        "(looked in {})",
+        tried.join(", ")
+    )))
+}
+
+fn write_state(names: &LabNames, state: &LabState) -> Result<(), LabError> {
+    let path = names.state_dir.join("state");
+    let tmp = names.state_dir.join(".state.tmp");
+    fs::write(&tmp, state.encode())
+        .and_then(|_| fs::rename(&tmp, &path))
+        .map_err(|source| LabError::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })
+}
+
+fn read_state(names: &LabNames) -> Option<LabState> {
+    let text = fs::read_to_string(names.state_dir.join("state")).ok()?;
+    Some(LabState::decode(&text))
+}
+
+/// What of a lab of these names exists, if anything.
+fn leftovers(names: &LabNames) -> Option<String> {
+    let mut found = Vec::new();
+    if names.state_dir.exists() {
+        found.push(format!("state {}", names.state_dir.display()));
+    }
+    if netns_exists(&names.netns) {
+        found.push(format!("namespace {}", names.netns));
+    }
+    if link_exists(&names.host_if) {
+        found.push(format!("link {}", names.host_if));
+    }
+    if found.is_empty() {
+        None
+    } else {
+        Some(found.join(", "))
+    }
+}
+
+/// Refuses a subnet that overlaps an address already configured in this namespace.
+fn check_subnet_free(subnet: &Subnet) -> Result<(), LabError> {
+    let out = ip_output(&["-o", "-4", "addr", "show"])?;
+    for line in out.lines() {
+        // `2: eth0    inet 10.0.0.5/24 brd ... scope global eth0`
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(pos) = fields.iter().position(|f| *f == "inet") else {
+            continue;
+        };
+        let (Some(iface), Some(cidr)) = (fields.get(1), fields.get(pos + 1)) else {
+            continue;
+        };
+        let Some((addr, prefix)) = cidr.split_once('/') else {
+            continue;
+        };
+        let (Ok(addr), Ok(prefix)) = (addr.parse::<Ipv4Addr>(), prefix.parse::<u8>()) else {
+            continue;
+        };
+        if subnet.contains(addr, prefix) && !addr.is_loopback() {
+            return Err(LabError::SubnetInUse {
+                subnet: subnet.to_string(),
+                addr: cidr.to_string(),
+                iface: iface.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn ip(args: &[&str]) -> Result<(), LabError> {
+    ip_output(args).map(|_| ())
+}
+
+fn ip_output(args: &[&str]) -> Result<String, LabError> {
+    let command = format!("ip {}", args.join(" "));
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| LabError::Command {
+            command: command.clone(),
+            detail: format!("{e} (is iproute2 installed?)"),
+        })?;
+    if !out.status.success() {
+        return Err(LabError::Command {
+            command,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn netns_exists(netns: &str) -> bool {
+    Path::new("/run/netns").join(netns).exists()
+}
+
+fn link_exists(iface: &str) -> bool {
+    Path::new("/sys/class/net").join(iface).exists()
+}
+
+fn netns_pids(netns: &str) -> Vec<u32> {
+    if !netns_exists(netns) {
+        return Vec::new();
+    }
+    ip_output(&["netns", "pids", netns])
+        .map(|out| out.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn process_alive(pid: u32) -> bool {
+    // A zombie still has /proc/PID but its state is Z; count it as gone.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+        Err(_) => false,
+    }
+}
+
+fn is_enclave_process(pid: u32) -> bool {
+    process_alive(pid)
+        && fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| {
+                c.split(|&b| b == 0)
+                    .next()
+                    .is_some_and(|argv0| argv0.ends_with(b"lagi-enclave"))
+            })
+            .unwrap_or(false)
+}
+
+fn file_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let tail = all[all.len().saturating_sub(lines)..].join("\n");
+    if tail.is_empty() {
+        "(empty)".to_owned()
+    } else {
+        tail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_parse_and_place_hosts() {
+        let s = Subnet::parse("172.30.0.0/24").unwrap();
+        assert_eq!(s.host(), Ipv4Addr::new(172, 30, 0, 1));
+        assert_eq!(s.enclave(), Ipv4Addr::new(172, 30, 0, 11));
+        assert!(Subnet::parse("172.30.0.1/24").is_err());
+        assert!(Subnet::parse("172.30.0.0/30").is_err());
+        assert!(Subnet::parse("172.30.0.0").is_err());
+        assert!(Subnet::parse("nonsense/24").is_err());
+        assert!(s.contains(Ipv4Addr::new(172, 30, 0, 200), 32));
+        assert!(s.contains(Ipv4Addr::new(172, 16, 0, 1), 12));
+        assert!(!s.contains(Ipv4Addr::new(172, 30, 1, 1), 24));
+    }
+
+    #[test]
+    fn names_derive_and_fit_ifnamsiz() {
+        let n = LabNames::new("longname").unwrap();
+        assert_eq!(n.netns, "lagic-longname");
+        assert!(n.host_if.len() < 16 && n.enclave_if.len() < 16);
+        assert!(LabNames::new("").is_err());
+        assert!(LabNames::new("toolongname").is_err());
+        assert!(LabNames::new("a/b").is_err());
+        assert!(LabNames::new("UP").is_err());
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let st = LabState {
+            name: "t1".into(),
+            subnet: "172.30.1.0/24".into(),
+            port: 8080,
+            pid: 42,
+            created: 7,
+            ..Default::default()
+        };
+        assert_eq!(LabState::decode(&st.encode()), st);
+    }
+}
