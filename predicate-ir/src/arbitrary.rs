@@ -123,7 +123,8 @@ fn word_pattern(word: &str) -> Pattern {
 }
 
 /// Patterns of 1 to 64 classes: short random ones, case-insensitive words,
-/// longer random ones, and long ones cycling through a few classes.
+/// longer random ones, long ones cycling through a few classes, and short
+/// cores padded with `any` on either side.
 pub fn arb_pattern() -> BoxedStrategy<Pattern> {
     prop_oneof![
         4 => vec(arb_class(), 1..4),
@@ -133,6 +134,13 @@ pub fn arb_pattern() -> BoxedStrategy<Pattern> {
             cycle.iter().cycle().take(len).cloned().collect()
         }),
         1 => (arb_class(), Just(MAX_PATTERN_LEN)).prop_map(|(c, len)| vec![c; len]),
+        // Wildcard positions around a core: `any` before and after a word.
+        2 => (0usize..3, vec(arb_class(), 1..3), 0usize..3).prop_map(|(before, core, after)| {
+            let mut pattern = vec![ByteClass::full(); before];
+            pattern.extend(core);
+            pattern.extend(vec![ByteClass::full(); after]);
+            pattern
+        }),
     ]
     .boxed()
 }

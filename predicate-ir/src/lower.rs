@@ -2,7 +2,9 @@
 //!
 //! Steps: [`normalize`] the predicate; map `len` and `byte` to formula atoms
 //! and `prefix` to a conjunction of `byte` atoms (`n >= |pat|` and every
-//! `P[j]` in `pat[j]` is exactly "every `byte j pat[j]` holds"); turn each
+//! `P[j]` in `pat[j]` is exactly "every `byte j pat[j]` holds"; tests of
+//! full classes before the last position are implied and left out), spliced
+//! into an enclosing `and`; turn each
 //! `all`, `any` and `contains` into a minimal [`crate::Dfa`] scan and each
 //! `depth_le` into a [`DepthCounter`] scan. Identical scans (same window,
 //! equal machine: DFAs are canonically numbered, so equal languages give
@@ -30,7 +32,8 @@ pub struct Limits {
     pub max_construction_states: usize,
     /// Most distinct scans in a program.
     pub max_scans: usize,
-    /// Most atoms (`len`, `byte` and scan tests) in the formula.
+    /// Most atoms (`len`, `byte` and scan tests) in the formula; a `prefix`
+    /// counts one per byte test it lowers to.
     pub max_formula_atoms: usize,
 }
 
@@ -69,7 +72,7 @@ pub enum LowerError {
         count: usize,
         limit: usize,
     },
-    #[error("{path}: with this construct the formula needs {count} atoms (len, byte and scan tests, prefix counting one per class); the limit is {limit}")]
+    #[error("{path}: with this construct the formula needs {count} atoms (len, byte and scan tests, prefix counting one per byte test); the limit is {limit}")]
     TooManyAtoms {
         path: String,
         /// Atoms counted up to and including the offending construct.
@@ -141,7 +144,18 @@ impl Builder<'_> {
             Pred::True => Formula::Const(true),
             Pred::False => Formula::Const(false),
             Pred::Not(q) => Formula::Not(Box::new(self.formula(q)?)),
-            Pred::And(qs) => Formula::And(self.formulas(qs)?),
+            Pred::And(qs) => {
+                // A normalized `and` has no `and` arguments, so an `And`
+                // here is a lowered `prefix`: splice its byte tests in.
+                let mut flat = Vec::with_capacity(qs.len());
+                for f in self.formulas(qs)? {
+                    match f {
+                        Formula::And(inner) => flat.extend(inner),
+                        other => flat.push(other),
+                    }
+                }
+                Formula::And(flat)
+            }
             Pred::Or(qs) => Formula::Or(self.formulas(qs)?),
             Pred::Len { cmp, value } => {
                 self.count_atoms(p, 1)?;
@@ -158,15 +172,19 @@ impl Builder<'_> {
                 }
             }
             Pred::Prefix { pattern } => {
-                self.count_atoms(p, pattern.len())?;
+                // `byte j C` for each position, skipping full classes before
+                // the last position: `byte (m-1) C` already demands n >= m.
+                let last = pattern.len() - 1;
                 let mut bytes: Vec<Formula> = pattern
                     .iter()
                     .enumerate()
+                    .filter(|&(j, class)| j == last || !class.is_full())
                     .map(|(j, class)| Formula::Byte {
                         index: j as u32,
                         class: class.clone(),
                     })
                     .collect();
+                self.count_atoms(p, bytes.len())?;
                 if bytes.len() == 1 {
                     bytes.pop().expect("one atom")
                 } else {

@@ -576,3 +576,34 @@ fn depth_counter_order_rule() {
     assert!(eval(&json, b"[\"\\\"[[\"]"));
     assert!(!eval(&json, b"[\"\\\\\"[[\"]"));
 }
+
+#[test]
+fn prefix_skips_implied_tests_and_splices_into_and() {
+    let a = ByteClass::from_bytes(*b"a");
+    let program = lower(&spec(Pred::And(vec![
+        Pred::Len {
+            cmp: Cmp::Lt,
+            value: 9,
+        },
+        Pred::Prefix {
+            pattern: vec![ByteClass::full(), a.clone(), ByteClass::full()],
+        },
+    ])))
+    .unwrap();
+    assert_eq!(
+        program.formula,
+        Formula::And(vec![
+            Formula::Len {
+                cmp: Cmp::Lt,
+                value: 9
+            },
+            Formula::Byte { index: 1, class: a },
+            Formula::Byte {
+                index: 2,
+                class: ByteClass::full()
+            },
+        ])
+    );
+    assert!(program.evaluate(b"xax"));
+    assert!(!program.evaluate(b"xa"));
+}
