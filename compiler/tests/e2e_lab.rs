@@ -432,7 +432,10 @@ fn e2e_a_one_megabyte_clean_response_arrives_whole() {
     );
     let took = t.elapsed();
     assert_eq!(text.len(), expected.len());
-    assert!(text == expected, "the 1 MB response differs from the generator's output");
+    assert!(
+        text == expected,
+        "the 1 MB response differs from the generator's output"
+    );
     eprintln!(
         "e2e3: {} bytes through the diode in {} ms; test took {} ms",
         text.len(),
@@ -479,10 +482,7 @@ fn e2e_replacing_the_diode_changes_verdicts_without_restarting_the_enclave() {
         generate(lab.addr, "I hate bananas", 8, BLOCKED_WAIT),
         "hateless: I hate bananas",
     );
-    passes(
-        generate(lab.addr, "café", 8, PASS_WAIT),
-        "hateless: café",
-    );
+    passes(generate(lab.addr, "café", 8, PASS_WAIT), "hateless: café");
 
     let out = lagic_ok(&[
         "attach",
@@ -531,7 +531,10 @@ fn e2e_detach_lets_traffic_flow_and_lab_down_leaves_nothing() {
     );
     assert!(text.starts_with("I hate bananas"));
     // Detaching twice: nothing is attached (exit 1).
-    assert_eq!(lagic(&["detach", "--iface", &host_if]).status.code(), Some(1));
+    assert_eq!(
+        lagic(&["detach", "--iface", &host_if]).status.code(),
+        Some(1)
+    );
 
     drop(lab);
     let sh = |cmd: &str, args: &[&str]| {

@@ -658,9 +658,9 @@ fn describe(iface: &str, direction: Direction, pins: &Pins) -> Result<Attachment
         Some(link) => {
             let info = link_info(link.as_fd())?;
             // A TCX link whose device went away is defunct: the kernel reports ifindex 0.
-            let health = if info.ifindex == 0 {
-                Health::InterfaceGone
-            } else if Some(info.ifindex) != current_ifindex {
+            // A link attached to an interface since deleted (or deleted and recreated under
+            // the same name) no longer filters that name's traffic.
+            let health = if info.ifindex == 0 || Some(info.ifindex) != current_ifindex {
                 Health::InterfaceGone
             } else {
                 Health::Active
