@@ -43,7 +43,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aya::programs::links::FdLink;
-use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
+use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle};
 use aya::programs::{LinkOrder, ProgramError, TcAttachType};
 
 use crate::program::{LoadError, LoadedProgram};
@@ -439,6 +439,14 @@ pub fn attach(
     })
 }
 
+/// The errno inside a netlink failure of a TC operation.
+fn netlink_errno(e: &ProgramError) -> Option<i32> {
+    match e {
+        ProgramError::TcError(TcError::NetlinkError(n)) => n.raw_os_error(),
+        _ => None,
+    }
+}
+
 fn classifier_of(
     program: &mut LoadedProgram,
 ) -> Result<&mut aya::programs::SchedClassifier, AttachError> {
@@ -509,7 +517,9 @@ fn attach_fresh(
 
     // clsact: add the qdisc (it may exist already), then the filter, exclusively.
     match aya::programs::tc::qdisc_add_clsact(iface) {
-        Ok(()) | Err(aya::programs::tc::TcError::AlreadyAttached) => {}
+        Ok(()) | Err(TcError::AlreadyAttached) => {}
+        // The qdisc is there already (ours from an earlier attach, or someone else's).
+        Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(e) => {
             let _ = remove_pins(dir);
             return Err(AttachError::ModeUnavailable {
@@ -536,8 +546,7 @@ fn attach_fresh(
         Ok(id) => id,
         Err(e) => {
             let _ = remove_pins(dir);
-            let text = e.to_string();
-            if text.contains("File exists") || text.contains("os error 17") {
+            if netlink_errno(&e) == Some(libc::EEXIST) {
                 return Err(AttachError::ForeignFilter {
                     iface: iface.to_owned(),
                     direction,

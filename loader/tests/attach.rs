@@ -265,6 +265,14 @@ fn replacement_leaves_no_gap(n: u8, mode: Mode) {
         .unwrap()
         .is_none());
 
+    // Attaching again after a detach works (clsact: the qdisc is still there) and drops again.
+    let again = attach::attach(&drop_b, &veth.host, Direction::Ingress, &options).unwrap();
+    assert_eq!(again.replaced_program_id, None);
+    assert_eq!(again.attachment.mode, mode);
+    receive_for(&receiver, Duration::from_millis(50));
+    assert_eq!(receive_for(&receiver, Duration::from_millis(200)), 0);
+    attach::detach(&veth.host, Direction::Ingress).unwrap();
+
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
 }
