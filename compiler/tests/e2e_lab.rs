@@ -595,3 +595,41 @@ fn e2e_lab_up_refuses_a_taken_name_and_cleans_up_after_a_failure() {
     assert!(!Path::new("/sys/class/net/lgh-e2e8").exists());
     assert!(!Path::new("/run/lagic/lab/e2e8").exists());
 }
+
+#[test]
+fn e2e_attach_detach_status_exit_codes() {
+    if !require_root() {
+        return;
+    }
+    let diodes = Diodes::new();
+    let hateless = diodes.example("hateless");
+    let hateless = hateless.to_str().unwrap();
+    // No such interface: 2, and the message says how to list interfaces.
+    let out = lagic(&["attach", hateless, "--iface", "nosuchif9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ip link"));
+    // Nothing attached: 1.
+    let out = lagic(&["detach", "--iface", "nosuchif9", "--direction", "egress"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no lagic diode is attached"));
+    // Usage errors: 2.
+    assert_eq!(
+        lagic(&[
+            "attach",
+            hateless,
+            "--iface",
+            "lo",
+            "--direction",
+            "sideways"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(lagic(&["attach", hateless]).status.code(), Some(2));
+    // Status: 0, and --json is an array.
+    let out = lagic(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(v.is_array());
+}

@@ -337,6 +337,14 @@ pub fn pin_dir(iface: &str, direction: Direction) -> PathBuf {
     Path::new(PIN_ROOT).join(iface).join(direction.as_str())
 }
 
+/// Loads `object` into the kernel (the verifier runs) and unloads it again, attaching
+/// nothing: a preflight check for callers that must not build anything around a diode the
+/// kernel will refuse. Returns the program's name.
+pub fn preflight(object: &[u8]) -> Result<String, AttachError> {
+    let program = LoadedProgram::from_object(object).map_err(load_error)?;
+    Ok(program.name().to_owned())
+}
+
 /// Attaches the diode in the ELF object `object` to `iface` in `direction`, replacing the
 /// lagic diode already there (atomically, keeping its mode), and pins the attachment.
 pub fn attach(

@@ -316,6 +316,9 @@ pub fn up(req: &UpRequest, progress: &mut dyn FnMut(&str)) -> Result<LabState, L
         });
     }
     check_subnet_free(&req.subnet)?;
+    // A diode the verifier refuses fails here, before anything is built.
+    let diode = attach::preflight(&req.diode)?;
+    progress(&format!("diode {diode} passes the kernel verifier"));
     match build(req, &names, progress) {
         Ok(state) => Ok(state),
         Err(e) => {
