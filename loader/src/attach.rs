@@ -233,7 +233,7 @@ pub struct AttachReport {
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     /// The process lacks the privileges.
-    #[error("{what} is not permitted ({source}); run as root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN), e.g. with sudo")]
+    #[error("{what} is not permitted ({source}); this needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)")]
     NotPermitted {
         /// What was being done.
         what: String,

@@ -60,8 +60,9 @@ fn source_name(path: &std::path::Path) -> String {
 pub(crate) fn failure(e: AttachError, iface: &str) -> Failure {
     match &e {
         AttachError::NothingAttached { .. } => Failure::failed(e.to_string()),
-        AttachError::NotPermitted { .. } => Failure::bad_input(e.to_string())
-            .with_hint("attaching needs root: try `sudo lagic ...`"),
+        AttachError::NotPermitted { .. } => {
+            Failure::bad_input(e.to_string()).with_hint("run it again with sudo")
+        }
         AttachError::NoSuchInterface(_) => Failure::bad_input(e.to_string())
             .with_hint(format!("check the name with `ip link show {iface}`")),
         AttachError::Rejected { .. } => Failure::bad_input(e.to_string()).with_hint(
