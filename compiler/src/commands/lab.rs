@@ -93,10 +93,10 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                 })
             })
             .collect();
-        println!(
-            "{}",
+        super::status::print_out(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
-        );
+        ));
     } else if labs.is_empty() {
         match &args.name {
             Some(name) => println!("lab {name} is not up"),
@@ -113,7 +113,7 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
             );
             println!("  namespace  {} ({})", s.netns, yes(l.netns));
             println!(
-                "  veth       {} {}/host <-> {} {} ({})",
+                "  veth       {} {} <-> {} {} ({})",
                 s.host_if,
                 s.host_ip,
                 s.enclave_if,

@@ -1,5 +1,6 @@
 //! `lagic status [--json]`: what lagic has attached where.
 
+use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lagic_loader::attach::{self, Attachment};
@@ -11,23 +12,23 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
     let list = attach::attachments().map_err(|e| super::attach::failure(e, "?"))?;
     if args.json {
         let items: Vec<serde_json::Value> = list.iter().map(to_json).collect();
-        println!(
-            "{}",
+        print_out(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
-        );
+        ));
         return Ok(Outcome::Success);
     }
     if list.is_empty() {
-        println!("no lagic diode is attached");
+        print_out("no lagic diode is attached\n");
         return Ok(Outcome::Success);
     }
-    println!(
-        "{:<15} {:<9} {:<16} {:>8} {:<7} {:<15} since",
+    let mut text = format!(
+        "{:<15} {:<9} {:<16} {:>8} {:<7} {:<15} since\n",
         "INTERFACE", "DIRECTION", "DIODE", "PROGRAM", "MODE", "STATE"
     );
     for a in &list {
-        println!(
-            "{:<15} {:<9} {:<16} {:>8} {:<7} {:<15} {}",
+        text.push_str(&format!(
+            "{:<15} {:<9} {:<16} {:>8} {:<7} {:<15} {}\n",
             a.iface,
             a.direction.as_str(),
             a.diode,
@@ -35,9 +36,16 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
             a.mode.as_str(),
             a.health.as_str(),
             since_text(a.since)
-        );
+        ));
     }
+    print_out(&text);
     Ok(Outcome::Success)
+}
+
+/// Writes to stdout, ignoring a closed pipe (`lagic status | head` must not panic).
+pub(crate) fn print_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
 pub(crate) fn to_json(a: &Attachment) -> serde_json::Value {
