@@ -383,7 +383,12 @@ pub fn attach(
         Some(Pins {
             link: None,
             meta: Some(meta),
-        }) if meta.mode == Mode::Clsact && meta.ifindex == ifindex => {
+        }) if meta.mode == Mode::Clsact
+            && meta.ifindex == ifindex
+            // The filter holds the only reference to its program: a program that is gone
+            // means a filter that is gone (deleted by hand), to be attached afresh below.
+            && prog_name_by_id(meta.program_id).is_some() =>
+        {
             // clsact replace: RTM_NEWTFILTER on lagic's priority and handle, without EXCL.
             let nl = SchedClassifierLink::attached(
                 iface,

@@ -317,6 +317,36 @@ fn status_reports_both_directions_and_a_vanished_interface() {
         },
     )
     .unwrap();
+    // A clsact filter deleted by hand: status calls it stale, and attaching again works.
+    let out = Command::new("tc")
+        .args(["filter", "del", "dev", &veth.host, "egress"])
+        .output()
+        .expect("running tc");
+    assert!(out.status.success(), "{out:?}");
+    // The kernel frees the filter's program after an RCU grace period.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stale = loop {
+        let a = attach::attachment(&veth.host, Direction::Egress)
+            .unwrap()
+            .unwrap();
+        if a.health != Health::Active || Instant::now() > deadline {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(stale.health, Health::Stale);
+    let again = attach::attach(
+        &constant("gate_out", TC_ACT_OK),
+        &veth.host,
+        Direction::Egress,
+        &AttachOptions {
+            mode: ModeChoice::Only(Mode::Clsact),
+            source: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(again.replaced_program_id, None);
+
     let mine: Vec<_> = attach::attachments()
         .unwrap()
         .into_iter()
