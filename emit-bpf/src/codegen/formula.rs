@@ -5,32 +5,32 @@
 //! pass has stored its accept bytes; `r7`/`r8`/`r9` still hold the payload
 //! start, end and length.
 
-use predicate_ir::{Cmp, Formula};
+use predicate_ir::{Cmp, Formula, Program};
 
 use super::asm::{Asm, Label};
-use super::scan::{ctx, emit_class_test};
+use super::scan::{ctx, emit_accept_test, emit_class_test, final_state_offset};
 use super::{frame, Verdicts, MAX_FRAME};
 use crate::insn::*;
 
-pub(crate) fn emit(a: &mut Asm, formula: &Formula, v: &Verdicts) {
-    cond(a, formula, v.pass, v.drop, v);
+pub(crate) fn emit(a: &mut Asm, program: &Program, v: &Verdicts) {
+    cond(a, program, &program.formula, v.pass, v.drop, v);
 }
 
-fn cond(a: &mut Asm, f: &Formula, then: Label, other: Label, v: &Verdicts) {
+fn cond(a: &mut Asm, program: &Program, f: &Formula, then: Label, other: Label, v: &Verdicts) {
     match f {
         Formula::Const(true) => a.ja(then),
         Formula::Const(false) => a.ja(other),
-        Formula::Not(inner) => cond(a, inner, other, then, v),
+        Formula::Not(inner) => cond(a, program, inner, other, then, v),
         Formula::And(parts) => {
             let Some((last, init)) = parts.split_last() else {
                 return a.ja(then);
             };
             for part in init {
                 let next = a.label();
-                cond(a, part, next, other, v);
+                cond(a, program, part, next, other, v);
                 a.bind(next);
             }
-            cond(a, last, then, other, v);
+            cond(a, program, last, then, other, v);
         }
         Formula::Or(parts) => {
             let Some((last, init)) = parts.split_last() else {
@@ -38,10 +38,10 @@ fn cond(a: &mut Asm, f: &Formula, then: Label, other: Label, v: &Verdicts) {
             };
             for part in init {
                 let next = a.label();
-                cond(a, part, then, next, v);
+                cond(a, program, part, then, next, v);
                 a.bind(next);
             }
-            cond(a, last, then, other, v);
+            cond(a, program, last, then, other, v);
         }
         Formula::Len { cmp, value } => {
             let op = match cmp {
@@ -73,9 +73,8 @@ fn cond(a: &mut Asm, f: &Formula, then: Label, other: Label, v: &Verdicts) {
             a.ja(other);
         }
         Formula::Scan(id) => {
-            a.emit(Insn::load(BPF_B, R1, R10, frame::RESULTS - *id as i16));
-            a.jmp_imm(BPF_JNE, R1, 0, then);
-            a.ja(other);
+            a.emit(Insn::load(BPF_DW, R1, R10, final_state_offset(*id)));
+            emit_accept_test(a, &program.scans[*id].machine, R1, then, other);
         }
     }
 }

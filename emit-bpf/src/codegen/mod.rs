@@ -50,10 +50,21 @@ pub enum CodegenError {
 pub(crate) mod frame {
     /// The scan context handed to every callback (see [`super::scan`]).
     pub const CTX: i16 = -96;
-    /// One accept byte per scan: scan `k` at `RESULTS - k`.
-    pub const RESULTS: i16 = -97;
-    /// Most scans one program may have (bounded by the stack).
-    pub const MAX_SCANS: usize = 64;
+    /// The final state of scan `k` (its DFA state, or its depth counter's
+    /// mode) as an 8-byte spill at `FINAL_STATES - 8 * k`. Spilled scalars
+    /// that are only compared with constants stay imprecise, so paths that
+    /// reach the formula with different final states prune into one
+    /// another instead of doubling the verifier's work for every scan.
+    pub const FINAL_STATES: i16 = CTX - 8;
+    /// Most scans one program may have: 48 final states and the context
+    /// nearly fill the 512-byte stack.
+    pub const MAX_SCANS: usize = 48;
+    /// A zero the verifier cannot see: the difference of two loads of
+    /// `skb->len`, spilled as an unknown scalar. Scan slots are initialized
+    /// from it, so every path through a pass (loop run, loop skipped,
+    /// window empty) leaves them equally unknown to the verifier, and states
+    /// prune instead of multiplying with every pass.
+    pub const OPAQUE_ZERO: i16 = FINAL_STATES - 8 * MAX_SCANS as i16;
 }
 
 /// The verdict labels every part of the entry function jumps to.
@@ -93,7 +104,7 @@ pub fn compile(program: &Program) -> Result<Module, CodegenError> {
         });
     }
 
-    formula::emit(&mut entry, &program.formula, &verdicts);
+    formula::emit(&mut entry, program, &verdicts);
 
     entry.bind(verdicts.pass);
     entry.emit(Insn::mov64_imm(R0, TC_ACT_OK));

@@ -73,6 +73,9 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     // invalidated every packet pointer).
     a.emit(Insn::load(BPF_W, R9, R6, skb::LEN));
     a.jmp_imm(BPF_JGT, R9, MAX_FRAME, v.drop);
+    a.emit(Insn::load(BPF_W, R4, R6, skb::LEN));
+    a.emit(Insn::alu64_reg(BPF_SUB, R4, R9));
+    a.emit(Insn::store_reg(BPF_DW, R10, frame::OPAQUE_ZERO, R4));
     a.emit(Insn::load(BPF_W, R2, R6, skb::DATA));
     a.emit(Insn::load(BPF_W, R3, R6, skb::DATA_END));
 

@@ -140,6 +140,41 @@ fn slot_layout(program: &Program, group: &PassGroup) -> Vec<usize> {
         .collect()
 }
 
+pub(crate) fn final_state_offset(scan: ScanId) -> i16 {
+    frame::FINAL_STATES - 8 * scan as i16
+}
+
+/// In the formula: jump to `then` when scan `id` (final state in `reg`)
+/// accepted, else to `other`.
+pub(crate) fn emit_accept_test(
+    a: &mut Asm,
+    machine: &Machine,
+    reg: Reg,
+    then: Label,
+    other: Label,
+) {
+    match machine {
+        Machine::Dfa(dfa) => {
+            let (accepting, rejecting): (Vec<u32>, Vec<u32>) =
+                (0..dfa.accepting.len() as u32).partition(|&s| dfa.accepting[s as usize]);
+            // Test the smaller set; falling through means the other answer.
+            let (listed, hit, miss) = if accepting.len() <= rejecting.len() {
+                (accepting, then, other)
+            } else {
+                (rejecting, other, then)
+            };
+            for s in listed {
+                a.jmp_imm(BPF_JEQ, reg, s as i32, hit);
+            }
+            a.ja(miss);
+        }
+        Machine::Depth(_) => {
+            a.jmp_imm(BPF_JNE, reg, DEPTH_FAILED, then);
+            a.ja(other);
+        }
+    }
+}
+
 fn slot_offset(slot: usize) -> i16 {
     frame::CTX + ctx::SLOTS + 8 * slot as i16
 }
@@ -158,15 +193,13 @@ pub(crate) fn emit_pass_call(
         .iter()
         .map(|&id| regs_needed(&program.scans[id].machine))
         .sum();
+    // Initial states (all 0) and STATUS_RUNNING (0), from the opaque zero.
+    const _: () = assert!(STATUS_RUNNING == 0 && Machine::INITIAL == 0);
+    a.emit(Insn::load(BPF_DW, R1, R10, frame::OPAQUE_ZERO));
     for slot in 0..slots {
-        a.emit(Insn::store_imm(BPF_W, R10, slot_offset(slot), 0));
+        a.emit(Insn::store_reg(BPF_W, R10, slot_offset(slot), R1));
     }
-    a.emit(Insn::store_imm(
-        BPF_W,
-        R10,
-        frame::CTX + ctx::STATUS,
-        STATUS_RUNNING,
-    ));
+    a.emit(Insn::store_reg(BPF_W, R10, frame::CTX + ctx::STATUS, R1));
 
     let results = a.label();
     let window = group.window;
@@ -208,42 +241,15 @@ pub(crate) fn emit_pass_call(
     a.emit(Insn::load(BPF_DW, R2, R10, frame::CTX + ctx::LOOPS));
     a.jmp_reg(BPF_JNE, R0, R2, v.drop);
 
+    // Copy each scan's final state (no branching: see `frame::FINAL_STATES`).
     a.bind(results);
     for (&id, &slot) in group.scans.iter().zip(&layout) {
-        let result = frame::RESULTS - id as i16;
-        let done = a.label();
-        match &program.scans[id].machine {
-            Machine::Dfa(dfa) => {
-                let accepting: Vec<u32> = (0..dfa.accepting.len() as u32)
-                    .filter(|&s| dfa.accepting[s as usize])
-                    .collect();
-                let rejecting: Vec<u32> = (0..dfa.accepting.len() as u32)
-                    .filter(|&s| !dfa.accepting[s as usize])
-                    .collect();
-                // Test the smaller set; the store before it is the other answer.
-                let (listed, listed_value) = if accepting.len() <= rejecting.len() {
-                    (accepting, 1)
-                } else {
-                    (rejecting, 0)
-                };
-                a.emit(Insn::load(BPF_W, R1, R10, slot_offset(slot)));
-                a.emit(Insn::store_imm(BPF_B, R10, result, 1 - listed_value));
-                let hit = a.label();
-                for s in listed {
-                    a.jmp_imm(BPF_JEQ, R1, s as i32, hit);
-                }
-                a.ja(done);
-                a.bind(hit);
-                a.emit(Insn::store_imm(BPF_B, R10, result, listed_value));
-            }
-            Machine::Depth(_) => {
-                a.emit(Insn::load(BPF_W, R1, R10, slot_offset(slot + 1)));
-                a.emit(Insn::store_imm(BPF_B, R10, result, 1));
-                a.jmp_imm(BPF_JNE, R1, DEPTH_FAILED, done);
-                a.emit(Insn::store_imm(BPF_B, R10, result, 0));
-            }
-        }
-        a.bind(done);
+        let state_slot = match &program.scans[id].machine {
+            Machine::Dfa(_) => slot,
+            Machine::Depth(_) => slot + 1, // the mode decides acceptance
+        };
+        a.emit(Insn::load(BPF_W, R1, R10, slot_offset(state_slot)));
+        a.emit(Insn::store_reg(BPF_DW, R10, final_state_offset(id), R1));
     }
     Ok(())
 }
