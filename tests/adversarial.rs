@@ -360,7 +360,8 @@ fn ipv4_header_fields_that_lie_drop() {
     ));
     // Lengths relative to the real one (`full`); every frame here is longer
     // than 60 bytes, so a shorter IP length leaves a trailer, which drops too.
-    let lies: [(&str, fn(u16) -> u16); 8] = [
+    type Lie = (&'static str, fn(u16) -> u16);
+    let lies: [Lie; 8] = [
         ("one more than the frame", |full| full + 1),
         ("far more than the frame", |full| full + 1000),
         ("65535", |_| u16::MAX),
@@ -743,14 +744,14 @@ fn policy_classes_follow_the_policy() {
             "IPv4 in IPv4 (tunnelled TCP)",
             Frame::ipv4()
                 .raw_transport(4)
-                .payload(Frame::ipv4().payload(BAD).build()[14..].to_vec())
+                .payload(&Frame::ipv4().payload(BAD).build()[14..])
                 .build(),
         ),
         (
             "IPv6 in IPv6 (tunnelled TCP)",
             Frame::ipv6()
                 .raw_transport(41)
-                .payload(Frame::ipv6().payload(BAD).build()[14..].to_vec())
+                .payload(&Frame::ipv6().payload(BAD).build()[14..])
                 .build(),
         ),
         (
