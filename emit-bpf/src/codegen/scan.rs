@@ -80,6 +80,15 @@ const BYTE: Reg = R8;
 const CHUNK_PTR: Reg = R9;
 const POS: Reg = R7;
 const CTX: Reg = R6;
+/// While stepping, `r7` (the position is no longer needed) holds a zero the
+/// verifier sees as an unknown u32: the status word, which is always 0 when
+/// an iteration starts (any other status ends the loop), read from its
+/// unaligned slot. XOR-ing a machine register with it changes nothing at run
+/// time but makes the verifier forget which constant state a path produced.
+/// Inside a `bpf_loop` callback the verifier compares states by value
+/// ranges, so without this every combination of machine states along the
+/// unrolled chunk would be a separate path to check.
+const OPAQUE: Reg = R7;
 
 /// One emitted pass: machines sharing a window, fitting the register file.
 #[derive(Debug, Clone)]
@@ -280,6 +289,11 @@ fn step_block(program: &Program, group: &PassGroup) -> Result<Vec<Insn>, Codegen
                 MACHINE_REG_FILE[slot + 1],
             ),
         }
+        // Blur the new state for the verifier (see `OPAQUE`): after this,
+        // every path through the step looks alike and prunes into one.
+        for reg in &MACHINE_REG_FILE[slot..slot + regs_needed(&program.scans[id].machine)] {
+            a.emit(Insn::alu64_reg(BPF_XOR, *reg, OPAQUE));
+        }
     }
     a.finish()
 }
@@ -325,6 +339,7 @@ pub(crate) fn emit_callback(
     a.emit(Insn::alu64_imm(BPF_ADD, R3, chunk));
     a.jmp_reg(BPF_JGT, R3, R1, fail);
     load_slots(&mut a, slots);
+    a.emit(Insn::load(BPF_W, OPAQUE, CTX, ctx::STATUS));
     for j in 0..chunk {
         a.emit(Insn::load(BPF_B, BYTE, CHUNK_PTR, j as i16));
         a.emit_all(step.iter().copied());
@@ -343,6 +358,7 @@ pub(crate) fn emit_callback(
     a.emit(Insn::alu64_imm(BPF_ADD, R3, 1));
     a.jmp_reg(BPF_JGT, R3, R1, fail);
     load_slots(&mut a, slots);
+    a.emit(Insn::load(BPF_W, OPAQUE, CTX, ctx::STATUS));
     a.emit(Insn::load(BPF_B, BYTE, CHUNK_PTR, 0));
     a.emit_all(step.iter().copied());
 
