@@ -216,16 +216,18 @@ struct Stats {
     rejections: Vec<String>,
 }
 
-#[test]
-fn random_specs_compile_verify_and_agree_with_eval() {
-    if !require_bpf() {
-        return;
-    }
-    let specs = proptest_cases(DEFAULT_SPECS);
+/// Runs `specs` generated specs through lowering, emission, the verifier
+/// and the kernel (see the module docs); returns the statistics.
+fn run_spec_property(
+    property: &str,
+    specs: u32,
+    spec_strategy: BoxedStrategy<Spec>,
+    payloads: std::ops::RangeInclusive<usize>,
+) -> Stats {
     let stats = RefCell::new(Stats::default());
     let payload = prop_oneof![1 => arb_payload(), 1 => arb_boundary_payload()];
-    let strategy = (arb_spec(), vec((payload, arb_frame_shape()), 10..=20));
-    let mut runner = TestRunner::new(proptest_config("random-specs", specs));
+    let strategy = (spec_strategy, vec((payload, arb_frame_shape()), payloads));
+    let mut runner = TestRunner::new(proptest_config(property, specs));
     let result = runner.run(&strategy, |(spec, cases)| {
         let mut stats = stats.borrow_mut();
         stats.specs += 1;
@@ -265,13 +267,13 @@ fn random_specs_compile_verify_and_agree_with_eval() {
         checked
     });
     if let Err(failure) = result {
-        panic!("{failure}");
+        panic!("{property}: {failure}");
     }
     let stats = stats.into_inner();
     eprintln!(
-        "random specs: {} generated, {} loaded (verifier accepted all), {} rejected by lowering, \
-         {} by code generation; {} frames agree with eval/policy; most verifier-processed \
-         instructions {}; ops in loaded specs {:?}",
+        "{property}: {} specs generated, {} loaded (the verifier accepted every one), {} rejected \
+         by lowering, {} by code generation; {} frames agree with eval and the policy; most \
+         verifier-processed instructions {}; ops in loaded specs {:?}",
         stats.specs,
         stats.loaded,
         stats.lower_rejected,
@@ -285,9 +287,23 @@ fn random_specs_compile_verify_and_agree_with_eval() {
     }
     assert!(
         stats.loaded as f64 >= MIN_LOADED_SHARE * stats.specs as f64,
-        "only {} of {} specs reached the kernel",
+        "{property}: only {} of {} specs reached the kernel",
         stats.loaded,
         stats.specs
+    );
+    stats
+}
+
+#[test]
+fn random_specs_compile_verify_and_agree_with_eval() {
+    if !require_bpf() {
+        return;
+    }
+    let stats = run_spec_property(
+        "random-specs",
+        proptest_cases(DEFAULT_SPECS),
+        arb_spec(),
+        10..=20,
     );
     for op in predicate_ir::format::OPS {
         assert!(
@@ -296,6 +312,91 @@ fn random_specs_compile_verify_and_agree_with_eval() {
             stats.ops
         );
     }
+}
+
+/// Specs in the default run of [`fused_scans_verify_and_agree_with_eval`].
+const DEFAULT_FUSED_SPECS: u32 = 60;
+
+/// A scan construct (`all`, `any`, `contains`, `depth_le`) over `window`.
+fn arb_scan_over(window: Window) -> BoxedStrategy<Pred> {
+    let depth = (
+        0u32..6,
+        prop_oneof![
+            3 => Just(ByteClass::from_bytes(*b"{[")),
+            1 => predicate_ir::arbitrary::arb_class(),
+        ],
+        prop_oneof![
+            3 => Just(ByteClass::from_bytes(*b"}]")),
+            1 => predicate_ir::arbitrary::arb_class(),
+        ],
+        any::<bool>(),
+    )
+        .prop_map(move |(max, open, close, strings)| Pred::DepthLe {
+            window,
+            max,
+            open,
+            close,
+            strings,
+        });
+    prop_oneof![
+        2 => predicate_ir::arbitrary::arb_class().prop_map(move |class| Pred::All { window, class }),
+        2 => predicate_ir::arbitrary::arb_class().prop_map(move |class| Pred::Any { window, class }),
+        3 => predicate_ir::arbitrary::arb_pattern()
+            .prop_map(move |pattern| Pred::Contains { window, pattern }),
+        3 => depth,
+    ]
+    .prop_flat_map(|scan| prop_oneof![Just(scan.clone()), Just(Pred::Not(Box::new(scan)))])
+    .boxed()
+}
+
+/// Specs whose scans share one window (so they fuse into one pass, the
+/// shape that once exhausted the verifier), or spread over many windows
+/// (many passes): 2 to 10 scans, and-ed or or-ed.
+fn arb_fused_spec() -> BoxedStrategy<Spec> {
+    let shared = prop_oneof![
+        3 => Just(Window::ALL),
+        1 => (0u32..20).prop_map(|start| Window { start, end: None }),
+        1 => (0u32..20, 1u32..3000).prop_map(|(start, len)| Window {
+            start,
+            end: Some(start + len),
+        }),
+    ];
+    let one_window = shared.prop_flat_map(|w| vec(arb_scan_over(w), 2..=10));
+    let many_windows = vec(
+        predicate_ir::arbitrary::arb_window().prop_flat_map(arb_scan_over),
+        2..=10,
+    );
+    (
+        prop_oneof![2 => one_window, 1 => many_windows],
+        any::<bool>(),
+        predicate_ir::arbitrary::arb_policy(),
+    )
+        .prop_map(|(scans, conjunction, policy)| Spec {
+            name: "fused".into(),
+            description: String::new(),
+            policy,
+            predicate: if conjunction {
+                Pred::And(scans)
+            } else {
+                Pred::Or(scans)
+            },
+        })
+        .boxed()
+}
+
+/// Many scans at once: every generated spec that compiles must load, and
+/// agree with `eval`.
+#[test]
+fn fused_scans_verify_and_agree_with_eval() {
+    if !require_bpf() {
+        return;
+    }
+    run_spec_property(
+        "fused-scans",
+        proptest_cases(DEFAULT_FUSED_SPECS),
+        arb_fused_spec(),
+        6..=10,
+    );
 }
 
 fn class(bytes: &[u8]) -> ByteClass {
