@@ -42,7 +42,7 @@ impl Default for Limits {
         Limits {
             max_dfa_states: 512,
             max_construction_states: 16_384,
-            max_scans: 64,
+            max_scans: 48,
             max_formula_atoms: 1024,
         }
     }
