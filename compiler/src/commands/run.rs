@@ -64,8 +64,13 @@ pub(crate) fn diode_object(path: &Path) -> Result<Vec<u8>, Failure> {
         return Ok(bytes);
     }
     let spec = super::spec_from_bytes(path, &bytes)?;
-    let program = super::lower_spec(path, &spec)?;
-    super::emit(path, &program)
+    // Here exit 1 means DROP, so a spec lagic cannot compile is bad input (2).
+    let as_bad_input = |mut f: Failure| {
+        f.outcome = Outcome::BadInput;
+        f
+    };
+    let program = super::lower_spec(path, &spec).map_err(as_bad_input)?;
+    super::emit(path, &program).map_err(as_bad_input)
 }
 
 fn read_payload(args: &PayloadArgs) -> Result<Vec<u8>, Failure> {
