@@ -268,6 +268,15 @@ fn check_rejects_specs_beyond_the_emitter_with_exit_1() {
         "{}",
         stderr(&out)
     );
+
+    // For `run`, exit 1 means DROP; a spec it cannot compile is bad input.
+    let out = lagic()
+        .arg("run")
+        .arg(&spec)
+        .args(["--payload", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 #[test]
