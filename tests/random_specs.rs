@@ -15,6 +15,9 @@
 //!    and non-IP frames get the spec's policy.
 //!
 //! [`DEFAULT_SPECS`] specs by default, `LAGIC_PROPTEST_CASES` to change it.
+//! A second property, [`fused_scans_verify_and_agree_with_eval`], aims at
+//! the verifier's cost: 2 to 10 scans sharing one window (fused into one
+//! pass) or spread over many windows ([`DEFAULT_FUSED_SPECS`] specs).
 //! Any spec the verifier ever rejected is kept in `tests/regression-specs/`
 //! and checked by [`regression_specs_load_and_agree`]; the hand-built specs
 //! at the limits of lowering are checked by [`specs_at_the_limits_verify`].
