@@ -267,6 +267,9 @@ fn generate(addr: SocketAddr, prompt: &str, max_tokens: usize, wait: Duration) -
                 })
             }
             Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // A signal (a child of the test exiting) interrupts a read that
+            // has a timeout; the read is simply retried.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e)
                 if matches!(
                     e.kind(),
