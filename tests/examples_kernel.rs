@@ -333,3 +333,30 @@ fn the_payload_ends_where_ip_says() {
     assert!(frame.len() > 60 + ETH_HLEN);
     assert_eq!(verdict(&program, &frame, "trailer"), Verdict::Drop);
 }
+
+#[test]
+fn every_example_loads_with_bpftool_and_tc_and_judges_alike() {
+    use lagic_tests::external::{bpftool_verdict, tc_verdict};
+    if !require_bpf() {
+        return;
+    }
+    for name in SEED_DIODES {
+        let compiled = compile_example(name);
+        for (diode, payload, passes) in expectations() {
+            if diode != name {
+                continue;
+            }
+            let frame = lagic_loader::tcp_frame(&payload, IpVersion::V4);
+            if frame.len() > 1500 {
+                continue; // keep the external tools' runs short
+            }
+            let want = if passes { 0 } else { 2 };
+            assert_eq!(
+                bpftool_verdict(&compiled.object, &frame),
+                want,
+                "{name} via bpftool"
+            );
+            assert_eq!(tc_verdict(&compiled.object, &frame), want, "{name} via tc");
+        }
+    }
+}

@@ -486,3 +486,129 @@ pub fn show_payload(payload: &[u8]) -> String {
         format!("n={} {head:?}", payload.len())
     }
 }
+
+/// The other loaders users have: libbpf (through `bpftool`) and iproute2
+/// (`tc`). Each helper loads an object, runs one frame through the loaded
+/// program with `bpftool prog run`, cleans up, and returns the program's
+/// return value.
+pub mod external {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn unique(what: &str) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "lagic-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn run(cmd: &mut Command) -> String {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+        text
+    }
+
+    /// A file, pin or namespace removed on drop.
+    enum Cleanup {
+        File(PathBuf),
+        Netns(String),
+    }
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            match self {
+                Cleanup::File(p) => {
+                    let _ = std::fs::remove_file(p);
+                }
+                Cleanup::Netns(n) => {
+                    let _ = Command::new("ip")
+                        .args(["netns", "del", n.as_str()])
+                        .status();
+                }
+            }
+        }
+    }
+
+    fn temp_file(what: &str, bytes: &[u8]) -> Cleanup {
+        let path = std::env::temp_dir().join(unique(what));
+        std::fs::write(&path, bytes).expect("write temp file");
+        Cleanup::File(path)
+    }
+
+    fn path(c: &Cleanup) -> &Path {
+        match c {
+            Cleanup::File(p) => p,
+            Cleanup::Netns(_) => unreachable!("a namespace has no path"),
+        }
+    }
+
+    /// `bpftool prog run PROG data_in FRAME` -> return value.
+    fn bpftool_run(prog: &[&str], frame: &[u8]) -> u32 {
+        let frame = temp_file("frame", frame);
+        let text = run(Command::new("bpftool")
+            .args(["prog", "run"])
+            .args(prog)
+            .arg("data_in")
+            .arg(path(&frame)));
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("Return value: "))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no return value in:\n{text}"))
+    }
+
+    /// Loads `object` with `bpftool prog load` (libbpf) and runs `frame`.
+    pub fn bpftool_verdict(object: &[u8], frame: &[u8]) -> u32 {
+        let obj = temp_file("obj.o", object);
+        let pin = Cleanup::File(PathBuf::from("/sys/fs/bpf").join(unique("pin")));
+        let out = run(Command::new("bpftool")
+            .args(["prog", "load"])
+            .arg(path(&obj))
+            .arg(path(&pin)));
+        assert!(!out.contains("libbpf:"), "libbpf warned:\n{out}");
+        bpftool_run(&["pinned", path(&pin).to_str().unwrap()], frame)
+    }
+
+    /// Attaches `object` with `tc filter add ... bpf da obj X sec classifier`
+    /// to a veth in a fresh namespace and runs `frame` through the attached
+    /// program.
+    pub fn tc_verdict(object: &[u8], frame: &[u8]) -> u32 {
+        let obj = temp_file("obj.o", object);
+        let ns_name = unique("ns");
+        run(Command::new("ip").args(["netns", "add", &ns_name]));
+        let ns = Cleanup::Netns(ns_name.clone());
+        run(Command::new("ip").args([
+            "-n", &ns_name, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+        ]));
+        run(Command::new("tc").args(["-n", &ns_name, "qdisc", "add", "dev", "v0", "clsact"]));
+        let out = run(Command::new("tc")
+            .args([
+                "-n", &ns_name, "filter", "add", "dev", "v0", "ingress", "bpf", "da", "obj",
+            ])
+            .arg(path(&obj))
+            .args(["sec", "classifier"]));
+        assert!(!out.contains("libbpf:"), "tc/libbpf warned:\n{out}");
+        let shown = run(
+            Command::new("tc").args(["-n", &ns_name, "filter", "show", "dev", "v0", "ingress"])
+        );
+        let id = shown
+            .split_whitespace()
+            .skip_while(|w| *w != "id")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no program id in:\n{shown}"))
+            .to_owned();
+        let verdict = bpftool_run(&["id", &id], frame);
+        drop(ns);
+        verdict
+    }
+}
