@@ -1,0 +1,492 @@
+//! End to end: HTTP responses through a real veth, with no diode, with
+//! lagic's hateless, with the clang baseline, and with the netfilter string
+//! match (`iptables -m string --algo kmp --icase --string hate -j DROP`) on
+//! the same host-side veth.
+//!
+//! Set-up (all torn down by [`Lab`]'s `Drop`, also on error): a namespace
+//! `lagic-bench` holding `lge-bench` (172.30.99.11/24), paired with
+//! `lgh-bench` (172.30.99.1/24) in the host namespace, offloads as the kernel
+//! sets them (TSO/GSO on, so the diode sees large non-linear skbs). This
+//! binary's `serve` mode runs inside the namespace as the server; the load
+//! generator below runs in the host namespace, so every response byte enters
+//! the host through `lgh-bench` ingress, where the diode and the iptables
+//! INPUT rule sit. Request counts and time are bounded.
+//!
+//! Server paths: `/bytes/N` (N bytes of clean text), `/split` (a body whose
+//! "hate" is split across two TCP segments: "...ha", a pause, "te..."),
+//! `/large` (120 KB of clean text with "hate" in the last kilobyte).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::BenchError;
+
+const NS: &str = "lagic-bench";
+const HOST_IF: &str = "lgh-bench";
+const NS_IF: &str = "lge-bench";
+const HOST_ADDR: &str = "172.30.99.1/24";
+const NS_ADDR: &str = "172.30.99.11/24";
+const SERVER: &str = "172.30.99.11:8090";
+const CLEAN: &[u8] = b"once upon a time there was a little frog who liked the garden; ";
+const LARGE: usize = 120_000;
+const LOAD_THREADS: usize = 4;
+
+/// What the end-to-end part needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The lagic binary (for `attach` / `detach`).
+    pub lagic: PathBuf,
+    /// lagic's hateless object.
+    pub lagic_obj: PathBuf,
+    /// clang's hateless object.
+    pub clang_obj: PathBuf,
+    /// Seconds per throughput measurement (split over two interleaved rounds).
+    pub seconds: f64,
+}
+
+/// Throughput of one configuration at one response size.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// `none`, `lagic`, `clang`, `iptables`.
+    pub filter: String,
+    /// Response body bytes.
+    pub body: usize,
+    /// Completed requests per second.
+    pub rps: f64,
+    /// Response bytes per second, in MB (10^6).
+    pub mb_per_s: f64,
+    /// Requests that failed or timed out.
+    pub failures: u64,
+}
+
+/// Whether a filter lets a response through.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeakCheck {
+    /// The filter.
+    pub filter: String,
+    /// The split-word response arrived whole ("hate" across two segments).
+    pub split_word_through: bool,
+    /// The 120 KB response with "hate" in its last KB arrived whole.
+    pub large_through: bool,
+    /// A clean 120 KB response arrived whole (it must).
+    pub clean_large_through: bool,
+}
+
+/// The end-to-end results.
+#[derive(Debug, Clone, Serialize)]
+pub struct E2eResult {
+    /// Throughput rows.
+    pub throughput: Vec<Throughput>,
+    /// Leak checks.
+    pub leaks: Vec<LeakCheck>,
+}
+
+impl E2eResult {
+    fn get(&self, filter: &str, body: usize) -> Option<&Throughput> {
+        self.throughput
+            .iter()
+            .find(|t| t.filter == filter && t.body == body)
+    }
+
+    /// The smallest fraction of the no-filter throughput (MB/s) that lagic
+    /// keeps over the measured sizes.
+    pub fn worst_diode_fraction(&self) -> f64 {
+        self.throughput
+            .iter()
+            .filter(|t| t.filter == "lagic")
+            .filter_map(|t| self.get("none", t.body).map(|n| t.mb_per_s / n.mb_per_s))
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// The end-to-end section of BENCHMARKS.md.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from(
+            "## End to end through a veth (HTTP, 4 client threads, one request per connection)\n\n",
+        );
+        s.push_str("| filter | body B | requests/s | MB/s | % of no filter | failed |\n|---|---:|---:|---:|---:|---:|\n");
+        for t in &self.throughput {
+            let base = self
+                .get("none", t.body)
+                .map(|n| t.mb_per_s / n.mb_per_s * 100.0)
+                .unwrap_or(0.0);
+            s.push_str(&format!(
+                "| {} | {} | {:.0} | {:.1} | {:.0}% | {} |\n",
+                t.filter, t.body, t.rps, t.mb_per_s, base, t.failures
+            ));
+        }
+        s.push_str(
+            "\nWhat gets through (\"LEAKS\" = a response carrying `hate` arrived whole):\n\n",
+        );
+        s.push_str("| filter | split word (\"ha\" + \"te\" in two segments) | `hate` in the last KB of 120 KB | clean 120 KB |\n|---|---|---|---|\n");
+        let word = |through: bool| if through { "LEAKS" } else { "blocked" };
+        for l in &self.leaks {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                l.filter,
+                word(l.split_word_through),
+                word(l.large_through),
+                if l.clean_large_through {
+                    "arrives"
+                } else {
+                    "**blocked**"
+                }
+            ));
+        }
+        s
+    }
+}
+
+fn sh(program: &str, args: &[&str]) -> Result<(), BenchError> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| BenchError::io(&format!("running {program}"), e))?;
+    if !out.status.success() {
+        return Err(BenchError::Tool {
+            what: format!("{program} {}", args.join(" ")),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The namespace, veth pair and server; removed on drop.
+struct Lab {
+    server: Option<Child>,
+    lagic: PathBuf,
+    iptables_rule: bool,
+}
+
+/// The administrator's alternative, tagged with a comment so a crashed run's rule is recognisable.
+const IPT_RULE: [&str; 17] = [
+    "INPUT",
+    "-i",
+    HOST_IF,
+    "-p",
+    "tcp",
+    "-m",
+    "string",
+    "--algo",
+    "kmp",
+    "--icase",
+    "--string",
+    "hate",
+    "-m",
+    "comment",
+    "--comment",
+    "lagic-bench",
+    "-j",
+];
+
+fn ipt(action: &str) -> Result<(), BenchError> {
+    let mut args = vec![action];
+    args.extend_from_slice(&IPT_RULE);
+    args.push("DROP");
+    sh("iptables", &args)
+}
+
+impl Lab {
+    fn up(lagic: PathBuf) -> Result<Self, BenchError> {
+        // Leftovers of a crashed run go first.
+        let _ = ipt("-D");
+        let _ = sh("ip", &["netns", "del", NS]);
+        let _ = sh("ip", &["link", "del", HOST_IF]);
+        let mut lab = Self {
+            server: None,
+            lagic,
+            iptables_rule: false,
+        };
+        sh("ip", &["netns", "add", NS])?;
+        sh(
+            "ip",
+            &[
+                "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF, "netns", NS,
+            ],
+        )?;
+        sh("ip", &["addr", "add", HOST_ADDR, "dev", HOST_IF])?;
+        sh("ip", &["link", "set", HOST_IF, "up"])?;
+        sh("ip", &["-n", NS, "addr", "add", NS_ADDR, "dev", NS_IF])?;
+        sh("ip", &["-n", NS, "link", "set", NS_IF, "up"])?;
+        sh("ip", &["-n", NS, "link", "set", "lo", "up"])?;
+        let exe =
+            std::env::current_exe().map_err(|e| BenchError::io("locating the bench binary", e))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", NS])
+            .arg(exe)
+            .args(["serve", SERVER])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| BenchError::io("starting the server in the namespace", e))?;
+        lab.server = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fetch("/bytes/10", Duration::from_millis(500)).map(|b| b.len()) != Some(10) {
+            if Instant::now() > deadline {
+                return Err(BenchError::Setup(
+                    "the server in namespace lagic-bench did not answer".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(lab)
+    }
+
+    fn set_filter(&mut self, filter: &str, cfg: &Config) -> Result<(), BenchError> {
+        self.clear_filter();
+        match filter {
+            "none" => Ok(()),
+            "lagic" | "clang" => {
+                let obj = if filter == "lagic" {
+                    &cfg.lagic_obj
+                } else {
+                    &cfg.clang_obj
+                };
+                sh(
+                    &self.lagic.to_string_lossy(),
+                    &["attach", &obj.to_string_lossy(), "--iface", HOST_IF],
+                )
+            }
+            "iptables" => {
+                ipt("-I")?;
+                self.iptables_rule = true;
+                Ok(())
+            }
+            other => Err(BenchError::Setup(format!("unknown filter {other}"))),
+        }
+    }
+
+    fn clear_filter(&mut self) {
+        let _ = Command::new(&self.lagic)
+            .args(["detach", "--iface", HOST_IF])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if self.iptables_rule {
+            let _ = ipt("-D");
+            self.iptables_rule = false;
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.clear_filter();
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = sh("ip", &["link", "del", HOST_IF]);
+        let _ = sh("ip", &["netns", "del", NS]);
+    }
+}
+
+/// GETs `path` from the server; the body if the whole response arrived
+/// within `timeout`.
+fn fetch(path: &str, timeout: Duration) -> Option<Vec<u8>> {
+    let addr: SocketAddr = SERVER.parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    let deadline = Instant::now() + timeout;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if Instant::now() > deadline {
+            return None;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return None,
+        }
+    }
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let body = buf.split_off(head_end);
+    (body.len() == len).then_some(body)
+}
+
+fn throughput(filter: &str, body: usize, seconds: f64) -> (u64, u64, u64, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..LOAD_THREADS)
+        .map(|_| {
+            let (stop, done, bytes, failed) =
+                (stop.clone(), done.clone(), bytes.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let path = format!("/bytes/{body}");
+                // Bounded: at most 200,000 requests per thread.
+                for _ in 0..200_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match fetch(&path, Duration::from_secs(2)) {
+                        Some(b) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                            bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                        }
+                        None => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let _ = filter;
+    (
+        done.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        elapsed,
+    )
+}
+
+/// Runs the end-to-end part.
+pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
+    let mut lab = Lab::up(cfg.lagic.clone())?;
+    let filters = ["none", "lagic", "clang", "iptables"];
+    let bodies = [1_000usize, 100_000];
+    // Two rounds, the second in reverse order, so drift hits every filter alike.
+    let mut totals: Vec<(String, usize, u64, u64, u64, f64)> = Vec::new();
+    for round in 0..2 {
+        let order: Vec<&str> = if round == 0 {
+            filters.to_vec()
+        } else {
+            filters.iter().rev().copied().collect()
+        };
+        for filter in order {
+            lab.set_filter(filter, cfg)?;
+            for body in bodies {
+                let (n, b, f, t) = throughput(filter, body, cfg.seconds / 2.0);
+                eprintln!(
+                    "lagic-bench: e2e {filter} {body} B: {:.0} req/s, {:.1} MB/s, {f} failed",
+                    n as f64 / t,
+                    b as f64 / t / 1e6
+                );
+                match totals.iter_mut().find(|x| x.0 == filter && x.1 == body) {
+                    Some(x) => {
+                        x.2 += n;
+                        x.3 += b;
+                        x.4 += f;
+                        x.5 += t;
+                    }
+                    None => totals.push((filter.to_string(), body, n, b, f, t)),
+                }
+            }
+        }
+    }
+    let throughput = totals
+        .into_iter()
+        .map(|(filter, body, n, b, f, t)| Throughput {
+            filter,
+            body,
+            rps: n as f64 / t,
+            mb_per_s: b as f64 / t / 1e6,
+            failures: f,
+        })
+        .collect();
+    let mut leaks = Vec::new();
+    for filter in filters {
+        lab.set_filter(filter, cfg)?;
+        let timeout = Duration::from_secs(3);
+        let check = LeakCheck {
+            filter: filter.to_string(),
+            split_word_through: fetch("/split", timeout).is_some(),
+            large_through: fetch("/large", timeout).is_some(),
+            clean_large_through: fetch(&format!("/bytes/{LARGE}"), timeout).is_some(),
+        };
+        eprintln!("lagic-bench: e2e {check:?}");
+        leaks.push(check);
+    }
+    lab.clear_filter();
+    drop(lab);
+    Ok(E2eResult { throughput, leaks })
+}
+
+fn clean_body(len: usize) -> Vec<u8> {
+    CLEAN.iter().copied().cycle().take(len).collect()
+}
+
+fn respond(mut s: TcpStream) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut req = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf)?;
+        if n == 0 || req.len() > 16384 {
+            return Ok(());
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&req);
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let head = |len: usize| {
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+    };
+    if path == "/split" {
+        // "ha" ends the first segment, "te" opens the second: no segment holds the word.
+        let first = b"The diode must judge this: I ha";
+        let second = b"te bananas, said the model.";
+        s.set_nodelay(true)?;
+        s.write_all(head(first.len() + second.len()).as_bytes())?;
+        s.write_all(first)?;
+        s.flush()?;
+        std::thread::sleep(Duration::from_millis(100));
+        s.write_all(second)?;
+    } else if path == "/large" {
+        let mut body = clean_body(LARGE);
+        let at = LARGE - 500;
+        body[at..at + 4].copy_from_slice(b"HaTe");
+        s.write_all(head(body.len()).as_bytes())?;
+        s.write_all(&body)?;
+    } else if let Some(n) = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let body = clean_body(n.min(10_000_000));
+        s.write_all(head(body.len()).as_bytes())?;
+        s.write_all(&body)?;
+    } else {
+        s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    }
+    let _ = s.shutdown(Shutdown::Write);
+    Ok(())
+}
+
+/// The server side: one thread per connection, one response per connection.
+pub fn serve(addr: &str) -> Result<(), BenchError> {
+    let listener =
+        TcpListener::bind(addr).map_err(|e| BenchError::io(&format!("binding {addr}"), e))?;
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let _ = respond(stream);
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! `lagic-bench`: the whole benchmark in one run (see lib.rs for the parts).
+//!
+//! Usage: `lagic-bench [--quick] [--no-e2e]`, as root, after building
+//! `lagic` and `lagi-enclave` in the same profile; `scripts/bench` does all
+//! of that. `lagic-bench serve ADDR` is the HTTP server the end-to-end part
+//! starts inside its namespace.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lagic_bench::measure::{self, CompilePair, RunPair, Stats};
+use lagic_bench::report::{self, Machine, Results, ScalingRow, SeedResult, Side};
+use lagic_bench::scaling::{self, Family};
+use lagic_bench::{e2e, equivalence, load_object, tools, BenchError, DIODES};
+
+/// Knobs: the full run, or a quick smoke run.
+struct Plan {
+    equivalence_frames: usize,
+    compile_runs: usize,
+    rounds: usize,
+    scaling_ks: Vec<usize>,
+    scaling_runs: usize,
+    e2e: bool,
+    e2e_seconds: f64,
+}
+
+const SIZES: [usize; 5] = [16, 64, 512, 1400, 3000];
+const PER_BYTE_SIZES: [usize; 8] = [64, 128, 256, 512, 1024, 2048, 3000, 3600];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("serve") {
+        let addr = args
+            .get(1)
+            .cloned()
+            .unwrap_or_else(|| "0.0.0.0:8090".into());
+        if let Err(e) = e2e::serve(&addr) {
+            eprintln!("lagic-bench serve: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let plan = Plan {
+        equivalence_frames: if quick { 500 } else { 3000 },
+        compile_runs: if quick { 3 } else { 15 },
+        rounds: if quick { 3 } else { 9 },
+        scaling_ks: if quick {
+            vec![1, 8, 48, 64]
+        } else {
+            vec![1, 2, 4, 8, 16, 32, 48, 49, 64, 128, 256]
+        },
+        scaling_runs: if quick { 1 } else { 3 },
+        e2e: !args.iter().any(|a| a == "--no-e2e"),
+        e2e_seconds: if quick { 2.0 } else { 6.0 },
+    };
+    let started = Instant::now();
+    match run(&plan, started) {
+        Ok(path) => println!(
+            "lagic-bench: wrote {} in {:.0} s",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => {
+            eprintln!("lagic-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn work_dir() -> Result<PathBuf, BenchError> {
+    let exe =
+        std::env::current_exe().map_err(|e| BenchError::io("locating the bench binary", e))?;
+    let dir = exe.parent().unwrap_or(Path::new(".")).join("bench-work");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| BenchError::io(&format!("creating {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
+    lagic_loader::bpf_available()
+        .map_err(|why| BenchError::Setup(format!("BPF is not available (run as root): {why}")))?;
+    let clang = tools::find_on_path("clang")
+        .ok_or_else(|| BenchError::Setup("clang not found; scripts/bench installs it".into()))?;
+    let lagic = tools::lagic_binary()?;
+    let work = work_dir()?;
+    let machine = Machine::detect(&clang);
+    eprintln!(
+        "lagic-bench: {} / kernel {} / {}",
+        machine.cpu, machine.kernel, machine.clang
+    );
+
+    // 1. Build both sides of every seed diode and gate them on equivalence.
+    let mut seeds = Vec::new();
+    for diode in DIODES {
+        let spec = tools::example_spec(diode);
+        let source = tools::baseline_dir().join(format!("{diode}.c"));
+        let lagic_obj = work.join(format!("{diode}.lagic.o"));
+        let clang_obj = work.join(format!("{diode}.clang.o"));
+        tools::compile_spec(&lagic, &spec, &lagic_obj)?;
+        tools::compile_c(&clang, &source, &clang_obj)?;
+        let l = load_object(&lagic_obj)?;
+        let c = load_object(&clang_obj)?;
+        let reference = reference_diodes::by_name(diode)
+            .ok_or_else(|| BenchError::Setup(format!("no reference diode {diode}")))?;
+        let cases = equivalence::cases(
+            reference,
+            plan.equivalence_frames,
+            0xD10DE ^ diode.len() as u64,
+        );
+        let checked = equivalence::check(diode, &[("lagic", &l), ("clang", &c)], &cases)?;
+        eprintln!("lagic-bench: {diode}: lagic and clang agree with the reference diode on {checked} frames");
+        seeds.push((diode, spec, source, lagic_obj, clang_obj, l, c, checked));
+    }
+
+    // 2. Compile latency, interleaved, whole process.
+    let mut results = Vec::new();
+    for (diode, spec, source, lagic_obj, clang_obj, l, c, checked) in &seeds {
+        let compile: CompilePair = measure::compile_pair(
+            plan.compile_runs,
+            || tools::compile_spec(&lagic, spec, lagic_obj),
+            || tools::compile_c(&clang, source, clang_obj),
+        )?;
+        let lagic_stats: Stats = measure::stats(l)?;
+        let clang_stats: Stats = measure::stats(c)?;
+        eprintln!(
+            "lagic-bench: {diode}: compile {:.2} ms vs {:.1} ms ({:.0}x); verifier {} vs {}",
+            compile.lagic_ms,
+            compile.clang_ms,
+            compile.speedup,
+            lagic_stats.verified_insns,
+            clang_stats.verified_insns
+        );
+        results.push(SeedResult {
+            diode: diode.to_string(),
+            equivalence_frames: *checked,
+            compile,
+            lagic: lagic_stats,
+            clang: clang_stats,
+            runtime: Vec::new(),
+        });
+    }
+
+    // 3. Run time per packet, interleaved rounds.
+    for (result, (diode, _, _, _, _, l, c, _)) in results.iter_mut().zip(&seeds) {
+        for size in SIZES {
+            let frame = measure::frame(&measure::timing_payload(diode, size));
+            let pair: RunPair =
+                measure::run_pair(l, c, &frame, size, plan.rounds, repeat_for(size))?;
+            eprintln!(
+                "lagic-bench: {diode} {size} B: {:.1} ns vs {:.1} ns ({:.2})",
+                pair.lagic_ns, pair.clang_ns, pair.ratio
+            );
+            result.runtime.push(pair);
+        }
+    }
+    let hateless = seeds
+        .iter()
+        .find(|s| s.0 == "hateless")
+        .ok_or_else(|| BenchError::Setup("no hateless".into()))?;
+    let mut per_byte = Vec::new();
+    for size in PER_BYTE_SIZES {
+        let frame = measure::frame(&measure::timing_payload("hateless", size));
+        per_byte.push(measure::run_pair(
+            &hateless.5,
+            &hateless.6,
+            &frame,
+            size,
+            plan.rounds,
+            repeat_for(size),
+        )?);
+    }
+
+    // 4. Scaling.
+    let mut scaling_rows = Vec::new();
+    for family in [Family::Contains, Family::Windows] {
+        for &k in &plan.scaling_ks {
+            let row = scaling_row(family, k, plan.scaling_runs, &lagic, &clang, &work)?;
+            eprintln!(
+                "lagic-bench: scaling {} k={k}: lagic {} / clang {}",
+                family.name(),
+                row.lagic.summary(),
+                row.clang.summary()
+            );
+            scaling_rows.push(row);
+        }
+    }
+
+    // 5. End to end in the lab.
+    let e2e = if plan.e2e {
+        let hl = &hateless;
+        Some(e2e::run(&e2e::Config {
+            lagic: lagic.clone(),
+            lagic_obj: hl.3.clone(),
+            clang_obj: hl.4.clone(),
+            seconds: plan.e2e_seconds,
+        })?)
+    } else {
+        None
+    };
+
+    let results = Results {
+        machine,
+        seeds: results,
+        per_byte,
+        scaling: scaling_rows,
+        e2e,
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    report::write(&results, &tools::workspace_root())
+}
+
+/// Repetitions per test run: enough for a few milliseconds per call.
+fn repeat_for(size: usize) -> u32 {
+    match size {
+        0..=100 => 200_000,
+        101..=1000 => 50_000,
+        _ => 20_000,
+    }
+}
+
+fn scaling_row(
+    family: Family,
+    k: usize,
+    runs: usize,
+    lagic: &Path,
+    clang: &Path,
+    work: &Path,
+) -> Result<ScalingRow, BenchError> {
+    let name = format!("{}_{k}", family.name());
+    let spec = work.join(format!("{name}.json"));
+    let source = work.join(format!("{name}.c"));
+    std::fs::write(&spec, scaling::spec(family, k))
+        .map_err(|e| BenchError::io("writing a scaling spec", e))?;
+    std::fs::write(&source, scaling::c_source(family, k))
+        .map_err(|e| BenchError::io("writing a scaling source", e))?;
+    let lagic_obj = work.join(format!("{name}.lagic.o"));
+    let clang_obj = work.join(format!("{name}.clang.o"));
+    let lagic_side = Side::measure(
+        runs,
+        || tools::compile_spec(lagic, &spec, &lagic_obj),
+        &lagic_obj,
+    );
+    let clang_side = Side::measure(
+        runs,
+        || tools::compile_c(clang, &source, &clang_obj),
+        &clang_obj,
+    );
+    // Where both load, they must agree with the plain definition before their numbers count.
+    if let (Some(l), Some(c)) = (&lagic_side.program, &clang_side.program) {
+        let mut rng = lagic_bench::rng::Rng::new(k as u64);
+        for i in 0..300 {
+            let len = rng.below(3000);
+            let mut payload = equivalence::payload(&mut rng, len);
+            if family == Family::Contains && len >= 4 && rng.chance(1, 3) {
+                let words = scaling::words(k);
+                let w = rng.pick(&words);
+                let at = rng.below(len - 3);
+                payload[at..at + 4].copy_from_slice(w);
+            }
+            if family == Family::Windows && rng.chance(1, 2) {
+                for b in payload.iter_mut() {
+                    *b = b' ' + (*b % 95);
+                }
+            }
+            let expected =
+                lagic_loader::Verdict::from_bool(scaling::reference(family, k, &payload));
+            let frame = measure::frame(&payload);
+            for (side, p) in [("lagic", l), ("clang", c)] {
+                let got = p
+                    .run(&frame)
+                    .map_err(|e| BenchError::Run(format!("{name} {side}: {e}")))?
+                    .verdict;
+                if got != expected {
+                    return Err(BenchError::Mismatch(Box::new(
+                        lagic_bench::Counterexample {
+                            diode: name.clone(),
+                            side: side.into(),
+                            what: format!("scaling frame {i}, {len}-byte payload"),
+                            expected: expected.to_string(),
+                            got: got.to_string(),
+                            frame_hex: frame.iter().map(|b| format!("{b:02x}")).collect(),
+                        },
+                    )));
+                }
+            }
+        }
+    }
+    Ok(ScalingRow {
+        family: family.name().to_string(),
+        k,
+        lagic: lagic_side,
+        clang: clang_side,
+    })
+}

@@ -1,0 +1,456 @@
+//! The results of one run, and their two renderings: `BENCHMARKS.md` (tables
+//! for people, with the machine, kernel and date, and each target marked met
+//! or missed) and `bench/results.json` (everything, for machines). The
+//! hand-written analysis in `bench/analysis.md` is appended to BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lagic_loader::LoadedProgram;
+use serde::Serialize;
+
+use crate::e2e::E2eResult;
+use crate::measure::{self, CompilePair, RunPair, Stats};
+use crate::tools::command_text;
+use crate::BenchError;
+
+/// Where the numbers were taken.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Online CPUs.
+    pub cpus: usize,
+    /// `uname -r`.
+    pub kernel: String,
+    /// First line of `clang --version`.
+    pub clang: String,
+    /// Commit of the tree measured.
+    pub commit: String,
+    /// UTC date and time of the run.
+    pub date: String,
+}
+
+impl Machine {
+    /// Reads the machine's description.
+    pub fn detect(clang: &Path) -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let clang_version = command_text(&clang.to_string_lossy(), &["--version"])
+            .and_then(|v| v.lines().next().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into());
+        let root = crate::tools::workspace_root();
+        let commit = command_text(
+            "git",
+            &[
+                "-C",
+                &root.to_string_lossy(),
+                "rev-parse",
+                "--short",
+                "HEAD",
+            ],
+        )
+        .unwrap_or_else(|| "unknown".into());
+        Self {
+            cpu,
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            kernel: command_text("uname", &["-r"]).unwrap_or_else(|| "unknown".into()),
+            clang: clang_version,
+            commit,
+            date: command_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+                .unwrap_or_else(|| "unknown".into()),
+        }
+    }
+}
+
+/// One seed diode, both sides.
+#[derive(Debug, Serialize)]
+pub struct SeedResult {
+    /// The diode.
+    pub diode: String,
+    /// Frames on which both agreed with the reference before timing.
+    pub equivalence_frames: usize,
+    /// Compile latency.
+    pub compile: CompilePair,
+    /// lagic's program in the kernel.
+    pub lagic: Stats,
+    /// clang's program in the kernel.
+    pub clang: Stats,
+    /// ns per packet by payload size.
+    pub runtime: Vec<RunPair>,
+}
+
+/// One side of one scaling point: how long it compiled, or where it stopped.
+#[derive(Debug, Serialize)]
+pub struct Side {
+    /// Median compile time, when it compiled.
+    pub compile_ms: Option<f64>,
+    /// The kernel's statistics, when it loaded.
+    pub stats: Option<Stats>,
+    /// Why it stopped (compiler or verifier), if it did.
+    pub error: Option<String>,
+    /// The loaded program, for the verdict check.
+    #[serde(skip)]
+    pub program: Option<LoadedProgram>,
+}
+
+fn first_line(s: &str, max: usize) -> String {
+    let line = s
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("error") || l.contains("limit") || l.contains("too"))
+        .or_else(|| s.lines().map(str::trim).find(|l| !l.is_empty()))
+        .unwrap_or("");
+    line.chars().take(max).collect()
+}
+
+impl Side {
+    /// Compiles `runs` times (median), then loads `object`.
+    pub fn measure(
+        runs: usize,
+        mut compile: impl FnMut() -> Result<Duration, BenchError>,
+        object: &Path,
+    ) -> Self {
+        let mut times = Vec::new();
+        for _ in 0..runs.max(1) {
+            match compile() {
+                Ok(t) => times.push(t.as_secs_f64() * 1e3),
+                Err(e) => {
+                    let msg = match e {
+                        BenchError::Tool { stderr, .. } => {
+                            format!("compile: {}", first_line(&stderr, 160))
+                        }
+                        other => other.to_string(),
+                    };
+                    return Self {
+                        compile_ms: None,
+                        stats: None,
+                        error: Some(msg),
+                        program: None,
+                    };
+                }
+            }
+        }
+        let compile_ms = Some(measure::median(times));
+        match crate::load_object(object) {
+            Ok(p) => {
+                let stats = measure::stats(&p).ok();
+                Self {
+                    compile_ms,
+                    stats,
+                    error: None,
+                    program: Some(p),
+                }
+            }
+            Err(e) => {
+                let msg = match e {
+                    BenchError::Load { message, .. } => {
+                        let tail: Vec<&str> = message.lines().rev().take(3).collect();
+                        format!("verifier: {}", first_line(&tail.join("\n"), 160))
+                    }
+                    other => other.to_string(),
+                };
+                Self {
+                    compile_ms,
+                    stats: None,
+                    error: Some(msg),
+                    program: None,
+                }
+            }
+        }
+    }
+
+    /// One line for the progress log.
+    pub fn summary(&self) -> String {
+        match (&self.compile_ms, &self.stats, &self.error) {
+            (Some(ms), Some(s), _) => format!(
+                "{ms:.1} ms, {} insns, verifier {}",
+                s.xlated_insns, s.verified_insns
+            ),
+            (_, _, Some(e)) => format!("stops: {e}"),
+            _ => "?".into(),
+        }
+    }
+}
+
+/// One scaling point.
+#[derive(Debug, Serialize)]
+pub struct ScalingRow {
+    /// `contains` or `windows`.
+    pub family: String,
+    /// Number of patterns or windows.
+    pub k: usize,
+    /// lagic.
+    pub lagic: Side,
+    /// clang.
+    pub clang: Side,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Serialize)]
+pub struct Results {
+    /// Where.
+    pub machine: Machine,
+    /// The seed diodes.
+    pub seeds: Vec<SeedResult>,
+    /// hateless, ns per packet as the payload grows.
+    pub per_byte: Vec<RunPair>,
+    /// Scaling points.
+    pub scaling: Vec<ScalingRow>,
+    /// End to end in the lab (absent with --no-e2e).
+    pub e2e: Option<E2eResult>,
+    /// Wall-clock seconds of the measuring binary.
+    pub total_seconds: f64,
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into())
+}
+
+fn verdict_mark(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+/// Renders BENCHMARKS.md.
+pub fn markdown(r: &Results, analysis: &str) -> String {
+    let mut s = String::new();
+    let m = &r.machine;
+    let _ = writeln!(s, "# Benchmarks: lagic against clang\n");
+    let _ = writeln!(
+        s,
+        "Generated by `sudo scripts/bench` on {} (commit `{}`), in {:.0} s of measuring.\n\n\
+         - machine: {} ({} CPUs)\n- kernel: {}\n- baseline compiler: {} (`clang -O2 -g -target bpf -c`)\n\n\
+         Both sides are measured in the same run, interleaved round by round. Every baseline and every lagic \
+         object first gave the reference diode's verdict on {} generated frames each (payloads and packet-model \
+         shapes, `BPF_PROG_TEST_RUN`), or no number would have been taken. The baselines are in \
+         [`bench/baseline/`](bench/baseline/); how to rerun: [docs/benchmarks.md](docs/benchmarks.md).\n",
+        m.date,
+        m.commit,
+        r.total_seconds,
+        m.cpu,
+        m.cpus,
+        m.kernel,
+        m.clang,
+        r.seeds.first().map(|x| x.equivalence_frames).unwrap_or(0)
+    );
+
+    // Targets.
+    let min_speedup = r
+        .seeds
+        .iter()
+        .map(|x| x.compile.speedup)
+        .fold(f64::INFINITY, f64::min);
+    let max_ratio = r
+        .seeds
+        .iter()
+        .flat_map(|x| x.runtime.iter().map(|p| p.ratio))
+        .fold(0.0, f64::max);
+    let slower: Vec<String> = r
+        .seeds
+        .iter()
+        .flat_map(|x| {
+            x.runtime
+                .iter()
+                .filter(|p| p.ratio > 1.0)
+                .map(move |p| format!("{} {} B", x.diode, p.payload))
+        })
+        .collect();
+    let verifier_over: Vec<&str> = r
+        .seeds
+        .iter()
+        .filter(|x| x.lagic.verified_insns > x.clang.verified_insns)
+        .map(|x| x.diode.as_str())
+        .collect();
+    let hate3000 = r
+        .seeds
+        .iter()
+        .find(|x| x.diode == "hateless")
+        .and_then(|x| x.runtime.iter().find(|p| p.payload == 3000))
+        .map(|p| 3000.0 / p.lagic_ns)
+        .unwrap_or(0.0);
+    let _ = writeln!(s, "## Targets\n\n| target | result | |\n|---|---|---|");
+    let _ = writeln!(s, "| compile latency: lagic >= 50x faster than clang on every diode | smallest speedup {min_speedup:.0}x | {} |", verdict_mark(min_speedup >= 50.0));
+    let _ = writeln!(
+        s,
+        "| run time: lagic <= 1.0x clang's ns/packet on every diode and size | largest ratio {max_ratio:.2}x{} | {} |",
+        if slower.is_empty() { String::new() } else { format!(" (slower: {})", slower.join(", ")) },
+        verdict_mark(slower.is_empty())
+    );
+    let _ = writeln!(
+        s,
+        "| verifier: lagic's processed instructions <= clang's | {} | {} |",
+        if verifier_over.is_empty() {
+            "every diode".to_string()
+        } else {
+            format!("more on {}", verifier_over.join(", "))
+        },
+        verdict_mark(verifier_over.is_empty())
+    );
+    let _ = writeln!(
+        s,
+        "| hateless scans >= 1 byte/ns at 3,000 bytes | {hate3000:.2} bytes/ns | {} |",
+        verdict_mark(hate3000 >= 1.0)
+    );
+    if let Some(e) = &r.e2e {
+        let worst = e.worst_diode_fraction();
+        let _ = writeln!(s, "| end to end: throughput with a diode >= 90% of without | lagic hateless {:.0}% | {} |", worst * 100.0, verdict_mark(worst >= 0.9));
+    }
+
+    let _ = writeln!(
+        s,
+        "\n## Compile latency (whole process, median of {} runs)\n",
+        r.seeds.first().map(|x| x.compile.runs).unwrap_or(0)
+    );
+    let _ = writeln!(
+        s,
+        "| diode | lagic ms | clang ms | clang / lagic |\n|---|---:|---:|---:|"
+    );
+    for x in &r.seeds {
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} | {:.1} | {:.0}x |",
+            x.diode, x.compile.lagic_ms, x.compile.clang_ms, x.compile.speedup
+        );
+    }
+
+    let _ = writeln!(
+        s,
+        "\n## Run time per packet (`BPF_PROG_TEST_RUN`, ns, median of interleaved rounds)\n"
+    );
+    let _ = writeln!(s, "Each cell: lagic / clang (lagic/clang). The payload is ordinary text the diode passes (JSON for json_depth; json_start drops at 1,400 bytes and more by its `len < 1400`).\n");
+    let sizes: Vec<usize> = r
+        .seeds
+        .first()
+        .map(|x| x.runtime.iter().map(|p| p.payload).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "| diode | {} |\n|---|{}",
+        sizes
+            .iter()
+            .map(|n| format!("{n} B"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---:|".repeat(sizes.len())
+    );
+    for x in &r.seeds {
+        let cells: Vec<String> = x
+            .runtime
+            .iter()
+            .map(|p| format!("{:.0} / {:.0} ({:.2})", p.lagic_ns, p.clang_ns, p.ratio))
+            .collect();
+        let _ = writeln!(s, "| {} | {} |", x.diode, cells.join(" | "));
+    }
+
+    let _ = writeln!(s, "\n## Verifier cost and program size\n");
+    let _ = writeln!(s, "| diode | verifier insns lagic | clang | xlated insns lagic | clang | JIT bytes lagic | clang |\n|---|---:|---:|---:|---:|---:|---:|");
+    for x in &r.seeds {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            x.diode,
+            x.lagic.verified_insns,
+            x.clang.verified_insns,
+            x.lagic.xlated_insns,
+            x.clang.xlated_insns,
+            x.lagic.jited_bytes,
+            x.clang.jited_bytes
+        );
+    }
+
+    let _ = writeln!(s, "\n## Scanning speed as the payload grows (hateless)\n");
+    let _ = writeln!(s, "| payload B | lagic ns | clang ns | lagic B/ns | clang B/ns | lagic/clang |\n|---:|---:|---:|---:|---:|---:|");
+    for p in &r.per_byte {
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            p.payload,
+            p.lagic_ns,
+            p.clang_ns,
+            p.payload as f64 / p.lagic_ns,
+            p.payload as f64 / p.clang_ns,
+            p.ratio
+        );
+    }
+
+    let _ = writeln!(s, "\n## Scaling with the size of the spec\n");
+    let _ = writeln!(
+        s,
+        "`contains k`: `not (or of k contains)` over the whole payload (a block list of k 4-letter words); \
+         `windows k`: `and` of k `all [16i, 16i+16) C_i` with a different class per window. The C side is \
+         generated for the same predicate (bench/src/scaling.rs). Compile ms is the median whole-process time; \
+         both objects must also agree with the plain definition on 300 frames before their row counts.\n"
+    );
+    let _ = writeln!(s, "| spec | k | lagic ms | lagic insns | lagic verifier | clang ms | clang insns | clang verifier |\n|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut stops = Vec::new();
+    for row in &r.scaling {
+        let cells = |side: &Side| {
+            let (i, v) = side
+                .stats
+                .as_ref()
+                .map(|st| (st.xlated_insns.to_string(), st.verified_insns.to_string()))
+                .unwrap_or_else(|| ("stops".into(), "stops".into()));
+            format!("{} | {} | {}", opt_ms(side.compile_ms), i, v)
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            row.family,
+            row.k,
+            cells(&row.lagic),
+            cells(&row.clang)
+        );
+        for (who, side) in [("lagic", &row.lagic), ("clang", &row.clang)] {
+            if let Some(e) = &side.error {
+                stops.push(format!("- {} k={} ({who}): {e}", row.family, row.k));
+            }
+        }
+    }
+    if !stops.is_empty() {
+        let _ = writeln!(s, "\nWhere a side stops, and why:\n\n{}", stops.join("\n"));
+    }
+
+    if let Some(e) = &r.e2e {
+        s.push('\n');
+        s.push_str(&e.markdown());
+    } else {
+        let _ = writeln!(s, "\n## End to end\n\nNot run (`--no-e2e`).");
+    }
+
+    if !analysis.trim().is_empty() {
+        s.push('\n');
+        s.push_str(analysis.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes BENCHMARKS.md and bench/results.json under `root`; returns the
+/// path of BENCHMARKS.md.
+pub fn write(r: &Results, root: &Path) -> Result<PathBuf, BenchError> {
+    let analysis =
+        std::fs::read_to_string(root.join("bench").join("analysis.md")).unwrap_or_default();
+    let json = serde_json::to_string_pretty(r)
+        .map_err(|e| BenchError::Setup(format!("serializing results: {e}")))?;
+    let json_path = root.join("bench").join("results.json");
+    std::fs::write(&json_path, json + "\n")
+        .map_err(|e| BenchError::io(&format!("writing {}", json_path.display()), e))?;
+    let md_path = root.join("BENCHMARKS.md");
+    std::fs::write(&md_path, markdown(r, &analysis))
+        .map_err(|e| BenchError::io(&format!("writing {}", md_path.display()), e))?;
+    Ok(md_path)
+}
