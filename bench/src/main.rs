@@ -55,6 +55,31 @@ fn main() {
         e2e_seconds: if quick { 2.0 } else { 6.0 },
     };
     let started = Instant::now();
+    if args.iter().any(|a| a == "--scaling-only") {
+        // For working on the generators: the scaling table on stderr only.
+        let result = (|| -> Result<(), BenchError> {
+            let clang = tools::find_on_path("clang")
+                .ok_or_else(|| BenchError::Setup("clang not found".into()))?;
+            let (lagic, work) = (tools::lagic_binary()?, work_dir()?);
+            for family in [Family::Contains, Family::Windows] {
+                for &k in &plan.scaling_ks {
+                    let row = scaling_row(family, k, 1, &lagic, &clang, &work)?;
+                    eprintln!(
+                        "{} k={k}: lagic {} / clang {}",
+                        family.name(),
+                        row.lagic.summary(),
+                        row.clang.summary()
+                    );
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("lagic-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     match run(&plan, started) {
         Ok(path) => println!(
             "lagic-bench: wrote {} in {:.0} s",
@@ -121,6 +146,18 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
             || tools::compile_spec(&lagic, spec, lagic_obj),
             || tools::compile_c(&clang, source, clang_obj),
         )?;
+        // The same compile writing to stdout: no temporary file, fsync and
+        // rename, which is where most of lagic's whole-process time goes.
+        let to_stdout: CompilePair = measure::compile_pair(
+            plan.compile_runs,
+            || {
+                let mut cmd = std::process::Command::new(&lagic);
+                cmd.arg("compile").arg(spec).args(["-o", "-"]);
+                cmd.stdout(std::process::Stdio::null());
+                tools::run_timed("lagic compile -o -", cmd)
+            },
+            || tools::compile_c(&clang, source, clang_obj),
+        )?;
         let lagic_stats: Stats = measure::stats(l)?;
         let clang_stats: Stats = measure::stats(c)?;
         eprintln!(
@@ -135,11 +172,18 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
             diode: diode.to_string(),
             equivalence_frames: *checked,
             compile,
+            compile_to_stdout: to_stdout,
             lagic: lagic_stats,
             clang: clang_stats,
             runtime: Vec::new(),
         });
     }
+
+    let startup_floor = measure::compile_pair(
+        plan.compile_runs,
+        || tools::run_timed("lagic --version", version_command(&lagic)),
+        || tools::run_timed("clang --version", version_command(&clang)),
+    )?;
 
     // 3. Run time per packet, interleaved rounds.
     for (result, (diode, _, _, _, _, l, c, _)) in results.iter_mut().zip(&seeds) {
@@ -206,8 +250,15 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
         scaling: scaling_rows,
         e2e,
         total_seconds: started.elapsed().as_secs_f64(),
+        startup_floor,
     };
     report::write(&results, &tools::workspace_root())
+}
+
+fn version_command(program: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg("--version");
+    cmd
 }
 
 /// Repetitions per test run: enough for a few milliseconds per call.

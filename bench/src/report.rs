@@ -82,6 +82,8 @@ pub struct SeedResult {
     pub equivalence_frames: usize,
     /// Compile latency.
     pub compile: CompilePair,
+    /// Compile latency with lagic writing the object to stdout (`-o -`).
+    pub compile_to_stdout: CompilePair,
     /// lagic's program in the kernel.
     pub lagic: Stats,
     /// clang's program in the kernel.
@@ -114,6 +116,30 @@ fn first_line(s: &str, max: usize) -> String {
     line.chars().take(max).collect()
 }
 
+/// The verifier's reason for a refusal: the last line before its
+/// "processed N insns" summary that is not a source or instruction line.
+fn verifier_reason(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().map(str::trim).collect();
+    let end = lines
+        .iter()
+        .rposition(|l| l.starts_with("processed "))
+        .unwrap_or(lines.len());
+    let reason = lines[..end]
+        .iter()
+        .rev()
+        .find(|l| {
+            !l.is_empty() && !l.starts_with(';') && !l.starts_with(|c: char| c.is_ascii_digit())
+        })
+        .copied()
+        .unwrap_or_else(|| lines.last().copied().unwrap_or(""));
+    let summary = lines.get(end).copied().unwrap_or("");
+    let processed = summary.split_whitespace().nth(1).unwrap_or("?");
+    format!(
+        "{} (after {processed} processed insns)",
+        reason.chars().take(140).collect::<String>()
+    )
+}
+
 impl Side {
     /// Compiles `runs` times (median), then loads `object`.
     pub fn measure(
@@ -124,7 +150,14 @@ impl Side {
         let mut times = Vec::new();
         for _ in 0..runs.max(1) {
             match compile() {
-                Ok(t) => times.push(t.as_secs_f64() * 1e3),
+                Ok(t) => {
+                    times.push(t.as_secs_f64() * 1e3);
+                    // A compile of seconds is measured once: its noise is small
+                    // next to it, and repeats would take most of the budget.
+                    if t > Duration::from_secs(5) {
+                        break;
+                    }
+                }
                 Err(e) => {
                     let msg = match e {
                         BenchError::Tool { stderr, .. } => {
@@ -155,8 +188,7 @@ impl Side {
             Err(e) => {
                 let msg = match e {
                     BenchError::Load { message, .. } => {
-                        let tail: Vec<&str> = message.lines().rev().take(3).collect();
-                        format!("verifier: {}", first_line(&tail.join("\n"), 160))
+                        format!("verifier: {}", verifier_reason(&message))
                     }
                     other => other.to_string(),
                 };
@@ -211,6 +243,8 @@ pub struct Results {
     pub e2e: Option<E2eResult>,
     /// Wall-clock seconds of the measuring binary.
     pub total_seconds: f64,
+    /// Process start-up floor: median ms of `lagic --version` and `clang --version`.
+    pub startup_floor: CompilePair,
 }
 
 fn opt_ms(v: Option<f64>) -> String {

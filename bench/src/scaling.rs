@@ -3,8 +3,8 @@
 //!
 //! - `contains`: `not (or [contains [0,inf) w_1, .., w_k])`, a block list
 //!   of k case-insensitive 4-letter words over the whole payload. The C
-//!   side runs k KMP-style matchers in one `bpf_loop` pass, 16 bytes per
-//!   iteration (the hateless baseline, generalized).
+//!   side runs k KMP-style matchers in one `bpf_loop` pass (the hateless
+//!   baseline, generalized), with fewer bytes per iteration as k grows.
 //! - `windows`: `and [all [16i, 16i+16) C_i]` for i < k, where `C_i` is
 //!   printable ASCII minus one letter (so no two windows share a class and
 //!   neither side can merge them). The C side checks the windows in order
@@ -139,16 +139,22 @@ pub fn c_source(family: Family, k: usize) -> String {
     );
     match family {
         Family::Contains => {
+            // Bytes per bpf_loop iteration: 16 for one word, fewer as words
+            // are added (the unrolled chunk grows with k), one from 16 words
+            // on. Without the opaque zero below, the verifier re-checks the
+            // callback for every combination of constant word states and
+            // gives up ("sequence of 8193 jumps is too complex") from k = 2.
+            let chunk = (16 / k.next_power_of_two()).max(1);
             let _ = writeln!(
                 s,
-                "struct mctx {{ void *data; void *data_end; __u32 start; __u32 chunks; int failed; __u8 st[{k}]; }};\n"
+                "#undef CHUNK\n#define CHUNK {chunk}\nstruct mctx {{ void *data; void *data_end; __u32 start; __u32 chunks; int failed; __u32 zero; __u8 st[{k}]; }};\n"
             );
             let _ = writeln!(s, "static __always_inline int step(struct mctx *m, __u8 c)\n{{\n\t__u8 l = c | 0x20;\n\t__u32 s;");
             for (j, w) in words(k).iter().enumerate() {
                 let packed = u32::from_le_bytes(*w);
                 let _ = writeln!(
                     s,
-                    "\ts = m->st[{j}]; s = l == ((0x{packed:08x}u >> (s * 8)) & 0xFF) ? s + 1 : (l == {first}); if (s == 4) return 1; m->st[{j}] = s;",
+                    "\ts = m->st[{j}]; s = l == ((0x{packed:08x}u >> (s * 8)) & 0xFF) ? s + 1 : (l == {first}); if (s == 4) return 1; m->st[{j}] = s ^ m->zero;",
                     first = w[0]
                 );
             }
@@ -158,7 +164,7 @@ pub fn c_source(family: Family, k: usize) -> String {
             );
             let _ = writeln!(
                 s,
-                "SEC(\"classifier\")\nint {name}(struct __sk_buff *skb)\n{{\n\tstruct payload p;\n\tint verdict = parse_payload(skb, &p);\n\tif (verdict != VERDICT_INSPECT)\n\t\treturn verdict;\n\tstruct mctx m = {{}};\n\t__u32 n = p.end - p.start;\n\tm.data = (void *)(long)skb->data;\n\tm.data_end = (void *)(long)skb->data_end;\n\tm.start = p.start;\n\tm.chunks = n / CHUNK;\n\tbpf_loop(m.chunks + n % CHUNK, chunk, &m, 0);\n\treturn m.failed ? TC_ACT_SHOT : TC_ACT_OK;\n}}"
+                "SEC(\"classifier\")\nint {name}(struct __sk_buff *skb)\n{{\n\tstruct payload p;\n\tint verdict = parse_payload(skb, &p);\n\tif (verdict != VERDICT_INSPECT)\n\t\treturn verdict;\n\tstruct mctx m = {{}};\n\t__u32 n = p.end - p.start;\n\tm.data = (void *)(long)skb->data;\n\tm.data_end = (void *)(long)skb->data_end;\n\tm.start = p.start;\n\tm.chunks = n / CHUNK;\n\t/* A zero the verifier cannot see: states stored through it are unknown\n\t * to it, so it checks the callback once instead of once per state. */\n\tm.zero = skb->len;\n\tasm volatile(\"\" ::: \"memory\");\n\tm.zero -= skb->len;\n\tbpf_loop(m.chunks + n % CHUNK, chunk, &m, 0);\n\treturn m.failed ? TC_ACT_SHOT : TC_ACT_OK;\n}}"
             );
         }
         Family::Windows => {
