@@ -48,17 +48,28 @@ impl Machine {
             .and_then(|v| v.lines().next().map(str::to_string))
             .unwrap_or_else(|| "unknown".into());
         let root = crate::tools::workspace_root();
-        let commit = command_text(
+        let root_str = root.to_string_lossy();
+        let mut commit = command_text("git", &["-C", &root_str, "rev-parse", "--short", "HEAD"])
+            .unwrap_or_else(|| "unknown".into());
+        // Uncommitted changes in the compiler's crates change what is measured: say so.
+        let dirty = command_text(
             "git",
             &[
                 "-C",
-                &root.to_string_lossy(),
-                "rev-parse",
-                "--short",
-                "HEAD",
+                &root_str,
+                "status",
+                "--porcelain",
+                "--",
+                "predicate-ir",
+                "emit-bpf",
+                "compiler",
+                "loader",
             ],
         )
-        .unwrap_or_else(|| "unknown".into());
+        .unwrap_or_default();
+        if !dirty.is_empty() {
+            commit.push_str("` plus uncommitted changes in the compiler crates, `");
+        }
         Self {
             cpu,
             cpus: std::thread::available_parallelism()
@@ -161,7 +172,12 @@ impl Side {
                 Err(e) => {
                     let msg = match e {
                         BenchError::Tool { stderr, .. } => {
-                            format!("compile: {}", first_line(&stderr, 160))
+                            let line = first_line(&stderr, 400);
+                            let short = line
+                                .split_once("cannot be compiled: ")
+                                .map(|(_, rest)| rest.to_string())
+                                .unwrap_or(line);
+                            format!("compile: {}", short.chars().take(200).collect::<String>())
                         }
                         other => other.to_string(),
                     };
@@ -293,14 +309,13 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
         .iter()
         .flat_map(|x| x.runtime.iter().map(|p| p.ratio))
         .fold(0.0, f64::max);
+    // Per diode: how many of its sizes lagic is slower on.
     let slower: Vec<String> = r
         .seeds
         .iter()
-        .flat_map(|x| {
-            x.runtime
-                .iter()
-                .filter(|p| p.ratio > 1.0)
-                .map(move |p| format!("{} {} B", x.diode, p.payload))
+        .filter_map(|x| {
+            let n = x.runtime.iter().filter(|p| p.ratio > 1.0).count();
+            (n > 0).then(|| format!("{} {n}/{}", x.diode, x.runtime.len()))
         })
         .collect();
     let verifier_over: Vec<&str> = r
@@ -321,7 +336,7 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
     let _ = writeln!(
         s,
         "| run time: lagic <= 1.0x clang's ns/packet on every diode and size | largest ratio {max_ratio:.2}x{} | {} |",
-        if slower.is_empty() { String::new() } else { format!(" (slower: {})", slower.join(", ")) },
+        if slower.is_empty() { String::new() } else { format!(" (sizes where lagic is slower: {})", slower.join(", ")) },
         verdict_mark(slower.is_empty())
     );
     let _ = writeln!(
@@ -351,15 +366,30 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "| diode | lagic ms | clang ms | clang / lagic |\n|---|---:|---:|---:|"
+        "| diode | lagic ms | clang ms | clang / lagic | lagic `-o -` ms | clang ms (same rounds) | clang / lagic `-o -` |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for x in &r.seeds {
+        let o = &x.compile_to_stdout;
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.1} | {:.0}x |",
-            x.diode, x.compile.lagic_ms, x.compile.clang_ms, x.compile.speedup
+            "| {} | {:.2} | {:.1} | {:.0}x | {:.2} | {:.1} | {:.0}x |",
+            x.diode,
+            x.compile.lagic_ms,
+            x.compile.clang_ms,
+            x.compile.speedup,
+            o.lagic_ms,
+            o.clang_ms,
+            o.speedup
         );
     }
+    let f = &r.startup_floor;
+    let _ = writeln!(
+        s,
+        "\nProcess start-up alone (`lagic --version` / `clang --version`, same rounds): {:.2} ms / {:.1} ms. \
+         Whole-process time includes it on both sides. `lagic compile -o FILE` writes atomically (temporary \
+         file, fsync, rename); `-o -` writes the object to standard output.",
+        f.lagic_ms, f.clang_ms
+    );
 
     let _ = writeln!(
         s,
