@@ -1,28 +1,124 @@
-//! One baseline through clang and the kernel, checked against the reference
-//! diode on generated frames. Skips loudly without clang or BPF.
+//! The C baselines through clang and the kernel, checked against the
+//! reference diodes on generated frames, and the scaling generators' C
+//! against their plain definitions. Skips loudly without clang or BPF (the
+//! benchmark's setup step installs clang; CI does not need it).
 
-use lagic_bench::{equivalence, load_object, tools};
+use lagic_bench::scaling::{self, Family};
+use lagic_bench::{equivalence, load_object, measure, tools, DIODES};
+use lagic_loader::Verdict;
 
-#[test]
-fn hateless_baseline_agrees_with_the_reference_diode() {
+/// clang, or `None` after saying loudly why the test is skipped.
+fn clang_and_bpf() -> Option<std::path::PathBuf> {
     let Some(clang) = tools::find_on_path("clang") else {
-        eprintln!("SKIPPED: clang is not installed (scripts/bench installs it); the baseline was not checked");
-        return;
+        eprintln!("SKIPPED: clang is not installed (scripts/bench installs it); the baselines were not checked");
+        return None;
     };
     if let Err(why) = lagic_loader::bpf_available() {
         if std::env::var_os("CI").is_some() {
             panic!("BPF unavailable under CI: {why}");
         }
         eprintln!("SKIPPED: BPF unavailable: {why}");
-        return;
+        return None;
     }
-    let dir = std::env::temp_dir().join(format!("lagic-bench-test-{}", std::process::id()));
+    Some(clang)
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lagic-bench-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn every_baseline_agrees_with_its_reference_diode() {
+    let Some(clang) = clang_and_bpf() else { return };
+    let dir = scratch("seeds");
+    for diode in DIODES {
+        let object = dir.join(format!("{diode}.o"));
+        tools::compile_c(
+            &clang,
+            &tools::baseline_dir().join(format!("{diode}.c")),
+            &object,
+        )
+        .unwrap();
+        let program = load_object(&object).unwrap();
+        let reference = reference_diodes::by_name(diode).unwrap();
+        let cases = equivalence::cases(reference, 1500, 7);
+        let checked = equivalence::check(diode, &[("clang", &program)], &cases).unwrap();
+        assert!(checked > 1000, "{diode}: only {checked} frames");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A wrong baseline is caught: hateless's object judged as json_prefix.
+#[test]
+fn the_gate_rejects_a_baseline_for_the_wrong_predicate() {
+    let Some(clang) = clang_and_bpf() else { return };
+    let dir = scratch("wrong");
     let object = dir.join("hateless.o");
     tools::compile_c(&clang, &tools::baseline_dir().join("hateless.c"), &object).unwrap();
     let program = load_object(&object).unwrap();
-    let cases = equivalence::cases(reference_diodes::hateless, 1500, 7);
-    let checked = equivalence::check("hateless", &[("clang", &program)], &cases).unwrap();
-    assert!(checked > 1000);
+    let cases = equivalence::cases(reference_diodes::json_prefix, 300, 1);
+    let err = equivalence::check("json_prefix", &[("clang", &program)], &cases).unwrap_err();
+    assert!(err.to_string().contains("MISMATCH"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn generated_scaling_c_matches_the_plain_definitions() {
+    let Some(clang) = clang_and_bpf() else { return };
+    let dir = scratch("scaling");
+    for (family, k) in [(Family::Contains, 3), (Family::Windows, 5)] {
+        let source = dir.join(format!("{}_{k}.c", family.name()));
+        let object = dir.join(format!("{}_{k}.o", family.name()));
+        std::fs::write(&source, scaling::c_source(family, k)).unwrap();
+        tools::compile_c(&clang, &source, &object).unwrap();
+        let program = load_object(&object).unwrap();
+        let words = scaling::words(k);
+        let mut rng = lagic_bench::rng::Rng::new(11);
+        for i in 0..400 {
+            let len = rng.below(200);
+            let mut payload = equivalence::payload(&mut rng, len);
+            if family == Family::Contains && len >= 4 && i % 2 == 0 {
+                let w = rng.pick(&words);
+                let at = rng.below(len - 3);
+                payload[at..at + 4].copy_from_slice(&w.map(|c| {
+                    if i % 4 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                }));
+            }
+            if family == Family::Windows && i % 2 == 0 {
+                payload.iter_mut().for_each(|b| *b = b' ' + *b % 95);
+            }
+            let expected = Verdict::from_bool(scaling::reference(family, k, &payload));
+            let got = program.run(&measure::frame(&payload)).unwrap().verdict;
+            assert_eq!(
+                got,
+                expected,
+                "{} k={k}, payload {:?}",
+                family.name(),
+                String::from_utf8_lossy(&payload)
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn scaling_words_are_distinct_and_never_repeat_their_first_letter() {
+    let words = scaling::words(256);
+    for (i, w) in words.iter().enumerate() {
+        assert!(!w[1..].contains(&w[0]), "{:?}", String::from_utf8_lossy(w));
+        assert!(!words[..i].contains(w));
+    }
+}
+
+#[test]
+fn median_of_odd_and_even_counts() {
+    assert_eq!(measure::median(vec![3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(measure::median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    assert_eq!(measure::median(vec![]), 0.0);
 }
