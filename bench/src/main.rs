@@ -198,22 +198,30 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
             result.runtime.push(pair);
         }
     }
+    // Whole-payload scans as the payload grows.
+    let mut per_byte = Vec::new();
+    for diode in ["hateless", "json_depth"] {
+        let seed = seeds
+            .iter()
+            .find(|s| s.0 == diode)
+            .ok_or_else(|| BenchError::Setup(format!("no {diode}")))?;
+        for size in PER_BYTE_SIZES {
+            let frame = measure::frame(&measure::timing_payload(diode, size));
+            let pair = measure::run_pair(
+                &seed.5,
+                &seed.6,
+                &frame,
+                size,
+                plan.rounds,
+                repeat_for(size),
+            )?;
+            per_byte.push((diode.to_string(), pair));
+        }
+    }
     let hateless = seeds
         .iter()
         .find(|s| s.0 == "hateless")
         .ok_or_else(|| BenchError::Setup("no hateless".into()))?;
-    let mut per_byte = Vec::new();
-    for size in PER_BYTE_SIZES {
-        let frame = measure::frame(&measure::timing_payload("hateless", size));
-        per_byte.push(measure::run_pair(
-            &hateless.5,
-            &hateless.6,
-            &frame,
-            size,
-            plan.rounds,
-            repeat_for(size),
-        )?);
-    }
 
     // 4. Scaling.
     let mut scaling_rows = Vec::new();

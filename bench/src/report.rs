@@ -251,8 +251,8 @@ pub struct Results {
     pub machine: Machine,
     /// The seed diodes.
     pub seeds: Vec<SeedResult>,
-    /// hateless, ns per packet as the payload grows.
-    pub per_byte: Vec<RunPair>,
+    /// Whole-payload scans (hateless, json_depth): ns per packet as the payload grows.
+    pub per_byte: Vec<(String, RunPair)>,
     /// Scaling points.
     pub scaling: Vec<ScalingRow>,
     /// End to end in the lab (absent with --no-e2e).
@@ -436,12 +436,16 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
         );
     }
 
-    let _ = writeln!(s, "\n## Scanning speed as the payload grows (hateless)\n");
-    let _ = writeln!(s, "| payload B | lagic ns | clang ns | lagic B/ns | clang B/ns | lagic/clang |\n|---:|---:|---:|---:|---:|---:|");
-    for p in &r.per_byte {
+    let _ = writeln!(
+        s,
+        "\n## Scanning speed as the payload grows (whole-payload scans)\n"
+    );
+    let _ = writeln!(s, "| diode | payload B | lagic ns | clang ns | lagic B/ns | clang B/ns | lagic/clang |\n|---|---:|---:|---:|---:|---:|---:|");
+    for (diode, p) in &r.per_byte {
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            diode,
             p.payload,
             p.lagic_ns,
             p.clang_ns,
