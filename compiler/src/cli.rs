@@ -20,7 +20,8 @@ Examples:
   sudo lagic run hateless.o --payload 'I hate bananas'
   sudo lagic attach hateless.o --iface veth0 --direction ingress
   sudo lagic status
-  sudo lagic lab up --diode hateless.o";
+  sudo lagic lab up --diode hateless.o
+  sudo lagic lab up --vm --diode hateless.o      (after vm/build)";
 
 /// Compile formally specified content predicates into kernel-verified eBPF diodes.
 ///
@@ -143,8 +144,37 @@ pub struct LabUpArgs {
     #[arg(long, value_name = "PATH")]
     pub enclave_bin: Option<PathBuf>,
     /// Extra arguments for lagi-enclave (e.g. --enclave-arg=--seed --enclave-arg=7).
+    /// With --vm they go on the guest's kernel command line (no spaces or quotes).
     #[arg(long = "enclave-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub enclave_args: Vec<String>,
+    /// Run the enclave inside a QEMU VM (kernel and initramfs from `vm/build`), behind a
+    /// bridge and tap in the namespace; the diode stays on the host-side veth.
+    #[arg(long, conflicts_with = "enclave_bin")]
+    pub vm: bool,
+    /// The VM's kernel (default: vmlinux in $LAGIC_VM_CACHE or ~/.cache/lagic/vm).
+    #[arg(long, value_name = "PATH", requires = "vm")]
+    pub kernel: Option<PathBuf>,
+    /// The VM's initramfs (default: initramfs.img next to the default kernel).
+    #[arg(long, value_name = "PATH", requires = "vm")]
+    pub initrd: Option<PathBuf>,
+    /// The VM's memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = crate::lab::vm::DEFAULT_MEMORY_MIB, requires = "vm",
+          value_parser = clap::value_parser!(u32).range(96..=65536))]
+    pub vm_memory: u32,
+    /// How the VM's CPU runs: KVM where it can run a stock kernel, else software emulation.
+    #[arg(long, value_enum, default_value = "auto", requires = "vm")]
+    pub accel: AccelArg,
+}
+
+/// The VM's accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccelArg {
+    /// KVM when usable, else TCG.
+    Auto,
+    /// Hardware virtualisation (/dev/kvm); an error where unusable.
+    Kvm,
+    /// QEMU's software emulation (always works, slower).
+    Tcg,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use lagi_enclave::generator::{GenerationRequest, Generator};
 use lagi_enclave::http::{Server, ServerConfig};
+use lagi_enclave::init;
 use lagi_enclave::llama2::sampler::SamplingParams;
 use lagi_enclave::synth::{write_model_dir, SynthSpec};
 use lagi_enclave::{EchoGenerator, Llama2Generator};
@@ -38,6 +39,11 @@ enum Command {
     MakeModel(MakeModelArgs),
     /// Run one completion, print it to stdout and its speed to stderr.
     Complete(CompleteArgs),
+    /// Be PID 1 of the enclave VM: mount /proc, /sys, /dev, load the NIC's modules, set
+    /// the address from the kernel command line (lagi.ip=A.B.C.D/N), then serve; power
+    /// off if serving ends. Refuses to run as any other pid. The initramfs's /init is
+    /// this binary, which enters this mode by its name.
+    Init,
 }
 
 /// Which generator to use and how it samples.
@@ -152,12 +158,44 @@ struct CompleteArgs {
 }
 
 fn main() -> ExitCode {
+    if std::env::args()
+        .next()
+        .is_some_and(|a| init::invoked_as_init(&a))
+    {
+        return vm_init();
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::MakeModel(a)) => make_model(a),
         Some(Command::Complete(a)) => complete(a),
+        Some(Command::Init) => vm_init(),
         None => serve(cli.serve),
     }
+}
+
+/// PID 1 of the VM: boot, then serve with the arguments the kernel command line gave.
+fn vm_init() -> ExitCode {
+    let argv = match init::boot() {
+        Ok(argv) => argv,
+        Err(e @ init::InitError::NotPid1(_)) => {
+            eprintln!("lagi-enclave: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("lagi-enclave init: {e}");
+            init::halt()
+        }
+    };
+    eprintln!("lagi-enclave init: serving: {}", argv.join(" "));
+    match Cli::try_parse_from(&argv) {
+        Ok(cli) => {
+            // A panic must not end PID 1 (the kernel would panic too): report it, power off.
+            let code = std::panic::catch_unwind(|| serve(cli.serve));
+            eprintln!("lagi-enclave init: the server ended ({code:?})");
+        }
+        Err(e) => eprintln!("lagi-enclave init: bad server arguments: {e}"),
+    }
+    init::halt()
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

@@ -1,6 +1,6 @@
 //! `lagic lab up|down|status`: the enclave behind a diode, on this machine.
 
-use crate::cli::{LabCommand, LabDownArgs, LabStatusArgs, LabUpArgs};
+use crate::cli::{AccelArg, LabCommand, LabDownArgs, LabStatusArgs, LabUpArgs};
 use crate::failure::{Failure, Outcome};
 use crate::lab::{self, LabError, Subnet, UpRequest};
 
@@ -17,6 +17,11 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
     lab::LabNames::new(&args.name).map_err(failure)?;
     lab::require_root().map_err(failure)?;
     let diode = super::run::diode_object(&args.diode)?;
+    let vm = if args.vm {
+        Some(vm_config(&args)?)
+    } else {
+        None
+    };
     let enclave_bin = match args.enclave_bin {
         Some(path) if path.is_file() => path,
         Some(path) => {
@@ -25,6 +30,7 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
                 path.display()
             )))
         }
+        None if vm.is_some() => std::path::PathBuf::new(),
         None => lab::find_enclave().map_err(failure)?,
     };
     let enclave_bin = std::fs::canonicalize(&enclave_bin).unwrap_or(enclave_bin);
@@ -38,14 +44,19 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
             .to_string(),
         enclave_bin,
         enclave_args: args.enclave_args,
+        vm,
     };
     let state = lab::up(&request, &mut |line| {
         eprintln!("lab {}: {line}", request.name)
     })
     .map_err(failure)?;
     println!(
-        "lab {} is up: enclave at http://{}:{} behind the diode on {} ingress",
-        state.name, state.enclave_ip, state.port, state.host_if
+        "lab {} is up: enclave{} at http://{}:{} behind the diode on {} ingress",
+        state.name,
+        if state.vm { " (in a VM)" } else { "" },
+        state.enclave_ip,
+        state.port,
+        state.host_if
     );
     println!(
         "  try: curl -s -m 5 -d '{{\"prompt\": \"Once upon a time\"}}' http://{}:{}/api/generate",
@@ -53,6 +64,48 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
     );
     println!("  stop: lagic lab down --name {}", state.name);
     Ok(Outcome::Success)
+}
+
+/// The VM's kernel, initramfs and QEMU, checked to exist (defaults from the cache `vm/build`
+/// fills).
+fn vm_config(args: &LabUpArgs) -> Result<lab::vm::VmConfig, Failure> {
+    let cache = lab::vm::default_cache_dir();
+    let pick = |given: &Option<std::path::PathBuf>, default: &str, flag: &str| {
+        let path = given.clone().unwrap_or_else(|| cache.join(default));
+        if path.is_file() {
+            Ok(std::fs::canonicalize(&path).unwrap_or(path))
+        } else if given.is_some() {
+            Err(Failure::bad_input(format!(
+                "{flag} {}: no such file",
+                path.display()
+            )))
+        } else {
+            Err(Failure::bad_input(format!(
+                "no VM {} at {} (the default {flag}); run vm/build first (it installs qemu, \
+                 unpacks a kernel and builds the initramfs), or pass {flag} PATH",
+                if flag == "--kernel" {
+                    "kernel"
+                } else {
+                    "initramfs"
+                },
+                path.display()
+            )))
+        }
+    };
+    let kernel = pick(&args.kernel, "vmlinux", "--kernel")?;
+    let initrd = pick(&args.initrd, "initramfs.img", "--initrd")?;
+    let qemu = lab::vm::find_qemu().map_err(failure)?;
+    Ok(lab::vm::VmConfig {
+        kernel,
+        initrd,
+        memory_mib: args.vm_memory,
+        accel: match args.accel {
+            AccelArg::Auto => lab::vm::Accel::Auto,
+            AccelArg::Kvm => lab::vm::Accel::Kvm,
+            AccelArg::Tcg => lab::vm::Accel::Tcg,
+        },
+        qemu,
+    })
 }
 
 fn down(args: LabDownArgs) -> Result<Outcome, Failure> {
@@ -82,6 +135,13 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                     "namespace": {"name": l.state.netns, "exists": l.netns},
                     "host_if": {"name": l.state.host_if, "exists": l.link},
                     "enclave_if": l.state.enclave_if,
+                    "vm": l.state.vm.then(|| serde_json::json!({
+                        "accel": l.state.accel,
+                        "memory_mib": l.state.memory_mib,
+                        "kernel": l.state.kernel,
+                        "initrd": l.state.enclave_bin,
+                        "qemu_pid": l.state.pid,
+                    })),
                     "enclave": {
                         "url": format!("http://{}:{}", l.state.enclave_ip, l.state.port),
                         "pid": l.state.pid,
@@ -120,8 +180,15 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                 s.enclave_ip,
                 yes(l.link)
             );
+            if s.vm {
+                println!(
+                    "  vm         qemu pid {}, {}, {} MiB, kernel {}, initramfs {}",
+                    s.pid, s.accel, s.memory_mib, s.kernel, s.enclave_bin
+                );
+            }
             println!(
-                "  enclave    pid {} at http://{}:{} (process {}, health {})",
+                "  enclave    {}pid {} at http://{}:{} (process {}, health {})",
+                if s.vm { "in the VM, qemu " } else { "" },
                 s.pid,
                 s.enclave_ip,
                 s.port,

@@ -7,6 +7,9 @@
 //!     ^ diode on ingress: every packet the enclave sends crosses it
 //! ```
 //!
+//! With `--vm` the enclave runs inside a QEMU virtual machine instead, behind a bridge and
+//! a tap in the same namespace ([`vm`] has the picture); the diode stays where it is.
+//!
 //! Invariants:
 //! - Every name (namespace, links, state directory) derives from the lab name, so `down`
 //!   finds everything from the name alone, after a crash too, and is idempotent.
@@ -17,13 +20,14 @@
 //!   non-linear skbs real traffic makes.
 
 pub mod http;
+pub mod vm;
 
 use std::fmt::Write as _;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagic_loader::attach::{self, AttachError, AttachOptions, Direction};
@@ -34,6 +38,9 @@ pub const STATE_ROOT: &str = "/run/lagic/lab";
 pub const ENCLAVE_PORT: u16 = 8080;
 /// How long `up` waits for the enclave's /health.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(15);
+/// How long `up --vm` waits: a VM boots in about 10 s under software emulation on a busy
+/// 2-core machine; leave room for a much slower one.
+const VM_HEALTH_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Why a lab operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +99,9 @@ pub enum LabError {
         /// The log's tail.
         tail: String,
     },
+    /// The VM cannot be started as asked.
+    #[error("{0}")]
+    Vm(String),
     /// Attaching the diode failed.
     #[error("attaching the diode failed: {0}")]
     Attach(#[from] AttachError),
@@ -170,6 +180,10 @@ pub struct LabNames {
     pub host_if: String,
     /// Enclave-side veth end (inside the namespace).
     pub enclave_if: String,
+    /// Bridge inside the namespace joining the veth and the VM's tap (`--vm`).
+    pub bridge: String,
+    /// The VM's tap inside the namespace (`--vm`).
+    pub tap: String,
     /// State directory.
     pub state_dir: PathBuf,
 }
@@ -189,6 +203,8 @@ impl LabNames {
             netns: format!("lagic-{name}"),
             host_if: format!("lgh-{name}"),
             enclave_if: format!("lge-{name}"),
+            bridge: format!("lgb-{name}"),
+            tap: format!("lgt-{name}"),
             state_dir: Path::new(STATE_ROOT).join(name),
         })
     }
@@ -209,6 +225,8 @@ pub struct UpRequest {
     pub enclave_bin: PathBuf,
     /// Extra lagi-enclave arguments.
     pub enclave_args: Vec<String>,
+    /// Run the enclave in a VM booted from this (then `enclave_bin` is unused).
+    pub vm: Option<vm::VmConfig>,
 }
 
 /// A lab as recorded in its state file (and what `up` reports).
@@ -238,6 +256,14 @@ pub struct LabState {
     pub enclave_bin: String,
     /// Creation time, seconds since the epoch.
     pub created: u64,
+    /// The enclave runs in a QEMU VM (then `pid` is QEMU's and `enclave_bin` the initramfs).
+    pub vm: bool,
+    /// The VM's accelerator (`kvm` or `tcg`).
+    pub accel: String,
+    /// The VM's memory in MiB.
+    pub memory_mib: u32,
+    /// The VM's kernel image.
+    pub kernel: String,
 }
 
 impl LabState {
@@ -256,6 +282,10 @@ impl LabState {
             ("diode", self.diode.replace('\n', " ")),
             ("enclave_bin", self.enclave_bin.replace('\n', " ")),
             ("created", self.created.to_string()),
+            ("vm", u8::from(self.vm).to_string()),
+            ("accel", self.accel.clone()),
+            ("memory_mib", self.memory_mib.to_string()),
+            ("kernel", self.kernel.replace('\n', " ")),
         ] {
             let _ = writeln!(s, "{k}={v}");
         }
@@ -282,6 +312,10 @@ impl LabState {
                 "diode" => st.diode = v,
                 "enclave_bin" => st.enclave_bin = v,
                 "created" => st.created = v.parse().unwrap_or(0),
+                "vm" => st.vm = v == "1",
+                "accel" => st.accel = v,
+                "memory_mib" => st.memory_mib = v.parse().unwrap_or(0),
+                "kernel" => st.kernel = v,
                 _ => {}
             }
         }
@@ -335,6 +369,21 @@ fn build(
     progress: &mut dyn FnMut(&str),
 ) -> Result<LabState, LabError> {
     let subnet = req.subnet;
+    // Refuse a VM that cannot start before building anything.
+    let vm_plan = match &req.vm {
+        Some(cfg) => {
+            let (accel, why) = vm::choose_accel(cfg.accel)?;
+            let cmdline = vm::kernel_cmdline(
+                subnet.enclave(),
+                subnet.prefix,
+                subnet.host(),
+                ENCLAVE_PORT,
+                &req.enclave_args,
+            )?;
+            Some((cfg, accel, why, cmdline))
+        }
+        None => None,
+    };
     let mut state = LabState {
         name: names.name.clone(),
         subnet: subnet.to_string(),
@@ -346,11 +395,25 @@ fn build(
         port: ENCLAVE_PORT,
         pid: 0,
         diode: req.diode_source.clone(),
-        enclave_bin: req.enclave_bin.display().to_string(),
+        enclave_bin: match &req.vm {
+            Some(cfg) => cfg.initrd.display().to_string(),
+            None => req.enclave_bin.display().to_string(),
+        },
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        vm: req.vm.is_some(),
+        accel: vm_plan
+            .as_ref()
+            .map(|p| p.1.as_str().to_owned())
+            .unwrap_or_default(),
+        memory_mib: req.vm.as_ref().map(|c| c.memory_mib).unwrap_or(0),
+        kernel: req
+            .vm
+            .as_ref()
+            .map(|c| c.kernel.display().to_string())
+            .unwrap_or_default(),
     };
     fs::create_dir_all(&names.state_dir).map_err(|source| LabError::Io {
         what: format!("creating {}", names.state_dir.display()),
@@ -386,59 +449,81 @@ fn build(
     ip(&["addr", "add", &host_cidr, "dev", &names.host_if])?;
     ip(&["link", "set", &names.host_if, "up"])?;
     ip(&["-n", &names.netns, "link", "set", "lo", "up"])?;
-    ip(&[
-        "-n",
-        &names.netns,
-        "addr",
-        "add",
-        &enclave_cidr,
-        "dev",
-        &names.enclave_if,
-    ])?;
+    if vm_plan.is_none() {
+        ip(&[
+            "-n",
+            &names.netns,
+            "addr",
+            "add",
+            &enclave_cidr,
+            "dev",
+            &names.enclave_if,
+        ])?;
+    }
     ip(&["-n", &names.netns, "link", "set", &names.enclave_if, "up"])?;
 
-    let listen = format!("{}:{}", subnet.enclave(), ENCLAVE_PORT);
-    progress(&format!(
-        "starting {} --listen {listen} in {}",
-        req.enclave_bin.display(),
-        names.netns
-    ));
     let log_path = names.state_dir.join("enclave.log");
-    let log = fs::File::create(&log_path).map_err(|source| LabError::Io {
-        what: format!("creating {}", log_path.display()),
-        source,
-    })?;
-    let log_err = log.try_clone().map_err(|source| LabError::Io {
-        what: "duplicating the log file".into(),
-        source,
-    })?;
-    let mut command = Command::new("ip");
-    command
-        .args(["netns", "exec", &names.netns])
-        .arg(&req.enclave_bin)
-        .args(["--listen", &listen])
-        .args(&req.enclave_args)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .current_dir("/");
-    // SAFETY: setsid is async-signal-safe; it detaches the enclave from our session so that
-    // it outlives lagic and a terminal's hangup.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|e| LabError::Command {
-        command: format!(
-            "ip netns exec {} {}",
-            names.netns,
-            req.enclave_bin.display()
-        ),
-        detail: e.to_string(),
-    })?;
-    // `ip netns exec` execs the enclave in place: the child's pid is the enclave's.
+    let console_path = names.state_dir.join("console.log");
+    let (mut child, deadline, what) = match &vm_plan {
+        None => {
+            let listen = format!("{}:{}", subnet.enclave(), ENCLAVE_PORT);
+            progress(&format!(
+                "starting {} --listen {listen} in {}",
+                req.enclave_bin.display(),
+                names.netns
+            ));
+            let mut args = vec!["--listen".to_owned(), listen];
+            args.extend(req.enclave_args.iter().cloned());
+            let child = spawn_in_netns(names, &req.enclave_bin, &args, &log_path)?;
+            (child, HEALTH_DEADLINE, "enclave")
+        }
+        Some((cfg, accel, why, cmdline)) => {
+            // The namespace holds no address: the bridge only forwards between the VM's
+            // tap and the veth, so the VM's NIC is the only way out.
+            progress(&format!(
+                "bridge {} joins {} and tap {} (the VM's only NIC)",
+                names.bridge, names.enclave_if, names.tap
+            ));
+            let ns = names.netns.as_str();
+            ip(&[
+                "-n",
+                ns,
+                "link",
+                "add",
+                &names.bridge,
+                "type",
+                "bridge",
+                "forward_delay",
+                "0",
+            ])?;
+            ip(&["-n", ns, "tuntap", "add", "dev", &names.tap, "mode", "tap"])?;
+            ip(&[
+                "-n",
+                ns,
+                "link",
+                "set",
+                &names.enclave_if,
+                "master",
+                &names.bridge,
+            ])?;
+            ip(&["-n", ns, "link", "set", &names.tap, "master", &names.bridge])?;
+            for dev in [&names.tap, &names.bridge] {
+                ip(&["-n", ns, "link", "set", dev, "up"])?;
+            }
+            progress(&format!(
+                "booting {} + {} in {ns} ({}, {why}; {} MiB); console: {}",
+                cfg.kernel.display(),
+                cfg.initrd.display(),
+                accel.as_str(),
+                cfg.memory_mib,
+                console_path.display()
+            ));
+            let args = vm::qemu_args(names, cfg, *accel, cmdline, &console_path);
+            let child = spawn_in_netns(names, &cfg.qemu, &args, &log_path)?;
+            (child, VM_HEALTH_DEADLINE, "VM")
+        }
+    };
+    // `ip netns exec` execs the program in place: the child's pid is the enclave's (QEMU's).
     state.pid = child.id();
     write_state(names, &state)?;
 
@@ -451,12 +536,12 @@ fn build(
         match http::get(addr, "/health", Duration::from_millis(500)) {
             Ok(resp) if resp.status == 200 => break String::new(),
             Ok(resp) => {
-                if started.elapsed() > HEALTH_DEADLINE {
+                if started.elapsed() > deadline {
                     break format!("it answered {}", resp.status);
                 }
             }
             Err(e) => {
-                if started.elapsed() > HEALTH_DEADLINE {
+                if started.elapsed() > deadline {
                     break e.to_string();
                 }
             }
@@ -464,16 +549,30 @@ fn build(
         std::thread::sleep(Duration::from_millis(50));
     };
     if !why.is_empty() {
+        let (log, tail) = if state.vm {
+            // The guest's own account (init's messages, a kernel panic) is on the console;
+            // QEMU's complaints are in its log.
+            (
+                format!("{} and {}", console_path.display(), log_path.display()),
+                format!(
+                    "{}\n{}",
+                    file_tail(&console_path, 10),
+                    file_tail(&log_path, 5)
+                ),
+            )
+        } else {
+            (log_path.display().to_string(), file_tail(&log_path, 10))
+        };
         return Err(LabError::EnclaveDown {
             addr,
-            secs: HEALTH_DEADLINE.as_secs(),
+            secs: deadline.as_secs(),
             why,
-            log: log_path.display().to_string(),
-            tail: file_tail(&log_path, 10),
+            log,
+            tail,
         });
     }
     progress(&format!(
-        "enclave (pid {}) healthy at http://{addr} after {} ms",
+        "{what} (pid {}) healthy at http://{addr} after {} ms",
         state.pid,
         started.elapsed().as_millis()
     ));
@@ -511,11 +610,12 @@ pub fn down(name: &str) -> Result<DownReport, LabError> {
     let mut report = DownReport::default();
     let state = read_state(&names);
 
-    // 1. Processes: everything in the namespace, and the recorded enclave pid if it still
-    //    runs lagi-enclave (it may have outlived a namespace deleted by hand).
+    // 1. Processes: everything in the namespace (QEMU too), and the recorded enclave pid if
+    //    it still runs lagi-enclave or this lab's QEMU (it may have outlived a namespace
+    //    deleted by hand).
     let mut pids: Vec<u32> = netns_pids(&names.netns);
     if let Some(pid) = state.as_ref().map(|s| s.pid).filter(|&p| p != 0) {
-        if is_enclave_process(pid) && !pids.contains(&pid) {
+        if is_lab_process(pid, &names) && !pids.contains(&pid) {
             pids.push(pid);
         }
     }
@@ -547,7 +647,16 @@ pub fn down(name: &str) -> Result<DownReport, LabError> {
         }
     }
 
-    // 3. Links and namespace (deleting either end removes the pair).
+    // 3. The VM's tap and bridge (they would go with the namespace; say so explicitly),
+    //    then links and namespace (deleting either end of the veth removes the pair).
+    if netns_exists(&names.netns) {
+        for (kind, dev) in [("tap", &names.tap), ("bridge", &names.bridge)] {
+            if ip(&["-n", &names.netns, "link", "show", "dev", dev]).is_ok() {
+                ip(&["-n", &names.netns, "link", "del", "dev", dev])?;
+                report.removed.push(format!("{kind} {dev}"));
+            }
+        }
+    }
     if link_exists(&names.host_if) {
         ip(&["link", "del", &names.host_if])?;
         report
@@ -631,7 +740,7 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, LabError> {
         out.push(LabStatus {
             netns: netns_exists(&names.netns),
             link: link_exists(&names.host_if),
-            enclave_running: state.pid != 0 && is_enclave_process(state.pid),
+            enclave_running: state.pid != 0 && is_lab_process(state.pid, &names),
             healthy,
             diode: attach::attachment(&names.host_if, Direction::Ingress).unwrap_or(None),
             state,
@@ -782,15 +891,55 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-fn is_enclave_process(pid: u32) -> bool {
+/// Whether `pid` is a lab's enclave: a lagi-enclave process, or this lab's QEMU.
+fn is_lab_process(pid: u32, names: &LabNames) -> bool {
     process_alive(pid)
-        && fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                c.split(|&b| b == 0)
-                    .next()
-                    .is_some_and(|argv0| argv0.ends_with(b"lagi-enclave"))
-            })
-            .unwrap_or(false)
+        && (vm::is_lab_qemu(pid, names)
+            || fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    c.split(|&b| b == 0)
+                        .next()
+                        .is_some_and(|argv0| argv0.ends_with(b"lagi-enclave"))
+                })
+                .unwrap_or(false))
+}
+
+/// Starts `program args` inside the lab's namespace, detached from our session (so it
+/// outlives lagic and a terminal's hangup), with stdout and stderr in `log_path`.
+fn spawn_in_netns(
+    names: &LabNames,
+    program: &Path,
+    args: &[String],
+    log_path: &Path,
+) -> Result<Child, LabError> {
+    let log = fs::File::create(log_path).map_err(|source| LabError::Io {
+        what: format!("creating {}", log_path.display()),
+        source,
+    })?;
+    let log_err = log.try_clone().map_err(|source| LabError::Io {
+        what: "duplicating the log file".into(),
+        source,
+    })?;
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", &names.netns])
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .current_dir("/");
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    command.spawn().map_err(|e| LabError::Command {
+        command: format!("ip netns exec {} {}", names.netns, program.display()),
+        detail: e.to_string(),
+    })
 }
 
 fn file_tail(path: &Path, lines: usize) -> String {
@@ -827,6 +976,11 @@ mod tests {
         let n = LabNames::new("longname").unwrap();
         assert_eq!(n.netns, "lagic-longname");
         assert!(n.host_if.len() < 16 && n.enclave_if.len() < 16);
+        assert!(n.bridge.len() < 16 && n.tap.len() < 16);
+        assert_eq!(
+            (n.bridge.as_str(), n.tap.as_str()),
+            ("lgb-longname", "lgt-longname")
+        );
         assert!(LabNames::new("").is_err());
         assert!(LabNames::new("toolongname").is_err());
         assert!(LabNames::new("a/b").is_err());
@@ -841,6 +995,10 @@ mod tests {
             port: 8080,
             pid: 42,
             created: 7,
+            vm: true,
+            accel: "tcg".into(),
+            memory_mib: 128,
+            kernel: "/k/vmlinux".into(),
             ..Default::default()
         };
         assert_eq!(LabState::decode(&st.encode()), st);
