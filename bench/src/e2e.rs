@@ -37,6 +37,8 @@ const SERVER: &str = "172.30.99.11:8090";
 const CLEAN: &[u8] = b"once upon a time there was a little frog who liked the garden; ";
 const LARGE: usize = 120_000;
 const LOAD_THREADS: usize = 4;
+/// Interleaved rounds per filter and response size.
+const E2E_ROUNDS: usize = 4;
 
 /// What the end-to-end part needs.
 #[derive(Debug, Clone)]
@@ -47,7 +49,7 @@ pub struct Config {
     pub lagic_obj: PathBuf,
     /// clang's hateless object.
     pub clang_obj: PathBuf,
-    /// Seconds per throughput measurement (split over two interleaved rounds).
+    /// Seconds per filter and response size (split over interleaved rounds).
     pub seconds: f64,
 }
 
@@ -371,10 +373,11 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
     let mut lab = Lab::up(cfg.lagic.clone())?;
     let filters = ["none", "lagic", "clang", "iptables"];
     let bodies = [1_000usize, 100_000];
-    // Two rounds, the second in reverse order, so drift hits every filter alike.
+    // Short rounds, every other one in reverse order, so drift in machine
+    // load hits every filter alike.
     let mut totals: Vec<(String, usize, u64, u64, u64, f64)> = Vec::new();
-    for round in 0..2 {
-        let order: Vec<&str> = if round == 0 {
+    for round in 0..E2E_ROUNDS {
+        let order: Vec<&str> = if round % 2 == 0 {
             filters.to_vec()
         } else {
             filters.iter().rev().copied().collect()
@@ -382,7 +385,7 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
         for filter in order {
             lab.set_filter(filter, cfg)?;
             for body in bodies {
-                let (n, b, f, t) = throughput(filter, body, cfg.seconds / 2.0);
+                let (n, b, f, t) = throughput(filter, body, cfg.seconds / E2E_ROUNDS as f64);
                 eprintln!(
                     "lagic-bench: e2e {filter} {body} B: {:.0} req/s, {:.1} MB/s, {f} failed",
                     n as f64 / t,

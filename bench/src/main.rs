@@ -52,7 +52,7 @@ fn main() {
         },
         scaling_runs: if quick { 1 } else { 3 },
         e2e: !args.iter().any(|a| a == "--no-e2e"),
-        e2e_seconds: if quick { 2.0 } else { 6.0 },
+        e2e_seconds: if quick { 2.0 } else { 8.0 },
     };
     let started = Instant::now();
     if args.iter().any(|a| a == "--scaling-only") {
