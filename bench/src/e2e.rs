@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::BenchError;
 
@@ -54,7 +54,7 @@ pub struct Config {
 }
 
 /// Throughput of one configuration at one response size.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Throughput {
     /// `none`, `lagic`, `clang`, `iptables`.
     pub filter: String,
@@ -69,7 +69,7 @@ pub struct Throughput {
 }
 
 /// Whether a filter lets a response through.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeakCheck {
     /// The filter.
     pub filter: String,
@@ -82,7 +82,7 @@ pub struct LeakCheck {
 }
 
 /// The end-to-end results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct E2eResult {
     /// Throughput rows.
     pub throughput: Vec<Throughput>,

@@ -1,6 +1,7 @@
 //! `lagic-bench`: the whole benchmark in one run (see lib.rs for the parts).
 //!
-//! Usage: `lagic-bench [--quick] [--no-e2e]`, as root, after building
+//! Usage: `lagic-bench [--quick] [--no-e2e]` (or `--render`: rewrite
+//! BENCHMARKS.md from bench/results.json), as root, after building
 //! `lagic` and `lagi-enclave` in the same profile; `scripts/bench` does all
 //! of that. `lagic-bench serve ADDR` is the HTTP server the end-to-end part
 //! starts inside its namespace.
@@ -37,6 +38,17 @@ fn main() {
         if let Err(e) = e2e::serve(&addr) {
             eprintln!("lagic-bench serve: {e}");
             std::process::exit(1);
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--render") {
+        // BENCHMARKS.md again from bench/results.json, e.g. after editing bench/analysis.md.
+        match report::rerender(&tools::workspace_root()) {
+            Ok(path) => println!("lagic-bench: wrote {}", path.display()),
+            Err(e) => {
+                eprintln!("lagic-bench: {e}");
+                std::process::exit(1);
+            }
         }
         return;
     }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use lagic_loader::{IpVersion, LoadedProgram, Verdict};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::BenchError;
 
@@ -29,7 +29,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Median whole-process compile times of two commands, interleaved.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompilePair {
     /// lagic, milliseconds.
     pub lagic_ms: f64,
@@ -69,7 +69,7 @@ pub fn compile_pair(
 }
 
 /// What the kernel reports about one loaded program.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     /// Instructions the verifier processed.
     pub verified_insns: u32,
@@ -92,7 +92,7 @@ pub fn stats(program: &LoadedProgram) -> Result<Stats, BenchError> {
 }
 
 /// Median ns per packet of both programs on one frame.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunPair {
     /// Payload bytes.
     pub payload: usize,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lagic_loader::LoadedProgram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::e2e::E2eResult;
 use crate::measure::{self, CompilePair, RunPair, Stats};
@@ -16,7 +16,7 @@ use crate::tools::command_text;
 use crate::BenchError;
 
 /// Where the numbers were taken.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     /// CPU model.
     pub cpu: String,
@@ -85,7 +85,7 @@ impl Machine {
 }
 
 /// One seed diode, both sides.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SeedResult {
     /// The diode.
     pub diode: String,
@@ -104,7 +104,7 @@ pub struct SeedResult {
 }
 
 /// One side of one scaling point: how long it compiled, or where it stopped.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Side {
     /// Median compile time, when it compiled.
     pub compile_ms: Option<f64>,
@@ -232,7 +232,7 @@ impl Side {
 }
 
 /// One scaling point.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ScalingRow {
     /// `contains` or `windows`.
     pub family: String,
@@ -245,7 +245,7 @@ pub struct ScalingRow {
 }
 
 /// Everything one run measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Results {
     /// Where.
     pub machine: Machine,
@@ -521,4 +521,15 @@ pub fn write(r: &Results, root: &Path) -> Result<PathBuf, BenchError> {
     std::fs::write(&md_path, markdown(r, &analysis))
         .map_err(|e| BenchError::io(&format!("writing {}", md_path.display()), e))?;
     Ok(md_path)
+}
+
+/// Re-renders BENCHMARKS.md from `bench/results.json` and the current
+/// `bench/analysis.md`, without measuring anything.
+pub fn rerender(root: &Path) -> Result<PathBuf, BenchError> {
+    let json_path = root.join("bench").join("results.json");
+    let text = std::fs::read_to_string(&json_path)
+        .map_err(|e| BenchError::io(&format!("reading {}", json_path.display()), e))?;
+    let results: Results = serde_json::from_str(&text)
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", json_path.display())))?;
+    write(&results, root)
 }
