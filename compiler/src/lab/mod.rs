@@ -549,6 +549,22 @@ fn build(
         std::thread::sleep(Duration::from_millis(50));
     };
     if !why.is_empty() {
+        let mut why = why;
+        let console = fs::read_to_string(&console_path).unwrap_or_default();
+        if let Some(line) = console
+            .lines()
+            .find(|l| l.contains("Initramfs unpacking failed"))
+        {
+            // The kernel could not unpack everything (a large model in too little memory),
+            // so there is no /init: the builder puts it last for exactly this case.
+            let _ = write!(
+                why,
+                "; the guest kernel says `{}`: give the VM more memory (--vm-memory, now {} MiB; \
+                 about 4 times the model's size)",
+                line.trim(),
+                state.memory_mib
+            );
+        }
         let (log, tail) = if state.vm {
             // The guest's own account (init's messages, a kernel panic) is on the console;
             // QEMU's complaints are in its log.
