@@ -73,7 +73,7 @@ fn main() {
             let clang = tools::find_on_path("clang")
                 .ok_or_else(|| BenchError::Setup("clang not found".into()))?;
             let (lagic, work) = (tools::lagic_binary()?, work_dir()?);
-            for family in [Family::Contains, Family::Windows] {
+            for family in [Family::Contains, Family::Windows, Family::Depth] {
                 for &k in &plan.scaling_ks {
                     let row = scaling_row(family, k, 1, &lagic, &clang, &work)?;
                     eprintln!(
@@ -237,7 +237,7 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
 
     // 4. Scaling.
     let mut scaling_rows = Vec::new();
-    for family in [Family::Contains, Family::Windows] {
+    for family in [Family::Contains, Family::Windows, Family::Depth] {
         for &k in &plan.scaling_ks {
             let row = scaling_row(family, k, plan.scaling_runs, &lagic, &clang, &work)?;
             eprintln!(
@@ -328,6 +328,12 @@ fn scaling_row(
                 let w = rng.pick(&words);
                 let at = rng.below(len - 3);
                 payload[at..at + 4].copy_from_slice(w);
+            }
+            if family == Family::Depth && rng.chance(1, 2) {
+                // Nested brackets and strings, deep enough to cross small bounds.
+                for b in payload.iter_mut() {
+                    *b = *rng.pick(b"{{[[\"\\ a]]}}");
+                }
             }
             if family == Family::Windows && rng.chance(1, 2) {
                 for b in payload.iter_mut() {

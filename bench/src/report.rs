@@ -139,7 +139,11 @@ fn verifier_reason(log: &str) -> String {
         .iter()
         .rev()
         .find(|l| {
-            !l.is_empty() && !l.starts_with(';') && !l.starts_with(|c: char| c.is_ascii_digit())
+            !l.is_empty()
+                && !l.starts_with(';')
+                && !l.starts_with("stack depth")
+                && !l.starts_with("verification time")
+                && !l.starts_with(|c: char| c.is_ascii_digit())
         })
         .copied()
         .unwrap_or_else(|| lines.last().copied().unwrap_or(""));
@@ -204,6 +208,8 @@ impl Side {
             Err(e) => {
                 let msg = match e {
                     BenchError::Load { message, .. } => {
+                        // The whole log next to the object, for reading by hand.
+                        let _ = std::fs::write(object.with_extension("verifier.log"), &message);
                         format!("verifier: {}", verifier_reason(&message))
                     }
                     other => other.to_string(),
@@ -459,7 +465,7 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
     let _ = writeln!(
         s,
         "`contains k`: `not (or of k contains)` over the whole payload (a block list of k 4-letter words); \
-         `windows k`: `and` of k `all [16i, 16i+16) C_i` with a different class per window. The C side is \
+         `windows k`: `and` of k `all [16i, 16i+16) C_i` with a different class per window. `depth k`: json_depth with its bound raised to k (the C side: the json_depth baseline with `MAX_DEPTH` k). The C side is \
          generated for the same predicate (bench/src/scaling.rs). Compile ms is the median whole-process time; \
          both objects must also agree with the plain definition on 300 frames before their row counts.\n"
     );

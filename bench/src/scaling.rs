@@ -10,6 +10,10 @@
 //!   neither side can merge them). The C side checks the windows in order
 //!   with one bounded 16-byte loop each.
 //!
+//! - `depth`: `depth_le [0,inf) k` over JSON brackets with strings skipped,
+//!   the json_depth seed with its bound raised to k; the C side is the
+//!   json_depth baseline with `MAX_DEPTH` set to k.
+//!
 //! Words are chosen so that their first letter does not reappear in them:
 //! on a mismatch the only possible restart is a fresh first letter, which
 //! keeps the C matcher a two-way choice (the reference below is the plain
@@ -19,6 +23,9 @@ use std::fmt::Write as _;
 
 use crate::rng::Rng;
 
+/// The json_depth baseline, the template of the `depth` family.
+const JSON_DEPTH_C: &str = include_str!("../baseline/json_depth.c");
+
 /// The two spec families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Family {
@@ -26,6 +33,9 @@ pub enum Family {
     Contains,
     /// `and` of k `all` windows.
     Windows,
+    /// `depth_le [0,inf) k` over JSON brackets, strings skipped (json_depth
+    /// with its bound raised to k).
+    Depth,
 }
 
 impl Family {
@@ -34,6 +44,7 @@ impl Family {
         match self {
             Family::Contains => "contains",
             Family::Windows => "windows",
+            Family::Depth => "depth",
         }
     }
 }
@@ -105,6 +116,9 @@ pub fn spec(family: Family, k: usize) -> String {
                 .collect();
             format!(r#"{{"op": "and", "args": [{}]}}"#, args.join(", "))
         }
+        Family::Depth => format!(
+            r#"{{"op": "depth_le", "window": {{"start": 0, "end": null}}, "max": {k}, "open": [[91, 91], [123, 123]], "close": [[93, 93], [125, 125]], "strings": true}}"#
+        ),
     };
     format!(
         r#"{{"version": 1, "name": "{name}", "policy": {{"arp": "pass", "ipv6_nd": "pass", "other_ip": "drop", "non_ip": "drop"}}, "predicate": {predicate}}}"#
@@ -126,11 +140,43 @@ pub fn reference(family: Family, k: usize, payload: &[u8]) -> bool {
             .take(16 * k)
             .enumerate()
             .all(|(i, &c)| (0x20..=0x7E).contains(&c) && c != excluded(i / 16)),
+        Family::Depth => depth_within(payload, k),
     }
+}
+
+/// Bracket depth never above `max` outside JSON strings (a backslash in a
+/// string escapes the next byte).
+fn depth_within(payload: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &c in payload {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if c == b'{' || c == b'[' {
+            depth += 1;
+            if depth > max {
+                return false;
+            }
+        } else if c == b'}' || c == b']' {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    true
 }
 
 /// The C source of `family` at size `k`.
 pub fn c_source(family: Family, k: usize) -> String {
+    if family == Family::Depth {
+        // The json_depth baseline with its bound raised: what a C programmer
+        // would change.
+        return JSON_DEPTH_C.replace("#define MAX_DEPTH 2", &format!("#define MAX_DEPTH {k}"));
+    }
     let mut s = String::new();
     let name = format!("{}_{k}", family.name());
     let _ = writeln!(
@@ -167,6 +213,7 @@ pub fn c_source(family: Family, k: usize) -> String {
                 "SEC(\"classifier\")\nint {name}(struct __sk_buff *skb)\n{{\n\tstruct payload p;\n\tint verdict = parse_payload(skb, &p);\n\tif (verdict != VERDICT_INSPECT)\n\t\treturn verdict;\n\tstruct mctx m = {{}};\n\t__u32 n = p.end - p.start;\n\tm.data = (void *)(long)skb->data;\n\tm.data_end = (void *)(long)skb->data_end;\n\tm.start = p.start;\n\tm.chunks = n / CHUNK;\n\t/* A zero the verifier cannot see: states stored through it are unknown\n\t * to it, so it checks the callback once instead of once per state. */\n\tm.zero = skb->len;\n\tasm volatile(\"\" ::: \"memory\");\n\tm.zero -= skb->len;\n\tbpf_loop(m.chunks + n % CHUNK, chunk, &m, 0);\n\treturn m.failed ? TC_ACT_SHOT : TC_ACT_OK;\n}}"
             );
         }
+        Family::Depth => {} // returned above
         Family::Windows => {
             let _ = writeln!(
                 s,

@@ -68,7 +68,11 @@ fn the_gate_rejects_a_baseline_for_the_wrong_predicate() {
 fn generated_scaling_c_matches_the_plain_definitions() {
     let Some(clang) = clang_and_bpf() else { return };
     let dir = scratch("scaling");
-    for (family, k) in [(Family::Contains, 3), (Family::Windows, 5)] {
+    for (family, k) in [
+        (Family::Contains, 3),
+        (Family::Windows, 5),
+        (Family::Depth, 1),
+    ] {
         let source = dir.join(format!("{}_{k}.c", family.name()));
         let object = dir.join(format!("{}_{k}.o", family.name()));
         std::fs::write(&source, scaling::c_source(family, k)).unwrap();
@@ -89,6 +93,11 @@ fn generated_scaling_c_matches_the_plain_definitions() {
                         c
                     }
                 }));
+            }
+            if family == Family::Depth && i % 2 == 0 {
+                payload
+                    .iter_mut()
+                    .for_each(|b| *b = b"{[\"\\ a]}"[*b as usize % 9]);
             }
             if family == Family::Windows && i % 2 == 0 {
                 payload.iter_mut().for_each(|b| *b = b' ' + *b % 95);
