@@ -105,6 +105,18 @@ fn main() {
     }
 }
 
+/// One seed diode, built and loaded on both sides, past the gate.
+struct Seed {
+    diode: &'static str,
+    spec: PathBuf,
+    source: PathBuf,
+    lagic_obj: PathBuf,
+    clang_obj: PathBuf,
+    lagic: lagic_loader::LoadedProgram,
+    clang: lagic_loader::LoadedProgram,
+    checked: usize,
+}
+
 fn work_dir() -> Result<PathBuf, BenchError> {
     let exe =
         std::env::current_exe().map_err(|e| BenchError::io("locating the bench binary", e))?;
@@ -147,12 +159,31 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
         );
         let checked = equivalence::check(diode, &[("lagic", &l), ("clang", &c)], &cases)?;
         eprintln!("lagic-bench: {diode}: lagic and clang agree with the reference diode on {checked} frames");
-        seeds.push((diode, spec, source, lagic_obj, clang_obj, l, c, checked));
+        seeds.push(Seed {
+            diode,
+            spec,
+            source,
+            lagic_obj,
+            clang_obj,
+            lagic: l,
+            clang: c,
+            checked,
+        });
     }
 
     // 2. Compile latency, interleaved, whole process.
     let mut results = Vec::new();
-    for (diode, spec, source, lagic_obj, clang_obj, l, c, checked) in &seeds {
+    for Seed {
+        diode,
+        spec,
+        source,
+        lagic_obj,
+        clang_obj,
+        lagic: l,
+        clang: c,
+        checked,
+    } in &seeds
+    {
         let compile: CompilePair = measure::compile_pair(
             plan.compile_runs,
             || tools::compile_spec(&lagic, spec, lagic_obj),
@@ -198,7 +229,16 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
     )?;
 
     // 3. Run time per packet, interleaved rounds.
-    for (result, (diode, _, _, _, _, l, c, _)) in results.iter_mut().zip(&seeds) {
+    for (
+        result,
+        Seed {
+            diode,
+            lagic: l,
+            clang: c,
+            ..
+        },
+    ) in results.iter_mut().zip(&seeds)
+    {
         for size in SIZES {
             let frame = measure::frame(&measure::timing_payload(diode, size));
             let pair: RunPair =
@@ -215,13 +255,13 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
     for diode in ["hateless", "json_depth"] {
         let seed = seeds
             .iter()
-            .find(|s| s.0 == diode)
+            .find(|s| s.diode == diode)
             .ok_or_else(|| BenchError::Setup(format!("no {diode}")))?;
         for size in PER_BYTE_SIZES {
             let frame = measure::frame(&measure::timing_payload(diode, size));
             let pair = measure::run_pair(
-                &seed.5,
-                &seed.6,
+                &seed.lagic,
+                &seed.clang,
                 &frame,
                 size,
                 plan.rounds,
@@ -232,7 +272,7 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
     }
     let hateless = seeds
         .iter()
-        .find(|s| s.0 == "hateless")
+        .find(|s| s.diode == "hateless")
         .ok_or_else(|| BenchError::Setup("no hateless".into()))?;
 
     // 4. Scaling.
@@ -255,8 +295,8 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
         let hl = &hateless;
         Some(e2e::run(&e2e::Config {
             lagic: lagic.clone(),
-            lagic_obj: hl.3.clone(),
-            clang_obj: hl.4.clone(),
+            lagic_obj: hl.lagic_obj.clone(),
+            clang_obj: hl.clang_obj.clone(),
             seconds: plan.e2e_seconds,
         })?)
     } else {
