@@ -173,10 +173,15 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
             );
             println!("  namespace  {} ({})", s.netns, yes(l.netns));
             println!(
-                "  veth       {} {} <-> {} {} ({})",
+                "  veth       {} {} <-> {} {}{} ({})",
                 s.host_if,
                 s.host_ip,
                 s.enclave_if,
+                if s.vm {
+                    "bridged to the VM's eth0 "
+                } else {
+                    ""
+                },
                 s.enclave_ip,
                 yes(l.link)
             );

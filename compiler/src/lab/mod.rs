@@ -422,12 +422,17 @@ fn build(
     write_state(names, &state)?;
 
     progress(&format!(
-        "namespace {}, veth {} ({}/{}) <-> {} ({}/{})",
+        "namespace {}, veth {} ({}/{}) <-> {} ({}{}/{})",
         names.netns,
         names.host_if,
         subnet.host(),
         subnet.prefix,
         names.enclave_if,
+        if vm_plan.is_some() {
+            "bridged to the VM's eth0 "
+        } else {
+            ""
+        },
         subnet.enclave(),
         subnet.prefix
     ));
