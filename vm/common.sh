@@ -9,7 +9,7 @@
 #   $LAGIC_VM_CACHE/initramfs.img        the initramfs (vm/build)
 # `lagic lab up --vm` reads vmlinux and initramfs.img from the same place by default.
 
-LAGIC_VM_CACHE="${LAGIC_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lagic/vm}"
+LAGIC_VM_CACHE="${LAGIC_VM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/lagic/vm}"
 
 say() { echo "$(basename "$0"): $*" >&2; }
 die() { say "$*"; exit 2; }
