@@ -8,8 +8,8 @@
 //! directory, `<target>/vm-static`, so it never waits on the outer cargo's lock), a
 //! generated model, and `vm/build-initramfs` into `<target>/vm-e2e/`. It needs root; without
 //! it it skips loudly, or fails when `CI` is set. It runs in the default test run: on this
-//! 2-core machine it took 64 s from nothing (no qemu, no kernel, no static build) and
-//! 12-14 s with everything cached (docs/lab.md, "Tests").
+//! 2-core machine it took 64-89 s from nothing (no qemu, no kernel, no static build) and
+//! 13-18 s with everything cached (docs/lab.md, "Tests").
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -229,10 +229,15 @@ impl Drop for Lab {
     }
 }
 
-/// Sends one request; returns the whole response if it arrives complete within `wait`.
+/// Sends one request for 12 new tokens; returns the whole response if it arrives complete
+/// within `wait`.
 fn post(prompt: &str, wait: Duration) -> Option<(u16, String)> {
+    post_tokens(prompt, 12, wait)
+}
+
+fn post_tokens(prompt: &str, max_tokens: u32, wait: Duration) -> Option<(u16, String)> {
     let addr: SocketAddr = ENCLAVE.parse().unwrap();
-    let body = serde_json::json!({"prompt": prompt, "max_tokens": 12}).to_string();
+    let body = serde_json::json!({"prompt": prompt, "max_tokens": max_tokens}).to_string();
     let deadline = Instant::now() + wait;
     let mut stream = TcpStream::connect_timeout(&addr, wait).ok()?;
     let request = format!(
@@ -352,6 +357,21 @@ fn e2e_vm_hateless_passes_a_story_and_blocks_hate() {
             "`{hateful}` must be blocked by the diode"
         );
     }
+
+    // A response larger than one segment (MSS 1448): clean, it arrives whole; with `hate`
+    // in its last bytes, the later segment is dropped and the response never completes.
+    let clean = "Once upon a time there was a little frog. ".repeat(34);
+    let (code, body) =
+        post_tokens(&clean, 20, PASS_WAIT).expect("a clean multi-segment response must pass");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.len() > 1448, "{} bytes", body.len());
+    assert!(body.contains(clean.trim_end()), "{body}");
+    let ending_in_hate = format!("{clean}and then hate");
+    assert_eq!(
+        post_tokens(&ending_in_hate, 1, BLOCKED_WAIT),
+        None,
+        "`hate` at the end of a multi-segment response must be blocked"
+    );
 
     // The block is the diode's doing: without it the same request gets through from the VM.
     let host_if = format!("lgh-{NAME}");
