@@ -167,6 +167,9 @@ impl Insn {
     pub const fn alu64_reg(op: u8, dst: Reg, src: Reg) -> Insn {
         Insn::new(BPF_ALU64 | op | BPF_X, dst, src, 0, 0)
     }
+    pub const fn alu32_reg(op: u8, dst: Reg, src: Reg) -> Insn {
+        Insn::new(BPF_ALU | op | BPF_X, dst, src, 0, 0)
+    }
     pub const fn alu32_imm(op: u8, dst: Reg, imm: i32) -> Insn {
         Insn::new(BPF_ALU | op | BPF_K, dst, Reg(0), 0, imm)
     }

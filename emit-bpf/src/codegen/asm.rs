@@ -81,6 +81,16 @@ impl Asm {
     /// Resolves every jump, drops unreachable code and jumps to the next
     /// instruction; fails on an unbound label or an offset beyond 16 bits.
     pub fn finish(self) -> Result<Vec<Insn>, CodegenError> {
+        self.resolve(false)
+    }
+
+    /// Like [`Asm::finish`], for a block that other code is appended after:
+    /// jumps may also target the slot just past the block's end.
+    pub fn finish_block(self) -> Result<Vec<Insn>, CodegenError> {
+        self.resolve(true)
+    }
+
+    fn resolve(self, may_jump_past_end: bool) -> Result<Vec<Insn>, CodegenError> {
         let n = self.insns.len();
         // Absolute target of every jump slot.
         let mut target: Vec<Option<usize>> = vec![None; n];
@@ -94,7 +104,8 @@ impl Asm {
             let t = self.labels[label.0].ok_or(CodegenError::Internal("unbound label"))?;
             target[at] = Some(t);
         }
-        if target.iter().flatten().any(|&t| t >= n) {
+        let limit = if may_jump_past_end { n + 1 } else { n };
+        if target.iter().flatten().any(|&t| t >= limit) {
             return Err(CodegenError::Internal("jump past the end of a function"));
         }
 

@@ -13,6 +13,8 @@ use super::{frame, Verdicts, MAX_FRAME};
 use crate::insn::*;
 
 pub(crate) fn emit(a: &mut Asm, program: &Program, v: &Verdicts) {
+    a.emit(Insn::load(BPF_H, R7, R10, frame::CTX + ctx::PAYLOAD_START));
+    a.emit(Insn::load(BPF_H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
     cond(a, program, &program.formula, v.pass, v.drop, v);
 }
 

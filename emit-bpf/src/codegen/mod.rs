@@ -10,11 +10,19 @@
 //! 3. [`formula`]: branch on length tests, single-byte tests and the accept
 //!    bytes to `PASS` or `DROP`.
 //!
-//! Register conventions of the entry function after the prologue (all
-//! callee-saved, so they survive `bpf_loop`):
-//! `r6` = skb, `r7` = payload start offset, `r8` = payload end offset,
-//! `r9` = payload length `n` (> 0). Offsets count from the frame's first byte
-//! and never exceed [`MAX_FRAME`].
+//! Register conventions of the entry function: `r6` = skb throughout. The
+//! prologue leaves `r7` = payload start offset, `r8` = payload end offset,
+//! `r9` = payload length `n` (> 0), and stores the start and `n` into the
+//! scan context; each pass and the formula reload them from there, so no
+//! register carries their ranges across a `bpf_loop` call. Offsets count
+//! from the frame's first byte and never exceed [`MAX_FRAME`].
+//!
+//! Keeping the verifier's work linear is a design goal here, not an
+//! afterthought: the scan context, the per-scan final states and the
+//! machine registers are all shaped so that paths which differ only in
+//! run-time values prune into one another (see `scan.rs` and
+//! docs/compiler.md). Tests pin the verifier's processed-instruction count
+//! of every seed diode.
 
 pub mod asm;
 mod formula;
@@ -49,7 +57,7 @@ pub enum CodegenError {
 /// Stack layout of the entry function (offsets from `r10`).
 pub(crate) mod frame {
     /// The scan context handed to every callback (see [`super::scan`]).
-    pub const CTX: i16 = -96;
+    pub const CTX: i16 = -super::scan::ctx::SIZE;
     /// The final state of scan `k` (its DFA state, or its depth counter's
     /// mode) as an 8-byte spill at `FINAL_STATES - 8 * k`. Spilled scalars
     /// that are only compared with constants stay imprecise, so paths that

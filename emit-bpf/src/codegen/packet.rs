@@ -178,6 +178,18 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     // Spill the packet pointers for the callbacks and the byte tests.
     a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::DATA, R2));
     a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::DATA_END, R3));
+    a.emit(Insn::store_reg(
+        BPF_H,
+        R10,
+        frame::CTX + ctx::PAYLOAD_START,
+        R7,
+    ));
+    a.emit(Insn::store_reg(
+        BPF_H,
+        R10,
+        frame::CTX + ctx::PAYLOAD_LEN,
+        R9,
+    ));
 }
 
 /// Drops unless `len` bytes from the frame start (`r2`) are below `r3`.

@@ -41,16 +41,28 @@ pub(crate) mod ctx {
     /// Spilled packet pointers (after the full pull).
     pub const DATA: i16 = 0;
     pub const DATA_END: i16 = 8;
-    /// Frame offset of the window's first byte.
-    pub const START: i16 = 16;
-    /// Number of whole chunks; iterations past them step single bytes.
-    pub const CHUNKS: i16 = 24;
-    /// `nr_loops` handed to `bpf_loop`.
-    pub const LOOPS: i16 = 32;
+    /// Per tier `t` of the walk (see [`super::tiers`]): the first
+    /// iteration index past the tier, and the frame offset where it starts.
+    /// u32s in the upper halves of 8-byte slots, like everything below: the
+    /// verifier does not track them, so the callback's position arithmetic
+    /// never makes the entry function's payload length precise (which
+    /// would keep apart, pass after pass, every path that compared it with
+    /// a different window bound).
+    pub const TIER_END: [i16; 3] = [20, 28, 36];
+    /// The payload's start offset and length `n`, as u16s at offsets the
+    /// verifier does not track (see [`super::super::frame`]): every pass and
+    /// the formula reload them, so no register carries their value ranges
+    /// across a `bpf_loop` call, where states with different ranges could
+    /// not be merged.
+    pub const PAYLOAD_START: i16 = 18;
+    pub const PAYLOAD_LEN: i16 = 26;
+    pub const TIER_BASE: [i16; 3] = [44, 52, 60];
     /// The status word: a u32 in the upper half of its 8-byte slot.
-    pub const STATUS: i16 = 44;
+    pub const STATUS: i16 = 68;
     /// Machine registers: u32s in the upper halves of 8-byte slots.
-    pub const SLOTS: i16 = 52;
+    pub const SLOTS: i16 = 76;
+    /// Size of the context.
+    pub const SIZE: i16 = SLOTS - 4 + 8 * super::MACHINE_REGS as i16;
 }
 
 /// Status word values.
@@ -74,7 +86,8 @@ const DEPTH_FAILED: i32 = 3;
 
 /// Unrolled bytes per callback iteration are capped by this many slots.
 const CHUNK_BUDGET_INSNS: usize = 4096;
-const MAX_CHUNK: usize = 16;
+const MAX_CHUNK: usize = 64;
+const MID_CHUNK: usize = 8;
 
 const BYTE: Reg = R8;
 const CHUNK_PTR: Reg = R9;
@@ -83,8 +96,10 @@ const CTX: Reg = R6;
 /// While stepping, `r7` (the position is no longer needed) holds a zero the
 /// verifier sees as an unknown u32: the status word, which is always 0 when
 /// an iteration starts (any other status ends the loop), read from its
-/// unaligned slot. XOR-ing a machine register with it changes nothing at run
-/// time but makes the verifier forget which constant state a path produced.
+/// unaligned slot. XOR-ing a machine register with it (as a 32-bit operation,
+/// so the result's range is exactly the u32 range whatever the path did to
+/// it; states never exceed 32 bits) changes nothing at run time but makes the
+/// verifier forget which state a path produced.
 /// Inside a `bpf_loop` callback the verifier compares states by value
 /// ranges, so without this every combination of machine states along the
 /// unrolled chunk would be a separate path to check.
@@ -210,14 +225,15 @@ pub(crate) fn emit_pass_call(
     }
     a.emit(Insn::store_reg(BPF_W, R10, frame::CTX + ctx::STATUS, R1));
 
+    a.emit(Insn::load(BPF_H, R7, R10, frame::CTX + ctx::PAYLOAD_START));
+    a.emit(Insn::load(BPF_H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
     let results = a.label();
     let window = group.window;
     // An empty window (start >= n) leaves every machine in its initial state.
     a.jmp_imm(BPF_JLE, R9, window.start as i32, results);
-    a.emit(Insn::mov64_reg(R1, R7));
-    a.emit(Insn::alu64_imm(BPF_ADD, R1, window.start as i32));
-    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::START, R1));
-    // r2 = min(end, n) - start: the window's length.
+    // r3 = frame offset of the window's first byte, r2 = the window's length.
+    a.emit(Insn::mov64_reg(R3, R7));
+    a.emit(Insn::alu64_imm(BPF_ADD, R3, window.start as i32));
     a.emit(Insn::mov64_reg(R2, R9));
     if let Some(end) = window.end {
         let clamped = a.label();
@@ -227,16 +243,35 @@ pub(crate) fn emit_pass_call(
     }
     a.emit(Insn::alu64_imm(BPF_SUB, R2, window.start as i32));
 
-    // Iterations: len / K whole chunks, then len % K single bytes. Each
-    // iteration derives its position from the loop index alone, so the
-    // verifier sees one unknown position and checks the callback once.
-    let chunk = chunk_size(program, group)?;
-    a.emit(Insn::mov64_reg(R1, R2));
-    a.emit(Insn::alu64_imm(BPF_RSH, R1, chunk.trailing_zeros() as i32));
-    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::CHUNKS, R1));
-    a.emit(Insn::alu64_imm(BPF_AND, R2, chunk as i32 - 1));
-    a.emit(Insn::alu64_reg(BPF_ADD, R1, R2));
-    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::LOOPS, R1));
+    // Split the window into tiers: whole chunks of the largest size, then
+    // of the next size, ..., then single bytes. Each iteration derives its
+    // position from the loop index alone, so the verifier sees one unknown
+    // position per tier and checks the callback once.
+    // r1 = iterations so far, r3 = where the current tier starts, r2 = bytes left.
+    let sizes = tiers(program, group)?;
+    a.emit(Insn::mov64_imm(R1, 0));
+    for (t, &size) in sizes.iter().enumerate() {
+        let shift = size.trailing_zeros() as i32;
+        a.emit(Insn::store_reg(
+            BPF_W,
+            R10,
+            frame::CTX + ctx::TIER_BASE[t],
+            R3,
+        ));
+        a.emit(Insn::mov64_reg(R4, R2));
+        a.emit(Insn::alu64_imm(BPF_RSH, R4, shift)); // chunks of this size
+        a.emit(Insn::alu64_reg(BPF_ADD, R1, R4));
+        a.emit(Insn::store_reg(
+            BPF_W,
+            R10,
+            frame::CTX + ctx::TIER_END[t],
+            R1,
+        ));
+        a.emit(Insn::alu64_imm(BPF_LSH, R4, shift)); // bytes they cover
+        a.emit(Insn::alu64_reg(BPF_ADD, R3, R4));
+        a.emit(Insn::alu64_reg(BPF_SUB, R2, R4));
+    }
+    // r1 = nr_loops.
     a.emit_all(Insn::ld_func(R2, callback_index));
     a.emit(Insn::mov64_reg(R3, R10));
     a.emit(Insn::alu64_imm(BPF_ADD, R3, frame::CTX as i32));
@@ -247,7 +282,12 @@ pub(crate) fn emit_pass_call(
     a.jmp_imm(BPF_JEQ, R1, STATUS_DECIDED, results);
     // Not decided early: every iteration must have run (a negative r0 is an
     // error from bpf_loop and never equals the count).
-    a.emit(Insn::load(BPF_DW, R2, R10, frame::CTX + ctx::LOOPS));
+    a.emit(Insn::load(
+        BPF_W,
+        R2,
+        R10,
+        frame::CTX + ctx::TIER_END[sizes.len() - 1],
+    ));
     a.jmp_reg(BPF_JNE, R0, R2, v.drop);
 
     // Copy each scan's final state (no branching: see `frame::FINAL_STATES`).
@@ -263,27 +303,47 @@ pub(crate) fn emit_pass_call(
     Ok(())
 }
 
-/// Bytes per callback iteration for a group: the largest power of two up to
-/// [`MAX_CHUNK`] whose unrolled step code fits [`CHUNK_BUDGET_INSNS`].
-fn chunk_size(program: &Program, group: &PassGroup) -> Result<usize, CodegenError> {
-    let per_byte = step_block(program, group)?.len().max(1);
+/// Bytes per callback iteration, tier by tier: the largest power of two up
+/// to [`MAX_CHUNK`] whose unrolled step code fits [`CHUNK_BUDGET_INSNS`],
+/// then 8 (if smaller), then 1. Every size divides the one before, so the
+/// tail after each tier is shorter than the next tier's chunk times the
+/// ratio, and a window needs few iterations at every length.
+fn tiers(program: &Program, group: &PassGroup) -> Result<Vec<usize>, CodegenError> {
+    let per_byte = byte_code_len(program, group)?.max(1);
     let mut k = MAX_CHUNK;
     while k > 1 && k * per_byte > CHUNK_BUDGET_INSNS {
         k /= 2;
     }
-    Ok(k)
+    let mut sizes = vec![k];
+    if k > MID_CHUNK {
+        sizes.push(MID_CHUNK);
+    }
+    if k > 1 {
+        sizes.push(1);
+    }
+    Ok(sizes)
 }
 
-/// The step code of one byte (in r8) for every machine of the group, as a
-/// self-contained block (its jumps stay inside it).
-fn step_block(program: &Program, group: &PassGroup) -> Result<Vec<Insn>, CodegenError> {
+/// The code of one byte at `CHUNK_PTR + offset` for every machine of the
+/// group. Each machine loads the byte itself: the class tests narrow the
+/// byte register's range differently on every path, and a register that is
+/// dead after a machine's step (reloaded, not reused) cannot keep those
+/// paths apart in the verifier.
+fn emit_byte(
+    a: &mut Asm,
+    program: &Program,
+    group: &PassGroup,
+    offset: i16,
+) -> Result<(), CodegenError> {
     let layout = slot_layout(program, group);
-    let mut a = Asm::new();
+    let blur = needs_blur(program, group);
     for (&id, &slot) in group.scans.iter().zip(&layout) {
-        match &program.scans[id].machine {
-            Machine::Dfa(dfa) => emit_dfa_step(&mut a, &dfa.next, MACHINE_REG_FILE[slot]),
+        a.emit(Insn::load(BPF_B, BYTE, CHUNK_PTR, offset));
+        let machine = &program.scans[id].machine;
+        match machine {
+            Machine::Dfa(dfa) => emit_dfa_step(a, &dfa.next, MACHINE_REG_FILE[slot]),
             Machine::Depth(counter) => emit_depth_step(
-                &mut a,
+                a,
                 counter,
                 MACHINE_REG_FILE[slot],
                 MACHINE_REG_FILE[slot + 1],
@@ -291,12 +351,42 @@ fn step_block(program: &Program, group: &PassGroup) -> Result<Vec<Insn>, Codegen
         }
         // Blur the new state for the verifier (see `OPAQUE`): after this,
         // every path through the step looks alike and prunes into one.
-        for reg in &MACHINE_REG_FILE[slot..slot + regs_needed(&program.scans[id].machine)] {
-            a.emit(Insn::alu64_reg(BPF_XOR, *reg, OPAQUE));
+        if blur {
+            for reg in &MACHINE_REG_FILE[slot..slot + regs_needed(machine)] {
+                a.emit(Insn::alu32_reg(BPF_XOR, *reg, OPAQUE));
+            }
         }
     }
-    a.finish()
+    Ok(())
 }
+
+/// Instructions one byte costs (for choosing the chunk size).
+fn byte_code_len(program: &Program, group: &PassGroup) -> Result<usize, CodegenError> {
+    let mut a = Asm::new();
+    emit_byte(&mut a, program, group, 0)?;
+    Ok(a.len())
+}
+
+/// Whether the step code must blur machine states. A pass with a single
+/// small DFA does not need it: along the unrolled chunk the verifier sees at
+/// most one path per state, and equal states prune. With several machine
+/// registers the paths would multiply (one per combination of states), with
+/// a large DFA one path per state costs too much, and a depth counter's
+/// ranges keep changing; all of these get the XOR.
+fn needs_blur(program: &Program, group: &PassGroup) -> bool {
+    match group.scans.as_slice() {
+        [only] => match &program.scans[*only].machine {
+            Machine::Dfa(dfa) => dfa.next.len() > MAX_UNBLURRED_STATES,
+            // The counter's depth is arithmetic, not a constant per path: the
+            // verifier would track ever new value ranges along the chunk.
+            Machine::Depth(_) => true,
+        },
+        _ => true,
+    }
+}
+
+/// Largest DFA stepped without blurring (see [`needs_blur`]).
+const MAX_UNBLURRED_STATES: usize = 6;
 
 /// The callback of one pass: `int scan_pass_N(int idx, void *ctx)`.
 pub(crate) fn emit_callback(
@@ -309,58 +399,51 @@ pub(crate) fn emit_callback(
         .iter()
         .map(|&id| regs_needed(&program.scans[id].machine))
         .sum();
-    let chunk = chunk_size(program, group)? as i32;
-    let step = step_block(program, group)?;
+    let sizes = tiers(program, group)?;
 
-    let shift = chunk.trailing_zeros() as i32;
     let mut a = Asm::new();
     let finished = a.label();
     let fail = a.label();
-    let single = a.label();
     let store = a.label();
     let go_on = a.label();
 
     a.emit(Insn::mov64_reg(CTX, R2));
     a.emit(Insn::mov64_reg(POS, R1)); // the loop index
-    a.emit(Insn::load(BPF_DW, R8, CTX, ctx::CHUNKS));
-    a.emit(Insn::load(BPF_DW, R3, CTX, ctx::START));
     a.emit(Insn::load(BPF_DW, CHUNK_PTR, CTX, ctx::DATA));
     a.emit(Insn::load(BPF_DW, R1, CTX, ctx::DATA_END));
-    a.jmp_reg(BPF_JGE, POS, R8, single);
-
-    // Iteration idx < chunks: the chunk at start + idx * K.
-    a.emit(Insn::alu64_imm(BPF_LSH, POS, shift));
-    a.emit(Insn::alu64_reg(BPF_ADD, POS, R3));
-    // The verifier only trusts packet ranges whose last byte stays within
-    // MAX_PACKET_OFF; the frame never exceeds MAX_FRAME anyway.
-    a.jmp_imm(BPF_JGT, POS, MAX_FRAME - chunk, fail);
-    a.emit(Insn::alu64_reg(BPF_ADD, CHUNK_PTR, POS));
-    a.emit(Insn::mov64_reg(R3, CHUNK_PTR));
-    a.emit(Insn::alu64_imm(BPF_ADD, R3, chunk));
-    a.jmp_reg(BPF_JGT, R3, R1, fail);
-    load_slots(&mut a, slots);
-    a.emit(Insn::load(BPF_W, OPAQUE, CTX, ctx::STATUS));
-    for j in 0..chunk {
-        a.emit(Insn::load(BPF_B, BYTE, CHUNK_PTR, j as i16));
-        a.emit_all(step.iter().copied());
+    let mut tier_start_index = None;
+    for (t, &size) in sizes.iter().enumerate() {
+        let next_tier = a.label();
+        // Iterations [TIER_END[t-1], TIER_END[t]) step the chunks of tier t:
+        // chunk i of the tier starts at TIER_BASE[t] + i * size.
+        a.emit(Insn::load(BPF_W, R3, CTX, ctx::TIER_END[t]));
+        a.jmp_reg(BPF_JGE, POS, R3, next_tier);
+        if let Some(prev_end) = tier_start_index {
+            a.emit(Insn::load(BPF_W, R3, CTX, prev_end));
+            a.emit(Insn::alu64_reg(BPF_SUB, POS, R3));
+        }
+        a.emit(Insn::alu64_imm(BPF_LSH, POS, size.trailing_zeros() as i32));
+        a.emit(Insn::load(BPF_W, R3, CTX, ctx::TIER_BASE[t]));
+        a.emit(Insn::alu64_reg(BPF_ADD, POS, R3));
+        // The verifier only trusts packet ranges whose last byte stays
+        // within MAX_PACKET_OFF; the frame never exceeds MAX_FRAME anyway.
+        a.jmp_imm(BPF_JGT, POS, MAX_FRAME - size as i32, fail);
+        a.emit(Insn::alu64_reg(BPF_ADD, CHUNK_PTR, POS));
+        a.emit(Insn::mov64_reg(R3, CHUNK_PTR));
+        a.emit(Insn::alu64_imm(BPF_ADD, R3, size as i32));
+        a.jmp_reg(BPF_JGT, R3, R1, fail);
+        load_slots(&mut a, slots);
+        a.emit(Insn::load(BPF_W, OPAQUE, CTX, ctx::STATUS));
+        for j in 0..size {
+            emit_byte(&mut a, program, group, j as i16)?;
+        }
+        a.ja(store);
+        a.bind(next_tier);
+        tier_start_index = Some(ctx::TIER_END[t]);
     }
-    a.ja(store);
-
-    // Iteration idx >= chunks: the single byte at start + chunks * K + (idx - chunks).
-    a.bind(single);
-    a.emit(Insn::alu64_reg(BPF_SUB, POS, R8));
-    a.emit(Insn::alu64_imm(BPF_LSH, R8, shift));
-    a.emit(Insn::alu64_reg(BPF_ADD, POS, R8));
-    a.emit(Insn::alu64_reg(BPF_ADD, POS, R3));
-    a.jmp_imm(BPF_JGT, POS, MAX_FRAME - 1, fail);
-    a.emit(Insn::alu64_reg(BPF_ADD, CHUNK_PTR, POS));
-    a.emit(Insn::mov64_reg(R3, CHUNK_PTR));
-    a.emit(Insn::alu64_imm(BPF_ADD, R3, 1));
-    a.jmp_reg(BPF_JGT, R3, R1, fail);
-    load_slots(&mut a, slots);
-    a.emit(Insn::load(BPF_W, OPAQUE, CTX, ctx::STATUS));
-    a.emit(Insn::load(BPF_B, BYTE, CHUNK_PTR, 0));
-    a.emit_all(step.iter().copied());
+    // An index past the last tier cannot happen (nr_loops is the last
+    // TIER_END); stop the loop if it does.
+    a.ja(finished);
 
     a.bind(store);
     for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
