@@ -112,7 +112,7 @@ fn policy_frames(policy: &Policy) -> Vec<(&'static str, Vec<u8>, Verdict)> {
         ("ARP", Frame::arp().build(), action_verdict(policy.arp)),
         (
             "ICMPv6 neighbour solicitation",
-            Frame::ipv6().icmpv6(135, 0).build(),
+            Frame::ipv6().icmpv6(135, 0).hop_limit(255).build(),
             action_verdict(policy.ipv6_nd),
         ),
         (

@@ -36,6 +36,16 @@ const IPPROTO_ICMPV6: i32 = 58;
 const IPV6_EXTENSION_HEADERS: [i32; 11] = [0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254];
 /// ICMPv6 neighbour discovery: router/neighbour solicitation/advertisement, redirect.
 const ND_TYPES: (i32, i32) = (133, 137);
+/// The fixed part of each ND message (RFC 4861, sections 4.1-4.5), in bytes.
+const ND_MIN_LEN: [(i32, i32); 5] = [(133, 8), (134, 16), (135, 24), (136, 24), (137, 40)];
+/// ND messages are only valid with this hop limit (RFC 4861).
+const ND_HOP_LIMIT: i32 = 255;
+
+/// ARP for Ethernet and IPv4 (RFC 826): hardware type, operations, body length.
+const ARPHRD_ETHER: i32 = 1;
+const ARPOP_REQUEST: i32 = 1;
+const ARPOP_REPLY: i32 = 2;
+const ARP_ETH_IPV4_LEN: i32 = 28;
 
 const IPV4_HLEN: i32 = 20;
 const IPV6_HLEN: i32 = 40;
@@ -87,13 +97,46 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     let ipv6 = a.label();
     a.jmp_imm(BPF_JEQ, R4, ETH_P_IP, ipv4);
     a.jmp_imm(BPF_JEQ, R4, ETH_P_IPV6, ipv6);
-    a.jmp_imm(BPF_JEQ, R4, ETH_P_ARP, action(policy.arp));
+    let arp = a.label();
+    a.jmp_imm(BPF_JEQ, R4, ETH_P_ARP, arp);
     for vlan in [ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1] {
         a.jmp_imm(BPF_JEQ, R4, vlan, v.drop);
     }
     a.ja(action(policy.non_ip));
 
     let tcp = a.label();
+
+    // ARP: under a pass policy, only a well-formed Ethernet/IPv4 request or
+    // reply crosses (anything else could carry arbitrary bytes unjudged):
+    // the 28-byte body, then nothing but minimum-frame padding.
+    a.bind(arp);
+    if policy.arp == Action::Pass {
+        a.jmp_imm(BPF_JLT, R9, ETH_HLEN + ARP_ETH_IPV4_LEN, v.drop);
+        a.jmp_imm(
+            BPF_JGT,
+            R9,
+            ETH_ZLEN.max(ETH_HLEN + ARP_ETH_IPV4_LEN),
+            v.drop,
+        );
+        bounds_check(a, ETH_HLEN + ARP_ETH_IPV4_LEN, v);
+        for (offset, size, want) in [
+            (0, BPF_H, ARPHRD_ETHER),
+            (2, BPF_H, ETH_P_IP),
+            (4, BPF_B, 6), // hardware address length
+            (5, BPF_B, 4), // protocol address length
+        ] {
+            a.emit(Insn::load(size, R4, R2, (ETH_HLEN + offset) as i16));
+            if size == BPF_H {
+                a.emit(Insn::be(R4, 16));
+            }
+            a.jmp_imm(BPF_JNE, R4, want, v.drop);
+        }
+        a.emit(Insn::load(BPF_H, R4, R2, (ETH_HLEN + 6) as i16));
+        a.emit(Insn::be(R4, 16));
+        a.jmp_imm(BPF_JLT, R4, ARPOP_REQUEST, v.drop);
+        a.jmp_imm(BPF_JGT, R4, ARPOP_REPLY, v.drop);
+    }
+    a.ja(action(policy.arp));
 
     // IPv4: version 4, IHL >= 5, not a fragment, total length consistent.
     a.bind(ipv4);
@@ -141,14 +184,31 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     a.jmp_imm(BPF_JEQ, R4, IPPROTO_ICMPV6, icmpv6);
     a.ja(action(policy.other_ip));
 
-    // ICMPv6: a 4-byte header inside the IP packet; ND types follow the ND policy.
+    // ICMPv6: a 4-byte header inside the IP packet; ND types follow the ND
+    // policy. Under a pass policy an ND message must be one a router or
+    // neighbour could send: hop limit 255 (RFC 4861 drops anything else)
+    // and at least the fixed part of its type. Its options are not judged.
     a.bind(icmpv6);
     a.jmp_imm(BPF_JLT, R8, ETH_HLEN + IPV6_HLEN + 4, v.drop);
     bounds_check(a, ETH_HLEN + IPV6_HLEN + 4, v);
     a.emit(Insn::load(BPF_B, R4, R2, (ETH_HLEN + IPV6_HLEN) as i16));
     let not_nd = a.label();
     a.jmp_imm(BPF_JLT, R4, ND_TYPES.0, not_nd);
-    a.jmp_imm(BPF_JLE, R4, ND_TYPES.1, action(policy.ipv6_nd));
+    a.jmp_imm(BPF_JGT, R4, ND_TYPES.1, not_nd);
+    if policy.ipv6_nd == Action::Pass {
+        a.emit(Insn::load(BPF_B, R5, R2, (ETH_HLEN + 7) as i16));
+        a.jmp_imm(BPF_JNE, R5, ND_HOP_LIMIT, v.drop);
+        // r5 = the ICMPv6 message's length.
+        a.emit(Insn::mov64_reg(R5, R8));
+        a.emit(Insn::alu64_imm(BPF_SUB, R5, ETH_HLEN + IPV6_HLEN));
+        for (nd_type, min_len) in ND_MIN_LEN {
+            let other_type = a.label();
+            a.jmp_imm(BPF_JNE, R4, nd_type, other_type);
+            a.jmp_imm(BPF_JLT, R5, min_len, v.drop);
+            a.bind(other_type);
+        }
+    }
+    a.ja(action(policy.ipv6_nd));
     a.bind(not_nd);
     a.ja(action(policy.other_ip));
 
