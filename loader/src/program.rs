@@ -124,7 +124,27 @@ pub struct LoadedProgram {
 impl LoadedProgram {
     /// Loads the ELF object `elf` through Aya: finds its single program, which must be a TC
     /// classifier, and loads it (the verifier runs).
+    ///
+    /// The verifier gives up with EAGAIN when a signal reaches the loading
+    /// process while it works (a child process exiting, say), and a load
+    /// can fail with EINTR; both are retried a few times, as libbpf does.
     pub fn from_object(elf: &[u8]) -> Result<Self, LoadError> {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 1;
+        loop {
+            match Self::from_object_once(elf) {
+                Err(LoadError::Rejected { ref errno, .. })
+                    if attempt < ATTEMPTS
+                        && matches!(errno.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn from_object_once(elf: &[u8]) -> Result<Self, LoadError> {
         let mut ebpf = EbpfLoader::new().load(elf).map_err(object_error)?;
         let names: Vec<String> = ebpf.programs().map(|(name, _)| name.to_owned()).collect();
         let name = match names.as_slice() {

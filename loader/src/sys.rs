@@ -229,9 +229,19 @@ pub(crate) fn prog_test_run(
         repeat,
         ..Default::default()
     };
-    // SAFETY: `data` holds `data_size_in` readable bytes and outlives the call; `data_out` and
-    // `ctx_*` are null, so the kernel writes only into `attr`.
-    unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) }?;
+    // A signal reaching the process stops a test run with EINTR; run it again.
+    let mut attempts = 0;
+    loop {
+        // SAFETY: `data` holds `data_size_in` readable bytes and outlives the call; `data_out`
+        // and `ctx_*` are null, so the kernel writes only into `attr`.
+        match unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) } {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) && attempts < 5 => attempts += 1,
+            result => {
+                result?;
+                break;
+            }
+        };
+    }
     Ok(TestRunOutput {
         retval: attr.retval,
         duration_ns: attr.duration,
