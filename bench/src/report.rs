@@ -263,6 +263,9 @@ pub struct Results {
     pub scaling: Vec<ScalingRow>,
     /// End to end in the lab (absent with --no-e2e).
     pub e2e: Option<E2eResult>,
+    /// Why the end-to-end part is absent.
+    #[serde(default)]
+    pub e2e_error: Option<String>,
     /// Wall-clock seconds of the measuring binary.
     pub total_seconds: f64,
     /// Process start-up floor: median ms of `lagic --version` and `clang --version`.
@@ -502,7 +505,8 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
         s.push('\n');
         s.push_str(&e.markdown());
     } else {
-        let _ = writeln!(s, "\n## End to end\n\nNot run (`--no-e2e`).");
+        let why = r.e2e_error.as_deref().unwrap_or("not run");
+        let _ = writeln!(s, "\n## End to end\n\nNo result: {why}");
     }
 
     if !analysis.trim().is_empty() {
