@@ -2,8 +2,8 @@
  * lagic's prologue (README "The packet model", emit-bpf/src/codegen/packet.rs),
  * written as a C programmer would. parse_payload() returns VERDICT_INSPECT with
  * the payload bounds (frame offsets) filled in, or a final TC verdict.
- * Policies are the seed specs' defaults: ARP and ICMPv6 ND pass, other IP
- * protocols and other EtherTypes drop. */
+ * Policies are the seed specs' defaults: ARP and ICMPv6 ND pass (when well
+ * formed), other IP protocols and other EtherTypes drop. */
 #ifndef LAGIC_BASELINE_PACKET_MODEL_H
 #define LAGIC_BASELINE_PACKET_MODEL_H
 
@@ -84,13 +84,32 @@ static __always_inline int parse_payload(struct __sk_buff *skb, struct payload *
 		if (next == 58) { /* ICMPv6: neighbour discovery passes */
 			if (ip_end < ETH_HLEN + 44 || (void *)(ip + 44) > data_end)
 				return TC_ACT_SHOT;
-			return (ip[40] >= 133 && ip[40] <= 137) ? TC_ACT_OK : TC_ACT_SHOT;
+			__u8 type = ip[40];
+			if (type < 133 || type > 137)
+				return TC_ACT_SHOT; /* other ICMPv6: other_ip drop */
+			/* RFC 4861: hop limit 255 and the type's fixed part. */
+			if (ip[7] != 255)
+				return TC_ACT_SHOT;
+			__u32 msg = ip_end - ETH_HLEN - 40;
+			__u32 need = type == 133 ? 8 : type == 134 ? 16 : type == 137 ? 40 : 24;
+			return msg >= need ? TC_ACT_OK : TC_ACT_SHOT;
 		}
 		if (next != 6) /* extension headers and other protocols */
 			return TC_ACT_SHOT;
 		l4 = ETH_HLEN + 40;
 	} else if (proto == 0x0806) {
-		return TC_ACT_OK; /* arp: pass */
+		/* arp: pass, if an Ethernet/IPv4 request or reply (28-byte body)
+		 * with nothing after it but minimum-frame padding. */
+		if (len < ETH_HLEN + 28 || len > ETH_ZLEN)
+			return TC_ACT_SHOT;
+		__u8 *arp = data + ETH_HLEN;
+		if ((void *)(arp + 28) > data_end)
+			return TC_ACT_SHOT;
+		if (bpf_ntohs(*(__u16 *)arp) != 1 || bpf_ntohs(*(__u16 *)(arp + 2)) != 0x0800 ||
+		    arp[4] != 6 || arp[5] != 4)
+			return TC_ACT_SHOT;
+		__u16 op = bpf_ntohs(*(__u16 *)(arp + 6));
+		return (op == 1 || op == 2) ? TC_ACT_OK : TC_ACT_SHOT;
 	} else {
 		return TC_ACT_SHOT; /* VLAN tags in the data, non_ip: drop */
 	}

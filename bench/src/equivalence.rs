@@ -177,16 +177,44 @@ pub fn cases(reference: fn(&[u8]) -> bool, count: usize, seed: u64) -> Vec<Case>
                 Verdict::Drop,
             ),
             (
-                "IPv6 ICMPv6 neighbour solicitation".into(),
-                Frame::ipv6().icmpv6(135, 0).payload(p).build(),
+                "IPv6 ICMPv6 neighbour solicitation, hop limit 255".into(),
+                Frame::ipv6()
+                    .hop_limit(255)
+                    .icmpv6(135, 0)
+                    .payload([0u8; 20])
+                    .build(),
                 Verdict::Pass,
+            ),
+            (
+                "IPv6 ICMPv6 neighbour solicitation, hop limit 64".into(),
+                Frame::ipv6()
+                    .hop_limit(64)
+                    .icmpv6(135, 0)
+                    .payload([0u8; 20])
+                    .build(),
+                Verdict::Drop,
             ),
             (
                 "IPv6 ICMPv6 echo".into(),
                 Frame::ipv6().icmpv6(128, 0).payload(p).build(),
                 Verdict::Drop,
             ),
-            ("ARP".into(), Frame::arp().build(), Verdict::Pass),
+            ("ARP request".into(), Frame::arp().build(), Verdict::Pass),
+            (
+                "ARP reply padded to 60".into(),
+                Frame::arp().arp_op(2).pad_to(60).build(),
+                Verdict::Pass,
+            ),
+            (
+                "ARP operation 3".into(),
+                Frame::arp().arp_op(3).build(),
+                Verdict::Drop,
+            ),
+            (
+                "ARP with 30 bytes after it".into(),
+                Frame::arp().pad_to(72).build(),
+                Verdict::Drop,
+            ),
             (
                 "EtherType 0x88B5".into(),
                 Frame::other_ethertype(0x88B5).payload(p).build(),
