@@ -1055,23 +1055,13 @@ struct InfoAttr {
     info: u64,
 }
 
+/// `bpf(2)`, shared with the rest of the crate (see [`sys::sys_bpf`]).
+///
 /// # Safety
-/// `attr` must be the attribute `cmd` expects, with every pointer valid for the kernel's access.
+/// As [`sys::sys_bpf`].
 unsafe fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
     // SAFETY: forwarded to the caller's contract.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut A as *mut libc::c_void,
-            size_of::<A>() as libc::c_uint,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    unsafe { sys::sys_bpf(cmd, attr) }
 }
 
 fn fd_from(ret: libc::c_long) -> OwnedFd {

@@ -136,7 +136,7 @@ pub(crate) struct bpf_prog_info {
 /// `attr` must be the attribute struct that `cmd` expects, and every pointer stored in it must
 /// be valid for the access the kernel makes (reads of `*_size_in` bytes, writes of `log_size`
 /// bytes, ...) for the duration of the call.
-unsafe fn sys_bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
+pub(crate) unsafe fn sys_bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
     // SAFETY: forwarded to the caller's contract; `attr` is a live, exclusively borrowed struct
     // of exactly `size_of::<A>()` bytes.
     let ret = unsafe {
