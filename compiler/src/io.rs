@@ -69,9 +69,12 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         std::process::id()
     ));
     let result = (|| -> std::io::Result<()> {
+        // No fsync: like other compilers, lagic leaves durability to the
+        // file system; the rename is what keeps a failed or interrupted
+        // write from ever showing as a truncated object.
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        drop(f);
         fs::rename(&tmp, path)
     })();
     if let Err(e) = result {

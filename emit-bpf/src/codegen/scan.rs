@@ -311,6 +311,14 @@ pub(crate) fn emit_pass_call(
 fn tiers(program: &Program, group: &PassGroup) -> Result<Vec<usize>, CodegenError> {
     let per_byte = byte_code_len(program, group)?.max(1);
     let mut k = MAX_CHUNK;
+    // A bounded window needs no chunk larger than itself: a 16-byte window
+    // then takes one iteration, not two of a smaller tier.
+    if let Some(end) = group.window.end {
+        let len = (end - group.window.start).max(1) as usize;
+        while k > 1 && k > len {
+            k /= 2;
+        }
+    }
     while k > 1 && k * per_byte > CHUNK_BUDGET_INSNS {
         k /= 2;
     }
