@@ -67,6 +67,8 @@ def seedCases : List Case := [
     expected := true, note := "NULs only after the first 16 bytes" },
   { diode := minimal, payload := bs [255] ++ rep 63 65,
     expected := false, note := "0xFF at index 0 of a 64-byte payload" },
+  { diode := minimal, payload := rep 15 65 ++ bs [0] ++ rep 4 65,
+    expected := false, note := "NUL at index 15 of a 20-byte payload: the window's last byte, payload longer" },
   { diode := printable16, payload := bs [],
     expected := true, note := "empty payload: the window is empty" },
   { diode := printable16, payload := bs [65],
@@ -99,6 +101,8 @@ def seedCases : List Case := [
     expected := true, note := "NULs only after the first 16 bytes" },
   { diode := printable16, payload := bs [255] ++ rep 63 65,
     expected := false, note := "0xFF at index 0 of a 64-byte payload" },
+  { diode := printable16, payload := rep 15 65 ++ bs [0] ++ rep 4 65,
+    expected := false, note := "NUL at index 15 of a 20-byte payload: the window's last byte, payload longer" },
   { diode := printable64, payload := bs [],
     expected := true, note := "empty payload" },
   { diode := printable64, payload := rep 63 97,
@@ -111,6 +115,8 @@ def seedCases : List Case := [
     expected := false, note := "DEL 0x7F at index 63, the last window position" },
   { diode := printable64, payload := rep 63 97 ++ bs [128],
     expected := false, note := "0x80 at index 63" },
+  { diode := printable64, payload := rep 63 97 ++ bs [0] ++ rep 8 97,
+    expected := false, note := "NUL at index 63 of a 72-byte payload: the window's last byte, payload longer" },
   { diode := printable64, payload := rep 16 97 ++ bs [255] ++ rep 47 97,
     expected := false, note := "0xFF at index 16: inside [0,64), outside [0,16)" },
   { diode := printable64, payload := bs [31],
@@ -286,6 +292,8 @@ example : eval minimal.pred (bs [32, 126]) = true := by decide
 example : eval minimal.pred (rep 16 65 ++ rep 48 0) = true := by native_decide
 -- minimal, 64 bytes: 0xFF at index 0 of a 64-byte payload
 example : eval minimal.pred (bs [255] ++ rep 63 65) = false := by native_decide
+-- minimal, 20 bytes: NUL at index 15 of a 20-byte payload: the window's last byte, payload longer
+example : eval minimal.pred (rep 15 65 ++ bs [0] ++ rep 4 65) = false := by native_decide
 -- printable16, 0 bytes: empty payload: the window is empty
 example : eval printable16.pred (bs []) = true := by decide
 -- printable16, 1 bytes: one text byte
@@ -318,6 +326,8 @@ example : eval printable16.pred (bs [32, 126]) = true := by decide
 example : eval printable16.pred (rep 16 65 ++ rep 48 0) = true := by native_decide
 -- printable16, 64 bytes: 0xFF at index 0 of a 64-byte payload
 example : eval printable16.pred (bs [255] ++ rep 63 65) = false := by native_decide
+-- printable16, 20 bytes: NUL at index 15 of a 20-byte payload: the window's last byte, payload longer
+example : eval printable16.pred (rep 15 65 ++ bs [0] ++ rep 4 65) = false := by native_decide
 -- printable64, 0 bytes: empty payload
 example : eval printable64.pred (bs []) = true := by decide
 -- printable64, 63 bytes: 63 text bytes
@@ -330,6 +340,8 @@ example : eval printable64.pred (rep 64 97 ++ bs [0]) = true := by native_decide
 example : eval printable64.pred (rep 63 97 ++ bs [127]) = false := by native_decide
 -- printable64, 64 bytes: 0x80 at index 63
 example : eval printable64.pred (rep 63 97 ++ bs [128]) = false := by native_decide
+-- printable64, 72 bytes: NUL at index 63 of a 72-byte payload: the window's last byte, payload longer
+example : eval printable64.pred (rep 63 97 ++ bs [0] ++ rep 8 97) = false := by native_decide
 -- printable64, 64 bytes: 0xFF at index 16: inside [0,64), outside [0,16)
 example : eval printable64.pred (rep 16 97 ++ bs [255] ++ rep 47 97) = false := by native_decide
 -- printable64, 1 bytes: one byte 0x1F

@@ -195,6 +195,8 @@ TEXT16 = [
     ([B([0x20, 0x7E])], True, "space 0x20 and tilde 0x7E, the ends of printable"),
     ([R(16, "A"), R(48, 0x00)], True, "NULs only after the first 16 bytes"),
     ([B([0xFF]), R(63, "A")], False, "0xFF at index 0 of a 64-byte payload"),
+    ([R(15, "A"), B([0x00]), R(4, "A")], False,
+     "NUL at index 15 of a 20-byte payload: the window's last byte, payload longer"),
 ]
 
 CASES = []
@@ -211,6 +213,8 @@ CASES += [
         ([R(64, "a"), B([0x00])], True, "65 bytes, NUL at index 64 is outside the window"),
         ([R(63, "a"), B([0x7F])], False, "DEL 0x7F at index 63, the last window position"),
         ([R(63, "a"), B([0x80])], False, "0x80 at index 63"),
+        ([R(63, "a"), B([0x00]), R(8, "a")], False,
+         "NUL at index 63 of a 72-byte payload: the window's last byte, payload longer"),
         ([R(16, "a"), B([0xFF]), R(47, "a")], False,
          "0xFF at index 16: inside [0,64), outside [0,16)"),
         ([B([0x1F])], False, "one byte 0x1F"),
