@@ -199,6 +199,15 @@ pub(crate) fn emit_accept_test(
     }
 }
 
+/// Machine registers (context slots) the group's scans use.
+fn slot_count(program: &Program, group: &PassGroup) -> usize {
+    group
+        .scans
+        .iter()
+        .map(|&id| regs_needed(&program.scans[id].machine))
+        .sum()
+}
+
 fn slot_offset(slot: usize) -> i16 {
     frame::CTX + ctx::SLOTS + 8 * slot as i16
 }
@@ -212,11 +221,7 @@ pub(crate) fn emit_pass_call(
     v: &Verdicts,
 ) -> Result<(), CodegenError> {
     let layout = slot_layout(program, group);
-    let slots: usize = group
-        .scans
-        .iter()
-        .map(|&id| regs_needed(&program.scans[id].machine))
-        .sum();
+    let slots = slot_count(program, group);
     // Initial states (all 0) and STATUS_RUNNING (0), from the opaque zero.
     const _: () = assert!(STATUS_RUNNING == 0 && Machine::INITIAL == 0);
     a.emit(Insn::load(BPF_DW, R1, R10, frame::OPAQUE_ZERO));
@@ -402,11 +407,7 @@ pub(crate) fn emit_callback(
     group: &PassGroup,
 ) -> Result<Vec<Insn>, CodegenError> {
     let layout = slot_layout(program, group);
-    let slots: usize = group
-        .scans
-        .iter()
-        .map(|&id| regs_needed(&program.scans[id].machine))
-        .sum();
+    let slots = slot_count(program, group);
     let sizes = tiers(program, group)?;
 
     let mut a = Asm::new();
