@@ -8,12 +8,14 @@
 //! `Content-Length` body bytes) within [`BLOCKED_WAIT`]: the diode drops the enclave's data
 //! segments, so TCP retransmits into the diode until the enclave gives up.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{generate, workspace, Reply};
 
 const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 /// How long a client waits before calling a request blocked.
@@ -23,33 +25,6 @@ const PASS_WAIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Environment.
-
-/// Whether the tests can run: root is needed. Skips loudly, or panics under CI.
-fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("<unnamed>")
-        .to_owned();
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: the end-to-end lab tests need root, and CI is set, so this fails instead of skipping");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {test} needs root (network namespaces, veth, BPF); run the tests with sudo"
-    );
-    false
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("compiler/ sits in the workspace")
-        .to_path_buf()
-}
 
 /// lagi-enclave from the same target directory as lagic, built on first use if missing.
 fn enclave_bin() -> PathBuf {
@@ -224,84 +199,6 @@ impl Drop for Lab {
 // ---------------------------------------------------------------------------------------------
 // A small HTTP client.
 
-/// What a request got.
-#[derive(Debug)]
-enum Reply {
-    /// A whole response: status and body.
-    Complete { status: u16, body: Vec<u8> },
-    /// Nothing complete before the deadline (bytes received so far).
-    Incomplete { received: usize },
-}
-
-/// POSTs `{"prompt", "max_tokens"}` to /api/generate and waits up to `wait`.
-fn generate(addr: SocketAddr, prompt: &str, max_tokens: usize, wait: Duration) -> Reply {
-    let body = serde_json::json!({"prompt": prompt, "max_tokens": max_tokens, "wait_time": 60})
-        .to_string();
-    let deadline = Instant::now() + wait;
-    let mut stream = TcpStream::connect_timeout(&addr, wait).expect("connecting to the enclave");
-    stream.set_write_timeout(Some(wait)).unwrap();
-    let head = format!(
-        "POST /api/generate HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if let Some(reply) = complete(&raw) {
-            return reply;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Reply::Incomplete {
-                received: raw.len(),
-            };
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                return complete(&raw).unwrap_or(Reply::Incomplete {
-                    received: raw.len(),
-                })
-            }
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            // A signal (a child of the test exiting) interrupts a read that
-            // has a timeout; the read is simply retried.
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Reply::Incomplete {
-                    received: raw.len(),
-                }
-            }
-            Err(e) => panic!("reading from the enclave: {e}"),
-        }
-    }
-}
-
-/// The response in `raw` if its head and all `Content-Length` body bytes are there.
-fn complete(raw: &[u8]) -> Option<Reply> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let length: usize = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse().ok())?
-    })?;
-    let body = &raw[end + 4..];
-    (body.len() >= length).then(|| Reply::Complete {
-        status,
-        body: body[..length].to_vec(),
-    })
-}
-
 /// The `response` string of a complete 200 reply; panics otherwise.
 fn passes(reply: Reply, what: &str) -> String {
     match reply {
@@ -337,7 +234,7 @@ fn clean_text(len: usize) -> String {
 
 #[test]
 fn e2e_hateless_passes_a_story_and_blocks_hate() {
-    if !require_root() {
+    if !common::require_root("network namespaces, veth, BPF") {
         return;
     }
     let started = Instant::now();
@@ -369,7 +266,7 @@ fn e2e_hateless_passes_a_story_and_blocks_hate() {
 
 #[test]
 fn e2e_hate_in_the_last_kilobyte_of_a_large_response_is_blocked() {
-    if !require_root() {
+    if !common::require_root("network namespaces, veth, BPF") {
         return;
     }
     let started = Instant::now();
@@ -402,7 +299,7 @@ fn e2e_hate_in_the_last_kilobyte_of_a_large_response_is_blocked() {
 
 #[test]
 fn e2e_a_one_megabyte_clean_response_arrives_whole() {
-    if !require_root() {
+    if !common::require_root("network namespaces, veth, BPF") {
         return;
     }
     let started = Instant::now();
@@ -449,7 +346,7 @@ fn e2e_a_one_megabyte_clean_response_arrives_whole() {
 
 #[test]
 fn e2e_all_text_diode_blocks_bytes_outside_text() {
-    if !require_root() {
+    if !common::require_root("network namespaces, veth, BPF") {
         return;
     }
     let started = Instant::now();
@@ -473,7 +370,7 @@ fn e2e_all_text_diode_blocks_bytes_outside_text() {
 
 #[test]
 fn e2e_replacing_the_diode_changes_verdicts_without_restarting_the_enclave() {
-    if !require_root() {
+    if !common::require_root("network namespaces, veth, BPF") {
         return;
     }
     let started = Instant::now();
@@ -513,7 +410,7 @@ fn e2e_replacing_the_diode_changes_verdicts_without_restarting_the_enclave() {
 
 #[test]
 fn e2e_detach_lets_traffic_flow_and_lab_down_leaves_nothing() {
-    if !require_root() {
+    if !common::require_root("network namespaces, veth, BPF") {
         return;
     }
     let started = Instant::now();
@@ -557,7 +454,7 @@ fn e2e_detach_lets_traffic_flow_and_lab_down_leaves_nothing() {
 
 #[test]
 fn e2e_lab_up_refuses_a_taken_name_and_cleans_up_after_a_failure() {
-    if !require_root() {
+    if !common::require_root("network namespaces, veth, BPF") {
         return;
     }
     let diodes = Diodes::new();
@@ -601,7 +498,7 @@ fn e2e_lab_up_refuses_a_taken_name_and_cleans_up_after_a_failure() {
 
 #[test]
 fn e2e_attach_detach_status_exit_codes() {
-    if !require_root() {
+    if !common::require_root("network namespaces, veth, BPF") {
         return;
     }
     let diodes = Diodes::new();

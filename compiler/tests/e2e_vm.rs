@@ -11,11 +11,12 @@
 //! 2-core machine it took 64-89 s from nothing (no qemu, no kernel, no static build) and
 //! 13-18 s with everything cached (docs/lab.md, "Tests").
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{generate, workspace, Reply};
 
 const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 const NAME: &str = "e2evm";
@@ -25,30 +26,6 @@ const ENCLAVE: &str = "172.30.120.11:8080";
 const BLOCKED_WAIT: Duration = Duration::from_secs(3);
 /// How long a client waits for a response that must arrive (software emulation is slow).
 const PASS_WAIT: Duration = Duration::from_secs(60);
-
-fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "the VM end-to-end test needs root, and CI is set, so this fails instead of skipping"
-        );
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: e2e_vm needs root (network namespaces, tap, BPF, package installs); run the tests with sudo"
-    );
-    false
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("compiler/ sits in the workspace")
-        .to_path_buf()
-}
 
 /// The target directory lagic was built in (`<target>/debug/lagic` or `.../release/lagic`).
 fn target_root() -> PathBuf {
@@ -235,38 +212,14 @@ fn post(prompt: &str, wait: Duration) -> Option<(u16, String)> {
     post_tokens(prompt, 12, wait)
 }
 
-fn post_tokens(prompt: &str, max_tokens: u32, wait: Duration) -> Option<(u16, String)> {
-    let addr: SocketAddr = ENCLAVE.parse().unwrap();
-    let body = serde_json::json!({"prompt": prompt, "max_tokens": max_tokens}).to_string();
-    let deadline = Instant::now() + wait;
-    let mut stream = TcpStream::connect_timeout(&addr, wait).ok()?;
-    let request = format!(
-        "POST /api/generate HTTP/1.1\r\nHost: {ENCLAVE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut data = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        stream
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .ok()?;
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-            Err(_) => return None,
+/// The status and body of a complete response, or `None` if none arrived in `wait`.
+fn post_tokens(prompt: &str, max_tokens: usize, wait: Duration) -> Option<(u16, String)> {
+    match generate(ENCLAVE.parse().unwrap(), prompt, max_tokens, wait) {
+        Reply::Complete { status, body } => {
+            Some((status, String::from_utf8_lossy(&body).into_owned()))
         }
+        Reply::Incomplete { .. } => None,
     }
-    let text = String::from_utf8_lossy(&data).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-    let length: usize = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse().ok())?
-    })?;
-    (body.len() == length).then(|| (status, body.to_owned()))
 }
 
 /// VmRSS of a process in kB.
@@ -283,7 +236,7 @@ fn rss_kb(pid: u64) -> Option<u64> {
 
 #[test]
 fn e2e_vm_hateless_passes_a_story_and_blocks_hate() {
-    if !require_root() {
+    if !common::require_root("network namespaces, tap, BPF, package installs") {
         return;
     }
     let started = Instant::now();
