@@ -96,3 +96,10 @@ pub fn display(path: &Path) -> String {
         format!("'{}'", path.display())
     }
 }
+
+/// Writes a command's report to stdout, ignoring a closed pipe
+/// (`lagic disasm X.o | head` must not panic).
+pub fn print_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}

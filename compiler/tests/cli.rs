@@ -334,3 +334,37 @@ fn run_prints_the_kernel_verdict() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    // `lagic disasm X.o | head -1`: the reader goes away early.
+    let dir = tempfile::tempdir().unwrap();
+    let obj = dir.path().join("h.o");
+    assert!(lagic()
+        .arg("compile")
+        .arg(example("hateless"))
+        .arg("-o")
+        .arg(&obj)
+        .status()
+        .unwrap()
+        .success());
+    for args in [
+        vec!["disasm", obj.to_str().unwrap()],
+        vec!["check", example("hateless").to_str().unwrap()],
+    ] {
+        let mut child = lagic()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+}

@@ -14,20 +14,25 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
         ))
     })?;
     let policy = &spec.policy;
-    println!("spec {} ok: {}", spec.name, spec.description);
-    println!(
+    use std::fmt::Write as _;
+    let mut report = String::new();
+    let _ = writeln!(report, "spec {} ok: {}", spec.name, spec.description);
+    let _ = writeln!(
+        report,
         "policy: arp {:?}, ipv6_nd {:?}, other_ip {:?}, non_ip {:?}",
         policy.arp, policy.ipv6_nd, policy.other_ip, policy.non_ip
     );
-    println!("predicate: {}", spec.predicate);
-    print!("{program}");
+    let _ = writeln!(report, "predicate: {}", spec.predicate);
+    let _ = write!(report, "{program}");
     let callback_insns: usize = module.callbacks.iter().map(|c| c.insns.len()).sum();
-    println!(
+    let _ = writeln!(
+        report,
         "emits: program {} ({} instructions) with {} scan callback(s) ({} instructions)",
         module.entry.name,
         module.entry.insns.len(),
         module.callbacks.len(),
         callback_insns
     );
+    io::print_out(&report);
     Ok(Outcome::Success)
 }

@@ -153,7 +153,7 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                 })
             })
             .collect();
-        super::status::print_out(&format!(
+        crate::io::print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
         ));

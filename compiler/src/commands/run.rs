@@ -47,11 +47,11 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
         .map_err(|e| Failure::bad_input(format!("test run failed: {e}")))?;
     match result.verdict {
         Verdict::Pass => {
-            println!("PASS");
+            io::print_out("PASS\n");
             Ok(Outcome::Success)
         }
         Verdict::Drop => {
-            println!("DROP");
+            io::print_out("DROP\n");
             Ok(Outcome::Failed)
         }
     }

@@ -1,6 +1,5 @@
 //! `lagic status [--json]`: what lagic has attached where.
 
-use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lagic_loader::attach::{self, Attachment};
@@ -12,14 +11,14 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
     let list = attach::attachments().map_err(|e| super::attach::failure(e, "?"))?;
     if args.json {
         let items: Vec<serde_json::Value> = list.iter().map(to_json).collect();
-        print_out(&format!(
+        crate::io::print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
         ));
         return Ok(Outcome::Success);
     }
     if list.is_empty() {
-        print_out("no lagic diode is attached\n");
+        crate::io::print_out("no lagic diode is attached\n");
         return Ok(Outcome::Success);
     }
     let mut text = format!(
@@ -38,14 +37,8 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
             since_text(a.since)
         ));
     }
-    print_out(&text);
+    crate::io::print_out(&text);
     Ok(Outcome::Success)
-}
-
-/// Writes to stdout, ignoring a closed pipe (`lagic status | head` must not panic).
-pub(crate) fn print_out(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
 pub(crate) fn to_json(a: &Attachment) -> serde_json::Value {
