@@ -2,8 +2,8 @@
 //!
 //! - the disassembly of every example is pinned (insta golden snapshots);
 //! - every object reads back with goblin as intended;
-//! - every example loads through BPF_PROG_LOAD, and the verifier's processed
-//!   instruction counts are pinned in a snapshot;
+//! - every example loads through BPF_PROG_LOAD within a verifier budget, and
+//!   the verifier's work grows linearly with the number of passes;
 //! - verdicts: hand-written expectations per example, and for a grid of
 //!   boundary payloads x frame shapes, kernel verdict == `eval`.
 
@@ -88,27 +88,94 @@ fn every_object_reads_back_with_goblin() {
     }
 }
 
+/// The most verifier work any seed diode may cost: a quarter of the
+/// kernel's 1M processed-instruction limit (BPF_COMPLEXITY_LIMIT_INSNS).
+///
+/// The count depends on the kernel build (the same object costs minimal 2,276
+/// on one 6.18 build and 4,060 on another), so it is a budget, not a pin: it
+/// fails when the emitter's verifier cost regresses by several times, never
+/// because CI landed on another kernel. The measured counts go to the
+/// benchmark (`scripts/bench`, BENCHMARKS.md) and to this test's output.
+const SEED_VERIFIER_BUDGET: u32 = 250_000;
+
 #[test]
-fn every_example_loads_and_its_verifier_cost_is_pinned() {
+fn every_example_loads_within_its_verifier_budget() {
     if !require_bpf() {
         return;
     }
-    let mut table = String::new();
     for name in SEED_DIODES {
         let compiled = compile_example(name);
         let program = load(&compiled);
         let stats = program.stats().expect("bpf_prog_info");
-        assert!(stats.verified_insns > 0, "{name}");
-        assert!(
-            stats.verified_insns < 1_000_000,
-            "{name}: verifier budget exceeded"
-        );
-        table.push_str(&format!(
-            "{name}: verifier processed {} instructions\n",
+        println!(
+            "{name}: verifier processed {} instructions",
             stats.verified_insns
-        ));
+        );
+        assert!(
+            stats.verified_insns > 0,
+            "{name}: no verifier count reported"
+        );
+        assert!(
+            stats.verified_insns <= SEED_VERIFIER_BUDGET,
+            "{name}: the verifier processed {} instructions, over the budget of {SEED_VERIFIER_BUDGET}",
+            stats.verified_insns
+        );
     }
-    insta::assert_snapshot!("verifier_processed_instructions", table);
+}
+
+/// A spec that is an `or` of `k` scans, each over its own bounded window, so
+/// each is its own pass (scans share a pass only when they share a window).
+fn or_of_bounded_scans(k: usize) -> predicate_ir::Spec {
+    let args: Vec<String> = (0..k)
+        .map(|i| {
+            format!(
+                r#"{{"op": "any", "window": {{"start": {i}, "end": {}}}, "class": [[0, {}]]}}"#,
+                i + 100,
+                i % 9
+            )
+        })
+        .collect();
+    let text = format!(
+        r#"{{"version": 1, "name": "or_of_{k}", "predicate": {{"op": "or", "args": [{}]}}}}"#,
+        args.join(", ")
+    );
+    predicate_ir::parse(&text).expect("the generated spec parses")
+}
+
+/// The growth law the emitter is built for (docs/compiler.md: the verifier's
+/// work stays linear in the number of passes). Doubling the passes may at
+/// most about double the cost; an exponential blow-up, the failure this
+/// guards against, would multiply it far more at every step. Ratios, not
+/// counts, so the check holds on every kernel build.
+#[test]
+fn verifier_cost_grows_linearly_with_passes() {
+    if !require_bpf() {
+        return;
+    }
+    let cost = |k: usize| {
+        let compiled = lagic_tests::compile(&or_of_bounded_scans(k));
+        assert_eq!(compiled.program.passes.len(), k, "one pass per scan");
+        let verified = load(&compiled)
+            .stats()
+            .expect("bpf_prog_info")
+            .verified_insns;
+        println!("or of {k} bounded scans: verifier processed {verified} instructions");
+        f64::from(verified)
+    };
+    let mut previous = cost(2);
+    for k in [4, 8, 16, 32] {
+        let current = cost(k);
+        let ratio = current / previous;
+        assert!(
+            ratio <= 2.6,
+            "doubling to {k} passes multiplied the verifier's work by {ratio:.2} (linear growth is about 2)"
+        );
+        previous = current;
+    }
+    assert!(
+        previous < 1_000_000.0 / 2.0,
+        "32 passes use over half the verifier's budget"
+    );
 }
 
 /// Frame shapes every verdict is checked under.
