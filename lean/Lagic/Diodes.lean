@@ -3,7 +3,7 @@ import Lagic.Semantics
 /-!
 # The seven seed diodes
 
-The table of DESIGN.md, one definition each. Names and descriptions are
+The table of docs/design.md, one definition each. Names and descriptions are
 those of `examples/<name>.json`, which `lake exe export` reproduces.
 -/
 

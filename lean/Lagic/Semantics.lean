@@ -3,7 +3,7 @@ import Lagic.Syntax
 /-!
 # The predicate language: meaning
 
-`eval p P` is the normative meaning of DESIGN.md, for a payload `P` given as
+`eval p P` is the normative meaning of docs/spec-format.md, for a payload `P` given as
 a list of bytes (`n = P.length`):
 
 * `byte i C`: `i < n` and `P[i] ∈ C`;
@@ -127,7 +127,7 @@ def bracketStep (k : Nat) (opens closes : ByteClass) (d : Nat) (b : UInt8) : Opt
 def codeStep (k : Nat) (opens closes : ByteClass) (d : Nat) (b : UInt8) : Option DepthState :=
   (bracketStep k opens closes d b).map (fun d' => DepthState.mk d' Mode.code)
 
-/-- One byte of `depth_le` with `strings`, in DESIGN.md's order: inside a
+/-- One byte of `depth_le` with `strings`, in docs/spec-format.md's order: inside a
 string a backslash escapes the next byte and a quote ends the string; the
 escaped byte is skipped; outside a string a quote starts one, and every
 other byte is counted by `codeStep`. -/

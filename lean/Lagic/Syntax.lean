@@ -1,7 +1,7 @@
 /-!
 # The predicate language: syntax
 
-One Lean type per construct of spec format v1 (see `DESIGN.md` and
+One Lean type per construct of spec format v1 (see `docs/spec-format.md` and
 `examples/*.json`). The JSON exporter (`Lagic.Json`) maps each constructor
 to the JSON object of the same construct, so the names below line up with
 the JSON `op` strings and field names, except where a Lean keyword is in the
@@ -76,7 +76,7 @@ inductive Action where
   | pass
   | drop
 
-/-- The packet policy of a spec file; the defaults are DESIGN.md's. -/
+/-- The packet policy of a spec file; the defaults are docs/design.md's. -/
 structure Policy where
   arp : Action := .pass
   ipv6Nd : Action := .pass

@@ -5,7 +5,7 @@ The case list below is the single source of the payloads and of the verdicts
 written by hand (each with the reason it sits at a boundary). This script
 
   * evaluates every case with its own implementation of the predicate
-    language's meaning (DESIGN.md), run on the committed spec files
+    language's meaning (docs/spec-format.md), run on the committed spec files
     `examples/<diode>.json`, and refuses to write anything if a hand-written
     verdict disagrees with it;
   * writes `examples/cases.json` (spec format v1 cases file) and
@@ -47,7 +47,7 @@ DIODES = [
 DECIDE_MAX_LEN = 16
 
 # --------------------------------------------------------------------------
-# The meaning, written from DESIGN.md, evaluated on the parsed spec JSON.
+# The meaning, written from docs/spec-format.md, evaluated on the parsed spec JSON.
 # --------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@
 `lean_eval` below transliterates the Lean definitions one for one (window by
 take/drop, `occurs` by suffix recursion, `depth_le` as a scanner run with a
 rejecting sink, byte classes as range lists); `cases.evaluate` is the
-generator's independent reading of DESIGN.md. They must agree on the seven
+generator's independent reading of docs/spec-format.md. They must agree on the seven
 seed diodes, and on random predicates over every construct, for random and
 adversarial payloads. This checks the logic of the Lean definitions, not
 that they compile.
@@ -218,7 +218,7 @@ def main():
         a, b = lean_eval(pred, list(p)), cases.evaluate(pred, p)
         assert a == b, json.dumps({"pred": pred, "payload": p.hex(), "lean": a, "design": b})
         checked += 1
-    print(f"Lean-shaped semantics agree with the DESIGN.md evaluator on {checked} checks")
+    print(f"Lean-shaped semantics agree with the docs/spec-format.md evaluator on {checked} checks")
     return 0
 
 

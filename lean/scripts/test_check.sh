@@ -80,7 +80,7 @@ expect "missing diode detected" 1 env PATH="$work/fakebin:$PATH" MODE=missing "$
 expect "flipped case verdict detected" 1 env PATH="$work/fakebin:$PATH" MODE=verdict "$here/check.sh"
 expect "key order and spacing ignored" 0 env PATH="$work/fakebin:$PATH" MODE=reordered "$here/check.sh"
 
-# The Lean-shaped transliteration of the meaning agrees with DESIGN.md's.
+# The Lean-shaped transliteration of the meaning agrees with docs/spec-format.md's.
 expect "mirror_semantics.py" 0 python3 "$here/scripts/mirror_semantics.py"
 
 # The case generator's own check: committed files are what it generates.

@@ -1,5 +1,5 @@
 //! The reference meaning of a predicate, written straight from the table in
-//! DESIGN.md ("The predicate language"), one arm per construct.
+//! docs/spec-format.md ("Predicates"), one arm per construct.
 //!
 //! This is deliberately the simplest code that is obviously right: no
 //! automata, no sharing with [`crate::program`] or [`crate::lower`](mod@crate::lower). It is the

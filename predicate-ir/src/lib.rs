@@ -3,7 +3,7 @@
 //! Data flow: spec JSON --[`parse`]--> [`Spec`] --[`normalize()`]--> [`Pred`]
 //! --[`lower()`]--> [`Program`] (scans, passes, formula), which `emit-bpf`
 //! compiles. [`eval()`] is the reference meaning of a predicate, written
-//! straight from DESIGN.md; [`Program::evaluate`] runs the lowered form.
+//! straight from docs/spec-format.md; [`Program::evaluate`] runs the lowered form.
 //! The two must agree on every payload: that is what the tests check.
 //!
 //! Modules, in pipeline order: [`spec`] (the AST and its limits),

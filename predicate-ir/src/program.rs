@@ -270,7 +270,7 @@ impl Program {
         self.formula.evaluate(payload, &accepted)
     }
 
-    /// The packet verdict for a TCP payload under DESIGN.md's packet model:
+    /// The packet verdict for a TCP payload under the packet model of docs/design.md:
     /// an empty payload (pure ACK/SYN/FIN) passes, any other is judged by
     /// the predicate. True means pass.
     pub fn verdict(&self, payload: &[u8]) -> bool {

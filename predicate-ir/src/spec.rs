@@ -1,4 +1,4 @@
-//! The spec AST: the predicate language of DESIGN.md, one type per construct.
+//! The spec AST: the predicate language of docs/spec-format.md, one type per construct.
 //!
 //! Invariants every value built by [`crate::parse`] upholds (the lowering and
 //! the emitter rely on them; constructors here do not re-check them):
@@ -52,7 +52,7 @@ pub enum Action {
 }
 
 /// Packet policy for traffic the predicate does not judge.
-/// Defaults follow DESIGN.md's packet model.
+/// Defaults follow the packet model (docs/design.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Policy {
     /// ARP frames (EtherType 0x0806). Default: pass.
@@ -277,7 +277,7 @@ pub enum Pred {
         window: Window,
         pattern: Pattern,
     },
-    /// Nesting depth never exceeds `max` (see DESIGN.md and docs/spec-format.md).
+    /// Nesting depth never exceeds `max` (see docs/spec-format.md).
     DepthLe {
         window: Window,
         max: u32,
