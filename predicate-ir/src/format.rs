@@ -28,6 +28,7 @@ use serde_json::{json, Map, Value};
 pub struct SpecError {
     /// JSON path of the offending value, `$` for the whole document.
     pub path: String,
+    /// What is wrong there.
     pub kind: SpecErrorKind,
 }
 
@@ -35,35 +36,97 @@ pub struct SpecError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecErrorKind {
     #[error("spec is {size} bytes; the limit is {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
+    /// The file is larger than [`MAX_SPEC_BYTES`].
+    TooLarge {
+        /// Size of the input, in bytes.
+        size: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     #[error("malformed JSON at line {line} column {column}: {message}")]
+    /// The input is not JSON.
     Syntax {
+        /// 1-based line of the error.
         line: usize,
+        /// 1-based column of the error.
         column: usize,
+        /// The JSON parser's description.
         message: String,
     },
     #[error(
         "JSON nested too deeply at line {line} column {column} (more than 127 levels of arrays and objects)"
     )]
-    JsonTooDeep { line: usize, column: usize },
+    /// Arrays and objects nest deeper than the JSON reader allows.
+    JsonTooDeep {
+        /// 1-based line where the limit was crossed.
+        line: usize,
+        /// 1-based column where the limit was crossed.
+        column: usize,
+    },
     #[error("predicate nested more than {limit} levels deep")]
-    PredicateTooDeep { limit: usize },
+    /// Predicates nest deeper than [`MAX_PRED_DEPTH`].
+    PredicateTooDeep {
+        /// The nesting limit.
+        limit: usize,
+    },
     #[error("unsupported spec format version {found}; this lagic reads version 1")]
-    UnsupportedVersion { found: String },
+    /// `version` is not 1.
+    UnsupportedVersion {
+        /// The version found, as written.
+        found: String,
+    },
     #[error("expected {expected}, found {found}")]
-    Expected { expected: String, found: String },
+    /// A value of the wrong type or out of range.
+    Expected {
+        /// What the format allows here.
+        expected: String,
+        /// What the file has, abbreviated.
+        found: String,
+    },
     #[error("missing field: expected {expected}, found nothing")]
-    MissingField { expected: String },
+    /// A required field is absent.
+    MissingField {
+        /// The field and what it should hold.
+        expected: String,
+    },
     #[error("unknown field {field}; expected one of {allowed}")]
-    UnknownField { field: String, allowed: String },
+    /// A field the format does not define at this level.
+    UnknownField {
+        /// The unknown field's name.
+        field: String,
+        /// The fields allowed here.
+        allowed: String,
+    },
     #[error("duplicate field {field}")]
-    DuplicateField { field: String },
+    /// A field given twice in one object.
+    DuplicateField {
+        /// The repeated field's name.
+        field: String,
+    },
     #[error("unknown op {found}; expected one of {allowed}")]
-    UnknownOp { found: String, allowed: String },
+    /// An `op` the format does not define.
+    UnknownOp {
+        /// The op found.
+        found: String,
+        /// The ops allowed.
+        allowed: String,
+    },
     #[error("window end before start (end {end} < start {start})")]
-    WindowEndBeforeStart { start: u32, end: u32 },
+    /// A window whose end is before its start.
+    WindowEndBeforeStart {
+        /// The window's start.
+        start: u32,
+        /// The window's end.
+        end: u32,
+    },
     #[error("byte range [{lo}, {hi}] has lo above hi")]
-    ReversedRange { lo: u8, hi: u8 },
+    /// A byte range `[lo, hi]` with `lo > hi`.
+    ReversedRange {
+        /// The range's first byte.
+        lo: u8,
+        /// The range's last byte.
+        hi: u8,
+    },
 }
 
 /// Every predicate op, in the order the docs list them.

@@ -54,29 +54,48 @@ pub enum LowerError {
     #[error(
         "{path}: {construct} needs a DFA of {states} states; the limit is {limit} states per scan"
     )]
+    /// A construct's minimized DFA has more states than [`Limits::max_dfa_states`].
     DfaTooLarge {
+        /// JSON path of the construct.
         path: String,
+        /// The construct's op.
         construct: &'static str,
+        /// States of its minimized DFA.
         states: usize,
+        /// The limit.
         limit: usize,
     },
     #[error(
         "{path}: contains: building its DFA explored more than {limit} states before minimization; \
          simplify the pattern (fewer distinct classes, or fewer wide classes followed by narrow ones)"
     )]
-    ConstructionTooLarge { path: String, limit: usize },
-    #[error("{path}: {construct} would be scan number {count}; the limit is {limit} distinct scans per program")]
-    TooManyScans {
+    /// Building a `contains` DFA explored more than [`Limits::max_construction_states`].
+    ConstructionTooLarge {
+        /// JSON path of the construct.
         path: String,
+        /// The limit.
+        limit: usize,
+    },
+    #[error("{path}: {construct} would be scan number {count}; the limit is {limit} distinct scans per program")]
+    /// The program needs more distinct scans than [`Limits::max_scans`].
+    TooManyScans {
+        /// JSON path of the construct that would exceed the limit.
+        path: String,
+        /// The construct's op.
         construct: &'static str,
+        /// The scan number it would be.
         count: usize,
+        /// The limit.
         limit: usize,
     },
     #[error("{path}: with this construct the formula needs {count} atoms (len, byte and scan tests, prefix counting one per byte test); the limit is {limit}")]
+    /// The formula needs more atoms than [`Limits::max_formula_atoms`].
     TooManyAtoms {
+        /// JSON path of the construct that would exceed the limit.
         path: String,
         /// Atoms counted up to and including the offending construct.
         count: usize,
+        /// The limit.
         limit: usize,
     },
 }

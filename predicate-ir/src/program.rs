@@ -29,42 +29,60 @@ pub type ScanId = usize;
 /// The lowered form of a [`crate::spec::Spec`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
+    /// The spec's name; becomes the program's name in the object.
     pub name: String,
+    /// The spec's packet policy.
     pub policy: Policy,
+    /// Every machine, each over its window; [`Formula::Scan`] indexes this.
     pub scans: Vec<Scan>,
+    /// The scans grouped by window: one walk over the payload per pass.
+    /// Every scan is in exactly one pass.
     pub passes: Vec<Pass>,
+    /// The verdict of a non-empty payload, over the scans' results.
     pub formula: Formula,
 }
 
 /// One machine over one window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
+    /// The bytes the machine reads, in order.
     pub window: Window,
+    /// The machine, started in [`Machine::INITIAL`].
     pub machine: Machine,
 }
 
 /// Scans over the same window, run together in one pass over its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pass {
+    /// The window every scan of the pass shares.
     pub window: Window,
+    /// The scans stepped on each byte.
     pub scans: Vec<ScanId>,
 }
 
 /// A boolean formula over the payload; the verdict of a non-empty payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Formula {
+    /// A constant verdict.
     Const(bool),
+    /// Holds when the argument does not.
     Not(Box<Formula>),
+    /// Holds when every argument does.
     And(Vec<Formula>),
+    /// Holds when some argument does.
     Or(Vec<Formula>),
     /// `n cmp value`.
     Len {
+        /// The comparison.
         cmp: Cmp,
+        /// The length compared with.
         value: u32,
     },
     /// `index < n` and `P[index]` in `class`.
     Byte {
+        /// Payload offset of the byte.
         index: u32,
+        /// Bytes allowed there.
         class: ByteClass,
     },
     /// The scan's final state is accepting.
@@ -107,8 +125,11 @@ pub enum StringMode {
 /// is `(max + 1) * 3`. The initial state (depth 0, `Code`) is therefore 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DepthCounter {
+    /// The deepest nesting allowed; one more enters the failed sink.
     pub max: u32,
+    /// Bytes that open a level.
     pub open: ByteClass,
+    /// Bytes that close a level (never below 0).
     pub close: ByteClass,
     /// Skip bytes inside JSON string literals (`"`..`"`, `\` escapes one byte).
     pub strings: bool,
@@ -120,10 +141,12 @@ pub const QUOTE: u8 = b'"';
 pub const BACKSLASH: u8 = b'\\';
 
 impl DepthCounter {
+    /// The sink entered when the depth exceeds `max`; it never leaves.
     pub fn failed_state(&self) -> StateId {
         (self.max + 1) * 3
     }
 
+    /// The state of depth `depth` in string mode `mode`.
     pub fn state(depth: u32, mode: StringMode) -> StateId {
         depth * 3 + mode as u32
     }
@@ -183,8 +206,10 @@ impl DepthCounter {
 }
 
 impl Machine {
+    /// The state every machine starts in, for either kind.
     pub const INITIAL: StateId = 0;
 
+    /// How many states the machine has (states are `0..state_count()`).
     pub fn state_count(&self) -> usize {
         match self {
             Machine::Dfa(d) => d.next.len(),
@@ -192,6 +217,7 @@ impl Machine {
         }
     }
 
+    /// The state after reading `byte` in `state`.
     pub fn step(&self, state: StateId, byte: u8) -> StateId {
         match self {
             Machine::Dfa(d) => d.next[state as usize][usize::from(byte)],
@@ -199,6 +225,7 @@ impl Machine {
         }
     }
 
+    /// Whether the scan holds when its window ends in `state`.
     pub fn accepts(&self, state: StateId) -> bool {
         match self {
             Machine::Dfa(d) => d.accepting[state as usize],

@@ -40,14 +40,18 @@ pub struct Spec {
     pub name: String,
     /// Free text, carried into `lagic check` output only.
     pub description: String,
+    /// What happens to packets that carry no TCP payload to judge.
     pub policy: Policy,
+    /// The predicate every non-empty TCP payload must satisfy.
     pub predicate: Pred,
 }
 
 /// What to do with a packet class that carries no inspectable TCP payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
+    /// Let the packet through (`TC_ACT_OK`).
     Pass,
+    /// Drop the packet (`TC_ACT_SHOT`).
     Drop,
 }
 
@@ -104,10 +108,12 @@ impl ByteClass {
         ByteClass::from_ranges(bytes.into_iter().map(|b| (b, b)))
     }
 
+    /// The class with no byte in it (`[]`).
     pub fn empty() -> ByteClass {
         ByteClass { ranges: Vec::new() }
     }
 
+    /// The class of all 256 byte values (`"any"`).
     pub fn full() -> ByteClass {
         ByteClass {
             ranges: vec![(0, 255)],
@@ -124,18 +130,22 @@ impl ByteClass {
         ByteClass::from_ranges([(0x09, 0x0a), (0x0d, 0x0d), (0x20, 0x7e)])
     }
 
+    /// The inclusive ranges, sorted, disjoint and not adjacent (canonical).
     pub fn ranges(&self) -> &[(u8, u8)] {
         &self.ranges
     }
 
+    /// Whether `byte` is in the class.
     pub fn contains(&self, byte: u8) -> bool {
         self.ranges.iter().any(|&(lo, hi)| lo <= byte && byte <= hi)
     }
 
+    /// Whether no byte is in the class.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
 
+    /// Whether every byte is in the class.
     pub fn is_full(&self) -> bool {
         self.ranges == [(0, 255)]
     }
@@ -148,6 +158,7 @@ impl ByteClass {
             .sum()
     }
 
+    /// The bytes not in the class.
     pub fn complement(&self) -> ByteClass {
         ByteClass::from_bytes((0..=255u8).filter(|&b| !self.contains(b)))
     }
@@ -160,7 +171,9 @@ pub type Pattern = Vec<ByteClass>;
 /// Selects `P[start .. min(end, n))`, empty when `start >= n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Window {
+    /// First payload offset selected.
     pub start: u32,
+    /// Offset one past the last selected byte; `None` runs to the payload's end.
     pub end: Option<u32>,
 }
 
@@ -195,15 +208,22 @@ impl Window {
 /// Comparison operator of `len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cmp {
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `==`
     Eq,
+    /// `!=`
     Ne,
+    /// `>=`
     Ge,
+    /// `>`
     Gt,
 }
 
 impl Cmp {
+    /// Whether `lhs self rhs` holds.
     pub fn holds(self, lhs: u64, rhs: u64) -> bool {
         match self {
             Cmp::Lt => lhs < rhs,
@@ -243,46 +263,67 @@ impl Cmp {
 /// A predicate over the payload `P` (length `n`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Pred {
+    /// Always holds.
     True,
+    /// Never holds.
     False,
+    /// Holds when the argument does not.
     Not(Box<Pred>),
+    /// Holds when every argument does (the empty `and` holds).
     And(Vec<Pred>),
+    /// Holds when some argument does (the empty `or` does not).
     Or(Vec<Pred>),
     /// `n cmp value`.
     Len {
+        /// The comparison.
         cmp: Cmp,
+        /// The length compared with.
         value: u32,
     },
     /// `index < n` and `P[index]` in `class`.
     Byte {
+        /// Payload offset of the byte.
         index: u32,
+        /// Bytes allowed there.
         class: ByteClass,
     },
     /// Every byte of the window is in `class`.
     All {
+        /// The bytes judged.
         window: Window,
+        /// Bytes allowed.
         class: ByteClass,
     },
     /// Some byte of the window is in `class`.
     Any {
+        /// The bytes searched.
         window: Window,
+        /// Bytes looked for.
         class: ByteClass,
     },
     /// `n >= |pattern|` and `P[j]` in `pattern[j]` for every `j`.
     Prefix {
+        /// One class per leading byte.
         pattern: Pattern,
     },
     /// `pattern` occurs entirely inside the window.
     Contains {
+        /// The bytes searched; a match must lie wholly inside.
         window: Window,
+        /// The class sequence looked for.
         pattern: Pattern,
     },
     /// Nesting depth never exceeds `max` (see docs/spec-format.md).
     DepthLe {
+        /// The bytes the counter reads.
         window: Window,
+        /// The deepest nesting allowed.
         max: u32,
+        /// Bytes that open a level.
         open: ByteClass,
+        /// Bytes that close a level (never below 0).
         close: ByteClass,
+        /// Whether bytes inside JSON string literals are skipped.
         strings: bool,
     },
 }
