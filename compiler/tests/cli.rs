@@ -31,15 +31,7 @@ fn spec_with(predicate: &str) -> String {
 #[test]
 fn compiles_every_example() {
     let dir = tempfile::tempdir().unwrap();
-    for name in [
-        "minimal",
-        "printable16",
-        "printable64",
-        "json_start",
-        "json_prefix",
-        "json_depth",
-        "hateless",
-    ] {
+    for name in reference_diodes::SEED_NAMES {
         let out_path = dir.path().join(format!("{name}.o"));
         let out = lagic()
             .arg("compile")

@@ -9,15 +9,7 @@ fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
-const EXAMPLES: [&str; 7] = [
-    "hateless",
-    "json_depth",
-    "json_prefix",
-    "json_start",
-    "minimal",
-    "printable16",
-    "printable64",
-];
+const EXAMPLES: [&str; 7] = reference_diodes::SEED_NAMES;
 
 fn read_example(name: &str) -> String {
     std::fs::read_to_string(examples_dir().join(format!("{name}.json"))).unwrap()

@@ -21,15 +21,7 @@ fn validator() -> jsonschema::Validator {
 #[test]
 fn seven_examples_validate() {
     let v = validator();
-    for name in [
-        "hateless",
-        "json_depth",
-        "json_prefix",
-        "json_start",
-        "minimal",
-        "printable16",
-        "printable64",
-    ] {
+    for name in reference_diodes::SEED_NAMES {
         let text = std::fs::read_to_string(root().join(format!("examples/{name}.json"))).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
         let errors: Vec<String> = v.iter_errors(&value).map(|e| e.to_string()).collect();

@@ -103,6 +103,19 @@ pub const ALL: [(&str, Diode); 7] = [
     ("hateless", hateless),
 ];
 
+/// The names of the seed diodes, in the order of [`ALL`]: each is `examples/<name>.json`.
+/// This is the workspace's one list of seeds; tests and tools iterate it instead of
+/// repeating the names.
+pub const SEED_NAMES: [&str; ALL.len()] = {
+    let mut names = [""; ALL.len()];
+    let mut i = 0;
+    while i < ALL.len() {
+        names[i] = ALL[i].0;
+        i += 1;
+    }
+    names
+};
+
 /// The reference diode named `name`, if there is one.
 pub fn by_name(name: &str) -> Option<Diode> {
     ALL.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
@@ -287,20 +300,24 @@ mod tests {
     }
 
     #[test]
-    fn all_lists_every_diode_once() {
-        let names: Vec<&str> = ALL.iter().map(|(n, _)| *n).collect();
-        assert_eq!(
-            names,
-            [
-                "minimal",
-                "printable16",
-                "printable64",
-                "json_start",
-                "json_prefix",
-                "json_depth",
-                "hateless"
-            ]
-        );
+    fn seed_names_are_the_example_specs() {
+        // Every name is an example spec and every example spec (but the shared test cases)
+        // is a seed: the list cannot drift from examples/.
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&examples)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|n| n.strip_suffix(".json").map(str::to_owned))
+            .filter(|n| n != "cases")
+            .collect();
+        on_disk.sort();
+        let mut names: Vec<String> = SEED_NAMES.iter().map(|n| n.to_string()).collect();
+        names.sort();
+        assert_eq!(names, on_disk);
+        assert_eq!(SEED_NAMES.len(), 7);
+        for (i, (name, _)) in ALL.iter().enumerate() {
+            assert_eq!(SEED_NAMES[i], *name);
+        }
         assert_eq!(by_name("hateless").map(|f| f(b"hate")), Some(false));
         assert!(by_name("nope").is_none());
     }

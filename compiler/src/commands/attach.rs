@@ -1,12 +1,13 @@
 //! `lagic attach DIODE --iface IF [--direction ...] [--mode ...]`: put a diode on the wire.
 
-use lagic_loader::attach::{self, AttachError, AttachOptions, Direction, Mode, ModeChoice};
+use lagic_loader::attach::{self, AttachOptions, Mode, ModeChoice};
 
-use crate::cli::{AttachArgs, DirectionArg, ModeArg};
+use super::shared;
+use crate::cli::{AttachArgs, ModeArg};
 use crate::failure::{Failure, Outcome};
 
 pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
-    let object = super::run::diode_object(&args.diode)?;
+    let object = shared::diode_object(&args.diode)?;
     let options = AttachOptions {
         mode: match args.mode {
             ModeArg::Auto => ModeChoice::Auto,
@@ -15,9 +16,9 @@ pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
         },
         source: Some(source_name(&args.diode)),
     };
-    let direction = direction(args.direction);
+    let direction = shared::direction(args.direction);
     let report = attach::attach(&object, &args.iface, direction, &options)
-        .map_err(|e| failure(e, &args.iface))?;
+        .map_err(|e| shared::attach_failure(e, &args.iface))?;
     let a = &report.attachment;
     match report.replaced_program_id {
         Some(old) => println!(
@@ -37,13 +38,6 @@ pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
     Ok(Outcome::Success)
 }
 
-pub(crate) fn direction(arg: DirectionArg) -> Direction {
-    match arg {
-        DirectionArg::Ingress => Direction::Ingress,
-        DirectionArg::Egress => Direction::Egress,
-    }
-}
-
 /// The absolute path of the diode when it can be had, for status.
 fn source_name(path: &std::path::Path) -> String {
     if crate::io::is_dash(path) {
@@ -53,22 +47,4 @@ fn source_name(path: &std::path::Path) -> String {
         .unwrap_or_else(|_| path.to_path_buf())
         .display()
         .to_string()
-}
-
-/// Renders an attach error with what to do. Nothing attached is a failed check (1); every
-/// other error is bad input or the environment (2).
-pub(crate) fn failure(e: AttachError, iface: &str) -> Failure {
-    match &e {
-        AttachError::NothingAttached { .. } => Failure::failed(e.to_string()),
-        AttachError::NotPermitted { .. } => {
-            Failure::bad_input(e.to_string()).with_hint("run it again with sudo")
-        }
-        AttachError::NoSuchInterface(_) => Failure::bad_input(e.to_string())
-            .with_hint(format!("check the name with `ip link show {iface}`")),
-        AttachError::Rejected { .. } => Failure::bad_input(e.to_string()).with_hint(
-            "the kernel verifier refused the program; `lagic disasm` shows its instructions, \
-             and a bug report with the spec and this log helps",
-        ),
-        _ => Failure::bad_input(e.to_string()),
-    }
 }

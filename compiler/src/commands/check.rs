@@ -1,12 +1,13 @@
 //! `lagic check SPEC`: validate, lower and generate code, write nothing.
 
+use super::shared;
 use crate::cli::CheckArgs;
 use crate::failure::{Failure, Outcome};
 use crate::io;
 
 pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
-    let spec = super::read_spec(&args.spec)?;
-    let program = super::lower_spec(&args.spec, &spec)?;
+    let spec = shared::read_spec(&args.spec)?;
+    let program = shared::lower_spec(&args.spec, &spec)?;
     let module = emit_bpf::codegen::compile(&program).map_err(|e| {
         Failure::failed(format!(
             "{}: cannot be compiled: {e}",

@@ -2,13 +2,14 @@
 
 use lagic_loader::attach::{self, Health};
 
+use super::shared;
 use crate::cli::DetachArgs;
 use crate::failure::{Failure, Outcome};
 
 pub fn run(args: DetachArgs) -> Result<Outcome, Failure> {
-    let direction = super::attach::direction(args.direction);
+    let direction = shared::direction(args.direction);
     let gone = attach::detach(&args.iface, direction)
-        .map_err(|e| super::attach::failure(e, &args.iface))?;
+        .map_err(|e| shared::attach_failure(e, &args.iface))?;
     match gone.health {
         Health::Active => println!(
             "detached {} (program {}) from {} {} ({}); traffic now flows unfiltered",

@@ -1,5 +1,6 @@
 //! `lagic lab up|down|status`: the enclave behind a diode, on this machine.
 
+use super::shared;
 use crate::cli::{AccelArg, LabCommand, LabDownArgs, LabStatusArgs, LabUpArgs};
 use crate::failure::{Failure, Outcome};
 use crate::lab::{self, LabError, Subnet, UpRequest};
@@ -16,7 +17,7 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
     let subnet = Subnet::parse(&args.subnet).map_err(failure)?;
     lab::LabNames::new(&args.name).map_err(failure)?;
     lab::require_root().map_err(failure)?;
-    let diode = super::run::diode_object(&args.diode)?;
+    let diode = shared::diode_object(&args.diode)?;
     let vm = if args.vm {
         Some(vm_config(&args)?)
     } else {
@@ -149,7 +150,7 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                         "healthy": l.healthy,
                         "binary": l.state.enclave_bin,
                     },
-                    "diode": l.diode.as_ref().map(super::status::to_json),
+                    "diode": l.diode.as_ref().map(shared::attachment_json),
                 })
             })
             .collect();
@@ -208,7 +209,7 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                     d.iface,
                     d.mode.as_str(),
                     d.health.as_str(),
-                    super::status::since_text(d.since)
+                    shared::since_text(d.since)
                 ),
                 None => println!("  diode      NONE (traffic flows unfiltered)"),
             }
@@ -223,7 +224,7 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
 
 fn failure(e: LabError) -> Failure {
     match e {
-        LabError::Attach(inner) => super::attach::failure(inner, "?"),
+        LabError::Attach(inner) => shared::attach_failure(inner, "?"),
         LabError::NotRoot => Failure::bad_input(e.to_string()),
         other => Failure::bad_input(other.to_string()),
     }

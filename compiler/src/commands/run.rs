@@ -1,15 +1,11 @@
 //! `lagic run DIODE --payload ...`: one packet through the kernel.
 
-use std::path::Path;
-
 use lagic_loader::{tcp_frame, IpVersion, LoadedProgram, Verdict, MAX_TEST_RUN_FRAME};
 
+use super::shared;
 use crate::cli::{PayloadArgs, RunArgs};
 use crate::failure::{Failure, Outcome};
 use crate::io;
-
-const ELF_MAGIC: &[u8] = b"\x7fELF";
-const MAX_DIODE_BYTES: usize = 64 << 20;
 
 pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
     let payload = read_payload(&args.payload)?;
@@ -31,7 +27,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
         ));
     }
 
-    let object = diode_object(&args.diode)?;
+    let object = shared::diode_object(&args.diode)?;
     lagic_loader::bpf_available().map_err(|why| {
         Failure::bad_input(format!("cannot load programs into the kernel: {why}"))
             .with_hint("run as root (CAP_BPF and CAP_SYS_ADMIN), e.g. with sudo")
@@ -55,22 +51,6 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
             Ok(Outcome::Failed)
         }
     }
-}
-
-/// The diode as object bytes: read as-is, or compiled from a spec.
-pub(crate) fn diode_object(path: &Path) -> Result<Vec<u8>, Failure> {
-    let bytes = io::read_input(path, "diode", MAX_DIODE_BYTES)?;
-    if bytes.starts_with(ELF_MAGIC) {
-        return Ok(bytes);
-    }
-    let spec = super::spec_from_bytes(path, &bytes)?;
-    // Here exit 1 means DROP, so a spec lagic cannot compile is bad input (2).
-    let as_bad_input = |mut f: Failure| {
-        f.outcome = Outcome::BadInput;
-        f
-    };
-    let program = super::lower_spec(path, &spec).map_err(as_bad_input)?;
-    super::emit(path, &program).map_err(as_bad_input)
 }
 
 fn read_payload(args: &PayloadArgs) -> Result<Vec<u8>, Failure> {
