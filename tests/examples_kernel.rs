@@ -80,7 +80,7 @@ fn every_object_reads_back_with_goblin() {
             assert!(cb.st_size > 0, "{name}: callback symbol of size 0");
             assert_eq!(Some(cb.st_shndx), text.map(|_| cb.st_shndx), "{name}");
         }
-        let passes = emit_bpf::codegen::compile(&compiled.program)
+        let passes = emit_bpf::compile(&compiled.program)
             .expect("compiles")
             .callbacks
             .len();

@@ -14,60 +14,43 @@
 //! offsets in `.BTF.ext` records are byte offsets within the ELF section,
 //! as clang writes them; loaders divide by 8.
 //!
-//! [`Btf::parse`] and [`BtfExt::parse`] read back what the builders write
-//! (and reject other kinds); writer and reader test each other.
+//! The reader that checks what the builders write lives apart from them,
+//! in the crate's tests (`tests/btf_reader`): nothing in lagic reads BTF.
 
 use std::collections::HashMap;
 
-use thiserror::Error;
-
 /// `.BTF` and `.BTF.ext` magic number.
 pub const BTF_MAGIC: u16 = 0xeb9f;
+/// The BTF format version written.
 pub const BTF_VERSION: u8 = 1;
 /// Size of the `.BTF` header (`struct btf_header`).
 pub const BTF_HEADER_LEN: u32 = 24;
 /// Size of the `.BTF.ext` header with CO-RE relocation fields.
 pub const BTF_EXT_HEADER_LEN: u32 = 32;
 
+/// Kind of an integer type.
 pub const BTF_KIND_INT: u32 = 1;
+/// Kind of a pointer type.
 pub const BTF_KIND_PTR: u32 = 2;
+/// Kind of a function (name, prototype, linkage).
 pub const BTF_KIND_FUNC: u32 = 12;
+/// Kind of a function prototype.
 pub const BTF_KIND_FUNC_PROTO: u32 = 13;
 
 /// `BTF_INT_SIGNED` in the INT encoding byte.
 pub const BTF_INT_SIGNED: u8 = 1;
 
-/// Size of `struct bpf_func_info` and `struct bpf_line_info`.
+/// Size of `struct bpf_func_info`.
 pub const FUNC_INFO_REC_SIZE: u32 = 8;
+/// Size of `struct bpf_line_info`.
 pub const LINE_INFO_REC_SIZE: u32 = 16;
-
-/// Errors from decoding BTF.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum BtfError {
-    #[error("BTF data truncated at byte {0}")]
-    Truncated(usize),
-    #[error("bad BTF magic {0:#06x}")]
-    BadMagic(u16),
-    #[error("unsupported BTF version {0}")]
-    BadVersion(u8),
-    #[error("BTF header length {0} unsupported")]
-    BadHeaderLen(u32),
-    #[error("BTF kind {kind} of type {id} is not one lagic writes")]
-    UnsupportedKind { id: u32, kind: u32 },
-    #[error("BTF string offset {0} out of range or unterminated")]
-    BadString(u32),
-    #[error("BTF.ext record size {got} for {what}, expected {want}")]
-    BadRecordSize {
-        what: &'static str,
-        got: u32,
-        want: u32,
-    },
-}
 
 /// Linkage of a `FUNC` (stored in its `vlen` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FuncLinkage {
+    /// `BTF_FUNC_STATIC`: local to the object (callbacks).
     Static = 0,
+    /// `BTF_FUNC_GLOBAL`: visible, verified on its own (the entry).
     Global = 1,
 }
 
@@ -77,23 +60,36 @@ pub type TypeId = u32;
 /// One BTF type of a kind lagic writes. Names are string-table offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BtfType {
+    /// `BTF_KIND_INT`.
     Int {
+        /// Name.
         name_off: u32,
+        /// Size in bytes.
         size: u32,
+        /// `BTF_INT_SIGNED` or 0.
         encoding: u8,
+        /// Width in bits.
         bits: u8,
     },
+    /// `BTF_KIND_PTR`.
     Ptr {
+        /// The pointee.
         target: TypeId,
     },
+    /// `BTF_KIND_FUNC_PROTO`.
     FuncProto {
+        /// Return type.
         ret: TypeId,
         /// (name offset, type) per parameter.
         params: Vec<(u32, TypeId)>,
     },
+    /// `BTF_KIND_FUNC`.
     Func {
+        /// Name.
         name_off: u32,
+        /// Its `FUNC_PROTO`.
         proto: TypeId,
+        /// Static or global.
         linkage: FuncLinkage,
     },
 }
@@ -138,6 +134,7 @@ impl StringTable {
         off
     }
 
+    /// The table's bytes, as written into the section.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -146,11 +143,13 @@ impl StringTable {
 /// Builds a `.BTF` section.
 #[derive(Debug, Clone, Default)]
 pub struct BtfBuilder {
+    /// The string table names point into.
     pub strings: StringTable,
     types: Vec<BtfType>,
 }
 
 impl BtfBuilder {
+    /// An empty section (only `void`, id 0).
     pub fn new() -> Self {
         Self::default()
     }
@@ -171,6 +170,7 @@ impl BtfBuilder {
         })
     }
 
+    /// A pointer to `target`.
     pub fn add_ptr(&mut self, target: TypeId) -> TypeId {
         self.push(BtfType::Ptr { target })
     }
@@ -185,6 +185,7 @@ impl BtfBuilder {
         self.push(BtfType::FuncProto { ret, params })
     }
 
+    /// A function `name` of prototype `proto`.
     pub fn add_func(&mut self, name: &str, proto: TypeId, linkage: FuncLinkage) -> TypeId {
         let name_off = self.strings.add(name);
         self.push(BtfType::Func {
@@ -254,18 +255,24 @@ impl BtfBuilder {
 /// One `bpf_line_info` record. `line_col` is `line << 10 | column`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineInfo {
+    /// Byte offset of the instruction in its ELF section.
     pub insn_byte_off: u32,
+    /// Source file name (string offset).
     pub file_name_off: u32,
+    /// Source line text (string offset).
     pub line_off: u32,
+    /// `line << 10 | column`.
     pub line_col: u32,
 }
 
 /// Records of one ELF section in `.BTF.ext`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SectionInfo {
+    /// Name of the ELF section (string offset).
     pub sec_name_off: u32,
     /// (instruction byte offset, FUNC type id).
     pub funcs: Vec<(u32, TypeId)>,
+    /// Line records.
     pub lines: Vec<LineInfo>,
 }
 
@@ -276,6 +283,7 @@ pub struct BtfExtBuilder {
 }
 
 impl BtfExtBuilder {
+    /// An empty section.
     pub fn new() -> Self {
         Self::default()
     }
@@ -349,256 +357,9 @@ impl BtfExtBuilder {
     }
 }
 
-// ---- decoding -----------------------------------------------------------
-
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn u32(&mut self) -> Result<u32, BtfError> {
-        let b = self
-            .data
-            .get(self.pos..self.pos + 4)
-            .ok_or(BtfError::Truncated(self.pos))?;
-        self.pos += 4;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-}
-
-fn read_u32_at(data: &[u8], pos: usize) -> Result<u32, BtfError> {
-    Reader { data, pos }.u32()
-}
-
-fn check_magic(data: &[u8]) -> Result<(), BtfError> {
-    if data.len() < 8 {
-        return Err(BtfError::Truncated(data.len()));
-    }
-    let magic = u16::from_le_bytes([data[0], data[1]]);
-    if magic != BTF_MAGIC {
-        return Err(BtfError::BadMagic(magic));
-    }
-    if data[2] != BTF_VERSION {
-        return Err(BtfError::BadVersion(data[2]));
-    }
-    Ok(())
-}
-
-/// A decoded `.BTF` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Btf {
-    /// Types by id - 1.
-    pub types: Vec<BtfType>,
-    pub strings: Vec<u8>,
-}
-
-impl Btf {
-    pub fn parse(data: &[u8]) -> Result<Btf, BtfError> {
-        check_magic(data)?;
-        let hdr_len = read_u32_at(data, 4)?;
-        if hdr_len < BTF_HEADER_LEN {
-            return Err(BtfError::BadHeaderLen(hdr_len));
-        }
-        let base = hdr_len as usize;
-        let type_off = read_u32_at(data, 8)? as usize;
-        let type_len = read_u32_at(data, 12)? as usize;
-        let str_off = read_u32_at(data, 16)? as usize;
-        let str_len = read_u32_at(data, 20)? as usize;
-        let strings = data
-            .get(base + str_off..base + str_off + str_len)
-            .ok_or(BtfError::Truncated(base + str_off + str_len))?
-            .to_vec();
-        let type_end = base + type_off + type_len;
-        let type_data = data.get(..type_end).ok_or(BtfError::Truncated(type_end))?;
-        let mut r = Reader {
-            data: type_data,
-            pos: base + type_off,
-        };
-        let mut types = Vec::new();
-        while r.pos < type_end {
-            let id = types.len() as u32 + 1;
-            let name_off = r.u32()?;
-            let info = r.u32()?;
-            let size_or_type = r.u32()?;
-            let kind = (info >> 24) & 0x1f;
-            let vlen = info & 0xffff;
-            types.push(match kind {
-                BTF_KIND_INT => {
-                    let enc = r.u32()?;
-                    BtfType::Int {
-                        name_off,
-                        size: size_or_type,
-                        encoding: (enc >> 24) as u8,
-                        bits: (enc & 0xff) as u8,
-                    }
-                }
-                BTF_KIND_PTR => BtfType::Ptr {
-                    target: size_or_type,
-                },
-                BTF_KIND_FUNC_PROTO => {
-                    let mut params = Vec::new();
-                    for _ in 0..vlen {
-                        params.push((r.u32()?, r.u32()?));
-                    }
-                    BtfType::FuncProto {
-                        ret: size_or_type,
-                        params,
-                    }
-                }
-                BTF_KIND_FUNC => BtfType::Func {
-                    name_off,
-                    proto: size_or_type,
-                    linkage: match vlen {
-                        0 => FuncLinkage::Static,
-                        1 => FuncLinkage::Global,
-                        _ => return Err(BtfError::UnsupportedKind { id, kind }),
-                    },
-                },
-                _ => return Err(BtfError::UnsupportedKind { id, kind }),
-            });
-        }
-        Ok(Btf { types, strings })
-    }
-
-    /// The string at `off` in the string table.
-    pub fn string(&self, off: u32) -> Result<&str, BtfError> {
-        let rest = self
-            .strings
-            .get(off as usize..)
-            .ok_or(BtfError::BadString(off))?;
-        let end = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(BtfError::BadString(off))?;
-        std::str::from_utf8(&rest[..end]).map_err(|_| BtfError::BadString(off))
-    }
-
-    /// The type with id `id` (1-based).
-    pub fn type_by_id(&self, id: TypeId) -> Option<&BtfType> {
-        id.checked_sub(1).and_then(|i| self.types.get(i as usize))
-    }
-}
-
-/// A decoded `.BTF.ext` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BtfExt {
-    pub sections: Vec<SectionInfo>,
-}
-
-impl BtfExt {
-    pub fn parse(data: &[u8]) -> Result<BtfExt, BtfError> {
-        check_magic(data)?;
-        let hdr_len = read_u32_at(data, 4)?;
-        if hdr_len < 24 {
-            return Err(BtfError::BadHeaderLen(hdr_len));
-        }
-        let base = hdr_len as usize;
-        let mut sections: Vec<SectionInfo> = Vec::new();
-        let find = |sections: &mut Vec<SectionInfo>, off: u32| -> usize {
-            match sections.iter().position(|s| s.sec_name_off == off) {
-                Some(p) => p,
-                None => {
-                    sections.push(SectionInfo {
-                        sec_name_off: off,
-                        ..SectionInfo::default()
-                    });
-                    sections.len() - 1
-                }
-            }
-        };
-        for (what, hdr_pos, want) in [
-            ("func_info", 8usize, FUNC_INFO_REC_SIZE),
-            ("line_info", 16usize, LINE_INFO_REC_SIZE),
-        ] {
-            let off = read_u32_at(data, hdr_pos)? as usize;
-            let len = read_u32_at(data, hdr_pos + 4)? as usize;
-            if len == 0 {
-                continue;
-            }
-            let end = base + off + len;
-            let sub = data.get(..end).ok_or(BtfError::Truncated(end))?;
-            let mut r = Reader {
-                data: sub,
-                pos: base + off,
-            };
-            let rec_size = r.u32()?;
-            if rec_size != want {
-                return Err(BtfError::BadRecordSize {
-                    what,
-                    got: rec_size,
-                    want,
-                });
-            }
-            while r.pos < end {
-                let sec = r.u32()?;
-                let n = r.u32()?;
-                let idx = find(&mut sections, sec);
-                for _ in 0..n {
-                    if want == FUNC_INFO_REC_SIZE {
-                        let rec = (r.u32()?, r.u32()?);
-                        sections[idx].funcs.push(rec);
-                    } else {
-                        let rec = LineInfo {
-                            insn_byte_off: r.u32()?,
-                            file_name_off: r.u32()?,
-                            line_off: r.u32()?,
-                            line_col: r.u32()?,
-                        };
-                        sections[idx].lines.push(rec);
-                    }
-                }
-            }
-        }
-        Ok(BtfExt { sections })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn btf_round_trips() {
-        let mut b = BtfBuilder::new();
-        let int = b.add_int("int", 4, true);
-        let ptr = b.add_ptr(0);
-        let proto = b.add_func_proto(int, &[("ctx", ptr)]);
-        let func = b.add_func("main", proto, FuncLinkage::Global);
-        let bytes = b.to_bytes();
-        assert_eq!(&bytes[..4], &[0x9f, 0xeb, 1, 0]);
-        let btf = Btf::parse(&bytes).unwrap();
-        assert_eq!(btf.types.len(), 4);
-        assert_eq!(
-            btf.type_by_id(int),
-            Some(&BtfType::Int {
-                name_off: 1,
-                size: 4,
-                encoding: BTF_INT_SIGNED,
-                bits: 32
-            })
-        );
-        match btf.type_by_id(func).unwrap() {
-            BtfType::Func {
-                name_off,
-                proto: p,
-                linkage,
-            } => {
-                assert_eq!(btf.string(*name_off).unwrap(), "main");
-                assert_eq!(*p, proto);
-                assert_eq!(*linkage, FuncLinkage::Global);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        match btf.type_by_id(proto).unwrap() {
-            BtfType::FuncProto { ret, params } => {
-                assert_eq!(*ret, int);
-                assert_eq!(btf.string(params[0].0).unwrap(), "ctx");
-                assert_eq!(params[0].1, ptr);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 
     #[test]
     fn strings_deduplicate() {
@@ -607,42 +368,5 @@ mod tests {
         let a = s.add("ctx");
         assert_eq!(s.add("ctx"), a);
         assert_eq!(s.bytes(), b"\0ctx\0");
-    }
-
-    #[test]
-    fn ext_round_trips_and_omits_empty_line_info() {
-        let mut e = BtfExtBuilder::new();
-        e.section(5).funcs.push((0, 4));
-        let bytes = e.to_bytes();
-        // header + rec_size + (sec, n) + one record; line_info absent.
-        assert_eq!(bytes.len(), 32 + 4 + 8 + 8);
-        assert_eq!(read_u32_at(&bytes, 20).unwrap(), 0, "line_info_len");
-        let ext = BtfExt::parse(&bytes).unwrap();
-        assert_eq!(ext.sections.len(), 1);
-        assert_eq!(ext.sections[0].funcs, vec![(0, 4)]);
-
-        e.section(9).funcs.push((16, 6));
-        e.section(5).lines.push(LineInfo {
-            insn_byte_off: 0,
-            file_name_off: 1,
-            line_off: 2,
-            line_col: 1 << 10,
-        });
-        let ext = BtfExt::parse(&e.to_bytes()).unwrap();
-        assert_eq!(ext.sections.len(), 2);
-        assert_eq!(ext.sections[1].funcs, vec![(16, 6)]);
-        assert_eq!(ext.sections[0].lines.len(), 1);
-    }
-
-    #[test]
-    fn parse_rejects_garbage() {
-        assert_eq!(Btf::parse(&[1, 2]), Err(BtfError::Truncated(2)));
-        assert!(matches!(
-            Btf::parse(&[0, 0, 1, 0, 24, 0, 0, 0]),
-            Err(BtfError::BadMagic(0))
-        ));
-        let mut bytes = BtfBuilder::new().to_bytes();
-        bytes[12] = 200; // type_len past the end
-        assert!(Btf::parse(&bytes).is_err());
     }
 }

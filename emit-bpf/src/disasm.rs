@@ -10,13 +10,100 @@
 //! its license and each program section with its functions. The output is
 //! deterministic (sections in file order, functions by address then name)
 //! because golden tests compare it.
+//!
+//! Instructions are decoded into the typed ISA ([`crate::decode`]) and
+//! printed from there; a slot that decodes to no instruction, or to one
+//! the kernel refuses, prints raw. [`disassemble_object`] reads only what
+//! lagic writes: 64-bit little-endian relocatable ELF for `EM_BPF`; any
+//! other object (an x86 executable, say) is a [`DisasmError`], never
+//! foreign machine code printed as eBPF.
 
 use std::fmt::Write as _;
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget};
+use thiserror::Error;
 
-use crate::elf::ElfError;
+use crate::decode::decode;
 use crate::insn::*;
+
+/// Why an object cannot be disassembled.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DisasmError {
+    /// No ELF magic.
+    #[error("not an ELF object (no ELF magic); lagic disassembles eBPF ELF objects")]
+    NotElf,
+    /// An ELF object that is not 64-bit.
+    #[error("not an eBPF object: ELF class {class} is not ELFCLASS64 (2)")]
+    NotElf64 {
+        /// `e_ident[EI_CLASS]`.
+        class: u8,
+    },
+    /// An ELF object that is not little-endian.
+    #[error("not an eBPF object lagic reads: ELF data encoding {data} is not little-endian (ELFDATA2LSB, 1)")]
+    NotLittleEndian {
+        /// `e_ident[EI_DATA]`.
+        data: u8,
+    },
+    /// An ELF object for another machine.
+    #[error("not an eBPF object: ELF machine {machine} is not EM_BPF (247)")]
+    NotBpf {
+        /// `e_machine`.
+        machine: u16,
+    },
+    /// An eBPF ELF file that is not a relocatable object.
+    #[error("not a relocatable eBPF object: ELF type {elf_type} is not ET_REL (1)")]
+    NotRelocatable {
+        /// `e_type`.
+        elf_type: u16,
+    },
+    /// The object's structure could not be read.
+    #[error("reading object: {0}")]
+    Read(String),
+}
+
+/// Checks the ELF header fields lagic's writer fixes (class, byte order,
+/// machine, type) before anything else is read.
+fn check_header(bytes: &[u8]) -> Result<(), DisasmError> {
+    const EI_CLASS: usize = 4;
+    const EI_DATA: usize = 5;
+    const ELFCLASS64: u8 = 2;
+    const ELFDATA2LSB: u8 = 1;
+    const ET_REL: u16 = 1;
+    const EM_BPF: u16 = 247;
+    if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
+        return Err(DisasmError::NotElf);
+    }
+    let header_u16 = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .ok_or_else(|| DisasmError::Read("ELF header truncated".into()))
+    };
+    let ident = |at: usize| {
+        bytes
+            .get(at)
+            .copied()
+            .ok_or_else(|| DisasmError::Read("ELF header truncated".into()))
+    };
+    let class = ident(EI_CLASS)?;
+    if class != ELFCLASS64 {
+        return Err(DisasmError::NotElf64 { class });
+    }
+    let data = ident(EI_DATA)?;
+    if data != ELFDATA2LSB {
+        return Err(DisasmError::NotLittleEndian { data });
+    }
+    // e_type at 16, e_machine at 18 (both little-endian, checked above).
+    let machine = header_u16(18)?;
+    if machine != EM_BPF {
+        return Err(DisasmError::NotBpf { machine });
+    }
+    let elf_type = header_u16(16)?;
+    if elf_type != ET_REL {
+        return Err(DisasmError::NotRelocatable { elf_type });
+    }
+    Ok(())
+}
 
 /// Helper names by id (`enum bpf_func_id` in `linux/bpf.h`), without the
 /// `bpf_` prefix.
@@ -233,35 +320,39 @@ const HELPER_NAMES: &[&str] = &[
     "user_ringbuf_drain",
 ];
 
-// Encodings lagic does not emit, so they live here rather than in `insn`.
-const BPF_ABS: u8 = 0x20;
-const BPF_IND: u8 = 0x40;
-const BPF_MEMSX: u8 = 0x80;
-const BPF_ATOMIC: u8 = 0xc0;
-const BPF_FETCH: i32 = 0x01;
-const BPF_XCHG: i32 = 0xe0 | BPF_FETCH;
-const BPF_CMPXCHG: i32 = 0xf0 | BPF_FETCH;
-const BPF_LOAD_ACQ: i32 = 0x100;
-const BPF_STORE_REL: i32 = 0x110;
-const BPF_JCOND: u8 = 0xe0;
-const BPF_PSEUDO_MAP_FD: u8 = 1;
-const BPF_PSEUDO_MAP_VALUE: u8 = 2;
-const BPF_PSEUDO_BTF_ID: u8 = 3;
-const BPF_PSEUDO_MAP_IDX: u8 = 5;
-const BPF_PSEUDO_MAP_IDX_VALUE: u8 = 6;
-const BPF_PSEUDO_KFUNC_CALL: u8 = 2;
-
-/// Disassembles `insns`, one line per instruction, each ending in `\n`.
+/// Disassembles typed instructions, one line per instruction, each ending
+/// in `\n`; an instruction the kernel would refuse prints raw.
 pub fn disassemble(insns: &[Insn]) -> String {
-    render(insns, &|_| None)
+    disassemble_code(&encode_all(insns))
 }
 
-/// Renders `insns`; `note(slot)` may append an annotation to a line.
-fn render(insns: &[Insn], note: &dyn Fn(usize) -> Option<String>) -> String {
+/// Disassembles code bytes (little-endian slots). A trailing partial slot
+/// is shown raw, padded with zero bytes.
+pub fn disassemble_code(code: &[u8]) -> String {
+    render(&slots_of(code), &|_| None)
+}
+
+fn slots_of(code: &[u8]) -> Vec<RawInsn> {
+    code.chunks(RawInsn::SIZE)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            RawInsn::from_bytes(b)
+        })
+        .collect()
+}
+
+/// Renders `slots`; `note(slot)` may append an annotation to a line.
+fn render(slots: &[RawInsn], note: &dyn Fn(usize) -> Option<String>) -> String {
     let mut out = String::new();
     let mut slot = 0;
-    while slot < insns.len() {
-        let (text, width) = render_one(insns, slot);
+    while slot < slots.len() {
+        let decoded = decode(&slots[slot..]);
+        let (text, width) = match decoded.and_then(|insn| Some((text(&insn, slot)?, insn.slots())))
+        {
+            Some(line) => line,
+            None => (raw(slots[slot]), 1),
+        };
         let _ = write!(out, "{slot:>4}: {text}");
         if let Some(n) = note(slot) {
             let _ = write!(out, " {n}");
@@ -272,25 +363,17 @@ fn render(insns: &[Insn], note: &dyn Fn(usize) -> Option<String>) -> String {
     out
 }
 
-fn raw(insn: Insn) -> String {
+fn raw(slot: RawInsn) -> String {
     let mut s = String::from(".insn 0x");
-    for b in insn.to_bytes() {
+    for b in slot.to_bytes() {
         let _ = write!(s, "{b:02x}");
     }
     s
 }
 
-fn size_bits(code: u8) -> u32 {
-    match code & 0x18 {
-        BPF_B => 8,
-        BPF_H => 16,
-        BPF_W => 32,
-        _ => 64,
-    }
-}
-
 /// `(r6 + 80)` / `(r10 - 8)`.
-fn addr(reg: u8, off: i16) -> String {
+fn addr(reg: Register, off: i16) -> String {
+    let reg = reg.number();
     let off = i32::from(off);
     if off < 0 {
         format!("(r{reg} - {})", -off)
@@ -304,242 +387,260 @@ fn target(slot: usize, off: i32) -> String {
     format!("{off:+} <{}>", slot as i64 + 1 + i64::from(off))
 }
 
-/// Renders the instruction at `slot`; returns its text and slot count.
-fn render_one(insns: &[Insn], slot: usize) -> (String, usize) {
-    let insn = insns[slot];
-    let text = match insn.class() {
-        BPF_LD if insn.is_ld_imm64() => {
-            return match insns.get(slot + 1) {
-                Some(&next) if next.code == 0 => match ld_imm64(insn, next) {
-                    Some(t) => (t, 2),
-                    None => (raw(insn), 1),
-                },
-                _ => (raw(insn), 1),
+/// The text of a typed instruction at `slot`; `None` for the typed forms
+/// the kernel refuses (they print raw, so nothing is hidden).
+fn text(insn: &Insn, slot: usize) -> Option<String> {
+    Some(match *insn {
+        Insn::Alu {
+            class,
+            op,
+            dst,
+            src,
+        } => alu(class, op, dst, src)?,
+        Insn::SignedDiv { class, dst, src } => binary(class, dst, "s/", src),
+        Insn::SignedMod { class, dst, src } => binary(class, dst, "s%", src),
+        Insn::MovSx {
+            class,
+            dst,
+            src,
+            from,
+        } => {
+            let r = alu_reg_prefix(class);
+            let bits = from.bits();
+            if bits == 64 || (class == AluClass::Alu32 && bits == 32) {
+                return None;
+            }
+            format!("{r}{} = (s{bits}){r}{}", dst.number(), src.number())
+        }
+        Insn::AddrSpaceCast { dst, src, imm } => format!(
+            "r{} = addr_space_cast(r{}, {}, {})",
+            dst.number(),
+            src.number(),
+            (imm as u32) >> 16,
+            imm & 0xffff
+        ),
+        Insn::Endian { order, dst, width } => {
+            let bits = width.bits();
+            let r = if bits == 64 { 'r' } else { 'w' };
+            let name = match order {
+                ByteOrder::ToLe => "le",
+                ByteOrder::ToBe => "be",
             };
+            let d = dst.number();
+            format!("{r}{d} = {name}{bits} {r}{d}")
         }
-        BPF_LD => ld_legacy(insn),
-        BPF_LDX => ldx(insn),
-        BPF_ST => st(insn),
-        BPF_STX => stx(insn),
-        BPF_ALU | BPF_ALU64 => alu(insn),
-        _ => jmp(insn, slot),
-    };
-    (text.unwrap_or_else(|| raw(insn)), 1)
-}
-
-fn ld_imm64(insn: Insn, next: Insn) -> Option<String> {
-    let d = insn.dst;
-    let imm = insn.imm;
-    Some(match insn.src {
-        0 => {
-            let v = u64::from(next.imm as u32) << 32 | u64::from(imm as u32);
-            format!("r{d} = {v:#x} ll")
+        Insn::ByteSwap { dst, width } => {
+            let d = dst.number();
+            format!("r{d} = bswap{} r{d}", width.bits())
         }
-        BPF_PSEUDO_MAP_FD => format!("r{d} = map_fd[{imm}]"),
-        BPF_PSEUDO_MAP_VALUE => format!("r{d} = map_value[{imm}] + {}", next.imm),
-        BPF_PSEUDO_BTF_ID => format!("r{d} = btf_id[{imm}]"),
-        BPF_PSEUDO_FUNC => format!("r{d} = func[{imm}]"),
-        BPF_PSEUDO_MAP_IDX => format!("r{d} = map_idx[{imm}]"),
-        BPF_PSEUDO_MAP_IDX_VALUE => format!("r{d} = map_idx_value[{imm}] + {}", next.imm),
-        _ => return None,
+        Insn::Load {
+            size,
+            dst,
+            src,
+            off,
+        } => format!(
+            "r{} = *(u{} *){}",
+            dst.number(),
+            size.bits(),
+            addr(src, off)
+        ),
+        Insn::LoadSx {
+            size,
+            dst,
+            src,
+            off,
+        } => {
+            if size == Size::DW {
+                return None;
+            }
+            format!(
+                "r{} = *(s{} *){}",
+                dst.number(),
+                size.bits(),
+                addr(src, off)
+            )
+        }
+        Insn::Store {
+            size,
+            dst,
+            off,
+            src,
+        } => format!(
+            "*(u{} *){} = r{}",
+            size.bits(),
+            addr(dst, off),
+            src.number()
+        ),
+        Insn::StoreImm {
+            size,
+            dst,
+            off,
+            imm,
+        } => format!("*(u{} *){} = {imm}", size.bits(), addr(dst, off)),
+        Insn::Atomic {
+            size,
+            op,
+            dst,
+            src,
+            off,
+        } => atomic(size, op, dst, src, off)?,
+        Insn::LoadAbs { size, imm } if size != Size::DW => {
+            format!("r0 = *(u{} *)skb[{imm}]", size.bits())
+        }
+        Insn::LoadInd { size, src, imm } if size != Size::DW => {
+            format!("r0 = *(u{} *)skb[r{} + {imm}]", size.bits(), src.number())
+        }
+        Insn::LoadAbs { .. } | Insn::LoadInd { .. } => return None,
+        Insn::LdImm64 {
+            dst,
+            kind,
+            imm,
+            next_imm,
+        } => {
+            let d = dst.number();
+            // Kinds whose second half must be zero print raw otherwise.
+            let one_half = |name: &str| (next_imm == 0).then(|| format!("r{d} = {name}[{imm}]"));
+            match kind {
+                Imm64Kind::Value => {
+                    let v = u64::from(next_imm as u32) << 32 | u64::from(imm as u32);
+                    format!("r{d} = {v:#x} ll")
+                }
+                Imm64Kind::MapFd => one_half("map_fd")?,
+                Imm64Kind::MapValue => format!("r{d} = map_value[{imm}] + {next_imm}"),
+                Imm64Kind::BtfId => one_half("btf_id")?,
+                Imm64Kind::Func => one_half("func")?,
+                Imm64Kind::MapIdx => one_half("map_idx")?,
+                Imm64Kind::MapIdxValue => format!("r{d} = map_idx_value[{imm}] + {next_imm}"),
+            }
+        }
+        Insn::Jump {
+            class,
+            cond,
+            dst,
+            src,
+            off,
+        } => {
+            let r = match class {
+                JmpClass::Jmp => 'r',
+                JmpClass::Jmp32 => 'w',
+            };
+            let cmp = match cond {
+                JmpCond::Jeq => "==",
+                JmpCond::Jgt => ">",
+                JmpCond::Jge => ">=",
+                JmpCond::Jset => "&",
+                JmpCond::Jne => "!=",
+                JmpCond::Jsgt => "s>",
+                JmpCond::Jsge => "s>=",
+                JmpCond::Jlt => "<",
+                JmpCond::Jle => "<=",
+                JmpCond::Jslt => "s<",
+                JmpCond::Jsle => "s<=",
+            };
+            let rhs = match src {
+                Operand::Reg(s) => format!("{r}{}", s.number()),
+                Operand::Imm(k) => k.to_string(),
+            };
+            format!(
+                "if {r}{} {cmp} {rhs} goto {}",
+                dst.number(),
+                target(slot, off.into())
+            )
+        }
+        Insn::Ja { off } => format!("goto {}", target(slot, off.into())),
+        Insn::GotoLong { imm } => format!("gotol {}", target(slot, imm)),
+        Insn::MayGoto { off } => format!("may_goto {}", target(slot, off.into())),
+        Insn::Call(CallTarget::Helper(id)) => {
+            match usize::try_from(id).ok().and_then(|i| HELPER_NAMES.get(i)) {
+                Some(name) => format!("call bpf_{name}#{id}"),
+                None => format!("call #{id}"),
+            }
+        }
+        Insn::Call(CallTarget::Local(off)) => format!("call {}", target(slot, off)),
+        Insn::Call(CallTarget::Kfunc(id)) => format!("call kfunc#{id}"),
+        Insn::Exit => "exit".into(),
     })
 }
 
-/// Legacy packet loads (`LD_ABS`, `LD_IND`); they always load into r0.
-fn ld_legacy(insn: Insn) -> Option<String> {
-    if insn.code & 0x18 == BPF_DW {
-        return None;
-    }
-    let bits = size_bits(insn.code);
-    match insn.code & 0xe0 {
-        BPF_ABS => Some(format!("r0 = *(u{bits} *)skb[{}]", insn.imm)),
-        BPF_IND => Some(format!(
-            "r0 = *(u{bits} *)skb[r{} + {}]",
-            insn.src, insn.imm
-        )),
-        _ => None,
+fn alu_reg_prefix(class: AluClass) -> char {
+    match class {
+        AluClass::Alu32 => 'w',
+        AluClass::Alu64 => 'r',
     }
 }
 
-fn ldx(insn: Insn) -> Option<String> {
-    let bits = size_bits(insn.code);
-    let sign = match insn.code & 0xe0 {
-        BPF_MEM => 'u',
-        BPF_MEMSX if bits < 64 => 's',
-        _ => return None,
+/// `dst sym= src`.
+fn binary(class: AluClass, dst: Register, sym: &str, src: Operand) -> String {
+    let r = alu_reg_prefix(class);
+    let src = match src {
+        Operand::Reg(s) => format!("{r}{}", s.number()),
+        Operand::Imm(k) => k.to_string(),
     };
-    Some(format!(
-        "r{} = *({sign}{bits} *){}",
-        insn.dst,
-        addr(insn.src, insn.off)
-    ))
+    format!("{r}{} {sym}= {src}", dst.number())
 }
 
-fn st(insn: Insn) -> Option<String> {
-    if insn.code & 0xe0 != BPF_MEM {
-        return None;
-    }
-    Some(format!(
-        "*(u{} *){} = {}",
-        size_bits(insn.code),
-        addr(insn.dst, insn.off),
-        insn.imm
-    ))
-}
-
-fn stx(insn: Insn) -> Option<String> {
-    let bits = size_bits(insn.code);
-    let (d, s) = (insn.dst, insn.src);
-    let at = addr(d, insn.off);
-    match insn.code & 0xe0 {
-        BPF_MEM => Some(format!("*(u{bits} *){at} = r{s}")),
-        BPF_ATOMIC => {
-            // Read-modify-write atomics exist for 32 and 64 bits only.
-            let rmw = bits >= 32;
-            let w = if bits == 64 { 'r' } else { 'w' };
-            let op = match insn.imm & !BPF_FETCH {
-                0x00 => Some(("+", "add")),
-                0x40 => Some(("|", "or")),
-                0x50 => Some(("&", "and")),
-                0xa0 => Some(("^", "xor")),
-                _ => None,
-            };
-            match (insn.imm, op) {
-                (BPF_LOAD_ACQ, _) => Some(format!(
-                    "r{d} = load_acquire((u{bits} *){})",
-                    addr(s, insn.off)
-                )),
-                (BPF_STORE_REL, _) => Some(format!("store_release((u{bits} *){at}, r{s})")),
-                (BPF_XCHG, _) if rmw => Some(format!("{w}{s} = xchg((u{bits} *){at}, {w}{s})")),
-                (BPF_CMPXCHG, _) if rmw => {
-                    Some(format!("{w}0 = cmpxchg((u{bits} *){at}, {w}0, {w}{s})"))
-                }
-                (imm, Some((sym, _))) if rmw && imm & BPF_FETCH == 0 => {
-                    Some(format!("lock *(u{bits} *){at} {sym}= {w}{s}"))
-                }
-                (_, Some((_, name))) if rmw => Some(format!(
-                    "{w}{s} = atomic_fetch_{name}((u{bits} *){at}, {w}{s})"
-                )),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-fn alu(insn: Insn) -> Option<String> {
-    let is64 = insn.class() == BPF_ALU64;
-    let r = if is64 { 'r' } else { 'w' };
-    let op = insn.code & 0xf0;
-    let from_reg = insn.code & BPF_X != 0;
-    let (d, s, imm) = (insn.dst, insn.src, insn.imm);
-    let src = if from_reg {
-        format!("{r}{s}")
-    } else {
-        imm.to_string()
-    };
+fn alu(class: AluClass, op: AluOp, dst: Register, src: Operand) -> Option<String> {
     let sym = match op {
-        BPF_END => {
-            if !matches!(imm, 16 | 32 | 64) {
-                return None;
-            }
-            let rd = if imm == 64 { 'r' } else { 'w' };
-            return Some(match (is64, from_reg) {
-                (false, false) => format!("{rd}{d} = le{imm} {rd}{d}"),
-                (false, true) => format!("{rd}{d} = be{imm} {rd}{d}"),
-                (true, false) => format!("r{d} = bswap{imm} r{d}"),
-                (true, true) => return None,
-            });
+        AluOp::Neg => {
+            // The kernel's only negation: source K, immediate 0.
+            let r = alu_reg_prefix(class);
+            let d = dst.number();
+            return (src == Operand::Imm(0)).then(|| format!("{r}{d} = -{r}{d}"));
         }
-        BPF_NEG => return (!from_reg).then(|| format!("{r}{d} = -{r}{d}")),
-        BPF_MOV => {
-            return match (insn.off, from_reg) {
-                (0, _) => Some(format!("{r}{d} = {src}")),
-                (8 | 16 | 32, true) if is64 || insn.off < 32 => {
-                    Some(format!("{r}{d} = (s{}){r}{s}", insn.off))
-                }
-                (1, true) if is64 => Some(format!(
-                    "r{d} = addr_space_cast(r{s}, {}, {})",
-                    (imm as u32) >> 16,
-                    imm & 0xffff
-                )),
-                _ => None,
-            };
-        }
-        BPF_DIV | BPF_MOD => {
-            let base = if op == BPF_DIV { "/" } else { "%" };
-            match insn.off {
-                0 => base.to_string(),
-                1 => format!("s{base}"),
-                _ => return None,
-            }
-        }
-        BPF_ADD => "+".into(),
-        BPF_SUB => "-".into(),
-        BPF_MUL => "*".into(),
-        BPF_OR => "|".into(),
-        BPF_AND => "&".into(),
-        BPF_LSH => "<<".into(),
-        BPF_RSH => ">>".into(),
-        BPF_XOR => "^".into(),
-        BPF_ARSH => "s>>".into(),
-        _ => return None,
+        AluOp::Mov => "",
+        AluOp::Add => "+",
+        AluOp::Sub => "-",
+        AluOp::Mul => "*",
+        AluOp::Div => "/",
+        AluOp::Or => "|",
+        AluOp::And => "&",
+        AluOp::Lsh => "<<",
+        AluOp::Rsh => ">>",
+        AluOp::Mod => "%",
+        AluOp::Xor => "^",
+        AluOp::Arsh => "s>>",
     };
-    Some(format!("{r}{d} {sym}= {src}"))
+    Some(binary(class, dst, sym, src))
 }
 
-fn jmp(insn: Insn, slot: usize) -> Option<String> {
-    let is32 = insn.class() == BPF_JMP32;
-    let r = if is32 { 'w' } else { 'r' };
-    let op = insn.code & 0xf0;
-    let from_reg = insn.code & BPF_X != 0;
-    let (d, s) = (insn.dst, insn.src);
-    let cmp = match op {
-        BPF_JA if is32 => return Some(format!("gotol {}", target(slot, insn.imm))),
-        BPF_JA => return Some(format!("goto {}", target(slot, insn.off.into()))),
-        BPF_CALL if is32 => return None,
-        BPF_CALL => {
-            return match insn.src {
-                0 => Some(
-                    match usize::try_from(insn.imm)
-                        .ok()
-                        .and_then(|i| HELPER_NAMES.get(i))
-                    {
-                        Some(name) => format!("call bpf_{name}#{}", insn.imm),
-                        None => format!("call #{}", insn.imm),
-                    },
-                ),
-                BPF_PSEUDO_CALL => Some(format!("call {}", target(slot, insn.imm))),
-                BPF_PSEUDO_KFUNC_CALL => Some(format!("call kfunc#{}", insn.imm)),
-                _ => None,
-            };
+fn atomic(size: Size, op: AtomicOp, dst: Register, src: Register, off: i16) -> Option<String> {
+    let bits = size.bits();
+    let (d, s) = (dst.number(), src.number());
+    let at = addr(dst, off);
+    // Read-modify-write atomics exist for 32 and 64 bits only.
+    let rmw = bits >= 32;
+    let w = if bits == 64 { 'r' } else { 'w' };
+    let (sym, name, fetch) = match op {
+        AtomicOp::LoadAcquire => {
+            return Some(format!(
+                "r{d} = load_acquire((u{bits} *){})",
+                addr(src, off)
+            ))
         }
-        BPF_EXIT if !is32 => return Some("exit".into()),
-        BPF_JCOND if !is32 && insn.src == 0 => {
-            return Some(format!("may_goto {}", target(slot, insn.off.into())))
+        AtomicOp::StoreRelease => return Some(format!("store_release((u{bits} *){at}, r{s})")),
+        AtomicOp::Xchg => {
+            return rmw.then(|| format!("{w}{s} = xchg((u{bits} *){at}, {w}{s})"));
         }
-        BPF_JEQ => "==",
-        BPF_JGT => ">",
-        BPF_JGE => ">=",
-        BPF_JSET => "&",
-        BPF_JNE => "!=",
-        BPF_JSGT => "s>",
-        BPF_JSGE => "s>=",
-        BPF_JLT => "<",
-        BPF_JLE => "<=",
-        BPF_JSLT => "s<",
-        BPF_JSLE => "s<=",
-        _ => return None,
+        AtomicOp::Cmpxchg => {
+            return rmw.then(|| format!("{w}0 = cmpxchg((u{bits} *){at}, {w}0, {w}{s})"));
+        }
+        AtomicOp::Add => ("+", "add", false),
+        AtomicOp::Or => ("|", "or", false),
+        AtomicOp::And => ("&", "and", false),
+        AtomicOp::Xor => ("^", "xor", false),
+        AtomicOp::FetchAdd => ("+", "add", true),
+        AtomicOp::FetchOr => ("|", "or", true),
+        AtomicOp::FetchAnd => ("&", "and", true),
+        AtomicOp::FetchXor => ("^", "xor", true),
     };
-    let rhs = if from_reg {
-        format!("{r}{s}")
+    if !rmw {
+        return None;
+    }
+    Some(if fetch {
+        format!("{w}{s} = atomic_fetch_{name}((u{bits} *){at}, {w}{s})")
     } else {
-        insn.imm.to_string()
-    };
-    Some(format!(
-        "if {r}{d} {cmp} {rhs} goto {}",
-        target(slot, insn.off.into())
-    ))
+        format!("lock *(u{bits} *){at} {sym}= {w}{s}")
+    })
 }
 
 /// A function symbol of a program section, as read back from an object.
@@ -553,8 +654,9 @@ struct FuncSym {
 /// Reads an ELF object and prints its license, then each executable section
 /// with its functions (by symbol) and their instructions. Slots that carry
 /// a relocation are annotated with its target, e.g. `r2 = func[64] <cb>`.
-pub fn disassemble_object(bytes: &[u8]) -> Result<String, ElfError> {
-    let read_err = |e: object::Error| ElfError::Read(e.to_string());
+pub fn disassemble_object(bytes: &[u8]) -> Result<String, DisasmError> {
+    check_header(bytes)?;
+    let read_err = |e: object::Error| DisasmError::Read(e.to_string());
     let file = object::File::parse(bytes).map_err(read_err)?;
     let mut out = String::new();
 
@@ -614,7 +716,7 @@ pub fn disassemble_object(bytes: &[u8]) -> Result<String, ElfError> {
         for (func, start, size) in blocks {
             let end = start.checked_add(size).filter(|&e| e <= data.len() as u64);
             let Some(end) = end else {
-                return Err(ElfError::Read(format!(
+                return Err(DisasmError::Read(format!(
                     "symbol at {start:#x} size {size} overruns section {name}"
                 )));
             };
@@ -628,21 +730,14 @@ pub fn disassemble_object(bytes: &[u8]) -> Result<String, ElfError> {
                 }
             }
             let code = &data[start as usize..end as usize];
-            let insns: Vec<Insn> = code
-                .chunks(Insn::SIZE)
-                .map(|c| {
-                    let mut b = [0u8; 8];
-                    b[..c.len()].copy_from_slice(c);
-                    Insn::from_bytes(b)
-                })
-                .collect();
+            let slots = slots_of(code);
             let note = |slot: usize| {
-                let at = start + (slot * Insn::SIZE) as u64;
+                let at = start + (slot * RawInsn::SIZE) as u64;
                 let sym_idx = relocs.get(&at)?;
                 let sym = file.symbol_by_index(*sym_idx).ok()?;
-                Some(reloc_note(&file, &sym, insns[slot]))
+                Some(reloc_note(&file, &sym, slots[slot].imm))
             };
-            out.push_str(&render(&insns, &note));
+            out.push_str(&render(&slots, &note));
         }
     }
     Ok(out)
@@ -651,14 +746,14 @@ pub fn disassemble_object(bytes: &[u8]) -> Result<String, ElfError> {
 /// `<name>` of the function a relocation points at: a named symbol, or for
 /// a section symbol (clang's and lagic's form) the function at
 /// `section + imm`, else `<section+imm>`.
-fn reloc_note(file: &object::File<'_>, sym: &object::Symbol<'_, '_>, insn: Insn) -> String {
+fn reloc_note(file: &object::File<'_>, sym: &object::Symbol<'_, '_>, imm: i32) -> String {
     if sym.kind() != object::SymbolKind::Section {
         return format!("<{}>", sym.name().unwrap_or("?"));
     }
     let Some(sec_idx) = sym.section_index() else {
         return "<?>".into();
     };
-    let addr = sym.address().wrapping_add(insn.imm as i64 as u64);
+    let addr = sym.address().wrapping_add(imm as i64 as u64);
     let func = file.symbols().find(|s| {
         s.section_index() == Some(sec_idx)
             && s.kind() == object::SymbolKind::Text
@@ -672,7 +767,7 @@ fn reloc_note(file: &object::File<'_>, sym: &object::Symbol<'_, '_>, insn: Insn)
                 .ok()
                 .and_then(|s| s.name().ok().map(str::to_owned))
                 .unwrap_or_else(|| "?".into());
-            format!("<{sec}+{}>", insn.imm)
+            format!("<{sec}+{imm}>")
         }
     }
 }
@@ -681,8 +776,7 @@ fn reloc_note(file: &object::File<'_>, sym: &object::Symbol<'_, '_>, insn: Insn)
 mod tests {
     use super::*;
 
-    fn one(insn: Insn) -> String {
-        let text = disassemble(&[insn]);
+    fn line(text: String) -> String {
         text.trim_start()
             .strip_prefix("0: ")
             .unwrap()
@@ -690,8 +784,17 @@ mod tests {
             .to_owned()
     }
 
-    fn raw_insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-        Insn {
+    fn one(insn: Insn) -> String {
+        line(disassemble(&[insn]))
+    }
+
+    /// The text of one raw slot.
+    fn one_raw(slot: RawInsn) -> String {
+        line(disassemble_code(&slot.to_bytes()))
+    }
+
+    fn raw_insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> RawInsn {
+        RawInsn {
             code,
             dst,
             src,
@@ -703,112 +806,121 @@ mod tests {
     #[test]
     fn alu64_and_alu32_ops() {
         let cases = [
-            (BPF_ADD, "+="),
-            (BPF_SUB, "-="),
-            (BPF_MUL, "*="),
-            (BPF_DIV, "/="),
-            (BPF_OR, "|="),
-            (BPF_AND, "&="),
-            (BPF_LSH, "<<="),
-            (BPF_RSH, ">>="),
-            (BPF_MOD, "%="),
-            (BPF_XOR, "^="),
-            (BPF_ARSH, "s>>="),
+            (AluOp::Add, "+="),
+            (AluOp::Sub, "-="),
+            (AluOp::Mul, "*="),
+            (AluOp::Div, "/="),
+            (AluOp::Or, "|="),
+            (AluOp::And, "&="),
+            (AluOp::Lsh, "<<="),
+            (AluOp::Rsh, ">>="),
+            (AluOp::Mod, "%="),
+            (AluOp::Xor, "^="),
+            (AluOp::Arsh, "s>>="),
         ];
         for (op, sym) in cases {
             assert_eq!(one(Insn::alu64_imm(op, R1, -7)), format!("r1 {sym} -7"));
             assert_eq!(one(Insn::alu64_reg(op, R2, R3)), format!("r2 {sym} r3"));
             assert_eq!(one(Insn::alu32_imm(op, R4, 9)), format!("w4 {sym} 9"));
             assert_eq!(
-                one(raw_insn(BPF_ALU | op | BPF_X, 5, 6, 0, 0)),
+                one_raw(raw_insn(BPF_ALU | op.code() | BPF_X, 5, 6, 0, 0)),
                 format!("w5 {sym} w6")
             );
         }
         assert_eq!(one(Insn::mov64_imm(R0, 2)), "r0 = 2");
         assert_eq!(one(Insn::mov64_reg(R6, R1)), "r6 = r1");
-        assert_eq!(one(Insn::alu32_imm(BPF_MOV, R1, -1)), "w1 = -1");
-        assert_eq!(one(Insn::alu64_imm(BPF_NEG, R3, 0)), "r3 = -r3");
-        assert_eq!(one(Insn::alu32_imm(BPF_NEG, R3, 0)), "w3 = -w3");
+        assert_eq!(one(Insn::alu32_imm(AluOp::Mov, R1, -1)), "w1 = -1");
+        assert_eq!(one(Insn::alu64_imm(AluOp::Neg, R3, 0)), "r3 = -r3");
+        assert_eq!(one(Insn::alu32_imm(AluOp::Neg, R3, 0)), "w3 = -w3");
     }
 
     #[test]
     fn alu_signed_and_sign_extending_forms() {
-        assert_eq!(one(raw_insn(BPF_ALU64 | BPF_DIV, 1, 0, 1, 3)), "r1 s/= 3");
         assert_eq!(
-            one(raw_insn(BPF_ALU | BPF_MOD | BPF_X, 1, 2, 1, 0)),
+            one_raw(raw_insn(BPF_ALU64 | BPF_DIV, 1, 0, 1, 3)),
+            "r1 s/= 3"
+        );
+        assert_eq!(
+            one_raw(raw_insn(BPF_ALU | BPF_MOD | BPF_X, 1, 2, 1, 0)),
             "w1 s%= w2"
         );
         assert_eq!(
-            one(raw_insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 2, 8, 0)),
+            one_raw(raw_insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 2, 8, 0)),
             "r1 = (s8)r2"
         );
         assert_eq!(
-            one(raw_insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 2, 32, 0)),
+            one_raw(raw_insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 2, 32, 0)),
             "r1 = (s32)r2"
         );
         assert_eq!(
-            one(raw_insn(BPF_ALU | BPF_MOV | BPF_X, 1, 2, 16, 0)),
+            one_raw(raw_insn(BPF_ALU | BPF_MOV | BPF_X, 1, 2, 16, 0)),
             "w1 = (s16)w2"
         );
         assert_eq!(
-            one(raw_insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 2, 1, 1)),
+            one_raw(raw_insn(BPF_ALU64 | BPF_MOV | BPF_X, 1, 2, 1, 1)),
             "r1 = addr_space_cast(r2, 0, 1)"
         );
         // Invalid offsets are not silently dropped.
-        assert!(one(raw_insn(BPF_ALU | BPF_MOV | BPF_X, 1, 2, 32, 0)).starts_with(".insn"));
-        assert!(one(raw_insn(BPF_ALU64 | BPF_DIV, 1, 0, 2, 3)).starts_with(".insn"));
+        assert!(one_raw(raw_insn(BPF_ALU | BPF_MOV | BPF_X, 1, 2, 32, 0)).starts_with(".insn"));
+        assert!(one_raw(raw_insn(BPF_ALU64 | BPF_DIV, 1, 0, 2, 3)).starts_with(".insn"));
     }
 
     #[test]
     fn byte_swaps() {
-        assert_eq!(one(Insn::be(R1, 16)), "w1 = be16 w1");
-        assert_eq!(one(Insn::be(R1, 32)), "w1 = be32 w1");
-        assert_eq!(one(Insn::be(R1, 64)), "r1 = be64 r1");
+        assert_eq!(one(Insn::be(R1, SwapWidth::B16)), "w1 = be16 w1");
+        assert_eq!(one(Insn::be(R1, SwapWidth::B32)), "w1 = be32 w1");
+        assert_eq!(one(Insn::be(R1, SwapWidth::B64)), "r1 = be64 r1");
         assert_eq!(
-            one(raw_insn(BPF_ALU | BPF_END | BPF_TO_LE, 2, 0, 0, 16)),
+            one_raw(raw_insn(BPF_ALU | BPF_END | BPF_TO_LE, 2, 0, 0, 16)),
             "w2 = le16 w2"
         );
         assert_eq!(
-            one(raw_insn(BPF_ALU64 | BPF_END, 2, 0, 0, 32)),
+            one_raw(raw_insn(BPF_ALU64 | BPF_END, 2, 0, 0, 32)),
             "r2 = bswap32 r2"
         );
-        assert!(one(Insn::be(R1, 12)).starts_with(".insn"));
+        assert!(one_raw(raw_insn(BPF_ALU | BPF_END | BPF_TO_BE, 1, 0, 0, 12)).starts_with(".insn"));
     }
 
     #[test]
     fn loads_and_stores() {
-        assert_eq!(one(Insn::load(BPF_W, R2, R6, 80)), "r2 = *(u32 *)(r6 + 80)");
-        assert_eq!(one(Insn::load(BPF_B, R2, R6, 0)), "r2 = *(u8 *)(r6 + 0)");
-        assert_eq!(one(Insn::load(BPF_H, R2, R6, -2)), "r2 = *(u16 *)(r6 - 2)");
         assert_eq!(
-            one(Insn::load(BPF_DW, R2, R10, -32768)),
+            one(Insn::load(Size::W, R2, R6, 80)),
+            "r2 = *(u32 *)(r6 + 80)"
+        );
+        assert_eq!(one(Insn::load(Size::B, R2, R6, 0)), "r2 = *(u8 *)(r6 + 0)");
+        assert_eq!(
+            one(Insn::load(Size::H, R2, R6, -2)),
+            "r2 = *(u16 *)(r6 - 2)"
+        );
+        assert_eq!(
+            one(Insn::load(Size::DW, R2, R10, -32768)),
             "r2 = *(u64 *)(r10 - 32768)"
         );
         assert_eq!(
-            one(raw_insn(BPF_LDX | BPF_MEMSX | BPF_H, 3, 4, 2, 0)),
+            one_raw(raw_insn(BPF_LDX | BPF_MEMSX | BPF_H, 3, 4, 2, 0)),
             "r3 = *(s16 *)(r4 + 2)"
         );
         assert_eq!(
-            one(Insn::store_reg(BPF_DW, R10, -8, R1)),
+            one(Insn::store_reg(Size::DW, R10, -8, R1)),
             "*(u64 *)(r10 - 8) = r1"
         );
         assert_eq!(
-            one(Insn::store_reg(BPF_B, R1, 3, R2)),
+            one(Insn::store_reg(Size::B, R1, 3, R2)),
             "*(u8 *)(r1 + 3) = r2"
         );
         assert_eq!(
-            one(Insn::store_imm(BPF_W, R10, -4, -1)),
+            one(Insn::store_imm(Size::W, R10, -4, -1)),
             "*(u32 *)(r10 - 4) = -1"
         );
         assert_eq!(
-            one(Insn::store_imm(BPF_H, R10, -2, 7)),
+            one(Insn::store_imm(Size::H, R10, -2, 7)),
             "*(u16 *)(r10 - 2) = 7"
         );
     }
 
     #[test]
     fn atomics() {
-        let a = |size: u8, imm: i32| one(raw_insn(BPF_STX | BPF_ATOMIC | size, 1, 2, 8, imm));
+        let a = |size: u8, imm: i32| one_raw(raw_insn(BPF_STX | BPF_ATOMIC | size, 1, 2, 8, imm));
         assert_eq!(a(BPF_DW, 0x00), "lock *(u64 *)(r1 + 8) += r2");
         assert_eq!(a(BPF_W, 0x40), "lock *(u32 *)(r1 + 8) |= w2");
         assert_eq!(a(BPF_DW, 0x50), "lock *(u64 *)(r1 + 8) &= r2");
@@ -829,33 +941,46 @@ mod tests {
     #[test]
     fn ld_imm64_forms() {
         let pair = Insn::ld_imm64(R1, 0x1234_5678_9abc_def0);
-        assert_eq!(disassemble(&pair), "   0: r1 = 0x123456789abcdef0 ll\n");
-        assert_eq!(disassemble(&Insn::ld_func(R2, 1)), "   0: r2 = func[1]\n");
-        let mut map = Insn::ld_imm64(R1, 5);
-        map[0].src = 1;
-        assert_eq!(disassemble(&map), "   0: r1 = map_fd[5]\n");
-        map[0].src = 2;
-        map[1].imm = 16;
-        assert_eq!(disassemble(&map), "   0: r1 = map_value[5] + 16\n");
+        assert_eq!(disassemble(&[pair]), "   0: r1 = 0x123456789abcdef0 ll\n");
+        assert_eq!(disassemble(&[Insn::ld_func(R2, 1)]), "   0: r2 = func[1]\n");
+        let map = |kind, next_imm| Insn::LdImm64 {
+            dst: R1,
+            kind,
+            imm: 5,
+            next_imm,
+        };
+        assert_eq!(
+            disassemble(&[map(Imm64Kind::MapFd, 0)]),
+            "   0: r1 = map_fd[5]\n"
+        );
+        assert_eq!(
+            disassemble(&[map(Imm64Kind::MapValue, 16)]),
+            "   0: r1 = map_value[5] + 16\n"
+        );
+        // A map fd with a second immediate is not hidden behind `map_fd[5]`.
+        assert!(disassemble(&[map(Imm64Kind::MapFd, 16)]).starts_with("   0: .insn"));
         // The next instruction is numbered after both slots.
-        let mut prog = pair.to_vec();
-        prog.push(Insn::exit());
+        let prog = [pair, Insn::exit()];
         assert_eq!(
             disassemble(&prog),
             "   0: r1 = 0x123456789abcdef0 ll\n   2: exit\n"
         );
         // A truncated pair is shown raw, not dropped or merged.
-        assert_eq!(disassemble(&pair[..1]), "   0: .insn 0x18010000f0debc9a\n");
+        let bytes = encode_all(&[pair]);
+        assert_eq!(
+            disassemble_code(&bytes[..8]),
+            "   0: .insn 0x18010000f0debc9a\n"
+        );
     }
 
     #[test]
     fn legacy_packet_loads() {
         assert_eq!(
-            one(raw_insn(BPF_LD | 0x20 | BPF_H, 0, 0, 0, 12)),
+            one_raw(raw_insn(BPF_LD | 0x20 | BPF_H, 0, 0, 0, 12)),
             "r0 = *(u16 *)skb[12]"
         );
         assert_eq!(
-            one(raw_insn(BPF_LD | 0x40 | BPF_B, 0, 7, 0, 2)),
+            one_raw(raw_insn(BPF_LD | 0x40 | BPF_B, 0, 7, 0, 2)),
             "r0 = *(u8 *)skb[r7 + 2]"
         );
     }
@@ -863,17 +988,17 @@ mod tests {
     #[test]
     fn jumps() {
         let cases = [
-            (BPF_JEQ, "=="),
-            (BPF_JGT, ">"),
-            (BPF_JGE, ">="),
-            (BPF_JSET, "&"),
-            (BPF_JNE, "!="),
-            (BPF_JSGT, "s>"),
-            (BPF_JSGE, "s>="),
-            (BPF_JLT, "<"),
-            (BPF_JLE, "<="),
-            (BPF_JSLT, "s<"),
-            (BPF_JSLE, "s<="),
+            (JmpCond::Jeq, "=="),
+            (JmpCond::Jgt, ">"),
+            (JmpCond::Jge, ">="),
+            (JmpCond::Jset, "&"),
+            (JmpCond::Jne, "!="),
+            (JmpCond::Jsgt, "s>"),
+            (JmpCond::Jsge, "s>="),
+            (JmpCond::Jlt, "<"),
+            (JmpCond::Jle, "<="),
+            (JmpCond::Jslt, "s<"),
+            (JmpCond::Jsle, "s<="),
         ];
         for (op, sym) in cases {
             let prog = [Insn::mov64_imm(R0, 0), Insn::jmp_reg(op, R3, R2, 5)];
@@ -886,16 +1011,19 @@ mod tests {
                 format!("if r1 {sym} -1 goto -1 <0>")
             );
             assert_eq!(
-                one(raw_insn(BPF_JMP32 | op | BPF_X, 4, 5, 2, 0)),
+                one_raw(raw_insn(BPF_JMP32 | op.op().code() | BPF_X, 4, 5, 2, 0)),
                 format!("if w4 {sym} w5 goto +2 <3>")
             );
         }
         assert_eq!(one(Insn::ja(3)), "goto +3 <4>");
         assert_eq!(
-            one(raw_insn(BPF_JMP32 | BPF_JA, 0, 0, 0, 70000)),
+            one_raw(raw_insn(BPF_JMP32 | BPF_JA, 0, 0, 0, 70000)),
             "gotol +70000 <70001>"
         );
-        assert_eq!(one(raw_insn(BPF_JMP | 0xe0, 0, 0, 4, 0)), "may_goto +4 <5>");
+        assert_eq!(
+            one_raw(raw_insn(BPF_JMP | 0xe0, 0, 0, 4, 0)),
+            "may_goto +4 <5>"
+        );
     }
 
     #[test]
@@ -913,9 +1041,12 @@ mod tests {
             "call bpf_skb_load_bytes#26"
         );
         assert_eq!(one(Insn::call_helper(100_000)), "call #100000");
-        assert_eq!(one(raw_insn(BPF_JMP | BPF_CALL, 0, 1, 0, 4)), "call +4 <5>");
         assert_eq!(
-            one(raw_insn(BPF_JMP | BPF_CALL, 0, 2, 0, 77)),
+            one_raw(raw_insn(BPF_JMP | BPF_CALL, 0, 1, 0, 4)),
+            "call +4 <5>"
+        );
+        assert_eq!(
+            one_raw(raw_insn(BPF_JMP | BPF_CALL, 0, 2, 0, 77)),
             "call kfunc#77"
         );
         assert_eq!(one(Insn::exit()), "exit");
@@ -931,18 +1062,81 @@ mod tests {
             raw_insn(BPF_JMP | 0xf0, 1, 0, 0, 0),
             raw_insn(BPF_ST | 0x20 | BPF_W, 1, 0, 0, 0),
         ] {
-            let text = one(insn);
+            let text = one_raw(insn);
             let hex: String = insn.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(text, format!(".insn 0x{hex}"));
         }
-        assert_eq!(one(raw_insn(0xff, 1, 2, 3, 4)), ".insn 0xff21030004000000");
+        assert_eq!(
+            one_raw(raw_insn(0xff, 1, 2, 3, 4)),
+            ".insn 0xff21030004000000"
+        );
+    }
+
+    #[test]
+    fn reserved_fields_and_refused_forms_render_raw() {
+        for slot in [
+            raw_insn(BPF_ALU64 | BPF_ADD, 1, 2, 0, 5), // K form with a source register
+            raw_insn(BPF_ALU64 | BPF_ADD | BPF_X, 1, 2, 0, 5), // X form with an immediate
+            raw_insn(BPF_ALU64 | BPF_MOV, 11, 0, 0, 0), // no r11
+            raw_insn(BPF_ALU64 | BPF_NEG, 3, 0, 0, 5), // negation ignores no immediate
+            raw_insn(BPF_JMP | BPF_CALL | BPF_X, 0, 0, 0, 1),
+            raw_insn(BPF_JMP | BPF_EXIT, 0, 0, 0, 1),
+            raw_insn(BPF_LDX | BPF_MEMSX | BPF_DW, 1, 2, 0, 0),
+        ] {
+            let hex: String = slot.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(one_raw(slot), format!(".insn 0x{hex}"), "{slot:?}");
+        }
     }
 
     #[test]
     fn object_read_errors_are_typed() {
+        assert_eq!(disassemble_object(b"not an elf"), Err(DisasmError::NotElf));
+        let module = crate::Module {
+            entry: crate::Function {
+                name: "entry".into(),
+                insns: vec![Insn::mov64_imm(R0, 0), Insn::exit()],
+            },
+            callbacks: vec![],
+            license: "GPL".into(),
+        };
+        let object = module.write_elf().unwrap();
+        assert!(disassemble_object(&object).is_ok());
+        let patched = |at: usize, bytes: &[u8]| {
+            let mut o = object.clone();
+            o[at..at + bytes.len()].copy_from_slice(bytes);
+            disassemble_object(&o)
+        };
+        // EM_X86_64, ET_EXEC, 32-bit, big-endian versions of the same object.
+        assert_eq!(
+            patched(18, &62u16.to_le_bytes()),
+            Err(DisasmError::NotBpf { machine: 62 })
+        );
+        assert_eq!(
+            patched(16, &2u16.to_le_bytes()),
+            Err(DisasmError::NotRelocatable { elf_type: 2 })
+        );
+        assert_eq!(patched(4, &[1]), Err(DisasmError::NotElf64 { class: 1 }));
+        assert_eq!(
+            patched(5, &[2]),
+            Err(DisasmError::NotLittleEndian { data: 2 })
+        );
         assert!(matches!(
-            disassemble_object(b"not an elf"),
-            Err(ElfError::Read(_))
+            disassemble_object(&object[..200]),
+            Err(DisasmError::Read(_))
         ));
+    }
+
+    /// A real executable of the host (this test binary) is refused, not
+    /// printed as eBPF.
+    #[test]
+    fn a_host_executable_is_not_disassembled() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(&exe[..4], b"\x7fELF", "the test binary is ELF");
+        let machine = u16::from_le_bytes([exe[18], exe[19]]);
+        assert_ne!(machine, 247);
+        assert_eq!(
+            disassemble_object(&exe),
+            Err(DisasmError::NotBpf { machine })
+        );
     }
 }

@@ -18,9 +18,9 @@
 //! (libbpf refuses size 0: "corrupted program"). Section symbols exist for
 //! `classifier` and `.text`; `_license` is `OBJECT GLOBAL`.
 //!
-//! Callback references: in the entry's code, an `ld_imm64` whose first slot
-//! has `src == BPF_PSEUDO_FUNC` carries the *index* of a callback in
-//! [`Module::callbacks`]. The writer rewrites `imm` to the callback's byte
+//! Callback references: in the entry's code, an `ld_func`
+//! ([`Insn::LdImm64`] of kind [`Imm64Kind::Func`], `src == BPF_PSEUDO_FUNC`)
+//! carries the *index* of a callback in [`Module::callbacks`]. The writer rewrites `imm` to the callback's byte
 //! offset in `.text` and adds a relocation against the `.text` section
 //! symbol, as clang does: Aya resolves it as `symbol address + imm`, libbpf
 //! as `(symbol value + imm) / 8`, and libbpf requires the relocation.
@@ -52,68 +52,72 @@ use object::{
 use thiserror::Error;
 
 use crate::btf::{BtfBuilder, BtfExtBuilder, FuncLinkage, LineInfo};
-use crate::insn::{Insn, BPF_CALL, BPF_JMP, BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC};
+use crate::insn::{encode_all, CallTarget, Imm64Kind, Insn};
+use crate::module::{Function, Module};
 
 /// ELF section holding the entry program (Aya and libbpf map it to
 /// `BPF_PROG_TYPE_SCHED_CLS`; `tc ... sec classifier` selects it).
 pub const PROG_SECTION: &str = "classifier";
 /// ELF section holding the callbacks.
 pub const TEXT_SECTION: &str = ".text";
+/// ELF section holding the license string.
 pub const LICENSE_SECTION: &str = "license";
+/// Symbol of the license string.
 pub const LICENSE_SYMBOL: &str = "_license";
 /// `R_BPF_64_64`: relocation of an `ld_imm64` pair.
 pub const R_BPF_64_64: u32 = 1;
 
-/// One function: a name (a C identifier) and its instruction slots.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Function {
-    pub name: String,
-    pub insns: Vec<Insn>,
-}
-
-/// A TC program with its `bpf_loop` callbacks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Module {
-    /// The TC program; a global function in section `classifier`.
-    pub entry: Function,
-    /// `bpf_loop` callbacks; static functions in section `.text`.
-    pub callbacks: Vec<Function>,
-    /// License string, e.g. "GPL" (GPL-only helpers need a GPL-compatible one).
-    pub license: String,
-}
-
-/// Errors from writing or reading an object.
+/// Why a module cannot be written as an object.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ElfError {
+    /// A function without code.
     #[error("function `{0}` has no instructions")]
     EmptyFunction(String),
+    /// A function name that is not a C identifier.
     #[error("`{0}` is not a valid function name (want [A-Za-z_][A-Za-z0-9_]*)")]
     BadName(String),
+    /// Two functions (or a function and `_license`) share a name.
     #[error("name `{0}` is used twice")]
     DuplicateName(String),
+    /// An `ld_func` naming no callback.
     #[error(
         "slot {slot} of `{function}`: callback index {index} out of range ({count} callbacks)"
     )]
     BadCallbackIndex {
+        /// The function holding the `ld_func`.
         function: String,
+        /// Its slot.
         slot: usize,
+        /// The callback index it carries.
         index: i32,
+        /// How many callbacks there are.
         count: usize,
     },
+    /// A callback that takes a function address.
     #[error("slot {slot} of callback `{function}`: callbacks may not take function addresses")]
-    LdFuncInCallback { function: String, slot: usize },
+    LdFuncInCallback {
+        /// The callback.
+        function: String,
+        /// The slot of the `ld_func`.
+        slot: usize,
+    },
+    /// A BPF-to-BPF call (`BPF_PSEUDO_CALL`), which the layout does not support.
     #[error("slot {slot} of `{function}`: BPF-to-BPF calls are not supported")]
-    PseudoCall { function: String, slot: usize },
-    #[error("slot {slot} of `{function}`: ld_imm64 without a valid second slot")]
-    TruncatedLdImm64 { function: String, slot: usize },
+    PseudoCall {
+        /// The calling function.
+        function: String,
+        /// The slot of the call.
+        slot: usize,
+    },
+    /// An empty license or one with a NUL byte.
     #[error("license must be non-empty and contain no NUL byte")]
     BadLicense,
+    /// A section too large for 32-bit offsets.
     #[error("program too large: {0} bytes of code")]
     TooLarge(usize),
+    /// The object writer failed.
     #[error("object writer: {0}")]
     Write(String),
-    #[error("reading object: {0}")]
-    Read(String),
 }
 
 fn is_identifier(name: &str) -> bool {
@@ -122,9 +126,20 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Checks names, emptiness and `ld_imm64` pairing of one function; returns
-/// the slot indices of its `BPF_PSEUDO_FUNC` loads.
-fn scan_function(f: &Function) -> Result<Vec<usize>, ElfError> {
+/// A callback reference in a function: where its `ld_func` is.
+#[derive(Debug, Clone, Copy)]
+struct FuncRef {
+    /// Index in the function's instructions.
+    index: usize,
+    /// Slot of the `ld_func`'s first half.
+    slot: usize,
+    /// The callback index it carries.
+    callback: i32,
+}
+
+/// Checks the name, emptiness and calls of one function; returns its
+/// `ld_func`s (`BPF_PSEUDO_FUNC` loads).
+fn scan_function(f: &Function) -> Result<Vec<FuncRef>, ElfError> {
     if !is_identifier(&f.name) {
         return Err(ElfError::BadName(f.name.clone()));
     }
@@ -133,38 +148,28 @@ fn scan_function(f: &Function) -> Result<Vec<usize>, ElfError> {
     }
     let mut func_refs = Vec::new();
     let mut slot = 0;
-    while slot < f.insns.len() {
-        let insn = f.insns[slot];
-        if insn.is_ld_imm64() {
-            match f.insns.get(slot + 1) {
-                Some(next) if next.code == 0 && next.dst == 0 && next.src == 0 && next.off == 0 => {
-                }
-                _ => {
-                    return Err(ElfError::TruncatedLdImm64 {
-                        function: f.name.clone(),
-                        slot,
-                    })
-                }
-            }
-            if insn.src == BPF_PSEUDO_FUNC {
-                func_refs.push(slot);
-            }
-            slot += 2;
-            continue;
-        }
-        if insn.code == BPF_JMP | BPF_CALL && insn.src == BPF_PSEUDO_CALL {
-            return Err(ElfError::PseudoCall {
-                function: f.name.clone(),
+    for (index, insn) in f.insns.iter().enumerate() {
+        match insn {
+            Insn::LdImm64 {
+                kind: Imm64Kind::Func,
+                imm,
+                ..
+            } => func_refs.push(FuncRef {
+                index,
                 slot,
-            });
+                callback: *imm,
+            }),
+            Insn::Call(CallTarget::Local(_)) => {
+                return Err(ElfError::PseudoCall {
+                    function: f.name.clone(),
+                    slot,
+                })
+            }
+            _ => {}
         }
-        slot += 1;
+        slot += insn.slots();
     }
     Ok(func_refs)
-}
-
-fn code_bytes(insns: &[Insn]) -> Vec<u8> {
-    insns.iter().flat_map(|i| i.to_bytes()).collect()
 }
 
 /// Validates `module` and writes it as an ELF64 little-endian `ET_REL`
@@ -181,10 +186,10 @@ pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
     }
     let entry_refs = scan_function(&module.entry)?;
     for cb in &module.callbacks {
-        if let Some(&slot) = scan_function(cb)?.first() {
+        if let Some(r) = scan_function(cb)?.first() {
             return Err(ElfError::LdFuncInCallback {
                 function: cb.name.clone(),
-                slot,
+                slot: r.slot,
             });
         }
     }
@@ -194,9 +199,9 @@ pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
     let mut text = Vec::new();
     for cb in &module.callbacks {
         cb_offsets.push(text.len());
-        text.extend(code_bytes(&cb.insns));
+        text.extend(encode_all(&cb.insns));
     }
-    let entry_len = module.entry.insns.len() * Insn::SIZE;
+    let entry_len = module.entry.code_len();
     for len in [text.len(), entry_len] {
         if len > i32::MAX as usize {
             return Err(ElfError::TooLarge(len));
@@ -205,24 +210,26 @@ pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
 
     // Rewrite callback references in the entry: imm = byte offset in .text.
     let mut entry_insns = module.entry.insns.clone();
-    for &slot in &entry_refs {
-        let index = entry_insns[slot].imm;
+    for r in &entry_refs {
+        let index = r.callback;
         let offset = usize::try_from(index)
             .ok()
             .and_then(|i| cb_offsets.get(i))
             .ok_or_else(|| ElfError::BadCallbackIndex {
                 function: module.entry.name.clone(),
-                slot,
+                slot: r.slot,
                 index,
                 count: module.callbacks.len(),
             })?;
-        entry_insns[slot].imm = *offset as i32;
+        if let Insn::LdImm64 { imm, .. } = &mut entry_insns[r.index] {
+            *imm = *offset as i32;
+        }
     }
 
     let mut obj = Object::new(BinaryFormat::Elf, Architecture::Bpf, Endianness::Little);
 
     let prog = obj.add_section(Vec::new(), PROG_SECTION.into(), SectionKind::Text);
-    obj.set_section_data(prog, code_bytes(&entry_insns), 8);
+    obj.set_section_data(prog, encode_all(&entry_insns), 8);
     obj.section_symbol(prog);
     add_function_symbol(
         &mut obj,
@@ -243,15 +250,15 @@ pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
                 text_id,
                 &cb.name,
                 off,
-                cb.insns.len() * Insn::SIZE,
+                cb.code_len(),
                 SymbolScope::Compilation,
             );
         }
-        for &slot in &entry_refs {
+        for r in &entry_refs {
             obj.add_relocation(
                 prog,
                 Relocation {
-                    offset: (slot * Insn::SIZE) as u64,
+                    offset: (r.slot * Insn::SLOT_SIZE) as u64,
                     symbol: text_sym,
                     addend: 0,
                     flags: RelocationFlags::Elf {

@@ -1,31 +1,45 @@
 //! emit-bpf: the back half of lagic.
 //!
-//! Data flow: a lowered [`predicate_ir::Program`] --[`codegen::compile`]-->
-//! [`elf::Module`] (an entry function plus `bpf_loop` callbacks, as
-//! [`insn::Insn`] slots) --[`elf::write_object`]--> ELF bytes that Aya,
-//! libbpf and iproute2 load as a TC classifier. [`disasm`] reads both the
-//! instructions and whole objects back for people and golden tests; [`btf`]
-//! encodes the type information the kernel needs for `bpf_loop`.
+//! Data flow: a lowered [`predicate_ir::Program`] --[`compile`]-->
+//! [`Module`] (an entry function plus `bpf_loop` callbacks, as typed
+//! [`insn::Insn`]s) --[`Module::write_elf`]--> ELF bytes that Aya, libbpf
+//! and iproute2 load as a TC classifier; [`compile_object`] does both.
+//! [`insn`] is the typed instruction set and its encoder, [`decode`] the
+//! independent decoder; [`disasm`] prints decoded instructions and whole
+//! objects for people and golden tests; [`btf`] encodes the type
+//! information the kernel needs for `bpf_loop`.
+#![deny(missing_docs)]
 
 pub mod btf;
-pub mod codegen;
+mod codegen;
+pub mod decode;
 pub mod disasm;
 pub mod elf;
 pub mod insn;
+mod module;
+
+pub use codegen::CodegenError;
+pub use module::{Function, Module};
 
 use predicate_ir::Program;
 
 /// Why a program could not be turned into an object.
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
+    /// Code generation failed.
     #[error(transparent)]
-    Codegen(#[from] codegen::CodegenError),
+    Codegen(#[from] CodegenError),
+    /// The ELF writer refused the generated module.
     #[error(transparent)]
     Elf(#[from] elf::ElfError),
 }
 
+/// Compiles a lowered program into an entry function and its callbacks.
+pub fn compile(program: &Program) -> Result<Module, CodegenError> {
+    codegen::compile(program)
+}
+
 /// Compiles a lowered program to the bytes of an eBPF ELF object.
 pub fn compile_object(program: &Program) -> Result<Vec<u8>, EmitError> {
-    let module = codegen::compile(program)?;
-    Ok(elf::write_object(&module)?)
+    Ok(compile(program)?.write_elf()?)
 }

@@ -12,8 +12,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aya::programs::SchedClassifier;
-use emit_bpf::elf::{write_object, Module};
+use emit_bpf::elf::write_object;
 use emit_bpf::insn::{TC_ACT_OK, TC_ACT_SHOT};
+use emit_bpf::Module;
 
 /// Returns false (after a loud message) when the kernel tests cannot run
 /// here; panics instead when `CI` is set.

@@ -2,12 +2,16 @@
 //! back sections, flags, symbols and relocations; the instruction bytes,
 //! BTF and BTF.ext decode to what was written; bad input gives typed errors.
 
+mod btf_reader;
 mod elf_support;
 
-use emit_bpf::btf::{Btf, BtfExt, BtfType, FuncLinkage};
+use btf_reader::{Btf, BtfExt};
+use emit_bpf::btf::{BtfType, FuncLinkage};
+use emit_bpf::decode::decode_all;
 use emit_bpf::disasm::disassemble_object;
-use emit_bpf::elf::{write_object, ElfError, Function, Module, R_BPF_64_64};
+use emit_bpf::elf::{write_object, ElfError, R_BPF_64_64};
 use emit_bpf::insn::*;
+use emit_bpf::{Function, Module};
 use goblin::elf::header::{EM_BPF, ET_REL};
 use goblin::elf::section_header::{SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_REL};
 use goblin::elf::sym::{STB_GLOBAL, STB_LOCAL, STT_FUNC, STT_OBJECT, STT_SECTION};
@@ -32,10 +36,7 @@ fn section_names(elf: &Elf) -> Vec<String> {
 }
 
 fn decode(code: &[u8]) -> Vec<Insn> {
-    assert_eq!(code.len() % 8, 0);
-    code.chunks(8)
-        .map(|c| Insn::from_bytes(c.try_into().unwrap()))
-        .collect()
+    decode_all(code).unwrap()
 }
 
 /// (name, bind, type, section index, value, size) of every named or
@@ -108,9 +109,9 @@ fn symbols_have_bindings_types_and_sizes() {
     let (prog_idx, _) = section(&elf, &bytes, "classifier");
     let (text_idx, _) = section(&elf, &bytes, ".text");
     let (license_idx, _) = section(&elf, &bytes, "license");
-    let entry_size = (m.entry.insns.len() * 8) as u64;
-    let cb0 = (m.callbacks[0].insns.len() * 8) as u64;
-    let cb1 = (m.callbacks[1].insns.len() * 8) as u64;
+    let entry_size = m.entry.code_len() as u64;
+    let cb0 = m.callbacks[0].code_len() as u64;
+    let cb1 = m.callbacks[1].code_len() as u64;
     let mut syms = symbols(&elf);
     syms.sort();
     let mut want = vec![
@@ -132,11 +133,21 @@ fn symbols_have_bindings_types_and_sizes() {
     assert_eq!(syms, want);
 }
 
-/// Slots of the entry holding `ld_func`.
-fn ld_func_slots(f: &Function) -> Vec<usize> {
-    (0..f.insns.len())
-        .filter(|&i| f.insns[i].is_ld_imm64() && f.insns[i].src == BPF_PSEUDO_FUNC)
-        .collect()
+/// (instruction index, slot) of every `ld_func` of `f`.
+fn ld_funcs(f: &Function) -> Vec<(usize, usize)> {
+    let mut slot = 0;
+    let mut found = Vec::new();
+    for (index, insn) in f.insns.iter().enumerate() {
+        if let Insn::LdImm64 {
+            kind: Imm64Kind::Func,
+            ..
+        } = insn
+        {
+            found.push((index, slot));
+        }
+        slot += insn.slots();
+    }
+    found
 }
 
 #[test]
@@ -153,13 +164,15 @@ fn code_and_relocations_round_trip() {
     assert_eq!(decode(text), want_text);
 
     // Entry: identical except that ld_func immediates became .text offsets.
-    let slots = ld_func_slots(&m.entry);
-    assert_eq!(slots.len(), 2);
+    let refs = ld_funcs(&m.entry);
+    assert_eq!(refs.len(), 2);
     let got = decode(prog);
     let mut want = m.entry.insns.clone();
-    let offsets = [0, m.callbacks[0].insns.len() as i32 * 8];
-    for (&slot, &off) in slots.iter().zip(&offsets) {
-        want[slot].imm = off;
+    let offsets = [0, m.callbacks[0].code_len() as i32];
+    for (&(index, _), &off) in refs.iter().zip(&offsets) {
+        if let Insn::LdImm64 { imm, .. } = &mut want[index] {
+            *imm = off;
+        }
     }
     assert_eq!(got, want);
 
@@ -177,7 +190,7 @@ fn code_and_relocations_round_trip() {
     assert_eq!(rel_sh.sh_type, SHT_REL);
     let entries: Vec<_> = relocs.iter().collect();
     assert_eq!(entries.len(), 2);
-    for (rel, &slot) in entries.iter().zip(&slots) {
+    for (rel, &(_, slot)) in entries.iter().zip(&refs) {
         assert_eq!(rel.r_offset, (slot * 8) as u64);
         assert_eq!(rel.r_type, R_BPF_64_64);
         assert_eq!(rel.r_addend, None, "REL, not RELA");
@@ -334,7 +347,7 @@ fn ret0() -> Vec<Insn> {
 }
 
 fn with_ld_func(index: i32) -> Vec<Insn> {
-    let mut v = Insn::ld_func(R2, index).to_vec();
+    let mut v = vec![Insn::ld_func(R2, index)];
     v.extend(ret0());
     v
 }
@@ -393,26 +406,19 @@ fn bad_input_is_a_typed_error() {
         m.license = license.into();
         assert_eq!(err(m), ElfError::BadLicense);
     }
-    let truncated = vec![Insn::mov64_imm(R0, 0), Insn::ld_imm64(R1, 7)[0]];
-    assert_eq!(
-        err(module(truncated, vec![])),
-        ElfError::TruncatedLdImm64 {
-            function: "entry".into(),
-            slot: 1
-        }
-    );
-    let mut call = vec![Insn::call_helper(1)];
-    call[0].src = BPF_PSEUDO_CALL;
+    // A half ld_imm64 cannot be written: `Insn::LdImm64` is both slots.
+    // Slots count from the function's start, an ld_imm64 taking two.
+    let mut call = vec![Insn::ld_imm64(R1, 7), Insn::Call(CallTarget::Local(1))];
     call.extend(ret0());
     assert!(matches!(
         err(module(call, vec![])),
-        ElfError::PseudoCall { slot: 0, .. }
+        ElfError::PseudoCall { slot: 2, .. }
     ));
 }
 
 #[test]
 fn plain_ld_imm64_is_left_alone() {
-    let mut entry = Insn::ld_imm64(R1, 0xdead_beef_0000_0001).to_vec();
+    let mut entry = vec![Insn::ld_imm64(R1, 0xdead_beef_0000_0001)];
     entry.extend(ret0());
     let m = module(entry.clone(), vec![]);
     let bytes = write_object(&m).unwrap();

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emit_bpf::elf::{write_object, Function, Module};
+use emit_bpf::elf::write_object;
 use emit_bpf::insn::{Insn, R0, TC_ACT_OK, TC_ACT_SHOT};
+use emit_bpf::{Function, Module};
 use lagic_loader::attach::{self, AttachError, AttachOptions, Direction, Health, Mode, ModeChoice};
 use lagic_loader::testing::require_bpf;
 

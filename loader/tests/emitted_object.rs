@@ -2,11 +2,11 @@
 //! [`LoadedProgram::from_object`] (Aya, BTF and `bpf_loop` callbacks included) and run in the
 //! kernel. The programs are hand-assembled; compiled diodes are tested elsewhere.
 
-use emit_bpf::elf::{write_object, Function, Module};
+use emit_bpf::elf::write_object;
 use emit_bpf::insn::{
-    helper, skb, Insn, BPF_ADD, BPF_DW, BPF_JLT, BPF_W, R0, R1, R10, R2, R3, R4, R6, TC_ACT_OK,
-    TC_ACT_SHOT,
+    helper, skb, AluOp, Insn, JmpCond, Size, R0, R1, R10, R2, R3, R4, R6, TC_ACT_OK, TC_ACT_SHOT,
 };
+use emit_bpf::{Function, Module};
 use lagic_loader::packet::Frame;
 use lagic_loader::testing::require_bpf;
 use lagic_loader::{LoadError, LoadedProgram, Verdict};
@@ -19,24 +19,24 @@ use lagic_loader::{LoadError, LoadedProgram, Verdict};
 fn counting_module(limit: i32) -> Module {
     let mut entry = vec![
         Insn::mov64_reg(R6, R1),
-        Insn::load(BPF_W, R2, R6, skb::LEN),
-        Insn::store_imm(BPF_DW, R10, -8, 0),
+        Insn::load(Size::W, R2, R6, skb::LEN),
+        Insn::store_imm(Size::DW, R10, -8, 0),
         Insn::mov64_reg(R1, R2),
     ];
-    entry.extend(Insn::ld_func(R2, 0));
+    entry.push(Insn::ld_func(R2, 0));
     entry.extend([
         Insn::mov64_reg(R3, R10),
-        Insn::alu64_imm(BPF_ADD, R3, -8),
+        Insn::alu64_imm(AluOp::Add, R3, -8),
         Insn::mov64_imm(R4, 0),
         Insn::call_helper(helper::BPF_FUNC_LOOP),
-        Insn::load(BPF_DW, R1, R10, -8),
+        Insn::load(Size::DW, R1, R10, -8),
         Insn::mov64_imm(R0, TC_ACT_OK),
-        Insn::jmp_imm(BPF_JLT, R1, limit, 1),
+        Insn::jmp_imm(JmpCond::Jlt, R1, limit, 1),
         Insn::mov64_imm(R0, TC_ACT_SHOT),
         Insn::exit(),
     ]);
     let callback = vec![
-        Insn::store_reg(BPF_DW, R2, 0, R1),
+        Insn::store_reg(Size::DW, R2, 0, R1),
         Insn::mov64_imm(R0, 0),
         Insn::exit(),
     ];

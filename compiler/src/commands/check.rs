@@ -8,7 +8,7 @@ use crate::io;
 pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
     let spec = shared::read_spec(&args.spec)?;
     let program = shared::lower_spec(&args.spec, &spec)?;
-    let module = emit_bpf::codegen::compile(&program).map_err(|e| {
+    let module = emit_bpf::compile(&program).map_err(|e| {
         Failure::failed(format!(
             "{}: cannot be compiled: {e}",
             io::display(&args.spec)
@@ -25,12 +25,12 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
     );
     let _ = writeln!(report, "predicate: {}", spec.predicate);
     let _ = write!(report, "{program}");
-    let callback_insns: usize = module.callbacks.iter().map(|c| c.insns.len()).sum();
+    let callback_insns: usize = module.callbacks.iter().map(|c| c.slot_count()).sum();
     let _ = writeln!(
         report,
         "emits: program {} ({} instructions) with {} scan callback(s) ({} instructions)",
         module.entry.name,
-        module.entry.insns.len(),
+        module.entry.slot_count(),
         module.callbacks.len(),
         callback_insns
     );

@@ -8,104 +8,107 @@
 //! An offset that does not fit the 16-bit jump field is an error, not a
 //! silent truncation.
 
-use crate::insn::{Insn, BPF_CALL, BPF_EXIT, BPF_JA, BPF_JMP, BPF_JMP32};
+use crate::insn::{Insn, JmpCond, Register};
 
 use super::CodegenError;
 
 /// A jump target inside one function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Label(usize);
+pub(crate) struct Label(usize);
 
 /// Instructions of one function under construction.
 #[derive(Debug, Default)]
-pub struct Asm {
+pub(crate) struct Asm {
     insns: Vec<Insn>,
-    /// `labels[l]`: slot index the label is bound to.
+    /// `labels[l]`: instruction index the label is bound to.
     labels: Vec<Option<usize>>,
-    /// (slot of a jump, label it targets).
+    /// (index of a jump, label it targets).
     fixups: Vec<(usize, Label)>,
 }
 
 impl Asm {
-    pub fn new() -> Asm {
+    pub(crate) fn new() -> Asm {
         Asm::default()
     }
 
-    pub fn label(&mut self) -> Label {
+    pub(crate) fn label(&mut self) -> Label {
         self.labels.push(None);
         Label(self.labels.len() - 1)
     }
 
-    /// Binds `label` to the next emitted slot.
-    pub fn bind(&mut self, label: Label) {
+    /// Binds `label` to the next emitted instruction.
+    pub(crate) fn bind(&mut self, label: Label) {
         debug_assert!(self.labels[label.0].is_none(), "label bound twice");
         self.labels[label.0] = Some(self.insns.len());
     }
 
-    pub fn emit(&mut self, insn: Insn) {
+    pub(crate) fn emit(&mut self, insn: Insn) {
         self.insns.push(insn);
     }
 
     /// Appends instructions whose jumps are already resolved (relative
     /// offsets that stay inside the appended block).
-    pub fn emit_all(&mut self, insns: impl IntoIterator<Item = Insn>) {
+    #[cfg(test)]
+    pub(crate) fn emit_all(&mut self, insns: impl IntoIterator<Item = Insn>) {
         self.insns.extend(insns);
     }
 
-    /// `if dst <op> imm goto label`.
-    pub fn jmp_imm(&mut self, op: u8, dst: crate::insn::Reg, imm: i32, label: Label) {
+    /// `if dst <cond> imm goto label`.
+    pub(crate) fn jmp_imm(&mut self, cond: JmpCond, dst: Register, imm: i32, label: Label) {
         self.fixups.push((self.insns.len(), label));
-        self.insns.push(Insn::jmp_imm(op, dst, imm, 0));
+        self.insns.push(Insn::jmp_imm(cond, dst, imm, 0));
     }
 
-    /// `if dst <op> src goto label`.
-    pub fn jmp_reg(&mut self, op: u8, dst: crate::insn::Reg, src: crate::insn::Reg, label: Label) {
+    /// `if dst <cond> src goto label`.
+    pub(crate) fn jmp_reg(&mut self, cond: JmpCond, dst: Register, src: Register, label: Label) {
         self.fixups.push((self.insns.len(), label));
-        self.insns.push(Insn::jmp_reg(op, dst, src, 0));
+        self.insns.push(Insn::jmp_reg(cond, dst, src, 0));
     }
 
     /// `goto label`.
-    pub fn ja(&mut self, label: Label) {
+    pub(crate) fn ja(&mut self, label: Label) {
         self.fixups.push((self.insns.len(), label));
         self.insns.push(Insn::ja(0));
     }
 
-    pub fn len(&self) -> usize {
+    /// Instructions emitted so far.
+    pub(crate) fn len(&self) -> usize {
         self.insns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.insns.is_empty()
     }
 
     /// Resolves every jump, drops unreachable code and jumps to the next
     /// instruction; fails on an unbound label or an offset beyond 16 bits.
-    pub fn finish(self) -> Result<Vec<Insn>, CodegenError> {
-        self.resolve(false)
-    }
-
-    /// Like [`Asm::finish`], for a block that other code is appended after:
-    /// jumps may also target the slot just past the block's end.
-    pub fn finish_block(self) -> Result<Vec<Insn>, CodegenError> {
-        self.resolve(true)
-    }
-
-    fn resolve(self, may_jump_past_end: bool) -> Result<Vec<Insn>, CodegenError> {
+    pub(crate) fn finish(self) -> Result<Vec<Insn>, CodegenError> {
         let n = self.insns.len();
-        // Absolute target of every jump slot.
+        // Slot of every instruction (an ld_imm64 takes two), and the end.
+        let mut slot_of = Vec::with_capacity(n + 1);
+        let mut slots = 0usize;
+        for insn in &self.insns {
+            slot_of.push(slots);
+            slots += insn.slots();
+        }
+        slot_of.push(slots);
+
+        // Target instruction of every jump: resolved offsets count slots
+        // and must land on an instruction (or the end).
         let mut target: Vec<Option<usize>> = vec![None; n];
         for (at, insn) in self.insns.iter().enumerate() {
-            if is_jump(*insn) {
-                let t = at as i64 + 1 + i64::from(insn.off);
-                target[at] = Some(t as usize);
+            if let Some(off) = insn.jump_offset() {
+                let slot = slot_of[at] as i64 + 1 + i64::from(off);
+                let index = usize::try_from(slot)
+                    .ok()
+                    .and_then(|s| slot_of.binary_search(&s).ok())
+                    .ok_or(CodegenError::Internal(
+                        "jump into the middle of an instruction or before the function",
+                    ))?;
+                target[at] = Some(index);
             }
         }
         for &(at, label) in &self.fixups {
             let t = self.labels[label.0].ok_or(CodegenError::Internal("unbound label"))?;
             target[at] = Some(t);
         }
-        let limit = if may_jump_past_end { n + 1 } else { n };
-        if target.iter().flatten().any(|&t| t >= limit) {
+        if target.iter().flatten().any(|&t| t >= n) {
             return Err(CodegenError::Internal("jump past the end of a function"));
         }
 
@@ -115,7 +118,7 @@ impl Asm {
         loop {
             let mut changed = false;
             for at in 0..n {
-                if keep[at] && self.insns[at].code == BPF_JMP | BPF_JA {
+                if keep[at] && matches!(self.insns[at], Insn::Ja { .. }) {
                     let next = (at + 1..n).find(|&i| keep[i]);
                     if target[at].is_some() && next == target[at] {
                         keep[at] = false;
@@ -128,30 +131,34 @@ impl Asm {
             }
         }
 
-        // New slot index of every old slot (a dropped slot maps to the next kept one).
-        let mut new_index = vec![0usize; n + 1];
+        // New slot of every old instruction (a dropped one maps to the next
+        // kept one), and of the end.
+        let mut new_slot = vec![0usize; n + 1];
         let mut count = 0;
         for at in 0..n {
-            new_index[at] = count;
+            new_slot[at] = count;
             if keep[at] {
-                count += 1;
+                count += self.insns[at].slots();
             }
         }
-        new_index[n] = count;
+        new_slot[n] = count;
 
-        let mut out = Vec::with_capacity(count);
+        let mut out = Vec::with_capacity(n);
         for at in 0..n {
             if !keep[at] {
                 continue;
             }
             let mut insn = self.insns[at];
             if let Some(t) = target[at] {
-                let from = new_index[at];
-                let off = new_index[t] as i64 - from as i64 - 1;
-                insn.off = i16::try_from(off).map_err(|_| CodegenError::JumpTooFar {
-                    from,
-                    to: new_index[t],
-                })?;
+                let from = new_slot[at];
+                let off = new_slot[t] as i64 - from as i64 - 1;
+                insn = i32::try_from(off)
+                    .ok()
+                    .and_then(|off| insn.with_jump_offset(off))
+                    .ok_or(CodegenError::JumpTooFar {
+                        from,
+                        to: new_slot[t],
+                    })?;
             }
             out.push(insn);
         }
@@ -159,14 +166,7 @@ impl Asm {
     }
 }
 
-/// A jump with a target (not a call or exit).
-fn is_jump(insn: Insn) -> bool {
-    let class = insn.class();
-    let op = insn.code & 0xf0;
-    (class == BPF_JMP || class == BPF_JMP32) && op != BPF_CALL && op != BPF_EXIT
-}
-
-/// Slots reachable from slot 0; the second slot of an `ld_imm64` goes with its first.
+/// Instructions reachable from the first one.
 fn reachable(insns: &[Insn], target: &[Option<usize>]) -> Vec<bool> {
     let n = insns.len();
     let mut seen = vec![false; n];
@@ -176,21 +176,10 @@ fn reachable(insns: &[Insn], target: &[Option<usize>]) -> Vec<bool> {
             continue;
         }
         seen[at] = true;
-        let insn = insns[at];
-        if insn.is_ld_imm64() {
-            if at + 1 < n {
-                seen[at + 1] = true;
-            }
-            work.push(at + 2);
-            continue;
-        }
-        let op = insn.code & 0xf0;
-        let is_exit = insn.class() == BPF_JMP && op == BPF_EXIT;
-        let is_goto = insn.code == BPF_JMP | BPF_JA || insn.code == BPF_JMP32 | BPF_JA;
         if let Some(t) = target[at] {
             work.push(t);
         }
-        if !is_exit && !is_goto {
+        if insns[at].falls_through() {
             work.push(at + 1);
         }
     }
@@ -200,7 +189,7 @@ fn reachable(insns: &[Insn], target: &[Option<usize>]) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::insn::{Insn, BPF_JEQ, R0, R1};
+    use crate::insn::{Insn, JmpCond::Jeq, R0, R1};
 
     #[test]
     fn resolves_forward_and_backward_jumps() {
@@ -209,15 +198,23 @@ mod tests {
         let end = a.label();
         a.bind(top);
         a.emit(Insn::mov64_imm(R0, 1));
-        a.jmp_imm(BPF_JEQ, R1, 7, end);
-        a.jmp_imm(BPF_JEQ, R1, 8, top);
+        a.jmp_imm(Jeq, R1, 7, end);
+        a.jmp_imm(Jeq, R1, 8, top);
         a.emit(Insn::mov64_imm(R0, 2));
         a.bind(end);
         a.emit(Insn::exit());
         let out = a.finish().unwrap();
         assert_eq!(out.len(), 5);
-        assert_eq!(out[1].off, 2, "forward: to slot 4 from slot 1");
-        assert_eq!(out[2].off, -3, "backward: to slot 0 from slot 2");
+        assert_eq!(
+            out[1].jump_offset(),
+            Some(2),
+            "forward: to slot 4 from slot 1"
+        );
+        assert_eq!(
+            out[2].jump_offset(),
+            Some(-3),
+            "backward: to slot 0 from slot 2"
+        );
     }
 
     #[test]
@@ -227,7 +224,7 @@ mod tests {
         let far = a.label();
         a.ja(next); // jumps to the next slot: dropped
         a.bind(next);
-        a.jmp_imm(BPF_JEQ, R1, 1, far);
+        a.jmp_imm(Jeq, R1, 1, far);
         a.emit(Insn::mov64_imm(R0, 0));
         a.emit(Insn::exit());
         a.emit(Insn::mov64_imm(R0, 9)); // unreachable: dropped
@@ -236,7 +233,11 @@ mod tests {
         a.emit(Insn::exit());
         let out = a.finish().unwrap();
         assert_eq!(out.len(), 5);
-        assert_eq!(out[0].off, 2, "the conditional jump lands on `r0 = 2`");
+        assert_eq!(
+            out[0].jump_offset(),
+            Some(2),
+            "the conditional jump lands on `r0 = 2`"
+        );
         assert!(!out.contains(&Insn::mov64_imm(R0, 9)));
     }
 
@@ -244,7 +245,7 @@ mod tests {
     fn keeps_resolved_blocks_consistent_when_code_is_dropped() {
         // A pre-resolved block with an internal forward jump.
         let block = [
-            Insn::jmp_imm(BPF_JEQ, R1, 3, 1),
+            Insn::jmp_imm(Jeq, R1, 3, 1),
             Insn::mov64_imm(R0, 1),
             Insn::mov64_imm(R0, 2),
         ];
@@ -263,7 +264,7 @@ mod tests {
     fn a_jump_beyond_16_bits_is_an_error() {
         let mut a = Asm::new();
         let far = a.label();
-        a.jmp_imm(BPF_JEQ, R1, 0, far);
+        a.jmp_imm(Jeq, R1, 0, far);
         for _ in 0..40_000 {
             a.emit(Insn::mov64_imm(R0, 0));
         }

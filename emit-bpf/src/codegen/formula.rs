@@ -13,8 +13,13 @@ use super::{frame, Verdicts, MAX_FRAME};
 use crate::insn::*;
 
 pub(crate) fn emit(a: &mut Asm, program: &Program, v: &Verdicts) {
-    a.emit(Insn::load(BPF_H, R7, R10, frame::CTX + ctx::PAYLOAD_START));
-    a.emit(Insn::load(BPF_H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
+    a.emit(Insn::load(
+        Size::H,
+        R7,
+        R10,
+        frame::CTX + ctx::PAYLOAD_START,
+    ));
+    a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
     cond(a, program, &program.formula, v.pass, v.drop, v);
 }
 
@@ -47,12 +52,12 @@ fn cond(a: &mut Asm, program: &Program, f: &Formula, then: Label, other: Label, 
         }
         Formula::Len { cmp, value } => {
             let op = match cmp {
-                Cmp::Lt => BPF_JLT,
-                Cmp::Le => BPF_JLE,
-                Cmp::Eq => BPF_JEQ,
-                Cmp::Ne => BPF_JNE,
-                Cmp::Ge => BPF_JGE,
-                Cmp::Gt => BPF_JGT,
+                Cmp::Lt => JmpCond::Jlt,
+                Cmp::Le => JmpCond::Jle,
+                Cmp::Eq => JmpCond::Jeq,
+                Cmp::Ne => JmpCond::Jne,
+                Cmp::Ge => JmpCond::Jge,
+                Cmp::Gt => JmpCond::Jgt,
             };
             a.jmp_imm(op, R9, *value as i32, then);
             a.ja(other);
@@ -60,22 +65,22 @@ fn cond(a: &mut Asm, program: &Program, f: &Formula, then: Label, other: Label, 
         Formula::Byte { index, class } => {
             // index >= n: false. Otherwise read P[index] at frame offset
             // r7 + index (< r8 <= MAX_FRAME, which the verifier is told).
-            a.jmp_imm(BPF_JLE, R9, *index as i32, other);
+            a.jmp_imm(JmpCond::Jle, R9, *index as i32, other);
             a.emit(Insn::mov64_reg(R1, R7));
-            a.emit(Insn::alu64_imm(BPF_ADD, R1, *index as i32));
-            a.jmp_imm(BPF_JGE, R1, MAX_FRAME, v.drop);
-            a.emit(Insn::load(BPF_DW, R2, R10, frame::CTX + ctx::DATA));
-            a.emit(Insn::load(BPF_DW, R3, R10, frame::CTX + ctx::DATA_END));
-            a.emit(Insn::alu64_reg(BPF_ADD, R2, R1));
+            a.emit(Insn::alu64_imm(AluOp::Add, R1, *index as i32));
+            a.jmp_imm(JmpCond::Jge, R1, MAX_FRAME, v.drop);
+            a.emit(Insn::load(Size::DW, R2, R10, frame::CTX + ctx::DATA));
+            a.emit(Insn::load(Size::DW, R3, R10, frame::CTX + ctx::DATA_END));
+            a.emit(Insn::alu64_reg(AluOp::Add, R2, R1));
             a.emit(Insn::mov64_reg(R4, R2));
-            a.emit(Insn::alu64_imm(BPF_ADD, R4, 1));
-            a.jmp_reg(BPF_JGT, R4, R3, v.drop);
-            a.emit(Insn::load(BPF_B, R1, R2, 0));
+            a.emit(Insn::alu64_imm(AluOp::Add, R4, 1));
+            a.jmp_reg(JmpCond::Jgt, R4, R3, v.drop);
+            a.emit(Insn::load(Size::B, R1, R2, 0));
             emit_class_test(a, R1, class, then);
             a.ja(other);
         }
         Formula::Scan(id) => {
-            a.emit(Insn::load(BPF_DW, R1, R10, final_state_offset(*id)));
+            a.emit(Insn::load(Size::DW, R1, R10, final_state_offset(*id)));
             emit_accept_test(a, &program.scans[*id].machine, R1, then, other);
         }
     }

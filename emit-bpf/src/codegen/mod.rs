@@ -24,34 +24,53 @@
 //! docs/compiler.md). Tests pin the verifier's processed-instruction count
 //! of every seed diode.
 
-pub mod asm;
+mod asm;
 mod formula;
 mod packet;
 mod scan;
 
 use predicate_ir::Program;
 
-use crate::elf::{Function, Module};
 use crate::insn::{Insn, R0, TC_ACT_OK, TC_ACT_SHOT};
+use crate::module::{Function, Module};
 use asm::{Asm, Label};
 
 /// Largest frame the diode inspects. Direct packet access cannot reach a
 /// variable offset above 0xFFFF (the verifier's MAX_PACKET_OFF); longer
 /// frames are dropped as not fully inspectable.
-pub const MAX_FRAME: i32 = 0xFFFF;
+pub(crate) const MAX_FRAME: i32 = 0xFFFF;
 
 /// Errors of code generation. These indicate a program beyond what the
 /// emitter supports or a bug; `lagic check` surfaces them before emission.
 #[derive(Debug, thiserror::Error)]
 pub enum CodegenError {
+    /// A bug in the emitter.
     #[error("internal code generation error: {0}")]
     Internal(&'static str),
+    /// A jump farther than a 16-bit offset reaches.
     #[error("generated jump from slot {from} to slot {to} exceeds the 16-bit jump range; simplify the spec")]
-    JumpTooFar { from: usize, to: usize },
+    JumpTooFar {
+        /// Slot of the jump.
+        from: usize,
+        /// Slot of its target.
+        to: usize,
+    },
+    /// More scans than the stack frame holds final states for.
     #[error("the spec needs {scans} scans; the emitter supports at most {max}")]
-    TooManyScans { scans: usize, max: usize },
+    TooManyScans {
+        /// Scans the spec needs.
+        scans: usize,
+        /// Most scans supported.
+        max: usize,
+    },
+    /// A function beyond the emitter's size limit.
     #[error("generated program has {insns} instructions; the limit is {max}")]
-    ProgramTooLarge { insns: usize, max: usize },
+    ProgramTooLarge {
+        /// Instructions of the largest function.
+        insns: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Stack layout of the entry function (offsets from `r10`).
@@ -86,7 +105,7 @@ pub(crate) struct Verdicts {
 const MAX_FUNCTION_INSNS: usize = 200_000;
 
 /// Compiles a lowered program into an entry function and its callbacks.
-pub fn compile(program: &Program) -> Result<Module, CodegenError> {
+pub(crate) fn compile(program: &Program) -> Result<Module, CodegenError> {
     if program.scans.len() > frame::MAX_SCANS {
         return Err(CodegenError::TooManyScans {
             scans: program.scans.len(),
@@ -123,9 +142,10 @@ pub fn compile(program: &Program) -> Result<Module, CodegenError> {
 
     let entry = entry.finish()?;
     for insns in std::iter::once(&entry).chain(callbacks.iter().map(|f| &f.insns)) {
-        if insns.len() > MAX_FUNCTION_INSNS {
+        let slots: usize = insns.iter().map(Insn::slots).sum();
+        if slots > MAX_FUNCTION_INSNS {
             return Err(CodegenError::ProgramTooLarge {
-                insns: insns.len(),
+                insns: slots,
                 max: MAX_FUNCTION_INSNS,
             });
         }

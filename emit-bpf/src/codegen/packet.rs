@@ -68,39 +68,39 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     // r6 = skb. A VLAN tag the driver moved into skb metadata is still a
     // VLAN-tagged frame: not parsed, dropped.
     a.emit(Insn::mov64_reg(R6, R1));
-    a.emit(Insn::load(BPF_W, R2, R6, skb::VLAN_PRESENT));
-    a.jmp_imm(BPF_JNE, R2, 0, v.drop);
+    a.emit(Insn::load(Size::W, R2, R6, skb::VLAN_PRESENT));
+    a.jmp_imm(JmpCond::Jne, R2, 0, v.drop);
 
     // Make the whole frame linear so that direct packet access reaches every
     // payload byte (GSO skbs on veth keep most of their payload in frags).
-    a.emit(Insn::load(BPF_W, R2, R6, skb::LEN));
-    a.jmp_imm(BPF_JGT, R2, MAX_FRAME, v.drop);
+    a.emit(Insn::load(Size::W, R2, R6, skb::LEN));
+    a.jmp_imm(JmpCond::Jgt, R2, MAX_FRAME, v.drop);
     a.emit(Insn::mov64_reg(R1, R6));
     a.emit(Insn::call_helper(helper::BPF_FUNC_SKB_PULL_DATA));
-    a.jmp_imm(BPF_JNE, R0, 0, v.drop);
+    a.jmp_imm(JmpCond::Jne, R0, 0, v.drop);
 
     // r9 = frame length, r2 = data, r3 = data_end (reloaded: the pull
     // invalidated every packet pointer).
-    a.emit(Insn::load(BPF_W, R9, R6, skb::LEN));
-    a.jmp_imm(BPF_JGT, R9, MAX_FRAME, v.drop);
-    a.emit(Insn::load(BPF_W, R4, R6, skb::LEN));
-    a.emit(Insn::alu64_reg(BPF_SUB, R4, R9));
-    a.emit(Insn::store_reg(BPF_DW, R10, frame::OPAQUE_ZERO, R4));
-    a.emit(Insn::load(BPF_W, R2, R6, skb::DATA));
-    a.emit(Insn::load(BPF_W, R3, R6, skb::DATA_END));
+    a.emit(Insn::load(Size::W, R9, R6, skb::LEN));
+    a.jmp_imm(JmpCond::Jgt, R9, MAX_FRAME, v.drop);
+    a.emit(Insn::load(Size::W, R4, R6, skb::LEN));
+    a.emit(Insn::alu64_reg(AluOp::Sub, R4, R9));
+    a.emit(Insn::store_reg(Size::DW, R10, frame::OPAQUE_ZERO, R4));
+    a.emit(Insn::load(Size::W, R2, R6, skb::DATA));
+    a.emit(Insn::load(Size::W, R3, R6, skb::DATA_END));
 
     // Ethernet II.
     bounds_check(a, ETH_HLEN, v);
-    a.emit(Insn::load(BPF_H, R4, R2, 12));
-    a.emit(Insn::be(R4, 16));
+    a.emit(Insn::load(Size::H, R4, R2, 12));
+    a.emit(Insn::be(R4, SwapWidth::B16));
     let ipv4 = a.label();
     let ipv6 = a.label();
-    a.jmp_imm(BPF_JEQ, R4, ETH_P_IP, ipv4);
-    a.jmp_imm(BPF_JEQ, R4, ETH_P_IPV6, ipv6);
+    a.jmp_imm(JmpCond::Jeq, R4, ETH_P_IP, ipv4);
+    a.jmp_imm(JmpCond::Jeq, R4, ETH_P_IPV6, ipv6);
     let arp = a.label();
-    a.jmp_imm(BPF_JEQ, R4, ETH_P_ARP, arp);
+    a.jmp_imm(JmpCond::Jeq, R4, ETH_P_ARP, arp);
     for vlan in [ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1] {
-        a.jmp_imm(BPF_JEQ, R4, vlan, v.drop);
+        a.jmp_imm(JmpCond::Jeq, R4, vlan, v.drop);
     }
     a.ja(action(policy.non_ip));
 
@@ -111,77 +111,77 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     // the 28-byte body, then nothing but minimum-frame padding.
     a.bind(arp);
     if policy.arp == Action::Pass {
-        a.jmp_imm(BPF_JLT, R9, ETH_HLEN + ARP_ETH_IPV4_LEN, v.drop);
+        a.jmp_imm(JmpCond::Jlt, R9, ETH_HLEN + ARP_ETH_IPV4_LEN, v.drop);
         a.jmp_imm(
-            BPF_JGT,
+            JmpCond::Jgt,
             R9,
             ETH_ZLEN.max(ETH_HLEN + ARP_ETH_IPV4_LEN),
             v.drop,
         );
         bounds_check(a, ETH_HLEN + ARP_ETH_IPV4_LEN, v);
         for (offset, size, want) in [
-            (0, BPF_H, ARPHRD_ETHER),
-            (2, BPF_H, ETH_P_IP),
-            (4, BPF_B, 6), // hardware address length
-            (5, BPF_B, 4), // protocol address length
+            (0, Size::H, ARPHRD_ETHER),
+            (2, Size::H, ETH_P_IP),
+            (4, Size::B, 6), // hardware address length
+            (5, Size::B, 4), // protocol address length
         ] {
             a.emit(Insn::load(size, R4, R2, (ETH_HLEN + offset) as i16));
-            if size == BPF_H {
-                a.emit(Insn::be(R4, 16));
+            if size == Size::H {
+                a.emit(Insn::be(R4, SwapWidth::B16));
             }
-            a.jmp_imm(BPF_JNE, R4, want, v.drop);
+            a.jmp_imm(JmpCond::Jne, R4, want, v.drop);
         }
-        a.emit(Insn::load(BPF_H, R4, R2, (ETH_HLEN + 6) as i16));
-        a.emit(Insn::be(R4, 16));
-        a.jmp_imm(BPF_JLT, R4, ARPOP_REQUEST, v.drop);
-        a.jmp_imm(BPF_JGT, R4, ARPOP_REPLY, v.drop);
+        a.emit(Insn::load(Size::H, R4, R2, (ETH_HLEN + 6) as i16));
+        a.emit(Insn::be(R4, SwapWidth::B16));
+        a.jmp_imm(JmpCond::Jlt, R4, ARPOP_REQUEST, v.drop);
+        a.jmp_imm(JmpCond::Jgt, R4, ARPOP_REPLY, v.drop);
     }
     a.ja(action(policy.arp));
 
     // IPv4: version 4, IHL >= 5, not a fragment, total length consistent.
     a.bind(ipv4);
     bounds_check(a, ETH_HLEN + IPV4_HLEN, v);
-    a.emit(Insn::load(BPF_B, R4, R2, ETH_HLEN as i16));
+    a.emit(Insn::load(Size::B, R4, R2, ETH_HLEN as i16));
     a.emit(Insn::mov64_reg(R5, R4));
-    a.emit(Insn::alu64_imm(BPF_RSH, R5, 4));
-    a.jmp_imm(BPF_JNE, R5, 4, v.drop);
-    a.emit(Insn::alu64_imm(BPF_AND, R4, 0x0F));
-    a.jmp_imm(BPF_JLT, R4, 5, v.drop);
-    a.emit(Insn::alu64_imm(BPF_LSH, R4, 2)); // r4 = header length in bytes
-    a.emit(Insn::load(BPF_H, R5, R2, (ETH_HLEN + 6) as i16));
-    a.emit(Insn::be(R5, 16));
-    a.emit(Insn::alu64_imm(BPF_AND, R5, IPV4_FRAG_MASK));
-    a.jmp_imm(BPF_JNE, R5, 0, v.drop);
-    a.emit(Insn::load(BPF_H, R8, R2, (ETH_HLEN + 2) as i16));
-    a.emit(Insn::be(R8, 16)); // r8 = total length
-    a.jmp_reg(BPF_JLT, R8, R4, v.drop);
-    a.emit(Insn::alu64_imm(BPF_ADD, R8, ETH_HLEN)); // r8 = IP end
+    a.emit(Insn::alu64_imm(AluOp::Rsh, R5, 4));
+    a.jmp_imm(JmpCond::Jne, R5, 4, v.drop);
+    a.emit(Insn::alu64_imm(AluOp::And, R4, 0x0F));
+    a.jmp_imm(JmpCond::Jlt, R4, 5, v.drop);
+    a.emit(Insn::alu64_imm(AluOp::Lsh, R4, 2)); // r4 = header length in bytes
+    a.emit(Insn::load(Size::H, R5, R2, (ETH_HLEN + 6) as i16));
+    a.emit(Insn::be(R5, SwapWidth::B16));
+    a.emit(Insn::alu64_imm(AluOp::And, R5, IPV4_FRAG_MASK));
+    a.jmp_imm(JmpCond::Jne, R5, 0, v.drop);
+    a.emit(Insn::load(Size::H, R8, R2, (ETH_HLEN + 2) as i16));
+    a.emit(Insn::be(R8, SwapWidth::B16)); // r8 = total length
+    a.jmp_reg(JmpCond::Jlt, R8, R4, v.drop);
+    a.emit(Insn::alu64_imm(AluOp::Add, R8, ETH_HLEN)); // r8 = IP end
     frame_consistency(a, v);
     a.emit(Insn::mov64_reg(R7, R4));
-    a.emit(Insn::alu64_imm(BPF_ADD, R7, ETH_HLEN)); // r7 = L4 offset
-    a.emit(Insn::load(BPF_B, R4, R2, (ETH_HLEN + 9) as i16));
-    a.jmp_imm(BPF_JEQ, R4, IPPROTO_TCP, tcp);
+    a.emit(Insn::alu64_imm(AluOp::Add, R7, ETH_HLEN)); // r7 = L4 offset
+    a.emit(Insn::load(Size::B, R4, R2, (ETH_HLEN + 9) as i16));
+    a.jmp_imm(JmpCond::Jeq, R4, IPPROTO_TCP, tcp);
     a.ja(action(policy.other_ip));
 
     // IPv6: version 6, payload length consistent, TCP or ND directly after
     // the fixed header; extension headers are not parsed, so they drop.
     a.bind(ipv6);
     bounds_check(a, ETH_HLEN + IPV6_HLEN, v);
-    a.emit(Insn::load(BPF_B, R4, R2, ETH_HLEN as i16));
-    a.emit(Insn::alu64_imm(BPF_RSH, R4, 4));
-    a.jmp_imm(BPF_JNE, R4, 6, v.drop);
-    a.emit(Insn::load(BPF_H, R8, R2, (ETH_HLEN + 4) as i16));
-    a.emit(Insn::be(R8, 16));
-    a.emit(Insn::alu64_imm(BPF_ADD, R8, ETH_HLEN + IPV6_HLEN)); // r8 = IP end
+    a.emit(Insn::load(Size::B, R4, R2, ETH_HLEN as i16));
+    a.emit(Insn::alu64_imm(AluOp::Rsh, R4, 4));
+    a.jmp_imm(JmpCond::Jne, R4, 6, v.drop);
+    a.emit(Insn::load(Size::H, R8, R2, (ETH_HLEN + 4) as i16));
+    a.emit(Insn::be(R8, SwapWidth::B16));
+    a.emit(Insn::alu64_imm(AluOp::Add, R8, ETH_HLEN + IPV6_HLEN)); // r8 = IP end
     frame_consistency(a, v);
     a.emit(Insn::mov64_imm(R7, ETH_HLEN + IPV6_HLEN));
-    a.emit(Insn::load(BPF_B, R4, R2, (ETH_HLEN + 6) as i16));
-    a.jmp_imm(BPF_JEQ, R4, IPPROTO_TCP, tcp);
+    a.emit(Insn::load(Size::B, R4, R2, (ETH_HLEN + 6) as i16));
+    a.jmp_imm(JmpCond::Jeq, R4, IPPROTO_TCP, tcp);
     for ext in IPV6_EXTENSION_HEADERS {
-        a.jmp_imm(BPF_JEQ, R4, ext, v.drop);
+        a.jmp_imm(JmpCond::Jeq, R4, ext, v.drop);
     }
     let icmpv6 = a.label();
-    a.jmp_imm(BPF_JEQ, R4, IPPROTO_ICMPV6, icmpv6);
+    a.jmp_imm(JmpCond::Jeq, R4, IPPROTO_ICMPV6, icmpv6);
     a.ja(action(policy.other_ip));
 
     // ICMPv6: a 4-byte header inside the IP packet; ND types follow the ND
@@ -189,22 +189,22 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     // neighbour could send: hop limit 255 (RFC 4861 drops anything else)
     // and at least the fixed part of its type. Its options are not judged.
     a.bind(icmpv6);
-    a.jmp_imm(BPF_JLT, R8, ETH_HLEN + IPV6_HLEN + 4, v.drop);
+    a.jmp_imm(JmpCond::Jlt, R8, ETH_HLEN + IPV6_HLEN + 4, v.drop);
     bounds_check(a, ETH_HLEN + IPV6_HLEN + 4, v);
-    a.emit(Insn::load(BPF_B, R4, R2, (ETH_HLEN + IPV6_HLEN) as i16));
+    a.emit(Insn::load(Size::B, R4, R2, (ETH_HLEN + IPV6_HLEN) as i16));
     let not_nd = a.label();
-    a.jmp_imm(BPF_JLT, R4, ND_TYPES.0, not_nd);
-    a.jmp_imm(BPF_JGT, R4, ND_TYPES.1, not_nd);
+    a.jmp_imm(JmpCond::Jlt, R4, ND_TYPES.0, not_nd);
+    a.jmp_imm(JmpCond::Jgt, R4, ND_TYPES.1, not_nd);
     if policy.ipv6_nd == Action::Pass {
-        a.emit(Insn::load(BPF_B, R5, R2, (ETH_HLEN + 7) as i16));
-        a.jmp_imm(BPF_JNE, R5, ND_HOP_LIMIT, v.drop);
+        a.emit(Insn::load(Size::B, R5, R2, (ETH_HLEN + 7) as i16));
+        a.jmp_imm(JmpCond::Jne, R5, ND_HOP_LIMIT, v.drop);
         // r5 = the ICMPv6 message's length.
         a.emit(Insn::mov64_reg(R5, R8));
-        a.emit(Insn::alu64_imm(BPF_SUB, R5, ETH_HLEN + IPV6_HLEN));
+        a.emit(Insn::alu64_imm(AluOp::Sub, R5, ETH_HLEN + IPV6_HLEN));
         for (nd_type, min_len) in ND_MIN_LEN {
             let other_type = a.label();
-            a.jmp_imm(BPF_JNE, R4, nd_type, other_type);
-            a.jmp_imm(BPF_JLT, R5, min_len, v.drop);
+            a.jmp_imm(JmpCond::Jne, R4, nd_type, other_type);
+            a.jmp_imm(JmpCond::Jlt, R5, min_len, v.drop);
             a.bind(other_type);
         }
     }
@@ -215,37 +215,42 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     // TCP at offset r7: the header (with options) lies inside the IP packet.
     a.bind(tcp);
     a.emit(Insn::mov64_reg(R4, R7));
-    a.emit(Insn::alu64_imm(BPF_ADD, R4, TCP_HLEN));
-    a.jmp_reg(BPF_JGT, R4, R8, v.drop);
-    a.jmp_imm(BPF_JGT, R7, MAX_L4_OFFSET, v.drop);
+    a.emit(Insn::alu64_imm(AluOp::Add, R4, TCP_HLEN));
+    a.jmp_reg(JmpCond::Jgt, R4, R8, v.drop);
+    a.jmp_imm(JmpCond::Jgt, R7, MAX_L4_OFFSET, v.drop);
     a.emit(Insn::mov64_reg(R5, R2));
-    a.emit(Insn::alu64_reg(BPF_ADD, R5, R7)); // r5 = &tcp header
+    a.emit(Insn::alu64_reg(AluOp::Add, R5, R7)); // r5 = &tcp header
     a.emit(Insn::mov64_reg(R4, R5));
-    a.emit(Insn::alu64_imm(BPF_ADD, R4, TCP_HLEN));
-    a.jmp_reg(BPF_JGT, R4, R3, v.drop);
-    a.emit(Insn::load(BPF_B, R4, R5, 12));
-    a.emit(Insn::alu64_imm(BPF_RSH, R4, 4));
-    a.jmp_imm(BPF_JLT, R4, 5, v.drop);
-    a.emit(Insn::alu64_imm(BPF_LSH, R4, 2));
-    a.emit(Insn::alu64_reg(BPF_ADD, R7, R4)); // r7 = payload start
-    a.jmp_reg(BPF_JGT, R7, R8, v.drop);
+    a.emit(Insn::alu64_imm(AluOp::Add, R4, TCP_HLEN));
+    a.jmp_reg(JmpCond::Jgt, R4, R3, v.drop);
+    a.emit(Insn::load(Size::B, R4, R5, 12));
+    a.emit(Insn::alu64_imm(AluOp::Rsh, R4, 4));
+    a.jmp_imm(JmpCond::Jlt, R4, 5, v.drop);
+    a.emit(Insn::alu64_imm(AluOp::Lsh, R4, 2));
+    a.emit(Insn::alu64_reg(AluOp::Add, R7, R4)); // r7 = payload start
+    a.jmp_reg(JmpCond::Jgt, R7, R8, v.drop);
 
     // n == 0 (pure ACK, SYN, FIN) passes; otherwise the predicate decides.
     a.emit(Insn::mov64_reg(R9, R8));
-    a.emit(Insn::alu64_reg(BPF_SUB, R9, R7));
-    a.jmp_imm(BPF_JEQ, R9, 0, v.pass);
+    a.emit(Insn::alu64_reg(AluOp::Sub, R9, R7));
+    a.jmp_imm(JmpCond::Jeq, R9, 0, v.pass);
 
     // Spill the packet pointers for the callbacks and the byte tests.
-    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::DATA, R2));
-    a.emit(Insn::store_reg(BPF_DW, R10, frame::CTX + ctx::DATA_END, R3));
+    a.emit(Insn::store_reg(Size::DW, R10, frame::CTX + ctx::DATA, R2));
     a.emit(Insn::store_reg(
-        BPF_H,
+        Size::DW,
+        R10,
+        frame::CTX + ctx::DATA_END,
+        R3,
+    ));
+    a.emit(Insn::store_reg(
+        Size::H,
         R10,
         frame::CTX + ctx::PAYLOAD_START,
         R7,
     ));
     a.emit(Insn::store_reg(
-        BPF_H,
+        Size::H,
         R10,
         frame::CTX + ctx::PAYLOAD_LEN,
         R9,
@@ -255,8 +260,8 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
 /// Drops unless `len` bytes from the frame start (`r2`) are below `r3`.
 fn bounds_check(a: &mut Asm, len: i32, v: &Verdicts) {
     a.emit(Insn::mov64_reg(R4, R2));
-    a.emit(Insn::alu64_imm(BPF_ADD, R4, len));
-    a.jmp_reg(BPF_JGT, R4, R3, v.drop);
+    a.emit(Insn::alu64_imm(AluOp::Add, R4, len));
+    a.jmp_reg(JmpCond::Jgt, R4, R3, v.drop);
 }
 
 /// With the IP end in `r8` and the frame length in `r9`: the IP packet must
@@ -264,9 +269,9 @@ fn bounds_check(a: &mut Asm, len: i32, v: &Verdicts) {
 /// minimum-size Ethernet frame (they are never judged). Any other trailer
 /// could carry data past the diode, so it drops.
 fn frame_consistency(a: &mut Asm, v: &Verdicts) {
-    a.jmp_reg(BPF_JGT, R8, R9, v.drop);
+    a.jmp_reg(JmpCond::Jgt, R8, R9, v.drop);
     let consistent = a.label();
-    a.jmp_reg(BPF_JEQ, R8, R9, consistent);
-    a.jmp_imm(BPF_JGT, R9, ETH_ZLEN, v.drop);
+    a.jmp_reg(JmpCond::Jeq, R8, R9, consistent);
+    a.jmp_imm(JmpCond::Jgt, R9, ETH_ZLEN, v.drop);
     a.bind(consistent);
 }

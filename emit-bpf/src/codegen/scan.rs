@@ -75,8 +75,8 @@ const STATUS_DECIDED: i32 = 2;
 /// Registers free for machine state inside a callback: r0-r5 (no helper is
 /// called while stepping). r6 = context, r7 = position, r8 = current byte,
 /// r9 = pointer to the current chunk.
-const MACHINE_REG_FILE: [Reg; 6] = [R0, R1, R2, R3, R4, R5];
-pub const MACHINE_REGS: usize = MACHINE_REG_FILE.len();
+const MACHINE_REG_FILE: [Register; 6] = [R0, R1, R2, R3, R4, R5];
+pub(crate) const MACHINE_REGS: usize = MACHINE_REG_FILE.len();
 
 /// Depth-counter mode values (registers, not IR state numbers).
 const DEPTH_CODE: i32 = 0;
@@ -89,10 +89,10 @@ const CHUNK_BUDGET_INSNS: usize = 4096;
 const MAX_CHUNK: usize = 64;
 const MID_CHUNK: usize = 8;
 
-const BYTE: Reg = R8;
-const CHUNK_PTR: Reg = R9;
-const POS: Reg = R7;
-const CTX: Reg = R6;
+const BYTE: Register = R8;
+const CHUNK_PTR: Register = R9;
+const POS: Register = R7;
+const CTX: Register = R6;
 /// While stepping, `r7` (the position is no longer needed) holds a zero the
 /// verifier sees as an unknown u32: the status word, which is always 0 when
 /// an iteration starts (any other status ends the loop), read from its
@@ -103,7 +103,7 @@ const CTX: Reg = R6;
 /// Inside a `bpf_loop` callback the verifier compares states by value
 /// ranges, so without this every combination of machine states along the
 /// unrolled chunk would be a separate path to check.
-const OPAQUE: Reg = R7;
+const OPAQUE: Register = R7;
 
 /// One emitted pass: machines sharing a window, fitting the register file.
 #[derive(Debug, Clone)]
@@ -173,7 +173,7 @@ pub(crate) fn final_state_offset(scan: ScanId) -> i16 {
 pub(crate) fn emit_accept_test(
     a: &mut Asm,
     machine: &Machine,
-    reg: Reg,
+    reg: Register,
     then: Label,
     other: Label,
 ) {
@@ -188,12 +188,12 @@ pub(crate) fn emit_accept_test(
                 (rejecting, other, then)
             };
             for s in listed {
-                a.jmp_imm(BPF_JEQ, reg, s as i32, hit);
+                a.jmp_imm(JmpCond::Jeq, reg, s as i32, hit);
             }
             a.ja(miss);
         }
         Machine::Depth(_) => {
-            a.jmp_imm(BPF_JNE, reg, DEPTH_FAILED, then);
+            a.jmp_imm(JmpCond::Jne, reg, DEPTH_FAILED, then);
             a.ja(other);
         }
     }
@@ -224,29 +224,34 @@ pub(crate) fn emit_pass_call(
     let slots = slot_count(program, group);
     // Initial states (all 0) and STATUS_RUNNING (0), from the opaque zero.
     const _: () = assert!(STATUS_RUNNING == 0 && Machine::INITIAL == 0);
-    a.emit(Insn::load(BPF_DW, R1, R10, frame::OPAQUE_ZERO));
+    a.emit(Insn::load(Size::DW, R1, R10, frame::OPAQUE_ZERO));
     for slot in 0..slots {
-        a.emit(Insn::store_reg(BPF_W, R10, slot_offset(slot), R1));
+        a.emit(Insn::store_reg(Size::W, R10, slot_offset(slot), R1));
     }
-    a.emit(Insn::store_reg(BPF_W, R10, frame::CTX + ctx::STATUS, R1));
+    a.emit(Insn::store_reg(Size::W, R10, frame::CTX + ctx::STATUS, R1));
 
-    a.emit(Insn::load(BPF_H, R7, R10, frame::CTX + ctx::PAYLOAD_START));
-    a.emit(Insn::load(BPF_H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
+    a.emit(Insn::load(
+        Size::H,
+        R7,
+        R10,
+        frame::CTX + ctx::PAYLOAD_START,
+    ));
+    a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
     let results = a.label();
     let window = group.window;
     // An empty window (start >= n) leaves every machine in its initial state.
-    a.jmp_imm(BPF_JLE, R9, window.start as i32, results);
+    a.jmp_imm(JmpCond::Jle, R9, window.start as i32, results);
     // r3 = frame offset of the window's first byte, r2 = the window's length.
     a.emit(Insn::mov64_reg(R3, R7));
-    a.emit(Insn::alu64_imm(BPF_ADD, R3, window.start as i32));
+    a.emit(Insn::alu64_imm(AluOp::Add, R3, window.start as i32));
     a.emit(Insn::mov64_reg(R2, R9));
     if let Some(end) = window.end {
         let clamped = a.label();
-        a.jmp_imm(BPF_JLE, R2, end as i32, clamped);
+        a.jmp_imm(JmpCond::Jle, R2, end as i32, clamped);
         a.emit(Insn::mov64_imm(R2, end as i32));
         a.bind(clamped);
     }
-    a.emit(Insn::alu64_imm(BPF_SUB, R2, window.start as i32));
+    a.emit(Insn::alu64_imm(AluOp::Sub, R2, window.start as i32));
 
     // Split the window into tiers: whole chunks of the largest size, then
     // of the next size, ..., then single bytes. Each iteration derives its
@@ -258,42 +263,42 @@ pub(crate) fn emit_pass_call(
     for (t, &size) in sizes.iter().enumerate() {
         let shift = size.trailing_zeros() as i32;
         a.emit(Insn::store_reg(
-            BPF_W,
+            Size::W,
             R10,
             frame::CTX + ctx::TIER_BASE[t],
             R3,
         ));
         a.emit(Insn::mov64_reg(R4, R2));
-        a.emit(Insn::alu64_imm(BPF_RSH, R4, shift)); // chunks of this size
-        a.emit(Insn::alu64_reg(BPF_ADD, R1, R4));
+        a.emit(Insn::alu64_imm(AluOp::Rsh, R4, shift)); // chunks of this size
+        a.emit(Insn::alu64_reg(AluOp::Add, R1, R4));
         a.emit(Insn::store_reg(
-            BPF_W,
+            Size::W,
             R10,
             frame::CTX + ctx::TIER_END[t],
             R1,
         ));
-        a.emit(Insn::alu64_imm(BPF_LSH, R4, shift)); // bytes they cover
-        a.emit(Insn::alu64_reg(BPF_ADD, R3, R4));
-        a.emit(Insn::alu64_reg(BPF_SUB, R2, R4));
+        a.emit(Insn::alu64_imm(AluOp::Lsh, R4, shift)); // bytes they cover
+        a.emit(Insn::alu64_reg(AluOp::Add, R3, R4));
+        a.emit(Insn::alu64_reg(AluOp::Sub, R2, R4));
     }
     // r1 = nr_loops.
-    a.emit_all(Insn::ld_func(R2, callback_index));
+    a.emit(Insn::ld_func(R2, callback_index));
     a.emit(Insn::mov64_reg(R3, R10));
-    a.emit(Insn::alu64_imm(BPF_ADD, R3, frame::CTX as i32));
+    a.emit(Insn::alu64_imm(AluOp::Add, R3, frame::CTX as i32));
     a.emit(Insn::mov64_imm(R4, 0));
     a.emit(Insn::call_helper(helper::BPF_FUNC_LOOP));
-    a.emit(Insn::load(BPF_W, R1, R10, frame::CTX + ctx::STATUS));
-    a.jmp_imm(BPF_JEQ, R1, STATUS_FAILED, v.drop);
-    a.jmp_imm(BPF_JEQ, R1, STATUS_DECIDED, results);
+    a.emit(Insn::load(Size::W, R1, R10, frame::CTX + ctx::STATUS));
+    a.jmp_imm(JmpCond::Jeq, R1, STATUS_FAILED, v.drop);
+    a.jmp_imm(JmpCond::Jeq, R1, STATUS_DECIDED, results);
     // Not decided early: every iteration must have run (a negative r0 is an
     // error from bpf_loop and never equals the count).
     a.emit(Insn::load(
-        BPF_W,
+        Size::W,
         R2,
         R10,
         frame::CTX + ctx::TIER_END[sizes.len() - 1],
     ));
-    a.jmp_reg(BPF_JNE, R0, R2, v.drop);
+    a.jmp_reg(JmpCond::Jne, R0, R2, v.drop);
 
     // Copy each scan's final state (no branching: see `frame::FINAL_STATES`).
     a.bind(results);
@@ -302,8 +307,8 @@ pub(crate) fn emit_pass_call(
             Machine::Dfa(_) => slot,
             Machine::Depth(_) => slot + 1, // the mode decides acceptance
         };
-        a.emit(Insn::load(BPF_W, R1, R10, slot_offset(state_slot)));
-        a.emit(Insn::store_reg(BPF_DW, R10, final_state_offset(id), R1));
+        a.emit(Insn::load(Size::W, R1, R10, slot_offset(state_slot)));
+        a.emit(Insn::store_reg(Size::DW, R10, final_state_offset(id), R1));
     }
     Ok(())
 }
@@ -351,7 +356,7 @@ fn emit_byte(
     let layout = slot_layout(program, group);
     let blur = needs_blur(program, group);
     for (&id, &slot) in group.scans.iter().zip(&layout) {
-        a.emit(Insn::load(BPF_B, BYTE, CHUNK_PTR, offset));
+        a.emit(Insn::load(Size::B, BYTE, CHUNK_PTR, offset));
         let machine = &program.scans[id].machine;
         match machine {
             Machine::Dfa(dfa) => emit_dfa_step(a, &dfa.next, MACHINE_REG_FILE[slot]),
@@ -366,7 +371,7 @@ fn emit_byte(
         // every path through the step looks alike and prunes into one.
         if blur {
             for reg in &MACHINE_REG_FILE[slot..slot + regs_needed(machine)] {
-                a.emit(Insn::alu32_reg(BPF_XOR, *reg, OPAQUE));
+                a.emit(Insn::alu32_reg(AluOp::Xor, *reg, OPAQUE));
             }
         }
     }
@@ -418,31 +423,35 @@ pub(crate) fn emit_callback(
 
     a.emit(Insn::mov64_reg(CTX, R2));
     a.emit(Insn::mov64_reg(POS, R1)); // the loop index
-    a.emit(Insn::load(BPF_DW, CHUNK_PTR, CTX, ctx::DATA));
-    a.emit(Insn::load(BPF_DW, R1, CTX, ctx::DATA_END));
+    a.emit(Insn::load(Size::DW, CHUNK_PTR, CTX, ctx::DATA));
+    a.emit(Insn::load(Size::DW, R1, CTX, ctx::DATA_END));
     let mut tier_start_index = None;
     for (t, &size) in sizes.iter().enumerate() {
         let next_tier = a.label();
         // Iterations [TIER_END[t-1], TIER_END[t]) step the chunks of tier t:
         // chunk i of the tier starts at TIER_BASE[t] + i * size.
-        a.emit(Insn::load(BPF_W, R3, CTX, ctx::TIER_END[t]));
-        a.jmp_reg(BPF_JGE, POS, R3, next_tier);
+        a.emit(Insn::load(Size::W, R3, CTX, ctx::TIER_END[t]));
+        a.jmp_reg(JmpCond::Jge, POS, R3, next_tier);
         if let Some(prev_end) = tier_start_index {
-            a.emit(Insn::load(BPF_W, R3, CTX, prev_end));
-            a.emit(Insn::alu64_reg(BPF_SUB, POS, R3));
+            a.emit(Insn::load(Size::W, R3, CTX, prev_end));
+            a.emit(Insn::alu64_reg(AluOp::Sub, POS, R3));
         }
-        a.emit(Insn::alu64_imm(BPF_LSH, POS, size.trailing_zeros() as i32));
-        a.emit(Insn::load(BPF_W, R3, CTX, ctx::TIER_BASE[t]));
-        a.emit(Insn::alu64_reg(BPF_ADD, POS, R3));
+        a.emit(Insn::alu64_imm(
+            AluOp::Lsh,
+            POS,
+            size.trailing_zeros() as i32,
+        ));
+        a.emit(Insn::load(Size::W, R3, CTX, ctx::TIER_BASE[t]));
+        a.emit(Insn::alu64_reg(AluOp::Add, POS, R3));
         // The verifier only trusts packet ranges whose last byte stays
         // within MAX_PACKET_OFF; the frame never exceeds MAX_FRAME anyway.
-        a.jmp_imm(BPF_JGT, POS, MAX_FRAME - size as i32, fail);
-        a.emit(Insn::alu64_reg(BPF_ADD, CHUNK_PTR, POS));
+        a.jmp_imm(JmpCond::Jgt, POS, MAX_FRAME - size as i32, fail);
+        a.emit(Insn::alu64_reg(AluOp::Add, CHUNK_PTR, POS));
         a.emit(Insn::mov64_reg(R3, CHUNK_PTR));
-        a.emit(Insn::alu64_imm(BPF_ADD, R3, size as i32));
-        a.jmp_reg(BPF_JGT, R3, R1, fail);
+        a.emit(Insn::alu64_imm(AluOp::Add, R3, size as i32));
+        a.jmp_reg(JmpCond::Jgt, R3, R1, fail);
         load_slots(&mut a, slots);
-        a.emit(Insn::load(BPF_W, OPAQUE, CTX, ctx::STATUS));
+        a.emit(Insn::load(Size::W, OPAQUE, CTX, ctx::STATUS));
         for j in 0..size {
             emit_byte(&mut a, program, group, j as i16)?;
         }
@@ -457,7 +466,7 @@ pub(crate) fn emit_callback(
     a.bind(store);
     for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
         a.emit(Insn::store_reg(
-            BPF_W,
+            Size::W,
             CTX,
             ctx::SLOTS + 8 * slot as i16,
             reg,
@@ -473,17 +482,22 @@ pub(crate) fn emit_callback(
                     .collect();
                 let sunk = a.label();
                 for s in sinks {
-                    a.jmp_imm(BPF_JEQ, MACHINE_REG_FILE[slot], s as i32, sunk);
+                    a.jmp_imm(JmpCond::Jeq, MACHINE_REG_FILE[slot], s as i32, sunk);
                 }
                 a.ja(go_on);
                 a.bind(sunk);
             }
             Machine::Depth(_) => {
-                a.jmp_imm(BPF_JNE, MACHINE_REG_FILE[slot + 1], DEPTH_FAILED, go_on);
+                a.jmp_imm(
+                    JmpCond::Jne,
+                    MACHINE_REG_FILE[slot + 1],
+                    DEPTH_FAILED,
+                    go_on,
+                );
             }
         }
     }
-    a.emit(Insn::store_imm(BPF_W, CTX, ctx::STATUS, STATUS_DECIDED));
+    a.emit(Insn::store_imm(Size::W, CTX, ctx::STATUS, STATUS_DECIDED));
     a.ja(finished);
 
     a.bind(go_on);
@@ -491,7 +505,7 @@ pub(crate) fn emit_callback(
     a.emit(Insn::exit());
 
     a.bind(fail);
-    a.emit(Insn::store_imm(BPF_W, CTX, ctx::STATUS, STATUS_FAILED));
+    a.emit(Insn::store_imm(Size::W, CTX, ctx::STATUS, STATUS_FAILED));
     a.bind(finished);
     a.emit(Insn::mov64_imm(R0, 1));
     a.emit(Insn::exit());
@@ -500,7 +514,7 @@ pub(crate) fn emit_callback(
 
 fn load_slots(a: &mut Asm, slots: usize) {
     for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
-        a.emit(Insn::load(BPF_W, reg, CTX, ctx::SLOTS + 8 * slot as i16));
+        a.emit(Insn::load(Size::W, reg, CTX, ctx::SLOTS + 8 * slot as i16));
     }
 }
 
@@ -508,28 +522,28 @@ fn load_slots(a: &mut Asm, slots: usize) {
 ///
 /// The widest ranges are tested first: a printable byte against `text`
 /// takes two compares instead of five.
-pub(crate) fn emit_class_test(a: &mut Asm, byte: Reg, class: &ByteClass, hit: Label) {
+pub(crate) fn emit_class_test(a: &mut Asm, byte: Register, class: &ByteClass, hit: Label) {
     let mut ranges = class.ranges().to_vec();
     ranges.sort_by_key(|&(lo, hi)| std::cmp::Reverse(u16::from(hi) - u16::from(lo)));
     for (lo, hi) in ranges {
         let (lo, hi) = (i32::from(lo), i32::from(hi));
         if lo == hi {
-            a.jmp_imm(BPF_JEQ, byte, lo, hit);
+            a.jmp_imm(JmpCond::Jeq, byte, lo, hit);
         } else if lo == 0 {
-            a.jmp_imm(BPF_JLE, byte, hi, hit);
+            a.jmp_imm(JmpCond::Jle, byte, hi, hit);
         } else if hi == 255 {
-            a.jmp_imm(BPF_JGE, byte, lo, hit);
+            a.jmp_imm(JmpCond::Jge, byte, lo, hit);
         } else {
             let below = a.label();
-            a.jmp_imm(BPF_JLT, byte, lo, below);
-            a.jmp_imm(BPF_JLE, byte, hi, hit);
+            a.jmp_imm(JmpCond::Jlt, byte, lo, below);
+            a.jmp_imm(JmpCond::Jle, byte, hi, hit);
             a.bind(below);
         }
     }
 }
 
 /// One DFA transition on the byte in r8, state in `reg`.
-fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Reg) {
+fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
     let done = a.label();
     let live: Vec<u32> = (0..next.len() as u32)
         .filter(|&s| next[s as usize].iter().any(|&t| t != s))
@@ -540,7 +554,7 @@ fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Reg) {
         if i + 1 == live.len() && live.len() == next.len() {
             a.ja(state_labels[i]);
         } else {
-            a.jmp_imm(BPF_JEQ, reg, s as i32, state_labels[i]);
+            a.jmp_imm(JmpCond::Jeq, reg, s as i32, state_labels[i]);
         }
     }
     a.ja(done);
@@ -585,22 +599,22 @@ fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Reg) {
 
 /// One depth-counter step on the byte in r8 (DESIGN.md / docs order:
 /// strings first, then open, then close).
-fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Reg, mode: Reg) {
+fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register) {
     let done = a.label();
     let code = a.label();
-    a.jmp_imm(BPF_JEQ, mode, DEPTH_CODE, code);
+    a.jmp_imm(JmpCond::Jeq, mode, DEPTH_CODE, code);
     if c.strings {
-        a.jmp_imm(BPF_JEQ, mode, DEPTH_FAILED, done);
+        a.jmp_imm(JmpCond::Jeq, mode, DEPTH_FAILED, done);
         let in_string = a.label();
-        a.jmp_imm(BPF_JEQ, mode, DEPTH_STR, in_string);
+        a.jmp_imm(JmpCond::Jeq, mode, DEPTH_STR, in_string);
         // After a backslash: this byte is escaped, back to the string.
         a.emit(Insn::mov64_imm(mode, DEPTH_STR));
         a.ja(done);
         a.bind(in_string);
         let escape = a.label();
         let close_string = a.label();
-        a.jmp_imm(BPF_JEQ, BYTE, i32::from(BACKSLASH), escape);
-        a.jmp_imm(BPF_JEQ, BYTE, i32::from(QUOTE), close_string);
+        a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(BACKSLASH), escape);
+        a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(QUOTE), close_string);
         a.ja(done);
         a.bind(escape);
         a.emit(Insn::mov64_imm(mode, DEPTH_STR_ESCAPE));
@@ -615,7 +629,7 @@ fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Reg, mode: Reg) {
     a.bind(code);
     if c.strings {
         let open_string = a.label();
-        a.jmp_imm(BPF_JEQ, BYTE, i32::from(QUOTE), open_string);
+        a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(QUOTE), open_string);
         emit_open_close(a, c, depth, mode, done);
         a.bind(open_string);
         a.emit(Insn::mov64_imm(mode, DEPTH_STR));
@@ -626,19 +640,19 @@ fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Reg, mode: Reg) {
     a.bind(done);
 }
 
-fn emit_open_close(a: &mut Asm, c: &DepthCounter, depth: Reg, mode: Reg, done: Label) {
+fn emit_open_close(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register, done: Label) {
     let open = a.label();
     let close = a.label();
     emit_class_test(a, BYTE, &c.open, open);
     emit_class_test(a, BYTE, &c.close, close);
     a.ja(done);
     a.bind(open);
-    a.emit(Insn::alu64_imm(BPF_ADD, depth, 1));
-    a.jmp_imm(BPF_JLE, depth, c.max as i32, done);
+    a.emit(Insn::alu64_imm(AluOp::Add, depth, 1));
+    a.jmp_imm(JmpCond::Jle, depth, c.max as i32, done);
     a.emit(Insn::mov64_imm(mode, DEPTH_FAILED));
     a.ja(done);
     a.bind(close);
-    a.jmp_imm(BPF_JEQ, depth, 0, done);
-    a.emit(Insn::alu64_imm(BPF_SUB, depth, 1));
+    a.jmp_imm(JmpCond::Jeq, depth, 0, done);
+    a.emit(Insn::alu64_imm(AluOp::Sub, depth, 1));
     a.ja(done);
 }

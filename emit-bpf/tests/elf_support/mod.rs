@@ -3,8 +3,8 @@
 //! context, and returns TC_ACT_SHOT when the count is as expected.
 #![allow(dead_code)]
 
-use emit_bpf::elf::{Function, Module};
 use emit_bpf::insn::*;
+use emit_bpf::{Function, Module};
 
 /// Iterations of the first loop.
 pub const LOOPS_A: i32 = 1000;
@@ -18,9 +18,9 @@ pub fn adder(name: &str, step: i32) -> Function {
     Function {
         name: name.into(),
         insns: vec![
-            Insn::load(BPF_DW, R1, R2, 0),
-            Insn::alu64_imm(BPF_ADD, R1, step),
-            Insn::store_reg(BPF_DW, R2, 0, R1),
+            Insn::load(Size::DW, R1, R2, 0),
+            Insn::alu64_imm(AluOp::Add, R1, step),
+            Insn::store_reg(Size::DW, R2, 0, R1),
             Insn::mov64_imm(R0, 0), // 0: continue looping
             Insn::exit(),
         ],
@@ -30,10 +30,10 @@ pub fn adder(name: &str, step: i32) -> Function {
 /// `bpf_loop(n, callbacks[index], r10 - 8, 0)`.
 fn loop_call(n: i32, index: i32) -> Vec<Insn> {
     let mut v = vec![Insn::mov64_imm(R1, n)];
-    v.extend(Insn::ld_func(R2, index));
+    v.push(Insn::ld_func(R2, index));
     v.extend([
         Insn::mov64_reg(R3, R10),
-        Insn::alu64_imm(BPF_ADD, R3, -8),
+        Insn::alu64_imm(AluOp::Add, R3, -8),
         Insn::mov64_imm(R4, 0),
         Insn::call_helper(helper::BPF_FUNC_LOOP),
     ]);
@@ -43,14 +43,14 @@ fn loop_call(n: i32, index: i32) -> Vec<Insn> {
 /// Entry: counter = 0; one `bpf_loop` per (iterations, callback index);
 /// return SHOT if counter == expected else OK.
 fn counting_entry(name: &str, loops: &[(i32, i32)], expected: i32) -> Function {
-    let mut insns = vec![Insn::store_imm(BPF_DW, R10, -8, 0)];
+    let mut insns = vec![Insn::store_imm(Size::DW, R10, -8, 0)];
     for &(n, index) in loops {
         insns.extend(loop_call(n, index));
     }
     insns.extend([
-        Insn::load(BPF_DW, R1, R10, -8),
+        Insn::load(Size::DW, R1, R10, -8),
         Insn::mov64_imm(R0, TC_ACT_OK),
-        Insn::jmp_imm(BPF_JNE, R1, expected, 1),
+        Insn::jmp_imm(JmpCond::Jne, R1, expected, 1),
         Insn::mov64_imm(R0, TC_ACT_SHOT),
         Insn::exit(),
     ]);
@@ -99,9 +99,9 @@ pub fn no_callbacks() -> Module {
         entry: Function {
             name: "plain".into(),
             insns: vec![
-                Insn::load(BPF_W, R1, R1, skb::LEN),
+                Insn::load(Size::W, R1, R1, skb::LEN),
                 Insn::mov64_imm(R0, TC_ACT_OK),
-                Insn::jmp_imm(BPF_JLT, R1, 64, 1),
+                Insn::jmp_imm(JmpCond::Jlt, R1, 64, 1),
                 Insn::mov64_imm(R0, TC_ACT_SHOT),
                 Insn::exit(),
             ],

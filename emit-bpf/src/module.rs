@@ -1,0 +1,50 @@
+//! The compiled program: an entry function and its `bpf_loop` callbacks,
+//! as typed instructions. Code generation produces a [`Module`]; the ELF
+//! writer ([`crate::elf`]) lays it out as an object.
+//!
+//! Invariant of a module the writer accepts: in the entry, an `ld_func`
+//! ([`Insn::ld_func`]) carries the index of a callback in
+//! [`Module::callbacks`]; callbacks take no function addresses.
+
+use crate::elf::{self, ElfError};
+use crate::insn::Insn;
+
+/// One function: a name (a C identifier) and its instructions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// The symbol name.
+    pub name: String,
+    /// The code, in order.
+    pub insns: Vec<Insn>,
+}
+
+impl Function {
+    /// Instruction slots the function takes (an `ld_imm64` takes two): the
+    /// kernel's instruction count.
+    pub fn slot_count(&self) -> usize {
+        self.insns.iter().map(Insn::slots).sum()
+    }
+
+    /// Size of the function's code in bytes.
+    pub fn code_len(&self) -> usize {
+        self.slot_count() * Insn::SLOT_SIZE
+    }
+}
+
+/// A TC program with its `bpf_loop` callbacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    /// The TC program; a global function in section `classifier`.
+    pub entry: Function,
+    /// `bpf_loop` callbacks; static functions in section `.text`.
+    pub callbacks: Vec<Function>,
+    /// License string, e.g. "GPL" (GPL-only helpers need a GPL-compatible one).
+    pub license: String,
+}
+
+impl Module {
+    /// Writes the module as an eBPF ELF object ([`elf::write_object`]).
+    pub fn write_elf(&self) -> Result<Vec<u8>, ElfError> {
+        elf::write_object(self)
+    }
+}
