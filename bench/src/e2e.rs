@@ -3,37 +3,39 @@
 //! match (`iptables -m string --algo kmp --icase --string hate -j DROP`) on
 //! the same host-side veth.
 //!
-//! Set-up (all torn down by [`Lab`]'s `Drop`, also on error): a namespace
-//! `lagic-bench` holding `lge-bench` (172.30.99.11/24), paired with
-//! `lgh-bench` (172.30.99.1/24) in the host namespace, offloads as the kernel
-//! sets them (TSO/GSO on, so the diode sees large non-linear skbs). This
-//! binary's `serve` mode runs inside the namespace as the server; the load
-//! generator below runs in the host namespace, so every response byte enters
-//! the host through `lgh-bench` ingress, where the diode and the iptables
-//! INPUT rule sit. Request counts and time are bounded.
+//! Set-up: a lab of the lagic-lab crate, of the benchmark's own kind
+//! ([`LabKind::Bench`]: namespace `lagicb-e2e`, veth `lbh-e2e` (172.30.99.1/24)
+//! <-> `lbe-e2e` (172.30.99.11/24)), so it never collides with a `lagic lab`
+//! of any name; offloads as the kernel sets them (TSO/GSO on, so the diode
+//! sees large non-linear skbs). Its enclave is this binary's `serve` mode,
+//! listening at 172.30.99.11:8080; the load generator runs in the host
+//! namespace, so every response byte enters the host through `lbh-e2e`
+//! ingress, where the diode and the iptables INPUT rule sit. The lab is
+//! removed by [`Lab`]'s `Drop`, also on error, and a crashed run's leftovers
+//! are removed before the next one starts. Request counts and time are
+//! bounded. Every request goes through the lab's HTTP client
+//! ([`lagic_lab::http`]).
 //!
-//! Server paths: `/bytes/N` (N bytes of clean text), `/split` (a body whose
-//! "hate" is split across two TCP segments: "...ha", a pause, "te..."),
-//! `/large` (120 KB of clean text with "hate" in the last kilobyte).
+//! Server paths: `/health`, `/bytes/N` (N bytes of clean text), `/split` (a
+//! body whose "hate" is split across two TCP segments: "...ha", a pause,
+//! "te..."), `/large` (120 KB of clean text with "hate" in the last kilobyte).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lagic_lab::{http, Enclave, LabKind, LabNames, Subnet, UpRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::BenchError;
 
-const NS: &str = "lagic-bench";
-const HOST_IF: &str = "lgh-bench";
-const NS_IF: &str = "lge-bench";
-const HOST_ADDR: &str = "172.30.99.1/24";
-const NS_ADDR: &str = "172.30.99.11/24";
-const SERVER: &str = "172.30.99.11:8090";
+/// The benchmark lab's name (its kind gives it prefixes of its own).
+const LAB_NAME: &str = "e2e";
+const SUBNET: &str = "172.30.99.0/24";
 const CLEAN: &[u8] = b"once upon a time there was a little frog who liked the garden; ";
 const LARGE: usize = 120_000;
 const LOAD_THREADS: usize = 4;
@@ -160,85 +162,74 @@ fn sh(program: &str, args: &[&str]) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// The namespace, veth pair and server; removed on drop.
+/// The benchmark's lab with its server; removed on drop.
 struct Lab {
-    server: Option<Child>,
+    names: LabNames,
+    server: SocketAddr,
     lagic: PathBuf,
     iptables_rule: bool,
 }
 
-/// The administrator's alternative, tagged with a comment so a crashed run's rule is recognisable.
-const IPT_RULE: [&str; 17] = [
-    "INPUT",
-    "-i",
-    HOST_IF,
-    "-p",
-    "tcp",
-    "-m",
-    "string",
-    "--algo",
-    "kmp",
-    "--icase",
-    "--string",
-    "hate",
-    "-m",
-    "comment",
-    "--comment",
-    "lagic-bench",
-    "-j",
-];
-
-fn ipt(action: &str) -> Result<(), BenchError> {
-    let mut args = vec![action];
-    args.extend_from_slice(&IPT_RULE);
-    args.push("DROP");
-    sh("iptables", &args)
+/// The administrator's alternative on `iface`, tagged with a comment so a
+/// crashed run's rule is recognisable.
+fn ipt(action: &str, iface: &str) -> Result<(), BenchError> {
+    sh(
+        "iptables",
+        &[
+            action,
+            "INPUT",
+            "-i",
+            iface,
+            "-p",
+            "tcp",
+            "-m",
+            "string",
+            "--algo",
+            "kmp",
+            "--icase",
+            "--string",
+            "hate",
+            "-m",
+            "comment",
+            "--comment",
+            "lagic-bench",
+            "-j",
+            "DROP",
+        ],
+    )
 }
 
 impl Lab {
     fn up(lagic: PathBuf) -> Result<Self, BenchError> {
-        // Leftovers of a crashed run go first.
-        let _ = ipt("-D");
-        let _ = sh("ip", &["netns", "del", NS]);
-        let _ = sh("ip", &["link", "del", HOST_IF]);
-        let mut lab = Self {
-            server: None,
-            lagic,
-            iptables_rule: false,
-        };
-        sh("ip", &["netns", "add", NS])?;
-        sh(
-            "ip",
-            &[
-                "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF, "netns", NS,
-            ],
-        )?;
-        sh("ip", &["addr", "add", HOST_ADDR, "dev", HOST_IF])?;
-        sh("ip", &["link", "set", HOST_IF, "up"])?;
-        sh("ip", &["-n", NS, "addr", "add", NS_ADDR, "dev", NS_IF])?;
-        sh("ip", &["-n", NS, "link", "set", NS_IF, "up"])?;
-        sh("ip", &["-n", NS, "link", "set", "lo", "up"])?;
+        let names = LabNames::of(LabKind::Bench, LAB_NAME)?;
+        let subnet = Subnet::parse(SUBNET)?;
+        // Leftovers of a crashed run go first: they are the benchmark's own (its
+        // kind's prefixes), never a `lagic lab`.
+        let _ = ipt("-D", &names.host_if);
+        lagic_lab::down(LabKind::Bench, LAB_NAME)?;
         let exe =
             std::env::current_exe().map_err(|e| BenchError::io("locating the bench binary", e))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", NS])
-            .arg(exe)
-            .args(["serve", SERVER])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| BenchError::io("starting the server in the namespace", e))?;
-        lab.server = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while fetch("/bytes/10", Duration::from_millis(500)).map(|b| b.len()) != Some(10) {
-            if Instant::now() > deadline {
-                return Err(BenchError::Setup(
-                    "the server in namespace lagic-bench did not answer".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(lab)
+        let server = subnet.enclave_addr();
+        lagic_lab::up(
+            &UpRequest {
+                kind: LabKind::Bench,
+                name: LAB_NAME.into(),
+                subnet,
+                // The filters are switched below, one at a time.
+                diode: None,
+                enclave: Enclave::Program {
+                    program: exe,
+                    args: vec!["serve".into(), server.to_string()],
+                },
+            },
+            &mut |line| eprintln!("lagic-bench: lab: {line}"),
+        )?;
+        Ok(Self {
+            names,
+            server,
+            lagic,
+            iptables_rule: false,
+        })
     }
 
     fn set_filter(&mut self, filter: &str, cfg: &Config) -> Result<(), BenchError> {
@@ -253,11 +244,16 @@ impl Lab {
                 };
                 sh(
                     &self.lagic.to_string_lossy(),
-                    &["attach", &obj.to_string_lossy(), "--iface", HOST_IF],
+                    &[
+                        "attach",
+                        &obj.to_string_lossy(),
+                        "--iface",
+                        &self.names.host_if,
+                    ],
                 )
             }
             "iptables" => {
-                ipt("-I")?;
+                ipt("-I", &self.names.host_if)?;
                 self.iptables_rule = true;
                 Ok(())
             }
@@ -267,12 +263,12 @@ impl Lab {
 
     fn clear_filter(&mut self) {
         let _ = Command::new(&self.lagic)
-            .args(["detach", "--iface", HOST_IF])
+            .args(["detach", "--iface", &self.names.host_if])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
         if self.iptables_rule {
-            let _ = ipt("-D");
+            let _ = ipt("-D", &self.names.host_if);
             self.iptables_rule = false;
         }
     }
@@ -281,49 +277,22 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.clear_filter();
-        if let Some(mut child) = self.server.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Err(e) = lagic_lab::down(LabKind::Bench, &self.names.name) {
+            eprintln!("lagic-bench: removing the lab: {e}");
         }
-        let _ = sh("ip", &["link", "del", HOST_IF]);
-        let _ = sh("ip", &["netns", "del", NS]);
     }
 }
 
-/// GETs `path` from the server; the body if the whole response arrived
-/// within `timeout`.
-fn fetch(path: &str, timeout: Duration) -> Option<Vec<u8>> {
-    let addr: SocketAddr = SERVER.parse().ok()?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
-    let deadline = Instant::now() + timeout;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        if Instant::now() > deadline {
-            return None;
-        }
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(_) => return None,
-        }
+/// GETs `path` from the server; the body if the whole response arrived,
+/// with status 200, within `timeout`.
+fn fetch(server: SocketAddr, path: &str, timeout: Duration) -> Option<Vec<u8>> {
+    match http::get(server, path, timeout) {
+        Ok(http::Reply::Complete(r)) if r.status == 200 => Some(r.body),
+        _ => None,
     }
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))?
-        .trim()
-        .parse()
-        .ok()?;
-    let body = buf.split_off(head_end);
-    (body.len() == len).then_some(body)
 }
 
-fn throughput(filter: &str, body: usize, seconds: f64) -> (u64, u64, u64, f64) {
+fn throughput(server: SocketAddr, body: usize, seconds: f64) -> (u64, u64, u64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
@@ -340,7 +309,7 @@ fn throughput(filter: &str, body: usize, seconds: f64) -> (u64, u64, u64, f64) {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    match fetch(&path, Duration::from_secs(2)) {
+                    match fetch(server, &path, Duration::from_secs(2)) {
                         Some(b) => {
                             done.fetch_add(1, Ordering::Relaxed);
                             bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
@@ -359,7 +328,6 @@ fn throughput(filter: &str, body: usize, seconds: f64) -> (u64, u64, u64, f64) {
         let _ = t.join();
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let _ = filter;
     (
         done.load(Ordering::Relaxed),
         bytes.load(Ordering::Relaxed),
@@ -385,7 +353,7 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
         for filter in order {
             lab.set_filter(filter, cfg)?;
             for body in bodies {
-                let (n, b, f, t) = throughput(filter, body, cfg.seconds / E2E_ROUNDS as f64);
+                let (n, b, f, t) = throughput(lab.server, body, cfg.seconds / E2E_ROUNDS as f64);
                 eprintln!(
                     "lagic-bench: e2e {filter} {body} B: {:.0} req/s, {:.1} MB/s, {f} failed",
                     n as f64 / t,
@@ -419,9 +387,9 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
         let timeout = Duration::from_secs(3);
         let check = LeakCheck {
             filter: filter.to_string(),
-            split_word_through: fetch("/split", timeout).is_some(),
-            large_through: fetch("/large", timeout).is_some(),
-            clean_large_through: fetch(&format!("/bytes/{LARGE}"), timeout).is_some(),
+            split_word_through: fetch(lab.server, "/split", timeout).is_some(),
+            large_through: fetch(lab.server, "/large", timeout).is_some(),
+            clean_large_through: fetch(lab.server, &format!("/bytes/{LARGE}"), timeout).is_some(),
         };
         eprintln!("lagic-bench: e2e {check:?}");
         leaks.push(check);
@@ -452,7 +420,10 @@ fn respond(mut s: TcpStream) -> std::io::Result<()> {
     let head = |len: usize| {
         format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
     };
-    if path == "/split" {
+    if path == "/health" {
+        s.write_all(head(2).as_bytes())?;
+        s.write_all(b"ok")?;
+    } else if path == "/split" {
         // "ha" ends the first segment, "te" opens the second: no segment holds the word.
         let first = b"The diode must judge this: I ha";
         let second = b"te bananas, said the model.";

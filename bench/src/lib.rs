@@ -71,6 +71,9 @@ pub enum BenchError {
     /// Something the benchmark needs is missing.
     #[error("setup: {0}")]
     Setup(String),
+    /// The end-to-end lab could not be built or removed.
+    #[error("lab: {0}")]
+    Lab(#[from] lagic_lab::LabError),
 }
 
 /// A frame on which a program's verdict differs from the required one.

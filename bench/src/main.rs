@@ -1,7 +1,8 @@
 //! `lagic-bench`: the whole benchmark in one run (see lib.rs for the parts).
 //!
 //! Usage: `lagic-bench [--quick] [--no-e2e]` (or `--render`: rewrite
-//! BENCHMARKS.md from bench/results.json), as root, after building
+//! BENCHMARKS.md from bench/results.json; or `--e2e-only [--quick]`: only the
+//! end-to-end part, its table on stdout, nothing written), as root, after building
 //! `lagic` and `lagi-enclave` in the same profile; `scripts/bench` does all
 //! of that. `lagic-bench serve ADDR` is the HTTP server the end-to-end part
 //! starts inside its namespace.
@@ -89,6 +90,37 @@ fn main() {
         if let Err(e) = result {
             eprintln!("lagic-bench: {e}");
             std::process::exit(1);
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--e2e-only") {
+        // For working on the lab: the end-to-end part alone, nothing written.
+        let result = (|| -> Result<String, BenchError> {
+            let clang = tools::find_on_path("clang")
+                .ok_or_else(|| BenchError::Setup("clang not found".into()))?;
+            let (lagic, work) = (tools::lagic_binary()?, work_dir()?);
+            let lagic_obj = work.join("hateless.lagic.o");
+            let clang_obj = work.join("hateless.clang.o");
+            tools::compile_spec(&lagic, &tools::example_spec("hateless"), &lagic_obj)?;
+            tools::compile_c(
+                &clang,
+                &tools::baseline_dir().join("hateless.c"),
+                &clang_obj,
+            )?;
+            let result = e2e::run(&e2e::Config {
+                lagic,
+                lagic_obj,
+                clang_obj,
+                seconds: plan.e2e_seconds,
+            })?;
+            Ok(result.markdown())
+        })();
+        match result {
+            Ok(table) => print!("{table}"),
+            Err(e) => {
+                eprintln!("lagic-bench: {e}");
+                std::process::exit(1);
+            }
         }
         return;
     }

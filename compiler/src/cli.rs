@@ -158,7 +158,7 @@ pub struct LabUpArgs {
     #[arg(long, value_name = "PATH", requires = "vm")]
     pub initrd: Option<PathBuf>,
     /// The VM's memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = crate::lab::vm::DEFAULT_MEMORY_MIB, requires = "vm",
+    #[arg(long, value_name = "MIB", default_value_t = lagic_lab::vm::DEFAULT_MEMORY_MIB, requires = "vm",
           value_parser = clap::value_parser!(u32).range(96..=65536))]
     pub vm_memory: u32,
     /// How the VM's CPU runs: KVM where it can run a stock kernel, else software emulation.

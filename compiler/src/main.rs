@@ -9,7 +9,6 @@ mod cli;
 mod commands;
 mod failure;
 mod io;
-mod lab;
 
 use std::process::ExitCode;
 

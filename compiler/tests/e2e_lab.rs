@@ -4,9 +4,11 @@
 //! parallel, and a guard runs `lagic lab down` even when the test panics. They need root;
 //! without it they skip loudly, or fail when the environment variable `CI` is set.
 //!
-//! "Blocked" means the client sees no complete response (status line, head and all
-//! `Content-Length` body bytes) within [`BLOCKED_WAIT`]: the diode drops the enclave's data
-//! segments, so TCP retransmits into the diode until the enclave gives up.
+//! "Blocked" is defined in `common` (a pass control of the same shape completes under the
+//! same [`DEADLINE`] while the blocked response does not, and what arrived stops before the
+//! forbidden bytes). What the enclave sent is known exactly: the echo generator is
+//! deterministic, and `lagi-enclave complete` runs it outside the lab ([`expected_text`]);
+//! each control checks that prediction against what the enclave in the lab really sent.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,14 +16,20 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use lagic_lab::LabNames;
+
 mod common;
-use common::{generate, workspace, Reply};
+use common::{
+    assert_stopped_before, find_ignoring_case, first_non_text, generate, passes, response_body,
+    run_pairs, workspace, Arrived, Pair,
+};
 
 const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
-/// How long a client waits before calling a request blocked.
-const BLOCKED_WAIT: Duration = Duration::from_secs(3);
-/// How long a client waits for a response that must arrive.
-const PASS_WAIT: Duration = Duration::from_secs(30);
+/// The deadline of every blocked request and of its pass control, and of other requests
+/// that must pass: the enclave answers these in milliseconds, so this is generous.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// The deadline of the 1 MB response (nothing is blocked in that test).
+const LARGE_PASS_WAIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Environment.
@@ -57,6 +65,78 @@ fn enclave_bin() -> PathBuf {
         bin
     })
     .clone()
+}
+
+/// The text the lab's enclave generates for a request: the same echo generator with the
+/// same default seed, run outside the lab.
+fn expected_text(prompt: &str, max_tokens: usize) -> String {
+    let out = Command::new(enclave_bin())
+        .args(["complete", "--prompt", prompt, "--max-tokens"])
+        .arg(max_tokens.to_string())
+        .output()
+        .expect("running lagi-enclave complete");
+    assert!(
+        out.status.success(),
+        "lagi-enclave complete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut text = String::from_utf8(out.stdout).expect("UTF-8");
+    assert_eq!(text.pop(), Some('\n'));
+    text
+}
+
+/// Checks every pair (controls pass, blocked requests do not, all under [`DEADLINE`]) and
+/// what arrived of each blocked response: a prefix of the body the enclave sent, ending
+/// before the first byte `forbidden` finds in it. Each control's text must be what the
+/// generator makes, which shows [`expected_text`] predicts the enclave in the lab.
+fn check_pairs(
+    addr: SocketAddr,
+    pairs: &[Pair],
+    forbidden: impl Fn(&[u8]) -> Option<usize>,
+) -> Vec<Arrived> {
+    let results = run_pairs(addr, pairs, DEADLINE);
+    pairs
+        .iter()
+        .zip(results)
+        .map(|(p, r)| {
+            assert!(
+                r.control_text == expected_text(&p.control, p.max_tokens),
+                "{}: the control's text is not what the generator makes",
+                p.what
+            );
+            let sent = response_body(&expected_text(&p.blocked, p.max_tokens));
+            let at = forbidden(&sent).unwrap_or_else(|| {
+                panic!("{}: the blocked response has nothing forbidden", p.what)
+            });
+            let arrived = assert_stopped_before(&r.blocked_received, &sent, at, &p.what);
+            eprintln!(
+                "{}: {} of {} body bytes arrived (head {}), the forbidden byte is at {at}",
+                p.what,
+                arrived.body,
+                sent.len(),
+                if arrived.head { "whole" } else { "not whole" }
+            );
+            arrived
+        })
+        .collect()
+}
+
+fn hate(body: &[u8]) -> Option<usize> {
+    find_ignoring_case(body, b"hate")
+}
+
+/// Nothing of a small response arrives: the enclave writes head and body in one segment,
+/// and that segment carries the forbidden bytes.
+fn nothing_arrived(arrived: &[Arrived]) {
+    for a in arrived {
+        assert_eq!(
+            *a,
+            Arrived {
+                head: false,
+                body: 0
+            }
+        );
+    }
 }
 
 fn lagic(args: &[&str]) -> Output {
@@ -138,6 +218,7 @@ struct Lab {
     name: String,
     addr: SocketAddr,
     host_if: String,
+    names: LabNames,
 }
 
 impl Lab {
@@ -151,6 +232,7 @@ impl Lab {
             addr: format!("172.30.{}.11:8080", 100 + u32::from(n))
                 .parse()
                 .unwrap(),
+            names: LabNames::new(&name).expect("a valid lab name"),
             host_if: format!("lgh-{name}"),
             name,
         };
@@ -176,6 +258,22 @@ impl Lab {
         v[0].clone()
     }
 
+    /// The largest packet the enclave's side may hand the diode in one piece (its veth's
+    /// GSO limit): a response's bytes before its last such piece must get through.
+    fn enclave_gso_max(&self) -> usize {
+        let out = Command::new("ip")
+            .args(["-n", &self.names.netns, "-d", "-j", "link", "show", "dev"])
+            .arg(&self.names.enclave_if)
+            .output()
+            .expect("running ip");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j prints JSON");
+        ["gso_max_size", "gso_ipv4_max_size"]
+            .iter()
+            .filter_map(|k| v[0][k].as_u64())
+            .max()
+            .expect("ip -d shows the GSO limit") as usize
+    }
+
     fn enclave_pid(&self) -> u64 {
         self.status_json()["enclave"]["pid"]
             .as_u64()
@@ -193,30 +291,6 @@ impl Drop for Lab {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A small HTTP client.
-
-/// The `response` string of a complete 200 reply; panics otherwise.
-fn passes(reply: Reply, what: &str) -> String {
-    match reply {
-        Reply::Complete { status: 200, body } => {
-            let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
-            v["response"].as_str().expect("a response field").to_owned()
-        }
-        other => panic!("{what}: expected 200 with a body, got {other:?}"),
-    }
-}
-
-fn blocked(reply: Reply, what: &str) {
-    match reply {
-        Reply::Incomplete { .. } => {}
-        Reply::Complete { status, body } => panic!(
-            "{what}: expected to be blocked, got {status} with {} body bytes",
-            body.len()
-        ),
     }
 }
 
@@ -242,25 +316,29 @@ fn e2e_hateless_passes_a_story_and_blocks_hate() {
     let lab = Lab::up(1, &diodes.example("hateless"));
 
     let text = passes(
-        generate(lab.addr, "Once upon a time", 64, PASS_WAIT),
+        &generate(lab.addr, "Once upon a time", 64, DEADLINE),
         "Once upon a time",
     );
     assert!(text.starts_with("Once upon a time "), "{text}");
     assert!(text.split(' ').count() >= 64, "{text}");
 
-    let t = Instant::now();
-    blocked(
-        generate(lab.addr, "I hate bananas", 16, BLOCKED_WAIT),
-        "I hate bananas",
-    );
-    assert!(t.elapsed() < BLOCKED_WAIT + Duration::from_secs(1));
     // Any case mix of the word is caught.
-    blocked(
-        generate(lab.addr, "I HaTe bananas", 16, BLOCKED_WAIT),
-        "I HaTe bananas",
+    let arrived = check_pairs(
+        lab.addr,
+        &[
+            Pair::new("hateless", "I like bananas", "I hate bananas", 16),
+            Pair::new(
+                "hateless, mixed case",
+                "I LiKe bananas",
+                "I HaTe bananas",
+                16,
+            ),
+        ],
+        hate,
     );
+    nothing_arrived(&arrived);
     // The lab still serves clean requests after blocked ones.
-    passes(generate(lab.addr, "The end", 4, PASS_WAIT), "The end");
+    passes(&generate(lab.addr, "The end", 4, DEADLINE), "The end");
     eprintln!("e2e1 took {} ms", started.elapsed().as_millis());
 }
 
@@ -273,28 +351,39 @@ fn e2e_hate_in_the_last_kilobyte_of_a_large_response_is_blocked() {
     let diodes = Diodes::new();
     let lab = Lab::up(2, &diodes.example("hateless"));
 
-    // Control: the same size without the word passes whole, so size alone blocks nothing.
-    let clean = clean_text(100 * 1024);
-    let text = passes(
-        generate(lab.addr, &clean, 0, PASS_WAIT),
-        "100 KB clean prompt",
-    );
-    assert_eq!(text, clean);
-
     // With max_tokens 0 the response is the prompt: ~100 KB of clean text ending in " hate",
-    // so the word sits in the last segment of large (GSO, non-linear) skbs.
-    let prompt = format!("{clean} hate");
-    assert!(prompt.len() > 100 * 1024);
-    match generate(lab.addr, &prompt, 0, BLOCKED_WAIT) {
-        Reply::Incomplete { received } => {
-            eprintln!(
-                "e2e2: {received} bytes arrived of a {}-byte body before the diode cut it",
-                prompt.len()
-            );
-        }
-        other => panic!("a 100 KB response ending in hate got through: {other:?}"),
-    }
-    eprintln!("e2e2 took {} ms", started.elapsed().as_millis());
+    // so the word sits in the last segment of large (GSO, non-linear) skbs. The control is
+    // the same size ending in " tame": size alone blocks nothing.
+    let clean = clean_text(100 * 1024);
+    let pair = Pair::new(
+        "100 KB ending in hate",
+        &format!("{clean} tame"),
+        &format!("{clean} hate"),
+        0,
+    );
+    let arrived = check_pairs(lab.addr, std::slice::from_ref(&pair), hate)[0];
+    let sent = response_body(&pair.blocked);
+    let word_at = hate(&sent).expect("the word is in the body");
+    assert!(
+        word_at > sent.len() - 1024,
+        "the word is in the last kilobyte"
+    );
+    // Every piece before the one carrying the word is clean and passes, and one piece holds
+    // at most the veth's GSO limit: so most of the response arrived, all but its tail.
+    let gso = lab.enclave_gso_max();
+    assert!(arrived.head, "the head leaves in the first, clean piece");
+    assert!(
+        arrived.body >= sent.len().saturating_sub(gso),
+        "only {} of {} body bytes arrived; all but the last piece ({gso} bytes at most) must",
+        arrived.body,
+        sent.len()
+    );
+    eprintln!(
+        "e2e2: {} of {} body bytes arrived (the word at {word_at}, GSO limit {gso}); took {} ms",
+        arrived.body,
+        sent.len(),
+        started.elapsed().as_millis()
+    );
 }
 
 #[test]
@@ -310,24 +399,12 @@ fn e2e_a_one_megabyte_clean_response_arrives_whole() {
     let max_tokens = 200_000;
     // What the generator must return: the same echo generator, same default seed, run
     // outside the lab.
-    let expected = Command::new(enclave_bin())
-        .args([
-            "complete",
-            "--prompt",
-            prompt,
-            "--max-tokens",
-            &max_tokens.to_string(),
-        ])
-        .output()
-        .expect("running lagi-enclave complete");
-    assert!(expected.status.success());
-    let mut expected = String::from_utf8(expected.stdout).expect("UTF-8");
-    assert_eq!(expected.pop(), Some('\n'));
+    let expected = expected_text(prompt, max_tokens);
     assert!(expected.len() >= 1_000_000, "{} bytes", expected.len());
 
     let t = Instant::now();
     let text = passes(
-        generate(lab.addr, prompt, max_tokens, PASS_WAIT),
+        &generate(lab.addr, prompt, max_tokens, LARGE_PASS_WAIT),
         "1 MB story",
     );
     let took = t.elapsed();
@@ -354,17 +431,27 @@ fn e2e_all_text_diode_blocks_bytes_outside_text() {
     let lab = Lab::up(4, &diodes.all_text());
 
     passes(
-        generate(lab.addr, "Once upon a time", 32, PASS_WAIT),
+        &generate(lab.addr, "Once upon a time", 32, DEADLINE),
         "ASCII story",
     );
     // JSON escapes control characters, but sends non-ASCII UTF-8 raw: é is 0xC3 0xA9.
-    blocked(generate(lab.addr, "café", 8, BLOCKED_WAIT), "café");
-    // Deep in a large response too.
-    let prompt = format!("{}naïve", clean_text(50 * 1024));
-    blocked(
-        generate(lab.addr, &prompt, 0, BLOCKED_WAIT),
-        "50 KB ending in naïve",
+    let clean = clean_text(50 * 1024);
+    let arrived = check_pairs(
+        lab.addr,
+        &[
+            Pair::new("all_text: café", "cafes", "café", 8),
+            // Deep in a large response too.
+            Pair::new(
+                "all_text: 50 KB ending in naïve",
+                &format!("{clean}naive!"),
+                &format!("{clean}naïve"),
+                0,
+            ),
+        ],
+        first_non_text,
     );
+    nothing_arrived(&arrived[..1]);
+    assert!(arrived[1].head, "the large response's clean head arrived");
     eprintln!("e2e4 took {} ms", started.elapsed().as_millis());
 }
 
@@ -378,11 +465,18 @@ fn e2e_replacing_the_diode_changes_verdicts_without_restarting_the_enclave() {
     let lab = Lab::up(5, &diodes.example("hateless"));
     let pid = lab.enclave_pid();
 
-    blocked(
-        generate(lab.addr, "I hate bananas", 8, BLOCKED_WAIT),
-        "hateless: I hate bananas",
+    let arrived = check_pairs(
+        lab.addr,
+        &[Pair::new(
+            "hateless: I hate bananas",
+            "I like bananas",
+            "I hate bananas",
+            8,
+        )],
+        hate,
     );
-    passes(generate(lab.addr, "café", 8, PASS_WAIT), "hateless: café");
+    nothing_arrived(&arrived);
+    passes(&generate(lab.addr, "café", 8, DEADLINE), "hateless: café");
 
     let out = lagic_ok(&[
         "attach",
@@ -393,13 +487,15 @@ fn e2e_replacing_the_diode_changes_verdicts_without_restarting_the_enclave() {
     assert!(out.contains("replaced program"), "{out}");
 
     passes(
-        generate(lab.addr, "I hate bananas", 8, PASS_WAIT),
+        &generate(lab.addr, "I hate bananas", 8, DEADLINE),
         "all_text: I hate bananas",
     );
-    blocked(
-        generate(lab.addr, "café", 8, BLOCKED_WAIT),
-        "all_text: café",
+    let arrived = check_pairs(
+        lab.addr,
+        &[Pair::new("all_text: café", "cafes", "café", 8)],
+        first_non_text,
     );
+    nothing_arrived(&arrived);
 
     let status = lab.status_json();
     assert_eq!(status["diode"]["diode"], "all_text");
@@ -419,17 +515,24 @@ fn e2e_detach_lets_traffic_flow_and_lab_down_leaves_nothing() {
     let name = lab.name.clone();
     let host_if = lab.host_if.clone();
 
-    blocked(
-        generate(lab.addr, "I hate bananas", 8, BLOCKED_WAIT),
-        "attached: I hate bananas",
+    let arrived = check_pairs(
+        lab.addr,
+        &[Pair::new(
+            "attached: I hate bananas",
+            "I like bananas",
+            "I hate bananas",
+            8,
+        )],
+        hate,
     );
+    nothing_arrived(&arrived);
     let out = lagic_ok(&["detach", "--iface", &host_if]);
     assert!(out.contains("detached hateless"), "{out}");
     let text = passes(
-        generate(lab.addr, "I hate bananas", 8, PASS_WAIT),
+        &generate(lab.addr, "I hate bananas", 8, DEADLINE),
         "detached: I hate bananas",
     );
-    assert!(text.starts_with("I hate bananas"));
+    assert_eq!(text, expected_text("I hate bananas", 8));
     // Detaching twice: nothing is attached (exit 1).
     assert_eq!(
         lagic(&["detach", "--iface", &host_if]).status.code(),
@@ -444,8 +547,10 @@ fn e2e_detach_lets_traffic_flow_and_lab_down_leaves_nothing() {
     assert!(!sh("ip", &["netns", "list"]).contains(&format!("lagic-{name}")));
     assert!(!sh("ip", &["link", "show"]).contains(&host_if));
     assert!(!sh("tc", &["qdisc", "show"]).contains(&host_if));
-    assert!(!Path::new("/sys/fs/bpf/lagi").join(&host_if).exists());
-    assert!(!Path::new("/run/lagic/lab").join(&name).exists());
+    assert!(!Path::new(lagic_loader::attach::PIN_ROOT)
+        .join(&host_if)
+        .exists());
+    assert!(!Path::new(lagic_lab::STATE_ROOT).join(&name).exists());
     // Down is idempotent.
     let again = lagic_ok(&["lab", "down", "--name", &name]);
     assert!(again.contains("nothing to remove"), "{again}");
@@ -474,7 +579,7 @@ fn e2e_lab_up_refuses_a_taken_name_and_cleans_up_after_a_failure() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already up"));
-    passes(generate(lab.addr, "Still here", 2, PASS_WAIT), "first lab");
+    passes(&generate(lab.addr, "Still here", 2, DEADLINE), "first lab");
     drop(lab);
 
     // An enclave that cannot start: up fails (2) and leaves nothing behind.

@@ -10,22 +10,32 @@
 //! it it skips loudly, or fails when `CI` is set. It runs in the default test run: on this
 //! 2-core machine it took 64-89 s from nothing (no qemu, no kernel, no static build) and
 //! 13-18 s with everything cached (docs/lab.md, "Tests").
+//!
+//! "Blocked" is defined in `common`: each blocked request runs next to a pass control of
+//! the same shape under the same [`DEADLINE`], and what arrived must stop before the word.
+//! What the VM sent is learned afterwards: with the diode detached, the same requests get
+//! whole answers (the model's sampling is seeded, so the same request gets the same text).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{generate, workspace, Reply};
+use common::{
+    assert_stopped_before, find_ignoring_case, generate, passes, response_body, run_pairs,
+    workspace, Pair,
+};
 
 const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 const NAME: &str = "e2evm";
 const SUBNET: &str = "172.30.120.0/24";
 const ENCLAVE: &str = "172.30.120.11:8080";
-/// How long a client waits before calling a request blocked.
-const BLOCKED_WAIT: Duration = Duration::from_secs(3);
-/// How long a client waits for a response that must arrive (software emulation is slow).
-const PASS_WAIT: Duration = Duration::from_secs(60);
+/// The deadline of every blocked request, of its pass control (sent at the same time), and
+/// of other requests that must pass: generous for software emulation, and the controls
+/// show the VM answers within it.
+const DEADLINE: Duration = Duration::from_secs(30);
+/// Tokens the short requests ask for.
+const TOKENS: usize = 12;
 
 /// The target directory lagic was built in (`<target>/debug/lagic` or `.../release/lagic`).
 fn target_root() -> PathBuf {
@@ -206,20 +216,8 @@ impl Drop for Lab {
     }
 }
 
-/// Sends one request for 12 new tokens; returns the whole response if it arrives complete
-/// within `wait`.
-fn post(prompt: &str, wait: Duration) -> Option<(u16, String)> {
-    post_tokens(prompt, 12, wait)
-}
-
-/// The status and body of a complete response, or `None` if none arrived in `wait`.
-fn post_tokens(prompt: &str, max_tokens: usize, wait: Duration) -> Option<(u16, String)> {
-    match generate(ENCLAVE.parse().unwrap(), prompt, max_tokens, wait) {
-        Reply::Complete { status, body } => {
-            Some((status, String::from_utf8_lossy(&body).into_owned()))
-        }
-        Reply::Incomplete { .. } => None,
-    }
+fn enclave() -> std::net::SocketAddr {
+    ENCLAVE.parse().unwrap()
 }
 
 /// VmRSS of a process in kB.
@@ -293,45 +291,65 @@ fn e2e_vm_hateless_passes_a_story_and_blocks_hate() {
     );
     assert_eq!(lab_status["diode"]["diode"], "hateless", "{status}");
 
-    // The pass/block pair, through the diode, from the VM.
-    let (code, body) = post("Once upon a time", PASS_WAIT).expect("the story must pass");
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
-    let text = v["response"].as_str().expect("a response");
+    // The story passes, through the diode, from the VM.
+    let text = passes(
+        &generate(enclave(), "Once upon a time", TOKENS, DEADLINE),
+        "the story",
+    );
     assert!(text.starts_with("Once upon a time"), "{text}");
     assert!(
         text.len() > "Once upon a time".len(),
         "the model added words: {text}"
     );
-    for hateful in ["I hate bananas", "I HaTe bananas"] {
-        assert_eq!(
-            post(hateful, BLOCKED_WAIT),
-            None,
-            "`{hateful}` must be blocked by the diode"
+
+    // Blocked requests, each with its control, all at once. The last is larger than one
+    // segment (MSS 1448): clean, it arrives whole; with `hate` in its last bytes it never
+    // completes.
+    let clean = "Once upon a time there was a little frog. ".repeat(34);
+    let pairs = [
+        Pair::new("I hate bananas", "I like bananas", "I hate bananas", TOKENS),
+        Pair::new("I HaTe bananas", "I LiKe bananas", "I HaTe bananas", TOKENS),
+        Pair::new(
+            "hate at the end of a multi-segment response",
+            &format!("{clean}and then tame"),
+            &format!("{clean}and then hate"),
+            1,
+        ),
+    ];
+    let results = run_pairs(enclave(), &pairs, DEADLINE);
+    for (p, r) in pairs.iter().zip(&results) {
+        assert!(
+            r.control_text.starts_with(&p.control),
+            "{}: the control begins with its prompt: {}",
+            p.what,
+            r.control_text
         );
     }
-
-    // A response larger than one segment (MSS 1448): clean, it arrives whole; with `hate`
-    // in its last bytes, the later segment is dropped and the response never completes.
-    let clean = "Once upon a time there was a little frog. ".repeat(34);
-    let (code, body) =
-        post_tokens(&clean, 20, PASS_WAIT).expect("a clean multi-segment response must pass");
-    assert_eq!(code, 200, "{body}");
-    assert!(body.len() > 1448, "{} bytes", body.len());
-    assert!(body.contains(clean.trim_end()), "{body}");
-    let ending_in_hate = format!("{clean}and then hate");
-    assert_eq!(
-        post_tokens(&ending_in_hate, 1, BLOCKED_WAIT),
-        None,
-        "`hate` at the end of a multi-segment response must be blocked"
+    assert!(
+        response_body(&results[2].control_text).len() > 1448,
+        "the multi-segment control's body is larger than one segment"
     );
 
-    // The block is the diode's doing: without it the same request gets through from the VM.
+    // The block is the diode's doing: without it the same requests get through from the
+    // VM, and their bodies are what the VM sent while the diode was attached.
     let host_if = format!("lgh-{NAME}");
     lagic_ok(&["detach", "--iface", &host_if]);
-    let (code, body) = post("I hate bananas", PASS_WAIT).expect("passes without the diode");
-    assert_eq!(code, 200);
-    assert!(body.contains("I hate bananas"), "{body}");
+    for (p, r) in pairs.iter().zip(&results) {
+        let text = passes(
+            &generate(enclave(), &p.blocked, p.max_tokens, DEADLINE),
+            &format!("{} without the diode", p.what),
+        );
+        assert!(text.starts_with(&p.blocked), "{}: {text}", p.what);
+        let sent = response_body(&text);
+        let at = find_ignoring_case(&sent, b"hate").expect("the word is in the body");
+        let arrived = assert_stopped_before(&r.blocked_received, &sent, at, &p.what);
+        eprintln!(
+            "e2e_vm: {}: {} of {} body bytes arrived through the diode (the word at {at})",
+            p.what,
+            arrived.body,
+            sent.len()
+        );
+    }
 
     // Measurements for the docs.
     let rss = rss_kb(qemu_pid).unwrap_or(0);

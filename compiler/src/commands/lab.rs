@@ -1,9 +1,11 @@
-//! `lagic lab up|down|status`: the enclave behind a diode, on this machine.
+//! `lagic lab up|down|status`: the enclave behind a diode, on this machine. The lab itself
+//! is the `lagic-lab` crate; this module turns arguments into its requests and its results
+//! and errors into output and exit codes.
 
 use super::shared;
 use crate::cli::{AccelArg, LabCommand, LabDownArgs, LabStatusArgs, LabUpArgs};
 use crate::failure::{Failure, Outcome};
-use crate::lab::{self, LabError, Subnet, UpRequest};
+use lagic_lab::{self as lab, Diode, Enclave, LabError, LabKind, Subnet, UpRequest};
 
 pub fn run(command: LabCommand) -> Result<Outcome, Failure> {
     match command {
@@ -36,16 +38,26 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
     };
     let enclave_bin = std::fs::canonicalize(&enclave_bin).unwrap_or(enclave_bin);
     let request = UpRequest {
+        kind: LabKind::Lab,
         name: args.name,
         subnet,
-        diode,
-        diode_source: std::fs::canonicalize(&args.diode)
-            .unwrap_or(args.diode)
-            .display()
-            .to_string(),
-        enclave_bin,
-        enclave_args: args.enclave_args,
-        vm,
+        diode: Some(Diode {
+            object: diode,
+            source: std::fs::canonicalize(&args.diode)
+                .unwrap_or(args.diode)
+                .display()
+                .to_string(),
+        }),
+        enclave: match vm {
+            Some(config) => Enclave::Vm {
+                config,
+                args: args.enclave_args,
+            },
+            None => Enclave::Lagi {
+                bin: enclave_bin,
+                args: args.enclave_args,
+            },
+        },
     };
     let state = lab::up(&request, &mut |line| {
         eprintln!("lab {}: {line}", request.name)
@@ -54,7 +66,7 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
     println!(
         "lab {} is up: enclave{} at http://{}:{} behind the diode on {} ingress",
         state.name,
-        if state.vm { " (in a VM)" } else { "" },
+        if state.vm.is_some() { " (in a VM)" } else { "" },
         state.enclave_ip,
         state.port,
         state.host_if
@@ -110,7 +122,7 @@ fn vm_config(args: &LabUpArgs) -> Result<lab::vm::VmConfig, Failure> {
 }
 
 fn down(args: LabDownArgs) -> Result<Outcome, Failure> {
-    let report = lab::down(&args.name).map_err(failure)?;
+    let report = lab::down(LabKind::Lab, &args.name).map_err(failure)?;
     if report.removed.is_empty() {
         println!("lab {}: nothing to remove", args.name);
     } else {
@@ -123,7 +135,7 @@ fn down(args: LabDownArgs) -> Result<Outcome, Failure> {
 
 fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
     lab::require_root().map_err(failure)?;
-    let labs = lab::status(args.name.as_deref()).map_err(failure)?;
+    let labs = lab::status(LabKind::Lab, args.name.as_deref()).map_err(failure)?;
     let all_up = !labs.is_empty() && labs.iter().all(|l| l.is_up());
     if args.json {
         let items: Vec<serde_json::Value> = labs
@@ -136,11 +148,11 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                     "namespace": {"name": l.state.netns, "exists": l.netns},
                     "host_if": {"name": l.state.host_if, "exists": l.link},
                     "enclave_if": l.state.enclave_if,
-                    "vm": l.state.vm.then(|| serde_json::json!({
-                        "accel": l.state.accel,
-                        "memory_mib": l.state.memory_mib,
-                        "kernel": l.state.kernel,
-                        "initrd": l.state.enclave_bin,
+                    "vm": l.state.vm.as_ref().map(|vm| serde_json::json!({
+                        "accel": vm.accel,
+                        "memory_mib": vm.memory_mib,
+                        "kernel": vm.kernel,
+                        "initrd": vm.initrd,
                         "qemu_pid": l.state.pid,
                     })),
                     "enclave": {
@@ -148,7 +160,7 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                         "pid": l.state.pid,
                         "running": l.enclave_running,
                         "healthy": l.healthy,
-                        "binary": l.state.enclave_bin,
+                        "binary": binary(&l.state),
                     },
                     "diode": l.diode.as_ref().map(shared::attachment_json),
                 })
@@ -178,7 +190,7 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                 s.host_if,
                 s.host_ip,
                 s.enclave_if,
-                if s.vm {
+                if s.vm.is_some() {
                     "bridged to the VM's eth0 "
                 } else {
                     ""
@@ -186,15 +198,23 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                 s.enclave_ip,
                 yes(l.link)
             );
-            if s.vm {
+            if let Some(vm) = &s.vm {
                 println!(
                     "  vm         qemu pid {}, {}, {} MiB, kernel {}, initramfs {}",
-                    s.pid, s.accel, s.memory_mib, s.kernel, s.enclave_bin
+                    s.pid,
+                    vm.accel,
+                    vm.memory_mib,
+                    vm.kernel.display(),
+                    vm.initrd.display()
                 );
             }
             println!(
                 "  enclave    {}pid {} at http://{}:{} (process {}, health {})",
-                if s.vm { "in the VM, qemu " } else { "" },
+                if s.vm.is_some() {
+                    "in the VM, qemu "
+                } else {
+                    ""
+                },
                 s.pid,
                 s.enclave_ip,
                 s.port,
@@ -220,6 +240,14 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
     } else {
         Outcome::Failed
     })
+}
+
+/// What the enclave runs from: its binary, or the VM's initramfs.
+fn binary(state: &lab::LabState) -> String {
+    match &state.vm {
+        Some(vm) => vm.initrd.display().to_string(),
+        None => state.program.display().to_string(),
+    }
 }
 
 fn failure(e: LabError) -> Failure {

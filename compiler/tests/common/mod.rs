@@ -1,13 +1,27 @@
-//! Shared by the end-to-end tests (e2e_lab, e2e_vm): the root gate, the
-//! workspace path, and a plain HTTP client for the enclave's API with
-//! deadlines, so "blocked" means the same thing in both.
+//! Shared by the end-to-end tests (e2e_lab, e2e_vm): the root gate, the workspace path,
+//! requests to the enclave's API through the lab's HTTP client ([`lagic_lab::http`]), and
+//! what "blocked" means, so it means the same in both.
+//!
+//! "Blocked" is definite, never merely "slow":
+//! - every blocked request runs next to a pass control: the same request shape (same
+//!   `max_tokens`, a prompt of the same byte length, clean) at the same time, under the
+//!   same deadline, and the control must complete with 200 within it ([`run_pairs`]), so a
+//!   machine too slow to answer in time fails the test instead of passing it;
+//! - the blocked request must still be incomplete at that deadline (a timeout, not an
+//!   early close, which would mean the server itself sent too little);
+//! - what did arrive is checked against what the enclave sent ([`assert_stopped_before`]):
+//!   a well-formed 200 head if a head arrived, body bytes that are exactly a prefix of the
+//!   body the enclave sent, ending before the first forbidden byte, so no byte of the
+//!   forbidden word crossed.
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use lagic_lab::http::{Reply, Response};
 
 /// Whether an end-to-end test can run: root is needed (`needs` says for
 /// what). Skips loudly, or panics when `CI` is set.
@@ -37,80 +51,216 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// What a request got.
-#[derive(Debug)]
-pub enum Reply {
-    /// A whole response: status and body.
-    Complete { status: u16, body: Vec<u8> },
-    /// Nothing complete before the deadline (bytes received so far).
-    Incomplete { received: usize },
-}
-
-/// POSTs `{"prompt", "max_tokens"}` to /api/generate and waits up to `wait`.
-pub fn generate(addr: SocketAddr, prompt: &str, max_tokens: usize, wait: Duration) -> Reply {
+/// POSTs `{"prompt", "max_tokens"}` to /api/generate and waits up to `deadline`.
+/// A refused or reset connection fails the test: it is neither a pass nor a block.
+pub fn generate(addr: SocketAddr, prompt: &str, max_tokens: usize, deadline: Duration) -> Reply {
     let body = serde_json::json!({"prompt": prompt, "max_tokens": max_tokens, "wait_time": 60})
         .to_string();
-    let deadline = Instant::now() + wait;
-    let mut stream = TcpStream::connect_timeout(&addr, wait).expect("connecting to the enclave");
-    stream.set_write_timeout(Some(wait)).unwrap();
-    let head = format!(
-        "POST /api/generate HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if let Some(reply) = complete(&raw) {
-            return reply;
+    lagic_lab::http::post_json(addr, "/api/generate", &body, deadline)
+        .unwrap_or_else(|e| panic!("POST /api/generate {prompt:.40?}: {e}"))
+}
+
+/// The body the enclave sends for a response text: its JSON object `{"response": TEXT}`.
+pub fn response_body(text: &str) -> Vec<u8> {
+    serde_json::json!({ "response": text })
+        .to_string()
+        .into_bytes()
+}
+
+/// The `response` text of a complete 200 reply; panics otherwise.
+pub fn passes(reply: &Reply, what: &str) -> String {
+    match reply {
+        Reply::Complete(Response { status: 200, body }) => {
+            let v: serde_json::Value = serde_json::from_slice(body)
+                .unwrap_or_else(|e| panic!("{what}: the body is not JSON ({e})"));
+            v["response"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: no response field in {v}"))
+                .to_owned()
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Reply::Incomplete {
-                received: raw.len(),
-            };
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                return complete(&raw).unwrap_or(Reply::Incomplete {
-                    received: raw.len(),
-                })
-            }
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            // A signal (a child of the test exiting) interrupts a read that
-            // has a timeout; the read is simply retried.
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Reply::Incomplete {
-                    received: raw.len(),
-                }
-            }
-            Err(e) => panic!("reading from the enclave: {e}"),
+        other => panic!("{what}: expected 200 with a body, got {}", describe(other)),
+    }
+}
+
+/// A short account of a reply for failure messages.
+pub fn describe(reply: &Reply) -> String {
+    match reply {
+        Reply::Complete(r) => format!("a complete {} with {} body bytes", r.status, r.body.len()),
+        Reply::TimedOut { received } => format!("a timeout after {} bytes", received.len()),
+        Reply::Closed { received } => format!("a close after {} bytes", received.len()),
+    }
+}
+
+/// A blocked request and its pass control.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// What the check is, for messages.
+    pub what: String,
+    /// The clean prompt that must pass.
+    pub control: String,
+    /// The prompt whose response must be blocked.
+    pub blocked: String,
+    /// `max_tokens` of both.
+    pub max_tokens: usize,
+}
+
+impl Pair {
+    pub fn new(what: &str, control: &str, blocked: &str, max_tokens: usize) -> Pair {
+        assert_eq!(
+            control.len(),
+            blocked.len(),
+            "{what}: a control has the blocked request's shape, so the same prompt length"
+        );
+        Pair {
+            what: what.to_owned(),
+            control: control.to_owned(),
+            blocked: blocked.to_owned(),
+            max_tokens,
         }
     }
 }
 
-/// The response in `raw` if its head and all `Content-Length` body bytes are there.
-pub fn complete(raw: &[u8]) -> Option<Reply> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let length: usize = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse().ok())?
-    })?;
-    let body = &raw[end + 4..];
-    (body.len() >= length).then(|| Reply::Complete {
-        status,
-        body: body[..length].to_vec(),
-    })
+/// What one pair gave: the control's text and the bytes of the blocked response that
+/// arrived before the deadline.
+#[derive(Debug)]
+pub struct PairResult {
+    pub control_text: String,
+    pub blocked_received: Vec<u8>,
+}
+
+/// Sends every pair's control and blocked request at once, all under `deadline`. Each
+/// control must complete with 200 (its text is returned for further checks); each blocked
+/// request must still be incomplete when the deadline passes.
+pub fn run_pairs(addr: SocketAddr, pairs: &[Pair], deadline: Duration) -> Vec<PairResult> {
+    let replies: Vec<(Reply, Reply)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pairs
+            .iter()
+            .map(|p| {
+                let control =
+                    scope.spawn(move || generate(addr, &p.control, p.max_tokens, deadline));
+                let blocked =
+                    scope.spawn(move || generate(addr, &p.blocked, p.max_tokens, deadline));
+                (control, blocked)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(c, b)| {
+                (
+                    c.join().expect("control thread"),
+                    b.join().expect("blocked thread"),
+                )
+            })
+            .collect()
+    });
+    pairs
+        .iter()
+        .zip(replies)
+        .map(|(p, (control, blocked))| {
+            let control_text = passes(
+                &control,
+                &format!(
+                    "{}: the control {:.60?} (within the {} s the blocked request got)",
+                    p.what,
+                    p.control,
+                    deadline.as_secs()
+                ),
+            );
+            let blocked_received = match blocked {
+                Reply::TimedOut { received } => received,
+                other => panic!(
+                    "{}: {:.60?} must be blocked (still incomplete after {} s, while its control \
+                     completed), got {}",
+                    p.what,
+                    p.blocked,
+                    deadline.as_secs(),
+                    describe(&other)
+                ),
+            };
+            PairResult {
+                control_text,
+                blocked_received,
+            }
+        })
+        .collect()
+}
+
+/// How much of a blocked response arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrived {
+    /// The whole head arrived.
+    pub head: bool,
+    /// Body bytes that arrived.
+    pub body: usize,
+}
+
+/// Asserts that `received`, what arrived of a blocked response, is a strict prefix of a
+/// 200 response with body `sent` that stops before `sent[forbidden_at]`, the first byte the
+/// diode must not let through. Returns how much arrived.
+pub fn assert_stopped_before(
+    received: &[u8],
+    sent: &[u8],
+    forbidden_at: usize,
+    what: &str,
+) -> Arrived {
+    assert!(
+        forbidden_at < sent.len(),
+        "{what}: the forbidden byte lies inside the body the enclave sent"
+    );
+    let Some(head) = lagic_lab::http::parse_head(received) else {
+        // No whole head: what arrived is a start of the status line and head, no body.
+        let status_line = b"HTTP/1.1 200 ";
+        let n = received.len().min(status_line.len());
+        assert_eq!(
+            &received[..n],
+            &status_line[..n],
+            "{what}: the {} bytes that arrived are not the start of a 200 response: {:?}",
+            received.len(),
+            String::from_utf8_lossy(&received[..received.len().min(200)])
+        );
+        assert!(
+            !received.windows(4).any(|w| w == b"\r\n\r\n"),
+            "{what}: a head ended but did not parse"
+        );
+        return Arrived {
+            head: false,
+            body: 0,
+        };
+    };
+    assert_eq!(head.status, 200, "{what}: the head that arrived");
+    assert_eq!(
+        head.content_length,
+        Some(sent.len()),
+        "{what}: the head announces the body the enclave sent"
+    );
+    let body = &received[head.len..];
+    assert!(
+        body.len() <= forbidden_at,
+        "{what}: {} body bytes arrived, past the forbidden byte at {forbidden_at}: {:?}",
+        body.len(),
+        String::from_utf8_lossy(&body[forbidden_at.saturating_sub(20)..forbidden_at + 1])
+    );
+    assert!(
+        body == &sent[..body.len()],
+        "{what}: the {} body bytes that arrived are not the start of the body the enclave sent",
+        body.len()
+    );
+    Arrived {
+        head: true,
+        body: body.len(),
+    }
+}
+
+/// The offset of the first case-insensitive occurrence of `word` in `haystack`.
+pub fn find_ignoring_case(haystack: &[u8], word: &[u8]) -> Option<usize> {
+    haystack
+        .windows(word.len())
+        .position(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// The offset of the first byte outside text (printable ASCII, TAB, LF, CR).
+pub fn first_non_text(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .iter()
+        .position(|&b| !(b == b'\t' || b == b'\n' || b == b'\r' || (32..=126).contains(&b)))
 }

@@ -1,39 +1,56 @@
-//! The enclave lab: `lagi-enclave` in its own network namespace behind a veth pair, with a
+//! The enclave lab: an enclave in its own network namespace behind a veth pair, with a
 //! diode on the host-side end, so real TCP traffic crosses a real diode.
 //!
 //! ```text
 //!   host (root netns)                         netns lagic-NAME
-//!   lgh-NAME  SUBNET.1  <==== veth ====>  lge-NAME  SUBNET.11:8080  lagi-enclave
+//!   lgh-NAME  SUBNET.1  <==== veth ====>  lge-NAME  SUBNET.11:8080  enclave
 //!     ^ diode on ingress: every packet the enclave sends crosses it
 //! ```
 //!
-//! With `--vm` the enclave runs inside a QEMU virtual machine instead, behind a bridge and
-//! a tap in the same namespace ([`vm`] has the picture); the diode stays where it is.
+//! The enclave is `lagi-enclave`, any program that serves HTTP at the enclave's address
+//! (the benchmark's server), or a QEMU virtual machine booting `lagi-enclave` ([`vm`] has
+//! the picture); the diode stays where it is. `lagic lab up|down|status` are thin wrappers
+//! around [`up`], [`down`] and [`status`]; the end-to-end tests and the benchmark use them
+//! too, and all of them talk HTTP through [`http`].
 //!
 //! Invariants:
-//! - Every name (namespace, links, state directory) derives from the lab name, so `down`
-//!   finds everything from the name alone, after a crash too, and is idempotent.
-//! - State lives in `/run/lagic/lab/NAME/` (`state`, `enclave.log`); it is written before
-//!   anything is built, so an interrupted `up` is still cleaned up by `down`.
+//! - Every name (namespace, links, state directory) derives from the lab's [`LabKind`] and
+//!   name, so `down` finds everything from those alone, after a crash too, and is
+//!   idempotent. The kinds use disjoint prefixes (`lagic-`/`lgh-` for `lagic lab`,
+//!   `lagicb-`/`lbh-` for the benchmark), so no lab of one kind can touch another's.
+//! - `up` refuses a name whose state, namespace or host link already exists (it never
+//!   clobbers), and a subnet already in use on the host.
+//! - The state ([`state::LabState`], JSON in `STATE_ROOT/NAME/state.json`) is written
+//!   atomically before anything is built, so an interrupted `up` is still cleaned up by
+//!   `down`.
 //! - `up` either finishes or undoes what it made.
 //! - Offloads (TSO/GSO) stay as the kernel sets them on veth: the diode must see the large,
 //!   non-linear skbs real traffic makes.
 
+#![deny(missing_docs)]
+
 pub mod http;
+pub mod state;
 pub mod vm;
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lagic_loader::attach::{self, AttachError, AttachOptions, Direction};
+use serde::{Deserialize, Serialize};
 
-/// Where labs record their state.
+pub use state::{LabState, VmRecord};
+
+/// Where `lagic lab` records its labs.
 pub const STATE_ROOT: &str = "/run/lagic/lab";
+/// Where the benchmark records its labs.
+pub const BENCH_STATE_ROOT: &str = "/run/lagic/bench";
 /// The enclave's TCP port.
 pub const ENCLAVE_PORT: u16 = 8080;
 /// How long `up` waits for the enclave's /health.
@@ -57,12 +74,14 @@ pub enum LabError {
     #[error("the lab needs root (network namespaces, veth, BPF); run it with sudo")]
     NotRoot,
     /// The lab, or leftovers of it, exist.
-    #[error("lab `{name}` is already up or left over ({what}); run `lagic lab down --name {name}` first")]
+    #[error("lab `{name}` is already up or left over ({what}); {remedy}")]
     Exists {
         /// Lab name.
         name: String,
         /// What was found.
         what: String,
+        /// How to remove it.
+        remedy: String,
     },
     /// Another interface already uses the subnet.
     #[error("subnet {subnet} overlaps {addr} on {iface}; choose another with --subnet")]
@@ -86,7 +105,7 @@ pub enum LabError {
         detail: String,
     },
     /// The enclave did not come up.
-    #[error("lagi-enclave did not answer GET /health at {addr} within {secs} s: {why}\nlast lines of its log ({log}):\n{tail}")]
+    #[error("the enclave did not answer GET /health at {addr} within {secs} s: {why}\nlast lines of its log ({log}):\n{tail}")]
     EnclaveDown {
         /// Where it should listen.
         addr: SocketAddr,
@@ -105,6 +124,14 @@ pub enum LabError {
     /// Attaching the diode failed.
     #[error("attaching the diode failed: {0}")]
     Attach(#[from] AttachError),
+    /// The state file is not a lab record.
+    #[error("{path} is not a lab record ({detail}); remove the lab with `lagic lab down --name NAME`, which does not need it")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A file operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -148,6 +175,11 @@ impl Subnet {
         Ipv4Addr::from(u32::from(self.network) + 11)
     }
 
+    /// The enclave's HTTP address (.11:8080).
+    pub fn enclave_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.enclave(), ENCLAVE_PORT))
+    }
+
     fn contains(&self, addr: Ipv4Addr, prefix: u8) -> bool {
         // Two networks overlap when the shorter prefix's mask agrees on both.
         let m = mask(self.prefix.min(prefix));
@@ -169,9 +201,46 @@ fn mask(prefix: u8) -> u32 {
     }
 }
 
-/// The names a lab derives from its name.
+/// Whose lab it is: each kind has its own name prefixes and state directory, so labs of
+/// different kinds never share a namespace, a link or a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabKind {
+    /// `lagic lab` (and the end-to-end tests, which drive it).
+    Lab,
+    /// The benchmark's end-to-end lab.
+    Bench,
+}
+
+impl LabKind {
+    /// `(namespace, host veth, enclave veth, bridge, tap)` prefixes and the state root.
+    fn prefixes(self) -> ([&'static str; 5], &'static str) {
+        match self {
+            LabKind::Lab => (["lagic-", "lgh-", "lge-", "lgb-", "lgt-"], STATE_ROOT),
+            LabKind::Bench => (
+                ["lagicb-", "lbh-", "lbe-", "lbb-", "lbt-"],
+                BENCH_STATE_ROOT,
+            ),
+        }
+    }
+
+    /// How a person removes a lab of this kind by hand.
+    fn remedy(self, name: &str) -> String {
+        match self {
+            LabKind::Lab => format!("run `lagic lab down --name {name}` first"),
+            LabKind::Bench => format!(
+                "the benchmark removes its own leftovers before it starts; if that failed, \
+                 `ip netns del lagicb-{name}; ip link del lbh-{name}; rm -r {BENCH_STATE_ROOT}/{name}`"
+            ),
+        }
+    }
+}
+
+/// The names a lab derives from its kind and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabNames {
+    /// Whose lab.
+    pub kind: LabKind,
     /// Lab name.
     pub name: String,
     /// Network namespace of the enclave.
@@ -189,8 +258,13 @@ pub struct LabNames {
 }
 
 impl LabNames {
-    /// Derives the names, checking the lab name.
+    /// The names of a `lagic lab` lab, checking the name.
     pub fn new(name: &str) -> Result<LabNames, LabError> {
+        LabNames::of(LabKind::Lab, name)
+    }
+
+    /// The names of a lab of `kind`, checking the name.
+    pub fn of(kind: LabKind, name: &str) -> Result<LabNames, LabError> {
         let ok = (1..=8).contains(&name.len())
             && name
                 .bytes()
@@ -198,135 +272,69 @@ impl LabNames {
         if !ok {
             return Err(LabError::BadName(name.to_owned()));
         }
+        let ([netns, host, enclave, bridge, tap], root) = kind.prefixes();
         Ok(LabNames {
+            kind,
             name: name.to_owned(),
-            netns: format!("lagic-{name}"),
-            host_if: format!("lgh-{name}"),
-            enclave_if: format!("lge-{name}"),
-            bridge: format!("lgb-{name}"),
-            tap: format!("lgt-{name}"),
-            state_dir: Path::new(STATE_ROOT).join(name),
+            netns: format!("{netns}{name}"),
+            host_if: format!("{host}{name}"),
+            enclave_if: format!("{enclave}{name}"),
+            bridge: format!("{bridge}{name}"),
+            tap: format!("{tap}{name}"),
+            state_dir: Path::new(root).join(name),
         })
     }
+}
+
+/// The diode `up` attaches.
+#[derive(Debug, Clone)]
+pub struct Diode {
+    /// The object's bytes.
+    pub object: Vec<u8>,
+    /// Where it came from (recorded and shown by status).
+    pub source: String,
+}
+
+/// What runs in the namespace.
+#[derive(Debug, Clone)]
+pub enum Enclave {
+    /// `lagi-enclave --listen ENCLAVE:8080 ARGS...`.
+    Lagi {
+        /// The lagi-enclave binary.
+        bin: PathBuf,
+        /// Extra arguments.
+        args: Vec<String>,
+    },
+    /// Any program, run as `PROGRAM ARGS...`; it must serve `GET /health` with 200 at
+    /// [`Subnet::enclave_addr`].
+    Program {
+        /// The program.
+        program: PathBuf,
+        /// Its arguments.
+        args: Vec<String>,
+    },
+    /// lagi-enclave inside a QEMU VM; its arguments travel on the kernel command line.
+    Vm {
+        /// What the VM boots.
+        config: vm::VmConfig,
+        /// Extra lagi-enclave arguments.
+        args: Vec<String>,
+    },
 }
 
 /// What `up` was asked for.
 #[derive(Debug, Clone)]
 pub struct UpRequest {
+    /// Whose lab.
+    pub kind: LabKind,
     /// Lab name.
     pub name: String,
     /// Subnet.
     pub subnet: Subnet,
-    /// Diode object bytes.
-    pub diode: Vec<u8>,
-    /// Where the diode came from.
-    pub diode_source: String,
-    /// The lagi-enclave binary.
-    pub enclave_bin: PathBuf,
-    /// Extra lagi-enclave arguments.
-    pub enclave_args: Vec<String>,
-    /// Run the enclave in a VM booted from this (then `enclave_bin` is unused).
-    pub vm: Option<vm::VmConfig>,
-}
-
-/// A lab as recorded in its state file (and what `up` reports).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabState {
-    /// Lab name.
-    pub name: String,
-    /// Subnet as text.
-    pub subnet: String,
-    /// Network namespace.
-    pub netns: String,
-    /// Host-side veth.
-    pub host_if: String,
-    /// Enclave-side veth.
-    pub enclave_if: String,
-    /// Host address.
-    pub host_ip: String,
-    /// Enclave address.
-    pub enclave_ip: String,
-    /// Enclave port.
-    pub port: u16,
-    /// Enclave process id (0 until started).
-    pub pid: u32,
-    /// Diode source.
-    pub diode: String,
-    /// The enclave binary.
-    pub enclave_bin: String,
-    /// Creation time, seconds since the epoch.
-    pub created: u64,
-    /// The enclave runs in a QEMU VM (then `pid` is QEMU's and `enclave_bin` the initramfs).
-    pub vm: bool,
-    /// The VM's accelerator (`kvm` or `tcg`).
-    pub accel: String,
-    /// The VM's memory in MiB.
-    pub memory_mib: u32,
-    /// The VM's kernel image.
-    pub kernel: String,
-}
-
-impl LabState {
-    fn encode(&self) -> String {
-        let mut s = String::new();
-        for (k, v) in [
-            ("name", self.name.clone()),
-            ("subnet", self.subnet.clone()),
-            ("netns", self.netns.clone()),
-            ("host_if", self.host_if.clone()),
-            ("enclave_if", self.enclave_if.clone()),
-            ("host_ip", self.host_ip.clone()),
-            ("enclave_ip", self.enclave_ip.clone()),
-            ("port", self.port.to_string()),
-            ("pid", self.pid.to_string()),
-            ("diode", self.diode.replace('\n', " ")),
-            ("enclave_bin", self.enclave_bin.replace('\n', " ")),
-            ("created", self.created.to_string()),
-            ("vm", u8::from(self.vm).to_string()),
-            ("accel", self.accel.clone()),
-            ("memory_mib", self.memory_mib.to_string()),
-            ("kernel", self.kernel.replace('\n', " ")),
-        ] {
-            let _ = writeln!(s, "{k}={v}");
-        }
-        s
-    }
-
-    fn decode(text: &str) -> LabState {
-        let mut st = LabState::default();
-        for line in text.lines() {
-            let Some((k, v)) = line.split_once('=') else {
-                continue;
-            };
-            let v = v.to_owned();
-            match k {
-                "name" => st.name = v,
-                "subnet" => st.subnet = v,
-                "netns" => st.netns = v,
-                "host_if" => st.host_if = v,
-                "enclave_if" => st.enclave_if = v,
-                "host_ip" => st.host_ip = v,
-                "enclave_ip" => st.enclave_ip = v,
-                "port" => st.port = v.parse().unwrap_or(0),
-                "pid" => st.pid = v.parse().unwrap_or(0),
-                "diode" => st.diode = v,
-                "enclave_bin" => st.enclave_bin = v,
-                "created" => st.created = v.parse().unwrap_or(0),
-                "vm" => st.vm = v == "1",
-                "accel" => st.accel = v,
-                "memory_mib" => st.memory_mib = v.parse().unwrap_or(0),
-                "kernel" => st.kernel = v,
-                _ => {}
-            }
-        }
-        st
-    }
-
-    /// The enclave's HTTP address.
-    pub fn enclave_addr(&self) -> Option<SocketAddr> {
-        let ip: Ipv4Addr = self.enclave_ip.parse().ok()?;
-        Some(SocketAddr::V4(SocketAddrV4::new(ip, self.port)))
-    }
+    /// The diode to attach to the host-side ingress, or none (the caller attaches its own).
+    pub diode: Option<Diode>,
+    /// What runs in the namespace.
+    pub enclave: Enclave,
 }
 
 /// Checks that we run as root.
@@ -341,23 +349,27 @@ pub fn require_root() -> Result<(), LabError> {
 /// Builds the lab; on any failure removes what it made and returns the error.
 pub fn up(req: &UpRequest, progress: &mut dyn FnMut(&str)) -> Result<LabState, LabError> {
     require_root()?;
-    let names = LabNames::new(&req.name)?;
-    // Refuse before making anything, so a failure here never tears down a running lab.
+    let names = LabNames::of(req.kind, &req.name)?;
+    // Refuse before making anything, so a failure here never tears down a running lab or
+    // anything else that happens to carry the lab's names.
     if let Some(what) = leftovers(&names) {
         return Err(LabError::Exists {
             name: names.name.clone(),
             what,
+            remedy: names.kind.remedy(&names.name),
         });
     }
     check_subnet_free(&req.subnet)?;
     // A diode the verifier refuses fails here, before anything is built.
-    let diode = attach::preflight(&req.diode)?;
-    progress(&format!("diode {diode} passes the kernel verifier"));
+    if let Some(diode) = &req.diode {
+        let name = attach::preflight(&diode.object)?;
+        progress(&format!("diode {name} passes the kernel verifier"));
+    }
     match build(req, &names, progress) {
         Ok(state) => Ok(state),
         Err(e) => {
             progress("failed; removing what was made");
-            let _ = down(&names.name);
+            let _ = down(names.kind, &names.name);
             Err(e)
         }
     }
@@ -370,56 +382,54 @@ fn build(
 ) -> Result<LabState, LabError> {
     let subnet = req.subnet;
     // Refuse a VM that cannot start before building anything.
-    let vm_plan = match &req.vm {
-        Some(cfg) => {
-            let (accel, why) = vm::choose_accel(cfg.accel)?;
+    let vm_plan = match &req.enclave {
+        Enclave::Vm { config, args } => {
+            let (accel, why) = vm::choose_accel(config.accel)?;
             let cmdline = vm::kernel_cmdline(
                 subnet.enclave(),
                 subnet.prefix,
                 subnet.host(),
                 ENCLAVE_PORT,
-                &req.enclave_args,
+                args,
             )?;
-            Some((cfg, accel, why, cmdline))
+            Some((config, accel, why, cmdline))
         }
-        None => None,
+        _ => None,
     };
     let mut state = LabState {
         name: names.name.clone(),
+        kind: names.kind,
         subnet: subnet.to_string(),
         netns: names.netns.clone(),
         host_if: names.host_if.clone(),
         enclave_if: names.enclave_if.clone(),
-        host_ip: subnet.host().to_string(),
-        enclave_ip: subnet.enclave().to_string(),
+        host_ip: subnet.host(),
+        enclave_ip: subnet.enclave(),
         port: ENCLAVE_PORT,
         pid: 0,
-        diode: req.diode_source.clone(),
-        enclave_bin: match &req.vm {
-            Some(cfg) => cfg.initrd.display().to_string(),
-            None => req.enclave_bin.display().to_string(),
+        program: match &req.enclave {
+            Enclave::Lagi { bin, .. } => bin.clone(),
+            Enclave::Program { program, .. } => program.clone(),
+            Enclave::Vm { config, .. } => config.qemu.clone(),
         },
-        created: SystemTime::now()
+        vm: vm_plan.as_ref().map(|(cfg, accel, _, _)| VmRecord {
+            accel: accel.as_str().to_owned(),
+            memory_mib: cfg.memory_mib,
+            kernel: cfg.kernel.clone(),
+            initrd: cfg.initrd.clone(),
+        }),
+        diode: req.diode.as_ref().map(|d| d.source.clone()),
+        diode_attached: false,
+        created_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        vm: req.vm.is_some(),
-        accel: vm_plan
-            .as_ref()
-            .map(|p| p.1.as_str().to_owned())
-            .unwrap_or_default(),
-        memory_mib: req.vm.as_ref().map(|c| c.memory_mib).unwrap_or(0),
-        kernel: req
-            .vm
-            .as_ref()
-            .map(|c| c.kernel.display().to_string())
-            .unwrap_or_default(),
     };
     fs::create_dir_all(&names.state_dir).map_err(|source| LabError::Io {
         what: format!("creating {}", names.state_dir.display()),
         source,
     })?;
-    write_state(names, &state)?;
+    state::write(&names.state_dir, &state)?;
 
     progress(&format!(
         "namespace {}, veth {} ({}/{}) <-> {} ({}{}/{})",
@@ -469,20 +479,30 @@ fn build(
 
     let log_path = names.state_dir.join("enclave.log");
     let console_path = names.state_dir.join("console.log");
-    let (mut child, deadline, what) = match &vm_plan {
-        None => {
-            let listen = format!("{}:{}", subnet.enclave(), ENCLAVE_PORT);
+    let listen = subnet.enclave_addr().to_string();
+    let (mut child, deadline, what) = match (&req.enclave, &vm_plan) {
+        (Enclave::Lagi { bin, args }, _) => {
             progress(&format!(
                 "starting {} --listen {listen} in {}",
-                req.enclave_bin.display(),
+                bin.display(),
                 names.netns
             ));
-            let mut args = vec!["--listen".to_owned(), listen];
-            args.extend(req.enclave_args.iter().cloned());
-            let child = spawn_in_netns(names, &req.enclave_bin, &args, &log_path)?;
+            let mut all = vec!["--listen".to_owned(), listen];
+            all.extend(args.iter().cloned());
+            let child = spawn_in_netns(names, bin, &all, &log_path)?;
             (child, HEALTH_DEADLINE, "enclave")
         }
-        Some((cfg, accel, why, cmdline)) => {
+        (Enclave::Program { program, args }, _) => {
+            progress(&format!(
+                "starting {} {} in {}",
+                program.display(),
+                args.join(" "),
+                names.netns
+            ));
+            let child = spawn_in_netns(names, program, args, &log_path)?;
+            (child, HEALTH_DEADLINE, "enclave")
+        }
+        (Enclave::Vm { .. }, Some((cfg, accel, why, cmdline))) => {
             // The namespace holds no address: the bridge only forwards between the VM's
             // tap and the veth, so the VM's NIC is the only way out.
             progress(&format!(
@@ -527,27 +547,27 @@ fn build(
             let child = spawn_in_netns(names, &cfg.qemu, &args, &log_path)?;
             (child, VM_HEALTH_DEADLINE, "VM")
         }
+        (Enclave::Vm { .. }, None) => unreachable!("a VM enclave always has a plan"),
     };
     // `ip netns exec` execs the program in place: the child's pid is the enclave's (QEMU's).
     state.pid = child.id();
-    write_state(names, &state)?;
+    state::write(&names.state_dir, &state)?;
 
-    let addr = state.enclave_addr().expect("set from a valid subnet");
+    let addr = state.enclave_addr();
     let started = Instant::now();
     let why = loop {
         if let Ok(Some(status)) = child.try_wait() {
             break format!("it exited ({status})");
         }
         match http::get(addr, "/health", Duration::from_millis(500)) {
-            Ok(resp) if resp.status == 200 => break String::new(),
-            Ok(resp) => {
+            Ok(http::Reply::Complete(r)) if r.status == 200 => break String::new(),
+            other => {
                 if started.elapsed() > deadline {
-                    break format!("it answered {}", resp.status);
-                }
-            }
-            Err(e) => {
-                if started.elapsed() > deadline {
-                    break e.to_string();
+                    break match other {
+                        Ok(http::Reply::Complete(r)) => format!("it answered {}", r.status),
+                        Ok(_) => "no complete answer".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
                 }
             }
         }
@@ -567,10 +587,10 @@ fn build(
                 "; the guest kernel says `{}`: give the VM more memory (--vm-memory, now {} MiB; \
                  about 4 times the model's size)",
                 line.trim(),
-                state.memory_mib
+                state.vm.as_ref().map(|v| v.memory_mib).unwrap_or(0)
             );
         }
-        let (log, tail) = if state.vm {
+        let (log, tail) = if state.vm.is_some() {
             // The guest's own account (init's messages, a kernel panic) is on the console;
             // QEMU's complaints are in its log.
             (
@@ -597,23 +617,27 @@ fn build(
         state.pid,
         started.elapsed().as_millis()
     ));
-    // The child is reaped by init after lagic exits; dropping `child` does not kill it.
+    // The child is reaped by init after the caller exits; dropping `child` does not kill it.
     drop(child);
 
-    let report = attach::attach(
-        &req.diode,
-        &names.host_if,
-        Direction::Ingress,
-        &AttachOptions {
-            source: Some(req.diode_source.clone()),
-            ..Default::default()
-        },
-    )?;
-    let a = report.attachment;
-    progress(&format!(
-        "diode {} (program {}) on {} ingress ({})",
-        a.diode, a.program_id, a.iface, a.mode
-    ));
+    if let Some(diode) = &req.diode {
+        let report = attach::attach(
+            &diode.object,
+            &names.host_if,
+            Direction::Ingress,
+            &AttachOptions {
+                source: Some(diode.source.clone()),
+                ..Default::default()
+            },
+        )?;
+        let a = report.attachment;
+        progress(&format!(
+            "diode {} (program {}) on {} ingress ({})",
+            a.diode, a.program_id, a.iface, a.mode
+        ));
+        state.diode_attached = true;
+        state::write(&names.state_dir, &state)?;
+    }
     Ok(state)
 }
 
@@ -624,20 +648,22 @@ pub struct DownReport {
     pub removed: Vec<String>,
 }
 
-/// Removes everything a lab of this name may have made. Idempotent.
-pub fn down(name: &str) -> Result<DownReport, LabError> {
+/// Removes everything a lab of this kind and name may have made. Idempotent.
+pub fn down(kind: LabKind, name: &str) -> Result<DownReport, LabError> {
     require_root()?;
-    let names = LabNames::new(name)?;
+    let names = LabNames::of(kind, name)?;
     let mut report = DownReport::default();
-    let state = read_state(&names);
+    // The record only adds the pid of an enclave that outlived its namespace; an unreadable
+    // record must not stop the cleanup, which works from the names alone.
+    let state = state::read(&names.state_dir).ok().flatten();
 
     // 1. Processes: everything in the namespace (QEMU too), and the recorded enclave pid if
-    //    it still runs lagi-enclave or this lab's QEMU (it may have outlived a namespace
-    //    deleted by hand).
+    //    it still runs the recorded program or this lab's QEMU (it may have outlived a
+    //    namespace deleted by hand).
     let mut pids: Vec<u32> = netns_pids(&names.netns);
-    if let Some(pid) = state.as_ref().map(|s| s.pid).filter(|&p| p != 0) {
-        if is_lab_process(pid, &names) && !pids.contains(&pid) {
-            pids.push(pid);
+    if let Some(st) = state.as_ref().filter(|s| s.pid != 0) {
+        if is_lab_process(st.pid, &names, &st.program) && !pids.contains(&st.pid) {
+            pids.push(st.pid);
         }
     }
     for &pid in &pids {
@@ -733,11 +759,12 @@ impl LabStatus {
     }
 }
 
-/// Labs recorded under [`STATE_ROOT`] (or just `name`).
-pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, LabError> {
+/// Labs of `kind` recorded under its state root (or just `name`).
+pub fn status(kind: LabKind, name: Option<&str>) -> Result<Vec<LabStatus>, LabError> {
+    let (_, root) = kind.prefixes();
     let mut labs: Vec<String> = match name {
-        Some(n) => vec![LabNames::new(n)?.name],
-        None => fs::read_dir(STATE_ROOT)
+        Some(n) => vec![LabNames::of(kind, n)?.name],
+        None => fs::read_dir(root)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().to_str().map(str::to_owned))
@@ -748,20 +775,20 @@ pub fn status(name: Option<&str>) -> Result<Vec<LabStatus>, LabError> {
     labs.sort();
     let mut out = Vec::new();
     for lab in labs {
-        let Ok(names) = LabNames::new(&lab) else {
+        let Ok(names) = LabNames::of(kind, &lab) else {
             continue;
         };
-        let Some(state) = read_state(&names) else {
+        let Some(state) = state::read(&names.state_dir)? else {
             continue;
         };
-        let healthy = state
-            .enclave_addr()
-            .and_then(|addr| http::get(addr, "/health", Duration::from_secs(1)).ok())
-            .is_some_and(|r| r.status == 200);
+        let healthy = http::get(state.enclave_addr(), "/health", Duration::from_secs(1))
+            .ok()
+            .and_then(|r| r.complete().map(|r| r.status == 200))
+            .unwrap_or(false);
         out.push(LabStatus {
             netns: netns_exists(&names.netns),
             link: link_exists(&names.host_if),
-            enclave_running: state.pid != 0 && is_lab_process(state.pid, &names),
+            enclave_running: state.pid != 0 && is_lab_process(state.pid, &names, &state.program),
             healthy,
             diode: attach::attachment(&names.host_if, Direction::Ingress).unwrap_or(None),
             state,
@@ -797,22 +824,6 @@ pub fn find_enclave() -> Result<PathBuf, LabError> {
     )))
 }
 
-fn write_state(names: &LabNames, state: &LabState) -> Result<(), LabError> {
-    let path = names.state_dir.join("state");
-    let tmp = names.state_dir.join(".state.tmp");
-    fs::write(&tmp, state.encode())
-        .and_then(|_| fs::rename(&tmp, &path))
-        .map_err(|source| LabError::Io {
-            what: format!("writing {}", path.display()),
-            source,
-        })
-}
-
-fn read_state(names: &LabNames) -> Option<LabState> {
-    let text = fs::read_to_string(names.state_dir.join("state")).ok()?;
-    Some(LabState::decode(&text))
-}
-
 /// What of a lab of these names exists, if anything.
 fn leftovers(names: &LabNames) -> Option<String> {
     let mut found = Vec::new();
@@ -822,8 +833,10 @@ fn leftovers(names: &LabNames) -> Option<String> {
     if netns_exists(&names.netns) {
         found.push(format!("namespace {}", names.netns));
     }
-    if link_exists(&names.host_if) {
-        found.push(format!("link {}", names.host_if));
+    for link in [&names.host_if, &names.enclave_if] {
+        if link_exists(link) {
+            found.push(format!("link {link}"));
+        }
     }
     if found.is_empty() {
         None
@@ -912,15 +925,19 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Whether `pid` is a lab's enclave: a lagi-enclave process, or this lab's QEMU.
-fn is_lab_process(pid: u32, names: &LabNames) -> bool {
+/// Whether `pid` is a lab's enclave: this lab's QEMU, or a process running the recorded
+/// program (its argv[0] has the program's file name).
+fn is_lab_process(pid: u32, names: &LabNames, program: &Path) -> bool {
+    let Some(file_name) = program.file_name() else {
+        return false;
+    };
     process_alive(pid)
         && (vm::is_lab_qemu(pid, names)
             || fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| {
-                    c.split(|&b| b == 0)
-                        .next()
-                        .is_some_and(|argv0| argv0.ends_with(b"lagi-enclave"))
+                    c.split(|&b| b == 0).next().is_some_and(|argv0| {
+                        Path::new(std::ffi::OsStr::from_bytes(argv0)).file_name() == Some(file_name)
+                    })
                 })
                 .unwrap_or(false))
 }
@@ -1009,19 +1026,24 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips() {
-        let st = LabState {
-            name: "t1".into(),
-            subnet: "172.30.1.0/24".into(),
-            port: 8080,
-            pid: 42,
-            created: 7,
-            vm: true,
-            accel: "tcg".into(),
-            memory_mib: 128,
-            kernel: "/k/vmlinux".into(),
-            ..Default::default()
-        };
-        assert_eq!(LabState::decode(&st.encode()), st);
+    fn lab_kinds_never_share_a_name() {
+        // `lagic lab up --name bench` and the benchmark's lab must not collide, nor any
+        // other pair of names of different kinds.
+        for a in ["bench", "e2e", "b-e2e", "x"] {
+            for b in ["bench", "e2e", "b-e2e", "x"] {
+                let lab = LabNames::of(LabKind::Lab, a).unwrap();
+                let bench = LabNames::of(LabKind::Bench, b).unwrap();
+                assert_ne!(lab.netns, bench.netns);
+                for l in [&lab.host_if, &lab.enclave_if, &lab.bridge, &lab.tap] {
+                    for r in [&bench.host_if, &bench.enclave_if, &bench.bridge, &bench.tap] {
+                        assert_ne!(l, r);
+                    }
+                }
+                assert_ne!(lab.state_dir, bench.state_dir);
+            }
+        }
+        let bench = LabNames::of(LabKind::Bench, "longname").unwrap();
+        assert!(bench.host_if.len() < 16 && bench.tap.len() < 16);
+        assert_eq!(bench.netns, "lagicb-longname");
     }
 }

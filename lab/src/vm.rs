@@ -22,7 +22,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use super::{LabError, LabNames};
+use crate::{LabError, LabNames};
 
 /// Default guest memory in MiB: the guest uses about 25 MB with the generated model.
 pub const DEFAULT_MEMORY_MIB: u32 = 128;
