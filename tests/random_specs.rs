@@ -29,8 +29,8 @@ use lagic_loader::packet::{VlanTag, ETH_P_IPV6};
 use lagic_loader::testing::require_bpf;
 use lagic_loader::{Frame, IpVersion, LoadError, LoadedProgram, Verdict};
 use lagic_tests::{
-    arb_boundary_payload, arb_frame_shape, proptest_cases, proptest_config, repo_root,
-    show_payload, FrameShape,
+    arb_boundary_payload, arb_shaped, proptest_cases, proptest_config, repo_root, show_payload,
+    FrameShape,
 };
 use predicate_ir::arbitrary::{arb_payload, arb_spec};
 use predicate_ir::spec::{MAX_OFFSET, MAX_PATTERN_LEN, MAX_PRED_DEPTH};
@@ -184,7 +184,6 @@ fn check_verdicts(
         *frames_run += 1;
     }
     for (payload, shape) in cases {
-        let payload = &payload[..payload.len().min(shape.max_payload())];
         let cuts = (0..=payload.len().min(PREFIXES)).chain(std::iter::once(payload.len()));
         for cut in cuts {
             let p = &payload[..cut];
@@ -228,8 +227,9 @@ fn run_spec_property(
     payloads: std::ops::RangeInclusive<usize>,
 ) -> Stats {
     let stats = RefCell::new(Stats::default());
-    let payload = prop_oneof![1 => arb_payload(), 1 => arb_boundary_payload()];
-    let strategy = (spec_strategy, vec((payload, arb_frame_shape()), payloads));
+    let case =
+        arb_shaped(|max| prop_oneof![1 => arb_payload(), 1 => arb_boundary_payload(max)].boxed());
+    let strategy = (spec_strategy, vec(case, payloads));
     let mut runner = TestRunner::new(proptest_config(property, specs));
     let result = runner.run(&strategy, |(spec, cases)| {
         let mut stats = stats.borrow_mut();
