@@ -8,7 +8,8 @@
 //! a payload and a frame shape (IPv4 or IPv6, with or without IP and TCP
 //! options, various flags, Ethernet padding with junk on short frames).
 //! Payloads mix a generic generator (lengths near 0, 1, 15-17, 63-65,
-//! 1399-1401 and 3,400; text with CR/LF, binary, words, JSON of depth 0-5
+//! 1399-1401 and the longest payload the frame shape lets a test run carry,
+//! up to 3,658 bytes over plain IPv4; text with CR/LF, binary, words, JSON of depth 0-5
 //! with strings and escapes; edits that put the word hate in any case mix,
 //! non-text bytes or brackets at the start, the last bytes, the window
 //! boundaries or anywhere) with one focused on the diode's own boundary.
@@ -27,7 +28,7 @@ use lagic_loader::testing::require_bpf;
 use lagic_loader::{LoadedProgram, Verdict};
 use lagic_tests::{
     apply_edit, arb_boundary_payload, arb_fill, arb_frame_shape, arb_json_doc, arb_non_text_byte,
-    arb_payload_len, arb_token, compile_example, load, proptest_cases, proptest_config,
+    arb_payload_len, arb_shaped, arb_token, compile_example, load, proptest_cases, proptest_config,
     show_payload, At, FrameShape,
 };
 use predicate_ir::Spec;
@@ -46,7 +47,7 @@ const MIN_SHARE: f64 = 0.10;
 /// Payloads around the `text` windows of minimal/printable16/printable64:
 /// text, then maybe one non-text byte just inside or outside the window, at
 /// the last byte, or anywhere.
-fn printable_focus() -> BoxedStrategy<Vec<u8>> {
+fn printable_focus(max: usize) -> BoxedStrategy<Vec<u8>> {
     let at = prop_oneof![
         3 => select(&[14usize, 15, 16, 17, 62, 63, 64, 65][..]).prop_map(At::Offset),
         1 => Just(At::Start),
@@ -54,7 +55,7 @@ fn printable_focus() -> BoxedStrategy<Vec<u8>> {
         1 => any::<proptest::sample::Index>().prop_map(At::Anywhere),
     ];
     (
-        arb_payload_len(),
+        arb_payload_len(max),
         vec(
             select(&b"GET / HTTP/1.1\r\nHost: a\tb\r\n{}[]~ "[..]),
             1..32,
@@ -73,8 +74,8 @@ fn printable_focus() -> BoxedStrategy<Vec<u8>> {
 
 /// Payloads around json_start's boundary: lengths 1,397 to 1,403 (or any),
 /// starting with `{` most of the time.
-fn json_start_focus() -> BoxedStrategy<Vec<u8>> {
-    let len = prop_oneof![2 => 1397usize..=1403, 1 => arb_payload_len()];
+fn json_start_focus(max: usize) -> BoxedStrategy<Vec<u8>> {
+    let len = prop_oneof![2 => 1397usize..=1403.min(max), 1 => arb_payload_len(max)];
     let first = prop_oneof![
         3 => Just(b'{'),
         1 => select(&b"[ \r\n}\"x\x00"[..]),
@@ -91,13 +92,13 @@ fn json_start_focus() -> BoxedStrategy<Vec<u8>> {
 }
 
 /// Payloads whose first byte is every kind of candidate for json_prefix.
-fn json_prefix_focus() -> BoxedStrategy<Vec<u8>> {
+fn json_prefix_focus(max: usize) -> BoxedStrategy<Vec<u8>> {
     let first = prop_oneof![
         2 => select(&b"{["[..]),
         2 => select(&b"}] \t\r\n\"<("[..]),
         1 => any::<u8>(),
     ];
-    arb_payload_len()
+    arb_payload_len(max)
         .prop_flat_map(move |n| (arb_fill(n), first.clone()))
         .prop_map(|(mut p, first)| {
             if let Some(b) = p.first_mut() {
@@ -111,11 +112,11 @@ fn json_prefix_focus() -> BoxedStrategy<Vec<u8>> {
 /// JSON of depth 0-5 (so depth 2 vs 3 is often the question), repeated,
 /// cut or padded to a boundary length, with brackets, quotes and
 /// backslashes written over it.
-fn json_depth_focus() -> BoxedStrategy<Vec<u8>> {
+fn json_depth_focus(max: usize) -> BoxedStrategy<Vec<u8>> {
     let bracket = select(&["{", "[", "}", "]", "\"", "\\", "\\\"", "\\\\", "[[[", "]]]"][..]);
     (
         vec(arb_json_doc(), 1..4),
-        prop_oneof![1 => arb_payload_len(), 1 => Just(usize::MAX)],
+        prop_oneof![1 => arb_payload_len(max), 1 => Just(usize::MAX)],
         vec(
             (
                 lagic_tests::arb_at(),
@@ -141,7 +142,7 @@ fn json_depth_focus() -> BoxedStrategy<Vec<u8>> {
 
 /// The word in every case mix at every offset, including the last bytes
 /// (whole, or cut short at the very end), over text or near-misses.
-fn hateless_focus() -> BoxedStrategy<Vec<u8>> {
+fn hateless_focus(max: usize) -> BoxedStrategy<Vec<u8>> {
     let at = prop_oneof![
         2 => (0usize..3).prop_map(At::FromEnd),
         2 => any::<proptest::sample::Index>().prop_map(At::Anywhere),
@@ -153,7 +154,7 @@ fn hateless_focus() -> BoxedStrategy<Vec<u8>> {
         1 => vec(any::<u8>(), 1..24),
     ];
     (
-        arb_payload_len(),
+        arb_payload_len(max),
         fill,
         proptest::option::weighted(0.6, (at, arb_token())),
     )
@@ -167,15 +168,24 @@ fn hateless_focus() -> BoxedStrategy<Vec<u8>> {
         .boxed()
 }
 
-fn focus(name: &str) -> BoxedStrategy<Vec<u8>> {
+/// The diode's focused generator, payloads of at most `max` bytes.
+fn focus(name: &str, max: usize) -> BoxedStrategy<Vec<u8>> {
     match name {
-        "minimal" | "printable16" | "printable64" => printable_focus(),
-        "json_start" => json_start_focus(),
-        "json_prefix" => json_prefix_focus(),
-        "json_depth" => json_depth_focus(),
-        "hateless" => hateless_focus(),
+        "minimal" | "printable16" | "printable64" => printable_focus(max),
+        "json_start" => json_start_focus(max),
+        "json_prefix" => json_prefix_focus(max),
+        "json_depth" => json_depth_focus(max),
+        "hateless" => hateless_focus(max),
         other => panic!("no focused generator for {other}"),
     }
+}
+
+/// A frame shape and a payload for diode `name`: generic or focused, up to
+/// the longest payload the shape lets a test run carry.
+fn arb_case(name: &'static str) -> BoxedStrategy<(Vec<u8>, FrameShape)> {
+    arb_shaped(move |max| {
+        prop_oneof![1 => arb_boundary_payload(max), 2 => focus(name, max)].boxed()
+    })
 }
 
 /// What the diode must decide for `payload`, checking that the reference
@@ -197,7 +207,7 @@ fn expected(
     Ok(Verdict::from_bool(payload.is_empty() || by_eval))
 }
 
-fn check_diode(name: &str) {
+fn check_diode(name: &'static str) {
     if !require_bpf() {
         return;
     }
@@ -208,10 +218,7 @@ fn check_diode(name: &str) {
     let passed = Cell::new(0u32);
     let dropped = Cell::new(0u32);
     let ipv6 = Cell::new(0u32);
-    let strategy = (
-        prop_oneof![1 => arb_boundary_payload(), 2 => focus(name)],
-        arb_frame_shape(),
-    );
+    let strategy = arb_case(name);
     let mut runner = TestRunner::new(proptest_config(&format!("equivalence-{name}"), cases));
     let result = runner.run(&strategy, |(payload, shape): (Vec<u8>, FrameShape)| {
         let want = expected(&compiled.spec, reference, &payload)?;
@@ -289,21 +296,32 @@ fn hateless_kernel_equals_reference_and_eval() {
 }
 
 /// The payload generators reach what the properties claim: every boundary
-/// length, the word at the very end in mixed case, JSON nested 3 deep with
-/// a bracket inside a string, and CR/LF text. (A generator check only; no
-/// kernel needed.)
+/// length, the longest payload of every shape (past the 3,400 bytes they
+/// once stopped at, up to 3,658 over plain IPv4), the word at the very end
+/// in mixed case, JSON nested 3 deep with a bracket inside a string, and
+/// CR/LF text. (A generator check only; no kernel needed.)
 #[test]
 fn generators_reach_the_interesting_cases() {
     let mut runner = TestRunner::deterministic();
-    let generic = arb_boundary_payload();
     let mut lengths = std::collections::BTreeSet::new();
     let (mut word_at_end, mut mixed_case, mut crlf, mut deep, mut bracket_in_string) =
         (0, 0, 0, 0, 0);
+    let (mut longest_v4, mut longest_v6, mut past_3400) = (0, 0, 0);
+    let mut largest = 0;
     for name in lagic_tests::SEED_DIODES {
-        let strategy = prop_oneof![1 => generic.clone(), 2 => focus(name)];
+        let strategy = arb_case(name);
         for _ in 0..1500 {
-            let p = strategy.new_tree(&mut runner).expect("generates").current();
+            let (p, shape) = strategy.new_tree(&mut runner).expect("generates").current();
+            assert!(p.len() <= shape.max_payload(), "{} in {shape:?}", p.len());
             lengths.insert(p.len());
+            largest = largest.max(p.len());
+            if p.len() == shape.max_payload() {
+                match shape.version {
+                    lagic_loader::IpVersion::V4 => longest_v4 += 1,
+                    lagic_loader::IpVersion::V6 => longest_v6 += 1,
+                }
+            }
+            past_3400 += usize::from(p.len() > 3400);
             let lower = p.to_ascii_lowercase();
             if lower.ends_with(b"hate") {
                 word_at_end += 1;
@@ -327,12 +345,21 @@ fn generators_reach_the_interesting_cases() {
     for n in lagic_tests::BOUNDARY_LENGTHS {
         assert!(lengths.contains(&n), "length {n} never generated");
     }
+    // The largest payload any test run carries: plain IPv4, no options.
+    let plain_v4_max = FrameShape::plain(lagic_loader::IpVersion::V4).max_payload();
+    assert_eq!(
+        largest, plain_v4_max,
+        "the longest payload generated is not the longest a test run takes"
+    );
     for (what, count) in [
         ("hate at the very end", word_at_end),
         ("mixed-case hate at the very end", mixed_case),
         ("CR/LF", crlf),
         ("JSON nested more than 2", deep),
         ("brackets or escapes in strings", bracket_in_string),
+        ("the longest payload of an IPv4 shape", longest_v4),
+        ("the longest payload of an IPv6 shape", longest_v6),
+        ("payloads over 3,400 bytes", past_3400),
     ] {
         assert!(count >= 20, "{what}: only {count} payloads");
     }

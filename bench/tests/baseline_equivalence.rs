@@ -1,26 +1,19 @@
 //! The C baselines through clang and the kernel, checked against the
 //! reference diodes on generated frames, and the scaling generators' C
-//! against their plain definitions. Skips loudly without clang or BPF (the
-//! benchmark's setup step installs clang; CI does not need it).
+//! against their plain definitions. Without clang or BPF each test prints a
+//! `SKIPPED:` line to stderr; with `CI` set it fails instead
+//! (`scripts/install-test-deps` installs clang and the BPF headers).
 
 use lagic_bench::scaling::{self, Family};
 use lagic_bench::{equivalence, load_object, measure, tools, DIODES};
+use lagic_loader::testing::{require_bpf, require_tool};
 use lagic_loader::Verdict;
 
-/// clang, or `None` after saying loudly why the test is skipped.
+/// clang, or `None` after a loud skip (a failure under CI) when clang or
+/// BPF is missing.
 fn clang_and_bpf() -> Option<std::path::PathBuf> {
-    let Some(clang) = tools::find_on_path("clang") else {
-        eprintln!("SKIPPED: clang is not installed (scripts/bench installs it); the baselines were not checked");
-        return None;
-    };
-    if let Err(why) = lagic_loader::bpf_available() {
-        if std::env::var_os("CI").is_some() {
-            panic!("BPF unavailable under CI: {why}");
-        }
-        eprintln!("SKIPPED: BPF unavailable: {why}");
-        return None;
-    }
-    Some(clang)
+    let clang = require_tool("clang", "scripts/install-test-deps")?;
+    require_bpf().then_some(clang)
 }
 
 fn scratch(name: &str) -> std::path::PathBuf {

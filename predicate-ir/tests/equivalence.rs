@@ -8,23 +8,18 @@ use predicate_ir::spec::MAX_OFFSET;
 use predicate_ir::{eval, lower, normalize, parse, Pred, Spec};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
+mod common;
+use common::runner;
 
 #[test]
 fn eval_normalize_and_lowered_program_agree() {
-    const CASES: u32 = 2500;
+    let mut runner = runner("eval-normalize-lowered", 2500);
+    let cases = runner.config().cases;
     let lowered = AtomicUsize::new(0);
     let payloads_checked = AtomicUsize::new(0);
-    let result = runner(CASES).run(
+    let result = runner.run(
         &(arb_spec(), vec(arb_payload(), 1..10)),
         |(spec, payloads)| {
             let normalized = normalize(&spec.predicate);
@@ -73,13 +68,13 @@ fn eval_normalize_and_lowered_program_agree() {
     }
     let lowered = lowered.into_inner();
     eprintln!(
-        "{lowered} of {CASES} random specs lowered within the default limits; {} payloads checked",
+        "{lowered} of {cases} random specs lowered within the default limits; {} payloads checked",
         payloads_checked.into_inner()
     );
     // Only pathological random patterns may exceed the limits.
     assert!(
-        lowered * 100 >= CASES as usize * 95,
-        "only {lowered} of {CASES} lowered"
+        lowered * 100 >= cases as usize * 95,
+        "only {lowered} of {cases} lowered"
     );
 }
 
@@ -94,33 +89,36 @@ fn agree_on_maximal_payloads() {
         p
     });
     let leaf_at_the_top = (arb_window(), arb_pred(1));
-    let result = runner(48).run(&(leaf_at_the_top, big), |((window, pred), payload)| {
-        let preds = [
-            pred,
-            Pred::Any {
-                window,
-                class: predicate_ir::ByteClass::from_bytes(*b"x"),
-            },
-            Pred::All {
-                window,
-                class: predicate_ir::ByteClass::empty(),
-            },
-        ];
-        for pred in preds {
-            let spec = Spec {
-                name: "top".into(),
-                description: String::new(),
-                policy: Default::default(),
-                predicate: pred.clone(),
-            };
-            let expected = eval(&pred, &payload);
-            prop_assert_eq!(eval(&normalize(&pred), &payload), expected, "{}", pred);
-            if let Ok(program) = lower(&spec) {
-                prop_assert_eq!(program.evaluate(&payload), expected, "{}", pred);
+    let result = runner("maximal-payloads", 1000).run(
+        &(leaf_at_the_top, big),
+        |((window, pred), payload)| {
+            let preds = [
+                pred,
+                Pred::Any {
+                    window,
+                    class: predicate_ir::ByteClass::from_bytes(*b"x"),
+                },
+                Pred::All {
+                    window,
+                    class: predicate_ir::ByteClass::empty(),
+                },
+            ];
+            for pred in preds {
+                let spec = Spec {
+                    name: "top".into(),
+                    description: String::new(),
+                    policy: Default::default(),
+                    predicate: pred.clone(),
+                };
+                let expected = eval(&pred, &payload);
+                prop_assert_eq!(eval(&normalize(&pred), &payload), expected, "{}", pred);
+                if let Ok(program) = lower(&spec) {
+                    prop_assert_eq!(program.evaluate(&payload), expected, "{}", pred);
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     if let Err(e) = result {
         panic!("{e}");
     }
@@ -128,7 +126,7 @@ fn agree_on_maximal_payloads() {
 
 #[test]
 fn canonical_writer_and_reader_are_inverse() {
-    let result = runner(1000).run(&arb_spec(), |spec| {
+    let result = runner("writer-reader-inverse", 1000).run(&arb_spec(), |spec| {
         let text = spec.to_json_string();
         let back = parse(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(&back, &spec);

@@ -8,7 +8,8 @@ use predicate_ir::{
     eval, lower, lower_with, normalize, ByteClass, Cmp, Dfa, Formula, Limits, LowerError, Machine,
     Pred, Spec, Window,
 };
-use proptest::test_runner::{Config, TestRunner};
+
+mod common;
 
 fn spec(predicate: Pred) -> Spec {
     Spec {
@@ -123,11 +124,7 @@ fn dfa_state_counts() {
 
 #[test]
 fn random_pattern_dfas_are_minimal_and_canonical() {
-    let mut runner = TestRunner::new(Config {
-        cases: 150,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = common::runner("pattern-dfas-minimal", 150);
     runner
         .run(&arb_pattern(), |pattern| {
             if let Ok(dfa) = contains_dfa(&pattern, 2048) {

@@ -5,8 +5,9 @@
 
 use predicate_ir::arbitrary::arb_spec;
 use predicate_ir::parse;
-use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
+
+mod common;
 
 fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -32,11 +33,7 @@ fn seven_examples_validate() {
 #[test]
 fn canonical_output_of_random_specs_validates() {
     let v = validator();
-    let mut runner = TestRunner::new(Config {
-        cases: 300,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = common::runner("canonical-output-validates", 300);
     runner
         .run(&arb_spec(), |spec| {
             let value = spec.to_json();

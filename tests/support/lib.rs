@@ -178,9 +178,11 @@ impl FrameShape {
         }
     }
 
-    /// The longest payload whose frame a test run still takes.
+    /// The longest payload whose frame a test run still takes: the
+    /// test-run limit less this shape's headers (padding only ever fills
+    /// short frames, so it never counts).
     pub fn max_payload(&self) -> usize {
-        MAX_TEST_RUN_FRAME - self.frame(&[]).len()
+        MAX_TEST_RUN_FRAME - self.build_unpadded(&[], &[], false).len()
     }
 }
 
@@ -246,23 +248,47 @@ pub fn arb_frame_shape() -> BoxedStrategy<FrameShape> {
         .boxed()
 }
 
-/// Longest generated payload: with the largest headers (14 + 60 + 60) the
-/// frame stays under BPF_PROG_TEST_RUN's 3,712 bytes.
-pub const MAX_PAYLOAD: usize = 3400;
+/// Payload lengths the seed diodes' windows make interesting; every frame
+/// shape adds its own longest payload ([`FrameShape::max_payload`]).
+pub const BOUNDARY_LENGTHS: [usize; 11] = [0, 1, 15, 16, 17, 63, 64, 65, 1399, 1400, 1401];
 
-/// Payload lengths every seed diode or test-run limit makes interesting.
-pub const BOUNDARY_LENGTHS: [usize; 12] = [0, 1, 15, 16, 17, 63, 64, 65, 1399, 1400, 1401, 3400];
+/// The boundary lengths of a frame shape whose longest payload is `max`:
+/// [`BOUNDARY_LENGTHS`] that fit, and `max` itself.
+pub fn boundary_lengths(max: usize) -> Vec<usize> {
+    BOUNDARY_LENGTHS
+        .iter()
+        .copied()
+        .filter(|&n| n < max)
+        .chain(std::iter::once(max))
+        .collect()
+}
 
-/// Payload lengths: near a boundary (within 2), short, or anything up to
-/// [`MAX_PAYLOAD`].
-pub fn arb_payload_len() -> BoxedStrategy<usize> {
+/// Payload lengths up to `max`: near a boundary of [`boundary_lengths`]
+/// (within 2, never past `max`), short, or anything.
+pub fn arb_payload_len(max: usize) -> BoxedStrategy<usize> {
     prop_oneof![
-        4 => select(&BOUNDARY_LENGTHS[..])
-            .prop_flat_map(|n| n.saturating_sub(2)..=(n + 2).min(MAX_PAYLOAD)),
-        3 => 0usize..100,
-        2 => 0usize..=MAX_PAYLOAD,
+        4 => select(boundary_lengths(max))
+            .prop_flat_map(move |n| n.saturating_sub(2)..=(n + 2).min(max)),
+        3 => 0..=max.min(99),
+        2 => 0..=max,
     ]
     .boxed()
+}
+
+/// A frame shape with a payload from `payloads`, which is given the shape's
+/// longest payload ([`FrameShape::max_payload`]) as its bound; payloads
+/// longer than that bound are cut to it.
+pub fn arb_shaped<F>(payloads: F) -> BoxedStrategy<(Vec<u8>, FrameShape)>
+where
+    F: Fn(usize) -> BoxedStrategy<Vec<u8>> + 'static,
+{
+    arb_frame_shape()
+        .prop_flat_map(move |shape| (payloads(shape.max_payload()), Just(shape)))
+        .prop_map(|(mut payload, shape)| {
+            payload.truncate(shape.max_payload());
+            (payload, shape)
+        })
+        .boxed()
 }
 
 /// Bytes of `text`: printable ASCII plus TAB, LF and CR, with CR/LF and
@@ -460,12 +486,13 @@ pub fn apply_edit(payload: &mut [u8], at: &At, token: &[u8]) {
     payload[start..start + token.len()].copy_from_slice(token);
 }
 
-/// Payloads for the equivalence properties: a length near a boundary, a
-/// fill (text, binary, words, JSON, letters), then up to three edits that
-/// put a token (the word in any case, a non-text byte, a bracket, ...) at
-/// the start, the last bytes, a window boundary or anywhere.
-pub fn arb_boundary_payload() -> BoxedStrategy<Vec<u8>> {
-    arb_payload_len()
+/// Payloads of at most `max` bytes for the equivalence properties: a
+/// length near a boundary, a fill (text, binary, words, JSON, letters),
+/// then up to three edits that put a token (the word in any case, a
+/// non-text byte, a bracket, ...) at the start, the last bytes, a window
+/// boundary or anywhere.
+pub fn arb_boundary_payload(max: usize) -> BoxedStrategy<Vec<u8>> {
+    arb_payload_len(max)
         .prop_flat_map(|n| (arb_fill(n), vec((arb_at(), arb_token()), 0..4)))
         .prop_map(|(mut payload, edits)| {
             for (at, token) in &edits {
