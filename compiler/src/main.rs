@@ -11,6 +11,7 @@ mod failure;
 mod io;
 mod lab;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,8 +29,42 @@ fn main() -> ExitCode {
     match commands::dispatch(cli) {
         Ok(code) => code.into(),
         Err(failure) => {
-            eprintln!("{failure}");
+            // Not `eprintln!`: it panics where stderr cannot be written (a full device).
+            let _ = writeln!(std::io::stderr(), "{failure}");
             failure.exit_code().into()
+        }
+    }
+}
+
+/// Where descriptor 0, 1 or 2 was closed at exec, puts /dev/null there, opened the wrong way
+/// round (stdin write-only, stdout and stderr read-only), so any use of the missing stream
+/// fails with EBADF, which lagic reports (`lagic compile X -o - >&-` is exit 2, not a silent
+/// success). It runs from `.init_array`, before Rust's runtime, which would otherwise put a
+/// read-write /dev/null there and make every write succeed. Either way the first file lagic
+/// opens can never become its "stdout".
+#[used]
+#[link_section = ".init_array"]
+static RESERVE_STANDARD_DESCRIPTORS: extern "C" fn() = reserve_standard_descriptors;
+
+extern "C" fn reserve_standard_descriptors() {
+    for (fd, flags) in [
+        (0, libc::O_WRONLY),
+        (1, libc::O_RDONLY),
+        (2, libc::O_RDONLY),
+    ] {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        // SAFETY: a constant NUL-terminated path; open returns the lowest free descriptor,
+        // which is `fd` because every lower one is open by now.
+        let got = unsafe { libc::open(c"/dev/null".as_ptr(), flags) };
+        if got >= 0 && got != fd {
+            // SAFETY: both descriptors are ours; dup2 then close the spare.
+            unsafe {
+                libc::dup2(got, fd);
+                libc::close(got);
+            }
         }
     }
 }

@@ -108,7 +108,11 @@ fn output_refuses_a_fifo_and_leaves_it_in_place() {
     fifo(&path);
     let out = compile_to(&path);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
     assert!(fs::symlink_metadata(&path).unwrap().file_type().is_fifo());
     assert_eq!(names_in(dir.path()), ["out.fifo"], "files left behind");
 }
@@ -125,7 +129,10 @@ fn output_refuses_a_device_node_and_leaves_it_in_place() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("not a regular file"), "{err}");
-    assert!(err.contains("-o -"), "the hint names the way to write anyway: {err}");
+    assert!(
+        err.contains("-o -"),
+        "the hint names the way to write anyway: {err}"
+    );
     let after = fs::symlink_metadata(&path).unwrap();
     assert!(after.file_type().is_char_device());
     assert_eq!(after.rdev(), before.rdev());
@@ -145,7 +152,10 @@ fn output_replaces_a_symlink_itself_not_its_target() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(fs::read(&victim).unwrap(), b"precious");
     let meta = fs::symlink_metadata(&link).unwrap();
-    assert!(meta.file_type().is_file(), "the link was replaced by a file");
+    assert!(
+        meta.file_type().is_file(),
+        "the link was replaced by a file"
+    );
     assert!(fs::read(&link).unwrap().starts_with(b"\x7fELF"));
 
     // A symlink to a FIFO: same, and the FIFO is not opened (that would block).
@@ -252,7 +262,10 @@ fn a_fifo_input_without_a_writer_does_not_hang() {
         let out = wait_within(child, Duration::from_secs(120), &format!("{args:?}"));
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains("no process opened it for writing"), "{args:?}: {err}");
+        assert!(
+            err.contains("no process opened it for writing"),
+            "{args:?}: {err}"
+        );
     }
     assert!(!out_o.exists());
 }
@@ -415,21 +428,25 @@ fn control_characters_from_a_spec_are_escaped() {
     let out = lagic().arg("check").arg(&spec).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{9b}'), "{text:?}");
-    assert!(text.contains(r"a\x1b[2J\rb\u{9b}c\nspec forged ok"), "{text:?}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{9b}'),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(r"a\x1b[2J\rb\u{9b}c\nspec forged ok"),
+        "{text:?}"
+    );
     assert!(
         !text.lines().any(|l| l.starts_with("spec forged")),
         "a newline in the description forged a line: {text}"
     );
 
-    fs::write(
-        &spec,
-        r#"{"version": 1, "name": "t", "predicate": {"op": "x\u001b]0;pwned\u0007"}}"#,
-    )
-    .unwrap();
+    // Error messages quote the path, and a path can hold anything but NUL and '/'.
+    let spec = dir.path().join("s\u{1b}]0;pwned\u{7}.json");
+    fs::write(&spec, "not json").unwrap();
     let out = lagic().arg("check").arg(&spec).output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
-    assert!(err.contains(r"\x1b]0;pwned\x07"), "{err:?}");
+    assert!(err.contains(r"s\x1b]0;pwned\x07.json"), "{err:?}");
 }
