@@ -130,19 +130,26 @@ fn read_fifo(
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     let mut writer_seen = false;
+    let mut waited = false;
     loop {
         match file.read(&mut buf) {
             Ok(0) if writer_seen => break,
+            Ok(0) if waited => {
+                return Err(Failure::bad_input(format!(
+                    "cannot read {what} {shown}: it is a FIFO and no process opened it for \
+                     writing within {} seconds",
+                    FIFO_WRITER_WAIT.as_secs()
+                ))
+                .with_hint("start the writer first, or pipe the data into - instead"));
+            }
             Ok(0) => {
-                if !wait_for_fifo_writer(&file).map_err(cannot)? {
-                    return Err(Failure::bad_input(format!(
-                        "cannot read {what} {shown}: it is a FIFO and no process opened it for \
-                         writing within {} seconds",
-                        FIFO_WRITER_WAIT.as_secs()
-                    ))
-                    .with_hint("start the writer first, or pipe the data into - instead"));
-                }
-                writer_seen = true;
+                // Linux reports neither POLLIN nor POLLHUP on a FIFO that no writer has
+                // opened since we did, so this sleeps until a writer acts or time is up.
+                // A writer that connected and stays quiet shows as EAGAIN on the next read.
+                let acted = poll_readable(&file, FIFO_WRITER_WAIT.as_millis() as libc::c_int)
+                    .map_err(cannot)?;
+                writer_seen = acted;
+                waited = !acted;
             }
             Ok(n) => {
                 writer_seen = true;
@@ -161,22 +168,6 @@ fn read_fifo(
         }
     }
     Ok(bytes)
-}
-
-/// Waits up to [`FIFO_WRITER_WAIT`] for a writer to connect to the FIFO; true once one has
-/// (it wrote, it came and went, or it is connected and quiet).
-fn wait_for_fifo_writer(file: &fs::File) -> stdio::Result<bool> {
-    // Linux reports neither POLLIN nor POLLHUP on a FIFO no writer has opened since we did,
-    // so poll sleeps until a writer acts or the time is up.
-    if poll_readable(file, FIFO_WRITER_WAIT.as_millis() as libc::c_int)? {
-        return Ok(true);
-    }
-    // A writer that connected and wrote nothing: the pipe is empty but not writerless.
-    let mut probe = [0u8; 0];
-    match (&*file).read(&mut probe) {
-        Err(e) if e.kind() == stdio::ErrorKind::WouldBlock => Ok(true),
-        _ => Ok(false),
-    }
 }
 
 /// poll(2) for input (or hang-up) on `file`; false on timeout. `timeout_ms` -1 waits forever.

@@ -297,6 +297,25 @@ fn a_fifo_input_with_a_writer_is_read() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("spec hateless ok"));
 
+    // A writer that connects late and then stays quiet past lagic's wait for a writer: once
+    // connected, lagic waits for its data (as for stdin).
+    let child = lagic()
+        .arg("check")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    {
+        use std::io::Write;
+        let mut w = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::thread::sleep(Duration::from_secs(12));
+        w.write_all(&spec).unwrap();
+    }
+    let out = wait_within(child, Duration::from_secs(60), "check FIFO, quiet writer");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
     // Process substitution hands lagic a pipe through /dev/fd.
     let out = Command::new("bash")
         .arg("-c")
