@@ -236,7 +236,7 @@ fn write_file_atomically(
                 ))
                 .with_hint(format!(
                     "to write the object into it, use -o - and redirect: ... -o - > {}",
-                    path.display()
+                    shown.trim_matches('\'')
                 )));
             }
         }
@@ -352,12 +352,12 @@ pub fn is_dash(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
-/// How a path is named in messages.
+/// How a path is named in messages: quoted, on one line whatever it contains.
 pub fn display(path: &Path) -> String {
     if is_dash(path) {
         "<stdin>".to_string()
     } else {
-        format!("'{}'", path.display())
+        format!("'{}'", escape_controls(&path.display().to_string(), false))
     }
 }
 

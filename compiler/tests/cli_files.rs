@@ -468,4 +468,18 @@ fn control_characters_from_a_spec_are_escaped() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
     assert!(err.contains(r"s\x1b]0;pwned\x07.json"), "{err:?}");
+
+    // A line break in a path cannot forge a second error line.
+    let spec = dir.path().join("a\nlagic: error: forged.json");
+    fs::write(&spec, "not json").unwrap();
+    let out = lagic().arg("check").arg(&spec).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("lagic: error:"))
+            .count(),
+        1,
+        "{err}"
+    );
 }
