@@ -21,8 +21,21 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and usage errors
-            // to stderr (exit 2), matching our contract.
-            let _ = e.print();
+            // to stderr (exit 2), matching our contract. Help that cannot be
+            // written (a full device) is exit 2 like any other lost output; a
+            // reader that went away (`lagic --help | head`) is not.
+            let printed = e.print();
+            if !e.use_stderr() {
+                if let Err(err) = printed {
+                    if err.kind() != std::io::ErrorKind::BrokenPipe {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "lagic: error: cannot write to standard output: {err}"
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };

@@ -342,7 +342,8 @@ fn device_node_inputs_are_refused_without_opening_them() {
     }
 }
 
-/// `check`, `disasm` and `compile -o -` with stdout on a full device: exit 2, with a message.
+/// `check`, `disasm`, `compile -o -` and `--help` with stdout on a full device: exit 2, with a
+/// message.
 #[test]
 fn a_full_stdout_is_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -357,6 +358,7 @@ fn a_full_stdout_is_exit_2() {
         vec!["check", hateless.to_str().unwrap()],
         vec!["disasm", obj.to_str().unwrap()],
         vec!["compile", hateless.to_str().unwrap(), "-o", "-"],
+        vec!["--help"],
     ] {
         let sink = fs::OpenOptions::new().write(true).open(&full).unwrap();
         let out = lagic().args(&args).stdout(sink).output().unwrap();
