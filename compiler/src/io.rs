@@ -40,9 +40,14 @@ pub fn read_input(path: &Path, what: &str, limit: usize) -> Result<Vec<u8>, Fail
     let cannot =
         |e: &dyn std::fmt::Display| Failure::bad_input(format!("cannot read {what} {shown}: {e}"));
     let bytes = if is_dash(path) {
+        // Descriptor 0 itself, not Rust's `Stdin`, which reads a closed descriptor as empty.
+        // SAFETY: descriptor 0 is open for the whole run (main.rs reserves it where it was
+        // closed at exec), and ManuallyDrop never closes it.
+        let stdin = std::mem::ManuallyDrop::new(unsafe {
+            <fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
+        });
         let mut bytes = Vec::new();
-        stdio::stdin()
-            .lock()
+        (&*stdin)
             .take(limit as u64 + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| cannot(&e))?;

@@ -395,17 +395,29 @@ fn run_with_a_full_stdout_is_exit_2() {
     }
 }
 
-fn spawn_with_stdout_closed(args: &[&str]) -> Output {
+fn spawn_with_closed(fd: libc::c_int, args: &[&str]) -> Output {
     let mut cmd = lagic();
     cmd.args(args).stderr(Stdio::piped());
-    // Close fd 1 in the child just before exec, the way `lagic ... >&-` does.
+    // Close the descriptor in the child just before exec, the way `lagic ... >&-` does.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::close(1);
+        cmd.pre_exec(move || {
+            libc::close(fd);
             Ok(())
         });
     }
     cmd.output().unwrap()
+}
+
+fn spawn_with_stdout_closed(args: &[&str]) -> Output {
+    spawn_with_closed(1, args)
+}
+
+#[test]
+fn a_closed_stdin_is_a_read_error_not_an_empty_spec() {
+    let out = spawn_with_closed(0, &["check", "-"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot read spec <stdin>"), "{err}");
 }
 
 #[test]
