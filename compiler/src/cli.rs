@@ -13,6 +13,14 @@ Exit codes:
   attach/detach/status/lab: 1 means nothing is attached where detach was asked, or a lab
      that lab status finds down or unhealthy
 
+Files:
+  -o PATH writes a new temporary file beside PATH (exclusive, random name, never through a
+  symlink) and renames it over PATH: on error PATH is untouched. A symlink at PATH is replaced
+  itself; a device node, FIFO or socket at PATH is refused (use -o - > PATH to write into one).
+  Inputs: regular files, FIFOs and pipes, or - for stdin; a FIFO with no writer for 10 s is an
+  error, and device nodes are refused unopened (- < PATH reads one). Output that cannot be
+  written (full disk, closed stdout) is exit 2.
+
 Examples:
   lagic compile examples/hateless.json -o hateless.o
   lagic check examples/json_depth.json
@@ -199,7 +207,9 @@ pub struct CompileArgs {
     /// Spec file (JSON, format v1), or - for standard input.
     pub spec: PathBuf,
     /// Where to write the object, or - for standard output. Written
-    /// atomically: on any error an existing file is left untouched.
+    /// atomically through a new temporary file: on any error an existing file
+    /// is left untouched. Only a regular file or a symlink (replaced itself)
+    /// is replaced; a device node or FIFO is refused.
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
 }

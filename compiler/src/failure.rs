@@ -56,9 +56,15 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "lagic: error: {}", self.message)?;
+        // Messages quote specs, objects and paths: no raw control character reaches the
+        // terminal. Line breaks stay (a verifier log is many lines).
+        write!(
+            f,
+            "lagic: error: {}",
+            crate::io::escape_controls(&self.message, true)
+        )?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
+            write!(f, "\n  hint: {}", crate::io::escape_controls(hint, true))?;
         }
         Ok(())
     }

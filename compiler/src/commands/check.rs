@@ -17,7 +17,13 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
     let policy = &spec.policy;
     use std::fmt::Write as _;
     let mut report = String::new();
-    let _ = writeln!(report, "spec {} ok: {}", spec.name, spec.description);
+    // Name and description come from the spec: one line each, whatever they contain.
+    let _ = writeln!(
+        report,
+        "spec {} ok: {}",
+        io::escape_controls(&spec.name, false),
+        io::escape_controls(&spec.description, false)
+    );
     let _ = writeln!(
         report,
         "policy: arp {:?}, ipv6_nd {:?}, other_ip {:?}, non_ip {:?}",
@@ -34,6 +40,6 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
         module.callbacks.len(),
         callback_insns
     );
-    io::print_out(&report);
+    io::print_out(&report)?;
     Ok(Outcome::Success)
 }

@@ -11,6 +11,6 @@ pub fn run(args: DisasmArgs) -> Result<Outcome, Failure> {
         Failure::bad_input(format!("{}: {e}", io::display(&args.object)))
             .with_hint("lagic disasm reads objects written by `lagic compile`")
     })?;
-    io::print_out(&text);
+    io::print_out(&text)?;
     Ok(Outcome::Success)
 }

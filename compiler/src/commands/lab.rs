@@ -169,7 +169,7 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
         crate::io::print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
-        ));
+        ))?;
     } else if labs.is_empty() {
         match &args.name {
             Some(name) => println!("lab {name} is not up"),

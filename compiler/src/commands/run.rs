@@ -43,11 +43,11 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
         .map_err(|e| Failure::bad_input(format!("test run failed: {e}")))?;
     match result.verdict {
         Verdict::Pass => {
-            io::print_out("PASS\n");
+            io::print_out("PASS\n")?;
             Ok(Outcome::Success)
         }
         Verdict::Drop => {
-            io::print_out("DROP\n");
+            io::print_out("DROP\n")?;
             Ok(Outcome::Failed)
         }
     }

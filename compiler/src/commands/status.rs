@@ -13,11 +13,11 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
         crate::io::print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
-        ));
+        ))?;
         return Ok(Outcome::Success);
     }
     if list.is_empty() {
-        crate::io::print_out("no lagic diode is attached\n");
+        crate::io::print_out("no lagic diode is attached\n")?;
         return Ok(Outcome::Success);
     }
     let mut text = format!(
@@ -36,6 +36,6 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
             shared::since_text(a.since)
         ));
     }
-    crate::io::print_out(&text);
+    crate::io::print_out(&text)?;
     Ok(Outcome::Success)
 }
