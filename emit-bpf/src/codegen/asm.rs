@@ -189,7 +189,7 @@ fn reachable(insns: &[Insn], target: &[Option<usize>]) -> Vec<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::insn::{Insn, JmpCond::Jeq, R0, R1};
+    use crate::insn::{Insn, JmpCond::Jeq, R0, R1, R2};
 
     #[test]
     fn resolves_forward_and_backward_jumps() {
@@ -258,6 +258,31 @@ mod tests {
         a.emit(Insn::exit());
         let out = a.finish().unwrap();
         assert_eq!(out, vec![block[0], block[1], block[2], Insn::exit()]);
+    }
+
+    #[test]
+    fn offsets_count_the_two_slots_of_ld_imm64() {
+        // A resolved block jumping over an ld_imm64 (1 instruction, 2 slots).
+        let block = [
+            Insn::jmp_imm(Jeq, R1, 0, 2),
+            Insn::ld_imm64(R0, 7),
+            Insn::mov64_imm(R0, 1),
+        ];
+        let mut a = Asm::new();
+        let end = a.label();
+        a.emit_all(block);
+        a.jmp_imm(Jeq, R1, 1, end);
+        a.emit(Insn::ld_func(R2, 0));
+        a.bind(end);
+        a.emit(Insn::exit());
+        let out = a.finish().unwrap();
+        assert_eq!(out[0].jump_offset(), Some(2), "over both slots");
+        assert_eq!(out[3].jump_offset(), Some(2), "label past an ld_func");
+        // A resolved offset into the middle of an ld_imm64 is refused.
+        let mut a = Asm::new();
+        a.emit_all([Insn::jmp_imm(Jeq, R1, 0, 1), Insn::ld_imm64(R0, 7)]);
+        a.emit(Insn::exit());
+        assert!(matches!(a.finish(), Err(CodegenError::Internal(_))));
     }
 
     #[test]
