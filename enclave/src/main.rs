@@ -64,6 +64,9 @@ struct ModelArgs {
     /// Nucleus sampling mass in [0, 1]; 0 or 1 disables it.
     #[arg(long = "top-p", default_value_t = 0.9, allow_negative_numbers = true)]
     top_p: f32,
+    /// Threads per forward pass (0: one per available core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 impl ModelArgs {
@@ -78,7 +81,10 @@ impl ModelArgs {
         params.validate()?;
         match (&self.model, &self.tokenizer) {
             (Some(m), Some(t)) => {
-                let g = Arc::new(Llama2Generator::load(m, t, params).map_err(|e| e.to_string())?);
+                let g = Llama2Generator::load(m, t, params)
+                    .and_then(|g| g.with_threads(self.threads))
+                    .map_err(|e| e.to_string())?;
+                let g = Arc::new(g);
                 Ok((g.clone(), Some(g)))
             }
             _ => Ok((Arc::new(EchoGenerator::new(self.seed)), None)),
