@@ -73,6 +73,44 @@ impl Simd {
         }
     }
 
+    /// Attention scores: `att[t] = dot(q, keys[t * stride..][..q.len()]) * scale`.
+    pub fn scores(self, att: &mut [f32], q: &[f32], keys: &[f32], stride: usize, scale: f32) {
+        let n = q.len();
+        if let Some(last) = att.len().checked_sub(1) {
+            assert!(keys.len() >= last * stride + n, "keys too short");
+        }
+        match self {
+            Simd::Portable => {
+                for (t, a) in att.iter_mut().enumerate() {
+                    *a = portable::dot(q, &keys[t * stride..t * stride + n]) * scale;
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `matmul`; bounds checked above.
+            Simd::Avx2Fma => unsafe { avx2::scores(att, q, keys, stride, scale) },
+        }
+    }
+
+    /// Attention output: `out = sum_t weights[t] * values[t * stride..][..out.len()]`,
+    /// accumulated in `t` order from zero, exactly as repeated [`Simd::axpy`].
+    pub fn mix(self, out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
+        let n = out.len();
+        if let Some(last) = weights.len().checked_sub(1) {
+            assert!(values.len() >= last * stride + n, "values too short");
+        }
+        out.fill(0.0);
+        match self {
+            Simd::Portable => {
+                for (t, &a) in weights.iter().enumerate() {
+                    self.axpy(out, a, &values[t * stride..t * stride + n]);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `matmul`; bounds checked above.
+            Simd::Avx2Fma => unsafe { avx2::mix(out, weights, values, stride) },
+        }
+    }
+
     /// `y[i] += a * x[i]`.
     pub fn axpy(self, y: &mut [f32], a: f32, x: &[f32]) {
         assert_eq!(y.len(), x.len());
@@ -210,6 +248,60 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn scores(att: &mut [f32], q: &[f32], keys: &[f32], stride: usize, scale: f32) {
+        let n = q.len();
+        for (t, a) in att.iter_mut().enumerate() {
+            // SAFETY: the caller checked keys covers t * stride + n.
+            *a = unsafe { row_dot(keys.as_ptr().add(t * stride), q.as_ptr(), n) } * scale;
+        }
+    }
+
+    /// Blocks of 32 outputs held in registers across all positions, then
+    /// blocks of 8, then the tail; per element the same fused steps in the
+    /// same order as `axpy` applied position by position.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn mix(out: &mut [f32], weights: &[f32], values: &[f32], stride: usize) {
+        let n = out.len();
+        let vp = values.as_ptr();
+        let mut b = 0;
+        unsafe {
+            while b + 32 <= n {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (t, &a) in weights.iter().enumerate() {
+                    let av = _mm256_set1_ps(a);
+                    let row = vp.add(t * stride + b);
+                    for (k, slot) in acc.iter_mut().enumerate() {
+                        *slot = _mm256_fmadd_ps(av, _mm256_loadu_ps(row.add(8 * k)), *slot);
+                    }
+                }
+                for (k, slot) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(b + 8 * k), *slot);
+                }
+                b += 32;
+            }
+            while b + 8 <= n {
+                let mut acc = _mm256_setzero_ps();
+                for (t, &a) in weights.iter().enumerate() {
+                    acc = _mm256_fmadd_ps(
+                        _mm256_set1_ps(a),
+                        _mm256_loadu_ps(vp.add(t * stride + b)),
+                        acc,
+                    );
+                }
+                _mm256_storeu_ps(out.as_mut_ptr().add(b), acc);
+                b += 8;
+            }
+            for i in b..n {
+                let mut acc = 0.0f32;
+                for (t, &a) in weights.iter().enumerate() {
+                    acc += a * *vp.add(t * stride + i);
+                }
+                out[i] = acc;
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
         let n = y.len();
         let av = _mm256_set1_ps(a);
@@ -279,6 +371,31 @@ mod tests {
                         assert_eq!(&out[1..], &tail[..]);
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn scores_and_mix_equal_dot_and_axpy_per_position() {
+        for simd in all() {
+            for n in [2, 8, 10, 16, 40, 48, 64, 70] {
+                let stride = n + 6;
+                let positions = 9;
+                let keys = data(positions * stride, 13);
+                let q = data(n, 17);
+                let mut att = vec![0.0; positions];
+                simd.scores(&mut att, &q, &keys, stride, 0.25);
+                for (t, a) in att.iter().enumerate() {
+                    let want = simd.dot(&q, &keys[t * stride..t * stride + n]) * 0.25;
+                    assert_eq!(a.to_bits(), want.to_bits(), "{simd:?} n={n} t={t}");
+                }
+                let mut out = vec![9.0; n];
+                simd.mix(&mut out, &att, &keys, stride);
+                let mut want = vec![0.0; n];
+                for (t, &a) in att.iter().enumerate() {
+                    simd.axpy(&mut want, a, &keys[t * stride..t * stride + n]);
+                }
+                assert_eq!(out, want, "{simd:?} n={n}");
             }
         }
     }

@@ -131,8 +131,9 @@ impl Pool {
         let inner = &*self.inner;
         // Odd epoch: nobody may start on the old job any more.
         inner.epoch.fetch_add(1, SeqCst);
+        let mut waited = 0u32;
         while inner.in_flight.load(SeqCst) != 0 {
-            std::hint::spin_loop();
+            pause(&mut waited);
         }
         // SAFETY: no worker is in flight and the epoch is odd, so none will
         // read the job until it is published below. The lifetime is erased;
@@ -164,8 +165,9 @@ impl Pool {
             }
             inner.done.fetch_add(1, SeqCst);
         }
+        let mut waited = 0u32;
         while inner.done.load(SeqCst) < chunks {
-            std::hint::spin_loop();
+            pause(&mut waited);
         }
         if let Some(p) = panic {
             std::panic::resume_unwind(p);
@@ -173,6 +175,18 @@ impl Pool {
         if inner.worker_panicked.swap(false, SeqCst) {
             panic!("a matrix-product chunk panicked on a worker thread");
         }
+    }
+}
+
+/// Wait a little for another thread: spin first (chunks take microseconds),
+/// then yield, so that a worker the OS preempted mid-chunk on a busy
+/// machine gets the core back sooner.
+fn pause(waited: &mut u32) {
+    *waited += 1;
+    if *waited < 4096 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
     }
 }
 

@@ -344,17 +344,10 @@ pub fn forward_with<'s>(
                     let q = &q_all[h * head_size..(h + 1) * head_size];
                     let att = att_all.slice(h * cap..h * cap + pos + 1);
                     let kv_off = (h / kv_mul) * head_size;
-                    for (ti, a) in att.iter_mut().enumerate() {
-                        let at = ti * kv_dim + kv_off;
-                        *a = simd.dot(q, &layer_keys[at..at + head_size]) * scale;
-                    }
+                    simd.scores(att, q, &layer_keys[kv_off..], kv_dim, scale);
                     softmax(att);
                     let out = xb.slice(h * head_size..(h + 1) * head_size);
-                    out.fill(0.0);
-                    for (ti, &a) in att.iter().enumerate() {
-                        let at = ti * kv_dim + kv_off;
-                        simd.axpy(out, a, &layer_values[at..at + head_size]);
-                    }
+                    simd.mix(out, att, &layer_values[kv_off..], kv_dim);
                 }
             });
         }
