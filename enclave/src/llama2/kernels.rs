@@ -291,12 +291,12 @@ mod avx2 {
                 _mm256_storeu_ps(out.as_mut_ptr().add(b), acc);
                 b += 8;
             }
-            for i in b..n {
+            for (i, o) in out.iter_mut().enumerate().skip(b) {
                 let mut acc = 0.0f32;
                 for (t, &a) in weights.iter().enumerate() {
                     acc += a * *vp.add(t * stride + i);
                 }
-                out[i] = acc;
+                *o = acc;
             }
         }
     }
