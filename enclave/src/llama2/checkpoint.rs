@@ -654,6 +654,17 @@ mod tests {
     }
 
     #[test]
+    fn first_non_finite_finds_the_first_across_blocks() {
+        let mut v = vec![0.5f32; 10_000];
+        assert_eq!(first_non_finite(&v), None);
+        v[9_999] = f32::NEG_INFINITY;
+        v[4_100] = f32::NAN;
+        assert_eq!(first_non_finite(&v), Some(4_100));
+        v[4_095] = f32::INFINITY;
+        assert_eq!(first_non_finite(&v), Some(4_095));
+    }
+
+    #[test]
     fn non_finite_weights_are_rejected() {
         let mut bytes = tiny(true).to_bytes();
         bytes[28..32].copy_from_slice(&f32::NAN.to_le_bytes());
