@@ -3,6 +3,8 @@
 //! parser. The bodies carry an ignored field `"x":[0,0,...]`, which a
 //! parser building a JSON tree turns into ~16x its size in heap.
 //!
+//! Also here, for the same allocator: a forward pass allocates nothing.
+//!
 //! One `#[test]` only, so that no other test's allocations run while the
 //! peak is measured.
 
@@ -14,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lagi_enclave::http::{parse_generate_body, Server, ServerConfig};
+use lagi_enclave::llama2::transformer::{forward_with, Compute, RunState};
+use lagi_enclave::synth::{make_model, make_tokenizer, SynthSpec};
 use lagi_enclave::EchoGenerator;
 
 struct Counting;
@@ -159,6 +163,36 @@ fn request_memory_is_a_small_factor_of_the_body() {
             extra <= 3 * body.len() + MIB,
             "one 8 MiB request took {} MiB at its peak",
             extra / MIB
+        );
+    }
+
+    // Forward passes, single- and multi-threaded (every step split), after
+    // a warm-up: no heap allocation at all.
+    let tokenizer = make_tokenizer();
+    let model = make_model(
+        &SynthSpec {
+            seq_len: 64,
+            ..SynthSpec::default()
+        },
+        &tokenizer,
+    )
+    .unwrap();
+    for compute in [
+        Compute::single(),
+        Compute::with_threads(2).unwrap().split_above(0),
+    ] {
+        let mut state = RunState::new(model.config(), 64).unwrap();
+        forward_with(&compute, &model, &mut state, 1, 0).unwrap();
+        let (_, extra) = peak_extra(|| {
+            for pos in 1..64 {
+                forward_with(&compute, &model, &mut state, (pos * 5) as u32, pos).unwrap();
+            }
+        });
+        assert_eq!(
+            extra,
+            0,
+            "{} thread(s): forward passes allocated",
+            compute.threads()
         );
     }
 }
