@@ -8,12 +8,15 @@
 //! - [`scaling`]: generated specs and their C counterparts as k grows;
 //! - [`e2e`]: HTTP throughput through a real veth, with and without diodes
 //!   and with the netfilter string match;
-//! - [`report`]: BENCHMARKS.md and bench/results.json.
+//! - [`report`]: BENCHMARKS.md and bench/results.json;
+//! - [`enclave`]: `lagic-bench enclave`, lagi-enclave's inference speed
+//!   against a C llama2 (separate from the diode benchmark above).
 //!
 //! Invariant: no timing is taken for a diode whose baseline or lagic object
 //! disagrees with the reference diode on any generated frame.
 
 pub mod e2e;
+pub mod enclave;
 pub mod equivalence;
 pub mod measure;
 pub mod report;

@@ -5,7 +5,9 @@
 //! end-to-end part, its table on stdout, nothing written), as root, after building
 //! `lagic` and `lagi-enclave` in the same profile; `scripts/bench` does all
 //! of that. `lagic-bench serve ADDR` is the HTTP server the end-to-end part
-//! starts inside its namespace.
+//! starts inside its namespace. `lagic-bench enclave [--quick] [--rounds N]
+//! [--run-c PATH]` compares lagi-enclave's inference speed with a C llama2
+//! (needs gcc, not root; see enclave.rs).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -38,6 +40,13 @@ fn main() {
             .unwrap_or_else(|| "0.0.0.0:8090".into());
         if let Err(e) = e2e::serve(&addr) {
             eprintln!("lagic-bench serve: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("enclave") {
+        if let Err(e) = lagic_bench::enclave::main(&args[1..]) {
+            eprintln!("lagic-bench enclave: {e}");
             std::process::exit(1);
         }
         return;

@@ -11,17 +11,30 @@
 //!   the socket still allows it, and never takes the server down (a panic in
 //!   a generator is caught and answered 500);
 //! - a request head is at most [`MAX_HEAD`] bytes, a body at most
-//!   `max_body`; both are checked before anything is allocated for them;
-//! - every read and write has a timeout, and the whole request must arrive
-//!   within `request_timeout`, so slow or vanished clients free their thread;
-//! - at most `max_connections` connections are served at once; the next one
-//!   is answered 503 right away.
+//!   `max_body`; both are checked before anything is allocated for them, and
+//!   the body buffer grows with the bytes that actually arrive;
+//! - the body's JSON is parsed without building a tree: only the four API
+//!   fields are kept, everything else is skipped as it is read, so a request
+//!   costs at most about 3x its body in memory (body buffer, prompt, response
+//!   of the prompt), whatever the ignored fields hold;
+//! - every read and write has a timeout; the head must arrive within
+//!   `head_timeout` of the connection, the body within `body_timeout` plus
+//!   one second per `body_min_rate` bytes of its length after the head;
+//! - at most `max_connections` connections are served at once. When all are
+//!   taken, a new connection evicts the one that has been receiving its
+//!   request longest (a slow client cannot hold a slot against newcomers);
+//!   when none is receiving (all are generating), up to `health_reserve`
+//!   more connections are read, and answered only for `GET /health` (503
+//!   otherwise), so `/health` is always answered;
+//! - client-supplied text reaches the log only through [`log_safe`], which
+//!   escapes control and non-ASCII characters (no raw ESC or CR on a terminal).
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -38,10 +51,18 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections served beyond `max_connections` when every served one is
+    /// busy generating; they answer `GET /health` only (503 otherwise).
+    pub health_reserve: usize,
     /// Timeout of each socket read or write.
     pub io_timeout: Duration,
-    /// Time allowed to receive a whole request (head and body).
-    pub request_timeout: Duration,
+    /// Time allowed to receive the request head, from the connection's start.
+    pub head_timeout: Duration,
+    /// Time allowed to receive a body, after the head, on top of its
+    /// length divided by `body_min_rate`.
+    pub body_timeout: Duration,
+    /// Slowest accepted body upload in bytes per second (for the body deadline).
+    pub body_min_rate: usize,
     /// `max_tokens` when a request gives none.
     pub default_max_tokens: usize,
     /// Largest `max_tokens` a request may ask for.
@@ -58,8 +79,11 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body: 8 * 1024 * 1024,
             max_connections: 64,
+            health_reserve: 8,
             io_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(60),
+            head_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            body_min_rate: 1024 * 1024,
             default_max_tokens: 64,
             max_tokens_cap: 1_000_000,
             max_wait: Duration::from_secs(300),
@@ -77,8 +101,74 @@ pub struct Server {
 struct Shared {
     generator: Arc<dyn Generator>,
     config: ServerConfig,
-    active: AtomicUsize,
+    slots: Mutex<Slots>,
     stop: AtomicBool,
+}
+
+/// What a connection is doing, for choosing whom to evict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading the head or the body: evictable, oldest first.
+    Receiving,
+    /// Generating or writing the response: never evicted.
+    Working,
+    /// Answered; reading leftover input so that the close does not reset
+    /// the response: evicted first.
+    Draining,
+}
+
+/// Which allowance a connection counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    /// The `max_connections` fully served connections.
+    Main,
+    /// The `health_reserve`: `GET /health` only.
+    Reserve,
+}
+
+struct Entry {
+    /// A handle on the socket, to shut it down on eviction.
+    stream: TcpStream,
+    peer: Option<SocketAddr>,
+    phase: Phase,
+    since: Instant,
+    pool: Pool,
+    evicted: bool,
+}
+
+/// Connections being served. Counts are of non-evicted connections per
+/// pool; evicted ones stay listed until their thread ends (promptly: their
+/// socket is shut down), and the list is capped so that threads stay bounded.
+#[derive(Default)]
+struct Slots {
+    next_id: u64,
+    main: usize,
+    reserve: usize,
+    conns: HashMap<u64, Entry>,
+}
+
+impl Slots {
+    fn count(&mut self, pool: Pool) -> &mut usize {
+        match pool {
+            Pool::Main => &mut self.main,
+            Pool::Reserve => &mut self.reserve,
+        }
+    }
+
+    /// Shut down the most evictable connection of `pool`: a draining one,
+    /// else the one receiving its request for longest. Returns its peer and age.
+    fn evict(&mut self, pool: Pool) -> Option<(Option<SocketAddr>, Duration)> {
+        let (_, victim) = self
+            .conns
+            .iter_mut()
+            .filter(|(_, e)| e.pool == pool && !e.evicted && e.phase != Phase::Working)
+            .min_by_key(|(_, e)| (e.phase != Phase::Draining, e.since))?;
+        victim.evicted = true;
+        let _ = victim.stream.shutdown(Shutdown::Both);
+        let found = (victim.peer, victim.since.elapsed());
+        *self.count(pool) -= 1;
+        Some(found)
+    }
 }
 
 /// Stops a running [`Server`] from another thread.
@@ -109,7 +199,7 @@ impl Server {
             shared: Arc::new(Shared {
                 generator,
                 config,
-                active: AtomicUsize::new(0),
+                slots: Mutex::new(Slots::default()),
                 stop: AtomicBool::new(false),
             }),
         })
@@ -151,32 +241,106 @@ impl Server {
                     continue;
                 }
             };
-            let shared = self.shared.clone();
-            if shared.active.fetch_add(1, Ordering::SeqCst) >= shared.config.max_connections {
-                shared.active.fetch_sub(1, Ordering::SeqCst);
+            let Some((id, pool)) = self.shared.admit(&stream) else {
                 reject_busy(stream);
                 continue;
-            }
+            };
+            let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name("lagi-conn".into())
                 .spawn(move || {
-                    let _slot = Slot(&shared.active);
-                    handle_connection(stream, &shared);
+                    let _slot = Slot {
+                        shared: &shared,
+                        id,
+                    };
+                    handle_connection(stream, &shared, id, pool);
                 });
             if spawned.is_err() {
-                self.shared.active.fetch_sub(1, Ordering::SeqCst);
+                self.shared.release(id);
             }
         }
         Ok(())
     }
 }
 
+impl Shared {
+    /// Give a new connection a slot, evicting if needed; None means 503.
+    fn admit(&self, stream: &TcpStream) -> Option<(u64, Pool)> {
+        let config = &self.config;
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Evicted connections still listed end within moments; this cap only
+        // bounds threads if they do not.
+        let hard_cap = 2 * (config.max_connections + config.health_reserve);
+        if slots.conns.len() >= hard_cap {
+            return None;
+        }
+        let mut evicted = None;
+        let pool = if slots.main < config.max_connections {
+            Pool::Main
+        } else if let Some(v) = slots.evict(Pool::Main) {
+            evicted = Some(v);
+            Pool::Main
+        } else if slots.reserve < config.health_reserve {
+            Pool::Reserve
+        } else if let Some(v) = slots.evict(Pool::Reserve) {
+            evicted = Some(v);
+            Pool::Reserve
+        } else {
+            return None;
+        };
+        let handle = stream.try_clone().ok()?;
+        let id = slots.next_id;
+        slots.next_id += 1;
+        *slots.count(pool) += 1;
+        slots.conns.insert(
+            id,
+            Entry {
+                stream: handle,
+                peer: stream.peer_addr().ok(),
+                phase: Phase::Receiving,
+                since: Instant::now(),
+                pool,
+                evicted: false,
+            },
+        );
+        drop(slots);
+        if let (Some((peer, age)), true) = (evicted, config.log_requests) {
+            eprintln!(
+                "lagi-enclave: all {} slots taken; closed the connection from {} that spent {} ms receiving",
+                config.max_connections,
+                peer.map_or("?".into(), |p| p.to_string()),
+                age.as_millis()
+            );
+        }
+        Some((id, pool))
+    }
+
+    fn set_phase(&self, id: u64, phase: Phase) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = slots.conns.get_mut(&id) {
+            e.phase = phase;
+        }
+    }
+
+    fn release(&self, id: u64) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = slots.conns.remove(&id) {
+            if !e.evicted {
+                *slots.count(e.pool) -= 1;
+            }
+        }
+    }
+}
+
 /// Releases a connection slot when the connection thread ends, even by panic.
-struct Slot<'a>(&'a AtomicUsize);
+struct Slot<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.shared.release(self.id);
     }
 }
 
@@ -284,7 +448,7 @@ struct Head {
     expect_continue: bool,
 }
 
-fn handle_connection(mut stream: TcpStream, shared: &Shared) {
+fn handle_connection(mut stream: TcpStream, shared: &Shared, id: u64, pool: Pool) {
     let config = &shared.config;
     let _ = stream.set_read_timeout(Some(config.io_timeout));
     let _ = stream.set_write_timeout(Some(config.io_timeout));
@@ -292,7 +456,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
     let started = Instant::now();
     let peer = stream.peer_addr().ok();
 
-    let (response, body_unread, label) = match serve(&mut stream, shared, started) {
+    let (response, body_unread, label) = match serve(&mut stream, shared, started, id, pool) {
         Ok((resp, label)) => (resp, false, label),
         Err(Served::Reject(r, label)) => {
             let mut resp = Response::error(r.status, &r.message);
@@ -308,6 +472,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
             return;
         }
     };
+    shared.set_phase(id, Phase::Working);
     let written = write_response(&mut stream, &response);
     if config.log_requests {
         eprintln!(
@@ -324,6 +489,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared) {
     }
     let _ = stream.shutdown(Shutdown::Write);
     if body_unread {
+        shared.set_phase(id, Phase::Draining);
         // Closing with unread input makes the kernel send RST, which can
         // destroy the response before the client reads it: drain a while.
         drain(
@@ -339,26 +505,35 @@ enum Served {
     Dead(String),
 }
 
+/// `from + d`, or far in the future when that is unrepresentable.
+fn after(from: Instant, d: Duration) -> Instant {
+    from.checked_add(d)
+        .unwrap_or_else(|| from + Duration::from_secs(3600))
+}
+
 fn serve(
     stream: &mut TcpStream,
     shared: &Shared,
     started: Instant,
+    id: u64,
+    pool: Pool,
 ) -> Result<(Response, String), Served> {
     let config = &shared.config;
-    let deadline = started
-        .checked_add(config.request_timeout)
-        .unwrap_or(started + Duration::from_secs(3600));
     let mut buf = Vec::with_capacity(4096);
-    let head_end = match read_head(stream, &mut buf, deadline) {
+    let head_deadline = after(started, config.head_timeout);
+    let head_end = match read_head(stream, &mut buf, head_deadline, config.io_timeout) {
         Ok(end) => end,
         Err(ReadFail::Io) => return Err(Served::Dead("request".into())),
         Err(ReadFail::Reject(r)) => return Err(Served::Reject(r, "request".into())),
     };
     let head = parse_head(&buf[..head_end]).map_err(|r| Served::Reject(r, "request".into()))?;
-    let label = format!("{} {}", head.method, head.path);
+    let label = format!("{} {}", head.method, log_safe(&head.path));
     let fail = |r: Reject| Served::Reject(r, label.clone());
 
     let route = head.path.split('?').next().unwrap_or("");
+    if pool == Pool::Reserve && (route, head.method.as_str()) != ("/health", "GET") {
+        return Err(fail(reject(503, "too many connections; retry later")));
+    }
     match (route, head.method.as_str()) {
         ("/health", "GET") => {
             let body = json!({ "status": "ok", "generator": shared.generator.describe() });
@@ -378,11 +553,22 @@ fn serve(
             if head.expect_continue && buf.len() == head_end {
                 let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
-            let body = match read_body(stream, &buf, head_end, len, deadline) {
+            let upload = Duration::from_secs_f64(len as f64 / config.body_min_rate.max(1) as f64);
+            let body_deadline = after(Instant::now(), config.body_timeout.saturating_add(upload));
+            let body = match read_body(
+                stream,
+                &buf,
+                head_end,
+                len,
+                body_deadline,
+                config.io_timeout,
+            ) {
                 Ok(b) => b,
                 Err(ReadFail::Io) => return Err(Served::Dead(label)),
                 Err(ReadFail::Reject(r)) => return Err(fail(r)),
             };
+            drop(buf);
+            shared.set_phase(id, Phase::Working);
             let response = generate(shared, body).map_err(&fail)?;
             Ok((response, label))
         }
@@ -391,9 +577,45 @@ fn serve(
     }
 }
 
+/// `text` for a log line: printable ASCII as is, a backslash doubled, every
+/// other character escaped (`\x1b`, `\r`, `\u{202e}`), so that a client's
+/// bytes cannot move the cursor, recolour or retitle a terminal, or forge
+/// a line. Cut after 256 characters.
+pub fn log_safe(text: &str) -> String {
+    const KEEP: usize = 256;
+    let mut out = String::with_capacity(text.len().min(KEEP) + 8);
+    for (i, c) in text.chars().enumerate() {
+        if i == KEEP {
+            out.push_str("...");
+            break;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            ' '..='~' => out.push(c),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    out
+}
+
 enum ReadFail {
     Io,
     Reject(Reject),
+}
+
+/// Wait for input at most until `deadline` (and at most `io_timeout`);
+/// false when the deadline has passed.
+fn arm_read(stream: &TcpStream, deadline: Instant, io_timeout: Duration) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return false;
+    }
+    let _ = stream.set_read_timeout(Some(left.min(io_timeout)));
+    true
 }
 
 /// Read until the blank line ending the head; returns the index just past it.
@@ -401,6 +623,7 @@ fn read_head(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     deadline: Instant,
+    io_timeout: Duration,
 ) -> Result<usize, ReadFail> {
     let mut chunk = [0u8; 4096];
     let mut scanned = 0;
@@ -415,7 +638,7 @@ fn read_head(
                 format!("request head exceeds {MAX_HEAD} bytes"),
             )));
         }
-        if Instant::now() > deadline {
+        if !arm_read(stream, deadline, io_timeout) {
             return Err(ReadFail::Reject(reject(408, "request head took too long")));
         }
         match stream.read(&mut chunk) {
@@ -523,20 +746,25 @@ fn parse_head(raw: &[u8]) -> Result<Head, Reject> {
     Ok(head)
 }
 
-/// The `len`-byte body: what followed the head in `buf`, then the rest from the socket.
+/// The `len`-byte body: what followed the head in `buf`, then the rest from
+/// the socket. The buffer grows (doubling) with what arrives, so a client
+/// announcing a large body and sending little holds little memory.
 fn read_body(
     stream: &mut TcpStream,
     buf: &[u8],
     head_end: usize,
     len: usize,
     deadline: Instant,
+    io_timeout: Duration,
 ) -> Result<Vec<u8>, ReadFail> {
-    let mut body = Vec::with_capacity(len);
+    const STEP: usize = 64 * 1024;
     let already = &buf[head_end..];
-    body.extend_from_slice(&already[..already.len().min(len)]);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let already = &already[..already.len().min(len)];
+    let mut body = Vec::with_capacity(len.min(already.len().max(STEP)));
+    body.extend_from_slice(already);
+    let mut chunk = vec![0u8; STEP];
     while body.len() < len {
-        if Instant::now() > deadline {
+        if !arm_read(stream, deadline, io_timeout) {
             return Err(ReadFail::Reject(reject(408, "request body took too long")));
         }
         let want = (len - body.len()).min(chunk.len());
@@ -547,7 +775,13 @@ fn read_body(
                     format!("body ended after {} of {len} bytes", body.len()),
                 )))
             }
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                if body.len() + n > body.capacity() {
+                    let target = (body.capacity() * 2).clamp(body.len() + n, len);
+                    body.reserve_exact(target - body.len());
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => {
                 return Err(ReadFail::Reject(reject(
@@ -590,21 +824,31 @@ pub struct GenerateParams {
 }
 
 /// Parse and validate a `POST /api/generate` body. Unknown fields are
-/// ignored (older clients send extra ones); `null` means absent.
+/// ignored (older clients send extra ones); `null` means absent; a repeated
+/// field counts by its last value.
+///
+/// Memory: no JSON tree is built. The four API fields are kept as scalars
+/// (a string at most as long as the body); anything else, and any array or
+/// object where a scalar belongs, is skipped as it is read. The parser's
+/// only other allocation is its scratch copy of an escaped string, so
+/// parsing costs at most about twice the prompt on top of the body.
 pub fn parse_generate_body(body: &[u8], config: &ServerConfig) -> Result<GenerateParams, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
-    let Value::Object(map) = value else {
-        return Err("the body must be a JSON object".into());
+    let fields: wire::Fields = serde_json::from_slice(body).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            format!("the body must be a JSON object: {e}")
+        } else {
+            format!("malformed JSON: {e}")
+        }
+    })?;
+    use wire::Scalar;
+    let prompt = match fields.prompt {
+        Scalar::Null => return Err("missing field \"prompt\"".into()),
+        Scalar::Str(s) => s,
+        _ => return Err("\"prompt\" must be a string".into()),
     };
-    let field = |name: &str| map.get(name).filter(|v| !v.is_null());
-    let prompt = match field("prompt") {
-        None => return Err("missing field \"prompt\"".into()),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err("\"prompt\" must be a string".into()),
-    };
-    let max_tokens = match field("max_tokens") {
-        None => config.default_max_tokens,
-        Some(v) => {
+    let max_tokens = match fields.max_tokens {
+        Scalar::Null => config.default_max_tokens,
+        v => {
             let n = v
                 .as_u64()
                 .ok_or("\"max_tokens\" must be a non-negative integer")?;
@@ -617,9 +861,9 @@ pub fn parse_generate_body(body: &[u8], config: &ServerConfig) -> Result<Generat
             n as usize
         }
     };
-    let wait = match field("wait_time") {
-        None => config.max_wait,
-        Some(v) => {
+    let wait = match fields.wait_time {
+        Scalar::Null => config.max_wait,
+        v => {
             let secs = v
                 .as_f64()
                 .filter(|s| s.is_finite() && *s >= 0.0)
@@ -627,9 +871,9 @@ pub fn parse_generate_body(body: &[u8], config: &ServerConfig) -> Result<Generat
             Duration::try_from_secs_f64(secs).map_or(config.max_wait, |d| d.min(config.max_wait))
         }
     };
-    let seed = match field("seed") {
-        None => None,
-        Some(v) => Some(
+    let seed = match fields.seed {
+        Scalar::Null => None,
+        v => Some(
             v.as_u64()
                 .ok_or("\"seed\" must be a non-negative integer")?,
         ),
@@ -640,6 +884,169 @@ pub fn parse_generate_body(body: &[u8], config: &ServerConfig) -> Result<Generat
         wait,
         seed,
     })
+}
+
+/// Streaming deserialization of the generate body (see [`parse_generate_body`]).
+mod wire {
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    /// One field's value, kept only as far as the API can use it.
+    #[derive(Debug, Default)]
+    pub enum Scalar {
+        /// `null`, or the field is absent.
+        #[default]
+        Null,
+        Str(String),
+        U64(u64),
+        I64(i64),
+        F64(f64),
+        /// A boolean, array or object (its contents skipped, not stored).
+        Other,
+    }
+
+    impl Scalar {
+        pub fn as_u64(&self) -> Option<u64> {
+            match *self {
+                Scalar::U64(n) => Some(n),
+                Scalar::I64(n) => u64::try_from(n).ok(),
+                _ => None,
+            }
+        }
+
+        pub fn as_f64(&self) -> Option<f64> {
+            match *self {
+                Scalar::U64(n) => Some(n as f64),
+                Scalar::I64(n) => Some(n as f64),
+                Scalar::F64(x) => Some(x),
+                _ => None,
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Scalar {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ScalarVisitor)
+        }
+    }
+
+    struct ScalarVisitor;
+
+    impl<'de> Visitor<'de> for ScalarVisitor {
+        type Value = Scalar;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar, E> {
+            Ok(Scalar::Other)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+            Ok(Scalar::I64(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+            Ok(Scalar::U64(v))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+            Ok(Scalar::F64(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+            Ok(Scalar::Str(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+            Ok(Scalar::Str(v))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+            Ok(Scalar::Null)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+            Ok(Scalar::Null)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+            Scalar::deserialize(d)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Scalar::Other)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Scalar::Other)
+        }
+    }
+
+    /// The API's fields of a generate body.
+    #[derive(Debug, Default)]
+    pub struct Fields {
+        pub prompt: Scalar,
+        pub max_tokens: Scalar,
+        pub wait_time: Scalar,
+        pub seed: Scalar,
+    }
+
+    enum Key {
+        Prompt,
+        MaxTokens,
+        WaitTime,
+        Seed,
+        Unknown,
+    }
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct KeyVisitor;
+            impl Visitor<'_> for KeyVisitor {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a field name")
+                }
+                // Borrowed: an unknown key is compared, never copied.
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                    Ok(match v {
+                        "prompt" => Key::Prompt,
+                        "max_tokens" => Key::MaxTokens,
+                        "wait_time" => Key::WaitTime,
+                        "seed" => Key::Seed,
+                        _ => Key::Unknown,
+                    })
+                }
+            }
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Fields {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct FieldsVisitor;
+            impl<'de> Visitor<'de> for FieldsVisitor {
+                type Value = Fields;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                    let mut fields = Fields::default();
+                    while let Some(key) = map.next_key::<Key>()? {
+                        let slot = match key {
+                            Key::Prompt => &mut fields.prompt,
+                            Key::MaxTokens => &mut fields.max_tokens,
+                            Key::WaitTime => &mut fields.wait_time,
+                            Key::Seed => &mut fields.seed,
+                            Key::Unknown => {
+                                map.next_value::<IgnoredAny>()?;
+                                continue;
+                            }
+                        };
+                        // Drop an earlier value first, so repeats do not add up.
+                        *slot = Scalar::Null;
+                        *slot = map.next_value()?;
+                    }
+                    Ok(fields)
+                }
+            }
+            d.deserialize_any(FieldsVisitor)
+        }
+    }
 }
 
 fn generate(shared: &Shared, body: Vec<u8>) -> Result<Response, Reject> {
@@ -665,5 +1072,53 @@ fn generate(shared: &Shared, body: Vec<u8>) -> Result<Response, Reject> {
             Err(reject(status, e.to_string()))
         }
         Err(_) => Err(reject(500, "the generator panicked; see the server log")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_safe_escapes_everything_but_printable_ascii() {
+        assert_eq!(log_safe("/api/generate?x=1"), "/api/generate?x=1");
+        assert_eq!(
+            log_safe("/\u{1b}[2J\r\n\t\u{7f}\\é\u{202e}"),
+            r"/\x1b[2J\r\n\t\x7f\\\u{e9}\u{202e}"
+        );
+        let long = log_safe(&"a".repeat(1000));
+        assert_eq!(long.len(), 256 + 3);
+        assert!(long.ends_with("..."));
+    }
+
+    #[test]
+    fn repeated_and_nested_fields_parse_without_a_tree() {
+        let config = ServerConfig::default();
+        let p = parse_generate_body(
+            br#"{"prompt":"a","x":{"prompt":"inner","y":[1,{"z":null}]},"prompt":"b","max_tokens":3,"seed":null}"#,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(p.prompt, "b");
+        assert_eq!(p.max_tokens, 3);
+        assert_eq!(p.seed, None);
+        for bad in [
+            &br#"{"prompt":["a"]}"#[..],
+            br#"{"prompt":true}"#,
+            br#"{"prompt":"a","max_tokens":[1]}"#,
+            br#"{"prompt":"a","wait_time":{}}"#,
+            br#"{"prompt":"a"} trailing"#,
+            br#"[{"prompt":"a"}]"#,
+        ] {
+            assert!(
+                parse_generate_body(bad, &config).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let e = parse_generate_body(b"[1]", &config).unwrap_err();
+        assert!(e.starts_with("the body must be a JSON object"), "{e}");
+        let e = parse_generate_body(b"{nope", &config).unwrap_err();
+        assert!(e.starts_with("malformed JSON"), "{e}");
     }
 }

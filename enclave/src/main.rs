@@ -64,6 +64,9 @@ struct ModelArgs {
     /// Nucleus sampling mass in [0, 1]; 0 or 1 disables it.
     #[arg(long = "top-p", default_value_t = 0.9, allow_negative_numbers = true)]
     top_p: f32,
+    /// Threads per forward pass (0: one per available core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 impl ModelArgs {
@@ -78,7 +81,10 @@ impl ModelArgs {
         params.validate()?;
         match (&self.model, &self.tokenizer) {
             (Some(m), Some(t)) => {
-                let g = Arc::new(Llama2Generator::load(m, t, params).map_err(|e| e.to_string())?);
+                let g = Llama2Generator::load(m, t, params)
+                    .and_then(|g| g.with_threads(self.threads))
+                    .map_err(|e| e.to_string())?;
+                let g = Arc::new(g);
                 Ok((g.clone(), Some(g)))
             }
             _ => Ok((Arc::new(EchoGenerator::new(self.seed)), None)),
@@ -99,9 +105,17 @@ struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     max_body: usize,
-    /// Connections served at once (more are answered 503).
+    /// Connections served at once. When all are taken a newcomer evicts the
+    /// connection that has been receiving its request longest.
     #[arg(long, default_value_t = 64)]
     max_connections: usize,
+    /// Extra connections that answer only GET /health while every served
+    /// connection is generating (others get 503).
+    #[arg(long, default_value_t = 8)]
+    health_reserve: usize,
+    /// Seconds a client has to send its request head.
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
+    head_timeout: f64,
     /// max_tokens of requests that give none.
     #[arg(long, default_value_t = 64)]
     default_max_tokens: usize,
@@ -206,6 +220,16 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    let head_timeout = match Duration::try_from_secs_f64(args.head_timeout) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            eprintln!(
+                "lagi-enclave: --head-timeout {} is not a positive number of seconds",
+                args.head_timeout
+            );
+            return ExitCode::from(2);
+        }
+    };
     if args.max_connections == 0 {
         eprintln!("lagi-enclave: --max-connections must be at least 1");
         return ExitCode::from(2);
@@ -227,11 +251,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     let config = ServerConfig {
         max_body: args.max_body,
         max_connections: args.max_connections,
+        health_reserve: args.health_reserve,
+        head_timeout,
         default_max_tokens: args.default_max_tokens,
         max_wait,
         log_requests: !args.quiet,
         ..ServerConfig::default()
     };
+    return_large_buffers_to_the_os();
     let description = generator.describe();
     let server = match Server::bind(&args.listen, generator, config) {
         Ok(s) => s,
@@ -250,6 +277,20 @@ fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("lagi-enclave: server failed: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Request bodies (up to --max-body) are freed after each request. glibc
+/// raises its mmap threshold after freeing a large block, after which such
+/// blocks come from the heap and stay resident when freed (hundreds of MB
+/// after a burst of large requests); a fixed threshold keeps every block of
+/// 1 MiB or more mapped on its own and unmapped when freed.
+fn return_large_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // connection thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

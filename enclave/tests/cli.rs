@@ -58,6 +58,8 @@ fn bad_flags_exit_2() {
     startup_fails(&["--temperature", "-1"], 2, "temperature");
     startup_fails(&["--top-p", "1.5"], 2, "top-p");
     startup_fails(&["--listen", "not an address"], 2, "not an address");
+    startup_fails(&["--head-timeout", "-1"], 2, "--head-timeout");
+    startup_fails(&["--head-timeout", "0"], 2, "--head-timeout");
     startup_fails(&["--bogus"], 2, "--bogus");
     startup_fails(&["--max-body", "lots"], 2, "lots");
     startup_fails(&["--max-wait", "-1"], 2, "max-wait");

@@ -6,12 +6,18 @@
 //! from scratch for each query (no KV cache), in f64. Agreement to ~1e-4
 //! checks the file layout, RoPE, grouped-query attention, SwiGLU, RMSNorm,
 //! the classifier choice and the cache bookkeeping at once.
+//!
+//! Tolerance: |got - reference| <= 1e-4 * (1 + |reference|) per logit, for
+//! every kernel (portable, AVX2+FMA) and thread count: vectorized and
+//! fused summation rounds differently from a sequential f32 sum, but on
+//! these sizes by far less than that.
 
 use lagi_enclave::generator::GenerationRequest;
 use lagi_enclave::llama2::checkpoint::Checkpoint;
+use lagi_enclave::llama2::kernels::Simd;
 use lagi_enclave::llama2::sampler::SamplingParams;
 use lagi_enclave::llama2::tokenizer::Tokenizer;
-use lagi_enclave::llama2::transformer::{forward, RunState};
+use lagi_enclave::llama2::transformer::{forward, forward_with, Compute, RunState};
 use lagi_enclave::Llama2Generator;
 
 type Mat = Vec<Vec<f64>>;
@@ -411,4 +417,81 @@ fn greedy_generation_matches_reference_decoding() {
     let got: Vec<usize> = tokens.iter().map(|&t| t as usize).collect();
     assert_eq!(got, want);
     assert_eq!(stats.prompt_tokens, prompt_len);
+}
+
+fn argmax(v: &[f64]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+/// Several shapes (GQA and MHA, shared and unshared classifiers, widths
+/// with and without SIMD remainders) on every kernel and on 1-3 threads
+/// with every step split: logits within the tolerance of the reference at
+/// every position, greedy tokens equal to the reference's greedy decoding,
+/// and bit-identical logits across thread counts.
+#[test]
+fn shapes_kernels_and_threads_agree_with_reference_and_greedy() {
+    let shapes = [
+        (48, 72, 2, 6, 2, 300, 10, false),
+        (40, 100, 1, 4, 1, 50, 9, true),
+        (64, 176, 2, 4, 4, 97, 9, false),
+        (24, 40, 3, 3, 1, 40, 8, true),
+    ];
+    let mut kernels = vec![Simd::Portable];
+    if Simd::detect() != Simd::Portable {
+        kernels.push(Simd::detect());
+    }
+    for (seed, &(dim, hidden, layers, heads, kv_heads, vocab, seq_len, shared)) in
+        shapes.iter().enumerate()
+    {
+        let m = build(
+            Shape {
+                dim,
+                hidden,
+                layers,
+                heads,
+                kv_heads,
+                vocab,
+                seq_len,
+                shared,
+            },
+            seed as u64 + 21,
+        );
+        let ckpt = Checkpoint::from_bytes(&checkpoint_bytes(&m)).unwrap();
+        // Reference greedy decoding from BOS.
+        let mut want = vec![1usize];
+        let mut want_logits = Vec::new();
+        while want.len() < seq_len {
+            let logits = reference_logits(&m, &want);
+            want.push(argmax(&logits));
+            want_logits.push(logits);
+        }
+        for &simd in &kernels {
+            let mut first: Option<Vec<f32>> = None;
+            for threads in [1, 2, 3] {
+                let compute = Compute::new(simd, threads).unwrap().split_above(0);
+                let mut state = RunState::new(ckpt.config(), seq_len).unwrap();
+                let mut tokens = vec![1usize];
+                let mut all = Vec::new();
+                for pos in 0..seq_len - 1 {
+                    let what = format!("shape {seed} {simd:?} {threads} threads pos {pos}");
+                    let logits =
+                        forward_with(&compute, &ckpt, &mut state, tokens[pos] as u32, pos).unwrap();
+                    assert_close(logits, &want_logits[pos], &what);
+                    let next =
+                        (0..logits.len())
+                            .fold(0, |best, i| if logits[i] > logits[best] { i } else { best });
+                    tokens.push(next);
+                    all.extend_from_slice(logits);
+                }
+                assert_eq!(tokens, want, "shape {seed} {simd:?} {threads} threads");
+                match &first {
+                    None => first = Some(all),
+                    Some(f) => assert!(
+                        f.iter().zip(&all).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "shape {seed} {simd:?}: {threads} threads changed the logits' bits"
+                    ),
+                }
+            }
+        }
+    }
 }

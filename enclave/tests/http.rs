@@ -337,7 +337,7 @@ fn slow_and_abrupt_clients_do_not_hurt_the_server() {
         Arc::new(EchoGenerator::new(1)),
         ServerConfig {
             io_timeout: Duration::from_millis(300),
-            request_timeout: Duration::from_secs(2),
+            head_timeout: Duration::from_secs(2),
             ..quiet()
         },
     );
@@ -389,29 +389,101 @@ fn slow_and_abrupt_clients_do_not_hurt_the_server() {
     assert_eq!(r.status, 200);
 }
 
+/// Holds every generation until released, to keep connections busy.
+struct Gate(std::sync::Mutex<bool>, std::sync::Condvar);
+impl Generator for Gate {
+    fn generate(&self, prompt: &str, _: usize) -> Result<String, GenerateError> {
+        let mut open = self.0.lock().unwrap();
+        while !*open {
+            open = self.1.wait(open).unwrap();
+        }
+        Ok(prompt.to_string())
+    }
+}
+
 #[test]
-fn connection_limit_answers_503_then_recovers() {
+fn connection_limit_evicts_idle_then_reserves_health_then_503() {
+    let gate = Arc::new(Gate(
+        std::sync::Mutex::new(false),
+        std::sync::Condvar::new(),
+    ));
     let addr = start(
-        Arc::new(EchoGenerator::new(1)),
+        gate.clone(),
         ServerConfig {
             max_connections: 2,
+            health_reserve: 1,
             io_timeout: Duration::from_secs(5),
             ..quiet()
         },
     );
-    let hold: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // Idle connections hold both slots: a newcomer evicts the oldest.
+    let mut idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
-    let r = exchange(addr, b"GET /health HTTP/1.1\r\n\r\n");
-    assert_eq!(r.status, 503);
-    drop(hold);
-    // The held connections end (the server sees EOF); slots come back.
+    assert_eq!(exchange(addr, b"GET /health HTTP/1.1\r\n\r\n").status, 200);
+    idle[0]
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    // The evicted connection is closed without an answer.
+    assert_eq!(idle[0].read_to_end(&mut rest).unwrap(), 0);
+    drop(idle);
+
+    // Both slots generating (not evictable): /health is still answered from
+    // the reserve, anything else there is 503.
+    let body = json!({"prompt": "held"}).to_string();
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || post(addr, "/api/generate", body.as_bytes()).status)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(exchange(addr, b"GET /health HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(post(addr, "/api/generate", body.as_bytes()).status, 503);
+    // A reserve held by an idle connection is taken over by the next one.
+    let _idle = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(exchange(addr, b"GET /health HTTP/1.1\r\n\r\n").status, 200);
+
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    for b in busy {
+        assert_eq!(b.join().unwrap(), 200);
+    }
     let t = Instant::now();
-    loop {
-        let r = exchange(addr, b"GET /health HTTP/1.1\r\n\r\n");
-        if r.status == 200 {
-            break;
-        }
+    while post(addr, "/api/generate", body.as_bytes()).status != 200 {
         assert!(t.elapsed() < Duration::from_secs(5), "slots never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// With no reserve and every slot generating, newcomers get 503 right away.
+#[test]
+fn connection_limit_answers_503_when_all_slots_work() {
+    let gate = Arc::new(Gate(
+        std::sync::Mutex::new(false),
+        std::sync::Condvar::new(),
+    ));
+    let addr = start(
+        gate.clone(),
+        ServerConfig {
+            max_connections: 1,
+            health_reserve: 0,
+            ..quiet()
+        },
+    );
+    let busy = std::thread::spawn(move || generate(addr, json!({"prompt": "held"})).status);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    assert_eq!(exchange(addr, b"GET /health HTTP/1.1\r\n\r\n").status, 503);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    assert_eq!(busy.join().unwrap(), 200);
+    // The slot comes back when the connection's thread ends, just after it answered.
+    let t = Instant::now();
+    while exchange(addr, b"GET /health HTTP/1.1\r\n\r\n").status != 200 {
+        assert!(t.elapsed() < Duration::from_secs(5), "slot never freed");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -509,7 +581,7 @@ fn random_requests_never_break_the_server() {
         Arc::new(EchoGenerator::new(1)),
         ServerConfig {
             io_timeout: Duration::from_millis(500),
-            request_timeout: Duration::from_secs(2),
+            head_timeout: Duration::from_secs(2),
             ..quiet()
         },
     );

@@ -9,6 +9,8 @@
 //! (`seq_len`) is full, or the request's deadline passes.
 
 pub mod checkpoint;
+pub mod kernels;
+pub mod pool;
 pub mod sampler;
 pub mod tokenizer;
 pub mod transformer;
@@ -19,8 +21,9 @@ use std::time::{Duration, Instant};
 use crate::generator::{GenerateError, GenerationRequest, Generator};
 use checkpoint::{Checkpoint, CheckpointError};
 use sampler::{Sampler, SamplingParams};
+use std::sync::Arc;
 use tokenizer::{Tokenizer, TokenizerError, BOS};
-use transformer::{forward, RunState};
+use transformer::{forward_with, Compute, RunState};
 
 /// Why a model and tokenizer pair could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,14 @@ pub enum LoadError {
     /// Temperature or top-p out of range.
     #[error("invalid sampling parameters: {0}")]
     Sampling(String),
+    /// The forward pass's worker threads could not be started.
+    #[error("cannot start {threads} inference threads: {source}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 /// Counters of one generation.
@@ -49,16 +60,20 @@ pub struct GenerationStats {
     pub elapsed: Duration,
 }
 
-/// A llama2.c model, its tokenizer and default sampling parameters.
+/// A llama2.c model, its tokenizer, default sampling parameters, and the
+/// kernels and threads its forward passes run on (one pool shared by all
+/// requests; a request that finds it busy computes on its own thread).
 #[derive(Debug, Clone)]
 pub struct Llama2Generator {
     model: Checkpoint,
     tokenizer: Tokenizer,
     params: SamplingParams,
+    compute: Arc<Compute>,
 }
 
 impl Llama2Generator {
     /// Pair a model with its tokenizer; their vocabulary sizes must agree.
+    /// Forward passes run on the calling thread; see [`Self::with_threads`].
     pub fn new(
         model: Checkpoint,
         tokenizer: Tokenizer,
@@ -70,7 +85,23 @@ impl Llama2Generator {
             model,
             tokenizer,
             params,
+            compute: Arc::new(Compute::single()),
         })
+    }
+
+    /// Split each forward pass over `threads` threads (0: one per core).
+    /// Results are the same for any thread count.
+    pub fn with_threads(mut self, threads: usize) -> Result<Self, LoadError> {
+        self.compute = Arc::new(
+            Compute::with_threads(threads)
+                .map_err(|source| LoadError::Threads { threads, source })?,
+        );
+        Ok(self)
+    }
+
+    /// Threads a forward pass uses.
+    pub fn threads(&self) -> usize {
+        self.compute.threads()
     }
 
     /// Load `model.bin` and `tokenizer.bin`.
@@ -128,7 +159,7 @@ impl Llama2Generator {
             if pos + 1 >= prompt.len() && request.expired() {
                 break;
             }
-            let logits = forward(&self.model, &mut state, token, pos)
+            let logits = forward_with(&self.compute, &self.model, &mut state, token, pos)
                 .map_err(|e| GenerateError::Internal(e.to_string()))?;
             let next = if pos + 1 < prompt.len() {
                 prompt[pos + 1]
@@ -188,6 +219,8 @@ impl Generator for Llama2Generator {
             "temperature": short_f64(self.params.temperature),
             "top_p": short_f64(self.params.top_p),
             "seed": self.params.seed,
+            "threads": self.compute.threads(),
+            "simd": self.compute.simd().name(),
         })
     }
 }

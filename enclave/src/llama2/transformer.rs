@@ -11,9 +11,23 @@
 //! [`RunState`] holds the scratch buffers and the KV cache of one sequence;
 //! it is sized for a number of positions fixed at creation (at most the
 //! model's `seq_len`), and positions must be fed in order 0, 1, 2, ...
-//! because attention at `pos` reads the cache entries of `0..=pos`.
+//! because attention at `pos` reads the cache entries of `0..=pos`. A
+//! forward pass allocates nothing.
+//!
+//! [`Compute`] says how the arithmetic runs: the SIMD kernels
+//! ([`super::kernels`]) and optionally a [`Pool`] of threads. With a pool,
+//! each layer has four parallel steps: the q/k/v products together, the
+//! attention heads, the output projection, the w1/w3 products with SwiGLU,
+//! and w2; then the classifier. Rows are split into chunks that the threads
+//! take from a counter; each output element is computed by one thread
+//! exactly as it would be on one thread, so the logits are bit-identical
+//! for any thread count.
+
+use std::ops::Range;
 
 use super::checkpoint::{Checkpoint, Config};
+use super::kernels::Simd;
+use super::pool::Pool;
 
 /// A forward call outside what the state or the model can hold.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -58,6 +72,8 @@ pub struct RunState {
     q: Vec<f32>,
     att: Vec<f32>,
     logits: Vec<f32>,
+    /// `(cos, sin)` of each rotary pair of a head at the current position.
+    rope: Vec<f32>,
     /// `[layer][position][kv_dim]`
     key_cache: Vec<f32>,
     /// `[layer][position][kv_dim]`
@@ -100,6 +116,7 @@ impl RunState {
             q: zeros(config.dim)?,
             att: zeros(att)?,
             logits: zeros(config.vocab_size)?,
+            rope: zeros(config.head_size())?,
             key_cache: zeros(kv)?,
             value_cache: zeros(kv)?,
             capacity,
@@ -114,6 +131,7 @@ impl RunState {
             && self.hb.len() == config.hidden_dim
             && self.att.len() == config.n_heads * self.capacity
             && self.logits.len() == config.vocab_size
+            && self.rope.len() == config.head_size()
             && self.key_cache.len() == kv
             && self.value_cache.len() == kv
     }
@@ -124,8 +142,131 @@ impl RunState {
     }
 }
 
-/// Run token `token` at position `pos` and return the logits over the vocabulary.
+/// How a forward pass computes: SIMD kernels and, optionally, threads.
+#[derive(Debug)]
+pub struct Compute {
+    simd: Simd,
+    pool: Option<Pool>,
+    parallel_macs: usize,
+}
+
+/// Multiply-adds below which a step runs on the calling thread: handing
+/// chunks to another core costs about a microsecond.
+const PARALLEL_MACS: usize = 32 * 1024;
+
+impl Compute {
+    /// The best kernels of this CPU, on the calling thread only.
+    pub fn single() -> Compute {
+        Compute {
+            simd: Simd::detect(),
+            pool: None,
+            parallel_macs: PARALLEL_MACS,
+        }
+    }
+
+    /// The best kernels of this CPU on `threads` threads (the caller
+    /// included; 0 means one per available core).
+    pub fn with_threads(threads: usize) -> std::io::Result<Compute> {
+        Compute::new(Simd::detect(), threads)
+    }
+
+    /// Given kernels on `threads` threads (0: one per available core).
+    pub fn new(simd: Simd, threads: usize) -> std::io::Result<Compute> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        Ok(Compute {
+            simd,
+            pool: if threads > 1 {
+                Some(Pool::new(threads)?)
+            } else {
+                None
+            },
+            parallel_macs: PARALLEL_MACS,
+        })
+    }
+
+    /// Split steps of at least `macs` multiply-adds over the threads
+    /// (default 32 Ki); 0 splits every step, which tests use to cover the
+    /// parallel paths on small models.
+    pub fn split_above(mut self, macs: usize) -> Compute {
+        self.parallel_macs = macs;
+        self
+    }
+
+    /// Threads a forward pass uses.
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or(1, Pool::threads)
+    }
+
+    /// The kernels in use.
+    pub fn simd(&self) -> Simd {
+        self.simd
+    }
+
+    /// Call `f` on ranges covering `0..rows` (in chunks over the pool when
+    /// `rows * macs_per_row` is worth it, else once with the whole range).
+    fn rows(&self, rows: usize, macs_per_row: usize, f: impl Fn(Range<usize>) + Sync) {
+        let pool = match &self.pool {
+            Some(p) if rows.saturating_mul(macs_per_row) >= self.parallel_macs && rows > 1 => p,
+            _ => return f(0..rows),
+        };
+        // A few chunks per thread, so that a thread the OS delays holds
+        // back little; multiples of four rows for the kernels' row groups.
+        let wanted = (pool.threads() * 4).min(rows);
+        let size = rows.div_ceil(wanted).next_multiple_of(4).min(rows);
+        let chunks = rows.div_ceil(size);
+        pool.try_run(chunks, &|c| f(c * size..((c + 1) * size).min(rows)));
+    }
+}
+
+/// A buffer that parallel chunks write disjoint ranges of.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: every use writes ranges that no other thread touches during the
+// parallel step (see `slice`), and the step ends before the buffer's
+// borrow does.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    fn new(buf: &mut [f32]) -> Out {
+        Out {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        }
+    }
+
+    /// The elements `range`. Callers guarantee that concurrent calls get
+    /// disjoint ranges.
+    #[allow(clippy::mut_from_ref)]
+    fn slice(&self, range: Range<usize>) -> &mut [f32] {
+        assert!(range.start <= range.end && range.end <= self.len);
+        // SAFETY: in bounds (checked); disjointness is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+}
+
+/// Run token `token` at position `pos` on the calling thread and return
+/// the logits over the vocabulary.
 pub fn forward<'s>(
+    model: &Checkpoint,
+    s: &'s mut RunState,
+    token: u32,
+    pos: usize,
+) -> Result<&'s mut [f32], ForwardError> {
+    forward_with(&Compute::single(), model, s, token, pos)
+}
+
+/// [`forward`] with the given kernels and threads.
+pub fn forward_with<'s>(
+    compute: &Compute,
     model: &Checkpoint,
     s: &'s mut RunState,
     token: u32,
@@ -148,6 +289,7 @@ pub fn forward<'s>(
             capacity: s.capacity,
         });
     }
+    let simd = compute.simd;
     let dim = p.dim;
     let hidden = p.hidden_dim;
     let head_size = p.head_size();
@@ -157,99 +299,101 @@ pub fn forward<'s>(
 
     let t = token as usize;
     s.x.copy_from_slice(&w.token_embedding[t * dim..(t + 1) * dim]);
+    rope_table(&mut s.rope, pos);
 
     for l in 0..p.n_layers {
         rmsnorm(&mut s.xb, &s.x, &w.rms_att[l * dim..(l + 1) * dim]);
 
+        // q, k and v as one step over dim + 2 * kv_dim rows.
         let cache_at = l * cap * kv_dim + pos * kv_dim;
-        let k = &mut s.key_cache[cache_at..cache_at + kv_dim];
-        let v = &mut s.value_cache[cache_at..cache_at + kv_dim];
-        matmul(&mut s.q, &s.xb, &w.wq[l * dim * dim..(l + 1) * dim * dim]);
-        matmul(k, &s.xb, &w.wk[l * dim * kv_dim..(l + 1) * dim * kv_dim]);
-        matmul(v, &s.xb, &w.wv[l * dim * kv_dim..(l + 1) * dim * kv_dim]);
-
-        rope(&mut s.q, k, pos, head_size);
-
-        let layer_keys = &s.key_cache[l * cap * kv_dim..(l + 1) * cap * kv_dim];
-        let layer_values = &s.value_cache[l * cap * kv_dim..(l + 1) * cap * kv_dim];
-        let scale = 1.0 / (head_size as f32).sqrt();
-        for h in 0..p.n_heads {
-            let q = &s.q[h * head_size..(h + 1) * head_size];
-            let att = &mut s.att[h * cap..h * cap + pos + 1];
-            let kv_off = (h / kv_mul) * head_size;
-            for (ti, a) in att.iter_mut().enumerate() {
-                let key = &layer_keys[ti * kv_dim + kv_off..ti * kv_dim + kv_off + head_size];
-                *a = dot(q, key) * scale;
-            }
-            softmax(att);
-            let out = &mut s.xb[h * head_size..(h + 1) * head_size];
-            out.fill(0.0);
-            for (ti, &a) in att.iter().enumerate() {
-                let value = &layer_values[ti * kv_dim + kv_off..ti * kv_dim + kv_off + head_size];
-                for (o, &vv) in out.iter_mut().zip(value) {
-                    *o += a * vv;
+        {
+            let q = Out::new(&mut s.q);
+            let k = Out::new(&mut s.key_cache[cache_at..cache_at + kv_dim]);
+            let v = Out::new(&mut s.value_cache[cache_at..cache_at + kv_dim]);
+            let wq = &w.wq[l * dim * dim..(l + 1) * dim * dim];
+            let wk = &w.wk[l * dim * kv_dim..(l + 1) * dim * kv_dim];
+            let wv = &w.wv[l * dim * kv_dim..(l + 1) * dim * kv_dim];
+            let xb = &s.xb;
+            let parts = [(q, wq, 0), (k, wk, dim), (v, wv, dim + kv_dim)];
+            compute.rows(dim + 2 * kv_dim, dim, |range| {
+                for &(out, wm, first) in &parts {
+                    let lo = range.start.max(first) - first;
+                    let hi = range.end.min(first + out.len).saturating_sub(first);
+                    if lo < hi {
+                        simd.matmul(out.slice(lo..hi), xb, &wm[lo * dim..hi * dim]);
+                    }
                 }
-            }
+            });
+        }
+        rope(
+            &mut s.q,
+            &mut s.key_cache[cache_at..cache_at + kv_dim],
+            &s.rope,
+        );
+
+        // Attention, one head per chunk.
+        {
+            let layer_keys = &s.key_cache[l * cap * kv_dim..(l + 1) * cap * kv_dim];
+            let layer_values = &s.value_cache[l * cap * kv_dim..(l + 1) * cap * kv_dim];
+            let scale = 1.0 / (head_size as f32).sqrt();
+            let att_all = Out::new(&mut s.att);
+            let xb = Out::new(&mut s.xb);
+            let q_all = &s.q;
+            compute.rows(p.n_heads, 2 * (pos + 1) * head_size, |heads| {
+                for h in heads {
+                    let q = &q_all[h * head_size..(h + 1) * head_size];
+                    let att = att_all.slice(h * cap..h * cap + pos + 1);
+                    let kv_off = (h / kv_mul) * head_size;
+                    simd.scores(att, q, &layer_keys[kv_off..], kv_dim, scale);
+                    softmax(att);
+                    let out = xb.slice(h * head_size..(h + 1) * head_size);
+                    simd.mix(out, att, &layer_values[kv_off..], kv_dim);
+                }
+            });
         }
 
-        matmul(&mut s.xb2, &s.xb, &w.wo[l * dim * dim..(l + 1) * dim * dim]);
+        let wo = &w.wo[l * dim * dim..(l + 1) * dim * dim];
+        par_matmul(compute, &mut s.xb2, &s.xb, wo);
         for (x, d) in s.x.iter_mut().zip(&s.xb2) {
             *x += d;
         }
 
         rmsnorm(&mut s.xb, &s.x, &w.rms_ffn[l * dim..(l + 1) * dim]);
-        matmul(
-            &mut s.hb,
-            &s.xb,
-            &w.w1[l * dim * hidden..(l + 1) * dim * hidden],
-        );
-        matmul(
-            &mut s.hb2,
-            &s.xb,
-            &w.w3[l * dim * hidden..(l + 1) * dim * hidden],
-        );
-        for (a, &b) in s.hb.iter_mut().zip(&s.hb2) {
-            let silu = *a / (1.0 + (-*a).exp());
-            *a = silu * b;
+        {
+            let w1 = &w.w1[l * dim * hidden..(l + 1) * dim * hidden];
+            let w3 = &w.w3[l * dim * hidden..(l + 1) * dim * hidden];
+            let hb = Out::new(&mut s.hb);
+            let hb2 = Out::new(&mut s.hb2);
+            let xb = &s.xb;
+            compute.rows(hidden, 2 * dim, |r| {
+                let (gate, up) = (hb.slice(r.clone()), hb2.slice(r.clone()));
+                simd.matmul(gate, xb, &w1[r.start * dim..r.end * dim]);
+                simd.matmul(up, xb, &w3[r.start * dim..r.end * dim]);
+                for (a, &b) in gate.iter_mut().zip(up.iter()) {
+                    let silu = *a / (1.0 + (-*a).exp());
+                    *a = silu * b;
+                }
+            });
         }
-        matmul(
-            &mut s.xb,
-            &s.hb,
-            &w.w2[l * dim * hidden..(l + 1) * dim * hidden],
-        );
+        let w2 = &w.w2[l * dim * hidden..(l + 1) * dim * hidden];
+        par_matmul(compute, &mut s.xb, &s.hb, w2);
         for (x, d) in s.x.iter_mut().zip(&s.xb) {
             *x += d;
         }
     }
 
     rmsnorm(&mut s.xb, &s.x, &w.rms_final);
-    matmul_wide(&mut s.logits, &s.xb, w.classifier());
+    par_matmul(compute, &mut s.logits, &s.xb, w.classifier());
     Ok(&mut s.logits)
 }
 
-/// Multiply-adds below which splitting a matmul over threads costs more
-/// (thread start-up, ~tens of microseconds) than it saves.
-const PARALLEL_MACS: usize = 2_000_000;
-
-/// [`matmul`] split over the available cores when the matrix is large
-/// enough to pay for it: in practice the classifier of a real vocabulary
-/// (32000 x 288 for stories15M), which dominates a token's cost.
-pub fn matmul_wide(out: &mut [f32], x: &[f32], w: &[f32]) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || out.len().saturating_mul(x.len()) < PARALLEL_MACS {
-        return matmul(out, x, w);
-    }
-    let rows = out.len().div_ceil(threads);
+/// `out = w x`, its rows split over `compute`'s threads when large enough.
+fn par_matmul(compute: &Compute, out: &mut [f32], x: &[f32], w: &[f32]) {
     let n = x.len();
-    std::thread::scope(|scope| {
-        let mut parts = out.chunks_mut(rows).zip(w.chunks(rows * n));
-        let first = parts.next();
-        for (o, wpart) in parts {
-            scope.spawn(move || matmul(o, x, wpart));
-        }
-        if let Some((o, wpart)) = first {
-            matmul(o, x, wpart);
-        }
+    let simd = compute.simd;
+    let o = Out::new(out);
+    compute.rows(o.len, n, |r| {
+        simd.matmul(o.slice(r.clone()), x, &w[r.start * n..r.end * n]);
     });
 }
 
@@ -277,49 +421,39 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// `out[i] = dot(w[i], x)` for a row-major `w` of `out.len()` rows.
+/// `out[i] = dot(w[i], x)` for a row-major `w` of `out.len()` rows, with
+/// this CPU's best kernels on the calling thread.
 pub fn matmul(out: &mut [f32], x: &[f32], w: &[f32]) {
-    let n = x.len();
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
-        *o = dot(row, x);
-    }
+    Simd::detect().matmul(out, x, w);
 }
 
-/// Dot product with eight independent accumulators so that it vectorizes.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        sum += x * y;
-    }
-    sum
-}
-
-/// Rotate each (even, odd) pair of q (all heads) and k (kv heads) by
-/// `pos * 10000^(-i/head_size)`, `i` the pair's even index inside its head.
-fn rope(q: &mut [f32], k: &mut [f32], pos: usize, head_size: usize) {
-    for i in (0..q.len()).step_by(2) {
-        let head_dim = (i % head_size) as f32;
-        let freq = 1.0 / 10000f32.powf(head_dim / head_size as f32);
+/// `(cos, sin)` of `pos * 10000^(-i/head_size)` for each even `i` of a head
+/// (the same for every head, so computed once per position).
+fn rope_table(table: &mut [f32], pos: usize) {
+    let head_size = table.len();
+    for i in (0..head_size).step_by(2) {
+        let freq = 1.0 / 10000f32.powf(i as f32 / head_size as f32);
         let (sin, cos) = (pos as f32 * freq).sin_cos();
-        let rotate = |v: &mut [f32]| {
-            let (v0, v1) = (v[i], v[i + 1]);
-            v[i] = v0 * cos - v1 * sin;
-            v[i + 1] = v0 * sin + v1 * cos;
-        };
-        rotate(q);
-        if i < k.len() {
-            rotate(k);
-        }
+        table[i] = cos;
+        table[i + 1] = sin;
     }
+}
+
+/// Rotate each (even, odd) pair of q (all heads) and k (kv heads) by the
+/// angle of its index inside its head.
+fn rope(q: &mut [f32], k: &mut [f32], table: &[f32]) {
+    let head_size = table.len();
+    let rotate = |v: &mut [f32]| {
+        for head in v.chunks_exact_mut(head_size) {
+            for (pair, cs) in head.chunks_exact_mut(2).zip(table.chunks_exact(2)) {
+                let (v0, v1) = (pair[0], pair[1]);
+                pair[0] = v0 * cs[0] - v1 * cs[1];
+                pair[1] = v0 * cs[1] + v1 * cs[0];
+            }
+        }
+    };
+    rotate(q);
+    rotate(k);
 }
 
 #[cfg(test)]
@@ -401,24 +535,42 @@ mod tests {
     }
 
     #[test]
-    fn wide_matmul_equals_plain_matmul() {
-        let (rows, cols) = (20_011, 101);
-        let w: Vec<f32> = (0..rows * cols)
-            .map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0)
-            .collect();
-        let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
-        let mut a = vec![0.0; rows];
-        let mut b = vec![0.0; rows];
-        matmul(&mut a, &x, &w);
-        matmul_wide(&mut b, &x, &w);
-        assert_eq!(a, b);
-    }
-
-    #[test]
-    fn dot_matches_naive_sum_on_odd_lengths() {
-        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.1).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-4);
+    fn threads_give_bit_identical_logits() {
+        use crate::synth::{make_model, make_tokenizer, SynthSpec};
+        let t = make_tokenizer();
+        let model = make_model(
+            &SynthSpec {
+                dim: 96,
+                hidden_dim: 256,
+                n_heads: 6,
+                n_kv_heads: 2,
+                seq_len: 40,
+                vocab_size: 3000,
+                ..SynthSpec::default()
+            },
+            &t,
+        )
+        .unwrap();
+        let run = |compute: &Compute| {
+            let mut s = RunState::new(model.config(), 40).unwrap();
+            let mut all = Vec::new();
+            for pos in 0..40 {
+                all.extend_from_slice(
+                    forward_with(compute, &model, &mut s, (pos * 7 + 1) as u32, pos).unwrap(),
+                );
+            }
+            all
+        };
+        let one = run(&Compute::single());
+        for threads in [2, 3] {
+            let many = Compute::with_threads(threads).unwrap();
+            assert_eq!(many.threads(), threads);
+            assert!(
+                one.iter()
+                    .zip(run(&many))
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{threads} threads"
+            );
+        }
     }
 }
