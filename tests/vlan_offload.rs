@@ -40,9 +40,8 @@ use std::time::{Duration, Instant};
 
 use emit_bpf::elf::{write_object, Function, Module};
 use emit_bpf::insn::{skb, Insn, BPF_JNE, BPF_W, R0, R1, TC_ACT_OK, TC_ACT_SHOT};
-use lagic_loader::packet::VlanTag;
-use lagic_loader::testing::{require_bpf, require_tool};
-use lagic_loader::Frame;
+use lagic_frames::{Frame, VlanTag};
+use lagic_testkit::{require_bpf, require_tool};
 use lagic_tests::compile_example;
 
 const SENDER_NS: &str = "lgvlan-a";

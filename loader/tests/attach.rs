@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use emit_bpf::elf::{write_object, Function, Module};
 use emit_bpf::insn::{Insn, R0, TC_ACT_OK, TC_ACT_SHOT};
 use lagic_loader::attach::{self, AttachError, AttachOptions, Direction, Health, Mode, ModeChoice};
-use lagic_loader::testing::require_bpf;
+use lagic_testkit::require_bpf;
 
 /// How many times the replacement test swaps diodes under the flood (each swap loads and
 /// verifies a program, ~0.1-0.2 s here).

@@ -7,9 +7,9 @@ use emit_bpf::insn::{
     helper, skb, Insn, BPF_ADD, BPF_DW, BPF_JLT, BPF_W, R0, R1, R10, R2, R3, R4, R6, TC_ACT_OK,
     TC_ACT_SHOT,
 };
-use lagic_loader::packet::Frame;
-use lagic_loader::testing::require_bpf;
+use lagic_frames::Frame;
 use lagic_loader::{LoadError, LoadedProgram, Verdict};
+use lagic_testkit::require_bpf;
 
 /// An entry that runs `bpf_loop` `skb->len` times with a callback that stores its index in a
 /// stack slot of the caller, and drops the frame when the last index reached `limit` (so

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use lagic_loader::packet::Frame;
-use lagic_loader::testing::require_bpf;
-use lagic_loader::{tcp_frame, IpVersion, LoadError, LoadedProgram, RunError, Verdict};
+use lagic_frames::{tcp_frame, Frame, IpVersion};
+use lagic_loader::{LoadError, LoadedProgram, RunError, Verdict};
+use lagic_testkit::require_bpf;
 
 /// Encodes one eBPF instruction (`struct bpf_insn`, little-endian host).
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {

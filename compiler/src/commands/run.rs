@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use lagic_loader::{tcp_frame, IpVersion, LoadedProgram, Verdict, MAX_TEST_RUN_FRAME};
+use lagic_frames::{tcp_frame, IpVersion};
+use lagic_loader::{LoadedProgram, Verdict, MAX_TEST_RUN_FRAME};
 
 use crate::cli::{PayloadArgs, RunArgs};
 use crate::failure::{Failure, Outcome};
