@@ -23,13 +23,13 @@
 //! TCP header, TCP options and payload of IPv4; TCP header, options and
 //! payload of IPv6; every byte of tagged, ARP and other frames).
 
-use lagic_loader::packet::{
+use lagic_frames::{
     tcp_flags, ExtHeader, Frame, Icmpv6, VlanTag, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP,
     ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_NONE,
     IPPROTO_ROUTING,
 };
-use lagic_loader::testing::require_bpf;
 use lagic_loader::{min_test_run_len, LoadedProgram, Verdict};
+use lagic_testkit::require_bpf;
 use lagic_tests::{compile, load, show_payload};
 use predicate_ir::{Action, ByteClass, Policy, Pred, Spec, Window};
 
@@ -155,11 +155,11 @@ fn check(rows: &[Row]) {
     eprintln!("{runs} runs agree with the packet model");
 }
 
-fn v4_good() -> Frame<lagic_loader::packet::Ipv4, lagic_loader::packet::Tcp> {
+fn v4_good() -> Frame<lagic_frames::Ipv4, lagic_frames::Tcp> {
     Frame::ipv4().payload(GOOD)
 }
 
-fn v6_good() -> Frame<lagic_loader::packet::Ipv6, lagic_loader::packet::Tcp> {
+fn v6_good() -> Frame<lagic_frames::Ipv6, lagic_frames::Tcp> {
     Frame::ipv6().payload(GOOD)
 }
 

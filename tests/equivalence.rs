@@ -24,8 +24,9 @@
 
 use std::cell::Cell;
 
-use lagic_loader::testing::require_bpf;
+use lagic_frames::IpVersion;
 use lagic_loader::{LoadedProgram, Verdict};
+use lagic_testkit::require_bpf;
 use lagic_tests::{
     apply_edit, arb_boundary_payload, arb_fill, arb_frame_shape, arb_json_doc, arb_non_text_byte,
     arb_payload_len, arb_shaped, arb_token, compile_example, load, proptest_cases, proptest_config,
@@ -239,7 +240,7 @@ fn check_diode(name: &'static str) {
             Verdict::Pass => passed.set(passed.get() + 1),
             Verdict::Drop => dropped.set(dropped.get() + 1),
         }
-        if shape.version == lagic_loader::IpVersion::V6 {
+        if shape.version == IpVersion::V6 {
             ipv6.set(ipv6.get() + 1);
         }
         Ok(())
@@ -317,8 +318,8 @@ fn generators_reach_the_interesting_cases() {
             largest = largest.max(p.len());
             if p.len() == shape.max_payload() {
                 match shape.version {
-                    lagic_loader::IpVersion::V4 => longest_v4 += 1,
-                    lagic_loader::IpVersion::V6 => longest_v6 += 1,
+                    IpVersion::V4 => longest_v4 += 1,
+                    IpVersion::V6 => longest_v6 += 1,
                 }
             }
             past_3400 += usize::from(p.len() > 3400);
@@ -346,7 +347,7 @@ fn generators_reach_the_interesting_cases() {
         assert!(lengths.contains(&n), "length {n} never generated");
     }
     // The largest payload any test run carries: plain IPv4, no options.
-    let plain_v4_max = FrameShape::plain(lagic_loader::IpVersion::V4).max_payload();
+    let plain_v4_max = FrameShape::plain(IpVersion::V4).max_payload();
     assert_eq!(
         largest, plain_v4_max,
         "the longest payload generated is not the longest a test run takes"
@@ -368,7 +369,7 @@ fn generators_reach_the_interesting_cases() {
     let (mut v6, mut ip_opts, mut tcp_opts, mut padded) = (0, 0, 0, 0);
     for _ in 0..500 {
         let s = shapes.new_tree(&mut runner).expect("generates").current();
-        v6 += usize::from(s.version == lagic_loader::IpVersion::V6);
+        v6 += usize::from(s.version == IpVersion::V6);
         ip_opts += usize::from(!s.ip_options.is_empty());
         tcp_opts += usize::from(!s.tcp_options.is_empty());
         padded += usize::from(s.padding.is_some());

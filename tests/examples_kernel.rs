@@ -8,9 +8,9 @@
 //!   boundary payloads x frame shapes, kernel verdict == `eval`.
 
 use goblin::elf::{section_header, sym, Elf};
-use lagic_loader::packet::ETH_HLEN;
-use lagic_loader::testing::require_bpf;
-use lagic_loader::{Frame, IpVersion, LoadedProgram, Verdict};
+use lagic_frames::{Frame, IpVersion, ETH_HLEN};
+use lagic_loader::{LoadedProgram, Verdict};
+use lagic_testkit::require_bpf;
 use lagic_tests::{compile_example, load, SEED_DIODES};
 
 #[test]
@@ -337,11 +337,11 @@ fn kernel_verdicts_equal_eval_on_boundary_payloads() {
         let compiled = compile_example(name);
         let program = load(&compiled);
         for version in [IpVersion::V4, IpVersion::V6] {
-            let headers = lagic_loader::tcp_frame(&[], version).len();
+            let headers = lagic_frames::tcp_frame(&[], version).len();
             for payload in &boundary_payloads(lagic_loader::MAX_TEST_RUN_FRAME - headers) {
                 let expected =
                     payload.is_empty() || predicate_ir::eval(&compiled.spec.predicate, payload);
-                let frame = lagic_loader::tcp_frame(payload, version);
+                let frame = lagic_frames::tcp_frame(payload, version);
                 assert_eq!(
                     verdict(&program, &frame, name),
                     Verdict::from_bool(expected),
@@ -414,7 +414,7 @@ fn every_example_loads_with_bpftool_and_tc_and_judges_alike() {
             if diode != name {
                 continue;
             }
-            let frame = lagic_loader::tcp_frame(&payload, IpVersion::V4);
+            let frame = lagic_frames::tcp_frame(&payload, IpVersion::V4);
             if frame.len() > 1500 {
                 continue; // keep the external tools' runs short
             }

@@ -7,8 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use lagic_loader::testing::require_bpf;
-use lagic_loader::{IpVersion, Verdict};
+use lagic_frames::IpVersion;
+use lagic_loader::Verdict;
+use lagic_testkit::require_bpf;
 use lagic_tests::{compile_example, load, repo_root, show_payload, FrameShape, SEED_DIODES};
 use serde_json::Value;
 

@@ -25,9 +25,9 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use lagic_loader::packet::{VlanTag, ETH_P_IPV6};
-use lagic_loader::testing::require_bpf;
-use lagic_loader::{Frame, IpVersion, LoadError, LoadedProgram, Verdict};
+use lagic_frames::{ExtHeader, Frame, IpVersion, VlanTag, ETH_P_IPV6};
+use lagic_loader::{LoadError, LoadedProgram, Verdict};
+use lagic_testkit::require_bpf;
 use lagic_tests::{
     arb_boundary_payload, arb_shaped, proptest_cases, proptest_config, repo_root, show_payload,
     FrameShape,
@@ -149,7 +149,7 @@ fn policy_frames(policy: &Policy) -> Vec<(&'static str, Vec<u8>, Verdict)> {
         (
             "IPv6 hop-by-hop",
             Frame::ipv6()
-                .ext_header(lagic_loader::packet::ExtHeader::hop_by_hop(&[]))
+                .ext_header(ExtHeader::hop_by_hop(&[]))
                 .udp()
                 .payload(b"x")
                 .build(),

@@ -12,8 +12,8 @@
 //! minimum-size padding, trailers, truncations, TCP and IP options) whose
 //! expected verdict follows the README's packet-model table.
 
-use lagic_loader::packet::{ExtHeader, Frame, VlanTag};
-use lagic_loader::{IpVersion, LoadedProgram, Verdict, MAX_TEST_RUN_FRAME};
+use lagic_frames::{ExtHeader, Frame, IpVersion, VlanTag};
+use lagic_loader::{LoadedProgram, Verdict, MAX_TEST_RUN_FRAME};
 
 use crate::rng::Rng;
 use crate::BenchError;
@@ -87,7 +87,7 @@ pub fn payload(rng: &mut Rng, len: usize) -> Vec<u8> {
 }
 
 fn tcp(payload: &[u8], v6: bool) -> Vec<u8> {
-    lagic_loader::tcp_frame(payload, if v6 { IpVersion::V6 } else { IpVersion::V4 })
+    lagic_frames::tcp_frame(payload, if v6 { IpVersion::V6 } else { IpVersion::V4 })
 }
 
 /// `count` well-formed TCP frames plus the packet-model shapes, for diode

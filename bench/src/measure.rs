@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use lagic_loader::{IpVersion, LoadedProgram, Verdict};
+use lagic_frames::IpVersion;
+use lagic_loader::{LoadedProgram, Verdict};
 use serde::{Deserialize, Serialize};
 
 use crate::BenchError;
@@ -173,5 +174,5 @@ pub fn timing_payload(diode: &str, len: usize) -> Vec<u8> {
 
 /// An IPv4 TCP frame around `payload`.
 pub fn frame(payload: &[u8]) -> Vec<u8> {
-    lagic_loader::tcp_frame(payload, IpVersion::V4)
+    lagic_frames::tcp_frame(payload, IpVersion::V4)
 }

@@ -6,8 +6,8 @@
 
 use lagic_bench::scaling::{self, Family};
 use lagic_bench::{equivalence, load_object, measure, tools, DIODES};
-use lagic_loader::testing::{require_bpf, require_tool};
 use lagic_loader::Verdict;
+use lagic_testkit::{require_bpf, require_tool};
 
 /// clang, or `None` after a loud skip (a failure under CI) when clang or
 /// BPF is missing.

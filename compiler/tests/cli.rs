@@ -273,7 +273,7 @@ fn check_rejects_specs_beyond_the_emitter_with_exit_1() {
 
 #[test]
 fn run_prints_the_kernel_verdict() {
-    if !lagic_loader::testing::require_bpf() {
+    if !lagic_testkit::require_bpf() {
         return;
     }
     let out = lagic()

@@ -372,7 +372,7 @@ fn a_full_stdout_is_exit_2() {
 /// `run` reports its verdict on stdout; a verdict it cannot print is exit 2, not PASS or DROP.
 #[test]
 fn run_with_a_full_stdout_is_exit_2() {
-    if !lagic_loader::testing::require_bpf() {
+    if !lagic_testkit::require_bpf() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

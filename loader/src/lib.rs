@@ -1,29 +1,22 @@
 //! lagic-loader: getting lagic diodes into the kernel, and frames through them.
 //!
 //! What the crate does now:
-//! - [`packet`]: a frame builder for every shape the equivalence and adversarial tests need
-//!   (Ethernet with VLAN tags, IPv4 and IPv6 with options and extension headers, TCP, UDP,
-//!   ICMPv6, ARP, padding, truncation), shared by `lagic run`, tests and benchmarks;
 //! - [`program`]: [`LoadedProgram`], a diode loaded through Aya from the ELF object lagic
 //!   writes (or from raw instructions), with the verifier's statistics; [`bpf_available`];
 //! - [`testrun`]: running frames through a loaded diode with `BPF_PROG_TEST_RUN` and reading
-//!   its [`Verdict`];
-//! - [`testing`]: [`testing::require_bpf`], the skip-or-fail gate for kernel tests.
-//!
+//!   its [`Verdict`] (the frames themselves come from `lagic-frames`; the tests' skip-or-fail
+//!   gates from `lagic-testkit`);
 //! - [`attach`]: attaching diodes to interfaces (TCX, or clsact where TCX is unavailable),
 //!   atomic replacement, detaching, pins under `/sys/fs/bpf/lagi`, and status.
 
 pub mod attach;
-pub mod packet;
 pub mod program;
 mod sys;
-pub mod testing;
 pub mod testrun;
 
 pub use attach::{
     AttachError, AttachOptions, AttachReport, Attachment, Direction, Health, Mode, ModeChoice,
 };
-pub use packet::{tcp_frame, Frame, IpVersion};
 pub use program::{bpf_available, LoadError, LoadedProgram, ProgramStats};
 pub use testrun::{
     min_test_run_len, RawRunResult, RunError, RunResult, Verdict, MAX_TEST_RUN_FRAME,

@@ -185,7 +185,8 @@ impl LoadedProgram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::require_bpf;
+    use lagic_frames::{tcp_frame, Frame, IpVersion, VlanTag};
+    use lagic_testkit::require_bpf;
 
     /// `r0 = 0; exit`.
     const PASS_ALL: [u8; 16] = [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
@@ -221,11 +222,11 @@ mod tests {
         }
         let prog = LoadedProgram::from_insns("pass_all", &PASS_ALL).unwrap();
         let frames = [
-            crate::tcp_frame(b"abc", crate::IpVersion::V4),
-            crate::tcp_frame(b"abc", crate::IpVersion::V6),
-            crate::Frame::arp().build(),
-            crate::Frame::ipv4()
-                .vlan(crate::packet::VlanTag::dot1q(7))
+            tcp_frame(b"abc", IpVersion::V4),
+            tcp_frame(b"abc", IpVersion::V6),
+            Frame::arp().build(),
+            Frame::ipv4()
+                .vlan(VlanTag::dot1q(7))
                 .payload(b"abc")
                 .build(),
         ];

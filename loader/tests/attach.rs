@@ -18,7 +18,7 @@ use emit_bpf::elf::write_object;
 use emit_bpf::insn::{Insn, R0, TC_ACT_OK, TC_ACT_SHOT};
 use emit_bpf::{Function, Module};
 use lagic_loader::attach::{self, AttachError, AttachOptions, Direction, Health, Mode, ModeChoice};
-use lagic_loader::testing::require_bpf;
+use lagic_testkit::require_bpf;
 
 /// How many times the replacement test swaps diodes under the flood (each swap loads and
 /// verifies a program, ~0.1-0.2 s here).

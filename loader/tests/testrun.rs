@@ -2,9 +2,11 @@
 //! programs (raw loads) and on a hand-written ELF object (the Aya path). Diode verdicts of
 //! compiled specs are tested elsewhere; here only the runner itself.
 
-use lagic_loader::packet::Frame;
-use lagic_loader::testing::require_bpf;
-use lagic_loader::{tcp_frame, IpVersion, LoadError, LoadedProgram, RunError, Verdict};
+use std::time::Duration;
+
+use lagic_frames::{tcp_frame, Frame, IpVersion};
+use lagic_loader::{LoadError, LoadedProgram, RunError, Verdict};
+use lagic_testkit::require_bpf;
 
 /// Encodes one eBPF instruction (`struct bpf_insn`, little-endian host).
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
@@ -204,9 +206,12 @@ fn stats_report_verified_and_translated_instructions() {
     }
     let prog = LoadedProgram::from_insns("len_gate", &drop_longer_than(100)).unwrap();
     let stats = prog.stats().unwrap();
-    // Two paths through six instructions: 1 + 1 + 1 + (1) + (1 + 1) walked = 6 at least.
+    // Six instructions, all reachable, on two loop-free paths (insns 0-3, and 0-2 then 4-5).
+    // Any verifier processes each reachable instruction at least once (6), and at most once
+    // per path through it, as if the paths shared nothing (4 + 5 = 9); how much it shares or
+    // prunes in between is the kernel build's business.
     assert!(
-        (5..=20).contains(&stats.verified_insns),
+        (6..=9).contains(&stats.verified_insns),
         "verified {}",
         stats.verified_insns
     );
@@ -223,13 +228,22 @@ fn run_repeat_reports_an_average_duration() {
     }
     let prog = LoadedProgram::from_insns("len_gate", &drop_longer_than(100)).unwrap();
     let frame = tcp_frame(&[b'a'; 200], IpVersion::V4);
-    let result = prog.run_repeat(&frame, 10_000).unwrap();
+    const REPEAT: u32 = 10_000;
+    let started = std::time::Instant::now();
+    let result = prog.run_repeat(&frame, REPEAT).unwrap();
+    let wall = started.elapsed();
     assert_eq!(result.verdict, Verdict::Drop);
+    // An average, not a total: all runs together fit in the syscall's wall-clock time,
+    // whatever the machine's speed. (A total read as an average would be REPEAT times
+    // too large.)
     assert!(
-        result.duration.as_nanos() < 100_000,
-        "average {:?} per run is implausible",
+        result.duration * REPEAT <= wall,
+        "average {:?} per run times {REPEAT} exceeds the {wall:?} the call took",
         result.duration
     );
+    // The kernel measured something: ten thousand runs take more than a nanosecond each
+    // (a call, a timer check and the program), so the average rounds to at least 1 ns.
+    assert!(result.duration > Duration::ZERO, "no duration reported");
     eprintln!("len_gate, 10000 runs: {:?} per run", result.duration);
 }
 

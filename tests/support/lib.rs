@@ -68,8 +68,8 @@ pub fn load(compiled: &Compiled) -> LoadedProgram {
 // lean_cases.rs.
 // ---------------------------------------------------------------------------
 
-use lagic_loader::packet::tcp_flags;
-use lagic_loader::{Frame, IpVersion, MAX_TEST_RUN_FRAME};
+use lagic_frames::{tcp_flags, Frame, IpVersion};
+use lagic_loader::MAX_TEST_RUN_FRAME;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};

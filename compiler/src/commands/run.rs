@@ -1,6 +1,7 @@
 //! `lagic run DIODE --payload ...`: one packet through the kernel.
 
-use lagic_loader::{tcp_frame, IpVersion, LoadedProgram, Verdict, MAX_TEST_RUN_FRAME};
+use lagic_frames::{tcp_frame, IpVersion};
+use lagic_loader::{LoadedProgram, Verdict, MAX_TEST_RUN_FRAME};
 
 use super::shared;
 use crate::cli::{PayloadArgs, RunArgs};

@@ -1,4 +1,13 @@
-//! Building Ethernet frames for test runs, equivalence tests, adversarial tests and benchmarks.
+//! lagic-frames: building Ethernet frames for `lagic run`, test runs, equivalence and
+//! adversarial tests, and benchmarks.
+//!
+//! Why a crate of its own: `lagic run --payload` frames a payload and runs it through the
+//! diode with `BPF_PROG_TEST_RUN` at run time, so the CLI needs a frame builder as much as
+//! the tests do. Running a frame is a kernel access and stays in `lagic-loader` (next to its
+//! other bpf(2) calls); building the frame is plain bytes and needs no kernel, so it lives
+//! here, outside the loader's public API, and the CLI, the tests and the benchmarks depend on
+//! it directly. The skip-or-fail gates of the tests live in `lagic-testkit`, which nothing
+//! but tests uses.
 //!
 //! A [`Frame`] is plain data, one value per layer: an [`Ethernet`] header (with optional VLAN
 //! tags), a network layer `N` ([`Ipv4`], [`Ipv6`], [`Arp`] or [`OtherEthertype`]), a transport
@@ -8,7 +17,7 @@
 //! for IPv4 frames and `tcp_options` only for TCP frames:
 //!
 //! ```
-//! use lagic_loader::packet::Frame;
+//! use lagic_frames::Frame;
 //! let bytes = Frame::ipv4()
 //!     .ip_options(&[0x01, 0x01, 0x01, 0x00])
 //!     .tcp()

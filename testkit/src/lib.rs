@@ -1,5 +1,6 @@
-//! Helpers for tests that need the kernel or a tool: skip loudly where it is unavailable, fail
-//! in CI.
+//! lagic-testkit: gates for tests that need the kernel or a tool: skip loudly where it is
+//! unavailable, fail in CI. Test support only (the frame builder the CLI also needs is
+//! `lagic-frames`; running frames is `lagic-loader`'s).
 //!
 //! Kernel tests call [`require_bpf`] first and return early when it says `false`; tests that
 //! need an external program call [`require_tool`]. Outside CI a missing prerequisite prints a
@@ -11,7 +12,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use crate::program::bpf_available;
+use lagic_loader::bpf_available;
 
 /// The running test's name, for skip and failure messages.
 fn current_test() -> String {
