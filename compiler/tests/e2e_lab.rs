@@ -636,7 +636,17 @@ fn e2e_lab_up_refuses_names_someone_else_holds_and_leaves_them_alone() {
     });
     for args in [
         vec!["netns", "add", &foreign.netns],
-        vec!["link", "add", &foreign.link, "type", "dummy"],
+        // A veth (not every kernel has the dummy driver); deleting one end removes both.
+        vec![
+            "link",
+            "add",
+            &foreign.link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lgf-e2e9",
+        ],
     ] {
         let out = Command::new("ip").args(&args).output().expect("running ip");
         assert!(out.status.success(), "ip {}: {out:?}", args.join(" "));
@@ -667,7 +677,7 @@ fn e2e_lab_up_refuses_names_someone_else_holds_and_leaves_them_alone() {
     // Refused, not clobbered: both are still there, and `up` made nothing of its own.
     assert!(Path::new("/run/netns").join(&foreign.netns).exists());
     let link = std::fs::read_to_string(format!("/sys/class/net/{}/type", foreign.link));
-    assert!(link.is_ok(), "the dummy link survives");
+    assert!(link.is_ok(), "the hand-made link survives");
     assert!(!Path::new(lagic_lab::STATE_ROOT).join("e2e9").exists());
     let ns_links = Command::new("ip")
         .args(["-n", &foreign.netns, "-o", "link", "show"])
