@@ -601,6 +601,94 @@ fn e2e_lab_up_refuses_a_taken_name_and_cleans_up_after_a_failure() {
     assert!(!Path::new("/run/lagic/lab/e2e8").exists());
 }
 
+/// Removes a namespace and a link this test made by hand, also on panic.
+struct Foreign {
+    netns: String,
+    link: String,
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.link])
+            .output();
+    }
+}
+
+#[test]
+fn e2e_lab_up_refuses_names_someone_else_holds_and_leaves_them_alone() {
+    if !common::require_root("network namespaces, veth, BPF") {
+        return;
+    }
+    let diodes = Diodes::new();
+    let names = LabNames::new("e2e9").unwrap();
+    let foreign = Foreign {
+        netns: names.netns.clone(),
+        link: names.host_if.clone(),
+    };
+    // A namespace and a host link that carry the lab's names but that lagic did not make.
+    drop(Foreign {
+        netns: names.netns.clone(),
+        link: names.host_if.clone(),
+    });
+    for args in [
+        vec!["netns", "add", &foreign.netns],
+        // A veth (not every kernel has the dummy driver); deleting one end removes both.
+        vec![
+            "link",
+            "add",
+            &foreign.link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lgf-e2e9",
+        ],
+    ] {
+        let out = Command::new("ip").args(&args).output().expect("running ip");
+        assert!(out.status.success(), "ip {}: {out:?}", args.join(" "));
+    }
+    let out = lagic(&[
+        "lab",
+        "up",
+        "--diode",
+        diodes.example("hateless").to_str().unwrap(),
+        "--name",
+        "e2e9",
+        "--subnet",
+        "172.30.109.0/24",
+        "--enclave-bin",
+        enclave_bin().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "lab `e2e9` is already up or left over (namespace lagic-e2e9, link lgh-e2e9)"
+        ),
+        "{stderr}"
+    );
+    // Not made by `lab up`, so the advice is not `lab down` (which would delete them).
+    assert!(stderr.contains("choose another --name"), "{stderr}");
+    assert!(!stderr.contains("lab down"), "{stderr}");
+    // Refused, not clobbered: both are still there, and `up` made nothing of its own.
+    assert!(Path::new("/run/netns").join(&foreign.netns).exists());
+    let link = std::fs::read_to_string(format!("/sys/class/net/{}/type", foreign.link));
+    assert!(link.is_ok(), "the hand-made link survives");
+    assert!(!Path::new(lagic_lab::STATE_ROOT).join("e2e9").exists());
+    let ns_links = Command::new("ip")
+        .args(["-n", &foreign.netns, "-o", "link", "show"])
+        .output()
+        .expect("running ip");
+    assert!(
+        !String::from_utf8_lossy(&ns_links.stdout).contains("lge-e2e9"),
+        "no veth was made into the foreign namespace"
+    );
+}
+
 #[test]
 fn e2e_attach_detach_status_exit_codes() {
     if !common::require_root("network namespaces, veth, BPF") {

@@ -8,8 +8,10 @@
 //! directory, `<target>/vm-static`, so it never waits on the outer cargo's lock), a
 //! generated model, and `vm/build-initramfs` into `<target>/vm-e2e/`. It needs root; without
 //! it it skips loudly, or fails when `CI` is set. It runs in the default test run: on this
-//! 2-core machine it took 64-89 s from nothing (no qemu, no kernel, no static build) and
-//! 13-18 s with everything cached (docs/lab.md, "Tests").
+//! 2-core machine it took 64-89 s from nothing (no qemu, no kernel, no static build), and
+//! 64 s with packages and kernel cached (25 s of it the static build), 40 s with
+//! everything cached, most of it the one 30 s deadline of the blocked checks (docs/lab.md,
+//! "Tests").
 //!
 //! "Blocked" is defined in `common`: each blocked request runs next to a pass control of
 //! the same shape under the same [`DEADLINE`], and what arrived must stop before the word.

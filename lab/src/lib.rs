@@ -224,10 +224,15 @@ impl LabKind {
         }
     }
 
-    /// How a person removes a lab of this kind by hand.
-    fn remedy(self, name: &str) -> String {
+    /// What a person can do about names in use; `recorded` says a lab of this kind left
+    /// its record there (without one, `up` did not make them: `up` writes the record before
+    /// it builds anything).
+    fn remedy(self, name: &str, recorded: bool) -> String {
         match self {
-            LabKind::Lab => format!("run `lagic lab down --name {name}` first"),
+            LabKind::Lab if recorded => format!("run `lagic lab down --name {name}` first"),
+            LabKind::Lab => format!(
+                "`lagic lab up` did not make them (there is no record in {STATE_ROOT}/{name}), so                  they are left alone; choose another --name"
+            ),
             LabKind::Bench => format!(
                 "the benchmark removes its own leftovers before it starts; if that failed, \
                  `ip netns del lagicb-{name}; ip link del lbh-{name}; rm -r {BENCH_STATE_ROOT}/{name}`"
@@ -356,7 +361,7 @@ pub fn up(req: &UpRequest, progress: &mut dyn FnMut(&str)) -> Result<LabState, L
         return Err(LabError::Exists {
             name: names.name.clone(),
             what,
-            remedy: names.kind.remedy(&names.name),
+            remedy: names.kind.remedy(&names.name, names.state_dir.exists()),
         });
     }
     check_subnet_free(&req.subnet)?;
