@@ -948,7 +948,7 @@ fn is_lab_process(pid: u32, names: &LabNames, program: &Path) -> bool {
 }
 
 /// Starts `program args` inside the lab's namespace, detached from our session (so it
-/// outlives lagic and a terminal's hangup), with stdout and stderr in `log_path`.
+/// outlives its caller and a terminal's hangup), with stdout and stderr in `log_path`.
 fn spawn_in_netns(
     names: &LabNames,
     program: &Path,
