@@ -931,7 +931,7 @@ fn process_alive(pid: u32) -> bool {
 }
 
 /// Whether `pid` is a lab's enclave: this lab's QEMU, or a process running the recorded
-/// program (its argv[0] has the program's file name).
+/// program (its `argv[0]` has the program's file name).
 fn is_lab_process(pid: u32, names: &LabNames, program: &Path) -> bool {
     let Some(file_name) = program.file_name() else {
         return false;
@@ -948,7 +948,7 @@ fn is_lab_process(pid: u32, names: &LabNames, program: &Path) -> bool {
 }
 
 /// Starts `program args` inside the lab's namespace, detached from our session (so it
-/// outlives lagic and a terminal's hangup), with stdout and stderr in `log_path`.
+/// outlives its caller and a terminal's hangup), with stdout and stderr in `log_path`.
 fn spawn_in_netns(
     names: &LabNames,
     program: &Path,

@@ -233,7 +233,7 @@ pub fn qemu_args(
     args
 }
 
-/// Whether `pid` is this lab's QEMU (argv[0] is QEMU and it uses the lab's tap).
+/// Whether `pid` is this lab's QEMU (`argv[0]` is QEMU and it uses the lab's tap).
 pub fn is_lab_qemu(pid: u32, names: &LabNames) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
