@@ -158,7 +158,7 @@ impl BootConfig {
         })
     }
 
-    /// The server's argument vector (argv[0] included): listen on the NIC's address, serve
+    /// The server's argument vector (`argv[0]` included): listen on the NIC's address, serve
     /// the model when the initramfs has one, then the extra arguments (which may override).
     pub fn server_argv(&self, model: Option<(&Path, &Path)>) -> Vec<String> {
         let mut argv = vec![
@@ -192,7 +192,7 @@ impl fmt::Display for BootConfig {
     }
 }
 
-/// Whether this process was started by the kernel as `/init` (argv[0] `init` or `/init`).
+/// Whether this process was started by the kernel as `/init` (`argv[0]` is `init` or `/init`).
 pub fn invoked_as_init(argv0: &str) -> bool {
     Path::new(argv0).file_name().is_some_and(|n| n == "init")
 }

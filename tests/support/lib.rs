@@ -35,11 +35,15 @@ pub fn example_spec(name: &str) -> Spec {
 
 /// A spec lowered and compiled: the program and its object bytes.
 pub struct Compiled {
+    /// The spec compiled.
     pub spec: Spec,
+    /// Its lowered program.
     pub program: Program,
+    /// The ELF object lagic writes for it.
     pub object: Vec<u8>,
 }
 
+/// Lowers and compiles a spec; panics (failing the test) if either stage refuses it.
 pub fn compile(spec: &Spec) -> Compiled {
     let program =
         predicate_ir::lower(spec).unwrap_or_else(|e| panic!("lowering {}: {e}", spec.name));
@@ -52,6 +56,7 @@ pub fn compile(spec: &Spec) -> Compiled {
     }
 }
 
+/// Compiles `examples/<name>.json`.
 pub fn compile_example(name: &str) -> Compiled {
     compile(&example_spec(name))
 }
@@ -116,11 +121,13 @@ pub fn proptest_config(property: &str, cases: u32) -> Config {
 /// on the payload alone (empty payloads pass).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameShape {
+    /// IPv4 or IPv6.
     pub version: IpVersion,
     /// IPv4 option bytes (at most 40; ignored for IPv6).
     pub ip_options: Vec<u8>,
     /// TCP option bytes (at most 40).
     pub tcp_options: Vec<u8>,
+    /// TCP flags of the segment.
     pub tcp_flags: u8,
     /// IPv4 Don't Fragment (allowed: not a fragment).
     pub dont_fragment: bool,

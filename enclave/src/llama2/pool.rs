@@ -4,7 +4,7 @@
 //! A job is a closure called once per chunk index `0..chunks`; the calling
 //! thread and the workers take chunks from a shared counter, so a worker
 //! that the OS has not scheduled yet costs nothing: the caller does the
-//! chunks it does not take. [`Pool::run`] returns once every chunk is done.
+//! chunks it does not take. [`Pool::try_run`] returns once every chunk is done.
 //!
 //! Workers spin briefly between jobs (a token's jobs come microseconds
 //! apart), then sleep on a condition variable until the next job.
@@ -20,7 +20,7 @@
 //!   `chunks`, and `run` returns only after all chunks are done, so no call
 //!   outlives the borrow.
 //!
-//! One job runs at a time: [`Pool::run`] takes `&self` but holds a lock; a
+//! One job runs at a time: [`Pool::try_run`] takes `&self` but holds a lock; a
 //! second caller meanwhile (another request on another connection) runs
 //! its job on its own thread instead of waiting ([`Pool::try_run`]).
 
