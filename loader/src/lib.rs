@@ -6,10 +6,18 @@
 //! - [`testrun`]: running frames through a loaded diode with `BPF_PROG_TEST_RUN` and reading
 //!   its [`Verdict`] (the frames themselves come from `lagic-frames`; the tests' skip-or-fail
 //!   gates from `lagic-testkit`);
+//! - [`elf_check`]: checks every offset and index of an object before Aya parses it, and tells
+//!   objects lagic wrote from foreign ones;
+//!
 //! - [`attach`]: attaching diodes to interfaces (TCX, or clsact where TCX is unavailable),
-//!   atomic replacement, detaching, pins under `/sys/fs/bpf/lagi`, and status.
+//!   atomic replacement, detaching, and status: the policy;
+//! - `pins` (private): the pin directories, the lock and the metadata record on bpffs;
+//! - `sys` (private): every raw `bpf(2)` command the crate issues, one function each.
 
 pub mod attach;
+pub mod elf_check;
+mod netlink;
+mod pins;
 pub mod program;
 mod sys;
 pub mod testrun;
@@ -17,7 +25,9 @@ pub mod testrun;
 pub use attach::{
     AttachError, AttachOptions, AttachReport, Attachment, Direction, Health, Mode, ModeChoice,
 };
-pub use program::{bpf_available, LoadError, LoadedProgram, ProgramStats};
+pub use program::{
+    bpf_available, verifier_log_tail, LoadError, LoadedProgram, ObjectOrigin, ProgramStats,
+};
 pub use testrun::{
     min_test_run_len, RawRunResult, RunError, RunResult, Verdict, MAX_TEST_RUN_FRAME,
     MIN_TEST_RUN_FRAME,

@@ -187,6 +187,7 @@ fn replacement_leaves_no_gap(n: u8, mode: Mode) {
     let options = AttachOptions {
         mode: ModeChoice::Only(mode),
         source: Some("test".into()),
+        ..Default::default()
     };
 
     let first = attach::attach(&drop_a, &veth.host, Direction::Ingress, &options).unwrap();
@@ -261,7 +262,13 @@ fn replacement_leaves_no_gap(n: u8, mode: Mode) {
     let gone = attach::detach(&veth.host, Direction::Ingress).unwrap();
     assert_eq!(gone.diode, "drop_a");
     assert!(receive_for(&receiver, Duration::from_millis(300)) > 10);
-    assert!(!Path::new(attach::PIN_ROOT).join(&veth.host).exists());
+    assert!(
+        gone.pin_dir.starts_with(attach::PIN_ROOT),
+        "{:?}",
+        gone.pin_dir
+    );
+    assert!(!gone.pin_dir.exists());
+    assert!(!gone.pin_dir.parent().unwrap().exists());
     assert!(attach::attachment(&veth.host, Direction::Ingress)
         .unwrap()
         .is_none());
@@ -314,7 +321,7 @@ fn status_reports_both_directions_and_a_vanished_interface() {
         Direction::Egress,
         &AttachOptions {
             mode: ModeChoice::Only(Mode::Clsact),
-            source: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -342,7 +349,7 @@ fn status_reports_both_directions_and_a_vanished_interface() {
         Direction::Egress,
         &AttachOptions {
             mode: ModeChoice::Only(Mode::Clsact),
-            source: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -375,8 +382,12 @@ fn status_reports_both_directions_and_a_vanished_interface() {
         assert_eq!(a.health, Health::InterfaceGone, "{d}");
         let gone = attach::detach(&veth.host, d).unwrap();
         assert_eq!(gone.health, Health::InterfaceGone);
+        assert!(!gone.pin_dir.exists());
     }
-    assert!(!Path::new(attach::PIN_ROOT).join(&veth.host).exists());
+    assert!(attach::attachments()
+        .unwrap()
+        .iter()
+        .all(|a| a.iface != veth.host));
 }
 
 #[test]

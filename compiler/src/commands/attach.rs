@@ -15,6 +15,7 @@ pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
             ModeArg::Clsact => ModeChoice::Only(Mode::Clsact),
         },
         source: Some(source_name(&args.diode)),
+        allow_foreign_object: args.allow_foreign_object,
     };
     let direction = shared::direction(args.direction);
     let report = attach::attach(&object, &args.iface, direction, &options)
@@ -34,6 +35,9 @@ pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
             a.mode,
             a.pin_dir.display()
         ),
+    }
+    if let Some(name) = &a.netns_name {
+        println!("  (the interface is in network namespace {name})");
     }
     Ok(Outcome::Success)
 }

@@ -84,6 +84,8 @@ pub(crate) fn direction(arg: DirectionArg) -> Direction {
 pub(crate) fn attach_failure(e: AttachError, iface: &str) -> Failure {
     match &e {
         AttachError::NothingAttached { .. } => Failure::failed(e.to_string()),
+        AttachError::LockBusy { .. } => Failure::bad_input(e.to_string())
+            .with_hint("`cat /proc/locks` and `ps` show the holder"),
         AttachError::NotPermitted { .. } => {
             Failure::bad_input(e.to_string()).with_hint("run it again with sudo")
         }
@@ -93,6 +95,16 @@ pub(crate) fn attach_failure(e: AttachError, iface: &str) -> Failure {
             "the kernel verifier refused the program; `lagic disasm` shows its instructions, \
              and a bug report with the spec and this log helps",
         ),
+        AttachError::Load(lagic_loader::LoadError::Foreign) => Failure::bad_input(e.to_string())
+            .with_hint(
+                "pass --allow-foreign-object to attach an object from another toolchain that you \
+                 trust",
+            ),
+        AttachError::Load(
+            lagic_loader::LoadError::Malformed(_) | lagic_loader::LoadError::LoaderPanicked(_),
+        ) => {
+            Failure::bad_input(e.to_string()).with_hint("recompile the diode with `lagic compile`")
+        }
         _ => Failure::bad_input(e.to_string()),
     }
 }
@@ -117,6 +129,10 @@ pub(crate) fn attachment_json(a: &Attachment) -> serde_json::Value {
         "since_unix": since,
         "source": a.source,
         "pin_dir": a.pin_dir.display().to_string(),
+        "netns": a.netns_label(),
+        "netns_inode": a.netns.map(|n| n.ino),
+        "foreign": a.foreign,
+        "legacy": a.legacy,
     })
 }
 
