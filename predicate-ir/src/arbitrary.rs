@@ -15,7 +15,7 @@
 //! [`crate::spec`]); payloads are at most 4,000 bytes.
 
 use crate::spec::{
-    Action, ByteClass, Cmp, Pattern, Policy, Pred, Spec, Window, MAX_OFFSET, MAX_PATTERN_LEN,
+    Action, ByteClass, Cmp, Mode, Pattern, Policy, Pred, Spec, Window, MAX_OFFSET, MAX_PATTERN_LEN,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -279,6 +279,7 @@ pub fn arb_spec() -> BoxedStrategy<Spec> {
             description,
             policy,
             predicate,
+            mode: Mode::Packet,
         })
         .boxed()
 }

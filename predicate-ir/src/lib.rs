@@ -42,9 +42,12 @@ pub mod dfa;
 mod display;
 pub mod eval;
 pub mod format;
+pub mod http_view;
 mod json;
 pub mod lower;
 pub mod normalize;
+pub mod stream;
+pub mod stream_diode;
 
 #[cfg(feature = "arbitrary")]
 pub mod arbitrary;
@@ -54,4 +57,5 @@ pub use format::{is_valid_name, parse, SpecError, SpecErrorKind};
 pub use lower::{lower, lower_with, Limits, LowerError};
 pub use normalize::normalize;
 pub use program::{DepthCounter, Dfa, Formula, Machine, Pass, Program, Scan, ScanId, StateId};
-pub use spec::{Action, ByteClass, Cmp, Pattern, Policy, Pred, Spec, Window};
+pub use spec::{Action, ByteClass, Cmp, Mode, Pattern, Policy, Pred, Spec, StreamView, Window};
+pub use stream::{check_stream_safe, stream_eval};
