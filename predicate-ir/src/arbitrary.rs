@@ -249,6 +249,38 @@ pub fn arb_pred(depth: u32) -> BoxedStrategy<Pred> {
         .boxed()
 }
 
+/// Predicates that [`crate::check_stream_safe`] accepts (*closed* in the
+/// sense of [`crate::stream`]), nested up to `depth` levels: closed leaves,
+/// `not` of upward predicates, `and`/`or` of closed ones. Leaves are drawn
+/// from the same generator as [`arb_pred`] and kept when the check agrees.
+pub fn arb_stream_pred(depth: u32) -> BoxedStrategy<Pred> {
+    fn level(depth: u32, closed: bool) -> BoxedStrategy<Pred> {
+        let leaf = arb_leaf()
+            .prop_filter("leaf of the wanted class", move |p| {
+                let candidate = if closed {
+                    p.clone()
+                } else {
+                    Pred::Not(Box::new(p.clone()))
+                };
+                crate::check_stream_safe(&candidate, "$").is_ok()
+            })
+            .boxed();
+        if depth == 0 {
+            return leaf;
+        }
+        let same = level(depth - 1, closed);
+        let other = level(depth - 1, !closed);
+        prop_oneof![
+            3 => leaf,
+            2 => other.prop_map(|p| Pred::Not(Box::new(p))),
+            2 => vec(same.clone(), 0..4).prop_map(Pred::And),
+            2 => vec(same, 0..4).prop_map(Pred::Or),
+        ]
+        .boxed()
+    }
+    level(depth, true)
+}
+
 fn arb_action() -> impl Strategy<Value = Action> {
     select(&[Action::Pass, Action::Drop][..])
 }
