@@ -15,7 +15,8 @@
 //! [`crate::spec`]); payloads are at most 4,000 bytes.
 
 use crate::spec::{
-    Action, ByteClass, Cmp, Mode, Pattern, Policy, Pred, Spec, Window, MAX_OFFSET, MAX_PATTERN_LEN,
+    Action, ByteClass, Cmp, Mode, Pattern, Policy, Pred, Spec, StreamView, Window, MAX_OFFSET,
+    MAX_PATTERN_LEN,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -312,6 +313,29 @@ pub fn arb_spec() -> BoxedStrategy<Spec> {
             policy,
             predicate,
             mode: Mode::Packet,
+        })
+        .boxed()
+}
+
+/// Stream specs (format v2): any policy, the whole-stream view or the
+/// `http_response` view, predicates from [`arb_stream_pred`].
+pub fn arb_stream_spec() -> BoxedStrategy<Spec> {
+    (
+        "[A-Za-z_][A-Za-z0-9_]{0,20}",
+        "[ -~]{0,30}",
+        arb_policy(),
+        arb_stream_pred(3),
+        proptest::option::of(arb_stream_pred(2)),
+    )
+        .prop_map(|(name, description, policy, predicate, headers)| Spec {
+            name,
+            description,
+            policy,
+            predicate,
+            mode: Mode::Stream(match headers {
+                None => StreamView::Whole,
+                Some(headers) => StreamView::HttpResponse { headers },
+            }),
         })
         .boxed()
 }
