@@ -5,7 +5,7 @@
 //! This is the executable specification the kernel-side stream mode will be
 //! tested against (docs/stream.md); it shares nothing with the lowering or
 //! the emitter and judges with [`eval`](crate::eval()) /
-//! [`stream_eval`](crate::stream_eval) over the reassembled bytes.
+//! [`stream_eval`] over the reassembled bytes.
 //!
 //! ## The guarantee
 //!

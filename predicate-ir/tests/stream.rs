@@ -802,3 +802,57 @@ fn honest_traffic_is_delivered_whole() {
         "only {delivered} honest flows were accepted streams"
     );
 }
+
+/// The error lines docs/spec-format.md quotes for version 2, word for word.
+#[test]
+fn documented_v2_errors_are_exact() {
+    let line = |text: &str| parse(text).unwrap_err().to_string();
+    let hi = r#"{"op": "contains", "window": {"start": 0, "end": null}, "pattern": [[[104, 104]], [[105, 105]]]}"#;
+    let t = r#"{"op": "true"}"#;
+    let cases = [
+        (
+            format!(r#"{{"version": 2, "name": "t", "mode": "stream", "predicate": {{"op": "and", "args": [{t}, {hi}]}}}}"#),
+            "$.predicate.args[1]: not allowed in a stream spec: contains can only become true as the stream grows, after the bytes before the match have reached the receiver; only not contains is allowed in a stream",
+        ),
+        (
+            r#"{"version": 2, "name": "t", "mode": "stream", "predicate": {"op": "len", "cmp": ">=", "value": 5}}"#.to_string(),
+            "$.predicate: not allowed in a stream spec: len >= 5 can fail on a prefix of a stream it accepts (the receiver reads the prefix first); in a stream only len < and len <= are allowed",
+        ),
+        (
+            format!(r#"{{"version": 2, "name": "t", "predicate": {t}}}"#),
+            r#"$.mode: missing field: expected the mode of a version 2 spec: "stream" or "packet", found nothing"#,
+        ),
+        (
+            format!(r#"{{"version": 2, "name": "t", "mode": "stream", "predicate": {t}, "view": {{"http_response": {{"headers": {t}, "body": {t}}}}}}}"#),
+            "$.predicate: a stream spec with a view has no top-level predicate: the view holds the predicates",
+        ),
+        (
+            format!(r#"{{"version": 2, "name": "t", "mode": "packet", "view": {{"http_response": {{"headers": {t}, "body": {t}}}}}}}"#),
+            r#"$.view: unknown field "view"; expected one of "version", "name", "description", "policy", "mode", "predicate" (a view needs "mode": "stream")"#,
+        ),
+        (
+            format!(r#"{{"version": 2, "name": "t", "mode": "stream", "view": {{"http_response": {{"body": {t}}}}}}}"#),
+            r#"$.view.http_response.headers: missing field: expected a predicate object {"op": ...}, found nothing"#,
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(line(&text), want);
+    }
+    // The abbreviated example of docs/spec-format.md reads, and means what
+    // examples/stream/http_json_start.json means.
+    let doc_example = r#"{
+  "version": 2,
+  "name": "http_json_start",
+  "mode": "stream",
+  "view": {"http_response": {
+    "headers": {"op": "and", "args": [
+      {"op": "all", "window": {"start": 0, "end": null}, "class": "text"},
+      {"op": "len", "cmp": "<=", "value": 4096}]},
+    "body": {"op": "and", "args": [
+      {"op": "len", "cmp": "<", "value": 1400},
+      {"op": "prefix", "pattern": [[[123, 123]]]}]}}}
+}"#;
+    let spec = parse(doc_example).unwrap();
+    let file = example("http_json_start");
+    assert_eq!((&spec.predicate, &spec.mode), (&file.predicate, &file.mode));
+}
