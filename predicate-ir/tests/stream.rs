@@ -525,6 +525,18 @@ fn mid_connection_flows_syn_data_and_sender_resets_fail_closed() {
             ..
         }
     ));
+    // The sender's ACKs after its FIN (one past it) and a retransmitted FIN pass.
+    let segments = [
+        Segment::syn(ISN),
+        Segment::fin(ISN + 1, b"ok"),
+        Segment::data(ISN + 4, b""),
+        Segment::fin(ISN + 1, b"ok"),
+        Segment::fin(ISN + 2, b"k"),
+    ];
+    let (app, verdicts, receiver, _) = flow(&spec, &segments);
+    assert!(verdicts.iter().all(|v| *v == Verdict::Pass), "{verdicts:?}");
+    assert_eq!(app, b"ok");
+    assert!(receiver.saw_fin());
 }
 
 #[test]
