@@ -228,6 +228,9 @@ last `|pat| - 1` bytes of the stream so far (all of it when shorter). -/
 def carried (pat : List ByteClass) (l : List UInt8) : List UInt8 :=
   l.drop (l.length - (pat.length - 1))
 
+theorem take_zero' (l : List UInt8) : l.take 0 = [] := by
+  cases l <;> rfl
+
 theorem carry_cond (pat : List ByteClass) (l : List UInt8) :
     l.take (l.length - (pat.length - 1)) = [] ∨
       pat.length ≤ (l.drop (l.length - (pat.length - 1))).length + 1 := by
@@ -235,8 +238,7 @@ theorem carry_cond (pat : List ByteClass) (l : List UInt8) :
   | inl _ =>
     apply Or.inl
     have hn : l.length - (pat.length - 1) = 0 := by omega
-    rw [hn]
-    simp
+    rw [hn, take_zero']
   | inr _ =>
     apply Or.inr
     rw [List.length_drop]
