@@ -187,6 +187,19 @@ fn check_closed(pred: &Pred, s: &[u8]) -> Result<(), TestCaseError> {
     if s.len() >= horizon(pred) {
         prop_assert_eq!(whole, eval(pred, s), "past the horizon: {}", pred);
     }
+    // The statement in terms of `eval` alone: an accepted stream's prefixes
+    // are accepted, except those shorter than the horizon (the documented
+    // exception of `byte` and `prefix`).
+    if eval(pred, s) {
+        for k in cuts(s).filter(|&k| k >= horizon(pred)) {
+            prop_assert!(
+                eval(pred, &s[..k]),
+                "eval: prefix of {} refused: {}",
+                k,
+                pred
+            );
+        }
+    }
     if whole {
         for k in cuts(s) {
             prop_assert!(
