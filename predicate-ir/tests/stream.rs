@@ -926,3 +926,40 @@ fn documented_v2_errors_are_exact() {
     let file = example("http_json_start");
     assert_eq!((&spec.predicate, &spec.mode), (&file.predicate, &file.mode));
 }
+
+/// Hostile text around the v2 reader: every truncation of every stream
+/// example, and every single-byte change of one, is a spec or an error whose
+/// path starts with `$`, never a panic; a spec read re-reads to itself.
+#[test]
+fn truncated_and_flipped_stream_examples_fail_cleanly() {
+    let mut outcomes = (0usize, 0usize);
+    let mut judge = |text: &str| match parse(text) {
+        Ok(spec) => {
+            assert_eq!(parse(&spec.to_json_string()).unwrap(), spec);
+            outcomes.0 += 1;
+        }
+        Err(e) => {
+            assert!(e.path.starts_with('$'), "{e}");
+            outcomes.1 += 1;
+        }
+    };
+    for (_, text) in stream_examples() {
+        for cut in 0..text.len() {
+            if text.is_char_boundary(cut) {
+                judge(&text[..cut]);
+            }
+        }
+    }
+    let (_, text) = &stream_examples()[0];
+    let bytes = text.as_bytes();
+    for i in 0..bytes.len() {
+        for b in [b'0', b'"', b'{', b']', b'x', b'9'] {
+            let mut v = bytes.to_vec();
+            v[i] = b;
+            if let Ok(t) = std::str::from_utf8(&v) {
+                judge(t);
+            }
+        }
+    }
+    assert!(outcomes.0 >= 1 && outcomes.1 >= 1000, "{outcomes:?}");
+}
