@@ -746,11 +746,34 @@ fn adversarial_segments_never_deliver_refused_bytes() {
                 );
                 let mut receiver = Receiver::new(2, oob_inline);
                 let mut diode = StreamDiode::new(spec, DiodeConfig::default()).unwrap();
+                let mut passed: Vec<&Segment> = Vec::new();
                 for (seg, lost) in &segments {
                     match diode.on_segment(seg) {
-                        Verdict::Pass if !lost => receiver.receive(seg),
+                        Verdict::Pass => {
+                            passed.push(seg);
+                            if !lost {
+                                receiver.receive(seg);
+                            }
+                        }
                         Verdict::Reset { seq, .. } => receiver.receive(&Segment::reset(seq)),
-                        _ => {}
+                        Verdict::Drop(_) => {}
+                    }
+                }
+                // Invariant 1 of the diode, whatever the receiver's policy:
+                // every passed payload byte is the judged byte at its offset
+                // (checked when the test's SYN set the ISN).
+                if first_syn {
+                    let judged = diode.judged();
+                    for seg in passed
+                        .iter()
+                        .filter(|s| !s.flags.syn && !s.payload.is_empty())
+                    {
+                        let at = seg.seq.wrapping_sub(isn.wrapping_add(1)) as usize;
+                        prop_assert!(
+                            judged.get(at..at + seg.payload.len()) == Some(&seg.payload[..]),
+                            "passed bytes at {} differ from the judged stream",
+                            at
+                        );
                     }
                 }
                 let app = receiver.app();
