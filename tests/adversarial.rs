@@ -65,6 +65,7 @@ fn spec(name: &str, policy: Policy) -> Spec {
         description: String::new(),
         policy,
         predicate: predicate(),
+        mode: predicate_ir::Mode::Packet,
     }
 }
 

@@ -383,6 +383,7 @@ fn arb_fused_spec() -> BoxedStrategy<Spec> {
             } else {
                 Pred::Or(scans)
             },
+            mode: predicate_ir::Mode::Packet,
         })
         .boxed()
 }
@@ -412,6 +413,7 @@ fn spec(name: &str, predicate: Pred) -> Spec {
         description: String::new(),
         policy: Policy::default(),
         predicate,
+        mode: predicate_ir::Mode::Packet,
     }
 }
 

@@ -83,6 +83,10 @@ expect "key order and spacing ignored" 0 env PATH="$work/fakebin:$PATH" MODE=reo
 # The Lean-shaped transliteration of the meaning agrees with docs/spec-format.md's.
 expect "mirror_semantics.py" 0 python3 "$here/scripts/mirror_semantics.py"
 
+# The Lean-shaped transliteration of the stream semantics (Lagic/Stream.lean):
+# its theorems and what it leaves to Python hold on random data.
+expect "mirror_stream.py" 0 python3 "$here/scripts/mirror_stream.py"
+
 # The case generator's own check: committed files are what it generates.
 expect "cases.py --check" 0 python3 "$here/scripts/cases.py" --check
 

@@ -15,7 +15,8 @@
 //! [`crate::spec`]); payloads are at most 4,000 bytes.
 
 use crate::spec::{
-    Action, ByteClass, Cmp, Pattern, Policy, Pred, Spec, Window, MAX_OFFSET, MAX_PATTERN_LEN,
+    Action, ByteClass, Cmp, Mode, Pattern, Policy, Pred, Spec, StreamView, Window, MAX_OFFSET,
+    MAX_PATTERN_LEN,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -249,6 +250,38 @@ pub fn arb_pred(depth: u32) -> BoxedStrategy<Pred> {
         .boxed()
 }
 
+/// Predicates that [`crate::check_stream_safe`] accepts (*closed* in the
+/// sense of [`crate::stream`]), nested up to `depth` levels: closed leaves,
+/// `not` of upward predicates, `and`/`or` of closed ones. Leaves are drawn
+/// from the same generator as [`arb_pred`] and kept when the check agrees.
+pub fn arb_stream_pred(depth: u32) -> BoxedStrategy<Pred> {
+    fn level(depth: u32, closed: bool) -> BoxedStrategy<Pred> {
+        let leaf = arb_leaf()
+            .prop_filter("leaf of the wanted class", move |p| {
+                let candidate = if closed {
+                    p.clone()
+                } else {
+                    Pred::Not(Box::new(p.clone()))
+                };
+                crate::check_stream_safe(&candidate, "$").is_ok()
+            })
+            .boxed();
+        if depth == 0 {
+            return leaf;
+        }
+        let same = level(depth - 1, closed);
+        let other = level(depth - 1, !closed);
+        prop_oneof![
+            3 => leaf,
+            2 => other.prop_map(|p| Pred::Not(Box::new(p))),
+            2 => vec(same.clone(), 0..4).prop_map(Pred::And),
+            2 => vec(same, 0..4).prop_map(Pred::Or),
+        ]
+        .boxed()
+    }
+    level(depth, true)
+}
+
 fn arb_action() -> impl Strategy<Value = Action> {
     select(&[Action::Pass, Action::Drop][..])
 }
@@ -279,6 +312,30 @@ pub fn arb_spec() -> BoxedStrategy<Spec> {
             description,
             policy,
             predicate,
+            mode: Mode::Packet,
+        })
+        .boxed()
+}
+
+/// Stream specs (format v2): any policy, the whole-stream view or the
+/// `http_response` view, predicates from [`arb_stream_pred`].
+pub fn arb_stream_spec() -> BoxedStrategy<Spec> {
+    (
+        "[A-Za-z_][A-Za-z0-9_]{0,20}",
+        "[ -~]{0,30}",
+        arb_policy(),
+        arb_stream_pred(3),
+        proptest::option::of(arb_stream_pred(2)),
+    )
+        .prop_map(|(name, description, policy, predicate, headers)| Spec {
+            name,
+            description,
+            policy,
+            predicate,
+            mode: Mode::Stream(match headers {
+                None => StreamView::Whole,
+                Some(headers) => StreamView::HttpResponse { headers },
+            }),
         })
         .boxed()
 }

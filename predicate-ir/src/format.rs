@@ -1,4 +1,12 @@
-//! Spec format v1: reading (with validation) and canonical writing.
+//! Spec formats v1 and v2: reading (with validation) and canonical writing.
+//!
+//! Version 1 is the per-packet format. Version 2 adds a required `"mode"`:
+//! `"packet"` (the v1 meaning) or `"stream"` (the predicate judges each TCP
+//! connection's byte stream; optionally through `"view"`, see
+//! [`crate::spec::StreamView`]). A stream spec is read only if its
+//! predicates pass [`crate::stream::check_stream_safe`]: otherwise the
+//! error names the offending construct's path. Packet-mode specs are always
+//! written as version 1, so the canonical output of v1 files is unchanged.
 //!
 //! [`parse`] turns spec text into a [`Spec`] that upholds every invariant
 //! listed in [`crate::spec`], or fails with one [`SpecError`] naming the JSON
@@ -16,9 +24,11 @@
 
 use crate::json::{quote_truncated, Json};
 use crate::spec::{
-    Action, ByteClass, Cmp, Pattern, Policy, Pred, Spec, Window, FORMAT_VERSION, MAX_DEPTH,
-    MAX_NAME_LEN, MAX_OFFSET, MAX_PATTERN_LEN, MAX_PRED_DEPTH, MAX_SPEC_BYTES,
+    Action, ByteClass, Cmp, Mode, Pattern, Policy, Pred, Spec, StreamView, Window, FORMAT_VERSION,
+    FORMAT_VERSION_STREAM, MAX_DEPTH, MAX_NAME_LEN, MAX_OFFSET, MAX_PATTERN_LEN, MAX_PRED_DEPTH,
+    MAX_SPEC_BYTES,
 };
+use crate::stream::check_stream_safe;
 use serde_json::{json, Map, Value};
 
 /// A spec that could not be read. `Display` renders one line:
@@ -69,8 +79,8 @@ pub enum SpecErrorKind {
         /// The nesting limit.
         limit: usize,
     },
-    #[error("unsupported spec format version {found}; this lagic reads version 1")]
-    /// `version` is not 1.
+    #[error("unsupported spec format version {found}; this lagic reads versions 1 and 2")]
+    /// `version` is neither 1 nor 2.
     UnsupportedVersion {
         /// The version found, as written.
         found: String,
@@ -119,6 +129,16 @@ pub enum SpecErrorKind {
         /// The window's end.
         end: u32,
     },
+    #[error("not allowed in a stream spec: {reason}")]
+    /// A stream spec's predicate that is not known to be prefix-closed
+    /// ([`crate::stream::check_stream_safe`]).
+    NotStreamSafe {
+        /// Why it can judge a prefix differently from the whole stream.
+        reason: String,
+    },
+    #[error("a stream spec with a view has no top-level predicate: the view holds the predicates")]
+    /// Both `view` and `predicate` at the top of a v2 spec.
+    ViewAndPredicate,
     #[error("byte range [{lo}, {hi}] has lo above hi")]
     /// A byte range `[lo, hi]` with `lo > hi`.
     ReversedRange {
@@ -135,7 +155,7 @@ pub const OPS: [&str; 12] = [
     "depth_le",
 ];
 
-/// Reads and validates spec text (format v1).
+/// Reads and validates spec text (format v1 or v2).
 pub fn parse(text: &str) -> Result<Spec, SpecError> {
     if text.len() > MAX_SPEC_BYTES {
         return Err(err(
@@ -151,7 +171,7 @@ pub fn parse(text: &str) -> Result<Spec, SpecError> {
 }
 
 impl Spec {
-    /// Reads and validates an already-parsed JSON value (format v1).
+    /// Reads and validates an already-parsed JSON value (format v1 or v2).
     /// Same checks as [`parse`], except duplicate fields, which a
     /// `serde_json::Value` has already merged.
     pub fn from_json(value: &Value) -> Result<Spec, SpecError> {
@@ -159,13 +179,37 @@ impl Spec {
     }
 
     /// The canonical JSON form: all fields, ranges sorted and merged.
+    /// Packet-mode specs are written as version 1 (no `mode`), stream specs
+    /// as version 2.
     pub fn to_json(&self) -> Value {
         let mut top = Map::new();
-        top.insert("version".into(), json!(FORMAT_VERSION));
         top.insert("name".into(), json!(self.name));
         top.insert("description".into(), json!(self.description));
         top.insert("policy".into(), self.policy.to_json());
-        top.insert("predicate".into(), self.predicate.to_json());
+        match &self.mode {
+            Mode::Packet => {
+                top.insert("version".into(), json!(FORMAT_VERSION));
+                top.insert("predicate".into(), self.predicate.to_json());
+            }
+            Mode::Stream(view) => {
+                top.insert("version".into(), json!(FORMAT_VERSION_STREAM));
+                top.insert("mode".into(), json!("stream"));
+                match view {
+                    StreamView::Whole => {
+                        top.insert("predicate".into(), self.predicate.to_json());
+                    }
+                    StreamView::HttpResponse { headers } => {
+                        top.insert(
+                            "view".into(),
+                            json!({"http_response": {
+                                "headers": headers.to_json(),
+                                "body": self.predicate.to_json(),
+                            }}),
+                        );
+                    }
+                }
+            }
+        }
         Value::Object(top)
     }
 
@@ -441,9 +485,9 @@ impl<'a> Obj<'a> {
 
 fn spec_from(doc: &Json) -> Result<Spec, SpecError> {
     let top = Obj::new(doc, "$", "a spec object")?;
-    let version_what = "the spec format version (the integer 1)";
-    match top.req("version", version_what)? {
-        Json::UInt(1) => {}
+    let version_what = "the spec format version (the integer 1 or 2)";
+    let version = match top.req("version", version_what)? {
+        Json::UInt(v @ (1 | 2)) => *v,
         Json::UInt(v) => {
             return Err(err(
                 &top.at("version"),
@@ -461,8 +505,20 @@ fn spec_from(doc: &Json) -> Result<Spec, SpecError> {
             ))
         }
         other => return Err(expected(&top.at("version"), version_what, other)),
+    };
+    if version == FORMAT_VERSION {
+        top.only(&["version", "name", "description", "policy", "predicate"])?;
+    } else {
+        top.only(&[
+            "version",
+            "name",
+            "description",
+            "policy",
+            "mode",
+            "predicate",
+            "view",
+        ])?;
     }
-    top.only(&["version", "name", "description", "policy", "predicate"])?;
 
     let name_what = "a name matching [A-Za-z_][A-Za-z0-9_]{0,62}";
     let name = match top.req("name", name_what)? {
@@ -478,17 +534,93 @@ fn spec_from(doc: &Json) -> Result<Spec, SpecError> {
         None => Policy::default(),
         Some(v) => policy_from(v, &top.at("policy"))?,
     };
-    let predicate = pred_from(
-        top.req("predicate", "a predicate object {\"op\": ...}")?,
-        &top.at("predicate"),
-        1,
-    )?;
+    let (mode, predicate) = if version == FORMAT_VERSION {
+        (Mode::Packet, top_predicate(&top)?)
+    } else {
+        mode_and_predicate(&top)?
+    };
     Ok(Spec {
         name,
         description,
         policy,
         predicate,
+        mode,
     })
+}
+
+fn top_predicate(top: &Obj) -> Result<Pred, SpecError> {
+    pred_from(
+        top.req("predicate", "a predicate object {\"op\": ...}")?,
+        &top.at("predicate"),
+        1,
+    )
+}
+
+/// A predicate of a stream spec: read, then checked for prefix-closure.
+fn stream_pred(v: &Json, path: &str) -> Result<Pred, SpecError> {
+    let pred = pred_from(v, path, 1)?;
+    check_stream_safe(&pred, path)
+        .map_err(|e| err(&e.path, SpecErrorKind::NotStreamSafe { reason: e.reason }))?;
+    Ok(pred)
+}
+
+/// `mode`, and `predicate` or `view`, of a version 2 spec.
+fn mode_and_predicate(top: &Obj) -> Result<(Mode, Pred), SpecError> {
+    let mode_what = r#"the mode of a version 2 spec: "stream" or "packet""#;
+    let mode_value = top.req("mode", mode_what)?;
+    let stream = match mode_value {
+        Json::Str(s) if s == "stream" => true,
+        Json::Str(s) if s == "packet" => false,
+        other => return Err(expected(&top.at("mode"), mode_what, other)),
+    };
+    if !stream {
+        if top.get("view").is_some() {
+            return Err(err(
+                &top.at("view"),
+                SpecErrorKind::UnknownField {
+                    field: "\"view\"".into(),
+                    allowed: format!(
+                        "{} (a view needs \"mode\": \"stream\")",
+                        list(&[
+                            "version",
+                            "name",
+                            "description",
+                            "policy",
+                            "mode",
+                            "predicate"
+                        ])
+                    ),
+                },
+            ));
+        }
+        return Ok((Mode::Packet, top_predicate(top)?));
+    }
+    let Some(view) = top.get("view") else {
+        let path = top.at("predicate");
+        let pred = stream_pred(
+            top.req("predicate", "a predicate object {\"op\": ...}")?,
+            &path,
+        )?;
+        return Ok((Mode::Stream(StreamView::Whole), pred));
+    };
+    if top.get("predicate").is_some() {
+        return Err(err(&top.at("predicate"), SpecErrorKind::ViewAndPredicate));
+    }
+    let view_path = top.at("view");
+    let view_what = r#"a view object {"http_response": {"headers": ..., "body": ...}}"#;
+    let view_obj = Obj::new(view, &view_path, view_what)?;
+    view_obj.only(&["http_response"])?;
+    let http_path = view_obj.at("http_response");
+    let http = Obj::new(
+        view_obj.req("http_response", view_what)?,
+        &http_path,
+        r#"an object {"headers": ..., "body": ...}"#,
+    )?;
+    http.only(&["headers", "body"])?;
+    let pred_what = "a predicate object {\"op\": ...}";
+    let headers = stream_pred(http.req("headers", pred_what)?, &http.at("headers"))?;
+    let body = stream_pred(http.req("body", pred_what)?, &http.at("body"))?;
+    Ok((Mode::Stream(StreamView::HttpResponse { headers }), body))
 }
 
 fn policy_from(v: &Json, path: &str) -> Result<Policy, SpecError> {

@@ -7,10 +7,14 @@
 //! The two must agree on every payload: that is what the tests check.
 //!
 //! Modules, in pipeline order: [`spec`] (the AST and its limits),
-//! [`format`](mod@format) (spec format v1: read with path-naming errors, write
-//! canonically), [`eval`](mod@eval) (the meaning), [`normalize`](mod@normalize) (simplification),
+//! [`format`](mod@format) (spec formats v1 and v2: read with path-naming
+//! errors, write canonically), [`eval`](mod@eval) (the meaning), [`normalize`](mod@normalize) (simplification),
 //! [`dfa`] (automata construction and minimization), [`lower`](mod@lower) (spec to
-//! program), [`program`] (the lowered form and how it runs). With the
+//! program), [`program`] (the lowered form and how it runs). Stream mode
+//! (spec format v2, docs/stream.md): [`stream`] (the stream meaning and the
+//! prefix-closure check), [`http_view`] (the `http_response` view) and
+//! [`stream_diode`] (the reference stream diode and a receiver model);
+//! [`lower()`] refuses stream specs until the emitter supports them. With the
 //! `arbitrary` feature, the `arbitrary` module holds proptest strategies for specs
 //! and payloads.
 //!
@@ -42,9 +46,12 @@ pub mod dfa;
 mod display;
 pub mod eval;
 pub mod format;
+pub mod http_view;
 mod json;
 pub mod lower;
 pub mod normalize;
+pub mod stream;
+pub mod stream_diode;
 
 #[cfg(feature = "arbitrary")]
 pub mod arbitrary;
@@ -54,4 +61,5 @@ pub use format::{is_valid_name, parse, SpecError, SpecErrorKind};
 pub use lower::{lower, lower_with, Limits, LowerError};
 pub use normalize::normalize;
 pub use program::{DepthCounter, Dfa, Formula, Machine, Pass, Program, Scan, ScanId, StateId};
-pub use spec::{Action, ByteClass, Cmp, Pattern, Policy, Pred, Spec, Window};
+pub use spec::{Action, ByteClass, Cmp, Mode, Pattern, Policy, Pred, Spec, StreamView, Window};
+pub use stream::{check_stream_safe, stream_eval};

@@ -20,7 +20,7 @@
 use crate::dfa::{all_dfa, any_dfa, contains_dfa};
 use crate::normalize::normalize;
 use crate::program::{DepthCounter, Formula, Machine, Pass, Program, Scan, ScanId};
-use crate::spec::{Pred, Spec, Window};
+use crate::spec::{Mode, Pred, Spec, Window};
 
 /// Bounds on a lowered program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +98,16 @@ pub enum LowerError {
         /// The limit.
         limit: usize,
     },
+    #[error(
+        "{path}: stream mode is not implemented by the emitter yet; lagic cannot compile this \
+         spec (it never compiles a stream spec as per-packet; see docs/stream.md)"
+    )]
+    /// A stream-mode spec: the emitter judges each packet on its own, which
+    /// is not the meaning of a stream spec, so lowering refuses it.
+    StreamModeNotImplemented {
+        /// JSON path of the spec's mode (`$.mode`).
+        path: String,
+    },
 }
 
 impl LowerError {
@@ -107,7 +117,8 @@ impl LowerError {
             LowerError::DfaTooLarge { path, .. }
             | LowerError::ConstructionTooLarge { path, .. }
             | LowerError::TooManyScans { path, .. }
-            | LowerError::TooManyAtoms { path, .. } => path,
+            | LowerError::TooManyAtoms { path, .. }
+            | LowerError::StreamModeNotImplemented { path } => path,
         }
     }
 }
@@ -119,6 +130,12 @@ pub fn lower(spec: &Spec) -> Result<Program, LowerError> {
 
 /// Lowers `spec` within `limits`.
 pub fn lower_with(spec: &Spec, limits: &Limits) -> Result<Program, LowerError> {
+    // Fail closed: the emitter has no per-flow state yet.
+    if spec.mode != Mode::Packet {
+        return Err(LowerError::StreamModeNotImplemented {
+            path: "$.mode".to_string(),
+        });
+    }
     let normalized = normalize(&spec.predicate);
     let mut builder = Builder {
         limits,

@@ -7,8 +7,13 @@
 //! - a [`ByteClass`] is stored as sorted, disjoint, non-adjacent ranges;
 //! - a [`Pattern`] has between 1 and [`MAX_PATTERN_LEN`] classes.
 
-/// The spec format version this crate reads and writes.
+/// The spec format version of per-packet specs: version 1 files, and the
+/// canonical form of every [`Mode::Packet`] spec.
 pub const FORMAT_VERSION: u64 = 1;
+
+/// The spec format version that adds `mode` (and stream specs); a
+/// [`Mode::Stream`] spec is always written as this version.
+pub const FORMAT_VERSION_STREAM: u64 = 2;
 
 /// Largest offset, window bound or length constant a spec may name.
 /// A payload never exceeds 65,535 bytes (the IPv4 total length field).
@@ -34,6 +39,9 @@ pub const MAX_PRED_DEPTH: usize = 48;
 pub const MAX_NAME_LEN: usize = 63;
 
 /// A whole spec file: a named predicate plus the packet policy.
+///
+/// In [`Mode::Stream`] with the [`StreamView::HttpResponse`] view,
+/// `predicate` is the *body* predicate (`$.view.http_response.body`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
     /// Diode name: `[A-Za-z_][A-Za-z0-9_]{0,62}`; becomes the program name.
@@ -42,8 +50,40 @@ pub struct Spec {
     pub description: String,
     /// What happens to packets that carry no TCP payload to judge.
     pub policy: Policy,
-    /// The predicate every non-empty TCP payload must satisfy.
+    /// The predicate every non-empty TCP payload must satisfy (packet
+    /// mode), or the judged stream (stream mode; see [`Mode`]).
     pub predicate: Pred,
+    /// What the predicate judges: each TCP payload on its own, or the byte
+    /// stream of each TCP connection (spec format v2, docs/stream.md).
+    pub mode: Mode,
+}
+
+/// What a spec's predicate judges (`"mode"` of spec format v2; every v1
+/// spec is [`Mode::Packet`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Every TCP payload on its own: the meaning of every v1 spec.
+    Packet,
+    /// The byte stream of each TCP connection in the judged direction,
+    /// through the given view. [`crate::parse`] accepts a stream spec only
+    /// when its predicates pass [`crate::stream::check_stream_safe`].
+    Stream(StreamView),
+}
+
+/// How a stream spec's predicates see the connection's byte stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StreamView {
+    /// `predicate` judges the whole stream, from its first byte.
+    Whole,
+    /// The stream is a sequence of HTTP/1.x responses
+    /// ([`crate::http_view`]): `headers` judges each response's header
+    /// block, [`Spec::predicate`] each response's body, each from its own
+    /// first byte.
+    HttpResponse {
+        /// The predicate over each header block (status line through the
+        /// empty line, CR LF included).
+        headers: Pred,
+    },
 }
 
 /// What to do with a packet class that carries no inspectable TCP payload.

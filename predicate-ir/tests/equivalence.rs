@@ -109,6 +109,7 @@ fn agree_on_maximal_payloads() {
                     description: String::new(),
                     policy: Default::default(),
                     predicate: pred.clone(),
+                    mode: predicate_ir::Mode::Packet,
                 };
                 let expected = eval(&pred, &payload);
                 prop_assert_eq!(eval(&normalize(&pred), &payload), expected, "{}", pred);

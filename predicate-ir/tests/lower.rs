@@ -17,6 +17,7 @@ fn spec(predicate: Pred) -> Spec {
         description: String::new(),
         policy: Default::default(),
         predicate,
+        mode: predicate_ir::Mode::Packet,
     }
 }
 

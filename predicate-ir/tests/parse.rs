@@ -288,12 +288,12 @@ fn malformed_json_reports_line_and_column() {
 #[test]
 fn version_missing_wrong_or_unsupported() {
     let line = error_at(
-        r#"{"version": 2, "name": "t", "predicate": {"op": "true"}, "extra": 1}"#,
+        r#"{"version": 3, "name": "t", "predicate": {"op": "true"}, "extra": 1}"#,
         "$.version",
     );
     assert_eq!(
         line,
-        "$.version: unsupported spec format version 2; this lagic reads version 1"
+        "$.version: unsupported spec format version 3; this lagic reads versions 1 and 2"
     );
     let missing = error_at(r#"{"name": "t", "predicate": {"op": "true"}}"#, "$.version");
     assert!(missing.contains("missing field"), "{missing}");
