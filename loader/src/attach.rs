@@ -9,7 +9,7 @@
 //!   qdisc, at lagic's own priority and handle ([`CLSACT_PRIORITY`], [`CLSACT_HANDLE`]).
 //!
 //! The attachment is pinned on the host's bpffs so that it outlives the process and a later
-//! lagic finds it; the private `pins` module owns the pin layout, the lock and the metadata record,
+//! lagic finds it; `pins` owns the pin layout, the lock and the metadata record,
 //! `sys` every raw `bpf(2)` command and `netlink` lagic's own rtnetlink
 //! requests. This module is the policy on top.
 //!
@@ -499,6 +499,7 @@ pub fn attach(
         foreign_object,
     };
 
+    adopt_legacy(&store, &dir, iface, ifindex, direction, netns)?;
     let existing = read_pins(&dir)?;
     let (mode, link_id, replaced) = match existing {
         Some(Pins {
@@ -597,6 +598,54 @@ pub fn attach(
         },
         replaced_program_id: replaced,
     })
+}
+
+/// Moves the pins of an older lagic's diode on this interface (under [`LEGACY_PIN_ROOT`], by
+/// name) to `dir`, so that attaching replaces that diode in place rather than stacking a
+/// second one beside it (TCX) or refusing its filter as foreign (clsact). The kernel objects
+/// are pinned at the new place before the old pins go, so they are held throughout.
+fn adopt_legacy(
+    store: &Store,
+    dir: &Path,
+    iface: &str,
+    ifindex: u32,
+    direction: Direction,
+    netns: NetnsId,
+) -> Result<(), AttachError> {
+    let legacy = store.legacy_root().join(iface).join(direction.as_str());
+    if dir.is_dir() || !legacy.is_dir() {
+        return Ok(());
+    }
+    let Some(pins) = read_pins(&legacy)? else {
+        return Ok(());
+    };
+    let on_this_interface = match (&pins.link, &pins.meta) {
+        (Some(link), _) => link_info(link.as_fd())?.ifindex == ifindex,
+        (None, Some(m)) => m.ifindex == ifindex,
+        (None, None) => false,
+    };
+    // Pins of another interface of that name (another namespace, or one since deleted) stay
+    // for status and detach.
+    if !on_this_interface {
+        return Ok(());
+    }
+    crate::pins::create_private_dir(dir)?;
+    if let Some(link) = &pins.link {
+        crate::pins::pin(link.as_fd(), &dir.join("link"))?;
+    }
+    if let Some(m) = &pins.meta {
+        write_meta(
+            dir,
+            &Meta {
+                version: 2,
+                iface: iface.to_owned(),
+                netns: Some(netns),
+                ..m.clone()
+            },
+        )?;
+    }
+    drop(pins);
+    remove_pins(&legacy)
 }
 
 /// Reads the attachment back from the kernel: the TCX hook's program list, or lagic's
@@ -1220,6 +1269,34 @@ mod tests {
         let tail = verifier_log_tail(&log, 3);
         assert_eq!(tail, "line 97\nline 98\nline 99");
         assert_eq!(verifier_log_tail("", 3), "(the verifier left no log)");
+    }
+
+    /// The read-back after attaching fails when the kernel does not run the program where
+    /// lagic put it: on a hook with no program (TCX), and with no lagic filter (clsact).
+    #[test]
+    fn verification_fails_when_the_diode_is_not_in_place() {
+        if !lagic_testkit::require_bpf() {
+            return;
+        }
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("running ip")
+        };
+        let _ = ip(&["link", "del", "lagicvf0"]);
+        let made = ip(&[
+            "link", "add", "lagicvf0", "type", "veth", "peer", "name", "lagicvf1",
+        ]);
+        assert!(made.status.success(), "{made:?}");
+        let index = ifindex("lagicvf0").unwrap();
+        for mode in [Mode::Tcx, Mode::Clsact] {
+            match verify(mode, "lagicvf0", index, Direction::Ingress, 12345) {
+                Err(AttachError::NotInPlace { why, .. }) => assert!(!why.is_empty()),
+                other => panic!("{mode}: expected NotInPlace, got {other:?}"),
+            }
+        }
+        let _ = ip(&["link", "del", "lagicvf0"]);
     }
 
     #[test]
