@@ -8,13 +8,10 @@
 //! - **clsact** (the fallback): a `cls_bpf` filter in direct-action mode under the `clsact`
 //!   qdisc, at lagic's own priority and handle ([`CLSACT_PRIORITY`], [`CLSACT_HANDLE`]).
 //!
-//! Pins (bpffs, so that an attachment outlives the process and a later lagic finds it):
-//!
-//! ```text
-//! /sys/fs/bpf/lagi/<iface>/<direction>/link   TCX mode: the bpf_link (holding it keeps the diode on)
-//! /sys/fs/bpf/lagi/<iface>/<direction>/meta   an ARRAY map with one text record: diode name,
-//!                                             source, mode, ifindex, since, program id (clsact)
-//! ```
+//! The attachment is pinned on bpffs so that it outlives the process and a later lagic finds
+//! it; [`crate::pins`] owns the pin layout, the lock and the metadata record, and
+//! [`crate::sys`] every raw `bpf(2)` command. This module is the policy on top: when to
+//! replace, when to attach afresh, what counts as healthy.
 //!
 //! Invariants:
 //! - At most one lagic diode per (interface, direction); attaching where one sits replaces it.
@@ -35,32 +32,26 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::mem::size_of;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aya::programs::links::FdLink;
 use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle};
 use aya::programs::{LinkOrder, ProgramError, TcAttachType};
 
+use crate::pins::{
+    ensure_bpffs, is_bpffs, read_pins, remove_pins, write_meta, Meta, PinLock, Pins, BPFFS,
+};
+pub use crate::pins::{pin_dir, PIN_ROOT};
 use crate::program::{LoadError, LoadedProgram};
 use crate::sys;
 
-/// Where lagic pins its attachments (on bpffs).
-pub const PIN_ROOT: &str = "/sys/fs/bpf/lagi";
-/// The bpffs mount point mounted when missing.
-const BPFFS: &str = "/sys/fs/bpf";
-/// `BPF_FS_MAGIC` from `include/uapi/linux/magic.h`.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// The clsact filter priority lagic uses: 1 runs before any other filter.
 pub const CLSACT_PRIORITY: u16 = 1;
 /// The clsact filter handle lagic uses ("la" in ASCII).
 pub const CLSACT_HANDLE: u32 = 0x6c61;
-/// Size of the metadata record in the `meta` map.
-const META_SIZE: u32 = 1024;
 /// Verifier log lines kept in [`AttachError::Rejected`].
 const LOG_TAIL_LINES: usize = 25;
 
@@ -306,7 +297,7 @@ pub enum AttachError {
     },
 }
 
-fn os_error(what: impl Into<String>, source: io::Error) -> AttachError {
+pub(crate) fn os_error(what: impl Into<String>, source: io::Error) -> AttachError {
     let what = what.into();
     match source.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => AttachError::NotPermitted { what, source },
@@ -332,12 +323,6 @@ fn aya_error(what: impl Into<String>, source: ProgramError) -> AttachError {
     }
 }
 
-/// The pin directory of an interface and direction.
-pub fn pin_dir(iface: &str, direction: Direction) -> PathBuf {
-    Path::new(PIN_ROOT).join(iface).join(direction.as_str())
-}
-
-/// Loads `object` into the kernel (the verifier runs) and unloads it again, attaching
 /// nothing: a preflight check for callers that must not build anything around a diode the
 /// kernel will refuse. Returns the program's name.
 pub fn preflight(object: &[u8]) -> Result<String, AttachError> {
@@ -654,25 +639,6 @@ pub fn attachment(iface: &str, direction: Direction) -> Result<Option<Attachment
     }
 }
 
-/// What the pin directory holds.
-struct Pins {
-    link: Option<OwnedFd>,
-    meta: Option<Meta>,
-}
-
-fn read_pins(iface: &str, direction: Direction) -> Result<Option<Pins>, AttachError> {
-    let dir = pin_dir(iface, direction);
-    if !dir.is_dir() {
-        return Ok(None);
-    }
-    let link = obj_get_optional(&dir.join("link"))?;
-    let meta = match obj_get_optional(&dir.join("meta"))? {
-        Some(fd) => read_meta(fd.as_fd()).ok(),
-        None => None,
-    };
-    Ok(Some(Pins { link, meta }))
-}
-
 fn describe(iface: &str, direction: Direction, pins: &Pins) -> Result<Attachment, AttachError> {
     let meta = pins.meta.as_ref();
     let current_ifindex = ifindex(iface).ok();
@@ -722,32 +688,6 @@ fn describe(iface: &str, direction: Direction, pins: &Pins) -> Result<Attachment
         health,
         pin_dir: pin_dir(iface, direction),
     })
-}
-
-/// Removes the pins in `dir`, then `dir`, then its interface directory if empty.
-fn remove_pins(dir: &Path) -> Result<(), AttachError> {
-    for name in ["link", "meta"] {
-        match fs::remove_file(dir.join(name)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(os_error(
-                    format!("removing {}", dir.join(name).display()),
-                    e,
-                ))
-            }
-        }
-    }
-    match fs::remove_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(os_error(format!("removing {}", dir.display()), e)),
-    }
-    if let Some(parent) = dir.parent() {
-        // Fails harmlessly while the other direction is still pinned.
-        let _ = fs::remove_dir(parent);
-    }
-    Ok(())
 }
 
 fn check_iface_name(iface: &str) -> Result<(), AttachError> {
@@ -810,369 +750,11 @@ pub fn log_tail(log: &str, lines: usize) -> String {
     tail
 }
 
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: an all-zero statfs is a valid value; `c` is NUL-terminated and both outlive the
-    // call.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
-    rc == 0 && st.f_type as i64 == BPF_FS_MAGIC
-}
-
-/// Mounts bpffs at /sys/fs/bpf when it is not there, and creates [`PIN_ROOT`].
-fn ensure_bpffs() -> Result<(), AttachError> {
-    if !is_bpffs(Path::new(BPFFS)) {
-        fs::create_dir_all(BPFFS).map_err(AttachError::Bpffs)?;
-        // SAFETY: all strings are NUL-terminated literals.
-        let rc = unsafe {
-            libc::mount(
-                c"bpf".as_ptr(),
-                c"/sys/fs/bpf".as_ptr(),
-                c"bpf".as_ptr(),
-                0,
-                c"mode=0700".as_ptr().cast(),
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            if matches!(e.raw_os_error(), Some(libc::EPERM)) {
-                return Err(AttachError::NotPermitted {
-                    what: "mounting bpffs".into(),
-                    source: e,
-                });
-            }
-            return Err(AttachError::Bpffs(e));
-        }
-    }
-    fs::create_dir_all(PIN_ROOT).map_err(|e| os_error(format!("creating {PIN_ROOT}"), e))
-}
-
-/// An exclusive `flock` on [`PIN_ROOT`], released on drop.
-struct PinLock {
-    _dir: fs::File,
-}
-
-impl PinLock {
-    fn acquire() -> Result<PinLock, AttachError> {
-        fs::create_dir_all(PIN_ROOT).map_err(|e| os_error(format!("creating {PIN_ROOT}"), e))?;
-        let dir =
-            fs::File::open(PIN_ROOT).map_err(|e| os_error(format!("opening {PIN_ROOT}"), e))?;
-        // SAFETY: flock on an fd we own.
-        let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(os_error(
-                format!("locking {PIN_ROOT}"),
-                io::Error::last_os_error(),
-            ));
-        }
-        Ok(PinLock { _dir: dir })
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// Metadata record.
+// Kernel calls with the context of what they were for.
 
-/// What lagic records beside the link: the kernel keeps neither the source nor the time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Meta {
-    diode: String,
-    source: Option<String>,
-    mode: Mode,
-    ifindex: u32,
-    since: SystemTime,
-    program_id: u32,
-}
-
-impl Meta {
-    /// `key=value` lines; values never contain newlines (they are escaped away).
-    fn encode(&self) -> Vec<u8> {
-        let clean = |s: &str| s.replace(['\n', '\r', '\0'], " ");
-        let since = self
-            .since
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let mut text = format!(
-            "lagic-meta=1\ndiode={}\nmode={}\nifindex={}\nsince={}\nprogram_id={}\n",
-            clean(&self.diode),
-            self.mode,
-            self.ifindex,
-            since,
-            self.program_id
-        );
-        if let Some(source) = &self.source {
-            text.push_str(&format!("source={}\n", clean(source)));
-        }
-        let mut bytes = text.into_bytes();
-        // Keep the record inside the map value, cutting an over-long source.
-        bytes.truncate(META_SIZE as usize - 1);
-        bytes.resize(META_SIZE as usize, 0);
-        bytes
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Meta> {
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        let text = std::str::from_utf8(&bytes[..end]).ok()?;
-        let mut diode = None;
-        let mut source = None;
-        let mut mode = None;
-        let mut ifindex = None;
-        let mut since = None;
-        let mut program_id = None;
-        let mut versioned = false;
-        for line in text.lines() {
-            let (key, value) = line.split_once('=')?;
-            match key {
-                "lagic-meta" => versioned = value == "1",
-                "diode" => diode = Some(value.to_owned()),
-                "source" => source = Some(value.to_owned()),
-                "mode" => mode = value.parse().ok(),
-                "ifindex" => ifindex = value.parse().ok(),
-                "since" => since = value.parse::<u64>().ok(),
-                "program_id" => program_id = value.parse().ok(),
-                _ => {}
-            }
-        }
-        if !versioned {
-            return None;
-        }
-        Some(Meta {
-            diode: diode?,
-            source,
-            mode: mode?,
-            ifindex: ifindex?,
-            since: UNIX_EPOCH + Duration::from_secs(since?),
-            program_id: program_id?,
-        })
-    }
-}
-
-/// Writes `meta` into the pinned `meta` map in `dir`, creating and pinning the map if absent.
-fn write_meta(dir: &Path, meta: &Meta) -> Result<(), AttachError> {
-    let path = dir.join("meta");
-    let fd = match obj_get_optional(&path)? {
-        Some(fd) => fd,
-        None => {
-            let fd = map_create()?;
-            obj_pin(fd.as_fd(), &path)?;
-            fd
-        }
-    };
-    map_update(fd.as_fd(), &meta.encode())
-}
-
-fn read_meta(fd: BorrowedFd<'_>) -> Result<Meta, AttachError> {
-    let bytes = map_lookup(fd)?;
-    Meta::decode(&bytes).ok_or_else(|| AttachError::Os {
-        what: "reading lagic's metadata".into(),
-        source: io::Error::other("unrecognized record"),
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw bpf(2) commands Aya does not expose in the form needed here.
-
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_OBJ_GET: libc::c_long = 7;
-const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-const BPF_LINK_UPDATE: libc::c_long = 29;
-const BPF_LINK_DETACH: libc::c_long = 34;
-/// `BPF_F_REPLACE`: update the link only if it still runs `old_prog_fd`.
-const BPF_F_REPLACE: u32 = 1 << 2;
-const BPF_MAP_TYPE_ARRAY: u32 = 2;
-
-/// `union bpf_attr` as `BPF_MAP_CREATE` reads it, up to `map_name`.
-#[repr(C, align(8))]
-#[derive(Default)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    inner_map_fd: u32,
-    numa_node: u32,
-    map_name: [u8; 16],
-    _pad: u32,
-}
-
-/// `union bpf_attr` for the map element commands.
-#[repr(C, align(8))]
-#[derive(Default)]
-struct MapElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-/// `union bpf_attr` for `BPF_OBJ_PIN` / `BPF_OBJ_GET`.
-#[repr(C, align(8))]
-#[derive(Default)]
-struct ObjAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-}
-
-/// `union bpf_attr` for the `*_GET_FD_BY_ID` commands and `BPF_LINK_DETACH` (first member).
-#[repr(C, align(8))]
-#[derive(Default)]
-struct IdAttr {
-    id: u32,
-    next_id: u32,
-    open_flags: u32,
-    _pad: u32,
-}
-
-/// `struct bpf_link_info` up to the TCX member of its union.
-#[repr(C, align(8))]
-#[derive(Default, Clone, Copy)]
-struct LinkInfoRaw {
-    type_: u32,
-    id: u32,
-    prog_id: u32,
-    _pad: u32,
-    /// `tcx.ifindex` (and the first word of the other union members).
-    ifindex: u32,
-    /// `tcx.attach_type`.
-    attach_type: u32,
-    _rest: [u64; 4],
-}
-
-/// `union bpf_attr` for `BPF_OBJ_GET_INFO_BY_FD`.
-#[repr(C, align(8))]
-#[derive(Default)]
-struct InfoAttr {
-    bpf_fd: u32,
-    info_len: u32,
-    info: u64,
-}
-
-/// `bpf(2)`, shared with the rest of the crate (see [`sys::sys_bpf`]).
-///
-/// # Safety
-/// As [`sys::sys_bpf`].
-unsafe fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
-    // SAFETY: forwarded to the caller's contract.
-    unsafe { sys::sys_bpf(cmd, attr) }
-}
-
-fn fd_from(ret: libc::c_long) -> OwnedFd {
-    // SAFETY: the command returned a fresh fd that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(ret as i32) }
-}
-
-fn map_create() -> Result<OwnedFd, AttachError> {
-    let mut name = [0u8; 16];
-    name[..10].copy_from_slice(b"lagic_meta");
-    let mut attr = MapCreateAttr {
-        map_type: BPF_MAP_TYPE_ARRAY,
-        key_size: 4,
-        value_size: META_SIZE,
-        max_entries: 1,
-        map_name: name,
-        ..Default::default()
-    };
-    // SAFETY: the attribute holds no pointers.
-    let ret = unsafe { bpf(BPF_MAP_CREATE, &mut attr) }
-        .map_err(|e| os_error("creating the metadata map", e))?;
-    Ok(fd_from(ret))
-}
-
-fn map_update(fd: BorrowedFd<'_>, value: &[u8]) -> Result<(), AttachError> {
-    debug_assert_eq!(value.len(), META_SIZE as usize);
-    let key = 0u32;
-    let mut attr = MapElemAttr {
-        map_fd: fd.as_raw_fd() as u32,
-        key: &key as *const u32 as u64,
-        value: value.as_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: key and value are readable for key_size and value_size bytes during the call.
-    unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }
-        .map_err(|e| os_error("writing the metadata map", e))?;
-    Ok(())
-}
-
-fn map_lookup(fd: BorrowedFd<'_>) -> Result<Vec<u8>, AttachError> {
-    let key = 0u32;
-    let mut value = vec![0u8; META_SIZE as usize];
-    let mut attr = MapElemAttr {
-        map_fd: fd.as_raw_fd() as u32,
-        key: &key as *const u32 as u64,
-        value: value.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: `value` is writable for value_size bytes; the map was created with that size
-    // (a map of another size is refused by the kernel before it writes).
-    unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }
-        .map_err(|e| os_error("reading the metadata map", e))?;
-    Ok(value)
-}
-
-fn path_cstring(path: &Path) -> Result<CString, AttachError> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| AttachError::Os {
-        what: format!("using path {}", path.display()),
-        source: io::Error::other("contains NUL"),
-    })
-}
-
-fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> Result<(), AttachError> {
-    let c = path_cstring(path)?;
-    let mut attr = ObjAttr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: fd.as_raw_fd() as u32,
-        file_flags: 0,
-    };
-    // SAFETY: `c` is NUL-terminated and outlives the call.
-    unsafe { bpf(BPF_OBJ_PIN, &mut attr) }
-        .map_err(|e| os_error(format!("pinning {}", path.display()), e))?;
-    Ok(())
-}
-
-/// Opens the pinned object at `path`; `None` when there is none.
-fn obj_get_optional(path: &Path) -> Result<Option<OwnedFd>, AttachError> {
-    let c = path_cstring(path)?;
-    let mut attr = ObjAttr {
-        pathname: c.as_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: `c` is NUL-terminated and outlives the call.
-    match unsafe { bpf(BPF_OBJ_GET, &mut attr) } {
-        Ok(ret) => Ok(Some(fd_from(ret))),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(os_error(format!("opening pin {}", path.display()), e)),
-    }
-}
-
-fn link_info(fd: BorrowedFd<'_>) -> Result<LinkInfoRaw, AttachError> {
-    let mut info = LinkInfoRaw::default();
-    let mut attr = InfoAttr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: size_of::<LinkInfoRaw>() as u32,
-        info: &mut info as *mut LinkInfoRaw as u64,
-    };
-    // SAFETY: `info` is writable for info_len bytes and holds no pointers the kernel follows.
-    unsafe { bpf(sys::BPF_OBJ_GET_INFO_BY_FD, &mut attr) }
-        .map_err(|e| os_error("reading link info", e))?;
-    Ok(info)
-}
-
-/// `union bpf_attr` for `BPF_LINK_UPDATE`.
-#[repr(C, align(8))]
-#[derive(Default)]
-struct LinkUpdateAttr {
-    link_fd: u32,
-    new_prog_fd: u32,
-    flags: u32,
-    old_prog_fd: u32,
+fn link_info(fd: BorrowedFd<'_>) -> Result<sys::bpf_link_info, AttachError> {
+    sys::link_info(fd).map_err(|e| os_error("reading link info", e))
 }
 
 /// Swaps the program of `link` from `old` to `new` in one step (`BPF_LINK_UPDATE` with
@@ -1182,37 +764,17 @@ fn link_update(
     new: BorrowedFd<'_>,
     old: BorrowedFd<'_>,
 ) -> Result<(), AttachError> {
-    let mut attr = LinkUpdateAttr {
-        link_fd: link.as_raw_fd() as u32,
-        new_prog_fd: new.as_raw_fd() as u32,
-        flags: BPF_F_REPLACE,
-        old_prog_fd: old.as_raw_fd() as u32,
-    };
-    // SAFETY: the attribute holds no pointers.
-    unsafe { bpf(BPF_LINK_UPDATE, &mut attr) }
-        .map_err(|e| os_error("replacing the diode (BPF_LINK_UPDATE)", e))?;
-    Ok(())
+    sys::link_update(link, new, old)
+        .map_err(|e| os_error("replacing the diode (BPF_LINK_UPDATE)", e))
 }
 
 fn prog_fd_by_id(id: u32) -> Result<OwnedFd, AttachError> {
-    let mut attr = IdAttr {
-        id,
-        ..Default::default()
-    };
-    // SAFETY: the attribute holds no pointers.
-    let ret = unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) }
-        .map_err(|e| os_error(format!("opening program {id}"), e))?;
-    Ok(fd_from(ret))
+    sys::prog_get_fd_by_id(id).map_err(|e| os_error(format!("opening program {id}"), e))
 }
 
 fn link_detach(fd: BorrowedFd<'_>) -> Result<(), AttachError> {
-    let mut attr = IdAttr {
-        id: fd.as_raw_fd() as u32,
-        ..Default::default()
-    };
-    // SAFETY: the attribute holds no pointers.
-    match unsafe { bpf(BPF_LINK_DETACH, &mut attr) } {
-        Ok(_) => Ok(()),
+    match sys::link_detach(fd) {
+        Ok(()) => Ok(()),
         // Already defunct (the device went away): nothing to detach.
         Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => Ok(()),
         Err(e) => Err(os_error("detaching the link (BPF_LINK_DETACH)", e)),
@@ -1224,12 +786,7 @@ fn prog_name_by_id(id: u32) -> Option<String> {
     if id == 0 {
         return None;
     }
-    let mut attr = IdAttr {
-        id,
-        ..Default::default()
-    };
-    // SAFETY: the attribute holds no pointers.
-    let fd = fd_from(unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) }.ok()?);
+    let fd = sys::prog_get_fd_by_id(id).ok()?;
     let info = sys::prog_info(fd.as_fd()).ok()?;
     let end = info.name.iter().position(|&b| b == 0).unwrap_or(16);
     Some(String::from_utf8_lossy(&info.name[..end]).into_owned())
@@ -1238,43 +795,6 @@ fn prog_name_by_id(id: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::mem::offset_of;
-
-    #[test]
-    fn attr_layouts_match_the_kernel_headers() {
-        assert_eq!(offset_of!(MapCreateAttr, map_name), 28);
-        assert_eq!(size_of::<MapCreateAttr>(), 48);
-        assert_eq!(offset_of!(MapElemAttr, key), 8);
-        assert_eq!(offset_of!(MapElemAttr, flags), 24);
-        assert_eq!(offset_of!(ObjAttr, file_flags), 12);
-        assert_eq!(offset_of!(LinkInfoRaw, ifindex), 16);
-        assert_eq!(offset_of!(LinkInfoRaw, attach_type), 20);
-    }
-
-    #[test]
-    fn meta_round_trips() {
-        let meta = Meta {
-            diode: "hateless".into(),
-            source: Some("/tmp/h\nx.o".into()),
-            mode: Mode::Clsact,
-            ifindex: 7,
-            since: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            program_id: 99,
-        };
-        let bytes = meta.encode();
-        assert_eq!(bytes.len(), META_SIZE as usize);
-        let back = Meta::decode(&bytes).unwrap();
-        assert_eq!(back.source.as_deref(), Some("/tmp/h x.o"));
-        assert_eq!(
-            Meta {
-                source: meta.source.clone().map(|s| s.replace('\n', " ")),
-                ..meta
-            },
-            back
-        );
-        assert!(Meta::decode(b"garbage").is_none());
-        assert!(Meta::decode(&[0u8; 16]).is_none());
-    }
 
     #[test]
     fn log_tail_keeps_the_last_lines() {

@@ -11,10 +11,13 @@
 //! - [`testing`]: [`testing::require_bpf`], the skip-or-fail gate for kernel tests.
 //!
 //! - [`attach`]: attaching diodes to interfaces (TCX, or clsact where TCX is unavailable),
-//!   atomic replacement, detaching, pins under `/sys/fs/bpf/lagi`, and status.
+//!   atomic replacement, detaching, and status: the policy;
+//! - `pins` (private): the pin directories, the lock and the metadata record on bpffs;
+//! - `sys` (private): every raw `bpf(2)` command the crate issues, one function each.
 
 pub mod attach;
 pub mod packet;
+mod pins;
 pub mod program;
 mod sys;
 pub mod testing;

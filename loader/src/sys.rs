@@ -1,5 +1,10 @@
-//! Thin wrappers over the `bpf(2)` syscall for the three commands this crate issues itself:
-//! `BPF_PROG_LOAD` (raw instruction loads), `BPF_PROG_TEST_RUN` and `BPF_OBJ_GET_INFO_BY_FD`.
+//! Every raw `bpf(2)` command this crate issues, one function per command (Aya issues the
+//! rest: object loads and the TCX/netlink attach itself):
+//! - programs: `BPF_PROG_LOAD` (raw instruction loads), `BPF_PROG_TEST_RUN`,
+//!   `BPF_PROG_GET_FD_BY_ID`;
+//! - objects: `BPF_OBJ_GET_INFO_BY_FD` (programs and links), `BPF_OBJ_PIN`, `BPF_OBJ_GET`;
+//! - the metadata map: `BPF_MAP_CREATE`, `BPF_MAP_UPDATE_ELEM`, `BPF_MAP_LOOKUP_ELEM`;
+//! - links: `BPF_LINK_UPDATE`, `BPF_LINK_DETACH`.
 //!
 //! The attribute structs mirror the members of `union bpf_attr` and `struct bpf_prog_info` in
 //! `include/uapi/linux/bpf.h`, with the kernel's names and layout (`#[repr(C)]`, 8-byte aligned
@@ -11,18 +16,34 @@
 //! refuses attributes with non-zero bytes where it expects zeros. Tail padding is an explicit
 //! zeroed `_pad` member.
 //!
-//! Everything here is `pub(crate)`: the safe API lives in [`crate::program`] and
-//! [`crate::testrun`].
+//! Every function returns the plain `io::Error` of the syscall; callers add what they were
+//! doing. Everything here is `pub(crate)`: the safe API lives in [`crate::program`],
+//! [`crate::testrun`], [`crate::pins`] and [`crate::attach`].
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// `enum bpf_cmd` values used here.
+pub(crate) const BPF_MAP_CREATE: libc::c_long = 0;
+pub(crate) const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+pub(crate) const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 pub(crate) const BPF_PROG_LOAD: libc::c_long = 5;
+pub(crate) const BPF_OBJ_PIN: libc::c_long = 6;
+pub(crate) const BPF_OBJ_GET: libc::c_long = 7;
 pub(crate) const BPF_PROG_TEST_RUN: libc::c_long = 10;
+pub(crate) const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 pub(crate) const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+pub(crate) const BPF_LINK_UPDATE: libc::c_long = 29;
+pub(crate) const BPF_LINK_DETACH: libc::c_long = 34;
+
+/// `BPF_F_REPLACE`: update the link only if it still runs `old_prog_fd`.
+pub(crate) const BPF_F_REPLACE: u32 = 1 << 2;
+/// `enum bpf_map_type`: a plain array.
+pub(crate) const BPF_MAP_TYPE_ARRAY: u32 = 2;
 
 /// `enum bpf_prog_type`: the TC classifier type.
 pub(crate) const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
@@ -128,6 +149,91 @@ pub(crate) struct bpf_prog_info {
     pub attach_btf_id: u32,
     /// Explicit tail padding (zero), as for [`bpf_attr_test_run`].
     pub _pad: u32,
+}
+
+/// The `BPF_MAP_CREATE` member of `union bpf_attr`, up to `map_name`.
+#[repr(C, align(8))]
+#[derive(Default)]
+pub(crate) struct bpf_attr_map_create {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub map_flags: u32,
+    pub inner_map_fd: u32,
+    pub numa_node: u32,
+    pub map_name: [u8; BPF_OBJ_NAME_LEN],
+    /// Explicit tail padding (zero), as for [`bpf_attr_test_run`].
+    pub _pad: u32,
+}
+
+/// The member of `union bpf_attr` for the `BPF_MAP_*_ELEM` commands.
+#[repr(C, align(8))]
+#[derive(Default)]
+pub(crate) struct bpf_attr_map_elem {
+    pub map_fd: u32,
+    /// Alignment of `key` (`__aligned_u64`); zero.
+    pub _pad: u32,
+    pub key: u64,
+    pub value: u64,
+    pub flags: u64,
+}
+
+/// The member of `union bpf_attr` for `BPF_OBJ_PIN` and `BPF_OBJ_GET`.
+#[repr(C, align(8))]
+#[derive(Default)]
+pub(crate) struct bpf_attr_obj {
+    pub pathname: u64,
+    pub bpf_fd: u32,
+    pub file_flags: u32,
+}
+
+/// The member of `union bpf_attr` for the `BPF_*_GET_FD_BY_ID` commands.
+#[repr(C, align(8))]
+#[derive(Default)]
+pub(crate) struct bpf_attr_get_id {
+    pub id: u32,
+    pub next_id: u32,
+    pub open_flags: u32,
+    /// Explicit tail padding (zero).
+    pub _pad: u32,
+}
+
+/// The `link_update` member of `union bpf_attr` (`BPF_LINK_UPDATE`).
+#[repr(C, align(8))]
+#[derive(Default)]
+pub(crate) struct bpf_attr_link_update {
+    pub link_fd: u32,
+    pub new_prog_fd: u32,
+    pub flags: u32,
+    pub old_prog_fd: u32,
+}
+
+/// The `link_detach` member of `union bpf_attr` (`BPF_LINK_DETACH`).
+#[repr(C, align(8))]
+#[derive(Default)]
+pub(crate) struct bpf_attr_link_detach {
+    pub link_fd: u32,
+    /// Explicit tail padding (zero).
+    pub _pad: u32,
+}
+
+/// `struct bpf_link_info` up to the `tcx` member of its union (`ifindex`, `attach_type`),
+/// with room for the union's larger members.
+#[repr(C, align(8))]
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct bpf_link_info {
+    pub type_: u32,
+    pub id: u32,
+    pub prog_id: u32,
+    /// Alignment of the union (it holds `__aligned_u64` members); zero.
+    pub _pad: u32,
+    /// `tcx.ifindex` (the first word of the union).
+    pub ifindex: u32,
+    /// `tcx.attach_type`.
+    pub attach_type: u32,
+    /// The rest of the union, unused here.
+    pub _rest: [u64; 4],
 }
 
 /// Issues `bpf(cmd, attr, size_of::<A>())` and returns the non-negative result.
@@ -262,6 +368,178 @@ pub(crate) fn prog_info(fd: BorrowedFd<'_>) -> io::Result<bpf_prog_info> {
     Ok(info)
 }
 
+/// A fresh fd returned by a `bpf(2)` command.
+fn owned_fd(ret: libc::c_long) -> OwnedFd {
+    // SAFETY: the command returned a fresh fd that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(ret as i32) }
+}
+
+fn path_cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for a link.
+pub(crate) fn link_info(fd: BorrowedFd<'_>) -> io::Result<bpf_link_info> {
+    let mut info = bpf_link_info::default();
+    let mut attr = bpf_attr_info {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<bpf_link_info>() as u32,
+        info: &mut info as *mut bpf_link_info as u64,
+    };
+    // SAFETY: `info` is writable for info_len bytes and holds no pointers the kernel follows.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(info)
+}
+
+/// `BPF_MAP_CREATE` of an ARRAY map named `name` with 4-byte keys.
+pub(crate) fn map_create_array(
+    name: &str,
+    value_size: u32,
+    max_entries: u32,
+) -> io::Result<OwnedFd> {
+    let mut map_name = [0u8; BPF_OBJ_NAME_LEN];
+    for (dst, src) in map_name
+        .iter_mut()
+        .zip(name.bytes())
+        .take(BPF_OBJ_NAME_LEN - 1)
+    {
+        *dst = src;
+    }
+    let mut attr = bpf_attr_map_create {
+        map_type: BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size,
+        max_entries,
+        map_name,
+        ..Default::default()
+    };
+    // SAFETY: the attribute holds no pointers.
+    unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr) }.map(owned_fd)
+}
+
+/// `BPF_MAP_UPDATE_ELEM` of element `key` of an array map whose values are `value.len()` bytes.
+pub(crate) fn map_update_elem(fd: BorrowedFd<'_>, key: u32, value: &[u8]) -> io::Result<()> {
+    let mut attr = bpf_attr_map_elem {
+        map_fd: fd.as_raw_fd() as u32,
+        key: &key as *const u32 as u64,
+        value: value.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: key and value are readable for key_size and value_size bytes during the call (the
+    // kernel reads value_size bytes; callers pass exactly the map's value size).
+    unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }?;
+    Ok(())
+}
+
+/// `BPF_MAP_LOOKUP_ELEM` of element `key` of an array map with `value_size`-byte values.
+///
+/// The kernel writes the map's own value size, so `value_size` must be the size the map was
+/// created with: callers check it with [`map_value_size`] first.
+pub(crate) fn map_lookup_elem(
+    fd: BorrowedFd<'_>,
+    key: u32,
+    value_size: u32,
+) -> io::Result<Vec<u8>> {
+    let mut value = vec![0u8; value_size as usize];
+    let mut attr = bpf_attr_map_elem {
+        map_fd: fd.as_raw_fd() as u32,
+        key: &key as *const u32 as u64,
+        value: value.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `value` is writable for value_size bytes, the map's value size (see above).
+    unsafe { sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }?;
+    Ok(value)
+}
+
+/// The value size and type of the map behind `fd` (`BPF_OBJ_GET_INFO_BY_FD`).
+pub(crate) fn map_value_size(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    /// `struct bpf_map_info` up to `max_entries`.
+    #[repr(C, align(8))]
+    #[derive(Default)]
+    struct bpf_map_info {
+        type_: u32,
+        id: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+    }
+    let mut info = bpf_map_info::default();
+    let mut attr = bpf_attr_info {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<bpf_map_info>() as u32,
+        info: &mut info as *mut bpf_map_info as u64,
+    };
+    // SAFETY: `info` is writable for info_len bytes and holds no pointers.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok((info.type_, info.value_size))
+}
+
+/// `BPF_OBJ_PIN`: pins the object behind `fd` at `path` (on bpffs).
+pub(crate) fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let c = path_cstring(path)?;
+    let mut attr = bpf_attr_obj {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    // SAFETY: `c` is NUL-terminated and outlives the call.
+    unsafe { sys_bpf(BPF_OBJ_PIN, &mut attr) }?;
+    Ok(())
+}
+
+/// `BPF_OBJ_GET`: opens the object pinned at `path`.
+pub(crate) fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let c = path_cstring(path)?;
+    let mut attr = bpf_attr_obj {
+        pathname: c.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `c` is NUL-terminated and outlives the call.
+    unsafe { sys_bpf(BPF_OBJ_GET, &mut attr) }.map(owned_fd)
+}
+
+/// `BPF_PROG_GET_FD_BY_ID`.
+pub(crate) fn prog_get_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = bpf_attr_get_id {
+        id,
+        ..Default::default()
+    };
+    // SAFETY: the attribute holds no pointers.
+    unsafe { sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) }.map(owned_fd)
+}
+
+/// `BPF_LINK_UPDATE` with `BPF_F_REPLACE`: swaps the program of `link` from `old` to `new` in
+/// one step, failing if the link no longer runs `old`.
+pub(crate) fn link_update(
+    link: BorrowedFd<'_>,
+    new: BorrowedFd<'_>,
+    old: BorrowedFd<'_>,
+) -> io::Result<()> {
+    let mut attr = bpf_attr_link_update {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: new.as_raw_fd() as u32,
+        flags: BPF_F_REPLACE,
+        old_prog_fd: old.as_raw_fd() as u32,
+    };
+    // SAFETY: the attribute holds no pointers.
+    unsafe { sys_bpf(BPF_LINK_UPDATE, &mut attr) }?;
+    Ok(())
+}
+
+/// `BPF_LINK_DETACH`.
+pub(crate) fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = bpf_attr_link_detach {
+        link_fd: link.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    // SAFETY: the attribute holds no pointers.
+    unsafe { sys_bpf(BPF_LINK_DETACH, &mut attr) }?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +571,19 @@ mod tests {
         assert_eq!(offset_of!(bpf_prog_info, prog_tags), 184);
         assert_eq!(offset_of!(bpf_prog_info, verified_insns), 216);
         assert_eq!(size_of::<bpf_prog_info>(), 232);
+
+        assert_eq!(offset_of!(bpf_attr_map_create, map_name), 28);
+        assert_eq!(size_of::<bpf_attr_map_create>(), 48);
+        assert_eq!(offset_of!(bpf_attr_map_elem, key), 8);
+        assert_eq!(offset_of!(bpf_attr_map_elem, flags), 24);
+        assert_eq!(size_of::<bpf_attr_map_elem>(), 32);
+        assert_eq!(offset_of!(bpf_attr_obj, bpf_fd), 8);
+        assert_eq!(offset_of!(bpf_attr_obj, file_flags), 12);
+        assert_eq!(size_of::<bpf_attr_get_id>(), 16);
+        assert_eq!(offset_of!(bpf_attr_link_update, old_prog_fd), 12);
+        assert_eq!(size_of::<bpf_attr_link_detach>(), 8);
+        assert_eq!(offset_of!(bpf_link_info, prog_id), 8);
+        assert_eq!(offset_of!(bpf_link_info, ifindex), 16);
+        assert_eq!(offset_of!(bpf_link_info, attach_type), 20);
     }
 }
