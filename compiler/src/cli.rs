@@ -99,6 +99,9 @@ pub struct AttachArgs {
     /// Mode of a new attachment (a replacement keeps the mode in place).
     #[arg(long, value_enum, default_value = "auto")]
     pub mode: ModeArg,
+    /// Accept an object that lagic did not write (by default only lagic's own objects load).
+    #[arg(long)]
+    pub allow_foreign_object: bool,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +229,9 @@ pub struct RunArgs {
     /// Carry the payload over IPv6 instead of IPv4.
     #[arg(long)]
     pub ipv6: bool,
+    /// Accept an object that lagic did not write (by default only lagic's own objects load).
+    #[arg(long)]
+    pub allow_foreign_object: bool,
 }
 
 #[derive(Debug, Args)]

@@ -45,15 +45,15 @@ use crate::pins::{
     ensure_bpffs, is_bpffs, read_pins, remove_pins, write_meta, Meta, PinLock, Pins, BPFFS,
 };
 pub use crate::pins::{pin_dir, PIN_ROOT};
-use crate::program::{LoadError, LoadedProgram};
+use crate::program::{
+    verifier_log_tail, LoadError, LoadedProgram, ObjectOrigin, VERIFIER_LOG_LINES,
+};
 use crate::sys;
 
 /// The clsact filter priority lagic uses: 1 runs before any other filter.
 pub const CLSACT_PRIORITY: u16 = 1;
 /// The clsact filter handle lagic uses ("la" in ASCII).
 pub const CLSACT_HANDLE: u32 = 0x6c61;
-/// Verifier log lines kept in [`AttachError::Rejected`].
-const LOG_TAIL_LINES: usize = 25;
 
 /// Which way packets cross the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,6 +157,8 @@ pub struct AttachOptions {
     pub mode: ModeChoice,
     /// Where the object came from (a path), shown by status.
     pub source: Option<String>,
+    /// Accept an object lagic did not write (off by default: see [`crate::elf_check`]).
+    pub allow_foreign_object: bool,
 }
 
 /// Whether an attachment still filters traffic.
@@ -326,7 +328,8 @@ fn aya_error(what: impl Into<String>, source: ProgramError) -> AttachError {
 /// nothing: a preflight check for callers that must not build anything around a diode the
 /// kernel will refuse. Returns the program's name.
 pub fn preflight(object: &[u8]) -> Result<String, AttachError> {
-    let program = LoadedProgram::from_object(object).map_err(load_error)?;
+    let program =
+        LoadedProgram::from_object_with(object, ObjectOrigin::LagicOnly).map_err(load_error)?;
     Ok(program.name().to_owned())
 }
 
@@ -344,7 +347,12 @@ pub fn attach(
     let _lock = PinLock::acquire()?;
 
     // Load (and verify) first: a rejected diode must leave the current one untouched.
-    let mut program = LoadedProgram::from_object(object).map_err(load_error)?;
+    let origin = if options.allow_foreign_object {
+        ObjectOrigin::AnyToolchain
+    } else {
+        ObjectOrigin::LagicOnly
+    };
+    let mut program = LoadedProgram::from_object_with(object, origin).map_err(load_error)?;
     let program_id = program
         .stats()
         .map_err(|e| os_error("reading the program's id", e))?
@@ -732,22 +740,11 @@ fn load_error(err: LoadError) -> AttachError {
             AttachError::Rejected {
                 name,
                 errno,
-                log_tail: log_tail(&verifier_log, LOG_TAIL_LINES),
+                log_tail: verifier_log_tail(&verifier_log, VERIFIER_LOG_LINES),
             }
         }
         other => AttachError::Load(other),
     }
-}
-
-/// The last `lines` non-empty lines of a verifier log.
-pub fn log_tail(log: &str, lines: usize) -> String {
-    let kept: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-    let start = kept.len().saturating_sub(lines);
-    let mut tail = kept[start..].join("\n");
-    if tail.is_empty() {
-        tail = "(the verifier left no log)".to_owned();
-    }
-    tail
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -799,9 +796,9 @@ mod tests {
     #[test]
     fn log_tail_keeps_the_last_lines() {
         let log = (0..100).map(|i| format!("line {i}\n")).collect::<String>();
-        let tail = log_tail(&log, 3);
+        let tail = verifier_log_tail(&log, 3);
         assert_eq!(tail, "line 97\nline 98\nline 99");
-        assert_eq!(log_tail("", 3), "(the verifier left no log)");
+        assert_eq!(verifier_log_tail("", 3), "(the verifier left no log)");
     }
 
     #[test]

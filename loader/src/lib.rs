@@ -8,6 +8,8 @@
 //!   writes (or from raw instructions), with the verifier's statistics; [`bpf_available`];
 //! - [`testrun`]: running frames through a loaded diode with `BPF_PROG_TEST_RUN` and reading
 //!   its [`Verdict`];
+//! - [`elf_check`]: checks every offset and index of an object before Aya parses it, and tells
+//!   objects lagic wrote from foreign ones;
 //! - [`testing`]: [`testing::require_bpf`], the skip-or-fail gate for kernel tests.
 //!
 //! - [`attach`]: attaching diodes to interfaces (TCX, or clsact where TCX is unavailable),
@@ -16,6 +18,7 @@
 //! - `sys` (private): every raw `bpf(2)` command the crate issues, one function each.
 
 pub mod attach;
+pub mod elf_check;
 pub mod packet;
 mod pins;
 pub mod program;
@@ -27,7 +30,9 @@ pub use attach::{
     AttachError, AttachOptions, AttachReport, Attachment, Direction, Health, Mode, ModeChoice,
 };
 pub use packet::{tcp_frame, Frame, IpVersion};
-pub use program::{bpf_available, LoadError, LoadedProgram, ProgramStats};
+pub use program::{
+    bpf_available, verifier_log_tail, LoadError, LoadedProgram, ObjectOrigin, ProgramStats,
+};
 pub use testrun::{
     min_test_run_len, RawRunResult, RunError, RunResult, Verdict, MAX_TEST_RUN_FRAME,
     MIN_TEST_RUN_FRAME,

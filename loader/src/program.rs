@@ -9,24 +9,68 @@
 //!
 //! Invariants: a `LoadedProgram` always holds a live program fd that passed the verifier; the
 //! program stays loaded until the value is dropped. On rejection the error carries the
-//! verifier's log.
+//! verifier's log. An object reaches Aya only after [`crate::elf_check::check`] accepted it,
+//! and a panic inside Aya is caught at that boundary and becomes [`LoadError::LoaderPanicked`]:
+//! no object makes loading panic.
 
+use std::cell::Cell;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
 
 use aya::programs::{Program, ProgramError, SchedClassifier};
 use aya::{BtfError, Ebpf, EbpfError, EbpfLoader};
 
+pub use crate::elf_check::{Malformed, Provenance};
 use crate::sys;
 
 /// Size of the verifier log buffer for raw loads: enough for a full log of small programs, and
 /// the kernel truncates (still reporting the first error) rather than failing when it is short.
 const RAW_LOG_SIZE: usize = 1 << 20;
 
+/// Which objects a load accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ObjectOrigin {
+    /// Only objects lagic wrote (see [`crate::elf_check`] for how that is told).
+    #[default]
+    LagicOnly,
+    /// Any well-formed eBPF object (the operator vouches for it).
+    AnyToolchain,
+}
+
+/// Verifier log lines an error message shows: `run` and `attach` print the same excerpt, and
+/// the whole log stays in the error value.
+pub const VERIFIER_LOG_LINES: usize = 25;
+
+/// The last `lines` non-empty lines of a verifier log, or a note that it is empty.
+pub fn verifier_log_tail(log: &str, lines: usize) -> String {
+    let kept: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = kept.len().saturating_sub(lines);
+    let mut tail = kept[start..].join("\n");
+    if tail.is_empty() {
+        tail = "(the verifier left no log)".to_owned();
+    }
+    tail
+}
+
+fn log_excerpt(log: &str) -> String {
+    verifier_log_tail(log, VERIFIER_LOG_LINES)
+}
+
 /// Why a program could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The object is not a well-formed eBPF ELF object.
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    /// The object was not written by lagic, and the load asked for lagic objects only.
+    #[error("the object was not written by lagic (its BTF line info does not name lagic's writer); lagic loads only objects it wrote unless told otherwise")]
+    Foreign,
+    /// Aya panicked on the object (a malformed object the checks let through); caught.
+    #[error("malformed eBPF object: the object parser failed on it ({0})")]
+    LoaderPanicked(String),
     /// Aya could not parse or prepare the ELF object.
     #[error("not a loadable eBPF object: {0}")]
     Object(#[source] Box<EbpfError>),
@@ -49,8 +93,12 @@ pub enum LoadError {
         /// Aya's description of what it is.
         kind: String,
     },
-    /// `BPF_PROG_LOAD` failed; the kernel verifier's log says why.
-    #[error("BPF_PROG_LOAD of `{name}` failed: {errno}\nverifier log:\n{verifier_log}")]
+    /// `BPF_PROG_LOAD` failed; the kernel verifier's log says why (the message shows its last
+    /// [`VERIFIER_LOG_LINES`] lines; the field holds all of it).
+    #[error(
+        "BPF_PROG_LOAD of `{name}` failed: {errno}\nlast lines of the verifier log:\n{}",
+        log_excerpt(verifier_log)
+    )]
     Rejected {
         /// The program's name.
         name: String,
@@ -61,7 +109,10 @@ pub enum LoadError {
         verifier_log: String,
     },
     /// `BPF_BTF_LOAD` of the object's `.BTF` section failed.
-    #[error("BPF_BTF_LOAD failed: {errno}\nverifier log:\n{verifier_log}")]
+    #[error(
+        "BPF_BTF_LOAD failed: {errno}\nlast lines of the BTF log:\n{}",
+        log_excerpt(verifier_log)
+    )]
     BtfRejected {
         /// The errno of `BPF_BTF_LOAD`.
         errno: io::Error,
@@ -128,11 +179,23 @@ impl LoadedProgram {
     /// The verifier gives up with EAGAIN when a signal reaches the loading
     /// process while it works (a child process exiting, say), and a load
     /// can fail with EINTR; both are retried a few times, as libbpf does.
+    ///
+    /// Any well-formed object is accepted; [`LoadedProgram::from_object_with`] can insist on
+    /// objects lagic wrote.
     pub fn from_object(elf: &[u8]) -> Result<Self, LoadError> {
+        Self::from_object_with(elf, ObjectOrigin::AnyToolchain)
+    }
+
+    /// As [`LoadedProgram::from_object`], accepting only objects of `origin`.
+    pub fn from_object_with(elf: &[u8], origin: ObjectOrigin) -> Result<Self, LoadError> {
+        let provenance = crate::elf_check::check(elf)?;
+        if provenance == Provenance::Foreign && origin == ObjectOrigin::LagicOnly {
+            return Err(LoadError::Foreign);
+        }
         const ATTEMPTS: usize = 5;
         let mut attempt = 1;
         loop {
-            match Self::from_object_once(elf) {
+            match catch_loader_panic(|| Self::from_object_once(elf)) {
                 Err(LoadError::Rejected { ref errno, .. })
                     if attempt < ATTEMPTS
                         && matches!(errno.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) =>
@@ -230,6 +293,36 @@ impl LoadedProgram {
             _ => None,
         }
     }
+}
+
+thread_local! {
+    /// Set while this thread runs Aya on an object, so the panic hook stays quiet there.
+    static IN_LOADER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (Aya's parse and load), turning a panic into [`LoadError::LoaderPanicked`]. The
+/// panic message is not printed: the error carries it.
+fn catch_loader_panic<T>(f: impl FnOnce() -> Result<T, LoadError>) -> Result<T, LoadError> {
+    static QUIET_HOOK: Once = Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !IN_LOADER.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    IN_LOADER.with(|c| c.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    IN_LOADER.with(|c| c.set(false));
+    result.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(LoadError::LoaderPanicked(what))
+    })
 }
 
 /// Raw `BPF_PROG_LOAD` with license GPL: first without a log (fast path), then, on failure,

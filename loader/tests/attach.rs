@@ -186,6 +186,7 @@ fn replacement_leaves_no_gap(n: u8, mode: Mode) {
     let options = AttachOptions {
         mode: ModeChoice::Only(mode),
         source: Some("test".into()),
+        ..Default::default()
     };
 
     let first = attach::attach(&drop_a, &veth.host, Direction::Ingress, &options).unwrap();
@@ -313,7 +314,7 @@ fn status_reports_both_directions_and_a_vanished_interface() {
         Direction::Egress,
         &AttachOptions {
             mode: ModeChoice::Only(Mode::Clsact),
-            source: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -341,7 +342,7 @@ fn status_reports_both_directions_and_a_vanished_interface() {
         Direction::Egress,
         &AttachOptions {
             mode: ModeChoice::Only(Mode::Clsact),
-            source: None,
+            ..Default::default()
         },
     )
     .unwrap();

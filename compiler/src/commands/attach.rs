@@ -14,6 +14,7 @@ pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
             ModeArg::Clsact => ModeChoice::Only(Mode::Clsact),
         },
         source: Some(source_name(&args.diode)),
+        allow_foreign_object: args.allow_foreign_object,
     };
     let direction = direction(args.direction);
     let report = attach::attach(&object, &args.iface, direction, &options)
@@ -69,6 +70,16 @@ pub(crate) fn failure(e: AttachError, iface: &str) -> Failure {
             "the kernel verifier refused the program; `lagic disasm` shows its instructions, \
              and a bug report with the spec and this log helps",
         ),
+        AttachError::Load(lagic_loader::LoadError::Foreign) => Failure::bad_input(e.to_string())
+            .with_hint(
+                "pass --allow-foreign-object to attach an object from another toolchain that you \
+                 trust",
+            ),
+        AttachError::Load(
+            lagic_loader::LoadError::Malformed(_) | lagic_loader::LoadError::LoaderPanicked(_),
+        ) => {
+            Failure::bad_input(e.to_string()).with_hint("recompile the diode with `lagic compile`")
+        }
         _ => Failure::bad_input(e.to_string()),
     }
 }

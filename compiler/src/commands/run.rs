@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use lagic_loader::{tcp_frame, IpVersion, LoadedProgram, Verdict, MAX_TEST_RUN_FRAME};
+use lagic_loader::{
+    tcp_frame, IpVersion, LoadError, LoadedProgram, ObjectOrigin, Verdict, MAX_TEST_RUN_FRAME,
+};
 
 use crate::cli::{PayloadArgs, RunArgs};
 use crate::failure::{Failure, Outcome};
@@ -36,12 +38,13 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
         Failure::bad_input(format!("cannot load programs into the kernel: {why}"))
             .with_hint("run as root (CAP_BPF and CAP_SYS_ADMIN), e.g. with sudo")
     })?;
-    let program = LoadedProgram::from_object(&object).map_err(|e| {
-        Failure::bad_input(format!(
-            "the kernel refused {}: {e}",
-            io::display(&args.diode)
-        ))
-    })?;
+    let origin = if args.allow_foreign_object {
+        ObjectOrigin::AnyToolchain
+    } else {
+        ObjectOrigin::LagicOnly
+    };
+    let program = LoadedProgram::from_object_with(&object, origin)
+        .map_err(|e| load_failure(e, &args.diode))?;
     let result = program
         .run(&frame)
         .map_err(|e| Failure::bad_input(format!("test run failed: {e}")))?;
@@ -54,6 +57,22 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
             io::print_out("DROP\n");
             Ok(Outcome::Failed)
         }
+    }
+}
+
+/// Renders a load error: a malformed or foreign object is bad input, as is a kernel refusal
+/// (exit 2 either way); the message says which.
+pub(crate) fn load_failure(e: LoadError, diode: &Path) -> Failure {
+    let name = io::display(diode);
+    match e {
+        LoadError::Malformed(_) | LoadError::LoaderPanicked(_) => {
+            Failure::bad_input(format!("{name}: {e}"))
+                .with_hint("recompile the diode with `lagic compile`")
+        }
+        LoadError::Foreign => Failure::bad_input(format!("{name}: {e}")).with_hint(
+            "pass --allow-foreign-object to load an object from another toolchain that you trust",
+        ),
+        other => Failure::bad_input(format!("the kernel refused {name}: {other}")),
     }
 }
 
