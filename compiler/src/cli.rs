@@ -51,14 +51,18 @@ pub enum Command {
     /// Attach a diode to a network interface as a TC classifier (needs root).
     ///
     /// Uses TCX where the kernel has it (Linux 6.6+), a clsact filter
-    /// otherwise, and pins the attachment under /sys/fs/bpf/lagi/IFACE/DIRECTION
-    /// so it outlives this process. Where a lagic diode is already attached,
-    /// the new one replaces it atomically: no packet passes unfiltered.
+    /// otherwise, and pins the attachment on the host's bpffs under
+    /// /sys/fs/bpf/lagic/netns-INO/IFINDEX/DIRECTION so it outlives this
+    /// process. The interface is looked up in lagic's network namespace (use
+    /// `nsenter --net=/run/netns/NAME lagic attach ...` for another one).
+    /// Where a lagic diode is already attached, the new one replaces it
+    /// atomically: no packet passes unfiltered. Succeeds only once the kernel
+    /// shows the diode in place.
     Attach(AttachArgs),
     /// Detach the lagic diode from an interface and remove its pins.
     Detach(DetachArgs),
-    /// Show the diodes lagic has attached: interface, direction, diode,
-    /// program id, since when.
+    /// Show the diodes lagic has attached, in every network namespace:
+    /// namespace, interface, direction, diode, program id, since when.
     Status(StatusArgs),
     /// The enclave lab: lagi-enclave in a network namespace behind a veth,
     /// with a diode on the host side (needs root).
@@ -109,6 +113,10 @@ pub struct DetachArgs {
     /// Interface to detach from.
     #[arg(long, value_name = "IF")]
     pub iface: String,
+    /// The network namespace of the interface, as `lagic status` shows it: an `ip netns`
+    /// name, `net:[INODE]` or the inode (default: lagic's own namespace).
+    #[arg(long, value_name = "NS")]
+    pub netns: Option<String>,
     /// Direction on the interface.
     #[arg(long, value_enum, default_value = "ingress")]
     pub direction: DirectionArg,

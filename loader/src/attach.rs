@@ -1,5 +1,5 @@
 //! Attaching diodes to network interfaces, replacing them atomically, detaching them, and
-//! reporting what is attached where.
+//! reporting what is attached where, in every network namespace.
 //!
 //! A diode is attached as a TC classifier on one interface and direction, in one of two
 //! modes:
@@ -8,13 +8,15 @@
 //! - **clsact** (the fallback): a `cls_bpf` filter in direct-action mode under the `clsact`
 //!   qdisc, at lagic's own priority and handle ([`CLSACT_PRIORITY`], [`CLSACT_HANDLE`]).
 //!
-//! The attachment is pinned on bpffs so that it outlives the process and a later lagic finds
-//! it; [`crate::pins`] owns the pin layout, the lock and the metadata record, and
-//! [`crate::sys`] every raw `bpf(2)` command. This module is the policy on top: when to
-//! replace, when to attach afresh, what counts as healthy.
+//! The attachment is pinned on the host's bpffs so that it outlives the process and a later
+//! lagic finds it; [`crate::pins`] owns the pin layout, the lock and the metadata record,
+//! [`crate::sys`] every raw `bpf(2)` command and [`crate::netlink`] lagic's own rtnetlink
+//! requests. This module is the policy on top.
 //!
 //! Invariants:
-//! - At most one lagic diode per (interface, direction); attaching where one sits replaces it.
+//! - An interface is named by its network namespace and ifindex, not its name alone: the
+//!   same name in two namespaces is two interfaces. At most one lagic diode per (namespace,
+//!   interface, direction); attaching where one sits replaces it.
 //! - Replacing never leaves a window without a diode. TCX: `BPF_LINK_UPDATE` on the pinned link
 //!   swaps the program inside the link; the kernel publishes the new program array with one
 //!   RCU pointer store, so each packet runs the old program or the new one. clsact: a
@@ -22,15 +24,22 @@
 //!   `cls_bpf` swap the program in place (`list_replace_rcu`), again one pointer store. The
 //!   new program is loaded (and verified) before anything is touched, so a rejected diode
 //!   leaves the old one in place.
+//! - [`attach`] reports success only after reading the attachment back from the kernel
+//!   (`BPF_PROG_QUERY` of the TCX hook, or the clsact filter list) and finding its program
+//!   there; otherwise it fails with [`AttachError::NotInPlace`].
+//! - The record is written before each kernel change (state pending) and completed after, so
+//!   a lagic killed at any step leaves the old diode or the new one, and a record of whatever
+//!   it created: status reports it from the kernel's view and detach removes it.
 //! - The kernel is the authority on what runs: status reads the program id from the link
-//!   (TCX) and the program's name from the kernel; `meta` only adds what the kernel does not
-//!   keep (the source path, the attach time, the clsact program id).
-//! - Every mutation holds an exclusive `flock` on the pin root, so concurrent lagic processes
-//!   do not interleave.
+//!   (TCX) or finds the filter's program (clsact), and the program's name from the kernel.
+//! - A program lagic did not write, or not the one lagic attached, is reported as foreign.
+//!
+//! Test-only: with `LAGIC_TEST_FAULT=<step>` in the environment, attach aborts the process
+//! right after that step (`after-intent`, `after-qdisc`, `after-kernel`, `after-pin`,
+//! `after-record`), so tests can kill it at every point. Nothing else reads it.
 
 use std::ffi::CString;
 use std::fmt;
-use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -41,14 +50,31 @@ use aya::programs::links::FdLink;
 use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle};
 use aya::programs::{LinkOrder, ProgramError, TcAttachType};
 
+use crate::elf_check::{self, Provenance};
+use crate::netlink;
+pub use crate::pins::NetnsId;
 use crate::pins::{
-    ensure_bpffs, is_bpffs, read_pins, remove_pins, write_meta, Meta, PinLock, Pins, BPFFS,
+    host_bpffs, in_netns, read_pins, remove_pins, write_meta, Meta, PinKey, PinLock, Pins,
+    RecordState, Store, BPFFS, LOCK_TIMEOUT,
 };
-pub use crate::pins::{pin_dir, PIN_ROOT};
 use crate::program::{
     verifier_log_tail, LoadError, LoadedProgram, ObjectOrigin, VERIFIER_LOG_LINES,
 };
 use crate::sys;
+
+/// Where lagic pins its attachments on the host's bpffs.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/lagic";
+/// Where an older lagic pinned them (read as legacy).
+pub const LEGACY_PIN_ROOT: &str = "/sys/fs/bpf/lagi";
+/// The environment variable of the test-only fault injection (see the module docs).
+pub const FAULT_ENV: &str = "LAGIC_TEST_FAULT";
+
+/// Aborts the process when the test-only fault injection names `step`.
+fn fault_point(step: &str) {
+    if std::env::var_os(FAULT_ENV).is_some_and(|v| v == step) {
+        std::process::abort();
+    }
+}
 
 /// The clsact filter priority lagic uses: 1 runs before any other filter.
 pub const CLSACT_PRIORITY: u16 = 1;
@@ -188,8 +214,13 @@ impl Health {
 /// One diode attached (or formerly attached) to an interface and direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
-    /// Interface name.
+    /// Interface name (as recorded at attach time).
     pub iface: String,
+    /// The network namespace of the interface (`None` for legacy pins, which did not record
+    /// it).
+    pub netns: Option<NetnsId>,
+    /// The name `ip netns` knows the namespace by, if any.
+    pub netns_name: Option<String>,
     /// Direction on the interface.
     pub direction: Direction,
     /// TCX or clsact.
@@ -211,6 +242,22 @@ pub struct Attachment {
     pub health: Health,
     /// The pin directory.
     pub pin_dir: PathBuf,
+    /// Pinned by an older lagic under `/sys/fs/bpf/lagi` (no namespace recorded).
+    pub legacy: bool,
+    /// The program is not one lagic wrote, or not the one lagic attached (replaced by
+    /// something else): not a lagic diode.
+    pub foreign: bool,
+}
+
+impl Attachment {
+    /// Where the interface lives, for people: the `ip netns` name, `net:[ino]`, or `?`.
+    pub fn netns_label(&self) -> String {
+        match (&self.netns_name, self.netns) {
+            (Some(name), _) => name.clone(),
+            (None, Some(ns)) => ns.display(),
+            (None, None) => "?".to_owned(),
+        }
+    }
 }
 
 /// What [`attach`] did.
@@ -279,6 +326,52 @@ pub enum AttachError {
     /// bpffs is not mounted and could not be mounted.
     #[error("bpffs is not mounted at {BPFFS} and mounting it failed ({0}); mount it with `mount -t bpf bpf {BPFFS}`")]
     Bpffs(#[source] io::Error),
+    /// The host's bpffs cannot be reached, so a pin would not outlive this process.
+    #[error("lagic pins diodes on the host's bpffs, and cannot reach it here: {why}; run lagic in the host's mount namespace, e.g. `nsenter --net=/run/netns/NAME lagic ...` instead of `ip netns exec NAME lagic ...`")]
+    NoHostBpffs {
+        /// Why.
+        why: String,
+    },
+    /// The pin root is not lagic's own private directory.
+    #[error("refusing to use {}: {why}; inspect it, then remove it or fix its owner and mode (0700)", path.display())]
+    UnsafePinRoot {
+        /// The pin root.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Another process holds the pin lock.
+    #[error("{} is locked by {holders}; waited {}s. Another lagic may be attaching or detaching: wait for it, or stop the holder", path.display(), waited.as_secs())]
+    LockBusy {
+        /// The locked pin root.
+        path: PathBuf,
+        /// How long lagic waited.
+        waited: std::time::Duration,
+        /// Who holds it.
+        holders: String,
+    },
+    /// After attaching, the kernel does not show the diode where lagic put it.
+    #[error("the diode is not in place after attaching to {iface} {direction} ({mode}): {why}; `lagic status` shows what is attached")]
+    NotInPlace {
+        /// Interface name.
+        iface: String,
+        /// Direction.
+        direction: Direction,
+        /// Mode.
+        mode: Mode,
+        /// What the kernel showed.
+        why: String,
+    },
+    /// Several lagic diodes match a detach by name.
+    #[error("{count} lagic diodes sit on interfaces named {iface} {direction} in other network namespaces; choose one with --netns")]
+    Ambiguous {
+        /// Interface name.
+        iface: String,
+        /// Direction.
+        direction: Direction,
+        /// How many.
+        count: usize,
+    },
     /// Another step failed.
     #[error("{what} failed: {source}")]
     Os {
@@ -325,16 +418,37 @@ fn aya_error(what: impl Into<String>, source: ProgramError) -> AttachError {
     }
 }
 
+/// Loads `object` into the kernel (the verifier runs) and unloads it again, attaching
 /// nothing: a preflight check for callers that must not build anything around a diode the
-/// kernel will refuse. Returns the program's name.
+/// kernel will refuse. Only objects lagic wrote pass. Returns the program's name.
 pub fn preflight(object: &[u8]) -> Result<String, AttachError> {
     let program =
         LoadedProgram::from_object_with(object, ObjectOrigin::LagicOnly).map_err(load_error)?;
     Ok(program.name().to_owned())
 }
 
-/// Attaches the diode in the ELF object `object` to `iface` in `direction`, replacing the
-/// lagic diode already there (atomically, keeping its mode), and pins the attachment.
+fn tcx_attach_type(direction: Direction) -> u32 {
+    match direction {
+        Direction::Ingress => sys::BPF_TCX_INGRESS,
+        Direction::Egress => sys::BPF_TCX_EGRESS,
+    }
+}
+
+/// lagic's filter on the clsact hook (at its priority and handle), if there is one.
+fn lagic_filter(
+    ifindex: u32,
+    direction: Direction,
+) -> Result<Option<netlink::Filter>, AttachError> {
+    let filters = netlink::filters(ifindex, direction)
+        .map_err(|e| os_error("listing the clsact filters", e))?;
+    Ok(filters
+        .into_iter()
+        .find(|f| f.priority == CLSACT_PRIORITY && f.handle == CLSACT_HANDLE))
+}
+
+/// Attaches the diode in the ELF object `object` to `iface` (in this thread's network
+/// namespace) in `direction`, replacing the lagic diode already there (atomically, keeping its
+/// mode), pins the attachment on the host's bpffs, and reads it back from the kernel.
 pub fn attach(
     object: &[u8],
     iface: &str,
@@ -343,8 +457,11 @@ pub fn attach(
 ) -> Result<AttachReport, AttachError> {
     check_iface_name(iface)?;
     let ifindex = ifindex(iface)?;
-    ensure_bpffs()?;
-    let _lock = PinLock::acquire()?;
+    let netns = NetnsId::current()?;
+    let store = host_bpffs(true)?.ok_or_else(|| AttachError::NoHostBpffs {
+        why: "bpffs is not mounted".into(),
+    })?;
+    let _lock = PinLock::acquire(&store, LOCK_TIMEOUT)?;
 
     // Load (and verify) first: a rejected diode must leave the current one untouched.
     let origin = if options.allow_foreign_object {
@@ -353,15 +470,36 @@ pub fn attach(
         ObjectOrigin::LagicOnly
     };
     let mut program = LoadedProgram::from_object_with(object, origin).map_err(load_error)?;
+    let foreign_object = elf_check::check(object) != Ok(Provenance::Lagic);
     let program_id = program
         .stats()
         .map_err(|e| os_error("reading the program's id", e))?
         .id;
     let name = program.name().to_owned();
-    let dir = pin_dir(iface, direction);
-    let existing = read_pins(iface, direction)?;
+    let key = PinKey {
+        netns,
+        ifindex,
+        direction,
+    };
+    let dir = store.dir(&key);
     let now = SystemTime::now();
+    let mut meta = Meta {
+        version: 2,
+        state: RecordState::Pending,
+        diode: name.clone(),
+        source: options.source.clone(),
+        mode: Mode::Tcx,
+        iface: iface.to_owned(),
+        ifindex,
+        netns: Some(netns),
+        since: now,
+        program_id,
+        prev_program_id: 0,
+        qdisc_created: false,
+        foreign_object,
+    };
 
+    let existing = read_pins(&dir)?;
     let (mode, link_id, replaced) = match existing {
         Some(Pins {
             link: Some(link), ..
@@ -370,18 +508,29 @@ pub fn attach(
             // saw (BPF_F_REPLACE), so a concurrent change is detected rather than overwritten.
             let old = link_info(link.as_fd())?;
             let old_prog = prog_fd_by_id(old.prog_id)?;
+            meta.mode = Mode::Tcx;
+            meta.prev_program_id = old.prog_id;
+            write_meta(&dir, &meta)?;
+            fault_point("after-intent");
             link_update(link.as_fd(), program.fd(), old_prog.as_fd())?;
+            fault_point("after-kernel");
             (Mode::Tcx, Some(old.id), Some(old.prog_id))
         }
         Some(Pins {
             link: None,
-            meta: Some(meta),
-        }) if meta.mode == Mode::Clsact
-            && meta.ifindex == ifindex
-            // The filter holds the only reference to its program: a program that is gone
-            // means a filter that is gone (deleted by hand), to be attached afresh below.
-            && prog_name_by_id(meta.program_id).is_some() =>
+            meta: Some(old),
+        }) if old.mode == Mode::Clsact
+            && old.ifindex == ifindex
+            && lagic_filter(ifindex, direction)?.is_some() =>
         {
+            let current = lagic_filter(ifindex, direction)?
+                .and_then(|f| f.program_id)
+                .unwrap_or(0);
+            meta.mode = Mode::Clsact;
+            meta.prev_program_id = current;
+            meta.qdisc_created = old.qdisc_created;
+            write_meta(&dir, &meta)?;
+            fault_point("after-intent");
             // clsact replace: RTM_NEWTFILTER on lagic's priority and handle, without EXCL.
             let nl = SchedClassifierLink::attached(
                 iface,
@@ -400,36 +549,39 @@ pub fn attach(
                 .map_err(|e| aya_error("taking the filter", e))?;
             // Dropping a netlink link removes the filter; the filter must outlive us.
             std::mem::forget(link);
-            (Mode::Clsact, None, Some(meta.program_id))
+            fault_point("after-kernel");
+            (Mode::Clsact, None, Some(current))
         }
-        Some(_) => {
-            // Pins of a dead attachment (interface gone or recreated, or a crash half-way):
-            // clear them and attach afresh.
-            remove_pins(&dir)?;
+        other => {
+            // Pins of a dead attachment (interface gone or recreated, a crash before the kernel
+            // change, a filter deleted by hand): clear them and attach afresh, remembering a
+            // clsact qdisc lagic added to this interface.
+            if let Some(Pins {
+                meta: Some(old), ..
+            }) = &other
+            {
+                meta.qdisc_created = old.qdisc_created && old.ifindex == ifindex;
+            }
+            if other.is_some() {
+                remove_pins(&dir)?;
+            }
             let classifier = classifier_of(&mut program)?;
-            let (mode, link_id) = attach_fresh(classifier, iface, direction, options.mode, &dir)?;
-            (mode, link_id, None)
-        }
-        None => {
-            let classifier = classifier_of(&mut program)?;
-            let (mode, link_id) = attach_fresh(classifier, iface, direction, options.mode, &dir)?;
+            let (mode, link_id) =
+                attach_fresh(classifier, iface, direction, options.mode, &dir, &mut meta)?;
             (mode, link_id, None)
         }
     };
 
-    let meta = Meta {
-        diode: name.clone(),
-        source: options.source.clone(),
-        mode,
-        ifindex,
-        since: now,
-        program_id,
-    };
+    meta.state = RecordState::Active;
     write_meta(&dir, &meta)?;
+    fault_point("after-record");
+    verify(mode, iface, ifindex, direction, program_id)?;
 
     Ok(AttachReport {
         attachment: Attachment {
             iface: iface.to_owned(),
+            netns: Some(netns),
+            netns_name: netns.name(),
             direction,
             mode,
             diode: name,
@@ -440,9 +592,50 @@ pub fn attach(
             source: options.source.clone(),
             health: Health::Active,
             pin_dir: dir,
+            legacy: false,
+            foreign: foreign_object,
         },
         replaced_program_id: replaced,
     })
+}
+
+/// Reads the attachment back from the kernel: the TCX hook's program list, or lagic's
+/// clsact filter, must hold `program_id`.
+fn verify(
+    mode: Mode,
+    iface: &str,
+    ifindex: u32,
+    direction: Direction,
+    program_id: u32,
+) -> Result<(), AttachError> {
+    let not_in_place = |why: String| AttachError::NotInPlace {
+        iface: iface.to_owned(),
+        direction,
+        mode,
+        why,
+    };
+    match mode {
+        Mode::Tcx => {
+            let ids = sys::prog_query_tcx(ifindex, tcx_attach_type(direction))
+                .map_err(|e| os_error("querying the TCX hook (BPF_PROG_QUERY)", e))?;
+            if !ids.contains(&program_id) {
+                return Err(not_in_place(format!(
+                    "the TCX hook runs programs {ids:?}, not program {program_id}"
+                )));
+            }
+        }
+        Mode::Clsact => match lagic_filter(ifindex, direction)? {
+            Some(f) if f.program_id == Some(program_id) => {}
+            Some(f) => {
+                return Err(not_in_place(format!(
+                    "lagic's filter runs program {:?}, not program {program_id}",
+                    f.program_id
+                )))
+            }
+            None => return Err(not_in_place("lagic's filter is missing".into())),
+        },
+    }
+    Ok(())
 }
 
 /// The errno inside a netlink failure of a TC operation.
@@ -462,18 +655,22 @@ fn classifier_of(
     })
 }
 
-/// Creates a new attachment in `dir` (which must not hold one) and pins it.
+/// Creates a new attachment in `dir` (which holds none) and pins it, recording the intent
+/// in `meta` before each kernel change.
 fn attach_fresh(
     classifier: &mut aya::programs::SchedClassifier,
     iface: &str,
     direction: Direction,
     choice: ModeChoice,
     dir: &Path,
+    meta: &mut Meta,
 ) -> Result<(Mode, Option<u32>), AttachError> {
-    fs::create_dir_all(dir).map_err(|e| os_error(format!("creating {}", dir.display()), e))?;
     let tcx_error = match choice {
         ModeChoice::Only(Mode::Clsact) => None,
         ModeChoice::Auto | ModeChoice::Only(Mode::Tcx) => {
+            meta.mode = Mode::Tcx;
+            write_meta(dir, meta)?;
+            fault_point("after-intent");
             match classifier.attach_with_options(
                 iface,
                 direction.tc(),
@@ -494,11 +691,14 @@ fn attach_fresh(
                             source: io::Error::other(e.to_string()),
                         })?
                         .id();
+                    // Until pinned, the link lives only in this process: dying here detaches it.
+                    fault_point("after-kernel");
                     // If pinning fails, dropping the link detaches it again.
                     fd_link.pin(dir.join("link")).map_err(|e| AttachError::Os {
                         what: format!("pinning the link at {}", dir.join("link").display()),
                         source: io::Error::other(e.to_string()),
                     })?;
+                    fault_point("after-pin");
                     return Ok((Mode::Tcx, Some(link_id)));
                 }
                 Err(e) => {
@@ -521,10 +721,19 @@ fn attach_fresh(
         }
     };
 
-    // clsact: add the qdisc (it may exist already), then the filter, exclusively.
+    // clsact: record the intent, add the qdisc (it may exist already), then the filter,
+    // exclusively.
+    meta.mode = Mode::Clsact;
+    write_meta(dir, meta)?;
+    fault_point("after-intent");
     match aya::programs::tc::qdisc_add_clsact(iface) {
-        Ok(()) | Err(TcError::AlreadyAttached) => {}
+        Ok(()) => {
+            meta.qdisc_created = true;
+            write_meta(dir, meta)?;
+            fault_point("after-qdisc");
+        }
         // The qdisc is there already (ours from an earlier attach, or someone else's).
+        Err(TcError::AlreadyAttached) => {}
         Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(e) => {
             let _ = remove_pins(dir);
@@ -551,8 +760,13 @@ fn attach_fresh(
     let id = match attached {
         Ok(id) => id,
         Err(e) => {
-            let _ = remove_pins(dir);
-            if netlink_errno(&e) == Some(libc::EEXIST) {
+            let foreign = netlink_errno(&e) == Some(libc::EEXIST);
+            // The record keeps a qdisc lagic added, so the next detach or attach removes it;
+            // without one, nothing of ours is left.
+            if !meta.qdisc_created {
+                let _ = remove_pins(dir);
+            }
+            if foreign {
                 return Err(AttachError::ForeignFilter {
                     iface: iface.to_owned(),
                     direction,
@@ -566,115 +780,307 @@ fn attach_fresh(
         .map_err(|e| aya_error("taking the filter", e))?;
     // Dropping a netlink link removes the filter; the filter must outlive this process.
     std::mem::forget(link);
+    fault_point("after-kernel");
     Ok((Mode::Clsact, None))
 }
 
-/// Detaches the lagic diode on `iface` in `direction` and removes its pins. Works when the
-/// interface is gone too (then only the pins are left to remove).
+/// Detaches the lagic diode on `iface` (in this thread's network namespace) in `direction`
+/// and removes its pins. Works when the interface is gone too (then only the pins are left to
+/// remove), and on legacy pins.
 pub fn detach(iface: &str, direction: Direction) -> Result<Attachment, AttachError> {
     check_iface_name(iface)?;
-    if !is_bpffs(Path::new(BPFFS)) {
-        return Err(AttachError::NothingAttached {
-            iface: iface.to_owned(),
-            direction,
-        });
-    }
-    let _lock = PinLock::acquire()?;
-    let dir = pin_dir(iface, direction);
-    let pins = read_pins(iface, direction)?.ok_or_else(|| AttachError::NothingAttached {
+    let nothing = || AttachError::NothingAttached {
         iface: iface.to_owned(),
         direction,
-    })?;
-    let attachment = describe(iface, direction, &pins)?;
-    if let Some(link) = &pins.link {
-        // Detach explicitly so that the diode is off even if another process holds the link.
-        if attachment.health == Health::Active {
-            link_detach(link.as_fd())?;
-        }
-    } else if attachment.mode == Mode::Clsact && attachment.health == Health::Active {
-        let nl = SchedClassifierLink::attached(
-            iface,
-            direction.tc(),
-            CLSACT_PRIORITY,
-            TcHandle::from(CLSACT_HANDLE),
-            None,
-        )
-        .map_err(|e| os_error(format!("finding interface {iface}"), e))?;
-        aya::programs::links::Link::detach(nl)
-            .map_err(|e| aya_error("removing the clsact filter", e))?;
-    }
-    drop(pins);
-    remove_pins(&dir)?;
-    Ok(attachment)
+    };
+    let Some(store) = host_bpffs(false)? else {
+        return Err(nothing());
+    };
+    let _lock = PinLock::acquire(&store, LOCK_TIMEOUT)?;
+    let netns = NetnsId::current()?;
+    let dir = find_dir(&store, netns, iface, direction)?.ok_or_else(nothing)?;
+    detach_dir(&store, &dir)
 }
 
-/// Every lagic attachment pinned under [`PIN_ROOT`], sorted by interface and direction.
-pub fn attachments() -> Result<Vec<Attachment>, AttachError> {
-    let mut out = Vec::new();
-    if !is_bpffs(Path::new(BPFFS)) {
-        return Ok(out);
-    }
-    let entries = match fs::read_dir(PIN_ROOT) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(os_error(format!("listing {PIN_ROOT}"), e)),
+/// Detaches the lagic diode on the interface recorded as `iface` in the network namespace
+/// with inode `netns_ino` (as `lagic status` shows it), from any namespace.
+pub fn detach_in(
+    netns_ino: u64,
+    iface: &str,
+    direction: Direction,
+) -> Result<Attachment, AttachError> {
+    check_iface_name(iface)?;
+    let nothing = || AttachError::NothingAttached {
+        iface: iface.to_owned(),
+        direction,
     };
-    let mut ifaces: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-        .collect();
-    ifaces.sort();
-    for iface in ifaces {
-        for direction in Direction::ALL {
-            if let Some(a) = attachment(&iface, direction)? {
-                out.push(a);
+    let Some(store) = host_bpffs(false)? else {
+        return Err(nothing());
+    };
+    let _lock = PinLock::acquire(&store, LOCK_TIMEOUT)?;
+    let matches = dirs_named(&store, Some(netns_ino), iface, direction)?;
+    match matches.as_slice() {
+        [] => Err(nothing()),
+        [one] => detach_dir(&store, one),
+        many => Err(AttachError::Ambiguous {
+            iface: iface.to_owned(),
+            direction,
+            count: many.len(),
+        }),
+    }
+}
+
+/// The pin directories whose record names `iface` and `direction` (in namespace `netns_ino`
+/// when given).
+fn dirs_named(
+    store: &Store,
+    netns_ino: Option<u64>,
+    iface: &str,
+    direction: Direction,
+) -> Result<Vec<PathBuf>, AttachError> {
+    let mut out = Vec::new();
+    for (ino, _, d, path) in store.dirs()? {
+        if d != direction || netns_ino.is_some_and(|n| n != ino) {
+            continue;
+        }
+        if let Some(Pins { meta: Some(m), .. }) = read_pins(&path)? {
+            if m.iface == iface {
+                out.push(path);
             }
         }
     }
     Ok(out)
 }
 
-/// The lagic attachment on `iface` in `direction`, if any.
+/// The pin directory of the diode on `iface` in `netns`: by ifindex while the interface
+/// exists, else by the recorded name; else a legacy directory of that name.
+fn find_dir(
+    store: &Store,
+    netns: NetnsId,
+    iface: &str,
+    direction: Direction,
+) -> Result<Option<PathBuf>, AttachError> {
+    if let Ok(ifindex) = ifindex(iface) {
+        let dir = store.dir(&PinKey {
+            netns,
+            ifindex,
+            direction,
+        });
+        if dir.is_dir() {
+            return Ok(Some(dir));
+        }
+    }
+    if let Some(dir) = dirs_named(store, Some(netns.ino), iface, direction)?
+        .into_iter()
+        .next()
+    {
+        return Ok(Some(dir));
+    }
+    let legacy = store.legacy_root().join(iface).join(direction.as_str());
+    Ok(legacy.is_dir().then_some(legacy))
+}
+
+fn detach_dir(store: &Store, dir: &Path) -> Result<Attachment, AttachError> {
+    let pins = read_pins(dir)?.ok_or_else(|| AttachError::Os {
+        what: format!("reading {}", dir.display()),
+        source: io::Error::from_raw_os_error(libc::ENOENT),
+    })?;
+    let attachment = describe(store, dir, &pins)?;
+    let netns = match attachment.netns {
+        Some(ns) => ns,
+        None => NetnsId::current()?,
+    };
+    if let Some(link) = &pins.link {
+        // Detach explicitly so that the diode is off even if another process holds the link.
+        if attachment.health == Health::Active {
+            link_detach(link.as_fd())?;
+        }
+    } else if attachment.mode == Mode::Clsact && attachment.health == Health::Active {
+        let (ifindex, direction) = (attachment.ifindex, attachment.direction);
+        let deleted = in_netns(netns, move || {
+            netlink::delete_filter(ifindex, direction, CLSACT_PRIORITY, CLSACT_HANDLE)
+        })?;
+        match deleted {
+            None | Some(Ok(())) => {}
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Some(Err(e)) => return Err(os_error("removing the clsact filter", e)),
+        }
+    }
+    // With the interface gone, its qdisc went too.
+    if attachment.health != Health::InterfaceGone
+        && pins.meta.as_ref().is_some_and(|m| m.qdisc_created)
+    {
+        remove_or_hand_over_qdisc(store, netns, &attachment)?;
+    }
+    drop(pins);
+    remove_pins(dir)?;
+    Ok(attachment)
+}
+
+/// The clsact qdisc lagic added for `gone`: removed when no filter is left on it; otherwise
+/// left, and handed to the record of lagic's diode in the other direction, if there is one,
+/// so that its detach removes it.
+fn remove_or_hand_over_qdisc(
+    store: &Store,
+    netns: NetnsId,
+    gone: &Attachment,
+) -> Result<(), AttachError> {
+    let other = match gone.direction {
+        Direction::Ingress => Direction::Egress,
+        Direction::Egress => Direction::Ingress,
+    };
+    let ifindex = gone.ifindex;
+    let in_use = in_netns(netns, move || -> io::Result<bool> {
+        Ok(!netlink::filters(ifindex, Direction::Ingress)?.is_empty()
+            || !netlink::filters(ifindex, Direction::Egress)?.is_empty())
+    })?;
+    match in_use {
+        // The namespace is gone, and the qdisc with it.
+        None => Ok(()),
+        Some(Ok(false)) => match in_netns(netns, move || netlink::delete_clsact(ifindex))? {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(e))
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::EINVAL | libc::ENODEV)
+                ) =>
+            {
+                Ok(())
+            }
+            Some(Err(e)) => Err(os_error("removing the clsact qdisc lagic added", e)),
+        },
+        Some(Ok(true)) => {
+            let other_dir = store.dir(&PinKey {
+                netns,
+                ifindex,
+                direction: other,
+            });
+            if let Some(Pins {
+                meta: Some(mut m), ..
+            }) = read_pins(&other_dir)?
+            {
+                if m.mode == Mode::Clsact {
+                    m.qdisc_created = true;
+                    write_meta(&other_dir, &m)?;
+                }
+            }
+            Ok(())
+        }
+        Some(Err(e)) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        Some(Err(e)) => Err(os_error("listing the clsact filters", e)),
+    }
+}
+
+/// Every lagic attachment pinned on the host's bpffs, in every network namespace (legacy
+/// pins last), sorted by namespace, interface and direction.
+pub fn attachments() -> Result<Vec<Attachment>, AttachError> {
+    let Some(store) = host_bpffs(false)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (_, _, _, dir) in store.dirs()? {
+        if let Some(pins) = read_pins(&dir)? {
+            out.push(describe(&store, &dir, &pins)?);
+        }
+    }
+    for (_, _, dir) in store.legacy_dirs()? {
+        if let Some(pins) = read_pins(&dir)? {
+            out.push(describe(&store, &dir, &pins)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The lagic attachment on `iface` (in this thread's network namespace) in `direction`, if
+/// any.
 pub fn attachment(iface: &str, direction: Direction) -> Result<Option<Attachment>, AttachError> {
     check_iface_name(iface)?;
-    if !is_bpffs(Path::new(BPFFS)) {
+    let Some(store) = host_bpffs(false)? else {
         return Ok(None);
-    }
-    match read_pins(iface, direction)? {
-        Some(pins) => describe(iface, direction, &pins).map(Some),
+    };
+    let netns = NetnsId::current()?;
+    match find_dir(&store, netns, iface, direction)? {
+        Some(dir) => match read_pins(&dir)? {
+            Some(pins) => describe(&store, &dir, &pins).map(Some),
+            None => Ok(None),
+        },
         None => Ok(None),
     }
 }
 
-fn describe(iface: &str, direction: Direction, pins: &Pins) -> Result<Attachment, AttachError> {
+/// Whether interface `ifindex` exists in `netns` (false when the namespace is gone).
+fn interface_exists(netns: NetnsId, ifindex: u32) -> Result<bool, AttachError> {
+    let exists = in_netns(netns, move || {
+        let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+        // SAFETY: `name` holds IF_NAMESIZE bytes, as if_indextoname requires.
+        !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
+    })?;
+    Ok(exists.unwrap_or(false))
+}
+
+fn describe(store: &Store, dir: &Path, pins: &Pins) -> Result<Attachment, AttachError> {
+    let legacy = dir.starts_with(store.legacy_root());
     let meta = pins.meta.as_ref();
-    let current_ifindex = ifindex(iface).ok();
+    // Legacy pins keep the name in the path and no namespace.
+    let iface = if legacy {
+        dir.parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        meta.map(|m| m.iface.clone()).unwrap_or_default()
+    };
+    let direction = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(Direction::Ingress);
+    let netns = meta.and_then(|m| m.netns);
     let (mode, program_id, link_id, ifindex, health) = match &pins.link {
         Some(link) => {
             let info = link_info(link.as_fd())?;
             // A TCX link whose device went away is defunct: the kernel reports ifindex 0.
-            // A link attached to an interface since deleted (or deleted and recreated under
-            // the same name) no longer filters that name's traffic.
-            let health = if info.ifindex == 0 || Some(info.ifindex) != current_ifindex {
+            let recorded = meta.map(|m| m.ifindex).unwrap_or(info.ifindex);
+            let moved = if legacy {
+                // Legacy pins are keyed by name: the name must still be that interface.
+                self::ifindex(&iface).ok() != Some(info.ifindex)
+            } else {
+                recorded != info.ifindex
+            };
+            let health = if info.ifindex == 0 || moved {
                 Health::InterfaceGone
             } else {
                 Health::Active
             };
-            let ifindex = meta.map(|m| m.ifindex).unwrap_or(info.ifindex);
-            (Mode::Tcx, info.prog_id, Some(info.id), ifindex, health)
+            (Mode::Tcx, info.prog_id, Some(info.id), recorded, health)
         }
         None => match meta {
             Some(m) if m.mode == Mode::Clsact => {
-                let health = if current_ifindex != Some(m.ifindex) {
-                    Health::InterfaceGone
-                } else if prog_name_by_id(m.program_id).is_none() {
-                    Health::Stale
-                } else {
-                    Health::Active
+                // Once lagic is gone, the filter holds the only reference to its program, and
+                // program ids are not reused: a live program is a live filter. While a
+                // replacement is pending it is either program.
+                let alive = [m.program_id, m.prev_program_id]
+                    .into_iter()
+                    .find(|&id| prog_name_by_id(id).is_some());
+                let exists = match netns {
+                    Some(ns) => interface_exists(ns, m.ifindex)?,
+                    None => self::ifindex(&iface).ok() == Some(m.ifindex),
                 };
-                (Mode::Clsact, m.program_id, None, m.ifindex, health)
+                let health = match alive {
+                    Some(_) => Health::Active,
+                    None if !exists => Health::InterfaceGone,
+                    None => Health::Stale,
+                };
+                (
+                    Mode::Clsact,
+                    alive.unwrap_or(m.program_id),
+                    None,
+                    m.ifindex,
+                    health,
+                )
             }
+            // A TCX record without its link: lagic died before pinning (so the kernel
+            // detached the link) or the pin was removed.
             Some(m) => (m.mode, m.program_id, None, m.ifindex, Health::Stale),
             None => (Mode::Tcx, 0, None, 0, Health::Stale),
         },
@@ -683,8 +1089,21 @@ fn describe(iface: &str, direction: Direction, pins: &Pins) -> Result<Attachment
         .filter(|n| !n.is_empty())
         .or_else(|| meta.map(|m| m.diode.clone()))
         .unwrap_or_else(|| "?".to_owned());
+    // Not a lagic diode: an object lagic did not write, a program other than the one lagic
+    // attached (swapped by something else), or a live attachment without lagic's record.
+    let foreign = match meta {
+        Some(m) => {
+            m.foreign_object
+                || (health == Health::Active
+                    && program_id != m.program_id
+                    && !(m.state == RecordState::Pending && program_id == m.prev_program_id))
+        }
+        None => health == Health::Active,
+    };
     Ok(Attachment {
-        iface: iface.to_owned(),
+        iface,
+        netns,
+        netns_name: netns.and_then(|ns| ns.name()),
         direction,
         mode,
         diode,
@@ -694,7 +1113,9 @@ fn describe(iface: &str, direction: Direction, pins: &Pins) -> Result<Attachment
         since: meta.map(|m| m.since).unwrap_or(UNIX_EPOCH),
         source: meta.and_then(|m| m.source.clone()),
         health,
-        pin_dir: pin_dir(iface, direction),
+        pin_dir: dir.to_owned(),
+        legacy,
+        foreign,
     })
 }
 

@@ -19,6 +19,7 @@
 
 pub mod attach;
 pub mod elf_check;
+mod netlink;
 pub mod packet;
 mod pins;
 pub mod program;

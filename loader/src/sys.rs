@@ -37,8 +37,13 @@ pub(crate) const BPF_OBJ_GET: libc::c_long = 7;
 pub(crate) const BPF_PROG_TEST_RUN: libc::c_long = 10;
 pub(crate) const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 pub(crate) const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+pub(crate) const BPF_PROG_QUERY: libc::c_long = 16;
 pub(crate) const BPF_LINK_UPDATE: libc::c_long = 29;
 pub(crate) const BPF_LINK_DETACH: libc::c_long = 34;
+
+/// `enum bpf_attach_type`: the TCX hooks.
+pub(crate) const BPF_TCX_INGRESS: u32 = 46;
+pub(crate) const BPF_TCX_EGRESS: u32 = 47;
 
 /// `BPF_F_REPLACE`: update the link only if it still runs `old_prog_fd`.
 pub(crate) const BPF_F_REPLACE: u32 = 1 << 2;
@@ -218,6 +223,26 @@ pub(crate) struct bpf_attr_link_detach {
     pub _pad: u32,
 }
 
+/// The `query` member of `union bpf_attr` (`BPF_PROG_QUERY`).
+#[repr(C, align(8))]
+#[derive(Default)]
+pub(crate) struct bpf_attr_query {
+    /// `target_fd` or `target_ifindex`.
+    pub target_ifindex: u32,
+    pub attach_type: u32,
+    pub query_flags: u32,
+    pub attach_flags: u32,
+    pub prog_ids: u64,
+    /// `prog_cnt` (or `count`).
+    pub prog_cnt: u32,
+    /// The kernel's unnamed 32-bit gap.
+    pub _pad: u32,
+    pub prog_attach_flags: u64,
+    pub link_ids: u64,
+    pub link_attach_flags: u64,
+    pub revision: u64,
+}
+
 /// `struct bpf_link_info` up to the `tcx` member of its union (`ifindex`, `attach_type`),
 /// with room for the union's larger members.
 #[repr(C, align(8))]
@@ -390,6 +415,24 @@ pub(crate) fn link_info(fd: BorrowedFd<'_>) -> io::Result<bpf_link_info> {
     // SAFETY: `info` is writable for info_len bytes and holds no pointers the kernel follows.
     unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
     Ok(info)
+}
+
+/// `BPF_PROG_QUERY` of a TCX hook: the ids of the programs attached to `ifindex` at
+/// `attach_type` ([`BPF_TCX_INGRESS`] or [`BPF_TCX_EGRESS`]), in the order they run.
+pub(crate) fn prog_query_tcx(ifindex: u32, attach_type: u32) -> io::Result<Vec<u32>> {
+    let mut ids = vec![0u32; 64];
+    let mut attr = bpf_attr_query {
+        target_ifindex: ifindex,
+        attach_type,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    // SAFETY: `ids` is writable for prog_cnt u32s and outlives the call; the other pointers are
+    // null, so the kernel writes nothing else.
+    unsafe { sys_bpf(BPF_PROG_QUERY, &mut attr) }?;
+    ids.truncate((attr.prog_cnt as usize).min(64));
+    Ok(ids)
 }
 
 /// `BPF_MAP_CREATE` of an ARRAY map named `name` with 4-byte keys.
@@ -582,6 +625,10 @@ mod tests {
         assert_eq!(size_of::<bpf_attr_get_id>(), 16);
         assert_eq!(offset_of!(bpf_attr_link_update, old_prog_fd), 12);
         assert_eq!(size_of::<bpf_attr_link_detach>(), 8);
+        assert_eq!(offset_of!(bpf_attr_query, prog_ids), 16);
+        assert_eq!(offset_of!(bpf_attr_query, prog_cnt), 24);
+        assert_eq!(offset_of!(bpf_attr_query, link_ids), 40);
+        assert_eq!(size_of::<bpf_attr_query>(), 64);
         assert_eq!(offset_of!(bpf_link_info, prog_id), 8);
         assert_eq!(offset_of!(bpf_link_info, ifindex), 16);
         assert_eq!(offset_of!(bpf_link_info, attach_type), 20);

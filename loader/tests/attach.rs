@@ -261,7 +261,13 @@ fn replacement_leaves_no_gap(n: u8, mode: Mode) {
     let gone = attach::detach(&veth.host, Direction::Ingress).unwrap();
     assert_eq!(gone.diode, "drop_a");
     assert!(receive_for(&receiver, Duration::from_millis(300)) > 10);
-    assert!(!Path::new(attach::PIN_ROOT).join(&veth.host).exists());
+    assert!(
+        gone.pin_dir.starts_with(attach::PIN_ROOT),
+        "{:?}",
+        gone.pin_dir
+    );
+    assert!(!gone.pin_dir.exists());
+    assert!(!gone.pin_dir.parent().unwrap().exists());
     assert!(attach::attachment(&veth.host, Direction::Ingress)
         .unwrap()
         .is_none());
@@ -375,8 +381,12 @@ fn status_reports_both_directions_and_a_vanished_interface() {
         assert_eq!(a.health, Health::InterfaceGone, "{d}");
         let gone = attach::detach(&veth.host, d).unwrap();
         assert_eq!(gone.health, Health::InterfaceGone);
+        assert!(!gone.pin_dir.exists());
     }
-    assert!(!Path::new(attach::PIN_ROOT).join(&veth.host).exists());
+    assert!(attach::attachments()
+        .unwrap()
+        .iter()
+        .all(|a| a.iface != veth.host));
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
             a.pin_dir.display()
         ),
     }
+    if let Some(name) = &a.netns_name {
+        println!("  (the interface is in network namespace {name})");
+    }
     Ok(Outcome::Success)
 }
 
@@ -61,6 +64,8 @@ fn source_name(path: &std::path::Path) -> String {
 pub(crate) fn failure(e: AttachError, iface: &str) -> Failure {
     match &e {
         AttachError::NothingAttached { .. } => Failure::failed(e.to_string()),
+        AttachError::LockBusy { .. } => Failure::bad_input(e.to_string())
+            .with_hint("`cat /proc/locks` and `ps` show the holder"),
         AttachError::NotPermitted { .. } => {
             Failure::bad_input(e.to_string()).with_hint("run it again with sudo")
         }

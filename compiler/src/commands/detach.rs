@@ -1,21 +1,25 @@
-//! `lagic detach --iface IF [--direction ...]`: take a diode off the wire.
+//! `lagic detach --iface IF [--direction ...] [--netns NS]`: take a diode off the wire.
 
-use lagic_loader::attach::{self, Health};
+use lagic_loader::attach::{self, Health, NetnsId};
 
 use crate::cli::DetachArgs;
 use crate::failure::{Failure, Outcome};
 
 pub fn run(args: DetachArgs) -> Result<Outcome, Failure> {
     let direction = super::attach::direction(args.direction);
-    let gone = attach::detach(&args.iface, direction)
-        .map_err(|e| super::attach::failure(e, &args.iface))?;
+    let gone = match &args.netns {
+        None => attach::detach(&args.iface, direction),
+        Some(ns) => attach::detach_in(netns_inode(ns)?, &args.iface, direction),
+    }
+    .map_err(|e| super::attach::failure(e, &args.iface))?;
+    let label = gone.netns_label();
     match gone.health {
         Health::Active => println!(
-            "detached {} (program {}) from {} {} ({}); traffic now flows unfiltered",
+            "detached {} (program {}) from {} {} in netns {label} ({}); traffic now flows unfiltered",
             gone.diode, gone.program_id, gone.iface, gone.direction, gone.mode
         ),
         other => println!(
-            "removed the pins of {} on {} {} ({}: nothing was filtering)",
+            "removed the pins of {} on {} {} in netns {label} ({}: nothing was filtering)",
             gone.diode,
             gone.iface,
             gone.direction,
@@ -23,4 +27,28 @@ pub fn run(args: DetachArgs) -> Result<Outcome, Failure> {
         ),
     }
     Ok(Outcome::Success)
+}
+
+/// The inode of the namespace `ns` names: `net:[INO]`, a bare inode, or an `ip netns` name.
+fn netns_inode(ns: &str) -> Result<u64, Failure> {
+    let bare = ns
+        .strip_prefix("net:[")
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(ns);
+    if let Ok(ino) = bare.parse() {
+        return Ok(ino);
+    }
+    let named = std::path::Path::new("/run/netns").join(ns);
+    if ns.contains('/') || !named.exists() {
+        return Err(Failure::bad_input(format!(
+            "--netns {ns}: not a namespace name under /run/netns, `net:[INODE]` or an inode"
+        ))
+        .with_hint("`lagic status` shows each diode's namespace; `ip netns` lists names"));
+    }
+    NetnsId::of(&named).map(|id| id.ino).map_err(|e| {
+        Failure::bad_input(format!(
+            "--netns {ns}: cannot read {}: {e}",
+            named.display()
+        ))
+    })
 }

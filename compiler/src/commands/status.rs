@@ -22,23 +22,42 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
         return Ok(Outcome::Success);
     }
     let mut text = format!(
-        "{:<15} {:<9} {:<16} {:>8} {:<7} {:<15} since\n",
-        "INTERFACE", "DIRECTION", "DIODE", "PROGRAM", "MODE", "STATE"
+        "{:<15} {:<9} {:<16} {:>8} {:<7} {:<15} {:<18} since\n",
+        "INTERFACE", "DIRECTION", "DIODE", "PROGRAM", "MODE", "STATE", "NETNS"
     );
     for a in &list {
         text.push_str(&format!(
-            "{:<15} {:<9} {:<16} {:>8} {:<7} {:<15} {}\n",
+            "{:<15} {:<9} {:<16} {:>8} {:<7} {:<15} {:<18} {}\n",
             a.iface,
             a.direction.as_str(),
-            a.diode,
+            diode_label(a),
             a.program_id,
             a.mode.as_str(),
-            a.health.as_str(),
+            state_label(a),
+            a.netns_label(),
             since_text(a.since)
         ));
     }
     crate::io::print_out(&text);
     Ok(Outcome::Success)
+}
+
+/// The diode's name, or `foreign:NAME` for a program that is not a lagic diode.
+fn diode_label(a: &Attachment) -> String {
+    if a.foreign {
+        format!("foreign:{}", a.diode)
+    } else {
+        a.diode.clone()
+    }
+}
+
+/// The health, with `legacy` for pins of an older lagic (detach removes them).
+fn state_label(a: &Attachment) -> String {
+    if a.legacy {
+        format!("{}/legacy", a.health.as_str())
+    } else {
+        a.health.as_str().to_owned()
+    }
 }
 
 pub(crate) fn to_json(a: &Attachment) -> serde_json::Value {
@@ -60,6 +79,10 @@ pub(crate) fn to_json(a: &Attachment) -> serde_json::Value {
         "since_unix": since,
         "source": a.source,
         "pin_dir": a.pin_dir.display().to_string(),
+        "netns": a.netns_label(),
+        "netns_inode": a.netns.map(|n| n.ino),
+        "foreign": a.foreign,
+        "legacy": a.legacy,
     })
 }
 
