@@ -158,3 +158,222 @@ fn foreign_objects_need_a_flag() {
     let o = run(&["run", hateless.to_str().unwrap(), "--payload", "hello"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Attaching, in namespaces and across crashes.
+
+fn sh(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd).args(args).output().expect(cmd)
+}
+
+fn sh_ok(cmd: &str, args: &[&str]) -> String {
+    let o = sh(cmd, args);
+    assert!(o.status.success(), "{cmd} {}: {}", args.join(" "), text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `lagic status --json`, parsed.
+fn status() -> Vec<serde_json::Value> {
+    let o = run(&["status", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).expect("status --json is JSON")
+}
+
+/// The status entries of interface `iface` in namespace `netns` (a name, or the root
+/// namespace's `net:[ino]` label).
+fn entries(iface: &str, netns: &str) -> Vec<serde_json::Value> {
+    status()
+        .into_iter()
+        .filter(|a| a["interface"] == iface && a["netns"] == netns)
+        .collect()
+}
+
+/// A network namespace `name` holding a veth `x0` (up) and its peer; on drop, lagic's diodes
+/// there are detached and the namespace deleted.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(name: &str, iface: &str) -> Netns {
+        let _ = sh("ip", &["netns", "del", name]);
+        sh_ok("ip", &["netns", "add", name]);
+        sh_ok(
+            "ip",
+            &[
+                "-n", name, "link", "add", iface, "type", "veth", "peer", "name", "peer0",
+            ],
+        );
+        sh_ok("ip", &["-n", name, "link", "set", iface, "up"]);
+        Netns {
+            name: name.to_owned(),
+        }
+    }
+
+    /// Runs lagic in this network namespace, keeping the host's mount namespace.
+    fn lagic(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.name))
+            .arg(env!("CARGO_BIN_EXE_lagic"))
+            .args(args)
+            .output()
+            .expect("running nsenter")
+    }
+
+    fn tc_filters(&self, iface: &str, direction: &str) -> String {
+        sh_ok(
+            "ip",
+            &[
+                "netns", "exec", &self.name, "tc", "filter", "show", "dev", iface, direction,
+            ],
+        )
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for a in status() {
+            if a["netns"] == self.name.as_str() {
+                let _ = run(&[
+                    "detach",
+                    "--iface",
+                    a["interface"].as_str().unwrap_or(""),
+                    "--direction",
+                    a["direction"].as_str().unwrap_or(""),
+                    "--netns",
+                    &self.name,
+                ]);
+            }
+        }
+        let _ = sh("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// Under `ip netns exec`, /sys is the namespace's own sysfs: a bpffs mounted there dies with
+/// the command. lagic must either pin on the host's bpffs (and the host's `status` sees the
+/// diode) or refuse; never report success for a diode that is gone when it exits.
+#[test]
+fn attach_under_ip_netns_exec_is_in_place_or_refused() {
+    if !common::require_root("namespaces and TC") {
+        return;
+    }
+    let dir = scratch("netns-exec");
+    let hateless = compile("hateless", &dir);
+    let ns = Netns::new("lcl-exec", "x0");
+    for mode in ["tcx", "clsact"] {
+        let o = sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns.name,
+                env!("CARGO_BIN_EXE_lagic"),
+                "attach",
+                hateless.to_str().unwrap(),
+                "--iface",
+                "x0",
+                "--mode",
+                mode,
+            ],
+        );
+        let here = entries("x0", &ns.name);
+        if o.status.success() {
+            assert_eq!(
+                here.len(),
+                1,
+                "{mode}: attach said {}; status {here:?}",
+                text(&o)
+            );
+            assert_eq!(here[0]["state"], "active", "{here:?}");
+            assert_eq!(here[0]["mode"], mode, "{here:?}");
+            let d = ns.lagic(&["detach", "--iface", "x0"]);
+            assert!(d.status.success(), "{}", text(&d));
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+            assert!(text(&o).contains("host's bpffs"), "{}", text(&o));
+            assert!(here.is_empty(), "{here:?}");
+            // Nothing was left in the kernel either.
+            assert!(!ns.tc_filters("x0", "ingress").contains("bpf"), "{mode}");
+        }
+    }
+}
+
+/// Interfaces of the same name in two namespaces are two interfaces: attaching in one leaves
+/// the other's diode alone, status shows both with their namespace, and detach picks one.
+#[test]
+fn same_interface_name_in_two_namespaces() {
+    if !common::require_root("namespaces and TC") {
+        return;
+    }
+    let dir = scratch("two-netns");
+    let hateless = compile("hateless", &dir);
+    let minimal = compile("minimal", &dir);
+    let b = Netns::new("lcl-b", "rtb");
+    let c = Netns::new("lcl-c", "rtb");
+    // Same name; usually the same ifindex too.
+    let o = b.lagic(&["attach", hateless.to_str().unwrap(), "--iface", "rtb"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.lagic(&["attach", minimal.to_str().unwrap(), "--iface", "rtb"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("attached minimal"),
+        "a fresh attach, not a replacement of B's diode: {}",
+        text(&o)
+    );
+    let o = c.lagic(&[
+        "attach",
+        minimal.to_str().unwrap(),
+        "--iface",
+        "rtb",
+        "--direction",
+        "egress",
+        "--mode",
+        "clsact",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The root namespace's status sees all three, active, each in its namespace.
+    let in_b = entries("rtb", "lcl-b");
+    let in_c = entries("rtb", "lcl-c");
+    assert_eq!(in_b.len(), 1, "{in_b:?}");
+    assert_eq!(in_b[0]["diode"], "hateless");
+    assert_eq!(in_b[0]["state"], "active");
+    assert_eq!(in_c.len(), 2, "{in_c:?}");
+    assert!(in_c
+        .iter()
+        .all(|a| a["state"] == "active" && a["diode"] == "minimal"));
+    let table = String::from_utf8_lossy(&run(&["status"]).stdout).into_owned();
+    assert!(
+        table.contains("lcl-b") && table.contains("lcl-c"),
+        "{table}"
+    );
+
+    // From the root namespace, detach needs to be told which rtb; then only that one goes.
+    let o = run(&["detach", "--iface", "rtb", "--netns", "lcl-c"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("in netns lcl-c"), "{}", text(&o));
+    assert_eq!(entries("rtb", "lcl-b").len(), 1);
+    assert_eq!(entries("rtb", "lcl-c").len(), 1);
+    let o = run(&[
+        "detach",
+        "--iface",
+        "rtb",
+        "--netns",
+        "lcl-c",
+        "--direction",
+        "egress",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    // lagic added the clsact qdisc in C and took it away again.
+    let qdiscs = sh_ok(
+        "ip",
+        &[
+            "netns", "exec", "lcl-c", "tc", "qdisc", "show", "dev", "rtb",
+        ],
+    );
+    assert!(!qdiscs.contains("clsact"), "{qdiscs}");
+    // Inside B, detach by name finds B's own.
+    let o = b.lagic(&["detach", "--iface", "rtb"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(entries("rtb", "lcl-b").is_empty());
+}
