@@ -75,6 +75,7 @@ fn malformed_objects_exit_2_without_panicking() {
     if !common::require_root("loading programs") {
         return;
     }
+    let _serial = serial();
     let dir = scratch("malformed");
     let minimal = compile("minimal", &dir);
     let len = std::fs::metadata(&minimal).unwrap().len() as usize;
@@ -132,6 +133,7 @@ fn foreign_objects_need_a_flag() {
     if !common::require_root("loading programs") {
         return;
     }
+    let _serial = serial();
     let dir = scratch("foreign");
     let hateless = compile("hateless", &dir);
     let other = foreign(&hateless, &dir);
@@ -186,6 +188,13 @@ fn entries(iface: &str, netns: &str) -> Vec<serde_json::Value> {
         .into_iter()
         .filter(|a| a["interface"] == iface && a["netns"] == netns)
         .collect()
+}
+
+/// The tests here share lagic's pin lock (one of them holds it on purpose): one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A network namespace `name` holding a veth `x0` (up) and its peer; on drop, lagic's diodes
@@ -257,6 +266,7 @@ fn attach_under_ip_netns_exec_is_in_place_or_refused() {
     if !common::require_root("namespaces and TC") {
         return;
     }
+    let _serial = serial();
     let dir = scratch("netns-exec");
     let hateless = compile("hateless", &dir);
     let ns = Netns::new("lcl-exec", "x0");
@@ -305,6 +315,7 @@ fn same_interface_name_in_two_namespaces() {
     if !common::require_root("namespaces and TC") {
         return;
     }
+    let _serial = serial();
     let dir = scratch("two-netns");
     let hateless = compile("hateless", &dir);
     let minimal = compile("minimal", &dir);
@@ -376,4 +387,214 @@ fn same_interface_name_in_two_namespaces() {
     let o = b.lagic(&["detach", "--iface", "rtb"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(entries("rtb", "lcl-b").is_empty());
+}
+
+/// The id of the program in lagic's clsact filter (priority 1, handle 0x6c61), if any.
+fn clsact_program(ns: &Netns, iface: &str) -> Option<u64> {
+    let shown = ns.tc_filters(iface, "ingress");
+    let line = shown.lines().find(|l| l.contains("handle 0x6c61"))?;
+    let at = line.split_whitespace().position(|w| w == "id")?;
+    line.split_whitespace().nth(at + 1)?.parse().ok()
+}
+
+/// lagic killed right after each step of attaching (fault injection): afterwards the old diode
+/// or the new one is in place as status says, detach cleans up everything lagic made, and
+/// attaching again works, in both modes, for a fresh attach and for a replacement.
+#[test]
+fn a_kill_at_any_step_leaves_a_diode_status_and_detach_can_handle() {
+    if !common::require_root("namespaces and TC") {
+        return;
+    }
+    let _serial = serial();
+    let dir = scratch("faults");
+    let hateless = compile("hateless", &dir);
+    let minimal = compile("minimal", &dir);
+    let (hateless, minimal) = (hateless.to_str().unwrap(), minimal.to_str().unwrap());
+    let ns = Netns::new("lcl-fault", "f0");
+    let steps = [
+        ("tcx", "after-intent"),
+        ("tcx", "after-kernel"),
+        ("tcx", "after-pin"),
+        ("tcx", "after-record"),
+        ("clsact", "after-intent"),
+        ("clsact", "after-qdisc"),
+        ("clsact", "after-kernel"),
+        ("clsact", "after-record"),
+    ];
+    for (mode, step) in steps {
+        for replace in [false, true] {
+            let case = format!("{mode} {step} replace={replace}");
+            let mut before = None;
+            if replace {
+                let o = ns.lagic(&["attach", minimal, "--iface", "f0", "--mode", mode]);
+                assert!(o.status.success(), "{case}: {}", text(&o));
+                before = Some(entries("f0", &ns.name)[0]["program_id"].as_u64().unwrap());
+            }
+            let o = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", ns.name))
+                .arg(env!("CARGO_BIN_EXE_lagic"))
+                .args(["attach", hateless, "--iface", "f0", "--mode", mode])
+                .env("LAGIC_TEST_FAULT", step)
+                .output()
+                .unwrap();
+            // Killed at the step (a replacement skips the fresh-only steps and completes).
+            let killed = o.status.code().is_none();
+            let fresh_only = matches!(step, "after-qdisc" | "after-pin");
+            assert!(killed || (replace && fresh_only), "{case}: {}", text(&o));
+
+            let now = entries("f0", &ns.name);
+            assert!(now.len() <= 1, "{case}: {now:?}");
+            let active = now.first().filter(|a| a["state"] == "active");
+            if mode == "clsact" {
+                // The kernel and status agree on what filters.
+                let in_kernel = clsact_program(&ns, "f0");
+                assert_eq!(
+                    in_kernel,
+                    active.and_then(|a| a["program_id"].as_u64()),
+                    "{case}: tc shows {in_kernel:?}, status {now:?}"
+                );
+            }
+            if let (Some(old), true) = (before, killed) {
+                // A replacement killed half-way: the old diode or the new one.
+                let a = active.unwrap_or_else(|| panic!("{case}: no diode: {now:?}"));
+                let diode = a["diode"].as_str().unwrap();
+                assert!(
+                    (diode == "minimal" && a["program_id"] == old) || diode == "hateless",
+                    "{case}: {a}"
+                );
+            }
+            // Detach removes whatever lagic left; nothing of lagic's remains.
+            if !now.is_empty() {
+                let d = ns.lagic(&["detach", "--iface", "f0"]);
+                assert!(d.status.success(), "{case}: {}", text(&d));
+            }
+            assert!(entries("f0", &ns.name).is_empty(), "{case}");
+            assert_eq!(clsact_program(&ns, "f0"), None, "{case}");
+            // And attaching again works, in the same mode.
+            let o = ns.lagic(&["attach", hateless, "--iface", "f0", "--mode", mode]);
+            assert!(o.status.success(), "{case}: {}", text(&o));
+            let d = ns.lagic(&["detach", "--iface", "f0"]);
+            assert!(d.status.success(), "{case}: {}", text(&d));
+            let qdiscs = sh_ok(
+                "ip",
+                &[
+                    "netns", "exec", &ns.name, "tc", "qdisc", "show", "dev", "f0",
+                ],
+            );
+            assert!(!qdiscs.contains("clsact"), "{case}: {qdiscs}");
+        }
+    }
+}
+
+/// The pin root is root's own 0700 directory: other users cannot open it (and so cannot hold
+/// its lock), a directory others could write is refused, and a lock held too long is reported
+/// with its holder instead of blocking.
+#[test]
+fn the_pin_root_is_private_and_a_held_lock_is_named() {
+    if !common::require_root("namespaces and TC") {
+        return;
+    }
+    let _serial = serial();
+    let dir = scratch("lock");
+    let minimal = compile("minimal", &dir);
+    let minimal = minimal.to_str().unwrap();
+    let ns = Netns::new("lcl-lock", "l0");
+    let o = ns.lagic(&["attach", minimal, "--iface", "l0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let root = Path::new("/sys/fs/bpf/lagic");
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::metadata(root).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o700, "{:o}", m.mode());
+    assert_eq!(m.uid(), 0);
+    // Another user cannot open it, so cannot lock it.
+    let o = sh(
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "flock",
+            "-n",
+            "/sys/fs/bpf/lagic",
+            "true",
+        ],
+    );
+    assert!(
+        !o.status.success(),
+        "nobody could lock the pin root: {}",
+        text(&o)
+    );
+
+    // A group-writable pin root is refused.
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let o = ns.lagic(&["detach", "--iface", "l0"]);
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("refusing to use"), "{}", text(&o));
+
+    // A holder that does not let go: lagic gives up with its name, well before the holder does.
+    let mut holder = Command::new("flock")
+        // -o: the lock stays with flock itself, not the sleep it starts, so killing it frees.
+        .args(["-o", "/sys/fs/bpf/lagic", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let o = ns.lagic(&["detach", "--iface", "l0"]);
+    let waited = started.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is locked by pid"), "{}", text(&o));
+    assert!(waited < std::time::Duration::from_secs(40), "{waited:?}");
+    // Released, detach works.
+    let o = ns.lagic(&["detach", "--iface", "l0"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// `status` calls a program lagic did not write (attached with the operator's leave)
+/// foreign, not a diode; detach leaves a clsact qdisc that was there before lagic.
+#[test]
+fn foreign_programs_are_labelled_and_other_qdiscs_stay() {
+    if !common::require_root("namespaces and TC") {
+        return;
+    }
+    let _serial = serial();
+    let dir = scratch("foreign-status");
+    let hateless = compile("hateless", &dir);
+    let other = foreign(&hateless, &dir);
+    let ns = Netns::new("lcl-fstat", "s0");
+    sh_ok(
+        "ip",
+        &[
+            "netns", "exec", &ns.name, "tc", "qdisc", "add", "dev", "s0", "clsact",
+        ],
+    );
+    let o = ns.lagic(&[
+        "attach",
+        other.to_str().unwrap(),
+        "--iface",
+        "s0",
+        "--mode",
+        "clsact",
+        "--allow-foreign-object",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let now = entries("s0", &ns.name);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0]["foreign"], true, "{now:?}");
+    let table = String::from_utf8_lossy(&run(&["status"]).stdout).into_owned();
+    assert!(table.contains("foreign:hateless"), "{table}");
+    let o = ns.lagic(&["detach", "--iface", "s0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let qdiscs = sh_ok(
+        "ip",
+        &[
+            "netns", "exec", &ns.name, "tc", "qdisc", "show", "dev", "s0",
+        ],
+    );
+    assert!(
+        qdiscs.contains("clsact"),
+        "lagic removed a qdisc it did not add: {qdiscs}"
+    );
 }
