@@ -442,7 +442,7 @@ fn a_kill_at_any_step_leaves_a_diode_status_and_detach_can_handle() {
             let fresh_only = matches!(step, "after-qdisc" | "after-pin");
             assert!(killed || (replace && fresh_only), "{case}: {}", text(&o));
 
-            let now = entries("f0", &ns.name);
+            let mut now = entries("f0", &ns.name);
             assert!(now.len() <= 1, "{case}: {now:?}");
             let active = now.first().filter(|a| a["state"] == "active");
             if mode == "clsact" {
@@ -462,6 +462,21 @@ fn a_kill_at_any_step_leaves_a_diode_status_and_detach_can_handle() {
                     (diode == "minimal" && a["program_id"] == old) || diode == "hateless",
                     "{case}: {a}"
                 );
+            }
+            if mode == "clsact" && step == "after-kernel" && !replace {
+                // The filter made before the kill is lagic's: attaching again (auto mode)
+                // replaces it in place rather than refusing it or stacking TCX on top.
+                let o = ns.lagic(&["attach", minimal, "--iface", "f0"]);
+                assert!(o.status.success(), "{case}: {}", text(&o));
+                assert!(
+                    text(&o).contains("replaced program"),
+                    "{case}: {}",
+                    text(&o)
+                );
+                assert!(text(&o).contains("(clsact)"), "{case}: {}", text(&o));
+                now = entries("f0", &ns.name);
+                assert_eq!(now.len(), 1, "{case}: {now:?}");
+                assert_eq!(now[0]["program_id"].as_u64(), clsact_program(&ns, "f0"));
             }
             // Detach removes whatever lagic left; nothing of lagic's remains.
             if !now.is_empty() {
