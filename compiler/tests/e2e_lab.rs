@@ -444,7 +444,8 @@ fn e2e_detach_lets_traffic_flow_and_lab_down_leaves_nothing() {
     assert!(!sh("ip", &["netns", "list"]).contains(&format!("lagic-{name}")));
     assert!(!sh("ip", &["link", "show"]).contains(&host_if));
     assert!(!sh("tc", &["qdisc", "show"]).contains(&host_if));
-    assert!(!Path::new("/sys/fs/bpf/lagi").join(&host_if).exists());
+    // No pins left: status (which reads them all) no longer knows the interface.
+    assert!(!lagic_ok(&["status", "--json"]).contains(&format!("\"{host_if}\"")));
     assert!(!Path::new("/run/lagic/lab").join(&name).exists());
     // Down is idempotent.
     let again = lagic_ok(&["lab", "down", "--name", &name]);
