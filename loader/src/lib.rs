@@ -12,10 +12,13 @@
 //!   objects lagic wrote from foreign ones;
 //! - [`testing`]: [`testing::require_bpf`], the skip-or-fail gate for kernel tests.
 //!
-//! - [`attach`]: attaching diodes to interfaces (TCX, or clsact where TCX is unavailable),
-//!   atomic replacement, detaching, and status: the policy;
-//! - `pins` (private): the pin directories, the lock and the metadata record on bpffs;
-//! - `sys` (private): every raw `bpf(2)` command the crate issues, one function each.
+//! - [`attach`]: attaching diodes to interfaces in any network namespace (TCX, or clsact
+//!   where TCX is unavailable), atomic replacement, verification, detaching, and status: the
+//!   policy;
+//! - `pins` (private): the pin directories on the host's bpffs (`/sys/fs/bpf/lagic`), the
+//!   lock and the metadata record;
+//! - `sys` (private): every raw `bpf(2)` command the crate issues, one function each;
+//! - `netlink` (private): lagic's own rtnetlink requests (clsact filter list and deletes).
 
 pub mod attach;
 pub mod elf_check;
