@@ -9,8 +9,8 @@
 //!   qdisc, at lagic's own priority and handle ([`CLSACT_PRIORITY`], [`CLSACT_HANDLE`]).
 //!
 //! The attachment is pinned on the host's bpffs so that it outlives the process and a later
-//! lagic finds it; [`crate::pins`] owns the pin layout, the lock and the metadata record,
-//! [`crate::sys`] every raw `bpf(2)` command and [`crate::netlink`] lagic's own rtnetlink
+//! lagic finds it; `pins` owns the pin layout, the lock and the metadata record,
+//! `sys` every raw `bpf(2)` command and `netlink` lagic's own rtnetlink
 //! requests. This module is the policy on top.
 //!
 //! Invariants:
