@@ -6,9 +6,9 @@
 //! is a [`Malformed`] error naming what is wrong and where. (The load path also catches any
 //! panic left at the Aya boundary, see [`crate::program`]; this check is the first line.)
 //!
-//! [`check`] also tells objects lagic wrote from others ([`Provenance`]): lagic's ELF writer names the pseudo
-//! source file of every BTF `line_info` record `lagic` (emit-bpf's `LINE_INFO_FILE`), and gives
-//! the program in section `classifier` at least one such record. An object whose `classifier`
+//! [`check`] also tells objects lagic wrote from others ([`Provenance`]): lagic's ELF writer
+//! names the pseudo source file of every BTF `line_info` record `lagic` (emit-bpf's
+//! `LINE_INFO_FILE`), and gives the program in section `classifier` at least one such record. An object whose `classifier`
 //! line info all names that file is "written by lagic"; anything else is foreign. This is a mark
 //! of origin, not a signature: it keeps objects from other toolchains out by default, not a
 //! forger.
