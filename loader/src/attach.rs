@@ -499,6 +499,7 @@ pub fn attach(
         foreign_object,
     };
 
+    adopt_legacy(&store, &dir, iface, ifindex, direction, netns)?;
     let existing = read_pins(&dir)?;
     let (mode, link_id, replaced) = match existing {
         Some(Pins {
@@ -597,6 +598,54 @@ pub fn attach(
         },
         replaced_program_id: replaced,
     })
+}
+
+/// Moves the pins of an older lagic's diode on this interface (under [`LEGACY_PIN_ROOT`], by
+/// name) to `dir`, so that attaching replaces that diode in place rather than stacking a
+/// second one beside it (TCX) or refusing its filter as foreign (clsact). The kernel objects
+/// are pinned at the new place before the old pins go, so they are held throughout.
+fn adopt_legacy(
+    store: &Store,
+    dir: &Path,
+    iface: &str,
+    ifindex: u32,
+    direction: Direction,
+    netns: NetnsId,
+) -> Result<(), AttachError> {
+    let legacy = store.legacy_root().join(iface).join(direction.as_str());
+    if dir.is_dir() || !legacy.is_dir() {
+        return Ok(());
+    }
+    let Some(pins) = read_pins(&legacy)? else {
+        return Ok(());
+    };
+    let on_this_interface = match (&pins.link, &pins.meta) {
+        (Some(link), _) => link_info(link.as_fd())?.ifindex == ifindex,
+        (None, Some(m)) => m.ifindex == ifindex,
+        (None, None) => false,
+    };
+    // Pins of another interface of that name (another namespace, or one since deleted) stay
+    // for status and detach.
+    if !on_this_interface {
+        return Ok(());
+    }
+    crate::pins::create_private_dir(dir)?;
+    if let Some(link) = &pins.link {
+        crate::pins::pin(link.as_fd(), &dir.join("link"))?;
+    }
+    if let Some(m) = &pins.meta {
+        write_meta(
+            dir,
+            &Meta {
+                version: 2,
+                iface: iface.to_owned(),
+                netns: Some(netns),
+                ..m.clone()
+            },
+        )?;
+    }
+    drop(pins);
+    remove_pins(&legacy)
 }
 
 /// Reads the attachment back from the kernel: the TCX hook's program list, or lagic's

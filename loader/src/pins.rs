@@ -24,8 +24,9 @@
 //!   (state `active`), so a lagic killed at any point leaves a record of what it may have
 //!   created; the kernel, not the record, then says what is in place.
 //! - Old pins under `/sys/fs/bpf/lagi/<iface>/<direction>` (before namespaces were told apart)
-//!   are read as legacy attachments: status lists them, detach removes them, attach never
-//!   writes there.
+//!   are read as legacy attachments: status lists them, detach removes them, and attach on
+//!   their interface moves them to the new layout before replacing the diode; nothing new is
+//!   written there.
 
 use std::ffi::CString;
 use std::fs;

@@ -472,3 +472,68 @@ fn errors_say_what_is_wrong() {
         .unwrap();
     assert_eq!(still.program_id, good.attachment.program_id);
 }
+
+/// A TCX diode pinned by an older lagic under `/sys/fs/bpf/lagi/<iface>/<direction>` shows in
+/// status as legacy; attaching to that interface takes its link over and replaces the program
+/// in place (no second diode stacked beside it), and the old pins go.
+#[test]
+fn legacy_pins_are_listed_and_adopted() {
+    use aya::programs::links::FdLink;
+    use aya::programs::tc::TcAttachOptions;
+    use aya::programs::{LinkOrder, TcAttachType};
+
+    if !require_bpf() {
+        return;
+    }
+    let veth = Veth::new(5);
+    let legacy_dir = Path::new(attach::LEGACY_PIN_ROOT)
+        .join(&veth.host)
+        .join("ingress");
+    std::fs::create_dir_all(&legacy_dir).unwrap();
+    let mut old =
+        lagic_loader::LoadedProgram::from_object(&constant("old_gate", TC_ACT_SHOT)).unwrap();
+    let old_id = old.stats().unwrap().id;
+    {
+        let classifier = old.classifier_mut().unwrap();
+        let id = classifier
+            .attach_with_options(
+                &veth.host,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::first()),
+            )
+            .unwrap();
+        let link = FdLink::try_from(classifier.take_link(id).unwrap()).unwrap();
+        link.pin(legacy_dir.join("link")).unwrap();
+    }
+    drop(old);
+
+    let listed: Vec<_> = attach::attachments()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.iface == veth.host)
+        .collect();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].legacy);
+    assert_eq!(listed[0].health, Health::Active);
+    assert_eq!(listed[0].program_id, old_id);
+
+    let report = attach::attach(
+        &constant("new_gate", TC_ACT_OK),
+        &veth.host,
+        Direction::Ingress,
+        &AttachOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.replaced_program_id, Some(old_id));
+    assert!(!legacy_dir.exists());
+    let now: Vec<_> = attach::attachments()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.iface == veth.host)
+        .collect();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(!now[0].legacy);
+    assert_eq!(now[0].diode, "new_gate");
+    assert_eq!(now[0].health, Health::Active);
+    attach::detach(&veth.host, Direction::Ingress).unwrap();
+}
