@@ -1271,6 +1271,34 @@ mod tests {
         assert_eq!(verifier_log_tail("", 3), "(the verifier left no log)");
     }
 
+    /// The read-back after attaching fails when the kernel does not run the program where
+    /// lagic put it: on a hook with no program (TCX), and with no lagic filter (clsact).
+    #[test]
+    fn verification_fails_when_the_diode_is_not_in_place() {
+        if !crate::testing::require_bpf() {
+            return;
+        }
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("running ip")
+        };
+        let _ = ip(&["link", "del", "lagicvf0"]);
+        let made = ip(&[
+            "link", "add", "lagicvf0", "type", "veth", "peer", "name", "lagicvf1",
+        ]);
+        assert!(made.status.success(), "{made:?}");
+        let index = ifindex("lagicvf0").unwrap();
+        for mode in [Mode::Tcx, Mode::Clsact] {
+            match verify(mode, "lagicvf0", index, Direction::Ingress, 12345) {
+                Err(AttachError::NotInPlace { why, .. }) => assert!(!why.is_empty()),
+                other => panic!("{mode}: expected NotInPlace, got {other:?}"),
+            }
+        }
+        let _ = ip(&["link", "del", "lagicvf0"]);
+    }
+
     #[test]
     fn directions_and_modes_parse() {
         assert_eq!("ingress".parse::<Direction>().unwrap(), Direction::Ingress);
