@@ -221,12 +221,15 @@ fn assert_blocked(prompt: &str) {
     }
 }
 
+/// What a listener received: when each connection ended, and its bytes.
+type Received = Arc<Mutex<Vec<(Instant, Vec<u8>)>>>;
+
 /// A TCP listener on the host end of the bridge that records what each connection sent.
 /// The listener closes each connection after a short read, so a sender whose data the
 /// diode drops moves on.
 struct Listener {
     port: u16,
-    received: Arc<Mutex<Vec<(Instant, Vec<u8>)>>>,
+    received: Received,
     stop: Arc<AtomicBool>,
 }
 
@@ -235,7 +238,7 @@ impl Listener {
         let socket = TcpListener::bind((HOST_ADDR, 0)).expect("binding on the bridge address");
         socket.set_nonblocking(true).unwrap();
         let port = socket.local_addr().unwrap().port();
-        let received = Arc::new(Mutex::new(Vec::new()));
+        let received: Received = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (rx, st) = (received.clone(), stop.clone());
         thread::spawn(move || {
@@ -394,7 +397,7 @@ fn scenario(compose: &Compose) {
     assert_eq!(veth, veth_now, "up -d recreated the enclave");
     let (diode, first_program, state) = attachment(&veth).expect("a diode on the enclave veth");
     assert_eq!(diode, "hateless");
-    assert_eq!(state, "attached");
+    assert_eq!(state, "active");
     assert_passes("Once upon a time");
     assert_blocked("I hate bananas");
     let sentry_log = logs(SENTRY);
@@ -452,7 +455,7 @@ fn scenario(compose: &Compose) {
     let (diode, program, state) = attachment(&veth).expect("a diode after the kill");
     assert_eq!(
         (diode.as_str(), program, state.as_str()),
-        ("printable64", second_program, "attached")
+        ("printable64", second_program, "active")
     );
     let forbidden = listener.forbidden();
     assert!(
