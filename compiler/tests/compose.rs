@@ -3,13 +3,17 @@
 //! (`docker compose`) too when that is installed.
 //!
 //! What it checks, per Compose implementation:
-//! - fail closed at start-up: the enclave started alone (no sentry) does not serve;
+//! - fail closed at start-up: the enclave started alone (no sentry) does not serve (and,
+//!   as a control for the traffic checks below, bytes it sends then do arrive unjudged);
 //! - `up -d`: the seed's two requests, "Once upon a time" passes and "I hate bananas" is
-//!   blocked; the sentry's log shows the attach;
+//!   blocked; the sentry's log shows the attach; the diode is on the enclave's veth and on
+//!   the bridge;
 //! - switching the diode (`DIODE=printable64 ... up -d sentry`) replaces it atomically: the
 //!   program id on the enclave's veth changes, a poller never sees the veth without a diode,
 //!   and a sender inside the enclave that keeps sending forbidden bytes through the restart
 //!   gets none of them to a listener on the host (while its clean messages keep arriving);
+//! - with the veth's diode detached by hand, the bridge's still judges what the enclave
+//!   sends;
 //! - `docker kill` of the sentry leaves the diode attached: forbidden bytes still never
 //!   arrive;
 //! - `down` leaves no containers, network, bridge, veth, TC attachment or pin behind.
@@ -320,10 +324,10 @@ impl Drop for Listener {
 
 /// Starts, inside the enclave container, a loop that alternately sends a clean message and a
 /// forbidden one ("\x01hate N": dropped by hateless for the word, by printable64 for the
-/// control byte), each on its own connection to the host listener.
+/// control byte), each on its own connection to the host listener, until [`stop_sender`].
 fn start_sender(port: u16) {
     let script = format!(
-        "i=0; while :; do i=$((i+1)); \
+        "i=0; while [ ! -e /tmp/stop-{port} ]; do i=$((i+1)); \
          printf 'clean %d\\n' $i | nc -w 2 {HOST_ADDR} {port}; \
          printf '\\001hate %d\\n' $i | nc -w 2 {HOST_ADDR} {port}; \
          done"
@@ -331,13 +335,20 @@ fn start_sender(port: u16) {
     docker(&["exec", "-d", ENCLAVE, "sh", "-c", &script]);
 }
 
-/// Polls `lagic status` on `iface` until `stop` is set; returns the samples (diode names,
-/// or "" when nothing was attached).
-fn poll_attachment(iface: String, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<String>> {
+fn stop_sender(port: u16) {
+    docker(&["exec", ENCLAVE, "touch", &format!("/tmp/stop-{port}")]);
+}
+
+/// Polls `lagic status` on each of `ifaces` until `stop` is set; returns the samples
+/// ("IFACE DIODE", with an empty DIODE when nothing was attached).
+fn poll_attachments(ifaces: Vec<String>, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<String>> {
     thread::spawn(move || {
         let mut samples = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            samples.push(attachment(&iface).map(|a| a.0).unwrap_or_default());
+            for iface in &ifaces {
+                let diode = attachment(iface).map(|a| a.0).unwrap_or_default();
+                samples.push(format!("{iface} {diode}"));
+            }
             thread::sleep(Duration::from_millis(20));
         }
         samples
@@ -386,6 +397,21 @@ fn scenario(compose: &Compose) {
         logs(ENCLAVE)
     );
     assert_ne!(health(ENCLAVE), "healthy");
+    // Control: with no sentry, nothing judges what the enclave container sends, so the
+    // listener does see forbidden bytes (the checks below would catch a crossing).
+    let control = Listener::start();
+    start_sender(control.port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while control.forbidden().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "control: no forbidden message arrived from an enclave with no diode in 30 s; the \
+             sender or listener is broken"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop_sender(control.port);
+    drop(control);
 
     // The whole stack: the sentry attaches hateless, the enclave starts serving.
     let started = Instant::now();
@@ -398,6 +424,8 @@ fn scenario(compose: &Compose) {
     let (diode, first_program, state) = attachment(&veth).expect("a diode on the enclave veth");
     assert_eq!(diode, "hateless");
     assert_eq!(state, "active");
+    let (diode, _, state) = attachment(BRIDGE).expect("a diode on the bridge");
+    assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
     assert_passes("Once upon a time");
     assert_blocked("I hate bananas");
     let sentry_log = logs(SENTRY);
@@ -413,7 +441,7 @@ fn scenario(compose: &Compose) {
     let t0 = Instant::now();
     listener.wait_clean(t0, 3, "before the switch");
     let stop = Arc::new(AtomicBool::new(false));
-    let poller = poll_attachment(veth.clone(), stop.clone());
+    let poller = poll_attachments(vec![veth.clone(), BRIDGE.to_owned()], stop.clone());
     compose.ok(&["up", "-d", "sentry"], Some("printable64"));
     wait_healthy(SENTRY);
     let t1 = Instant::now();
@@ -421,18 +449,21 @@ fn scenario(compose: &Compose) {
     stop.store(true, Ordering::Relaxed);
     let samples = poller.join().unwrap();
     let seen: BTreeSet<&str> = samples.iter().map(String::as_str).collect();
-    assert!(
-        !seen.contains(""),
-        "the enclave veth {veth} was seen without a diode during the switch: {seen:?}"
-    );
-    assert!(
-        seen.contains("printable64") && samples.len() > 10,
-        "{seen:?} in {} samples",
-        samples.len()
-    );
+    for iface in [veth.as_str(), BRIDGE] {
+        assert!(
+            !seen.contains(format!("{iface} ").as_str()),
+            "{iface} was seen without a diode during the switch: {seen:?}"
+        );
+        assert!(
+            seen.contains(format!("{iface} printable64").as_str()),
+            "{iface} never showed printable64: {seen:?}"
+        );
+    }
+    assert!(samples.len() > 20, "only {} samples", samples.len());
     let (diode, second_program, _) = attachment(&veth).expect("a diode after the switch");
     assert_eq!(diode, "printable64");
     assert_ne!(first_program, second_program, "the program did not change");
+    assert_eq!(attachment(BRIDGE).expect("bridge diode").0, "printable64");
     assert!(
         logs(SENTRY).contains(&format!("attached printable64 on {veth}")),
         "{}",
@@ -457,16 +488,35 @@ fn scenario(compose: &Compose) {
         (diode.as_str(), program, state.as_str()),
         ("printable64", second_program, "active")
     );
+    let (diode, _, state) = attachment(BRIDGE).expect("a bridge diode after the kill");
+    assert_eq!((diode.as_str(), state.as_str()), ("printable64", "active"));
     let forbidden = listener.forbidden();
     assert!(
         forbidden.is_empty(),
         "forbidden bytes crossed after the kill: {forbidden:?}"
     );
 
+    // The bridge's diode alone: detach the veth's by hand (no sentry runs to mind it);
+    // forbidden bytes still stay out.
+    run_ok(
+        LAGIC,
+        &["detach", "--iface", &veth, "--direction", "ingress"],
+        &[],
+    );
+    assert!(attachment(&veth).is_none(), "{veth} still has a diode");
+    let t_bridge = Instant::now();
+    listener.wait_clean(t_bridge, 3, "with only the bridge's diode");
+    let forbidden = listener.forbidden();
+    assert!(
+        forbidden.is_empty(),
+        "forbidden bytes crossed with only the bridge's diode: {forbidden:?}"
+    );
+
     // Bring the sentry back (default diode again), then down.
     compose.ok(&["up", "-d"], None);
     wait_healthy(SENTRY);
-    assert_eq!(attachment(&veth).expect("diode").0, "hateless");
+    assert_eq!(attachment(&veth).expect("veth diode").0, "hateless");
+    assert_eq!(attachment(BRIDGE).expect("bridge diode").0, "hateless");
     assert_blocked("I hate bananas");
     let forbidden = listener.forbidden();
     assert!(
@@ -493,11 +543,13 @@ fn scenario(compose: &Compose) {
             "{iface} is left after down"
         );
     }
-    assert!(
-        attachment(&veth).is_none(),
-        "lagic status still lists {veth}"
-    );
-    assert!(pins_of(&veth).is_empty(), "pins left: {:?}", pins_of(&veth));
+    for iface in [veth.as_str(), BRIDGE] {
+        assert!(
+            attachment(iface).is_none(),
+            "lagic status still lists {iface}"
+        );
+        assert!(pins_of(iface).is_empty(), "pins left: {:?}", pins_of(iface));
+    }
     let net = run_ok("bpftool", &["net"], &[]);
     assert!(
         !net.contains(&veth) && !net.contains(BRIDGE),
