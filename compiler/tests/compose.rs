@@ -366,6 +366,8 @@ fn pins_of(iface: &str) -> Vec<PathBuf> {
 fn scenario(compose: &Compose) {
     let name = compose.name();
     eprintln!("== compose test with {name}");
+    // Leftovers of an interrupted earlier run of this test (its own project only).
+    compose.quiet(&["down", "-v", "--timeout", "5"]);
     for container in [ENCLAVE, SENTRY] {
         assert!(
             !container_exists(container),
