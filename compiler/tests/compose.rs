@@ -557,6 +557,37 @@ fn scenario(compose: &Compose) {
         !net.contains(&veth) && !net.contains(BRIDGE),
         "bpftool net still shows the stack:\n{net}"
     );
+
+    // A sentry killed before `down -v` leaves interface-gone pins; the next sentry clears them.
+    compose.ok(&["up", "-d"], None);
+    wait_healthy(SENTRY);
+    wait_healthy(ENCLAVE);
+    let (old_veth, _) = enclave_veth();
+    docker(&["kill", SENTRY]);
+    compose.ok(&["down", "-v"], None);
+    for iface in [old_veth.as_str(), BRIDGE] {
+        let (_, _, state) = attachment(iface).expect("a pin left by the killed sentry");
+        assert_eq!(state, "interface-gone", "{iface}");
+    }
+    compose.ok(&["up", "-d"], None);
+    wait_healthy(SENTRY);
+    wait_healthy(ENCLAVE);
+    assert!(
+        attachment(&old_veth).is_none(),
+        "{old_veth}'s stale pin stayed"
+    );
+    let (diode, _, state) = attachment(BRIDGE).expect("a diode on the new bridge");
+    assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
+    assert_blocked("I hate bananas");
+    let (new_veth, _) = enclave_veth();
+    compose.ok(&["down"], None);
+    for iface in [old_veth.as_str(), new_veth.as_str(), BRIDGE] {
+        assert!(
+            attachment(iface).is_none(),
+            "lagic status lists {iface} after down"
+        );
+        assert!(pins_of(iface).is_empty(), "pins left: {:?}", pins_of(iface));
+    }
 }
 
 #[test]
