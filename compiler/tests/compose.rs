@@ -1,0 +1,626 @@
+//! End to end on Docker: the compose stack of docker-compose.yml (docs/compose.md), built by
+//! scripts/images and started with Debian's `docker-compose` 1.29, and with Compose V2
+//! (`docker compose`) too when that is installed.
+//!
+//! What it checks, per Compose implementation:
+//! - fail closed at start-up: the enclave started alone (no sentry) does not serve (and,
+//!   as a control for the traffic checks below, bytes it sends then do arrive unjudged);
+//! - `up -d`: the seed's two requests, "Once upon a time" passes and "I hate bananas" is
+//!   blocked; the sentry's log shows the attach; the diode is on the enclave's veth and on
+//!   the bridge;
+//! - switching the diode (`DIODE=printable64 ... up -d sentry`) replaces it atomically: the
+//!   program id on the enclave's veth changes, a poller never sees the veth without a diode,
+//!   and a sender inside the enclave that keeps sending forbidden bytes through the restart
+//!   gets none of them to a listener on the host (while its clean messages keep arriving);
+//! - with the veth's diode detached by hand, the bridge's still judges what the enclave
+//!   sends;
+//! - `docker kill` of the sentry leaves the diode attached: forbidden bytes still never
+//!   arrive;
+//! - `down` leaves no containers, network, bridge, veth, TC attachment or pin behind.
+//!
+//! Needs root and a Docker engine (scripts/install-docker installs Debian's docker.io and
+//! docker-compose where missing and starts dockerd). Without root, or when Docker cannot
+//! run, it skips loudly; with `CI` set it fails instead. Uses fixed names and addresses
+//! (lagic-enclave, lagic-sentry, lagic0, 172.30.0.0/24): run it under the kernel lock, and
+//! not while a compose stack or `lagic lab up` of your own uses them.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{generate, workspace, Reply};
+
+const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
+const ENCLAVE: &str = "lagic-enclave";
+const SENTRY: &str = "lagic-sentry";
+const BRIDGE: &str = "lagic0";
+const PROJECT: &str = "lagictest";
+const HOST_ADDR: &str = "172.30.0.1";
+/// How long a client waits before calling a request blocked.
+const BLOCKED_WAIT: Duration = Duration::from_secs(3);
+/// How long a client waits for a response that must arrive.
+const PASS_WAIT: Duration = Duration::from_secs(30);
+/// Generous deadline for containers to become healthy.
+const HEALTHY_WAIT: Duration = Duration::from_secs(90);
+
+fn enclave_addr() -> SocketAddr {
+    "172.30.0.11:8080".parse().unwrap()
+}
+
+/// Skips (or, with `CI` set, fails) with a reason.
+fn unavailable(reason: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("compose test: {reason}, and CI is set, so it fails instead of skipping");
+    }
+    eprintln!("SKIPPED: compose test: {reason}");
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run(program: &str, args: &[&str], env: &[(&str, Option<&str>)]) -> Output {
+    let mut command = Command::new(program);
+    command.args(args).current_dir(workspace());
+    for (key, value) in env {
+        match value {
+            Some(v) => command.env(key, v),
+            None => command.env_remove(key),
+        };
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"))
+}
+
+fn run_ok(program: &str, args: &[&str], env: &[(&str, Option<&str>)]) -> String {
+    let out = run(program, args, env);
+    assert!(
+        out.status.success(),
+        "{program} {} failed ({}):\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// One Compose implementation: `docker-compose` or `docker compose`.
+struct Compose {
+    argv: Vec<&'static str>,
+}
+
+impl Compose {
+    fn name(&self) -> String {
+        self.argv.join(" ")
+    }
+
+    fn args<'a>(&'a self, rest: &[&'a str]) -> (String, Vec<&'a str>) {
+        let file = workspace().join("docker-compose.yml");
+        let file: &'static str = Box::leak(file.display().to_string().into_boxed_str());
+        let mut args: Vec<&str> = self.argv[1..].to_vec();
+        args.extend(["-f", file, "-p", PROJECT]);
+        args.extend_from_slice(rest);
+        (self.argv[0].to_owned(), args)
+    }
+
+    /// Runs a compose command with `DIODE` set to `diode` (None: unset, the default diode).
+    fn ok(&self, rest: &[&str], diode: Option<&str>) -> String {
+        let (program, args) = self.args(rest);
+        run_ok(&program, &args, &[("DIODE", diode)])
+    }
+
+    fn quiet(&self, rest: &[&str]) -> Output {
+        let (program, args) = self.args(rest);
+        run(&program, &args, &[("DIODE", None)])
+    }
+}
+
+/// Runs `down -v` when dropped, so a failing test leaves no stack behind.
+struct DownGuard<'a>(&'a Compose);
+
+impl Drop for DownGuard<'_> {
+    fn drop(&mut self) {
+        let out = self.0.quiet(&["down", "-v", "--timeout", "5"]);
+        if !out.status.success() {
+            eprintln!("compose test cleanup: down failed: {}", text(&out.stderr));
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    run_ok("docker", args, &[])
+}
+
+fn container_exists(name: &str) -> bool {
+    run("docker", &["container", "inspect", name], &[])
+        .status
+        .success()
+}
+
+fn health(container: &str) -> String {
+    let out = run(
+        "docker",
+        &["inspect", "-f", "{{.State.Health.Status}}", container],
+        &[],
+    );
+    text(&out.stdout).trim().to_owned()
+}
+
+fn wait_healthy(container: &str) {
+    let deadline = Instant::now() + HEALTHY_WAIT;
+    loop {
+        let status = health(container);
+        if status == "healthy" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{container} is not healthy after {HEALTHY_WAIT:?} (health: {status:?}); logs:\n{}",
+            logs(container)
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn logs(container: &str) -> String {
+    let out = run("docker", &["logs", container], &[]);
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+/// The host-side veth of the enclave container: (name, ifindex).
+fn enclave_veth() -> (String, u32) {
+    let index: u32 = docker(&["exec", ENCLAVE, "cat", "/sys/class/net/eth0/iflink"])
+        .trim()
+        .parse()
+        .expect("eth0's iflink is a number");
+    for entry in std::fs::read_dir("/sys/class/net").unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path().join("ifindex");
+        if std::fs::read_to_string(&path).is_ok_and(|s| s.trim() == index.to_string()) {
+            return (entry.file_name().to_string_lossy().into_owned(), index);
+        }
+    }
+    panic!("no host interface has ifindex {index} (the enclave's eth0 peer)");
+}
+
+/// What `lagic status --json` says about `iface`: (diode, program id, state), if anything.
+fn attachment(iface: &str) -> Option<(String, u64, String)> {
+    let out = run_ok(LAGIC, &["status", "--json"], &[]);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("status --json is JSON");
+    list.as_array()?.iter().find_map(|a| {
+        (a["interface"] == iface && a["direction"] == "ingress").then(|| {
+            (
+                a["diode"].as_str().unwrap_or_default().to_owned(),
+                a["program_id"].as_u64().unwrap_or(0),
+                a["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+    })
+}
+
+fn assert_passes(prompt: &str) {
+    match generate(enclave_addr(), prompt, 16, PASS_WAIT) {
+        Reply::Complete { status: 200, body } => assert!(
+            text(&body).contains(prompt),
+            "the response to {prompt:?} lacks the prompt: {}",
+            text(&body)
+        ),
+        other => panic!("{prompt:?} should pass the diode, got {other:?}"),
+    }
+}
+
+fn assert_blocked(prompt: &str) {
+    match generate(enclave_addr(), prompt, 16, BLOCKED_WAIT) {
+        Reply::Incomplete { .. } => {}
+        other => panic!("{prompt:?} should be blocked by the diode, got {other:?}"),
+    }
+}
+
+/// What a listener received: when each connection ended, and its bytes.
+type Received = Arc<Mutex<Vec<(Instant, Vec<u8>)>>>;
+
+/// A TCP listener on the host end of the bridge that records what each connection sent.
+/// The listener closes each connection after a short read, so a sender whose data the
+/// diode drops moves on.
+struct Listener {
+    port: u16,
+    received: Received,
+    stop: Arc<AtomicBool>,
+}
+
+impl Listener {
+    fn start() -> Listener {
+        let socket = TcpListener::bind((HOST_ADDR, 0)).expect("binding on the bridge address");
+        socket.set_nonblocking(true).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let received: Received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rx, st) = (received.clone(), stop.clone());
+        thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match socket.accept() {
+                    Ok((mut stream, _)) => {
+                        let rx = rx.clone();
+                        thread::spawn(move || {
+                            stream.set_nonblocking(false).unwrap();
+                            stream
+                                .set_read_timeout(Some(Duration::from_millis(800)))
+                                .unwrap();
+                            let mut data = Vec::new();
+                            let mut buf = [0u8; 4096];
+                            while let Ok(n) = stream.read(&mut buf) {
+                                if n == 0 {
+                                    break;
+                                }
+                                data.extend_from_slice(&buf[..n]);
+                            }
+                            rx.lock().unwrap().push((Instant::now(), data));
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Listener {
+            port,
+            received,
+            stop,
+        }
+    }
+
+    /// Clean messages received since `t`.
+    fn clean_since(&self, t: Instant) -> usize {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, data)| *at >= t && data.starts_with(b"clean "))
+            .count()
+    }
+
+    /// Every received message that holds a forbidden byte or word.
+    fn forbidden(&self) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, data)| {
+                data.contains(&1u8) || data.windows(4).any(|w| w.eq_ignore_ascii_case(b"hate"))
+            })
+            .map(|(_, data)| format!("{:?}", text(data)))
+            .collect()
+    }
+
+    /// Waits until at least `n` clean messages arrived after `t`.
+    fn wait_clean(&self, t: Instant, n: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.clean_since(t) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: fewer than {n} clean messages from the enclave's sender arrived in 30 s \
+                 (got {}); the sender or the path is broken, so the forbidden-bytes check would \
+                 prove nothing",
+                self.clean_since(t)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts, inside the enclave container, a loop that alternately sends a clean message and a
+/// forbidden one ("\x01hate N": dropped by hateless for the word, by printable64 for the
+/// control byte), each on its own connection to the host listener, until [`stop_sender`].
+fn start_sender(port: u16) {
+    let script = format!(
+        "i=0; while [ ! -e /tmp/stop-{port} ]; do i=$((i+1)); \
+         printf 'clean %d\\n' $i | nc -w 2 {HOST_ADDR} {port}; \
+         printf '\\001hate %d\\n' $i | nc -w 2 {HOST_ADDR} {port}; \
+         done"
+    );
+    docker(&["exec", "-d", ENCLAVE, "sh", "-c", &script]);
+}
+
+fn stop_sender(port: u16) {
+    docker(&["exec", ENCLAVE, "touch", &format!("/tmp/stop-{port}")]);
+}
+
+/// Polls `lagic status` on each of `ifaces` until `stop` is set; returns the samples
+/// ("IFACE DIODE", with an empty DIODE when nothing was attached).
+fn poll_attachments(ifaces: Vec<String>, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<String>> {
+    thread::spawn(move || {
+        let mut samples = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            for iface in &ifaces {
+                let diode = attachment(iface).map(|a| a.0).unwrap_or_default();
+                samples.push(format!("{iface} {diode}"));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        samples
+    })
+}
+
+fn pins_of(iface: &str) -> Vec<PathBuf> {
+    ["/sys/fs/bpf/lagi", "/sys/fs/bpf/lagic"]
+        .iter()
+        .map(|root| Path::new(root).join(iface))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+fn scenario(compose: &Compose) {
+    let name = compose.name();
+    eprintln!("== compose test with {name}");
+    // Leftovers of an interrupted earlier run of this test (its own project only).
+    compose.quiet(&["down", "-v", "--timeout", "5"]);
+    for container in [ENCLAVE, SENTRY] {
+        assert!(
+            !container_exists(container),
+            "a container named {container} already exists: another lagic compose stack runs \
+             (docker-compose down it first); only one stack runs per host"
+        );
+    }
+    assert!(
+        !Path::new("/sys/class/net").join(BRIDGE).exists(),
+        "{BRIDGE} already exists: another lagic compose stack runs (docker-compose down it first)"
+    );
+    let _guard = DownGuard(compose);
+
+    // Fail closed at start-up: the enclave alone (no sentry) waits and does not serve.
+    compose.ok(&["up", "-d", "--no-deps", "enclave"], None);
+    thread::sleep(Duration::from_secs(3));
+    let (veth, _) = enclave_veth();
+    assert!(
+        attachment(&veth).is_none(),
+        "a diode is on {veth} though no sentry ran"
+    );
+    assert!(
+        std::net::TcpStream::connect_timeout(&enclave_addr(), Duration::from_secs(3)).is_err(),
+        "the enclave accepted a connection before any diode was attached"
+    );
+    assert!(
+        logs(ENCLAVE).contains("waiting for the sentry"),
+        "the enclave's log does not say it waits: {}",
+        logs(ENCLAVE)
+    );
+    assert_ne!(health(ENCLAVE), "healthy");
+    // Control: with no sentry, nothing judges what the enclave container sends, so the
+    // listener does see forbidden bytes (the checks below would catch a crossing).
+    let control = Listener::start();
+    start_sender(control.port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while control.forbidden().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "control: no forbidden message arrived from an enclave with no diode in 30 s; the \
+             sender or listener is broken"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop_sender(control.port);
+    drop(control);
+
+    // The whole stack: the sentry attaches hateless, the enclave starts serving.
+    let started = Instant::now();
+    compose.ok(&["up", "-d"], None);
+    wait_healthy(SENTRY);
+    wait_healthy(ENCLAVE);
+    eprintln!("{name}: up -d to healthy in {:?}", started.elapsed());
+    let (veth_now, _) = enclave_veth();
+    assert_eq!(veth, veth_now, "up -d recreated the enclave");
+    let (diode, first_program, state) = attachment(&veth).expect("a diode on the enclave veth");
+    assert_eq!(diode, "hateless");
+    assert_eq!(state, "active");
+    let (diode, _, state) = attachment(BRIDGE).expect("a diode on the bridge");
+    assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
+    assert_passes("Once upon a time");
+    assert_blocked("I hate bananas");
+    let sentry_log = logs(SENTRY);
+    assert!(
+        sentry_log.contains(&format!("attached hateless on {veth}")),
+        "the sentry's log does not show the attach on {veth}:\n{sentry_log}"
+    );
+    assert!(sentry_log.contains("decisions are not streamed yet"));
+
+    // Switch the diode while the enclave keeps sending forbidden bytes.
+    let listener = Listener::start();
+    start_sender(listener.port);
+    let t0 = Instant::now();
+    listener.wait_clean(t0, 3, "before the switch");
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = poll_attachments(vec![veth.clone(), BRIDGE.to_owned()], stop.clone());
+    compose.ok(&["up", "-d", "sentry"], Some("printable64"));
+    wait_healthy(SENTRY);
+    let t1 = Instant::now();
+    listener.wait_clean(t1, 3, "after the switch");
+    stop.store(true, Ordering::Relaxed);
+    let samples = poller.join().unwrap();
+    let seen: BTreeSet<&str> = samples.iter().map(String::as_str).collect();
+    for iface in [veth.as_str(), BRIDGE] {
+        assert!(
+            !seen.contains(format!("{iface} ").as_str()),
+            "{iface} was seen without a diode during the switch: {seen:?}"
+        );
+        assert!(
+            seen.contains(format!("{iface} printable64").as_str()),
+            "{iface} never showed printable64: {seen:?}"
+        );
+    }
+    assert!(samples.len() > 20, "only {} samples", samples.len());
+    let (diode, second_program, _) = attachment(&veth).expect("a diode after the switch");
+    assert_eq!(diode, "printable64");
+    assert_ne!(first_program, second_program, "the program did not change");
+    assert_eq!(attachment(BRIDGE).expect("bridge diode").0, "printable64");
+    assert!(
+        logs(SENTRY).contains(&format!("attached printable64 on {veth}")),
+        "{}",
+        logs(SENTRY)
+    );
+    // printable64 lets the echoed word through (it judges only bytes), hateless did not.
+    assert_passes("I hate bananas");
+    assert_passes("Once upon a time");
+    let forbidden = listener.forbidden();
+    assert!(
+        forbidden.is_empty(),
+        "forbidden bytes crossed: {forbidden:?}"
+    );
+
+    // Kill the sentry: the pinned diode stays on, traffic stays filtered.
+    docker(&["kill", SENTRY]);
+    let t2 = Instant::now();
+    listener.wait_clean(t2, 3, "after docker kill");
+    thread::sleep(Duration::from_secs(2));
+    let (diode, program, state) = attachment(&veth).expect("a diode after the kill");
+    assert_eq!(
+        (diode.as_str(), program, state.as_str()),
+        ("printable64", second_program, "active")
+    );
+    let (diode, _, state) = attachment(BRIDGE).expect("a bridge diode after the kill");
+    assert_eq!((diode.as_str(), state.as_str()), ("printable64", "active"));
+    let forbidden = listener.forbidden();
+    assert!(
+        forbidden.is_empty(),
+        "forbidden bytes crossed after the kill: {forbidden:?}"
+    );
+
+    // The bridge's diode alone: detach the veth's by hand (no sentry runs to mind it);
+    // forbidden bytes still stay out.
+    run_ok(
+        LAGIC,
+        &["detach", "--iface", &veth, "--direction", "ingress"],
+        &[],
+    );
+    assert!(attachment(&veth).is_none(), "{veth} still has a diode");
+    let t_bridge = Instant::now();
+    listener.wait_clean(t_bridge, 3, "with only the bridge's diode");
+    let forbidden = listener.forbidden();
+    assert!(
+        forbidden.is_empty(),
+        "forbidden bytes crossed with only the bridge's diode: {forbidden:?}"
+    );
+
+    // Bring the sentry back (default diode again), then down.
+    compose.ok(&["up", "-d"], None);
+    wait_healthy(SENTRY);
+    assert_eq!(attachment(&veth).expect("veth diode").0, "hateless");
+    assert_eq!(attachment(BRIDGE).expect("bridge diode").0, "hateless");
+    assert_blocked("I hate bananas");
+    let forbidden = listener.forbidden();
+    assert!(
+        forbidden.is_empty(),
+        "forbidden bytes crossed: {forbidden:?}"
+    );
+    drop(listener);
+
+    compose.ok(&["down"], None);
+    for container in [ENCLAVE, SENTRY] {
+        assert!(
+            !container_exists(container),
+            "{container} is left after down"
+        );
+    }
+    let networks = docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !networks.lines().any(|n| n.starts_with(PROJECT)),
+        "a network is left after down: {networks}"
+    );
+    for iface in [BRIDGE, veth.as_str()] {
+        assert!(
+            !Path::new("/sys/class/net").join(iface).exists(),
+            "{iface} is left after down"
+        );
+    }
+    for iface in [veth.as_str(), BRIDGE] {
+        assert!(
+            attachment(iface).is_none(),
+            "lagic status still lists {iface}"
+        );
+        assert!(pins_of(iface).is_empty(), "pins left: {:?}", pins_of(iface));
+    }
+    let net = run_ok("bpftool", &["net"], &[]);
+    assert!(
+        !net.contains(&veth) && !net.contains(BRIDGE),
+        "bpftool net still shows the stack:\n{net}"
+    );
+
+    // A sentry killed before `down -v` leaves interface-gone pins; the next sentry clears them.
+    compose.ok(&["up", "-d"], None);
+    wait_healthy(SENTRY);
+    wait_healthy(ENCLAVE);
+    let (old_veth, _) = enclave_veth();
+    docker(&["kill", SENTRY]);
+    compose.ok(&["down", "-v"], None);
+    for iface in [old_veth.as_str(), BRIDGE] {
+        let (_, _, state) = attachment(iface).expect("a pin left by the killed sentry");
+        assert_eq!(state, "interface-gone", "{iface}");
+    }
+    compose.ok(&["up", "-d"], None);
+    wait_healthy(SENTRY);
+    wait_healthy(ENCLAVE);
+    assert!(
+        attachment(&old_veth).is_none(),
+        "{old_veth}'s stale pin stayed"
+    );
+    let (diode, _, state) = attachment(BRIDGE).expect("a diode on the new bridge");
+    assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
+    assert_blocked("I hate bananas");
+    let (new_veth, _) = enclave_veth();
+    compose.ok(&["down"], None);
+    for iface in [old_veth.as_str(), new_veth.as_str(), BRIDGE] {
+        assert!(
+            attachment(iface).is_none(),
+            "lagic status lists {iface} after down"
+        );
+        assert!(pins_of(iface).is_empty(), "pins left: {:?}", pins_of(iface));
+    }
+}
+
+#[test]
+fn compose_stack_up_switch_kill_down() {
+    if !common::require_root("a Docker engine, veth, TC and bpffs") {
+        return;
+    }
+    let ws = workspace();
+    let install = run(
+        &ws.join("scripts/install-docker").display().to_string(),
+        &[],
+        &[],
+    );
+    if !install.status.success() {
+        unavailable(&format!(
+            "scripts/install-docker failed (Docker cannot run here): {}",
+            text(&install.stderr)
+        ));
+        return;
+    }
+    run_ok(&ws.join("scripts/images").display().to_string(), &[], &[]);
+
+    let mut implementations = vec![Compose {
+        argv: vec!["docker-compose"],
+    }];
+    if run("docker", &["compose", "version"], &[]).status.success() {
+        implementations.push(Compose {
+            argv: vec!["docker", "compose"],
+        });
+    } else {
+        eprintln!("compose test: Compose V2 (`docker compose`) is not installed; testing docker-compose only");
+    }
+    for compose in &implementations {
+        scenario(compose);
+    }
+}
