@@ -35,7 +35,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{generate, workspace, Reply};
+use common::{find_ignoring_case, generate, run_pairs, workspace, Pair, Reply, Response};
 
 const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 const ENCLAVE: &str = "lagic-enclave";
@@ -43,8 +43,6 @@ const SENTRY: &str = "lagic-sentry";
 const BRIDGE: &str = "lagic0";
 const PROJECT: &str = "lagictest";
 const HOST_ADDR: &str = "172.30.0.1";
-/// How long a client waits before calling a request blocked.
-const BLOCKED_WAIT: Duration = Duration::from_secs(3);
 /// How long a client waits for a response that must arrive.
 const PASS_WAIT: Duration = Duration::from_secs(30);
 /// Generous deadline for containers to become healthy.
@@ -209,7 +207,7 @@ fn attachment(iface: &str) -> Option<(String, u64, String)> {
 
 fn assert_passes(prompt: &str) {
     match generate(enclave_addr(), prompt, 16, PASS_WAIT) {
-        Reply::Complete { status: 200, body } => assert!(
+        Reply::Complete(Response { status: 200, body }) => assert!(
             text(&body).contains(prompt),
             "the response to {prompt:?} lacks the prompt: {}",
             text(&body)
@@ -218,11 +216,20 @@ fn assert_passes(prompt: &str) {
     }
 }
 
+/// `prompt` (which holds "hate") is blocked: a control of the same shape ("like" in its
+/// place) completes first, then the blocked request is still incomplete after twice the
+/// control's time (`common::run_pairs`), and not one byte of the word arrived.
 fn assert_blocked(prompt: &str) {
-    match generate(enclave_addr(), prompt, 16, BLOCKED_WAIT) {
-        Reply::Incomplete { .. } => {}
-        other => panic!("{prompt:?} should be blocked by the diode, got {other:?}"),
-    }
+    let control = prompt.replace("hate", "like");
+    assert_ne!(control, prompt, "a blocked prompt holds the word");
+    let pair = Pair::new("compose", &control, prompt, 16);
+    let results = run_pairs(enclave_addr(), &[pair], PASS_WAIT);
+    let received = &results[0].blocked_received;
+    assert!(
+        find_ignoring_case(received, b"hate").is_none(),
+        "{prompt:?}: the word crossed the diode: {}",
+        text(received)
+    );
 }
 
 /// What a listener received: when each connection ended, and its bytes.

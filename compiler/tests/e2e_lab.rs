@@ -4,9 +4,10 @@
 //! parallel, and a guard runs `lagic lab down` even when the test panics. They need root;
 //! without it they skip loudly, or fail when the environment variable `CI` is set.
 //!
-//! "Blocked" is defined in `common` (a pass control of the same shape completes under the
-//! same [`DEADLINE`] while the blocked response does not, and what arrived stops before the
-//! forbidden bytes). What the enclave sent is known exactly: the echo generator is
+//! "Blocked" is defined in `common` ([`common::run_pairs`]: pass controls of the same shape
+//! complete within [`DEADLINE`] in some time `T`, then the blocked response is still
+//! incomplete after twice `T` plus a margin, and what arrived stops before the forbidden
+//! bytes). What the enclave sent is known exactly: the echo generator is
 //! deterministic, and `lagi-enclave complete` runs it outside the lab ([`expected_text`]);
 //! each control checks that prediction against what the enclave in the lab really sent.
 
@@ -25,8 +26,8 @@ use common::{
 };
 
 const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
-/// The deadline of every blocked request and of its pass control, and of other requests
-/// that must pass: the enclave answers these in milliseconds, so this is generous.
+/// The deadline of every request that must pass (the blocked checks' controls included):
+/// the enclave answers these in milliseconds, so this is generous.
 const DEADLINE: Duration = Duration::from_secs(10);
 /// The deadline of the 1 MB response (nothing is blocked in that test).
 const LARGE_PASS_WAIT: Duration = Duration::from_secs(30);

@@ -10,11 +10,12 @@
 //! it it skips loudly, or fails when `CI` is set. It runs in the default test run: on this
 //! 2-core machine it took 64-89 s from nothing (no qemu, no kernel, no static build), and
 //! 64 s with packages and kernel cached (25 s of it the static build), 40 s with
-//! everything cached, most of it the one 30 s deadline of the blocked checks (docs/lab.md,
-//! "Tests").
+//! everything cached, much of it the wait of the blocked checks (docs/lab.md, "Tests").
 //!
-//! "Blocked" is defined in `common`: each blocked request runs next to a pass control of
-//! the same shape under the same [`DEADLINE`], and what arrived must stop before the word.
+//! "Blocked" is defined in `common` ([`common::run_pairs`]): the pass controls of the same
+//! shape complete first, within [`DEADLINE`], in some time `T`; each blocked request is
+//! then still incomplete after twice `T` plus a margin, and what arrived must stop before
+//! the word. A loaded machine makes the VM slower, and the blocked checks wait longer with it.
 //! What the VM sent is learned afterwards: with the diode detached, the same requests get
 //! whole answers (the model's sampling is seeded, so the same request gets the same text).
 
@@ -32,10 +33,10 @@ const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 const NAME: &str = "e2evm";
 const SUBNET: &str = "172.30.120.0/24";
 const ENCLAVE: &str = "172.30.120.11:8080";
-/// The deadline of every blocked request, of its pass control (sent at the same time), and
-/// of other requests that must pass: generous for software emulation, and the controls
-/// show the VM answers within it.
-const DEADLINE: Duration = Duration::from_secs(30);
+/// The deadline of every request that must pass, the blocked checks' controls included:
+/// generous, because software emulation on a loaded 2-core machine is slow (a control once
+/// took over 30 s while other builds ran). Blocked requests get twice their controls' time.
+const DEADLINE: Duration = Duration::from_secs(120);
 /// Tokens the short requests ask for.
 const TOKENS: usize = 12;
 

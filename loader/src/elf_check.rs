@@ -357,12 +357,20 @@ fn check_symbols_and_relocations(sections: &[Section<'_>]) -> Result<(), Malform
                     || (into_code && sym_type != STT_FUNC && sym_type != STT_SECTION)
                 {
                     return Err(bad(format!(
-                        "relocation {k} in {sname} names symbol {sym} (type {sym_type}), which is                          not a defined function or section"
+                        "relocation {k} in {sname} names symbol {sym} (type {sym_type}), which is \
+                         not a defined function or section"
                     )));
                 }
             }
-            // Relocations patch one 8-byte instruction (or the 16-byte ld_imm64).
-            if span(offset, 8, target.size as usize).is_none() {
+            // The bytes a relocation patches: an instruction's in code (8; the loaders read an
+            // ld_imm64's second slot themselves), 8 for R_BPF_64_ABS64, 4 for R_BPF_64_ABS32
+            // and R_BPF_64_NODYLD32 (debug sections written by clang), at least one otherwise.
+            let width = match r_info as u32 {
+                1 | 2 | 10 => 8,
+                3 | 4 => 4,
+                _ => 1,
+            };
+            if span(offset, width, target.size as usize).is_none() {
                 return Err(bad(format!(
                     "relocation {k} in {sname} patches byte {offset}, past the end of section {} \
                      ({} bytes)",
