@@ -8,6 +8,7 @@
 //!   gates from `lagic-testkit`);
 //! - [`elf_check`]: checks every offset and index of an object before Aya parses it, and tells
 //!   objects lagic wrote from foreign ones;
+//! - [`decisions`]: a diode's verdict counters and drop events ([`decisions::DiodeMaps`]);
 //!
 //! - [`attach`]: attaching diodes to interfaces (TCX, or clsact where TCX is unavailable),
 //!   atomic replacement, detaching, and status: the policy;
@@ -15,6 +16,7 @@
 //! - `sys` (private): every raw `bpf(2)` command the crate issues, one function each.
 
 pub mod attach;
+pub mod decisions;
 pub mod elf_check;
 mod netlink;
 mod pins;
