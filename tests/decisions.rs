@@ -83,10 +83,16 @@ fn counters_and_events_are_exact_after_mixed_frames() {
         assert_eq!((flow.src_port, flow.dest_port), (Some(8080), Some(40001)));
         assert_eq!(flow.proto, 6);
         assert_eq!(e.payload_len as usize, payload.len());
-        // The scan stops in the chunk where it sank: at or before the byte
-        // that completed "HATE" (payload[12]).
+        // The scan stops in the chunk where it sank: the byte that
+        // completed "HATE" (payload[12]) lies in the reported span.
         let offset = e.offset.expect("the scan's pass stopped early");
-        assert!(offset <= hate_at + 3, "offset {offset}");
+        let completed = hate_at + 3;
+        assert!(
+            (offset..offset + e.offset_span).contains(&completed),
+            "offset {offset} span {}",
+            e.offset_span
+        );
+        assert_eq!(e.excerpt_start, offset, "the excerpt starts at the offset");
         let start = e.excerpt_start as usize;
         assert_eq!(e.excerpt, &payload[start..], "the excerpt is the payload's");
         assert!(e.excerpt.windows(4).any(|w| w == b"HATE"));
@@ -107,6 +113,41 @@ fn counters_and_events_are_exact_after_mixed_frames() {
         .iter()
         .filter(|e| e.reason != Reason::Predicate)
         .all(|e| e.decided_by.is_none() && e.offset.is_none() && e.excerpt.is_empty()));
+}
+
+#[test]
+fn a_deep_match_is_located_within_its_chunk() {
+    if !lagic_loader::testing::require_bpf() {
+        return;
+    }
+    let diode = compile_example("hateless");
+    let program = load(&diode);
+    let mut maps = DiodeMaps::for_program(program.fd()).expect("the diode's maps");
+    for at in [0usize, 63, 64, 150, 1000, 1400] {
+        let mut payload = vec![b'.'; at];
+        payload.extend_from_slice(b"hAtE");
+        payload.extend(std::iter::repeat_n(b'-', 70));
+        let frame = Frame::ipv4().payload(&payload).build();
+        assert_eq!(program.run(&frame).unwrap().verdict, Verdict::Drop);
+        let events = drain(&mut maps);
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        let completed = (at + 3) as u32;
+        let offset = e.offset.expect("an offset");
+        assert!(
+            (offset..offset + e.offset_span).contains(&completed),
+            "match at {at}: offset {offset} span {}",
+            e.offset_span
+        );
+        assert!(e.offset_span <= 64);
+        let start = e.excerpt_start as usize;
+        assert_eq!(e.excerpt, &payload[start..start + e.excerpt.len()]);
+        assert!(
+            e.excerpt.windows(4).any(|w| w == b"hAtE")
+                || (start..start + e.excerpt.len()).contains(&(at + 3)),
+            "the excerpt holds the deciding byte"
+        );
+    }
 }
 
 #[test]

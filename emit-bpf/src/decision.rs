@@ -117,8 +117,9 @@ pub const EVENT_TIME: usize = 0;
 pub const EVENT_REASON: usize = 8;
 /// `u32`: the formula atom that decided (see [`atoms`]), or [`NONE`].
 pub const EVENT_DECIDED_BY: usize = 12;
-/// `u32`: payload offset of the deciding byte (see docs/watch.md for its
-/// precision), or [`NONE`].
+/// `u32`: payload offset where the deciding byte's span starts, or
+/// [`NONE`]; the byte lies in `payload[offset..offset + span]` (see
+/// [`EVENT_OFFSET_SPAN`] and docs/watch.md).
 pub const EVENT_OFFSET: usize = 16;
 /// `u32`: `skb->ifindex`.
 pub const EVENT_IFINDEX: usize = 20;
@@ -136,8 +137,13 @@ pub const EVENT_EXCERPT_START: usize = 36;
 pub const EVENT_PAYLOAD_START: usize = 40;
 /// `u32`: the payload's length (0 when not parsed that far).
 pub const EVENT_PAYLOAD_LEN: usize = 44;
+/// `u32`: bytes the deciding byte may lie in from [`EVENT_OFFSET`]: 1 for
+/// a byte test, the chunk the scan stopped in for a scan (at most 64).
+pub const EVENT_OFFSET_SPAN: usize = 48;
+/// `u32`: reserved, 0.
+pub const EVENT_RESERVED: usize = 52;
 /// The frame's first bytes (headers: the reader parses the flow from them).
-pub const EVENT_HEAD: usize = 48;
+pub const EVENT_HEAD: usize = 56;
 /// Bytes of the frame's head an event carries: Ethernet, IPv4 with
 /// options (or IPv6) and the TCP ports.
 pub const HEAD_LEN: usize = 96;
@@ -145,8 +151,9 @@ pub const HEAD_LEN: usize = 96;
 pub const EVENT_EXCERPT: usize = EVENT_HEAD + HEAD_LEN;
 /// Largest excerpt `lagic compile --excerpt` accepts.
 pub const MAX_EXCERPT: u32 = 1024;
-/// Default excerpt length.
-pub const DEFAULT_EXCERPT: u32 = 32;
+/// Default excerpt length: a scan's longest chunk, so an excerpt from a
+/// scan's offset holds its whole span.
+pub const DEFAULT_EXCERPT: u32 = 64;
 
 /// Size of one event record for an excerpt of `excerpt` bytes.
 pub fn event_size(excerpt: u32) -> usize {

@@ -191,8 +191,11 @@ pub struct Decision {
     pub reason: Reason,
     /// Index of the formula atom that decided ([`emit_bpf::decision::atoms`]).
     pub decided_by: Option<u32>,
-    /// Payload offset of the deciding byte (see docs/watch.md for its precision).
+    /// Payload offset where the deciding byte's span starts: the byte lies in
+    /// `payload[offset..offset + offset_span]` (docs/watch.md).
     pub offset: Option<u32>,
+    /// Length of that span: 1 for a byte test, the scan's chunk for a scan.
+    pub offset_span: u32,
     /// `skb->ifindex`.
     pub ifindex: u32,
     /// `skb->ingress_ifindex` (equal to `ifindex` on ingress).
@@ -248,6 +251,7 @@ impl Decision {
             reason,
             decided_by: opt(u32_at(record, layout::EVENT_DECIDED_BY)),
             offset: opt(u32_at(record, layout::EVENT_OFFSET)),
+            offset_span: u32_at(record, layout::EVENT_OFFSET_SPAN),
             ifindex: u32_at(record, layout::EVENT_IFINDEX),
             ingress_ifindex: u32_at(record, layout::EVENT_INGRESS_IFINDEX),
             frame_len: u32_at(record, layout::EVENT_FRAME_LEN),

@@ -62,6 +62,8 @@ pub(crate) mod ctx {
     /// which every machine of the pass had reached a sink; 0 until a pass
     /// stops early. Written once per pass at most, never read by the scan.
     pub const STOP: i16 = 64;
+    /// The size of that chunk (written with [`STOP`]).
+    pub const STOP_SPAN: i16 = 72;
     /// The status word: a u32 in the upper half of its 8-byte slot.
     pub const STATUS: i16 = 68;
     /// Machine registers: u32s in the upper halves of 8-byte slots.
@@ -461,6 +463,9 @@ pub(crate) fn emit_callback(
         for j in 0..size {
             emit_byte(&mut a, program, group, j as i16)?;
         }
+        // The byte register is dead now: it tells the decided path the
+        // chunk's size.
+        a.emit(Insn::mov64_imm(BYTE, size as i32));
         a.ja(store);
         a.bind(next_tier);
         tier_start_index = Some(ctx::TIER_END[t]);
@@ -509,6 +514,7 @@ pub(crate) fn emit_callback(
     a.emit(Insn::alu64_reg(AluOp::Sub, R2, R1));
     a.emit(Insn::alu64_imm(AluOp::Or, R2, (pass_index + 1) << 16));
     a.emit(Insn::store_reg(Size::W, CTX, ctx::STOP, R2));
+    a.emit(Insn::store_reg(Size::W, CTX, ctx::STOP_SPAN, BYTE));
     a.emit(Insn::store_imm(Size::W, CTX, ctx::STATUS, STATUS_DECIDED));
     a.ja(finished);
 

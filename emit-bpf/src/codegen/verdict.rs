@@ -29,7 +29,8 @@ const EVENTS: i32 = 1;
 
 /// The counter key handed to `bpf_map_lookup_elem`.
 const KEY: i16 = frame::OPAQUE_ZERO;
-/// The deciding byte's payload offset, for predicate drops.
+/// Where the deciding byte is, for predicate drops: `span << 16 | offset`
+/// (it lies in payload[offset..offset + span]), or [`NONE`].
 const OFFSET: i16 = frame::OPAQUE_ZERO + 4;
 
 /// The maps every diode carries, in the indices above.
@@ -96,7 +97,14 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
         a.bind(stub.label);
         match stub.offset {
             StubOffset::None => a.emit(Insn::store_imm(Size::W, R10, OFFSET, NONE as i32)),
-            StubOffset::Fixed(index) => a.emit(Insn::store_imm(Size::W, R10, OFFSET, index as i32)),
+            StubOffset::Fixed(index) => {
+                let word = if index <= 0xFFFF {
+                    (1 << 16) | index
+                } else {
+                    NONE // beyond any frame: no byte decided
+                };
+                a.emit(Insn::store_imm(Size::W, R10, OFFSET, word as i32))
+            }
             StubOffset::PassStop(pass) => {
                 let unknown = a.label();
                 let known = a.label();
@@ -113,6 +121,10 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
                 ));
                 a.jmp_reg(JmpCond::Jlt, R1, R2, unknown);
                 a.emit(Insn::alu64_reg(AluOp::Sub, R1, R2));
+                a.emit(Insn::load(Size::W, R2, R10, frame::CTX + ctx::STOP_SPAN));
+                a.emit(Insn::alu64_imm(AluOp::And, R2, 0xFF));
+                a.emit(Insn::alu64_imm(AluOp::Lsh, R2, 16));
+                a.emit(Insn::alu64_reg(AluOp::Or, R1, R2));
                 a.emit(Insn::store_reg(Size::W, R10, OFFSET, R1));
                 a.ja(known);
                 a.bind(unknown);
@@ -169,6 +181,8 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
     a.emit(Insn::load(Size::W, R1, R6, skb::INGRESS_IFINDEX));
     put32(a, decision::EVENT_INGRESS_IFINDEX, R1);
     put32_imm(a, decision::EVENT_OFFSET, NONE);
+    put32_imm(a, decision::EVENT_OFFSET_SPAN, 0);
+    put32_imm(a, decision::EVENT_RESERVED, 0);
     put32_imm(a, decision::EVENT_EXCERPT_START, 0);
     put32_imm(a, decision::EVENT_PAYLOAD_START, NONE);
     put32_imm(a, decision::EVENT_PAYLOAD_LEN, 0);
@@ -221,20 +235,24 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
     put32(a, decision::EVENT_PAYLOAD_START, R1);
     a.emit(Insn::load(Size::H, R2, R10, frame::CTX + ctx::PAYLOAD_LEN));
     put32(a, decision::EVENT_PAYLOAD_LEN, R2);
+    // r3 = the deciding offset, or 0 without one (the excerpt's start).
     a.emit(Insn::load(Size::W, R3, R10, OFFSET));
+    let no_offset = a.label();
+    let started = a.label();
+    a.jmp_imm(JmpCond::Jgt, R3, 0xFF_FFFF, no_offset);
+    a.emit(Insn::mov64_reg(R4, R3));
+    a.emit(Insn::alu64_imm(AluOp::Rsh, R4, 16));
+    put32(a, decision::EVENT_OFFSET_SPAN, R4);
+    a.emit(Insn::alu64_imm(AluOp::And, R3, 0xFFFF));
     put32(a, decision::EVENT_OFFSET, R3);
+    a.ja(started);
+    a.bind(no_offset);
+    a.emit(Insn::mov64_imm(R3, 0));
+    a.bind(started);
     let n = options.excerpt as i32;
     if n > 0 {
-        // Start half an excerpt before the offset (at 0 without one).
-        let from_zero = a.label();
-        let started = a.label();
-        a.jmp_imm(JmpCond::Jgt, R3, 0xFFFF, from_zero);
-        a.jmp_imm(JmpCond::Jle, R3, n / 2, from_zero);
-        a.emit(Insn::alu64_imm(AluOp::Sub, R3, n / 2));
-        a.ja(started);
-        a.bind(from_zero);
-        a.emit(Insn::mov64_imm(R3, 0));
-        a.bind(started);
+        // The excerpt starts at the offset: the deciding byte lies in the
+        // span after it.
         a.jmp_reg(JmpCond::Jge, R3, R2, submit);
         put32(a, decision::EVENT_EXCERPT_START, R3);
         a.emit(Insn::mov64_reg(R4, R2));
