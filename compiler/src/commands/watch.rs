@@ -52,11 +52,15 @@ pub fn run(args: WatchArgs) -> Result<Outcome, Failure> {
         .with_hint("attach one with `lagic attach` (see `lagic status`)"));
     }
     let mut watched = Vec::new();
+    let mut skipped = Vec::new();
     for a in list {
-        let maps = DiodeMaps::for_program_id(a.program_id).map_err(|e| {
-            Failure::bad_input(format!("{} {}: {e}", a.iface, a.direction.as_str()))
-                .with_hint("recompile the diode with this lagic and attach it again")
-        })?;
+        let maps = match DiodeMaps::for_program_id(a.program_id) {
+            Ok(maps) => maps,
+            Err(e) => {
+                skipped.push(format!("{} {}: {e}", a.iface, a.direction.as_str()));
+                continue;
+            }
+        };
         let atoms = specs
             .iter()
             .find(|(name, _)| *name == a.diode)
@@ -72,6 +76,17 @@ pub fn run(args: WatchArgs) -> Result<Outcome, Failure> {
             },
             maps,
         });
+    }
+
+    if watched.is_empty() {
+        return Err(Failure::bad_input(format!(
+            "no attached diode records decisions: {}",
+            skipped.join("; ")
+        ))
+        .with_hint("recompile the diode with this lagic and attach it again"));
+    }
+    for s in &skipped {
+        eprintln!("lagic watch: not watching {s}");
     }
 
     // SAFETY: the handler only stores to an atomic.
