@@ -3,8 +3,10 @@
 //! Kernel tests: skipped without BPF unless CI=true, where they fail.
 
 use emit_bpf::decision::{self, Reason};
+use lagic_frames::Frame;
 use lagic_loader::decisions::{Counters, DiodeMaps};
-use lagic_loader::{Frame, Verdict};
+use lagic_loader::Verdict;
+use lagic_testkit::require_bpf;
 use lagic_tests::{compile_example, load};
 
 fn drain(maps: &mut DiodeMaps) -> Vec<lagic_loader::decisions::Decision> {
@@ -17,7 +19,7 @@ fn drain(maps: &mut DiodeMaps) -> Vec<lagic_loader::decisions::Decision> {
 
 #[test]
 fn counters_and_events_are_exact_after_mixed_frames() {
-    if !lagic_loader::testing::require_bpf() {
+    if !require_bpf() {
         return;
     }
     let diode = compile_example("hateless");
@@ -117,7 +119,7 @@ fn counters_and_events_are_exact_after_mixed_frames() {
 
 #[test]
 fn a_deep_match_is_located_within_its_chunk() {
-    if !lagic_loader::testing::require_bpf() {
+    if !require_bpf() {
         return;
     }
     let diode = compile_example("hateless");
@@ -152,7 +154,7 @@ fn a_deep_match_is_located_within_its_chunk() {
 
 #[test]
 fn a_full_ring_buffer_counts_lost_events_and_keeps_every_verdict() {
-    if !lagic_loader::testing::require_bpf() {
+    if !require_bpf() {
         return;
     }
     let diode = compile_example("hateless");
