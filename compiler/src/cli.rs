@@ -28,6 +28,7 @@ Examples:
   sudo lagic run hateless.o --payload 'I hate bananas'
   sudo lagic attach hateless.o --iface veth0 --direction ingress
   sudo lagic status
+  sudo lagic watch --iface veth0 --json
   sudo lagic lab up --diode hateless.o
   sudo lagic lab up --vm --diode hateless.o      (after vm/build)";
 
@@ -72,6 +73,11 @@ pub enum Command {
     /// Show the diodes lagic has attached, in every network namespace:
     /// namespace, interface, direction, diode, program id, since when.
     Status(StatusArgs),
+    /// Print the drops of attached diodes as they happen (needs root):
+    /// one line each, or one JSON object per line with --json
+    /// (docs/watch.md). Watches every attached diode unless --iface is
+    /// given; ends on Ctrl-C.
+    Watch(WatchArgs),
     /// The enclave lab: lagi-enclave in a network namespace behind a veth,
     /// with a diode on the host side (needs root).
     #[command(subcommand)]
@@ -223,6 +229,26 @@ pub struct CompileArgs {
     /// is replaced; a device node or FIFO is refused.
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
+    /// Bytes of payload each drop event carries around the deciding byte
+    /// (0 turns excerpts off; see docs/watch.md).
+    #[arg(long, value_name = "N", default_value_t = emit_bpf::decision::DEFAULT_EXCERPT,
+          value_parser = clap::value_parser!(u32).range(0..=emit_bpf::decision::MAX_EXCERPT as i64))]
+    pub excerpt: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Watch only the diodes on this interface.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+    /// Print one JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// A spec of an attached diode, to name the formula atoms that decide
+    /// (matched by program name; repeatable). Without it, atoms are named
+    /// from the spec the diode was attached from, if it was one.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

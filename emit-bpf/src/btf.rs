@@ -5,7 +5,12 @@
 //! lagic writes carries a `.BTF` section (types and strings) and a
 //! `.BTF.ext` section (per-ELF-section function and line records).
 //!
-//! Only four kinds are encoded: `INT`, `PTR`, `FUNC_PROTO` and `FUNC`.
+//! The kinds encoded: `INT`, `PTR`, `FUNC_PROTO` and `FUNC` for functions;
+//! `ARRAY`, `STRUCT`, `VAR` and `DATASEC` for BTF-defined maps (libbpf's
+//! convention: each map is a global `VAR` of an anonymous struct in the
+//! `DATASEC` `.maps`, whose members are pointers: `type` and `max_entries`
+//! point to an array whose element count is the value (`int (*type)[N]`),
+//! `key` and `value` point to the key and value types).
 //! [`BtfBuilder`] assigns type ids in insertion order starting at 1 (id 0
 //! is `void`); the string table starts with the empty string at offset 0
 //! and deduplicates. [`BtfExtBuilder`] writes a version-1 header of 32
@@ -32,8 +37,18 @@ pub const BTF_EXT_HEADER_LEN: u32 = 32;
 pub const BTF_KIND_INT: u32 = 1;
 /// Kind of a pointer type.
 pub const BTF_KIND_PTR: u32 = 2;
+/// Kind of an array type.
+pub const BTF_KIND_ARRAY: u32 = 3;
+/// Kind of a struct type.
+pub const BTF_KIND_STRUCT: u32 = 4;
 /// Kind of a function (name, prototype, linkage).
 pub const BTF_KIND_FUNC: u32 = 12;
+/// Kind of a variable.
+pub const BTF_KIND_VAR: u32 = 14;
+/// Kind of a data section (the variables it holds, at their offsets).
+pub const BTF_KIND_DATASEC: u32 = 15;
+/// `BTF_VAR_GLOBAL_ALLOCATED`: the linkage of a map variable.
+pub const BTF_VAR_GLOBAL_ALLOCATED: u32 = 1;
 /// Kind of a function prototype.
 pub const BTF_KIND_FUNC_PROTO: u32 = 13;
 
@@ -82,6 +97,42 @@ pub enum BtfType {
         ret: TypeId,
         /// (name offset, type) per parameter.
         params: Vec<(u32, TypeId)>,
+    },
+    /// `BTF_KIND_ARRAY`.
+    Array {
+        /// Element type.
+        elem: TypeId,
+        /// Index type.
+        index: TypeId,
+        /// Number of elements.
+        nelems: u32,
+    },
+    /// `BTF_KIND_STRUCT`: members as (name offset, type, bit offset).
+    Struct {
+        /// Name (0: anonymous).
+        name_off: u32,
+        /// Size in bytes.
+        size: u32,
+        /// Members.
+        members: Vec<(u32, TypeId, u32)>,
+    },
+    /// `BTF_KIND_VAR`.
+    Var {
+        /// Name.
+        name_off: u32,
+        /// Its type.
+        ty: TypeId,
+        /// Linkage (`BTF_VAR_GLOBAL_ALLOCATED` for maps).
+        linkage: u32,
+    },
+    /// `BTF_KIND_DATASEC`: variables as (VAR type, offset, size).
+    Datasec {
+        /// Name of the ELF section.
+        name_off: u32,
+        /// Size of the section.
+        size: u32,
+        /// Variables, by offset.
+        vars: Vec<(TypeId, u32, u32)>,
     },
     /// `BTF_KIND_FUNC`.
     Func {
@@ -175,6 +226,50 @@ impl BtfBuilder {
         self.push(BtfType::Ptr { target })
     }
 
+    /// An array of `nelems` elements of `elem`, indexed by `index`.
+    pub fn add_array(&mut self, elem: TypeId, index: TypeId, nelems: u32) -> TypeId {
+        self.push(BtfType::Array {
+            elem,
+            index,
+            nelems,
+        })
+    }
+
+    /// A struct of `size` bytes; members as (name, type, byte offset).
+    pub fn add_struct(&mut self, name: &str, size: u32, members: &[(&str, TypeId, u32)]) -> TypeId {
+        let name_off = self.strings.add(name);
+        let members = members
+            .iter()
+            .map(|(n, ty, off)| (self.strings.add(n), *ty, off * 8))
+            .collect();
+        self.push(BtfType::Struct {
+            name_off,
+            size,
+            members,
+        })
+    }
+
+    /// A global variable `name` of type `ty`.
+    pub fn add_var(&mut self, name: &str, ty: TypeId) -> TypeId {
+        let name_off = self.strings.add(name);
+        self.push(BtfType::Var {
+            name_off,
+            ty,
+            linkage: BTF_VAR_GLOBAL_ALLOCATED,
+        })
+    }
+
+    /// A data section `name` of `size` bytes holding `vars` as
+    /// (VAR type, offset, size).
+    pub fn add_datasec(&mut self, name: &str, size: u32, vars: &[(TypeId, u32, u32)]) -> TypeId {
+        let name_off = self.strings.add(name);
+        self.push(BtfType::Datasec {
+            name_off,
+            size,
+            vars: vars.to_vec(),
+        })
+    }
+
     /// A prototype; every parameter is named (the kernel refuses unnamed
     /// parameters of a FUNC's prototype with "Invalid arg#N").
     pub fn add_func_proto(&mut self, ret: TypeId, params: &[(&str, TypeId)]) -> TypeId {
@@ -223,6 +318,56 @@ impl BtfBuilder {
                     for (name_off, ty) in params {
                         put_u32(&mut types, *name_off);
                         put_u32(&mut types, *ty);
+                    }
+                }
+                BtfType::Array {
+                    elem,
+                    index,
+                    nelems,
+                } => {
+                    put_u32(&mut types, 0);
+                    put_u32(&mut types, info(BTF_KIND_ARRAY, 0));
+                    put_u32(&mut types, 0);
+                    put_u32(&mut types, *elem);
+                    put_u32(&mut types, *index);
+                    put_u32(&mut types, *nelems);
+                }
+                BtfType::Struct {
+                    name_off,
+                    size,
+                    members,
+                } => {
+                    put_u32(&mut types, *name_off);
+                    put_u32(&mut types, info(BTF_KIND_STRUCT, members.len() as u32));
+                    put_u32(&mut types, *size);
+                    for (name, ty, bit_off) in members {
+                        put_u32(&mut types, *name);
+                        put_u32(&mut types, *ty);
+                        put_u32(&mut types, *bit_off);
+                    }
+                }
+                BtfType::Var {
+                    name_off,
+                    ty,
+                    linkage,
+                } => {
+                    put_u32(&mut types, *name_off);
+                    put_u32(&mut types, info(BTF_KIND_VAR, 0));
+                    put_u32(&mut types, *ty);
+                    put_u32(&mut types, *linkage);
+                }
+                BtfType::Datasec {
+                    name_off,
+                    size,
+                    vars,
+                } => {
+                    put_u32(&mut types, *name_off);
+                    put_u32(&mut types, info(BTF_KIND_DATASEC, vars.len() as u32));
+                    put_u32(&mut types, *size);
+                    for (ty, off, len) in vars {
+                        put_u32(&mut types, *ty);
+                        put_u32(&mut types, *off);
+                        put_u32(&mut types, *len);
                     }
                 }
                 BtfType::Func {

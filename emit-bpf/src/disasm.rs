@@ -1098,6 +1098,7 @@ mod tests {
             },
             callbacks: vec![],
             license: "GPL".into(),
+            maps: Vec::new(),
         };
         let object = module.write_elf().unwrap();
         assert!(disassemble_object(&object).is_ok());

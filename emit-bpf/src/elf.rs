@@ -9,14 +9,27 @@
 //! | `classifier` | the entry function (ALLOC+EXECINSTR, align 8) |
 //! | `.text` | the callbacks, back to back (only when there are callbacks) |
 //! | `license` | the license string with its NUL, symbol `_license` |
+//! | `.maps` | one zeroed 32-byte map definition per map (only with maps) |
 //! | `.BTF`, `.BTF.ext` | types and per-section `func_info`/`line_info` |
-//! | `.rel.classifier` | one `R_BPF_64_64` per callback reference |
+//! | `.rel.classifier` | one `R_BPF_64_64` per callback or map reference |
 //! | `.symtab`, `.strtab`, `.shstrtab` | |
 //!
 //! Symbols: the entry is `FUNC GLOBAL` (default visibility) in `classifier`;
 //! each callback is `FUNC LOCAL` in `.text`; both with their true sizes
 //! (libbpf refuses size 0: "corrupted program"). Section symbols exist for
 //! `classifier` and `.text`; `_license` is `OBJECT GLOBAL`.
+//!
+//! Maps: BTF-defined, the way libbpf, Aya and tc find them. Each map is an
+//! `OBJECT GLOBAL` symbol in `.maps` whose BTF is a `VAR` (global,
+//! allocated) of an anonymous struct with pointer members `type`,
+//! `max_entries` (each `int (*)[N]`: the value is the array's length),
+//! `key` and `value` (pointers to an unsigned integer of the key's and the
+//! value's size; both omitted for a ring buffer), listed in a `DATASEC
+//! .maps` with the variables' offsets and sizes. A map reference in code is
+//! an `ld_imm64` with `src = BPF_PSEUDO_MAP_FD` (an [`Insn::ld_map`]
+//! carrying the map's index in [`Module::maps`]; written with `imm = 0`)
+//! and an `R_BPF_64_64` relocation against the map's symbol; loaders
+//! create the map and put its fd in `imm`.
 //!
 //! Callback references: in the entry's code, an `ld_func`
 //! ([`Insn::LdImm64`] of kind [`Imm64Kind::Func`], `src == BPF_PSEUDO_FUNC`)
@@ -62,6 +75,10 @@ pub const PROG_SECTION: &str = "classifier";
 pub const TEXT_SECTION: &str = ".text";
 /// ELF section holding the license string.
 pub const LICENSE_SECTION: &str = "license";
+/// ELF section holding the BTF-defined map definitions.
+pub const MAPS_SECTION: &str = ".maps";
+/// Bytes of one map definition in `.maps`: four pointer members.
+pub const MAP_DEF_SIZE: usize = 32;
 /// Symbol of the license string.
 pub const LICENSE_SYMBOL: &str = "_license";
 /// `R_BPF_64_64`: relocation of an `ld_imm64` pair.
@@ -109,6 +126,26 @@ pub enum ElfError {
         /// The slot of the call.
         slot: usize,
     },
+    /// An `ld_map` naming no map.
+    #[error("slot {slot} of `{function}`: map index {index} out of range ({count} maps)")]
+    BadMapIndex {
+        /// The function holding the `ld_map`.
+        function: String,
+        /// Its slot.
+        slot: usize,
+        /// The map index it carries.
+        index: i32,
+        /// How many maps there are.
+        count: usize,
+    },
+    /// A callback that references a map (only the entry's references are relocated).
+    #[error("slot {slot} of callback `{function}`: callbacks may not reference maps")]
+    MapInCallback {
+        /// The callback.
+        function: String,
+        /// The slot of the `ld_map`.
+        slot: usize,
+    },
     /// An empty license or one with a NUL byte.
     #[error("license must be non-empty and contain no NUL byte")]
     BadLicense,
@@ -138,8 +175,9 @@ struct FuncRef {
 }
 
 /// Checks the name, emptiness and calls of one function; returns its
-/// `ld_func`s (`BPF_PSEUDO_FUNC` loads).
-fn scan_function(f: &Function) -> Result<Vec<FuncRef>, ElfError> {
+/// `ld_func`s (`BPF_PSEUDO_FUNC` loads) and its `ld_map`s (`BPF_PSEUDO_MAP_FD`
+/// loads, with the map index in `callback`).
+fn scan_function(f: &Function) -> Result<(Vec<FuncRef>, Vec<FuncRef>), ElfError> {
     if !is_identifier(&f.name) {
         return Err(ElfError::BadName(f.name.clone()));
     }
@@ -147,6 +185,7 @@ fn scan_function(f: &Function) -> Result<Vec<FuncRef>, ElfError> {
         return Err(ElfError::EmptyFunction(f.name.clone()));
     }
     let mut func_refs = Vec::new();
+    let mut map_refs = Vec::new();
     let mut slot = 0;
     for (index, insn) in f.insns.iter().enumerate() {
         match insn {
@@ -155,6 +194,15 @@ fn scan_function(f: &Function) -> Result<Vec<FuncRef>, ElfError> {
                 imm,
                 ..
             } => func_refs.push(FuncRef {
+                index,
+                slot,
+                callback: *imm,
+            }),
+            Insn::LdImm64 {
+                kind: Imm64Kind::MapFd,
+                imm,
+                ..
+            } => map_refs.push(FuncRef {
                 index,
                 slot,
                 callback: *imm,
@@ -169,7 +217,7 @@ fn scan_function(f: &Function) -> Result<Vec<FuncRef>, ElfError> {
         }
         slot += insn.slots();
     }
-    Ok(func_refs)
+    Ok((func_refs, map_refs))
 }
 
 /// Validates `module` and writes it as an ELF64 little-endian `ET_REL`
@@ -184,12 +232,37 @@ pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
             return Err(ElfError::DuplicateName(f.name.clone()));
         }
     }
-    let entry_refs = scan_function(&module.entry)?;
+    for m in &module.maps {
+        if !is_identifier(&m.name) {
+            return Err(ElfError::BadName(m.name.clone()));
+        }
+        if !seen.insert(m.name.as_str()) {
+            return Err(ElfError::DuplicateName(m.name.clone()));
+        }
+    }
+    let (entry_refs, entry_map_refs) = scan_function(&module.entry)?;
     for cb in &module.callbacks {
-        if let Some(r) = scan_function(cb)?.first() {
+        let (funcs, maps) = scan_function(cb)?;
+        if let Some(r) = funcs.first() {
             return Err(ElfError::LdFuncInCallback {
                 function: cb.name.clone(),
                 slot: r.slot,
+            });
+        }
+        if let Some(r) = maps.first() {
+            return Err(ElfError::MapInCallback {
+                function: cb.name.clone(),
+                slot: r.slot,
+            });
+        }
+    }
+    for r in &entry_map_refs {
+        if usize::try_from(r.callback).map_or(true, |i| i >= module.maps.len()) {
+            return Err(ElfError::BadMapIndex {
+                function: module.entry.name.clone(),
+                slot: r.slot,
+                index: r.callback,
+                count: module.maps.len(),
             });
         }
     }
@@ -223,6 +296,11 @@ pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
             })?;
         if let Insn::LdImm64 { imm, .. } = &mut entry_insns[r.index] {
             *imm = *offset as i32;
+        }
+    }
+    for r in &entry_map_refs {
+        if let Insn::LdImm64 { imm, .. } = &mut entry_insns[r.index] {
+            *imm = 0;
         }
     }
 
@@ -286,6 +364,42 @@ pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
         flags: SymbolFlags::None,
     });
 
+    if !module.maps.is_empty() {
+        let maps = obj.add_section(Vec::new(), MAPS_SECTION.into(), SectionKind::Data);
+        obj.set_section_data(maps, vec![0; MAP_DEF_SIZE * module.maps.len()], 8);
+        let symbols: Vec<SymbolId> = module
+            .maps
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                obj.add_symbol(Symbol {
+                    name: m.name.as_bytes().to_vec(),
+                    value: (i * MAP_DEF_SIZE) as u64,
+                    size: MAP_DEF_SIZE as u64,
+                    kind: SymbolKind::Data,
+                    scope: SymbolScope::Dynamic,
+                    weak: false,
+                    section: Section(maps),
+                    flags: SymbolFlags::None,
+                })
+            })
+            .collect();
+        for r in &entry_map_refs {
+            obj.add_relocation(
+                prog,
+                Relocation {
+                    offset: (r.slot * Insn::SLOT_SIZE) as u64,
+                    symbol: symbols[r.callback as usize],
+                    addend: 0,
+                    flags: RelocationFlags::Elf {
+                        r_type: R_BPF_64_64,
+                    },
+                },
+            )
+            .map_err(|e| ElfError::Write(e.to_string()))?;
+        }
+    }
+
     let (btf, btf_ext) = program_btf(module, &cb_offsets);
     let btf_id = obj.add_section(Vec::new(), b".BTF".to_vec(), SectionKind::Metadata);
     obj.set_section_data(btf_id, btf, 4);
@@ -339,6 +453,36 @@ fn program_btf(module: &Module, cb_offsets: &[usize]) -> (Vec<u8>, Vec<u8>) {
             .map(|cb| btf.add_func(&cb.name, cb_proto, FuncLinkage::Static))
             .collect()
     };
+
+    if !module.maps.is_empty() {
+        let uint = btf.add_int("unsigned int", 4, false);
+        let mut vars = Vec::new();
+        for (i, m) in module.maps.iter().enumerate() {
+            let array_ptr = |btf: &mut BtfBuilder, n: u32| {
+                let array = btf.add_array(int, uint, n);
+                btf.add_ptr(array)
+            };
+            let mut members = vec![
+                ("type", array_ptr(&mut btf, m.map_type), 0),
+                ("max_entries", array_ptr(&mut btf, m.max_entries), 8),
+            ];
+            for (name, size) in [("key", m.key_size), ("value", m.value_size)] {
+                if size > 0 {
+                    let ty = btf.add_int(&format!("__u{}", size * 8), size, false);
+                    let ptr = btf.add_ptr(ty);
+                    members.push((name, ptr, 8 * members.len() as u32));
+                }
+            }
+            let def = btf.add_struct("", 8 * members.len() as u32, &members);
+            let var = btf.add_var(&m.name, def);
+            vars.push((var, (i * MAP_DEF_SIZE) as u32, 8 * members.len() as u32));
+        }
+        btf.add_datasec(
+            MAPS_SECTION,
+            (MAP_DEF_SIZE * module.maps.len()) as u32,
+            &vars,
+        );
+    }
 
     let file = btf.strings.add(LINE_INFO_FILE);
     let mut ext = BtfExtBuilder::new();

@@ -756,6 +756,14 @@ pub const TC_ACT_SHOT: i32 = 2;
 
 /// Kernel helper function ids (`enum bpf_func_id`).
 pub mod helper {
+    /// `void *bpf_map_lookup_elem(map, key)`.
+    pub const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+    /// `u64 bpf_ktime_get_ns(void)`.
+    pub const BPF_FUNC_KTIME_GET_NS: i32 = 5;
+    /// `void *bpf_ringbuf_reserve(ringbuf, size, flags)`.
+    pub const BPF_FUNC_RINGBUF_RESERVE: i32 = 131;
+    /// `void bpf_ringbuf_submit(data, flags)`.
+    pub const BPF_FUNC_RINGBUF_SUBMIT: i32 = 132;
     /// `long bpf_skb_load_bytes(skb, offset, to, len)`.
     pub const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
     /// `long bpf_skb_pull_data(skb, len)`.
@@ -772,6 +780,10 @@ pub mod skb {
     pub const PROTOCOL: i16 = 16;
     /// `vlan_present`.
     pub const VLAN_PRESENT: i16 = 20;
+    /// `ingress_ifindex`: the interface the packet arrived on.
+    pub const INGRESS_IFINDEX: i16 = 36;
+    /// `ifindex`: the interface the packet is on now.
+    pub const IFINDEX: i16 = 40;
     /// `data`: the packet pointer.
     pub const DATA: i16 = 76;
     /// `data_end`: one past the linear data.
@@ -1129,6 +1141,18 @@ impl Insn {
             kind: Imm64Kind::Value,
             imm: imm as u32 as i32,
             next_imm: (imm >> 32) as u32 as i32,
+        }
+    }
+    /// `dst = map` (two slots, `BPF_PSEUDO_MAP_FD`). In a
+    /// [`crate::Module`]'s entry, `imm` is the index of a map in
+    /// [`crate::Module::maps`]; the ELF writer zeroes it and adds a
+    /// relocation against the map's symbol, which loaders resolve to a fd.
+    pub const fn ld_map(dst: Register, map: i32) -> Insn {
+        Insn::LdImm64 {
+            dst,
+            kind: Imm64Kind::MapFd,
+            imm: map,
+            next_imm: 0,
         }
     }
     /// `dst = &subprogram` (two slots). In a [`crate::Module`]'s entry,

@@ -7,11 +7,13 @@
 //! [`insn`] is the typed instruction set and its encoder, [`decode`] the
 //! independent decoder; [`disasm`] prints decoded instructions and whole
 //! objects for people and golden tests; [`btf`] encodes the type
-//! information the kernel needs for `bpf_loop`.
+//! information the kernel needs for `bpf_loop` and the maps; [`decision`]
+//! is the layout of the counters and decision events every diode records.
 #![deny(missing_docs)]
 
 pub mod btf;
 mod codegen;
+pub mod decision;
 pub mod decode;
 pub mod disasm;
 pub mod elf;
@@ -19,7 +21,7 @@ pub mod insn;
 mod module;
 
 pub use codegen::CodegenError;
-pub use module::{Function, Module};
+pub use module::{Function, MapDef, Module};
 
 use predicate_ir::Program;
 
@@ -34,12 +36,46 @@ pub enum EmitError {
     Elf(#[from] elf::ElfError),
 }
 
-/// Compiles a lowered program into an entry function and its callbacks.
+/// Choices of code generation that do not change verdicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Bytes of payload a drop event carries around the deciding byte
+    /// (0: none); at most [`decision::MAX_EXCERPT`].
+    pub excerpt: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            excerpt: decision::DEFAULT_EXCERPT,
+        }
+    }
+}
+
+/// Compiles a lowered program into an entry function and its callbacks,
+/// with the default [`Options`].
 pub fn compile(program: &Program) -> Result<Module, CodegenError> {
-    codegen::compile(program)
+    compile_with(program, &Options::default())
+}
+
+/// Compiles a lowered program into an entry function and its callbacks.
+pub fn compile_with(program: &Program, options: &Options) -> Result<Module, CodegenError> {
+    if options.excerpt > decision::MAX_EXCERPT {
+        return Err(CodegenError::ExcerptTooLong {
+            excerpt: options.excerpt,
+            max: decision::MAX_EXCERPT,
+        });
+    }
+    codegen::compile(program, options)
+}
+
+/// Compiles a lowered program to the bytes of an eBPF ELF object, with
+/// the default [`Options`].
+pub fn compile_object(program: &Program) -> Result<Vec<u8>, EmitError> {
+    Ok(compile(program)?.write_elf()?)
 }
 
 /// Compiles a lowered program to the bytes of an eBPF ELF object.
-pub fn compile_object(program: &Program) -> Result<Vec<u8>, EmitError> {
-    Ok(compile(program)?.write_elf()?)
+pub fn compile_object_with(program: &Program, options: &Options) -> Result<Vec<u8>, EmitError> {
+    Ok(compile_with(program, options)?.write_elf()?)
 }

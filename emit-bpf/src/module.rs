@@ -4,7 +4,9 @@
 //!
 //! Invariant of a module the writer accepts: in the entry, an `ld_func`
 //! ([`Insn::ld_func`]) carries the index of a callback in
-//! [`Module::callbacks`]; callbacks take no function addresses.
+//! [`Module::callbacks`]; callbacks take no function addresses. An
+//! `ld_map` ([`Insn::ld_map`]) carries the index of a map in
+//! [`Module::maps`].
 
 use crate::elf::{self, ElfError};
 use crate::insn::Insn;
@@ -31,6 +33,27 @@ impl Function {
     }
 }
 
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+/// `BPF_MAP_TYPE_RINGBUF`.
+pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+
+/// A BTF-defined map the program uses (written to the `.maps` section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapDef {
+    /// The map's symbol and name (a C identifier; the kernel keeps 15 bytes).
+    pub name: String,
+    /// `enum bpf_map_type`.
+    pub map_type: u32,
+    /// Key size in bytes; 0 for maps without keys (ring buffers).
+    pub key_size: u32,
+    /// Value size in bytes; 0 for maps without values (ring buffers).
+    pub value_size: u32,
+    /// `max_entries` (for a ring buffer: its size in bytes, a power-of-two
+    /// multiple of the page size).
+    pub max_entries: u32,
+}
+
 /// A TC program with its `bpf_loop` callbacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Module {
@@ -40,6 +63,8 @@ pub struct Module {
     pub callbacks: Vec<Function>,
     /// License string, e.g. "GPL" (GPL-only helpers need a GPL-compatible one).
     pub license: String,
+    /// Maps the entry references by index; none for a program without.
+    pub maps: Vec<MapDef>,
 }
 
 impl Module {

@@ -78,6 +78,7 @@ fn module() -> impl Strategy<Value = Module> {
                     .map(|(name, insns)| Function { name, insns })
                     .collect(),
                 license: "GPL".into(),
+                maps: Vec::new(),
             })
     })
 }

@@ -339,6 +339,7 @@ fn module(entry: Vec<Insn>, callbacks: Vec<Vec<Insn>>) -> Module {
             })
             .collect(),
         license: "GPL".into(),
+        maps: Vec::new(),
     }
 }
 

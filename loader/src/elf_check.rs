@@ -462,6 +462,13 @@ fn check_btf(btf: &[u8]) -> Result<&[u8], Malformed> {
             for m in 0..vlen {
                 let base = off + 12 + extra + m * member_size;
                 refs.push((id, u32_at(types, base + t).unwrap_or(u32::MAX)));
+                // Aya turns a DATASEC (e.g. `.maps`) into a struct, multiplying each variable's
+                // byte offset by 8 as a u32.
+                if kind == 15 && u32_at(types, base + 4).unwrap_or(u32::MAX) > u32::MAX / 8 {
+                    return Err(bad(format!(
+                        ".BTF type {id}: variable {m}'s offset is beyond any section"
+                    )));
+                }
             }
         }
         off += len;

@@ -8,6 +8,7 @@
 //!   gates from `lagic-testkit`);
 //! - [`elf_check`]: checks every offset and index of an object before Aya parses it, and tells
 //!   objects lagic wrote from foreign ones;
+//! - [`decisions`]: a diode's verdict counters and drop events ([`decisions::DiodeMaps`]);
 //!
 //! - [`attach`]: attaching diodes to interfaces in any network namespace (TCX, or clsact
 //!   where TCX is unavailable), atomic replacement, verification, detaching, and status: the
@@ -18,6 +19,7 @@
 //! - `netlink` (private): lagic's own rtnetlink requests (clsact filter list and deletes).
 
 pub mod attach;
+pub mod decisions;
 pub mod elf_check;
 mod netlink;
 mod pins;

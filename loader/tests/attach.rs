@@ -33,6 +33,7 @@ fn constant(name: &str, verdict: i32) -> Vec<u8> {
         },
         callbacks: Vec::new(),
         license: "GPL".to_owned(),
+        maps: Vec::new(),
     })
     .expect("writing the object")
 }
@@ -433,6 +434,7 @@ fn errors_say_what_is_wrong() {
         },
         callbacks: Vec::new(),
         license: "GPL".to_owned(),
+        maps: Vec::new(),
     })
     .unwrap();
     match attach::attach(

@@ -50,6 +50,7 @@ fn counting_module(limit: i32) -> Module {
             insns: callback,
         }],
         license: "GPL".to_owned(),
+        maps: Vec::new(),
     }
 }
 

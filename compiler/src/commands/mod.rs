@@ -10,6 +10,7 @@ mod lab;
 mod run;
 mod shared;
 mod status;
+mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::failure::{Failure, Outcome};
@@ -24,5 +25,6 @@ pub fn dispatch(cli: Cli) -> Result<Outcome, Failure> {
         Command::Detach(args) => detach::run(args),
         Command::Status(args) => status::run(args),
         Command::Lab(command) => lab::run(command),
+        Command::Watch(args) => watch::run(args),
     }
 }

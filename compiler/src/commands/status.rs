@@ -1,6 +1,8 @@
 //! `lagic status [--json]`: what lagic has attached where.
 
+use emit_bpf::decision::Reason;
 use lagic_loader::attach::{self, Attachment};
+use lagic_loader::decisions::{Counters, DiodeMaps};
 
 use super::shared;
 use crate::cli::StatusArgs;
@@ -8,8 +10,25 @@ use crate::failure::{Failure, Outcome};
 
 pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
     let list = attach::attachments().map_err(|e| shared::attach_failure(e, "?"))?;
+    // Verdict counters of each attached lagic diode (docs/watch.md).
+    let counters: Vec<Option<Counters>> = list
+        .iter()
+        .map(|a| {
+            (!a.foreign && a.program_id != 0)
+                .then(|| DiodeMaps::for_program_id(a.program_id).and_then(|m| m.counters()))
+                .and_then(Result::ok)
+        })
+        .collect();
     if args.json {
-        let items: Vec<serde_json::Value> = list.iter().map(shared::attachment_json).collect();
+        let items: Vec<serde_json::Value> = list
+            .iter()
+            .zip(&counters)
+            .map(|(a, c)| {
+                let mut item = shared::attachment_json(a);
+                item["counters"] = serde_json::to_value(c).unwrap_or_default();
+                item
+            })
+            .collect();
         crate::io::print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
@@ -36,6 +55,24 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
             a.netns_label(),
             shared::since_text(a.since)
         ));
+    }
+    for (a, c) in list.iter().zip(&counters) {
+        let Some(c) = c else { continue };
+        text.push_str(&format!(
+            "\n{} {} ({}): pass {}, drop {}",
+            a.iface,
+            a.direction.as_str(),
+            a.diode,
+            c.pass,
+            c.drops()
+        ));
+        for reason in Reason::ALL.iter().filter(|r| **r != Reason::Pass) {
+            let n = c.get(*reason);
+            if n > 0 {
+                text.push_str(&format!(", {} {n}", reason.as_str()));
+            }
+        }
+        text.push_str(&format!(", lost events {}\n", c.lost_events));
     }
     crate::io::print_out(&text)?;
     Ok(Outcome::Success)

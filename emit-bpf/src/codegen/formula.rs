@@ -4,15 +4,72 @@
 //! otherwise, short-circuiting `and`/`or` the usual way. Runs after every
 //! pass has stored its accept bytes; `r7`/`r8`/`r9` still hold the payload
 //! start, end and length.
+//!
+//! Atoms are numbered in pre-order ([`crate::decision::atoms`]). An atom
+//! whose outcome sends the packet to the predicate's drop jumps there
+//! through a stub of its own ([`AtomStub`]), so the drop's event names the
+//! atom that decided it.
 
 use predicate_ir::{Cmp, Formula, Program};
 
 use super::asm::{Asm, Label};
-use super::scan::{ctx, emit_accept_test, emit_class_test, final_state_offset};
+use super::scan::{ctx, emit_accept_test, emit_class_test, final_state_offset, PassGroup};
 use super::{frame, Verdicts, MAX_FRAME};
 use crate::insn::*;
 
-pub(crate) fn emit(a: &mut Asm, program: &Program, v: &Verdicts) {
+/// Where an atom's drop stub records the deciding byte.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StubOffset {
+    /// No single byte (a length test).
+    None,
+    /// A fixed payload offset (a byte test).
+    Fixed(u32),
+    /// Where pass `pass` stopped early, if it was the last to (a scan).
+    PassStop(i32),
+}
+
+/// A drop through atom `atom`: bound to `label`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AtomStub {
+    pub label: Label,
+    pub atom: u32,
+    pub offset: StubOffset,
+}
+
+struct Cond<'a> {
+    program: &'a Program,
+    /// Emitted pass index of every scan.
+    pass_of: Vec<i32>,
+    v: &'a Verdicts,
+    next_atom: u32,
+    stubs: Vec<AtomStub>,
+}
+
+impl Cond<'_> {
+    /// `target`, or a new stub for this atom when `target` is the
+    /// predicate's drop.
+    fn via_stub(&mut self, a: &mut Asm, target: Label, atom: u32, offset: StubOffset) -> Label {
+        if target != self.v.predicate {
+            return target;
+        }
+        let label = a.label();
+        self.stubs.push(AtomStub {
+            label,
+            atom,
+            offset,
+        });
+        label
+    }
+}
+
+/// Emits the formula; returns the drop stubs of its atoms, for
+/// [`super::verdict::emit`] to bind.
+pub(crate) fn emit(
+    a: &mut Asm,
+    program: &Program,
+    groups: &[PassGroup],
+    v: &Verdicts,
+) -> Vec<AtomStub> {
     a.emit(Insn::load(
         Size::H,
         R7,
@@ -20,24 +77,47 @@ pub(crate) fn emit(a: &mut Asm, program: &Program, v: &Verdicts) {
         frame::CTX + ctx::PAYLOAD_START,
     ));
     a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
-    cond(a, program, &program.formula, v.pass, v.drop, v);
+    let mut pass_of = vec![-1; program.scans.len()];
+    for (index, group) in groups.iter().enumerate() {
+        for &id in &group.scans {
+            pass_of[id] = index as i32;
+        }
+    }
+    let mut c = Cond {
+        program,
+        pass_of,
+        v,
+        next_atom: 0,
+        stubs: Vec::new(),
+    };
+    cond(a, &mut c, &program.formula, v.pass, v.predicate);
+    c.stubs
 }
 
-fn cond(a: &mut Asm, program: &Program, f: &Formula, then: Label, other: Label, v: &Verdicts) {
+fn cond(a: &mut Asm, c: &mut Cond<'_>, f: &Formula, then: Label, other: Label) {
+    let program = c.program;
+    let v = c.v;
+    let atom = c.next_atom;
+    if matches!(
+        f,
+        Formula::Len { .. } | Formula::Byte { .. } | Formula::Scan(_)
+    ) {
+        c.next_atom += 1;
+    }
     match f {
         Formula::Const(true) => a.ja(then),
         Formula::Const(false) => a.ja(other),
-        Formula::Not(inner) => cond(a, program, inner, other, then, v),
+        Formula::Not(inner) => cond(a, c, inner, other, then),
         Formula::And(parts) => {
             let Some((last, init)) = parts.split_last() else {
                 return a.ja(then);
             };
             for part in init {
                 let next = a.label();
-                cond(a, program, part, next, other, v);
+                cond(a, c, part, next, other);
                 a.bind(next);
             }
-            cond(a, program, last, then, other, v);
+            cond(a, c, last, then, other);
         }
         Formula::Or(parts) => {
             let Some((last, init)) = parts.split_last() else {
@@ -45,12 +125,14 @@ fn cond(a: &mut Asm, program: &Program, f: &Formula, then: Label, other: Label, 
             };
             for part in init {
                 let next = a.label();
-                cond(a, program, part, then, next, v);
+                cond(a, c, part, then, next);
                 a.bind(next);
             }
-            cond(a, program, last, then, other, v);
+            cond(a, c, last, then, other);
         }
         Formula::Len { cmp, value } => {
+            let then = c.via_stub(a, then, atom, StubOffset::None);
+            let other = c.via_stub(a, other, atom, StubOffset::None);
             let op = match cmp {
                 Cmp::Lt => JmpCond::Jlt,
                 Cmp::Le => JmpCond::Jle,
@@ -65,6 +147,8 @@ fn cond(a: &mut Asm, program: &Program, f: &Formula, then: Label, other: Label, 
         Formula::Byte { index, class } => {
             // index >= n: false. Otherwise read P[index] at frame offset
             // r7 + index (< r8 <= MAX_FRAME, which the verifier is told).
+            let then = c.via_stub(a, then, atom, StubOffset::Fixed(*index));
+            let other = c.via_stub(a, other, atom, StubOffset::Fixed(*index));
             a.jmp_imm(JmpCond::Jle, R9, *index as i32, other);
             a.emit(Insn::mov64_reg(R1, R7));
             a.emit(Insn::alu64_imm(AluOp::Add, R1, *index as i32));
@@ -80,6 +164,9 @@ fn cond(a: &mut Asm, program: &Program, f: &Formula, then: Label, other: Label, 
             a.ja(other);
         }
         Formula::Scan(id) => {
+            let stop = StubOffset::PassStop(c.pass_of[*id]);
+            let then = c.via_stub(a, then, atom, stop);
+            let other = c.via_stub(a, other, atom, stop);
             a.emit(Insn::load(Size::DW, R1, R10, final_state_offset(*id)));
             emit_accept_test(a, &program.scans[*id].machine, R1, then, other);
         }

@@ -9,6 +9,8 @@
 //!    `bpf_loop` with the pass's callback, and store one accept byte per scan.
 //! 3. [`formula`]: branch on length tests, single-byte tests and the accept
 //!    bytes to `PASS` or `DROP`.
+//! 4. [`verdict`]: one exit per [`Reason`]: count it in the counters map
+//!    and, for a drop, record a decision event in the ring buffer.
 //!
 //! Register conventions of the entry function: `r6` = skb throughout. The
 //! prologue leaves `r7` = payload start offset, `r8` = payload end offset,
@@ -28,11 +30,14 @@ mod asm;
 mod formula;
 mod packet;
 mod scan;
+mod verdict;
 
 use predicate_ir::Program;
 
-use crate::insn::{Insn, R0, TC_ACT_OK, TC_ACT_SHOT};
+use crate::decision::Reason;
+use crate::insn::Insn;
 use crate::module::{Function, Module};
+use crate::Options;
 use asm::{Asm, Label};
 
 /// Largest frame the diode inspects. Direct packet access cannot reach a
@@ -62,6 +67,14 @@ pub enum CodegenError {
         scans: usize,
         /// Most scans supported.
         max: usize,
+    },
+    /// An excerpt longer than an event holds.
+    #[error("excerpt of {excerpt} bytes requested; at most {max} are supported")]
+    ExcerptTooLong {
+        /// Bytes requested.
+        excerpt: u32,
+        /// Most supported.
+        max: u32,
     },
     /// A function beyond the emitter's size limit.
     #[error("generated program has {insns} instructions; the limit is {max}")]
@@ -94,10 +107,56 @@ pub(crate) mod frame {
     pub const OPAQUE_ZERO: i16 = FINAL_STATES - 8 * MAX_SCANS as i16;
 }
 
-/// The verdict labels every part of the entry function jumps to.
+/// The verdict labels every part of the entry function jumps to, one per
+/// [`Reason`] (see [`verdict`]): each counts its reason, and every drop
+/// label but `predicate`'s atoms also records an event.
 pub(crate) struct Verdicts {
     pub pass: Label,
+    /// A malformed or not fully readable frame.
     pub drop: Label,
+    /// The formula is false, decided by no single atom (a constant).
+    pub predicate: Label,
+    pub vlan: Label,
+    pub fragment: Label,
+    pub ipv6_extension: Label,
+    pub oversize: Label,
+    pub policy_arp: Label,
+    pub policy_ipv6_nd: Label,
+    pub policy_other_ip: Label,
+    pub policy_non_ip: Label,
+}
+
+impl Verdicts {
+    fn new(a: &mut Asm) -> Verdicts {
+        Verdicts {
+            pass: a.label(),
+            drop: a.label(),
+            predicate: a.label(),
+            vlan: a.label(),
+            fragment: a.label(),
+            ipv6_extension: a.label(),
+            oversize: a.label(),
+            policy_arp: a.label(),
+            policy_ipv6_nd: a.label(),
+            policy_other_ip: a.label(),
+            policy_non_ip: a.label(),
+        }
+    }
+
+    /// The drop labels of reasons other than the predicate's.
+    fn drops(&self) -> [(Label, Reason); 9] {
+        [
+            (self.drop, Reason::Malformed),
+            (self.vlan, Reason::Vlan),
+            (self.fragment, Reason::Fragment),
+            (self.ipv6_extension, Reason::Ipv6Extension),
+            (self.oversize, Reason::Oversize),
+            (self.policy_arp, Reason::PolicyArp),
+            (self.policy_ipv6_nd, Reason::PolicyIpv6Nd),
+            (self.policy_other_ip, Reason::PolicyOtherIp),
+            (self.policy_non_ip, Reason::PolicyNonIp),
+        ]
+    }
 }
 
 /// Upper bound on the instructions of one function (privileged verifier
@@ -105,7 +164,7 @@ pub(crate) struct Verdicts {
 const MAX_FUNCTION_INSNS: usize = 200_000;
 
 /// Compiles a lowered program into an entry function and its callbacks.
-pub(crate) fn compile(program: &Program) -> Result<Module, CodegenError> {
+pub(crate) fn compile(program: &Program, options: &Options) -> Result<Module, CodegenError> {
     if program.scans.len() > frame::MAX_SCANS {
         return Err(CodegenError::TooManyScans {
             scans: program.scans.len(),
@@ -113,10 +172,7 @@ pub(crate) fn compile(program: &Program) -> Result<Module, CodegenError> {
         });
     }
     let mut entry = Asm::new();
-    let verdicts = Verdicts {
-        pass: entry.label(),
-        drop: entry.label(),
-    };
+    let verdicts = Verdicts::new(&mut entry);
 
     packet::emit_prologue(&mut entry, &program.policy, &verdicts);
 
@@ -124,21 +180,15 @@ pub(crate) fn compile(program: &Program) -> Result<Module, CodegenError> {
     let mut callbacks = Vec::with_capacity(groups.len());
     for (index, group) in groups.iter().enumerate() {
         scan::emit_pass_call(&mut entry, program, group, index as i32, &verdicts)?;
-        let body = scan::emit_callback(program, group)?;
+        let body = scan::emit_callback(program, group, index as i32)?;
         callbacks.push(Function {
             name: format!("scan_pass_{index}"),
             insns: body,
         });
     }
 
-    formula::emit(&mut entry, program, &verdicts);
-
-    entry.bind(verdicts.pass);
-    entry.emit(Insn::mov64_imm(R0, TC_ACT_OK));
-    entry.emit(Insn::exit());
-    entry.bind(verdicts.drop);
-    entry.emit(Insn::mov64_imm(R0, TC_ACT_SHOT));
-    entry.emit(Insn::exit());
+    let stubs = formula::emit(&mut entry, program, &groups, &verdicts);
+    verdict::emit(&mut entry, &verdicts, &stubs, options);
 
     let entry = entry.finish()?;
     for insns in std::iter::once(&entry).chain(callbacks.iter().map(|f| &f.insns)) {
@@ -157,6 +207,7 @@ pub(crate) fn compile(program: &Program) -> Result<Module, CodegenError> {
         },
         callbacks,
         license: "GPL".to_string(),
+        maps: verdict::maps(),
     })
 }
 

@@ -13,7 +13,7 @@
 
 use predicate_ir::{Action, Policy};
 
-use super::asm::Asm;
+use super::asm::{Asm, Label};
 use super::scan::ctx;
 use super::{frame, Verdicts, MAX_FRAME};
 use crate::insn::*;
@@ -60,21 +60,21 @@ const MAX_L4_OFFSET: i32 = ETH_HLEN + 60;
 pub const MAX_PAYLOAD_START: i32 = MAX_L4_OFFSET + 60;
 
 pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
-    let action = |act: Action| match act {
+    let action = |act: Action, drop: Label| match act {
         Action::Pass => v.pass,
-        Action::Drop => v.drop,
+        Action::Drop => drop,
     };
 
     // r6 = skb. A VLAN tag the driver moved into skb metadata is still a
     // VLAN-tagged frame: not parsed, dropped.
     a.emit(Insn::mov64_reg(R6, R1));
     a.emit(Insn::load(Size::W, R2, R6, skb::VLAN_PRESENT));
-    a.jmp_imm(JmpCond::Jne, R2, 0, v.drop);
+    a.jmp_imm(JmpCond::Jne, R2, 0, v.vlan);
 
     // Make the whole frame linear so that direct packet access reaches every
     // payload byte (GSO skbs on veth keep most of their payload in frags).
     a.emit(Insn::load(Size::W, R2, R6, skb::LEN));
-    a.jmp_imm(JmpCond::Jgt, R2, MAX_FRAME, v.drop);
+    a.jmp_imm(JmpCond::Jgt, R2, MAX_FRAME, v.oversize);
     a.emit(Insn::mov64_reg(R1, R6));
     a.emit(Insn::call_helper(helper::BPF_FUNC_SKB_PULL_DATA));
     a.jmp_imm(JmpCond::Jne, R0, 0, v.drop);
@@ -82,7 +82,7 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     // r9 = frame length, r2 = data, r3 = data_end (reloaded: the pull
     // invalidated every packet pointer).
     a.emit(Insn::load(Size::W, R9, R6, skb::LEN));
-    a.jmp_imm(JmpCond::Jgt, R9, MAX_FRAME, v.drop);
+    a.jmp_imm(JmpCond::Jgt, R9, MAX_FRAME, v.oversize);
     a.emit(Insn::load(Size::W, R4, R6, skb::LEN));
     a.emit(Insn::alu64_reg(AluOp::Sub, R4, R9));
     a.emit(Insn::store_reg(Size::DW, R10, frame::OPAQUE_ZERO, R4));
@@ -100,9 +100,9 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     let arp = a.label();
     a.jmp_imm(JmpCond::Jeq, R4, ETH_P_ARP, arp);
     for vlan in [ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ1] {
-        a.jmp_imm(JmpCond::Jeq, R4, vlan, v.drop);
+        a.jmp_imm(JmpCond::Jeq, R4, vlan, v.vlan);
     }
-    a.ja(action(policy.non_ip));
+    a.ja(action(policy.non_ip, v.policy_non_ip));
 
     let tcp = a.label();
 
@@ -136,7 +136,7 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
         a.jmp_imm(JmpCond::Jlt, R4, ARPOP_REQUEST, v.drop);
         a.jmp_imm(JmpCond::Jgt, R4, ARPOP_REPLY, v.drop);
     }
-    a.ja(action(policy.arp));
+    a.ja(action(policy.arp, v.policy_arp));
 
     // IPv4: version 4, IHL >= 5, not a fragment, total length consistent.
     a.bind(ipv4);
@@ -151,7 +151,7 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     a.emit(Insn::load(Size::H, R5, R2, (ETH_HLEN + 6) as i16));
     a.emit(Insn::be(R5, SwapWidth::B16));
     a.emit(Insn::alu64_imm(AluOp::And, R5, IPV4_FRAG_MASK));
-    a.jmp_imm(JmpCond::Jne, R5, 0, v.drop);
+    a.jmp_imm(JmpCond::Jne, R5, 0, v.fragment);
     a.emit(Insn::load(Size::H, R8, R2, (ETH_HLEN + 2) as i16));
     a.emit(Insn::be(R8, SwapWidth::B16)); // r8 = total length
     a.jmp_reg(JmpCond::Jlt, R8, R4, v.drop);
@@ -161,7 +161,7 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     a.emit(Insn::alu64_imm(AluOp::Add, R7, ETH_HLEN)); // r7 = L4 offset
     a.emit(Insn::load(Size::B, R4, R2, (ETH_HLEN + 9) as i16));
     a.jmp_imm(JmpCond::Jeq, R4, IPPROTO_TCP, tcp);
-    a.ja(action(policy.other_ip));
+    a.ja(action(policy.other_ip, v.policy_other_ip));
 
     // IPv6: version 6, payload length consistent, TCP or ND directly after
     // the fixed header; extension headers are not parsed, so they drop.
@@ -178,11 +178,11 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     a.emit(Insn::load(Size::B, R4, R2, (ETH_HLEN + 6) as i16));
     a.jmp_imm(JmpCond::Jeq, R4, IPPROTO_TCP, tcp);
     for ext in IPV6_EXTENSION_HEADERS {
-        a.jmp_imm(JmpCond::Jeq, R4, ext, v.drop);
+        a.jmp_imm(JmpCond::Jeq, R4, ext, v.ipv6_extension);
     }
     let icmpv6 = a.label();
     a.jmp_imm(JmpCond::Jeq, R4, IPPROTO_ICMPV6, icmpv6);
-    a.ja(action(policy.other_ip));
+    a.ja(action(policy.other_ip, v.policy_other_ip));
 
     // ICMPv6: a 4-byte header inside the IP packet; ND types follow the ND
     // policy. Under a pass policy an ND message must be one a router or
@@ -208,9 +208,9 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
             a.bind(other_type);
         }
     }
-    a.ja(action(policy.ipv6_nd));
+    a.ja(action(policy.ipv6_nd, v.policy_ipv6_nd));
     a.bind(not_nd);
-    a.ja(action(policy.other_ip));
+    a.ja(action(policy.other_ip, v.policy_other_ip));
 
     // TCP at offset r7: the header (with options) lies inside the IP packet.
     a.bind(tcp);
@@ -255,6 +255,10 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
         frame::CTX + ctx::PAYLOAD_LEN,
         R9,
     ));
+    // No pass has stopped early yet (see `ctx::STOP`); from the opaque
+    // zero, so the verifier tracks no constant there.
+    a.emit(Insn::load(Size::DW, R1, R10, frame::OPAQUE_ZERO));
+    a.emit(Insn::store_reg(Size::W, R10, frame::CTX + ctx::STOP, R1));
 }
 
 /// Drops unless `len` bytes from the frame start (`r2`) are below `r3`.

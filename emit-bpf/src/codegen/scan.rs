@@ -57,6 +57,13 @@ pub(crate) mod ctx {
     pub const PAYLOAD_START: i16 = 18;
     pub const PAYLOAD_LEN: i16 = 26;
     pub const TIER_BASE: [i16; 3] = [44, 52, 60];
+    /// Where the last pass that stopped early stopped, for decision
+    /// events: `(pass index + 1) << 16 | frame offset of the chunk` in
+    /// which every machine of the pass had reached a sink; 0 until a pass
+    /// stops early. Written once per pass at most, never read by the scan.
+    pub const STOP: i16 = 64;
+    /// The size of that chunk (written with [`STOP`]).
+    pub const STOP_SPAN: i16 = 72;
     /// The status word: a u32 in the upper half of its 8-byte slot.
     pub const STATUS: i16 = 68;
     /// Machine registers: u32s in the upper halves of 8-byte slots.
@@ -410,6 +417,7 @@ const MAX_UNBLURRED_STATES: usize = 6;
 pub(crate) fn emit_callback(
     program: &Program,
     group: &PassGroup,
+    pass_index: i32,
 ) -> Result<Vec<Insn>, CodegenError> {
     let layout = slot_layout(program, group);
     let slots = slot_count(program, group);
@@ -455,6 +463,9 @@ pub(crate) fn emit_callback(
         for j in 0..size {
             emit_byte(&mut a, program, group, j as i16)?;
         }
+        // The byte register is dead now: it tells the decided path the
+        // chunk's size.
+        a.emit(Insn::mov64_imm(BYTE, size as i32));
         a.ja(store);
         a.bind(next_tier);
         tier_start_index = Some(ctx::TIER_END[t]);
@@ -497,6 +508,13 @@ pub(crate) fn emit_callback(
             }
         }
     }
+    // Record where the pass stopped (the machine registers are stored).
+    a.emit(Insn::load(Size::DW, R1, CTX, ctx::DATA));
+    a.emit(Insn::mov64_reg(R2, CHUNK_PTR));
+    a.emit(Insn::alu64_reg(AluOp::Sub, R2, R1));
+    a.emit(Insn::alu64_imm(AluOp::Or, R2, (pass_index + 1) << 16));
+    a.emit(Insn::store_reg(Size::W, CTX, ctx::STOP, R2));
+    a.emit(Insn::store_reg(Size::W, CTX, ctx::STOP_SPAN, BYTE));
     a.emit(Insn::store_imm(Size::W, CTX, ctx::STATUS, STATUS_DECIDED));
     a.ja(finished);
 

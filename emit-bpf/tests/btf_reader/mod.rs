@@ -14,6 +14,10 @@ const BTF_KIND_INT: u32 = 1;
 const BTF_KIND_PTR: u32 = 2;
 const BTF_KIND_FUNC: u32 = 12;
 const BTF_KIND_FUNC_PROTO: u32 = 13;
+const BTF_KIND_ARRAY: u32 = 3;
+const BTF_KIND_STRUCT: u32 = 4;
+const BTF_KIND_VAR: u32 = 14;
+const BTF_KIND_DATASEC: u32 = 15;
 const FUNC_INFO_REC_SIZE: u32 = 8;
 const LINE_INFO_REC_SIZE: u32 = 16;
 
@@ -144,6 +148,41 @@ impl Btf {
                         _ => return Err(BtfError::UnsupportedKind { id, kind }),
                     },
                 },
+                BTF_KIND_ARRAY => {
+                    let (elem, index, nelems) = (r.u32()?, r.u32()?, r.u32()?);
+                    BtfType::Array {
+                        elem,
+                        index,
+                        nelems,
+                    }
+                }
+                BTF_KIND_STRUCT => {
+                    let mut members = Vec::new();
+                    for _ in 0..vlen {
+                        members.push((r.u32()?, r.u32()?, r.u32()?));
+                    }
+                    BtfType::Struct {
+                        name_off,
+                        size: size_or_type,
+                        members,
+                    }
+                }
+                BTF_KIND_VAR => BtfType::Var {
+                    name_off,
+                    ty: size_or_type,
+                    linkage: r.u32()?,
+                },
+                BTF_KIND_DATASEC => {
+                    let mut vars = Vec::new();
+                    for _ in 0..vlen {
+                        vars.push((r.u32()?, r.u32()?, r.u32()?));
+                    }
+                    BtfType::Datasec {
+                        name_off,
+                        size: size_or_type,
+                        vars,
+                    }
+                }
                 _ => return Err(BtfError::UnsupportedKind { id, kind }),
             });
         }

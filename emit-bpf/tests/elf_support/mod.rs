@@ -65,6 +65,7 @@ pub fn one_callback() -> Module {
         entry: counting_entry("count_one", &[(LOOPS_A, 0)], LOOPS_A),
         callbacks: vec![adder("add_one", 1)],
         license: "GPL".into(),
+        maps: Vec::new(),
     }
 }
 
@@ -77,6 +78,7 @@ pub fn two_callbacks() -> Module {
         ),
         callbacks: vec![adder("add_one", 1), adder("add_three", STEP_B)],
         license: "GPL".into(),
+        maps: Vec::new(),
     }
 }
 
@@ -90,6 +92,7 @@ pub fn shared_callback() -> Module {
         ),
         callbacks: vec![adder("add_one", 1), adder("unused", 5)],
         license: "GPL".into(),
+        maps: Vec::new(),
     }
 }
 
@@ -108,5 +111,6 @@ pub fn no_callbacks() -> Module {
         },
         callbacks: vec![],
         license: "GPL".into(),
+        maps: Vec::new(),
     }
 }

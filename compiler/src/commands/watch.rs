@@ -1,0 +1,353 @@
+//! `lagic watch [--iface I] [--json] [--spec FILE]...`: print the drops of
+//! attached diodes as they happen (docs/watch.md has the line and JSON
+//! formats). Ends with exit 0 on Ctrl-C (SIGINT) and on a closed stdout.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use emit_bpf::decision::{atoms, Atom};
+use lagic_loader::attach::{self, Attachment, Health};
+use lagic_loader::decisions::{Decision, DiodeMaps};
+
+use super::shared;
+use crate::cli::WatchArgs;
+use crate::failure::{Failure, Outcome};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// What a line needs besides the event: where the diode sits and how to
+/// name its formula's atoms.
+pub(crate) struct Source {
+    pub iface: String,
+    pub direction: &'static str,
+    pub diode: String,
+    pub atoms: Vec<Atom>,
+}
+
+struct Watched {
+    source: Source,
+    maps: DiodeMaps,
+}
+
+pub fn run(args: WatchArgs) -> Result<Outcome, Failure> {
+    let specs = read_specs(&args.spec)?;
+    let list = attach::attachments().map_err(|e| shared::attach_failure(e, "?"))?;
+    let list: Vec<&Attachment> = list
+        .iter()
+        .filter(|a| args.iface.as_ref().is_none_or(|i| *i == a.iface))
+        .filter(|a| a.health != Health::Stale && a.program_id != 0)
+        .collect();
+    if list.is_empty() {
+        return Err(Failure::bad_input(match &args.iface {
+            Some(i) => format!("no lagic diode is attached to {i}"),
+            None => "no lagic diode is attached".to_string(),
+        })
+        .with_hint("attach one with `lagic attach` (see `lagic status`)"));
+    }
+    let mut watched = Vec::new();
+    let mut skipped = Vec::new();
+    for a in list {
+        let maps = match DiodeMaps::for_program_id(a.program_id) {
+            Ok(maps) => maps,
+            Err(e) => {
+                skipped.push(format!("{} {}: {e}", a.iface, a.direction.as_str()));
+                continue;
+            }
+        };
+        let atoms = specs
+            .iter()
+            .find(|(name, _)| *name == a.diode)
+            .map(|(_, atoms)| atoms.clone())
+            .or_else(|| source_atoms(a))
+            .unwrap_or_default();
+        watched.push(Watched {
+            source: Source {
+                iface: a.iface.clone(),
+                direction: a.direction.as_str(),
+                diode: a.diode.clone(),
+                atoms,
+            },
+            maps,
+        });
+    }
+
+    if watched.is_empty() {
+        return Err(Failure::bad_input(format!(
+            "no attached diode records decisions: {}",
+            skipped.join("; ")
+        ))
+        .with_hint("recompile the diode with this lagic and attach it again"));
+    }
+    for s in &skipped {
+        eprintln!("lagic watch: not watching {s}");
+    }
+
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    loop {
+        for w in &mut watched {
+            while let Some(event) = w.maps.next_event() {
+                let line = match event {
+                    Ok(d) if args.json => json_line(&w.source, &d, wall_clock(d.time_ns)),
+                    Ok(d) => text_line(&w.source, &d, wall_clock(d.time_ns)),
+                    Err(e) => format!("{}: undecodable event: {e}", w.source.iface),
+                };
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                    return Ok(Outcome::Success); // stdout closed: nobody is watching
+                }
+            }
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(Outcome::Success);
+        }
+        let mut fds: Vec<libc::pollfd> = watched
+            .iter()
+            .map(|w| libc::pollfd {
+                fd: w.maps.events_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfds. A timeout
+        // bounds how long a SIGINT or a closed pipe can go unnoticed.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 250) };
+        if out.flush().is_err() {
+            return Ok(Outcome::Success);
+        }
+    }
+}
+
+/// `(program name, atoms)` of each `--spec`.
+fn read_specs(paths: &[PathBuf]) -> Result<Vec<(String, Vec<Atom>)>, Failure> {
+    paths
+        .iter()
+        .map(|p| {
+            let spec = shared::read_spec(p)?;
+            let program = shared::lower_spec(p, &spec)?;
+            let name = emit_bpf::compile(&program)
+                .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", p.display())))?
+                .entry
+                .name;
+            Ok((name, atoms(&program)))
+        })
+        .collect()
+}
+
+/// The atoms of the spec the diode was attached from, when its source
+/// names a spec that still compiles to a program of the same name.
+fn source_atoms(a: &Attachment) -> Option<Vec<Atom>> {
+    let text = std::fs::read_to_string(a.source.as_ref()?).ok()?;
+    let spec = predicate_ir::parse(&text).ok()?;
+    let program = predicate_ir::lower(&spec).ok()?;
+    let name = emit_bpf::compile(&program).ok()?.entry.name;
+    (name == a.diode).then(|| atoms(&program))
+}
+
+/// Wall-clock time of a `CLOCK_MONOTONIC` instant.
+fn wall_clock(monotonic_ns: u64) -> SystemTime {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now_mono = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    let age = Duration::from_nanos(now_mono.saturating_sub(monotonic_ns));
+    SystemTime::now() - age
+}
+
+/// `2026-12-04T17:01:31.123456Z`.
+fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = shared::utc(d.as_secs());
+    format!("{}.{:06}Z", secs.trim_end_matches('Z'), d.subsec_micros())
+}
+
+/// Payload bytes as text: printable ASCII as is, `\` as `\\`, anything
+/// else as `\xNN`.
+pub(crate) fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s
+}
+
+fn construct(source: &Source, atom: u32) -> String {
+    source
+        .atoms
+        .get(atom as usize)
+        .map_or_else(|| format!("atom {atom}"), |a| a.to_string())
+}
+
+/// One JSON object (docs/watch.md, "JSON lines").
+pub(crate) fn json_line(source: &Source, d: &Decision, at: SystemTime) -> String {
+    let flow = d.flow.as_ref().map(|f| {
+        serde_json::json!({
+            "src_ip": f.src_ip.to_string(),
+            "src_port": f.src_port,
+            "dest_ip": f.dest_ip.to_string(),
+            "dest_port": f.dest_port,
+            "proto": f.proto,
+        })
+    });
+    let decided_by = d.decided_by.map(|atom| {
+        serde_json::json!({
+            "atom": atom,
+            "scan": match source.atoms.get(atom as usize) {
+                Some(Atom::Scan { scan, .. }) => Some(*scan),
+                _ => None,
+            },
+            "construct": construct(source, atom),
+        })
+    });
+    let value = serde_json::json!({
+        "timestamp": timestamp(at),
+        "iface": source.iface,
+        "direction": source.direction,
+        "diode": source.diode,
+        "verdict": "drop",
+        "reason": d.reason.as_str(),
+        "flow": flow,
+        "decided_by": decided_by,
+        "offset": d.offset,
+        "offset_span": d.offset.map(|_| d.offset_span),
+        "excerpt_start": d.excerpt_start,
+        "excerpt": escape(&d.excerpt),
+        "payload_len": d.payload_len,
+        "frame_len": d.frame_len,
+    });
+    value.to_string()
+}
+
+/// One line for people.
+pub(crate) fn text_line(source: &Source, d: &Decision, at: SystemTime) -> String {
+    let mut line = format!(
+        "{} {} {} DROP {}",
+        timestamp(at),
+        source.iface,
+        source.direction,
+        d.reason.as_str()
+    );
+    if let Some(f) = &d.flow {
+        let port = |p: Option<u16>| p.map_or(String::new(), |p| format!(":{p}"));
+        let (s, t) = match (f.src_ip, f.dest_ip) {
+            (std::net::IpAddr::V6(s), std::net::IpAddr::V6(t)) => {
+                (format!("[{s}]"), format!("[{t}]"))
+            }
+            (s, t) => (s.to_string(), t.to_string()),
+        };
+        line.push_str(&format!(
+            " {s}{} -> {t}{} proto {}",
+            port(f.src_port),
+            port(f.dest_port),
+            f.proto
+        ));
+    }
+    if let Some(atom) = d.decided_by {
+        line.push_str(&format!(" by {}", construct(source, atom)));
+    }
+    if let Some(offset) = d.offset {
+        line.push_str(&format!(
+            " at payload[{offset}..{}]",
+            offset + d.offset_span
+        ));
+    }
+    if !d.excerpt.is_empty() {
+        line.push_str(&format!(
+            " [{}..] \"{}\"",
+            d.excerpt_start,
+            escape(&d.excerpt).replace('"', "\\\"")
+        ));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emit_bpf::decision::Reason;
+    use lagic_loader::decisions::Flow;
+
+    fn fixed() -> (Source, Decision) {
+        let source = Source {
+            iface: "lagic-h0".into(),
+            direction: "ingress",
+            diode: "hateless".into(),
+            atoms: vec![Atom::Scan {
+                scan: 0,
+                start: 0,
+                end: None,
+                machine: "dfa",
+            }],
+        };
+        let d = Decision {
+            time_ns: 0,
+            reason: Reason::Predicate,
+            decided_by: Some(0),
+            offset: Some(8),
+            offset_span: 8,
+            ifindex: 7,
+            ingress_ifindex: 7,
+            frame_len: 84,
+            payload_start: Some(54),
+            payload_len: 30,
+            excerpt_start: 0,
+            excerpt: b"I \"hate\"\\ you\r\n\x00".to_vec(),
+            head: Vec::new(),
+            flow: Some(Flow {
+                src_ip: "10.77.0.2".parse().unwrap(),
+                src_port: Some(8080),
+                dest_ip: "10.77.0.1".parse().unwrap(),
+                dest_port: Some(41000),
+                proto: 6,
+            }),
+        };
+        (source, d)
+    }
+
+    const AT: u64 = 1_796_000_000; // a fixed instant
+
+    #[test]
+    fn json_line_is_golden() {
+        let (source, d) = fixed();
+        let at = UNIX_EPOCH + Duration::from_micros(AT * 1_000_000 + 250);
+        assert_eq!(
+            json_line(&source, &d, at),
+            r#"{"decided_by":{"atom":0,"construct":"scan 0 (dfa over payload[0..n])","scan":0},"diode":"hateless","direction":"ingress","excerpt":"I \"hate\"\\\\ you\\x0d\\x0a\\x00","excerpt_start":0,"flow":{"dest_ip":"10.77.0.1","dest_port":41000,"proto":6,"src_ip":"10.77.0.2","src_port":8080},"frame_len":84,"iface":"lagic-h0","offset":8,"offset_span":8,"payload_len":30,"reason":"predicate","timestamp":"2026-11-30T00:53:20.000250Z","verdict":"drop"}"#
+        );
+    }
+
+    #[test]
+    fn text_line_is_golden() {
+        let (source, d) = fixed();
+        let at = UNIX_EPOCH + Duration::from_secs(AT);
+        assert_eq!(
+            text_line(&source, &d, at),
+            r#"2026-11-30T00:53:20.000000Z lagic-h0 ingress DROP predicate 10.77.0.2:8080 -> 10.77.0.1:41000 proto 6 by scan 0 (dfa over payload[0..n]) at payload[8..16] [0..] "I \"hate\"\\ you\x0d\x0a\x00""#
+        );
+    }
+
+    #[test]
+    fn escape_keeps_printables_and_hexes_the_rest() {
+        assert_eq!(escape(b"ab c~"), "ab c~");
+        assert_eq!(escape(b"\\\x7f\x80\n"), "\\\\\\x7f\\x80\\x0a");
+    }
+}

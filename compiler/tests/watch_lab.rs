@@ -1,0 +1,184 @@
+//! `lagic watch --json` and `lagic status` against a lab with traffic: the
+//! blocked response's drop event arrives with the right reason, flow,
+//! deciding scan and offset, and the counters count it. Needs root (skips
+//! loudly, or fails under CI); run under `flock /tmp/lagic-kernel.lock`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{generate, passes, require_root, workspace};
+
+const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
+const NAME: &str = "watch1";
+const SUBNET: &str = "172.30.150.0/24";
+const ENCLAVE: &str = "172.30.150.11:8080";
+
+fn lagic(args: &[&str]) -> Output {
+    Command::new(LAGIC)
+        .args(args)
+        .output()
+        .expect("running lagic")
+}
+
+fn lagic_ok(args: &[&str]) -> String {
+    let out = lagic(args);
+    assert!(
+        out.status.success(),
+        "lagic {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// lagi-enclave next to lagic, built if missing.
+fn enclave_bin() -> PathBuf {
+    let dir = Path::new(LAGIC).parent().expect("lagic has a directory");
+    let bin = dir.join("lagi-enclave");
+    if !bin.is_file() {
+        let target = dir.parent().expect("a target directory");
+        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        build
+            .args(["build", "-p", "lagi-enclave"])
+            .current_dir(workspace())
+            .env("CARGO_TARGET_DIR", target);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        assert!(build.status().expect("cargo").success() && bin.is_file());
+    }
+    bin
+}
+
+struct Lab;
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = lagic(&["lab", "down", "--name", NAME]);
+    }
+}
+
+#[test]
+fn watch_reports_the_blocked_response_and_status_counts_it() {
+    if !require_root("a lab: namespaces, veth, BPF") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = workspace().join("examples/hateless.json");
+    let object = dir.path().join("hateless.o");
+    lagic_ok(&[
+        "compile",
+        spec.to_str().unwrap(),
+        "-o",
+        object.to_str().unwrap(),
+    ]);
+    let _ = lagic(&["lab", "down", "--name", NAME]);
+    let bin = enclave_bin();
+    lagic_ok(&[
+        "lab",
+        "up",
+        "--diode",
+        object.to_str().unwrap(),
+        "--subnet",
+        SUBNET,
+        "--name",
+        NAME,
+        "--enclave-bin",
+        bin.to_str().unwrap(),
+    ]);
+    let _lab = Lab;
+    let iface = format!("lgh-{NAME}");
+
+    // Events wait in the ring buffer until read, so watch may start late.
+    let mut watch = Command::new(LAGIC)
+        .args(["watch", "--json", "--iface", &iface, "--spec"])
+        .arg(&spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting lagic watch");
+    let stdout = watch.stdout.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines_tx.send(line.expect("UTF-8 lines")).is_err() {
+                break;
+            }
+        }
+    });
+
+    let addr: SocketAddr = ENCLAVE.parse().unwrap();
+    let story = generate(addr, "Once upon a time", 12, Duration::from_secs(10));
+    passes(&story, "a clean story");
+    let blocked = generate(addr, "I hate bananas", 12, Duration::from_secs(3));
+    assert!(
+        !matches!(blocked, common::Reply::Complete(_)),
+        "the hateful response must not arrive"
+    );
+
+    // The first predicate drop of the enclave's answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let event = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .expect("a predicate drop event within 10 s");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        if v["reason"] == "predicate" {
+            break v;
+        }
+    };
+    assert_eq!(event["verdict"], "drop");
+    assert_eq!(event["iface"], iface.as_str());
+    assert_eq!(event["direction"], "ingress");
+    assert_eq!(event["diode"], "hateless");
+    let flow = &event["flow"];
+    assert_eq!(flow["src_ip"], "172.30.150.11");
+    assert_eq!(flow["src_port"], 8080);
+    assert_eq!(flow["dest_ip"], "172.30.150.1");
+    assert_eq!(flow["proto"], 6);
+    assert_eq!(event["decided_by"]["atom"], 0);
+    assert_eq!(event["decided_by"]["scan"], 0);
+    assert_eq!(
+        event["decided_by"]["construct"],
+        "scan 0 (dfa over payload[0..n])"
+    );
+    // The deciding byte (the `e` of "hate") lies in payload[offset..offset +
+    // offset_span], and the excerpt starts at the offset and covers the span.
+    let offset = event["offset"].as_u64().expect("an offset");
+    let span = event["offset_span"].as_u64().expect("a span");
+    assert!((1..=64).contains(&span), "span {span}");
+    assert_eq!(event["excerpt_start"].as_u64(), Some(offset));
+    let excerpt = event["excerpt"].as_str().unwrap().to_ascii_lowercase();
+    let hate_at = excerpt.find("hate").expect("the excerpt shows the word") as u64;
+    assert!(
+        hate_at + 3 < span,
+        "the word's last byte is in the span (offset {offset}, span {span}, word at {hate_at} in {excerpt:?})"
+    );
+    assert!(offset + hate_at < event["payload_len"].as_u64().unwrap());
+
+    // SIGINT ends watch cleanly.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGINT) };
+    let status = watch.wait().expect("waiting for watch");
+    assert_eq!(status.code(), Some(0), "watch exits 0 on Ctrl-C");
+
+    let status: serde_json::Value =
+        serde_json::from_str(&lagic_ok(&["status", "--json"])).expect("JSON");
+    let ours = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["interface"] == iface.as_str())
+        .expect("the lab's attachment");
+    let c = &ours["counters"];
+    assert!(c["pass"].as_u64().unwrap() >= 1, "{c}");
+    assert!(c["predicate"].as_u64().unwrap() >= 1, "{c}");
+    assert_eq!(c["lost_events"], 0, "{c}");
+}

@@ -1,0 +1,251 @@
+//! What a diode records about its decisions: the layout shared by the code
+//! generator (which writes it) and the loader (which reads it). See
+//! docs/watch.md for the user's view.
+//!
+//! Every object carries two BTF-defined maps:
+//! - [`COUNTERS_MAP`], a `BPF_MAP_TYPE_PERCPU_ARRAY` of [`COUNTER_SLOTS`]
+//!   `u64`s: slot `r` counts the verdicts of [`Reason`] `r`; slot
+//!   [`LOST_EVENTS_SLOT`] counts drop events the ring buffer had no room for.
+//! - [`EVENTS_MAP`], a `BPF_MAP_TYPE_RINGBUF` of [`EVENTS_RING_SIZE`] bytes
+//!   holding one record per drop, laid out as the `EVENT_*` offsets say
+//!   (little-endian). A full ring buffer never changes a verdict: the drop
+//!   is counted, the event is counted as lost, and the packet still drops.
+//!
+//! Invariants: every verdict increments exactly one counter slot (its
+//! reason); every drop either submits one event or increments
+//! [`LOST_EVENTS_SLOT`]; passes emit no events.
+
+use predicate_ir::{Formula, Machine, Program};
+
+/// Name of the counters map (its symbol in `.maps`, and the kernel's map name).
+pub const COUNTERS_MAP: &str = "lagic_counters";
+/// Name of the decision-event ring buffer.
+pub const EVENTS_MAP: &str = "lagic_events";
+/// Slots of the counters map (reasons, the lost-event count, spare room).
+pub const COUNTER_SLOTS: u32 = 16;
+/// Counter slot of events lost to a full ring buffer.
+pub const LOST_EVENTS_SLOT: u32 = 14;
+/// Size of the ring buffer in bytes (a power of two, a multiple of the page size).
+pub const EVENTS_RING_SIZE: u32 = 256 * 1024;
+
+/// Why a diode decided a packet's verdict. The value is the counter slot
+/// and the `reason` field of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Reason {
+    /// Passed: the predicate held, the payload was empty, or a policy passed it.
+    Pass = 0,
+    /// Dropped: the predicate does not hold for the payload.
+    Predicate = 1,
+    /// Dropped: a malformed frame, or one the diode could not fully read.
+    Malformed = 2,
+    /// Dropped by the `arp` packet policy.
+    PolicyArp = 3,
+    /// Dropped by the `ipv6_nd` packet policy.
+    PolicyIpv6Nd = 4,
+    /// Dropped by the `other_ip` packet policy (IP, not TCP).
+    PolicyOtherIp = 5,
+    /// Dropped by the `non_ip` packet policy.
+    PolicyNonIp = 6,
+    /// Dropped: an IPv4 fragment.
+    Fragment = 7,
+    /// Dropped: a VLAN-tagged frame.
+    Vlan = 8,
+    /// Dropped: an IPv6 extension header.
+    Ipv6Extension = 9,
+    /// Dropped: a frame longer than the diode inspects (64 KiB).
+    Oversize = 10,
+    /// Reserved for stream mode (a latched flow); never counted yet.
+    Latched = 11,
+    /// Reserved for stream mode (a segment out of order); never counted yet.
+    OutOfOrder = 12,
+    /// Reserved for stream mode (flow state evicted); never counted yet.
+    Evicted = 13,
+}
+
+impl Reason {
+    /// Every reason, by value.
+    pub const ALL: [Reason; 14] = [
+        Reason::Pass,
+        Reason::Predicate,
+        Reason::Malformed,
+        Reason::PolicyArp,
+        Reason::PolicyIpv6Nd,
+        Reason::PolicyOtherIp,
+        Reason::PolicyNonIp,
+        Reason::Fragment,
+        Reason::Vlan,
+        Reason::Ipv6Extension,
+        Reason::Oversize,
+        Reason::Latched,
+        Reason::OutOfOrder,
+        Reason::Evicted,
+    ];
+
+    /// The reason with value `v`.
+    pub fn from_u32(v: u32) -> Option<Reason> {
+        Reason::ALL.get(v as usize).copied()
+    }
+
+    /// The name used in counters and events (snake case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Pass => "pass",
+            Reason::Predicate => "predicate",
+            Reason::Malformed => "malformed",
+            Reason::PolicyArp => "policy_arp",
+            Reason::PolicyIpv6Nd => "policy_ipv6_nd",
+            Reason::PolicyOtherIp => "policy_other_ip",
+            Reason::PolicyNonIp => "policy_non_ip",
+            Reason::Fragment => "fragment",
+            Reason::Vlan => "vlan",
+            Reason::Ipv6Extension => "ipv6_extension",
+            Reason::Oversize => "oversize",
+            Reason::Latched => "latched",
+            Reason::OutOfOrder => "out_of_order",
+            Reason::Evicted => "evicted",
+        }
+    }
+}
+
+/// "No value" in the event's u32 fields (`decided_by`, `offset`, `payload_start`).
+pub const NONE: u32 = u32::MAX;
+
+/// `u64`: `bpf_ktime_get_ns()` at the decision (CLOCK_MONOTONIC).
+pub const EVENT_TIME: usize = 0;
+/// `u32`: the [`Reason`].
+pub const EVENT_REASON: usize = 8;
+/// `u32`: the formula atom that decided (see [`atoms`]), or [`NONE`].
+pub const EVENT_DECIDED_BY: usize = 12;
+/// `u32`: payload offset where the deciding byte's span starts, or
+/// [`NONE`]; the byte lies in `payload[offset..offset + span]` (see
+/// [`EVENT_OFFSET_SPAN`] and docs/watch.md).
+pub const EVENT_OFFSET: usize = 16;
+/// `u32`: `skb->ifindex`.
+pub const EVENT_IFINDEX: usize = 20;
+/// `u32`: `skb->ingress_ifindex` (equal to `ifindex` on ingress).
+pub const EVENT_INGRESS_IFINDEX: usize = 24;
+/// `u32`: the frame's length.
+pub const EVENT_FRAME_LEN: usize = 28;
+/// `u16`: bytes of the frame's head copied to [`EVENT_HEAD`].
+pub const EVENT_HEAD_LEN: usize = 32;
+/// `u16`: bytes of payload copied to [`EVENT_EXCERPT`].
+pub const EVENT_EXCERPT_LEN: usize = 34;
+/// `u32`: payload offset of the excerpt's first byte.
+pub const EVENT_EXCERPT_START: usize = 36;
+/// `u32`: frame offset of the TCP payload, or [`NONE`] (not parsed that far).
+pub const EVENT_PAYLOAD_START: usize = 40;
+/// `u32`: the payload's length (0 when not parsed that far).
+pub const EVENT_PAYLOAD_LEN: usize = 44;
+/// `u32`: bytes the deciding byte may lie in from [`EVENT_OFFSET`]: 1 for
+/// a byte test, the chunk the scan stopped in for a scan (at most 64).
+pub const EVENT_OFFSET_SPAN: usize = 48;
+/// `u32`: reserved, 0.
+pub const EVENT_RESERVED: usize = 52;
+/// The frame's first bytes (headers: the reader parses the flow from them).
+pub const EVENT_HEAD: usize = 56;
+/// Bytes of the frame's head an event carries: Ethernet, IPv4 with
+/// options (or IPv6) and the TCP ports.
+pub const HEAD_LEN: usize = 96;
+/// The payload excerpt.
+pub const EVENT_EXCERPT: usize = EVENT_HEAD + HEAD_LEN;
+/// Largest excerpt `lagic compile --excerpt` accepts.
+pub const MAX_EXCERPT: u32 = 1024;
+/// Default excerpt length: a scan's longest chunk, so an excerpt from a
+/// scan's offset holds its whole span.
+pub const DEFAULT_EXCERPT: u32 = 64;
+
+/// Size of one event record for an excerpt of `excerpt` bytes.
+pub fn event_size(excerpt: u32) -> usize {
+    (EVENT_EXCERPT + excerpt as usize).div_ceil(8) * 8
+}
+
+/// One leaf of the formula, in the order [`atoms`] lists them; the
+/// `decided_by` of an event is an index into that list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Atom {
+    /// A length test `n <cmp> value`.
+    Len {
+        /// The comparison, as text (`<`, `<=`, ...).
+        cmp: &'static str,
+        /// The bound.
+        value: u32,
+    },
+    /// A test of the byte at a payload index.
+    Byte {
+        /// The index.
+        index: u32,
+    },
+    /// A scan's verdict.
+    Scan {
+        /// Its id in [`Program::scans`].
+        scan: usize,
+        /// Window start.
+        start: u32,
+        /// Window end (exclusive), `None` for the payload's end.
+        end: Option<u32>,
+        /// `dfa` or `depth`.
+        machine: &'static str,
+    },
+}
+
+impl std::fmt::Display for Atom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Atom::Len { cmp, value } => write!(f, "length {cmp} {value}"),
+            Atom::Byte { index } => write!(f, "byte test at payload[{index}]"),
+            Atom::Scan {
+                scan,
+                start,
+                end,
+                machine,
+            } => {
+                let end = end.map_or("n".to_string(), |e| e.to_string());
+                write!(f, "scan {scan} ({machine} over payload[{start}..{end}])")
+            }
+        }
+    }
+}
+
+/// The formula's leaves in pre-order (left to right, the order the code
+/// evaluates them in).
+pub fn atoms(program: &Program) -> Vec<Atom> {
+    fn walk(program: &Program, f: &Formula, out: &mut Vec<Atom>) {
+        match f {
+            Formula::Const(_) => {}
+            Formula::Not(inner) => walk(program, inner, out),
+            Formula::And(parts) | Formula::Or(parts) => {
+                for p in parts {
+                    walk(program, p, out);
+                }
+            }
+            Formula::Len { cmp, value } => out.push(Atom::Len {
+                cmp: match cmp {
+                    predicate_ir::Cmp::Lt => "<",
+                    predicate_ir::Cmp::Le => "<=",
+                    predicate_ir::Cmp::Eq => "==",
+                    predicate_ir::Cmp::Ne => "!=",
+                    predicate_ir::Cmp::Ge => ">=",
+                    predicate_ir::Cmp::Gt => ">",
+                },
+                value: *value,
+            }),
+            Formula::Byte { index, .. } => out.push(Atom::Byte { index: *index }),
+            Formula::Scan(id) => {
+                let scan = &program.scans[*id];
+                out.push(Atom::Scan {
+                    scan: *id,
+                    start: scan.window.start,
+                    end: scan.window.end,
+                    machine: match scan.machine {
+                        Machine::Dfa(_) => "dfa",
+                        Machine::Depth(_) => "depth",
+                    },
+                })
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(program, &program.formula, &mut out);
+    out
+}
