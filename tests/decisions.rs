@@ -23,6 +23,11 @@ fn counters_and_events_are_exact_after_mixed_frames() {
         return;
     }
     let diode = compile_example("hateless");
+    // Its one atom is the scan of `contains` under the top-level `not`.
+    match decision::atoms(&diode.program).as_slice() {
+        [decision::Atom::Scan { scan: 0, path, .. }] => assert_eq!(path, "$.predicate.arg"),
+        other => panic!("hateless's atoms: {other:?}"),
+    }
     let program = load(&diode);
     let mut maps = DiodeMaps::for_program(program.fd()).expect("the diode's maps");
     assert_eq!(maps.counters().unwrap(), Counters::default(), "a new diode");

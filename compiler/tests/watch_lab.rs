@@ -145,6 +145,7 @@ fn watch_reports_the_blocked_response_and_status_counts_it() {
     assert_eq!(flow["proto"], 6);
     assert_eq!(event["decided_by"]["atom"], 0);
     assert_eq!(event["decided_by"]["scan"], 0);
+    assert_eq!(event["decided_by"]["path"], "$.predicate.arg");
     assert_eq!(
         event["decided_by"]["construct"],
         "scan 0 (dfa over payload[0..n])"

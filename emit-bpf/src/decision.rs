@@ -186,6 +186,8 @@ pub enum Atom {
         end: Option<u32>,
         /// `dfa` or `depth`.
         machine: &'static str,
+        /// JSON path of the spec construct ([`predicate_ir::Scan::path`]).
+        path: String,
     },
 }
 
@@ -199,6 +201,7 @@ impl std::fmt::Display for Atom {
                 start,
                 end,
                 machine,
+                ..
             } => {
                 let end = end.map_or("n".to_string(), |e| e.to_string());
                 write!(f, "scan {scan} ({machine} over payload[{start}..{end}])")
@@ -241,6 +244,7 @@ pub fn atoms(program: &Program) -> Vec<Atom> {
                         Machine::Dfa(_) => "dfa",
                         Machine::Depth(_) => "depth",
                     },
+                    path: scan.path.clone(),
                 })
             }
         }

@@ -272,7 +272,12 @@ impl Builder<'_> {
                         limit: self.limits.max_scans,
                     });
                 }
-                self.scans.push(Scan { window, machine });
+                let path = self.path_of(p);
+                self.scans.push(Scan {
+                    window,
+                    machine,
+                    path,
+                });
                 self.scans.len() - 1
             }
         };

@@ -49,6 +49,11 @@ pub struct Scan {
     pub window: Window,
     /// The machine, started in [`Machine::INITIAL`].
     pub machine: Machine,
+    /// JSON path in the spec of the construct this scan decides (of the
+    /// first one, when several constructs lower to the same scan), for
+    /// reports such as `lagic watch`; `$.predicate` when normalization
+    /// rewrote the construct past recognition.
+    pub path: String,
 }
 
 /// Scans over the same window, run together in one pass over its bytes.

@@ -215,6 +215,10 @@ pub(crate) fn json_line(source: &Source, d: &Decision, at: SystemTime) -> String
                 Some(Atom::Scan { scan, .. }) => Some(*scan),
                 _ => None,
             },
+            "path": match source.atoms.get(atom as usize) {
+                Some(Atom::Scan { path, .. }) => Some(path.as_str()),
+                _ => None,
+            },
             "construct": construct(source, atom),
         })
     });
@@ -262,7 +266,12 @@ pub(crate) fn text_line(source: &Source, d: &Decision, at: SystemTime) -> String
         ));
     }
     if let Some(atom) = d.decided_by {
-        line.push_str(&format!(" by {}", construct(source, atom)));
+        match source.atoms.get(atom as usize) {
+            Some(Atom::Scan { path, .. }) => {
+                line.push_str(&format!(" by {path} ({})", construct(source, atom)))
+            }
+            _ => line.push_str(&format!(" by {}", construct(source, atom))),
+        }
     }
     if let Some(offset) = d.offset {
         line.push_str(&format!(
@@ -296,6 +305,7 @@ mod tests {
                 start: 0,
                 end: None,
                 machine: "dfa",
+                path: "$.predicate.arg".into(),
             }],
         };
         let d = Decision {
@@ -331,7 +341,7 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_micros(AT * 1_000_000 + 250);
         assert_eq!(
             json_line(&source, &d, at),
-            r#"{"decided_by":{"atom":0,"construct":"scan 0 (dfa over payload[0..n])","scan":0},"diode":"hateless","direction":"ingress","excerpt":"I \"hate\"\\\\ you\\x0d\\x0a\\x00","excerpt_start":0,"flow":{"dest_ip":"10.77.0.1","dest_port":41000,"proto":6,"src_ip":"10.77.0.2","src_port":8080},"frame_len":84,"iface":"lagic-h0","offset":8,"offset_span":8,"payload_len":30,"reason":"predicate","timestamp":"2026-11-30T00:53:20.000250Z","verdict":"drop"}"#
+            r#"{"decided_by":{"atom":0,"construct":"scan 0 (dfa over payload[0..n])","path":"$.predicate.arg","scan":0},"diode":"hateless","direction":"ingress","excerpt":"I \"hate\"\\\\ you\\x0d\\x0a\\x00","excerpt_start":0,"flow":{"dest_ip":"10.77.0.1","dest_port":41000,"proto":6,"src_ip":"10.77.0.2","src_port":8080},"frame_len":84,"iface":"lagic-h0","offset":8,"offset_span":8,"payload_len":30,"reason":"predicate","timestamp":"2026-11-30T00:53:20.000250Z","verdict":"drop"}"#
         );
     }
 
@@ -341,7 +351,7 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_secs(AT);
         assert_eq!(
             text_line(&source, &d, at),
-            r#"2026-11-30T00:53:20.000000Z lagic-h0 ingress DROP predicate 10.77.0.2:8080 -> 10.77.0.1:41000 proto 6 by scan 0 (dfa over payload[0..n]) at payload[8..16] [0..] "I \"hate\"\\ you\x0d\x0a\x00""#
+            r#"2026-11-30T00:53:20.000000Z lagic-h0 ingress DROP predicate 10.77.0.2:8080 -> 10.77.0.1:41000 proto 6 by $.predicate.arg (scan 0 (dfa over payload[0..n])) at payload[8..16] [0..] "I \"hate\"\\ you\x0d\x0a\x00""#
         );
     }
 
