@@ -198,57 +198,242 @@ pub fn some_pattern_dfa(
     max_states: usize,
 ) -> Result<Dfa, CombineError> {
     assert!(!patterns.is_empty(), "some_pattern_dfa: no pattern");
+    for pattern in patterns {
+        let m = pattern.len();
+        assert!(
+            (1..=64).contains(&m),
+            "some_pattern_dfa: pattern length {m} outside 1..=64"
+        );
+    }
+    let alphabet = Alphabet::of(patterns);
+    // Two constructions of the same language, hence the same minimal DFA:
+    // over a trie of the patterns (shared prefixes are one NFA state, so a
+    // block list of thousands of words stays near its trie's size), or, when
+    // that explores too many sets, over each pattern's positions with
+    // covered positions dropped (which tames wide classes, as in
+    // `contains_dfa`).
+    let built = match trie_subsets(patterns, &alphabet, budget) {
+        Ok(d) => d,
+        Err(too_many) => position_subsets(patterns, &alphabet, budget)
+            .ok_or(CombineError::Construction(too_many))?,
+    };
+    let minimal = minimize_sym(&built);
+    if minimal.accepting.len() > max_states {
+        return Err(CombineError::TooLarge {
+            states: minimal.accepting.len(),
+        });
+    }
+    Ok(expand(&minimal))
+}
+
+/// The alphabet of a set of patterns: bytes that every class of every
+/// pattern treats alike (regex engines call these byte classes).
+struct Alphabet<'a> {
+    symbol_of: [usize; 256],
+    symbols: usize,
+    /// Distinct classes, and the index of each.
+    class_ids: HashMap<&'a ByteClass, usize>,
+    /// `admits[class][symbol]`.
+    admits: Vec<Vec<bool>>,
+}
+
+impl<'a> Alphabet<'a> {
+    fn of(patterns: &[&'a [ByteClass]]) -> Self {
+        // Distinct classes first: a case-insensitive block list of
+        // thousands of words has a few dozen.
+        let mut class_ids: HashMap<&ByteClass, usize> = HashMap::new();
+        let mut classes: Vec<&ByteClass> = Vec::new();
+        for pattern in patterns {
+            for class in pattern.iter() {
+                class_ids.entry(class).or_insert_with(|| {
+                    classes.push(class);
+                    classes.len() - 1
+                });
+            }
+        }
+        let mut signatures: HashMap<Vec<bool>, usize> = HashMap::new();
+        let mut symbol_of = [0usize; 256];
+        let mut representative: Vec<u8> = Vec::new();
+        for b in 0..=255u8 {
+            let signature: Vec<bool> = classes.iter().map(|c| c.contains(b)).collect();
+            let fresh = signatures.len();
+            symbol_of[usize::from(b)] = *signatures.entry(signature).or_insert_with(|| {
+                representative.push(b);
+                fresh
+            });
+        }
+        let admits = classes
+            .iter()
+            .map(|c| representative.iter().map(|&b| c.contains(b)).collect())
+            .collect();
+        Alphabet {
+            symbol_of,
+            symbols: representative.len(),
+            class_ids,
+            admits,
+        }
+    }
+
+    fn class(&self, class: &ByteClass) -> usize {
+        self.class_ids[class]
+    }
+}
+
+/// Interns subsets (sorted lists of NFA states; `[DONE]` is the accepting
+/// sink) as DFA states, within a budget.
+struct Subsets {
+    index: HashMap<Vec<u32>, StateId>,
+    sets: Vec<Vec<u32>>,
+    budget: usize,
+}
+
+/// The accepting sink's subset marker.
+const DONE: u32 = u32::MAX;
+
+impl Subsets {
+    fn new(budget: usize) -> Self {
+        let mut index = HashMap::new();
+        index.insert(Vec::new(), 0);
+        Subsets {
+            index,
+            sets: vec![Vec::new()],
+            budget,
+        }
+    }
+
+    fn id(&mut self, key: &[u32]) -> Result<StateId, TooManyStates> {
+        if let Some(&id) = self.index.get(key) {
+            return Ok(id);
+        }
+        if self.sets.len() >= self.budget {
+            return Err(TooManyStates {
+                budget: self.budget,
+            });
+        }
+        let id = self.sets.len() as StateId;
+        self.sets.push(key.to_vec());
+        self.index.insert(key.to_vec(), id);
+        Ok(id)
+    }
+
+    fn accepting(&self) -> Vec<bool> {
+        self.sets
+            .iter()
+            .map(|set| set.first() == Some(&DONE))
+            .collect()
+    }
+}
+
+/// The subset construction over a trie of the patterns: NFA state = trie
+/// node (the root, "any bytes so far", is implicit in every set); reaching
+/// a node where a pattern ends is the accepting sink.
+fn trie_subsets(
+    patterns: &[&[ByteClass]],
+    alphabet: &Alphabet,
+    budget: usize,
+) -> Result<SymDfa, TooManyStates> {
+    // children[node]: (class, child); node 0 is the root.
+    let mut children: Vec<Vec<(u32, u32)>> = vec![Vec::new()];
+    let mut ends = vec![false];
+    let mut edge: HashMap<(u32, u32), u32> = HashMap::new();
+    for pattern in patterns {
+        let mut node = 0u32;
+        for class in pattern.iter() {
+            if ends[node as usize] {
+                break; // a shorter pattern already ends here: the rest never matters
+            }
+            let c = alphabet.class(class) as u32;
+            node = *edge.entry((node, c)).or_insert_with(|| {
+                children.push(Vec::new());
+                ends.push(false);
+                let child = (children.len() - 1) as u32;
+                children[node as usize].push((c, child));
+                child
+            });
+        }
+        ends[node as usize] = true;
+    }
+    let symbols = alphabet.symbols;
+    // root_moves[sym]: the root's children admitting the symbol.
+    let root_moves: Vec<Vec<u32>> = (0..symbols)
+        .map(|sym| {
+            children[0]
+                .iter()
+                .filter(|&&(c, _)| alphabet.admits[c as usize][sym])
+                .map(|&(_, child)| child)
+                .collect()
+        })
+        .collect();
+    let mut subsets = Subsets::new(budget);
+    let mut next: Vec<StateId> = Vec::new();
+    let mut target: Vec<u32> = Vec::new();
+    let done_key = [DONE];
+    let mut s = 0;
+    while s < subsets.sets.len() {
+        for (sym, root_targets) in root_moves.iter().enumerate() {
+            let set = &subsets.sets[s];
+            target.clear();
+            let mut done = set.first() == Some(&DONE);
+            if !done {
+                for &node in set {
+                    for &(c, child) in &children[node as usize] {
+                        if alphabet.admits[c as usize][sym] {
+                            if ends[child as usize] {
+                                done = true;
+                            }
+                            target.push(child);
+                        }
+                    }
+                }
+                for &child in root_targets {
+                    if ends[child as usize] {
+                        done = true;
+                    }
+                    target.push(child);
+                }
+            }
+            let id = if done {
+                subsets.id(&done_key)?
+            } else {
+                target.sort_unstable();
+                target.dedup();
+                subsets.id(&target)?
+            };
+            next.push(id);
+        }
+        s += 1;
+    }
+    Ok(SymDfa {
+        symbol_of: alphabet.symbol_of,
+        symbols,
+        next,
+        accepting: subsets.accepting(),
+    })
+}
+
+/// The subset construction over each pattern's positions, dropping covered
+/// positions; None when it too explores more than `budget` sets.
+fn position_subsets(
+    patterns: &[&[ByteClass]],
+    alphabet: &Alphabet,
+    budget: usize,
+) -> Option<SymDfa> {
     // NFA positions: (pattern p, j classes matched) for 1 <= j < m_p, numbered
     // `first[p] + j - 1`; position 0 ("any bytes so far") is implicit in
     // every set, and j = m_p means the pattern occurred.
     let mut first = Vec::with_capacity(patterns.len());
     let mut owner: Vec<(u32, u32)> = Vec::new();
     for (p, pattern) in patterns.iter().enumerate() {
-        let m = pattern.len();
-        assert!(
-            (1..=64).contains(&m),
-            "some_pattern_dfa: pattern length {m} outside 1..=64"
-        );
         first.push(owner.len() as u32);
-        owner.extend((1..m).map(|j| (p as u32, j as u32)));
+        owner.extend((1..pattern.len()).map(|j| (p as u32, j as u32)));
     }
-
-    // The alphabet: bytes that every class of every pattern treats alike
-    // (regex engines call these byte classes). Distinct classes first: a
-    // case-insensitive block list of thousands of words has a few dozen.
-    let mut class_ids: HashMap<&ByteClass, usize> = HashMap::new();
-    let mut classes: Vec<&ByteClass> = Vec::new();
-    for pattern in patterns {
-        for class in pattern.iter() {
-            class_ids.entry(class).or_insert_with(|| {
-                classes.push(class);
-                classes.len() - 1
-            });
-        }
-    }
-    let mut signatures: HashMap<Vec<bool>, usize> = HashMap::new();
-    let mut symbol_of = [0usize; 256];
-    let mut representative: Vec<u8> = Vec::new();
-    for b in 0..=255u8 {
-        let signature: Vec<bool> = classes.iter().map(|c| c.contains(b)).collect();
-        let fresh = signatures.len();
-        symbol_of[usize::from(b)] = *signatures.entry(signature).or_insert_with(|| {
-            representative.push(b);
-            fresh
-        });
-    }
-    let symbols = representative.len();
-    // admits[class][sym]
-    let admits: Vec<Vec<bool>> = classes
-        .iter()
-        .map(|c| representative.iter().map(|&b| c.contains(b)).collect())
-        .collect();
-    let class_at = |p: usize, j: usize| class_ids[&patterns[p][j]];
+    let symbols = alphabet.symbols;
+    let class_at = |p: usize, j: usize| alphabet.class(&patterns[p][j]);
     // starters[sym]: patterns whose first class admits the symbol.
     let starters: Vec<Vec<u32>> = (0..symbols)
         .map(|sym| {
             (0..patterns.len())
-                .filter(|&p| admits[class_at(p, 0)][sym])
+                .filter(|&p| alphabet.admits[class_at(p, 0)][sym])
                 .map(|p| p as u32)
                 .collect()
         })
@@ -273,27 +458,22 @@ pub fn some_pattern_dfa(
             out
         })
         .collect();
-    let any_domination = dominated_by.iter().flatten().any(|&d| d != 0);
 
-    // Sets are sorted position lists; the accepting sink is a set of its own.
-    const DONE: u32 = u32::MAX;
-    let done_set: Vec<u32> = vec![DONE];
-    let mut index: HashMap<Vec<u32>, StateId> = HashMap::new();
-    let mut sets: Vec<Vec<u32>> = vec![Vec::new()];
-    index.insert(Vec::new(), 0);
+    let mut subsets = Subsets::new(budget);
+    let done_key = [DONE];
     let mut next: Vec<StateId> = Vec::new();
     let mut target: Vec<u32> = Vec::new();
     let mut s = 0;
-    while s < sets.len() {
-        for sym in 0..symbols {
-            let set = &sets[s];
+    while s < subsets.sets.len() {
+        for (sym, starting) in starters.iter().enumerate() {
+            let set = &subsets.sets[s];
             target.clear();
             let mut done = set.first() == Some(&DONE);
             if !done {
                 for &pos in set {
                     let (p, j) = owner[pos as usize];
                     let (p, j) = (p as usize, j as usize);
-                    if admits[class_at(p, j)][sym] {
+                    if alphabet.admits[class_at(p, j)][sym] {
                         if j + 1 == patterns[p].len() {
                             done = true;
                             break;
@@ -303,7 +483,7 @@ pub fn some_pattern_dfa(
                 }
             }
             if !done {
-                for &p in &starters[sym] {
+                for &p in starting {
                     if patterns[p as usize].len() == 1 {
                         done = true;
                         break;
@@ -311,45 +491,24 @@ pub fn some_pattern_dfa(
                     target.push(first[p as usize]);
                 }
             }
-            let key: &[u32] = if done {
-                &done_set
+            let id = if done {
+                subsets.id(&done_key).ok()?
             } else {
                 target.sort_unstable();
                 target.dedup();
-                if any_domination {
-                    reduce_dominated(&mut target, &owner, &first, &dominated_by);
-                }
-                &target
-            };
-            let id = match index.get(key) {
-                Some(&id) => id,
-                None => {
-                    if sets.len() >= budget {
-                        return Err(CombineError::Construction(TooManyStates { budget }));
-                    }
-                    let id = sets.len() as StateId;
-                    sets.push(key.to_vec());
-                    index.insert(key.to_vec(), id);
-                    id
-                }
+                reduce_dominated(&mut target, &owner, &first, &dominated_by);
+                subsets.id(&target).ok()?
             };
             next.push(id);
         }
         s += 1;
     }
-    let accepting = sets.iter().map(|set| set.first() == Some(&DONE)).collect();
-    let minimal = minimize_sym(&SymDfa {
-        symbol_of,
+    Some(SymDfa {
+        symbol_of: alphabet.symbol_of,
         symbols,
         next,
-        accepting,
-    });
-    if minimal.accepting.len() > max_states {
-        return Err(CombineError::TooLarge {
-            states: minimal.accepting.len(),
-        });
-    }
-    Ok(expand(&minimal))
+        accepting: subsets.accepting(),
+    })
 }
 
 /// Drops from the sorted position list `set` every position that a later
