@@ -51,6 +51,17 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("--blocklist-spec") {
+        // For probing lagic by hand: the block-list spec of K words on stdout.
+        match args.get(1).and_then(|k| k.parse::<usize>().ok()) {
+            Some(k) => print!("{}", lagic_bench::blocklist::spec(k)),
+            None => {
+                eprintln!("usage: lagic-bench --blocklist-spec K");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--render") {
         // BENCHMARKS.md again from bench/results.json, e.g. after editing bench/analysis.md.
         match report::rerender(&tools::workspace_root()) {
@@ -397,15 +408,10 @@ fn scaling_row(
         .map_err(|e| BenchError::io("writing a scaling source", e))?;
     let lagic_obj = work.join(format!("{name}.lagic.o"));
     let clang_obj = work.join(format!("{name}.clang.o"));
-    let lagic_side = Side::measure(
+    let (lagic_side, clang_side) = Side::measure_pair(
         runs,
-        || tools::compile_spec(lagic, &spec, &lagic_obj),
-        &lagic_obj,
-    );
-    let clang_side = Side::measure(
-        runs,
-        || tools::compile_c(clang, &source, &clang_obj),
-        &clang_obj,
+        (|| tools::compile_spec(lagic, &spec, &lagic_obj), &lagic_obj),
+        (|| tools::compile_c(clang, &source, &clang_obj), &clang_obj),
     );
     // Where both load, they must agree with the plain definition before their numbers count.
     if let (Some(l), Some(c)) = (&lagic_side.program, &clang_side.program) {

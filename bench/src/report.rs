@@ -159,40 +159,89 @@ impl Side {
     /// Compiles `runs` times (median), then loads `object`.
     pub fn measure(
         runs: usize,
-        mut compile: impl FnMut() -> Result<Duration, BenchError>,
+        compile: impl FnMut() -> Result<Duration, BenchError>,
         object: &Path,
     ) -> Self {
+        let mut compile = compile;
         let mut times = Vec::new();
+        let mut error = None;
         for _ in 0..runs.max(1) {
-            match compile() {
-                Ok(t) => {
-                    times.push(t.as_secs_f64() * 1e3);
-                    // A compile of seconds is measured once: its noise is small
-                    // next to it, and repeats would take most of the budget.
-                    if t > Duration::from_secs(5) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let msg = match e {
-                        BenchError::Tool { stderr, .. } => {
-                            let line = first_line(&stderr, 400);
-                            let short = line
-                                .split_once("cannot be compiled: ")
-                                .map(|(_, rest)| rest.to_string())
-                                .unwrap_or(line);
-                            format!("compile: {}", short.chars().take(200).collect::<String>())
-                        }
-                        other => other.to_string(),
-                    };
-                    return Self {
-                        compile_ms: None,
-                        stats: None,
-                        error: Some(msg),
-                        program: None,
-                    };
-                }
+            if !Self::compile_once(&mut compile, &mut times, &mut error) {
+                break;
             }
+        }
+        Self::finish(times, error, object)
+    }
+
+    /// Both sides of a scaling point, their compiles alternating round by
+    /// round (which side goes first alternates too), then both loaded.
+    pub fn measure_pair(
+        runs: usize,
+        lagic: (impl FnMut() -> Result<Duration, BenchError>, &Path),
+        clang: (impl FnMut() -> Result<Duration, BenchError>, &Path),
+    ) -> (Self, Self) {
+        let (mut lagic_compile, lagic_obj) = lagic;
+        let (mut clang_compile, clang_obj) = clang;
+        let (mut lt, mut le, mut l_more) = (Vec::new(), None, true);
+        let (mut ct, mut ce, mut c_more) = (Vec::new(), None, true);
+        for round in 0..runs.max(1) {
+            if round % 2 == 0 {
+                l_more = l_more && Self::compile_once(&mut lagic_compile, &mut lt, &mut le);
+                c_more = c_more && Self::compile_once(&mut clang_compile, &mut ct, &mut ce);
+            } else {
+                c_more = c_more && Self::compile_once(&mut clang_compile, &mut ct, &mut ce);
+                l_more = l_more && Self::compile_once(&mut lagic_compile, &mut lt, &mut le);
+            }
+            if !l_more && !c_more {
+                break;
+            }
+        }
+        (
+            Self::finish(lt, le, lagic_obj),
+            Self::finish(ct, ce, clang_obj),
+        )
+    }
+
+    /// One timed compile; false when no more rounds are wanted (it failed,
+    /// recorded in `error`, or took seconds: its noise is small next to it,
+    /// and repeats would take most of the budget).
+    fn compile_once(
+        compile: &mut impl FnMut() -> Result<Duration, BenchError>,
+        times: &mut Vec<f64>,
+        error: &mut Option<String>,
+    ) -> bool {
+        match compile() {
+            Ok(t) => {
+                times.push(t.as_secs_f64() * 1e3);
+                t <= Duration::from_secs(5)
+            }
+            Err(e) => {
+                let msg = match e {
+                    BenchError::Tool { stderr, .. } => {
+                        let line = first_line(&stderr, 400);
+                        let short = line
+                            .split_once("cannot be compiled: ")
+                            .map(|(_, rest)| rest.to_string())
+                            .unwrap_or(line);
+                        format!("compile: {}", short.chars().take(200).collect::<String>())
+                    }
+                    other => other.to_string(),
+                };
+                *error = Some(msg);
+                false
+            }
+        }
+    }
+
+    /// The side after its compiles: a compile error, or `object` loaded.
+    fn finish(times: Vec<f64>, error: Option<String>, object: &Path) -> Self {
+        if let Some(msg) = error {
+            return Self {
+                compile_ms: None,
+                stats: None,
+                error: Some(msg),
+                program: None,
+            };
         }
         let compile_ms = Some(measure::median(times));
         match crate::load_object(object) {
@@ -270,6 +319,26 @@ pub struct Results {
     pub total_seconds: f64,
     /// Process start-up floor: median ms of `lagic --version` and `clang --version`.
     pub startup_floor: CompilePair,
+}
+
+/// A run-time ratio with its per-round range; results written before
+/// ranges were recorded show the ratio alone.
+fn ratio_cell(p: &measure::RunPair) -> String {
+    if p.ratio_range.max > 0.0 {
+        p.ratio_range.show(2)
+    } else {
+        format!("{:.2}", p.ratio)
+    }
+}
+
+/// A compile speedup with its per-round range (or alone, in older results).
+fn speedup_cell(c: &measure::CompilePair) -> String {
+    let r = &c.speedup_range;
+    if r.max > 0.0 {
+        format!("{:.0}x ({:.0}-{:.0})", r.median, r.min, r.max)
+    } else {
+        format!("{:.0}x", c.speedup)
+    }
 }
 
 fn opt_ms(v: Option<f64>) -> String {
@@ -375,20 +444,21 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "| diode | lagic ms | clang ms | clang / lagic | lagic `-o -` ms | clang ms (same rounds) | clang / lagic `-o -` |\n|---|---:|---:|---:|---:|---:|---:|"
+        "Ratios are medians of per-round ratios (min-max over the rounds in parentheses).\n\n\
+         | diode | lagic ms | clang ms | clang / lagic | lagic `-o -` ms | clang ms (same rounds) | clang / lagic `-o -` |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for x in &r.seeds {
         let o = &x.compile_to_stdout;
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.1} | {:.0}x | {:.2} | {:.1} | {:.0}x |",
+            "| {} | {:.2} | {:.1} | {} | {:.2} | {:.1} | {} |",
             x.diode,
             x.compile.lagic_ms,
             x.compile.clang_ms,
-            x.compile.speedup,
+            speedup_cell(&x.compile),
             o.lagic_ms,
             o.clang_ms,
-            o.speedup
+            speedup_cell(o)
         );
     }
     let f = &r.startup_floor;
@@ -404,7 +474,7 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
         s,
         "\n## Run time per packet (`BPF_PROG_TEST_RUN`, ns, median of interleaved rounds)\n"
     );
-    let _ = writeln!(s, "Each cell: lagic / clang (lagic/clang). The payload is ordinary text the diode passes (JSON for json_depth; json_start drops at 1,400 bytes and more by its `len < 1400`).\n");
+    let _ = writeln!(s, "Each cell: lagic / clang ns (median per-round lagic/clang ratio, min-max over the rounds). The payload is ordinary text the diode passes (JSON for json_depth; json_start drops at 1,400 bytes and more by its `len < 1400`).\n");
     let sizes: Vec<usize> = r
         .seeds
         .first()
@@ -424,7 +494,7 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
         let cells: Vec<String> = x
             .runtime
             .iter()
-            .map(|p| format!("{:.0} / {:.0} ({:.2})", p.lagic_ns, p.clang_ns, p.ratio))
+            .map(|p| format!("{:.0} / {:.0} ({})", p.lagic_ns, p.clang_ns, ratio_cell(p)))
             .collect();
         let _ = writeln!(s, "| {} | {} |", x.diode, cells.join(" | "));
     }
@@ -449,18 +519,18 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
         s,
         "\n## Scanning speed as the payload grows (whole-payload scans)\n"
     );
-    let _ = writeln!(s, "| diode | payload B | lagic ns | clang ns | lagic B/ns | clang B/ns | lagic/clang |\n|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| diode | payload B | lagic ns | clang ns | lagic B/ns | clang B/ns | lagic/clang (min-max) |\n|---|---:|---:|---:|---:|---:|---:|");
     for (diode, p) in &r.per_byte {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} |",
             diode,
             p.payload,
             p.lagic_ns,
             p.clang_ns,
             p.payload as f64 / p.lagic_ns,
             p.payload as f64 / p.clang_ns,
-            p.ratio
+            ratio_cell(p)
         );
     }
 
