@@ -299,6 +299,24 @@ pub struct ScalingRow {
     pub clang: Side,
 }
 
+/// One block-list size (see [`crate::blocklist`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlocklistRow {
+    /// Words in the list.
+    pub k: usize,
+    /// lagic: compile time, kernel statistics, or where it stops.
+    pub lagic: Side,
+    /// The C baseline (Aho-Corasick table in read-only data).
+    pub clang: Side,
+    /// States of the C baseline's automaton (the trie's nodes).
+    pub c_states: usize,
+    /// Both sides timed at [`crate::blocklist::PAYLOAD`] bytes, when both
+    /// loaded.
+    pub timing: Option<RunPair>,
+    /// The side that loaded alone and its median ns per packet.
+    pub alone: Option<(String, f64)>,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Results {
@@ -319,6 +337,15 @@ pub struct Results {
     pub total_seconds: f64,
     /// Process start-up floor: median ms of `lagic --version` and `clang --version`.
     pub startup_floor: CompilePair,
+    /// Block lists of 1 to 10,000 words (absent in older results).
+    #[serde(default)]
+    pub blocklist: Vec<BlocklistRow>,
+    /// Block lists end to end, with iptables (absent with --no-e2e).
+    #[serde(default)]
+    pub blocklist_e2e: Option<Vec<crate::e2e::BlocklistPoint>>,
+    /// Why the block-list end-to-end part is absent.
+    #[serde(default)]
+    pub blocklist_e2e_error: Option<String>,
 }
 
 /// A run-time ratio with its per-round range; results written before
@@ -351,6 +378,123 @@ fn verdict_mark(ok: bool) -> &'static str {
     } else {
         "**missed**"
     }
+}
+
+/// The block-list part of the scaling section.
+pub fn blocklist_markdown(r: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n### Block lists of random words\n\n\
+         `not (or of k contains)` over the whole payload, k random case-insensitive words of 4 to 9 \
+         letters (one fixed seed), timed on {} bytes of text no word occurs in. lagic combines the \
+         list into one automaton; the C baseline is an Aho-Corasick table in read-only data (one table \
+         load per byte, bench/src/blocklist.rs). Both must agree with the plain definition on 300 \
+         frames first. ns: `BPF_PROG_TEST_RUN`, median of interleaved rounds (lagic/clang: median of \
+         per-round ratios, min-max).\n",
+        crate::blocklist::PAYLOAD
+    );
+    let _ = writeln!(s, "| k | lagic ms | lagic insns | lagic verifier | C states | clang ms | clang verifier | lagic ns | clang ns | lagic/clang |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut stops = Vec::new();
+    for row in &r.blocklist {
+        let verifier = |side: &Side| {
+            side.stats
+                .as_ref()
+                .map(|st| (st.xlated_insns.to_string(), st.verified_insns.to_string()))
+                .unwrap_or_else(|| ("stops".into(), "stops".into()))
+        };
+        let (li, lv) = verifier(&row.lagic);
+        let (_, cv) = verifier(&row.clang);
+        let (lns, cns, ratio) = match (&row.timing, &row.alone) {
+            (Some(p), _) => (
+                format!("{:.0}", p.lagic_ns),
+                format!("{:.0}", p.clang_ns),
+                ratio_cell(p),
+            ),
+            (None, Some((who, ns))) if who == "lagic" => {
+                (format!("{ns:.0}"), "-".into(), "-".into())
+            }
+            (None, Some((_, ns))) => ("-".into(), format!("{ns:.0}"), "-".into()),
+            _ => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {li} | {lv} | {} | {} | {cv} | {lns} | {cns} | {ratio} |",
+            row.k,
+            opt_ms(row.lagic.compile_ms),
+            row.c_states,
+            opt_ms(row.clang.compile_ms),
+        );
+        for (who, side) in [("lagic", &row.lagic), ("clang", &row.clang)] {
+            if let Some(e) = &side.error {
+                let note = if who == "lagic" {
+                    " (not supported yet: needs table-driven automata in the emitter)"
+                } else {
+                    ""
+                };
+                stops.push(format!("- k={} ({who}){note}: {e}", row.k));
+            }
+        }
+    }
+    if !stops.is_empty() {
+        let _ = writeln!(s, "\nWhere a side stops, and why:\n\n{}", stops.join("\n"));
+    }
+    match (&r.blocklist_e2e, &r.blocklist_e2e_error) {
+        (Some(points), _) => {
+            let _ = writeln!(
+                s,
+                "\nEnd to end through the veth ({} -byte responses, 4 client threads; iptables: one \
+                 `-m string --algo bm --icase` DROP rule per word): requests/s, and in parentheses \
+                 the median per-round fraction of no filter's (min-max).\n\n\
+                 | k | none | lagic | clang | iptables |\n|---:|---:|---:|---:|---:|",
+                crate::blocklist::PAYLOAD
+            );
+            for p in points {
+                let cell = |filter: &str| {
+                    let rps = p.rps.iter().find(|(f, _)| f == filter).map(|x| x.1);
+                    let of = p.of_none.iter().find(|(f, _)| f == filter).map(|x| x.1);
+                    let failed = p
+                        .failures
+                        .iter()
+                        .find(|(f, _)| f == filter)
+                        .map(|x| x.1)
+                        .unwrap_or(0);
+                    let failed = if failed > 0 {
+                        format!(", {failed} failed")
+                    } else {
+                        String::new()
+                    };
+                    match (rps, of) {
+                        (Some(v), Some(o)) => format!(
+                            "{v:.0} ({:.0}%, {:.0}-{:.0}%{failed})",
+                            o.median * 100.0,
+                            o.min * 100.0,
+                            o.max * 100.0
+                        ),
+                        (Some(v), None) => format!("{v:.0}{failed}"),
+                        _ => "not loaded".into(),
+                    }
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    p.k,
+                    cell("none"),
+                    cell("lagic"),
+                    cell("clang"),
+                    cell("iptables")
+                );
+            }
+        }
+        (None, why) => {
+            let _ = writeln!(
+                s,
+                "\nEnd to end: no result ({}).",
+                why.as_deref().unwrap_or("not run")
+            );
+        }
+    }
+    s
 }
 
 /// Renders BENCHMARKS.md.
@@ -569,6 +713,9 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
     }
     if !stops.is_empty() {
         let _ = writeln!(s, "\nWhere a side stops, and why:\n\n{}", stops.join("\n"));
+    }
+    if !r.blocklist.is_empty() || r.blocklist_e2e.is_some() {
+        s.push_str(&blocklist_markdown(r));
     }
 
     if let Some(e) = &r.e2e {
