@@ -201,14 +201,14 @@ pub fn c_source(k: usize) -> String {
  * which cannot happen, but the verifier needs the bound). */
 static __always_inline int step(__u32 *state, __u8 b)
 {{
-	__u32 s = *state;
-	__u32 c = byte_class[b];
+	__u64 i = (__u64)*state * {CLASSES} + byte_class[b];
 	/* clang can prove the table's values in range and would drop the
-	 * check the verifier needs: hide them from it. */
-	asm volatile("" : "+r"(s), "+r"(c));
-	if (s >= STATES || c >= {CLASSES})
+	 * bound the verifier needs: hide the index from it, then check the
+	 * register the load uses. */
+	asm volatile("" : "+r"(i));
+	if (i >= STATES * {CLASSES})
 		return 1;
-	s = delta[s * {CLASSES} + c];
+	__u32 s = delta[i];
 	*state = s;
 	return s == MATCHED;
 }}
