@@ -63,6 +63,38 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("--blocklist-compare") {
+        // Two objects for the same K-word list (e.g. lagic built two ways),
+        // timed alternately on the family's timing payload.
+        let result = (|| -> Result<String, BenchError> {
+            let usage =
+                || BenchError::Setup("usage: lagic-bench --blocklist-compare K A.o B.o".into());
+            let k: usize = args.get(1).and_then(|k| k.parse().ok()).ok_or_else(usage)?;
+            let (a, b) = (
+                args.get(2).ok_or_else(usage)?,
+                args.get(3).ok_or_else(usage)?,
+            );
+            let (pa, pb) = (load_object(Path::new(a))?, load_object(Path::new(b))?);
+            let reference = lagic_bench::blocklist::Reference::new(k);
+            let frame = measure::frame(&lagic_bench::blocklist::timing_payload(&reference));
+            let size = lagic_bench::blocklist::PAYLOAD;
+            let pair = measure::run_pair(&pa, &pb, &frame, size, 9, repeat_for(size))?;
+            Ok(format!(
+                "{a}: {:.0} ns, {b}: {:.0} ns, first/second {}\n",
+                pair.lagic_ns,
+                pair.clang_ns,
+                pair.ratio_range.show(2)
+            ))
+        })();
+        match result {
+            Ok(line) => print!("{line}"),
+            Err(e) => {
+                eprintln!("lagic-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--render") {
         // BENCHMARKS.md again from bench/results.json, e.g. after editing bench/analysis.md.
         match report::rerender(&tools::workspace_root()) {

@@ -223,7 +223,7 @@ impl Side {
                             .split_once("cannot be compiled: ")
                             .map(|(_, rest)| rest.to_string())
                             .unwrap_or(line);
-                        format!("compile: {}", short.chars().take(200).collect::<String>())
+                        format!("compile: {}", short.chars().take(320).collect::<String>())
                     }
                     other => other.to_string(),
                 };
@@ -443,7 +443,7 @@ pub fn blocklist_markdown(r: &Results) -> String {
         (Some(points), _) => {
             let _ = writeln!(
                 s,
-                "\nEnd to end through the veth ({} -byte responses, 4 client threads; iptables: one \
+                "\nEnd to end through the veth ({}-byte responses, 4 client threads; iptables: one \
                  `-m string --algo bm --icase` DROP rule per word): requests/s, and in parentheses \
                  the median per-round fraction of no filter's (min-max).\n\n\
                  | k | none | lagic | clang | iptables |\n|---:|---:|---:|---:|---:|",
