@@ -68,6 +68,10 @@ pub struct Throughput {
     pub mb_per_s: f64,
     /// Requests that failed or timed out.
     pub failures: u64,
+    /// Per-round fraction of the no-filter throughput in the same round
+    /// (median, min, max; absent in older results).
+    #[serde(default)]
+    pub of_none: crate::measure::Ratio,
 }
 
 /// Whether a filter lets a response through.
@@ -114,15 +118,25 @@ impl E2eResult {
         let mut s = String::from(
             "## End to end through a veth (HTTP, 4 client threads, one request per connection)\n\n",
         );
-        s.push_str("| filter | body B | requests/s | MB/s | % of no filter | failed |\n|---|---:|---:|---:|---:|---:|\n");
+        s.push_str("% of no filter: the median of per-round fractions (min-max over the rounds); older results: the ratio of totals.\n\n| filter | body B | requests/s | MB/s | % of no filter | failed |\n|---|---:|---:|---:|---:|---:|\n");
         for t in &self.throughput {
-            let base = self
-                .get("none", t.body)
-                .map(|n| t.mb_per_s / n.mb_per_s * 100.0)
-                .unwrap_or(0.0);
+            let base = if t.of_none.max > 0.0 {
+                format!(
+                    "{:.0}% ({:.0}-{:.0}%)",
+                    t.of_none.median * 100.0,
+                    t.of_none.min * 100.0,
+                    t.of_none.max * 100.0
+                )
+            } else {
+                let total = self
+                    .get("none", t.body)
+                    .map(|n| t.mb_per_s / n.mb_per_s * 100.0)
+                    .unwrap_or(0.0);
+                format!("{total:.0}%")
+            };
             s.push_str(&format!(
-                "| {} | {} | {:.0} | {:.1} | {:.0}% | {} |\n",
-                t.filter, t.body, t.rps, t.mb_per_s, base, t.failures
+                "| {} | {} | {:.0} | {:.1} | {base} | {} |\n",
+                t.filter, t.body, t.rps, t.mb_per_s, t.failures
             ));
         }
         s.push_str(
@@ -344,6 +358,8 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
     // Short rounds, every other one in reverse order, so drift in machine
     // load hits every filter alike.
     let mut totals: Vec<(String, usize, u64, u64, u64, f64)> = Vec::new();
+    // Per filter and body: requests/s of each round, in round order.
+    let mut rounds: Vec<(String, usize, Vec<f64>)> = Vec::new();
     for round in 0..E2E_ROUNDS {
         let order: Vec<&str> = if round % 2 == 0 {
             filters.to_vec()
@@ -359,6 +375,10 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
                     n as f64 / t,
                     b as f64 / t / 1e6
                 );
+                match rounds.iter_mut().find(|x| x.0 == filter && x.1 == body) {
+                    Some(x) => x.2.push(n as f64 / t),
+                    None => rounds.push((filter.to_string(), body, vec![n as f64 / t])),
+                }
                 match totals.iter_mut().find(|x| x.0 == filter && x.1 == body) {
                     Some(x) => {
                         x.2 += n;
@@ -373,12 +393,23 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
     }
     let throughput = totals
         .into_iter()
-        .map(|(filter, body, n, b, f, t)| Throughput {
-            filter,
-            body,
-            rps: n as f64 / t,
-            mb_per_s: b as f64 / t / 1e6,
-            failures: f,
+        .map(|(filter, body, n, b, f, t)| {
+            let per_round = |name: &str| {
+                rounds
+                    .iter()
+                    .find(|x| x.0 == name && x.1 == body)
+                    .map(|x| x.2.clone())
+                    .unwrap_or_default()
+            };
+            let of_none = crate::measure::Ratio::per_round(&per_round(&filter), &per_round("none"));
+            Throughput {
+                filter,
+                body,
+                rps: n as f64 / t,
+                mb_per_s: b as f64 / t / 1e6,
+                failures: f,
+                of_none,
+            }
         })
         .collect();
     let mut leaks = Vec::new();
@@ -463,4 +494,203 @@ pub fn serve(addr: &str) -> Result<(), BenchError> {
         });
     }
     Ok(())
+}
+
+/// The iptables chain of the block-list part (its own, so a crashed run's
+/// rules are recognisable and removed).
+const BLOCKLIST_CHAIN: &str = "LAGICB-BLOCKLIST";
+
+/// One block-list size end to end: requests/s of responses of
+/// [`crate::blocklist::PAYLOAD`] bytes with each filter that loaded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlocklistPoint {
+    /// Words in the list.
+    pub k: usize,
+    /// `none`, `lagic`, `clang`, `iptables`, with requests/s.
+    pub rps: Vec<(String, f64)>,
+    /// Per-round ratio of each filter's requests/s to `none`'s in the same
+    /// round, for every filter but `none`.
+    pub of_none: Vec<(String, crate::measure::Ratio)>,
+    /// Requests that failed or timed out, per filter.
+    pub failures: Vec<(String, u64)>,
+}
+
+/// Removes the block-list chain and its jump, if there.
+fn remove_blocklist_chain(iface: &str) {
+    let quiet = |args: &[&str]| {
+        let _ = Command::new("iptables")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    quiet(&[
+        "-D",
+        "INPUT",
+        "-i",
+        iface,
+        "-p",
+        "tcp",
+        "-j",
+        BLOCKLIST_CHAIN,
+    ]);
+    quiet(&["-F", BLOCKLIST_CHAIN]);
+    quiet(&["-X", BLOCKLIST_CHAIN]);
+}
+
+/// Installs one `-m string --algo bm --icase` DROP rule per word in the
+/// block-list chain, jumped to from INPUT on `iface`, in one
+/// `iptables-restore --noflush` (one `iptables` call per rule would take
+/// minutes for 10,000).
+fn install_blocklist_chain(iface: &str, words: &[Vec<u8>]) -> Result<(), BenchError> {
+    let mut rules = format!("*filter\n:{BLOCKLIST_CHAIN} - [0:0]\n");
+    for w in words {
+        rules.push_str(&format!(
+            "-A {BLOCKLIST_CHAIN} -m string --algo bm --icase --string {} -j DROP\n",
+            String::from_utf8_lossy(w)
+        ));
+    }
+    rules.push_str(&format!(
+        "-I INPUT -i {iface} -p tcp -j {BLOCKLIST_CHAIN}\nCOMMIT\n"
+    ));
+    let mut child = Command::new("iptables-restore")
+        .arg("--noflush")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| BenchError::io("running iptables-restore", e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(rules.as_bytes())
+            .map_err(|e| BenchError::io("writing to iptables-restore", e))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| BenchError::io("waiting for iptables-restore", e))?;
+    if !out.status.success() {
+        return Err(BenchError::Tool {
+            what: format!("iptables-restore of {} rules", words.len()),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// One block-list size to measure end to end: the list and the objects
+/// that loaded.
+#[derive(Debug, Clone)]
+pub struct BlocklistCase {
+    /// Words in the list.
+    pub k: usize,
+    /// lagic's object, when lagic compiled and the kernel loaded it.
+    pub lagic_obj: Option<PathBuf>,
+    /// The C baseline's object, when it loaded.
+    pub clang_obj: Option<PathBuf>,
+}
+
+/// The block lists end to end: for each case, responses of
+/// [`crate::blocklist::PAYLOAD`] bytes (clean text no word of the list
+/// occurs in, checked) with no filter, lagic's and the C baseline's
+/// object where they loaded, and one iptables string rule per word; the
+/// filters alternate round by round, every other round in reverse order.
+pub fn blocklist(
+    lagic: PathBuf,
+    cases: &[BlocklistCase],
+    seconds: f64,
+) -> Result<Vec<BlocklistPoint>, BenchError> {
+    let mut lab = Lab::up(lagic.clone())?;
+    let iface = lab.names.host_if.clone();
+    remove_blocklist_chain(&iface);
+    // The chain goes on every path out, errors included.
+    let result = blocklist_in(&mut lab, &iface, lagic, cases, seconds);
+    remove_blocklist_chain(&iface);
+    drop(lab);
+    result
+}
+
+fn blocklist_in(
+    lab: &mut Lab,
+    iface: &str,
+    lagic: PathBuf,
+    cases: &[BlocklistCase],
+    seconds: f64,
+) -> Result<Vec<BlocklistPoint>, BenchError> {
+    let body = crate::blocklist::PAYLOAD;
+    let rounds = 2;
+    let mut points = Vec::new();
+    for case in cases {
+        let reference = crate::blocklist::Reference::new(case.k);
+        if !reference.passes(&clean_body(body)) {
+            return Err(BenchError::Setup(format!(
+                "the clean response body holds a word of the {}-word list",
+                case.k
+            )));
+        }
+        let mut filters = vec!["none"];
+        if case.lagic_obj.is_some() {
+            filters.push("lagic");
+        }
+        if case.clang_obj.is_some() {
+            filters.push("clang");
+        }
+        filters.push("iptables");
+        let cfg = Config {
+            lagic: lagic.clone(),
+            lagic_obj: case.lagic_obj.clone().unwrap_or_default(),
+            clang_obj: case.clang_obj.clone().unwrap_or_default(),
+            seconds,
+        };
+        // per filter: per-round rps, failures
+        let mut per_round: Vec<(String, Vec<f64>, u64)> = filters
+            .iter()
+            .map(|f| (f.to_string(), Vec::new(), 0))
+            .collect();
+        for round in 0..rounds {
+            let order: Vec<&str> = if round % 2 == 0 {
+                filters.clone()
+            } else {
+                filters.iter().rev().copied().collect()
+            };
+            for filter in order {
+                if filter == "iptables" {
+                    lab.clear_filter();
+                    install_blocklist_chain(iface, &crate::blocklist::words(case.k))?;
+                } else {
+                    lab.set_filter(filter, &cfg)?;
+                }
+                let (n, _, f, t) = throughput(lab.server, body, seconds / rounds as f64);
+                if filter == "iptables" {
+                    remove_blocklist_chain(iface);
+                }
+                eprintln!(
+                    "lagic-bench: block list {} words, {filter}: {:.0} req/s, {f} failed",
+                    case.k,
+                    n as f64 / t
+                );
+                let slot = per_round
+                    .iter_mut()
+                    .find(|x| x.0 == filter)
+                    .expect("every filter has a slot");
+                slot.1.push(n as f64 / t);
+                slot.2 += f;
+            }
+        }
+        lab.clear_filter();
+        let none = per_round[0].1.clone();
+        points.push(BlocklistPoint {
+            k: case.k,
+            rps: per_round
+                .iter()
+                .map(|(f, v, _)| (f.clone(), crate::measure::median(v.clone())))
+                .collect(),
+            of_none: per_round[1..]
+                .iter()
+                .map(|(f, v, _)| (f.clone(), crate::measure::Ratio::per_round(v, &none)))
+                .collect(),
+            failures: per_round.iter().map(|(f, _, n)| (f.clone(), *n)).collect(),
+        });
+    }
+    Ok(points)
 }

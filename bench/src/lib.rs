@@ -6,6 +6,7 @@
 //! - [`equivalence`]: the verdict gate every baseline must pass first;
 //! - [`measure`]: compile latency, test-run timing, verifier statistics;
 //! - [`scaling`]: generated specs and their C counterparts as k grows;
+//! - [`blocklist`]: block lists of 1 to 10,000 words: lagic, C, iptables;
 //! - [`e2e`]: HTTP throughput through a real veth, with and without diodes
 //!   and with the netfilter string match;
 //! - [`report`]: BENCHMARKS.md and bench/results.json;
@@ -15,6 +16,7 @@
 //! Invariant: no timing is taken for a diode whose baseline or lagic object
 //! disagrees with the reference diode on any generated frame.
 
+pub mod blocklist;
 pub mod e2e;
 pub mod enclave;
 pub mod equivalence;

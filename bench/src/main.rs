@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lagic_bench::measure::{self, CompilePair, RunPair, Stats};
-use lagic_bench::report::{self, Machine, Results, ScalingRow, SeedResult, Side};
+use lagic_bench::report::{self, BlocklistRow, Machine, Results, ScalingRow, SeedResult, Side};
 use lagic_bench::scaling::{self, Family};
 use lagic_bench::{e2e, equivalence, load_object, tools, BenchError, DIODES};
 
@@ -24,6 +24,7 @@ struct Plan {
     rounds: usize,
     scaling_ks: Vec<usize>,
     scaling_runs: usize,
+    blocklist_ks: Vec<usize>,
     e2e: bool,
     e2e_seconds: f64,
 }
@@ -51,6 +52,49 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("--blocklist-spec") {
+        // For probing lagic by hand: the block-list spec of K words on stdout.
+        match args.get(1).and_then(|k| k.parse::<usize>().ok()) {
+            Some(k) => print!("{}", lagic_bench::blocklist::spec(k)),
+            None => {
+                eprintln!("usage: lagic-bench --blocklist-spec K");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--blocklist-compare") {
+        // Two objects for the same K-word list (e.g. lagic built two ways),
+        // timed alternately on the family's timing payload.
+        let result = (|| -> Result<String, BenchError> {
+            let usage =
+                || BenchError::Setup("usage: lagic-bench --blocklist-compare K A.o B.o".into());
+            let k: usize = args.get(1).and_then(|k| k.parse().ok()).ok_or_else(usage)?;
+            let (a, b) = (
+                args.get(2).ok_or_else(usage)?,
+                args.get(3).ok_or_else(usage)?,
+            );
+            let (pa, pb) = (load_object(Path::new(a))?, load_object(Path::new(b))?);
+            let reference = lagic_bench::blocklist::Reference::new(k);
+            let frame = measure::frame(&lagic_bench::blocklist::timing_payload(&reference));
+            let size = lagic_bench::blocklist::PAYLOAD;
+            let pair = measure::run_pair(&pa, &pb, &frame, size, 9, repeat_for(size))?;
+            Ok(format!(
+                "{a}: {:.0} ns, {b}: {:.0} ns, first/second {}\n",
+                pair.lagic_ns,
+                pair.clang_ns,
+                pair.ratio_range.show(2)
+            ))
+        })();
+        match result {
+            Ok(line) => print!("{line}"),
+            Err(e) => {
+                eprintln!("lagic-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--render") {
         // BENCHMARKS.md again from bench/results.json, e.g. after editing bench/analysis.md.
         match report::rerender(&tools::workspace_root()) {
@@ -73,6 +117,11 @@ fn main() {
             vec![1, 2, 4, 8, 16, 32, 48, 49, 64, 128, 256]
         },
         scaling_runs: if quick { 1 } else { 3 },
+        blocklist_ks: if quick {
+            vec![1, 10, 1_000]
+        } else {
+            lagic_bench::blocklist::SIZES.to_vec()
+        },
         e2e: !args.iter().any(|a| a == "--no-e2e"),
         e2e_seconds: if quick { 2.0 } else { 8.0 },
     };
@@ -99,6 +148,46 @@ fn main() {
         if let Err(e) = result {
             eprintln!("lagic-bench: {e}");
             std::process::exit(1);
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--blocklist-only") {
+        // The block-list family alone (with its end-to-end part unless
+        // --no-e2e): its section on stdout, nothing written.
+        let result = (|| -> Result<String, BenchError> {
+            let clang = tools::find_on_path("clang")
+                .ok_or_else(|| BenchError::Setup("clang not found".into()))?;
+            let (lagic, work) = (tools::lagic_binary()?, work_dir()?);
+            let rows = blocklist_rows(&plan, &lagic, &clang, &work)?;
+            let (e2e, e2e_error) = blocklist_e2e(&plan, &lagic, &rows, &work);
+            let results = Results {
+                machine: Machine::detect(&clang),
+                seeds: Vec::new(),
+                per_byte: Vec::new(),
+                scaling: Vec::new(),
+                e2e: None,
+                e2e_error: None,
+                total_seconds: started.elapsed().as_secs_f64(),
+                // Not measured in this mode; the section does not show it.
+                startup_floor: CompilePair {
+                    lagic_ms: 0.0,
+                    clang_ms: 0.0,
+                    speedup: 0.0,
+                    speedup_range: Default::default(),
+                    runs: 0,
+                },
+                blocklist: rows,
+                blocklist_e2e: e2e,
+                blocklist_e2e_error: e2e_error,
+            };
+            Ok(report::blocklist_markdown(&results))
+        })();
+        match result {
+            Ok(table) => print!("{table}"),
+            Err(e) => {
+                eprintln!("lagic-bench: {e}");
+                std::process::exit(1);
+            }
         }
         return;
     }
@@ -331,6 +420,9 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
         }
     }
 
+    // 4b. Block lists of 1 to 10,000 words.
+    let blocklist = blocklist_rows(plan, &lagic, &clang, &work)?;
+
     // 5. End to end in the lab.
     // A failure here (no iptables, no veth support) costs only this part:
     // the report says why, and everything measured above is still written.
@@ -352,6 +444,7 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
         (None, Some("not run (--no-e2e)".to_string()))
     };
 
+    let (blocklist_e2e, blocklist_e2e_error) = blocklist_e2e(plan, &lagic, &blocklist, &work);
     let results = Results {
         machine,
         seeds: results,
@@ -361,6 +454,9 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
         e2e_error,
         total_seconds: started.elapsed().as_secs_f64(),
         startup_floor,
+        blocklist,
+        blocklist_e2e,
+        blocklist_e2e_error,
     };
     report::write(&results, &tools::workspace_root())
 }
@@ -397,15 +493,10 @@ fn scaling_row(
         .map_err(|e| BenchError::io("writing a scaling source", e))?;
     let lagic_obj = work.join(format!("{name}.lagic.o"));
     let clang_obj = work.join(format!("{name}.clang.o"));
-    let lagic_side = Side::measure(
+    let (lagic_side, clang_side) = Side::measure_pair(
         runs,
-        || tools::compile_spec(lagic, &spec, &lagic_obj),
-        &lagic_obj,
-    );
-    let clang_side = Side::measure(
-        runs,
-        || tools::compile_c(clang, &source, &clang_obj),
-        &clang_obj,
+        (|| tools::compile_spec(lagic, &spec, &lagic_obj), &lagic_obj),
+        (|| tools::compile_c(clang, &source, &clang_obj), &clang_obj),
     );
     // Where both load, they must agree with the plain definition before their numbers count.
     if let (Some(l), Some(c)) = (&lagic_side.program, &clang_side.program) {
@@ -459,4 +550,148 @@ fn scaling_row(
         lagic: lagic_side,
         clang: clang_side,
     })
+}
+
+/// The block-list family: both sides built, gated against the plain
+/// definition, and timed at 1,400 bytes (see lagic_bench::blocklist).
+fn blocklist_rows(
+    plan: &Plan,
+    lagic: &Path,
+    clang: &Path,
+    work: &Path,
+) -> Result<Vec<BlocklistRow>, BenchError> {
+    use lagic_bench::blocklist;
+    let mut rows = Vec::new();
+    for &k in &plan.blocklist_ks {
+        let name = format!("blocklist_{k}");
+        let spec = work.join(format!("{name}.json"));
+        let source = work.join(format!("{name}.c"));
+        std::fs::write(&spec, blocklist::spec(k))
+            .map_err(|e| BenchError::io("writing a block-list spec", e))?;
+        std::fs::write(&source, blocklist::c_source(k))
+            .map_err(|e| BenchError::io("writing a block-list source", e))?;
+        let c_states = blocklist::automaton(&blocklist::words(k)).states;
+        let lagic_obj = work.join(format!("{name}.lagic.o"));
+        let clang_obj = work.join(format!("{name}.clang.o"));
+        let (l, c) = Side::measure_pair(
+            plan.scaling_runs,
+            (|| tools::compile_spec(lagic, &spec, &lagic_obj), &lagic_obj),
+            (|| tools::compile_c(clang, &source, &clang_obj), &clang_obj),
+        );
+        eprintln!(
+            "lagic-bench: block list {k}: lagic {} / clang {}",
+            l.summary(),
+            c.summary()
+        );
+        // The gate: every loaded side agrees with the plain definition.
+        let reference = blocklist::Reference::new(k);
+        let list = blocklist::words(k);
+        let mut rng = lagic_bench::rng::Rng::new(0xB10C ^ k as u64);
+        for i in 0..300 {
+            let len = 1 + rng.below(2000);
+            let payload = blocklist::check_payload(&mut rng, &list, len);
+            let expected = lagic_loader::Verdict::from_bool(reference.passes(&payload));
+            let frame = measure::frame(&payload);
+            for (side, p) in [("lagic", &l.program), ("clang", &c.program)] {
+                let Some(p) = p else { continue };
+                let got = p
+                    .run(&frame)
+                    .map_err(|e| BenchError::Run(format!("{name} {side}: {e}")))?
+                    .verdict;
+                if got != expected {
+                    return Err(BenchError::Mismatch(Box::new(
+                        lagic_bench::Counterexample {
+                            diode: name.clone(),
+                            side: side.into(),
+                            what: format!("block-list frame {i}, {len}-byte payload"),
+                            expected: expected.to_string(),
+                            got: got.to_string(),
+                            frame_hex: frame.iter().map(|b| format!("{b:02x}")).collect(),
+                        },
+                    )));
+                }
+            }
+        }
+        let frame = measure::frame(&blocklist::timing_payload(&reference));
+        let repeat = repeat_for(blocklist::PAYLOAD);
+        let (timing, alone) = match (&l.program, &c.program) {
+            (Some(lp), Some(cp)) => {
+                let pair =
+                    measure::run_pair(lp, cp, &frame, blocklist::PAYLOAD, plan.rounds, repeat)?;
+                eprintln!(
+                    "lagic-bench: block list {k}: {:.0} ns vs {:.0} ns ({})",
+                    pair.lagic_ns,
+                    pair.clang_ns,
+                    pair.ratio_range.show(2)
+                );
+                (Some(pair), None)
+            }
+            (Some(p), None) | (None, Some(p)) => {
+                let who = if l.program.is_some() {
+                    "lagic"
+                } else {
+                    "clang"
+                };
+                let mut ns = Vec::new();
+                for _ in 0..plan.rounds {
+                    let r = p
+                        .run_repeat(&frame, repeat)
+                        .map_err(|e| BenchError::Run(format!("{name} {who}: {e}")))?;
+                    ns.push(r.duration.as_nanos() as f64);
+                }
+                let ns = measure::median(ns);
+                eprintln!("lagic-bench: block list {k}: {who} alone {ns:.0} ns");
+                (None, Some((who.to_string(), ns)))
+            }
+            (None, None) => (None, None),
+        };
+        rows.push(BlocklistRow {
+            k,
+            lagic: l,
+            clang: c,
+            c_states,
+            timing,
+            alone,
+        });
+    }
+    Ok(rows)
+}
+
+/// The block lists end to end (iptables with one rule per word, and the
+/// objects that loaded), or why not.
+fn blocklist_e2e(
+    plan: &Plan,
+    lagic: &Path,
+    rows: &[BlocklistRow],
+    work: &Path,
+) -> (Option<Vec<e2e::BlocklistPoint>>, Option<String>) {
+    if !plan.e2e {
+        return (None, Some("not run (--no-e2e)".into()));
+    }
+    let cases: Vec<e2e::BlocklistCase> = rows
+        .iter()
+        .map(|row| {
+            let name = format!("blocklist_{}", row.k);
+            e2e::BlocklistCase {
+                k: row.k,
+                lagic_obj: row
+                    .lagic
+                    .program
+                    .is_some()
+                    .then(|| work.join(format!("{name}.lagic.o"))),
+                clang_obj: row
+                    .clang
+                    .program
+                    .is_some()
+                    .then(|| work.join(format!("{name}.clang.o"))),
+            }
+        })
+        .collect();
+    match e2e::blocklist(lagic.to_path_buf(), &cases, plan.e2e_seconds / 2.0) {
+        Ok(points) => (Some(points), None),
+        Err(e) => {
+            eprintln!("lagic-bench: block lists end to end failed: {e}");
+            (None, Some(e.to_string()))
+        }
+    }
 }

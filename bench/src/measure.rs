@@ -1,7 +1,10 @@
 //! Timing and kernel statistics, always lagic and clang interleaved: each
-//! round runs one side then the other (alternating which goes first), so
-//! drift in machine load hits both alike, and the median over rounds is
-//! reported.
+//! round runs one side then the other (alternating which goes first, see
+//! [`alternate`]), so drift in machine load hits both alike. Absolute times
+//! drift by up to 2x within an hour on shared machines, so the ratio of the
+//! two sides is taken *per round* and the median of those ratios (with
+//! their min-max) is the number to read; the median absolute times are kept
+//! for context.
 
 use std::time::Duration;
 
@@ -29,6 +32,63 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Runs `first` and `second` once per round for `rounds` rounds, the first
+/// side first in even rounds and second in odd ones; returns both sides'
+/// values in round order.
+pub fn alternate<E>(
+    rounds: usize,
+    mut first: impl FnMut() -> Result<f64, E>,
+    mut second: impl FnMut() -> Result<f64, E>,
+) -> Result<(Vec<f64>, Vec<f64>), E> {
+    let (mut a, mut b) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            a.push(first()?);
+            b.push(second()?);
+        } else {
+            b.push(second()?);
+            a.push(first()?);
+        }
+    }
+    Ok((a, b))
+}
+
+/// The median, least and greatest of per-round ratios.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Ratio {
+    /// Median of the per-round ratios.
+    pub median: f64,
+    /// Least per-round ratio.
+    pub min: f64,
+    /// Greatest per-round ratio.
+    pub max: f64,
+}
+
+impl Ratio {
+    /// `num[i] / den[i]` for each round `i`, summarized.
+    pub fn per_round(num: &[f64], den: &[f64]) -> Ratio {
+        let ratios: Vec<f64> = num.iter().zip(den).map(|(n, d)| n / d).collect();
+        let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if ratios.is_empty() {
+            return Ratio::default();
+        }
+        Ratio {
+            median: median(ratios),
+            min,
+            max,
+        }
+    }
+
+    /// `1.23 (1.10-1.31)`, with `digits` decimals.
+    pub fn show(&self, digits: usize) -> String {
+        format!(
+            "{:.digits$} ({:.digits$}-{:.digits$})",
+            self.median, self.min, self.max
+        )
+    }
+}
+
 /// Median whole-process compile times of two commands, interleaved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompilePair {
@@ -36,8 +96,13 @@ pub struct CompilePair {
     pub lagic_ms: f64,
     /// clang, milliseconds.
     pub clang_ms: f64,
-    /// clang / lagic: how many times faster lagic compiles.
+    /// clang / lagic: how many times faster lagic compiles (the median of
+    /// the per-round ratios).
     pub speedup: f64,
+    /// The per-round clang / lagic ratios: median, min, max (absent in
+    /// results written before they were recorded).
+    #[serde(default)]
+    pub speedup_range: Ratio,
     /// Rounds behind each median.
     pub runs: usize,
 }
@@ -49,22 +114,13 @@ pub fn compile_pair(
     mut lagic: impl FnMut() -> Result<Duration, BenchError>,
     mut clang: impl FnMut() -> Result<Duration, BenchError>,
 ) -> Result<CompilePair, BenchError> {
-    let mut l = Vec::with_capacity(runs);
-    let mut c = Vec::with_capacity(runs);
-    for round in 0..runs {
-        if round % 2 == 0 {
-            l.push(ms(lagic()?));
-            c.push(ms(clang()?));
-        } else {
-            c.push(ms(clang()?));
-            l.push(ms(lagic()?));
-        }
-    }
-    let (lagic_ms, clang_ms) = (median(l), median(c));
+    let (l, c) = alternate(runs, || lagic().map(ms), || clang().map(ms))?;
+    let speedup_range = Ratio::per_round(&c, &l);
     Ok(CompilePair {
-        lagic_ms,
-        clang_ms,
-        speedup: clang_ms / lagic_ms,
+        lagic_ms: median(l),
+        clang_ms: median(c),
+        speedup: speedup_range.median,
+        speedup_range,
         runs,
     })
 }
@@ -103,8 +159,13 @@ pub struct RunPair {
     pub lagic_ns: f64,
     /// clang, ns per packet.
     pub clang_ns: f64,
-    /// lagic / clang (below 1: lagic faster).
+    /// lagic / clang (below 1: lagic faster): the median of the per-round
+    /// ratios.
     pub ratio: f64,
+    /// The per-round lagic / clang ratios: median, min, max (absent in
+    /// results written before they were recorded).
+    #[serde(default)]
+    pub ratio_range: Ratio,
 }
 
 /// Runs `frame` through both programs, `rounds` interleaved rounds of
@@ -127,34 +188,35 @@ pub fn run_pair(
             .map_err(|e| BenchError::Run(format!("{side}: {e}")))?;
         Ok((r.verdict, r.duration.as_nanos() as f64))
     };
-    let mut l = Vec::new();
-    let mut c = Vec::new();
-    let mut verdicts = None;
-    for round in 0..rounds {
-        let (a, b) = if round % 2 == 0 {
-            let a = run(lagic, "lagic")?;
-            (a, run(clang, "clang")?)
-        } else {
-            let b = run(clang, "clang")?;
-            (run(lagic, "lagic")?, b)
-        };
-        if a.0 != b.0 {
-            return Err(BenchError::Run(format!(
-                "timing frame of {payload} bytes: lagic says {}, clang says {}",
-                a.0, b.0
-            )));
-        }
-        verdicts = Some(a.0);
-        l.push(a.1);
-        c.push(b.1);
+    let verdicts = std::cell::RefCell::new(Vec::new());
+    let (l, c) = alternate(
+        rounds,
+        || {
+            let (v, ns) = run(lagic, "lagic")?;
+            verdicts.borrow_mut().push(v);
+            Ok::<f64, BenchError>(ns)
+        },
+        || {
+            let (v, ns) = run(clang, "clang")?;
+            verdicts.borrow_mut().push(v);
+            Ok(ns)
+        },
+    )?;
+    let verdicts = verdicts.into_inner();
+    if let Some(other) = verdicts.iter().find(|&&v| v != verdicts[0]) {
+        return Err(BenchError::Run(format!(
+            "timing frame of {payload} bytes: the two sides disagree ({} and {other})",
+            verdicts[0]
+        )));
     }
-    let (lagic_ns, clang_ns) = (median(l), median(c));
+    let ratio_range = Ratio::per_round(&l, &c);
     Ok(RunPair {
         payload,
-        verdict: verdicts.map(|v| v.to_string()).unwrap_or_default(),
-        lagic_ns,
-        clang_ns,
-        ratio: lagic_ns / clang_ns,
+        verdict: verdicts.first().map(|v| v.to_string()).unwrap_or_default(),
+        lagic_ns: median(l),
+        clang_ns: median(c),
+        ratio: ratio_range.median,
+        ratio_range,
     })
 }
 

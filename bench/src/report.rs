@@ -159,40 +159,89 @@ impl Side {
     /// Compiles `runs` times (median), then loads `object`.
     pub fn measure(
         runs: usize,
-        mut compile: impl FnMut() -> Result<Duration, BenchError>,
+        compile: impl FnMut() -> Result<Duration, BenchError>,
         object: &Path,
     ) -> Self {
+        let mut compile = compile;
         let mut times = Vec::new();
+        let mut error = None;
         for _ in 0..runs.max(1) {
-            match compile() {
-                Ok(t) => {
-                    times.push(t.as_secs_f64() * 1e3);
-                    // A compile of seconds is measured once: its noise is small
-                    // next to it, and repeats would take most of the budget.
-                    if t > Duration::from_secs(5) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let msg = match e {
-                        BenchError::Tool { stderr, .. } => {
-                            let line = first_line(&stderr, 400);
-                            let short = line
-                                .split_once("cannot be compiled: ")
-                                .map(|(_, rest)| rest.to_string())
-                                .unwrap_or(line);
-                            format!("compile: {}", short.chars().take(200).collect::<String>())
-                        }
-                        other => other.to_string(),
-                    };
-                    return Self {
-                        compile_ms: None,
-                        stats: None,
-                        error: Some(msg),
-                        program: None,
-                    };
-                }
+            if !Self::compile_once(&mut compile, &mut times, &mut error) {
+                break;
             }
+        }
+        Self::finish(times, error, object)
+    }
+
+    /// Both sides of a scaling point, their compiles alternating round by
+    /// round (which side goes first alternates too), then both loaded.
+    pub fn measure_pair(
+        runs: usize,
+        lagic: (impl FnMut() -> Result<Duration, BenchError>, &Path),
+        clang: (impl FnMut() -> Result<Duration, BenchError>, &Path),
+    ) -> (Self, Self) {
+        let (mut lagic_compile, lagic_obj) = lagic;
+        let (mut clang_compile, clang_obj) = clang;
+        let (mut lt, mut le, mut l_more) = (Vec::new(), None, true);
+        let (mut ct, mut ce, mut c_more) = (Vec::new(), None, true);
+        for round in 0..runs.max(1) {
+            if round % 2 == 0 {
+                l_more = l_more && Self::compile_once(&mut lagic_compile, &mut lt, &mut le);
+                c_more = c_more && Self::compile_once(&mut clang_compile, &mut ct, &mut ce);
+            } else {
+                c_more = c_more && Self::compile_once(&mut clang_compile, &mut ct, &mut ce);
+                l_more = l_more && Self::compile_once(&mut lagic_compile, &mut lt, &mut le);
+            }
+            if !l_more && !c_more {
+                break;
+            }
+        }
+        (
+            Self::finish(lt, le, lagic_obj),
+            Self::finish(ct, ce, clang_obj),
+        )
+    }
+
+    /// One timed compile; false when no more rounds are wanted (it failed,
+    /// recorded in `error`, or took seconds: its noise is small next to it,
+    /// and repeats would take most of the budget).
+    fn compile_once(
+        compile: &mut impl FnMut() -> Result<Duration, BenchError>,
+        times: &mut Vec<f64>,
+        error: &mut Option<String>,
+    ) -> bool {
+        match compile() {
+            Ok(t) => {
+                times.push(t.as_secs_f64() * 1e3);
+                t <= Duration::from_secs(5)
+            }
+            Err(e) => {
+                let msg = match e {
+                    BenchError::Tool { stderr, .. } => {
+                        let line = first_line(&stderr, 400);
+                        let short = line
+                            .split_once("cannot be compiled: ")
+                            .map(|(_, rest)| rest.to_string())
+                            .unwrap_or(line);
+                        format!("compile: {}", short.chars().take(320).collect::<String>())
+                    }
+                    other => other.to_string(),
+                };
+                *error = Some(msg);
+                false
+            }
+        }
+    }
+
+    /// The side after its compiles: a compile error, or `object` loaded.
+    fn finish(times: Vec<f64>, error: Option<String>, object: &Path) -> Self {
+        if let Some(msg) = error {
+            return Self {
+                compile_ms: None,
+                stats: None,
+                error: Some(msg),
+                program: None,
+            };
         }
         let compile_ms = Some(measure::median(times));
         match crate::load_object(object) {
@@ -250,6 +299,24 @@ pub struct ScalingRow {
     pub clang: Side,
 }
 
+/// One block-list size (see [`crate::blocklist`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlocklistRow {
+    /// Words in the list.
+    pub k: usize,
+    /// lagic: compile time, kernel statistics, or where it stops.
+    pub lagic: Side,
+    /// The C baseline (Aho-Corasick table in read-only data).
+    pub clang: Side,
+    /// States of the C baseline's automaton (the trie's nodes).
+    pub c_states: usize,
+    /// Both sides timed at [`crate::blocklist::PAYLOAD`] bytes, when both
+    /// loaded.
+    pub timing: Option<RunPair>,
+    /// The side that loaded alone and its median ns per packet.
+    pub alone: Option<(String, f64)>,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Results {
@@ -270,6 +337,35 @@ pub struct Results {
     pub total_seconds: f64,
     /// Process start-up floor: median ms of `lagic --version` and `clang --version`.
     pub startup_floor: CompilePair,
+    /// Block lists of 1 to 10,000 words (absent in older results).
+    #[serde(default)]
+    pub blocklist: Vec<BlocklistRow>,
+    /// Block lists end to end, with iptables (absent with --no-e2e).
+    #[serde(default)]
+    pub blocklist_e2e: Option<Vec<crate::e2e::BlocklistPoint>>,
+    /// Why the block-list end-to-end part is absent.
+    #[serde(default)]
+    pub blocklist_e2e_error: Option<String>,
+}
+
+/// A run-time ratio with its per-round range; results written before
+/// ranges were recorded show the ratio alone.
+fn ratio_cell(p: &measure::RunPair) -> String {
+    if p.ratio_range.max > 0.0 {
+        p.ratio_range.show(2)
+    } else {
+        format!("{:.2}", p.ratio)
+    }
+}
+
+/// A compile speedup with its per-round range (or alone, in older results).
+fn speedup_cell(c: &measure::CompilePair) -> String {
+    let r = &c.speedup_range;
+    if r.max > 0.0 {
+        format!("{:.0}x ({:.0}-{:.0})", r.median, r.min, r.max)
+    } else {
+        format!("{:.0}x", c.speedup)
+    }
 }
 
 fn opt_ms(v: Option<f64>) -> String {
@@ -282,6 +378,123 @@ fn verdict_mark(ok: bool) -> &'static str {
     } else {
         "**missed**"
     }
+}
+
+/// The block-list part of the scaling section.
+pub fn blocklist_markdown(r: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n### Block lists of random words\n\n\
+         `not (or of k contains)` over the whole payload, k random case-insensitive words of 4 to 9 \
+         letters (one fixed seed), timed on {} bytes of text no word occurs in. lagic combines the \
+         list into one automaton; the C baseline is an Aho-Corasick table in read-only data (one table \
+         load per byte, bench/src/blocklist.rs). Both must agree with the plain definition on 300 \
+         frames first. ns: `BPF_PROG_TEST_RUN`, median of interleaved rounds (lagic/clang: median of \
+         per-round ratios, min-max).\n",
+        crate::blocklist::PAYLOAD
+    );
+    let _ = writeln!(s, "| k | lagic ms | lagic insns | lagic verifier | C states | clang ms | clang verifier | lagic ns | clang ns | lagic/clang |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut stops = Vec::new();
+    for row in &r.blocklist {
+        let verifier = |side: &Side| {
+            side.stats
+                .as_ref()
+                .map(|st| (st.xlated_insns.to_string(), st.verified_insns.to_string()))
+                .unwrap_or_else(|| ("stops".into(), "stops".into()))
+        };
+        let (li, lv) = verifier(&row.lagic);
+        let (_, cv) = verifier(&row.clang);
+        let (lns, cns, ratio) = match (&row.timing, &row.alone) {
+            (Some(p), _) => (
+                format!("{:.0}", p.lagic_ns),
+                format!("{:.0}", p.clang_ns),
+                ratio_cell(p),
+            ),
+            (None, Some((who, ns))) if who == "lagic" => {
+                (format!("{ns:.0}"), "-".into(), "-".into())
+            }
+            (None, Some((_, ns))) => ("-".into(), format!("{ns:.0}"), "-".into()),
+            _ => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {li} | {lv} | {} | {} | {cv} | {lns} | {cns} | {ratio} |",
+            row.k,
+            opt_ms(row.lagic.compile_ms),
+            row.c_states,
+            opt_ms(row.clang.compile_ms),
+        );
+        for (who, side) in [("lagic", &row.lagic), ("clang", &row.clang)] {
+            if let Some(e) = &side.error {
+                let note = if who == "lagic" {
+                    " (not supported yet: needs table-driven automata in the emitter)"
+                } else {
+                    ""
+                };
+                stops.push(format!("- k={} ({who}){note}: {e}", row.k));
+            }
+        }
+    }
+    if !stops.is_empty() {
+        let _ = writeln!(s, "\nWhere a side stops, and why:\n\n{}", stops.join("\n"));
+    }
+    match (&r.blocklist_e2e, &r.blocklist_e2e_error) {
+        (Some(points), _) => {
+            let _ = writeln!(
+                s,
+                "\nEnd to end through the veth ({}-byte responses, 4 client threads; iptables: one \
+                 `-m string --algo bm --icase` DROP rule per word): requests/s, and in parentheses \
+                 the median per-round fraction of no filter's (min-max).\n\n\
+                 | k | none | lagic | clang | iptables |\n|---:|---:|---:|---:|---:|",
+                crate::blocklist::PAYLOAD
+            );
+            for p in points {
+                let cell = |filter: &str| {
+                    let rps = p.rps.iter().find(|(f, _)| f == filter).map(|x| x.1);
+                    let of = p.of_none.iter().find(|(f, _)| f == filter).map(|x| x.1);
+                    let failed = p
+                        .failures
+                        .iter()
+                        .find(|(f, _)| f == filter)
+                        .map(|x| x.1)
+                        .unwrap_or(0);
+                    let failed = if failed > 0 {
+                        format!(", {failed} failed")
+                    } else {
+                        String::new()
+                    };
+                    match (rps, of) {
+                        (Some(v), Some(o)) => format!(
+                            "{v:.0} ({:.0}%, {:.0}-{:.0}%{failed})",
+                            o.median * 100.0,
+                            o.min * 100.0,
+                            o.max * 100.0
+                        ),
+                        (Some(v), None) => format!("{v:.0}{failed}"),
+                        _ => "not loaded".into(),
+                    }
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    p.k,
+                    cell("none"),
+                    cell("lagic"),
+                    cell("clang"),
+                    cell("iptables")
+                );
+            }
+        }
+        (None, why) => {
+            let _ = writeln!(
+                s,
+                "\nEnd to end: no result ({}).",
+                why.as_deref().unwrap_or("not run")
+            );
+        }
+    }
+    s
 }
 
 /// Renders BENCHMARKS.md.
@@ -375,20 +588,21 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "| diode | lagic ms | clang ms | clang / lagic | lagic `-o -` ms | clang ms (same rounds) | clang / lagic `-o -` |\n|---|---:|---:|---:|---:|---:|---:|"
+        "Ratios are medians of per-round ratios (min-max over the rounds in parentheses).\n\n\
+         | diode | lagic ms | clang ms | clang / lagic | lagic `-o -` ms | clang ms (same rounds) | clang / lagic `-o -` |\n|---|---:|---:|---:|---:|---:|---:|"
     );
     for x in &r.seeds {
         let o = &x.compile_to_stdout;
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.1} | {:.0}x | {:.2} | {:.1} | {:.0}x |",
+            "| {} | {:.2} | {:.1} | {} | {:.2} | {:.1} | {} |",
             x.diode,
             x.compile.lagic_ms,
             x.compile.clang_ms,
-            x.compile.speedup,
+            speedup_cell(&x.compile),
             o.lagic_ms,
             o.clang_ms,
-            o.speedup
+            speedup_cell(o)
         );
     }
     let f = &r.startup_floor;
@@ -404,7 +618,7 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
         s,
         "\n## Run time per packet (`BPF_PROG_TEST_RUN`, ns, median of interleaved rounds)\n"
     );
-    let _ = writeln!(s, "Each cell: lagic / clang (lagic/clang). The payload is ordinary text the diode passes (JSON for json_depth; json_start drops at 1,400 bytes and more by its `len < 1400`).\n");
+    let _ = writeln!(s, "Each cell: lagic / clang ns (median per-round lagic/clang ratio, min-max over the rounds). The payload is ordinary text the diode passes (JSON for json_depth; json_start drops at 1,400 bytes and more by its `len < 1400`).\n");
     let sizes: Vec<usize> = r
         .seeds
         .first()
@@ -424,7 +638,7 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
         let cells: Vec<String> = x
             .runtime
             .iter()
-            .map(|p| format!("{:.0} / {:.0} ({:.2})", p.lagic_ns, p.clang_ns, p.ratio))
+            .map(|p| format!("{:.0} / {:.0} ({})", p.lagic_ns, p.clang_ns, ratio_cell(p)))
             .collect();
         let _ = writeln!(s, "| {} | {} |", x.diode, cells.join(" | "));
     }
@@ -449,18 +663,18 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
         s,
         "\n## Scanning speed as the payload grows (whole-payload scans)\n"
     );
-    let _ = writeln!(s, "| diode | payload B | lagic ns | clang ns | lagic B/ns | clang B/ns | lagic/clang |\n|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "| diode | payload B | lagic ns | clang ns | lagic B/ns | clang B/ns | lagic/clang (min-max) |\n|---|---:|---:|---:|---:|---:|---:|");
     for (diode, p) in &r.per_byte {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {} |",
             diode,
             p.payload,
             p.lagic_ns,
             p.clang_ns,
             p.payload as f64 / p.lagic_ns,
             p.payload as f64 / p.clang_ns,
-            p.ratio
+            ratio_cell(p)
         );
     }
 
@@ -499,6 +713,9 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
     }
     if !stops.is_empty() {
         let _ = writeln!(s, "\nWhere a side stops, and why:\n\n{}", stops.join("\n"));
+    }
+    if !r.blocklist.is_empty() || r.blocklist_e2e.is_some() {
+        s.push_str(&blocklist_markdown(r));
     }
 
     if let Some(e) = &r.e2e {

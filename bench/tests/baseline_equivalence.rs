@@ -124,3 +124,42 @@ fn median_of_odd_and_even_counts() {
     assert_eq!(measure::median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
     assert_eq!(measure::median(vec![]), 0.0);
 }
+
+/// The block-list C baseline (an Aho-Corasick table in `.rodata`) loads
+/// and agrees with the plain definition, for one word (a table of 9
+/// states, where clang once proved the verifier's bound away) and 200.
+#[test]
+fn block_list_c_matches_the_plain_definition() {
+    use lagic_bench::blocklist;
+    let Some(clang) = clang_and_bpf() else { return };
+    let dir = scratch("blocklist");
+    for k in [1, 200] {
+        let source = dir.join(format!("blocklist_{k}.c"));
+        let object = dir.join(format!("blocklist_{k}.o"));
+        std::fs::write(&source, blocklist::c_source(k)).unwrap();
+        tools::compile_c(&clang, &source, &object).unwrap();
+        let program = load_object(&object).unwrap();
+        let (list, reference) = (blocklist::words(k), blocklist::Reference::new(k));
+        let mut rng = lagic_bench::rng::Rng::new(13);
+        let mut dropped = 0;
+        for _ in 0..400 {
+            let len = 1 + rng.below(300);
+            let payload = blocklist::check_payload(&mut rng, &list, len);
+            let expected = Verdict::from_bool(reference.passes(&payload));
+            dropped += usize::from(expected == Verdict::from_bool(false));
+            let got = program.run(&measure::frame(&payload)).unwrap().verdict;
+            assert_eq!(
+                got,
+                expected,
+                "k={k}, payload {:?}",
+                String::from_utf8_lossy(&payload)
+            );
+        }
+        // Both verdicts were exercised.
+        assert!(
+            (50..350).contains(&dropped),
+            "k={k}: {dropped} of 400 dropped"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -203,6 +203,55 @@ fn arb_tight_contains() -> BoxedStrategy<Pred> {
         .boxed()
 }
 
+/// A block or allow list over one window: an `or` (or an `and` of
+/// negations) of `contains` of overlapping words, words that are prefixes
+/// or suffixes of others, case-insensitive or not, mixed with `any`,
+/// `all` and random patterns; what lowering combines into one automaton.
+fn arb_block_list() -> BoxedStrategy<Pred> {
+    const WORDS: &[&str] = &[
+        "he", "she", "hers", "his", "sh", "hat", "hate", "hatehate", "at", "ate", "x", "hex", "eh",
+        "ee",
+    ];
+    let member = |window: Window| {
+        prop_oneof![
+            6 => (select(WORDS), any::<bool>()).prop_map(move |(w, icase)| Pred::Contains {
+                window,
+                pattern: if icase {
+                    word_pattern(w)
+                } else {
+                    w.bytes().map(|b| ByteClass::from_bytes([b])).collect()
+                },
+            }),
+            1 => arb_pattern().prop_map(move |pattern| Pred::Contains { window, pattern }),
+            1 => arb_class().prop_map(move |class| Pred::Any { window, class }),
+            1 => arb_class().prop_map(move |class| Pred::Not(Box::new(Pred::All { window, class }))),
+        ]
+    };
+    (
+        prop_oneof![3 => Just(Window::ALL), 1 => arb_window()],
+        any::<bool>(),
+    )
+        .prop_flat_map(move |(window, as_and)| {
+            vec(member(window), 2..12).prop_map(move |members| {
+                if as_and {
+                    // `and` of negations: the same list, by De Morgan.
+                    Pred::And(
+                        members
+                            .into_iter()
+                            .map(|m| match m {
+                                Pred::Not(inner) => *inner,
+                                other => Pred::Not(Box::new(other)),
+                            })
+                            .collect(),
+                    )
+                } else {
+                    Pred::Not(Box::new(Pred::Or(members)))
+                }
+            })
+        })
+        .boxed()
+}
+
 fn arb_leaf() -> BoxedStrategy<Pred> {
     prop_oneof![
         1 => Just(Pred::True),
@@ -232,6 +281,7 @@ fn arb_leaf() -> BoxedStrategy<Pred> {
             }),
         3 => arb_json_depth(),
         2 => arb_tight_contains(),
+        2 => arb_block_list(),
     ]
     .boxed()
 }

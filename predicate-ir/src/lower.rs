@@ -11,16 +11,30 @@
 //! equal values) are shared; scans over the same window are grouped into one
 //! [`Pass`], passes and scans ordered by first appearance in the formula.
 //!
+//! **Combined scans.** Within one `or`, the arguments that say "a pattern
+//! occurs in window W" (`contains`, `any W C` = `contains W [C]`, `not all
+//! W C` = `contains W [not C]`), two or more over the same window, become
+//! ONE scan: a DFA accepting when some pattern has occurred
+//! ([`crate::dfa::some_pattern_dfa`], Aho-Corasick-like), so a block list
+//! reads each byte once whatever the number of words. Within one `and`, the
+//! negated ones (`not contains`, `not any`, `all`) become `not` of such a
+//! scan (De Morgan). The other polarity (`and` of `contains`: a product
+//! automaton) keeps one scan per argument. A combined DFA larger than
+//! [`Limits::max_dfa_states`] is split in halves until every part fits
+//! (each part one scan); when the parts cannot fit [`Limits::max_scans`],
+//! [`LowerError::CombinedDfaTooLarge`] names the `or`/`and` and the exact
+//! state count the whole list needs.
+//!
 //! [`Limits`] bound what the emitter has to handle; exceeding one is a
 //! [`LowerError`] naming the JSON path of the construct in the *original*
 //! spec (normalization keeps scan constructs unchanged, so they are found
 //! again there). `lagic check` runs this, so an over-limit spec is rejected
 //! before emission.
 
-use crate::dfa::{all_dfa, any_dfa, contains_dfa};
+use crate::dfa::{all_dfa, any_dfa, contains_dfa, some_pattern_dfa, CombineError};
 use crate::normalize::normalize;
 use crate::program::{DepthCounter, Formula, Machine, Pass, Program, Scan, ScanId};
-use crate::spec::{Mode, Pred, Spec, Window};
+use crate::spec::{ByteClass, Mode, Pred, Spec, Window};
 
 /// Bounds on a lowered program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +49,10 @@ pub struct Limits {
     /// Most atoms (`len`, `byte` and scan tests) in the formula; a `prefix`
     /// counts one per byte test it lowers to.
     pub max_formula_atoms: usize,
+    /// Most states the subset construction of one *combined* scan (the
+    /// patterns of an `or`/`and` over one window, see the module docs) may
+    /// explore: about the total length of a block list's words.
+    pub max_combined_construction_states: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +62,7 @@ impl Default for Limits {
             max_construction_states: 16_384,
             max_scans: 48,
             max_formula_atoms: 1024,
+            max_combined_construction_states: 131_072,
         }
     }
 }
@@ -75,6 +94,29 @@ pub enum LowerError {
         path: String,
         /// The limit.
         limit: usize,
+    },
+    #[error(
+        "{path}: the {patterns} patterns this {junction} combines over one window need a DFA of \
+         {states} states; the limit is {limit} states per scan and {scans} scans per program \
+         (larger lists need table-driven automata in the emitter)"
+    )]
+    /// The combined automaton of an `or`/`and` of `contains`-like scans over
+    /// one window has more states than [`Limits::max_dfa_states`], and
+    /// splitting it into scans that fit would need more than
+    /// [`Limits::max_scans`].
+    CombinedDfaTooLarge {
+        /// JSON path of the `or` or `and`.
+        path: String,
+        /// `or` or `and`.
+        junction: &'static str,
+        /// Patterns combined.
+        patterns: usize,
+        /// States of the minimal combined DFA.
+        states: usize,
+        /// The per-scan limit.
+        limit: usize,
+        /// The scan limit.
+        scans: usize,
     },
     #[error("{path}: {construct} would be scan number {count}; the limit is {limit} distinct scans per program")]
     /// The program needs more distinct scans than [`Limits::max_scans`].
@@ -115,6 +157,7 @@ impl LowerError {
     pub fn path(&self) -> &str {
         match self {
             LowerError::DfaTooLarge { path, .. }
+            | LowerError::CombinedDfaTooLarge { path, .. }
             | LowerError::ConstructionTooLarge { path, .. }
             | LowerError::TooManyScans { path, .. }
             | LowerError::TooManyAtoms { path, .. }
@@ -184,7 +227,7 @@ impl Builder<'_> {
                 // A normalized `and` has no `and` arguments, so an `And`
                 // here is a lowered `prefix`: splice its byte tests in.
                 let mut flat = Vec::with_capacity(qs.len());
-                for f in self.formulas(qs)? {
+                for f in self.junction(qs, true)? {
                     match f {
                         Formula::And(inner) => flat.extend(inner),
                         other => flat.push(other),
@@ -192,7 +235,7 @@ impl Builder<'_> {
                 }
                 Formula::And(flat)
             }
-            Pred::Or(qs) => Formula::Or(self.formulas(qs)?),
+            Pred::Or(qs) => Formula::Or(self.junction(qs, false)?),
             Pred::Len { cmp, value } => {
                 self.count_atoms(p, 1)?;
                 Formula::Len {
@@ -248,8 +291,164 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn formulas(&mut self, ps: &[Pred]) -> Result<Vec<Formula>, LowerError> {
-        ps.iter().map(|p| self.formula(p)).collect()
+    /// The arguments of an `and` (`is_and`) or `or`, with the
+    /// contains-like arguments over one window combined into one scan where
+    /// there are at least two (see [`literal`]): in an `or` the positive
+    /// ones (`contains`, `any`, `not all`) become "some pattern occurs"; in
+    /// an `and` the negative ones (`not contains`, `not any`, `all`) become
+    /// "no pattern occurs", by De Morgan. The combined formula takes the
+    /// place of the group's first member; the rest keep their order.
+    fn junction(&mut self, ps: &[Pred], is_and: bool) -> Result<Vec<Formula>, LowerError> {
+        // Groups of combinable arguments: window, argument indices.
+        let mut groups: Vec<(Window, Vec<usize>)> = Vec::new();
+        for (i, p) in ps.iter().enumerate() {
+            if let Some((window, positive, _)) = literal(p) {
+                if positive != is_and {
+                    match groups.iter_mut().find(|(w, _)| *w == window) {
+                        Some((_, members)) => members.push(i),
+                        None => groups.push((window, vec![i])),
+                    }
+                }
+            }
+        }
+        groups.retain(|(_, members)| members.len() >= 2);
+        let mut out = Vec::with_capacity(ps.len());
+        for (i, p) in ps.iter().enumerate() {
+            match groups.iter().find(|(_, members)| members.contains(&i)) {
+                None => out.push(self.formula(p)?),
+                Some((window, members)) if members[0] == i => {
+                    let members: Vec<&Pred> = members.iter().map(|&m| &ps[m]).collect();
+                    for id in self.combined(*window, &members, is_and)? {
+                        let scan = Formula::Scan(id);
+                        out.push(if is_and {
+                            Formula::Not(Box::new(scan))
+                        } else {
+                            scan
+                        });
+                    }
+                }
+                Some(_) => {} // lowered with its group's first member
+            }
+        }
+        Ok(out)
+    }
+
+    /// The scans "some pattern of `members` occurs in `window`": one when
+    /// the combined DFA fits [`Limits::max_dfa_states`], else the members
+    /// split in halves until each part fits, within [`Limits::max_scans`].
+    fn combined(
+        &mut self,
+        window: Window,
+        members: &[&Pred],
+        is_and: bool,
+    ) -> Result<Vec<ScanId>, LowerError> {
+        let patterns: Vec<Vec<ByteClass>> = members
+            .iter()
+            .map(|p| literal(p).expect("grouped members are literals").2)
+            .collect();
+        let free_scans = self.limits.max_scans.saturating_sub(self.scans.len());
+        let mut parts: Vec<crate::Dfa> = Vec::new();
+        let mut todo: Vec<std::ops::Range<usize>> = Vec::new();
+        todo.push(0..members.len());
+        let mut whole_states = None;
+        while let Some(range) = todo.pop() {
+            let slice: Vec<&[ByteClass]> =
+                patterns[range.clone()].iter().map(Vec::as_slice).collect();
+            match some_pattern_dfa(
+                &slice,
+                self.limits.max_combined_construction_states,
+                self.limits.max_dfa_states,
+            ) {
+                Ok(dfa) => parts.push(dfa),
+                Err(CombineError::Construction(too_many)) => {
+                    return Err(LowerError::ConstructionTooLarge {
+                        path: self.junction_path(members[range.start]),
+                        limit: too_many.budget,
+                    })
+                }
+                Err(CombineError::TooLarge { states }) => {
+                    let whole = *whole_states.get_or_insert(states);
+                    let too_large = || LowerError::CombinedDfaTooLarge {
+                        path: self.junction_path(members[0]),
+                        junction: if is_and { "and" } else { "or" },
+                        patterns: members.len(),
+                        states: whole,
+                        limit: self.limits.max_dfa_states,
+                        scans: self.limits.max_scans,
+                    };
+                    if range.len() == 1 {
+                        // One pattern alone is too large: name it.
+                        let p = members[range.start];
+                        return Err(LowerError::DfaTooLarge {
+                            path: self.path_of(p),
+                            construct: construct_name(p),
+                            states,
+                            limit: self.limits.max_dfa_states,
+                        });
+                    }
+                    // Parts cannot fit when even perfectly balanced ones would not.
+                    let pending = parts.len() + todo.len();
+                    if whole > self.limits.max_dfa_states * free_scans.saturating_sub(pending) {
+                        return Err(too_large());
+                    }
+                    let mid = range.start + range.len() / 2;
+                    // Pop the first half first, so parts keep the members' order.
+                    todo.push(mid..range.end);
+                    todo.push(range.start..mid);
+                }
+            }
+        }
+        if parts.len() > free_scans {
+            return Err(LowerError::CombinedDfaTooLarge {
+                path: self.junction_path(members[0]),
+                junction: if is_and { "and" } else { "or" },
+                patterns: members.len(),
+                states: whole_states.unwrap_or(0),
+                limit: self.limits.max_dfa_states,
+                scans: self.limits.max_scans,
+            });
+        }
+        let mut ids = Vec::with_capacity(parts.len());
+        for dfa in parts {
+            let machine = Machine::Dfa(dfa);
+            let id = match self
+                .scans
+                .iter()
+                .position(|s| s.window == window && s.machine == machine)
+            {
+                Some(id) => id,
+                None => {
+                    if self.scans.len() >= self.limits.max_scans {
+                        return Err(LowerError::TooManyScans {
+                            path: self.junction_path(members[0]),
+                            construct: if is_and { "and" } else { "or" },
+                            count: self.scans.len() + 1,
+                            limit: self.limits.max_scans,
+                        });
+                    }
+                    // A combined scan is named after its and/or: several constructs decide in it.
+                    let path = self.junction_path(members[0]);
+                    self.scans.push(Scan {
+                        window,
+                        machine,
+                        path,
+                    });
+                    self.scans.len() - 1
+                }
+            };
+            self.count_atoms(members[0], 1)?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// The path of the `and`/`or` holding `member` in the original spec.
+    fn junction_path(&self, member: &Pred) -> String {
+        let path = self.path_of(member);
+        match path.rfind(".args[") {
+            Some(at) if path.ends_with(']') => path[..at].to_string(),
+            _ => path,
+        }
     }
 
     fn scan(&mut self, p: &Pred) -> Result<ScanId, LowerError> {
@@ -333,6 +532,22 @@ impl Builder<'_> {
         } else {
             "$.predicate".to_string()
         }
+    }
+}
+
+/// A scan construct read as "`pattern` occurs in `window`" (`positive`) or
+/// its negation: `contains W pat`; `any W C` is `contains W [C]`; `all W C`
+/// is `not contains W [not C]`; `not` flips the polarity.
+fn literal(p: &Pred) -> Option<(Window, bool, Vec<ByteClass>)> {
+    match p {
+        Pred::Contains { window, pattern } => Some((*window, true, pattern.clone())),
+        Pred::Any { window, class } => Some((*window, true, vec![class.clone()])),
+        Pred::All { window, class } => Some((*window, false, vec![class.complement()])),
+        Pred::Not(q) => match **q {
+            Pred::Not(_) => None,
+            ref inner => literal(inner).map(|(w, positive, pat)| (w, !positive, pat)),
+        },
+        _ => None,
     }
 }
 

@@ -152,7 +152,9 @@ fn identical_scans_are_shared_and_passes_group_by_window() {
         window: w16,
         class: ByteClass::text(),
     };
-    let program = lower(&spec(Pred::Or(vec![
+    // An `and`: its positive scan arguments are not combined (see
+    // `block_lists_become_one_scan`), so each keeps its own scan.
+    let program = lower(&spec(Pred::And(vec![
         text_all.clone(),
         Pred::Contains {
             window: Window::ALL,
@@ -183,7 +185,7 @@ fn identical_scans_are_shared_and_passes_group_by_window() {
     assert_eq!(program.passes[0].scans, vec![0, 2, 3]);
     assert_eq!(program.passes[1].window, Window::ALL);
     assert_eq!(program.passes[1].scans, vec![1]);
-    let Formula::Or(atoms) = &program.formula else {
+    let Formula::And(atoms) = &program.formula else {
         panic!("{program}")
     };
     assert_eq!(atoms[0], Formula::Scan(0));
@@ -604,4 +606,147 @@ fn prefix_skips_implied_tests_and_splices_into_and() {
     );
     assert!(program.evaluate(b"xax"));
     assert!(!program.evaluate(b"xa"));
+}
+
+#[test]
+fn block_lists_become_one_scan() {
+    // Overlapping words, a word that is a prefix of another, a suffix of
+    // another, one letter, case-insensitive classes.
+    let words = ["he", "she", "hers", "his", "sh", "x", "shell"];
+    let contains = |w: &str| Pred::Contains {
+        window: Window::ALL,
+        pattern: word(w),
+    };
+    let payloads: [&[u8]; 8] = [
+        b"",
+        b"hello",
+        b"SHELL",
+        b"a quiet day",
+        b"t-h-e",
+        b"Hi, sis",
+        b"zzzzzzzzzzzX",
+        b"sHe",
+    ];
+    let block = Pred::Not(Box::new(Pred::Or(
+        words.iter().map(|w| contains(w)).collect(),
+    )));
+    let allow_each = Pred::And(
+        words
+            .iter()
+            .map(|w| Pred::Not(Box::new(contains(w))))
+            .collect(),
+    );
+    for p in [block, allow_each] {
+        let program = lower(&spec(p.clone())).unwrap();
+        assert_eq!(program.scans.len(), 1, "{program}");
+        for payload in payloads {
+            assert_eq!(program.evaluate(payload), eval(&p, payload), "{payload:?}");
+        }
+    }
+
+    // `any` and `not all` join an `or`'s patterns; `all` joins an `and`'s
+    // `not contains`; other windows and the other polarity stay apart.
+    let w = window(2, Some(40));
+    let mixed = Pred::Or(vec![
+        Pred::Any {
+            window: w,
+            class: ByteClass::from_bytes(*b"!"),
+        },
+        Pred::Contains {
+            window: w,
+            pattern: word("ab"),
+        },
+        Pred::Not(Box::new(Pred::All {
+            window: w,
+            class: ByteClass::printable(),
+        })),
+        Pred::Contains {
+            window: Window::ALL,
+            pattern: word("cd"),
+        },
+        Pred::Not(Box::new(Pred::Contains {
+            window: w,
+            pattern: word("ef"),
+        })),
+    ]);
+    let program = lower(&spec(mixed.clone())).unwrap();
+    assert_eq!(program.scans.len(), 3, "{program}");
+    assert_eq!(
+        program.formula,
+        Formula::Or(vec![
+            Formula::Scan(0),
+            Formula::Scan(1),
+            Formula::Not(Box::new(Formula::Scan(2))),
+        ])
+    );
+    for payload in [&b"xxab"[..], b"x\tyy", b"  !", b"cd", b"xxef", b"xxEF\x01"] {
+        assert_eq!(
+            program.evaluate(payload),
+            eval(&mixed, payload),
+            "{payload:?}"
+        );
+    }
+}
+
+#[test]
+fn combined_scans_split_or_name_the_limit() {
+    let words: Vec<Pred> = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+        .iter()
+        .map(|w| Pred::Contains {
+            window: Window::ALL,
+            pattern: word(w),
+        })
+        .collect();
+    let block = Pred::And(vec![
+        Pred::Len {
+            cmp: Cmp::Gt,
+            value: 3,
+        },
+        Pred::Not(Box::new(Pred::Or(words))),
+    ]);
+    let whole = lower(&spec(block.clone())).unwrap();
+    assert_eq!(whole.scans.len(), 1);
+    let states = whole.scans[0].machine.state_count();
+    // Too many states for one scan: split into parts that fit.
+    let split = Limits {
+        max_dfa_states: states / 2,
+        ..Limits::default()
+    };
+    let program = lower_with(&spec(block.clone()), &split).unwrap();
+    assert!(program.scans.len() > 1, "{program}");
+    assert!(program
+        .scans
+        .iter()
+        .all(|s| s.machine.state_count() <= states / 2));
+    for payload in [
+        &b"ALPHA"[..],
+        b"xxfoxtrot",
+        b"echo",
+        b"chaRLIe",
+        b"delt",
+        b"bravado",
+    ] {
+        assert_eq!(
+            program.evaluate(payload),
+            eval(&block, payload),
+            "{payload:?}"
+        );
+    }
+    // Nor any room for parts: the error names the `or`, the count and the limits.
+    let tight = Limits {
+        max_dfa_states: states / 2,
+        max_scans: 1,
+        ..Limits::default()
+    };
+    let e = lower_with(&spec(block), &tight).unwrap_err();
+    assert_eq!(e.path(), "$.predicate.args[1].arg");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "$.predicate.args[1].arg: the 6 patterns this or combines over one window need a DFA of \
+             {states} states; the limit is {} states per scan and 1 scans per program (larger lists \
+             need table-driven automata in the emitter)",
+            states / 2
+        )
+    );
 }
