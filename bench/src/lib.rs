@@ -10,7 +10,7 @@
 //! - [`e2e`]: HTTP throughput through a real veth, with and without diodes
 //!   and with the netfilter string match;
 //! - [`report`]: BENCHMARKS.md and bench/results.json;
-//! - [`enclave`]: `lagic-bench enclave`, lagi-enclave's inference speed
+//! - [`enclave`]: `lagic-bench enclave`, lagic-enclave's inference speed
 //!   against a C llama2 (separate from the diode benchmark above).
 //!
 //! Invariant: no timing is taken for a diode whose baseline or lagic object
