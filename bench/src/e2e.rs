@@ -11,7 +11,7 @@
 //! listening at 172.30.99.11:8080; the load generator runs in the host
 //! namespace, so every response byte enters the host through `lbh-e2e`
 //! ingress, where the diode and the iptables INPUT rule sit. The lab is
-//! removed by [`Lab`]'s `Drop`, also on error, and a crashed run's leftovers
+//! removed by `Lab`'s `Drop`, also on error, and a crashed run's leftovers
 //! are removed before the next one starts. Request counts and time are
 //! bounded. Every request goes through the lab's HTTP client
 //! ([`lagic_lab::http`]).
