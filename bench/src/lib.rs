@@ -27,15 +27,7 @@ pub mod scaling;
 pub mod tools;
 
 /// The seed diodes, by the names of their spec files and baselines.
-pub const DIODES: [&str; 7] = [
-    "minimal",
-    "printable16",
-    "printable64",
-    "json_start",
-    "json_prefix",
-    "json_depth",
-    "hateless",
-];
+pub const DIODES: [&str; reference_diodes::ALL.len()] = reference_diodes::SEED_NAMES;
 
 /// Why the benchmark stopped.
 #[derive(Debug, thiserror::Error)]
