@@ -56,6 +56,24 @@ fn write_changed(object: &Path, dir: &Path, name: &str, change: impl Fn(&mut Vec
     path
 }
 
+/// File offset of the ELF64 section `name` of a well-formed object.
+fn section_offset(elf: &[u8], name: &str) -> usize {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let names = u64_at(header(shstrndx) + 0x18);
+    (0..shnum)
+        .find(|&i| {
+            let at = names + u32_at(header(i));
+            elf[at..].starts_with(name.as_bytes()) && elf[at + name.len()] == 0
+        })
+        .map(|i| u64_at(header(i) + 0x18))
+        .unwrap_or_else(|| panic!("no section {name}"))
+}
+
 /// The object with every BTF line-info file name `lagic` renamed `other`: a well-formed object
 /// that lagic did not write.
 fn foreign(object: &Path, dir: &Path) -> PathBuf {
@@ -79,9 +97,14 @@ fn malformed_objects_exit_2_without_panicking() {
     let dir = scratch("malformed");
     let minimal = compile("minimal", &dir);
     let len = std::fs::metadata(&minimal).unwrap().len() as usize;
+    // The same two bytes whatever the code's size: byte 4 of the size of symbol 4 (the entry
+    // function `minimal`), and the line-info record count of `classifier` in `.BTF.ext`.
+    let bytes = std::fs::read(&minimal).unwrap();
+    let symbol_size_byte = section_offset(&bytes, ".symtab") + 4 * 24 + 20;
+    let line_info_count = section_offset(&bytes, ".BTF.ext") + 76;
     let mut cases = vec![
-        write_changed(&minimal, &dir, "sym.o", |b| b[4788] = 1),
-        write_changed(&minimal, &dir, "btfext.o", |b| b[4628] = 3),
+        write_changed(&minimal, &dir, "sym.o", |b| b[symbol_size_byte] = 1),
+        write_changed(&minimal, &dir, "btfext.o", |b| b[line_info_count] = 3),
         write_changed(&minimal, &dir, "short.o", |b| b.truncate(len / 2)),
     ];
     // Section headers sit at the end: damage each byte of the last few.
