@@ -12,6 +12,7 @@
 
 pub mod btf;
 mod codegen;
+pub mod codemap;
 pub mod decode;
 pub mod disasm;
 pub mod elf;
@@ -36,6 +37,12 @@ pub enum EmitError {
 
 /// Compiles a lowered program into an entry function and its callbacks.
 pub fn compile(program: &Program) -> Result<Module, CodegenError> {
+    Ok(codegen::compile(program)?.0)
+}
+
+/// [`compile`], also returning the [`codemap::CodeMap`]: where the code
+/// keeps each machine's state and steps, for translation validation.
+pub fn compile_mapped(program: &Program) -> Result<(Module, codemap::CodeMap), CodegenError> {
     codegen::compile(program)
 }
 
