@@ -174,6 +174,34 @@ pub struct Vm<'o> {
     /// Instructions left before execution is stopped as runaway.
     pub budget: u64,
     depth: usize,
+    /// When set, every packet load is logged (offset from `data`, width).
+    pub packet_loads: Option<Vec<(u64, u8)>>,
+    /// When set, any store is an error (for code that must not write memory).
+    pub forbid_stores: bool,
+    /// When set, the state at marked slots of one callback is captured.
+    pub probe: Option<Probe>,
+}
+
+/// Captures the machine state the first time a callback reaches each of
+/// some slots.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    /// The callback probed.
+    pub callback: usize,
+    /// `marked[slot]`: capture there.
+    pub marked: Vec<bool>,
+    /// Slot to the state at first arrival.
+    pub captured: BTreeMap<usize, Snapshot>,
+}
+
+/// Registers and memory at one point of an execution.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The registers there.
+    pub regs: Regs,
+    regions: Vec<Region>,
+    skb: Option<Skb>,
+    packet_generation: u64,
 }
 
 const EINVAL: i64 = 22;
@@ -196,10 +224,47 @@ impl<'o> Vm<'o> {
             intercept: Vec::new(),
             budget: 200_000_000,
             depth: 0,
+            packet_loads: None,
+            forbid_stores: false,
+            probe: None,
         };
         vm.register_helper(helper::LOOP, emulate_loop);
         vm.register_helper(helper::SKB_PULL_DATA, emulate_pull);
         vm
+    }
+
+    /// The memory and packet as they are now, with `regs`.
+    pub fn snapshot(&self, regs: Regs) -> Snapshot {
+        Snapshot {
+            regs,
+            regions: self.regions.clone(),
+            skb: self.skb.clone(),
+            packet_generation: self.packet_generation,
+        }
+    }
+
+    /// Puts memory and packet back as in `snap`; returns its registers.
+    pub fn restore(&mut self, snap: &Snapshot) -> Regs {
+        self.regions.clone_from(&snap.regions);
+        self.skb.clone_from(&snap.skb);
+        self.packet_generation = snap.packet_generation;
+        snap.regs
+    }
+
+    /// The current packet's `data` address.
+    pub fn packet_data(&self) -> Option<u64> {
+        self.packet_bounds().map(|(d, _)| d)
+    }
+
+    /// Overwrites packet bytes (the linear data) from offset `at`.
+    pub fn poke_packet(&mut self, at: usize, bytes: &[u8]) -> Result<(), String> {
+        let data = self.packet_data().ok_or("no packet set up")?;
+        if let Some(skb) = &mut self.skb {
+            if let Some(dst) = skb.frame.get_mut(at..at + bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+        }
+        self.poke(data + at as u64, bytes)
     }
 
     /// Adds or replaces a helper's emulation.
@@ -215,6 +280,7 @@ impl<'o> Vm<'o> {
     /// Installs the packet; its linear data becomes a region.
     pub fn set_skb(&mut self, skb: Skb) {
         self.skb = Some(skb);
+        self.packet_generation = 0;
         self.map_packet();
     }
 
@@ -393,6 +459,17 @@ impl<'o> Vm<'o> {
             if stop_at.contains(&pc) {
                 return Ok(Stop::At(pc));
             }
+            if let Some(probe) = &self.probe {
+                if Func::Callback(probe.callback) == f
+                    && probe.marked.get(pc).copied().unwrap_or(false)
+                    && !probe.captured.contains_key(&pc)
+                {
+                    let snap = self.snapshot(*regs);
+                    if let Some(p) = &mut self.probe {
+                        p.captured.insert(pc, snap);
+                    }
+                }
+            }
             if self.budget == 0 {
                 return Err(fail(pc, "runs past the instruction budget".into()));
             }
@@ -435,6 +512,15 @@ impl<'o> Vm<'o> {
                     let v = if base == CTX_BASE {
                         self.ctx_load(off.into(), width).map_err(|e| fail(pc, e))?
                     } else {
+                        if self.packet_loads.is_some() {
+                            if let Some((data, end)) = self.packet_bounds() {
+                                if addr >= data && addr < end {
+                                    if let Some(log) = &mut self.packet_loads {
+                                        log.push((addr - data, width));
+                                    }
+                                }
+                            }
+                        }
                         self.peek_u64(addr, width as usize)
                             .map_err(|e| fail(pc, e))?
                     };
@@ -466,6 +552,12 @@ impl<'o> Vm<'o> {
                     };
                     if reg!(dst, pc) == CTX_BASE {
                         return Err(fail(pc, "writes the __sk_buff context".into()));
+                    }
+                    if self.forbid_stores {
+                        return Err(fail(
+                            pc,
+                            format!("writes memory at {addr:#x} where it must not"),
+                        ));
                     }
                     let r = self
                         .region_index(addr, width.into())
@@ -681,7 +773,7 @@ fn emulate_pull(vm: &mut Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
     // len 0 means "the linear head", which is already linear.
     skb.linear = skb.linear.max(len);
     // Every packet pointer is invalidated: the data moves.
-    vm.packet_generation += 1;
+    vm.packet_generation = (vm.packet_generation + 1) % 16;
     vm.map_packet();
     Ok(0)
 }

@@ -1,0 +1,323 @@
+//! The step check: every machine's step code, in every copy the callback
+//! holds (one per chunk byte per tier), run on every reachable state and
+//! every byte value, against the IR's transition.
+//!
+//! How a step range is set up: the whole program runs on probe packets
+//! (payload lengths 1 up to 79 past the window's start, so that every tier
+//! comes first in some run) until each range has been reached once; the
+//! registers and memory at its first arrival are captured. Each (state,
+//! byte) pair then replays the range from that capture with the machine's
+//! state registers set, the other machines' registers made undefined (a
+//! step that reads them fails), the byte it reads set in the packet, and
+//! stores forbidden. The range must end at its end slot, read exactly one
+//! packet byte (the same for every state and byte), change no register but
+//! its own state registers and r8, and leave the IR's next state there.
+
+use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
+use predicate_ir::{Machine, Program, StateId};
+
+use crate::frame;
+use crate::object::Object;
+use crate::vm::{Func, Probe, Regs, Skb, Stop, Vm};
+use crate::ValidationError;
+
+/// Longest window prefix the probe packets cover: a 64-byte chunk, an
+/// 8-byte chunk and 7 single bytes.
+const PROBE_LEN: u32 = 79;
+
+/// States reachable from the initial state, each with the IR's machine.
+pub fn reachable(machine: &Machine) -> Vec<StateId> {
+    let mut seen = vec![false; machine.state_count()];
+    let mut order = vec![Machine::INITIAL];
+    seen[Machine::INITIAL as usize] = true;
+    let mut i = 0;
+    while i < order.len() {
+        let s = order[i];
+        for b in 0..=255u8 {
+            let t = machine.step(s, b);
+            if !seen[t as usize] {
+                seen[t as usize] = true;
+                order.push(t);
+            }
+        }
+        i += 1;
+    }
+    order.sort_unstable();
+    order
+}
+
+/// The registers a machine's state occupies.
+pub fn state_regs(enc: &StateEncoding) -> Vec<u8> {
+    match enc {
+        StateEncoding::Dfa { reg } => vec![*reg],
+        StateEncoding::Depth {
+            depth_reg,
+            mode_reg,
+            ..
+        } => vec![*depth_reg, *mode_reg],
+    }
+}
+
+/// Sets `state` of `machine` into registers.
+pub fn encode(machine: &Machine, enc: &StateEncoding, state: StateId, regs: &mut Regs) {
+    match (machine, enc) {
+        (
+            Machine::Depth(c),
+            StateEncoding::Depth {
+                depth_reg,
+                mode_reg,
+                modes,
+            },
+        ) => match c.decode(state) {
+            Some((depth, mode)) => {
+                regs.set(*depth_reg, u64::from(depth));
+                regs.set(*mode_reg, modes[mode as usize] as u64);
+            }
+            None => {
+                regs.set(*depth_reg, u64::from(c.max + 1));
+                regs.set(*mode_reg, modes[3] as u64);
+            }
+        },
+        (_, StateEncoding::Dfa { reg }) => regs.set(*reg, u64::from(state)),
+        (
+            _,
+            StateEncoding::Depth {
+                depth_reg,
+                mode_reg,
+                ..
+            },
+        ) => {
+            // A DFA under a depth encoding: the map is wrong; the decode fails.
+            regs.set(*depth_reg, u64::MAX);
+            regs.set(*mode_reg, u64::MAX);
+        }
+    }
+}
+
+/// The IR state the registers hold, or what they hold when it is none.
+pub fn decode(machine: &Machine, enc: &StateEncoding, regs: &Regs) -> Result<StateId, String> {
+    let get = |r: u8| regs.get(r).ok_or_else(|| format!("r{r} holds no value"));
+    match (machine, enc) {
+        (Machine::Dfa(d), StateEncoding::Dfa { reg }) => {
+            let v = get(*reg)?;
+            if v < d.next.len() as u64 {
+                Ok(v as StateId)
+            } else {
+                Err(format!("r{reg} = {v:#x}, not a state"))
+            }
+        }
+        (
+            Machine::Depth(c),
+            StateEncoding::Depth {
+                depth_reg,
+                mode_reg,
+                modes,
+            },
+        ) => {
+            let mode = get(*mode_reg)?;
+            let Some(m) = modes.iter().position(|&x| x as u64 == mode) else {
+                return Err(format!("mode register r{mode_reg} = {mode:#x}, not a mode"));
+            };
+            if m == 3 {
+                return Ok(c.failed_state());
+            }
+            let depth = get(*depth_reg)?;
+            if depth > u64::from(c.max) {
+                return Err(format!(
+                    "depth r{depth_reg} = {depth} beyond the maximum {} without failing",
+                    c.max
+                ));
+            }
+            Ok(depth as StateId * 3 + m as StateId)
+        }
+        _ => Err("the code map's state encoding does not fit the machine".into()),
+    }
+}
+
+/// Renders a state for messages.
+pub fn show_state(machine: &Machine, s: StateId) -> String {
+    match machine {
+        Machine::Dfa(_) => format!("{s}"),
+        Machine::Depth(c) => match c.decode(s) {
+            Some((d, m)) => format!("{s} (depth {d}, {m:?})"),
+            None => format!("{s} (failed)"),
+        },
+    }
+}
+
+/// Runs the step check on every pass.
+pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, ValidationError> {
+    let mut executed = 0;
+    for (p, pass) in map.passes.iter().enumerate() {
+        executed += check_pass(program, object, p, pass)?;
+    }
+    Ok(executed)
+}
+
+fn check_pass(
+    program: &Program,
+    object: &Object,
+    p: usize,
+    pass: &PassMap,
+) -> Result<u64, ValidationError> {
+    let callback = &object.callbacks[p];
+    let mut marked = vec![false; callback.insns.len()];
+    for r in &pass.steps {
+        if r.start >= r.end || r.end > callback.insns.len() {
+            return Err(ValidationError::Map(format!(
+                "pass {p}: step range {}..{} outside {}",
+                r.start, r.end, callback.name
+            )));
+        }
+        marked[r.start] = true;
+    }
+    // Capture every range's first arrival.
+    let mut vm = Vm::new(object);
+    vm.probe = Some(Probe {
+        callback: p,
+        marked,
+        captured: Default::default(),
+    });
+    let start = pass.window.start;
+    let window_len = pass
+        .window
+        .end
+        .map_or(PROBE_LEN, |e| e.saturating_sub(start))
+        .min(PROBE_LEN);
+    'fill: for fill in [b'a', b' ', 0u8, 0xff, b'{', b'"'] {
+        for len in 1..=window_len {
+            let payload = vec![fill; (start + len) as usize];
+            vm.set_skb(Skb::linear(frame::ipv4_tcp(&payload)));
+            vm.run_program().map_err(|e| ValidationError::Exec {
+                during: format!("a probe run with a {}-byte payload", payload.len()),
+                error: e,
+            })?;
+            let probe = vm.probe.as_ref().expect("set above");
+            if pass
+                .steps
+                .iter()
+                .all(|r| probe.captured.contains_key(&r.start))
+            {
+                break 'fill;
+            }
+        }
+    }
+    let captured = vm.probe.take().expect("set above").captured;
+    let mut executed = 0u64;
+    for range in &pass.steps {
+        let mm = pass.machines.get(range.machine).ok_or_else(|| {
+            ValidationError::Map(format!("pass {p}: step names machine {}", range.machine))
+        })?;
+        let scan = mm.scan;
+        let machine = &program
+            .scans
+            .get(scan)
+            .ok_or_else(|| ValidationError::Map(format!("pass {p}: no scan {scan}")))?
+            .machine;
+        let Some(snap) = captured.get(&range.start) else {
+            return Err(ValidationError::Map(format!(
+                "pass {p}: the step of scan {scan} on chunk byte {} (slot {}) is reached by no probe packet",
+                range.offset, range.start
+            )));
+        };
+        let own = state_regs(&mm.encoding);
+        let mut base_regs = vm.restore(snap);
+        for other in pass.machines.iter().filter(|m| m.scan != scan) {
+            for r in state_regs(&other.encoding) {
+                base_regs.undefine(r);
+            }
+        }
+        vm.forbid_stores = true;
+        let mut byte_at: Option<u64> = None;
+        let states = reachable(machine);
+        for &state in &states {
+            for byte in 0..=255u8 {
+                let mut regs = base_regs;
+                encode(machine, &mm.encoding, state, &mut regs);
+                let before = regs;
+                if let Some(at) = byte_at {
+                    vm.poke_packet(at as usize, &[byte])
+                        .map_err(|e| ValidationError::Map(e.to_string()))?;
+                }
+                vm.packet_loads = Some(Vec::new());
+                let budget = vm.budget;
+                let stop = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
+                executed += budget - vm.budget;
+                let loads = vm.packet_loads.take().unwrap_or_default();
+                let err = |what: String| ValidationError::Step {
+                    scan,
+                    pass: p,
+                    offset: range.offset,
+                    state: show_state(machine, state),
+                    byte,
+                    what,
+                };
+                match stop {
+                    Ok(Stop::At(_)) => {}
+                    Ok(other) => {
+                        return Err(err(format!(
+                            "the step does not end at slot {} ({other:?})",
+                            range.end
+                        )))
+                    }
+                    Err(e) => return Err(err(e.to_string())),
+                }
+                match (loads.as_slice(), byte_at) {
+                    ([(at, 1)], None) => {
+                        // First run: learn which byte the step reads, then
+                        // run this pair again with the byte in place.
+                        byte_at = Some(*at);
+                        vm.poke_packet(*at as usize, &[byte]).map_err(|e| ValidationError::Map(e.to_string()))?;
+                        let mut regs = before;
+                        vm.packet_loads = Some(Vec::new());
+                        let again = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
+                        vm.packet_loads = None;
+                        if !matches!(again, Ok(Stop::At(_))) {
+                            return Err(err(format!("the step does not end at slot {}", range.end)));
+                        }
+                        compare(machine, &mm.encoding, state, byte, &before, &regs, &own).map_err(err)?;
+                    }
+                    ([(at, 1)], Some(want)) if *at == want => {
+                        compare(machine, &mm.encoding, state, byte, &before, &regs, &own).map_err(err)?;
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "the step reads packet bytes {loads:?} (offset, width); it must read one byte, the same every time"
+                        )))
+                    }
+                }
+            }
+        }
+        vm.forbid_stores = false;
+    }
+    Ok(executed)
+}
+
+fn compare(
+    machine: &Machine,
+    enc: &StateEncoding,
+    state: StateId,
+    byte: u8,
+    before: &Regs,
+    after: &Regs,
+    own: &[u8],
+) -> Result<(), String> {
+    let want = machine.step(state, byte);
+    let got = decode(machine, enc, after)?;
+    if got != want {
+        return Err(format!(
+            "the emitted code goes to state {}, the IR to {}",
+            show_state(machine, got),
+            show_state(machine, want)
+        ));
+    }
+    for r in 0..=10u8 {
+        if own.contains(&r) || r == 8 {
+            continue;
+        }
+        if before.get(r) != after.get(r) {
+            return Err(format!("the step changes r{r}, which it does not own"));
+        }
+    }
+    Ok(())
+}
