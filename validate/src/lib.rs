@@ -19,6 +19,7 @@ pub mod isa;
 pub mod object;
 pub mod step;
 pub mod vm;
+pub mod walk;
 
 use emit_bpf::codemap::CodeMap;
 use predicate_ir::Program;
@@ -94,6 +95,8 @@ pub enum ValidationError {
 pub struct Report {
     /// Instructions the step check executed.
     pub step_insns: u64,
+    /// Payload lengths the walk check ran, summed over passes.
+    pub walk_lengths: u64,
 }
 
 /// Validates `object` (the bytes about to be written) against `program`,
@@ -112,5 +115,9 @@ pub fn validate(
         )));
     }
     let step_insns = step::check(program, &object, map)?;
-    Ok(Report { step_insns })
+    let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN)?;
+    Ok(Report {
+        step_insns,
+        walk_lengths,
+    })
 }

@@ -251,6 +251,23 @@ impl<'o> Vm<'o> {
         snap.regs
     }
 
+    /// Puts the stack frames back as in `snap` (the packet is left as it
+    /// is: for code that never changes it); returns its registers.
+    pub fn restore_stacks(&mut self, snap: &Snapshot) -> Regs {
+        for saved in snap.regions.iter().filter(|r| r.init.is_some()) {
+            match self.regions.iter_mut().find(|r| r.base == saved.base) {
+                Some(r) => {
+                    r.bytes.copy_from_slice(&saved.bytes);
+                    if let (Some(dst), Some(src)) = (&mut r.init, &saved.init) {
+                        dst.copy_from_slice(src);
+                    }
+                }
+                None => self.regions.push(saved.clone()),
+            }
+        }
+        snap.regs
+    }
+
     /// The current packet's `data` address.
     pub fn packet_data(&self) -> Option<u64> {
         self.packet_bounds().map(|(d, _)| d)
