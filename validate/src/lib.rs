@@ -14,6 +14,7 @@
 //! of scan results and length classes ([`formula`]). docs/validation.md
 //! says what this implies and what it does not cover.
 
+pub mod formula;
 pub mod frame;
 pub mod isa;
 pub mod object;
@@ -97,6 +98,8 @@ pub struct Report {
     pub step_insns: u64,
     /// Payload lengths the walk check ran, summed over passes.
     pub walk_lengths: u64,
+    /// Formula cases run (length class, scan results, tested bytes).
+    pub formula_cases: u64,
 }
 
 /// Validates `object` (the bytes about to be written) against `program`,
@@ -116,8 +119,10 @@ pub fn validate(
     }
     let step_insns = step::check(program, &object, map)?;
     let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN)?;
+    let formula_cases = formula::check(program, &object, map)?;
     Ok(Report {
         step_insns,
         walk_lengths,
+        formula_cases,
     })
 }
