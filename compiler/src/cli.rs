@@ -212,6 +212,11 @@ pub struct CompileArgs {
     /// is replaced; a device node or FIFO is refused.
     #[arg(short, long, value_name = "OUT")]
     pub output: PathBuf,
+    /// Skip translation validation (docs/validation.md): by default the
+    /// emitted code is run in an independent interpreter and checked
+    /// against the lowered automata before anything is written.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 #[derive(Debug, Args)]

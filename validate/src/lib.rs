@@ -18,6 +18,7 @@ pub mod formula;
 pub mod frame;
 pub mod isa;
 pub mod object;
+pub mod patch;
 pub mod step;
 pub mod vm;
 pub mod walk;
