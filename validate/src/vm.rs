@@ -334,6 +334,21 @@ impl<'o> Vm<'o> {
         base + STACK_SIZE as u64
     }
 
+    /// Stack frame `depth` made uninitialized again (created if missing,
+    /// its memory reused otherwise); returns `r10`.
+    pub fn reset_stack(&mut self, depth: usize) -> u64 {
+        let base = STACK_BASE + depth as u64 * STACK_STRIDE;
+        match self.regions.iter_mut().find(|r| r.base == base) {
+            Some(r) => {
+                if let Some(init) = &mut r.init {
+                    init.fill(false);
+                }
+                base + STACK_SIZE as u64
+            }
+            None => self.new_stack(depth),
+        }
+    }
+
     /// Maps a read-only scratch buffer at `SCRATCH_BASE + offset`.
     pub fn map_scratch(&mut self, offset: u64, bytes: Vec<u8>) -> u64 {
         let base = SCRATCH_BASE + offset;

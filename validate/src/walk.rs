@@ -20,15 +20,12 @@
 //! interval advances by its chunk length; at the end every machine has
 //! read exactly the window. The step ranges' meaning is the step check's.
 
-use std::collections::HashMap;
-
 use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
 use predicate_ir::{Machine, Program};
 
 use crate::frame;
 use crate::isa::{self, Alu, Cond, Insn, Operand};
 use crate::object::Object;
-use crate::step::state_regs;
 use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
 use crate::ValidationError;
 
@@ -172,12 +169,13 @@ fn check_pass(
         .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
         .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?;
 
-    let ranges: HashMap<usize, (usize, usize)> = pass
-        .steps
-        .iter()
-        .map(|r| (r.start, (r.end, r.machine)))
-        .collect();
     let callback = &object.callbacks[p];
+    let mut ranges = vec![None; callback.insns.len()];
+    for r in &pass.steps {
+        if let Some(slot) = ranges.get_mut(r.start) {
+            *slot = Some((r.end, r.machine));
+        }
+    }
     let window = pass.window;
     let mut runs = 0;
     for n in lengths {
@@ -194,7 +192,10 @@ fn check_pass(
         let during = || format!("the walk of pass {p} with payload length {n}");
         let stop = vm
             .exec(Func::Entry, pass.setup_start, &mut regs, &[after])
-            .map_err(exec_err(during()))?;
+            .map_err(|error| ValidationError::Exec {
+                during: during(),
+                error,
+            })?;
         let ended_at = match stop {
             Stop::Helper { slot, id: _, args } => {
                 let [nr, cb, ctx, flags, _] = args;
@@ -232,7 +233,7 @@ fn check_pass(
                 for r in 1..=5 {
                     regs.undefine(r);
                 }
-                match vm.exec(Func::Entry, slot + 1, &mut regs, &[after]).map_err(exec_err(during()))? {
+                match vm.exec(Func::Entry, slot + 1, &mut regs, &[after]).map_err(|error| ValidationError::Exec { during: during(), error })? {
                     Stop::At(at) => at,
                     other if !frame_fits => {
                         let _ = other;
@@ -304,14 +305,14 @@ fn run_callback(
     p: usize,
     nr: u64,
     ctx: u64,
-    ranges: &HashMap<usize, (usize, usize)>,
+    ranges: &[Option<(usize, usize)>],
     machines: &[emit_bpf::codemap::MachineMap],
 ) -> Result<Vec<Leaf>, String> {
     let mut leaves = Vec::new();
     if nr == 0 {
         return Ok(leaves);
     }
-    let r10 = vm.new_stack(1);
+    let r10 = vm.reset_stack(1);
     let mut regs: [Option<Sym>; 11] = [None; 11];
     regs[1] = Some(Sym { a: 1, b: 0 });
     regs[2] = Some(Sym::konst(ctx));
@@ -337,7 +338,7 @@ fn run_callback(
             }
             let pc = path.pc;
             let fail = |what: String| format!("{} slot {pc}: {what}", callback.name);
-            if let Some(&(end, machine)) = ranges.get(&pc) {
+            if let Some(&Some((end, machine))) = ranges.get(pc) {
                 // A step: record its first load, then skip it.
                 let addr = first_load(callback, pc, end, &path.regs).map_err(fail)?;
                 let data = vm.packet_data().unwrap_or(0);
@@ -346,9 +347,19 @@ fn run_callback(
                     b: addr.b.wrapping_sub(data),
                 };
                 visits.push(Visit { machine, addr: rel });
-                let mm = &machines[machine];
-                for r in state_regs(&mm.encoding) {
-                    path.regs[r as usize] = Some(Sym::konst(token(machine, r)));
+                match machines[machine].encoding {
+                    StateEncoding::Dfa { reg } => {
+                        path.regs[reg as usize] = Some(Sym::konst(token(machine, reg)));
+                    }
+                    StateEncoding::Depth {
+                        depth_reg,
+                        mode_reg,
+                        ..
+                    } => {
+                        for r in [depth_reg, mode_reg] {
+                            path.regs[r as usize] = Some(Sym::konst(token(machine, r)));
+                        }
+                    }
                 }
                 path.regs[8] = None;
                 path.pc = end;
@@ -537,9 +548,8 @@ fn first_load(
         Some(&Insn::Load {
             width: 1, src, off, ..
         }) if start < end => {
-            let base = regs[src as usize].ok_or(format!(
-                "the step's load reads r{src}, which holds no value"
-            ))?;
+            let base = regs[src as usize]
+                .ok_or_else(|| format!("the step's load reads r{src}, which holds no value"))?;
             Ok(Sym {
                 a: base.a,
                 b: base.b.wrapping_add(off as i64 as u64),
@@ -660,10 +670,9 @@ fn cover(leaves: &[Leaf], pass: &PassMap, first: u64, window_len: u64) -> Result
             ));
         }
         for (m, slot) in next.iter_mut().enumerate() {
-            let mine: Vec<&Visit> = leaf.visits.iter().filter(|v| v.machine == m).collect();
-            let k = mine.len() as u64;
+            let k = leaf.visits.iter().filter(|v| v.machine == m).count() as u64;
             let count = leaf.hi - leaf.lo;
-            for (j, v) in mine.iter().enumerate() {
+            for (j, v) in leaf.visits.iter().filter(|v| v.machine == m).enumerate() {
                 let pos_at_lo = v.addr.at(leaf.lo) - i128::from(first);
                 let want = i128::from(*slot) + j as i128;
                 if pos_at_lo != want {
