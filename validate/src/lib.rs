@@ -118,8 +118,8 @@ pub fn validate(
             map.passes.len()
         )));
     }
-    let step_insns = step::check(program, &object, map)?;
-    let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN)?;
+    let (step_insns, checked_steps) = step::check(program, &object, map)?;
+    let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
     let formula_cases = formula::check(program, &object, map)?;
     Ok(Report {
         step_insns,

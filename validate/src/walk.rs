@@ -62,6 +62,8 @@ struct Path {
 #[derive(Debug, Clone, Copy)]
 struct Visit {
     machine: usize,
+    /// The step's first slot.
+    start: usize,
     /// Frame offset (from `data`) of the byte read, affine in the index.
     addr: Sym,
 }
@@ -95,10 +97,12 @@ pub fn check(
     object: &Object,
     map: &CodeMap,
     lengths: std::ops::RangeInclusive<u32>,
+    checked_steps: &[Vec<usize>],
 ) -> Result<u64, ValidationError> {
     let mut runs = 0;
     for (p, pass) in map.passes.iter().enumerate() {
-        runs += check_pass(program, object, map, p, pass, lengths.clone())?;
+        let checked = checked_steps.get(p).map_or(&[][..], Vec::as_slice);
+        runs += check_pass(program, object, map, p, pass, lengths.clone(), checked)?;
     }
     Ok(runs)
 }
@@ -110,6 +114,7 @@ fn check_pass(
     p: usize,
     pass: &PassMap,
     lengths: std::ops::RangeInclusive<u32>,
+    checked: &[usize],
 ) -> Result<u64, ValidationError> {
     let scans: Vec<usize> = pass.machines.iter().map(|m| m.scan).collect();
     let werr = |len: u32, what: String| ValidationError::Walk {
@@ -171,9 +176,15 @@ fn check_pass(
 
     let callback = &object.callbacks[p];
     let mut ranges = vec![None; callback.insns.len()];
+    let mut step_checked = vec![false; callback.insns.len()];
     for r in &pass.steps {
         if let Some(slot) = ranges.get_mut(r.start) {
             *slot = Some((r.end, r.machine));
+        }
+    }
+    for &c in checked {
+        if let Some(x) = step_checked.get_mut(c) {
+            *x = true;
         }
     }
     let window = pass.window;
@@ -221,6 +232,18 @@ fn check_pass(
                     window_len,
                 )
                 .map_err(|what| werr(n, what));
+                if frame_fits {
+                    if let Some(v) = leaves
+                        .iter()
+                        .flat_map(|l| &l.visits)
+                        .find(|v| !step_checked[v.start])
+                    {
+                        return Err(werr(
+                            n,
+                            format!("the step at slot {} is reached, but the step check could not set it up", v.start),
+                        ));
+                    }
+                }
                 let completed = match status {
                     Ok(()) => nr,
                     Err(e) if !frame_fits => {
@@ -346,7 +369,11 @@ fn run_callback(
                     a: addr.a,
                     b: addr.b.wrapping_sub(data),
                 };
-                visits.push(Visit { machine, addr: rel });
+                visits.push(Visit {
+                    machine,
+                    start: pc,
+                    addr: rel,
+                });
                 match machines[machine].encoding {
                     StateEncoding::Dfa { reg } => {
                         path.regs[reg as usize] = Some(Sym::konst(token(machine, reg)));
