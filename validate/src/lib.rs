@@ -101,6 +101,8 @@ pub struct Report {
     pub walk_lengths: u64,
     /// Formula cases run (length class, scan results, tested bytes).
     pub formula_cases: u64,
+    /// Time spent in the step, walk and formula checks.
+    pub times: [std::time::Duration; 3],
 }
 
 /// Validates `object` (the bytes about to be written) against `program`,
@@ -118,12 +120,18 @@ pub fn validate(
             map.passes.len()
         )));
     }
+    let t = std::time::Instant::now();
     let (step_insns, checked_steps) = step::check(program, &object, map)?;
+    let step_time = t.elapsed();
+    let t = std::time::Instant::now();
     let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
+    let walk_time = t.elapsed();
+    let t = std::time::Instant::now();
     let formula_cases = formula::check(program, &object, map)?;
     Ok(Report {
         step_insns,
         walk_lengths,
         formula_cases,
+        times: [step_time, walk_time, t.elapsed()],
     })
 }

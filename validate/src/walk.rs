@@ -99,10 +99,54 @@ pub fn check(
     lengths: std::ops::RangeInclusive<u32>,
     checked_steps: &[Vec<usize>],
 ) -> Result<u64, ValidationError> {
+    // Lengths are independent: split them over the available cores. The
+    // error reported is the one at the smallest length of the first pass
+    // that fails, whatever the split.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8) as u32;
+    let (lo, hi) = (*lengths.start(), *lengths.end());
     let mut runs = 0;
     for (p, pass) in map.passes.iter().enumerate() {
         let checked = checked_steps.get(p).map_or(&[][..], Vec::as_slice);
-        runs += check_pass(program, object, map, p, pass, lengths.clone(), checked)?;
+        let span = (hi - lo) / threads + 1;
+        let parts: Vec<std::ops::RangeInclusive<u32>> = (0..threads)
+            .map(|t| lo.saturating_add(t * span)..=lo.saturating_add((t + 1) * span - 1).min(hi))
+            .filter(|r| r.start() <= r.end() && *r.start() <= hi)
+            .collect();
+        let results: Vec<Result<u64, ValidationError>> = if parts.len() <= 1 {
+            vec![check_pass(
+                program,
+                object,
+                map,
+                p,
+                pass,
+                lengths.clone(),
+                checked,
+            )]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = parts
+                    .iter()
+                    .map(|part| {
+                        let part = part.clone();
+                        scope
+                            .spawn(move || check_pass(program, object, map, p, pass, part, checked))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(ValidationError::Map("a walk thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        for r in results {
+            runs += r?;
+        }
     }
     Ok(runs)
 }

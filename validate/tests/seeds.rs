@@ -20,5 +20,6 @@ fn every_seed_validates() {
             );
         }
         assert!(report.formula_cases > 0, "{name}: {report:?}");
+        eprintln!("{name}: {report:?}");
     }
 }
