@@ -278,3 +278,36 @@ fn offloaded_tags_pull_failures_and_nonlinear_frames() {
     bad.linear = 60;
     assert_eq!(interpret(&object, bad), DROP);
 }
+
+/// A prologue mutant: the neighbour-discovery hop limit changed from 255
+/// to 254 in the object bytes. The interpreter's verdict on a valid
+/// neighbour solicitation then departs from the packet model's table.
+#[test]
+fn a_prologue_mutant_is_caught() {
+    use lagic_validate::patch;
+    let c = support::compile_program(predicate_ir::lower(&spec(Policy::default())).unwrap());
+    let entry_len = (0..)
+        .take_while(|&s| patch::slot_bytes(&c.object, "classifier", s).is_ok())
+        .count();
+    // `if r5 != 255 goto drop`: JNE with an immediate.
+    let slot = patch::find(&c.object, "classifier", 0..entry_len, 0x55, Some(255))
+        .expect("the hop limit test");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, "classifier", slot, 254).unwrap();
+    let solicitation = Frame::ipv6()
+        .hop_limit(255)
+        .icmpv6(135, 0)
+        .payload(vec![0u8; 20])
+        .build();
+    assert_eq!(
+        interpret(
+            &Object::parse(&c.object).unwrap(),
+            Skb::linear(solicitation.clone())
+        ),
+        PASS
+    );
+    assert_eq!(
+        interpret(&Object::parse(&bad).unwrap(), Skb::linear(solicitation)),
+        DROP
+    );
+}
