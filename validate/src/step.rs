@@ -17,6 +17,7 @@ use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
 use predicate_ir::{Machine, Program, StateId};
 
 use crate::frame;
+use crate::isa::Insn;
 use crate::object::Object;
 use crate::vm::{Func, Probe, Regs, Skb, Stop, Vm};
 use crate::ValidationError;
@@ -219,7 +220,54 @@ fn check_pass(
     let captured = vm.probe.take().expect("set above").captured;
     let mut executed = 0u64;
     let mut checked = Vec::new();
+    // Copies of one machine's step that are the same instructions, except
+    // the offset of their first instruction (the byte load), behave alike
+    // but for the byte they read: one of them, reached by a probe, is run
+    // exhaustively and stands for the others; which byte each copy reads
+    // is the walk check's part.
+    let normalized = |r: &emit_bpf::codemap::StepRange| -> Option<Vec<Insn>> {
+        let mut code = callback.insns.get(r.start..r.end)?.to_vec();
+        if let Some(Insn::Load { off, .. }) = code.first_mut() {
+            *off = 0;
+        }
+        Some(code)
+    };
+    let mut representatives: Vec<(usize, Vec<Insn>, usize)> = Vec::new(); // (machine, code, start)
     for range in &pass.steps {
+        if !captured.contains_key(&range.start) {
+            continue;
+        }
+        let Some(code) = normalized(range) else {
+            continue;
+        };
+        if !representatives
+            .iter()
+            .any(|(m, c, _)| *m == range.machine && *c == code)
+        {
+            representatives.push((range.machine, code, range.start));
+        }
+    }
+    for range in &pass.steps {
+        let Some(code) = normalized(range) else {
+            continue;
+        };
+        let Some(&(_, _, rep)) = representatives
+            .iter()
+            .find(|(m, c, _)| *m == range.machine && *c == code)
+        else {
+            continue; // no copy like it is reachable: left to the walk check
+        };
+        if rep != range.start {
+            checked.push(range.start);
+        }
+    }
+    for range in &pass.steps {
+        if !representatives
+            .iter()
+            .any(|&(_, _, start)| start == range.start)
+        {
+            continue;
+        }
         let mm = pass.machines.get(range.machine).ok_or_else(|| {
             ValidationError::Map(format!("pass {p}: step names machine {}", range.machine))
         })?;
@@ -253,6 +301,8 @@ fn check_pass(
                         .map_err(|e| ValidationError::Map(e.to_string()))?;
                 }
                 vm.packet_loads = Some(Vec::new());
+                // A step is straight-line code: a generous bound per run.
+                vm.budget = 100_000;
                 let budget = vm.budget;
                 let stop = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
                 executed += budget - vm.budget;
@@ -283,6 +333,7 @@ fn check_pass(
                         vm.poke_packet(*at as usize, &[byte]).map_err(|e| ValidationError::Map(e.to_string()))?;
                         let mut regs = before;
                         vm.packet_loads = Some(Vec::new());
+                        vm.budget = 100_000;
                         let again = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
                         vm.packet_loads = None;
                         if !matches!(again, Ok(Stop::At(_))) {

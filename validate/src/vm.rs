@@ -194,6 +194,13 @@ pub struct Probe {
     pub captured: BTreeMap<usize, Snapshot>,
 }
 
+/// One stack frame's bytes and which of them were written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackState {
+    bytes: Vec<u8>,
+    init: Vec<bool>,
+}
+
 /// Registers and memory at one point of an execution.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -266,6 +273,28 @@ impl<'o> Vm<'o> {
             }
         }
         snap.regs
+    }
+
+    /// The bytes and written-marks of stack frame `depth`.
+    pub fn stack_state(&self, depth: usize) -> StackState {
+        let base = STACK_BASE + depth as u64 * STACK_STRIDE;
+        self.regions
+            .iter()
+            .find(|r| r.base == base)
+            .map(|r| StackState {
+                bytes: r.bytes.clone(),
+                init: r.init.clone().unwrap_or_default(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Puts stack frame `depth` back to `state` (it must exist).
+    pub fn set_stack_state(&mut self, depth: usize, state: &StackState) {
+        let base = STACK_BASE + depth as u64 * STACK_STRIDE;
+        if let Some(r) = self.regions.iter_mut().find(|r| r.base == base) {
+            r.bytes.clone_from(&state.bytes);
+            r.init = Some(state.init.clone());
+        }
     }
 
     /// The current packet's `data` address.
