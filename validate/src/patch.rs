@@ -32,6 +32,19 @@ pub fn set_imm(object: &mut [u8], section: &str, slot: usize, imm: i32) -> Resul
     Ok(())
 }
 
+/// Sets the 16-bit offset of a slot.
+pub fn set_off(object: &mut [u8], section: &str, slot: usize, off: i16) -> Result<(), String> {
+    let at = slot_offset(object, section, slot)?;
+    object[at + 2..at + 4].copy_from_slice(&off.to_le_bytes());
+    Ok(())
+}
+
+/// The offset of a slot.
+pub fn off(object: &[u8], section: &str, slot: usize) -> Result<i16, String> {
+    let b = slot_bytes(object, section, slot)?;
+    Ok(i16::from_le_bytes([b[2], b[3]]))
+}
+
 /// The immediate of a slot.
 pub fn imm(object: &[u8], section: &str, slot: usize) -> Result<i32, String> {
     let b = slot_bytes(object, section, slot)?;
@@ -69,4 +82,6 @@ pub mod code {
     pub const JLE_IMM: u8 = 0xb5;
     /// `jgt dst, imm`.
     pub const JGT_IMM: u8 = 0x25;
+    /// `ldxw dst, [src + off]`.
+    pub const LDXW: u8 = 0x61;
 }

@@ -288,6 +288,16 @@ impl<'o> Vm<'o> {
             .unwrap_or_default()
     }
 
+    /// A copy of stack frame `depth`'s bytes (empty if it does not exist).
+    pub fn clone_stack_bytes(&self, depth: usize) -> Vec<u8> {
+        let base = STACK_BASE + depth as u64 * STACK_STRIDE;
+        self.regions
+            .iter()
+            .find(|r| r.base == base)
+            .map(|r| r.bytes.clone())
+            .unwrap_or_default()
+    }
+
     /// Puts stack frame `depth` back to `state` (it must exist).
     pub fn set_stack_state(&mut self, depth: usize, state: &StackState) {
         let base = STACK_BASE + depth as u64 * STACK_STRIDE;

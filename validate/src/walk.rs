@@ -56,6 +56,9 @@ struct Path {
     hi: u64,
     pc: usize,
     regs: [Option<Sym>; 11],
+    /// Where each register's value was loaded from (an entry-stack
+    /// address), if it was loaded and not changed since.
+    origin: [Option<u64>; 11],
 }
 
 /// One machine step reached on an interval of indices.
@@ -74,6 +77,9 @@ struct Leaf {
     hi: u64,
     r0: u64,
     visits: Vec<Visit>,
+    /// Per machine's first step on this path: (machine, register, the
+    /// entry-stack address the register was loaded from, if it was).
+    firsts: Vec<(usize, u8, Option<u64>)>,
 }
 
 /// What one run of the callback read from and wrote to the entry's stack.
@@ -89,7 +95,14 @@ struct Memo {
     ctx: u64,
     reads: Vec<(u64, usize, u64)>,
     writes: Vec<(u64, Vec<u8>)>,
+    /// (machine, register, where the callback stores it back).
+    homes: Vec<(usize, u8, Option<u64>)>,
     leaves: Vec<Leaf>,
+}
+
+/// The registers of a machine's state.
+fn machine_regs(enc: &StateEncoding) -> Vec<u8> {
+    crate::step::state_regs(enc)
 }
 
 /// Whether `addr` lies in the entry's stack frame (depth 0).
@@ -301,11 +314,19 @@ fn check_pass(
                             vm.peek_u64(addr, width).ok() == Some(value)
                         })
                 });
+                // The value at each machine register's home (where the
+                // callback stores it back) before the loop: the initial state.
+                let mut initial: Vec<(usize, u8, Option<u64>)> = Vec::new();
                 if reuse {
-                    for (addr, bytes) in &memo.as_ref().expect("checked").writes {
+                    let m = memo.as_ref().expect("checked");
+                    for &(machine, reg, home) in &m.homes {
+                        initial.push((machine, reg, home.and_then(|a| vm.peek_u64(a, 4).ok())));
+                    }
+                    for (addr, bytes) in &m.writes {
                         vm.poke(*addr, bytes).map_err(ValidationError::Map)?;
                     }
                 } else {
+                    let pre = vm.clone_stack_bytes(0);
                     let mut effects = Effects::default();
                     let leaves = run_callback(
                         &mut vm,
@@ -318,15 +339,88 @@ fn check_pass(
                         &mut effects,
                     )
                     .map_err(|what| werr(n, what))?;
+                    let mut homes = Vec::new();
+                    for (machine, mm) in pass.machines.iter().enumerate() {
+                        for reg in machine_regs(&mm.encoding) {
+                            let want = (token(machine, reg) as u32).to_le_bytes();
+                            let home = effects
+                                .writes
+                                .iter()
+                                .rev()
+                                .find(|(_, b)| b.as_slice() == want)
+                                .map(|(a, _)| *a);
+                            homes.push((machine, reg, home));
+                            let before = home.and_then(|a| {
+                                let at = (a - vm::STACK_BASE) as usize;
+                                pre.get(at..at + 4).map(|b| {
+                                    u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                                })
+                            });
+                            initial.push((machine, reg, before));
+                        }
+                    }
                     memo = Some(Memo {
                         nr,
                         ctx,
                         reads: effects.reads,
                         writes: effects.writes,
+                        homes,
                         leaves,
                     });
                 }
                 let leaves = &memo.as_ref().expect("set above").leaves;
+                // Each iteration must continue each machine from the state
+                // the previous one stored, and the first from the initial state.
+                if frame_fits && window_len > 0 {
+                    for &(machine, reg, home) in &memo.as_ref().expect("set above").homes {
+                        let mm = &pass.machines[machine];
+                        if !leaves
+                            .iter()
+                            .any(|l| l.visits.iter().any(|v| v.machine == machine))
+                        {
+                            continue;
+                        }
+                        let Some(home) = home else {
+                            return Err(werr(
+                                n,
+                                format!(
+                                    "the callback never stores r{reg} of scan {} back",
+                                    mm.scan
+                                ),
+                            ));
+                        };
+                        for l in leaves {
+                            if let Some(&(_, _, origin)) =
+                                l.firsts.iter().find(|f| f.0 == machine && f.1 == reg)
+                            {
+                                if origin != Some(home) {
+                                    return Err(werr(n, format!(
+                                        "at loop indices {}..{}, scan {}'s r{reg} does not come from where the previous iteration stored it",
+                                        l.lo, l.hi, mm.scan
+                                    )));
+                                }
+                            }
+                        }
+                        let mut init = Regs::default();
+                        crate::step::encode(
+                            &program.scans[mm.scan].machine,
+                            &mm.encoding,
+                            Machine::INITIAL,
+                            &mut init,
+                        );
+                        let want = init.get(reg).map(|v| v & 0xffff_ffff);
+                        let got = initial
+                            .iter()
+                            .find(|i| i.0 == machine && i.1 == reg)
+                            .and_then(|i| i.2);
+                        if got != want {
+                            return Err(werr(n, format!(
+                                "scan {}'s r{reg} starts the walk as {got:?}, not the initial state's {want:?}",
+                                mm.scan
+                            )));
+                        }
+                    }
+                }
                 let status = cover(
                     leaves,
                     pass,
@@ -453,11 +547,13 @@ fn run_callback(
             hi: nr,
             pc: 0,
             regs,
+            origin: [None; 11],
         },
+        Vec::new(),
         Vec::new(),
     )];
     let mut steps = 0u64;
-    while let Some((mut path, mut visits)) = work.pop() {
+    while let Some((mut path, mut visits, mut firsts)) = work.pop() {
         loop {
             steps += 1;
             if steps > 50_000_000 {
@@ -473,6 +569,15 @@ fn run_callback(
                     a: addr.a,
                     b: addr.b.wrapping_sub(data),
                 };
+                if !visits.iter().any(|v: &Visit| v.machine == machine) {
+                    for r in machine_regs(&machines[machine].encoding) {
+                        firsts.push((machine, r, path.origin[r as usize]));
+                    }
+                }
+                for r in machine_regs(&machines[machine].encoding) {
+                    path.origin[r as usize] = None;
+                }
+                path.origin[8] = None;
                 visits.push(Visit {
                     machine,
                     start: pc,
@@ -558,6 +663,10 @@ fn run_callback(
                         }
                     };
                     path.regs[dst as usize] = Some(v);
+                    path.origin[dst as usize] = match (op, src) {
+                        (Alu::Mov, Operand::Reg(r)) if off == 0 => path.origin[r as usize],
+                        _ => None,
+                    };
                 }
                 Insn::Load {
                     width,
@@ -578,6 +687,8 @@ fn run_callback(
                     if in_entry_stack(addr) {
                         effects.reads.push((addr, width as usize, v));
                     }
+                    path.origin[dst as usize] =
+                        (in_entry_stack(addr) && width == 4).then_some(addr);
                     if signed {
                         return Err(fail("sign-extending load in the walk".into()));
                     }
@@ -627,12 +738,13 @@ fn run_callback(
                             hi,
                             pc: if taken { taken_target } else { pc + 1 },
                             regs: path.regs,
+                            origin: path.origin,
                         };
                         if first {
                             first = false;
                             path = next;
                         } else {
-                            work.push((next, visits.clone()));
+                            work.push((next, visits.clone(), firsts.clone()));
                         }
                     }
                     continue;
@@ -649,6 +761,7 @@ fn run_callback(
                         hi: path.hi,
                         r0: r0.b,
                         visits,
+                        firsts,
                     });
                     break;
                 }

@@ -248,3 +248,30 @@ fn a_wrong_position_bound_is_caught() {
         other => panic!("expected a walk error, got {other}"),
     }
 }
+
+/// The state carried between iterations: `json_depth`'s callback loads the
+/// mode register from the depth's slot. Every step is still right on its
+/// own; the walk check sees that the register does not come from where
+/// the previous iteration stored it.
+#[test]
+fn a_state_loaded_from_the_wrong_slot_is_caught() {
+    let c = support::seed("json_depth");
+    let first_step = c.map.passes[0].steps.iter().map(|s| s.start).min().unwrap();
+    let loads: Vec<usize> = (0..first_step)
+        .filter(|&s| patch::slot_bytes(&c.object, ".text", s).unwrap()[0] == code::LDXW)
+        .collect();
+    // Before the first step: the depth and mode registers, then the status word.
+    let (depth_load, mode_load) = (loads[loads.len() - 3], loads[loads.len() - 2]);
+    let mut bad = c.object.clone();
+    let depth_off = patch::off(&bad, ".text", depth_load).unwrap();
+    patch::set_off(&mut bad, ".text", mode_load, depth_off).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Walk { what, .. }) => {
+            assert!(
+                what.contains("does not come from where the previous iteration stored it"),
+                "{what}"
+            )
+        }
+        other => panic!("expected a walk error, got {other:?}"),
+    }
+}
