@@ -56,6 +56,16 @@ pub enum ValidationError {
         /// What differs.
         what: String,
     },
+    /// The callback stops the loop while a machine can still change.
+    #[error("pass {pass}, machines in states [{states}]: {what}")]
+    EarlyStop {
+        /// The emitted pass.
+        pass: usize,
+        /// The machines' states.
+        states: String,
+        /// What happened.
+        what: String,
+    },
     /// The walk over the window does not visit each position once, in order.
     #[error("pass {pass} (scans {scans:?}), payload length {len}: {what}")]
     Walk {

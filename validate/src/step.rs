@@ -183,6 +183,24 @@ fn check_pass(
         }
         marked[r.start] = true;
     }
+    // Where a chunk's steps end (an end no step starts at): the code that
+    // stores the states and decides whether the loop goes on.
+    let chunk_ends: Vec<usize> = {
+        let mut v: Vec<usize> = pass
+            .steps
+            .iter()
+            .map(|r| r.end)
+            .filter(|&e| !pass.steps.iter().any(|r| r.start == e))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    for &e in &chunk_ends {
+        if let Some(m) = marked.get_mut(e) {
+            *m = true;
+        }
+    }
     // Capture every range's first arrival.
     let mut vm = Vm::new(object);
     vm.probe = Some(Probe {
@@ -354,7 +372,113 @@ fn check_pass(
         }
         vm.forbid_stores = false;
     }
+    executed += check_early_stop(program, &mut vm, p, pass, &chunk_ends, &captured)?;
     Ok((executed, checked))
+}
+
+/// After a chunk the callback may stop the loop only when every machine of
+/// the pass sits in a sink (its result can no longer change). Run from each
+/// chunk's end with the machines in every combination of reachable states
+/// (at most 4,096; beyond, each machine in each state with the others in a
+/// sink where they have one): a stop with a machine outside a sink is an error.
+fn check_early_stop(
+    program: &Program,
+    vm: &mut Vm<'_>,
+    p: usize,
+    pass: &PassMap,
+    chunk_ends: &[usize],
+    captured: &std::collections::BTreeMap<usize, crate::vm::Snapshot>,
+) -> Result<u64, ValidationError> {
+    let machines: Vec<(&Machine, &StateEncoding, Vec<StateId>)> = pass
+        .machines
+        .iter()
+        .map(|mm| {
+            let m = &program.scans[mm.scan].machine;
+            (m, &mm.encoding, reachable(m))
+        })
+        .collect();
+    let total: usize = machines.iter().map(|(_, _, s)| s.len()).product();
+    let mut combos: Vec<Vec<StateId>> = Vec::new();
+    if total <= 4096 {
+        combos.push(Vec::new());
+        for (_, _, states) in &machines {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    states.iter().map(move |&s| {
+                        let mut c = c.clone();
+                        c.push(s);
+                        c
+                    })
+                })
+                .collect();
+        }
+    } else {
+        let rest: Vec<StateId> = machines
+            .iter()
+            .map(|(m, _, states)| {
+                states
+                    .iter()
+                    .copied()
+                    .find(|&s| m.is_sink(s))
+                    .unwrap_or(Machine::INITIAL)
+            })
+            .collect();
+        for (i, (_, _, states)) in machines.iter().enumerate() {
+            for &s in states {
+                let mut c = rest.clone();
+                c[i] = s;
+                combos.push(c);
+            }
+        }
+    }
+    vm.forbid_stores = false;
+    let mut executed = 0;
+    for &end in chunk_ends {
+        let Some(snap) = captured.get(&end) else {
+            continue;
+        };
+        for combo in &combos {
+            let mut regs = vm.restore_stacks(snap);
+            for ((m, enc, _), &s) in machines.iter().zip(combo) {
+                encode(m, enc, s, &mut regs);
+            }
+            vm.budget = 100_000;
+            let stop = vm.exec(Func::Callback(p), end, &mut regs, &[]);
+            executed += 100_000 - vm.budget;
+            let all_sunk = machines
+                .iter()
+                .zip(combo)
+                .all(|((m, _, _), &s)| m.is_sink(s));
+            let states = || {
+                machines
+                    .iter()
+                    .zip(combo)
+                    .map(|((m, _, _), &s)| show_state(m, s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            match stop {
+                Ok(Stop::Exit(0)) => {}
+                Ok(Stop::Exit(1)) if all_sunk => {}
+                Ok(other) => {
+                    return Err(ValidationError::EarlyStop {
+                        pass: p,
+                        states: states(),
+                        what: format!("after a chunk the callback ends with {other:?} though a machine can still change"),
+                    })
+                }
+                Err(e) => {
+                    return Err(ValidationError::EarlyStop {
+                        pass: p,
+                        states: states(),
+                        what: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+    Ok(executed)
 }
 
 fn compare(

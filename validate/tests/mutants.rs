@@ -275,3 +275,34 @@ fn a_state_loaded_from_the_wrong_slot_is_caught() {
         other => panic!("expected a walk error, got {other:?}"),
     }
 }
+
+/// The early stop: `hateless`'s callback stops the loop once its machine
+/// sits in the sink ("hate" found); the mutant stops in the initial state.
+#[test]
+fn an_early_stop_outside_a_sink_is_caught() {
+    let c = support::seed("hateless");
+    let machine = &c.program.scans[0].machine;
+    let sink = (0..machine.state_count() as u32)
+        .find(|&s| machine.is_sink(s))
+        .expect("a sink");
+    let last_end = c.map.passes[0].steps.iter().map(|s| s.end).max().unwrap();
+    let cb_len = (0..)
+        .take_while(|&s| patch::slot_bytes(&c.object, ".text", s).is_ok())
+        .count();
+    let slot = patch::find(
+        &c.object,
+        ".text",
+        last_end..cb_len,
+        code::JEQ_IMM,
+        Some(sink as i32),
+    )
+    .expect("the sink test");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", slot, 0).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::EarlyStop {
+            pass: 0, states, ..
+        }) => assert_eq!(states, "0"),
+        other => panic!("expected an early-stop error, got {other:?}"),
+    }
+}
