@@ -162,6 +162,11 @@ pub enum Stop {
 /// A helper's emulation: arguments r1-r5, result r0.
 pub type HelperFn = fn(&mut Vm<'_>, [u64; 5]) -> Result<u64, String>;
 
+/// The value of an `ld_imm64` with a pseudo source (a map by file
+/// descriptor or index, a map value, ...): given its `imm` and the
+/// constant's upper half, what the register holds.
+pub type PseudoLoadFn = fn(&mut Vm<'_>, i32, u64) -> Result<u64, String>;
+
 /// The interpreter over one object.
 #[derive(Clone)]
 pub struct Vm<'o> {
@@ -170,6 +175,7 @@ pub struct Vm<'o> {
     skb: Option<Skb>,
     packet_generation: u64,
     helpers: BTreeMap<i32, HelperFn>,
+    pseudo_loads: BTreeMap<u8, PseudoLoadFn>,
     intercept: Vec<i32>,
     /// Instructions left before execution is stopped as runaway.
     pub budget: u64,
@@ -228,6 +234,7 @@ impl<'o> Vm<'o> {
             skb: None,
             packet_generation: 0,
             helpers: BTreeMap::new(),
+            pseudo_loads: BTreeMap::new(),
             intercept: Vec::new(),
             budget: 200_000_000,
             depth: 0,
@@ -326,6 +333,13 @@ impl<'o> Vm<'o> {
     /// Adds or replaces a helper's emulation.
     pub fn register_helper(&mut self, id: i32, f: HelperFn) {
         self.helpers.insert(id, f);
+    }
+
+    /// Gives `ld_imm64` with pseudo source `src` (1 = map by fd, 2 = map
+    /// value, 5/6 = by index) a meaning; without one such a load is an
+    /// error. Function addresses (`src` = 4) are built in.
+    pub fn register_pseudo_load(&mut self, src: u8, f: PseudoLoadFn) {
+        self.pseudo_loads.insert(src, f);
     }
 
     /// Stops execution at every call of helper `id` (see [`Stop::Helper`]).
@@ -663,12 +677,15 @@ impl<'o> Vm<'o> {
                                 })?;
                             FUNC_BASE + index as u64
                         }
-                        other => {
-                            return Err(fail(
+                        other => match self.pseudo_loads.get(&other).copied() {
+                            Some(f) => f(self, imm, value >> 32).map_err(|e| fail(pc, e))?,
+                            None => return Err(fail(
                                 pc,
-                                format!("ld_imm64 with src {other} (maps) is not emulated"),
-                            ))
-                        }
+                                format!(
+                                    "ld_imm64 with src {other} (a map reference) is not emulated"
+                                ),
+                            )),
+                        },
                     };
                     regs.set(dst, v);
                     pc += 2;

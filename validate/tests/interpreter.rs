@@ -184,3 +184,24 @@ fn reading_undefined_registers_or_unwritten_stack_fails() {
     let err = run(&bytes, vec![0; 60]).unwrap_err().to_string();
     assert!(err.contains("writes the __sk_buff context"), "{err}");
 }
+
+/// Map references: an `ld_imm64` with a pseudo source is an error until an
+/// emulation is registered, and then loads what it gives.
+#[test]
+fn map_references_need_a_registered_emulation() {
+    let bytes = object(vec![Insn::ld_imm64(R0, 7), Insn::exit()], vec![]);
+    // Make the constant a map-by-fd reference (src = 1) in the object bytes.
+    let mut bytes = bytes;
+    let at = lagic_validate::patch::slot_offset(&bytes, "classifier", 0).unwrap();
+    bytes[at + 1] |= 1 << 4;
+    let err = run(&bytes, vec![0; 60]).unwrap_err().to_string();
+    assert!(
+        err.contains("src 1 (a map reference) is not emulated"),
+        "{err}"
+    );
+    let object = Object::parse(&bytes).unwrap();
+    let mut vm = Vm::new(&object);
+    vm.register_pseudo_load(1, |_, imm, _| Ok(0x5000_0000 + imm as u64));
+    vm.set_skb(Skb::linear(vec![0; 60]));
+    assert_eq!(vm.run_program().unwrap(), 0x5000_0007);
+}
