@@ -679,12 +679,14 @@ impl<'o> Vm<'o> {
                         }
                         other => match self.pseudo_loads.get(&other).copied() {
                             Some(f) => f(self, imm, value >> 32).map_err(|e| fail(pc, e))?,
-                            None => return Err(fail(
-                                pc,
-                                format!(
+                            None => {
+                                return Err(fail(
+                                    pc,
+                                    format!(
                                     "ld_imm64 with src {other} (a map reference) is not emulated"
                                 ),
-                            )),
+                                ))
+                            }
                         },
                     };
                     regs.set(dst, v);

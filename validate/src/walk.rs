@@ -59,6 +59,8 @@ struct Path {
     /// Where each register's value was loaded from (an entry-stack
     /// address), if it was loaded and not changed since.
     origin: [Option<u64>; 11],
+    /// Machines stepped on this path so far (bit per machine index).
+    seen: u64,
 }
 
 /// One machine step reached on an interval of indices.
@@ -100,9 +102,17 @@ struct Memo {
     leaves: Vec<Leaf>,
 }
 
-/// The registers of a machine's state.
-fn machine_regs(enc: &StateEncoding) -> Vec<u8> {
-    crate::step::state_regs(enc)
+/// The registers of a machine's state (no allocation: this runs per step).
+fn machine_regs(enc: &StateEncoding) -> impl Iterator<Item = u8> {
+    let (regs, n) = match *enc {
+        StateEncoding::Dfa { reg } => ([reg, 0], 1),
+        StateEncoding::Depth {
+            depth_reg,
+            mode_reg,
+            ..
+        } => ([depth_reg, mode_reg], 2),
+    };
+    regs.into_iter().take(n)
 }
 
 /// Whether `addr` lies in the entry's stack frame (depth 0).
@@ -548,6 +558,7 @@ fn run_callback(
             pc: 0,
             regs,
             origin: [None; 11],
+            seen: 0,
         },
         Vec::new(),
         Vec::new(),
@@ -569,7 +580,17 @@ fn run_callback(
                     a: addr.a,
                     b: addr.b.wrapping_sub(data),
                 };
-                if !visits.iter().any(|v: &Visit| v.machine == machine) {
+                // First step of this machine on the path (a bit per machine;
+                // more than 64 machines fall back to a search).
+                let first = if machine < 64 {
+                    path.seen & (1 << machine) == 0
+                } else {
+                    !visits.iter().any(|v: &Visit| v.machine == machine)
+                };
+                if machine < 64 {
+                    path.seen |= 1 << machine;
+                }
+                if first {
                     for r in machine_regs(&machines[machine].encoding) {
                         firsts.push((machine, r, path.origin[r as usize]));
                     }
@@ -739,6 +760,7 @@ fn run_callback(
                             pc: if taken { taken_target } else { pc + 1 },
                             regs: path.regs,
                             origin: path.origin,
+                            seen: path.seen,
                         };
                         if first {
                             first = false;
