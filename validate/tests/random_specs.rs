@@ -1,0 +1,68 @@
+//! Random specs (`predicate_ir::arbitrary`): every object the emitter
+//! writes validates, and the interpreter's whole-program verdict on random
+//! payloads equals the IR's. Case counts honour `LAGIC_PROPTEST_CASES`;
+//! failing seeds persist in `tests/proptest-regressions/<property>.txt`.
+
+mod support;
+
+use lagic_validate::vm::{Skb, Vm};
+use lagic_validate::Object;
+use predicate_ir::arbitrary::{arb_payload, arb_spec};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+
+fn runner(property: &str, default_cases: u32) -> TestRunner {
+    let cases = match std::env::var("LAGIC_PROPTEST_CASES") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .expect("LAGIC_PROPTEST_CASES is a case count"),
+        Err(_) => default_cases,
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/proptest-regressions")
+        .join(format!("{property}.txt"));
+    let path: &'static str = Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(path))),
+        ..Config::default()
+    })
+}
+
+#[test]
+fn random_specs_validate_and_run_like_the_ir() {
+    // Each validation walks 65,536 lengths per pass: keep the count modest.
+    let mut runner = runner("random_specs_validate", 12);
+    let strategy = (arb_spec(), proptest::collection::vec(arb_payload(), 1..6));
+    runner
+        .run(&strategy, |(spec, payloads)| {
+            let Ok(program) = predicate_ir::lower(&spec) else {
+                return Ok(()); // beyond the lowering's limits: nothing emitted
+            };
+            let Ok((module, map)) = emit_bpf::compile_mapped(&program) else {
+                return Ok(()); // beyond the emitter's limits
+            };
+            let object = module
+                .write_elf()
+                .expect("the writer takes what codegen makes");
+            if let Err(e) = lagic_validate::validate(&program, &object, &map) {
+                return Err(TestCaseError::fail(format!("{}: {e}", spec.name)));
+            }
+            let parsed = Object::parse(&object).expect("parses");
+            for payload in payloads {
+                if payload.len() > 3000 {
+                    continue;
+                }
+                let mut vm = Vm::new(&parsed);
+                vm.set_skb(Skb::linear(lagic_validate::frame::ipv4_tcp(&payload)));
+                let got = vm
+                    .run_program()
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let want = if program.verdict(&payload) { 0 } else { 2 };
+                prop_assert_eq!(got, want, "payload {:?}", payload);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
