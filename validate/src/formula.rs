@@ -18,6 +18,7 @@ use crate::object::Object;
 use crate::step::reachable;
 use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
 use crate::walk::final_value;
+use crate::watch::WatchState;
 use crate::ValidationError;
 
 /// `TC_ACT_OK` and `TC_ACT_SHOT`.
@@ -70,6 +71,7 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
 
     // The entry at the formula, every loop treated as run to the end.
     let mut vm = Vm::new(object);
+    crate::watch::install(&mut vm);
     vm.intercept(vm::helper::LOOP);
     let mut payload = vec![b'a'; frame_payload];
     vm.set_skb(Skb::linear(frame::ipv4_tcp(&payload)));
@@ -155,7 +157,7 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
                 continue;
             }
             for round in 0..rounds {
-                let mut regs = vm.restore_stacks(&at_formula);
+                let regs = vm.restore_stacks(&at_formula);
                 vm.poke(
                     r10.wrapping_add(map.payload_len as i64 as u64),
                     &(n as u16).to_le_bytes(),
@@ -187,7 +189,66 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
                     .map(|(k, s)| scans[k].0.accepts(s.expect("filtered")))
                     .collect();
                 let want = program.formula.evaluate(&payload[..n as usize], &accepted);
-                let got = vm.exec(Func::Entry, map.formula_start, &mut regs, &[]);
+                // The verdict exits record drops in the ring buffer: the
+                // verdict must be the same whether the ring is free or full.
+                let mut got = Ok(Stop::Exit(u64::MAX));
+                for ring_full in [false, true] {
+                    let mut run_regs = regs;
+                    if ring_full {
+                        run_regs = vm.restore_stacks(&at_formula);
+                        vm.poke(
+                            r10.wrapping_add(map.payload_len as i64 as u64),
+                            &(n as u16).to_le_bytes(),
+                        )
+                        .map_err(ValidationError::Map)?;
+                        for (k, s) in combo.iter().enumerate() {
+                            let (machine, enc, ..) = &scans[k];
+                            let v = final_value(machine, enc, s.expect("filtered"));
+                            vm.poke(
+                                r10.wrapping_add(map.final_states[k] as i64 as u64),
+                                &v.to_le_bytes(),
+                            )
+                            .map_err(ValidationError::Map)?;
+                        }
+                    }
+                    vm.watch = WatchState {
+                        ring_full,
+                        ..WatchState::default()
+                    };
+                    got = vm
+                        .exec(Func::Entry, map.formula_start, &mut run_regs, &[])
+                        .and_then(|stop| {
+                            if vm.watch.reserved.is_some() {
+                                return Err(vm::VmError {
+                                    function: object.entry.name.clone(),
+                                    slot: map.formula_start,
+                                    what: "exits with a ring buffer record outstanding".into(),
+                                });
+                            }
+                            Ok(stop)
+                        })
+                        .map_err(|mut e| {
+                            e.what = format!(
+                                "(ring buffer {}) {}",
+                                if ring_full { "full" } else { "free" },
+                                e.what
+                            );
+                            e
+                        });
+                    let expected = if want { PASS } else { DROP };
+                    if got != Ok(Stop::Exit(expected)) {
+                        if let Ok(Stop::Exit(r)) = &got {
+                            if ring_full {
+                                got = Err(vm::VmError {
+                                    function: object.entry.name.clone(),
+                                    slot: map.formula_start,
+                                    what: format!("with the ring buffer full, returns {r}"),
+                                });
+                            }
+                        }
+                        break;
+                    }
+                }
                 let verdict = |r: u64| match r {
                     PASS => "PASS".to_string(),
                     DROP => "DROP".to_string(),

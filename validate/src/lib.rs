@@ -11,7 +11,8 @@
 //! Checks ([`validate`]): every machine step, in every copy, on every
 //! reachable state and byte ([`step`]); the walk over the window for every
 //! payload length 0..=65,535 ([`walk`]); the formula for every combination
-//! of scan results and length classes ([`formula`]). docs/validation.md
+//! of scan results and length classes ([`formula`]), with the ring buffer
+//! of drop events both free and full ([`watch`]). docs/validation.md
 //! says what this implies and what it does not cover.
 
 pub mod formula;
@@ -22,6 +23,7 @@ pub mod patch;
 pub mod step;
 pub mod vm;
 pub mod walk;
+pub mod watch;
 
 use emit_bpf::codemap::CodeMap;
 use predicate_ir::Program;

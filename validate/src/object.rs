@@ -31,6 +31,9 @@ pub struct Object {
     /// byte offset of `callbacks[i]` in `.text`.
     pub callbacks: Vec<Function>,
     pub text_offsets: Vec<usize>,
+    /// Entry slot of each map reference (`ld_imm64` with a pseudo map
+    /// source) to the name of the `.maps` symbol its relocation names.
+    pub map_refs: std::collections::BTreeMap<usize, String>,
 }
 
 /// Why an object cannot be read.
@@ -154,10 +157,37 @@ impl Object {
                 }
             }
         }
+        // Map references: relocations of the entry against `.maps` symbols.
+        let mut map_refs = std::collections::BTreeMap::new();
+        if let Some((maps_index, _)) = section(".maps") {
+            for (i, rs) in &elf.shdr_relocs {
+                let s = &elf.section_headers[*i];
+                if s.sh_type != SHT_REL || s.sh_info as usize != entry_index {
+                    continue;
+                }
+                for r in rs.iter() {
+                    let Some(sym) = elf.syms.get(r.r_sym) else {
+                        continue;
+                    };
+                    if sym.st_shndx != maps_index {
+                        continue;
+                    }
+                    let name = elf.strtab.get_at(sym.st_name).unwrap_or("").to_string();
+                    if r.r_offset % 8 != 0 {
+                        return Err(ObjectError::Malformed(format!(
+                            "map relocation at byte {} is not on a slot",
+                            r.r_offset
+                        )));
+                    }
+                    map_refs.insert(r.r_offset as usize / 8, name);
+                }
+            }
+        }
         Ok(Object {
             entry,
             callbacks,
             text_offsets,
+            map_refs,
         })
     }
 }

@@ -203,6 +203,7 @@ fn check_pass(
     }
     // Capture every range's first arrival.
     let mut vm = Vm::new(object);
+    crate::watch::install(&mut vm);
     vm.probe = Some(Probe {
         callback: p,
         marked,

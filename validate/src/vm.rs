@@ -46,6 +46,7 @@ pub const FUNC_BASE: u64 = 0x7000_0000;
 pub mod helper {
     pub const MAP_LOOKUP_ELEM: i32 = 1;
     pub const MAP_UPDATE_ELEM: i32 = 2;
+    pub const KTIME_GET_NS: i32 = 5;
     pub const SKB_LOAD_BYTES: i32 = 26;
     pub const SKB_PULL_DATA: i32 = 39;
     pub const RINGBUF_OUTPUT: i32 = 130;
@@ -59,6 +60,7 @@ pub mod helper {
         match id {
             MAP_LOOKUP_ELEM => "bpf_map_lookup_elem",
             MAP_UPDATE_ELEM => "bpf_map_update_elem",
+            KTIME_GET_NS => "bpf_ktime_get_ns",
             SKB_LOAD_BYTES => "bpf_skb_load_bytes",
             SKB_PULL_DATA => "bpf_skb_pull_data",
             RINGBUF_OUTPUT => "bpf_ringbuf_output",
@@ -112,6 +114,10 @@ pub struct Skb {
     pub vlan_present: bool,
     /// Whether `bpf_skb_pull_data` fails (as it may under memory pressure).
     pub pull_fails: bool,
+    /// `skb->ifindex` and `skb->ingress_ifindex` (only recorded in drop
+    /// events; no verdict reads them).
+    pub ifindex: u32,
+    pub ingress_ifindex: u32,
 }
 
 impl Skb {
@@ -122,6 +128,8 @@ impl Skb {
             frame,
             vlan_present: false,
             pull_fails: false,
+            ifindex: 2,
+            ingress_ifindex: 2,
         }
     }
 }
@@ -186,6 +194,11 @@ pub struct Vm<'o> {
     pub forbid_stores: bool,
     /// When set, the state at marked slots of one callback is captured.
     pub probe: Option<Probe>,
+    /// The maps' state, once [`crate::watch::install`] gave them a meaning.
+    pub watch: crate::watch::WatchState,
+    /// The function and slot of the `ld_imm64` a pseudo-load emulation is
+    /// answering (so it can find the relocation naming the map).
+    loading_at: (Func, usize),
 }
 
 /// Captures the machine state the first time a callback reaches each of
@@ -241,6 +254,8 @@ impl<'o> Vm<'o> {
             packet_loads: None,
             forbid_stores: false,
             probe: None,
+            watch: Default::default(),
+            loading_at: (Func::Entry, 0),
         };
         vm.register_helper(helper::LOOP, emulate_loop);
         vm.register_helper(helper::SKB_PULL_DATA, emulate_pull);
@@ -340,6 +355,41 @@ impl<'o> Vm<'o> {
     /// error. Function addresses (`src` = 4) are built in.
     pub fn register_pseudo_load(&mut self, src: u8, f: PseudoLoadFn) {
         self.pseudo_loads.insert(src, f);
+    }
+
+    /// The function and slot of the `ld_imm64` a pseudo-load emulation
+    /// is answering.
+    pub fn loading_at(&self) -> (Func, usize) {
+        self.loading_at
+    }
+
+    /// The object run.
+    pub fn object(&self) -> &'o Object {
+        self.object
+    }
+
+    /// The whole frame (linear or not), if a packet is set up.
+    pub fn frame(&self) -> Option<&[u8]> {
+        self.skb.as_ref().map(|s| s.frame.as_slice())
+    }
+
+    /// Maps a zeroed region of `len` bytes at `base`, writable or not
+    /// (map values, ring buffer records); replaces one at the same base.
+    pub fn map_region(&mut self, base: u64, len: usize, writable: bool) {
+        self.regions.retain(|r| r.base != base);
+        self.regions.push(Region {
+            base,
+            bytes: vec![0; len],
+            init: None,
+            writable,
+        });
+    }
+
+    /// Removes the region at `base`; whether there was one.
+    pub fn unmap_region(&mut self, base: u64) -> bool {
+        let before = self.regions.len();
+        self.regions.retain(|r| r.base != base);
+        self.regions.len() != before
     }
 
     /// Stops execution at every call of helper `id` (see [`Stop::Helper`]).
@@ -505,6 +555,8 @@ impl<'o> Vm<'o> {
                 u64::from(et)
             }
             20 => u64::from(skb.vlan_present),
+            36 => u64::from(skb.ingress_ifindex),
+            40 => u64::from(skb.ifindex),
             76 => data,
             80 => end,
             _ => return Err(format!("reads __sk_buff offset {off}, not emulated")),
@@ -678,7 +730,10 @@ impl<'o> Vm<'o> {
                             FUNC_BASE + index as u64
                         }
                         other => match self.pseudo_loads.get(&other).copied() {
-                            Some(f) => f(self, imm, value >> 32).map_err(|e| fail(pc, e))?,
+                            Some(emulation) => {
+                                self.loading_at = (f, pc);
+                                emulation(self, imm, value >> 32).map_err(|e| fail(pc, e))?
+                            }
                             None => {
                                 return Err(fail(
                                     pc,

@@ -223,6 +223,7 @@ fn check_pass(
 
     // The entry at this pass's setup, on the longest payload.
     let mut vm = Vm::new(object);
+    crate::watch::install(&mut vm);
     vm.intercept(vm::helper::LOOP);
     vm.set_skb(Skb::linear(frame::ipv4_tcp(&vec![
         b'a';

@@ -197,6 +197,7 @@ fn rows() -> Vec<(String, Vec<u8>, u64, u64)> {
 
 fn interpret(object: &Object, skb: Skb) -> u64 {
     let mut vm = Vm::new(object);
+    lagic_validate::watch::install(&mut vm);
     vm.set_skb(skb);
     vm.run_program()
         .unwrap_or_else(|e| panic!("interpreter: {e}"))

@@ -55,6 +55,7 @@ fn random_specs_validate_and_run_like_the_ir() {
                     continue;
                 }
                 let mut vm = Vm::new(&parsed);
+                lagic_validate::watch::install(&mut vm);
                 vm.set_skb(Skb::linear(lagic_validate::frame::ipv4_tcp(&payload)));
                 let got = vm
                     .run_program()
