@@ -306,3 +306,42 @@ fn an_early_stop_outside_a_sink_is_caught() {
         other => panic!("expected an early-stop error, got {other:?}"),
     }
 }
+
+/// A verdict that depends on the ring buffer: the drop path taken when
+/// `bpf_ringbuf_reserve` fails (ring full) returns PASS instead of DROP.
+/// With the ring free every verdict is right; the formula check runs each
+/// case with the ring full too and must catch it.
+#[test]
+fn a_verdict_that_depends_on_a_full_ring_buffer_is_caught() {
+    const CALL: u8 = 0x85;
+    const RINGBUF_RESERVE: i32 = 131;
+    let c = support::seed("hateless");
+    let entry_len = (0..)
+        .take_while(|&s| patch::slot_bytes(&c.object, "classifier", s).is_ok())
+        .count();
+    let reserve = patch::find(
+        &c.object,
+        "classifier",
+        0..entry_len,
+        CALL,
+        Some(RINGBUF_RESERVE),
+    )
+    .expect("the reserve call");
+    let slot = patch::find(
+        &c.object,
+        "classifier",
+        reserve..entry_len,
+        code::MOV64_IMM,
+        Some(2),
+    )
+    .expect("the full ring's drop");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, "classifier", slot, 0).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Formula { got, want, .. }) => {
+            assert_eq!(want, "DROP");
+            assert!(got.contains("ring buffer full"), "{got}");
+        }
+        other => panic!("expected a formula error, got {other:?}"),
+    }
+}

@@ -5,7 +5,9 @@
 
 mod support;
 
+use emit_bpf::decision::{COUNTER_SLOTS, LOST_EVENTS_SLOT};
 use lagic_validate::vm::{Skb, Vm};
+use lagic_validate::watch::counter;
 use lagic_validate::Object;
 use predicate_ir::arbitrary::{arb_payload, arb_spec};
 use proptest::prelude::*;
@@ -54,14 +56,30 @@ fn random_specs_validate_and_run_like_the_ir() {
                 if payload.len() > 3000 {
                     continue;
                 }
-                let mut vm = Vm::new(&parsed);
-                lagic_validate::watch::install(&mut vm);
-                vm.set_skb(Skb::linear(lagic_validate::frame::ipv4_tcp(&payload)));
-                let got = vm
-                    .run_program()
-                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let want = if program.verdict(&payload) { 0 } else { 2 };
-                prop_assert_eq!(got, want, "payload {:?}", payload);
+                // The ring buffer free and full: same verdict; the counters
+                // and events record it (docs/watch.md).
+                for ring_full in [false, true] {
+                    let mut vm = Vm::new(&parsed);
+                    lagic_validate::watch::install(&mut vm);
+                    vm.watch.ring_full = ring_full;
+                    vm.set_skb(Skb::linear(lagic_validate::frame::ipv4_tcp(&payload)));
+                    let got = vm
+                        .run_program()
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(got, want, "payload {:?}, ring full {}", payload, ring_full);
+                    prop_assert!(vm.watch.reserved.is_none(), "a record left outstanding");
+                    let counters: Vec<u64> = (0..COUNTER_SLOTS)
+                        .map(|slot| counter(&vm, slot).unwrap())
+                        .collect();
+                    let lost = counters[LOST_EVENTS_SLOT as usize];
+                    let reasons: u64 = counters.iter().sum::<u64>() - lost;
+                    prop_assert_eq!(reasons, 1, "one reason counted: {:?}", counters);
+                    prop_assert_eq!(counters[0] == 1, want == 0, "pass counted iff passed");
+                    let dropped = u64::from(want == 2);
+                    prop_assert_eq!(vm.watch.submitted, if ring_full { 0 } else { dropped });
+                    prop_assert_eq!(lost, if ring_full { dropped } else { 0 });
+                }
             }
             Ok(())
         })
