@@ -206,3 +206,103 @@ fn map_references_need_a_registered_emulation() {
     vm.set_skb(Skb::linear(vec![0; 60]));
     assert_eq!(vm.run_program().unwrap(), 0x5000_0007);
 }
+
+/// An object whose entry references the watch maps (index 0: counters,
+/// 1: events), named as the emitter names them.
+fn watch_object(entry: Vec<Insn>) -> Vec<u8> {
+    use emit_bpf::decision::{COUNTERS_MAP, COUNTER_SLOTS, EVENTS_MAP, EVENTS_RING_SIZE};
+    // `enum bpf_map_type`.
+    const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+    const BPF_MAP_TYPE_RINGBUF: u32 = 27;
+    Module {
+        entry: Function {
+            name: "probe".into(),
+            insns: entry,
+        },
+        callbacks: vec![],
+        license: "GPL".into(),
+        maps: vec![
+            emit_bpf::MapDef {
+                name: COUNTERS_MAP.into(),
+                map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
+                key_size: 4,
+                value_size: 8,
+                max_entries: COUNTER_SLOTS,
+            },
+            emit_bpf::MapDef {
+                name: EVENTS_MAP.into(),
+                map_type: BPF_MAP_TYPE_RINGBUF,
+                key_size: 0,
+                value_size: 0,
+                max_entries: EVENTS_RING_SIZE,
+            },
+        ],
+    }
+    .write_elf()
+    .unwrap()
+}
+
+fn run_watch(bytes: &[u8], ring_full: bool) -> Result<(u64, u64), lagic_validate::VmError> {
+    let object = Object::parse(bytes).unwrap();
+    let mut vm = Vm::new(&object);
+    lagic_validate::watch::install(&mut vm);
+    vm.watch.ring_full = ring_full;
+    vm.set_skb(Skb::linear(vec![0; 60]));
+    let r0 = vm.run_program()?;
+    Ok((r0, vm.watch.submitted))
+}
+
+/// `bpf_map_lookup_elem` on the per-CPU counters: this CPU's value for a
+/// key below the slot count, NULL for any other key.
+#[test]
+fn counter_lookups_return_a_value_or_null_past_the_array() {
+    let lookup = |key: i32| {
+        watch_object(vec![
+            Insn::ld_map(R1, 0),
+            Insn::store_imm(Size::W, R10, -4, key),
+            Insn::mov64_reg(R2, R10),
+            Insn::alu64_imm(AluOp::Add, R2, -4),
+            Insn::call_helper(helper::BPF_FUNC_MAP_LOOKUP_ELEM),
+            Insn::exit(),
+        ])
+    };
+    let base = lagic_validate::watch::COUNTERS_BASE;
+    assert_eq!(run_watch(&lookup(3), false).unwrap().0, base + 24);
+    let slots = emit_bpf::decision::COUNTER_SLOTS as i32;
+    assert_eq!(run_watch(&lookup(slots), false).unwrap().0, 0);
+    assert_eq!(run_watch(&lookup(-1), false).unwrap().0, 0);
+}
+
+/// `bpf_ringbuf_reserve` gives a record or NULL (ring full); only the
+/// outstanding record may be submitted.
+#[test]
+fn ring_buffer_reserve_may_fail_and_only_the_record_is_submitted() {
+    let program = |submitted: bool| {
+        let mut v = vec![
+            Insn::ld_map(R1, 1),
+            Insn::mov64_imm(R2, 64),
+            Insn::mov64_imm(R3, 0),
+            Insn::call_helper(helper::BPF_FUNC_RINGBUF_RESERVE),
+            Insn::jmp_imm(JmpCond::Jne, R0, 0, 2),
+            Insn::mov64_imm(R0, 7),
+            Insn::exit(),
+            Insn::store_imm(Size::W, R0, 60, 1),
+        ];
+        v.push(if submitted {
+            Insn::mov64_reg(R1, R0)
+        } else {
+            Insn::mov64_reg(R1, R10) // not the record
+        });
+        v.extend([
+            Insn::mov64_imm(R2, 0),
+            Insn::call_helper(helper::BPF_FUNC_RINGBUF_SUBMIT),
+            Insn::mov64_imm(R0, 9),
+            Insn::exit(),
+        ]);
+        watch_object(v)
+    };
+    assert_eq!(run_watch(&program(true), false).unwrap(), (9, 1));
+    assert_eq!(run_watch(&program(true), true).unwrap(), (7, 0));
+    let err = run_watch(&program(false), false).unwrap_err().to_string();
+    assert!(err.contains("not an outstanding record"), "{err}");
+}
