@@ -1,9 +1,9 @@
-//! Malformed and evasive frames, each with the verdict DESIGN.md's packet
-//! model demands, under two specs that share one predicate and have opposite
+//! Malformed and evasive frames, each with the verdict the packet model
+//! (docs/design.md) demands, under two specs that share one predicate and have opposite
 //! policies:
 //!
 //! - `defaults`: ARP pass, ICMPv6 neighbour discovery pass, other IP
-//!   protocols drop, non-IP drop (DESIGN.md's defaults);
+//!   protocols drop, non-IP drop (the defaults of docs/design.md);
 //! - `opposite`: ARP drop, ND drop, other IP pass, non-IP pass.
 //!
 //! The predicate is `all [0,inf) text and not contains [0,inf) [hH][aA][tT][eE]`;
@@ -74,7 +74,7 @@ fn defaults() -> Spec {
     assert_eq!(
         (policy.arp, policy.ipv6_nd, policy.other_ip, policy.non_ip),
         (Action::Pass, Action::Pass, Action::Drop, Action::Drop),
-        "DESIGN.md's default policy"
+        "the default policy of docs/design.md"
     );
     spec("adversarial_defaults", policy)
 }
@@ -848,9 +848,9 @@ fn vlan_tagged_frames_drop_whatever_the_policy() {
     check(&rows);
 }
 
-/// Cases where the emitted code contradicts DESIGN.md ("Anything malformed,
+/// Cases where the emitted code contradicts docs/design.md ("Anything malformed,
 /// inconsistent, or not fully inspectable is dropped: fail closed,
-/// always"), marked with the DESIGN-correct expectation. ARP frames pass
+/// always"), marked with the expectation the design asks for. ARP frames pass
 /// under the default policy whatever their length: an ARP frame cut short
 /// (malformed), and one carrying 1,400 bytes after its 28-byte ARP packet
 /// (inconsistent: they are not the padding of a 60-byte frame), both

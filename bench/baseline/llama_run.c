@@ -1,17 +1,17 @@
 /*
  * llama_run: a plain C implementation of llama2 inference (the legacy
  * llama2.c checkpoint and tokenizer formats), written for lagic's benchmark
- * as the C side to compare lagi-enclave's Rust forward pass against.
+ * as the C side to compare lagic-enclave's Rust forward pass against.
  *
  * Greedy decoding only (argmax), which is deterministic, so that the text
- * can be compared byte for byte with `lagi-enclave complete --temperature 0`.
+ * can be compared byte for byte with `lagic-enclave complete --temperature 0`.
  *
  *   llama_run MODEL TOKENIZER PROMPT MAX_TOKENS
  *
  * prints the prompt and its continuation (one line) to stdout and
  * "llama_run: N forward passes in S s: T tokens/s" to stderr; S is the time
  * from encoding the prompt to the last forward pass, measured like
- * lagi-enclave's `complete`. Build single-threaded with
+ * lagic-enclave's `complete`. Build single-threaded with
  * `gcc -Ofast -march=native`, or with `-fopenmp` to split each matrix
  * product's rows over OMP_NUM_THREADS threads.
  *

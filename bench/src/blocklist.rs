@@ -97,8 +97,9 @@ impl Reference {
     }
 }
 
-/// Letters are classes 1..=26 (either case), everything else class 0.
-const CLASSES: usize = 27;
+/// Byte classes of the C table: letters are 1..=26 (either case),
+/// everything else 0.
+pub const CLASSES: usize = 27;
 
 /// The Aho-Corasick automaton of the list as a full transition table over
 /// `CLASSES` columns; every transition into a state where some word ends

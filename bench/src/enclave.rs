@@ -1,9 +1,9 @@
-//! `lagic-bench enclave`: lagi-enclave's inference speed against a C
+//! `lagic-bench enclave`: lagic-enclave's inference speed against a C
 //! llama2 written for this project (`bench/baseline/llama_run.c`), and
 //! optionally against a user-built llama2.c `run` binary.
 //!
 //! Both sides run as whole processes on the same generated checkpoints
-//! (lagi-enclave's `make-model`: the default tiny model and one of
+//! (lagic-enclave's `make-model`: the default tiny model and one of
 //! stories15M's shape with a 32,000-token vocabulary), greedy decoding from
 //! "Once upon a time" to the context end, single-threaded and on all cores
 //! (C: `gcc -Ofast -march=native`, and the same with `-fopenmp`). Each
@@ -107,7 +107,7 @@ enum Side {
 impl Side {
     fn name(&self) -> String {
         match self {
-            Side::Enclave { .. } => "lagi-enclave".into(),
+            Side::Enclave { .. } => "lagic-enclave".into(),
             Side::C { .. } => "C baseline".into(),
             Side::RunC { .. } => "llama2.c run".into(),
         }
@@ -265,7 +265,7 @@ fn make_model(
     let tokenizer = out.join("tokenizer.bin");
     let mut cmd = Command::new(enclave);
     cmd.arg("make-model").arg("--out").arg(&out).args(args);
-    tools::run_timed(&format!("lagi-enclave make-model ({name})"), cmd)?;
+    tools::run_timed(&format!("lagic-enclave make-model ({name})"), cmd)?;
     let bytes = std::fs::metadata(&model)
         .map_err(|e| BenchError::io(&format!("reading {}", model.display()), e))?
         .len();
@@ -278,20 +278,20 @@ fn make_model(
     })
 }
 
-/// The `lagi-enclave` binary next to the running executable (same profile).
+/// The `lagic-enclave` binary next to the running executable (same profile).
 fn enclave_binary() -> Result<PathBuf, BenchError> {
     let exe =
         std::env::current_exe().map_err(|e| BenchError::io("locating the bench binary", e))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
     [
-        dir.join("lagi-enclave"),
-        dir.join("..").join("lagi-enclave"),
+        dir.join("lagic-enclave"),
+        dir.join("..").join("lagic-enclave"),
     ]
     .into_iter()
     .find(|c| c.is_file())
     .ok_or_else(|| {
         BenchError::Setup(format!(
-            "no lagi-enclave next to {}; build it first (cargo build --release -p lagi-enclave)",
+            "no lagic-enclave next to {}; build it first (cargo build --release -p lagic-enclave)",
             exe.display()
         ))
     })
@@ -324,14 +324,14 @@ pub struct SideSummary {
     pub max_rss_kib: f64,
 }
 
-/// One model and thread count: lagi-enclave against the C baseline.
+/// One model and thread count: lagic-enclave against the C baseline.
 #[derive(Debug, Clone)]
 pub struct Row {
     /// Model name.
     pub model: String,
     /// Threads both sides used.
     pub threads: usize,
-    /// lagi-enclave.
+    /// lagic-enclave.
     pub ours: SideSummary,
     /// The C baseline.
     pub c: SideSummary,
@@ -425,7 +425,7 @@ pub fn main(args: &[String]) -> Result<Vec<Row>, BenchError> {
                 };
                 if o.text != c_run.text {
                     return Err(BenchError::Run(format!(
-                        "{} threads on {}: lagi-enclave and the C baseline wrote different text:\n{}\n---\n{}",
+                        "{} threads on {}: lagic-enclave and the C baseline wrote different text:\n{}\n---\n{}",
                         threads,
                         model.name,
                         String::from_utf8_lossy(&o.text),
@@ -445,7 +445,7 @@ pub fn main(args: &[String]) -> Result<Vec<Row>, BenchError> {
                     r_runs.push(rr);
                 }
                 eprintln!(
-                    "lagic-bench enclave: {} {} thread(s) round {}: lagi-enclave {:.1} tok/s, C {:.1} tok/s",
+                    "lagic-bench enclave: {} {} thread(s) round {}: lagic-enclave {:.1} tok/s, C {:.1} tok/s",
                     model.name,
                     threads,
                     round + 1,
@@ -483,7 +483,7 @@ pub fn main(args: &[String]) -> Result<Vec<Row>, BenchError> {
 pub fn render(rows: &[Row], models: &[Model], rounds: usize) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "Greedy decoding from {PROMPT:?} to the context end; medians of {rounds} interleaved rounds; ratio = lagi-enclave tokens/s / C tokens/s, median of per-round ratios (min-max).\n\n"
+        "Greedy decoding from {PROMPT:?} to the context end; medians of {rounds} interleaved rounds; ratio = lagic-enclave tokens/s / C tokens/s, median of per-round ratios (min-max).\n\n"
     ));
     for m in models {
         s.push_str(&format!(
@@ -491,7 +491,7 @@ pub fn render(rows: &[Row], models: &[Model], rounds: usize) -> String {
             m.name, m.bytes, m.seq_len
         ));
     }
-    s.push_str("\n| model | threads | lagi-enclave tok/s | C tok/s | ratio | start-up ours / C (ms) | peak RSS ours / C (MiB) |\n|---|---|---|---|---|---|---|\n");
+    s.push_str("\n| model | threads | lagic-enclave tok/s | C tok/s | ratio | start-up ours / C (ms) | peak RSS ours / C (MiB) |\n|---|---|---|---|---|---|---|\n");
     for r in rows {
         s.push_str(&format!(
             "| {} | {} | {:.0} | {:.0} | {:.2}x ({:.2}-{:.2}) | {:.1} / {:.1} | {:.1} / {:.1} |\n",
@@ -509,7 +509,7 @@ pub fn render(rows: &[Row], models: &[Model], rounds: usize) -> String {
         ));
     }
     if rows.iter().any(|r| r.run_c.is_some()) {
-        s.push_str("\n| model | threads | llama2.c run tok/s | lagi-enclave / run | run peak RSS (MiB) |\n|---|---|---|---|---|\n");
+        s.push_str("\n| model | threads | llama2.c run tok/s | lagic-enclave / run | run peak RSS (MiB) |\n|---|---|---|---|---|\n");
         for r in rows {
             if let Some((rc, ratio)) = &r.run_c {
                 s.push_str(&format!(
@@ -536,7 +536,7 @@ mod tests {
             bin: "x".into(),
             threads: 1,
         };
-        let line = "lagi-enclave: 5 prompt tokens, 252 generated, 256 forward passes in 2.381 s: 107.5 tokens/s\n";
+        let line = "lagic-enclave: 5 prompt tokens, 252 generated, 256 forward passes in 2.381 s: 107.5 tokens/s\n";
         assert_eq!(ours.speed(line), Some((107.5, Some(2.381))));
         let c = Side::C {
             bin: "x".into(),

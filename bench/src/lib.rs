@@ -10,7 +10,7 @@
 //! - [`e2e`]: HTTP throughput through a real veth, with and without diodes
 //!   and with the netfilter string match;
 //! - [`report`]: BENCHMARKS.md and bench/results.json;
-//! - [`enclave`]: `lagic-bench enclave`, lagi-enclave's inference speed
+//! - [`enclave`]: `lagic-bench enclave`, lagic-enclave's inference speed
 //!   against a C llama2 (separate from the diode benchmark above).
 //!
 //! Invariant: no timing is taken for a diode whose baseline or lagic object
@@ -27,15 +27,7 @@ pub mod scaling;
 pub mod tools;
 
 /// The seed diodes, by the names of their spec files and baselines.
-pub const DIODES: [&str; 7] = [
-    "minimal",
-    "printable16",
-    "printable64",
-    "json_start",
-    "json_prefix",
-    "json_depth",
-    "hateless",
-];
+pub const DIODES: [&str; reference_diodes::ALL.len()] = reference_diodes::SEED_NAMES;
 
 /// Why the benchmark stopped.
 #[derive(Debug, thiserror::Error)]

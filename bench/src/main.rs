@@ -3,10 +3,10 @@
 //! Usage: `lagic-bench [--quick] [--no-e2e]` (or `--render`: rewrite
 //! BENCHMARKS.md from bench/results.json; or `--e2e-only [--quick]`: only the
 //! end-to-end part, its table on stdout, nothing written), as root, after building
-//! `lagic` and `lagi-enclave` in the same profile; `scripts/bench` does all
+//! `lagic` and `lagic-enclave` in the same profile; `scripts/bench` does all
 //! of that. `lagic-bench serve ADDR` is the HTTP server the end-to-end part
 //! starts inside its namespace. `lagic-bench enclave [--quick] [--rounds N]
-//! [--run-c PATH]` compares lagi-enclave's inference speed with a C llama2
+//! [--run-c PATH]` compares lagic-enclave's inference speed with a C llama2
 //! (needs gcc, not root; see enclave.rs).
 
 use std::path::{Path, PathBuf};

@@ -156,23 +156,6 @@ fn verifier_reason(log: &str) -> String {
 }
 
 impl Side {
-    /// Compiles `runs` times (median), then loads `object`.
-    pub fn measure(
-        runs: usize,
-        compile: impl FnMut() -> Result<Duration, BenchError>,
-        object: &Path,
-    ) -> Self {
-        let mut compile = compile;
-        let mut times = Vec::new();
-        let mut error = None;
-        for _ in 0..runs.max(1) {
-            if !Self::compile_once(&mut compile, &mut times, &mut error) {
-                break;
-            }
-        }
-        Self::finish(times, error, object)
-    }
-
     /// Both sides of a scaling point, their compiles alternating round by
     /// round (which side goes first alternates too), then both loaded.
     pub fn measure_pair(

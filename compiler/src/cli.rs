@@ -78,7 +78,7 @@ pub enum Command {
     /// (docs/watch.md). Watches every attached diode unless --iface is
     /// given; ends on Ctrl-C.
     Watch(WatchArgs),
-    /// The enclave lab: lagi-enclave in a network namespace behind a veth,
+    /// The enclave lab: lagic-enclave in a network namespace behind a veth,
     /// with a diode on the host side (needs root).
     #[command(subcommand)]
     Lab(LabCommand),
@@ -145,7 +145,7 @@ pub struct StatusArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Create the lab: a namespace running lagi-enclave at .11:8080, a veth
+    /// Create the lab: a namespace running lagic-enclave at .11:8080, a veth
     /// to the host at .1, and the diode on the host-side veth's ingress.
     Up(LabUpArgs),
     /// Remove everything `lab up` made (idempotent; safe after a crash).
@@ -163,12 +163,12 @@ pub struct LabUpArgs {
     #[arg(long, default_value = "172.30.0.0/24")]
     pub subnet: String,
     /// Lab name (1-8 of [a-z0-9-]); namespace, links and state derive from it.
-    #[arg(long, default_value = "lagi")]
+    #[arg(long, default_value = "main")]
     pub name: String,
-    /// The lagi-enclave binary (default: next to lagic, then PATH).
+    /// The lagic-enclave binary (default: next to lagic, then PATH).
     #[arg(long, value_name = "PATH")]
     pub enclave_bin: Option<PathBuf>,
-    /// Extra arguments for lagi-enclave (e.g. --enclave-arg=--seed --enclave-arg=7).
+    /// Extra arguments for lagic-enclave (e.g. --enclave-arg=--seed --enclave-arg=7).
     /// With --vm they go on the guest's kernel command line (no spaces or quotes).
     #[arg(long = "enclave-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub enclave_args: Vec<String>,
@@ -205,7 +205,7 @@ pub enum AccelArg {
 #[derive(Debug, Args)]
 pub struct LabDownArgs {
     /// Lab name.
-    #[arg(long, default_value = "lagi")]
+    #[arg(long, default_value = "main")]
     pub name: String,
 }
 

@@ -76,12 +76,27 @@ fn malformed_objects_exit_2_without_panicking() {
         return;
     }
     let _serial = serial();
+    // Never lo: an attach that wrongly succeeds would filter the whole machine's loopback.
+    let link = ScratchLink::new("lgcli0");
     let dir = scratch("malformed");
     let minimal = compile("minimal", &dir);
     let len = std::fs::metadata(&minimal).unwrap().len() as usize;
     let mut cases = vec![
-        write_changed(&minimal, &dir, "sym.o", |b| b[4788] = 1),
-        write_changed(&minimal, &dir, "btfext.o", |b| b[4628] = 3),
+        // The two reported kinds, found by structure (the object's layout changes as the
+        // emitter grows): a function symbol whose size runs past its section, and a `.BTF.ext`
+        // header that is out of range.
+        write_changed(&minimal, &dir, "sym.o", |b| {
+            let symtab = section(b, ".symtab");
+            let func = (symtab.0..symtab.0 + symtab.1)
+                .step_by(24)
+                .find(|&sym| b[sym + 4] & 0xf == 2)
+                .expect("a function symbol");
+            b[func + 16..func + 24].copy_from_slice(&u64::MAX.to_le_bytes()[..8]);
+        }),
+        write_changed(&minimal, &dir, "btfext.o", |b| {
+            let ext = section(b, ".BTF.ext").0;
+            b[ext + 4..ext + 8].copy_from_slice(&0xffff_u32.to_le_bytes());
+        }),
         write_changed(&minimal, &dir, "short.o", |b| b.truncate(len / 2)),
     ];
     // Section headers sit at the end: damage each byte of the last few.
@@ -99,7 +114,7 @@ fn malformed_objects_exit_2_without_panicking() {
             "run {name} panicked:\n{}",
             text(&o)
         );
-        let o2 = run(&["attach", name, "--iface", "lo"]);
+        let o2 = run(&["attach", name, "--iface", &link.name]);
         assert_ne!(
             o2.status.code(),
             Some(101),
@@ -113,7 +128,7 @@ fn malformed_objects_exit_2_without_panicking() {
     for (case, says) in [(&cases[0], "function symbol"), (&cases[1], ".BTF.ext")] {
         for args in [
             vec!["run", case.to_str().unwrap(), "--payload", "x"],
-            vec!["attach", case.to_str().unwrap(), "--iface", "lo"],
+            vec!["attach", case.to_str().unwrap(), "--iface", &link.name],
         ] {
             let o = run(&args);
             let t = text(&o);
@@ -134,6 +149,8 @@ fn foreign_objects_need_a_flag() {
         return;
     }
     let _serial = serial();
+    // Never lo: an attach that wrongly succeeds would filter the whole machine's loopback.
+    let link = ScratchLink::new("lgcli0");
     let dir = scratch("foreign");
     let hateless = compile("hateless", &dir);
     let other = foreign(&hateless, &dir);
@@ -143,7 +160,7 @@ fn foreign_objects_need_a_flag() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not written by lagic"), "{}", text(&o));
     assert!(text(&o).contains("--allow-foreign-object"), "{}", text(&o));
-    let o = run(&["attach", other, "--iface", "lo"]);
+    let o = run(&["attach", other, "--iface", &link.name]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not written by lagic"), "{}", text(&o));
 
@@ -188,6 +205,61 @@ fn entries(iface: &str, netns: &str) -> Vec<serde_json::Value> {
         .into_iter()
         .filter(|a| a["interface"] == iface && a["netns"] == netns)
         .collect()
+}
+
+/// The file offset and size of the section named `name` in a 64-bit little-endian ELF.
+fn section(elf: &[u8], name: &str) -> (usize, usize) {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let names = u64_at(header(shstrndx) + 0x18);
+    (0..shnum)
+        .map(header)
+        .find(|&h| {
+            let at = names + u32_at(h);
+            elf[at..].starts_with(name.as_bytes()) && elf[at + name.len()] == 0
+        })
+        .map(|h| (u64_at(h + 0x18), u64_at(h + 0x20)))
+        .unwrap_or_else(|| panic!("no section {name}"))
+}
+
+/// A veth pair in the root namespace made for one test, so attaches that must fail never
+/// touch an interface other traffic uses; on drop, any lagic diode on it is detached and the
+/// pair deleted.
+struct ScratchLink {
+    name: String,
+}
+
+impl ScratchLink {
+    fn new(name: &str) -> ScratchLink {
+        let _ = Command::new("ip").args(["link", "del", name]).output();
+        let peer = format!("{name}p");
+        let o = Command::new("ip")
+            .args(["link", "add", name, "type", "veth", "peer", "name", &peer])
+            .output()
+            .expect("running ip");
+        assert!(o.status.success(), "ip link add {name}: {o:?}");
+        let o = Command::new("ip")
+            .args(["link", "set", name, "up"])
+            .output()
+            .expect("running ip");
+        assert!(o.status.success(), "ip link set {name} up: {o:?}");
+        ScratchLink {
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for ScratchLink {
+    fn drop(&mut self) {
+        let _ = run(&["detach", "--iface", &self.name]);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .output();
+    }
 }
 
 /// The tests here share lagic's pin lock (one of them holds it on purpose): one at a time.

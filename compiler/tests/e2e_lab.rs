@@ -8,7 +8,7 @@
 //! complete within [`DEADLINE`] in some time `T`, then the blocked response is still
 //! incomplete after twice `T` plus a margin, and what arrived stops before the forbidden
 //! bytes). What the enclave sent is known exactly: the echo generator is
-//! deterministic, and `lagi-enclave complete` runs it outside the lab ([`expected_text`]);
+//! deterministic, and `lagic-enclave complete` runs it outside the lab ([`expected_text`]);
 //! each control checks that prediction against what the enclave in the lab really sent.
 
 use std::net::SocketAddr;
@@ -35,12 +35,12 @@ const LARGE_PASS_WAIT: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------------------
 // Environment.
 
-/// lagi-enclave from the same target directory as lagic, built on first use if missing.
+/// lagic-enclave from the same target directory as lagic, built on first use if missing.
 fn enclave_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let profile_dir = Path::new(LAGIC).parent().expect("lagic has a directory");
-        let bin = profile_dir.join("lagi-enclave");
+        let bin = profile_dir.join("lagic-enclave");
         if bin.is_file() {
             return bin;
         }
@@ -49,7 +49,7 @@ fn enclave_bin() -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut command = Command::new(cargo);
         command
-            .args(["build", "-p", "lagi-enclave"])
+            .args(["build", "-p", "lagic-enclave"])
             .current_dir(workspace())
             .env("CARGO_TARGET_DIR", target_root);
         if release {
@@ -58,8 +58,8 @@ fn enclave_bin() -> PathBuf {
         let status = command.status().expect("running cargo");
         assert!(
             status.success() && bin.is_file(),
-            "lagi-enclave is missing at {} and building it failed; build it with \
-             `cargo build -p lagi-enclave{}` (same CARGO_TARGET_DIR as the tests)",
+            "lagic-enclave is missing at {} and building it failed; build it with \
+             `cargo build -p lagic-enclave{}` (same CARGO_TARGET_DIR as the tests)",
             bin.display(),
             if release { " --release" } else { "" }
         );
@@ -75,10 +75,10 @@ fn expected_text(prompt: &str, max_tokens: usize) -> String {
         .args(["complete", "--prompt", prompt, "--max-tokens"])
         .arg(max_tokens.to_string())
         .output()
-        .expect("running lagi-enclave complete");
+        .expect("running lagic-enclave complete");
     assert!(
         out.status.success(),
-        "lagi-enclave complete: {}",
+        "lagic-enclave complete: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let mut text = String::from_utf8(out.stdout).expect("UTF-8");

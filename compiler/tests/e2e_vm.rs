@@ -1,10 +1,10 @@
 //! End to end with the enclave inside a QEMU VM: `lagic lab up --vm` boots a Debian kernel
-//! and an initramfs whose /init is a static `lagi-enclave`, behind a bridge and tap in the
+//! and an initramfs whose /init is a static `lagic-enclave`, behind a bridge and tap in the
 //! lab's namespace, with the hateless diode on the host-side veth.
 //!
 //! The test prepares everything itself, the way the docs tell a user to: `vm/install-deps`
 //! (qemu-system-x86 and cpio by package name where missing, a kernel package unpacked into
-//! the cache, never installed), a static release build of lagi-enclave (its own target
+//! the cache, never installed), a static release build of lagic-enclave (its own target
 //! directory, `<target>/vm-static`, so it never waits on the outer cargo's lock), a
 //! generated model, and `vm/build-initramfs` into `<target>/vm-e2e/`. It needs root; without
 //! it it skips loudly, or fails when `CI` is set. It runs in the default test run: on this
@@ -111,18 +111,18 @@ fn prepare() -> Prepared {
                 "--release",
                 "--quiet",
                 "-p",
-                "lagi-enclave",
+                "lagic-enclave",
                 "--target",
                 "x86_64-unknown-linux-gnu",
             ])
             .current_dir(workspace())
             .env("CARGO_TARGET_DIR", &static_dir)
             .env("RUSTFLAGS", "-C target-feature=+crt-static"),
-        "static build of lagi-enclave",
+        "static build of lagic-enclave",
     );
-    let enclave = static_dir.join("x86_64-unknown-linux-gnu/release/lagi-enclave");
+    let enclave = static_dir.join("x86_64-unknown-linux-gnu/release/lagic-enclave");
     eprintln!(
-        "e2e_vm: static lagi-enclave {:.1} s",
+        "e2e_vm: static lagic-enclave {:.1} s",
         t.elapsed().as_secs_f64()
     );
 
@@ -133,7 +133,7 @@ fn prepare() -> Prepared {
         Command::new(&enclave)
             .args(["make-model", "--seed", "1", "--out"])
             .arg(&model),
-        "lagi-enclave make-model",
+        "lagic-enclave make-model",
     );
     let initrd = work.join("initramfs.img");
     run(
@@ -175,12 +175,12 @@ fn assert_initramfs_holds_only_the_enclave(initrd: &Path) {
     let modules: Vec<&str> = entries
         .iter()
         .copied()
-        .filter(|e| e.starts_with("lib/modules/lagi/"))
+        .filter(|e| e.starts_with("lib/modules/lagic/"))
         .collect();
     let others: Vec<&str> = entries
         .iter()
         .copied()
-        .filter(|e| !e.starts_with("lib/modules/lagi/"))
+        .filter(|e| !e.starts_with("lib/modules/lagic/"))
         .collect();
     assert_eq!(
         others,
@@ -190,7 +190,7 @@ fn assert_initramfs_holds_only_the_enclave(initrd: &Path) {
             "init",
             "lib",
             "lib/modules",
-            "lib/modules/lagi",
+            "lib/modules/lagic",
             "model.bin",
             "proc",
             "sys",

@@ -36,15 +36,15 @@ fn lagic_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// lagi-enclave next to lagic, built if missing.
+/// lagic-enclave next to lagic, built if missing.
 fn enclave_bin() -> PathBuf {
     let dir = Path::new(LAGIC).parent().expect("lagic has a directory");
-    let bin = dir.join("lagi-enclave");
+    let bin = dir.join("lagic-enclave");
     if !bin.is_file() {
         let target = dir.parent().expect("a target directory");
         let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         build
-            .args(["build", "-p", "lagi-enclave"])
+            .args(["build", "-p", "lagic-enclave"])
             .current_dir(workspace())
             .env("CARGO_TARGET_DIR", target);
         if dir.file_name().is_some_and(|n| n == "release") {

@@ -236,7 +236,7 @@ impl Server {
                 Ok(s) => s,
                 // Transient (EMFILE, ECONNABORTED, ...): back off, keep serving.
                 Err(e) => {
-                    eprintln!("lagi-enclave: accept failed: {e}");
+                    eprintln!("lagic-enclave: accept failed: {e}");
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -247,7 +247,7 @@ impl Server {
             };
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
-                .name("lagi-conn".into())
+                .name("lagic-conn".into())
                 .spawn(move || {
                     let _slot = Slot {
                         shared: &shared,
@@ -306,7 +306,7 @@ impl Shared {
         drop(slots);
         if let (Some((peer, age)), true) = (evicted, config.log_requests) {
             eprintln!(
-                "lagi-enclave: all {} slots taken; closed the connection from {} that spent {} ms receiving",
+                "lagic-enclave: all {} slots taken; closed the connection from {} that spent {} ms receiving",
                 config.max_connections,
                 peer.map_or("?".into(), |p| p.to_string()),
                 age.as_millis()
@@ -466,7 +466,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared, id: u64, pool: Pool
         // The client is gone or silent: nothing useful can be written.
         Err(Served::Dead(label)) => {
             if config.log_requests {
-                eprintln!("lagi-enclave: {label} from {peer:?}: connection lost");
+                eprintln!("lagic-enclave: {label} from {peer:?}: connection lost");
             }
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -476,7 +476,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Shared, id: u64, pool: Pool
     let written = write_response(&mut stream, &response);
     if config.log_requests {
         eprintln!(
-            "lagi-enclave: {label} -> {} ({} bytes, {} ms){}",
+            "lagic-enclave: {label} -> {} ({} bytes, {} ms){}",
             response.status,
             response.body.len(),
             started.elapsed().as_millis(),

@@ -1,4 +1,4 @@
-//! PID 1 of the enclave VM: `lagi-enclave` as the init of an initramfs that holds nothing
+//! PID 1 of the enclave VM: `lagic-enclave` as the init of an initramfs that holds nothing
 //! else (no shell, no other service).
 //!
 //! The kernel runs `/init`, which is this binary. [`boot`] mounts `/proc`, `/sys` and
@@ -12,19 +12,19 @@
 //!
 //! | parameter | meaning |
 //! |---|---|
-//! | `lagi.ip=A.B.C.D/N` | the NIC's address and prefix (required) |
-//! | `lagi.gw=A.B.C.D` | default gateway (optional; the lab needs none) |
-//! | `lagi.if=NAME` | the NIC (default `eth0`) |
-//! | `lagi.port=P` | TCP port to serve on (default 8080) |
-//! | `lagi.arg=ARG` | one more server argument; repeat in order (no spaces or quotes) |
+//! | `lagic.ip=A.B.C.D/N` | the NIC's address and prefix (required) |
+//! | `lagic.gw=A.B.C.D` | default gateway (optional; the lab needs none) |
+//! | `lagic.if=NAME` | the NIC (default `eth0`) |
+//! | `lagic.port=P` | TCP port to serve on (default 8080) |
+//! | `lagic.arg=ARG` | one more server argument; repeat in order (no spaces or quotes) |
 //!
-//! Layout of the initramfs this expects: `/init` (this binary), `/lib/modules/lagi/*.ko`
+//! Layout of the initramfs this expects: `/init` (this binary), `/lib/modules/lagic/*.ko`
 //! (loaded in file-name order, so the builder numbers them dependencies first), and
 //! optionally `/model.bin` with `/tokenizer.bin` (served with the llama2 generator; without
 //! them the echo generator serves).
 //!
 //! Invariants: nothing here runs unless the process is PID 1 (so a mistaken
-//! `lagi-enclave init` on a host never mounts anything or powers the host off), and every
+//! `lagic-enclave init` on a host never mounts anything or powers the host off), and every
 //! failure is reported on the console before the VM powers off.
 
 use std::ffi::CString;
@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Where the initramfs keeps the modules to load, in file-name order.
-pub const MODULE_DIR: &str = "/lib/modules/lagi";
+pub const MODULE_DIR: &str = "/lib/modules/lagic";
 /// The checkpoint served when present.
 pub const MODEL_PATH: &str = "/model.bin";
 /// The tokenizer served with [`MODEL_PATH`].
@@ -96,7 +96,7 @@ pub struct BootConfig {
 }
 
 impl BootConfig {
-    /// Parses the `lagi.*` parameters of a kernel command line; others are ignored.
+    /// Parses the `lagic.*` parameters of a kernel command line; others are ignored.
     pub fn from_cmdline(cmdline: &str) -> Result<BootConfig, InitError> {
         let bad = |msg: String| InitError::Cmdline(msg);
         let mut ip = None;
@@ -109,45 +109,45 @@ impl BootConfig {
                 continue;
             };
             match key {
-                "lagi.ip" => {
+                "lagic.ip" => {
                     let (addr, prefix) = value
                         .split_once('/')
-                        .ok_or_else(|| bad(format!("lagi.ip={value}: expected A.B.C.D/N")))?;
+                        .ok_or_else(|| bad(format!("lagic.ip={value}: expected A.B.C.D/N")))?;
                     let addr: Ipv4Addr = addr
                         .parse()
-                        .map_err(|_| bad(format!("lagi.ip={value}: bad address")))?;
+                        .map_err(|_| bad(format!("lagic.ip={value}: bad address")))?;
                     let prefix: u8 = prefix
                         .parse()
                         .ok()
                         .filter(|p| (1..=32).contains(p))
-                        .ok_or_else(|| bad(format!("lagi.ip={value}: prefix not 1..32")))?;
+                        .ok_or_else(|| bad(format!("lagic.ip={value}: prefix not 1..32")))?;
                     ip = Some((addr, prefix));
                 }
-                "lagi.gw" => {
+                "lagic.gw" => {
                     gateway = Some(
                         value
                             .parse()
-                            .map_err(|_| bad(format!("lagi.gw={value}: bad address")))?,
+                            .map_err(|_| bad(format!("lagic.gw={value}: bad address")))?,
                     )
                 }
-                "lagi.if" => {
+                "lagic.if" => {
                     if value.is_empty() || value.len() >= libc::IFNAMSIZ || value.contains('/') {
-                        return Err(bad(format!("lagi.if={value}: not an interface name")));
+                        return Err(bad(format!("lagic.if={value}: not an interface name")));
                     }
                     iface = value.to_owned();
                 }
-                "lagi.port" => {
+                "lagic.port" => {
                     port = value
                         .parse()
                         .ok()
                         .filter(|&p| p != 0)
-                        .ok_or_else(|| bad(format!("lagi.port={value}: not a port")))?
+                        .ok_or_else(|| bad(format!("lagic.port={value}: not a port")))?
                 }
-                "lagi.arg" => args.push(value.to_owned()),
+                "lagic.arg" => args.push(value.to_owned()),
                 _ => {}
             }
         }
-        let (ip, prefix) = ip.ok_or_else(|| bad("lagi.ip=A.B.C.D/N is missing".to_owned()))?;
+        let (ip, prefix) = ip.ok_or_else(|| bad("lagic.ip=A.B.C.D/N is missing".to_owned()))?;
         Ok(BootConfig {
             ip,
             prefix,
@@ -162,7 +162,7 @@ impl BootConfig {
     /// the model when the initramfs has one, then the extra arguments (which may override).
     pub fn server_argv(&self, model: Option<(&Path, &Path)>) -> Vec<String> {
         let mut argv = vec![
-            "lagi-enclave".to_owned(),
+            "lagic-enclave".to_owned(),
             "--listen".to_owned(),
             format!("{}:{}", self.ip, self.port),
         ];
@@ -211,7 +211,7 @@ pub fn boot() -> Result<Vec<String>, InitError> {
     let cmdline = fs::read_to_string("/proc/cmdline").map_err(sys("reading /proc/cmdline"))?;
     let config = BootConfig::from_cmdline(&cmdline)?;
     eprintln!(
-        "lagi-enclave init: loaded {} module(s): {}",
+        "lagic-enclave init: loaded {} module(s): {}",
         modules.len(),
         modules.join(" ")
     );
@@ -220,7 +220,7 @@ pub fn boot() -> Result<Vec<String>, InitError> {
     let tokenizer = Path::new(TOKENIZER_PATH);
     let has_model = model.is_file() && tokenizer.is_file();
     eprintln!(
-        "lagi-enclave init: {config} up at {:.2} s after boot; memory: {}; model: {}",
+        "lagic-enclave init: {config} up at {:.2} s after boot; memory: {}; model: {}",
         uptime_secs().unwrap_or(f64::NAN),
         memory_summary(),
         if has_model {
@@ -236,7 +236,7 @@ pub fn boot() -> Result<Vec<String>, InitError> {
 /// only exits with status 2, so it can never power off a host.
 pub fn halt() -> ! {
     if std::process::id() == 1 {
-        eprintln!("lagi-enclave init: powering off");
+        eprintln!("lagic-enclave init: powering off");
         // SAFETY: sync and reboot take no pointers; we are PID 1 of the VM.
         unsafe {
             libc::sync();
@@ -492,8 +492,8 @@ mod tests {
     #[test]
     fn cmdline_gives_address_gateway_and_arguments() {
         let c = BootConfig::from_cmdline(
-            "console=ttyS0 quiet lagi.ip=172.30.0.11/24 lagi.gw=172.30.0.1 \
-             lagi.arg=--seed lagi.arg=7 panic=-1\n",
+            "console=ttyS0 quiet lagic.ip=172.30.0.11/24 lagic.gw=172.30.0.1 \
+             lagic.arg=--seed lagic.arg=7 panic=-1\n",
         )
         .unwrap();
         assert_eq!(c.ip, Ipv4Addr::new(172, 30, 0, 11));
@@ -504,7 +504,7 @@ mod tests {
         assert_eq!(
             c.server_argv(Some((Path::new("/model.bin"), Path::new("/tokenizer.bin")))),
             [
-                "lagi-enclave",
+                "lagic-enclave",
                 "--listen",
                 "172.30.0.11:8080",
                 "--model",
@@ -518,7 +518,7 @@ mod tests {
         assert_eq!(
             c.server_argv(None),
             [
-                "lagi-enclave",
+                "lagic-enclave",
                 "--listen",
                 "172.30.0.11:8080",
                 "--seed",
@@ -530,22 +530,23 @@ mod tests {
     #[test]
     fn cmdline_errors_are_named() {
         for (line, needle) in [
-            ("quiet", "lagi.ip=A.B.C.D/N is missing"),
-            ("lagi.ip=172.30.0.11", "expected A.B.C.D/N"),
-            ("lagi.ip=172.30.0.300/24", "bad address"),
-            ("lagi.ip=172.30.0.11/33", "prefix"),
-            ("lagi.ip=10.0.0.2/8 lagi.gw=x", "lagi.gw=x"),
-            ("lagi.ip=10.0.0.2/8 lagi.port=0", "not a port"),
-            ("lagi.ip=10.0.0.2/8 lagi.if=a/b", "not an interface"),
+            ("quiet", "lagic.ip=A.B.C.D/N is missing"),
+            ("lagic.ip=172.30.0.11", "expected A.B.C.D/N"),
+            ("lagic.ip=172.30.0.300/24", "bad address"),
+            ("lagic.ip=172.30.0.11/33", "prefix"),
+            ("lagic.ip=10.0.0.2/8 lagic.gw=x", "lagic.gw=x"),
+            ("lagic.ip=10.0.0.2/8 lagic.port=0", "not a port"),
+            ("lagic.ip=10.0.0.2/8 lagic.if=a/b", "not an interface"),
             (
-                "lagi.ip=10.0.0.2/8 lagi.if=0123456789abcdef",
+                "lagic.ip=10.0.0.2/8 lagic.if=0123456789abcdef",
                 "not an interface",
             ),
         ] {
             let e = BootConfig::from_cmdline(line).unwrap_err().to_string();
             assert!(e.contains(needle), "{line}: {e}");
         }
-        let c = BootConfig::from_cmdline("lagi.ip=10.0.0.2/8 lagi.if=ens3 lagi.port=9000").unwrap();
+        let c =
+            BootConfig::from_cmdline("lagic.ip=10.0.0.2/8 lagic.if=ens3 lagic.port=9000").unwrap();
         assert_eq!((c.iface.as_str(), c.port, c.gateway), ("ens3", 9000, None));
     }
 
@@ -562,7 +563,7 @@ mod tests {
         assert!(matches!(boot(), Err(InitError::NotPid1(_))));
         assert!(invoked_as_init("/init"));
         assert!(invoked_as_init("init"));
-        assert!(!invoked_as_init("/usr/bin/lagi-enclave"));
+        assert!(!invoked_as_init("/usr/bin/lagic-enclave"));
         assert!(!invoked_as_init("initramfs"));
     }
 }

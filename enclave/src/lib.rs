@@ -1,4 +1,4 @@
-//! lagi-enclave: the inference server that sits behind a lagic diode.
+//! lagic-enclave: the inference server that sits behind a lagic diode.
 //!
 //! - [`generator`]: the [`Generator`] trait the server calls;
 //! - [`echo`]: a deterministic generator (prompt + seeded clean words);

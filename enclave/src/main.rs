@@ -1,4 +1,4 @@
-//! `lagi-enclave`: serve text generation over HTTP, make synthetic
+//! `lagic-enclave`: serve text generation over HTTP, make synthetic
 //! llama2.c models, or run one completion from the command line.
 //!
 //! Exit codes: 0 success, 1 runtime failure (for example the address is in
@@ -12,16 +12,16 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use lagi_enclave::generator::{GenerationRequest, Generator};
-use lagi_enclave::http::{Server, ServerConfig};
-use lagi_enclave::init;
-use lagi_enclave::llama2::sampler::SamplingParams;
-use lagi_enclave::synth::{write_model_dir, SynthSpec};
-use lagi_enclave::{EchoGenerator, Llama2Generator};
+use lagic_enclave::generator::{GenerationRequest, Generator};
+use lagic_enclave::http::{Server, ServerConfig};
+use lagic_enclave::init;
+use lagic_enclave::llama2::sampler::SamplingParams;
+use lagic_enclave::synth::{write_model_dir, SynthSpec};
+use lagic_enclave::{EchoGenerator, Llama2Generator};
 
 #[derive(Parser, Debug)]
 #[command(
-    name = "lagi-enclave",
+    name = "lagic-enclave",
     version,
     about,
     args_conflicts_with_subcommands = true
@@ -40,7 +40,7 @@ enum Command {
     /// Run one completion, print it to stdout and its speed to stderr.
     Complete(CompleteArgs),
     /// Be PID 1 of the enclave VM: mount /proc, /sys, /dev, load the NIC's modules, set
-    /// the address from the kernel command line (lagi.ip=A.B.C.D/N), then serve; power
+    /// the address from the kernel command line (lagic.ip=A.B.C.D/N), then serve; power
     /// off if serving ends. Refuses to run as any other pid. The initramfs's /init is
     /// this binary, which enters this mode by its name.
     Init,
@@ -192,22 +192,22 @@ fn vm_init() -> ExitCode {
     let argv = match init::boot() {
         Ok(argv) => argv,
         Err(e @ init::InitError::NotPid1(_)) => {
-            eprintln!("lagi-enclave: {e}");
+            eprintln!("lagic-enclave: {e}");
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("lagi-enclave init: {e}");
+            eprintln!("lagic-enclave init: {e}");
             init::halt()
         }
     };
-    eprintln!("lagi-enclave init: serving: {}", argv.join(" "));
+    eprintln!("lagic-enclave init: serving: {}", argv.join(" "));
     match Cli::try_parse_from(&argv) {
         Ok(cli) => {
             // A panic must not end PID 1 (the kernel would panic too): report it, power off.
             let code = std::panic::catch_unwind(|| serve(cli.serve));
-            eprintln!("lagi-enclave init: the server ended ({code:?})");
+            eprintln!("lagic-enclave init: the server ended ({code:?})");
         }
-        Err(e) => eprintln!("lagi-enclave init: bad server arguments: {e}"),
+        Err(e) => eprintln!("lagic-enclave init: bad server arguments: {e}"),
     }
     init::halt()
 }
@@ -215,7 +215,7 @@ fn vm_init() -> ExitCode {
 fn serve(args: ServeArgs) -> ExitCode {
     let Ok(max_wait) = Duration::try_from_secs_f64(args.max_wait) else {
         eprintln!(
-            "lagi-enclave: --max-wait {} is not a usable number of seconds",
+            "lagic-enclave: --max-wait {} is not a usable number of seconds",
             args.max_wait
         );
         return ExitCode::from(2);
@@ -224,19 +224,19 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(d) if !d.is_zero() => d,
         _ => {
             eprintln!(
-                "lagi-enclave: --head-timeout {} is not a positive number of seconds",
+                "lagic-enclave: --head-timeout {} is not a positive number of seconds",
                 args.head_timeout
             );
             return ExitCode::from(2);
         }
     };
     if args.max_connections == 0 {
-        eprintln!("lagi-enclave: --max-connections must be at least 1");
+        eprintln!("lagic-enclave: --max-connections must be at least 1");
         return ExitCode::from(2);
     }
     if let Err(e) = args.listen.to_socket_addrs() {
         eprintln!(
-            "lagi-enclave: --listen {}: not an address: {e}",
+            "lagic-enclave: --listen {}: not an address: {e}",
             args.listen
         );
         return ExitCode::from(2);
@@ -244,7 +244,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let (generator, _) = match args.model.generator() {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("lagi-enclave: {e}");
+            eprintln!("lagic-enclave: {e}");
             return ExitCode::from(2);
         }
     };
@@ -263,18 +263,18 @@ fn serve(args: ServeArgs) -> ExitCode {
     let server = match Server::bind(&args.listen, generator, config) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("lagi-enclave: cannot listen on {}: {e}", args.listen);
+            eprintln!("lagic-enclave: cannot listen on {}: {e}", args.listen);
             return ExitCode::from(1);
         }
     };
     match server.local_addr() {
-        Ok(addr) => eprintln!("lagi-enclave: listening on {addr} (generator: {description})"),
-        Err(e) => eprintln!("lagi-enclave: listening (address unknown: {e})"),
+        Ok(addr) => eprintln!("lagic-enclave: listening on {addr} (generator: {description})"),
+        Err(e) => eprintln!("lagic-enclave: listening (address unknown: {e})"),
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lagi-enclave: server failed: {e}");
+            eprintln!("lagic-enclave: server failed: {e}");
             ExitCode::from(1)
         }
     }
@@ -309,7 +309,7 @@ fn make_model(a: MakeModelArgs) -> ExitCode {
         Ok((m, t)) => {
             let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             eprintln!(
-                "lagi-enclave: wrote {} ({} bytes) and {} ({} bytes)",
+                "lagic-enclave: wrote {} ({} bytes) and {} ({} bytes)",
                 m.display(),
                 size(&m),
                 t.display(),
@@ -318,11 +318,11 @@ fn make_model(a: MakeModelArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-            eprintln!("lagi-enclave: {e}");
+            eprintln!("lagic-enclave: {e}");
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("lagi-enclave: cannot write into {}: {e}", a.out.display());
+            eprintln!("lagic-enclave: cannot write into {}: {e}", a.out.display());
             ExitCode::from(1)
         }
     }
@@ -332,7 +332,7 @@ fn complete(a: CompleteArgs) -> ExitCode {
     let (generator, llama) = match a.model.generator() {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("lagi-enclave: {e}");
+            eprintln!("lagic-enclave: {e}");
             return ExitCode::from(2);
         }
     };
@@ -341,7 +341,7 @@ fn complete(a: CompleteArgs) -> ExitCode {
         Some(l) => l.complete(&request).map(|(text, stats)| {
             let secs = stats.elapsed.as_secs_f64();
             eprintln!(
-                "lagi-enclave: {} prompt tokens, {} generated, {} forward passes in {:.3} s: {:.1} tokens/s",
+                "lagic-enclave: {} prompt tokens, {} generated, {} forward passes in {:.3} s: {:.1} tokens/s",
                 stats.prompt_tokens,
                 stats.generated_tokens,
                 stats.forward_passes,
@@ -358,7 +358,7 @@ fn complete(a: CompleteArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("lagi-enclave: {e}");
+            eprintln!("lagic-enclave: {e}");
             ExitCode::from(2)
         }
     }

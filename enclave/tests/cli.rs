@@ -1,4 +1,4 @@
-//! The `lagi-enclave` binary: start-up errors and exit codes, `make-model`,
+//! The `lagic-enclave` binary: start-up errors and exit codes, `make-model`,
 //! `complete`, and serving a generated model over a real socket.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -8,14 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lagi-enclave"))
+    Command::new(env!("CARGO_BIN_EXE_lagic-enclave"))
 }
 
 /// A fresh scratch directory under the target dir (removed on drop).
 struct Scratch(PathBuf);
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("lagi-enclave-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("lagic-enclave-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
@@ -116,7 +116,7 @@ fn bad_model_files_exit_2_with_clear_errors() {
     );
 
     // A tokenizer with one token fewer: the vocab sizes disagree.
-    let tparsed = lagi_enclave::llama2::tokenizer::Tokenizer::from_bytes(&tbytes).unwrap();
+    let tparsed = lagic_enclave::llama2::tokenizer::Tokenizer::from_bytes(&tbytes).unwrap();
     let last = tparsed.piece((tparsed.vocab_size() - 1) as u32).len();
     let tshort = s.0.join("tshort.bin");
     std::fs::write(&tshort, &tbytes[..tbytes.len() - 8 - last]).unwrap();

@@ -12,13 +12,13 @@
 //! fused summation rounds differently from a sequential f32 sum, but on
 //! these sizes by far less than that.
 
-use lagi_enclave::generator::GenerationRequest;
-use lagi_enclave::llama2::checkpoint::Checkpoint;
-use lagi_enclave::llama2::kernels::Simd;
-use lagi_enclave::llama2::sampler::SamplingParams;
-use lagi_enclave::llama2::tokenizer::Tokenizer;
-use lagi_enclave::llama2::transformer::{forward, forward_with, Compute, RunState};
-use lagi_enclave::Llama2Generator;
+use lagic_enclave::generator::GenerationRequest;
+use lagic_enclave::llama2::checkpoint::Checkpoint;
+use lagic_enclave::llama2::kernels::Simd;
+use lagic_enclave::llama2::sampler::SamplingParams;
+use lagic_enclave::llama2::tokenizer::Tokenizer;
+use lagic_enclave::llama2::transformer::{forward, forward_with, Compute, RunState};
+use lagic_enclave::Llama2Generator;
 
 type Mat = Vec<Vec<f64>>;
 

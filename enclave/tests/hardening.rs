@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lagi_enclave::http::{Server, ServerConfig};
-use lagi_enclave::EchoGenerator;
+use lagic_enclave::http::{Server, ServerConfig};
+use lagic_enclave::EchoGenerator;
 
 fn start(config: ServerConfig) -> SocketAddr {
     let server = Server::bind("127.0.0.1:0", Arc::new(EchoGenerator::new(1)), config).unwrap();
@@ -127,7 +127,7 @@ fn slow_head_is_cut_at_the_head_deadline() {
 /// ESC and CR from a request path are escaped in the server's log line.
 #[test]
 fn control_bytes_in_requests_are_escaped_in_the_log() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lagi-enclave"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lagic-enclave"))
         .args(["--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -7,11 +7,11 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lagi_enclave::generator::{GenerateError, Generator};
-use lagi_enclave::http::{Server, ServerConfig};
-use lagi_enclave::llama2::sampler::SamplingParams;
-use lagi_enclave::synth::{make_model, make_tokenizer, SynthSpec};
-use lagi_enclave::{EchoGenerator, Llama2Generator};
+use lagic_enclave::generator::{GenerateError, Generator};
+use lagic_enclave::http::{Server, ServerConfig};
+use lagic_enclave::llama2::sampler::SamplingParams;
+use lagic_enclave::synth::{make_model, make_tokenizer, SynthSpec};
+use lagic_enclave::{EchoGenerator, Llama2Generator};
 use serde_json::{json, Value};
 
 fn quiet() -> ServerConfig {

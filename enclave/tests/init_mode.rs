@@ -1,11 +1,11 @@
-//! `lagi-enclave init` (PID 1 of the enclave VM) refuses to run as any other process: it
+//! `lagic-enclave init` (PID 1 of the enclave VM) refuses to run as any other process: it
 //! must never mount filesystems or power off the machine it was started on by mistake.
 //! Its boot path runs for real in the VM test (`compiler/tests/e2e_vm.rs`).
 
 use std::path::Path;
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lagi-enclave");
+const BIN: &str = env!("CARGO_BIN_EXE_lagic-enclave");
 
 fn assert_refuses(out: std::process::Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -24,7 +24,7 @@ fn init_subcommand_refuses_outside_pid_1() {
 #[test]
 fn a_binary_named_init_refuses_outside_pid_1() {
     // The initramfs's /init is this binary; started under that name it enters init mode.
-    let dir = std::env::temp_dir().join(format!("lagi-init-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("lagic-init-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let init = dir.join("init");
     let _ = std::fs::remove_file(&init);

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lagi_enclave::http::{parse_generate_body, Server, ServerConfig};
-use lagi_enclave::llama2::transformer::{forward_with, Compute, RunState};
-use lagi_enclave::synth::{make_model, make_tokenizer, SynthSpec};
-use lagi_enclave::EchoGenerator;
+use lagic_enclave::http::{parse_generate_body, Server, ServerConfig};
+use lagic_enclave::llama2::transformer::{forward_with, Compute, RunState};
+use lagic_enclave::synth::{make_model, make_tokenizer, SynthSpec};
+use lagic_enclave::EchoGenerator;
 
 struct Counting;
 

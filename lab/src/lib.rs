@@ -7,8 +7,8 @@
 //!     ^ diode on ingress: every packet the enclave sends crosses it
 //! ```
 //!
-//! The enclave is `lagi-enclave`, any program that serves HTTP at the enclave's address
-//! (the benchmark's server), or a QEMU virtual machine booting `lagi-enclave` ([`vm`] has
+//! The enclave is `lagic-enclave`, any program that serves HTTP at the enclave's address
+//! (the benchmark's server), or a QEMU virtual machine booting `lagic-enclave` ([`vm`] has
 //! the picture); the diode stays where it is. `lagic lab up|down|status` are thin wrappers
 //! around [`up`], [`down`] and [`status`]; the end-to-end tests and the benchmark use them
 //! too, and all of them talk HTTP through [`http`].
@@ -93,8 +93,8 @@ pub enum LabError {
         /// Its interface.
         iface: String,
     },
-    /// lagi-enclave was not found.
-    #[error("cannot find lagi-enclave {0}; build it with `cargo build --release -p lagi-enclave` or pass --enclave-bin PATH")]
+    /// lagic-enclave was not found.
+    #[error("cannot find lagic-enclave {0}; build it with `cargo build --release -p lagic-enclave` or pass --enclave-bin PATH")]
     NoEnclave(String),
     /// A command failed.
     #[error("`{command}` failed: {detail}")]
@@ -303,9 +303,9 @@ pub struct Diode {
 /// What runs in the namespace.
 #[derive(Debug, Clone)]
 pub enum Enclave {
-    /// `lagi-enclave --listen ENCLAVE:8080 ARGS...`.
+    /// `lagic-enclave --listen ENCLAVE:8080 ARGS...`.
     Lagi {
-        /// The lagi-enclave binary.
+        /// The lagic-enclave binary.
         bin: PathBuf,
         /// Extra arguments.
         args: Vec<String>,
@@ -318,11 +318,11 @@ pub enum Enclave {
         /// Its arguments.
         args: Vec<String>,
     },
-    /// lagi-enclave inside a QEMU VM; its arguments travel on the kernel command line.
+    /// lagic-enclave inside a QEMU VM; its arguments travel on the kernel command line.
     Vm {
         /// What the VM boots.
         config: vm::VmConfig,
-        /// Extra lagi-enclave arguments.
+        /// Extra lagic-enclave arguments.
         args: Vec<String>,
     },
 }
@@ -802,12 +802,12 @@ pub fn status(kind: LabKind, name: Option<&str>) -> Result<Vec<LabStatus>, LabEr
     Ok(out)
 }
 
-/// Finds lagi-enclave: next to the running executable, then on PATH.
+/// Finds lagic-enclave: next to the running executable, then on PATH.
 pub fn find_enclave() -> Result<PathBuf, LabError> {
     let mut tried = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
-            let candidate = dir.join("lagi-enclave");
+            let candidate = dir.join("lagic-enclave");
             if candidate.is_file() {
                 return Ok(candidate);
             }
@@ -816,7 +816,7 @@ pub fn find_enclave() -> Result<PathBuf, LabError> {
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("lagi-enclave");
+            let candidate = dir.join("lagic-enclave");
             if candidate.is_file() {
                 return Ok(candidate);
             }

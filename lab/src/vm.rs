@@ -3,10 +3,10 @@
 //! ```text
 //!   host (root netns)                    netns lagic-NAME                          QEMU VM
 //!   lgh-NAME .1 <== veth ==> lge-NAME ── bridge lgb-NAME ── tap lgt-NAME ══ virtio-net eth0 .11:8080
-//!     ^ diode on ingress                 (no addresses in the namespace)          lagi-enclave = /init
+//!     ^ diode on ingress                 (no addresses in the namespace)          lagic-enclave = /init
 //! ```
 //!
-//! The VM boots a Debian kernel and an initramfs whose `/init` is `lagi-enclave` itself
+//! The VM boots a Debian kernel and an initramfs whose `/init` is `lagic-enclave` itself
 //! (`vm/build` makes both; see docs/lab.md). QEMU runs inside the lab's namespace, so its
 //! tap can only reach the bridge, and the bridge's only other port is the veth whose host
 //! end carries the diode: every frame the VM sends crosses the diode. The VM has exactly one
@@ -56,7 +56,7 @@ impl Accel {
 pub struct VmConfig {
     /// Kernel image: the PVH-bootable `vmlinux` (or a `vmlinuz`).
     pub kernel: PathBuf,
-    /// The initramfs with `lagi-enclave` as `/init`.
+    /// The initramfs with `lagic-enclave` as `/init`.
     pub initrd: PathBuf,
     /// Guest memory in MiB.
     pub memory_mib: u32,
@@ -144,7 +144,7 @@ pub fn kernel_cmdline(
 ) -> Result<String, LabError> {
     let mut line = format!(
         "console=ttyS0 quiet panic=-1 ipv6.disable=1 \
-         lagi.ip={enclave}/{prefix} lagi.gw={gateway} lagi.port={port}"
+         lagic.ip={enclave}/{prefix} lagic.gw={gateway} lagic.port={port}"
     );
     for arg in enclave_args {
         let plain = !arg.is_empty()
@@ -157,7 +157,7 @@ pub fn kernel_cmdline(
                  line and must be non-empty printable ASCII without spaces or quotes"
             )));
         }
-        line.push_str(" lagi.arg=");
+        line.push_str(" lagic.arg=");
         line.push_str(arg);
     }
     // x86's COMMAND_LINE_SIZE.
@@ -259,8 +259,8 @@ mod tests {
         )
         .unwrap();
         assert!(line.starts_with("console=ttyS0 "));
-        assert!(line.contains(" lagi.ip=172.30.0.11/24 lagi.gw=172.30.0.1 lagi.port=8080"));
-        assert!(line.ends_with(" lagi.arg=--seed lagi.arg=7"));
+        assert!(line.contains(" lagic.ip=172.30.0.11/24 lagic.gw=172.30.0.1 lagic.port=8080"));
+        assert!(line.ends_with(" lagic.arg=--seed lagic.arg=7"));
         for bad in ["a b", "", "x\"y", "caf\u{e9}"] {
             let e = kernel_cmdline(
                 Ipv4Addr::LOCALHOST,

@@ -6,16 +6,8 @@ use std::path::PathBuf;
 use lagic_loader::LoadedProgram;
 use predicate_ir::{Program, Spec};
 
-/// The seven seed diodes, in the order of DESIGN.md.
-pub const SEED_DIODES: [&str; 7] = [
-    "minimal",
-    "printable16",
-    "printable64",
-    "json_start",
-    "json_prefix",
-    "json_depth",
-    "hateless",
-];
+/// The seven seed diodes: the workspace's one list, `reference_diodes::SEED_NAMES`.
+pub const SEED_DIODES: [&str; reference_diodes::ALL.len()] = reference_diodes::SEED_NAMES;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -3,7 +3,7 @@
 //!
 //! The entry function, top to bottom:
 //! 1. [`packet`]: make the whole skb linear, parse Ethernet / IPv4 / IPv6 /
-//!    TCP by DESIGN.md's packet model, and leave the payload bounds in
+//!    TCP by the packet model of docs/design.md, and leave the payload bounds in
 //!    registers, or jump to a policy verdict. Everything malformed drops.
 //! 2. [`scan`]: for each pass, set up the scan context on the stack, call
 //!    `bpf_loop` with the pass's callback, and store one accept byte per scan.
@@ -23,8 +23,8 @@
 //! afterthought: the scan context, the per-scan final states and the
 //! machine registers are all shaped so that paths which differ only in
 //! run-time values prune into one another (see `scan.rs` and
-//! docs/compiler.md). Tests pin the verifier's processed-instruction count
-//! of every seed diode.
+//! docs/compiler.md). Tests hold every seed diode to a verifier budget and
+//! the cost of passes to linear growth (tests/examples_kernel.rs).
 
 mod asm;
 mod formula;

@@ -1,4 +1,4 @@
-//! The packet-model prologue (DESIGN.md, "Packet model").
+//! The packet-model prologue (docs/design.md, "The packet model").
 //!
 //! On exit from the prologue's fall-through path: `r6` = skb, `r7` = payload
 //! start, `r8` = payload end (from the IP length fields, never the frame

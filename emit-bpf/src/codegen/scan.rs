@@ -670,7 +670,7 @@ fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
     a.bind(done);
 }
 
-/// One depth-counter step on the byte in r8 (DESIGN.md / docs order:
+/// One depth-counter step on the byte in r8 (the order of docs/spec-format.md:
 /// strings first, then open, then close).
 fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register) {
     let done = a.label();

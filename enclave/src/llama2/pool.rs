@@ -99,7 +99,7 @@ impl Pool {
         for i in 1..threads.max(1) {
             let inner = pool.inner.clone();
             let handle = std::thread::Builder::new()
-                .name(format!("lagi-matmul-{i}"))
+                .name(format!("lagic-matmul-{i}"))
                 .spawn(move || work(&inner))?;
             pool.workers.push(handle);
         }
