@@ -234,6 +234,11 @@ pub struct CompileArgs {
     #[arg(long, value_name = "N", default_value_t = emit_bpf::decision::DEFAULT_EXCERPT,
           value_parser = clap::value_parser!(u32).range(0..=emit_bpf::decision::MAX_EXCERPT as i64))]
     pub excerpt: u32,
+    /// Skip translation validation (docs/validation.md): by default the
+    /// emitted code is run in an independent interpreter and checked
+    /// against the lowered automata before anything is written.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 #[derive(Debug, Args)]

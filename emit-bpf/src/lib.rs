@@ -13,6 +13,7 @@
 
 pub mod btf;
 mod codegen;
+pub mod codemap;
 pub mod decision;
 pub mod decode;
 pub mod disasm;
@@ -60,6 +61,20 @@ pub fn compile(program: &Program) -> Result<Module, CodegenError> {
 
 /// Compiles a lowered program into an entry function and its callbacks.
 pub fn compile_with(program: &Program, options: &Options) -> Result<Module, CodegenError> {
+    Ok(compile_mapped_with(program, options)?.0)
+}
+
+/// [`compile`], also returning the [`codemap::CodeMap`]: where the code
+/// keeps each machine's state and steps, for translation validation.
+pub fn compile_mapped(program: &Program) -> Result<(Module, codemap::CodeMap), CodegenError> {
+    compile_mapped_with(program, &Options::default())
+}
+
+/// [`compile_with`], also returning the [`codemap::CodeMap`].
+pub fn compile_mapped_with(
+    program: &Program,
+    options: &Options,
+) -> Result<(Module, codemap::CodeMap), CodegenError> {
     if options.excerpt > decision::MAX_EXCERPT {
         return Err(CodegenError::ExcerptTooLong {
             excerpt: options.excerpt,

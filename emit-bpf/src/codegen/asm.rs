@@ -78,7 +78,17 @@ impl Asm {
 
     /// Resolves every jump, drops unreachable code and jumps to the next
     /// instruction; fails on an unbound label or an offset beyond 16 bits.
+    #[cfg(test)]
     pub(crate) fn finish(self) -> Result<Vec<Insn>, CodegenError> {
+        Ok(self.finish_marked(&[])?.0)
+    }
+
+    /// [`Asm::finish`], also giving the final slot of each label in
+    /// `marks` (a label on dropped code maps to the next kept instruction).
+    pub(crate) fn finish_marked(
+        self,
+        marks: &[Label],
+    ) -> Result<(Vec<Insn>, Vec<usize>), CodegenError> {
         let n = self.insns.len();
         // Slot of every instruction (an ld_imm64 takes two), and the end.
         let mut slot_of = Vec::with_capacity(n + 1);
@@ -162,7 +172,15 @@ impl Asm {
             }
             out.push(insn);
         }
-        Ok(out)
+        let marked = marks
+            .iter()
+            .map(|m| {
+                self.labels[m.0]
+                    .map(|at| new_slot[at])
+                    .ok_or(CodegenError::Internal("unbound mark"))
+            })
+            .collect::<Result<Vec<usize>, CodegenError>>()?;
+        Ok((out, marked))
     }
 }
 

@@ -34,6 +34,7 @@ mod verdict;
 
 use predicate_ir::Program;
 
+use crate::codemap::{CodeMap, PassMap};
 use crate::decision::Reason;
 use crate::insn::Insn;
 use crate::module::{Function, Module};
@@ -164,7 +165,10 @@ impl Verdicts {
 const MAX_FUNCTION_INSNS: usize = 200_000;
 
 /// Compiles a lowered program into an entry function and its callbacks.
-pub(crate) fn compile(program: &Program, options: &Options) -> Result<Module, CodegenError> {
+pub(crate) fn compile(
+    program: &Program,
+    options: &Options,
+) -> Result<(Module, CodeMap), CodegenError> {
     if program.scans.len() > frame::MAX_SCANS {
         return Err(CodegenError::TooManyScans {
             scans: program.scans.len(),
@@ -178,19 +182,45 @@ pub(crate) fn compile(program: &Program, options: &Options) -> Result<Module, Co
 
     let groups = scan::plan(program);
     let mut callbacks = Vec::with_capacity(groups.len());
+    let mut passes = Vec::with_capacity(groups.len());
+    let mut entry_marks = Vec::with_capacity(groups.len() + 1);
     for (index, group) in groups.iter().enumerate() {
+        let setup = entry.label();
+        entry.bind(setup);
+        entry_marks.push(setup);
         scan::emit_pass_call(&mut entry, program, group, index as i32, &verdicts)?;
-        let body = scan::emit_callback(program, group, index as i32)?;
+        let (body, steps) = scan::emit_callback(program, group, index as i32)?;
         callbacks.push(Function {
             name: format!("scan_pass_{index}"),
             insns: body,
         });
+        passes.push(PassMap {
+            window: group.window,
+            setup_start: 0, // set once the entry is finished
+            machines: scan::machine_maps(program, group),
+            steps,
+        });
     }
 
+    let formula_start = entry.label();
+    entry.bind(formula_start);
+    entry_marks.push(formula_start);
     let stubs = formula::emit(&mut entry, program, &groups, &verdicts);
     verdict::emit(&mut entry, &verdicts, &stubs, options);
 
-    let entry = entry.finish()?;
+    let (entry, marked) = entry.finish_marked(&entry_marks)?;
+    for (pass, &slot) in passes.iter_mut().zip(&marked) {
+        pass.setup_start = slot;
+    }
+    let map = CodeMap {
+        passes,
+        final_states: (0..program.scans.len())
+            .map(scan::final_state_offset)
+            .collect(),
+        formula_start: marked[marked.len() - 1],
+        payload_start: frame::CTX + scan::ctx::PAYLOAD_START,
+        payload_len: frame::CTX + scan::ctx::PAYLOAD_LEN,
+    };
     for insns in std::iter::once(&entry).chain(callbacks.iter().map(|f| &f.insns)) {
         let slots: usize = insns.iter().map(Insn::slots).sum();
         if slots > MAX_FUNCTION_INSNS {
@@ -200,15 +230,18 @@ pub(crate) fn compile(program: &Program, options: &Options) -> Result<Module, Co
             });
         }
     }
-    Ok(Module {
-        entry: Function {
-            name: program_symbol(&program.name),
-            insns: entry,
+    Ok((
+        Module {
+            entry: Function {
+                name: program_symbol(&program.name),
+                insns: entry,
+            },
+            callbacks,
+            license: "GPL".to_string(),
+            maps: verdict::maps(),
         },
-        callbacks,
-        license: "GPL".to_string(),
-        maps: verdict::maps(),
-    })
+        map,
+    ))
 }
 
 /// The entry function's symbol: the kernel keeps 15 bytes of a program name.

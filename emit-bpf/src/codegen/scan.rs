@@ -25,6 +25,7 @@ use predicate_ir::{
 
 use super::asm::{Asm, Label};
 use super::{frame, CodegenError, Verdicts, MAX_FRAME};
+use crate::codemap::{MachineMap, StateEncoding, StepRange};
 use crate::insn::*;
 
 /// Offsets inside the scan context.
@@ -359,10 +360,19 @@ fn emit_byte(
     program: &Program,
     group: &PassGroup,
     offset: i16,
+    marks: &mut Vec<StepMark>,
 ) -> Result<(), CodegenError> {
     let layout = slot_layout(program, group);
     let blur = needs_blur(program, group);
-    for (&id, &slot) in group.scans.iter().zip(&layout) {
+    for (machine_index, (&id, &slot)) in group.scans.iter().zip(&layout).enumerate() {
+        let (start, end) = (a.label(), a.label());
+        marks.push(StepMark {
+            machine: machine_index,
+            offset: offset as u16,
+            start,
+            end,
+        });
+        a.bind(start);
         a.emit(Insn::load(Size::B, BYTE, CHUNK_PTR, offset));
         let machine = &program.scans[id].machine;
         match machine {
@@ -381,14 +391,23 @@ fn emit_byte(
                 a.emit(Insn::alu32_reg(AluOp::Xor, *reg, OPAQUE));
             }
         }
+        a.bind(end);
     }
     Ok(())
+}
+
+/// Labels around one machine's step on one chunk byte, for the code map.
+pub(crate) struct StepMark {
+    machine: usize,
+    offset: u16,
+    start: Label,
+    end: Label,
 }
 
 /// Instructions one byte costs (for choosing the chunk size).
 fn byte_code_len(program: &Program, group: &PassGroup) -> Result<usize, CodegenError> {
     let mut a = Asm::new();
-    emit_byte(&mut a, program, group, 0)?;
+    emit_byte(&mut a, program, group, 0, &mut Vec::new())?;
     Ok(a.len())
 }
 
@@ -418,7 +437,8 @@ pub(crate) fn emit_callback(
     program: &Program,
     group: &PassGroup,
     pass_index: i32,
-) -> Result<Vec<Insn>, CodegenError> {
+) -> Result<(Vec<Insn>, Vec<StepRange>), CodegenError> {
+    let mut marks = Vec::new();
     let layout = slot_layout(program, group);
     let slots = slot_count(program, group);
     let sizes = tiers(program, group)?;
@@ -461,7 +481,7 @@ pub(crate) fn emit_callback(
         load_slots(&mut a, slots);
         a.emit(Insn::load(Size::W, OPAQUE, CTX, ctx::STATUS));
         for j in 0..size {
-            emit_byte(&mut a, program, group, j as i16)?;
+            emit_byte(&mut a, program, group, j as i16, &mut marks)?;
         }
         // The byte register is dead now: it tells the decided path the
         // chunk's size.
@@ -527,7 +547,42 @@ pub(crate) fn emit_callback(
     a.bind(finished);
     a.emit(Insn::mov64_imm(R0, 1));
     a.emit(Insn::exit());
-    a.finish()
+    let labels: Vec<Label> = marks.iter().flat_map(|m| [m.start, m.end]).collect();
+    let (insns, slots) = a.finish_marked(&labels)?;
+    let steps = marks
+        .iter()
+        .zip(slots.chunks(2))
+        .map(|(m, se)| StepRange {
+            machine: m.machine,
+            offset: m.offset,
+            start: se[0],
+            end: se[1],
+        })
+        .collect();
+    Ok((insns, steps))
+}
+
+/// Where each machine of the group keeps its state, for the code map.
+pub(crate) fn machine_maps(program: &Program, group: &PassGroup) -> Vec<MachineMap> {
+    let layout = slot_layout(program, group);
+    group
+        .scans
+        .iter()
+        .zip(&layout)
+        .map(|(&scan, &slot)| MachineMap {
+            scan,
+            encoding: match &program.scans[scan].machine {
+                Machine::Dfa(_) => StateEncoding::Dfa {
+                    reg: MACHINE_REG_FILE[slot].number(),
+                },
+                Machine::Depth(_) => StateEncoding::Depth {
+                    depth_reg: MACHINE_REG_FILE[slot].number(),
+                    mode_reg: MACHINE_REG_FILE[slot + 1].number(),
+                    modes: [DEPTH_CODE, DEPTH_STR, DEPTH_STR_ESCAPE, DEPTH_FAILED],
+                },
+            },
+        })
+        .collect()
 }
 
 fn load_slots(a: &mut Asm, slots: usize) {

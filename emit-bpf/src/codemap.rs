@@ -1,0 +1,88 @@
+//! Where the emitted code keeps things: a map for translation validation.
+//!
+//! The map says only WHERE to look in the emitted instructions (which
+//! instruction ranges step which machine on which chunk byte, which
+//! registers and stack slots hold a machine's state, where the formula
+//! starts). It says nothing about what the code does: a validator executes
+//! the instructions themselves (see the `lagic-validate` crate). A wrong
+//! map makes validation fail; it cannot make wrong code pass, because every
+//! range it names is run on every state and byte.
+//!
+//! Instruction positions are slots (8-byte units, an `ld_imm64` takes two)
+//! counted from the function's first instruction, as in the object.
+
+use predicate_ir::{ScanId, Window};
+
+/// The map of one emitted module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeMap {
+    /// One per callback, in [`crate::Module::callbacks`] order.
+    pub passes: Vec<PassMap>,
+    /// Stack offset (from the entry's `r10`) of each scan's 8-byte final
+    /// state, indexed by [`ScanId`].
+    pub final_states: Vec<i16>,
+    /// Entry slot where the formula's code begins.
+    pub formula_start: usize,
+    /// Stack offsets (from the entry's `r10`) of the payload's start offset
+    /// and length, each a u16.
+    pub payload_start: i16,
+    /// See `payload_start`.
+    pub payload_len: i16,
+}
+
+/// One pass: a callback stepping some machines over one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassMap {
+    /// The window every machine of the pass reads.
+    pub window: Window,
+    /// Entry slot where the pass's setup begins (after the previous pass).
+    pub setup_start: usize,
+    /// The machines, in the order the callback steps them on each byte.
+    pub machines: Vec<MachineMap>,
+    /// Every step range in the callback: chunk byte `offset` of the
+    /// machine `machine` (an index into `machines`) is the straight-line
+    /// code `start..end`.
+    pub steps: Vec<StepRange>,
+}
+
+/// Where one machine's state lives inside a callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineMap {
+    /// The scan the machine runs.
+    pub scan: ScanId,
+    /// How its state sits in registers.
+    pub encoding: StateEncoding,
+}
+
+/// How an IR state is held in registers (register numbers 0..=10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateEncoding {
+    /// The DFA state number, in one register.
+    Dfa {
+        /// The register.
+        reg: u8,
+    },
+    /// The depth counter: the depth in one register, the mode in another.
+    /// `modes` = the register values of code, string, escape and failed.
+    Depth {
+        /// The depth register.
+        depth_reg: u8,
+        /// The mode register (its value is also the scan's final state).
+        mode_reg: u8,
+        /// Mode values: code, in a string, after a backslash, failed.
+        modes: [i32; 4],
+    },
+}
+
+/// One machine's step on one chunk byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRange {
+    /// Index into [`PassMap::machines`].
+    pub machine: usize,
+    /// The chunk byte stepped on (0 for the single-byte tier).
+    pub offset: u16,
+    /// First slot of the step.
+    pub start: usize,
+    /// Slot after the step: every path through it ends here.
+    pub end: usize,
+}

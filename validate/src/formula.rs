@@ -1,0 +1,286 @@
+//! The formula check: the entry's formula code, run from where it starts
+//! with the final states, the payload length and the tested bytes set, for
+//! every combination of scan results (each scan accepting or rejecting,
+//! up to 2^10 combinations; beyond, every single scan flipped from both
+//! all-accepting and all-rejecting), every length class (each threshold
+//! of a length or byte test, and one either side) and, per scan, every
+//! reachable final state. Byte tests get, per tested index, every boundary
+//! value of their classes. Each verdict is compared with the IR's
+//! [`predicate_ir::Formula::evaluate`].
+
+use std::collections::BTreeSet;
+
+use emit_bpf::codemap::CodeMap;
+use predicate_ir::{Formula, Machine, Program};
+
+use crate::frame;
+use crate::object::Object;
+use crate::step::reachable;
+use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
+use crate::walk::final_value;
+use crate::watch::WatchState;
+use crate::ValidationError;
+
+/// `TC_ACT_OK` and `TC_ACT_SHOT`.
+const PASS: u64 = 0;
+const DROP: u64 = 2;
+const MAX_EXHAUSTIVE_SCANS: usize = 10;
+
+fn atoms<'f>(f: &'f Formula, out: &mut Vec<&'f Formula>) {
+    match f {
+        Formula::Not(g) => atoms(g, out),
+        Formula::And(gs) | Formula::Or(gs) => gs.iter().for_each(|g| atoms(g, out)),
+        other => out.push(other),
+    }
+}
+
+/// Runs the formula check; returns how many combinations ran.
+pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, ValidationError> {
+    let mut leaves = Vec::new();
+    atoms(&program.formula, &mut leaves);
+    // Length classes.
+    let mut lengths = BTreeSet::from([1u32, crate::walk::MAX_PAYLOAD]);
+    let mut byte_values: std::collections::BTreeMap<u32, BTreeSet<u8>> = Default::default();
+    for a in &leaves {
+        match a {
+            Formula::Len { value, .. } => {
+                for v in [value.saturating_sub(1), *value, value.saturating_add(1)] {
+                    lengths.insert(v);
+                }
+            }
+            Formula::Byte { index, class } => {
+                for v in [*index, index + 1, index + 2] {
+                    lengths.insert(v);
+                }
+                let set = byte_values.entry(*index).or_default();
+                for &(lo, hi) in class.ranges() {
+                    for v in [lo.checked_sub(1), Some(lo), Some(hi), hi.checked_add(1)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        set.insert(v);
+                    }
+                }
+                set.insert(0);
+            }
+            _ => {}
+        }
+    }
+    lengths.retain(|&n| (1..=crate::walk::MAX_PAYLOAD).contains(&n));
+    let frame_payload = *lengths.iter().max().expect("nonempty") as usize;
+
+    // The entry at the formula, every loop treated as run to the end.
+    let mut vm = Vm::new(object);
+    crate::watch::install(&mut vm);
+    vm.intercept(vm::helper::LOOP);
+    let mut payload = vec![b'a'; frame_payload];
+    vm.set_skb(Skb::linear(frame::ipv4_tcp(&payload)));
+    let r10 = vm.new_stack(0);
+    let mut regs = Regs::default();
+    regs.set(10, r10);
+    regs.set(1, vm::CTX_BASE);
+    let mut pc = 0;
+    loop {
+        match vm
+            .exec(Func::Entry, pc, &mut regs, &[map.formula_start])
+            .map_err(|error| ValidationError::Exec {
+                during: "the run to the formula".into(),
+                error,
+            })? {
+            Stop::At(_) => break,
+            Stop::Helper { slot, args, .. } => {
+                regs.set(0, args[0] as u32 as u64);
+                for r in 1..=5 {
+                    regs.undefine(r);
+                }
+                pc = slot + 1;
+            }
+            Stop::Exit(r0) => {
+                return Err(ValidationError::Map(format!(
+                    "the entry returns {r0} before the formula on a {frame_payload}-byte payload"
+                )))
+            }
+        }
+    }
+    let at_formula = vm.snapshot(regs);
+    let payload_start = vm
+        .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
+        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?
+        as usize;
+
+    // Per scan: its machine, encoding, and one accepting / rejecting state.
+    let mut scans = Vec::new();
+    for (k, scan) in program.scans.iter().enumerate() {
+        let enc = map
+            .passes
+            .iter()
+            .flat_map(|p| &p.machines)
+            .find(|m| m.scan == k)
+            .map(|m| m.encoding.clone())
+            .ok_or_else(|| ValidationError::Map(format!("scan {k} is in no pass")))?;
+        let states = reachable(&scan.machine);
+        let acc = states.iter().copied().find(|&s| scan.machine.accepts(s));
+        let rej = states.iter().copied().find(|&s| !scan.machine.accepts(s));
+        scans.push((&scan.machine, enc, states, [rej, acc]));
+    }
+    let m = scans.len();
+    // Combinations of results: each a state per scan.
+    let rep = |k: usize, accept: bool| scans[k].3[usize::from(accept)];
+    let mut combos: Vec<Vec<Option<u32>>> = Vec::new();
+    if m <= MAX_EXHAUSTIVE_SCANS {
+        for bits in 0u32..(1 << m) {
+            combos.push((0..m).map(|k| rep(k, bits >> k & 1 == 1)).collect());
+        }
+    } else {
+        for base in [false, true] {
+            combos.push((0..m).map(|k| rep(k, base)).collect());
+            for flip in 0..m {
+                combos.push((0..m).map(|k| rep(k, base != (k == flip))).collect());
+            }
+        }
+    }
+    // Every reachable final state of each scan, the others accepting.
+    for k in 0..m {
+        for &s in &scans[k].2 {
+            let mut c: Vec<Option<u32>> = (0..m).map(|j| rep(j, true).or(rep(j, false))).collect();
+            c[k] = Some(s);
+            combos.push(c);
+        }
+    }
+    let rounds = byte_values.values().map(BTreeSet::len).max().unwrap_or(1);
+
+    let mut ran = 0u64;
+    for &n in &lengths {
+        for combo in &combos {
+            // A result no reachable state gives cannot occur.
+            if combo.iter().any(Option::is_none) {
+                continue;
+            }
+            for round in 0..rounds {
+                let regs = vm.restore_stacks(&at_formula);
+                vm.poke(
+                    r10.wrapping_add(map.payload_len as i64 as u64),
+                    &(n as u16).to_le_bytes(),
+                )
+                .map_err(ValidationError::Map)?;
+                for (k, s) in combo.iter().enumerate() {
+                    let (machine, enc, ..) = &scans[k];
+                    let v = final_value(machine, enc, s.expect("filtered"));
+                    vm.poke(
+                        r10.wrapping_add(map.final_states[k] as i64 as u64),
+                        &v.to_le_bytes(),
+                    )
+                    .map_err(ValidationError::Map)?;
+                }
+                let mut shown = String::new();
+                for (&index, values) in &byte_values {
+                    let v = *values.iter().nth(round % values.len()).expect("nonempty");
+                    if (index as usize) < payload.len() {
+                        payload[index as usize] = v;
+                        vm.poke_packet(payload_start + index as usize, &[v])
+                            .map_err(ValidationError::Map)?;
+                        shown.push_str(&format!(", P[{index}] = {v:#04x}"));
+                    }
+                }
+                ran += 1;
+                let accepted: Vec<bool> = combo
+                    .iter()
+                    .enumerate()
+                    .map(|(k, s)| scans[k].0.accepts(s.expect("filtered")))
+                    .collect();
+                let want = program.formula.evaluate(&payload[..n as usize], &accepted);
+                // The verdict exits record drops in the ring buffer: the
+                // verdict must be the same whether the ring is free or full.
+                let mut got = Ok(Stop::Exit(u64::MAX));
+                for ring_full in [false, true] {
+                    let mut run_regs = regs;
+                    if ring_full {
+                        run_regs = vm.restore_stacks(&at_formula);
+                        vm.poke(
+                            r10.wrapping_add(map.payload_len as i64 as u64),
+                            &(n as u16).to_le_bytes(),
+                        )
+                        .map_err(ValidationError::Map)?;
+                        for (k, s) in combo.iter().enumerate() {
+                            let (machine, enc, ..) = &scans[k];
+                            let v = final_value(machine, enc, s.expect("filtered"));
+                            vm.poke(
+                                r10.wrapping_add(map.final_states[k] as i64 as u64),
+                                &v.to_le_bytes(),
+                            )
+                            .map_err(ValidationError::Map)?;
+                        }
+                    }
+                    vm.watch = WatchState {
+                        ring_full,
+                        ..WatchState::default()
+                    };
+                    got = vm
+                        .exec(Func::Entry, map.formula_start, &mut run_regs, &[])
+                        .and_then(|stop| {
+                            if vm.watch.reserved.is_some() {
+                                return Err(vm::VmError {
+                                    function: object.entry.name.clone(),
+                                    slot: map.formula_start,
+                                    what: "exits with a ring buffer record outstanding".into(),
+                                });
+                            }
+                            Ok(stop)
+                        })
+                        .map_err(|mut e| {
+                            e.what = format!(
+                                "(ring buffer {}) {}",
+                                if ring_full { "full" } else { "free" },
+                                e.what
+                            );
+                            e
+                        });
+                    let expected = if want { PASS } else { DROP };
+                    if got != Ok(Stop::Exit(expected)) {
+                        if let Ok(Stop::Exit(r)) = &got {
+                            if ring_full {
+                                got = Err(vm::VmError {
+                                    function: object.entry.name.clone(),
+                                    slot: map.formula_start,
+                                    what: format!("with the ring buffer full, returns {r}"),
+                                });
+                            }
+                        }
+                        break;
+                    }
+                }
+                let verdict = |r: u64| match r {
+                    PASS => "PASS".to_string(),
+                    DROP => "DROP".to_string(),
+                    other => format!("return value {other}"),
+                };
+                let fail = |got: String| ValidationError::Formula {
+                    len: n,
+                    accepted: accepted.clone(),
+                    bytes: format!(
+                        "{shown}{}",
+                        describe_states(&scans.iter().map(|s| s.0).collect::<Vec<_>>(), combo)
+                    ),
+                    got,
+                    want: verdict(if want { PASS } else { DROP }),
+                };
+                match got {
+                    Ok(Stop::Exit(r)) if r == (if want { PASS } else { DROP }) => {}
+                    Ok(Stop::Exit(r)) => return Err(fail(verdict(r))),
+                    Ok(other) => return Err(fail(format!("{other:?}"))),
+                    Err(e) => return Err(fail(e.to_string())),
+                }
+            }
+        }
+    }
+    Ok(ran)
+}
+
+fn describe_states(machines: &[&Machine], combo: &[Option<u32>]) -> String {
+    let states: Vec<String> = machines
+        .iter()
+        .zip(combo)
+        .map(|(_, s)| s.map_or("-".into(), |s| s.to_string()))
+        .collect();
+    format!(", final states [{}]", states.join(", "))
+}

@@ -1,0 +1,149 @@
+//! Translation validation for lagic: checks, for one compiled object, that
+//! its instructions implement the program lowered from the spec.
+//!
+//! Everything here executes the object's own bytes in [`vm`], an eBPF
+//! interpreter written from the kernel's instruction-set documentation
+//! ([`isa`] decodes raw instructions, [`object`] reads the ELF with
+//! `goblin`), sharing no code with the emitter. The emitter's
+//! [`emit_bpf::codemap::CodeMap`] is used only as a map of where to look;
+//! what the code does always comes from running it.
+//!
+//! Checks ([`validate`]): every machine step, in every copy, on every
+//! reachable state and byte ([`step`]); the walk over the window for every
+//! payload length 0..=65,535 ([`walk`]); the formula for every combination
+//! of scan results and length classes ([`formula`]), with the ring buffer
+//! of drop events both free and full ([`watch`]). docs/validation.md
+//! says what this implies and what it does not cover.
+
+pub mod formula;
+pub mod frame;
+pub mod isa;
+pub mod object;
+pub mod patch;
+pub mod step;
+pub mod vm;
+pub mod walk;
+pub mod watch;
+
+use emit_bpf::codemap::CodeMap;
+use predicate_ir::Program;
+
+pub use object::{Object, ObjectError};
+pub use vm::VmError;
+
+/// Where emitted code and IR disagree, or why the check could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    /// The object could not be read.
+    #[error("cannot read the object: {0}")]
+    Object(#[from] ObjectError),
+    /// The object does not have the shape the code map describes.
+    #[error("the object does not match its code map: {0}")]
+    Map(String),
+    /// A machine step disagrees with the IR.
+    #[error(
+        "scan {scan} (pass {pass}, chunk byte {offset}), state {state}, byte {byte:#04x}: {what}"
+    )]
+    Step {
+        /// The scan.
+        scan: usize,
+        /// The emitted pass (callback) holding the step.
+        pass: usize,
+        /// The chunk byte of the step's copy.
+        offset: u16,
+        /// The IR state stepped from.
+        state: String,
+        /// The byte value.
+        byte: u8,
+        /// What differs.
+        what: String,
+    },
+    /// The callback stops the loop while a machine can still change.
+    #[error("pass {pass}, machines in states [{states}]: {what}")]
+    EarlyStop {
+        /// The emitted pass.
+        pass: usize,
+        /// The machines' states.
+        states: String,
+        /// What happened.
+        what: String,
+    },
+    /// The walk over the window does not visit each position once, in order.
+    #[error("pass {pass} (scans {scans:?}), payload length {len}: {what}")]
+    Walk {
+        /// The emitted pass.
+        pass: usize,
+        /// Its scans.
+        scans: Vec<usize>,
+        /// The payload length.
+        len: u32,
+        /// What differs.
+        what: String,
+    },
+    /// The formula disagrees with the IR's.
+    #[error("formula, payload length {len}, scans accepted {accepted:?}{bytes}: the emitted code says {got}, the IR {want}")]
+    Formula {
+        /// The payload length.
+        len: u32,
+        /// Which scans accepted.
+        accepted: Vec<bool>,
+        /// The formula's byte tests' inputs, if any.
+        bytes: String,
+        /// The emitted verdict.
+        got: String,
+        /// The IR's verdict.
+        want: String,
+    },
+    /// Executing the program failed where it must not.
+    #[error("during {during}: {error}")]
+    Exec {
+        /// What was run.
+        during: String,
+        /// The interpreter's error.
+        error: VmError,
+    },
+}
+
+/// What validation did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Instructions the step check executed.
+    pub step_insns: u64,
+    /// Payload lengths the walk check ran, summed over passes.
+    pub walk_lengths: u64,
+    /// Formula cases run (length class, scan results, tested bytes).
+    pub formula_cases: u64,
+    /// Time spent in the step, walk and formula checks.
+    pub times: [std::time::Duration; 3],
+}
+
+/// Validates `object` (the bytes about to be written) against `program`,
+/// using `map` to find the machines' code.
+pub fn validate(
+    program: &Program,
+    object: &[u8],
+    map: &CodeMap,
+) -> Result<Report, ValidationError> {
+    let object = Object::parse(object)?;
+    if object.callbacks.len() != map.passes.len() {
+        return Err(ValidationError::Map(format!(
+            "{} callbacks in the object, {} passes in the map",
+            object.callbacks.len(),
+            map.passes.len()
+        )));
+    }
+    let t = std::time::Instant::now();
+    let (step_insns, checked_steps) = step::check(program, &object, map)?;
+    let step_time = t.elapsed();
+    let t = std::time::Instant::now();
+    let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
+    let walk_time = t.elapsed();
+    let t = std::time::Instant::now();
+    let formula_cases = formula::check(program, &object, map)?;
+    Ok(Report {
+        step_insns,
+        walk_lengths,
+        formula_cases,
+        times: [step_time, walk_time, t.elapsed()],
+    })
+}

@@ -1,0 +1,193 @@
+//! Reads a lagic object with `goblin`, independently of emit-bpf's writer:
+//! the entry function (the one global function in section `classifier`),
+//! the callbacks (functions in `.text`, in address order) and the
+//! callback references of the entry (`ld_imm64` with `src` = 4, each
+//! backed by a relocation against `.text`).
+
+use goblin::elf::{section_header::SHT_REL, sym::STT_FUNC, Elf};
+
+use crate::isa::{self, Insn};
+
+/// `src` of an `ld_imm64` whose constant is a function's address.
+pub const PSEUDO_FUNC: u8 = 4;
+/// `e_machine` of eBPF.
+const EM_BPF: u16 = 247;
+
+/// One function of the object.
+#[derive(Debug, Clone)]
+pub struct Function {
+    /// Its symbol.
+    pub name: String,
+    /// Its code, one entry per slot.
+    pub insns: Vec<Insn>,
+}
+
+/// The functions of a diode object.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The TC program.
+    pub entry: Function,
+    /// The `.text` functions in address order; `text_offsets[i]` is the
+    /// byte offset of `callbacks[i]` in `.text`.
+    pub callbacks: Vec<Function>,
+    pub text_offsets: Vec<usize>,
+    /// Entry slot of each map reference (`ld_imm64` with a pseudo map
+    /// source) to the name of the `.maps` symbol its relocation names.
+    pub map_refs: std::collections::BTreeMap<usize, String>,
+}
+
+/// Why an object cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("not an ELF object: {0}")]
+    Elf(String),
+    #[error("not a little-endian 64-bit eBPF object")]
+    NotBpf,
+    #[error("no function in section classifier")]
+    NoEntry,
+    #[error("{function}: {source}")]
+    Decode {
+        function: String,
+        source: isa::DecodeError,
+    },
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl Object {
+    /// Reads `bytes` as a lagic diode object.
+    pub fn parse(bytes: &[u8]) -> Result<Object, ObjectError> {
+        let elf = Elf::parse(bytes).map_err(|e| ObjectError::Elf(e.to_string()))?;
+        if !elf.is_64 || !elf.little_endian || elf.header.e_machine != EM_BPF {
+            return Err(ObjectError::NotBpf);
+        }
+        let section = |name: &str| {
+            elf.section_headers
+                .iter()
+                .enumerate()
+                .find(|(_, s)| elf.shdr_strtab.get_at(s.sh_name) == Some(name))
+        };
+        let data = |index: usize| -> Result<&[u8], ObjectError> {
+            let s = &elf.section_headers[index];
+            let (start, len) = (s.sh_offset as usize, s.sh_size as usize);
+            bytes.get(start..start.saturating_add(len)).ok_or_else(|| {
+                ObjectError::Malformed(format!("section {index} lies outside the file"))
+            })
+        };
+        let (entry_index, _) = section(emit_bpf::elf::PROG_SECTION).ok_or(ObjectError::NoEntry)?;
+        let text_index = section(".text").map(|(i, _)| i);
+
+        let mut entry_name = None;
+        let mut text_funcs = Vec::new();
+        for sym in elf.syms.iter() {
+            if sym.st_type() != STT_FUNC {
+                continue;
+            }
+            let name = elf.strtab.get_at(sym.st_name).unwrap_or("").to_string();
+            if sym.st_shndx == entry_index {
+                if sym.st_value != 0 || entry_name.is_some() {
+                    return Err(ObjectError::Malformed(
+                        "section classifier must hold exactly one function at offset 0".into(),
+                    ));
+                }
+                entry_name = Some(name);
+            } else if Some(sym.st_shndx) == text_index {
+                text_funcs.push((sym.st_value as usize, sym.st_size as usize, name));
+            }
+        }
+        let entry_name = entry_name.ok_or(ObjectError::NoEntry)?;
+        let decode = |name: &str, code: &[u8]| {
+            if !code.len().is_multiple_of(8) {
+                return Err(ObjectError::Malformed(format!(
+                    "{name}: code is not whole slots"
+                )));
+            }
+            isa::decode(code).map_err(|source| ObjectError::Decode {
+                function: name.to_string(),
+                source,
+            })
+        };
+        let entry = Function {
+            insns: decode(&entry_name, data(entry_index)?)?,
+            name: entry_name,
+        };
+        text_funcs.sort();
+        let mut callbacks = Vec::new();
+        let mut text_offsets = Vec::new();
+        if let Some(ti) = text_index {
+            let text = data(ti)?;
+            for (offset, size, name) in text_funcs {
+                let code = text
+                    .get(offset..offset.saturating_add(size))
+                    .ok_or_else(|| ObjectError::Malformed(format!("{name} lies outside .text")))?;
+                callbacks.push(Function {
+                    insns: decode(&name, code)?,
+                    name,
+                });
+                text_offsets.push(offset);
+            }
+        }
+
+        // Every function address the entry loads must have its relocation
+        // against .text: that is what the loaders resolve.
+        let relocated: Vec<u64> = elf
+            .shdr_relocs
+            .iter()
+            .filter(|(i, _)| {
+                let s = &elf.section_headers[*i];
+                s.sh_type == SHT_REL && s.sh_info as usize == entry_index
+            })
+            .flat_map(|(_, rs)| rs.iter().map(|r| r.r_offset).collect::<Vec<_>>())
+            .collect();
+        for (slot, insn) in entry.insns.iter().enumerate() {
+            if let Insn::LoadImm64 { src, imm, .. } = insn {
+                if *src == PSEUDO_FUNC {
+                    if !relocated.contains(&(slot as u64 * 8)) {
+                        return Err(ObjectError::Malformed(format!(
+                            "{}: function address at slot {slot} has no relocation",
+                            entry.name
+                        )));
+                    }
+                    if !text_offsets.contains(&(*imm as usize)) {
+                        return Err(ObjectError::Malformed(format!(
+                            "{}: slot {slot} loads .text offset {imm}, where no function starts",
+                            entry.name
+                        )));
+                    }
+                }
+            }
+        }
+        // Map references: relocations of the entry against `.maps` symbols.
+        let mut map_refs = std::collections::BTreeMap::new();
+        if let Some((maps_index, _)) = section(".maps") {
+            for (i, rs) in &elf.shdr_relocs {
+                let s = &elf.section_headers[*i];
+                if s.sh_type != SHT_REL || s.sh_info as usize != entry_index {
+                    continue;
+                }
+                for r in rs.iter() {
+                    let Some(sym) = elf.syms.get(r.r_sym) else {
+                        continue;
+                    };
+                    if sym.st_shndx != maps_index {
+                        continue;
+                    }
+                    let name = elf.strtab.get_at(sym.st_name).unwrap_or("").to_string();
+                    if r.r_offset % 8 != 0 {
+                        return Err(ObjectError::Malformed(format!(
+                            "map relocation at byte {} is not on a slot",
+                            r.r_offset
+                        )));
+                    }
+                    map_refs.insert(r.r_offset as usize / 8, name);
+                }
+            }
+        }
+        Ok(Object {
+            entry,
+            callbacks,
+            text_offsets,
+            map_refs,
+        })
+    }
+}

@@ -1,0 +1,512 @@
+//! The step check: every machine's step code, in every copy the callback
+//! holds (one per chunk byte per tier), run on every reachable state and
+//! every byte value, against the IR's transition.
+//!
+//! How a step range is set up: the whole program runs on probe packets
+//! (payload lengths 1 up to 79 past the window's start, so that every tier
+//! comes first in some run) until each range has been reached once; the
+//! registers and memory at its first arrival are captured. Each (state,
+//! byte) pair then replays the range from that capture with the machine's
+//! state registers set, the other machines' registers made undefined (a
+//! step that reads them fails), the byte it reads set in the packet, and
+//! stores forbidden. The range must end at its end slot, read exactly one
+//! packet byte (the same for every state and byte), change no register but
+//! its own state registers and r8, and leave the IR's next state there.
+
+use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
+use predicate_ir::{Machine, Program, StateId};
+
+use crate::frame;
+use crate::isa::Insn;
+use crate::object::Object;
+use crate::vm::{Func, Probe, Regs, Skb, Stop, Vm};
+use crate::ValidationError;
+
+/// Longest window prefix the probe packets cover: a 64-byte chunk, an
+/// 8-byte chunk and 7 single bytes.
+const PROBE_LEN: u32 = 79;
+
+/// States reachable from the initial state, each with the IR's machine.
+pub fn reachable(machine: &Machine) -> Vec<StateId> {
+    let mut seen = vec![false; machine.state_count()];
+    let mut order = vec![Machine::INITIAL];
+    seen[Machine::INITIAL as usize] = true;
+    let mut i = 0;
+    while i < order.len() {
+        let s = order[i];
+        for b in 0..=255u8 {
+            let t = machine.step(s, b);
+            if !seen[t as usize] {
+                seen[t as usize] = true;
+                order.push(t);
+            }
+        }
+        i += 1;
+    }
+    order.sort_unstable();
+    order
+}
+
+/// The registers a machine's state occupies.
+pub fn state_regs(enc: &StateEncoding) -> Vec<u8> {
+    match enc {
+        StateEncoding::Dfa { reg } => vec![*reg],
+        StateEncoding::Depth {
+            depth_reg,
+            mode_reg,
+            ..
+        } => vec![*depth_reg, *mode_reg],
+    }
+}
+
+/// Sets `state` of `machine` into registers.
+pub fn encode(machine: &Machine, enc: &StateEncoding, state: StateId, regs: &mut Regs) {
+    match (machine, enc) {
+        (
+            Machine::Depth(c),
+            StateEncoding::Depth {
+                depth_reg,
+                mode_reg,
+                modes,
+            },
+        ) => match c.decode(state) {
+            Some((depth, mode)) => {
+                regs.set(*depth_reg, u64::from(depth));
+                regs.set(*mode_reg, modes[mode as usize] as u64);
+            }
+            None => {
+                regs.set(*depth_reg, u64::from(c.max + 1));
+                regs.set(*mode_reg, modes[3] as u64);
+            }
+        },
+        (_, StateEncoding::Dfa { reg }) => regs.set(*reg, u64::from(state)),
+        (
+            _,
+            StateEncoding::Depth {
+                depth_reg,
+                mode_reg,
+                ..
+            },
+        ) => {
+            // A DFA under a depth encoding: the map is wrong; the decode fails.
+            regs.set(*depth_reg, u64::MAX);
+            regs.set(*mode_reg, u64::MAX);
+        }
+    }
+}
+
+/// The IR state the registers hold, or what they hold when it is none.
+pub fn decode(machine: &Machine, enc: &StateEncoding, regs: &Regs) -> Result<StateId, String> {
+    let get = |r: u8| regs.get(r).ok_or_else(|| format!("r{r} holds no value"));
+    match (machine, enc) {
+        (Machine::Dfa(d), StateEncoding::Dfa { reg }) => {
+            let v = get(*reg)?;
+            if v < d.next.len() as u64 {
+                Ok(v as StateId)
+            } else {
+                Err(format!("r{reg} = {v:#x}, not a state"))
+            }
+        }
+        (
+            Machine::Depth(c),
+            StateEncoding::Depth {
+                depth_reg,
+                mode_reg,
+                modes,
+            },
+        ) => {
+            let mode = get(*mode_reg)?;
+            let Some(m) = modes.iter().position(|&x| x as u64 == mode) else {
+                return Err(format!("mode register r{mode_reg} = {mode:#x}, not a mode"));
+            };
+            if m == 3 {
+                return Ok(c.failed_state());
+            }
+            let depth = get(*depth_reg)?;
+            if depth > u64::from(c.max) {
+                return Err(format!(
+                    "depth r{depth_reg} = {depth} beyond the maximum {} without failing",
+                    c.max
+                ));
+            }
+            Ok(depth as StateId * 3 + m as StateId)
+        }
+        _ => Err("the code map's state encoding does not fit the machine".into()),
+    }
+}
+
+/// Renders a state for messages.
+pub fn show_state(machine: &Machine, s: StateId) -> String {
+    match machine {
+        Machine::Dfa(_) => format!("{s}"),
+        Machine::Depth(c) => match c.decode(s) {
+            Some((d, m)) => format!("{s} (depth {d}, {m:?})"),
+            None => format!("{s} (failed)"),
+        },
+    }
+}
+
+/// Runs the step check on every pass.
+/// Returns the instructions executed and, per pass, the slots where a
+/// checked step starts. A step no frame of at most 65,535 bytes reaches
+/// (its window starts too far in) cannot be set up and is left unchecked;
+/// the walk check fails if any valid payload length reaches it.
+pub fn check(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+) -> Result<(u64, Vec<Vec<usize>>), ValidationError> {
+    let mut executed = 0;
+    let mut checked = Vec::new();
+    for (p, pass) in map.passes.iter().enumerate() {
+        let (e, c) = check_pass(program, object, p, pass)?;
+        executed += e;
+        checked.push(c);
+    }
+    Ok((executed, checked))
+}
+
+fn check_pass(
+    program: &Program,
+    object: &Object,
+    p: usize,
+    pass: &PassMap,
+) -> Result<(u64, Vec<usize>), ValidationError> {
+    let callback = &object.callbacks[p];
+    let mut marked = vec![false; callback.insns.len()];
+    for r in &pass.steps {
+        if r.start >= r.end || r.end > callback.insns.len() {
+            return Err(ValidationError::Map(format!(
+                "pass {p}: step range {}..{} outside {}",
+                r.start, r.end, callback.name
+            )));
+        }
+        marked[r.start] = true;
+    }
+    // Where a chunk's steps end (an end no step starts at): the code that
+    // stores the states and decides whether the loop goes on.
+    let chunk_ends: Vec<usize> = {
+        let mut v: Vec<usize> = pass
+            .steps
+            .iter()
+            .map(|r| r.end)
+            .filter(|&e| !pass.steps.iter().any(|r| r.start == e))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    for &e in &chunk_ends {
+        if let Some(m) = marked.get_mut(e) {
+            *m = true;
+        }
+    }
+    // Capture every range's first arrival.
+    let mut vm = Vm::new(object);
+    crate::watch::install(&mut vm);
+    vm.probe = Some(Probe {
+        callback: p,
+        marked,
+        captured: Default::default(),
+    });
+    let start = pass.window.start;
+    let window_len = pass
+        .window
+        .end
+        .map_or(PROBE_LEN, |e| e.saturating_sub(start))
+        .min(PROBE_LEN);
+    'fill: for fill in [b'a', b' ', 0u8, 0xff, b'{', b'"'] {
+        for len in 1..=window_len {
+            if start + len > crate::walk::MAX_PAYLOAD {
+                break; // no frame carries this payload
+            }
+            let payload = vec![fill; (start + len) as usize];
+            vm.set_skb(Skb::linear(frame::ipv4_tcp(&payload)));
+            vm.run_program().map_err(|e| ValidationError::Exec {
+                during: format!("a probe run with a {}-byte payload", payload.len()),
+                error: e,
+            })?;
+            let probe = vm.probe.as_ref().expect("set above");
+            if pass
+                .steps
+                .iter()
+                .all(|r| probe.captured.contains_key(&r.start))
+            {
+                break 'fill;
+            }
+        }
+    }
+    let captured = vm.probe.take().expect("set above").captured;
+    let mut executed = 0u64;
+    let mut checked = Vec::new();
+    // Copies of one machine's step that are the same instructions, except
+    // the offset of their first instruction (the byte load), behave alike
+    // but for the byte they read: one of them, reached by a probe, is run
+    // exhaustively and stands for the others; which byte each copy reads
+    // is the walk check's part.
+    let normalized = |r: &emit_bpf::codemap::StepRange| -> Option<Vec<Insn>> {
+        let mut code = callback.insns.get(r.start..r.end)?.to_vec();
+        if let Some(Insn::Load { off, .. }) = code.first_mut() {
+            *off = 0;
+        }
+        Some(code)
+    };
+    let mut representatives: Vec<(usize, Vec<Insn>, usize)> = Vec::new(); // (machine, code, start)
+    for range in &pass.steps {
+        if !captured.contains_key(&range.start) {
+            continue;
+        }
+        let Some(code) = normalized(range) else {
+            continue;
+        };
+        if !representatives
+            .iter()
+            .any(|(m, c, _)| *m == range.machine && *c == code)
+        {
+            representatives.push((range.machine, code, range.start));
+        }
+    }
+    for range in &pass.steps {
+        let Some(code) = normalized(range) else {
+            continue;
+        };
+        let Some(&(_, _, rep)) = representatives
+            .iter()
+            .find(|(m, c, _)| *m == range.machine && *c == code)
+        else {
+            continue; // no copy like it is reachable: left to the walk check
+        };
+        if rep != range.start {
+            checked.push(range.start);
+        }
+    }
+    for range in &pass.steps {
+        if !representatives
+            .iter()
+            .any(|&(_, _, start)| start == range.start)
+        {
+            continue;
+        }
+        let mm = pass.machines.get(range.machine).ok_or_else(|| {
+            ValidationError::Map(format!("pass {p}: step names machine {}", range.machine))
+        })?;
+        let scan = mm.scan;
+        let machine = &program
+            .scans
+            .get(scan)
+            .ok_or_else(|| ValidationError::Map(format!("pass {p}: no scan {scan}")))?
+            .machine;
+        let Some(snap) = captured.get(&range.start) else {
+            continue; // unreachable by any frame: see `check`
+        };
+        checked.push(range.start);
+        let own = state_regs(&mm.encoding);
+        let mut base_regs = vm.restore(snap);
+        for other in pass.machines.iter().filter(|m| m.scan != scan) {
+            for r in state_regs(&other.encoding) {
+                base_regs.undefine(r);
+            }
+        }
+        vm.forbid_stores = true;
+        let mut byte_at: Option<u64> = None;
+        let states = reachable(machine);
+        for &state in &states {
+            for byte in 0..=255u8 {
+                let mut regs = base_regs;
+                encode(machine, &mm.encoding, state, &mut regs);
+                let before = regs;
+                if let Some(at) = byte_at {
+                    vm.poke_packet(at as usize, &[byte])
+                        .map_err(|e| ValidationError::Map(e.to_string()))?;
+                }
+                vm.packet_loads = Some(Vec::new());
+                // A step is straight-line code: a generous bound per run.
+                vm.budget = 100_000;
+                let budget = vm.budget;
+                let stop = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
+                executed += budget - vm.budget;
+                let loads = vm.packet_loads.take().unwrap_or_default();
+                let err = |what: String| ValidationError::Step {
+                    scan,
+                    pass: p,
+                    offset: range.offset,
+                    state: show_state(machine, state),
+                    byte,
+                    what,
+                };
+                match stop {
+                    Ok(Stop::At(_)) => {}
+                    Ok(other) => {
+                        return Err(err(format!(
+                            "the step does not end at slot {} ({other:?})",
+                            range.end
+                        )))
+                    }
+                    Err(e) => return Err(err(e.to_string())),
+                }
+                match (loads.as_slice(), byte_at) {
+                    ([(at, 1)], None) => {
+                        // First run: learn which byte the step reads, then
+                        // run this pair again with the byte in place.
+                        byte_at = Some(*at);
+                        vm.poke_packet(*at as usize, &[byte]).map_err(|e| ValidationError::Map(e.to_string()))?;
+                        let mut regs = before;
+                        vm.packet_loads = Some(Vec::new());
+                        vm.budget = 100_000;
+                        let again = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
+                        vm.packet_loads = None;
+                        if !matches!(again, Ok(Stop::At(_))) {
+                            return Err(err(format!("the step does not end at slot {}", range.end)));
+                        }
+                        compare(machine, &mm.encoding, state, byte, &before, &regs, &own).map_err(err)?;
+                    }
+                    ([(at, 1)], Some(want)) if *at == want => {
+                        compare(machine, &mm.encoding, state, byte, &before, &regs, &own).map_err(err)?;
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "the step reads packet bytes {loads:?} (offset, width); it must read one byte, the same every time"
+                        )))
+                    }
+                }
+            }
+        }
+        vm.forbid_stores = false;
+    }
+    executed += check_early_stop(program, &mut vm, p, pass, &chunk_ends, &captured)?;
+    Ok((executed, checked))
+}
+
+/// After a chunk the callback may stop the loop only when every machine of
+/// the pass sits in a sink (its result can no longer change). Run from each
+/// chunk's end with the machines in every combination of reachable states
+/// (at most 4,096; beyond, each machine in each state with the others in a
+/// sink where they have one): a stop with a machine outside a sink is an error.
+fn check_early_stop(
+    program: &Program,
+    vm: &mut Vm<'_>,
+    p: usize,
+    pass: &PassMap,
+    chunk_ends: &[usize],
+    captured: &std::collections::BTreeMap<usize, crate::vm::Snapshot>,
+) -> Result<u64, ValidationError> {
+    let machines: Vec<(&Machine, &StateEncoding, Vec<StateId>)> = pass
+        .machines
+        .iter()
+        .map(|mm| {
+            let m = &program.scans[mm.scan].machine;
+            (m, &mm.encoding, reachable(m))
+        })
+        .collect();
+    let total: usize = machines.iter().map(|(_, _, s)| s.len()).product();
+    let mut combos: Vec<Vec<StateId>> = Vec::new();
+    if total <= 4096 {
+        combos.push(Vec::new());
+        for (_, _, states) in &machines {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    states.iter().map(move |&s| {
+                        let mut c = c.clone();
+                        c.push(s);
+                        c
+                    })
+                })
+                .collect();
+        }
+    } else {
+        let rest: Vec<StateId> = machines
+            .iter()
+            .map(|(m, _, states)| {
+                states
+                    .iter()
+                    .copied()
+                    .find(|&s| m.is_sink(s))
+                    .unwrap_or(Machine::INITIAL)
+            })
+            .collect();
+        for (i, (_, _, states)) in machines.iter().enumerate() {
+            for &s in states {
+                let mut c = rest.clone();
+                c[i] = s;
+                combos.push(c);
+            }
+        }
+    }
+    vm.forbid_stores = false;
+    let mut executed = 0;
+    for &end in chunk_ends {
+        let Some(snap) = captured.get(&end) else {
+            continue;
+        };
+        for combo in &combos {
+            let mut regs = vm.restore_stacks(snap);
+            for ((m, enc, _), &s) in machines.iter().zip(combo) {
+                encode(m, enc, s, &mut regs);
+            }
+            vm.budget = 100_000;
+            let stop = vm.exec(Func::Callback(p), end, &mut regs, &[]);
+            executed += 100_000 - vm.budget;
+            let all_sunk = machines
+                .iter()
+                .zip(combo)
+                .all(|((m, _, _), &s)| m.is_sink(s));
+            let states = || {
+                machines
+                    .iter()
+                    .zip(combo)
+                    .map(|((m, _, _), &s)| show_state(m, s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            match stop {
+                Ok(Stop::Exit(0)) => {}
+                Ok(Stop::Exit(1)) if all_sunk => {}
+                Ok(other) => {
+                    return Err(ValidationError::EarlyStop {
+                        pass: p,
+                        states: states(),
+                        what: format!("after a chunk the callback ends with {other:?} though a machine can still change"),
+                    })
+                }
+                Err(e) => {
+                    return Err(ValidationError::EarlyStop {
+                        pass: p,
+                        states: states(),
+                        what: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+    Ok(executed)
+}
+
+fn compare(
+    machine: &Machine,
+    enc: &StateEncoding,
+    state: StateId,
+    byte: u8,
+    before: &Regs,
+    after: &Regs,
+    own: &[u8],
+) -> Result<(), String> {
+    let want = machine.step(state, byte);
+    let got = decode(machine, enc, after)?;
+    if got != want {
+        return Err(format!(
+            "the emitted code goes to state {}, the IR to {}",
+            show_state(machine, got),
+            show_state(machine, want)
+        ));
+    }
+    for r in 0..=10u8 {
+        if own.contains(&r) || r == 8 {
+            continue;
+        }
+        if before.get(r) != after.get(r) {
+            return Err(format!("the step changes r{r}, which it does not own"));
+        }
+    }
+    Ok(())
+}

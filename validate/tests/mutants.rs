@@ -1,0 +1,347 @@
+//! Mutants: the shipped emitter's output, broken on purpose in the object
+//! bytes (a transition target, a window end, a tier size, an accept test,
+//! a depth bound, the walk's position bound); validation must fail and name
+//! the place. The emitter itself is never changed.
+
+mod support;
+
+use lagic_validate::patch::{self, code};
+use lagic_validate::ValidationError;
+
+fn validate(
+    c: &support::Compiled,
+    object: &[u8],
+) -> Result<lagic_validate::Report, ValidationError> {
+    lagic_validate::validate(&c.program, object, &c.map)
+}
+
+#[test]
+fn unmutated_objects_pass() {
+    for name in ["hateless", "printable16", "json_depth", "json_start"] {
+        let c = support::seed(name);
+        validate(&c, &c.object).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// A wrong transition in one copy of the step (chunk byte 5 of the
+/// largest tier): only that copy is wrong, and the error names it.
+#[test]
+fn a_wrong_transition_in_one_chunk_copy_is_caught() {
+    let c = support::seed("hateless");
+    let step = c.map.passes[0]
+        .steps
+        .iter()
+        .find(|s| s.offset == 5)
+        .expect("a chunk copy at byte 5");
+    let slot = patch::find(
+        &c.object,
+        ".text",
+        step.start..step.end,
+        code::MOV64_IMM,
+        None,
+    )
+    .expect("a state assignment");
+    let mut bad = c.object.clone();
+    let target = patch::imm(&bad, ".text", slot).unwrap();
+    patch::set_imm(&mut bad, ".text", slot, target ^ 1).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Step {
+            scan: 0,
+            offset: 5,
+            what,
+            ..
+        }) => {
+            assert!(what.contains("the IR to"), "{what}")
+        }
+        other => panic!("expected a step error at chunk byte 5, got {other:?}"),
+    }
+}
+
+/// Two transitions swapped: the targets of the first two state assignments
+/// of the single-byte step exchanged.
+#[test]
+fn swapped_transitions_are_caught() {
+    let c = support::seed("hateless");
+    let step = c.map.passes[0]
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.offset == 0)
+        .expect("single-byte step");
+    let movs: Vec<usize> = (step.start..step.end)
+        .filter(|&s| patch::slot_bytes(&c.object, ".text", s).unwrap()[0] == code::MOV64_IMM)
+        .collect();
+    let (a, b) = (
+        movs[0],
+        movs.iter()
+            .copied()
+            .find(|&s| {
+                patch::imm(&c.object, ".text", s).unwrap()
+                    != patch::imm(&c.object, ".text", movs[0]).unwrap()
+            })
+            .expect("two different targets"),
+    );
+    let mut bad = c.object.clone();
+    let (ia, ib) = (
+        patch::imm(&bad, ".text", a).unwrap(),
+        patch::imm(&bad, ".text", b).unwrap(),
+    );
+    patch::set_imm(&mut bad, ".text", a, ib).unwrap();
+    patch::set_imm(&mut bad, ".text", b, ia).unwrap();
+    let err = validate(&c, &bad).expect_err("swapped transitions");
+    assert!(
+        matches!(
+            err,
+            ValidationError::Step {
+                scan: 0,
+                offset: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// Off by one at the window's end: `printable16` clamps the window to 16
+/// bytes in the entry; clamp it to 17 and to 15.
+#[test]
+fn an_off_by_one_window_end_is_caught() {
+    let c = support::seed("printable16");
+    let pass = &c.map.passes[0];
+    let setup = pass.setup_start..c.map.formula_start;
+    let slot = patch::find(&c.object, "classifier", setup, code::MOV64_IMM, Some(16))
+        .expect("the window end");
+    for wrong in [15, 17] {
+        let mut bad = c.object.clone();
+        patch::set_imm(&mut bad, "classifier", slot, wrong).unwrap();
+        match validate(&c, &bad) {
+            Err(ValidationError::Walk {
+                pass: 0, len, what, ..
+            }) => {
+                assert!(
+                    len > 15,
+                    "the first wrong length is past the window end: {len} ({what})"
+                );
+            }
+            other => panic!("window end {wrong}: expected a walk error, got {other:?}"),
+        }
+    }
+}
+
+/// A wrong tier size: in `hateless` (unbounded window, 64-byte chunks)
+/// the callback scales the chunk index by 2^5 instead of 2^6, and the entry
+/// splits the window into 32-byte chunks. (In `printable16` the same
+/// change to the callback is harmless: its 16-byte tier runs at most once,
+/// at index 0, and validation rightly accepts it.)
+#[test]
+fn a_wrong_tier_size_is_caught() {
+    let c = support::seed("hateless");
+    let cb_len = (0..)
+        .take_while(|&s| patch::slot_bytes(&c.object, ".text", s).is_ok())
+        .count();
+    let lsh = patch::find(&c.object, ".text", 0..cb_len, code::LSH64_IMM, Some(6))
+        .expect("chunk scaling");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", lsh, 5).unwrap();
+    match validate(&c, &bad).expect_err("callback tier size") {
+        ValidationError::Walk {
+            pass: 0, len, what, ..
+        } => {
+            assert_eq!(len, 128, "the first length with two 64-byte chunks: {what}");
+            assert!(what.contains("advances 32 bytes"), "{what}");
+        }
+        other => panic!("expected a walk error, got {other}"),
+    }
+
+    let pass = &c.map.passes[0];
+    let rsh = patch::find(
+        &c.object,
+        "classifier",
+        pass.setup_start..c.map.formula_start,
+        code::RSH64_IMM,
+        Some(6),
+    )
+    .expect("entry tier split");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, "classifier", rsh, 5).unwrap();
+    let err = validate(&c, &bad).expect_err("entry tier size");
+    assert!(
+        matches!(err, ValidationError::Walk { pass: 0, .. }),
+        "{err}"
+    );
+}
+
+/// The formula's accept test compares with the wrong state.
+#[test]
+fn a_wrong_accept_test_is_caught() {
+    let c = support::seed("hateless");
+    let end = (c.map.formula_start..)
+        .take_while(|&s| patch::slot_bytes(&c.object, "classifier", s).is_ok())
+        .count()
+        + c.map.formula_start;
+    let slot = patch::find(
+        &c.object,
+        "classifier",
+        c.map.formula_start..end,
+        code::JEQ_IMM,
+        None,
+    )
+    .expect("accept test");
+    let mut bad = c.object.clone();
+    let s = patch::imm(&bad, "classifier", slot).unwrap();
+    patch::set_imm(&mut bad, "classifier", slot, s + 1).unwrap();
+    let err = validate(&c, &bad).expect_err("accept test");
+    assert!(matches!(err, ValidationError::Formula { .. }), "{err}");
+}
+
+/// The depth counter's bound off by one: `json_depth` allows depth 2; the
+/// mutant allows 3. The error names the state at depth 2 and an open byte.
+#[test]
+fn a_wrong_depth_bound_is_caught() {
+    let c = support::seed("json_depth");
+    let step = c.map.passes[0].steps.last().expect("a step");
+    let slot = patch::find(
+        &c.object,
+        ".text",
+        step.start..step.end,
+        code::JLE_IMM,
+        Some(2),
+    )
+    .expect("depth bound");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", slot, 3).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Step {
+            scan: 0,
+            state,
+            byte,
+            ..
+        }) => {
+            assert!(state.contains("depth 2"), "{state}");
+            assert!(byte == b'[' || byte == b'{', "{byte}");
+        }
+        other => panic!("expected a step error, got {other:?}"),
+    }
+}
+
+/// The walk's guard against positions past 0xFFFF made stricter: payloads
+/// that fit a frame would now fail the pass (a false drop).
+#[test]
+fn a_wrong_position_bound_is_caught() {
+    let c = support::seed("hateless");
+    let cb_len = (0..)
+        .take_while(|&s| patch::slot_bytes(&c.object, ".text", s).is_ok())
+        .count();
+    let slot = patch::find(
+        &c.object,
+        ".text",
+        0..cb_len,
+        code::JGT_IMM,
+        Some(65_535 - 64),
+    )
+    .expect("position bound");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", slot, 60_000).unwrap();
+    let err = validate(&c, &bad).expect_err("position bound");
+    match err {
+        ValidationError::Walk { len, .. } => assert!(len > 60_000, "{len}"),
+        other => panic!("expected a walk error, got {other}"),
+    }
+}
+
+/// The state carried between iterations: `json_depth`'s callback loads the
+/// mode register from the depth's slot. Every step is still right on its
+/// own; the walk check sees that the register does not come from where
+/// the previous iteration stored it.
+#[test]
+fn a_state_loaded_from_the_wrong_slot_is_caught() {
+    let c = support::seed("json_depth");
+    let first_step = c.map.passes[0].steps.iter().map(|s| s.start).min().unwrap();
+    let loads: Vec<usize> = (0..first_step)
+        .filter(|&s| patch::slot_bytes(&c.object, ".text", s).unwrap()[0] == code::LDXW)
+        .collect();
+    // Before the first step: the depth and mode registers, then the status word.
+    let (depth_load, mode_load) = (loads[loads.len() - 3], loads[loads.len() - 2]);
+    let mut bad = c.object.clone();
+    let depth_off = patch::off(&bad, ".text", depth_load).unwrap();
+    patch::set_off(&mut bad, ".text", mode_load, depth_off).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Walk { what, .. }) => {
+            assert!(
+                what.contains("does not come from where the previous iteration stored it"),
+                "{what}"
+            )
+        }
+        other => panic!("expected a walk error, got {other:?}"),
+    }
+}
+
+/// The early stop: `hateless`'s callback stops the loop once its machine
+/// sits in the sink ("hate" found); the mutant stops in the initial state.
+#[test]
+fn an_early_stop_outside_a_sink_is_caught() {
+    let c = support::seed("hateless");
+    let machine = &c.program.scans[0].machine;
+    let sink = (0..machine.state_count() as u32)
+        .find(|&s| machine.is_sink(s))
+        .expect("a sink");
+    let last_end = c.map.passes[0].steps.iter().map(|s| s.end).max().unwrap();
+    let cb_len = (0..)
+        .take_while(|&s| patch::slot_bytes(&c.object, ".text", s).is_ok())
+        .count();
+    let slot = patch::find(
+        &c.object,
+        ".text",
+        last_end..cb_len,
+        code::JEQ_IMM,
+        Some(sink as i32),
+    )
+    .expect("the sink test");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", slot, 0).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::EarlyStop {
+            pass: 0, states, ..
+        }) => assert_eq!(states, "0"),
+        other => panic!("expected an early-stop error, got {other:?}"),
+    }
+}
+
+/// A verdict that depends on the ring buffer: the drop path taken when
+/// `bpf_ringbuf_reserve` fails (ring full) returns PASS instead of DROP.
+/// With the ring free every verdict is right; the formula check runs each
+/// case with the ring full too and must catch it.
+#[test]
+fn a_verdict_that_depends_on_a_full_ring_buffer_is_caught() {
+    const CALL: u8 = 0x85;
+    const RINGBUF_RESERVE: i32 = 131;
+    let c = support::seed("hateless");
+    let entry_len = (0..)
+        .take_while(|&s| patch::slot_bytes(&c.object, "classifier", s).is_ok())
+        .count();
+    let reserve = patch::find(
+        &c.object,
+        "classifier",
+        0..entry_len,
+        CALL,
+        Some(RINGBUF_RESERVE),
+    )
+    .expect("the reserve call");
+    let slot = patch::find(
+        &c.object,
+        "classifier",
+        reserve..entry_len,
+        code::MOV64_IMM,
+        Some(2),
+    )
+    .expect("the full ring's drop");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, "classifier", slot, 0).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Formula { got, want, .. }) => {
+            assert_eq!(want, "DROP");
+            assert!(got.contains("ring buffer full"), "{got}");
+        }
+        other => panic!("expected a formula error, got {other:?}"),
+    }
+}
