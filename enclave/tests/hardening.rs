@@ -124,16 +124,30 @@ fn slow_head_is_cut_at_the_head_deadline() {
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
 }
 
+/// A child process killed and reaped when dropped, so a failing assertion
+/// cannot leave a server running (it would hold its port and, under the
+/// test suite's kernel lock, the lock's file descriptor).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// ESC and CR from a request path are escaped in the server's log line.
 #[test]
 fn control_bytes_in_requests_are_escaped_in_the_log() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lagic-enclave"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_lagic-enclave"))
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
     let mut line = Vec::new();
     err.read_until(b'\n', &mut line).unwrap();
     let text = String::from_utf8_lossy(&line).to_string();
@@ -159,8 +173,7 @@ fn control_bytes_in_requests_are_escaped_in_the_log() {
         }
         logged.extend_from_slice(&line);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let log = String::from_utf8_lossy(&logged).to_string();
     assert!(log.contains("-> 404"), "{log}");
     let body = log.trim_end_matches('\n');
