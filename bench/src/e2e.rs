@@ -94,6 +94,13 @@ pub struct E2eResult {
     pub throughput: Vec<Throughput>,
     /// Leak checks.
     pub leaks: Vec<LeakCheck>,
+    /// Throughput under keep-alive (nginx and wrk, [`crate::keepalive`]);
+    /// empty when they were not installed or in older results.
+    #[serde(default)]
+    pub keepalive: Vec<Throughput>,
+    /// Why the keep-alive part did not run, if it did not.
+    #[serde(default)]
+    pub keepalive_error: Option<String>,
 }
 
 impl E2eResult {
@@ -156,6 +163,36 @@ impl E2eResult {
                     "**blocked**"
                 }
             ));
+        }
+        s.push_str(&format!(
+            "\n### Under keep-alive (nginx, wrk: {} threads, {} connections)\n\n",
+            crate::keepalive::WRK_THREADS,
+            crate::keepalive::WRK_CONNECTIONS
+        ));
+        if let Some(why) = &self.keepalive_error {
+            s.push_str(&format!("Not measured: {why}\n"));
+        } else {
+            s.push_str("% of no filter: the median of per-round fractions (min-max over the rounds).\n\n| filter | body B | requests/s | MB/s | % of no filter | failed |\n|---|---:|---:|---:|---:|---:|\n");
+            for t in &self.keepalive {
+                s.push_str(&format!(
+                    "| {} | {} | {:.0} | {:.1} | {} | {} |\n",
+                    t.filter,
+                    t.body,
+                    t.rps,
+                    t.mb_per_s,
+                    if t.filter == "none" {
+                        "-".to_string()
+                    } else {
+                        format!(
+                            "{:.0}% ({:.0}-{:.0}%)",
+                            t.of_none.median * 100.0,
+                            t.of_none.min * 100.0,
+                            t.of_none.max * 100.0
+                        )
+                    },
+                    t.failures
+                ));
+            }
         }
         s
     }
@@ -252,19 +289,17 @@ impl Lab {
             "none" => Ok(()),
             "lagic" | "clang" => {
                 let obj = if filter == "lagic" {
-                    &cfg.lagic_obj
+                    cfg.lagic_obj.to_string_lossy()
                 } else {
-                    &cfg.clang_obj
+                    cfg.clang_obj.to_string_lossy()
                 };
-                sh(
-                    &self.lagic.to_string_lossy(),
-                    &[
-                        "attach",
-                        &obj.to_string_lossy(),
-                        "--iface",
-                        &self.names.host_if,
-                    ],
-                )
+                let mut args = vec!["attach", &obj, "--iface", &self.names.host_if];
+                // lagic attaches only objects it wrote unless told otherwise;
+                // the clang baseline is ours and trusted.
+                if filter == "clang" {
+                    args.push("--allow-foreign-object");
+                }
+                sh(&self.lagic.to_string_lossy(), &args)
             }
             "iptables" => {
                 ipt("-I", &self.names.host_if)?;
@@ -425,9 +460,103 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
         eprintln!("lagic-bench: e2e {check:?}");
         leaks.push(check);
     }
+    let (keepalive, keepalive_error) = if crate::keepalive::available() {
+        match keepalive_rounds(&mut lab, cfg, &filters) {
+            Ok(rows) => (rows, None),
+            Err(e) => {
+                eprintln!("lagic-bench: e2e keep-alive: {e}");
+                (Vec::new(), Some(e.to_string()))
+            }
+        }
+    } else {
+        (
+            Vec::new(),
+            Some("nginx or wrk not installed (scripts/bench installs them)".to_string()),
+        )
+    };
     lab.clear_filter();
     drop(lab);
-    Ok(E2eResult { throughput, leaks })
+    Ok(E2eResult {
+        throughput,
+        leaks,
+        keepalive,
+        keepalive_error,
+    })
+}
+
+/// Per filter and body: requests/s per round, MB/s per round, failures.
+type KeepaliveRounds = (String, usize, Vec<f64>, Vec<f64>, u64);
+
+/// Response sizes of the keep-alive load.
+const KEEPALIVE_BODIES: [usize; 3] = [1_000, 10_000, 100_000];
+
+/// The keep-alive load: nginx in the lab's namespace, wrk from the host,
+/// filters alternated round by round as in [`run`].
+fn keepalive_rounds(
+    lab: &mut Lab,
+    cfg: &Config,
+    filters: &[&str],
+) -> Result<Vec<Throughput>, BenchError> {
+    let nginx = crate::keepalive::Nginx::start(
+        &lab.names.netns,
+        lab.server.ip(),
+        &KEEPALIVE_BODIES,
+        clean_body,
+    )?;
+    let seconds = (cfg.seconds / E2E_ROUNDS as f64).max(1.0);
+    let mut rounds: Vec<KeepaliveRounds> = Vec::new();
+    for round in 0..E2E_ROUNDS {
+        let order: Vec<&str> = if round % 2 == 0 {
+            filters.to_vec()
+        } else {
+            filters.iter().rev().copied().collect()
+        };
+        for filter in order {
+            lab.set_filter(filter, cfg)?;
+            for body in KEEPALIVE_BODIES {
+                let url = format!("http://{}/{body}.txt", nginx.addr);
+                let run = crate::keepalive::wrk(&url, body, seconds)?;
+                eprintln!(
+                    "lagic-bench: e2e keep-alive {filter} {body} B: {:.0} req/s, {:.1} MB/s, {} failed",
+                    run.rps, run.mb_per_s, run.failures
+                );
+                match rounds.iter_mut().find(|x| x.0 == filter && x.1 == body) {
+                    Some(x) => {
+                        x.2.push(run.rps);
+                        x.3.push(run.mb_per_s);
+                        x.4 += run.failures;
+                    }
+                    None => rounds.push((
+                        filter.to_string(),
+                        body,
+                        vec![run.rps],
+                        vec![run.mb_per_s],
+                        run.failures,
+                    )),
+                }
+            }
+        }
+    }
+    lab.clear_filter();
+    drop(nginx);
+    let per_round = |name: &str, body: usize| {
+        rounds
+            .iter()
+            .find(|x| x.0 == name && x.1 == body)
+            .map(|x| x.2.clone())
+            .unwrap_or_default()
+    };
+    Ok(rounds
+        .iter()
+        .map(|(filter, body, rps, mbs, failures)| Throughput {
+            filter: filter.clone(),
+            body: *body,
+            rps: crate::measure::median(rps.clone()),
+            mb_per_s: crate::measure::median(mbs.clone()),
+            failures: *failures,
+            of_none: crate::measure::Ratio::per_round(rps, &per_round("none", *body)),
+        })
+        .collect())
 }
 
 fn clean_body(len: usize) -> Vec<u8> {

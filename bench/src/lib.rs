@@ -20,6 +20,7 @@ pub mod blocklist;
 pub mod e2e;
 pub mod enclave;
 pub mod equivalence;
+pub mod keepalive;
 pub mod measure;
 pub mod report;
 pub mod rng;
