@@ -331,6 +331,20 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
             },
             || tools::compile_c(&clang, source, clang_obj),
         )?;
+        // Without translation validation: what validation adds.
+        let no_validate: CompilePair = measure::compile_pair(
+            plan.compile_runs,
+            || {
+                let mut cmd = std::process::Command::new(&lagic);
+                cmd.arg("compile")
+                    .arg(spec)
+                    .arg("--no-validate")
+                    .arg("-o")
+                    .arg(lagic_obj);
+                tools::run_timed("lagic compile --no-validate", cmd)
+            },
+            || tools::compile_c(&clang, source, clang_obj),
+        )?;
         let lagic_stats: Stats = measure::stats(l)?;
         let clang_stats: Stats = measure::stats(c)?;
         eprintln!(
@@ -346,6 +360,7 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
             equivalence_frames: *checked,
             compile,
             compile_to_stdout: to_stdout,
+            compile_no_validate: Some(no_validate),
             lagic: lagic_stats,
             clang: clang_stats,
             runtime: Vec::new(),

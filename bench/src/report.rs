@@ -95,6 +95,11 @@ pub struct SeedResult {
     pub compile: CompilePair,
     /// Compile latency with lagic writing the object to stdout (`-o -`).
     pub compile_to_stdout: CompilePair,
+    /// Compile latency with translation validation skipped
+    /// (`--no-validate`, to a file): the difference to [`Self::compile`] is
+    /// what validation costs (absent in older results).
+    #[serde(default)]
+    pub compile_no_validate: Option<CompilePair>,
     /// lagic's program in the kernel.
     pub lagic: Stats,
     /// clang's program in the kernel.
@@ -572,13 +577,19 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
     let _ = writeln!(
         s,
         "Ratios are medians of per-round ratios (min-max over the rounds in parentheses).\n\n\
-         | diode | lagic ms | clang ms | clang / lagic | lagic `-o -` ms | clang ms (same rounds) | clang / lagic `-o -` |\n|---|---:|---:|---:|---:|---:|---:|"
+         `lagic compile` validates the object it writes unless `--no-validate` is given; the last column is the same \
+         compile without validation (its clang / lagic ratio in parentheses).\n\n\
+         | diode | lagic ms | clang ms | clang / lagic | lagic `-o -` ms | clang ms (same rounds) | clang / lagic `-o -` | lagic `--no-validate` ms |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for x in &r.seeds {
         let o = &x.compile_to_stdout;
+        let no_validate = match &x.compile_no_validate {
+            Some(n) => format!("{:.2} ({})", n.lagic_ms, speedup_cell(n)),
+            None => "-".to_string(),
+        };
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.1} | {} | {:.2} | {:.1} | {} |",
+            "| {} | {:.2} | {:.1} | {} | {:.2} | {:.1} | {} | {no_validate} |",
             x.diode,
             x.compile.lagic_ms,
             x.compile.clang_ms,
