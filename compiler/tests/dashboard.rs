@@ -3,7 +3,8 @@
 //! diode ("Once upon a time" is answered, "I hate bananas" shows "blocked by
 //! hateless: predicate at byte N" with the excerpt, ended by the drop event
 //! rather than a timeout); the counters move; the picker replaces the diode
-//! and the page shows the new name, which the kernel confirms. The browser
+//! and the page shows the new name, which the kernel confirms; an invalid
+//! upload is refused and a valid one attached. The browser
 //! is driven over WebDriver (chromedriver) by the small client below; a
 //! screenshot is saved at target/dashboard/dashboard.png.
 //!
@@ -407,7 +408,8 @@ fn dashboard_in_a_real_browser_answers_blocks_counts_and_switches() {
     browser.type_into("#prompt", "I hate bananas");
     browser.click("#send");
     let blocked = browser.wait_text("result-title", "a block", |t| {
-        t.starts_with("blocked") || t.starts_with("answered") || t.starts_with("no answer")
+        // Not "answered": the story's answer is still shown until the click.
+        t.starts_with("blocked") || t.starts_with("no answer")
     });
     assert!(
         blocked.starts_with("blocked by hateless: predicate at byte "),
@@ -471,6 +473,46 @@ fn dashboard_in_a_real_browser_answers_blocks_counts_and_switches() {
         "the kernel has the new diode"
     );
     browser.screenshot(&shot.with_file_name("dashboard-switched.png"));
+
+    // An upload that is not a valid spec is refused and leaves the diode in place.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"version\": 1}").unwrap();
+    browser.type_into("#upload", bad.to_str().unwrap());
+    browser.click("#upload-switch");
+    let refused = browser.wait_text("picker-result", "the refusal", |t| {
+        t.contains("not attached") || t.contains("program")
+    });
+    assert!(
+        refused.starts_with("bad.json: not attached: lagic: error: 'uploaded bad.json'"),
+        "{refused}"
+    );
+    assert_eq!(
+        attached_diode(),
+        "printable64",
+        "a refused spec changes nothing"
+    );
+
+    // An uploaded spec is compiled, attached, and names its scans in drops.
+    let mut upload: Value = serde_json::from_str(&std::fs::read_to_string(&spec).unwrap()).unwrap();
+    upload["name"] = "hateless_up".into();
+    let good = dir.path().join("hateless_up.json");
+    std::fs::write(&good, upload.to_string()).unwrap();
+    browser.type_into("#upload", good.to_str().unwrap());
+    browser.click("#upload-switch");
+    browser.wait_text("diode-name", "the uploaded diode", |t| t == "hateless_up");
+    assert_eq!(attached_diode(), "hateless_up");
+    browser.type_into("#prompt", "I hate bananas");
+    browser.click("#send");
+    let blocked = browser.wait_text("result-title", "a block by the upload", |t| {
+        t.starts_with("blocked by hateless_up") || t.starts_with("no answer")
+    });
+    assert!(
+        blocked.starts_with("blocked by hateless_up: predicate at byte "),
+        "{blocked}"
+    );
+    let detail = browser.text("result-detail");
+    assert!(detail.contains("decided by $.predicate.arg"), "{detail}");
 
     drop(browser);
     assert_eq!(
