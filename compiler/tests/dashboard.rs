@@ -514,10 +514,11 @@ fn dashboard_in_a_real_browser_answers_blocks_counts_and_switches() {
     let detail = browser.text("result-detail");
     assert!(detail.contains("decided by $.predicate.arg"), "{detail}");
 
-    drop(browser);
+    // The page still holds its event stream open: SIGTERM ends the dashboard all the same.
     assert_eq!(
         dashboard.terminate(),
         Some(0),
         "the dashboard ends cleanly on SIGTERM"
     );
+    drop(browser);
 }

@@ -32,6 +32,8 @@ use crate::{assets, monitor, prompt, Config, DashboardError, SpecCompiler};
 
 /// How many recent drops a newly opened page gets.
 const RECENT: usize = 50;
+/// How long requests in flight may still run after SIGINT or SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// A change the monitors saw, pushed to every page.
 #[derive(Debug, Clone)]
@@ -208,6 +210,7 @@ pub async fn serve(
     let bound = listener.local_addr().map_err(DashboardError::Server)?;
     let (feed, _) = broadcast::channel(1024);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx_for_server = stop_rx.clone();
     let snapshot = Snapshot {
         diode: DiodeView::of(&config.iface, config.direction.as_str(), None, None),
         counters: None,
@@ -236,16 +239,23 @@ pub async fn serve(
         .route("/api/events", get(events))
         .route("/api/generate", post(prompt::generate))
         .route("/api/diode", post(replace_diode))
+        .layer(axum::middleware::from_fn(known_host))
         .with_state(shared.clone());
     listening(bound);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    let mut stopping = stop_rx_for_server;
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    });
+    let result = tokio::select! {
+        done = server => done.map_err(DashboardError::Server),
+        () = async {
             shutdown.await;
-            // Ends the event streams, so open pages do not hold the shutdown up.
+            // Ends the event streams, so open pages do not hold the shutdown up,
             let _ = stop_tx.send(true);
-        })
-        .await
-        .map_err(DashboardError::Server);
+            // and cuts off a prompt still waiting for the enclave after a grace period.
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    };
     shared.stop.store(true, Ordering::SeqCst);
     for t in threads {
         let _ = t.join();
@@ -327,6 +337,45 @@ async fn events(
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Refuses requests whose `Host` is a name other than `localhost`: a page
+/// of another site whose name an attacker points at this address (DNS
+/// rebinding) names its own host there, and would otherwise be same-origin
+/// with the dashboard. IP addresses and `localhost` are accepted.
+async fn known_host(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if host.is_some_and(host_is_address) {
+        next.run(request).await
+    } else {
+        refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            "open the dashboard by IP address or localhost (a Host header naming another host is refused)",
+        )
+    }
+}
+
+/// Whether `host` (a `Host` header: `NAME[:PORT]`, `[V6][:PORT]`) names an
+/// IP address or `localhost`.
+pub(crate) fn host_is_address(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split_once(']').is_some_and(|(ip, rest)| {
+            ip.parse::<std::net::Ipv6Addr>().is_ok()
+                && (rest.is_empty()
+                    || rest
+                        .strip_prefix(':')
+                        .is_some_and(|p| p.parse::<u16>().is_ok()))
+        });
+    }
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    port.is_none_or(|p| p.parse::<u16>().is_ok())
+        && (name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok())
 }
 
 /// A failed request: status and `{"error": MESSAGE}`.
@@ -486,6 +535,31 @@ mod tests {
         assert!(cross_origin(&h).is_some());
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(cross_origin(&h).is_some());
+    }
+
+    #[test]
+    fn only_addresses_and_localhost_are_hosts() {
+        for ok in [
+            "127.0.0.1:8501",
+            "localhost:8501",
+            "LOCALHOST",
+            "172.30.0.1",
+            "[::1]:8501",
+            "[fd00::1]",
+        ] {
+            assert!(host_is_address(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8501",
+            "evil.example",
+            "127.0.0.1.nip.io",
+            "[::1",
+            "[::1]x",
+            "localhost:x",
+            "",
+        ] {
+            assert!(!host_is_address(bad), "{bad}");
+        }
     }
 
     #[test]
