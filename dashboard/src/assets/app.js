@@ -227,6 +227,7 @@ $("upload-switch").addEventListener("click", async () => {
     $("picker-result").textContent = "choose a spec file first";
     return;
   }
+  $("picker-result").textContent = `reading ${file.name}…`;
   replaceDiode({ upload: file.name, spec: await file.text() }, file.name);
 });
 loadExamples().catch((e) => text("picker-result", `cannot list the examples: ${e.message}`));
