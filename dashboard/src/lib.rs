@@ -120,9 +120,14 @@ pub struct Options {
     pub enclave: Option<String>,
     /// The interface whose diode the page shows, overriding the lab's.
     pub iface: Option<String>,
-    /// The directory of spec files the picker offers.
-    pub examples: PathBuf,
+    /// The directory of spec files the picker offers; `None`: `examples`
+    /// in the working directory when there is one (a checkout), else none
+    /// (uploads only).
+    pub examples: Option<PathBuf>,
 }
+
+/// The picker's directory when `--examples` is not given.
+pub const DEFAULT_EXAMPLES: &str = "examples";
 
 /// Where the enclave is: a host (name or address) and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,8 +197,8 @@ pub struct Config {
     pub iface: String,
     /// The direction of that diode.
     pub direction: Direction,
-    /// The directory of spec files the picker offers.
-    pub examples: PathBuf,
+    /// The directory of spec files the picker offers (none: uploads only).
+    pub examples: Option<PathBuf>,
 }
 
 /// Resolves the flags: `--enclave` and `--iface` win; otherwise the lab
@@ -224,11 +229,16 @@ pub fn resolve(options: &Options) -> Result<Config, DashboardError> {
         (None, Some(l)) if l.link => (l.state.host_if.clone(), Direction::Ingress),
         (None, _) => the_one_diode()?,
     };
-    let examples = options.examples.clone();
-    std::fs::read_dir(&examples).map_err(|source| DashboardError::Examples {
-        path: examples.clone(),
-        source,
-    })?;
+    let examples = match &options.examples {
+        Some(dir) => {
+            std::fs::read_dir(dir).map_err(|source| DashboardError::Examples {
+                path: dir.clone(),
+                source,
+            })?;
+            Some(dir.clone())
+        }
+        None => Some(PathBuf::from(DEFAULT_EXAMPLES)).filter(|d| d.is_dir()),
+    };
     Ok(Config {
         listen: options.listen,
         lab: lab.map(|l| l.state.name),

@@ -206,6 +206,12 @@ async function loadExamples() {
   const state = await (await fetch("/api/state")).json();
   text("enclave", state.enclave);
   const picker = $("picker");
+  if (state.examples.length === 0) {
+    const none = document.createElement("option");
+    none.value = "";
+    none.textContent = "no examples directory (upload a spec)";
+    picker.append(none);
+  }
   for (const e of state.examples) {
     const option = document.createElement("option");
     option.value = e.name;
