@@ -32,6 +32,9 @@ use crate::{assets, monitor, prompt, Config, DashboardError, SpecCompiler};
 
 /// How many recent drops a newly opened page gets.
 const RECENT: usize = 50;
+/// The largest request body: an uploaded spec of the largest size a spec
+/// may have, as a JSON string (escaping at most sextuples a byte: `\u0001`).
+const MAX_REQUEST_BYTES: usize = predicate_ir::spec::MAX_SPEC_BYTES * 6 + (64 << 10);
 /// How long requests in flight may still run after SIGINT or SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -242,6 +245,7 @@ pub async fn serve(
         .route("/api/events", get(events))
         .route("/api/generate", post(prompt::generate))
         .route("/api/diode", post(replace_diode))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn(known_host))
         .with_state(shared.clone());
     listening(bound);
