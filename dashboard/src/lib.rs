@@ -31,7 +31,9 @@
 //!   escaped text set with `textContent`, never as markup.
 //! - Requests that change state (`POST`) must carry JSON and, when the
 //!   browser sends an `Origin`, come from the page's own origin, so another
-//!   site open in the same browser cannot replace the diode.
+//!   site open in the same browser cannot replace the diode; and every
+//!   request must name an IP address or `localhost` as its `Host`, so a
+//!   host name pointed at this address (DNS rebinding) gains nothing.
 //! - This process is the only reader of the diode's ring buffer while it
 //!   runs: a `lagic watch` at the same time takes some of the events.
 
