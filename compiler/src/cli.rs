@@ -29,6 +29,7 @@ Examples:
   sudo lagic attach hateless.o --iface veth0 --direction ingress
   sudo lagic status
   sudo lagic watch --iface veth0 --json
+  sudo lagic dashboard                          (then open http://127.0.0.1:8501/)
   sudo lagic lab up --diode hateless.o
   sudo lagic lab up --vm --diode hateless.o      (after vm/build)";
 
@@ -78,6 +79,11 @@ pub enum Command {
     /// (docs/watch.md). Watches every attached diode unless --iface is
     /// given; ends on Ctrl-C.
     Watch(WatchArgs),
+    /// Serve a page to test the gate (needs root): the attached diode, the
+    /// lab, live counters and drops, a prompt sent through the diode, and a
+    /// picker that compiles a spec and replaces the diode (docs/dashboard.md).
+    /// Ends on Ctrl-C or SIGTERM.
+    Dashboard(DashboardArgs),
     /// The enclave lab: lagic-enclave in a network namespace behind a veth,
     /// with a diode on the host side (needs root).
     #[command(subcommand)]
@@ -254,6 +260,27 @@ pub struct WatchArgs {
     /// from the spec the diode was attached from, if it was one.
     #[arg(long, value_name = "FILE")]
     pub spec: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Address and port to serve the page on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8501")]
+    pub listen: std::net::SocketAddr,
+    /// The lab whose status the page shows; it also gives the enclave and
+    /// the interface unless --enclave or --iface do.
+    #[arg(long, value_name = "NAME", default_value = "main")]
+    pub lab: String,
+    /// The enclave's URL (http://HOST:PORT); prompts go there through the diode.
+    #[arg(long, value_name = "URL")]
+    pub enclave: Option<String>,
+    /// The interface whose diode the page shows and replaces (default: the
+    /// lab's, else the one attached diode's).
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+    /// The directory of spec files the picker offers.
+    #[arg(long, value_name = "DIR", default_value = "examples")]
+    pub examples: PathBuf,
 }
 
 #[derive(Debug, Args)]

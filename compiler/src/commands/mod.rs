@@ -4,6 +4,7 @@
 mod attach;
 mod check;
 mod compile;
+mod dashboard;
 mod detach;
 mod disasm;
 mod lab;
@@ -26,5 +27,6 @@ pub fn dispatch(cli: Cli) -> Result<Outcome, Failure> {
         Command::Status(args) => status::run(args),
         Command::Lab(command) => lab::run(command),
         Command::Watch(args) => watch::run(args),
+        Command::Dashboard(args) => dashboard::run(args),
     }
 }

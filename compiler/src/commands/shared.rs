@@ -1,5 +1,6 @@
 //! Helpers that more than one subcommand uses: reading a spec or a diode, compiling a spec
-//! to object bytes, naming a direction, rendering loader errors and attachments.
+//! to object bytes (unchecked for `attach`, validated for `compile` and the dashboard),
+//! naming a direction, rendering loader errors and attachments.
 //!
 //! Subcommand modules call only this module (and the libraries), never each other, so a
 //! change to one subcommand cannot silently change another.
@@ -52,6 +53,60 @@ pub(crate) fn lower_spec(path: &Path, spec: &Spec) -> Result<Program, Failure> {
 pub(crate) fn emit(path: &Path, program: &Program) -> Result<Vec<u8>, Failure> {
     emit_bpf::compile_object(program)
         .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
+}
+
+/// The object bytes of `program`, validated when `validate` is set.
+pub(crate) fn compile(
+    path: &std::path::Path,
+    program: &predicate_ir::Program,
+    options: &emit_bpf::Options,
+    validate: bool,
+) -> Result<Vec<u8>, Failure> {
+    let shown = io::display(path);
+    let cannot =
+        |e: &dyn std::fmt::Display| Failure::failed(format!("{shown}: cannot be compiled: {e}"));
+    let (module, map) = emit_bpf::compile_mapped_with(program, options).map_err(|e| cannot(&e))?;
+    #[allow(unused_mut)]
+    let mut object = module.write_elf().map_err(|e| cannot(&e))?;
+    #[cfg(debug_assertions)]
+    inject_fault(&mut object, &map);
+    if validate {
+        lagic_validate::validate(program, &object, &map).map_err(|e| {
+            Failure::failed(format!(
+                "{shown}: translation validation failed, nothing written: {e}"
+            ))
+            .with_hint(
+                "the emitted code does not implement the spec's lowered program: a bug in lagic; \
+                 please report it with the spec (--no-validate skips the check, at your own risk)",
+            )
+        })?;
+    }
+    Ok(object)
+}
+
+/// Debug builds only: `LAGIC_DEBUG_BREAK_STEP=1` changes the target of
+/// the first state assignment in the first step of the first pass, so the
+/// tests can watch a validation failure end the command (exit 1, nothing
+/// written). Release builds have no such switch.
+#[cfg(debug_assertions)]
+fn inject_fault(object: &mut [u8], map: &emit_bpf::codemap::CodeMap) {
+    use lagic_validate::patch;
+    if std::env::var_os("LAGIC_DEBUG_BREAK_STEP").is_none() {
+        return;
+    }
+    let Some(step) = map.passes.first().and_then(|p| p.steps.first()) else {
+        return;
+    };
+    if let Some(slot) = patch::find(
+        object,
+        ".text",
+        step.start..step.end,
+        patch::code::MOV64_IMM,
+        None,
+    ) {
+        let imm = patch::imm(object, ".text", slot).unwrap_or(0);
+        let _ = patch::set_imm(object, ".text", slot, imm ^ 1);
+    }
 }
 
 /// The diode as object bytes: read as-is, or compiled from a spec.
