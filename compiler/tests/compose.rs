@@ -9,6 +9,8 @@
 //!   blocked; the sentry's log shows the attach and, after the blocked request, the block
 //!   decision (a `lagic watch` line: the enclave's flow, the spec path that decided); the
 //!   diode is on the enclave's veth and on the bridge;
+//! - the dashboard answers `GET /` on 127.0.0.1:8501 (and not on the bridge address) and
+//!   shows the diode on the enclave's veth, also after the enclave is recreated (new veth);
 //! - `docker restart` of the sentry keeps the same program attached and its log shows the
 //!   next block decision;
 //! - switching the diode (`DIODE=printable64 ... up -d sentry`) replaces it atomically: the
@@ -35,7 +37,7 @@
 //! not while a compose stack or `lagic lab up` of your own uses them.
 
 use std::collections::BTreeSet;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -50,6 +52,9 @@ use common::{find_ignoring_case, generate, run_pairs, workspace, Pair, Reply, Re
 const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 const ENCLAVE: &str = "lagic-enclave";
 const SENTRY: &str = "lagic-sentry";
+const DASHBOARD: &str = "lagic-dashboard";
+/// Where the dashboard serves: the host's loopback only.
+const DASHBOARD_ADDR: &str = "127.0.0.1:8501";
 const BRIDGE: &str = "lagic0";
 const PROJECT: &str = "lagictest";
 const HOST_ADDR: &str = "172.30.0.1";
@@ -294,6 +299,60 @@ fn wait_block_line(iface: &str, before: usize) -> String {
     }
 }
 
+/// `GET path` on `addr` (HTTP/1.0): (status, body).
+fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let addr: SocketAddr = addr.parse().expect("a socket address");
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = text(&response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The dashboard answers `GET /` with its page, on the host's loopback only, and its
+/// state names the diode on `veth` (within 30 s: it restarts when the enclave's veth
+/// changes).
+fn assert_dashboard(veth: &str, diode: &str) {
+    wait_healthy(DASHBOARD);
+    let (status, page) = http_get(DASHBOARD_ADDR, "/").expect("GET / of the dashboard");
+    assert_eq!(status, 200, "GET / of the dashboard: {page}");
+    assert!(page.contains("<html"), "GET / is not the page: {page}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = http_get(DASHBOARD_ADDR, "/api/state")
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+        let shown = state
+            .as_ref()
+            .map(|s| (s["diode"]["iface"].clone(), s["diode"]["diode"].clone()));
+        if shown == Some((veth.into(), diode.into())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard does not show {diode} on {veth} within 30 s: {state:?}\nlog:\n{}",
+            logs(DASHBOARD)
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    let outside = format!("{HOST_ADDR}:8501");
+    assert!(
+        http_get(&outside, "/").is_err(),
+        "the dashboard answers on {outside}: it must listen on the loopback only"
+    );
+}
+
 fn assert_passes(prompt: &str) {
     match generate(enclave_addr(), prompt, 16, PASS_WAIT) {
         Reply::Complete(Response { status: 200, body }) => assert!(
@@ -455,7 +514,7 @@ fn poll_attachments(ifaces: Vec<String>, stop: Arc<AtomicBool>) -> thread::JoinH
 /// and checks that no other stack holds the fixed names.
 fn fresh_start(compose: &Compose) {
     compose.quiet(&["down", "-v", "--timeout", "5"]);
-    for container in [ENCLAVE, SENTRY] {
+    for container in [ENCLAVE, SENTRY, DASHBOARD] {
         assert!(
             !container_exists(container),
             "a container named {container} already exists: another lagic compose stack runs \
@@ -522,6 +581,7 @@ fn scenario(compose: &Compose) {
     let (diode, _, state) = attachment(BRIDGE).expect("a diode on the bridge");
     assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
     let mut pins = vec![pin_dir(&veth), pin_dir(BRIDGE)];
+    assert_dashboard(&veth, "hateless");
     assert_passes("Once upon a time");
     let before = drop_lines(&veth).len();
     assert_blocked("I hate bananas");
@@ -656,8 +716,23 @@ fn scenario(compose: &Compose) {
     );
     drop(listener);
 
+    // A recreated enclave has a new veth: the sentry covers it before the enclave serves,
+    // and the dashboard follows it.
+    compose.ok(
+        &["up", "-d", "--no-deps", "--force-recreate", "enclave"],
+        None,
+    );
+    wait_healthy(ENCLAVE);
+    let old_veth = veth;
+    let (veth, _) = enclave_veth();
+    assert_ne!(old_veth, veth, "the recreated enclave kept its veth");
+    assert_eq!(attachment(&veth).expect("new veth diode").0, "hateless");
+    pins.push(pin_dir(&veth));
+    assert_dashboard(&veth, "hateless");
+    assert_blocked("I hate bananas");
+
     compose.ok(&["down"], None);
-    for container in [ENCLAVE, SENTRY] {
+    for container in [ENCLAVE, SENTRY, DASHBOARD] {
         assert!(
             !container_exists(container),
             "{container} is left after down"
@@ -668,13 +743,13 @@ fn scenario(compose: &Compose) {
         !networks.lines().any(|n| n.starts_with(PROJECT)),
         "a network is left after down: {networks}"
     );
-    for iface in [BRIDGE, veth.as_str()] {
+    for iface in [BRIDGE, veth.as_str(), old_veth.as_str()] {
         assert!(
             !Path::new("/sys/class/net").join(iface).exists(),
             "{iface} is left after down"
         );
     }
-    for iface in [veth.as_str(), BRIDGE] {
+    for iface in [veth.as_str(), old_veth.as_str(), BRIDGE] {
         assert!(
             attachment(iface).is_none(),
             "lagic status still lists {iface}"
@@ -685,7 +760,7 @@ fn scenario(compose: &Compose) {
         "pins left: {:?}",
         pins_left(&pins)
     );
-    assert_no_tc(&[&veth, BRIDGE]);
+    assert_no_tc(&[&veth, &old_veth, BRIDGE]);
 
     // A sentry killed before `down -v` leaves interface-gone pins; the next sentry clears them.
     compose.ok(&["up", "-d"], None);
@@ -735,7 +810,7 @@ fn assert_no_tc(ifaces: &[&str]) {
 /// After `down -v`: no container, network, volume, interface, attachment, TC program or
 /// pin of the stack is left.
 fn assert_nothing_left(ifaces: &[&str], pins: &[PathBuf]) {
-    for container in [ENCLAVE, SENTRY] {
+    for container in [ENCLAVE, SENTRY, DASHBOARD] {
         assert!(
             !container_exists(container),
             "{container} is left after down"
@@ -801,6 +876,7 @@ fn vm_scenario(compose: &Compose) {
     let (diode, program, state) = attachment(&veth).expect("a diode on the enclave veth");
     assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
     let pins = vec![pin_dir(&veth), pin_dir(BRIDGE)];
+    assert_dashboard(&veth, "hateless");
 
     assert_passes("Once upon a time");
     let before = drop_lines(&veth).len();
