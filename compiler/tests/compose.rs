@@ -11,8 +11,9 @@
 //!   diode is on the enclave's veth and on the bridge;
 //! - the dashboard answers `GET /` on 127.0.0.1:8501 (and not on the bridge address) and
 //!   shows the diode on the enclave's veth, also after the enclave is recreated (new veth);
-//! - `docker restart` of the sentry keeps the same program attached and its log shows the
-//!   next block decision;
+//! - `docker stop` of the sentry leaves the same program attached (the answer stays
+//!   blocked); `docker start` does not re-attach, and its log shows the drop recorded while
+//!   it was stopped and the next block decision;
 //! - switching the diode (`DIODE=printable64 ... up -d sentry`) replaces it atomically: the
 //!   program id on the enclave's veth changes, a poller never sees the veth without a diode,
 //!   and a sender inside the enclave that keeps sending forbidden bytes through the restart
@@ -599,14 +600,31 @@ fn scenario(compose: &Compose) {
         );
     }
 
-    // A restart keeps the diode (no re-attach: the same program) and resumes the stream.
-    docker(&["restart", "--time", "5", SENTRY]);
+    // A stopped sentry leaves the diode on: the answer stays blocked. Started again, it
+    // keeps the same program (no re-attach), and its new watch prints the drop recorded
+    // while it was down (the ring buffer kept it), then the next ones.
+    let before = drop_lines(&veth).len();
+    docker(&["stop", "--time", "5", SENTRY]);
+    let stopped_log = logs(SENTRY);
+    assert!(
+        stopped_log.contains(&format!("leaving hateless attached on {veth} (pinned)")),
+        "the stopped sentry does not say it left the diode on {veth}:\n{stopped_log}"
+    );
+    assert_eq!(
+        attachment(&veth),
+        Some(("hateless".to_owned(), first_program, "active".to_owned())),
+        "stopping the sentry changed the diode on {veth}"
+    );
+    assert_blocked("I hate bananas");
+    assert_eq!(drop_lines(&veth).len(), before, "a stopped sentry logged");
+    docker(&["start", SENTRY]);
     wait_healthy(SENTRY);
     assert_eq!(
         attachment(&veth).map(|a| a.1),
         Some(first_program),
         "the restart changed the diode on {veth}"
     );
+    wait_block_line(&veth, before);
     let before = drop_lines(&veth).len();
     assert_blocked("I hate bananas");
     wait_block_line(&veth, before);
