@@ -6,17 +6,30 @@
 //! - fail closed at start-up: the enclave started alone (no sentry) does not serve (and,
 //!   as a control for the traffic checks below, bytes it sends then do arrive unjudged);
 //! - `up -d`: the seed's two requests, "Once upon a time" passes and "I hate bananas" is
-//!   blocked; the sentry's log shows the attach; the diode is on the enclave's veth and on
-//!   the bridge;
+//!   blocked; the sentry's log shows the attach and, after the blocked request, the block
+//!   decision (a `lagic watch` line: the enclave's flow, the spec path that decided); the
+//!   diode is on the enclave's veth and on the bridge;
+//! - the dashboard answers `GET /` on 127.0.0.1:8501 (and not on the bridge address) and
+//!   shows the diode on the enclave's veth, also after the enclave is recreated (new veth);
+//! - `docker stop` of the sentry leaves the same program attached (the answer stays
+//!   blocked); `docker start` does not re-attach, and its log shows the drop recorded while
+//!   it was stopped and the next block decision;
 //! - switching the diode (`DIODE=printable64 ... up -d sentry`) replaces it atomically: the
 //!   program id on the enclave's veth changes, a poller never sees the veth without a diode,
 //!   and a sender inside the enclave that keeps sending forbidden bytes through the restart
 //!   gets none of them to a listener on the host (while its clean messages keep arriving);
+//!   the new sentry's log shows printable64 dropping them;
 //! - with the veth's diode detached by hand, the bridge's still judges what the enclave
 //!   sends;
 //! - `docker kill` of the sentry leaves the diode attached: forbidden bytes still never
 //!   arrive;
-//! - `down` leaves no containers, network, bridge, veth, TC attachment or pin behind.
+//! - `down` leaves no containers, network, bridge, veth, TC attachment (`lagic status`,
+//!   `bpftool net`) or pin (the pin directories `lagic status --json` reported) behind;
+//!   a sentry killed before `down -v` leaves interface-gone pins, which the next one removes;
+//! - the enclave VM variant (docker-compose.vm.yml over docker-compose.yml): the container
+//!   boots the enclave VM after the gate, the guest serves, the seed's requests pass and
+//!   block, the sentry logs the block decision, a killed sentry leaves the diode on, and
+//!   `down -v` leaves no container, network, volume, interface, TC program or pin.
 //!
 //! Needs root and a Docker engine (scripts/install-docker installs Debian's docker.io and
 //! docker-compose where missing and starts dockerd). Without root, or when Docker cannot
@@ -25,7 +38,7 @@
 //! not while a compose stack or `lagic lab up` of your own uses them.
 
 use std::collections::BTreeSet;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,6 +53,9 @@ use common::{find_ignoring_case, generate, run_pairs, workspace, Pair, Reply, Re
 const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 const ENCLAVE: &str = "lagic-enclave";
 const SENTRY: &str = "lagic-sentry";
+const DASHBOARD: &str = "lagic-dashboard";
+/// Where the dashboard serves: the host's loopback only.
+const DASHBOARD_ADDR: &str = "127.0.0.1:8501";
 const BRIDGE: &str = "lagic0";
 const PROJECT: &str = "lagictest";
 const HOST_ADDR: &str = "172.30.0.1";
@@ -91,21 +107,32 @@ fn run_ok(program: &str, args: &[&str], env: &[(&str, Option<&str>)]) -> String 
     text(&out.stdout)
 }
 
-/// One Compose implementation: `docker-compose` or `docker compose`.
+/// One Compose implementation (`docker-compose` or `docker compose`) with its compose files.
 struct Compose {
     argv: Vec<&'static str>,
+    /// Compose files in the workspace, in order (later ones override).
+    files: Vec<&'static str>,
 }
 
 impl Compose {
+    fn new(argv: Vec<&'static str>) -> Compose {
+        Compose {
+            argv,
+            files: vec!["docker-compose.yml"],
+        }
+    }
+
     fn name(&self) -> String {
-        self.argv.join(" ")
+        format!("{} ({})", self.argv.join(" "), self.files.join(" + "))
     }
 
     fn args<'a>(&'a self, rest: &[&'a str]) -> (String, Vec<&'a str>) {
-        let file = workspace().join("docker-compose.yml");
-        let file: &'static str = Box::leak(file.display().to_string().into_boxed_str());
         let mut args: Vec<&str> = self.argv[1..].to_vec();
-        args.extend(["-f", file, "-p", PROJECT]);
+        for file in &self.files {
+            let path = workspace().join(file);
+            args.extend(["-f", Box::leak(path.display().to_string().into_boxed_str())]);
+        }
+        args.extend(["-p", PROJECT]);
         args.extend_from_slice(rest);
         (self.argv[0].to_owned(), args)
     }
@@ -192,17 +219,139 @@ fn enclave_veth() -> (String, u32) {
 
 /// What `lagic status --json` says about `iface`: (diode, program id, state), if anything.
 fn attachment(iface: &str) -> Option<(String, u64, String)> {
+    status_of(iface).map(|a| {
+        (
+            a["diode"].as_str().unwrap_or_default().to_owned(),
+            a["program_id"].as_u64().unwrap_or(0),
+            a["state"].as_str().unwrap_or_default().to_owned(),
+        )
+    })
+}
+
+/// The ingress entry of `iface` in `lagic status --json`.
+fn status_of(iface: &str) -> Option<serde_json::Value> {
     let out = run_ok(LAGIC, &["status", "--json"], &[]);
     let list: serde_json::Value = serde_json::from_str(&out).expect("status --json is JSON");
-    list.as_array()?.iter().find_map(|a| {
-        (a["interface"] == iface && a["direction"] == "ingress").then(|| {
-            (
-                a["diode"].as_str().unwrap_or_default().to_owned(),
-                a["program_id"].as_u64().unwrap_or(0),
-                a["state"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-    })
+    list.as_array()?
+        .iter()
+        .find(|a| a["interface"] == iface && a["direction"] == "ingress")
+        .cloned()
+}
+
+/// Where the loader pinned the diode on `iface` (`pin_dir` of `lagic status --json`).
+fn pin_dir(iface: &str) -> PathBuf {
+    let entry = status_of(iface).unwrap_or_else(|| panic!("no diode on {iface}"));
+    let dir = PathBuf::from(
+        entry["pin_dir"]
+            .as_str()
+            .expect("status --json has pin_dir"),
+    );
+    assert!(dir.starts_with("/sys/fs/bpf/"), "{}", dir.display());
+    assert!(
+        dir.exists(),
+        "{iface}'s pin dir {} does not exist",
+        dir.display()
+    );
+    dir
+}
+
+/// Every pin directory in `dirs` that still exists.
+fn pins_left(dirs: &[PathBuf]) -> Vec<&PathBuf> {
+    dirs.iter().filter(|d| d.exists()).collect()
+}
+
+/// The sentry's log lines that report a drop on `iface` (`lagic watch`'s text format).
+fn drop_lines(iface: &str) -> Vec<String> {
+    let prefix = format!(" {iface} ingress DROP ");
+    logs(SENTRY)
+        .lines()
+        .filter(|l| l.contains(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until the sentry's log holds more than `before` drop lines on `iface` from the
+/// enclave's port 8080 that `hateless` decided on the word; returns the first new one.
+fn wait_block_line(iface: &str, before: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lines = drop_lines(iface);
+        let new: Vec<&String> = lines
+            .iter()
+            .skip(before)
+            .filter(|l| {
+                l.contains(&format!(
+                    "DROP predicate {} -> {HOST_ADDR}:",
+                    enclave_addr()
+                )) && l.contains("by $.predicate.arg")
+                    && l.contains("hate")
+            })
+            .collect();
+        if let Some(line) = new.first() {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sentry's log shows no block decision on {iface} within 20 s of the blocked \
+             request (drop lines before it: {before}); log:\n{}",
+            logs(SENTRY)
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `GET path` on `addr` (HTTP/1.0): (status, body).
+fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let addr: SocketAddr = addr.parse().expect("a socket address");
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = text(&response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The dashboard answers `GET /` with its page, on the host's loopback only, and its
+/// state names the diode on `veth` (within 30 s: it restarts when the enclave's veth
+/// changes).
+fn assert_dashboard(veth: &str, diode: &str) {
+    wait_healthy(DASHBOARD);
+    let (status, page) = http_get(DASHBOARD_ADDR, "/").expect("GET / of the dashboard");
+    assert_eq!(status, 200, "GET / of the dashboard: {page}");
+    assert!(page.contains("<html"), "GET / is not the page: {page}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = http_get(DASHBOARD_ADDR, "/api/state")
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+        let shown = state
+            .as_ref()
+            .map(|s| (s["diode"]["iface"].clone(), s["diode"]["diode"].clone()));
+        if shown == Some((veth.into(), diode.into())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard does not show {diode} on {veth} within 30 s: {state:?}\nlog:\n{}",
+            logs(DASHBOARD)
+        );
+        thread::sleep(Duration::from_millis(250));
+    }
+    let outside = format!("{HOST_ADDR}:8501");
+    assert!(
+        http_get(&outside, "/").is_err(),
+        "the dashboard answers on {outside}: it must listen on the loopback only"
+    );
 }
 
 fn assert_passes(prompt: &str) {
@@ -362,20 +511,11 @@ fn poll_attachments(ifaces: Vec<String>, stop: Arc<AtomicBool>) -> thread::JoinH
     })
 }
 
-fn pins_of(iface: &str) -> Vec<PathBuf> {
-    ["/sys/fs/bpf/lagi", "/sys/fs/bpf/lagic"]
-        .iter()
-        .map(|root| Path::new(root).join(iface))
-        .filter(|p| p.exists())
-        .collect()
-}
-
-fn scenario(compose: &Compose) {
-    let name = compose.name();
-    eprintln!("== compose test with {name}");
-    // Leftovers of an interrupted earlier run of this test (its own project only).
+/// Removes the leftovers of an interrupted earlier run of this test (its own project only)
+/// and checks that no other stack holds the fixed names.
+fn fresh_start(compose: &Compose) {
     compose.quiet(&["down", "-v", "--timeout", "5"]);
-    for container in [ENCLAVE, SENTRY] {
+    for container in [ENCLAVE, SENTRY, DASHBOARD] {
         assert!(
             !container_exists(container),
             "a container named {container} already exists: another lagic compose stack runs \
@@ -386,6 +526,12 @@ fn scenario(compose: &Compose) {
         !Path::new("/sys/class/net").join(BRIDGE).exists(),
         "{BRIDGE} already exists: another lagic compose stack runs (docker-compose down it first)"
     );
+}
+
+fn scenario(compose: &Compose) {
+    let name = compose.name();
+    eprintln!("== compose test with {name}");
+    fresh_start(compose);
     let _guard = DownGuard(compose);
 
     // Fail closed at start-up: the enclave alone (no sentry) waits and does not serve.
@@ -435,14 +581,53 @@ fn scenario(compose: &Compose) {
     assert_eq!(state, "active");
     let (diode, _, state) = attachment(BRIDGE).expect("a diode on the bridge");
     assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
+    let mut pins = vec![pin_dir(&veth), pin_dir(BRIDGE)];
+    assert_dashboard(&veth, "hateless");
     assert_passes("Once upon a time");
+    let before = drop_lines(&veth).len();
     assert_blocked("I hate bananas");
+    let line = wait_block_line(&veth, before);
+    eprintln!("{name}: the sentry logged: {line}");
     let sentry_log = logs(SENTRY);
     assert!(
         sentry_log.contains(&format!("attached hateless on {veth}")),
         "the sentry's log does not show the attach on {veth}:\n{sentry_log}"
     );
-    assert!(sentry_log.contains("decisions are not streamed yet"));
+    for iface in [veth.as_str(), BRIDGE] {
+        assert!(
+            sentry_log.contains(&format!("streaming hateless's decisions on {iface}")),
+            "the sentry does not say it watches {iface}:\n{sentry_log}"
+        );
+    }
+
+    // A stopped sentry leaves the diode on: the answer stays blocked. Started again, it
+    // keeps the same program (no re-attach), and its new watch prints the drop recorded
+    // while it was down (the ring buffer kept it), then the next ones.
+    let before = drop_lines(&veth).len();
+    docker(&["stop", "--time", "5", SENTRY]);
+    let stopped_log = logs(SENTRY);
+    assert!(
+        stopped_log.contains(&format!("leaving hateless attached on {veth} (pinned)")),
+        "the stopped sentry does not say it left the diode on {veth}:\n{stopped_log}"
+    );
+    assert_eq!(
+        attachment(&veth),
+        Some(("hateless".to_owned(), first_program, "active".to_owned())),
+        "stopping the sentry changed the diode on {veth}"
+    );
+    assert_blocked("I hate bananas");
+    assert_eq!(drop_lines(&veth).len(), before, "a stopped sentry logged");
+    docker(&["start", SENTRY]);
+    wait_healthy(SENTRY);
+    assert_eq!(
+        attachment(&veth).map(|a| a.1),
+        Some(first_program),
+        "the restart changed the diode on {veth}"
+    );
+    wait_block_line(&veth, before);
+    let before = drop_lines(&veth).len();
+    assert_blocked("I hate bananas");
+    wait_block_line(&veth, before);
 
     // Switch the diode while the enclave keeps sending forbidden bytes.
     let listener = Listener::start();
@@ -478,6 +663,21 @@ fn scenario(compose: &Compose) {
         "{}",
         logs(SENTRY)
     );
+    pins.extend([pin_dir(&veth), pin_dir(BRIDGE)]);
+    // The recreated sentry's log (a new container) shows printable64 dropping the sender's
+    // control byte.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !drop_lines(&veth)
+        .iter()
+        .any(|l| l.contains("DROP predicate") && l.contains("\\x01hate"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no printable64 drop of the sender's \\x01 in the sentry's log:\n{}",
+            logs(SENTRY)
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
     // printable64 lets the echoed word through (it judges only bytes), hateless did not.
     assert_passes("I hate bananas");
     assert_passes("Once upon a time");
@@ -534,8 +734,23 @@ fn scenario(compose: &Compose) {
     );
     drop(listener);
 
+    // A recreated enclave has a new veth: the sentry covers it before the enclave serves,
+    // and the dashboard follows it.
+    compose.ok(
+        &["up", "-d", "--no-deps", "--force-recreate", "enclave"],
+        None,
+    );
+    wait_healthy(ENCLAVE);
+    let old_veth = veth;
+    let (veth, _) = enclave_veth();
+    assert_ne!(old_veth, veth, "the recreated enclave kept its veth");
+    assert_eq!(attachment(&veth).expect("new veth diode").0, "hateless");
+    pins.push(pin_dir(&veth));
+    assert_dashboard(&veth, "hateless");
+    assert_blocked("I hate bananas");
+
     compose.ok(&["down"], None);
-    for container in [ENCLAVE, SENTRY] {
+    for container in [ENCLAVE, SENTRY, DASHBOARD] {
         assert!(
             !container_exists(container),
             "{container} is left after down"
@@ -546,36 +761,38 @@ fn scenario(compose: &Compose) {
         !networks.lines().any(|n| n.starts_with(PROJECT)),
         "a network is left after down: {networks}"
     );
-    for iface in [BRIDGE, veth.as_str()] {
+    for iface in [BRIDGE, veth.as_str(), old_veth.as_str()] {
         assert!(
             !Path::new("/sys/class/net").join(iface).exists(),
             "{iface} is left after down"
         );
     }
-    for iface in [veth.as_str(), BRIDGE] {
+    for iface in [veth.as_str(), old_veth.as_str(), BRIDGE] {
         assert!(
             attachment(iface).is_none(),
             "lagic status still lists {iface}"
         );
-        assert!(pins_of(iface).is_empty(), "pins left: {:?}", pins_of(iface));
     }
-    let net = run_ok("bpftool", &["net"], &[]);
     assert!(
-        !net.contains(&veth) && !net.contains(BRIDGE),
-        "bpftool net still shows the stack:\n{net}"
+        pins_left(&pins).is_empty(),
+        "pins left: {:?}",
+        pins_left(&pins)
     );
+    assert_no_tc(&[&veth, &old_veth, BRIDGE]);
 
     // A sentry killed before `down -v` leaves interface-gone pins; the next sentry clears them.
     compose.ok(&["up", "-d"], None);
     wait_healthy(SENTRY);
     wait_healthy(ENCLAVE);
     let (old_veth, _) = enclave_veth();
+    let stale_pins = vec![pin_dir(&old_veth), pin_dir(BRIDGE)];
     docker(&["kill", SENTRY]);
     compose.ok(&["down", "-v"], None);
     for iface in [old_veth.as_str(), BRIDGE] {
         let (_, _, state) = attachment(iface).expect("a pin left by the killed sentry");
         assert_eq!(state, "interface-gone", "{iface}");
     }
+    assert_eq!(pins_left(&stale_pins).len(), 2, "the killed sentry's pins");
     compose.ok(&["up", "-d"], None);
     wait_healthy(SENTRY);
     wait_healthy(ENCLAVE);
@@ -583,18 +800,128 @@ fn scenario(compose: &Compose) {
         attachment(&old_veth).is_none(),
         "{old_veth}'s stale pin stayed"
     );
+    assert!(
+        pins_left(&stale_pins).is_empty(),
+        "stale pins stayed: {:?}",
+        pins_left(&stale_pins)
+    );
     let (diode, _, state) = attachment(BRIDGE).expect("a diode on the new bridge");
     assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
     assert_blocked("I hate bananas");
     let (new_veth, _) = enclave_veth();
-    compose.ok(&["down"], None);
-    for iface in [old_veth.as_str(), new_veth.as_str(), BRIDGE] {
+    let pins = vec![pin_dir(&new_veth), pin_dir(BRIDGE)];
+    compose.ok(&["down", "-v"], None);
+    assert_nothing_left(&[&old_veth, &new_veth, BRIDGE], &pins);
+}
+
+/// `lagic status`, bpftool and tc show nothing of the stack on `ifaces` (gone by now).
+fn assert_no_tc(ifaces: &[&str]) {
+    let net = run_ok("bpftool", &["net"], &[]);
+    for iface in ifaces {
+        assert!(
+            !net.contains(iface),
+            "bpftool net still shows {iface}:\n{net}"
+        );
+    }
+}
+
+/// After `down -v`: no container, network, volume, interface, attachment, TC program or
+/// pin of the stack is left.
+fn assert_nothing_left(ifaces: &[&str], pins: &[PathBuf]) {
+    for container in [ENCLAVE, SENTRY, DASHBOARD] {
+        assert!(
+            !container_exists(container),
+            "{container} is left after down"
+        );
+    }
+    let networks = docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !networks.lines().any(|n| n.starts_with(PROJECT)),
+        "a network is left after down: {networks}"
+    );
+    let volumes = docker(&["volume", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !volumes.lines().any(|n| n.starts_with(PROJECT)),
+        "a volume is left after down -v: {volumes}"
+    );
+    for iface in ifaces {
+        assert!(
+            !Path::new("/sys/class/net").join(iface).exists(),
+            "{iface} is left after down"
+        );
         assert!(
             attachment(iface).is_none(),
             "lagic status lists {iface} after down"
         );
-        assert!(pins_of(iface).is_empty(), "pins left: {:?}", pins_of(iface));
     }
+    assert!(
+        pins_left(pins).is_empty(),
+        "pins left: {:?}",
+        pins_left(pins)
+    );
+    assert_no_tc(ifaces);
+}
+
+/// The enclave VM variant (docker-compose.vm.yml): the guest serves behind the same gate and
+/// diode, the sentry logs its block decision, a killed sentry leaves the diode on, `down -v`
+/// leaves nothing.
+fn vm_scenario(compose: &Compose) {
+    let name = compose.name();
+    eprintln!("== compose test with {name}");
+    fresh_start(compose);
+    let _guard = DownGuard(compose);
+
+    let started = Instant::now();
+    compose.ok(&["up", "-d"], None);
+    wait_healthy(SENTRY);
+    wait_healthy(ENCLAVE);
+    eprintln!(
+        "{name}: up -d to healthy (enclave VM booted) in {:?}",
+        started.elapsed()
+    );
+    let enclave_log = logs(ENCLAVE);
+    assert!(
+        enclave_log.contains("booting the enclave VM (tcg,")
+            || enclave_log.contains("booting the enclave VM (kvm,"),
+        "the enclave container did not boot the VM after the gate:\n{enclave_log}"
+    );
+    // The guest's console: lagic-enclave is the VM's /init and serves inside it.
+    assert!(
+        enclave_log.contains("lagic-enclave init: serving: lagic-enclave --listen 10.0.2.15:8080"),
+        "the guest's console does not show lagic-enclave serving:\n{enclave_log}"
+    );
+    let (veth, _) = enclave_veth();
+    let (diode, program, state) = attachment(&veth).expect("a diode on the enclave veth");
+    assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
+    let pins = vec![pin_dir(&veth), pin_dir(BRIDGE)];
+    assert_dashboard(&veth, "hateless");
+
+    assert_passes("Once upon a time");
+    let before = drop_lines(&veth).len();
+    assert_blocked("I hate bananas");
+    let line = wait_block_line(&veth, before);
+    eprintln!("{name}: the sentry logged: {line}");
+    assert!(
+        logs(ENCLAVE).contains("POST /api/generate -> 200"),
+        "the guest did not log the requests it answered:\n{}",
+        logs(ENCLAVE)
+    );
+
+    // A killed sentry leaves the diode on: the guest's answer stays blocked.
+    docker(&["kill", SENTRY]);
+    assert_eq!(
+        attachment(&veth),
+        Some(("hateless".to_owned(), program, "active".to_owned()))
+    );
+    assert_blocked("I hate bananas");
+    assert_passes("Once upon a time");
+
+    // Back up (the sentry minds the diode again, the same program), then down.
+    compose.ok(&["up", "-d"], None);
+    wait_healthy(SENTRY);
+    assert_eq!(attachment(&veth).map(|a| a.1), Some(program));
+    compose.ok(&["down", "-v"], None);
+    assert_nothing_left(&[&veth, BRIDGE], &pins);
 }
 
 #[test]
@@ -615,19 +942,27 @@ fn compose_stack_up_switch_kill_down() {
         ));
         return;
     }
-    run_ok(&ws.join("scripts/images").display().to_string(), &[], &[]);
+    let images = Instant::now();
+    run_ok(
+        &ws.join("scripts/images").display().to_string(),
+        &["--vm"],
+        &[],
+    );
+    eprintln!(
+        "compose test: scripts/images --vm took {:?}",
+        images.elapsed()
+    );
 
-    let mut implementations = vec![Compose {
-        argv: vec!["docker-compose"],
-    }];
+    let mut implementations = vec![vec!["docker-compose"]];
     if run("docker", &["compose", "version"], &[]).status.success() {
-        implementations.push(Compose {
-            argv: vec!["docker", "compose"],
-        });
+        implementations.push(vec!["docker", "compose"]);
     } else {
         eprintln!("compose test: Compose V2 (`docker compose`) is not installed; testing docker-compose only");
     }
-    for compose in &implementations {
-        scenario(compose);
+    for argv in &implementations {
+        scenario(&Compose::new(argv.clone()));
+        let mut vm = Compose::new(argv.clone());
+        vm.files.push("docker-compose.vm.yml");
+        vm_scenario(&vm);
     }
 }
