@@ -109,8 +109,12 @@ pub enum ValidationError {
 pub struct Report {
     /// Instructions the step check executed.
     pub step_insns: u64,
-    /// Payload lengths the walk check ran, summed over passes.
+    /// Payload lengths the walk check covered, summed over passes.
     pub walk_lengths: u64,
+    /// Classes of lengths the walk check proved by one symbolic run each.
+    pub walk_classes: u64,
+    /// Lengths the walk check ran one by one.
+    pub walk_one_by_one: u64,
     /// Formula cases run (length class, scan results, tested bytes).
     pub formula_cases: u64,
     /// Time spent in the step, walk and formula checks.
@@ -136,13 +140,15 @@ pub fn validate(
     let (step_insns, checked_steps) = step::check(program, &object, map)?;
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
-    let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
+    let walk = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
     let walk_time = t.elapsed();
     let t = std::time::Instant::now();
     let formula_cases = formula::check(program, &object, map)?;
     Ok(Report {
         step_insns,
-        walk_lengths,
+        walk_lengths: walk.lengths,
+        walk_classes: walk.classes,
+        walk_one_by_one: walk.one_by_one,
         formula_cases,
         times: [step_time, walk_time, t.elapsed()],
     })

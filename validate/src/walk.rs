@@ -29,6 +29,8 @@ use crate::object::Object;
 use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
 use crate::ValidationError;
 
+mod classes;
+
 /// Longest TCP payload of a frame of at most 65,535 bytes (IPv4, no options).
 pub const MAX_PAYLOAD: u32 = 65_535 - frame::HEADERS as u32;
 /// Highest payload length checked.
@@ -135,65 +137,62 @@ pub fn final_value(machine: &Machine, enc: &StateEncoding, s: u32) -> u64 {
     }
 }
 
-/// Runs the walk check on every pass, for payload lengths `lengths`.
+/// How the walk check covers the payload lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Classes of lengths, one symbolic run each ([`classes`]), falling
+    /// back to one run per length where the symbolic run does not apply.
+    Classes,
+    /// One run per length (the reference the classes are tested against).
+    OneByOne,
+}
+
+/// What the walk check did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Payload lengths covered, summed over passes.
+    pub lengths: u64,
+    /// Classes proven by one symbolic run each.
+    pub classes: u64,
+    /// Lengths run one by one (no frame carries them, or no class run applied).
+    pub one_by_one: u64,
+}
+
+/// Runs the walk check on every pass, for payload lengths `lengths`, by
+/// classes of lengths.
 pub fn check(
     program: &Program,
     object: &Object,
     map: &CodeMap,
     lengths: std::ops::RangeInclusive<u32>,
     checked_steps: &[Vec<usize>],
-) -> Result<u64, ValidationError> {
-    // Lengths are independent: split them over the available cores. The
-    // error reported is the one at the smallest length of the first pass
-    // that fails, whatever the split.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8) as u32;
-    let (lo, hi) = (*lengths.start(), *lengths.end());
-    let mut runs = 0;
+) -> Result<Stats, ValidationError> {
+    check_with(program, object, map, lengths, checked_steps, Mode::Classes)
+}
+
+/// [`check`] in the given mode.
+pub fn check_with(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+    lengths: std::ops::RangeInclusive<u32>,
+    checked_steps: &[Vec<usize>],
+    mode: Mode,
+) -> Result<Stats, ValidationError> {
+    let mut stats = Stats::default();
     for (p, pass) in map.passes.iter().enumerate() {
         let checked = checked_steps.get(p).map_or(&[][..], Vec::as_slice);
-        let span = (hi - lo) / threads + 1;
-        let parts: Vec<std::ops::RangeInclusive<u32>> = (0..threads)
-            .map(|t| lo.saturating_add(t * span)..=lo.saturating_add((t + 1) * span - 1).min(hi))
-            .filter(|r| r.start() <= r.end() && *r.start() <= hi)
-            .collect();
-        let results: Vec<Result<u64, ValidationError>> = if parts.len() <= 1 {
-            vec![check_pass(
-                program,
-                object,
-                map,
-                p,
-                pass,
-                lengths.clone(),
-                checked,
-            )]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = parts
-                    .iter()
-                    .map(|part| {
-                        let part = part.clone();
-                        scope
-                            .spawn(move || check_pass(program, object, map, p, pass, part, checked))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(ValidationError::Map("a walk thread panicked".into()))
-                        })
-                    })
-                    .collect()
-            })
-        };
-        for r in results {
-            runs += r?;
-        }
+        let s = check_pass(program, object, map, p, pass, lengths.clone(), checked, mode)?;
+        stats.lengths += s.lengths;
+        stats.classes += s.classes;
+        stats.one_by_one += s.one_by_one;
     }
-    Ok(runs)
+    Ok(stats)
 }
+
+/// More classes than this for one pass: the rest runs length by length
+/// (each class costs about as much as a few lengths).
+const CLASS_LIMIT: u64 = 8192;
 
 fn check_pass(
     program: &Program,
@@ -203,7 +202,8 @@ fn check_pass(
     pass: &PassMap,
     lengths: std::ops::RangeInclusive<u32>,
     checked: &[usize],
-) -> Result<u64, ValidationError> {
+    mode: Mode,
+) -> Result<Stats, ValidationError> {
     let scans: Vec<usize> = pass.machines.iter().map(|m| m.scan).collect();
     let werr = |len: u32, what: String| ValidationError::Walk {
         pass: p,
@@ -276,11 +276,60 @@ fn check_pass(
             *x = true;
         }
     }
-    let window = pass.window;
-    let mut runs = 0;
+    let mut stats = Stats::default();
     let mut memo: Option<Memo> = None;
-    for n in lengths {
-        runs += 1;
+    let (lo, hi) = (*lengths.start(), *lengths.end());
+    let fits_hi = hi.min(MAX_PAYLOAD);
+    let mut one_by_one: Vec<u32> = Vec::new();
+    if mode == Mode::Classes && lo <= fits_hi {
+        let inputs = classes::PassInputs {
+            program,
+            object,
+            p,
+            pass,
+            setup: &setup,
+            r10,
+            payload_len: map.payload_len,
+            payload_start,
+            after,
+            final_states: &map.final_states,
+            ranges: &ranges,
+            step_checked: &step_checked,
+        };
+        let mut work = vec![classes::Class {
+            n0: lo,
+            stride: 1,
+            count: fits_hi - lo + 1,
+        }];
+        while let Some(class) = work.pop() {
+            if stats.classes >= CLASS_LIMIT {
+                one_by_one.extend(class.lengths());
+                continue;
+            }
+            match classes::check_class(&inputs, &mut vm, class) {
+                Ok(()) => {
+                    stats.classes += 1;
+                    stats.lengths += u64::from(class.count);
+                }
+                Err(classes::Fail::Split(k)) => work.extend(class.split(k).into_iter().rev()),
+                Err(classes::Fail::Stride(g)) => work.extend(class.residues(g).into_iter().rev()),
+                Err(classes::Fail::Unsupported(why)) => {
+                    if std::env::var_os("LAGIC_DEBUG_WALK").is_some() {
+                        eprintln!("walk class {class:?}: {why}");
+                    }
+                    one_by_one.extend(class.lengths())
+                }
+            }
+        }
+        one_by_one.sort_unstable();
+        one_by_one.extend(fits_hi + 1..=hi);
+    } else {
+        one_by_one.extend(lengths);
+    }
+    stats.one_by_one = one_by_one.len() as u64;
+    stats.lengths += stats.one_by_one;
+    let window = pass.window;
+    for n in one_by_one {
         let mut regs = vm.restore_stacks(&setup);
         vm.poke(
             r10.wrapping_add(map.payload_len as i64 as u64),
@@ -525,7 +574,7 @@ fn check_pass(
             }
         }
     }
-    Ok(runs)
+    Ok(stats)
 }
 
 /// Executes the callback over loop indices `0..nr`, as intervals.
