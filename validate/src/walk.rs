@@ -182,7 +182,16 @@ pub fn check_with(
     let mut stats = Stats::default();
     for (p, pass) in map.passes.iter().enumerate() {
         let checked = checked_steps.get(p).map_or(&[][..], Vec::as_slice);
-        let s = check_pass(program, object, map, p, pass, lengths.clone(), checked, mode)?;
+        let s = check_pass(
+            program,
+            object,
+            map,
+            p,
+            pass,
+            lengths.clone(),
+            checked,
+            mode,
+        )?;
         stats.lengths += s.lengths;
         stats.classes += s.classes;
         stats.one_by_one += s.one_by_one;
@@ -194,6 +203,7 @@ pub fn check_with(
 /// (each class costs about as much as a few lengths).
 const CLASS_LIMIT: u64 = 8192;
 
+#[allow(clippy::too_many_arguments)] // one call site; the arguments are the check's inputs
 fn check_pass(
     program: &Program,
     object: &Object,

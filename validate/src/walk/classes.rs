@@ -176,7 +176,8 @@ impl Class {
         (0..g.min(self.count))
             .map(|j| Class {
                 n0: self.length(j),
-                stride: self.stride * g,
+                // Past the class's end a residue class has one length.
+                stride: self.stride.saturating_mul(g),
                 count: (self.count - j).div_ceil(g),
             })
             .collect()
@@ -221,7 +222,11 @@ impl Region {
     /// representative in `0..2^bits` on the whole region, if there is one.
     fn exact(&self, v: Lin, bits: u32) -> Result<Lin, Fail> {
         if v.is_const() {
-            let m = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+            let m = if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            };
             return Ok(Lin::konst(v.value().expect("const") & m));
         }
         let modulus = 1i128 << bits;
@@ -281,13 +286,7 @@ fn cut(r: Region, t: Lin) -> Result<(Option<Region>, Option<Region>), Fail> {
 }
 
 /// The parts of `r` where `x cond y` has one outcome each.
-fn decide(
-    cond: Cond,
-    wide: bool,
-    x: Lin,
-    y: Lin,
-    r: Region,
-) -> Result<Vec<(Region, bool)>, Fail> {
+fn decide(cond: Cond, wide: bool, x: Lin, y: Lin, r: Region) -> Result<Vec<(Region, bool)>, Fail> {
     if let (Some(a), Some(b)) = (x.value(), y.value()) {
         return Ok(vec![(r, isa::holds(cond, wide, a, b))]);
     }
@@ -307,12 +306,23 @@ fn decide(
             "{cond:?} comparison on a symbol"
         )));
     }
-    let d = x.minus(y)?;
+    let mut d = x.minus(y)?;
     let signs = r.corners().map(|(i, k)| d.at(i, k).signum());
-    if signs.iter().all(|&s| s == signs[0]) {
-        // Affine on a convex region: one sign at every corner is one sign
-        // everywhere.
-        return Ok(vec![(r, holds(signs[0]).expect("checked"))]);
+    let truths = signs.map(|s| holds(s).expect("checked"));
+    // `d` is affine and the region convex: the sets where `d > 0`, `d >= 0`
+    // (and so on) are convex, so one outcome at every corner is one outcome
+    // everywhere; `d != 0` is not convex, so (in)equality needs one sign.
+    let uniform = if matches!(cond, Cond::Eq | Cond::Ne) {
+        signs.iter().all(|&s| s == signs[0])
+    } else {
+        truths.iter().all(|&t| t == truths[0])
+    };
+    if uniform {
+        return Ok(vec![(r, truths[0])]);
+    }
+    if d.i != 0 && r.hi.minus(r.lo)? == Lin::konst(1) {
+        // One index per length: it is lo(k), and `d` affine in `k` alone.
+        d = Lin { i: 0, ..d }.plus(r.lo.scale(d.i)?)?;
     }
     if d.i == 0 {
         let s0 = d.at(0, 0).signum();
@@ -366,11 +376,7 @@ fn alu(op: Alu, wide: bool, d: Option<Lin>, s: Lin, off: i16, r: &Region) -> Res
         Alu::Add => d.plus(s),
         Alu::Sub => d.minus(s),
         Alu::Lsh => d.scale(1i64 << amount.ok_or_else(unsupported)?),
-        Alu::Mul => d.scale(
-            s.value()
-                .filter(|&v| v < 1 << 31)
-                .ok_or_else(unsupported)? as i64,
-        ),
+        Alu::Mul => d.scale(s.value().filter(|&v| v < 1 << 31).ok_or_else(unsupported)? as i64),
         Alu::Rsh => {
             let sh = amount.ok_or_else(unsupported)?;
             let d = r.exact(d, 64)?;
@@ -385,7 +391,7 @@ fn alu(op: Alu, wide: bool, d: Option<Lin>, s: Lin, off: i16, r: &Region) -> Res
             } else if d.i == 0 {
                 // Residue classes of a stride making the slope a multiple.
                 let g = div / gcd(d.k.unsigned_abs(), div as u64) as i64;
-                Err(Fail::Stride(g as u32))
+                Err(Fail::Stride(u32::try_from(g).unwrap_or(u32::MAX)))
             } else {
                 Err(unsupported())
             }
@@ -485,8 +491,9 @@ fn run_entry(
             .ok_or_else(|| Fail::Unsupported("runs off the entry".into()))?;
         match insn {
             Insn::Call { src: 0, imm } if imm == vm::helper::LOOP => {
+                // bpf_loop takes four arguments; r5 may hold anything.
                 let mut args = [Lin::konst(0); 5];
-                for (a, reg) in args.iter_mut().zip(1..=5) {
+                for (a, reg) in args.iter_mut().zip(1..=4) {
                     *a = get(regs, reg)?;
                 }
                 return Ok(EntryStop::Loop { slot: pc, args });
@@ -604,11 +611,15 @@ fn straight(
             let v = operand(regs, src)?;
             mem.store(base.wrapping_add(off as i64 as u64), width, v, r)?;
         }
-        Insn::Jump { cond: None, off, .. } => {
-            return Ok(Some((pc as i64 + 1 + i64::from(off)) as usize))
-        }
+        Insn::Jump {
+            cond: None, off, ..
+        } => return Ok(Some((pc as i64 + 1 + i64::from(off)) as usize)),
         Insn::LoadImm64 {
-            dst, src, value, imm, ..
+            dst,
+            src,
+            value,
+            imm,
+            ..
         } => {
             let v = match src {
                 0 => value,
@@ -689,11 +700,7 @@ fn window_len(inp: &PassInputs<'_>, class: &Class) -> Result<Lin, Fail> {
 }
 
 /// Proves the walk for every length of `class`, or says why not.
-pub(super) fn check_class(
-    inp: &PassInputs<'_>,
-    vm: &mut Vm<'_>,
-    class: Class,
-) -> Result<(), Fail> {
+pub(super) fn check_class(inp: &PassInputs<'_>, vm: &mut Vm<'_>, class: Class) -> Result<(), Fail> {
     let last = class.last();
     let wl = window_len(inp, &class)?;
     let regs_now = vm.restore_stacks(inp.setup);
@@ -786,11 +793,16 @@ pub(super) fn check_class(
                 let len = wl.at(0, k);
                 cover(&concrete, inp.pass, first, len as u64).map_err(Fail::Unsupported)?;
             }
-            for r in 1..=5 {
-                regs[r] = None;
-            }
+            regs[1..=5].fill(None);
             regs[0] = Some(nr);
-            match run_entry(&mut mem, inp.object, slot + 1, &mut regs, &[inp.after], last)? {
+            match run_entry(
+                &mut mem,
+                inp.object,
+                slot + 1,
+                &mut regs,
+                &[inp.after],
+                last,
+            )? {
                 EntryStop::At(at) => at,
                 EntryStop::Loop { .. } => return Err(unsupported("a second loop")),
             }
@@ -878,9 +890,7 @@ fn check_homes(
                     l.firsts.iter().find(|f| f.0 == machine && f.1 == reg)
                 {
                     if origin != Some(home) {
-                        return Err(Fail::Unsupported(
-                            "a state register from elsewhere".into(),
-                        ));
+                        return Err(Fail::Unsupported("a state register from elsewhere".into()));
                     }
                 }
             }
@@ -951,7 +961,9 @@ fn run_callback(
         loop {
             steps += 1;
             if steps > BUDGET {
-                return Err(Fail::Unsupported("the callback runs past its budget".into()));
+                return Err(Fail::Unsupported(
+                    "the callback runs past its budget".into(),
+                ));
             }
             let pc = path.pc;
             if let Some(&Some((end, machine))) = inp.ranges.get(pc) {
@@ -976,8 +988,7 @@ fn run_callback(
                 }
                 for reg in machine_regs(&machines[machine].encoding) {
                     if first {
-                        path.firsts
-                            .push((machine, reg, path.origin[reg as usize]));
+                        path.firsts.push((machine, reg, path.origin[reg as usize]));
                     }
                     path.origin[reg as usize] = None;
                     path.regs[reg as usize] = Some(Lin::konst(token(machine, reg)));
