@@ -120,6 +120,10 @@ pub struct AttachArgs {
     /// Accept an object that lagic did not write (by default only lagic's own objects load).
     #[arg(long)]
     pub allow_foreign_object: bool,
+    /// Skip translation validation of a spec compiled here
+    /// (docs/validation.md); an object file is loaded as it is.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +193,10 @@ pub struct LabUpArgs {
     /// How the VM's CPU runs: KVM where it can run a stock kernel, else software emulation.
     #[arg(long, value_enum, default_value = "auto", requires = "vm")]
     pub accel: AccelArg,
+    /// Skip translation validation of a spec compiled here
+    /// (docs/validation.md); an object file is loaded as it is.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 /// The VM's accelerator.
@@ -281,6 +289,10 @@ pub struct RunArgs {
     /// Accept an object that lagic did not write (by default only lagic's own objects load).
     #[arg(long)]
     pub allow_foreign_object: bool,
+    /// Skip translation validation of a spec compiled here
+    /// (docs/validation.md); an object file is loaded as it is.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 #[derive(Debug, Args)]
