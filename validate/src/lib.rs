@@ -10,7 +10,8 @@
 //!
 //! Checks ([`validate`]): every machine step, in every copy, on every
 //! reachable state and byte ([`step`]); the walk over the window for every
-//! payload length 0..=65,535 ([`walk`]); the formula for every combination
+//! payload length 0..=65,535 ([`walk`], by classes of lengths each proven
+//! by one symbolic run); the formula for every combination
 //! of scan results and length classes ([`formula`]), with the ring buffer
 //! of drop events both free and full ([`watch`]). docs/validation.md
 //! says what this implies and what it does not cover.

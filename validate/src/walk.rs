@@ -1,15 +1,15 @@
-//! The walk check: for every payload length, each pass's walk visits each
-//! position of its window exactly once and in order, for every machine,
-//! and the final states the formula reads are the ones the last step left.
+//! The walk check: for every payload length 0..=65,535, each pass's walk
+//! visits each position of its window exactly once and in order, for every
+//! machine, and the final states the formula reads are the ones the last
+//! step left.
 //!
-//! For each length `n` the entry function runs concretely in the
-//! interpreter from the pass's setup (captured once from a run on the
-//! longest payload an IPv4 frame can carry, with the payload length slot
-//! set to `n`) up to its `bpf_loop` call. The callback is then executed
-//! once per *interval* of loop indices instead of once per index: the
-//! index is a symbol, values are affine in it (`a * idx + b`), every
-//! comparison involving it is decided for the whole interval or splits
-//! the interval exactly where its outcome changes, so each resulting
+//! The pass's setup is captured once, from a run of the whole program on
+//! the longest payload an IPv4 frame can carry; every length then starts
+//! from that capture with the payload length slot set to it. From there the
+//! entry runs up to its `bpf_loop` call, and the callback runs once per
+//! *interval* of loop indices instead of once per index: the index is a
+//! symbol, every comparison involving it is decided for the whole interval
+//! or splits the interval exactly where its outcome changes, so each
 //! interval follows one path through the callback. A machine step range
 //! is not executed: its first memory load is recorded (it must be a packet
 //! byte; its address is affine in the index) and the machine's state
@@ -18,7 +18,27 @@
 //! arithmetic on the intervals: per machine, the positions of one index
 //! are consecutive, start where the previous index stopped, and the
 //! interval advances by its chunk length; at the end every machine has
-//! read exactly the window. The step ranges' meaning is the step check's.
+//! read exactly the window. Then the entry runs on to the next pass or the
+//! formula, and each scan's final-state slot must hold the token (or the
+//! initial state, for an empty window). The step ranges' meaning is the
+//! step check's.
+//!
+//! Lengths are covered in one of two ways ([`Mode`]):
+//!
+//! - **By classes** (the default, `walk/classes.rs`): the length is a symbol
+//!   too. A class of lengths `n0 + stride * k` is proven by one symbolic
+//!   run, with the argument written in that module; the emitted tiers cost
+//!   about 64 to 130 classes per pass instead of 65,536 runs. A class the
+//!   symbolic run cannot model (a code shape it does not know) falls back
+//!   to one run per length, so a class is never accepted on weaker grounds
+//!   than its lengths would be; with `LAGIC_DEBUG_WALK` set, each fallback
+//!   prints why on standard error (for whoever adds a code shape).
+//! - **One by one** ([`Mode::OneByOne`]): each length is run concretely,
+//!   as above, with the callback's analysis reused while every word it
+//!   read is unchanged. This is the reference the classes are tested
+//!   against (`tests/walk_classes.rs`), and how the lengths no frame of at
+//!   most 65,535 bytes carries (65,482 and up) are always run: for them a
+//!   failing pass (a drop) is also accepted.
 
 use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
 use predicate_ir::{Machine, Program};
@@ -140,7 +160,7 @@ pub fn final_value(machine: &Machine, enc: &StateEncoding, s: u32) -> u64 {
 /// How the walk check covers the payload lengths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Classes of lengths, one symbolic run each ([`classes`]), falling
+    /// Classes of lengths, one symbolic run each (`walk/classes.rs`), falling
     /// back to one run per length where the symbolic run does not apply.
     Classes,
     /// One run per length (the reference the classes are tested against).
