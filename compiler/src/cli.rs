@@ -106,7 +106,7 @@ pub enum ModeArg {
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// Object written by `lagic compile`, or a spec (compiled in memory).
+    /// Object written by `lagic compile`, or a spec (compiled and validated in memory).
     pub diode: PathBuf,
     /// Interface to attach to.
     #[arg(long, value_name = "IF")]
@@ -160,7 +160,7 @@ pub enum LabCommand {
 
 #[derive(Debug, Args)]
 pub struct LabUpArgs {
-    /// The diode: an object written by `lagic compile`, or a spec.
+    /// The diode: an object written by `lagic compile`, or a spec (compiled and validated in memory).
     #[arg(long, value_name = "OBJ")]
     pub diode: PathBuf,
     /// IPv4 subnet of the veth (host .1, enclave .11).
@@ -278,7 +278,7 @@ pub struct DisasmArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A spec (compiled in memory) or an object written by `lagic compile`;
+    /// A spec (compiled and validated in memory) or an object written by `lagic compile`;
     /// - reads standard input.
     pub diode: PathBuf,
     #[command(flatten)]
