@@ -307,7 +307,6 @@ fn check_pass(
         }
     }
     let mut stats = Stats::default();
-    let mut memo: Option<Memo> = None;
     let (lo, hi) = (*lengths.start(), *lengths.end());
     let fits_hi = hi.min(MAX_PAYLOAD);
     let mut one_by_one: Vec<u32> = Vec::new();
@@ -359,190 +358,192 @@ fn check_pass(
     stats.one_by_one = one_by_one.len() as u64;
     stats.lengths += stats.one_by_one;
     let window = pass.window;
-    for n in one_by_one {
-        let mut regs = vm.restore_stacks(&setup);
-        vm.poke(
-            r10.wrapping_add(map.payload_len as i64 as u64),
-            &(n as u16).to_le_bytes(),
-        )
-        .map_err(|e| ValidationError::Map(format!("payload length slot: {e}")))?;
-        // For n beyond one u16 the slot cannot hold it: only 0..=65,535 exist.
-        let frame_fits = n <= MAX_PAYLOAD;
-        let window_len = window.bounds(n as usize).len() as u64;
-        let during = || format!("the walk of pass {p} with payload length {n}");
-        let stop = vm
-            .exec(Func::Entry, pass.setup_start, &mut regs, &[after])
-            .map_err(|error| ValidationError::Exec {
-                during: during(),
-                error,
-            })?;
-        let ended_at = match stop {
-            Stop::Helper { slot, id: _, args } => {
-                let [nr, cb, ctx, flags, _] = args;
-                if vm.callback_of(cb) != Some(p) || flags != 0 {
-                    return Err(werr(
-                        n,
-                        format!("bpf_loop is called with callback {cb:#x}, flags {flags}"),
-                    ));
-                }
-                let nr = nr as u32 as u64;
-                if window_len == 0 && nr != 0 {
-                    return Err(werr(
-                        n,
-                        format!("the window is empty but bpf_loop runs {nr} iterations"),
-                    ));
-                }
-                // The callback's behaviour depends only on the memory it
-                // reads and its arguments: when every word it read for an
-                // earlier length still holds the same value (a bounded
-                // window past its end), its paths are the same; replay its
-                // writes instead of running it again.
-                let reuse = memo.as_ref().is_some_and(|m| {
-                    m.nr == nr
-                        && m.ctx == ctx
-                        && m.reads.iter().all(|&(addr, width, value)| {
-                            vm.peek_u64(addr, width).ok() == Some(value)
-                        })
-                });
-                // The value at each machine register's home (where the
-                // callback stores it back) before the loop: the initial state.
-                let mut initial: Vec<(usize, u8, Option<u64>)> = Vec::new();
-                if reuse {
-                    let m = memo.as_ref().expect("checked");
-                    for &(machine, reg, home) in &m.homes {
-                        initial.push((machine, reg, home.and_then(|a| vm.peek_u64(a, 4).ok())));
+    let run = |vm: &mut Vm<'_>, lengths: &[u32]| -> Result<(), ValidationError> {
+        let mut memo: Option<Memo> = None;
+        for &n in lengths {
+            let mut regs = vm.restore_stacks(&setup);
+            vm.poke(
+                r10.wrapping_add(map.payload_len as i64 as u64),
+                &(n as u16).to_le_bytes(),
+            )
+            .map_err(|e| ValidationError::Map(format!("payload length slot: {e}")))?;
+            // For n beyond one u16 the slot cannot hold it: only 0..=65,535 exist.
+            let frame_fits = n <= MAX_PAYLOAD;
+            let window_len = window.bounds(n as usize).len() as u64;
+            let during = || format!("the walk of pass {p} with payload length {n}");
+            let stop = vm
+                .exec(Func::Entry, pass.setup_start, &mut regs, &[after])
+                .map_err(|error| ValidationError::Exec {
+                    during: during(),
+                    error,
+                })?;
+            let ended_at = match stop {
+                Stop::Helper { slot, id: _, args } => {
+                    let [nr, cb, ctx, flags, _] = args;
+                    if vm.callback_of(cb) != Some(p) || flags != 0 {
+                        return Err(werr(
+                            n,
+                            format!("bpf_loop is called with callback {cb:#x}, flags {flags}"),
+                        ));
                     }
-                    for (addr, bytes) in &m.writes {
-                        vm.poke(*addr, bytes).map_err(ValidationError::Map)?;
+                    let nr = nr as u32 as u64;
+                    if window_len == 0 && nr != 0 {
+                        return Err(werr(
+                            n,
+                            format!("the window is empty but bpf_loop runs {nr} iterations"),
+                        ));
                     }
-                } else {
-                    let pre = vm.clone_stack_bytes(0);
-                    let mut effects = Effects::default();
-                    let leaves = run_callback(
-                        &mut vm,
-                        callback,
-                        p,
-                        nr,
-                        ctx,
-                        &ranges,
-                        &pass.machines,
-                        &mut effects,
-                    )
-                    .map_err(|what| werr(n, what))?;
-                    let mut homes = Vec::new();
-                    for (machine, mm) in pass.machines.iter().enumerate() {
-                        for reg in machine_regs(&mm.encoding) {
-                            let want = (token(machine, reg) as u32).to_le_bytes();
-                            let home = effects
-                                .writes
-                                .iter()
-                                .rev()
-                                .find(|(_, b)| b.as_slice() == want)
-                                .map(|(a, _)| *a);
-                            homes.push((machine, reg, home));
-                            let before = home.and_then(|a| {
-                                let at = (a - vm::STACK_BASE) as usize;
-                                pre.get(at..at + 4).map(|b| {
-                                    u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                                })
-                            });
-                            initial.push((machine, reg, before));
-                        }
-                    }
-                    memo = Some(Memo {
-                        nr,
-                        ctx,
-                        reads: effects.reads,
-                        writes: effects.writes,
-                        homes,
-                        leaves,
+                    // The callback's behaviour depends only on the memory it
+                    // reads and its arguments: when every word it read for an
+                    // earlier length still holds the same value (a bounded
+                    // window past its end), its paths are the same; replay its
+                    // writes instead of running it again.
+                    let reuse = memo.as_ref().is_some_and(|m| {
+                        m.nr == nr
+                            && m.ctx == ctx
+                            && m.reads.iter().all(|&(addr, width, value)| {
+                                vm.peek_u64(addr, width).ok() == Some(value)
+                            })
                     });
-                }
-                let leaves = &memo.as_ref().expect("set above").leaves;
-                // Each iteration must continue each machine from the state
-                // the previous one stored, and the first from the initial state.
-                if frame_fits && window_len > 0 {
-                    for &(machine, reg, home) in &memo.as_ref().expect("set above").homes {
-                        let mm = &pass.machines[machine];
-                        if !leaves
-                            .iter()
-                            .any(|l| l.visits.iter().any(|v| v.machine == machine))
-                        {
-                            continue;
+                    // The value at each machine register's home (where the
+                    // callback stores it back) before the loop: the initial state.
+                    let mut initial: Vec<(usize, u8, Option<u64>)> = Vec::new();
+                    if reuse {
+                        let m = memo.as_ref().expect("checked");
+                        for &(machine, reg, home) in &m.homes {
+                            initial.push((machine, reg, home.and_then(|a| vm.peek_u64(a, 4).ok())));
                         }
-                        let Some(home) = home else {
-                            return Err(werr(
-                                n,
-                                format!(
-                                    "the callback never stores r{reg} of scan {} back",
-                                    mm.scan
-                                ),
-                            ));
-                        };
-                        for l in leaves {
-                            if let Some(&(_, _, origin)) =
-                                l.firsts.iter().find(|f| f.0 == machine && f.1 == reg)
+                        for (addr, bytes) in &m.writes {
+                            vm.poke(*addr, bytes).map_err(ValidationError::Map)?;
+                        }
+                    } else {
+                        let pre = vm.clone_stack_bytes(0);
+                        let mut effects = Effects::default();
+                        let leaves = run_callback(
+                            vm,
+                            callback,
+                            p,
+                            nr,
+                            ctx,
+                            &ranges,
+                            &pass.machines,
+                            &mut effects,
+                        )
+                        .map_err(|what| werr(n, what))?;
+                        let mut homes = Vec::new();
+                        for (machine, mm) in pass.machines.iter().enumerate() {
+                            for reg in machine_regs(&mm.encoding) {
+                                let want = (token(machine, reg) as u32).to_le_bytes();
+                                let home = effects
+                                    .writes
+                                    .iter()
+                                    .rev()
+                                    .find(|(_, b)| b.as_slice() == want)
+                                    .map(|(a, _)| *a);
+                                homes.push((machine, reg, home));
+                                let before = home.and_then(|a| {
+                                    let at = (a - vm::STACK_BASE) as usize;
+                                    pre.get(at..at + 4).map(|b| {
+                                        u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                                    })
+                                });
+                                initial.push((machine, reg, before));
+                            }
+                        }
+                        memo = Some(Memo {
+                            nr,
+                            ctx,
+                            reads: effects.reads,
+                            writes: effects.writes,
+                            homes,
+                            leaves,
+                        });
+                    }
+                    let leaves = &memo.as_ref().expect("set above").leaves;
+                    // Each iteration must continue each machine from the state
+                    // the previous one stored, and the first from the initial state.
+                    if frame_fits && window_len > 0 {
+                        for &(machine, reg, home) in &memo.as_ref().expect("set above").homes {
+                            let mm = &pass.machines[machine];
+                            if !leaves
+                                .iter()
+                                .any(|l| l.visits.iter().any(|v| v.machine == machine))
                             {
-                                if origin != Some(home) {
-                                    return Err(werr(n, format!(
+                                continue;
+                            }
+                            let Some(home) = home else {
+                                return Err(werr(
+                                    n,
+                                    format!(
+                                        "the callback never stores r{reg} of scan {} back",
+                                        mm.scan
+                                    ),
+                                ));
+                            };
+                            for l in leaves {
+                                if let Some(&(_, _, origin)) =
+                                    l.firsts.iter().find(|f| f.0 == machine && f.1 == reg)
+                                {
+                                    if origin != Some(home) {
+                                        return Err(werr(n, format!(
                                         "at loop indices {}..{}, scan {}'s r{reg} does not come from where the previous iteration stored it",
                                         l.lo, l.hi, mm.scan
                                     )));
+                                    }
                                 }
                             }
-                        }
-                        let mut init = Regs::default();
-                        crate::step::encode(
-                            &program.scans[mm.scan].machine,
-                            &mm.encoding,
-                            Machine::INITIAL,
-                            &mut init,
-                        );
-                        let want = init.get(reg).map(|v| v & 0xffff_ffff);
-                        let got = initial
-                            .iter()
-                            .find(|i| i.0 == machine && i.1 == reg)
-                            .and_then(|i| i.2);
-                        if got != want {
-                            return Err(werr(n, format!(
+                            let mut init = Regs::default();
+                            crate::step::encode(
+                                &program.scans[mm.scan].machine,
+                                &mm.encoding,
+                                Machine::INITIAL,
+                                &mut init,
+                            );
+                            let want = init.get(reg).map(|v| v & 0xffff_ffff);
+                            let got = initial
+                                .iter()
+                                .find(|i| i.0 == machine && i.1 == reg)
+                                .and_then(|i| i.2);
+                            if got != want {
+                                return Err(werr(n, format!(
                                 "scan {}'s r{reg} starts the walk as {got:?}, not the initial state's {want:?}",
                                 mm.scan
                             )));
+                            }
                         }
                     }
-                }
-                let status = cover(
-                    leaves,
-                    pass,
-                    payload_start + u64::from(window.start),
-                    window_len,
-                )
-                .map_err(|what| werr(n, what));
-                if frame_fits {
-                    if let Some(v) = leaves
-                        .iter()
-                        .flat_map(|l| &l.visits)
-                        .find(|v| !step_checked[v.start])
-                    {
-                        return Err(werr(
+                    let status = cover(
+                        leaves,
+                        pass,
+                        payload_start + u64::from(window.start),
+                        window_len,
+                    )
+                    .map_err(|what| werr(n, what));
+                    if frame_fits {
+                        if let Some(v) = leaves
+                            .iter()
+                            .flat_map(|l| &l.visits)
+                            .find(|v| !step_checked[v.start])
+                        {
+                            return Err(werr(
                             n,
                             format!("the step at slot {} is reached, but the step check could not set it up", v.start),
                         ));
+                        }
                     }
-                }
-                let completed = match status {
-                    Ok(()) => nr,
-                    Err(e) if !frame_fits => {
-                        let _ = e;
-                        continue; // no such frame: failing closed is enough
+                    let completed = match status {
+                        Ok(()) => nr,
+                        Err(e) if !frame_fits => {
+                            let _ = e;
+                            continue; // no such frame: failing closed is enough
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    regs.set(0, completed);
+                    for r in 1..=5 {
+                        regs.undefine(r);
                     }
-                    Err(e) => return Err(e),
-                };
-                regs.set(0, completed);
-                for r in 1..=5 {
-                    regs.undefine(r);
-                }
-                match vm.exec(Func::Entry, slot + 1, &mut regs, &[after]).map_err(|error| ValidationError::Exec { during: during(), error })? {
+                    match vm.exec(Func::Entry, slot + 1, &mut regs, &[after]).map_err(|error| ValidationError::Exec { during: during(), error })? {
                     Stop::At(at) => at,
                     other if !frame_fits => {
                         let _ = other;
@@ -552,56 +553,88 @@ fn check_pass(
                         return Err(werr(n, format!("after a complete walk the entry does not reach the next part ({other:?})")))
                     }
                 }
-            }
-            Stop::At(at) => {
-                if window_len != 0 {
+                }
+                Stop::At(at) => {
+                    if window_len != 0 {
+                        return Err(werr(
+                            n,
+                            format!("the window has {window_len} bytes but bpf_loop is not called"),
+                        ));
+                    }
+                    at
+                }
+                Stop::Exit(r0) => {
+                    if !frame_fits {
+                        continue;
+                    }
                     return Err(werr(
                         n,
-                        format!("the window has {window_len} bytes but bpf_loop is not called"),
+                        format!("the entry returns {r0} instead of walking the window"),
                     ));
                 }
-                at
-            }
-            Stop::Exit(r0) => {
-                if !frame_fits {
-                    continue;
-                }
+            };
+            if ended_at != after {
                 return Err(werr(
                     n,
-                    format!("the entry returns {r0} instead of walking the window"),
+                    format!("the entry continues at slot {ended_at}, not {after}"),
                 ));
             }
-        };
-        if ended_at != after {
-            return Err(werr(
-                n,
-                format!("the entry continues at slot {ended_at}, not {after}"),
-            ));
-        }
-        // The final states the formula will read.
-        for (m, mm) in pass.machines.iter().enumerate() {
-            let machine = &program.scans[mm.scan].machine;
-            let want = if window_len == 0 {
-                final_value(machine, &mm.encoding, Machine::INITIAL)
-            } else {
-                let reg = match mm.encoding {
-                    StateEncoding::Dfa { reg } => reg,
-                    StateEncoding::Depth { mode_reg, .. } => mode_reg,
+            // The final states the formula will read.
+            for (m, mm) in pass.machines.iter().enumerate() {
+                let machine = &program.scans[mm.scan].machine;
+                let want = if window_len == 0 {
+                    final_value(machine, &mm.encoding, Machine::INITIAL)
+                } else {
+                    let reg = match mm.encoding {
+                        StateEncoding::Dfa { reg } => reg,
+                        StateEncoding::Depth { mode_reg, .. } => mode_reg,
+                    };
+                    token(m, reg)
                 };
-                token(m, reg)
-            };
-            let off = map.final_states.get(mm.scan).copied().ok_or_else(|| {
-                ValidationError::Map(format!("no final state for scan {}", mm.scan))
-            })?;
-            let got = vm
-                .peek_u64(r10.wrapping_add(off as i64 as u64), 8)
-                .map_err(|e| werr(n, format!("final state of scan {}: {e}", mm.scan)))?;
-            if got != want {
-                return Err(werr(
+                let off = map.final_states.get(mm.scan).copied().ok_or_else(|| {
+                    ValidationError::Map(format!("no final state for scan {}", mm.scan))
+                })?;
+                let got = vm
+                    .peek_u64(r10.wrapping_add(off as i64 as u64), 8)
+                    .map_err(|e| werr(n, format!("final state of scan {}: {e}", mm.scan)))?;
+                if got != want {
+                    return Err(werr(
                     n,
                     format!("the final state of scan {} is {got:#x}, not the state its last step left ({want:#x})", mm.scan),
                 ));
+                }
             }
+        }
+        Ok(())
+    };
+    // Many lengths one by one (a code shape the classes do not model):
+    // split them over the cores, in contiguous runs, so the error reported
+    // is still the one at the smallest failing length.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if one_by_one.len() < 4096 || threads < 2 {
+        run(&mut vm, &one_by_one)?;
+    } else {
+        let chunk = one_by_one.len().div_ceil(threads);
+        let results: Vec<Result<(), ValidationError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = one_by_one
+                .chunks(chunk)
+                .map(|part| {
+                    let mut vm = vm.clone();
+                    let run = &run;
+                    scope.spawn(move || run(&mut vm, part))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ValidationError::Map("a walk thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
         }
     }
     Ok(stats)
