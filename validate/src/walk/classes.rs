@@ -378,7 +378,9 @@ fn alu(op: Alu, wide: bool, d: Option<Lin>, s: Lin, off: i16, r: &Region) -> Res
         Alu::Lsh => d.scale(1i64 << amount.ok_or_else(unsupported)?),
         Alu::Mul => d.scale(s.value().filter(|&v| v < 1 << 31).ok_or_else(unsupported)? as i64),
         Alu::Rsh => {
-            let sh = amount.ok_or_else(unsupported)?;
+            // Shifts by 32 or more are not needed by any walk (and keep the
+            // divisor below positive in an i64).
+            let sh = amount.filter(|&v| v < 32).ok_or_else(unsupported)?;
             let d = r.exact(d, 64)?;
             let div = 1i64 << sh;
             if d.i % div == 0 && d.k % div == 0 {
