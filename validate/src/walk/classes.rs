@@ -1084,3 +1084,100 @@ fn run_callback(
     }
     Ok(leaves)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lin(i: i64, k: i64, c: i128) -> Lin {
+        Lin { i, k, c }.tidy()
+    }
+
+    /// Every split `decide` makes, checked point by point on small regions:
+    /// the parts cover the region exactly once, each with the comparison's
+    /// outcome at every point.
+    #[test]
+    fn decide_splits_exactly_where_the_outcome_changes() {
+        let conds = [Cond::Eq, Cond::Ne, Cond::Gt, Cond::Ge, Cond::Lt, Cond::Le];
+        let mut checked = 0;
+        for last in [0i128, 1, 4] {
+            for (lo, hi) in [
+                (lin(0, 0, 0), lin(0, 0, 6)),
+                (lin(0, 1, 0), lin(0, 2, 3)),
+                (lin(0, 0, 2), lin(0, 1, 3)),
+            ] {
+                let r = Region { lo, hi, last };
+                for xi in [-1i64, 0, 1] {
+                    for yk in [-1i64, 0, 1, 2] {
+                        for c in [0i128, 1, 3, 5] {
+                            let x = lin(xi, 0, 10 + c);
+                            let y = lin(0, yk, 10);
+                            for cond in conds {
+                                match decide(cond, true, x, y, r) {
+                                    Ok(parts) => {
+                                        for k in 0..=last {
+                                            for i in lo.at(0, k)..hi.at(0, k) {
+                                                let inside: Vec<bool> = parts
+                                                    .iter()
+                                                    .filter(|(p, _)| {
+                                                        (p.lo.at(0, k)..p.hi.at(0, k)).contains(&i)
+                                                    })
+                                                    .map(|p| p.1)
+                                                    .collect();
+                                                let (a, b) = (x.at(i, k), y.at(i, k));
+                                                let want =
+                                                    isa::holds(cond, true, a as u64, b as u64);
+                                                assert_eq!(
+                                                    inside,
+                                                    vec![want],
+                                                    "{cond:?} {x:?} {y:?} at ({i}, {k})"
+                                                );
+                                                checked += 1;
+                                            }
+                                        }
+                                    }
+                                    Err(Fail::Split(k)) => {
+                                        assert!(k >= 1 && i128::from(k) <= last, "{k}");
+                                    }
+                                    Err(other) => panic!("{other:?}"),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
+    /// A shift right is exact on a class whose slope it divides, and asks
+    /// for residue classes otherwise.
+    #[test]
+    fn shifts_right_are_exact_or_ask_for_residues() {
+        let r = Region::point(100);
+        let v = lin(0, 64, 5);
+        let q = alu(Alu::Rsh, true, Some(v), Lin::konst(6), 0, &r).unwrap();
+        for k in 0..=100 {
+            assert_eq!(q.at(0, k), v.at(0, k) >> 6);
+        }
+        match alu(Alu::Rsh, true, Some(lin(0, 1, 0)), Lin::konst(3), 0, &r) {
+            Err(Fail::Stride(8)) => {}
+            other => panic!("{other:?}"),
+        }
+        let c = Class {
+            n0: 3,
+            stride: 1,
+            count: 20,
+        };
+        let mut all: Vec<u32> = c
+            .residues(8)
+            .iter()
+            .flat_map(|r| r.lengths().collect::<Vec<_>>())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, c.lengths().collect::<Vec<_>>());
+        let [a, b] = c.split(7);
+        let joined: Vec<u32> = a.lengths().chain(b.lengths()).collect();
+        assert_eq!(joined, c.lengths().collect::<Vec<_>>());
+    }
+}
