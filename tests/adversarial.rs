@@ -13,6 +13,11 @@
 //! extension headers expect DROP under both policies: the policy never
 //! rescues what the packet model refuses.
 //!
+//! Every row is judged twice: by the kernel (BPF_PROG_TEST_RUN) and by
+//! `lagic-validate`'s interpreter running the same object, the check
+//! docs/validation.md describes for the packet model; both must give the
+//! row's verdict.
+//!
 //! Truncation: every TCP frame is cut at every length from the shortest
 //! BPF_PROG_TEST_RUN accepts to one byte short of whole. The kernel refuses
 //! test runs of frames whose EtherType is IPv4 and that are shorter than 34
@@ -118,21 +123,45 @@ fn judged(name: impl Into<String>, frame: Vec<u8>, verdict: Verdict) -> Row {
     row(name, frame, verdict, verdict)
 }
 
-/// Runs every row under both specs and fails listing every disagreement.
+/// The verdict of `lagic-validate`'s interpreter (docs/validation.md) on
+/// `frame`, as a fully linear packet.
+fn interpret(object: &lagic_validate::Object, frame: &[u8]) -> Result<Verdict, String> {
+    let mut vm = lagic_validate::vm::Vm::new(object);
+    lagic_validate::watch::install(&mut vm);
+    vm.set_skb(lagic_validate::vm::Skb::linear(frame.to_vec()));
+    match vm.run_program().map_err(|e| e.to_string())? {
+        0 => Ok(Pass),
+        2 => Ok(Drop),
+        other => Err(format!("returns {other}")),
+    }
+}
+
+/// Runs every row under both specs, in the kernel and in the validator's
+/// interpreter, and fails listing every disagreement with the packet model.
 fn check(rows: &[Row]) {
+    let compiled = [compile(&defaults()), compile(&opposite())];
     let programs: [(&str, LoadedProgram); 2] = [
-        ("defaults", load(&compile(&defaults()))),
-        ("opposite", load(&compile(&opposite()))),
+        ("defaults", load(&compiled[0])),
+        ("opposite", load(&compiled[1])),
     ];
+    let objects = compiled.map(|c| lagic_validate::Object::parse(&c.object).expect("parses"));
     let mut failures = Vec::new();
     let mut runs = 0;
     for r in rows {
-        for (policy, program) in &programs {
+        for ((policy, program), object) in programs.iter().zip(&objects) {
             let want = if *policy == "defaults" {
                 r.defaults
             } else {
                 r.opposite
             };
+            match interpret(object, &r.frame) {
+                Ok(got) if got == want => {}
+                Ok(got) => failures.push(format!(
+                    "{} [{policy}]: the interpreter says {got}, want {want}",
+                    r.name
+                )),
+                Err(e) => failures.push(format!("{} [{policy}]: interpreter: {e}", r.name)),
+            }
             match program.run(&r.frame) {
                 Ok(result) if result.verdict == want => runs += 1,
                 Ok(result) => failures.push(format!(
@@ -148,12 +177,12 @@ fn check(rows: &[Row]) {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} runs disagree with the packet model:\n{}",
+        "{} of {} runs (kernel and interpreter) disagree with the packet model:\n{}",
         failures.len(),
-        2 * rows.len(),
+        4 * rows.len(),
         failures.join("\n")
     );
-    eprintln!("{runs} runs agree with the packet model");
+    eprintln!("{runs} kernel runs, and as many interpreter runs, agree with the packet model");
 }
 
 fn v4_good() -> Frame<lagic_frames::Ipv4, lagic_frames::Tcp> {

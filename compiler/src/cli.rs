@@ -112,7 +112,7 @@ pub enum ModeArg {
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// Object written by `lagic compile`, or a spec (compiled in memory).
+    /// Object written by `lagic compile`, or a spec (compiled and validated in memory).
     pub diode: PathBuf,
     /// Interface to attach to.
     #[arg(long, value_name = "IF")]
@@ -126,6 +126,10 @@ pub struct AttachArgs {
     /// Accept an object that lagic did not write (by default only lagic's own objects load).
     #[arg(long)]
     pub allow_foreign_object: bool,
+    /// Skip translation validation of a spec compiled here
+    /// (docs/validation.md); an object file is loaded as it is.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 #[derive(Debug, Args)]
@@ -162,7 +166,7 @@ pub enum LabCommand {
 
 #[derive(Debug, Args)]
 pub struct LabUpArgs {
-    /// The diode: an object written by `lagic compile`, or a spec.
+    /// The diode: an object written by `lagic compile`, or a spec (compiled and validated in memory).
     #[arg(long, value_name = "OBJ")]
     pub diode: PathBuf,
     /// IPv4 subnet of the veth (host .1, enclave .11).
@@ -195,6 +199,10 @@ pub struct LabUpArgs {
     /// How the VM's CPU runs: KVM where it can run a stock kernel, else software emulation.
     #[arg(long, value_enum, default_value = "auto", requires = "vm")]
     pub accel: AccelArg,
+    /// Skip translation validation of a spec compiled here
+    /// (docs/validation.md); an object file is loaded as it is.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 /// The VM's accelerator.
@@ -298,7 +306,7 @@ pub struct DisasmArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A spec (compiled in memory) or an object written by `lagic compile`;
+    /// A spec (compiled and validated in memory) or an object written by `lagic compile`;
     /// - reads standard input.
     pub diode: PathBuf,
     #[command(flatten)]
@@ -309,6 +317,10 @@ pub struct RunArgs {
     /// Accept an object that lagic did not write (by default only lagic's own objects load).
     #[arg(long)]
     pub allow_foreign_object: bool,
+    /// Skip translation validation of a spec compiled here
+    /// (docs/validation.md); an object file is loaded as it is.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 #[derive(Debug, Args)]

@@ -121,3 +121,77 @@ fn no_validate_skips_the_check() {
         "only the fault switch changes the bytes"
     );
 }
+
+/// Every command that compiles a spec into a program it loads (`run`,
+/// `attach`, `lab up`) validates it first, with the same `--no-validate`
+/// opt-out. Driven by the debug-build fault switch; nothing reaches the
+/// kernel on the failing path (validation comes before loading), and the
+/// opt-out runs are stopped by a later, harmless error (no such interface,
+/// no such enclave binary) or are a `BPF_PROG_TEST_RUN`.
+#[test]
+fn every_command_loading_a_spec_validates_it() {
+    if !cfg!(debug_assertions) {
+        return; // release builds have no fault switch (see above)
+    }
+    let spec = example("hateless");
+    let spec = spec.to_str().unwrap();
+    let commands: [(&str, Vec<&str>); 3] = [
+        ("run", vec!["run", spec, "--payload", "hi"]),
+        ("attach", vec!["attach", spec, "--iface", "lagic-novalid0"]),
+        (
+            "lab up",
+            vec![
+                "lab",
+                "up",
+                "--diode",
+                spec,
+                "--name",
+                "novalid",
+                "--enclave-bin",
+                "/nonexistent/lagic-enclave",
+            ],
+        ),
+    ];
+    for (name, args) in &commands {
+        let broken = lagic()
+            .env("LAGIC_DEBUG_BREAK_STEP", "1")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = stderr(&broken);
+        // Where a diode is expected, exit 1 means DROP: a spec that cannot
+        // be compiled (or validated) is bad input.
+        assert_eq!(broken.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("translation validation failed"),
+            "{name}: {err}"
+        );
+        assert!(err.contains("scan 0"), "{name}: {err}");
+        assert!(broken.stdout.is_empty(), "{name}: nothing runs");
+
+        let mut skipped = args.clone();
+        let at = if *name == "lab up" { 2 } else { 1 };
+        skipped.insert(at, "--no-validate");
+        let unchecked = lagic()
+            .env("LAGIC_DEBUG_BREAK_STEP", "1")
+            .args(&skipped)
+            .output()
+            .unwrap();
+        let err = stderr(&unchecked);
+        assert!(!err.contains("translation validation"), "{name}: {err}");
+        match *name {
+            // The unchecked object reaches the kernel's test run (or, without
+            // BPF rights, the check for them).
+            "run" => assert!(
+                matches!(unchecked.status.code(), Some(0 | 1))
+                    || err.contains("cannot load programs"),
+                "{name}: {err}"
+            ),
+            "attach" => assert!(err.contains("lagic-novalid0"), "{name}: {err}"),
+            _ => assert!(
+                err.contains("/nonexistent/lagic-enclave") || err.contains("root"),
+                "{name}: {err}"
+            ),
+        }
+    }
+}

@@ -9,28 +9,42 @@
 
 /// Instruction classes (the low three bits of the opcode).
 pub mod class {
+    /// `BPF_LD`: wide immediate loads.
     pub const LD: u8 = 0;
+    /// `BPF_LDX`: loads into a register.
     pub const LDX: u8 = 1;
+    /// `BPF_ST`: stores of an immediate.
     pub const ST: u8 = 2;
+    /// `BPF_STX`: stores of a register.
     pub const STX: u8 = 3;
+    /// `BPF_ALU`: 32-bit arithmetic.
     pub const ALU: u8 = 4;
+    /// `BPF_JMP`: 64-bit jumps, calls, exit.
     pub const JMP: u8 = 5;
+    /// `BPF_JMP32`: 32-bit jumps.
     pub const JMP32: u8 = 6;
+    /// `BPF_ALU64`: 64-bit arithmetic.
     pub const ALU64: u8 = 7;
 }
 
-/// One decoded slot. `wide` is the upper half of an `ld_imm64` (from the
-/// next slot); `None` for every other instruction.
+/// One slot's fields, undecoded (an `ld_imm64`'s upper half is the next
+/// slot's `imm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Raw {
+    /// The opcode byte.
     pub code: u8,
+    /// Destination register.
     pub dst: u8,
+    /// Source register.
     pub src: u8,
+    /// Signed offset.
     pub off: i16,
+    /// Signed immediate.
     pub imm: i32,
 }
 
 impl Raw {
+    /// Reads one slot (at least 8 bytes, little-endian).
     pub fn from_bytes(b: &[u8]) -> Raw {
         Raw {
             code: b[0],
@@ -40,6 +54,7 @@ impl Raw {
             imm: i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
         }
     }
+    /// The instruction class (see [`class`]).
     pub fn class(self) -> u8 {
         self.code & 0x07
     }
@@ -48,18 +63,31 @@ impl Raw {
 /// Arithmetic operations (opcode bits 4-7 of ALU/ALU64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alu {
+    /// `dst += src`.
     Add,
+    /// `dst -= src`.
     Sub,
+    /// `dst *= src`.
     Mul,
+    /// `dst /= src` (unsigned, or signed per `off`; by zero gives 0).
     Div,
+    /// `dst |= src`.
     Or,
+    /// `dst &= src`.
     And,
+    /// `dst <<= src` (amount masked).
     Lsh,
+    /// `dst >>= src`, logical (amount masked).
     Rsh,
+    /// `dst = -dst`.
     Neg,
+    /// `dst %= src` (unsigned, or signed per `off`; by zero leaves `dst`).
     Mod,
+    /// `dst ^= src`.
     Xor,
+    /// `dst = src`.
     Mov,
+    /// `dst >>= src`, arithmetic (amount masked).
     Arsh,
     /// Byte swap / endianness conversion.
     End,
@@ -90,23 +118,36 @@ impl Alu {
 /// Jump conditions (opcode bits 4-7 of JMP/JMP32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cond {
+    /// `==`.
     Eq,
+    /// `>`, unsigned.
     Gt,
+    /// `>=`, unsigned.
     Ge,
+    /// `dst & src != 0`.
     Set,
+    /// `!=`.
     Ne,
+    /// `>`, signed.
     Sgt,
+    /// `>=`, signed.
     Sge,
+    /// `<`, unsigned.
     Lt,
+    /// `<=`, unsigned.
     Le,
+    /// `<`, signed.
     Slt,
+    /// `<=`, signed.
     Sle,
 }
 
 /// Operand: a register or the immediate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operand {
+    /// A register number.
     Reg(u8),
+    /// The instruction's immediate.
     Imm(i32),
 }
 
@@ -121,51 +162,78 @@ pub enum Insn {
     /// `imm` is the width and `to_be` the direction; `signed` is the v4
     /// signed division/modulo or sign-extending move width in `off`.
     Alu {
+        /// 64-bit (`BPF_ALU64`) rather than 32-bit.
         wide: bool,
+        /// The operation.
         op: Alu,
+        /// Destination register.
         dst: u8,
+        /// Source: register or immediate.
         src: Operand,
+        /// The offset field (signed forms).
         off: i16,
+        /// `End` only: convert to big-endian.
         to_be: bool,
     },
     /// `dst = *(width *)(src + off)`, zero-extended (or sign-extended).
     Load {
+        /// Bytes read.
         width: Width,
+        /// Destination register.
         dst: u8,
+        /// Base address register.
         src: u8,
+        /// Offset from the base.
         off: i16,
+        /// Sign-extending (`BPF_MEMSX`).
         signed: bool,
     },
     /// `*(width *)(dst + off) = src`.
     Store {
+        /// Bytes written.
         width: Width,
+        /// Base address register.
         dst: u8,
+        /// Offset from the base.
         off: i16,
+        /// The value: register or immediate.
         src: Operand,
     },
     /// `dst = imm64` (`src` = 0) or a pseudo constant (`src` != 0: 4 is a
     /// function address, `imm` its byte offset in `.text`).
     LoadImm64 {
+        /// Destination register.
         dst: u8,
+        /// The pseudo source (0: a plain constant).
         src: u8,
+        /// The 64-bit constant (both slots' immediates).
         value: u64,
+        /// The first slot's immediate.
         imm: i32,
     },
     /// The second slot of an `ld_imm64`.
     Wide,
     /// `goto +off` (`ja`), or `if dst cond src goto +off`.
     Jump {
+        /// 64-bit (`BPF_JMP`) rather than 32-bit comparison.
         wide: bool,
+        /// The condition; `None` for `ja`.
         cond: Option<Cond>,
+        /// Left operand register.
         dst: u8,
+        /// Right operand: register or immediate.
         src: Operand,
+        /// Slots to skip when taken (relative to the next slot).
         off: i32,
     },
     /// Call: a helper (`src` = 0, `imm` its id), a local function (`src` = 1).
     Call {
+        /// 0 for a helper, 1 for a local function.
         src: u8,
+        /// Helper id, or the slots from the next one to the local function.
         imm: i32,
     },
+    /// `exit`: return `r0`.
     Exit,
 }
 
@@ -173,8 +241,11 @@ pub enum Insn {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("slot {slot}: {what} (opcode {code:#04x})")]
 pub struct DecodeError {
+    /// Slot of the instruction.
     pub slot: usize,
+    /// Its opcode.
     pub code: u8,
+    /// What is wrong.
     pub what: &'static str,
 }
 

@@ -10,7 +10,8 @@
 //!
 //! Checks ([`validate`]): every machine step, in every copy, on every
 //! reachable state and byte ([`step`]); the walk over the window for every
-//! payload length 0..=65,535 ([`walk`]); the formula for every combination
+//! payload length 0..=65,535 ([`walk`], by classes of lengths each proven
+//! by one symbolic run); the formula for every combination
 //! of scan results and length classes ([`formula`]), with the ring buffer
 //! of drop events both free and full ([`watch`]). docs/validation.md
 //! says what this implies and what it does not cover.
@@ -109,8 +110,12 @@ pub enum ValidationError {
 pub struct Report {
     /// Instructions the step check executed.
     pub step_insns: u64,
-    /// Payload lengths the walk check ran, summed over passes.
+    /// Payload lengths the walk check covered, summed over passes.
     pub walk_lengths: u64,
+    /// Classes of lengths the walk check proved by one symbolic run each.
+    pub walk_classes: u64,
+    /// Lengths the walk check ran one by one.
+    pub walk_one_by_one: u64,
     /// Formula cases run (length class, scan results, tested bytes).
     pub formula_cases: u64,
     /// Time spent in the step, walk and formula checks.
@@ -136,13 +141,15 @@ pub fn validate(
     let (step_insns, checked_steps) = step::check(program, &object, map)?;
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
-    let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
+    let walk = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
     let walk_time = t.elapsed();
     let t = std::time::Instant::now();
     let formula_cases = formula::check(program, &object, map)?;
     Ok(Report {
         step_insns,
-        walk_lengths,
+        walk_lengths: walk.lengths,
+        walk_classes: walk.classes,
+        walk_one_by_one: walk.one_by_one,
         formula_cases,
         times: [step_time, walk_time, t.elapsed()],
     })

@@ -30,6 +30,7 @@ pub struct Object {
     /// The `.text` functions in address order; `text_offsets[i]` is the
     /// byte offset of `callbacks[i]` in `.text`.
     pub callbacks: Vec<Function>,
+    /// Byte offset in `.text` of each of `callbacks`.
     pub text_offsets: Vec<usize>,
     /// Entry slot of each map reference (`ld_imm64` with a pseudo map
     /// source) to the name of the `.maps` symbol its relocation names.
@@ -40,17 +41,24 @@ pub struct Object {
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     #[error("not an ELF object: {0}")]
+    /// `goblin` cannot read the ELF.
     Elf(String),
     #[error("not a little-endian 64-bit eBPF object")]
+    /// Not a little-endian 64-bit eBPF object.
     NotBpf,
     #[error("no function in section classifier")]
+    /// No function in section `classifier`.
     NoEntry,
     #[error("{function}: {source}")]
+    /// A function's code does not decode.
     Decode {
+        /// The function.
         function: String,
+        /// Why.
         source: isa::DecodeError,
     },
     #[error("{0}")]
+    /// Any other structural fault (symbols, relocations, callback addresses).
     Malformed(String),
 }
 

@@ -17,7 +17,7 @@ use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
 use predicate_ir::{Machine, Program, StateId};
 
 use crate::frame;
-use crate::isa::Insn;
+use crate::isa::{Cond, Insn, Operand};
 use crate::object::Object;
 use crate::vm::{Func, Probe, Regs, Skb, Stop, Vm};
 use crate::ValidationError;
@@ -156,10 +156,29 @@ pub fn check(
     object: &Object,
     map: &CodeMap,
 ) -> Result<(u64, Vec<Vec<usize>>), ValidationError> {
+    check_with(program, object, map, Bytes::Cells)
+}
+
+/// Which byte values the step check runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bytes {
+    /// One per cell of bytes the step cannot tell apart (see `byte_cells`).
+    Cells,
+    /// Every byte value (the reference the cells are tested against).
+    Every,
+}
+
+/// [`check`], running the byte values `bytes` says.
+pub fn check_with(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+    bytes: Bytes,
+) -> Result<(u64, Vec<Vec<usize>>), ValidationError> {
     let mut executed = 0;
     let mut checked = Vec::new();
     for (p, pass) in map.passes.iter().enumerate() {
-        let (e, c) = check_pass(program, object, p, pass)?;
+        let (e, c) = check_pass(program, object, p, pass, bytes)?;
         executed += e;
         checked.push(c);
     }
@@ -171,6 +190,7 @@ fn check_pass(
     object: &Object,
     p: usize,
     pass: &PassMap,
+    bytes: Bytes,
 ) -> Result<(u64, Vec<usize>), ValidationError> {
     let callback = &object.callbacks[p];
     let mut marked = vec![false; callback.insns.len()];
@@ -310,8 +330,13 @@ fn check_pass(
         vm.forbid_stores = true;
         let mut byte_at: Option<u64> = None;
         let states = reachable(machine);
+        let cells = match bytes {
+            Bytes::Cells => byte_cells(&callback.insns, range.start, range.end),
+            Bytes::Every => (0..=255u8).map(|b| (b, b)).collect(),
+        };
         for &state in &states {
-            for byte in 0..=255u8 {
+            for &(first, last) in &cells {
+                let byte = first;
                 let mut regs = base_regs;
                 encode(machine, &mm.encoding, state, &mut regs);
                 let before = regs;
@@ -326,7 +351,7 @@ fn check_pass(
                 let stop = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
                 executed += budget - vm.budget;
                 let loads = vm.packet_loads.take().unwrap_or_default();
-                let err = |what: String| ValidationError::Step {
+                let err = |byte: u8, what: String| ValidationError::Step {
                     scan,
                     pass: p,
                     offset: range.offset,
@@ -337,14 +362,14 @@ fn check_pass(
                 match stop {
                     Ok(Stop::At(_)) => {}
                     Ok(other) => {
-                        return Err(err(format!(
-                            "the step does not end at slot {} ({other:?})",
-                            range.end
-                        )))
+                        return Err(err(
+                            byte,
+                            format!("the step does not end at slot {} ({other:?})", range.end),
+                        ))
                     }
-                    Err(e) => return Err(err(e.to_string())),
+                    Err(e) => return Err(err(byte, e.to_string())),
                 }
-                match (loads.as_slice(), byte_at) {
+                let after = match (loads.as_slice(), byte_at) {
                     ([(at, 1)], None) => {
                         // First run: learn which byte the step reads, then
                         // run this pair again with the byte in place.
@@ -356,18 +381,22 @@ fn check_pass(
                         let again = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
                         vm.packet_loads = None;
                         if !matches!(again, Ok(Stop::At(_))) {
-                            return Err(err(format!("the step does not end at slot {}", range.end)));
+                            return Err(err(byte, format!("the step does not end at slot {}", range.end)));
                         }
-                        compare(machine, &mm.encoding, state, byte, &before, &regs, &own).map_err(err)?;
+                        regs
                     }
-                    ([(at, 1)], Some(want)) if *at == want => {
-                        compare(machine, &mm.encoding, state, byte, &before, &regs, &own).map_err(err)?;
-                    }
+                    ([(at, 1)], Some(want)) if *at == want => regs,
                     _ => {
-                        return Err(err(format!(
+                        return Err(err(byte, format!(
                             "the step reads packet bytes {loads:?} (offset, width); it must read one byte, the same every time"
                         )))
                     }
+                };
+                // Every byte of the cell takes this run's path (see
+                // `byte_cells`): its result is this run's.
+                for b in first..=last {
+                    compare(machine, &mm.encoding, state, b, &before, &after, &own)
+                        .map_err(|what| err(b, what))?;
                 }
             }
         }
@@ -480,6 +509,102 @@ fn check_early_stop(
         }
     }
     Ok(executed)
+}
+
+/// The byte values a step cannot tell apart, as cells `(first, last)`.
+///
+/// The step's first instruction loads its byte into `r8`. When no other
+/// instruction of the step writes `r8` or reads it except to compare it
+/// with an immediate (no arithmetic, no register comparison, no address,
+/// no bit test), every jump stays inside the step, and no helper is
+/// called, two bytes with the same outcome in every such comparison run
+/// the same instructions on the same values and end with the same
+/// registers but `r8` (by induction over the instructions executed: `r8`
+/// is the only value that differs, and it only decides comparisons that
+/// agree). The cells are the ranges between the comparisons' thresholds;
+/// one run per cell then stands for each byte in it. Any other step gets
+/// 256 cells of one byte each.
+fn byte_cells(code: &[Insn], start: usize, end: usize) -> Vec<(u8, u8)> {
+    let every = || (0..=255u8).map(|b| (b, b)).collect();
+    const BYTE: u8 = 8;
+    if !matches!(
+        code.get(start),
+        Some(Insn::Load {
+            width: 1,
+            dst: BYTE,
+            signed: false,
+            ..
+        })
+    ) {
+        return every();
+    }
+    let mut cuts = std::collections::BTreeSet::from([0i64, 256]);
+    for (pc, insn) in code.iter().enumerate().take(end).skip(start + 1) {
+        let byte_read = |o: Operand| o == Operand::Reg(BYTE);
+        match *insn {
+            Insn::Jump {
+                wide,
+                cond,
+                dst,
+                src,
+                off,
+            } => {
+                let target = pc as i64 + 1 + i64::from(off);
+                if target < start as i64 || target > end as i64 || byte_read(src) {
+                    return every();
+                }
+                let Some(cond) = cond else { continue };
+                if dst != BYTE {
+                    continue;
+                }
+                let Operand::Imm(imm) = src else {
+                    return every();
+                };
+                // The immediate as the comparison sees it, against a byte
+                // value 0..=255 (zero-extended, so never negative).
+                let t: i64 = match cond {
+                    Cond::Set => return every(),
+                    Cond::Sgt | Cond::Sge | Cond::Slt | Cond::Sle => i64::from(imm),
+                    _ if wide => {
+                        let u = imm as i64 as u64;
+                        i64::try_from(u).unwrap_or(i64::MAX)
+                    }
+                    _ => i64::from(imm as u32),
+                };
+                for c in [t, t.saturating_add(1)] {
+                    if (0..=256).contains(&c) {
+                        cuts.insert(c);
+                    }
+                }
+            }
+            Insn::Alu { dst, src, .. } => {
+                if dst == BYTE || byte_read(src) {
+                    return every();
+                }
+            }
+            Insn::Load { dst, src, .. } => {
+                if dst == BYTE || src == BYTE {
+                    return every();
+                }
+            }
+            Insn::Store { dst, src, .. } => {
+                if dst == BYTE || byte_read(src) {
+                    return every();
+                }
+            }
+            Insn::LoadImm64 { dst, .. } => {
+                if dst == BYTE {
+                    return every();
+                }
+            }
+            Insn::Wide => {}
+            Insn::Call { .. } | Insn::Exit => return every(),
+        }
+    }
+    let cuts: Vec<i64> = cuts.into_iter().collect();
+    cuts.windows(2)
+        .map(|w| (w[0] as u8, (w[1] - 1) as u8))
+        .collect()
 }
 
 fn compare(

@@ -44,15 +44,25 @@ pub const FUNC_BASE: u64 = 0x7000_0000;
 
 /// Helper ids (`enum bpf_func_id`) the table knows by name.
 pub mod helper {
+    /// `bpf_map_lookup_elem`.
     pub const MAP_LOOKUP_ELEM: i32 = 1;
+    /// `bpf_map_update_elem`.
     pub const MAP_UPDATE_ELEM: i32 = 2;
+    /// `bpf_ktime_get_ns`.
     pub const KTIME_GET_NS: i32 = 5;
+    /// `bpf_skb_load_bytes`.
     pub const SKB_LOAD_BYTES: i32 = 26;
+    /// `bpf_skb_pull_data`.
     pub const SKB_PULL_DATA: i32 = 39;
+    /// `bpf_ringbuf_output`.
     pub const RINGBUF_OUTPUT: i32 = 130;
+    /// `bpf_ringbuf_reserve`.
     pub const RINGBUF_RESERVE: i32 = 131;
+    /// `bpf_ringbuf_submit`.
     pub const RINGBUF_SUBMIT: i32 = 132;
+    /// `bpf_ringbuf_discard`.
     pub const RINGBUF_DISCARD: i32 = 133;
+    /// `bpf_loop`.
     pub const LOOP: i32 = 181;
 
     /// The helper's name, for messages.
@@ -76,28 +86,36 @@ pub mod helper {
 /// Which function of the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Func {
+    /// The TC program (section `classifier`).
     Entry,
+    /// The `.text` function at this index (a `bpf_loop` callback).
     Callback(usize),
 }
 
 /// The register file; `defined` has bit `r` set when `r` holds a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Regs {
+    /// Register values, `r0` to `r10`.
     pub v: [u64; 11],
+    /// Bit `r` set: register `r` holds a value.
     pub defined: u16,
 }
 
 impl Regs {
+    /// Gives `r` a value.
     pub fn set(&mut self, r: u8, value: u64) {
         self.v[r as usize] = value;
         self.defined |= 1 << r;
     }
+    /// Makes `r` hold no value (reading it is then an error).
     pub fn undefine(&mut self, r: u8) {
         self.defined &= !(1 << r);
     }
+    /// Whether `r` holds a value.
     pub fn is_defined(&self, r: u8) -> bool {
         self.defined & (1 << r) != 0
     }
+    /// `r`'s value, if it holds one.
     pub fn get(&self, r: u8) -> Option<u64> {
         self.is_defined(r).then_some(self.v[r as usize])
     }
@@ -117,6 +135,7 @@ pub struct Skb {
     /// `skb->ifindex` and `skb->ingress_ifindex` (only recorded in drop
     /// events; no verdict reads them).
     pub ifindex: u32,
+    /// See `ifindex`.
     pub ingress_ifindex: u32,
 }
 
@@ -147,8 +166,11 @@ struct Region {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{function} slot {slot}: {what}")]
 pub struct VmError {
+    /// The function executing.
     pub function: String,
+    /// The slot executing.
     pub slot: usize,
+    /// What went wrong.
     pub what: String,
 }
 
@@ -161,8 +183,11 @@ pub enum Stop {
     At(usize),
     /// A call to an intercepted helper at `slot` with arguments r1-r5.
     Helper {
+        /// The call's slot.
         slot: usize,
+        /// The helper id.
         id: i32,
+        /// `r1` to `r5` at the call.
         args: [u64; 5],
     },
 }

@@ -1,15 +1,15 @@
-//! The walk check: for every payload length, each pass's walk visits each
-//! position of its window exactly once and in order, for every machine,
-//! and the final states the formula reads are the ones the last step left.
+//! The walk check: for every payload length 0..=65,535, each pass's walk
+//! visits each position of its window exactly once and in order, for every
+//! machine, and the final states the formula reads are the ones the last
+//! step left.
 //!
-//! For each length `n` the entry function runs concretely in the
-//! interpreter from the pass's setup (captured once from a run on the
-//! longest payload an IPv4 frame can carry, with the payload length slot
-//! set to `n`) up to its `bpf_loop` call. The callback is then executed
-//! once per *interval* of loop indices instead of once per index: the
-//! index is a symbol, values are affine in it (`a * idx + b`), every
-//! comparison involving it is decided for the whole interval or splits
-//! the interval exactly where its outcome changes, so each resulting
+//! The pass's setup is captured once, from a run of the whole program on
+//! the longest payload an IPv4 frame can carry; every length then starts
+//! from that capture with the payload length slot set to it. From there the
+//! entry runs up to its `bpf_loop` call, and the callback runs once per
+//! *interval* of loop indices instead of once per index: the index is a
+//! symbol, every comparison involving it is decided for the whole interval
+//! or splits the interval exactly where its outcome changes, so each
 //! interval follows one path through the callback. A machine step range
 //! is not executed: its first memory load is recorded (it must be a packet
 //! byte; its address is affine in the index) and the machine's state
@@ -18,7 +18,27 @@
 //! arithmetic on the intervals: per machine, the positions of one index
 //! are consecutive, start where the previous index stopped, and the
 //! interval advances by its chunk length; at the end every machine has
-//! read exactly the window. The step ranges' meaning is the step check's.
+//! read exactly the window. Then the entry runs on to the next pass or the
+//! formula, and each scan's final-state slot must hold the token (or the
+//! initial state, for an empty window). The step ranges' meaning is the
+//! step check's.
+//!
+//! Lengths are covered in one of two ways ([`Mode`]):
+//!
+//! - **By classes** (the default, `walk/classes.rs`): the length is a symbol
+//!   too. A class of lengths `n0 + stride * k` is proven by one symbolic
+//!   run, with the argument written in that module; the emitted tiers cost
+//!   about 64 to 130 classes per pass instead of 65,536 runs. A class the
+//!   symbolic run cannot model (a code shape it does not know) falls back
+//!   to one run per length, so a class is never accepted on weaker grounds
+//!   than its lengths would be; with `LAGIC_DEBUG_WALK` set, each fallback
+//!   prints why on standard error (for whoever adds a code shape).
+//! - **One by one** ([`Mode::OneByOne`]): each length is run concretely,
+//!   as above, with the callback's analysis reused while every word it
+//!   read is unchanged. This is the reference the classes are tested
+//!   against (`tests/walk_classes.rs`), and how the lengths no frame of at
+//!   most 65,535 bytes carries (65,482 and up) are always run: for them a
+//!   failing pass (a drop) is also accepted.
 
 use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
 use predicate_ir::{Machine, Program};
@@ -28,6 +48,8 @@ use crate::isa::{self, Alu, Cond, Insn, Operand};
 use crate::object::Object;
 use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
 use crate::ValidationError;
+
+mod classes;
 
 /// Longest TCP payload of a frame of at most 65,535 bytes (IPv4, no options).
 pub const MAX_PAYLOAD: u32 = 65_535 - frame::HEADERS as u32;
@@ -135,66 +157,73 @@ pub fn final_value(machine: &Machine, enc: &StateEncoding, s: u32) -> u64 {
     }
 }
 
-/// Runs the walk check on every pass, for payload lengths `lengths`.
+/// How the walk check covers the payload lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Classes of lengths, one symbolic run each (`walk/classes.rs`), falling
+    /// back to one run per length where the symbolic run does not apply.
+    Classes,
+    /// One run per length (the reference the classes are tested against).
+    OneByOne,
+}
+
+/// What the walk check did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Payload lengths covered, summed over passes.
+    pub lengths: u64,
+    /// Classes proven by one symbolic run each.
+    pub classes: u64,
+    /// Lengths run one by one (no frame carries them, or no class run applied).
+    pub one_by_one: u64,
+}
+
+/// Runs the walk check on every pass, for payload lengths `lengths`, by
+/// classes of lengths.
 pub fn check(
     program: &Program,
     object: &Object,
     map: &CodeMap,
     lengths: std::ops::RangeInclusive<u32>,
     checked_steps: &[Vec<usize>],
-) -> Result<u64, ValidationError> {
-    // Lengths are independent: split them over the available cores. The
-    // error reported is the one at the smallest length of the first pass
-    // that fails, whatever the split.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8) as u32;
-    let (lo, hi) = (*lengths.start(), *lengths.end());
-    let mut runs = 0;
-    for (p, pass) in map.passes.iter().enumerate() {
-        let checked = checked_steps.get(p).map_or(&[][..], Vec::as_slice);
-        let span = (hi - lo) / threads + 1;
-        let parts: Vec<std::ops::RangeInclusive<u32>> = (0..threads)
-            .map(|t| lo.saturating_add(t * span)..=lo.saturating_add((t + 1) * span - 1).min(hi))
-            .filter(|r| r.start() <= r.end() && *r.start() <= hi)
-            .collect();
-        let results: Vec<Result<u64, ValidationError>> = if parts.len() <= 1 {
-            vec![check_pass(
-                program,
-                object,
-                map,
-                p,
-                pass,
-                lengths.clone(),
-                checked,
-            )]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = parts
-                    .iter()
-                    .map(|part| {
-                        let part = part.clone();
-                        scope
-                            .spawn(move || check_pass(program, object, map, p, pass, part, checked))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(ValidationError::Map("a walk thread panicked".into()))
-                        })
-                    })
-                    .collect()
-            })
-        };
-        for r in results {
-            runs += r?;
-        }
-    }
-    Ok(runs)
+) -> Result<Stats, ValidationError> {
+    check_with(program, object, map, lengths, checked_steps, Mode::Classes)
 }
 
+/// [`check`] in the given mode.
+pub fn check_with(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+    lengths: std::ops::RangeInclusive<u32>,
+    checked_steps: &[Vec<usize>],
+    mode: Mode,
+) -> Result<Stats, ValidationError> {
+    let mut stats = Stats::default();
+    for (p, pass) in map.passes.iter().enumerate() {
+        let checked = checked_steps.get(p).map_or(&[][..], Vec::as_slice);
+        let s = check_pass(
+            program,
+            object,
+            map,
+            p,
+            pass,
+            lengths.clone(),
+            checked,
+            mode,
+        )?;
+        stats.lengths += s.lengths;
+        stats.classes += s.classes;
+        stats.one_by_one += s.one_by_one;
+    }
+    Ok(stats)
+}
+
+/// More classes than this for one pass: the rest runs length by length
+/// (each class costs about as much as a few lengths).
+const CLASS_LIMIT: u64 = 8192;
+
+#[allow(clippy::too_many_arguments)] // one call site; the arguments are the check's inputs
 fn check_pass(
     program: &Program,
     object: &Object,
@@ -203,7 +232,8 @@ fn check_pass(
     pass: &PassMap,
     lengths: std::ops::RangeInclusive<u32>,
     checked: &[usize],
-) -> Result<u64, ValidationError> {
+    mode: Mode,
+) -> Result<Stats, ValidationError> {
     let scans: Vec<usize> = pass.machines.iter().map(|m| m.scan).collect();
     let werr = |len: u32, what: String| ValidationError::Walk {
         pass: p,
@@ -276,194 +306,244 @@ fn check_pass(
             *x = true;
         }
     }
+    let mut stats = Stats::default();
+    let (lo, hi) = (*lengths.start(), *lengths.end());
+    let fits_hi = hi.min(MAX_PAYLOAD);
+    let mut one_by_one: Vec<u32> = Vec::new();
+    if mode == Mode::Classes && lo <= fits_hi {
+        let inputs = classes::PassInputs {
+            program,
+            object,
+            p,
+            pass,
+            setup: &setup,
+            r10,
+            payload_len: map.payload_len,
+            payload_start,
+            after,
+            final_states: &map.final_states,
+            ranges: &ranges,
+            step_checked: &step_checked,
+        };
+        let mut work = vec![classes::Class {
+            n0: lo,
+            stride: 1,
+            count: fits_hi - lo + 1,
+        }];
+        while let Some(class) = work.pop() {
+            if stats.classes >= CLASS_LIMIT {
+                one_by_one.extend(class.lengths());
+                continue;
+            }
+            match classes::check_class(&inputs, &mut vm, class) {
+                Ok(()) => {
+                    stats.classes += 1;
+                    stats.lengths += u64::from(class.count);
+                }
+                Err(classes::Fail::Split(k)) => work.extend(class.split(k).into_iter().rev()),
+                Err(classes::Fail::Stride(g)) => work.extend(class.residues(g).into_iter().rev()),
+                Err(classes::Fail::Unsupported(why)) => {
+                    if std::env::var_os("LAGIC_DEBUG_WALK").is_some() {
+                        eprintln!("walk class {class:?}: {why}");
+                    }
+                    one_by_one.extend(class.lengths())
+                }
+            }
+        }
+        one_by_one.sort_unstable();
+        one_by_one.extend(fits_hi + 1..=hi);
+    } else {
+        one_by_one.extend(lengths);
+    }
+    stats.one_by_one = one_by_one.len() as u64;
+    stats.lengths += stats.one_by_one;
     let window = pass.window;
-    let mut runs = 0;
-    let mut memo: Option<Memo> = None;
-    for n in lengths {
-        runs += 1;
-        let mut regs = vm.restore_stacks(&setup);
-        vm.poke(
-            r10.wrapping_add(map.payload_len as i64 as u64),
-            &(n as u16).to_le_bytes(),
-        )
-        .map_err(|e| ValidationError::Map(format!("payload length slot: {e}")))?;
-        // For n beyond one u16 the slot cannot hold it: only 0..=65,535 exist.
-        let frame_fits = n <= MAX_PAYLOAD;
-        let window_len = window.bounds(n as usize).len() as u64;
-        let during = || format!("the walk of pass {p} with payload length {n}");
-        let stop = vm
-            .exec(Func::Entry, pass.setup_start, &mut regs, &[after])
-            .map_err(|error| ValidationError::Exec {
-                during: during(),
-                error,
-            })?;
-        let ended_at = match stop {
-            Stop::Helper { slot, id: _, args } => {
-                let [nr, cb, ctx, flags, _] = args;
-                if vm.callback_of(cb) != Some(p) || flags != 0 {
-                    return Err(werr(
-                        n,
-                        format!("bpf_loop is called with callback {cb:#x}, flags {flags}"),
-                    ));
-                }
-                let nr = nr as u32 as u64;
-                if window_len == 0 && nr != 0 {
-                    return Err(werr(
-                        n,
-                        format!("the window is empty but bpf_loop runs {nr} iterations"),
-                    ));
-                }
-                // The callback's behaviour depends only on the memory it
-                // reads and its arguments: when every word it read for an
-                // earlier length still holds the same value (a bounded
-                // window past its end), its paths are the same; replay its
-                // writes instead of running it again.
-                let reuse = memo.as_ref().is_some_and(|m| {
-                    m.nr == nr
-                        && m.ctx == ctx
-                        && m.reads.iter().all(|&(addr, width, value)| {
-                            vm.peek_u64(addr, width).ok() == Some(value)
-                        })
-                });
-                // The value at each machine register's home (where the
-                // callback stores it back) before the loop: the initial state.
-                let mut initial: Vec<(usize, u8, Option<u64>)> = Vec::new();
-                if reuse {
-                    let m = memo.as_ref().expect("checked");
-                    for &(machine, reg, home) in &m.homes {
-                        initial.push((machine, reg, home.and_then(|a| vm.peek_u64(a, 4).ok())));
+    let run = |vm: &mut Vm<'_>, lengths: &[u32]| -> Result<(), ValidationError> {
+        let mut memo: Option<Memo> = None;
+        for &n in lengths {
+            let mut regs = vm.restore_stacks(&setup);
+            vm.poke(
+                r10.wrapping_add(map.payload_len as i64 as u64),
+                &(n as u16).to_le_bytes(),
+            )
+            .map_err(|e| ValidationError::Map(format!("payload length slot: {e}")))?;
+            // For n beyond one u16 the slot cannot hold it: only 0..=65,535 exist.
+            let frame_fits = n <= MAX_PAYLOAD;
+            let window_len = window.bounds(n as usize).len() as u64;
+            let during = || format!("the walk of pass {p} with payload length {n}");
+            let stop = vm
+                .exec(Func::Entry, pass.setup_start, &mut regs, &[after])
+                .map_err(|error| ValidationError::Exec {
+                    during: during(),
+                    error,
+                })?;
+            let ended_at = match stop {
+                Stop::Helper { slot, id: _, args } => {
+                    let [nr, cb, ctx, flags, _] = args;
+                    if vm.callback_of(cb) != Some(p) || flags != 0 {
+                        return Err(werr(
+                            n,
+                            format!("bpf_loop is called with callback {cb:#x}, flags {flags}"),
+                        ));
                     }
-                    for (addr, bytes) in &m.writes {
-                        vm.poke(*addr, bytes).map_err(ValidationError::Map)?;
+                    let nr = nr as u32 as u64;
+                    if window_len == 0 && nr != 0 {
+                        return Err(werr(
+                            n,
+                            format!("the window is empty but bpf_loop runs {nr} iterations"),
+                        ));
                     }
-                } else {
-                    let pre = vm.clone_stack_bytes(0);
-                    let mut effects = Effects::default();
-                    let leaves = run_callback(
-                        &mut vm,
-                        callback,
-                        p,
-                        nr,
-                        ctx,
-                        &ranges,
-                        &pass.machines,
-                        &mut effects,
-                    )
-                    .map_err(|what| werr(n, what))?;
-                    let mut homes = Vec::new();
-                    for (machine, mm) in pass.machines.iter().enumerate() {
-                        for reg in machine_regs(&mm.encoding) {
-                            let want = (token(machine, reg) as u32).to_le_bytes();
-                            let home = effects
-                                .writes
-                                .iter()
-                                .rev()
-                                .find(|(_, b)| b.as_slice() == want)
-                                .map(|(a, _)| *a);
-                            homes.push((machine, reg, home));
-                            let before = home.and_then(|a| {
-                                let at = (a - vm::STACK_BASE) as usize;
-                                pre.get(at..at + 4).map(|b| {
-                                    u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                                })
-                            });
-                            initial.push((machine, reg, before));
-                        }
-                    }
-                    memo = Some(Memo {
-                        nr,
-                        ctx,
-                        reads: effects.reads,
-                        writes: effects.writes,
-                        homes,
-                        leaves,
+                    // The callback's behaviour depends only on the memory it
+                    // reads and its arguments: when every word it read for an
+                    // earlier length still holds the same value (a bounded
+                    // window past its end), its paths are the same; replay its
+                    // writes instead of running it again.
+                    let reuse = memo.as_ref().is_some_and(|m| {
+                        m.nr == nr
+                            && m.ctx == ctx
+                            && m.reads.iter().all(|&(addr, width, value)| {
+                                vm.peek_u64(addr, width).ok() == Some(value)
+                            })
                     });
-                }
-                let leaves = &memo.as_ref().expect("set above").leaves;
-                // Each iteration must continue each machine from the state
-                // the previous one stored, and the first from the initial state.
-                if frame_fits && window_len > 0 {
-                    for &(machine, reg, home) in &memo.as_ref().expect("set above").homes {
-                        let mm = &pass.machines[machine];
-                        if !leaves
-                            .iter()
-                            .any(|l| l.visits.iter().any(|v| v.machine == machine))
-                        {
-                            continue;
+                    // The value at each machine register's home (where the
+                    // callback stores it back) before the loop: the initial state.
+                    let mut initial: Vec<(usize, u8, Option<u64>)> = Vec::new();
+                    if reuse {
+                        let m = memo.as_ref().expect("checked");
+                        for &(machine, reg, home) in &m.homes {
+                            initial.push((machine, reg, home.and_then(|a| vm.peek_u64(a, 4).ok())));
                         }
-                        let Some(home) = home else {
-                            return Err(werr(
-                                n,
-                                format!(
-                                    "the callback never stores r{reg} of scan {} back",
-                                    mm.scan
-                                ),
-                            ));
-                        };
-                        for l in leaves {
-                            if let Some(&(_, _, origin)) =
-                                l.firsts.iter().find(|f| f.0 == machine && f.1 == reg)
+                        for (addr, bytes) in &m.writes {
+                            vm.poke(*addr, bytes).map_err(ValidationError::Map)?;
+                        }
+                    } else {
+                        let pre = vm.clone_stack_bytes(0);
+                        let mut effects = Effects::default();
+                        let leaves = run_callback(
+                            vm,
+                            callback,
+                            p,
+                            nr,
+                            ctx,
+                            &ranges,
+                            &pass.machines,
+                            &mut effects,
+                        )
+                        .map_err(|what| werr(n, what))?;
+                        let mut homes = Vec::new();
+                        for (machine, mm) in pass.machines.iter().enumerate() {
+                            for reg in machine_regs(&mm.encoding) {
+                                let want = (token(machine, reg) as u32).to_le_bytes();
+                                let home = effects
+                                    .writes
+                                    .iter()
+                                    .rev()
+                                    .find(|(_, b)| b.as_slice() == want)
+                                    .map(|(a, _)| *a);
+                                homes.push((machine, reg, home));
+                                let before = home.and_then(|a| {
+                                    let at = (a - vm::STACK_BASE) as usize;
+                                    pre.get(at..at + 4).map(|b| {
+                                        u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                                    })
+                                });
+                                initial.push((machine, reg, before));
+                            }
+                        }
+                        memo = Some(Memo {
+                            nr,
+                            ctx,
+                            reads: effects.reads,
+                            writes: effects.writes,
+                            homes,
+                            leaves,
+                        });
+                    }
+                    let leaves = &memo.as_ref().expect("set above").leaves;
+                    // Each iteration must continue each machine from the state
+                    // the previous one stored, and the first from the initial state.
+                    if frame_fits && window_len > 0 {
+                        for &(machine, reg, home) in &memo.as_ref().expect("set above").homes {
+                            let mm = &pass.machines[machine];
+                            if !leaves
+                                .iter()
+                                .any(|l| l.visits.iter().any(|v| v.machine == machine))
                             {
-                                if origin != Some(home) {
-                                    return Err(werr(n, format!(
+                                continue;
+                            }
+                            let Some(home) = home else {
+                                return Err(werr(
+                                    n,
+                                    format!(
+                                        "the callback never stores r{reg} of scan {} back",
+                                        mm.scan
+                                    ),
+                                ));
+                            };
+                            for l in leaves {
+                                if let Some(&(_, _, origin)) =
+                                    l.firsts.iter().find(|f| f.0 == machine && f.1 == reg)
+                                {
+                                    if origin != Some(home) {
+                                        return Err(werr(n, format!(
                                         "at loop indices {}..{}, scan {}'s r{reg} does not come from where the previous iteration stored it",
                                         l.lo, l.hi, mm.scan
                                     )));
+                                    }
                                 }
                             }
-                        }
-                        let mut init = Regs::default();
-                        crate::step::encode(
-                            &program.scans[mm.scan].machine,
-                            &mm.encoding,
-                            Machine::INITIAL,
-                            &mut init,
-                        );
-                        let want = init.get(reg).map(|v| v & 0xffff_ffff);
-                        let got = initial
-                            .iter()
-                            .find(|i| i.0 == machine && i.1 == reg)
-                            .and_then(|i| i.2);
-                        if got != want {
-                            return Err(werr(n, format!(
+                            let mut init = Regs::default();
+                            crate::step::encode(
+                                &program.scans[mm.scan].machine,
+                                &mm.encoding,
+                                Machine::INITIAL,
+                                &mut init,
+                            );
+                            let want = init.get(reg).map(|v| v & 0xffff_ffff);
+                            let got = initial
+                                .iter()
+                                .find(|i| i.0 == machine && i.1 == reg)
+                                .and_then(|i| i.2);
+                            if got != want {
+                                return Err(werr(n, format!(
                                 "scan {}'s r{reg} starts the walk as {got:?}, not the initial state's {want:?}",
                                 mm.scan
                             )));
+                            }
                         }
                     }
-                }
-                let status = cover(
-                    leaves,
-                    pass,
-                    payload_start + u64::from(window.start),
-                    window_len,
-                )
-                .map_err(|what| werr(n, what));
-                if frame_fits {
-                    if let Some(v) = leaves
-                        .iter()
-                        .flat_map(|l| &l.visits)
-                        .find(|v| !step_checked[v.start])
-                    {
-                        return Err(werr(
+                    let status = cover(
+                        leaves,
+                        pass,
+                        payload_start + u64::from(window.start),
+                        window_len,
+                    )
+                    .map_err(|what| werr(n, what));
+                    if frame_fits {
+                        if let Some(v) = leaves
+                            .iter()
+                            .flat_map(|l| &l.visits)
+                            .find(|v| !step_checked[v.start])
+                        {
+                            return Err(werr(
                             n,
                             format!("the step at slot {} is reached, but the step check could not set it up", v.start),
                         ));
+                        }
                     }
-                }
-                let completed = match status {
-                    Ok(()) => nr,
-                    Err(e) if !frame_fits => {
-                        let _ = e;
-                        continue; // no such frame: failing closed is enough
+                    let completed = match status {
+                        Ok(()) => nr,
+                        Err(e) if !frame_fits => {
+                            let _ = e;
+                            continue; // no such frame: failing closed is enough
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    regs.set(0, completed);
+                    for r in 1..=5 {
+                        regs.undefine(r);
                     }
-                    Err(e) => return Err(e),
-                };
-                regs.set(0, completed);
-                for r in 1..=5 {
-                    regs.undefine(r);
-                }
-                match vm.exec(Func::Entry, slot + 1, &mut regs, &[after]).map_err(|error| ValidationError::Exec { during: during(), error })? {
+                    match vm.exec(Func::Entry, slot + 1, &mut regs, &[after]).map_err(|error| ValidationError::Exec { during: during(), error })? {
                     Stop::At(at) => at,
                     other if !frame_fits => {
                         let _ = other;
@@ -473,59 +553,91 @@ fn check_pass(
                         return Err(werr(n, format!("after a complete walk the entry does not reach the next part ({other:?})")))
                     }
                 }
-            }
-            Stop::At(at) => {
-                if window_len != 0 {
+                }
+                Stop::At(at) => {
+                    if window_len != 0 {
+                        return Err(werr(
+                            n,
+                            format!("the window has {window_len} bytes but bpf_loop is not called"),
+                        ));
+                    }
+                    at
+                }
+                Stop::Exit(r0) => {
+                    if !frame_fits {
+                        continue;
+                    }
                     return Err(werr(
                         n,
-                        format!("the window has {window_len} bytes but bpf_loop is not called"),
+                        format!("the entry returns {r0} instead of walking the window"),
                     ));
                 }
-                at
-            }
-            Stop::Exit(r0) => {
-                if !frame_fits {
-                    continue;
-                }
+            };
+            if ended_at != after {
                 return Err(werr(
                     n,
-                    format!("the entry returns {r0} instead of walking the window"),
+                    format!("the entry continues at slot {ended_at}, not {after}"),
                 ));
             }
-        };
-        if ended_at != after {
-            return Err(werr(
-                n,
-                format!("the entry continues at slot {ended_at}, not {after}"),
-            ));
-        }
-        // The final states the formula will read.
-        for (m, mm) in pass.machines.iter().enumerate() {
-            let machine = &program.scans[mm.scan].machine;
-            let want = if window_len == 0 {
-                final_value(machine, &mm.encoding, Machine::INITIAL)
-            } else {
-                let reg = match mm.encoding {
-                    StateEncoding::Dfa { reg } => reg,
-                    StateEncoding::Depth { mode_reg, .. } => mode_reg,
+            // The final states the formula will read.
+            for (m, mm) in pass.machines.iter().enumerate() {
+                let machine = &program.scans[mm.scan].machine;
+                let want = if window_len == 0 {
+                    final_value(machine, &mm.encoding, Machine::INITIAL)
+                } else {
+                    let reg = match mm.encoding {
+                        StateEncoding::Dfa { reg } => reg,
+                        StateEncoding::Depth { mode_reg, .. } => mode_reg,
+                    };
+                    token(m, reg)
                 };
-                token(m, reg)
-            };
-            let off = map.final_states.get(mm.scan).copied().ok_or_else(|| {
-                ValidationError::Map(format!("no final state for scan {}", mm.scan))
-            })?;
-            let got = vm
-                .peek_u64(r10.wrapping_add(off as i64 as u64), 8)
-                .map_err(|e| werr(n, format!("final state of scan {}: {e}", mm.scan)))?;
-            if got != want {
-                return Err(werr(
+                let off = map.final_states.get(mm.scan).copied().ok_or_else(|| {
+                    ValidationError::Map(format!("no final state for scan {}", mm.scan))
+                })?;
+                let got = vm
+                    .peek_u64(r10.wrapping_add(off as i64 as u64), 8)
+                    .map_err(|e| werr(n, format!("final state of scan {}: {e}", mm.scan)))?;
+                if got != want {
+                    return Err(werr(
                     n,
                     format!("the final state of scan {} is {got:#x}, not the state its last step left ({want:#x})", mm.scan),
                 ));
+                }
             }
         }
+        Ok(())
+    };
+    // Many lengths one by one (a code shape the classes do not model):
+    // split them over the cores, in contiguous runs, so the error reported
+    // is still the one at the smallest failing length.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if one_by_one.len() < 4096 || threads < 2 {
+        run(&mut vm, &one_by_one)?;
+    } else {
+        let chunk = one_by_one.len().div_ceil(threads);
+        let results: Vec<Result<(), ValidationError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = one_by_one
+                .chunks(chunk)
+                .map(|part| {
+                    let mut vm = vm.clone();
+                    let run = &run;
+                    scope.spawn(move || run(&mut vm, part))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ValidationError::Map("a walk thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
+        }
     }
-    Ok(runs)
+    Ok(stats)
 }
 
 /// Executes the callback over loop indices `0..nr`, as intervals.

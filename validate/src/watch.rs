@@ -56,6 +56,7 @@ pub struct WatchState {
     pub reserved: Option<u64>,
     /// Records submitted and discarded.
     pub submitted: u64,
+    /// See `submitted`.
     pub discarded: u64,
     /// `bpf_ktime_get_ns` calls so far.
     pub clock: u64,

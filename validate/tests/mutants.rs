@@ -100,6 +100,12 @@ fn swapped_transitions_are_caught() {
         ),
         "{err}"
     );
+    // The message a user sees names the scan, the state and the byte.
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("scan 0 (") && shown.contains("state ") && shown.contains("byte 0x"),
+        "{shown}"
+    );
 }
 
 /// Off by one at the window's end: `printable16` clamps the window to 16
@@ -115,12 +121,16 @@ fn an_off_by_one_window_end_is_caught() {
         let mut bad = c.object.clone();
         patch::set_imm(&mut bad, "classifier", slot, wrong).unwrap();
         match validate(&c, &bad) {
-            Err(ValidationError::Walk {
-                pass: 0, len, what, ..
-            }) => {
+            Err(e @ ValidationError::Walk { pass: 0, len, .. }) => {
                 assert!(
                     len > 15,
-                    "the first wrong length is past the window end: {len} ({what})"
+                    "the first wrong length is past the window end: {len} ({e})"
+                );
+                // The message names the scan and the payload length.
+                let shown = e.to_string();
+                assert!(
+                    shown.contains("scans [0]") && shown.contains(&format!("payload length {len}")),
+                    "{shown}"
                 );
             }
             other => panic!("window end {wrong}: expected a walk error, got {other:?}"),
@@ -144,11 +154,14 @@ fn a_wrong_tier_size_is_caught() {
     let mut bad = c.object.clone();
     patch::set_imm(&mut bad, ".text", lsh, 5).unwrap();
     match validate(&c, &bad).expect_err("callback tier size") {
-        ValidationError::Walk {
-            pass: 0, len, what, ..
-        } => {
-            assert_eq!(len, 128, "the first length with two 64-byte chunks: {what}");
-            assert!(what.contains("advances 32 bytes"), "{what}");
+        e @ ValidationError::Walk { pass: 0, len, .. } => {
+            let shown = e.to_string();
+            assert_eq!(
+                len, 128,
+                "the first length with two 64-byte chunks: {shown}"
+            );
+            assert!(shown.contains("advances 32 bytes"), "{shown}");
+            assert!(shown.contains("(scans [0]), payload length 128"), "{shown}");
         }
         other => panic!("expected a walk error, got {other}"),
     }
@@ -169,6 +182,7 @@ fn a_wrong_tier_size_is_caught() {
         matches!(err, ValidationError::Walk { pass: 0, .. }),
         "{err}"
     );
+    assert!(err.to_string().contains("payload length "), "{err}");
 }
 
 /// The formula's accept test compares with the wrong state.

@@ -34,8 +34,9 @@ fn runner(property: &str, default_cases: u32) -> TestRunner {
 
 #[test]
 fn random_specs_validate_and_run_like_the_ir() {
-    // Each validation walks 65,536 lengths per pass: keep the count modest.
-    let mut runner = runner("random_specs_validate", 12);
+    // Each validation covers 65,536 lengths per pass by classes of lengths,
+    // which is cheap: many more cases than when every length ran alone.
+    let mut runner = runner("random_specs_validate", 48);
     let strategy = (arb_spec(), proptest::collection::vec(arb_payload(), 1..6));
     runner
         .run(&strategy, |(spec, payloads)| {

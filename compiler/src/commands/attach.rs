@@ -7,7 +7,7 @@ use crate::cli::{AttachArgs, ModeArg};
 use crate::failure::{Failure, Outcome};
 
 pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
-    let object = shared::diode_object(&args.diode)?;
+    let object = shared::diode_object(&args.diode, !args.no_validate)?;
     let options = AttachOptions {
         mode: match args.mode {
             ModeArg::Auto => ModeChoice::Auto,

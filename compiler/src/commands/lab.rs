@@ -19,7 +19,7 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
     let subnet = Subnet::parse(&args.subnet).map_err(failure)?;
     lab::LabNames::new(&args.name).map_err(failure)?;
     lab::require_root().map_err(failure)?;
-    let diode = shared::diode_object(&args.diode)?;
+    let diode = shared::diode_object(&args.diode, !args.no_validate)?;
     let vm = if args.vm {
         Some(vm_config(&args)?)
     } else {

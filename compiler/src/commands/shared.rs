@@ -49,12 +49,6 @@ pub(crate) fn lower_spec(path: &Path, spec: &Spec) -> Result<Program, Failure> {
         .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
 }
 
-/// Compiles a lowered program to object bytes; emitter limits are a failed check (1).
-pub(crate) fn emit(path: &Path, program: &Program) -> Result<Vec<u8>, Failure> {
-    emit_bpf::compile_object(program)
-        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
-}
-
 /// The object bytes of `program`, validated when `validate` is set.
 pub(crate) fn compile(
     path: &std::path::Path,
@@ -109,8 +103,10 @@ fn inject_fault(object: &mut [u8], map: &emit_bpf::codemap::CodeMap) {
     }
 }
 
-/// The diode as object bytes: read as-is, or compiled from a spec.
-pub(crate) fn diode_object(path: &Path) -> Result<Vec<u8>, Failure> {
+/// The diode as object bytes: read as-is, or compiled from a spec and,
+/// unless `validate` is false (`--no-validate`), validated like `lagic
+/// compile` does (docs/validation.md) before anything is loaded.
+pub(crate) fn diode_object(path: &Path, validate: bool) -> Result<Vec<u8>, Failure> {
     let bytes = io::read_input(path, "diode", MAX_OBJECT_BYTES)?;
     if bytes.starts_with(ELF_MAGIC) {
         return Ok(bytes);
@@ -123,7 +119,7 @@ pub(crate) fn diode_object(path: &Path) -> Result<Vec<u8>, Failure> {
         f
     };
     let program = lower_spec(path, &spec).map_err(as_bad_input)?;
-    emit(path, &program).map_err(as_bad_input)
+    compile(path, &program, &emit_bpf::Options::default(), validate).map_err(as_bad_input)
 }
 
 /// The loader's direction for the command-line one.

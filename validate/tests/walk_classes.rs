@@ -1,0 +1,181 @@
+//! The walk check by classes of payload lengths (one symbolic run per
+//! class) against the same check run on every length one by one: they
+//! must accept and reject the same objects, on the seeds, on random specs
+//! and on every small change to the immediates and jumps of the code the
+//! walk runs (the pass's setup in the entry and the callback outside its
+//! steps).
+
+mod support;
+
+use lagic_validate::isa::{self, Insn};
+use lagic_validate::walk::{self, Mode, Stats};
+use lagic_validate::{patch, Object, ValidationError};
+use predicate_ir::arbitrary::arb_spec;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+fn walk(c: &support::Compiled, object: &[u8], mode: Mode) -> Result<Stats, ValidationError> {
+    let parsed = Object::parse(&c.object)?;
+    let (_, checked) = lagic_validate::step::check(&c.program, &parsed, &c.map)?;
+    walk_with(c, object, mode, &checked)
+}
+
+/// The walk check alone on `object`, with the steps of the unchanged
+/// object as checked (a mutant's steps are the step check's business).
+fn walk_with(
+    c: &support::Compiled,
+    object: &[u8],
+    mode: Mode,
+    checked: &[Vec<usize>],
+) -> Result<Stats, ValidationError> {
+    let parsed = Object::parse(object)?;
+    walk::check_with(
+        &c.program,
+        &parsed,
+        &c.map,
+        0..=walk::MAX_LEN,
+        checked,
+        mode,
+    )
+}
+
+/// Lengths no frame of at most 65,535 bytes carries, run one by one.
+const FRAMELESS: u64 = (walk::MAX_LEN - walk::MAX_PAYLOAD) as u64;
+
+#[test]
+fn seeds_are_proven_by_classes() {
+    for name in support::seed_names() {
+        let c = support::seed(&name);
+        let passes = c.map.passes.len() as u64;
+        let stats = walk(&c, &c.object, Mode::Classes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(stats.lengths, 65_536 * passes, "{name}: {stats:?}");
+        // Every length a frame can carry is in a class proven symbolically.
+        assert_eq!(stats.one_by_one, FRAMELESS * passes, "{name}: {stats:?}");
+        assert!(stats.classes <= 1_000 * passes, "{name}: {stats:?}");
+        let reference =
+            walk(&c, &c.object, Mode::OneByOne).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(reference.lengths, stats.lengths, "{name}");
+        eprintln!("{name}: {stats:?}");
+    }
+}
+
+#[test]
+fn random_specs_are_proven_by_classes() {
+    let cases = std::env::var("LAGIC_PROPTEST_CASES")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(10);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&arb_spec(), |spec| {
+            let Ok(program) = predicate_ir::lower(&spec) else {
+                return Ok(());
+            };
+            let Ok((module, map)) = emit_bpf::compile_mapped(&program) else {
+                return Ok(());
+            };
+            let object = module.write_elf().expect("writes");
+            let c = support::Compiled {
+                program,
+                object,
+                map,
+            };
+            let stats = walk(&c, &c.object, Mode::Classes)
+                .map_err(|e| TestCaseError::fail(format!("{}: {e}", spec.name)))?;
+            let passes = c.map.passes.len() as u64;
+            prop_assert_eq!(stats.one_by_one, FRAMELESS * passes, "{:?}", stats);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Slots of `section` in `range` worth changing: an immediate of an ALU
+/// operation, a conditional jump's immediate or offset.
+fn mutations(object: &[u8], section: &str, range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for slot in range {
+        let Ok(bytes) = patch::slot_bytes(object, section, slot) else {
+            continue;
+        };
+        let code = bytes[0];
+        let class = code & 7;
+        let uses_imm = code & 0x08 == 0; // BPF_K
+        let is_alu = class == isa::class::ALU || class == isa::class::ALU64;
+        let is_jmp = (class == isa::class::JMP || class == isa::class::JMP32)
+            && !matches!(code >> 4, 0x0 | 0x8 | 0x9); // not ja, call, exit
+        if !(is_alu || is_jmp) {
+            continue;
+        }
+        let imm = patch::imm(object, section, slot).unwrap();
+        if uses_imm {
+            for d in [-1, 1] {
+                let mut m = object.to_vec();
+                patch::set_imm(&mut m, section, slot, imm.wrapping_add(d)).unwrap();
+                out.push(m);
+            }
+        }
+        if is_jmp {
+            let off = patch::off(object, section, slot).unwrap();
+            let mut m = object.to_vec();
+            patch::set_off(&mut m, section, slot, off.wrapping_add(1)).unwrap();
+            out.push(m);
+        }
+    }
+    out
+}
+
+fn differential(name: &str) {
+    let c = support::seed(name);
+    let parsed = Object::parse(&c.object).unwrap();
+    let pass = &c.map.passes[0];
+    // The callback outside its steps (the steps are the step check's).
+    let mut in_step = vec![false; parsed.callbacks[0].insns.len()];
+    for s in &pass.steps {
+        in_step[s.start..s.end].iter_mut().for_each(|x| *x = true);
+    }
+    let mut mutants = mutations(
+        &c.object,
+        "classifier",
+        pass.setup_start..c.map.formula_start,
+    );
+    let outside: Vec<usize> = (0..in_step.len()).filter(|&s| !in_step[s]).collect();
+    for &slot in &outside {
+        if matches!(parsed.callbacks[0].insns[slot], Insn::Wide) {
+            continue;
+        }
+        mutants.extend(mutations(&c.object, ".text", slot..slot + 1));
+    }
+    assert!(mutants.len() > 20, "{name}: {} mutants", mutants.len());
+    let (_, checked) = lagic_validate::step::check(&c.program, &parsed, &c.map).unwrap();
+    let (mut rejected, mut accepted) = (0, 0);
+    for m in &mutants {
+        let fast = walk_with(&c, m, Mode::Classes, &checked);
+        let slow = walk_with(&c, m, Mode::OneByOne, &checked);
+        assert_eq!(
+            fast.is_ok(),
+            slow.is_ok(),
+            "{name}: by classes {fast:?}, one by one {slow:?}"
+        );
+        if fast.is_ok() {
+            accepted += 1;
+        } else {
+            rejected += 1;
+        }
+    }
+    eprintln!("{name}: {rejected} mutants rejected, {accepted} accepted by both");
+    assert!(rejected > 0);
+}
+
+#[test]
+fn classes_and_one_by_one_agree_on_mutants_of_an_unbounded_window() {
+    differential("hateless");
+}
+
+#[test]
+fn classes_and_one_by_one_agree_on_mutants_of_a_bounded_window() {
+    differential("printable16");
+}
