@@ -15,68 +15,21 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lagic_lab::http::{self, Reply};
 use serde_json::{json, Value};
 
 mod common;
-use common::{require_root, workspace};
+use common::{enclave_bin, lagic, lagic_ok, require_root, workspace, LabGuard, LAGIC};
 
-const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 const NAME: &str = "dash1";
 const SUBNET: &str = "172.30.151.0/24";
 const IFACE: &str = "lgh-dash1";
 /// Generous: a loaded 2-core machine still answers well within it.
 const WAIT: Duration = Duration::from_secs(30);
-
-fn lagic(args: &[&str]) -> Output {
-    Command::new(LAGIC)
-        .args(args)
-        .output()
-        .expect("running lagic")
-}
-
-fn lagic_ok(args: &[&str]) -> String {
-    let out = lagic(args);
-    assert!(
-        out.status.success(),
-        "lagic {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// lagic-enclave next to lagic, built if missing.
-fn enclave_bin() -> PathBuf {
-    let dir = Path::new(LAGIC).parent().expect("lagic has a directory");
-    let bin = dir.join("lagic-enclave");
-    if !bin.is_file() {
-        let target = dir.parent().expect("a target directory");
-        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        build
-            .args(["build", "-p", "lagic-enclave"])
-            .current_dir(workspace())
-            .env("CARGO_TARGET_DIR", target);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        assert!(build.status().expect("cargo").success() && bin.is_file());
-    }
-    bin
-}
-
-/// Removes the lab, whatever happened.
-struct Lab;
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = lagic(&["lab", "down", "--name", NAME]);
-    }
-}
 
 /// A child process killed (SIGTERM, then SIGKILL) if the test ends early.
 struct Reaped(Child);
@@ -336,7 +289,7 @@ fn dashboard_in_a_real_browser_answers_blocks_counts_and_switches() {
         "--enclave-bin",
         bin.to_str().unwrap(),
     ]);
-    let _lab = Lab;
+    let _lab = LabGuard(NAME);
 
     // The dashboard on a free port; its first line says where.
     let mut dashboard = Reaped(

@@ -13,19 +13,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lagic_lab::LabNames;
 
 mod common;
 use common::{
-    assert_stopped_before, find_ignoring_case, first_non_text, generate, passes, response_body,
-    run_pairs, workspace, Arrived, Pair,
+    assert_stopped_before, enclave_bin, find_ignoring_case, first_non_text, generate, lagic,
+    lagic_ok, passes, response_body, run_pairs, workspace, Arrived, Pair,
 };
 
-const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 /// The deadline of every request that must pass (the blocked checks' controls included):
 /// the enclave answers these in milliseconds, so this is generous.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -34,39 +32,6 @@ const LARGE_PASS_WAIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Environment.
-
-/// lagic-enclave from the same target directory as lagic, built on first use if missing.
-fn enclave_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let profile_dir = Path::new(LAGIC).parent().expect("lagic has a directory");
-        let bin = profile_dir.join("lagic-enclave");
-        if bin.is_file() {
-            return bin;
-        }
-        let target_root = profile_dir.parent().expect("a target directory");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut command = Command::new(cargo);
-        command
-            .args(["build", "-p", "lagic-enclave"])
-            .current_dir(workspace())
-            .env("CARGO_TARGET_DIR", target_root);
-        if release {
-            command.arg("--release");
-        }
-        let status = command.status().expect("running cargo");
-        assert!(
-            status.success() && bin.is_file(),
-            "lagic-enclave is missing at {} and building it failed; build it with \
-             `cargo build -p lagic-enclave{}` (same CARGO_TARGET_DIR as the tests)",
-            bin.display(),
-            if release { " --release" } else { "" }
-        );
-        bin
-    })
-    .clone()
-}
 
 /// The text the lab's enclave generates for a request: the same echo generator with the
 /// same default seed, run outside the lab.
@@ -138,26 +103,6 @@ fn nothing_arrived(arrived: &[Arrived]) {
             }
         );
     }
-}
-
-fn lagic(args: &[&str]) -> Output {
-    Command::new(LAGIC)
-        .args(args)
-        .output()
-        .expect("running lagic")
-}
-
-fn lagic_ok(args: &[&str]) -> String {
-    let out = lagic(args);
-    assert!(
-        out.status.success(),
-        "lagic {} failed ({}):\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A per-test scratch directory with compiled diodes.

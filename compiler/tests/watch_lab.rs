@@ -5,63 +5,18 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{generate, passes, require_root, workspace};
+use common::{
+    enclave_bin, generate, lagic, lagic_ok, passes, require_root, workspace, LabGuard, LAGIC,
+};
 
-const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 const NAME: &str = "watch1";
 const SUBNET: &str = "172.30.150.0/24";
 const ENCLAVE: &str = "172.30.150.11:8080";
-
-fn lagic(args: &[&str]) -> Output {
-    Command::new(LAGIC)
-        .args(args)
-        .output()
-        .expect("running lagic")
-}
-
-fn lagic_ok(args: &[&str]) -> String {
-    let out = lagic(args);
-    assert!(
-        out.status.success(),
-        "lagic {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// lagic-enclave next to lagic, built if missing.
-fn enclave_bin() -> PathBuf {
-    let dir = Path::new(LAGIC).parent().expect("lagic has a directory");
-    let bin = dir.join("lagic-enclave");
-    if !bin.is_file() {
-        let target = dir.parent().expect("a target directory");
-        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        build
-            .args(["build", "-p", "lagic-enclave"])
-            .current_dir(workspace())
-            .env("CARGO_TARGET_DIR", target);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        assert!(build.status().expect("cargo").success() && bin.is_file());
-    }
-    bin
-}
-
-struct Lab;
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = lagic(&["lab", "down", "--name", NAME]);
-    }
-}
 
 #[test]
 fn watch_reports_the_blocked_response_and_status_counts_it() {
@@ -91,7 +46,7 @@ fn watch_reports_the_blocked_response_and_status_counts_it() {
         "--enclave-bin",
         bin.to_str().unwrap(),
     ]);
-    let _lab = Lab;
+    let _lab = LabGuard(NAME);
     let iface = format!("lgh-{NAME}");
 
     // Events wait in the ring buffer until read, so watch may start late.

@@ -19,6 +19,8 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use lagic_lab::http::{Reply, Response};
@@ -282,4 +284,75 @@ pub fn first_non_text(bytes: &[u8]) -> Option<usize> {
     bytes
         .iter()
         .position(|&b| !(b == b'\t' || b == b'\n' || b == b'\r' || (32..=126).contains(&b)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lagic binary under test, the enclave binary, and a lab removed whatever happens.
+
+/// The `lagic` binary cargo built for these tests.
+pub const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
+
+/// Runs `lagic` with `args`.
+pub fn lagic(args: &[&str]) -> Output {
+    Command::new(LAGIC)
+        .args(args)
+        .output()
+        .expect("running lagic")
+}
+
+/// Runs `lagic` with `args`, which must succeed; its standard output.
+pub fn lagic_ok(args: &[&str]) -> String {
+    let out = lagic(args);
+    assert!(
+        out.status.success(),
+        "lagic {} failed ({}):\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// lagic-enclave from the same target directory as lagic, built on first use if missing.
+pub fn enclave_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let profile_dir = Path::new(LAGIC).parent().expect("lagic has a directory");
+        let bin = profile_dir.join("lagic-enclave");
+        if bin.is_file() {
+            return bin;
+        }
+        let target_root = profile_dir.parent().expect("a target directory");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "-p", "lagic-enclave"])
+            .current_dir(workspace())
+            .env("CARGO_TARGET_DIR", target_root);
+        if release {
+            command.arg("--release");
+        }
+        let status = command.status().expect("running cargo");
+        assert!(
+            status.success() && bin.is_file(),
+            "lagic-enclave is missing at {} and building it failed; build it with \
+             `cargo build -p lagic-enclave{}` (same CARGO_TARGET_DIR as the tests)",
+            bin.display(),
+            if release { " --release" } else { "" }
+        );
+        bin
+    })
+    .clone()
+}
+
+/// A lab removed (`lagic lab down --name NAME`) when this is dropped, also
+/// when a test panics.
+pub struct LabGuard(pub &'static str);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = lagic(&["lab", "down", "--name", self.0]);
+    }
 }
