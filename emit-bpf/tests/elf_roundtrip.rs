@@ -340,6 +340,7 @@ fn module(entry: Vec<Insn>, callbacks: Vec<Vec<Insn>>) -> Module {
             .collect(),
         license: "GPL".into(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     }
 }
 

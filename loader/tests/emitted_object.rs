@@ -51,6 +51,7 @@ fn counting_module(limit: i32) -> Module {
         }],
         license: "GPL".to_owned(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     }
 }
 

@@ -39,7 +39,8 @@ use crate::spec::{ByteClass, Mode, Pred, Spec, Window};
 /// Bounds on a lowered program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Most states of one scan's minimal DFA.
+    /// Most states of one scan's minimal DFA. Large DFAs run from tables
+    /// of u16 state numbers in the emitter, hence at most 65,536.
     pub max_dfa_states: usize,
     /// Most states the subset construction of one `contains` may explore
     /// before minimization (it can be exponentially larger than the result).
@@ -58,7 +59,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_dfa_states: 512,
+            max_dfa_states: 65_536,
             max_construction_states: 16_384,
             max_scans: 48,
             max_formula_atoms: 1024,
@@ -98,7 +99,7 @@ pub enum LowerError {
     #[error(
         "{path}: the {patterns} patterns this {junction} combines over one window need a DFA of \
          {states} states; the limit is {limit} states per scan and {scans} scans per program \
-         (larger lists need table-driven automata in the emitter)"
+         (shorten the list)"
     )]
     /// The combined automaton of an `or`/`and` of `contains`-like scans over
     /// one window has more states than [`Limits::max_dfa_states`], and

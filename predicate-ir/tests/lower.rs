@@ -744,8 +744,8 @@ fn combined_scans_split_or_name_the_limit() {
         e.to_string(),
         format!(
             "$.predicate.args[1].arg: the 6 patterns this or combines over one window need a DFA of \
-             {states} states; the limit is {} states per scan and 1 scans per program (larger lists \
-             need table-driven automata in the emitter)",
+             {states} states; the limit is {} states per scan and 1 scans per program (shorten \
+             the list)",
             states / 2
         )
     );
