@@ -147,7 +147,7 @@ impl Reference {
                 i + n <= syms.len()
                     && syms[i..i + n]
                         .iter()
-                        .map(|s| *s)
+                        .copied()
                         .collect::<Option<Vec<Sym>>>()
                         .is_some_and(|w| self.words.contains(&w))
             })
