@@ -307,3 +307,30 @@ fn a_thousand_words_compile_load_and_judge_like_the_definition() {
 fn ten_thousand_words_compile_load_and_judge_like_the_definition() {
     check_list(10_000, 0x10_000, 300, 30);
 }
+
+/// libbpf (bpftool) and iproute2's tc load the tables too (a `.rodata`
+/// map they create, fill and freeze), without a warning, and judge alike.
+/// Touches namespaces and pins: run under the kernel lock.
+#[test]
+fn a_table_driven_list_loads_with_bpftool_and_tc_and_judges_alike() {
+    use lagic_tests::external::{bpftool_verdict, tc_verdict};
+    if !require_bpf() {
+        return;
+    }
+    let list = words(1_000, 0x1000);
+    let spec = spec("blocklist_ext", &list);
+    let compiled = lagic_tests::compile(&spec);
+    let reference = Reference::new(&list);
+    let mut rng = Rng(0xe7);
+    let clean = b"a b c d e f g h i j k l m n o p q r s t u v w x y z ".repeat(20);
+    let mut dirty = clean.clone();
+    let word = render(&mut rng, &list[7]);
+    dirty[300..300 + word.len()].copy_from_slice(&word);
+    for (payload, passes) in [(clean, true), (dirty, false)] {
+        assert_eq!(reference.passes(&payload), passes);
+        let frame = lagic_frames::tcp_frame(&payload, IpVersion::V4);
+        let want = if passes { 0 } else { 2 };
+        assert_eq!(bpftool_verdict(&compiled.object, &frame), want, "bpftool");
+        assert_eq!(tc_verdict(&compiled.object, &frame), want, "tc");
+    }
+}
