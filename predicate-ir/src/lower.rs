@@ -97,6 +97,23 @@ pub enum LowerError {
         limit: usize,
     },
     #[error(
+        "{path}: building the automaton of the {patterns} patterns this {junction} combines over \
+         one window explored more than {limit} states before minimization; shorten the list or \
+         use fewer distinct classes"
+    )]
+    /// Building the combined automaton of an `or`/`and` (see the module
+    /// docs) explored more than [`Limits::max_combined_construction_states`].
+    CombinedConstructionTooLarge {
+        /// JSON path of the `or` or `and`.
+        path: String,
+        /// `or` or `and`.
+        junction: &'static str,
+        /// Patterns combined.
+        patterns: usize,
+        /// The limit.
+        limit: usize,
+    },
+    #[error(
         "{path}: the {patterns} patterns this {junction} combines over one window need a DFA of \
          {states} states; the limit is {limit} states per scan and {scans} scans per program \
          (shorten the list)"
@@ -160,6 +177,7 @@ impl LowerError {
             LowerError::DfaTooLarge { path, .. }
             | LowerError::CombinedDfaTooLarge { path, .. }
             | LowerError::ConstructionTooLarge { path, .. }
+            | LowerError::CombinedConstructionTooLarge { path, .. }
             | LowerError::TooManyScans { path, .. }
             | LowerError::TooManyAtoms { path, .. }
             | LowerError::StreamModeNotImplemented { path } => path,
@@ -362,9 +380,18 @@ impl Builder<'_> {
             ) {
                 Ok(dfa) => parts.push(dfa),
                 Err(CombineError::Construction(too_many)) => {
-                    return Err(LowerError::ConstructionTooLarge {
-                        path: self.junction_path(members[range.start]),
-                        limit: too_many.budget,
+                    return Err(if range.len() == 1 {
+                        LowerError::ConstructionTooLarge {
+                            path: self.path_of(members[range.start]),
+                            limit: too_many.budget,
+                        }
+                    } else {
+                        LowerError::CombinedConstructionTooLarge {
+                            path: self.junction_path(members[range.start]),
+                            junction: if is_and { "and" } else { "or" },
+                            patterns: range.len(),
+                            limit: too_many.budget,
+                        }
                     })
                 }
                 Err(CombineError::TooLarge { states }) => {
