@@ -5,7 +5,7 @@
 //!
 //! Three ways to enforce the same list:
 //! - lagic: lowering combines the list into one automaton
-//!   (predicate-ir's combined scans); past 16 states the emitter runs it
+//!   (predicate-ir's combined scans); past 24 states the emitter runs it
 //!   from a byte-class map and a transition table in `.rodata`
 //!   (emit-bpf's `codegen/table.rs`), one table load per byte, so the cost
 //!   per byte hardly depends on the list's length.

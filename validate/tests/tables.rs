@@ -50,7 +50,7 @@ fn a_block_list_runs_from_tables_and_validates() {
         panic!("a DFA");
     };
     assert!(
-        dfa.next.len() > 16,
+        dfa.next.len() > 24,
         "{} states: not table-driven",
         dfa.next.len()
     );
