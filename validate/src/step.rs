@@ -11,8 +11,10 @@
 //! step that reads them fails), the byte it reads set in the packet, and
 //! stores forbidden. The range must end at its end slot without leaving
 //! its code (a table step's bound check jumps out only for a state no
-//! table holds), read exactly one packet byte (the same for every state and byte), change no register but
-//! its own state registers and r8, and leave the IR's next state there.
+//! table holds), read exactly one packet byte (the same for every state
+//! and byte), change no register but its own state registers and r8, and
+//! leave the IR's next state there. A table step reads its tables from the
+//! object's `.rodata` ([`crate::rodata`]), so the tables are checked too.
 
 use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
 use predicate_ir::{Machine, Program, StateId};
