@@ -369,6 +369,7 @@ fn metadata_tag_probe() -> Vec<u8> {
         callbacks: Vec::new(),
         license: "GPL".to_owned(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     })
     .expect("writing the probe")
 }

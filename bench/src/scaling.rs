@@ -79,28 +79,7 @@ pub fn excluded(i: usize) -> u8 {
 pub fn spec(family: Family, k: usize) -> String {
     let name = format!("{}_{k}", family.name());
     let predicate = match family {
-        Family::Contains => {
-            let args: Vec<String> = words(k)
-                .iter()
-                .map(|w| {
-                    let classes: Vec<String> = w
-                        .iter()
-                        .map(|&c| {
-                            let up = c.to_ascii_uppercase();
-                            format!("[[{up}, {up}], [{c}, {c}]]")
-                        })
-                        .collect();
-                    format!(
-                        r#"{{"op": "contains", "window": {{"start": 0, "end": null}}, "pattern": [{}]}}"#,
-                        classes.join(", ")
-                    )
-                })
-                .collect();
-            format!(
-                r#"{{"op": "not", "arg": {{"op": "or", "args": [{}]}}}}"#,
-                args.join(", ")
-            )
-        }
+        Family::Contains => crate::blocklist::case_insensitive_block_list(&words(k)),
         Family::Windows => {
             let args: Vec<String> = (0..k)
                 .map(|i| {

@@ -1099,6 +1099,7 @@ mod tests {
             callbacks: vec![],
             license: "GPL".into(),
             maps: Vec::new(),
+            rodata: Vec::new(),
         };
         let object = module.write_elf().unwrap();
         assert!(disassemble_object(&object).is_ok());

@@ -10,6 +10,7 @@
 //! | `.text` | the callbacks, back to back (only when there are callbacks) |
 //! | `license` | the license string with its NUL, symbol `_license` |
 //! | `.maps` | one zeroed 32-byte map definition per map (only with maps) |
+//! | `.rodata` | read-only data, symbol `lagic_tables` (only with data) |
 //! | `.BTF`, `.BTF.ext` | types and per-section `func_info`/`line_info` |
 //! | `.rel.classifier` | one `R_BPF_64_64` per callback or map reference |
 //! | `.symtab`, `.strtab`, `.shstrtab` | |
@@ -30,6 +31,17 @@
 //! carrying the map's index in [`Module::maps`]; written with `imm = 0`)
 //! and an `R_BPF_64_64` relocation against the map's symbol; loaders
 //! create the map and put its fd in `imm`.
+//!
+//! Read-only data (transition tables): section `.rodata` (ALLOC, align 8)
+//! holding [`Module::rodata`], one `OBJECT GLOBAL` symbol
+//! [`RODATA_SYMBOL`] over all of it, and in BTF a `VAR` of that name (an
+//! array of bytes) in a `DATASEC .rodata`, as clang writes a global
+//! `const` array. A reference in code is an `ld_imm64` with `src =
+//! BPF_PSEUDO_MAP_VALUE` carrying the byte offset in its first `imm` (an
+//! [`Insn::ld_map_value`]) and an `R_BPF_64_64` relocation against the
+//! symbol: Aya and libbpf create a frozen array map from the section, put
+//! its fd in the first `imm` and the symbol's value plus the offset in the
+//! second.
 //!
 //! Callback references: in the entry's code, an `ld_func`
 //! ([`Insn::LdImm64`] of kind [`Imm64Kind::Func`], `src == BPF_PSEUDO_FUNC`)
@@ -79,6 +91,10 @@ pub const LICENSE_SECTION: &str = "license";
 pub const MAPS_SECTION: &str = ".maps";
 /// Bytes of one map definition in `.maps`: four pointer members.
 pub const MAP_DEF_SIZE: usize = 32;
+/// ELF section holding read-only data.
+pub const RODATA_SECTION: &str = ".rodata";
+/// Symbol (and BTF variable) covering the whole `.rodata` section.
+pub const RODATA_SYMBOL: &str = "lagic_tables";
 /// Symbol of the license string.
 pub const LICENSE_SYMBOL: &str = "_license";
 /// `R_BPF_64_64`: relocation of an `ld_imm64` pair.
@@ -146,6 +162,18 @@ pub enum ElfError {
         /// The slot of the `ld_map`.
         slot: usize,
     },
+    /// An `ld_map_value` outside [`Module::rodata`], or in a callback.
+    #[error("slot {slot} of `{function}`: read-only data offset {offset} is outside the {len} bytes of .rodata, or not in the entry function")]
+    BadRodataRef {
+        /// The function holding the `ld_map_value`.
+        function: String,
+        /// Its slot.
+        slot: usize,
+        /// The offset it carries.
+        offset: i32,
+        /// Bytes of read-only data.
+        len: usize,
+    },
     /// An empty license or one with a NUL byte.
     #[error("license must be non-empty and contain no NUL byte")]
     BadLicense,
@@ -175,9 +203,11 @@ struct FuncRef {
 }
 
 /// Checks the name, emptiness and calls of one function; returns its
-/// `ld_func`s (`BPF_PSEUDO_FUNC` loads) and its `ld_map`s (`BPF_PSEUDO_MAP_FD`
-/// loads, with the map index in `callback`).
-fn scan_function(f: &Function) -> Result<(Vec<FuncRef>, Vec<FuncRef>), ElfError> {
+/// `ld_func`s (`BPF_PSEUDO_FUNC` loads), its `ld_map`s (`BPF_PSEUDO_MAP_FD`
+/// loads, with the map index in `callback`) and its `ld_map_value`s (with
+/// the `.rodata` offset in `callback`).
+type Refs = (Vec<FuncRef>, Vec<FuncRef>, Vec<FuncRef>);
+fn scan_function(f: &Function) -> Result<Refs, ElfError> {
     if !is_identifier(&f.name) {
         return Err(ElfError::BadName(f.name.clone()));
     }
@@ -186,6 +216,7 @@ fn scan_function(f: &Function) -> Result<(Vec<FuncRef>, Vec<FuncRef>), ElfError>
     }
     let mut func_refs = Vec::new();
     let mut map_refs = Vec::new();
+    let mut value_refs = Vec::new();
     let mut slot = 0;
     for (index, insn) in f.insns.iter().enumerate() {
         match insn {
@@ -207,6 +238,15 @@ fn scan_function(f: &Function) -> Result<(Vec<FuncRef>, Vec<FuncRef>), ElfError>
                 slot,
                 callback: *imm,
             }),
+            Insn::LdImm64 {
+                kind: Imm64Kind::MapValue,
+                imm,
+                ..
+            } => value_refs.push(FuncRef {
+                index,
+                slot,
+                callback: *imm,
+            }),
             Insn::Call(CallTarget::Local(_)) => {
                 return Err(ElfError::PseudoCall {
                     function: f.name.clone(),
@@ -217,7 +257,7 @@ fn scan_function(f: &Function) -> Result<(Vec<FuncRef>, Vec<FuncRef>), ElfError>
         }
         slot += insn.slots();
     }
-    Ok((func_refs, map_refs))
+    Ok((func_refs, map_refs, value_refs))
 }
 
 /// Validates `module` and writes it as an ELF64 little-endian `ET_REL`
@@ -240,9 +280,30 @@ pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
             return Err(ElfError::DuplicateName(m.name.clone()));
         }
     }
-    let (entry_refs, entry_map_refs) = scan_function(&module.entry)?;
+    let (entry_refs, entry_map_refs, entry_value_refs) = scan_function(&module.entry)?;
+    for r in &entry_value_refs {
+        if usize::try_from(r.callback).map_or(true, |o| o >= module.rodata.len()) {
+            return Err(ElfError::BadRodataRef {
+                function: module.entry.name.clone(),
+                slot: r.slot,
+                offset: r.callback,
+                len: module.rodata.len(),
+            });
+        }
+    }
+    if module.rodata.len() > i32::MAX as usize {
+        return Err(ElfError::TooLarge(module.rodata.len()));
+    }
     for cb in &module.callbacks {
-        let (funcs, maps) = scan_function(cb)?;
+        let (funcs, maps, values) = scan_function(cb)?;
+        if let Some(r) = values.first() {
+            return Err(ElfError::BadRodataRef {
+                function: cb.name.clone(),
+                slot: r.slot,
+                offset: r.callback,
+                len: module.rodata.len(),
+            });
+        }
         if let Some(r) = funcs.first() {
             return Err(ElfError::LdFuncInCallback {
                 function: cb.name.clone(),
@@ -400,6 +461,38 @@ pub fn write_object(module: &Module) -> Result<Vec<u8>, ElfError> {
         }
     }
 
+    if !module.rodata.is_empty() {
+        if seen.contains(RODATA_SYMBOL) {
+            return Err(ElfError::DuplicateName(RODATA_SYMBOL.to_string()));
+        }
+        let rodata = obj.add_section(Vec::new(), RODATA_SECTION.into(), SectionKind::ReadOnlyData);
+        obj.set_section_data(rodata, module.rodata.clone(), 8);
+        let symbol = obj.add_symbol(Symbol {
+            name: RODATA_SYMBOL.into(),
+            value: 0,
+            size: module.rodata.len() as u64,
+            kind: SymbolKind::Data,
+            scope: SymbolScope::Dynamic,
+            weak: false,
+            section: Section(rodata),
+            flags: SymbolFlags::None,
+        });
+        for r in &entry_value_refs {
+            obj.add_relocation(
+                prog,
+                Relocation {
+                    offset: (r.slot * Insn::SLOT_SIZE) as u64,
+                    symbol,
+                    addend: 0,
+                    flags: RelocationFlags::Elf {
+                        r_type: R_BPF_64_64,
+                    },
+                },
+            )
+            .map_err(|e| ElfError::Write(e.to_string()))?;
+        }
+    }
+
     let (btf, btf_ext) = program_btf(module, &cb_offsets);
     let btf_id = obj.add_section(Vec::new(), b".BTF".to_vec(), SectionKind::Metadata);
     obj.set_section_data(btf_id, btf, 4);
@@ -482,6 +575,15 @@ fn program_btf(module: &Module, cb_offsets: &[usize]) -> (Vec<u8>, Vec<u8>) {
             (MAP_DEF_SIZE * module.maps.len()) as u32,
             &vars,
         );
+    }
+
+    if !module.rodata.is_empty() {
+        let byte = btf.add_int("unsigned char", 1, false);
+        let index = btf.add_int("unsigned int", 4, false);
+        let len = module.rodata.len() as u32;
+        let array = btf.add_array(byte, index, len);
+        let var = btf.add_var(RODATA_SYMBOL, array);
+        btf.add_datasec(RODATA_SECTION, len, &[(var, 0, len)]);
     }
 
     let file = btf.strings.add(LINE_INFO_FILE);

@@ -1155,6 +1155,19 @@ impl Insn {
             next_imm: 0,
         }
     }
+    /// `dst = &rodata + offset` (two slots, `BPF_PSEUDO_MAP_VALUE`). In a
+    /// [`crate::Module`]'s entry, `offset` is a byte offset into
+    /// [`crate::Module::rodata`]; the ELF writer adds a relocation against
+    /// the `.rodata` symbol, which loaders resolve to the frozen array map
+    /// holding it (map fd in `imm`, the offset in the second slot's `imm`).
+    pub const fn ld_map_value(dst: Register, offset: i32) -> Insn {
+        Insn::LdImm64 {
+            dst,
+            kind: Imm64Kind::MapValue,
+            imm: offset,
+            next_imm: 0,
+        }
+    }
     /// `dst = &subprogram` (two slots). In a [`crate::Module`]'s entry,
     /// `imm` is the index of a callback; the ELF writer turns it into the
     /// callback's byte offset in `.text` plus a relocation.

@@ -6,7 +6,8 @@
 //! ([`Insn::ld_func`]) carries the index of a callback in
 //! [`Module::callbacks`]; callbacks take no function addresses. An
 //! `ld_map` ([`Insn::ld_map`]) carries the index of a map in
-//! [`Module::maps`].
+//! [`Module::maps`], and an `ld_map_value` ([`Insn::ld_map_value`]) a byte
+//! offset inside [`Module::rodata`].
 
 use crate::elf::{self, ElfError};
 use crate::insn::Insn;
@@ -65,6 +66,9 @@ pub struct Module {
     pub license: String,
     /// Maps the entry references by index; none for a program without.
     pub maps: Vec<MapDef>,
+    /// Read-only global data (the `.rodata` section: transition tables);
+    /// empty for a program without.
+    pub rodata: Vec<u8>,
 }
 
 impl Module {

@@ -79,6 +79,7 @@ fn module() -> impl Strategy<Value = Module> {
                     .collect(),
                 license: "GPL".into(),
                 maps: Vec::new(),
+                rodata: Vec::new(),
             })
     })
 }

@@ -340,6 +340,7 @@ fn module(entry: Vec<Insn>, callbacks: Vec<Vec<Insn>>) -> Module {
             .collect(),
         license: "GPL".into(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     }
 }
 
@@ -426,4 +427,98 @@ fn plain_ld_imm64_is_left_alone() {
     let elf = Elf::parse(&bytes).unwrap();
     assert_eq!(decode(section(&elf, &bytes, "classifier").1), entry);
     assert!(elf.shdr_relocs.is_empty());
+}
+
+/// Read-only data: a `.rodata` section (ALLOC, not WRITE) with the bytes, one global object
+/// symbol over it, a relocation of each `ld_map_value` against that symbol with the offset kept
+/// in `imm` and `src = BPF_PSEUDO_MAP_VALUE`, and a `DATASEC .rodata` naming the variable.
+#[test]
+fn read_only_data_is_a_section_a_symbol_a_relocation_and_a_datasec() {
+    let mut m = module(
+        vec![
+            Insn::ld_map_value(R1, 4),
+            Insn::load(Size::W, R0, R1, 0),
+            Insn::exit(),
+        ],
+        vec![],
+    );
+    m.rodata = (0u8..12).collect();
+    let bytes = write_object(&m).unwrap();
+    let elf = Elf::parse(&bytes).unwrap();
+    let (index, data) = section(&elf, &bytes, ".rodata");
+    assert_eq!(data, &m.rodata[..]);
+    let flags = elf.section_headers[index].sh_flags;
+    assert!(flags & u64::from(SHF_ALLOC) != 0 && flags & u64::from(SHF_WRITE) == 0);
+    let sym = symbols(&elf)
+        .into_iter()
+        .position(|s| s.0 == "lagic_tables")
+        .expect("the rodata symbol");
+    let s = &symbols(&elf)[sym];
+    assert_eq!(
+        (s.1, s.2, s.3, s.4, s.5),
+        (STB_GLOBAL, STT_OBJECT, index, 0, 12)
+    );
+    let (prog, code) = section(&elf, &bytes, "classifier");
+    let relocs: Vec<_> = elf
+        .shdr_relocs
+        .iter()
+        .filter(|(i, _)| elf.section_headers[*i].sh_info as usize == prog)
+        .flat_map(|(_, rs)| {
+            rs.iter()
+                .map(|r| (r.r_offset, r.r_sym, r.r_type))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(relocs, vec![(0, sym + 1, R_BPF_64_64)]);
+    assert_eq!(decode(code)[0], Insn::ld_map_value(R1, 4));
+    let (_, btf) = section(&elf, &bytes, ".BTF");
+    let btf = Btf::parse(btf).unwrap();
+    let datasec = btf
+        .types
+        .iter()
+        .find_map(|t| match t {
+            BtfType::Datasec {
+                name_off,
+                size,
+                vars,
+            } if btf.string(*name_off).unwrap() == ".rodata" => Some((*size, vars.clone())),
+            _ => None,
+        })
+        .expect("a DATASEC .rodata");
+    assert_eq!(datasec.0, 12);
+    assert_eq!(datasec.1.len(), 1);
+    assert_eq!((datasec.1[0].1, datasec.1[0].2), (0, 12));
+    match btf.type_by_id(datasec.1[0].0) {
+        Some(BtfType::Var { name_off, .. }) => {
+            assert_eq!(btf.string(*name_off).unwrap(), "lagic_tables")
+        }
+        other => panic!("not a VAR: {other:?}"),
+    }
+}
+
+#[test]
+fn read_only_data_references_outside_the_data_or_in_a_callback_are_refused() {
+    let mut m = module(vec![Insn::ld_map_value(R1, 12), Insn::exit()], vec![]);
+    m.rodata = vec![0; 12];
+    assert!(matches!(
+        write_object(&m),
+        Err(ElfError::BadRodataRef {
+            offset: 12,
+            len: 12,
+            ..
+        })
+    ));
+    let mut m = module(
+        with_ld_func(0),
+        vec![vec![
+            Insn::ld_map_value(R1, 0),
+            Insn::mov64_imm(R0, 0),
+            Insn::exit(),
+        ]],
+    );
+    m.rodata = vec![0; 12];
+    assert!(matches!(
+        write_object(&m),
+        Err(ElfError::BadRodataRef { slot: 0, .. })
+    ));
 }

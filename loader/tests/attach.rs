@@ -34,6 +34,7 @@ fn constant(name: &str, verdict: i32) -> Vec<u8> {
         callbacks: Vec::new(),
         license: "GPL".to_owned(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     })
     .expect("writing the object")
 }
@@ -435,6 +436,7 @@ fn errors_say_what_is_wrong() {
         callbacks: Vec::new(),
         license: "GPL".to_owned(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     })
     .unwrap();
     match attach::attach(

@@ -51,6 +51,7 @@ fn counting_module(limit: i32) -> Module {
         }],
         license: "GPL".to_owned(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     }
 }
 
@@ -111,5 +112,51 @@ fn written_object_rejected_by_the_verifier_reports_the_log() {
             );
         }
         other => panic!("expected Rejected, got {other:?}"),
+    }
+}
+
+/// An entry that returns the u32 at offset 4 of its read-only data: the verdict comes from
+/// `.rodata` as the loader fills it.
+fn rodata_module(verdict: i32) -> Module {
+    let mut rodata = vec![0xAA; 4];
+    rodata.extend_from_slice(&verdict.to_le_bytes());
+    Module {
+        entry: Function {
+            name: "rodata_gate".to_owned(),
+            insns: vec![
+                Insn::ld_map_value(R1, 4),
+                Insn::load(Size::W, R0, R1, 0),
+                Insn::exit(),
+            ],
+        },
+        callbacks: Vec::new(),
+        license: "GPL".to_owned(),
+        maps: Vec::new(),
+        rodata,
+    }
+}
+
+/// Read-only data (`.rodata`, the tables of table-driven automata) passes the object check as
+/// lagic's own, and the loader creates, fills and freezes its map: the program reads the bytes
+/// the object holds.
+#[test]
+fn written_object_with_read_only_data_loads_and_reads_it() {
+    for verdict in [TC_ACT_OK, TC_ACT_SHOT] {
+        let elf = write_object(&rodata_module(verdict)).expect("writing the object");
+        assert_eq!(
+            lagic_loader::elf_check::check(&elf),
+            Ok(lagic_loader::elf_check::Provenance::Lagic)
+        );
+        if !require_bpf() {
+            return;
+        }
+        let prog = LoadedProgram::from_object(&elf).unwrap_or_else(|err| panic!("{err}"));
+        let frame = Frame::ipv4().payload(vec![b'x'; 10]).build();
+        let want = if verdict == TC_ACT_OK {
+            Verdict::Pass
+        } else {
+            Verdict::Drop
+        };
+        assert_eq!(prog.run(&frame).unwrap().verdict, want);
     }
 }

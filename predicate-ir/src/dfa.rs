@@ -212,8 +212,15 @@ pub fn some_pattern_dfa(
     // that explores too many sets, over each pattern's positions with
     // covered positions dropped (which tames wide classes, as in
     // `contains_dfa`).
+    // The second only helps lists of few, short patterns with wide classes:
+    // on a long list it explores sets of thousands of positions and would
+    // take minutes to fail in its turn.
+    let positions: usize = patterns.iter().map(|p| p.len()).sum();
     let built = match trie_subsets(patterns, &alphabet, budget) {
         Ok(d) => d,
+        Err(too_many) if positions > MAX_POSITION_FALLBACK => {
+            return Err(CombineError::Construction(too_many))
+        }
         Err(too_many) => position_subsets(patterns, &alphabet, budget)
             .ok_or(CombineError::Construction(too_many))?,
     };
@@ -225,6 +232,10 @@ pub fn some_pattern_dfa(
     }
     Ok(expand(&minimal))
 }
+
+/// Most pattern positions (classes, summed over the patterns) for which
+/// [`some_pattern_dfa`] retries a failed trie construction over positions.
+const MAX_POSITION_FALLBACK: usize = 4_096;
 
 /// The alphabet of a set of patterns: bytes that every class of every
 /// pattern treats alike (regex engines call these byte classes).

@@ -39,7 +39,8 @@ use crate::spec::{ByteClass, Mode, Pred, Spec, Window};
 /// Bounds on a lowered program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Most states of one scan's minimal DFA.
+    /// Most states of one scan's minimal DFA. Large DFAs run from tables
+    /// of u16 state numbers in the emitter, hence at most 65,536.
     pub max_dfa_states: usize,
     /// Most states the subset construction of one `contains` may explore
     /// before minimization (it can be exponentially larger than the result).
@@ -58,7 +59,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_dfa_states: 512,
+            max_dfa_states: 65_536,
             max_construction_states: 16_384,
             max_scans: 48,
             max_formula_atoms: 1024,
@@ -96,9 +97,26 @@ pub enum LowerError {
         limit: usize,
     },
     #[error(
+        "{path}: building the automaton of the {patterns} patterns this {junction} combines over \
+         one window explored more than {limit} states before minimization; shorten the list or \
+         use fewer distinct classes"
+    )]
+    /// Building the combined automaton of an `or`/`and` (see the module
+    /// docs) explored more than [`Limits::max_combined_construction_states`].
+    CombinedConstructionTooLarge {
+        /// JSON path of the `or` or `and`.
+        path: String,
+        /// `or` or `and`.
+        junction: &'static str,
+        /// Patterns combined.
+        patterns: usize,
+        /// The limit.
+        limit: usize,
+    },
+    #[error(
         "{path}: the {patterns} patterns this {junction} combines over one window need a DFA of \
          {states} states; the limit is {limit} states per scan and {scans} scans per program \
-         (larger lists need table-driven automata in the emitter)"
+         (shorten the list)"
     )]
     /// The combined automaton of an `or`/`and` of `contains`-like scans over
     /// one window has more states than [`Limits::max_dfa_states`], and
@@ -159,6 +177,7 @@ impl LowerError {
             LowerError::DfaTooLarge { path, .. }
             | LowerError::CombinedDfaTooLarge { path, .. }
             | LowerError::ConstructionTooLarge { path, .. }
+            | LowerError::CombinedConstructionTooLarge { path, .. }
             | LowerError::TooManyScans { path, .. }
             | LowerError::TooManyAtoms { path, .. }
             | LowerError::StreamModeNotImplemented { path } => path,
@@ -361,9 +380,18 @@ impl Builder<'_> {
             ) {
                 Ok(dfa) => parts.push(dfa),
                 Err(CombineError::Construction(too_many)) => {
-                    return Err(LowerError::ConstructionTooLarge {
-                        path: self.junction_path(members[range.start]),
-                        limit: too_many.budget,
+                    return Err(if range.len() == 1 {
+                        LowerError::ConstructionTooLarge {
+                            path: self.path_of(members[range.start]),
+                            limit: too_many.budget,
+                        }
+                    } else {
+                        LowerError::CombinedConstructionTooLarge {
+                            path: self.junction_path(members[range.start]),
+                            junction: if is_and { "and" } else { "or" },
+                            patterns: range.len(),
+                            limit: too_many.budget,
+                        }
                     })
                 }
                 Err(CombineError::TooLarge { states }) => {

@@ -744,9 +744,55 @@ fn combined_scans_split_or_name_the_limit() {
         e.to_string(),
         format!(
             "$.predicate.args[1].arg: the 6 patterns this or combines over one window need a DFA of \
-             {states} states; the limit is {} states per scan and 1 scans per program (larger lists \
-             need table-driven automata in the emitter)",
+             {states} states; the limit is {} states per scan and 1 scans per program (shorten \
+             the list)",
             states / 2
         )
+    );
+}
+
+#[test]
+fn block_lists_of_thousands_of_words_are_one_scan_and_over_budget_lists_name_the_or() {
+    // 2,000 distinct case-insensitive words: one combined scan, far past the
+    // 512 states branchy code could take, within the 65,536 tables take.
+    let mut words = Vec::new();
+    let mut x: u32 = 7;
+    while words.len() < 2_000 {
+        let w: String = (0..6)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                char::from(b'a' + ((x >> 16) % 26) as u8)
+            })
+            .collect();
+        if !words.contains(&w) {
+            words.push(w);
+        }
+    }
+    let list = Pred::Not(Box::new(Pred::Or(
+        words
+            .iter()
+            .map(|w| Pred::Contains {
+                window: Window::ALL,
+                pattern: word(w),
+            })
+            .collect(),
+    )));
+    let program = lower(&spec(list.clone())).unwrap();
+    assert_eq!(program.scans.len(), 1);
+    assert!(program.scans[0].machine.state_count() > 512, "{program}");
+    assert!(!program.evaluate(format!("xx{}yy", words[1_999].to_uppercase()).as_bytes()));
+    assert!(program.evaluate(b"a b c d e f"));
+    // Past the construction budget: the error names the `or` and the limit.
+    let small = Limits {
+        max_combined_construction_states: 1_000,
+        ..Limits::default()
+    };
+    let e = lower_with(&spec(list), &small).unwrap_err();
+    assert_eq!(e.path(), "$.predicate.arg");
+    assert_eq!(
+        e.to_string(),
+        "$.predicate.arg: building the automaton of the 2000 patterns this or combines over one \
+         window explored more than 1000 states before minimization; shorten the list or use \
+         fewer distinct classes"
     );
 }

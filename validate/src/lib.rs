@@ -21,6 +21,7 @@ pub mod frame;
 pub mod isa;
 pub mod object;
 pub mod patch;
+pub mod rodata;
 pub mod step;
 pub mod vm;
 pub mod walk;

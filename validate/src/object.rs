@@ -2,7 +2,8 @@
 //! the entry function (the one global function in section `classifier`),
 //! the callbacks (functions in `.text`, in address order) and the
 //! callback references of the entry (`ld_imm64` with `src` = 4, each
-//! backed by a relocation against `.text`).
+//! backed by a relocation against `.text`), its map references, and its
+//! read-only data (`.rodata`) with the entry's references to it.
 
 use goblin::elf::{section_header::SHT_REL, sym::STT_FUNC, Elf};
 
@@ -35,6 +36,11 @@ pub struct Object {
     /// Entry slot of each map reference (`ld_imm64` with a pseudo map
     /// source) to the name of the `.maps` symbol its relocation names.
     pub map_refs: std::collections::BTreeMap<usize, String>,
+    /// The `.rodata` section's bytes (empty without one).
+    pub rodata: Vec<u8>,
+    /// Entry slot of each read-only data reference (an `ld_imm64`
+    /// relocated against a `.rodata` symbol) to the symbol's offset there.
+    pub rodata_refs: std::collections::BTreeMap<usize, u64>,
 }
 
 /// Why an object cannot be read.
@@ -191,11 +197,41 @@ impl Object {
                 }
             }
         }
+        // Read-only data references: relocations of the entry against
+        // `.rodata` symbols (see `crate::rodata`).
+        let mut rodata = Vec::new();
+        let mut rodata_refs = std::collections::BTreeMap::new();
+        if let Some((rodata_index, _)) = section(".rodata") {
+            rodata = data(rodata_index)?.to_vec();
+            for (i, rs) in &elf.shdr_relocs {
+                let s = &elf.section_headers[*i];
+                if s.sh_type != SHT_REL || s.sh_info as usize != entry_index {
+                    continue;
+                }
+                for r in rs.iter() {
+                    let Some(sym) = elf.syms.get(r.r_sym) else {
+                        continue;
+                    };
+                    if sym.st_shndx != rodata_index {
+                        continue;
+                    }
+                    if r.r_offset % 8 != 0 {
+                        return Err(ObjectError::Malformed(format!(
+                            ".rodata relocation at byte {} is not on a slot",
+                            r.r_offset
+                        )));
+                    }
+                    rodata_refs.insert(r.r_offset as usize / 8, sym.st_value);
+                }
+            }
+        }
         Ok(Object {
             entry,
             callbacks,
             text_offsets,
             map_refs,
+            rodata,
+            rodata_refs,
         })
     }
 }

@@ -9,9 +9,12 @@
 //! byte) pair then replays the range from that capture with the machine's
 //! state registers set, the other machines' registers made undefined (a
 //! step that reads them fails), the byte it reads set in the packet, and
-//! stores forbidden. The range must end at its end slot, read exactly one
-//! packet byte (the same for every state and byte), change no register but
-//! its own state registers and r8, and leave the IR's next state there.
+//! stores forbidden. The range must end at its end slot without leaving
+//! its code (a table step's bound check jumps out only for a state no
+//! table holds), read exactly one packet byte (the same for every state
+//! and byte), change no register but its own state registers and r8, and
+//! leave the IR's next state there. A table step reads its tables from the
+//! object's `.rodata` ([`crate::rodata`]), so the tables are checked too.
 
 use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
 use predicate_ir::{Machine, Program, StateId};
@@ -260,14 +263,25 @@ fn check_pass(
     let mut executed = 0u64;
     let mut checked = Vec::new();
     // Copies of one machine's step that are the same instructions, except
-    // the offset of their first instruction (the byte load), behave alike
-    // but for the byte they read: one of them, reached by a probe, is run
-    // exhaustively and stands for the others; which byte each copy reads
-    // is the walk check's part.
+    // the offset of their first instruction (the byte load) and the targets
+    // of jumps that leave the step (a table step's bound check), behave
+    // alike but for the byte they read: one of them, reached by a probe, is
+    // run exhaustively and stands for the others. The run fails if it ever
+    // leaves the step's code (see `exits`), so the targets of those jumps,
+    // never taken, do not matter. Which byte each copy reads is the walk
+    // check's part.
     let normalized = |r: &emit_bpf::codemap::StepRange| -> Option<Vec<Insn>> {
         let mut code = callback.insns.get(r.start..r.end)?.to_vec();
         if let Some(Insn::Load { off, .. }) = code.first_mut() {
             *off = 0;
+        }
+        for (i, insn) in code.iter_mut().enumerate() {
+            if let Insn::Jump { off, .. } = insn {
+                let target = (r.start + i + 1) as i64 + i64::from(*off);
+                if target < r.start as i64 || target > r.end as i64 {
+                    *off = LEAVES_THE_STEP;
+                }
+            }
         }
         Some(code)
     };
@@ -334,6 +348,9 @@ fn check_pass(
             Bytes::Cells => byte_cells(&callback.insns, range.start, range.end),
             Bytes::Every => (0..=255u8).map(|b| (b, b)).collect(),
         };
+        // Where the step ends, then every slot outside it that a jump of
+        // the step reaches: stopping at one of those is an error.
+        let stops = exits(&callback.insns, range.start, range.end);
         for &state in &states {
             for &(first, last) in &cells {
                 let byte = first;
@@ -348,7 +365,7 @@ fn check_pass(
                 // A step is straight-line code: a generous bound per run.
                 vm.budget = 100_000;
                 let budget = vm.budget;
-                let stop = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
+                let stop = vm.exec(Func::Callback(p), range.start, &mut regs, &stops);
                 executed += budget - vm.budget;
                 let loads = vm.packet_loads.take().unwrap_or_default();
                 let err = |byte: u8, what: String| ValidationError::Step {
@@ -360,7 +377,7 @@ fn check_pass(
                     what,
                 };
                 match stop {
-                    Ok(Stop::At(_)) => {}
+                    Ok(Stop::At(at)) if at == range.end => {}
                     Ok(other) => {
                         return Err(err(
                             byte,
@@ -378,9 +395,9 @@ fn check_pass(
                         let mut regs = before;
                         vm.packet_loads = Some(Vec::new());
                         vm.budget = 100_000;
-                        let again = vm.exec(Func::Callback(p), range.start, &mut regs, &[range.end]);
+                        let again = vm.exec(Func::Callback(p), range.start, &mut regs, &stops);
                         vm.packet_loads = None;
-                        if !matches!(again, Ok(Stop::At(_))) {
+                        if again != Ok(Stop::At(range.end)) {
                             return Err(err(byte, format!("the step does not end at slot {}", range.end)));
                         }
                         regs
@@ -404,6 +421,24 @@ fn check_pass(
     }
     executed += check_early_stop(program, &mut vm, p, pass, &chunk_ends, &captured)?;
     Ok((executed, checked))
+}
+
+/// Marks, in a normalized step, a jump whose target lies outside the step.
+const LEAVES_THE_STEP: i32 = i32::MIN;
+
+/// `end`, then the slots outside `start..=end` that jumps in `start..end`
+/// reach: a run of the step stops at the first of them it arrives at.
+fn exits(insns: &[Insn], start: usize, end: usize) -> Vec<usize> {
+    let mut out = vec![end];
+    for (slot, insn) in insns.iter().enumerate().take(end).skip(start) {
+        if let Insn::Jump { off, .. } = insn {
+            let target = (slot + 1) as i64 + i64::from(*off);
+            if (target < start as i64 || target > end as i64) && target >= 0 {
+                out.push(target as usize);
+            }
+        }
+    }
+    out
 }
 
 /// After a chunk the callback may stop the loop only when every machine of

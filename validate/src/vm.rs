@@ -284,6 +284,7 @@ impl<'o> Vm<'o> {
         };
         vm.register_helper(helper::LOOP, emulate_loop);
         vm.register_helper(helper::SKB_PULL_DATA, emulate_pull);
+        crate::rodata::install(&mut vm);
         vm
     }
 
@@ -505,6 +506,9 @@ impl<'o> Vm<'o> {
 
     /// Reads bytes from memory; every byte must have been written.
     pub fn peek(&self, addr: u64, len: usize) -> Result<&[u8], String> {
+        if let Some(read) = crate::rodata::read(self.object, addr, len) {
+            return read;
+        }
         let r = self.region_index(addr, len as u64)?;
         let region = &self.regions[r];
         let at = (addr - region.base) as usize;

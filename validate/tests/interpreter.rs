@@ -23,6 +23,7 @@ fn object(entry: Vec<Insn>, callbacks: Vec<Vec<Insn>>) -> Vec<u8> {
             .collect(),
         license: "GPL".into(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     }
     .write_elf()
     .unwrap()
@@ -237,6 +238,7 @@ fn watch_object(entry: Vec<Insn>) -> Vec<u8> {
                 max_entries: EVENTS_RING_SIZE,
             },
         ],
+        rodata: Vec::new(),
     }
     .write_elf()
     .unwrap()

@@ -30,6 +30,7 @@ mod asm;
 mod formula;
 mod packet;
 mod scan;
+mod table;
 mod verdict;
 
 use predicate_ir::Program;
@@ -76,6 +77,24 @@ pub enum CodegenError {
         excerpt: u32,
         /// Most supported.
         max: u32,
+    },
+    /// Transition tables beyond what one read-only map value holds.
+    #[error(
+        "{path}: its automaton of {states} states over {classes} byte classes needs {bytes} bytes \
+         of tables in total; an object holds at most {max} bytes of read-only data (shorten \
+         the list, or use fewer distinct classes)"
+    )]
+    TablesTooLarge {
+        /// JSON path of the scan whose tables do not fit.
+        path: String,
+        /// States of its DFA.
+        states: usize,
+        /// Byte classes of its DFA.
+        classes: usize,
+        /// Bytes of read-only data with its tables.
+        bytes: usize,
+        /// The limit.
+        max: usize,
     },
     /// A function beyond the emitter's size limit.
     #[error("generated program has {insns} instructions; the limit is {max}")]
@@ -180,7 +199,19 @@ pub(crate) fn compile(
 
     packet::emit_prologue(&mut entry, &program.policy, &verdicts);
 
-    let groups = scan::plan(program);
+    let mut groups = scan::plan(program);
+    // Automata too large for branchy code run from tables in `.rodata`.
+    let mut rodata = Vec::new();
+    for group in &mut groups {
+        if let [id] = group.scans[..] {
+            let scan = &program.scans[id];
+            if let predicate_ir::Machine::Dfa(dfa) = &scan.machine {
+                if table::is_table_machine(&scan.machine) {
+                    group.table = Some(table::build(dfa, &mut rodata, &scan.path)?);
+                }
+            }
+        }
+    }
     let mut callbacks = Vec::with_capacity(groups.len());
     let mut passes = Vec::with_capacity(groups.len());
     let mut entry_marks = Vec::with_capacity(groups.len() + 1);
@@ -188,6 +219,9 @@ pub(crate) fn compile(
         let setup = entry.label();
         entry.bind(setup);
         entry_marks.push(setup);
+        if let Some(layout) = &group.table {
+            table::emit_pointer_spill(&mut entry, layout, frame::CTX);
+        }
         scan::emit_pass_call(&mut entry, program, group, index as i32, &verdicts)?;
         let (body, steps) = scan::emit_callback(program, group, index as i32)?;
         callbacks.push(Function {
@@ -239,6 +273,7 @@ pub(crate) fn compile(
             callbacks,
             license: "GPL".to_string(),
             maps: verdict::maps(),
+            rodata,
         },
         map,
     ))

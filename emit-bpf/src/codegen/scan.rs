@@ -118,6 +118,8 @@ const OPAQUE: Register = R7;
 pub(crate) struct PassGroup {
     pub window: Window,
     pub scans: Vec<ScanId>,
+    /// Set for a pass of one table-driven DFA (see `table.rs`).
+    pub table: Option<super::table::Layout>,
 }
 
 fn regs_needed(m: &Machine) -> usize {
@@ -127,16 +129,22 @@ fn regs_needed(m: &Machine) -> usize {
     }
 }
 
-/// Splits the IR's passes into groups that fit [`MACHINE_REGS`].
+/// Splits the IR's passes into groups that fit [`MACHINE_REGS`]; a
+/// table-driven DFA gets a group of its own, after the others of its pass.
 pub(crate) fn plan(program: &Program) -> Vec<PassGroup> {
     let mut groups = Vec::new();
     for pass in &program.passes {
         let mut current = PassGroup {
             window: pass.window,
             scans: Vec::new(),
+            table: None,
         };
         let mut used = 0;
-        for &id in &pass.scans {
+        let (tables, branchy): (Vec<ScanId>, Vec<ScanId>) = pass
+            .scans
+            .iter()
+            .partition(|&&id| super::table::is_table_machine(&program.scans[id].machine));
+        for &id in &branchy {
             let need = regs_needed(&program.scans[id].machine);
             if used + need > MACHINE_REGS {
                 groups.push(std::mem::replace(
@@ -144,6 +152,7 @@ pub(crate) fn plan(program: &Program) -> Vec<PassGroup> {
                     PassGroup {
                         window: pass.window,
                         scans: Vec::new(),
+                        table: None,
                     },
                 ));
                 used = 0;
@@ -153,6 +162,13 @@ pub(crate) fn plan(program: &Program) -> Vec<PassGroup> {
         }
         if !current.scans.is_empty() {
             groups.push(current);
+        }
+        for id in tables {
+            groups.push(PassGroup {
+                window: pass.window,
+                scans: vec![id],
+                table: None, // the layout is set with the tables
+            });
         }
     }
     groups
@@ -361,6 +377,7 @@ fn emit_byte(
     group: &PassGroup,
     offset: i16,
     marks: &mut Vec<StepMark>,
+    fail: Label,
 ) -> Result<(), CodegenError> {
     let layout = slot_layout(program, group);
     let blur = needs_blur(program, group);
@@ -373,8 +390,14 @@ fn emit_byte(
             end,
         });
         a.bind(start);
-        a.emit(Insn::load(Size::B, BYTE, CHUNK_PTR, offset));
         let machine = &program.scans[id].machine;
+        if let Some(layout) = &group.table {
+            let reg = MACHINE_REG_FILE[slot];
+            super::table::emit_step(a, layout, CHUNK_PTR, offset, BYTE, reg, fail);
+            a.bind(end);
+            continue;
+        }
+        a.emit(Insn::load(Size::B, BYTE, CHUNK_PTR, offset));
         match machine {
             Machine::Dfa(dfa) => emit_dfa_step(a, &dfa.next, MACHINE_REG_FILE[slot]),
             Machine::Depth(counter) => emit_depth_step(
@@ -407,7 +430,8 @@ pub(crate) struct StepMark {
 /// Instructions one byte costs (for choosing the chunk size).
 fn byte_code_len(program: &Program, group: &PassGroup) -> Result<usize, CodegenError> {
     let mut a = Asm::new();
-    emit_byte(&mut a, program, group, 0, &mut Vec::new())?;
+    let fail = a.label();
+    emit_byte(&mut a, program, group, 0, &mut Vec::new(), fail)?;
     Ok(a.len())
 }
 
@@ -418,6 +442,10 @@ fn byte_code_len(program: &Program, group: &PassGroup) -> Result<usize, CodegenE
 /// a large DFA one path per state costs too much, and a depth counter's
 /// ranges keep changing; all of these get the XOR.
 fn needs_blur(program: &Program, group: &PassGroup) -> bool {
+    if group.table.is_some() {
+        // One table load per step: no branches to multiply paths.
+        return false;
+    }
     match group.scans.as_slice() {
         [only] => match &program.scans[*only].machine {
             Machine::Dfa(dfa) => dfa.next.len() > MAX_UNBLURRED_STATES,
@@ -479,9 +507,13 @@ pub(crate) fn emit_callback(
         a.emit(Insn::alu64_imm(AluOp::Add, R3, size as i32));
         a.jmp_reg(JmpCond::Jgt, R3, R1, fail);
         load_slots(&mut a, slots);
-        a.emit(Insn::load(Size::W, OPAQUE, CTX, ctx::STATUS));
+        if group.table.is_some() {
+            super::table::emit_pointer_load(&mut a, CTX);
+        } else {
+            a.emit(Insn::load(Size::W, OPAQUE, CTX, ctx::STATUS));
+        }
         for j in 0..size {
-            emit_byte(&mut a, program, group, j as i16, &mut marks)?;
+            emit_byte(&mut a, program, group, j as i16, &mut marks, fail)?;
         }
         // The byte register is dead now: it tells the decided path the
         // chunk's size.

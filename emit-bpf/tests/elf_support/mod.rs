@@ -66,6 +66,7 @@ pub fn one_callback() -> Module {
         callbacks: vec![adder("add_one", 1)],
         license: "GPL".into(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     }
 }
 
@@ -79,6 +80,7 @@ pub fn two_callbacks() -> Module {
         callbacks: vec![adder("add_one", 1), adder("add_three", STEP_B)],
         license: "GPL".into(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     }
 }
 
@@ -93,6 +95,7 @@ pub fn shared_callback() -> Module {
         callbacks: vec![adder("add_one", 1), adder("unused", 5)],
         license: "GPL".into(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     }
 }
 
@@ -112,5 +115,6 @@ pub fn no_callbacks() -> Module {
         callbacks: vec![],
         license: "GPL".into(),
         maps: Vec::new(),
+        rodata: Vec::new(),
     }
 }

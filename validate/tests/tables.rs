@@ -1,0 +1,125 @@
+//! Table-driven automata (a block list too large for branchy code): the
+//! validator runs the table step on every reachable state and byte,
+//! reading the object's own `.rodata`, so a wrong table entry, a wrong
+//! class or a table step that leaves its code fails validation and names
+//! the state and the byte.
+
+mod support;
+
+use lagic_validate::patch;
+use lagic_validate::ValidationError;
+use predicate_ir::{ByteClass, Machine, Pred, Spec, Window};
+
+/// `not (or of contains)` over `words`, each case-insensitive.
+fn block_list(words: &[&str]) -> support::Compiled {
+    let args = words
+        .iter()
+        .map(|w| Pred::Contains {
+            window: Window::ALL,
+            pattern: w
+                .bytes()
+                .map(|b| ByteClass::from_bytes([b, b.to_ascii_uppercase()]))
+                .collect(),
+        })
+        .collect();
+    let spec = Spec {
+        name: "tables".into(),
+        description: String::new(),
+        policy: Default::default(),
+        mode: predicate_ir::Mode::Packet,
+        predicate: Pred::Not(Box::new(Pred::Or(args))),
+    };
+    support::compile_program(predicate_ir::lower(&spec).expect("lowers"))
+}
+
+const WORDS: [&str; 12] = [
+    "hate", "hat", "hatred", "she", "hers", "his", "ersatz", "tzar", "zebra", "brave", "ravel",
+    "velvet",
+];
+
+/// Offset in the file of `.rodata` (the one table's class map, then its
+/// rows, see emit-bpf's `codegen/table.rs`).
+fn rodata(c: &support::Compiled) -> usize {
+    patch::slot_offset(&c.object, ".rodata", 0).expect(".rodata")
+}
+
+#[test]
+fn a_block_list_runs_from_tables_and_validates() {
+    let c = block_list(&WORDS);
+    let Machine::Dfa(dfa) = &c.program.scans[0].machine else {
+        panic!("a DFA");
+    };
+    assert!(
+        dfa.next.len() > 24,
+        "{} states: not table-driven",
+        dfa.next.len()
+    );
+    let object = lagic_validate::Object::parse(&c.object).unwrap();
+    assert!(!object.rodata.is_empty(), "no .rodata");
+    assert_eq!(object.rodata_refs.len(), 1, "one reference from the entry");
+    let report = lagic_validate::validate(&c.program, &c.object, &c.map).unwrap();
+    // Every reachable state on every byte, at least once.
+    assert!(
+        report.step_insns >= dfa.next.len() as u64 * 256,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_wrong_table_entry_is_caught() {
+    let c = block_list(&WORDS);
+    let at = rodata(&c);
+    let Machine::Dfa(dfa) = &c.program.scans[0].machine else {
+        panic!("a DFA");
+    };
+    // State 0 on 'h' goes somewhere else than state 0: point it back to 0.
+    assert_ne!(dfa.next[0][usize::from(b'h')], 0);
+    let class = u16::from_le_bytes([c.object[at + 2 * 0x68], c.object[at + 2 * 0x68 + 1]]);
+    let entry = at + 512 + usize::from(class);
+    let mut bad = c.object.clone();
+    bad[entry] = 0;
+    bad[entry + 1] = 0;
+    let e = lagic_validate::validate(&c.program, &bad, &c.map).unwrap_err();
+    match &e {
+        ValidationError::Step { state, byte, .. } => {
+            assert_eq!(state, "0", "{e}");
+            assert!(*byte == b'h' || *byte == b'H', "{e}");
+        }
+        other => panic!("not a step error: {other}"),
+    }
+}
+
+#[test]
+fn a_wrong_byte_class_is_caught() {
+    let c = block_list(&WORDS);
+    let at = rodata(&c);
+    // Give 'q' (in no word) the class of 'h'.
+    let mut bad = c.object.clone();
+    let h = at + 2 * usize::from(b'h');
+    let q = at + 2 * usize::from(b'q');
+    bad[q] = c.object[h];
+    bad[q + 1] = c.object[h + 1];
+    let e = lagic_validate::validate(&c.program, &bad, &c.map).unwrap_err();
+    match &e {
+        ValidationError::Step { byte, .. } => assert_eq!(*byte, b'q', "{e}"),
+        other => panic!("not a step error: {other}"),
+    }
+}
+
+#[test]
+fn a_state_beyond_the_table_is_caught() {
+    // An entry naming a state the table does not hold: the step leaves a
+    // value in the state register that is no state, named as such.
+    let c = block_list(&WORDS);
+    let at = rodata(&c);
+    let Machine::Dfa(dfa) = &c.program.scans[0].machine else {
+        panic!("a DFA");
+    };
+    let class = u16::from_le_bytes([c.object[at + 2 * 0x68], c.object[at + 2 * 0x68 + 1]]);
+    let entry = at + 512 + usize::from(class);
+    let mut bad = c.object.clone();
+    let beyond = (dfa.next.len() as u16 + 3).to_le_bytes();
+    bad[entry..entry + 2].copy_from_slice(&beyond);
+    let e = lagic_validate::validate(&c.program, &bad, &c.map).unwrap_err();
+    assert!(matches!(e, ValidationError::Step { .. }), "{e}");
+}
