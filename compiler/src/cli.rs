@@ -278,9 +278,10 @@ pub struct DashboardArgs {
     /// lab's, else the one attached diode's).
     #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
-    /// The directory of spec files the picker offers.
-    #[arg(long, value_name = "DIR", default_value = "examples")]
-    pub examples: PathBuf,
+    /// The directory of spec files the picker offers (default: ./examples
+    /// when there is one, else none: uploads only).
+    #[arg(long, value_name = "DIR")]
+    pub examples: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -480,8 +480,9 @@ fn dashboard_in_a_real_browser_answers_blocks_counts_and_switches() {
     std::fs::write(&bad, "{\"version\": 1}").unwrap();
     browser.type_into("#upload", bad.to_str().unwrap());
     browser.click("#upload-switch");
+    // The page names the file in its answer, so the previous answer cannot match.
     let refused = browser.wait_text("picker-result", "the refusal", |t| {
-        t.contains("not attached") || t.contains("program")
+        t.starts_with("bad.json: ")
     });
     assert!(
         refused.starts_with("bad.json: not attached: lagic: error: 'uploaded bad.json'"),
@@ -521,4 +522,53 @@ fn dashboard_in_a_real_browser_answers_blocks_counts_and_switches() {
         "the dashboard ends cleanly on SIGTERM"
     );
     drop(browser);
+}
+
+/// Flags that cannot work are exit 2 with a message that says what to do,
+/// before anything is served. (Reads attachments, changes nothing.)
+#[test]
+fn bad_flags_are_exit_2_with_a_clear_message() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = held.local_addr().unwrap().to_string();
+    let missing = workspace().join("no-such-examples-dir");
+    let examples = workspace().join("examples");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--enclave", "ftp://172.30.0.11"],
+            "--enclave `ftp://172.30.0.11`: not an http://HOST[:PORT] URL",
+        ),
+        (
+            &[
+                "--enclave",
+                "http://127.0.0.1:9",
+                "--iface",
+                "lgh-nosuch",
+                "--examples",
+                missing.to_str().unwrap(),
+            ],
+            "--examples ",
+        ),
+        (
+            &[
+                "--enclave",
+                "http://127.0.0.1:9",
+                "--iface",
+                "lgh-nosuch",
+                "--listen",
+                &busy,
+                "--examples",
+                examples.to_str().unwrap(),
+            ],
+            "Address already in use",
+        ),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["dashboard"];
+        all.extend_from_slice(args);
+        let out = lagic(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{all:?}: {stderr}");
+        assert!(stderr.contains(says), "{all:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{all:?} served nothing");
+    }
 }

@@ -31,7 +31,9 @@
 //!   escaped text set with `textContent`, never as markup.
 //! - Requests that change state (`POST`) must carry JSON and, when the
 //!   browser sends an `Origin`, come from the page's own origin, so another
-//!   site open in the same browser cannot replace the diode.
+//!   site open in the same browser cannot replace the diode; and every
+//!   request must name an IP address or `localhost` as its `Host`, so a
+//!   host name pointed at this address (DNS rebinding) gains nothing.
 //! - This process is the only reader of the diode's ring buffer while it
 //!   runs: a `lagic watch` at the same time takes some of the events.
 
@@ -120,9 +122,14 @@ pub struct Options {
     pub enclave: Option<String>,
     /// The interface whose diode the page shows, overriding the lab's.
     pub iface: Option<String>,
-    /// The directory of spec files the picker offers.
-    pub examples: PathBuf,
+    /// The directory of spec files the picker offers; `None`: `examples`
+    /// in the working directory when there is one (a checkout), else none
+    /// (uploads only).
+    pub examples: Option<PathBuf>,
 }
+
+/// The picker's directory when `--examples` is not given.
+pub const DEFAULT_EXAMPLES: &str = "examples";
 
 /// Where the enclave is: a host (name or address) and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,8 +199,8 @@ pub struct Config {
     pub iface: String,
     /// The direction of that diode.
     pub direction: Direction,
-    /// The directory of spec files the picker offers.
-    pub examples: PathBuf,
+    /// The directory of spec files the picker offers (none: uploads only).
+    pub examples: Option<PathBuf>,
 }
 
 /// Resolves the flags: `--enclave` and `--iface` win; otherwise the lab
@@ -224,11 +231,16 @@ pub fn resolve(options: &Options) -> Result<Config, DashboardError> {
         (None, Some(l)) if l.link => (l.state.host_if.clone(), Direction::Ingress),
         (None, _) => the_one_diode()?,
     };
-    let examples = options.examples.clone();
-    std::fs::read_dir(&examples).map_err(|source| DashboardError::Examples {
-        path: examples.clone(),
-        source,
-    })?;
+    let examples = match &options.examples {
+        Some(dir) => {
+            std::fs::read_dir(dir).map_err(|source| DashboardError::Examples {
+                path: dir.clone(),
+                source,
+            })?;
+            Some(dir.clone())
+        }
+        None => Some(PathBuf::from(DEFAULT_EXAMPLES)).filter(|d| d.is_dir()),
+    };
     Ok(Config {
         listen: options.listen,
         lab: lab.map(|l| l.state.name),

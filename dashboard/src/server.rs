@@ -32,6 +32,9 @@ use crate::{assets, monitor, prompt, Config, DashboardError, SpecCompiler};
 
 /// How many recent drops a newly opened page gets.
 const RECENT: usize = 50;
+/// The largest request body: an uploaded spec of the largest size a spec
+/// may have, as a JSON string (escaping at most sextuples a byte: `\u0001`).
+const MAX_REQUEST_BYTES: usize = predicate_ir::spec::MAX_SPEC_BYTES * 6 + (64 << 10);
 /// How long requests in flight may still run after SIGINT or SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -153,7 +156,10 @@ fn replace_if_new<T: PartialEq>(slot: &mut T, new: T) -> bool {
 }
 
 /// The specs in `dir` (files `*.json` that parse as specs), by file name.
-fn examples(dir: &Path) -> Vec<Example> {
+fn examples(dir: Option<&Path>) -> Vec<Example> {
+    let Some(dir) = dir else {
+        return Vec::new();
+    };
     let mut out: Vec<Example> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -217,7 +223,7 @@ pub async fn serve(
         lab: config.lab.as_ref().map(|name| LabView::of(name, None)),
         recent: VecDeque::new(),
         enclave: format!("http://{}", config.enclave.authority()),
-        examples: examples(&config.examples),
+        examples: examples(config.examples.as_deref()),
     };
     let shared = Arc::new(Shared {
         config,
@@ -239,6 +245,7 @@ pub async fn serve(
         .route("/api/events", get(events))
         .route("/api/generate", post(prompt::generate))
         .route("/api/diode", post(replace_diode))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn(known_host))
         .with_state(shared.clone());
     listening(bound);
@@ -419,16 +426,19 @@ async fn replace_diode(
     let (origin, source, bytes) = match (&req.example, &req.upload, req.spec) {
         (Some(name), None, None) => {
             // Only a name the picker lists: never a path from the request.
-            let listed = examples(&shared.config.examples)
-                .iter()
-                .any(|e| &e.name == name);
-            if !listed {
+            let Some(dir) = shared.config.examples.as_deref() else {
                 return refuse(
                     StatusCode::NOT_FOUND,
-                    format!("no spec `{name}` in {}", shared.config.examples.display()),
+                    "no examples directory (start the dashboard with --examples DIR)",
+                );
+            };
+            if !examples(Some(dir)).iter().any(|e| &e.name == name) {
+                return refuse(
+                    StatusCode::NOT_FOUND,
+                    format!("no spec `{name}` in {}", dir.display()),
                 );
             }
-            let path: PathBuf = shared.config.examples.join(format!("{name}.json"));
+            let path: PathBuf = dir.join(format!("{name}.json"));
             let path = std::fs::canonicalize(&path).unwrap_or(path);
             match read_capped(&path) {
                 Ok(bytes) => (
@@ -565,10 +575,11 @@ mod tests {
     #[test]
     fn examples_lists_the_seed_specs_and_skips_other_json() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-        let names: Vec<String> = examples(&dir).into_iter().map(|e| e.name).collect();
+        let names: Vec<String> = examples(Some(&dir)).into_iter().map(|e| e.name).collect();
         assert!(names.contains(&"hateless".to_owned()), "{names:?}");
         assert!(names.contains(&"printable64".to_owned()), "{names:?}");
         // cases.json is JSON but not a spec.
         assert!(!names.contains(&"cases".to_owned()), "{names:?}");
+        assert!(examples(None).is_empty());
     }
 }

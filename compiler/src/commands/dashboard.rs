@@ -37,14 +37,18 @@ pub fn run(args: DashboardArgs) -> Result<Outcome, Failure> {
     };
     let config = lagic_dashboard::resolve(&options).map_err(failure)?;
     let summary = format!(
-        "watching the diode on {} {}, enclave at http://{}{}",
+        "watching the diode on {} {}, enclave at http://{}{}{}",
         config.iface,
         config.direction,
         config.enclave.authority(),
         config
             .lab
             .as_ref()
-            .map_or(String::new(), |l| format!(", lab {l}"))
+            .map_or(String::new(), |l| format!(", lab {l}")),
+        match &config.examples {
+            Some(_) => "",
+            None => ", no examples directory (uploads only)",
+        }
     );
     lagic_dashboard::run(config, Arc::new(CompileLikeTheCli), move |addr| {
         // The first line of stdout is the address (with the real port for --listen ...:0).

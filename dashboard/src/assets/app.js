@@ -206,6 +206,12 @@ async function loadExamples() {
   const state = await (await fetch("/api/state")).json();
   text("enclave", state.enclave);
   const picker = $("picker");
+  if (state.examples.length === 0) {
+    const none = document.createElement("option");
+    none.value = "";
+    none.textContent = "no examples directory (upload a spec)";
+    picker.append(none);
+  }
   for (const e of state.examples) {
     const option = document.createElement("option");
     option.value = e.name;
@@ -227,6 +233,7 @@ $("upload-switch").addEventListener("click", async () => {
     $("picker-result").textContent = "choose a spec file first";
     return;
   }
+  $("picker-result").textContent = `reading ${file.name}…`;
   replaceDiode({ upload: file.name, spec: await file.text() }, file.name);
 });
 loadExamples().catch((e) => text("picker-result", `cannot list the examples: ${e.message}`));
