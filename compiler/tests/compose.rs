@@ -354,6 +354,13 @@ fn assert_dashboard(veth: &str, diode: &str) {
     );
 }
 
+/// Stops the dashboard before checks of the sentry's log: both read the diode's ring buffer
+/// of drop events, which has one consumer position, so each event reaches only one of them
+/// (docs/compose.md). The next `up -d` starts it again.
+fn stop_dashboard() {
+    docker(&["stop", "--time", "5", DASHBOARD]);
+}
+
 fn assert_passes(prompt: &str) {
     match generate(enclave_addr(), prompt, 16, PASS_WAIT) {
         Reply::Complete(Response { status: 200, body }) => assert!(
@@ -583,6 +590,7 @@ fn scenario(compose: &Compose) {
     assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
     let mut pins = vec![pin_dir(&veth), pin_dir(BRIDGE)];
     assert_dashboard(&veth, "hateless");
+    stop_dashboard();
     assert_passes("Once upon a time");
     let before = drop_lines(&veth).len();
     assert_blocked("I hate bananas");
@@ -601,8 +609,8 @@ fn scenario(compose: &Compose) {
     }
 
     // A stopped sentry leaves the diode on: the answer stays blocked. Started again, it
-    // keeps the same program (no re-attach), and its new watch prints the drop recorded
-    // while it was down (the ring buffer kept it), then the next ones.
+    // keeps the same program (no re-attach), and its new watch prints the drops recorded
+    // while it was down (the ring buffer kept them: nobody else read it), then new ones.
     let before = drop_lines(&veth).len();
     docker(&["stop", "--time", "5", SENTRY]);
     let stopped_log = logs(SENTRY);
@@ -624,7 +632,26 @@ fn scenario(compose: &Compose) {
         Some(first_program),
         "the restart changed the diode on {veth}"
     );
-    wait_block_line(&veth, before);
+    // Docker's times and the log's are RFC 3339 UTC; to the microsecond (26 characters)
+    // they compare as text.
+    let at = |field: &str| {
+        let t = docker(&["inspect", "-f", &format!("{{{{.State.{field}}}}}"), SENTRY]);
+        t.trim().get(..26).expect("an RFC 3339 time").to_owned()
+    };
+    let (stopped, started) = (at("FinishedAt"), at("StartedAt"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !drop_lines(&veth).iter().skip(before).any(|l| {
+        l.get(..26)
+            .is_some_and(|t| t > stopped.as_str() && t < started.as_str())
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted sentry's log shows no drop recorded while it was down ({stopped} \
+             to {started}):\n{}",
+            logs(SENTRY)
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
     let before = drop_lines(&veth).len();
     assert_blocked("I hate bananas");
     wait_block_line(&veth, before);
@@ -895,6 +922,7 @@ fn vm_scenario(compose: &Compose) {
     assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
     let pins = vec![pin_dir(&veth), pin_dir(BRIDGE)];
     assert_dashboard(&veth, "hateless");
+    stop_dashboard();
 
     assert_passes("Once upon a time");
     let before = drop_lines(&veth).len();
