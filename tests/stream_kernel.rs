@@ -518,11 +518,30 @@ fn sequence_numbers_wrap() {
     }
 }
 
+/// Payload fragments: pieces of the forbidden word and harmless bytes.
+const WORDS: &[&[u8]] = &[
+    b"h", b"a", b"t", b"e", b"ha", b"te", b"hat", b"ate", b"Hate", b" ", b"xy", b"ok ",
+];
+/// Payload fragments for the JSON diodes.
+const JSONISH: &[&[u8]] = &[
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b"\\",
+    b"a",
+    b" ",
+    b"\x01",
+    b"{\"k\": [1]}",
+];
+
 /// A random flow: a SYN, then the payload cut into segments, sent with
 /// reordering, duplicates, overlaps (some with changed bytes), and a FIN.
-fn segments_strategy(alphabet: &'static [u8]) -> impl Strategy<Value = Vec<Segment>> {
+fn segments_strategy(fragments: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<Segment>> {
     (
-        prop::collection::vec(prop::sample::select(alphabet), 0..48),
+        prop::collection::vec(prop::sample::select(fragments), 0..16)
+            .prop_map(|parts| parts.concat()),
         prop::collection::vec(1usize..9, 1..12),
         prop::collection::vec((0usize..64, 0usize..4, any::<bool>()), 0..16),
         any::<u32>(),
@@ -593,7 +612,7 @@ proptest! {
     /// payloads: the kernel's verdicts and RSTs equal the reference's.
     #[test]
     fn kernel_verdicts_equal_the_reference_on_random_flows(
-        segments in segments_strategy(b"hateHATE xy"),
+        segments in segments_strategy(WORDS),
         v6 in any::<bool>(),
     ) {
         if !require_bpf() {
@@ -615,7 +634,7 @@ proptest! {
     /// The same with JSON-ish bytes for the JSON diodes.
     #[test]
     fn json_diodes_equal_the_reference_on_random_flows(
-        segments in segments_strategy(b"{}[]\"\\a \x01"),
+        segments in segments_strategy(JSONISH),
         v6 in any::<bool>(),
     ) {
         if !require_bpf() {
@@ -633,4 +652,92 @@ proptest! {
             }
         });
     }
+}
+
+/// Every stream reason is counted once per segment, and each drop or RST
+/// records an event with its reason.
+#[test]
+fn stream_reasons_are_counted_and_recorded() {
+    use emit_bpf::decision::Reason;
+    use lagic_loader::decisions::DiodeMaps;
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("hateless");
+    let prog = load_stream(&spec);
+    let mut maps = DiodeMaps::for_program(prog.fd()).unwrap();
+    let mut low = data(2, b"x");
+    low.ttl = 1;
+    let segments = [
+        syn(),          // pass
+        data(0, b"ha"), // pass
+        data(4, b"zz"), // out_of_order (gap)
+        data(0, b"ha"), // out_of_order (already judged)
+        low,            // malformed (TTL)
+        data(2, b"te"), // predicate: latch, RST
+        data(4, b"!"),  // latched
+    ];
+    let (o, _) = check_flow(&prog, &spec, false, &segments);
+    assert_eq!(o[5], Outcome::Reset(ISN + 3));
+    let (o, _) = check_flow(&prog, &spec, true, &[data(0, b"mid")]); // evicted
+    assert_eq!(o, vec![Outcome::Reset(ISN + 1)]);
+    let c = maps.counters().unwrap();
+    for (reason, want) in [
+        (Reason::Pass, 2),
+        (Reason::OutOfOrder, 2),
+        (Reason::Malformed, 1),
+        (Reason::Predicate, 1),
+        (Reason::Latched, 1),
+        (Reason::Evicted, 1),
+    ] {
+        assert_eq!(c.get(reason), want, "{reason:?} in {c:?}");
+    }
+    let mut reasons = Vec::new();
+    while let Some(event) = maps.next_event() {
+        reasons.push(event.unwrap().reason);
+    }
+    reasons.sort_by_key(|r| *r as u32);
+    assert_eq!(
+        reasons,
+        vec![
+            Reason::Predicate,
+            Reason::Malformed,
+            Reason::Latched,
+            Reason::OutOfOrder,
+            Reason::OutOfOrder,
+            Reason::Evicted
+        ]
+    );
+}
+
+/// The random flows above are not all alike: over a fixed sample, the
+/// kernel passes, drops and resets segments, and some flows end cleanly.
+#[test]
+fn random_flows_exercise_every_outcome() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("hateless");
+    let prog = load_stream(&spec);
+    let strategy = segments_strategy(WORDS);
+    let mut runner = TestRunner::deterministic();
+    let (mut pass, mut drop, mut reset, mut clean) = (0, 0, 0, 0);
+    for i in 0..40 {
+        let segments = strategy.new_tree(&mut runner).unwrap().current();
+        let (outcomes, receiver) = check_flow(&prog, &spec, i % 2 == 1, &segments);
+        for o in outcomes {
+            match o {
+                Outcome::Pass => pass += 1,
+                Outcome::Drop => drop += 1,
+                Outcome::Reset(_) => reset += 1,
+            }
+        }
+        clean += usize::from(receiver.saw_fin());
+    }
+    assert!(
+        pass > 40 && drop > 5 && reset > 5 && clean > 3,
+        "pass {pass}, drop {drop}, reset {reset}, clean ends {clean}"
+    );
 }
