@@ -545,8 +545,9 @@ fn segments_strategy(fragments: &'static [&'static [u8]]) -> impl Strategy<Value
         prop::collection::vec(1usize..9, 1..12),
         prop::collection::vec((0usize..64, 0usize..4, any::<bool>()), 0..16),
         any::<u32>(),
+        prop::collection::vec((0usize..64, 0usize..10, 0usize..64), 0..3),
     )
-        .prop_map(|(payload, cuts, edits, isn)| {
+        .prop_map(|(payload, cuts, edits, isn, specials)| {
             let mut segs = Vec::new();
             let mut at = 0;
             let mut i = 0;
@@ -601,6 +602,47 @@ fn segments_strategy(fragments: &'static [&'static [u8]]) -> impl Strategy<Value
                 isn.wrapping_add(1).wrapping_add(payload.len() as u32),
                 b"",
             ));
+            // Rarely, a segment of another kind: SYN again (same or other
+            // ISN, with data), RST, URG, low TTL, bad checksum, no ACK, an
+            // early FIN, a pure ACK anywhere, or a duplicate FIN.
+            for (pos, kind, arg) in specials {
+                let at = 1 + pos % out.len();
+                let base = out[at.min(out.len() - 1)].clone();
+                let seg = match kind {
+                    0 => Segment::syn(isn),
+                    1 => {
+                        let mut s = Segment::syn(isn.wrapping_add(arg as u32));
+                        s.payload = base.payload.clone();
+                        s
+                    }
+                    2 => Segment::reset(base.seq),
+                    3 => {
+                        let mut s = base.clone();
+                        s.flags.urg = true;
+                        s.urgent_pointer = 1;
+                        s
+                    }
+                    4 => {
+                        let mut s = base.clone();
+                        s.ttl = (arg % 8) as u8;
+                        s
+                    }
+                    5 => {
+                        let mut s = base.clone();
+                        s.checksum_ok = false;
+                        s
+                    }
+                    6 => {
+                        let mut s = base.clone();
+                        s.flags.ack = false;
+                        s
+                    }
+                    7 => Segment::fin(base.seq, &base.payload),
+                    8 => Segment::data(isn.wrapping_add(arg as u32), b""),
+                    _ => out[out.len() - 1].clone(),
+                };
+                out.insert(at, seg);
+            }
             out
         })
 }
