@@ -1,7 +1,8 @@
 //! Reading what a diode decided: its verdict counters and its drop events.
 //!
 //! Every object lagic writes carries two maps ([`emit_bpf::decision`] has
-//! their layout): a per-CPU array of counters by [`Reason`] and a ring
+//! their layout; a stream diode also has its flow map, not read here): a
+//! per-CPU array of counters by [`Reason`] and a ring
 //! buffer of drop events. [`DiodeMaps`] finds them through a loaded
 //! program's map ids (`BPF_OBJ_GET_INFO_BY_FD`'s `map_ids`), so it works for
 //! a pinned, attached diode as well as for a program loaded for a test run.
@@ -99,11 +100,13 @@ pub struct Counters {
     pub ipv6_extension: u64,
     /// Dropped: frames over 64 KiB.
     pub oversize: u64,
-    /// Reserved for stream mode (always 0 for now).
+    /// Stream diodes: segments of a latched flow (turned into RSTs),
+    /// including the violations that latch it other than the predicate's.
     pub latched: u64,
-    /// Reserved for stream mode (always 0 for now).
+    /// Stream diodes: segments not at the next expected byte (dropped).
     pub out_of_order: u64,
-    /// Reserved for stream mode (always 0 for now).
+    /// Stream diodes: segments of flows without state (not seen from their
+    /// SYN, or evicted from the flow map), turned into RSTs.
     pub evicted: u64,
     /// Drop events lost to a full ring buffer (their drops are counted).
     pub lost_events: u64,

@@ -14,7 +14,9 @@
 //! (spec format v2, docs/stream.md): [`stream`] (the stream meaning and the
 //! prefix-closure check), [`http_view`] (the `http_response` view) and
 //! [`stream_diode`] (the reference stream diode and a receiver model);
-//! [`lower()`] refuses stream specs until the emitter supports them. With the
+//! [`lower()`] refuses stream specs (they are never judged per packet);
+//! [`lower_stream`] lowers them for the kernel's stream mode (whole-stream
+//! view only). With the
 //! `arbitrary` feature, the `arbitrary` module holds proptest strategies for specs
 //! and payloads.
 //!
@@ -58,7 +60,9 @@ pub mod arbitrary;
 
 pub use eval::eval;
 pub use format::{is_valid_name, parse, SpecError, SpecErrorKind};
-pub use lower::{lower, lower_with, Limits, LowerError};
+pub use lower::{
+    lower, lower_stream, lower_stream_with, lower_with, Limits, LowerError, StreamProgram,
+};
 pub use normalize::normalize;
 pub use program::{DepthCounter, Dfa, Formula, Machine, Pass, Program, Scan, ScanId, StateId};
 pub use spec::{Action, ByteClass, Cmp, Mode, Pattern, Policy, Pred, Spec, StreamView, Window};

@@ -188,6 +188,22 @@ pub enum Insn {
         /// Sign-extending (`BPF_MEMSX`).
         signed: bool,
     },
+    /// An atomic exchange on `*(width *)(dst + off)` (4 or 8 bytes):
+    /// `cmpxchg` stores `src` if the memory equals `r0` and sets `r0` to
+    /// the old value; otherwise (`xchg`) it stores `src` and sets `src` to
+    /// the old value. Other atomic operations are not decoded.
+    AtomicXchg {
+        /// Bytes exchanged (4 or 8).
+        width: Width,
+        /// The register holding the address.
+        dst: u8,
+        /// The register holding the new value (and receiving the old one).
+        src: u8,
+        /// Offset added to `dst`.
+        off: i16,
+        /// `cmpxchg` (compare with `r0` first) rather than `xchg`.
+        compare: bool,
+    },
     /// `*(width *)(dst + off) = src`.
     Store {
         /// Bytes written.
@@ -356,6 +372,18 @@ pub fn decode(code: &[u8]) -> Result<Vec<Insn>, DecodeError> {
                         off: r.off,
                         src: Operand::Reg(r.src),
                     }),
+                    // BPF_ATOMIC with BPF_CMPXCHG (0xf1) or BPF_XCHG (0xe1).
+                    (class::STX, 0xc0)
+                        if (width == 4 || width == 8) && (r.imm == 0xf1 || r.imm == 0xe1) =>
+                    {
+                        out.push(Insn::AtomicXchg {
+                            width,
+                            dst: r.dst,
+                            src: r.src,
+                            off: r.off,
+                            compare: r.imm == 0xf1,
+                        })
+                    }
                     _ => {
                         return Err(err(
                             "unsupported memory mode (atomics, legacy packet access)",

@@ -633,7 +633,8 @@ fn byte_cells(code: &[Insn], start: usize, end: usize) -> Vec<(u8, u8)> {
                 }
             }
             Insn::Wide => {}
-            Insn::Call { .. } | Insn::Exit => return every(),
+            // Helpers and atomics are outside what the cell argument covers.
+            Insn::Call { .. } | Insn::Exit | Insn::AtomicXchg { .. } => return every(),
         }
     }
     let cuts: Vec<i64> = cuts.into_iter().collect();

@@ -9,11 +9,10 @@ use crate::io;
 
 pub fn run(args: CompileArgs) -> Result<Outcome, Failure> {
     let spec = shared::read_spec(&args.spec)?;
-    let program = shared::lower_spec(&args.spec, &spec)?;
     let options = emit_bpf::Options {
         excerpt: args.excerpt,
     };
-    let object = shared::compile(&args.spec, &program, &options, !args.no_validate)?;
+    let object = shared::compile_spec(&args.spec, &spec, &options, !args.no_validate)?;
     io::write_output(&args.output, &object)?;
     Ok(Outcome::Success)
 }

@@ -22,8 +22,7 @@ impl SpecCompiler for CompileLikeTheCli {
         let path = Path::new(origin);
         let refused = |f: Failure| CompileRefused(f.to_string());
         let spec = shared::spec_from_bytes(path, bytes).map_err(refused)?;
-        let program = shared::lower_spec(path, &spec).map_err(refused)?;
-        shared::compile(path, &program, &emit_bpf::Options::default(), true).map_err(refused)
+        shared::compile_spec(path, &spec, &emit_bpf::Options::default(), true).map_err(refused)
     }
 }
 

@@ -65,17 +65,71 @@ pub(crate) fn compile(
     #[cfg(debug_assertions)]
     inject_fault(&mut object, &map);
     if validate {
-        lagic_validate::validate(program, &object, &map).map_err(|e| {
-            Failure::failed(format!(
-                "{shown}: translation validation failed, nothing written: {e}"
-            ))
-            .with_hint(
-                "the emitted code does not implement the spec's lowered program: a bug in lagic; \
-                 please report it with the spec (--no-validate skips the check, at your own risk)",
-            )
-        })?;
+        lagic_validate::validate(program, &object, &map)
+            .map_err(|e| validation_failed(&shown, e))?;
     }
     Ok(object)
+}
+
+/// Lowers a valid stream spec for the kernel's stream mode; a spec beyond
+/// lagic's limits, or one with a view the kernel does not implement, is a
+/// failed check (1).
+pub(crate) fn lower_stream_spec(
+    path: &Path,
+    spec: &Spec,
+) -> Result<predicate_ir::StreamProgram, Failure> {
+    predicate_ir::lower_stream(spec)
+        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
+}
+
+/// The object bytes of the stream diode `program`; validation checks its
+/// machine steps (docs/validation.md, "Stream diodes").
+pub(crate) fn compile_stream(
+    path: &std::path::Path,
+    program: &predicate_ir::StreamProgram,
+    options: &emit_bpf::Options,
+    validate: bool,
+) -> Result<Vec<u8>, Failure> {
+    let shown = io::display(path);
+    let cannot =
+        |e: &dyn std::fmt::Display| Failure::failed(format!("{shown}: cannot be compiled: {e}"));
+    let (module, map) =
+        emit_bpf::compile_stream_mapped_with(program, options).map_err(|e| cannot(&e))?;
+    let object = module.write_elf().map_err(|e| cannot(&e))?;
+    if validate {
+        lagic_validate::validate_stream(program, &object, &map)
+            .map_err(|e| validation_failed(&shown, e))?;
+    }
+    Ok(object)
+}
+
+/// A spec of either mode compiled (and validated when `validate` is set):
+/// the one path from a read spec to object bytes that `compile`, `run`,
+/// `attach`, `lab up` and the dashboard share.
+pub(crate) fn compile_spec(
+    path: &Path,
+    spec: &Spec,
+    options: &emit_bpf::Options,
+    validate: bool,
+) -> Result<Vec<u8>, Failure> {
+    if spec.mode == predicate_ir::Mode::Packet {
+        let program = lower_spec(path, spec)?;
+        compile(path, &program, options, validate)
+    } else {
+        let program = lower_stream_spec(path, spec)?;
+        compile_stream(path, &program, options, validate)
+    }
+}
+
+/// A translation-validation failure as the CLI reports it.
+fn validation_failed(shown: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::failed(format!(
+        "{shown}: translation validation failed, nothing written: {e}"
+    ))
+    .with_hint(
+        "the emitted code does not implement the spec's lowered program: a bug in lagic; \
+         please report it with the spec (--no-validate skips the check, at your own risk)",
+    )
 }
 
 /// Debug builds only: `LAGIC_DEBUG_BREAK_STEP=1` changes the target of
@@ -118,8 +172,7 @@ pub(crate) fn diode_object(path: &Path, validate: bool) -> Result<Vec<u8>, Failu
         f.outcome = Outcome::BadInput;
         f
     };
-    let program = lower_spec(path, &spec).map_err(as_bad_input)?;
-    compile(path, &program, &emit_bpf::Options::default(), validate).map_err(as_bad_input)
+    compile_spec(path, &spec, &emit_bpf::Options::default(), validate).map_err(as_bad_input)
 }
 
 /// The loader's direction for the command-line one.
