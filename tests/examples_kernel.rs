@@ -299,7 +299,8 @@ fn hand_written_verdicts_hold_in_the_kernel() {
 fn boundary_payloads(max: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let lengths = [
-        0usize, 1, 2, 3, 4, 5, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1399, 1400, 1401, 3000,
+        0usize, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 1399,
+        1400, 1401, 3000,
     ];
     for n in lengths.into_iter().chain([max - 1, max]) {
         for fill in [b'a', b'{', b'[', b' '] {

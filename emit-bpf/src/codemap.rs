@@ -18,6 +18,9 @@ use predicate_ir::{ScanId, Window};
 pub struct CodeMap {
     /// One per callback, in [`crate::Module::callbacks`] order.
     pub passes: Vec<PassMap>,
+    /// Passes walked by straight-line code in the entry function, without
+    /// a callback, in the order they run.
+    pub inline: Vec<InlineMap>,
     /// Stack offset (from the entry's `r10`) of each scan's 8-byte final
     /// state, indexed by [`ScanId`].
     pub final_states: Vec<i16>,
@@ -45,7 +48,24 @@ pub struct PassMap {
     pub steps: Vec<StepRange>,
 }
 
-/// Where one machine's state lives inside a callback.
+/// One inline pass: machines stepped over a short window by unrolled code
+/// in the entry function (see `codegen/inline.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineMap {
+    /// The window every machine of the pass reads.
+    pub window: Window,
+    /// Entry slot of the pass's first instruction.
+    pub start: usize,
+    /// Entry slot after its last: the final states are stored by then.
+    pub end: usize,
+    /// The machines, in the order each byte's steps come.
+    pub machines: Vec<MachineMap>,
+    /// Every step range, in the entry function: `offset` is the byte's
+    /// position inside its block.
+    pub steps: Vec<StepRange>,
+}
+
+/// Where one machine's state lives inside a callback or an inline pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineMap {
     /// The scan the machine runs.

@@ -12,11 +12,14 @@
 //! reachable state and byte ([`step`]); the walk over the window for every
 //! payload length 0..=65,535 ([`walk`]); the formula for every combination
 //! of scan results and length classes ([`formula`]), with the ring buffer
-//! of drop events both free and full ([`watch`]). docs/validation.md
+//! of drop events both free and full ([`watch`]); passes walked inline, by
+//! straight-line code in the entry, get their own step and walk checks
+//! ([`inline`]). docs/validation.md
 //! says what this implies and what it does not cover.
 
 pub mod formula;
 pub mod frame;
+pub mod inline;
 pub mod isa;
 pub mod object;
 pub mod patch;
@@ -55,6 +58,18 @@ pub enum ValidationError {
         state: String,
         /// The byte value.
         byte: u8,
+        /// What differs.
+        what: String,
+    },
+    /// An inline pass (straight-line code in the entry) disagrees with the IR.
+    #[error("inline pass {pass} (scans {scans:?}){at}: {what}")]
+    Inline {
+        /// The inline pass, in the order they run.
+        pass: usize,
+        /// Its scans.
+        scans: Vec<usize>,
+        /// Where: the payload length, or the step, state and byte.
+        at: String,
         /// What differs.
         what: String,
     },
@@ -138,6 +153,11 @@ pub fn validate(
     let t = std::time::Instant::now();
     let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
     let walk_time = t.elapsed();
+    // Inline passes: their steps and walk (counted with the others').
+    let t = std::time::Instant::now();
+    let (inline_insns, inline_lengths) = inline::check(program, &object, map)?;
+    let (step_insns, walk_lengths) = (step_insns + inline_insns, walk_lengths + inline_lengths);
+    let walk_time = walk_time + t.elapsed();
     let t = std::time::Instant::now();
     let formula_cases = formula::check(program, &object, map)?;
     Ok(Report {

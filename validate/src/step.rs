@@ -482,7 +482,9 @@ fn check_early_stop(
     Ok(executed)
 }
 
-fn compare(
+/// Whether a step from `state` on `byte` left the IR's next state in
+/// `after` and changed no register but its own (`own`) and `r8`.
+pub fn compare(
     machine: &Machine,
     enc: &StateEncoding,
     state: StateId,

@@ -28,13 +28,14 @@
 
 mod asm;
 mod formula;
+mod inline;
 mod packet;
 mod scan;
 mod verdict;
 
 use predicate_ir::Program;
 
-use crate::codemap::{CodeMap, PassMap};
+use crate::codemap::{CodeMap, InlineMap, PassMap, StepRange};
 use crate::decision::Reason;
 use crate::insn::Insn;
 use crate::module::{Function, Module};
@@ -184,14 +185,23 @@ pub(crate) fn compile(
     let mut callbacks = Vec::with_capacity(groups.len());
     let mut passes = Vec::with_capacity(groups.len());
     let mut entry_marks = Vec::with_capacity(groups.len() + 1);
+    let mut inline_passes = Vec::new();
     for (index, group) in groups.iter().enumerate() {
+        if inline::wanted(program, group) {
+            let marks = inline::emit(&mut entry, program, group, &verdicts)?;
+            inline_passes.push((group, marks));
+            continue;
+        }
         let setup = entry.label();
         entry.bind(setup);
         entry_marks.push(setup);
-        scan::emit_pass_call(&mut entry, program, group, index as i32, &verdicts)?;
+        // The callback's function index counts callbacks only; `index`
+        // (the pass's place among all passes) names it in drop events.
+        let callback_index = callbacks.len();
+        scan::emit_pass_call(&mut entry, program, group, callback_index as i32, &verdicts)?;
         let (body, steps) = scan::emit_callback(program, group, index as i32)?;
         callbacks.push(Function {
-            name: format!("scan_pass_{index}"),
+            name: format!("scan_pass_{callback_index}"),
             insns: body,
         });
         passes.push(PassMap {
@@ -208,16 +218,54 @@ pub(crate) fn compile(
     let stubs = formula::emit(&mut entry, program, &groups, &verdicts);
     verdict::emit(&mut entry, &verdicts, &stubs, options);
 
+    // Inline passes' labels follow the setups and the formula's start.
+    let callback_marks = entry_marks.len();
+    for (_, marks) in &inline_passes {
+        entry_marks.push(marks.start);
+        entry_marks.push(marks.end);
+        for step in &marks.steps {
+            entry_marks.push(step.start);
+            entry_marks.push(step.end);
+        }
+    }
     let (entry, marked) = entry.finish_marked(&entry_marks)?;
     for (pass, &slot) in passes.iter_mut().zip(&marked) {
         pass.setup_start = slot;
+    }
+    let mut inline = Vec::with_capacity(inline_passes.len());
+    let mut at = callback_marks;
+    for (group, marks) in &inline_passes {
+        let (start, end) = (marked[at], marked[at + 1]);
+        at += 2;
+        let steps = marks
+            .steps
+            .iter()
+            .map(|m| {
+                let range = StepRange {
+                    machine: m.machine,
+                    offset: m.offset,
+                    start: marked[at],
+                    end: marked[at + 1],
+                };
+                at += 2;
+                range
+            })
+            .collect();
+        inline.push(InlineMap {
+            window: group.window,
+            start,
+            end,
+            machines: scan::machine_maps(program, group),
+            steps,
+        });
     }
     let map = CodeMap {
         passes,
         final_states: (0..program.scans.len())
             .map(scan::final_state_offset)
             .collect(),
-        formula_start: marked[marked.len() - 1],
+        formula_start: marked[callback_marks - 1],
+        inline,
         payload_start: frame::CTX + scan::ctx::PAYLOAD_START,
         payload_len: frame::CTX + scan::ctx::PAYLOAD_LEN,
     };

@@ -83,7 +83,7 @@ const STATUS_DECIDED: i32 = 2;
 /// Registers free for machine state inside a callback: r0-r5 (no helper is
 /// called while stepping). r6 = context, r7 = position, r8 = current byte,
 /// r9 = pointer to the current chunk.
-const MACHINE_REG_FILE: [Register; 6] = [R0, R1, R2, R3, R4, R5];
+pub(crate) const MACHINE_REG_FILE: [Register; 6] = [R0, R1, R2, R3, R4, R5];
 pub(crate) const MACHINE_REGS: usize = MACHINE_REG_FILE.len();
 
 /// Depth-counter mode values (registers, not IR state numbers).
@@ -120,7 +120,7 @@ pub(crate) struct PassGroup {
     pub scans: Vec<ScanId>,
 }
 
-fn regs_needed(m: &Machine) -> usize {
+pub(crate) fn regs_needed(m: &Machine) -> usize {
     match m {
         Machine::Dfa(_) => 1,
         Machine::Depth(_) => 2,
@@ -159,7 +159,7 @@ pub(crate) fn plan(program: &Program) -> Vec<PassGroup> {
 }
 
 /// Where each scan of a group keeps its state: first register slot index.
-fn slot_layout(program: &Program, group: &PassGroup) -> Vec<usize> {
+pub(crate) fn slot_layout(program: &Program, group: &PassGroup) -> Vec<usize> {
     let mut next = 0;
     group
         .scans
@@ -398,10 +398,10 @@ fn emit_byte(
 
 /// Labels around one machine's step on one chunk byte, for the code map.
 pub(crate) struct StepMark {
-    machine: usize,
-    offset: u16,
-    start: Label,
-    end: Label,
+    pub machine: usize,
+    pub offset: u16,
+    pub start: Label,
+    pub end: Label,
 }
 
 /// Instructions one byte costs (for choosing the chunk size).
@@ -417,7 +417,7 @@ fn byte_code_len(program: &Program, group: &PassGroup) -> Result<usize, CodegenE
 /// registers the paths would multiply (one per combination of states), with
 /// a large DFA one path per state costs too much, and a depth counter's
 /// ranges keep changing; all of these get the XOR.
-fn needs_blur(program: &Program, group: &PassGroup) -> bool {
+pub(crate) fn needs_blur(program: &Program, group: &PassGroup) -> bool {
     match group.scans.as_slice() {
         [only] => match &program.scans[*only].machine {
             Machine::Dfa(dfa) => dfa.next.len() > MAX_UNBLURRED_STATES,
@@ -672,7 +672,7 @@ fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
 
 /// One depth-counter step on the byte in r8 (the order of docs/spec-format.md:
 /// strings first, then open, then close).
-fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register) {
+pub(crate) fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register) {
     let done = a.label();
     let code = a.label();
     a.jmp_imm(JmpCond::Jeq, mode, DEPTH_CODE, code);

@@ -1,0 +1,317 @@
+//! Inline passes: a window that ends early is walked by straight-line code
+//! in the entry function, without `bpf_loop`.
+//!
+//! A call to `bpf_loop` costs an indirect call per iteration and a context
+//! on the stack; for a window of a few dozen bytes that is most of the
+//! pass. A pass whose window ends at most [`MAX_INLINE_END`] bytes into the
+//! payload, and whose unrolled code fits [`INLINE_BUDGET_INSNS`], is
+//! emitted here instead of in [`super::scan`]:
+//!
+//! ```text
+//!   machine registers = initial states
+//!   if n <= start: goto results                  (empty window)
+//!   r9 = data + payload start + start            (after a bound the verifier needs)
+//!   if n >= end: one bounds check, then L unrolled steps, goto results
+//!   else, for each power of two p < L, largest first, if m & p:
+//!            one bounds check, then p unrolled steps, r9 += p
+//!   results: store each scan's final state
+//! ```
+//!
+//! where `L = end - start` and `m = n - start` (< L on the partial path).
+//! The bits of `m` pick blocks that together step exactly `m` bytes, in
+//! order, each block checked once against `data_end`.
+//!
+//! Invariants: every machine steps each window byte exactly once, in order;
+//! the machine registers are those of [`super::scan::machine_maps`]; the
+//! code stores nothing but the final states; `r6` (the skb) is preserved.
+//! A bounds check that fails drops as malformed (it cannot fail on a frame
+//! the prologue accepted: the payload lies inside the linear data). The
+//! translation validator's `inline` module checks all of this on the
+//! emitted instructions (docs/validation.md).
+
+use predicate_ir::{ByteClass, Machine, Program};
+
+use super::asm::{Asm, Label};
+use super::scan::{
+    emit_class_test, emit_depth_step, final_state_offset, needs_blur, regs_needed, slot_layout,
+    PassGroup, StepMark, MACHINE_REG_FILE,
+};
+use super::{frame, CodegenError, Verdicts, MAX_FRAME};
+use crate::insn::*;
+
+/// Highest window end (payload offset) walked inline. With the largest
+/// payload start (134 bytes) the whole window stays far below
+/// [`MAX_FRAME`], so the position bound below never drops a real frame.
+pub(crate) const MAX_INLINE_END: u32 = 512;
+
+/// Most instructions the unrolled steps of one inline pass may take (the
+/// full block plus the partial blocks, about twice the window).
+const INLINE_BUDGET_INSNS: usize = 8192;
+
+const BYTE: Register = R8;
+const WINDOW_PTR: Register = R9;
+/// The opaque zero the steps blur machine states with (see
+/// `scan::OPAQUE`); here read from the entry's [`frame::OPAQUE_ZERO`].
+const OPAQUE: Register = R7;
+
+/// Labels of one emitted inline pass, resolved by the caller.
+pub(crate) struct InlineMarks {
+    pub start: Label,
+    pub end: Label,
+    pub steps: Vec<StepMark>,
+}
+
+/// Whether `group` is walked inline: its window ends early and its
+/// unrolled code stays small.
+pub(crate) fn wanted(program: &Program, group: &PassGroup) -> bool {
+    let Some(end) = group.window.end else {
+        return false;
+    };
+    if end > MAX_INLINE_END || end <= group.window.start {
+        return false;
+    }
+    let len = (end - group.window.start) as usize;
+    let mut a = Asm::new();
+    emit_byte(&mut a, program, group, 0, &mut Vec::new());
+    a.len().max(1) * (2 * len) <= INLINE_BUDGET_INSNS
+}
+
+/// Emits the inline pass of `group` into the entry function (the caller
+/// binds nothing: `start` is the first instruction, `end` follows the last).
+pub(crate) fn emit(
+    a: &mut Asm,
+    program: &Program,
+    group: &PassGroup,
+    v: &Verdicts,
+) -> Result<InlineMarks, CodegenError> {
+    let (start, end) = group
+        .window
+        .end
+        .map(|end| (group.window.start, end))
+        .filter(|&(s, e)| e > s && e <= MAX_INLINE_END)
+        .ok_or(CodegenError::Internal("inline pass without a short window"))?;
+    let len = (end - start) as i32;
+    let layout = slot_layout(program, group);
+    let blur = needs_blur(program, group);
+    let mut steps = Vec::new();
+    let (first, last, results) = (a.label(), a.label(), a.label());
+
+    a.bind(first);
+    for (&id, &slot) in group.scans.iter().zip(&layout) {
+        for reg in &MACHINE_REG_FILE[slot..slot + regs_needed(&program.scans[id].machine)] {
+            a.emit(Insn::mov64_imm(*reg, Machine::INITIAL as i32));
+        }
+    }
+    let payload_len = frame::CTX + super::scan::ctx::PAYLOAD_LEN;
+    if start > 0 {
+        // With start 0 the partial path steps nothing for n = 0 anyway.
+        a.emit(Insn::load(Size::H, BYTE, R10, payload_len));
+        a.jmp_imm(JmpCond::Jle, BYTE, start as i32, results);
+    }
+    // r9 = data + payload start + window start. The bound tells the verifier
+    // that every block's bytes lie below MAX_PACKET_OFF.
+    a.emit(Insn::load(
+        Size::H,
+        WINDOW_PTR,
+        R10,
+        frame::CTX + super::scan::ctx::PAYLOAD_START,
+    ));
+    if start > 0 {
+        a.emit(Insn::alu64_imm(AluOp::Add, WINDOW_PTR, start as i32));
+    }
+    a.jmp_imm(JmpCond::Jgt, WINDOW_PTR, MAX_FRAME - len, v.drop);
+    a.emit(Insn::load(
+        Size::DW,
+        BYTE,
+        R10,
+        frame::CTX + super::scan::ctx::DATA,
+    ));
+    a.emit(Insn::alu64_reg(AluOp::Add, WINDOW_PTR, BYTE));
+
+    // The whole window: n >= end.
+    let partial = a.label();
+    a.emit(Insn::load(Size::H, BYTE, R10, payload_len));
+    a.jmp_imm(JmpCond::Jlt, BYTE, end as i32, partial);
+    emit_block(a, program, group, len, blur, v, &mut steps);
+    a.ja(results);
+
+    // Part of it: m = n - start < len bytes, stepped in blocks by the bits of m.
+    a.bind(partial);
+    let mut size = 1i32;
+    while size * 2 < len {
+        size *= 2;
+    }
+    while size >= 1 && size < len {
+        let skip = a.label();
+        a.emit(Insn::load(Size::H, BYTE, R10, payload_len));
+        if start > 0 {
+            a.emit(Insn::alu64_imm(AluOp::Sub, BYTE, start as i32));
+        }
+        a.emit(Insn::alu64_imm(AluOp::And, BYTE, size));
+        a.jmp_imm(JmpCond::Jeq, BYTE, 0, skip);
+        emit_block(a, program, group, size, blur, v, &mut steps);
+        if size > 1 {
+            a.emit(Insn::alu64_imm(AluOp::Add, WINDOW_PTR, size));
+        }
+        a.bind(skip);
+        size /= 2;
+    }
+    a.bind(results);
+    for (&id, &slot) in group.scans.iter().zip(&layout) {
+        let state_slot = match &program.scans[id].machine {
+            Machine::Dfa(_) => slot,
+            Machine::Depth(_) => slot + 1, // the mode decides acceptance
+        };
+        a.emit(Insn::store_reg(
+            Size::DW,
+            R10,
+            final_state_offset(id),
+            MACHINE_REG_FILE[state_slot],
+        ));
+    }
+    a.bind(last);
+    Ok(InlineMarks {
+        start: first,
+        end: last,
+        steps,
+    })
+}
+
+/// One block: a bounds check for `size` bytes at `r9`, then `size`
+/// unrolled steps reading `r9 + 0 .. r9 + size - 1`.
+fn emit_block(
+    a: &mut Asm,
+    program: &Program,
+    group: &PassGroup,
+    size: i32,
+    blur: bool,
+    v: &Verdicts,
+    steps: &mut Vec<StepMark>,
+) {
+    a.emit(Insn::mov64_reg(BYTE, WINDOW_PTR));
+    a.emit(Insn::alu64_imm(AluOp::Add, BYTE, size));
+    a.emit(Insn::load(
+        Size::DW,
+        OPAQUE,
+        R10,
+        frame::CTX + super::scan::ctx::DATA_END,
+    ));
+    a.jmp_reg(JmpCond::Jgt, BYTE, OPAQUE, v.drop);
+    if blur {
+        a.emit(Insn::load(Size::W, OPAQUE, R10, frame::OPAQUE_ZERO));
+    }
+    for j in 0..size {
+        emit_byte(a, program, group, j as i16, steps);
+    }
+}
+
+/// The steps of every machine of the group on the byte at `r9 + offset`.
+/// Each machine loads the byte itself (see `scan::emit_byte`).
+fn emit_byte(
+    a: &mut Asm,
+    program: &Program,
+    group: &PassGroup,
+    offset: i16,
+    marks: &mut Vec<StepMark>,
+) {
+    let layout = slot_layout(program, group);
+    let blur = needs_blur(program, group);
+    for (machine_index, (&id, &slot)) in group.scans.iter().zip(&layout).enumerate() {
+        let (start, end) = (a.label(), a.label());
+        marks.push(StepMark {
+            machine: machine_index,
+            offset: offset as u16,
+            start,
+            end,
+        });
+        a.bind(start);
+        a.emit(Insn::load(Size::B, BYTE, WINDOW_PTR, offset));
+        let machine = &program.scans[id].machine;
+        match machine {
+            Machine::Dfa(dfa) => emit_dfa_step(a, &dfa.next, MACHINE_REG_FILE[slot]),
+            Machine::Depth(counter) => emit_depth_step(
+                a,
+                counter,
+                MACHINE_REG_FILE[slot],
+                MACHINE_REG_FILE[slot + 1],
+            ),
+        }
+        if blur {
+            for reg in &MACHINE_REG_FILE[slot..slot + regs_needed(machine)] {
+                a.emit(Insn::alu32_reg(AluOp::Xor, *reg, OPAQUE));
+            }
+        }
+        a.bind(end);
+    }
+}
+
+/// One DFA transition on the byte in r8, state in `reg`, laid out for
+/// the common case of a window: the state stays. Bytes that keep the
+/// state jump straight to the end (no assignment); sinks skip the step.
+fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
+    let done = a.label();
+    let live: Vec<u32> = (0..next.len() as u32)
+        .filter(|&s| next[s as usize].iter().any(|&t| t != s))
+        .collect();
+    let state_labels: Vec<Label> = live.iter().map(|_| a.label()).collect();
+    if let [only] = live.as_slice() {
+        if live.len() < next.len() {
+            // One live state, the rest sinks: one test skips the sinks.
+            a.jmp_imm(JmpCond::Jne, reg, *only as i32, done);
+        }
+        a.ja(state_labels[0]);
+    } else {
+        for (i, &s) in live.iter().enumerate() {
+            if i + 1 == live.len() && live.len() == next.len() {
+                a.ja(state_labels[i]);
+            } else {
+                a.jmp_imm(JmpCond::Jeq, reg, s as i32, state_labels[i]);
+            }
+        }
+        a.ja(done);
+    }
+    for (i, &s) in live.iter().enumerate() {
+        a.bind(state_labels[i]);
+        let row = &next[s as usize];
+        let mut targets: Vec<(u32, Vec<u8>)> = Vec::new();
+        for b in 0..=255u8 {
+            let t = row[usize::from(b)];
+            match targets.iter_mut().find(|(tt, _)| *tt == t) {
+                Some((_, bytes)) => bytes.push(b),
+                None => targets.push((t, vec![b])),
+            }
+        }
+        // The state's own bytes first, straight to the end; the most common
+        // other target is the fall-through.
+        targets.sort_by_key(|(t, bytes)| (*t != s, std::cmp::Reverse(bytes.len())));
+        let default = targets
+            .iter()
+            .filter(|(t, _)| *t != s)
+            .max_by_key(|(_, bytes)| bytes.len())
+            .map(|(t, _)| *t)
+            .unwrap_or(s);
+        let mut set_labels = Vec::new();
+        for (t, bytes) in &targets {
+            if *t == default {
+                continue;
+            }
+            if *t == s {
+                emit_class_test(a, BYTE, &ByteClass::from_bytes(bytes.iter().copied()), done);
+                continue;
+            }
+            let l = a.label();
+            emit_class_test(a, BYTE, &ByteClass::from_bytes(bytes.iter().copied()), l);
+            set_labels.push((*t, l));
+        }
+        if default != s {
+            a.emit(Insn::mov64_imm(reg, default as i32));
+        }
+        a.ja(done);
+        for (t, l) in set_labels {
+            a.bind(l);
+            a.emit(Insn::mov64_imm(reg, t as i32));
+            a.ja(done);
+        }
+    }
+    a.bind(done);
+}
