@@ -123,14 +123,15 @@ fn every_example_loads_within_its_verifier_budget() {
     }
 }
 
-/// A spec that is an `or` of `k` scans, each over its own bounded window, so
-/// each is its own pass (scans share a pass only when they share a window).
-fn or_of_bounded_scans(k: usize) -> predicate_ir::Spec {
+/// A spec that is an `or` of `k` scans, each over its own bounded window of
+/// `len` bytes, so each is its own pass (scans share a pass only when they
+/// share a window).
+fn or_of_bounded_scans(k: usize, len: usize) -> predicate_ir::Spec {
     let args: Vec<String> = (0..k)
         .map(|i| {
             format!(
                 r#"{{"op": "any", "window": {{"start": {i}, "end": {}}}, "class": [[0, {}]]}}"#,
-                i + 100,
+                i + len,
                 i % 9
             )
         })
@@ -146,36 +147,49 @@ fn or_of_bounded_scans(k: usize) -> predicate_ir::Spec {
 /// work stays linear in the number of passes). Doubling the passes may at
 /// most about double the cost; an exponential blow-up, the failure this
 /// guards against, would multiply it far more at every step. Ratios, not
-/// counts, so the check holds on every kernel build.
+/// counts, so the check holds on every kernel build. Two families: windows
+/// ending past 512 bytes (`bpf_loop` passes) and 8-byte windows (all 32
+/// walked inline, in the entry); a family that mixed the two would see one
+/// step in cost where the entry runs out of room for inline passes.
 #[test]
 fn verifier_cost_grows_linearly_with_passes() {
     if !require_bpf() {
         return;
     }
-    let cost = |k: usize| {
-        let compiled = lagic_tests::compile(&or_of_bounded_scans(k));
-        assert_eq!(compiled.program.passes.len(), k, "one pass per scan");
-        let verified = load(&compiled)
-            .stats()
-            .expect("bpf_prog_info")
-            .verified_insns;
-        println!("or of {k} bounded scans: verifier processed {verified} instructions");
-        f64::from(verified)
-    };
-    let mut previous = cost(2);
-    for k in [4, 8, 16, 32] {
-        let current = cost(k);
-        let ratio = current / previous;
+    for (len, inline) in [(600, false), (8, true)] {
+        let cost = |k: usize| {
+            let compiled = lagic_tests::compile(&or_of_bounded_scans(k, len));
+            assert_eq!(compiled.program.passes.len(), k, "one pass per scan");
+            let (_, map) = emit_bpf::compile_mapped(&compiled.program).expect("emits");
+            assert_eq!(
+                map.inline.len(),
+                if inline { k } else { 0 },
+                "{len}-byte windows: inline passes"
+            );
+            let verified = load(&compiled)
+                .stats()
+                .expect("bpf_prog_info")
+                .verified_insns;
+            println!(
+                "or of {k} bounded scans over {len} bytes: verifier processed {verified} instructions"
+            );
+            f64::from(verified)
+        };
+        let mut previous = cost(2);
+        for k in [4, 8, 16, 32] {
+            let current = cost(k);
+            let ratio = current / previous;
+            assert!(
+                ratio <= 2.6,
+                "{len}-byte windows: doubling to {k} passes multiplied the verifier's work by {ratio:.2} (linear growth is about 2)"
+            );
+            previous = current;
+        }
         assert!(
-            ratio <= 2.6,
-            "doubling to {k} passes multiplied the verifier's work by {ratio:.2} (linear growth is about 2)"
+            previous < 1_000_000.0 / 2.0,
+            "32 passes over {len} bytes use over half the verifier's budget"
         );
-        previous = current;
     }
-    assert!(
-        previous < 1_000_000.0 / 2.0,
-        "32 passes use over half the verifier's budget"
-    );
 }
 
 /// Frame shapes every verdict is checked under.

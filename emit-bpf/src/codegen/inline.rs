@@ -10,11 +10,12 @@
 //! ```text
 //!   machine registers = initial states
 //!   if n <= start: goto results                  (empty window)
-//!   r9 = data + payload start + start            (after a bound the verifier needs)
-//!   if n >= end: one bounds check, then L unrolled steps, goto results
+//!   if n >= end: r9 = data + payload start + start,
+//!                one bounds check, then L unrolled steps, goto results
 //!   else, for each power of two p < L, largest first, if m & p:
-//!            one bounds check, then p unrolled steps, r9 += p
-//!   results: store each scan's final state
+//!                r9 = data + payload start + start + (m's bits above p),
+//!                one bounds check, then p unrolled steps
+//!   results: store each scan's final state (blurred for the verifier)
 //! ```
 //!
 //! where `L = end - start` and `m = n - start` (< L on the partial path).
@@ -45,8 +46,16 @@ use crate::insn::*;
 pub(crate) const MAX_INLINE_END: u32 = 512;
 
 /// Most instructions the unrolled steps of one inline pass may take (the
-/// full block plus the partial blocks, about twice the window).
+/// full block plus the partial blocks, under three times the window).
 const INLINE_BUDGET_INSNS: usize = 8192;
+
+/// Most instructions all inline passes of a program may take together: the
+/// entry function's jumps (prologue to verdicts) must stay within 16 bits.
+pub(crate) const ENTRY_INLINE_BUDGET: usize = 12_288;
+
+const PAYLOAD_LEN: i16 = frame::CTX + super::scan::ctx::PAYLOAD_LEN;
+const PAYLOAD_START: i16 = frame::CTX + super::scan::ctx::PAYLOAD_START;
+const DATA: i16 = frame::CTX + super::scan::ctx::DATA;
 
 const BYTE: Register = R8;
 const WINDOW_PTR: Register = R9;
@@ -61,19 +70,20 @@ pub(crate) struct InlineMarks {
     pub steps: Vec<StepMark>,
 }
 
-/// Whether `group` is walked inline: its window ends early and its
-/// unrolled code stays small.
-pub(crate) fn wanted(program: &Program, group: &PassGroup) -> bool {
-    let Some(end) = group.window.end else {
-        return false;
-    };
+/// Instructions the inline walk of `group` would take (about), or `None`
+/// when it cannot be walked inline: its window does not end early, or its
+/// unrolled steps exceed [`INLINE_BUDGET_INSNS`].
+pub(crate) fn cost(program: &Program, group: &PassGroup) -> Option<usize> {
+    let end = group.window.end?;
     if end > MAX_INLINE_END || end <= group.window.start {
-        return false;
+        return None;
     }
     let len = (end - group.window.start) as usize;
     let mut a = Asm::new();
     emit_byte(&mut a, program, group, 0, &mut Vec::new());
-    a.len().max(1) * (2 * len) <= INLINE_BUDGET_INSNS
+    // The whole block plus the partial blocks (under 2 * len bytes).
+    let insns = a.len().max(1) * (3 * len);
+    (insns <= INLINE_BUDGET_INSNS).then_some(insns)
 }
 
 /// Emits the inline pass of `group` into the entry function (the caller
@@ -102,72 +112,55 @@ pub(crate) fn emit(
             a.emit(Insn::mov64_imm(*reg, Machine::INITIAL as i32));
         }
     }
-    let payload_len = frame::CTX + super::scan::ctx::PAYLOAD_LEN;
     if start > 0 {
         // With start 0 the partial path steps nothing for n = 0 anyway.
-        a.emit(Insn::load(Size::H, BYTE, R10, payload_len));
+        a.emit(Insn::load(Size::H, BYTE, R10, PAYLOAD_LEN));
         a.jmp_imm(JmpCond::Jle, BYTE, start as i32, results);
     }
-    // r9 = data + payload start + window start. The bound tells the verifier
-    // that every block's bytes lie below MAX_PACKET_OFF.
-    a.emit(Insn::load(
-        Size::H,
-        WINDOW_PTR,
-        R10,
-        frame::CTX + super::scan::ctx::PAYLOAD_START,
-    ));
-    if start > 0 {
-        a.emit(Insn::alu64_imm(AluOp::Add, WINDOW_PTR, start as i32));
-    }
-    a.jmp_imm(JmpCond::Jgt, WINDOW_PTR, MAX_FRAME - len, v.drop);
-    a.emit(Insn::load(
-        Size::DW,
-        BYTE,
-        R10,
-        frame::CTX + super::scan::ctx::DATA,
-    ));
-    a.emit(Insn::alu64_reg(AluOp::Add, WINDOW_PTR, BYTE));
 
     // The whole window: n >= end.
     let partial = a.label();
-    a.emit(Insn::load(Size::H, BYTE, R10, payload_len));
+    a.emit(Insn::load(Size::H, BYTE, R10, PAYLOAD_LEN));
     a.jmp_imm(JmpCond::Jlt, BYTE, end as i32, partial);
+    emit_window_ptr(a, start, None, len, v);
     emit_block(a, program, group, len, blur, v, &mut steps);
     a.ja(results);
 
-    // Part of it: m = n - start < len bytes, stepped in blocks by the bits of m.
+    // Part of it: m = n - start < len bytes, stepped in blocks by the bits
+    // of m, largest first; the block of bit p starts at m's higher bits.
     a.bind(partial);
     let mut size = 1i32;
     while size * 2 < len {
         size *= 2;
     }
+    // Every bit of m lies below 2 * size (m < len <= 2 * size).
+    let bits = 2 * size - 1;
     while size >= 1 && size < len {
         let skip = a.label();
-        a.emit(Insn::load(Size::H, BYTE, R10, payload_len));
+        a.emit(Insn::load(Size::H, BYTE, R10, PAYLOAD_LEN));
         if start > 0 {
             a.emit(Insn::alu64_imm(AluOp::Sub, BYTE, start as i32));
         }
         a.emit(Insn::alu64_imm(AluOp::And, BYTE, size));
         a.jmp_imm(JmpCond::Jeq, BYTE, 0, skip);
+        emit_window_ptr(a, start, Some(bits & !(2 * size - 1)), size, v);
         emit_block(a, program, group, size, blur, v, &mut steps);
-        if size > 1 {
-            a.emit(Insn::alu64_imm(AluOp::Add, WINDOW_PTR, size));
-        }
         a.bind(skip);
         size /= 2;
     }
     a.bind(results);
+    // Blur the final states before they are stored (see `frame::FINAL_STATES`):
+    // the verifier must not keep paths apart by the state a scan ended in,
+    // or every pass would double the paths the next one is checked on.
+    a.emit(Insn::load(Size::W, OPAQUE, R10, frame::OPAQUE_ZERO));
     for (&id, &slot) in group.scans.iter().zip(&layout) {
         let state_slot = match &program.scans[id].machine {
             Machine::Dfa(_) => slot,
             Machine::Depth(_) => slot + 1, // the mode decides acceptance
         };
-        a.emit(Insn::store_reg(
-            Size::DW,
-            R10,
-            final_state_offset(id),
-            MACHINE_REG_FILE[state_slot],
-        ));
+        let reg = MACHINE_REG_FILE[state_slot];
+        a.emit(Insn::alu32_reg(AluOp::Xor, reg, OPAQUE));
+        a.emit(Insn::store_reg(Size::DW, R10, final_state_offset(id), reg));
     }
     a.bind(last);
     Ok(InlineMarks {
@@ -175,6 +168,33 @@ pub(crate) fn emit(
         end: last,
         steps,
     })
+}
+
+/// `r9` = the frame pointer of a block of `size` bytes: the window's start
+/// plus, on the partial path, the bits `higher` of `m` (the blocks before
+/// it). Derived afresh for every block, so every path into a block holds
+/// the same pointer for the verifier and the paths prune into one another.
+/// The bound keeps the block below MAX_PACKET_OFF for the verifier; no
+/// accepted frame fails it (window end + payload start < 512 + 134).
+fn emit_window_ptr(a: &mut Asm, start: u32, higher: Option<i32>, size: i32, v: &Verdicts) {
+    match higher {
+        Some(mask) => {
+            a.emit(Insn::load(Size::H, WINDOW_PTR, R10, PAYLOAD_LEN));
+            if start > 0 {
+                a.emit(Insn::alu64_imm(AluOp::Sub, WINDOW_PTR, start as i32));
+            }
+            a.emit(Insn::alu64_imm(AluOp::And, WINDOW_PTR, mask));
+            a.emit(Insn::load(Size::H, BYTE, R10, PAYLOAD_START));
+            a.emit(Insn::alu64_reg(AluOp::Add, WINDOW_PTR, BYTE));
+        }
+        None => a.emit(Insn::load(Size::H, WINDOW_PTR, R10, PAYLOAD_START)),
+    }
+    if start > 0 {
+        a.emit(Insn::alu64_imm(AluOp::Add, WINDOW_PTR, start as i32));
+    }
+    a.jmp_imm(JmpCond::Jgt, WINDOW_PTR, MAX_FRAME - size, v.drop);
+    a.emit(Insn::load(Size::DW, BYTE, R10, DATA));
+    a.emit(Insn::alu64_reg(AluOp::Add, WINDOW_PTR, BYTE));
 }
 
 /// One block: a bounds check for `size` bytes at `r9`, then `size`

@@ -186,8 +186,12 @@ pub(crate) fn compile(
     let mut passes = Vec::with_capacity(groups.len());
     let mut entry_marks = Vec::with_capacity(groups.len() + 1);
     let mut inline_passes = Vec::new();
+    // Passes are walked inline in program order while the entry has room.
+    let mut inline_left = inline::ENTRY_INLINE_BUDGET;
     for (index, group) in groups.iter().enumerate() {
-        if inline::wanted(program, group) {
+        let inline_cost = inline::cost(program, group).filter(|&c| c <= inline_left);
+        if let Some(cost) = inline_cost {
+            inline_left -= cost;
             let marks = inline::emit(&mut entry, program, group, &verdicts)?;
             inline_passes.push((group, marks));
             continue;
