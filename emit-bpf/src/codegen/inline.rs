@@ -80,7 +80,9 @@ pub(crate) fn cost(program: &Program, group: &PassGroup) -> Option<usize> {
     }
     let len = (end - group.window.start) as usize;
     let mut a = Asm::new();
-    emit_byte(&mut a, program, group, 0, &mut Vec::new());
+    let mut cold = Vec::new();
+    emit_byte(&mut a, program, group, 0, &mut Vec::new(), &mut cold);
+    emit_cold(&mut a, cold);
     // The whole block plus the partial blocks (under 2 * len bytes).
     let insns = a.len().max(1) * (3 * len);
     (insns <= INLINE_BUDGET_INSNS).then_some(insns)
@@ -220,9 +222,11 @@ fn emit_block(
     if blur {
         a.emit(Insn::load(Size::W, OPAQUE, R10, frame::OPAQUE_ZERO));
     }
+    let mut cold = Vec::new();
     for j in 0..size {
-        emit_byte(a, program, group, j as i16, steps);
+        emit_byte(a, program, group, j as i16, steps, &mut cold);
     }
+    emit_cold(a, cold);
 }
 
 /// The steps of every machine of the group on the byte at `r9 + offset`.
@@ -233,6 +237,7 @@ fn emit_byte(
     group: &PassGroup,
     offset: i16,
     marks: &mut Vec<StepMark>,
+    cold: &mut Vec<Cold>,
 ) {
     let layout = slot_layout(program, group);
     let blur = needs_blur(program, group);
@@ -248,7 +253,7 @@ fn emit_byte(
         a.emit(Insn::load(Size::B, BYTE, WINDOW_PTR, offset));
         let machine = &program.scans[id].machine;
         match machine {
-            Machine::Dfa(dfa) => emit_dfa_step(a, &dfa.next, MACHINE_REG_FILE[slot]),
+            Machine::Dfa(dfa) => emit_dfa_step(a, &dfa.next, MACHINE_REG_FILE[slot], cold),
             Machine::Depth(counter) => emit_depth_step(
                 a,
                 counter,
@@ -265,73 +270,151 @@ fn emit_byte(
     }
 }
 
+/// A step's rarely taken code, placed after its block so that the common
+/// case (the state stays) runs without a taken jump.
+pub(crate) struct Cold {
+    label: Label,
+    done: Label,
+    row: [u32; 256],
+    state: u32,
+    reg: Register,
+    /// What the hot test subtracted from the byte (added back first).
+    rebase: i32,
+}
+
 /// One DFA transition on the byte in r8, state in `reg`, laid out for
-/// the common case of a window: the state stays. Bytes that keep the
-/// state jump straight to the end (no assignment); sinks skip the step.
-fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
+/// the common case of a window: the state stays, through not-taken jumps
+/// only. A DFA of one live state whose every other byte leads to its one
+/// sink (an `all` of a class) needs no dispatch on the state: stepping the
+/// sink with the live state's code leaves it in the sink.
+fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register, cold: &mut Vec<Cold>) {
     let done = a.label();
     let live: Vec<u32> = (0..next.len() as u32)
         .filter(|&s| next[s as usize].iter().any(|&t| t != s))
         .collect();
-    let state_labels: Vec<Label> = live.iter().map(|_| a.label()).collect();
     if let [only] = live.as_slice() {
-        if live.len() < next.len() {
-            // One live state, the rest sinks: one test skips the sinks.
+        let row = &next[*only as usize];
+        let sink_only = next.len() == 2 && row.iter().all(|&t| t == *only || t == 1 - *only);
+        if !sink_only {
             a.jmp_imm(JmpCond::Jne, reg, *only as i32, done);
         }
-        a.ja(state_labels[0]);
-    } else {
-        for (i, &s) in live.iter().enumerate() {
-            if i + 1 == live.len() && live.len() == next.len() {
-                a.ja(state_labels[i]);
-            } else {
-                a.jmp_imm(JmpCond::Jeq, reg, s as i32, state_labels[i]);
-            }
-        }
-        a.ja(done);
+        emit_row_hot(a, row, *only, reg, done, cold);
+        a.bind(done);
+        return;
     }
+    let state_labels: Vec<Label> = live.iter().map(|_| a.label()).collect();
+    for (i, &s) in live.iter().enumerate() {
+        if i + 1 == live.len() && live.len() == next.len() {
+            a.ja(state_labels[i]);
+        } else {
+            a.jmp_imm(JmpCond::Jeq, reg, s as i32, state_labels[i]);
+        }
+    }
+    a.ja(done);
     for (i, &s) in live.iter().enumerate() {
         a.bind(state_labels[i]);
-        let row = &next[s as usize];
-        let mut targets: Vec<(u32, Vec<u8>)> = Vec::new();
-        for b in 0..=255u8 {
-            let t = row[usize::from(b)];
-            match targets.iter_mut().find(|(tt, _)| *tt == t) {
-                Some((_, bytes)) => bytes.push(b),
-                None => targets.push((t, vec![b])),
-            }
-        }
-        // The state's own bytes first, straight to the end; the most common
-        // other target is the fall-through.
-        targets.sort_by_key(|(t, bytes)| (*t != s, std::cmp::Reverse(bytes.len())));
-        let default = targets
-            .iter()
-            .filter(|(t, _)| *t != s)
-            .max_by_key(|(_, bytes)| bytes.len())
-            .map(|(t, _)| *t)
-            .unwrap_or(s);
-        let mut set_labels = Vec::new();
-        for (t, bytes) in &targets {
-            if *t == default {
-                continue;
-            }
-            if *t == s {
-                emit_class_test(a, BYTE, &ByteClass::from_bytes(bytes.iter().copied()), done);
-                continue;
-            }
-            let l = a.label();
-            emit_class_test(a, BYTE, &ByteClass::from_bytes(bytes.iter().copied()), l);
-            set_labels.push((*t, l));
-        }
-        if default != s {
-            a.emit(Insn::mov64_imm(reg, default as i32));
-        }
+        emit_row_hot(a, &next[s as usize], s, reg, done, cold);
         a.ja(done);
-        for (t, l) in set_labels {
-            a.bind(l);
-            a.emit(Insn::mov64_imm(reg, t as i32));
-            a.ja(done);
-        }
     }
     a.bind(done);
+}
+
+/// State `s`'s transitions: bytes in the widest range that keeps the state
+/// fall through to `done`; the rest go to the row's cold code.
+fn emit_row_hot(
+    a: &mut Asm,
+    row: &[u32; 256],
+    s: u32,
+    reg: Register,
+    done: Label,
+    cold: &mut Vec<Cold>,
+) {
+    let own = ByteClass::from_bytes((0..=255u8).filter(|&b| row[usize::from(b)] == s));
+    let Some(&(lo, hi)) = own
+        .ranges()
+        .iter()
+        .max_by_key(|&&(lo, hi)| u16::from(hi) - u16::from(lo))
+    else {
+        return emit_row(a, row, s, reg, done);
+    };
+    let label = a.label();
+    let mut rebase = 0;
+    if lo > 0 && hi < 255 {
+        // One test for both ends: byte - lo wraps below lo (32-bit).
+        a.emit(Insn::alu32_imm(AluOp::Sub, BYTE, i32::from(lo)));
+        a.jmp_imm(JmpCond::Jgt, BYTE, i32::from(hi - lo), label);
+        rebase = i32::from(lo);
+    } else if hi < 255 {
+        a.jmp_imm(JmpCond::Jgt, BYTE, i32::from(hi), label);
+    } else if lo > 0 {
+        a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(lo), label);
+    }
+    a.ja(done);
+    cold.push(Cold {
+        label,
+        done,
+        row: *row,
+        state: s,
+        reg,
+        rebase,
+    });
+}
+
+/// Emits the cold code of a block's steps (after the block's last step).
+fn emit_cold(a: &mut Asm, cold: Vec<Cold>) {
+    if cold.is_empty() {
+        return;
+    }
+    let after = a.label();
+    a.ja(after);
+    for c in cold {
+        a.bind(c.label);
+        if c.rebase != 0 {
+            a.emit(Insn::alu32_imm(AluOp::Add, BYTE, c.rebase));
+        }
+        emit_row(a, &c.row, c.state, c.reg, c.done);
+    }
+    a.bind(after);
+}
+
+/// State `s`'s whole row: bytes that keep the state jump to `done`, the
+/// most common other target falls through to its assignment.
+fn emit_row(a: &mut Asm, row: &[u32; 256], s: u32, reg: Register, done: Label) {
+    let mut targets: Vec<(u32, Vec<u8>)> = Vec::new();
+    for b in 0..=255u8 {
+        let t = row[usize::from(b)];
+        match targets.iter_mut().find(|(tt, _)| *tt == t) {
+            Some((_, bytes)) => bytes.push(b),
+            None => targets.push((t, vec![b])),
+        }
+    }
+    let default = targets
+        .iter()
+        .filter(|(t, _)| *t != s)
+        .max_by_key(|(_, bytes)| bytes.len())
+        .map(|(t, _)| *t)
+        .unwrap_or(s);
+    let mut set_labels = Vec::new();
+    for (t, bytes) in &targets {
+        if *t == default {
+            continue;
+        }
+        let class = ByteClass::from_bytes(bytes.iter().copied());
+        if *t == s {
+            emit_class_test(a, BYTE, &class, done);
+            continue;
+        }
+        let l = a.label();
+        emit_class_test(a, BYTE, &class, l);
+        set_labels.push((*t, l));
+    }
+    if default != s {
+        a.emit(Insn::mov64_imm(reg, default as i32));
+    }
+    a.ja(done);
+    for (t, l) in set_labels {
+        a.bind(l);
+        a.emit(Insn::mov64_imm(reg, t as i32));
+        a.ja(done);
+    }
 }
