@@ -313,8 +313,8 @@ fn hand_written_verdicts_hold_in_the_kernel() {
 fn boundary_payloads(max: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let lengths = [
-        0usize, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 1399,
-        1400, 1401, 3000,
+        0usize, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 127,
+        128, 129, 191, 192, 193, 1399, 1400, 1401, 3000,
     ];
     for n in lengths.into_iter().chain([max - 1, max]) {
         for fill in [b'a', b'{', b'[', b' '] {
@@ -330,7 +330,22 @@ fn boundary_payloads(max: usize) -> Vec<Vec<u8>> {
                 b"[[[",
                 b"\"",
             ] {
-                for at in [0, n.saturating_sub(special.len()), n / 2, 15, 16, 63, 64] {
+                // Across the 64-byte chunks of a scan (where the prefilter
+                // skips) and the blocks of an inline window.
+                for at in [
+                    0,
+                    n.saturating_sub(special.len()),
+                    n / 2,
+                    15,
+                    16,
+                    60,
+                    61,
+                    62,
+                    63,
+                    64,
+                    126,
+                    127,
+                ] {
                     if at + special.len() <= n {
                         let mut p = base.clone();
                         p[at..at + special.len()].copy_from_slice(special);

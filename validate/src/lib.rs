@@ -14,7 +14,9 @@
 //! of scan results and length classes ([`formula`]), with the ring buffer
 //! of drop events both free and full ([`watch`]); passes walked inline, by
 //! straight-line code in the entry, get their own step and walk checks
-//! ([`inline`]). docs/validation.md
+//! ([`inline`]); a prefilter that jumps over a chunk's steps is checked lane
+//! by lane against the IR ([`prefilter`]), the steps and walk on the object
+//! with it bypassed. docs/validation.md
 //! says what this implies and what it does not cover.
 
 pub mod formula;
@@ -23,6 +25,7 @@ pub mod inline;
 pub mod isa;
 pub mod object;
 pub mod patch;
+pub mod prefilter;
 pub mod step;
 pub mod vm;
 pub mod walk;
@@ -71,6 +74,17 @@ pub enum ValidationError {
         /// Where: the payload length, or the step, state and byte.
         at: String,
         /// What differs.
+        what: String,
+    },
+    /// A prefilter may skip a chunk the IR would not stay on, or does not
+    /// continue like the steps it jumps over.
+    #[error("prefilter {index} (pass {pass}): {what}")]
+    Prefilter {
+        /// The prefilter, an index into the code map's list.
+        index: usize,
+        /// The emitted pass holding it.
+        pass: usize,
+        /// What is wrong.
         what: String,
     },
     /// The callback stops the loop while a machine can still change.
@@ -128,6 +142,8 @@ pub struct Report {
     pub walk_lengths: u64,
     /// Formula cases run (length class, scan results, tested bytes).
     pub formula_cases: u64,
+    /// Paths the prefilter check followed (per prefilter and state).
+    pub prefilter_paths: u64,
     /// Time spent in the step, walk and formula checks.
     pub times: [std::time::Duration; 3],
 }
@@ -148,10 +164,14 @@ pub fn validate(
         )));
     }
     let t = std::time::Instant::now();
-    let (step_insns, checked_steps) = step::check(program, &object, map)?;
+    // The steps and the walk run on the object with every chunk stepped
+    // byte by byte; the prefilters are then checked on their own.
+    let stepped = prefilter::bypassed(&object, map)?;
+    let (step_insns, checked_steps) = step::check(program, &stepped, map)?;
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
-    let walk_lengths = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
+    let walk_lengths = walk::check(program, &stepped, map, 0..=walk::MAX_LEN, &checked_steps)?;
+    let prefilter_paths = prefilter::check(program, &object, map)?;
     let walk_time = t.elapsed();
     // Inline passes: their steps and walk (counted with the others').
     let t = std::time::Instant::now();
@@ -164,6 +184,7 @@ pub fn validate(
         step_insns,
         walk_lengths,
         formula_cases,
+        prefilter_paths,
         times: [step_time, walk_time, t.elapsed()],
     })
 }

@@ -445,3 +445,52 @@ fn a_verdict_that_depends_on_a_full_ring_buffer_is_caught() {
         other => panic!("expected a formula error, got {other:?}"),
     }
 }
+
+/// The prefilter of `hateless` (skip a 64-byte chunk with no `h` or `H`
+/// followed by `a` or `A`, not ending in `h` or `H`), broken three ways;
+/// each time a chunk it would skip is one the DFA does not stay on, or its
+/// lanes are no longer one byte pair each.
+#[test]
+fn a_wrong_prefilter_is_caught() {
+    let c = support::seed("hateless");
+    let pf = c.map.prefilters.first().expect("hateless has a prefilter");
+    let (range, pass) = (pf.start..pf.slow, pf.pass);
+    let expect = |bad: &[u8], what_has: &str| match validate(&c, bad) {
+        Err(ValidationError::Prefilter { pass: p, what, .. }) => {
+            assert_eq!(p, pass);
+            assert!(what.contains(what_has), "{what}");
+        }
+        other => panic!("expected a prefilter error ({what_has}), got {other:?}"),
+    };
+
+    // The second byte's constant: `b` instead of `a` in four lanes.
+    let second = patch::find(
+        &c.object,
+        ".text",
+        range.clone(),
+        code::LD_IMM64,
+        Some(0x6161_6161),
+    )
+    .expect("the broadcast of 'a'");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", second, 0x6262_6262).unwrap();
+    expect(&bad, "can leave the DFA in state");
+
+    // The chunk's last byte compared with `i` instead of `h`.
+    let last = patch::find(&c.object, ".text", range.clone(), code::JEQ_IMM, Some(0x68))
+        .expect("the last byte's test");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", last, 0x69).unwrap();
+    expect(&bad, "can leave the DFA in state 1");
+
+    // The next bytes loaded two bytes on instead of one.
+    let next = (range.start..range.end)
+        .find(|&s| {
+            let b = patch::slot_bytes(&c.object, ".text", s).unwrap();
+            b[0] == code::LDXDW && i16::from_le_bytes([b[2], b[3]]) == 1
+        })
+        .expect("the load of the next bytes");
+    let mut bad = c.object.clone();
+    patch::set_off(&mut bad, ".text", next, 2).unwrap();
+    expect(&bad, "not neighbours");
+}

@@ -30,12 +30,13 @@ mod asm;
 mod formula;
 mod inline;
 mod packet;
+mod prefilter;
 mod scan;
 mod verdict;
 
 use predicate_ir::Program;
 
-use crate::codemap::{CodeMap, InlineMap, PassMap, StepRange};
+use crate::codemap::{CodeMap, InlineMap, PassMap, PrefilterMap, StepRange};
 use crate::decision::Reason;
 use crate::insn::Insn;
 use crate::module::{Function, Module};
@@ -186,6 +187,7 @@ pub(crate) fn compile(
     let mut passes = Vec::with_capacity(groups.len());
     let mut entry_marks = Vec::with_capacity(groups.len() + 1);
     let mut inline_passes = Vec::new();
+    let mut prefilters = Vec::new();
     // Passes are walked inline in program order while the entry has room.
     let mut inline_left = inline::ENTRY_INLINE_BUDGET;
     for (index, group) in groups.iter().enumerate() {
@@ -203,7 +205,16 @@ pub(crate) fn compile(
         // (the pass's place among all passes) names it in drop events.
         let callback_index = callbacks.len();
         scan::emit_pass_call(&mut entry, program, group, callback_index as i32, &verdicts)?;
-        let (body, steps) = scan::emit_callback(program, group, index as i32)?;
+        let (body, steps, prefilter) = scan::emit_callback(program, group, index as i32)?;
+        if let Some((start, slow, skip)) = prefilter {
+            prefilters.push(PrefilterMap {
+                pass: callback_index,
+                start,
+                slow,
+                skip,
+                span: prefilter::SPAN as u16,
+            });
+        }
         callbacks.push(Function {
             name: format!("scan_pass_{callback_index}"),
             insns: body,
@@ -270,6 +281,7 @@ pub(crate) fn compile(
             .collect(),
         formula_start: marked[callback_marks - 1],
         inline,
+        prefilters,
         payload_start: frame::CTX + scan::ctx::PAYLOAD_START,
         payload_len: frame::CTX + scan::ctx::PAYLOAD_LEN,
     };

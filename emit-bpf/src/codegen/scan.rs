@@ -432,16 +432,23 @@ pub(crate) fn needs_blur(program: &Program, group: &PassGroup) -> bool {
 /// Largest DFA stepped without blurring (see [`needs_blur`]).
 const MAX_UNBLURRED_STATES: usize = 6;
 
+/// A callback's instructions, step ranges and prefilter slots.
+pub(crate) type CallbackCode = (Vec<Insn>, Vec<StepRange>, Option<(usize, usize, usize)>);
+
 /// The callback of one pass: `int scan_pass_N(int idx, void *ctx)`.
+/// Also returns the prefilter's slots (start, slow path, skip target), if
+/// the pass has one.
 pub(crate) fn emit_callback(
     program: &Program,
     group: &PassGroup,
     pass_index: i32,
-) -> Result<(Vec<Insn>, Vec<StepRange>), CodegenError> {
+) -> Result<CallbackCode, CodegenError> {
     let mut marks = Vec::new();
     let layout = slot_layout(program, group);
     let slots = slot_count(program, group);
     let sizes = tiers(program, group)?;
+    let prefilter = super::prefilter::plan(program, group);
+    let mut prefilter_marks = None;
 
     let mut a = Asm::new();
     let finished = a.label();
@@ -480,9 +487,19 @@ pub(crate) fn emit_callback(
         a.jmp_reg(JmpCond::Jgt, R3, R1, fail);
         load_slots(&mut a, slots);
         a.emit(Insn::load(Size::W, OPAQUE, CTX, ctx::STATUS));
+        // The prefilter (see `prefilter.rs`) may jump over the chunk's steps.
+        let skip = a.label();
+        if let (Some(pf), super::prefilter::SPAN) = (prefilter, size) {
+            let (start, slow) = (a.label(), a.label());
+            a.bind(start);
+            super::prefilter::emit(&mut a, pf, slow, skip);
+            a.bind(slow);
+            prefilter_marks = Some([start, slow, skip]);
+        }
         for j in 0..size {
             emit_byte(&mut a, program, group, j as i16, &mut marks)?;
         }
+        a.bind(skip);
         // The byte register is dead now: it tells the decided path the
         // chunk's size.
         a.emit(Insn::mov64_imm(BYTE, size as i32));
@@ -547,8 +564,13 @@ pub(crate) fn emit_callback(
     a.bind(finished);
     a.emit(Insn::mov64_imm(R0, 1));
     a.emit(Insn::exit());
-    let labels: Vec<Label> = marks.iter().flat_map(|m| [m.start, m.end]).collect();
+    let mut labels: Vec<Label> = marks.iter().flat_map(|m| [m.start, m.end]).collect();
+    labels.extend(prefilter_marks.iter().flatten());
     let (insns, slots) = a.finish_marked(&labels)?;
+    let prefilter = prefilter_marks.map(|_| {
+        let at = 2 * marks.len();
+        (slots[at], slots[at + 1], slots[at + 2])
+    });
     let steps = marks
         .iter()
         .zip(slots.chunks(2))
@@ -559,7 +581,7 @@ pub(crate) fn emit_callback(
             end: se[1],
         })
         .collect();
-    Ok((insns, steps))
+    Ok((insns, steps, prefilter))
 }
 
 /// Where each machine of the group keeps its state, for the code map.
