@@ -82,7 +82,9 @@ pub(crate) fn cost(program: &Program, group: &PassGroup) -> Option<usize> {
     let mut a = Asm::new();
     let mut cold = Vec::new();
     emit_byte(&mut a, program, group, 0, &mut Vec::new(), &mut cold);
-    emit_cold(&mut a, cold);
+    let then = a.label();
+    emit_cold(&mut a, cold, then);
+    a.bind(then);
     // The whole block plus the partial blocks (under 2 * len bytes).
     let insns = a.len().max(1) * (3 * len);
     (insns <= INLINE_BUDGET_INSNS).then_some(insns)
@@ -104,7 +106,6 @@ pub(crate) fn emit(
         .ok_or(CodegenError::Internal("inline pass without a short window"))?;
     let len = (end - start) as i32;
     let layout = slot_layout(program, group);
-    let blur = needs_blur(program, group);
     let mut steps = Vec::new();
     let (first, last, results) = (a.label(), a.label(), a.label());
 
@@ -125,8 +126,7 @@ pub(crate) fn emit(
     a.emit(Insn::load(Size::H, BYTE, R10, PAYLOAD_LEN));
     a.jmp_imm(JmpCond::Jlt, BYTE, end as i32, partial);
     emit_window_ptr(a, start, None, len, v);
-    emit_block(a, program, group, len, blur, v, &mut steps);
-    a.ja(results);
+    emit_block(a, program, group, len, v, &mut steps, results);
 
     // Part of it: m = n - start < len bytes, stepped in blocks by the bits
     // of m, largest first; the block of bit p starts at m's higher bits.
@@ -145,8 +145,9 @@ pub(crate) fn emit(
         }
         a.emit(Insn::alu64_imm(AluOp::And, BYTE, size));
         a.jmp_imm(JmpCond::Jeq, BYTE, 0, skip);
-        emit_window_ptr(a, start, Some(bits & !(2 * size - 1)), size, v);
-        emit_block(a, program, group, size, blur, v, &mut steps);
+        let higher = bits & !(2 * size - 1);
+        emit_window_ptr(a, start, (higher != 0).then_some(higher), size, v);
+        emit_block(a, program, group, size, v, &mut steps, skip);
         a.bind(skip);
         size /= 2;
     }
@@ -206,10 +207,11 @@ fn emit_block(
     program: &Program,
     group: &PassGroup,
     size: i32,
-    blur: bool,
     v: &Verdicts,
     steps: &mut Vec<StepMark>,
+    then: Label,
 ) {
+    let blur = needs_blur(program, group);
     a.emit(Insn::mov64_reg(BYTE, WINDOW_PTR));
     a.emit(Insn::alu64_imm(AluOp::Add, BYTE, size));
     a.emit(Insn::load(
@@ -226,7 +228,7 @@ fn emit_block(
     for j in 0..size {
         emit_byte(a, program, group, j as i16, steps, &mut cold);
     }
-    emit_cold(a, cold);
+    emit_cold(a, cold, then);
 }
 
 /// The steps of every machine of the group on the byte at `r9 + offset`.
@@ -360,13 +362,9 @@ fn emit_row_hot(
     });
 }
 
-/// Emits the cold code of a block's steps (after the block's last step).
-fn emit_cold(a: &mut Asm, cold: Vec<Cold>) {
-    if cold.is_empty() {
-        return;
-    }
-    let after = a.label();
-    a.ja(after);
+/// Emits a jump to `then` and the cold code of a block's steps.
+fn emit_cold(a: &mut Asm, cold: Vec<Cold>, then: Label) {
+    a.ja(then);
     for c in cold {
         a.bind(c.label);
         if c.rebase != 0 {
@@ -374,7 +372,6 @@ fn emit_cold(a: &mut Asm, cold: Vec<Cold>) {
         }
         emit_row(a, &c.row, c.state, c.reg, c.done);
     }
-    a.bind(after);
 }
 
 /// State `s`'s whole row: bytes that keep the state jump to `done`, the
