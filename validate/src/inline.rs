@@ -343,10 +343,13 @@ fn check_walk(
             *s = Some(*r);
         }
     }
-    let mut stops: Vec<usize> = pass.steps.iter().map(|r| r.start).collect();
-    stops.push(pass.end);
-    stops.sort_unstable();
-    stops.dedup();
+    let mut stops = vec![false; object.entry.insns.len() + 1];
+    for slot in pass.steps.iter().map(|r| r.start).chain([pass.end]) {
+        if let Some(s) = stops.get_mut(slot) {
+            *s = true;
+        }
+    }
+    vm.entry_stops = Some(stops);
 
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -363,7 +366,6 @@ fn check_walk(
         payload_start,
         own_bytes: &own_bytes,
         step_at: &step_at,
-        stops: &stops,
     };
     let results: Vec<Result<u64, ValidationError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -409,7 +411,6 @@ struct WalkCtx<'a> {
     payload_start: u64,
     own_bytes: &'a [bool],
     step_at: &'a [Option<StepRange>],
-    stops: &'a [usize],
 }
 
 fn walk_one(c: &WalkCtx<'_>, vm: &mut Vm<'_>, n: u32) -> Result<(), ValidationError> {
@@ -450,7 +451,7 @@ fn walk_one(c: &WalkCtx<'_>, vm: &mut Vm<'_>, n: u32) -> Result<(), ValidationEr
     vm.budget = 1_000_000;
     loop {
         let stop = vm
-            .exec(Func::Entry, pc, &mut regs, c.stops)
+            .exec(Func::Entry, pc, &mut regs, &[])
             .map_err(exec_error(format!(
                 "the walk of inline pass {} with payload length {n}",
                 c.p
