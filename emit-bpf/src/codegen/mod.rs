@@ -1,12 +1,15 @@
 //! Code generation: a lowered [`Program`] becomes an entry function (the TC
-//! classifier) plus one `bpf_loop` callback per scan pass.
+//! classifier) plus one `bpf_loop` callback per scan pass not walked inline.
 //!
 //! The entry function, top to bottom:
 //! 1. [`packet`]: make the whole skb linear, parse Ethernet / IPv4 / IPv6 /
 //!    TCP by the packet model of docs/design.md, and leave the payload bounds in
 //!    registers, or jump to a policy verdict. Everything malformed drops.
-//! 2. [`scan`]: for each pass, set up the scan context on the stack, call
-//!    `bpf_loop` with the pass's callback, and store one accept byte per scan.
+//! 2. For each pass: [`inline`] walks a window that ends early with
+//!    straight-line code; otherwise [`scan`] sets up the scan context on
+//!    the stack and calls `bpf_loop` with the pass's callback (whose
+//!    64-byte chunks may start with a [`prefilter`]). Either way each scan's
+//!    final state is stored on the stack.
 //! 3. [`formula`]: branch on length tests, single-byte tests and the accept
 //!    bytes to `PASS` or `DROP`.
 //! 4. [`verdict`]: one exit per [`Reason`]: count it in the counters map

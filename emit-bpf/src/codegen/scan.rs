@@ -13,6 +13,10 @@
 //! machine state is explicit there between iterations: this is the state a
 //! stream mode would carry across segments.
 //!
+//! A pass of one DFA may begin its 64-byte chunks with a prefilter that
+//! jumps over the chunk's steps (see `prefilter.rs`). Passes whose window
+//! ends early are emitted by `inline.rs` instead, without a callback.
+//!
 //! Machine registers inside the callback: DFA state in one register; the
 //! depth counter in two (depth, mode), with mode [`DEPTH_FAILED`] as its sink.
 //! A pass holds at most [`MACHINE_REGS`] registers' worth of machines; larger
