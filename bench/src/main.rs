@@ -191,6 +191,21 @@ fn main() {
         }
         return;
     }
+    if args.iter().any(|a| a == "--runtime-only") {
+        // For working on the emitter: run time per packet of some seeds
+        // (all without names), gated and alternated as in a full run; lines
+        // on stderr, nothing written.
+        let names: Vec<&str> = args
+            .iter()
+            .filter(|a| !a.starts_with("--"))
+            .map(String::as_str)
+            .collect();
+        if let Err(e) = runtime_only(&plan, &names) {
+            eprintln!("lagic-bench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--e2e-only") {
         // For working on the lab: the end-to-end part alone, nothing written.
         let result = (|| -> Result<String, BenchError> {
@@ -256,6 +271,85 @@ fn work_dir() -> Result<PathBuf, BenchError> {
     Ok(dir)
 }
 
+/// Builds both sides of seed `diode` and gates them on equivalence.
+fn build_seed(
+    diode: &'static str,
+    plan: &Plan,
+    lagic: &Path,
+    clang: &Path,
+    work: &Path,
+) -> Result<Seed, BenchError> {
+    let spec = tools::example_spec(diode);
+    let source = tools::baseline_dir().join(format!("{diode}.c"));
+    let lagic_obj = work.join(format!("{diode}.lagic.o"));
+    let clang_obj = work.join(format!("{diode}.clang.o"));
+    tools::compile_spec(lagic, &spec, &lagic_obj)?;
+    tools::compile_c(clang, &source, &clang_obj)?;
+    let l = load_object(&lagic_obj)?;
+    let c = load_object(&clang_obj)?;
+    let reference = reference_diodes::by_name(diode)
+        .ok_or_else(|| BenchError::Setup(format!("no reference diode {diode}")))?;
+    let cases = equivalence::cases(
+        reference,
+        plan.equivalence_frames,
+        0xD10DE ^ diode.len() as u64,
+    );
+    let checked = equivalence::check(diode, &[("lagic", &l), ("clang", &c)], &cases)?;
+    eprintln!(
+        "lagic-bench: {diode}: lagic and clang agree with the reference diode on {checked} frames"
+    );
+    Ok(Seed {
+        diode,
+        spec,
+        source,
+        lagic_obj,
+        clang_obj,
+        lagic: l,
+        clang: c,
+        checked,
+    })
+}
+
+/// `--runtime-only`: the run-time comparison of section 3 for `names`.
+fn runtime_only(plan: &Plan, names: &[&str]) -> Result<(), BenchError> {
+    lagic_loader::bpf_available()
+        .map_err(|why| BenchError::Setup(format!("BPF is not available (run as root): {why}")))?;
+    let clang = tools::find_on_path("clang")
+        .ok_or_else(|| BenchError::Setup("clang not found; scripts/bench installs it".into()))?;
+    let (lagic, work) = (tools::lagic_binary()?, work_dir()?);
+    for diode in DIODES {
+        if !names.is_empty() && !names.contains(&diode) {
+            continue;
+        }
+        let seed = build_seed(diode, plan, &lagic, &clang, &work)?;
+        let sizes: Vec<usize> = if diode == "hateless" {
+            PER_BYTE_SIZES.to_vec()
+        } else {
+            SIZES.to_vec()
+        };
+        for size in sizes {
+            let frame = measure::frame(&measure::timing_payload(diode, size));
+            let pair = measure::run_pair(
+                &seed.lagic,
+                &seed.clang,
+                &frame,
+                size,
+                plan.rounds,
+                repeat_for(size),
+            )?;
+            eprintln!(
+                "lagic-bench: {diode} {size} B: lagic {:.1} ns ({:.2} B/ns), clang {:.1} ns, lagic/clang {} over {} rounds",
+                pair.lagic_ns,
+                size as f64 / pair.lagic_ns,
+                pair.clang_ns,
+                pair.ratio_range.show(2),
+                plan.rounds
+            );
+        }
+    }
+    Ok(())
+}
+
 fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
     lagic_loader::bpf_available()
         .map_err(|why| BenchError::Setup(format!("BPF is not available (run as root): {why}")))?;
@@ -272,33 +366,7 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
     // 1. Build both sides of every seed diode and gate them on equivalence.
     let mut seeds = Vec::new();
     for diode in DIODES {
-        let spec = tools::example_spec(diode);
-        let source = tools::baseline_dir().join(format!("{diode}.c"));
-        let lagic_obj = work.join(format!("{diode}.lagic.o"));
-        let clang_obj = work.join(format!("{diode}.clang.o"));
-        tools::compile_spec(&lagic, &spec, &lagic_obj)?;
-        tools::compile_c(&clang, &source, &clang_obj)?;
-        let l = load_object(&lagic_obj)?;
-        let c = load_object(&clang_obj)?;
-        let reference = reference_diodes::by_name(diode)
-            .ok_or_else(|| BenchError::Setup(format!("no reference diode {diode}")))?;
-        let cases = equivalence::cases(
-            reference,
-            plan.equivalence_frames,
-            0xD10DE ^ diode.len() as u64,
-        );
-        let checked = equivalence::check(diode, &[("lagic", &l), ("clang", &c)], &cases)?;
-        eprintln!("lagic-bench: {diode}: lagic and clang agree with the reference diode on {checked} frames");
-        seeds.push(Seed {
-            diode,
-            spec,
-            source,
-            lagic_obj,
-            clang_obj,
-            lagic: l,
-            clang: c,
-            checked,
-        });
+        seeds.push(build_seed(diode, plan, &lagic, &clang, &work)?);
     }
 
     // 2. Compile latency, interleaved, whole process.

@@ -18,6 +18,11 @@ use predicate_ir::{ScanId, Window};
 pub struct CodeMap {
     /// One per callback, in [`crate::Module::callbacks`] order.
     pub passes: Vec<PassMap>,
+    /// Passes walked by straight-line code in the entry function, without
+    /// a callback, in the order they run.
+    pub inline: Vec<InlineMap>,
+    /// Prefilters: code in a callback that may jump over a chunk's steps.
+    pub prefilters: Vec<PrefilterMap>,
     /// Stack offset (from the entry's `r10`) of each scan's 8-byte final
     /// state, indexed by [`ScanId`].
     pub final_states: Vec<i16>,
@@ -45,7 +50,42 @@ pub struct PassMap {
     pub steps: Vec<StepRange>,
 }
 
-/// Where one machine's state lives inside a callback.
+/// One inline pass: machines stepped over a short window by unrolled code
+/// in the entry function (see `codegen/inline.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineMap {
+    /// The window every machine of the pass reads.
+    pub window: Window,
+    /// Entry slot of the pass's first instruction.
+    pub start: usize,
+    /// Entry slot after its last: the final states are stored by then.
+    pub end: usize,
+    /// The machines, in the order each byte's steps come.
+    pub machines: Vec<MachineMap>,
+    /// Every step range, in the entry function: `offset` is the byte's
+    /// position inside its block.
+    pub steps: Vec<StepRange>,
+}
+
+/// A prefilter (see `codegen/prefilter.rs`): code in callback `pass` that,
+/// from `start`, either falls to `slow` (the chunk's steps, run byte by
+/// byte) or jumps to `skip` (the chunk's end, the steps passed over) with
+/// the machine's state unchanged. Only the pass's one machine is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefilterMap {
+    /// The callback, an index into [`CodeMap::passes`].
+    pub pass: usize,
+    /// First slot of the test.
+    pub start: usize,
+    /// Where the chunk's steps begin.
+    pub slow: usize,
+    /// Where the chunk's steps end.
+    pub skip: usize,
+    /// Bytes the chunk holds, from the chunk pointer at `start` on.
+    pub span: u16,
+}
+
+/// Where one machine's state lives inside a callback or an inline pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineMap {
     /// The scan the machine runs.

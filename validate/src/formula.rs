@@ -115,6 +115,7 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
             .passes
             .iter()
             .flat_map(|p| &p.machines)
+            .chain(map.inline.iter().flat_map(|p| &p.machines))
             .find(|m| m.scan == k)
             .map(|m| m.encoding.clone())
             .ok_or_else(|| ValidationError::Map(format!("scan {k} is in no pass")))?;

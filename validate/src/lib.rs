@@ -13,14 +13,20 @@
 //! payload length 0..=65,535 ([`walk`], by classes of lengths each proven
 //! by one symbolic run); the formula for every combination
 //! of scan results and length classes ([`formula`]), with the ring buffer
-//! of drop events both free and full ([`watch`]). docs/validation.md
+//! of drop events both free and full ([`watch`]); passes walked inline, by
+//! straight-line code in the entry, get their own step and walk checks
+//! ([`inline`]); a prefilter that jumps over a chunk's steps is checked lane
+//! by lane against the IR ([`prefilter`]), the steps and walk on the object
+//! with it bypassed. docs/validation.md
 //! says what this implies and what it does not cover.
 
 pub mod formula;
 pub mod frame;
+pub mod inline;
 pub mod isa;
 pub mod object;
 pub mod patch;
+pub mod prefilter;
 pub mod rodata;
 pub mod step;
 pub mod stream;
@@ -60,6 +66,29 @@ pub enum ValidationError {
         /// The byte value.
         byte: u8,
         /// What differs.
+        what: String,
+    },
+    /// An inline pass (straight-line code in the entry) disagrees with the IR.
+    #[error("inline pass {pass} (scans {scans:?}){at}: {what}")]
+    Inline {
+        /// The inline pass, in the order they run.
+        pass: usize,
+        /// Its scans.
+        scans: Vec<usize>,
+        /// Where: the payload length, or the step, state and byte.
+        at: String,
+        /// What differs.
+        what: String,
+    },
+    /// A prefilter may skip a chunk the IR would not stay on, or does not
+    /// continue like the steps it jumps over.
+    #[error("prefilter {index} (pass {pass}): {what}")]
+    Prefilter {
+        /// The prefilter, an index into the code map's list.
+        index: usize,
+        /// The emitted pass holding it.
+        pass: usize,
+        /// What is wrong.
         what: String,
     },
     /// The callback stops the loop while a machine can still change.
@@ -121,6 +150,8 @@ pub struct Report {
     pub walk_one_by_one: u64,
     /// Formula cases run (length class, scan results, tested bytes).
     pub formula_cases: u64,
+    /// Paths the prefilter check followed (per prefilter and state).
+    pub prefilter_paths: u64,
     /// Time spent in the step, walk and formula checks.
     pub times: [std::time::Duration; 3],
 }
@@ -141,19 +172,29 @@ pub fn validate(
         )));
     }
     let t = std::time::Instant::now();
-    let (step_insns, checked_steps) = step::check(program, &object, map)?;
+    // The steps and the walk run on the object with every chunk stepped
+    // byte by byte; the prefilters are then checked on their own.
+    let stepped = prefilter::bypassed(&object, map)?;
+    let (step_insns, checked_steps) = step::check(program, &stepped, map)?;
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
-    let walk = walk::check(program, &object, map, 0..=walk::MAX_LEN, &checked_steps)?;
+    let walk = walk::check(program, &stepped, map, 0..=walk::MAX_LEN, &checked_steps)?;
+    let prefilter_paths = prefilter::check(program, &object, map)?;
     let walk_time = t.elapsed();
+    // Inline passes: their steps and walk (counted with the others').
+    let t = std::time::Instant::now();
+    let (inline_insns, inline_lengths) = inline::check(program, &object, map)?;
+    let step_insns = step_insns + inline_insns;
+    let walk_time = walk_time + t.elapsed();
     let t = std::time::Instant::now();
     let formula_cases = formula::check(program, &object, map)?;
     Ok(Report {
         step_insns,
-        walk_lengths: walk.lengths,
+        walk_lengths: walk.lengths + inline_lengths,
         walk_classes: walk.classes,
         walk_one_by_one: walk.one_by_one,
         formula_cases,
+        prefilter_paths,
         times: [step_time, walk_time, t.elapsed()],
     })
 }

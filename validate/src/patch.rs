@@ -82,6 +82,14 @@ pub mod code {
     pub const JLE_IMM: u8 = 0xb5;
     /// `jgt dst, imm`.
     pub const JGT_IMM: u8 = 0x25;
+    /// `jlt dst, imm`.
+    pub const JLT_IMM: u8 = 0xa5;
+    /// `and64 dst, imm`.
+    pub const AND64_IMM: u8 = 0x57;
+    /// `ld_imm64 dst, imm64` (first slot).
+    pub const LD_IMM64: u8 = 0x18;
+    /// `ldxdw dst, [src + off]`.
+    pub const LDXDW: u8 = 0x79;
     /// `ldxw dst, [src + off]`.
     pub const LDXW: u8 = 0x61;
 }

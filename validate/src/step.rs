@@ -643,7 +643,9 @@ fn byte_cells(code: &[Insn], start: usize, end: usize) -> Vec<(u8, u8)> {
         .collect()
 }
 
-fn compare(
+/// Whether a step from `state` on `byte` left the IR's next state in
+/// `after` and changed no register but its own (`own`) and `r8`.
+pub fn compare(
     machine: &Machine,
     enc: &StateEncoding,
     state: StateId,

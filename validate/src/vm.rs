@@ -219,6 +219,9 @@ pub struct Vm<'o> {
     pub forbid_stores: bool,
     /// When set, the state at marked slots of one callback is captured.
     pub probe: Option<Probe>,
+    /// When set, [`Vm::exec`] of the entry function also stops at every
+    /// slot marked here (a constant-time test, for many stops).
+    pub entry_stops: Option<Vec<bool>>,
     /// The maps' state, once [`crate::watch::install`] gave them a meaning.
     pub watch: crate::watch::WatchState,
     /// The function and slot of the `ld_imm64` a pseudo-load emulation is
@@ -279,6 +282,7 @@ impl<'o> Vm<'o> {
             packet_loads: None,
             forbid_stores: false,
             probe: None,
+            entry_stops: None,
             watch: Default::default(),
             loading_at: (Func::Entry, 0),
         };
@@ -622,7 +626,13 @@ impl<'o> Vm<'o> {
             };
         }
         loop {
-            if stop_at.contains(&pc) {
+            if stop_at.contains(&pc)
+                || (f == Func::Entry
+                    && self
+                        .entry_stops
+                        .as_ref()
+                        .is_some_and(|m| m.get(pc).copied().unwrap_or(false)))
+            {
                 return Ok(Stop::At(pc));
             }
             if let Some(probe) = &self.probe {

@@ -244,6 +244,7 @@ fn check_pass(
     // Where the entry stops: this pass's loop call, the next pass, the formula.
     let mut boundaries: Vec<usize> = map.passes.iter().map(|q| q.setup_start).collect();
     boundaries.push(map.formula_start);
+    boundaries.extend(map.inline.iter().map(|q| q.start));
     boundaries.retain(|&b| b > pass.setup_start);
     let after = boundaries
         .iter()

@@ -108,22 +108,33 @@ fn swapped_transitions_are_caught() {
     );
 }
 
-/// Off by one at the window's end: `printable16` clamps the window to 16
-/// bytes in the entry; clamp it to 17 and to 15.
+/// A spec: all bytes of `[0, end)` are text.
+fn text_window(end: u32) -> support::Compiled {
+    let text = format!(
+        r#"{{"version": 1, "name": "text{end}", "predicate": {{"op": "all", "window": {{"start": 0, "end": {end}}}, "class": [[9, 10], [13, 13], [32, 126]]}}}}"#
+    );
+    let spec = predicate_ir::parse(&text).unwrap();
+    support::compile_program(predicate_ir::lower(&spec).unwrap())
+}
+
+/// Off by one at the window's end: a 1,000-byte window (too long to walk
+/// inline) is clamped to 1,000 bytes in the entry; clamp it to 999 and to
+/// 1,001.
 #[test]
 fn an_off_by_one_window_end_is_caught() {
-    let c = support::seed("printable16");
+    let c = text_window(1000);
+    assert!(c.map.inline.is_empty(), "walked by bpf_loop");
     let pass = &c.map.passes[0];
     let setup = pass.setup_start..c.map.formula_start;
-    let slot = patch::find(&c.object, "classifier", setup, code::MOV64_IMM, Some(16))
+    let slot = patch::find(&c.object, "classifier", setup, code::MOV64_IMM, Some(1000))
         .expect("the window end");
-    for wrong in [15, 17] {
+    for wrong in [999, 1001] {
         let mut bad = c.object.clone();
         patch::set_imm(&mut bad, "classifier", slot, wrong).unwrap();
         match validate(&c, &bad) {
             Err(e @ ValidationError::Walk { pass: 0, len, .. }) => {
                 assert!(
-                    len > 15,
+                    len > 999,
                     "the first wrong length is past the window end: {len} ({e})"
                 );
                 // The message names the scan and the payload length.
@@ -135,6 +146,95 @@ fn an_off_by_one_window_end_is_caught() {
             }
             other => panic!("window end {wrong}: expected a walk error, got {other:?}"),
         }
+    }
+}
+
+/// Off by one at an inline window's end: `printable16` takes its whole
+/// 16-byte block when `n >= 16`; with 15 it reads a 16th byte from a
+/// 15-byte window, with 17 a 16-byte payload steps on nothing.
+#[test]
+fn an_off_by_one_inline_window_end_is_caught() {
+    let c = support::seed("printable16");
+    assert!(c.map.passes.is_empty(), "walked inline");
+    let pass = &c.map.inline[0];
+    let slot = patch::find(
+        &c.object,
+        "classifier",
+        pass.start..pass.end,
+        code::JLT_IMM,
+        Some(16),
+    )
+    .expect("the full-window test");
+    for (wrong, first_bad) in [(15, 15), (17, 16)] {
+        let mut bad = c.object.clone();
+        patch::set_imm(&mut bad, "classifier", slot, wrong).unwrap();
+        match validate(&c, &bad) {
+            Err(ValidationError::Inline {
+                pass: 0, at, what, ..
+            }) => {
+                assert!(
+                    at.ends_with(&format!("payload length {first_bad}")),
+                    "window end {wrong}: {at}: {what}"
+                );
+            }
+            other => panic!("window end {wrong}: expected an inline error, got {other:?}"),
+        }
+    }
+}
+
+/// A partial block skipped: in `printable64`, the test of bit 8 of the
+/// window's length jumps past its block whatever the bit (a payload of 8
+/// to 15 bytes would leave bytes unread).
+#[test]
+fn a_skipped_inline_block_is_caught() {
+    let c = support::seed("printable64");
+    let pass = &c.map.inline[0];
+    let and8 = patch::find(
+        &c.object,
+        "classifier",
+        pass.start..pass.end,
+        code::AND64_IMM,
+        Some(8),
+    )
+    .expect("the bit test of the 8-byte block");
+    let mut bad = c.object.clone();
+    // `r8 &= 0`: the following `if r8 == 0` always skips.
+    patch::set_imm(&mut bad, "classifier", and8, 0).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Inline { at, what, .. }) => {
+            assert!(at.ends_with("payload length 8"), "{at}: {what}");
+            assert!(
+                what.contains("steps on 0 bytes of a 8-byte window"),
+                "{what}"
+            );
+        }
+        other => panic!("expected an inline error, got {other:?}"),
+    }
+}
+
+/// A wrong transition in an inline step: the class test of one copy in
+/// `minimal` (`byte - 32 > 94` leaves the class) accepts 127 (DEL) as text.
+#[test]
+fn a_wrong_inline_transition_is_caught() {
+    let c = support::seed("minimal");
+    let pass = &c.map.inline[0];
+    let step = pass.steps.iter().find(|s| s.offset == 3).expect("byte 3");
+    let slot = patch::find(
+        &c.object,
+        "classifier",
+        step.start..step.end,
+        code::JGT_IMM,
+        Some(94),
+    )
+    .expect("the printable range's test");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, "classifier", slot, 95).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Inline { at, what, .. }) => {
+            assert!(at.contains("byte 0x7f"), "{at}: {what}");
+            assert!(what.contains("the IR to"), "{what}");
+        }
+        other => panic!("expected an inline step error, got {other:?}"),
     }
 }
 
@@ -358,4 +458,53 @@ fn a_verdict_that_depends_on_a_full_ring_buffer_is_caught() {
         }
         other => panic!("expected a formula error, got {other:?}"),
     }
+}
+
+/// The prefilter of `hateless` (skip a 64-byte chunk with no `h` or `H`
+/// followed by `a` or `A`, not ending in `h` or `H`), broken three ways;
+/// each time a chunk it would skip is one the DFA does not stay on, or its
+/// lanes are no longer one byte pair each.
+#[test]
+fn a_wrong_prefilter_is_caught() {
+    let c = support::seed("hateless");
+    let pf = c.map.prefilters.first().expect("hateless has a prefilter");
+    let (range, pass) = (pf.start..pf.slow, pf.pass);
+    let expect = |bad: &[u8], what_has: &str| match validate(&c, bad) {
+        Err(ValidationError::Prefilter { pass: p, what, .. }) => {
+            assert_eq!(p, pass);
+            assert!(what.contains(what_has), "{what}");
+        }
+        other => panic!("expected a prefilter error ({what_has}), got {other:?}"),
+    };
+
+    // The second byte's constant: `b` instead of `a` in four lanes.
+    let second = patch::find(
+        &c.object,
+        ".text",
+        range.clone(),
+        code::LD_IMM64,
+        Some(0x6161_6161),
+    )
+    .expect("the broadcast of 'a'");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", second, 0x6262_6262).unwrap();
+    expect(&bad, "can leave the DFA in state");
+
+    // The chunk's last byte compared with `i` instead of `h`.
+    let last = patch::find(&c.object, ".text", range.clone(), code::JEQ_IMM, Some(0x68))
+        .expect("the last byte's test");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", last, 0x69).unwrap();
+    expect(&bad, "can leave the DFA in state 1");
+
+    // The next bytes loaded two bytes on instead of one.
+    let next = (range.start..range.end)
+        .find(|&s| {
+            let b = patch::slot_bytes(&c.object, ".text", s).unwrap();
+            b[0] == code::LDXDW && i16::from_le_bytes([b[2], b[3]]) == 1
+        })
+        .expect("the load of the next bytes");
+    let mut bad = c.object.clone();
+    patch::set_off(&mut bad, ".text", next, 2).unwrap();
+    expect(&bad, "not neighbours");
 }

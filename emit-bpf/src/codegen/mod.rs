@@ -1,12 +1,15 @@
 //! Code generation: a lowered [`Program`] becomes an entry function (the TC
-//! classifier) plus one `bpf_loop` callback per scan pass.
+//! classifier) plus one `bpf_loop` callback per scan pass not walked inline.
 //!
 //! The entry function, top to bottom:
 //! 1. [`packet`]: make the whole skb linear, parse Ethernet / IPv4 / IPv6 /
 //!    TCP by the packet model of docs/design.md, and leave the payload bounds in
 //!    registers, or jump to a policy verdict. Everything malformed drops.
-//! 2. [`scan`]: for each pass, set up the scan context on the stack, call
-//!    `bpf_loop` with the pass's callback, and store one accept byte per scan.
+//! 2. For each pass: [`inline`] walks a window that ends early with
+//!    straight-line code; otherwise [`scan`] sets up the scan context on
+//!    the stack and calls `bpf_loop` with the pass's callback (whose
+//!    64-byte chunks may start with a [`prefilter`]). Either way each scan's
+//!    final state is stored on the stack.
 //! 3. [`formula`]: branch on length tests, single-byte tests and the accept
 //!    bytes to `PASS` or `DROP`.
 //! 4. [`verdict`]: one exit per [`Reason`]: count it in the counters map
@@ -28,7 +31,9 @@
 
 mod asm;
 mod formula;
+mod inline;
 mod packet;
+mod prefilter;
 mod scan;
 pub(crate) mod stream;
 mod table;
@@ -36,7 +41,7 @@ mod verdict;
 
 use predicate_ir::Program;
 
-use crate::codemap::{CodeMap, PassMap};
+use crate::codemap::{CodeMap, InlineMap, PassMap, PrefilterMap, StepRange};
 use crate::decision::Reason;
 use crate::insn::Insn;
 use crate::module::{Function, Module};
@@ -234,49 +239,47 @@ pub(crate) fn compile(
             }
         }
     }
-    let mut callbacks = Vec::with_capacity(groups.len());
-    let mut passes = Vec::with_capacity(groups.len());
-    let mut entry_marks = Vec::with_capacity(groups.len() + 1);
+    let mut passes = Passes::with_capacity(groups.len());
+    // Passes are walked inline in program order while the entry has room;
+    // table-driven passes always run as callbacks.
+    let mut inline_left = inline::ENTRY_INLINE_BUDGET;
     for (index, group) in groups.iter().enumerate() {
+        let inline_cost = match group.table {
+            Some(_) => None,
+            None => inline::cost(program, group).filter(|&c| c <= inline_left),
+        };
+        if let Some(cost) = inline_cost {
+            inline_left -= cost;
+            let marks = inline::emit(&mut entry, program, group, &verdicts)?;
+            passes.inline.push((group, marks));
+            continue;
+        }
         let setup = entry.label();
         entry.bind(setup);
-        entry_marks.push(setup);
+        passes.entry_marks.push(setup);
         if let Some(layout) = &group.table {
             table::emit_pointer_spill(&mut entry, layout, frame::CTX);
         }
-        scan::emit_pass_call(&mut entry, program, group, index as i32, &verdicts)?;
-        let (body, steps) = scan::emit_callback(program, group, index as i32)?;
-        callbacks.push(Function {
-            name: format!("scan_pass_{index}"),
-            insns: body,
-        });
-        passes.push(PassMap {
-            window: group.window,
-            setup_start: 0, // set once the entry is finished
-            machines: scan::machine_maps(program, group),
-            steps,
-        });
+        // The callback's function index counts callbacks only; `index`
+        // (the pass's place among all passes) names it in drop events.
+        let callback_index = passes.callbacks.len();
+        scan::emit_pass_call(&mut entry, program, group, callback_index as i32, &verdicts)?;
+        passes.push_callback(program, group, index, true)?;
     }
 
     let formula_start = entry.label();
     entry.bind(formula_start);
-    entry_marks.push(formula_start);
+    passes.entry_marks.push(formula_start);
     let stubs = formula::emit(&mut entry, program, &groups, &verdicts);
     verdict::emit(&mut entry, &verdicts, &stubs, options, false);
-    finish(
-        program,
-        entry,
-        &entry_marks,
-        passes,
-        callbacks,
-        verdict::maps(),
-        rodata,
-    )
+    finish(program, entry, passes, verdict::maps(), rodata)
 }
 
 /// Compiles a lowered stream program (see [`stream`]): the entry function
 /// keeps each flow's state in the flow map and judges each segment's new
-/// bytes from the carried scan states.
+/// bytes from the carried scan states. Every pass runs as a `bpf_loop`
+/// callback, without tables or prefilter (what the stream validator checks,
+/// docs/validation.md).
 pub(crate) fn compile_stream(
     stream_program: &predicate_ir::StreamProgram,
     options: &Options,
@@ -292,13 +295,11 @@ pub(crate) fn compile_stream(
     stream::emit_segment(&mut entry, &verdicts, stream::value::size(slots));
 
     let walk_failed = entry.label();
-    let mut callbacks = Vec::with_capacity(groups.len());
-    let mut passes = Vec::with_capacity(groups.len());
-    let mut entry_marks = Vec::with_capacity(groups.len() + 1);
+    let mut passes = Passes::with_capacity(groups.len());
     for (index, group) in groups.iter().enumerate() {
         let setup = entry.label();
         entry.bind(setup);
-        entry_marks.push(setup);
+        passes.entry_marks.push(setup);
         scan::emit_stream_pass_call(
             &mut entry,
             program,
@@ -307,22 +308,12 @@ pub(crate) fn compile_stream(
             value_slots[index],
             walk_failed,
         )?;
-        let (body, steps) = scan::emit_callback(program, group, index as i32)?;
-        callbacks.push(Function {
-            name: format!("scan_pass_{index}"),
-            insns: body,
-        });
-        passes.push(PassMap {
-            window: group.window,
-            setup_start: 0,
-            machines: scan::machine_maps(program, group),
-            steps,
-        });
+        passes.push_callback(program, group, index, false)?;
     }
 
     let formula_start = entry.label();
     entry.bind(formula_start);
-    entry_marks.push(formula_start);
+    passes.entry_marks.push(formula_start);
     let judged = entry.label();
     let stubs = formula::emit_stream(
         &mut entry,
@@ -339,38 +330,130 @@ pub(crate) fn compile_stream(
     stream::emit_latch(&mut entry);
     entry.ja(verdicts.latched);
     verdict::emit(&mut entry, &verdicts, &stubs, options, true);
-    finish(
-        program,
-        entry,
-        &entry_marks,
-        passes,
-        callbacks,
-        stream::maps(slots),
-        // Stream passes step every automaton by branchy code (no tables yet).
-        Vec::new(),
-    )
+    finish(program, entry, passes, stream::maps(slots), Vec::new())
+}
+
+/// The passes of one program as they are emitted: callbacks with their
+/// maps, inline passes with their labels, and the entry labels to resolve
+/// (each callback pass's setup, then the formula's start).
+struct Passes<'g> {
+    callbacks: Vec<Function>,
+    maps: Vec<PassMap>,
+    prefilters: Vec<PrefilterMap>,
+    inline: Vec<(&'g scan::PassGroup, inline::InlineMarks)>,
+    entry_marks: Vec<Label>,
+}
+
+impl<'g> Passes<'g> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            callbacks: Vec::with_capacity(n),
+            maps: Vec::with_capacity(n),
+            prefilters: Vec::new(),
+            inline: Vec::new(),
+            entry_marks: Vec::with_capacity(n + 1),
+        }
+    }
+
+    /// Emits the callback of `group` (pass `index` of all passes), with a
+    /// prefilter where `allow_prefilter` and the pass allows one.
+    fn push_callback(
+        &mut self,
+        program: &Program,
+        group: &scan::PassGroup,
+        index: usize,
+        allow_prefilter: bool,
+    ) -> Result<(), CodegenError> {
+        let callback_index = self.callbacks.len();
+        let (body, steps, prefilter) =
+            scan::emit_callback(program, group, index as i32, allow_prefilter)?;
+        if let Some((start, slow, skip)) = prefilter {
+            self.prefilters.push(PrefilterMap {
+                pass: callback_index,
+                start,
+                slow,
+                skip,
+                span: prefilter::SPAN as u16,
+            });
+        }
+        self.callbacks.push(Function {
+            name: format!("scan_pass_{callback_index}"),
+            insns: body,
+        });
+        self.maps.push(PassMap {
+            window: group.window,
+            setup_start: 0, // set once the entry is finished
+            machines: scan::machine_maps(program, group),
+            steps,
+        });
+        Ok(())
+    }
 }
 
 /// Resolves the entry function, fills in the code map and checks sizes.
 fn finish(
     program: &Program,
     entry: Asm,
-    entry_marks: &[Label],
-    mut passes: Vec<PassMap>,
-    callbacks: Vec<Function>,
+    passes: Passes<'_>,
     maps: Vec<crate::module::MapDef>,
     rodata: Vec<u8>,
 ) -> Result<(Module, CodeMap), CodegenError> {
-    let (entry, marked) = entry.finish_marked(entry_marks)?;
-    for (pass, &slot) in passes.iter_mut().zip(&marked) {
+    let Passes {
+        callbacks,
+        maps: mut pass_maps,
+        prefilters,
+        inline: inline_passes,
+        mut entry_marks,
+    } = passes;
+    // Inline passes' labels follow the setups and the formula's start.
+    let callback_marks = entry_marks.len();
+    for (_, marks) in &inline_passes {
+        entry_marks.push(marks.start);
+        entry_marks.push(marks.end);
+        for step in &marks.steps {
+            entry_marks.push(step.start);
+            entry_marks.push(step.end);
+        }
+    }
+    let (entry, marked) = entry.finish_marked(&entry_marks)?;
+    for (pass, &slot) in pass_maps.iter_mut().zip(&marked) {
         pass.setup_start = slot;
     }
+    let mut inline = Vec::with_capacity(inline_passes.len());
+    let mut at = callback_marks;
+    for (group, marks) in &inline_passes {
+        let (start, end) = (marked[at], marked[at + 1]);
+        at += 2;
+        let steps = marks
+            .steps
+            .iter()
+            .map(|m| {
+                let range = StepRange {
+                    machine: m.machine,
+                    offset: m.offset,
+                    start: marked[at],
+                    end: marked[at + 1],
+                };
+                at += 2;
+                range
+            })
+            .collect();
+        inline.push(InlineMap {
+            window: group.window,
+            start,
+            end,
+            machines: scan::machine_maps(program, group),
+            steps,
+        });
+    }
     let map = CodeMap {
-        passes,
+        passes: pass_maps,
         final_states: (0..program.scans.len())
             .map(scan::final_state_offset)
             .collect(),
-        formula_start: marked[marked.len() - 1],
+        formula_start: marked[callback_marks - 1],
+        inline,
+        prefilters,
         payload_start: frame::CTX + scan::ctx::PAYLOAD_START,
         payload_len: frame::CTX + scan::ctx::PAYLOAD_LEN,
     };

@@ -13,6 +13,10 @@
 //! machine state is explicit there between iterations: this is the state a
 //! stream mode would carry across segments.
 //!
+//! A pass of one DFA may begin its 64-byte chunks with a prefilter that
+//! jumps over the chunk's steps (see `prefilter.rs`). Passes whose window
+//! ends early are emitted by `inline.rs` instead, without a callback.
+//!
 //! Machine registers inside the callback: DFA state in one register; the
 //! depth counter in two (depth, mode), with mode [`DEPTH_FAILED`] as its sink.
 //! A pass holds at most [`MACHINE_REGS`] registers' worth of machines; larger
@@ -83,7 +87,7 @@ const STATUS_DECIDED: i32 = 2;
 /// Registers free for machine state inside a callback: r0-r5 (no helper is
 /// called while stepping). r6 = context, r7 = position, r8 = current byte,
 /// r9 = pointer to the current chunk.
-const MACHINE_REG_FILE: [Register; 6] = [R0, R1, R2, R3, R4, R5];
+pub(crate) const MACHINE_REG_FILE: [Register; 6] = [R0, R1, R2, R3, R4, R5];
 pub(crate) const MACHINE_REGS: usize = MACHINE_REG_FILE.len();
 
 /// Depth-counter mode values (registers, not IR state numbers).
@@ -122,7 +126,7 @@ pub(crate) struct PassGroup {
     pub table: Option<super::table::Layout>,
 }
 
-fn regs_needed(m: &Machine) -> usize {
+pub(crate) fn regs_needed(m: &Machine) -> usize {
     match m {
         Machine::Dfa(_) => 1,
         Machine::Depth(_) => 2,
@@ -175,7 +179,7 @@ pub(crate) fn plan(program: &Program) -> Vec<PassGroup> {
 }
 
 /// Where each scan of a group keeps its state: first register slot index.
-fn slot_layout(program: &Program, group: &PassGroup) -> Vec<usize> {
+pub(crate) fn slot_layout(program: &Program, group: &PassGroup) -> Vec<usize> {
     let mut next = 0;
     group
         .scans
@@ -438,10 +442,10 @@ fn emit_byte(
 
 /// Labels around one machine's step on one chunk byte, for the code map.
 pub(crate) struct StepMark {
-    machine: usize,
-    offset: u16,
-    start: Label,
-    end: Label,
+    pub machine: usize,
+    pub offset: u16,
+    pub start: Label,
+    pub end: Label,
 }
 
 /// Instructions one byte costs (for choosing the chunk size).
@@ -458,7 +462,7 @@ fn byte_code_len(program: &Program, group: &PassGroup) -> Result<usize, CodegenE
 /// registers the paths would multiply (one per combination of states), with
 /// a large DFA one path per state costs too much, and a depth counter's
 /// ranges keep changing; all of these get the XOR.
-fn needs_blur(program: &Program, group: &PassGroup) -> bool {
+pub(crate) fn needs_blur(program: &Program, group: &PassGroup) -> bool {
     if group.table.is_some() {
         // One table load per step: no branches to multiply paths.
         return false;
@@ -477,16 +481,30 @@ fn needs_blur(program: &Program, group: &PassGroup) -> bool {
 /// Largest DFA stepped without blurring (see [`needs_blur`]).
 const MAX_UNBLURRED_STATES: usize = 6;
 
+/// A callback's instructions, step ranges and prefilter slots.
+pub(crate) type CallbackCode = (Vec<Insn>, Vec<StepRange>, Option<(usize, usize, usize)>);
+
 /// The callback of one pass: `int scan_pass_N(int idx, void *ctx)`.
+/// Also returns the prefilter's slots (start, slow path, skip target), if
+/// the pass has one.
 pub(crate) fn emit_callback(
     program: &Program,
     group: &PassGroup,
     pass_index: i32,
-) -> Result<(Vec<Insn>, Vec<StepRange>), CodegenError> {
+    allow_prefilter: bool,
+) -> Result<CallbackCode, CodegenError> {
     let mut marks = Vec::new();
     let layout = slot_layout(program, group);
     let slots = slot_count(program, group);
     let sizes = tiers(program, group)?;
+    // Table steps keep the table pointer where the prefilter has scratch
+    // registers, and stream passes are validated without one.
+    let prefilter = if allow_prefilter && group.table.is_none() {
+        super::prefilter::plan(program, group)
+    } else {
+        None
+    };
+    let mut prefilter_marks = None;
 
     let mut a = Asm::new();
     let finished = a.label();
@@ -529,9 +547,19 @@ pub(crate) fn emit_callback(
         } else {
             a.emit(Insn::load(Size::W, OPAQUE, CTX, ctx::STATUS));
         }
+        // The prefilter (see `prefilter.rs`) may jump over the chunk's steps.
+        let skip = a.label();
+        if let (Some(pf), super::prefilter::SPAN) = (prefilter, size) {
+            let (start, slow) = (a.label(), a.label());
+            a.bind(start);
+            super::prefilter::emit(&mut a, pf, slow, skip);
+            a.bind(slow);
+            prefilter_marks = Some([start, slow, skip]);
+        }
         for j in 0..size {
             emit_byte(&mut a, program, group, j as i16, &mut marks, fail)?;
         }
+        a.bind(skip);
         // The byte register is dead now: it tells the decided path the
         // chunk's size.
         a.emit(Insn::mov64_imm(BYTE, size as i32));
@@ -596,8 +624,13 @@ pub(crate) fn emit_callback(
     a.bind(finished);
     a.emit(Insn::mov64_imm(R0, 1));
     a.emit(Insn::exit());
-    let labels: Vec<Label> = marks.iter().flat_map(|m| [m.start, m.end]).collect();
+    let mut labels: Vec<Label> = marks.iter().flat_map(|m| [m.start, m.end]).collect();
+    labels.extend(prefilter_marks.iter().flatten());
     let (insns, slots) = a.finish_marked(&labels)?;
+    let prefilter = prefilter_marks.map(|_| {
+        let at = 2 * marks.len();
+        (slots[at], slots[at + 1], slots[at + 2])
+    });
     let steps = marks
         .iter()
         .zip(slots.chunks(2))
@@ -608,7 +641,7 @@ pub(crate) fn emit_callback(
             end: se[1],
         })
         .collect();
-    Ok((insns, steps))
+    Ok((insns, steps, prefilter))
 }
 
 /// Where each machine of the group keeps its state, for the code map.
@@ -721,7 +754,7 @@ fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
 
 /// One depth-counter step on the byte in r8 (the order of docs/spec-format.md:
 /// strings first, then open, then close).
-fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register) {
+pub(crate) fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register) {
     let done = a.label();
     let code = a.label();
     a.jmp_imm(JmpCond::Jeq, mode, DEPTH_CODE, code);

@@ -1,0 +1,741 @@
+//! The prefilter check: code in a callback that may jump over a chunk's
+//! steps (emit-bpf's `codegen/prefilter.rs`) skips only chunks the DFA's
+//! transitions leave in the state they started in.
+//!
+//! The step and walk checks run on [`bypassed`]: the object with each
+//! prefilter's first instruction replaced by a jump to its slow path, so
+//! they check the chunk's steps as if every chunk were stepped byte by
+//! byte. This module checks that the real prefilter is equivalent:
+//!
+//! - **Shape.** From `slow`, the pass's one machine has one step range per
+//!   chunk byte `0..span`, in order, back to back, the last ending at `skip`.
+//! - **Lanes.** From `start`, captured on a probe packet, the prefilter is
+//!   run for every reachable state with the chunk's bytes symbolic: each
+//!   register holds a number or eight byte lanes, each lane a constant or a
+//!   table (all 256 values) of one chunk byte. Only lane-wise operations are
+//!   accepted (and, or, xor, and add or subtract where no lane can carry or
+//!   borrow for any byte), so a 64-bit comparison of lanes with a constant
+//!   is one comparison per lane. A path that goes on where lanes equal the
+//!   constant narrows each chunk byte to the values whose lane matches; the
+//!   other outcome narrows nothing (it over-approximates). Every path must
+//!   end at `slow` or `skip`, without stores or calls. At `skip` every
+//!   chunk byte must be narrowed to bytes on which the DFA stays in the
+//!   state (exhaustively from the IR's transitions).
+//! - **Registers.** At `slow` and at `skip`, every register the code after
+//!   it may read before writing (a conservative liveness walk) holds what
+//!   it held at `start` (the state included): the real code then continues
+//!   exactly as the bypassed one.
+
+use emit_bpf::codemap::{CodeMap, PrefilterMap, StateEncoding};
+use predicate_ir::{Machine, Program};
+
+use crate::frame;
+use crate::isa::{self, Alu, Cond, Insn, Operand};
+use crate::object::{Function, Object};
+use crate::step::reachable;
+use crate::vm::{Probe, Skb, Vm};
+use crate::ValidationError;
+
+/// The object with every prefilter jumping straight to its slow path.
+pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationError> {
+    let mut out = object.clone();
+    for pf in &map.prefilters {
+        let f = out
+            .callbacks
+            .get_mut(pf.pass)
+            .ok_or_else(|| ValidationError::Map(format!("prefilter in no callback {}", pf.pass)))?;
+        if pf.start >= f.insns.len() || pf.slow <= pf.start || pf.slow > f.insns.len() {
+            return Err(ValidationError::Map(format!(
+                "prefilter slots {}..{} outside {}",
+                pf.start, pf.slow, f.name
+            )));
+        }
+        f.insns[pf.start] = Insn::Jump {
+            wide: true,
+            cond: None,
+            dst: 0,
+            src: Operand::Imm(0),
+            off: (pf.slow - pf.start - 1) as i32,
+        };
+    }
+    Ok(out)
+}
+
+/// Runs the prefilter check; returns how many paths it followed.
+pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, ValidationError> {
+    let mut paths = 0;
+    for (i, pf) in map.prefilters.iter().enumerate() {
+        paths += check_one(program, object, map, i, pf)?;
+    }
+    Ok(paths)
+}
+
+fn err(i: usize, pf: &PrefilterMap, what: String) -> ValidationError {
+    ValidationError::Prefilter {
+        index: i,
+        pass: pf.pass,
+        what,
+    }
+}
+
+fn check_one(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+    i: usize,
+    pf: &PrefilterMap,
+) -> Result<u64, ValidationError> {
+    let e = |what: String| err(i, pf, what);
+    let pass = map
+        .passes
+        .get(pf.pass)
+        .ok_or_else(|| e("names no pass".into()))?;
+    let callback = object
+        .callbacks
+        .get(pf.pass)
+        .ok_or_else(|| e("names no callback".into()))?;
+    let [mm] = pass.machines.as_slice() else {
+        return Err(e("its pass has more than one machine".into()));
+    };
+    let StateEncoding::Dfa { reg: state_reg } = mm.encoding else {
+        return Err(e("its machine is not a DFA".into()));
+    };
+    let Machine::Dfa(dfa) = &program.scans[mm.scan].machine else {
+        return Err(e("its scan is not a DFA".into()));
+    };
+    // Shape: the chunk's steps run back to back from `slow` to `skip`.
+    let mut at = pf.slow;
+    for offset in 0..pf.span {
+        let step = pass
+            .steps
+            .iter()
+            .find(|s| s.start == at && s.machine == 0 && s.offset == offset)
+            .ok_or_else(|| e(format!("no step of chunk byte {offset} at slot {at}")))?;
+        at = step.end;
+    }
+    if at != pf.skip {
+        return Err(e(format!(
+            "the chunk's steps end at slot {at}, not at the skip target {}",
+            pf.skip
+        )));
+    }
+    // The registers at `start`, on a probe packet.
+    let mut vm = Vm::new(object);
+    crate::watch::install(&mut vm);
+    let mut marked = vec![false; callback.insns.len()];
+    *marked
+        .get_mut(pf.start)
+        .ok_or_else(|| e("start outside the callback".into()))? = true;
+    vm.probe = Some(Probe {
+        callback: pf.pass,
+        marked,
+        captured: Default::default(),
+    });
+    let window_start = pass.window.start as usize;
+    for len in [usize::from(pf.span), 2 * usize::from(pf.span), 200] {
+        let payload = vec![b'a'; window_start + len];
+        if payload.len() > crate::walk::MAX_PAYLOAD as usize {
+            break;
+        }
+        vm.set_skb(Skb::linear(frame::ipv4_tcp(&payload)));
+        vm.run_program().map_err(|error| ValidationError::Exec {
+            during: format!("a prefilter probe with a {}-byte payload", payload.len()),
+            error,
+        })?;
+        if !vm.probe.as_ref().expect("set").captured.is_empty() {
+            break;
+        }
+    }
+    let captured = vm.probe.take().expect("set").captured;
+    let snap = captured
+        .get(&pf.start)
+        .ok_or_else(|| e("no probe packet reaches the prefilter".into()))?;
+    let at_start = snap.regs;
+    let chunk = at_start
+        .get(9)
+        .ok_or_else(|| e("r9 (the chunk pointer) is undefined at the start".into()))?;
+    let live_slow = live_in(callback, pf.slow).map_err(&e)?;
+    let live_skip = live_in(callback, pf.skip).map_err(&e)?;
+
+    let mut paths = 0;
+    for state in reachable(&program.scans[mm.scan].machine) {
+        let mut regs: [Option<Val>; 11] =
+            std::array::from_fn(|r| at_start.get(r as u8).map(Val::Known));
+        regs[usize::from(state_reg)] = Some(Val::Known(u64::from(state)));
+        let mut initial = at_start;
+        initial.set(state_reg, u64::from(state));
+        let begin = Path {
+            pc: pf.start,
+            regs,
+            allowed: vec![[true; 256]; usize::from(pf.span)],
+            pairs: Default::default(),
+        };
+        let mut work = vec![begin];
+        while let Some(path) = work.pop() {
+            paths += 1;
+            if paths > 100_000 {
+                return Err(e("too many paths".into()));
+            }
+            let (end, path) = run_path(callback, path, chunk, pf, &mut work)
+                .map_err(|w| e(format!("from state {state}: {w}")))?;
+            let live = if end == pf.slow { live_slow } else { live_skip };
+            for r in 0..=9u8 {
+                if live & (1 << r) == 0 {
+                    continue;
+                }
+                let want = initial.get(r);
+                let got = match &path.regs[usize::from(r)] {
+                    Some(Val::Known(v)) => Some(*v),
+                    Some(Val::Lanes(_)) => None,
+                    None => None,
+                };
+                if got != want || (want.is_none() && path.regs[usize::from(r)].is_some()) {
+                    return Err(e(format!(
+                        "from state {state}, at slot {end}: r{r}, read later, holds {got:?}, not its value at the start ({want:?})"
+                    )));
+                }
+            }
+            if end == pf.skip {
+                leaves_in(dfa, state, &path).map_err(|w| e(format!("from state {state}: {w}")))?;
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// A value: a number, or eight byte lanes (lane `i` = bits `8i..8i+8`).
+#[derive(Clone)]
+enum Val {
+    Known(u64),
+    Lanes(Box<[Lane; 8]>),
+}
+
+#[derive(Clone)]
+enum Lane {
+    Const(u8),
+    /// `table[b]` when chunk byte `pos` is `b`.
+    Of {
+        pos: u16,
+        table: Box<[u8; 256]>,
+    },
+    /// `table[256 * a + b]` when chunk bytes `pos` and `pos + 1` are `a`, `b`.
+    Pair {
+        pos: u16,
+        table: Box<[u8]>,
+    },
+}
+
+impl Lane {
+    /// The lane as a table over the byte pair at (`pos`, `pos + 1`).
+    fn as_pair(&self, pos: u16) -> Option<Box<[u8]>> {
+        let mut t = vec![0u8; 65_536];
+        match self {
+            Lane::Const(c) => t.fill(*c),
+            Lane::Of { pos: p, table } if *p == pos => {
+                for (i, v) in t.iter_mut().enumerate() {
+                    *v = table[i >> 8];
+                }
+            }
+            Lane::Of { pos: p, table } if *p == pos + 1 => {
+                for (i, v) in t.iter_mut().enumerate() {
+                    *v = table[i & 0xff];
+                }
+            }
+            Lane::Pair { pos: p, table } if *p == pos => return Some(table.clone()),
+            _ => return None,
+        }
+        Some(t.into_boxed_slice())
+    }
+
+    /// The first chunk byte the lane depends on, if any.
+    fn first_pos(&self) -> Option<u16> {
+        match self {
+            Lane::Const(_) => None,
+            Lane::Of { pos, .. } | Lane::Pair { pos, .. } => Some(*pos),
+        }
+    }
+
+    fn is_pair(&self) -> bool {
+        matches!(self, Lane::Pair { .. })
+    }
+}
+
+#[derive(Clone)]
+struct Path {
+    pc: usize,
+    regs: [Option<Val>; 11],
+    /// Per chunk byte, the values a path here allows.
+    allowed: Vec<[bool; 256]>,
+    /// Per chunk byte `p` constrained with the next: the pairs allowed.
+    pairs: std::collections::BTreeMap<u16, Box<[bool]>>,
+}
+
+fn lanes(v: &Val) -> [Lane; 8] {
+    match v {
+        Val::Known(x) => std::array::from_fn(|i| Lane::Const((x >> (8 * i)) as u8)),
+        Val::Lanes(l) => (**l).clone(),
+    }
+}
+
+fn collapse(l: [Lane; 8]) -> Val {
+    let mut x = 0u64;
+    for (i, lane) in l.iter().enumerate() {
+        match lane {
+            Lane::Const(c) => x |= u64::from(*c) << (8 * i),
+            Lane::Of { .. } | Lane::Pair { .. } => return Val::Lanes(Box::new(l)),
+        }
+    }
+    Val::Known(x)
+}
+
+/// A lane-wise 64-bit operation, refused where a lane could carry.
+fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
+    let f = |x: u8, y: u8| -> Result<u8, String> {
+        match op {
+            Alu::And => Ok(x & y),
+            Alu::Or => Ok(x | y),
+            Alu::Xor => Ok(x ^ y),
+            Alu::Add => x
+                .checked_add(y)
+                .ok_or_else(|| "an addition carries across byte lanes".to_string()),
+            Alu::Sub => x
+                .checked_sub(y)
+                .ok_or_else(|| "a subtraction borrows across byte lanes".to_string()),
+            other => Err(format!("{other:?} on byte lanes is not lane-wise")),
+        }
+    };
+    let (la, lb) = (lanes(a), lanes(b));
+    let mut out: Vec<Lane> = Vec::with_capacity(8);
+    for (x, y) in la.into_iter().zip(lb) {
+        out.push(match (x, y) {
+            (Lane::Const(x), Lane::Const(y)) => Lane::Const(f(x, y)?),
+            (Lane::Of { pos, table }, Lane::Const(y)) => {
+                let mut t = [0u8; 256];
+                for b in 0..256 {
+                    t[b] = f(table[b], y)?;
+                }
+                Lane::Of {
+                    pos,
+                    table: Box::new(t),
+                }
+            }
+            (Lane::Const(x), Lane::Of { pos, table }) => {
+                let mut t = [0u8; 256];
+                for b in 0..256 {
+                    t[b] = f(x, table[b])?;
+                }
+                Lane::Of {
+                    pos,
+                    table: Box::new(t),
+                }
+            }
+            (Lane::Of { pos, table }, Lane::Of { pos: q, table: u }) if pos == q => {
+                let mut t = [0u8; 256];
+                for b in 0..256 {
+                    t[b] = f(table[b], u[b])?;
+                }
+                Lane::Of {
+                    pos,
+                    table: Box::new(t),
+                }
+            }
+            (x, y) => {
+                // Lanes of one byte and the next, or of a pair: as pairs.
+                let pos = match (x.first_pos(), y.first_pos()) {
+                    (Some(p), Some(q)) if x.is_pair() || y.is_pair() => {
+                        if x.is_pair() {
+                            p
+                        } else {
+                            q
+                        }
+                    }
+                    (Some(p), Some(q)) => p.min(q),
+                    (Some(p), None) | (None, Some(p)) => p,
+                    (None, None) => unreachable!("constants are handled above"),
+                };
+                let (Some(tx), Some(ty)) = (x.as_pair(pos), y.as_pair(pos)) else {
+                    return Err(
+                        "an operation mixes lanes of chunk bytes that are not neighbours".into(),
+                    );
+                };
+                let mut t = vec![0u8; 65_536];
+                for i in 0..65_536 {
+                    t[i] = f(tx[i], ty[i])?;
+                }
+                Lane::Pair {
+                    pos,
+                    table: t.into_boxed_slice(),
+                }
+            }
+        });
+    }
+    let arr: [Lane; 8] = out.try_into().map_err(|_| "eight lanes".to_string())?;
+    Ok(collapse(arr))
+}
+
+/// Narrows the chunk bytes `lane` depends on to those where `keep` holds
+/// of the lane's value; false when nothing is left (no chunk goes there).
+fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool) -> bool {
+    match lane {
+        Lane::Const(c) => keep(*c),
+        Lane::Of { pos, table } => {
+            let allowed = &mut p.allowed[usize::from(*pos)];
+            for b in 0..256 {
+                allowed[b] &= keep(table[b]);
+            }
+            allowed.iter().any(|&a| a)
+        }
+        Lane::Pair { pos, table } => {
+            let pairs = p
+                .pairs
+                .entry(*pos)
+                .or_insert_with(|| vec![true; 65_536].into_boxed_slice());
+            for i in 0..65_536 {
+                pairs[i] &= keep(table[i]);
+            }
+            pairs.iter().any(|&a| a)
+        }
+    }
+}
+
+/// Whether every chunk the path allows (each byte in its set, each
+/// constrained pair in its set) leaves the DFA in `state`: a walk over the
+/// chunk holding the reachable (DFA state, last byte) pairs.
+fn leaves_in(dfa: &predicate_ir::Dfa, state: u32, p: &Path) -> Result<(), String> {
+    let mut now: Vec<(u32, Option<u8>)> = vec![(state, None)];
+    for (pos, allowed) in p.allowed.iter().enumerate() {
+        let pair = p.pairs.get(&(pos as u16).wrapping_sub(1));
+        let mut seen = vec![false; dfa.next.len() * 256];
+        let mut next = Vec::new();
+        for &(q, last) in &now {
+            for b in 0..=255u8 {
+                if !allowed[usize::from(b)] {
+                    continue;
+                }
+                if let (Some(pairs), Some(a)) = (pair, last) {
+                    if !pairs[usize::from(a) * 256 + usize::from(b)] {
+                        continue;
+                    }
+                }
+                let t = dfa.next[q as usize][usize::from(b)];
+                let k = t as usize * 256 + usize::from(b);
+                if !seen[k] {
+                    seen[k] = true;
+                    next.push((t, Some(b)));
+                }
+            }
+        }
+        now = next;
+    }
+    match now.iter().find(|&&(q, _)| q != state) {
+        Some(&(q, last)) => Err(format!(
+            "a chunk the code skips can leave the DFA in state {q} (last byte {:#04x})",
+            last.unwrap_or(0)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Follows one path to `slow` or `skip`; branches that split on lanes push
+/// their other outcome onto `work`.
+fn run_path(
+    f: &Function,
+    mut p: Path,
+    chunk: u64,
+    pf: &PrefilterMap,
+    work: &mut Vec<Path>,
+) -> Result<(usize, Path), String> {
+    for _ in 0..10_000 {
+        if p.pc == pf.slow || p.pc == pf.skip {
+            return Ok((p.pc, p));
+        }
+        let insn = *f
+            .insns
+            .get(p.pc)
+            .ok_or_else(|| format!("runs off the callback at slot {}", p.pc))?;
+        let get = |regs: &[Option<Val>; 11], r: u8| {
+            regs[usize::from(r)]
+                .clone()
+                .ok_or_else(|| format!("slot {}: reads r{r}, which holds no value", p.pc))
+        };
+        match insn {
+            Insn::Alu {
+                wide,
+                op,
+                dst,
+                src,
+                off,
+                to_be,
+            } => {
+                let s = match src {
+                    Operand::Reg(r) => get(&p.regs, r)?,
+                    Operand::Imm(i) => Val::Known(i as i64 as u64),
+                };
+                let v = if op == Alu::Mov && off == 0 {
+                    match s {
+                        Val::Known(x) if !wide => Val::Known(x & 0xffff_ffff),
+                        Val::Lanes(_) if !wide => {
+                            return Err(format!("slot {}: 32-bit move of byte lanes", p.pc))
+                        }
+                        other => other,
+                    }
+                } else {
+                    let d = get(&p.regs, dst)?;
+                    match (&d, &s) {
+                        (Val::Known(x), Val::Known(y)) => {
+                            Val::Known(isa::alu(op, wide, *x, *y, off, to_be))
+                        }
+                        (Val::Lanes(l), Val::Known(k))
+                            if wide && op == Alu::Rsh && k % 8 == 0 && *k < 64 =>
+                        {
+                            // A shift by whole bytes moves lanes down.
+                            let k = (*k / 8) as usize;
+                            let moved: [Lane; 8] = std::array::from_fn(|i| {
+                                if i + k < 8 {
+                                    l[i + k].clone()
+                                } else {
+                                    Lane::Const(0)
+                                }
+                            });
+                            collapse(moved)
+                        }
+                        _ if wide && off == 0 => {
+                            lane_op(op, &d, &s).map_err(|w| format!("slot {}: {w}", p.pc))?
+                        }
+                        _ => return Err(format!("slot {}: {op:?} on byte lanes", p.pc)),
+                    }
+                };
+                p.regs[usize::from(dst)] = Some(v);
+            }
+            Insn::Load {
+                width,
+                dst,
+                src,
+                off,
+                signed,
+            } => {
+                let Val::Known(base) = get(&p.regs, src)? else {
+                    return Err(format!("slot {}: a load through byte lanes", p.pc));
+                };
+                let addr = base.wrapping_add(off as i64 as u64);
+                let pos = addr.wrapping_sub(chunk);
+                if !(width == 8 || width == 1)
+                    || signed
+                    || pos + u64::from(width) > u64::from(pf.span)
+                {
+                    return Err(format!(
+                        "slot {}: reads {width} bytes at chunk offset {}; only bytes and 8-byte words of the chunk may be read",
+                        p.pc, pos as i64
+                    ));
+                }
+                let l: [Lane; 8] = std::array::from_fn(|i| {
+                    if i < usize::from(width) {
+                        Lane::Of {
+                            pos: pos as u16 + i as u16,
+                            table: Box::new(std::array::from_fn(|b| b as u8)),
+                        }
+                    } else {
+                        Lane::Const(0)
+                    }
+                });
+                p.regs[usize::from(dst)] = Some(Val::Lanes(Box::new(l)));
+            }
+            Insn::LoadImm64 {
+                dst, src: 0, value, ..
+            } => {
+                p.regs[usize::from(dst)] = Some(Val::Known(value));
+                p.pc += 2;
+                continue;
+            }
+            Insn::Jump {
+                wide,
+                cond,
+                dst,
+                src,
+                off,
+            } => {
+                let target = (p.pc as i64 + 1 + i64::from(off)) as usize;
+                let Some(cond) = cond else {
+                    p.pc = target;
+                    continue;
+                };
+                let x = get(&p.regs, dst)?;
+                let y = match src {
+                    Operand::Reg(r) => get(&p.regs, r)?,
+                    Operand::Imm(i) => Val::Known(i as i64 as u64),
+                };
+                match (&x, &y) {
+                    (Val::Known(a), Val::Known(b)) => {
+                        p.pc = if isa::holds(cond, wide, *a, *b) {
+                            target
+                        } else {
+                            p.pc + 1
+                        };
+                        continue;
+                    }
+                    (Val::Lanes(l), Val::Known(v))
+                        if wide && matches!(cond, Cond::Eq | Cond::Ne) =>
+                    {
+                        let (eq_pc, ne_pc) = if cond == Cond::Eq {
+                            (target, p.pc + 1)
+                        } else {
+                            (p.pc + 1, target)
+                        };
+                        // Lanes unequal: nothing is learned, unless one
+                        // lane alone can differ (the others equal).
+                        let mut other = p.clone();
+                        other.pc = ne_pc;
+                        let open: Vec<usize> = (0..8)
+                            .filter(
+                                |&i| !matches!(l[i], Lane::Const(c) if c == (v >> (8 * i)) as u8),
+                            )
+                            .collect();
+                        let mut other_feasible = true;
+                        if let [i] = open.as_slice() {
+                            let want = (v >> (8 * i)) as u8;
+                            match &l[*i] {
+                                Lane::Const(_) => {}
+                                lane => other_feasible &= narrow(&mut other, lane, |x| x != want),
+                            }
+                        }
+                        if open.is_empty() {
+                            other_feasible = false;
+                        }
+                        // Lanes equal: each chunk byte narrows to matching values.
+                        let mut feasible = true;
+                        for (i, lane) in l.iter().enumerate() {
+                            let want = (v >> (8 * i)) as u8;
+                            match lane {
+                                Lane::Const(c) => feasible &= *c == want,
+                                lane => feasible &= narrow(&mut p, lane, |x| x == want),
+                            }
+                        }
+                        match (feasible, other_feasible) {
+                            (true, true) => work.push(other),
+                            (false, true) => {
+                                p = other;
+                                continue;
+                            }
+                            (true, false) => {}
+                            (false, false) => return Err("a comparison no chunk can reach".into()),
+                        }
+                        p.pc = eq_pc;
+                        continue;
+                    }
+                    _ => {
+                        return Err(format!(
+                            "slot {}: a {cond:?} comparison of byte lanes is not analyzed",
+                            p.pc
+                        ))
+                    }
+                }
+            }
+            other => return Err(format!("slot {}: {other:?} in a prefilter", p.pc)),
+        }
+        p.pc += 1;
+    }
+    Err("runs too long".into())
+}
+
+/// Registers (bit mask over r0..r9) that code from `from` may read before
+/// writing them, on some path (helpers read r1-r5, exits read r0).
+fn live_in(f: &Function, from: usize) -> Result<u16, String> {
+    let mut live = 0u16;
+    let mut seen = std::collections::HashSet::new();
+    let mut work = vec![(from, 0u16)];
+    while let Some((pc, written)) = work.pop() {
+        if !seen.insert((pc, written)) {
+            continue;
+        }
+        if seen.len() > 1_000_000 {
+            return Err("liveness: too many states".into());
+        }
+        let insn = *f
+            .insns
+            .get(pc)
+            .ok_or_else(|| format!("liveness: runs off the callback at slot {pc}"))?;
+        let mut read = |r: u8, written: u16| {
+            if r < 10 && written & (1 << r) == 0 {
+                live |= 1 << r;
+            }
+        };
+        let mut w = written;
+        let mut next = vec![pc + 1];
+        match insn {
+            Insn::Alu { op, dst, src, .. } => {
+                if let Operand::Reg(r) = src {
+                    read(r, written);
+                }
+                if op != Alu::Mov {
+                    read(dst, written);
+                }
+                w |= 1 << dst;
+            }
+            Insn::Load { dst, src, .. } => {
+                read(src, written);
+                w |= 1 << dst;
+            }
+            Insn::Store { dst, src, .. } => {
+                read(dst, written);
+                if let Operand::Reg(r) = src {
+                    read(r, written);
+                }
+            }
+            Insn::LoadImm64 { dst, .. } => {
+                w |= 1 << dst;
+                next = vec![pc + 2];
+            }
+            Insn::Wide => {
+                return Err(format!(
+                    "liveness: reaches the middle of an ld_imm64 at {pc}"
+                ))
+            }
+            Insn::Jump {
+                cond,
+                dst,
+                src,
+                off,
+                ..
+            } => {
+                let target = (pc as i64 + 1 + i64::from(off)) as usize;
+                if cond.is_some() {
+                    read(dst, written);
+                    if let Operand::Reg(r) = src {
+                        read(r, written);
+                    }
+                    next = vec![pc + 1, target];
+                } else {
+                    next = vec![target];
+                }
+            }
+            Insn::Call { .. } => {
+                for r in 1..=5 {
+                    read(r, written);
+                }
+                w |= 0b11_1111;
+            }
+            Insn::Exit => {
+                read(0, written);
+                next = Vec::new();
+            }
+            // Reads the address and the new value (and `r0` for cmpxchg);
+            // writes the old value back into `src` (`r0` for cmpxchg).
+            Insn::AtomicXchg {
+                dst, src, compare, ..
+            } => {
+                read(dst, written);
+                read(src, written);
+                if compare {
+                    read(0, written);
+                    w |= 1;
+                } else {
+                    w |= 1 << src;
+                }
+            }
+        }
+        for n in next {
+            work.push((n, w));
+        }
+    }
+    Ok(live)
+}
