@@ -114,19 +114,31 @@ fn test_run(prog_fd: i32) -> u32 {
 }
 
 /// Loads `module` with Aya and returns the test-run verdict.
+///
+/// The verifier gives up with EAGAIN when a signal reaches the loading
+/// thread (other tests of this binary spawn bpftool and tc); like libbpf
+/// and lagic's loader, the load is tried again then, a few times.
 fn aya_verdict(module: &Module) -> u32 {
     let bytes = write_object(module).expect("write_object");
-    let mut ebpf = aya::Ebpf::load(&bytes).expect("Aya parses and relocates the object");
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(&module.entry.name)
-        .expect("program named after the entry symbol")
-        .try_into()
-        .expect("section `classifier` is a SchedClassifier");
-    if let Err(e) = prog.load() {
-        panic!("Aya load failed: {e:?}");
+    for attempt in 1..=5 {
+        let mut ebpf = aya::Ebpf::load(&bytes).expect("Aya parses and relocates the object");
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(&module.entry.name)
+            .expect("program named after the entry symbol")
+            .try_into()
+            .expect("section `classifier` is a SchedClassifier");
+        match prog.load() {
+            Ok(()) => {
+                let fd = prog.fd().expect("loaded").as_fd().as_raw_fd();
+                return test_run(fd);
+            }
+            Err(aya::programs::ProgramError::LoadError { io_error, .. })
+                if attempt < 5
+                    && matches!(io_error.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => {}
+            Err(e) => panic!("Aya load failed: {e:?}"),
+        }
     }
-    let fd = prog.fd().expect("loaded").as_fd().as_raw_fd();
-    test_run(fd)
+    unreachable!("the last attempt returns or panics")
 }
 
 fn unique(tag: &str) -> String {
