@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use attacks::{has_hate, script, Class};
 use impair::{Impairment, Relay};
-use net::{in_netns, spawn_in_netns, Topology, SENDER_DEV, SENDER_IP};
+use net::{in_netns, spawn_in_netns, Family, Topology, SENDER_DEV, SENDER_IP, SENDER_IP6};
 use packet::PacketSocket;
 use raw_sender::{serve, SenderReport, PORT};
 use receiver::{receive, End, Received};
@@ -106,14 +106,22 @@ fn compiled(spec: &str) -> PathBuf {
     }
 }
 
-/// The adversarial server's address, as the client dials it.
-fn sender_addr() -> SocketAddr {
-    SocketAddr::from((SENDER_IP, PORT))
+/// The server's address, as the client dials it.
+fn sender_addr(family: Family) -> SocketAddr {
+    match family {
+        Family::V4 => SocketAddr::from((SENDER_IP, PORT)),
+        Family::V6 => SocketAddr::from((SENDER_IP6, PORT)),
+    }
 }
 
 /// Runs `attack` from the raw sender through the diode `spec` on a topology of its own.
-fn run_attack(tag: &str, spec: &str, attack: &raw_sender::Script) -> (Received, SenderReport) {
-    run_attack_until(tag, spec, attack, ATTACK_DEADLINE)
+fn run_attack(
+    tag: &str,
+    spec: &str,
+    attack: &raw_sender::Script,
+    family: Family,
+) -> (Received, SenderReport) {
+    run_attack_until(tag, spec, attack, family, ATTACK_DEADLINE)
 }
 
 /// [`run_attack`] with the receiver's deadline `deadline`.
@@ -121,10 +129,11 @@ fn run_attack_until(
     tag: &str,
     spec: &str,
     attack: &raw_sender::Script,
+    family: Family,
     deadline: Duration,
 ) -> (Received, SenderReport) {
     let object = compiled(spec);
-    let topology = Topology::raw(tag);
+    let topology = Topology::raw(tag, family);
     topology.attach_diode(&object);
     let (ready_tx, ready_rx) = mpsc::channel();
     let script = attack.clone();
@@ -132,7 +141,7 @@ fn run_attack_until(
         let socket = PacketSocket::bind(SENDER_DEV, false, Duration::from_millis(10))
             .unwrap_or_else(|e| panic!("the sender's packet socket: {e}"));
         ready_tx.send(()).expect("the test is waiting");
-        serve(&socket, &script)
+        serve(&socket, &script, family)
     });
     if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
         match sender.join() {
@@ -141,7 +150,7 @@ fn run_attack_until(
         }
     }
     let received = in_netns(&topology.client_ns, move || {
-        receive(sender_addr(), deadline)
+        receive(sender_addr(family), deadline)
     });
     let report = match sender.join() {
         Ok(report) => report,
@@ -163,12 +172,12 @@ fn describe(received: &Received, report: &SenderReport) -> String {
 }
 
 /// Through the per-packet `hateless`, the application reads the word: the v1 limit.
-fn per_packet_leaks(tag: &str, class: Class) {
+fn per_packet_leaks(tag: &str, class: Class, family: Family) {
     if !prerequisites() {
         return;
     }
     let attack = script(class, b"hate", false);
-    let (received, report) = run_attack(tag, PER_PACKET_HATELESS, &attack.script);
+    let (received, report) = run_attack(tag, PER_PACKET_HATELESS, &attack.script, family);
     let what = describe(&received, &report);
     assert_eq!(
         received.bytes,
@@ -184,12 +193,12 @@ fn per_packet_leaks(tag: &str, class: Class) {
 
 /// Through the stream `hateless`, the application never reads the word, reads only a prefix
 /// of the sender's stream, and a latched connection ends by RST.
-fn stream_blocks(tag: &str, class: Class) {
+fn stream_blocks(tag: &str, class: Class, family: Family) {
     if !prerequisites() {
         return;
     }
     let attack = script(class, b"hate", false);
-    let (received, report) = run_attack(tag, STREAM_HATELESS, &attack.script);
+    let (received, report) = run_attack(tag, STREAM_HATELESS, &attack.script, family);
     let what = describe(&received, &report);
     assert!(
         !has_hate(&received.bytes),
@@ -221,12 +230,12 @@ fn stream_blocks(tag: &str, class: Class) {
 }
 
 /// The honest counterpart arrives whole through the stream `hateless`.
-fn stream_passes_honest(tag: &str, class: Class) {
+fn stream_passes_honest(tag: &str, class: Class, family: Family) {
     if !prerequisites() {
         return;
     }
     let attack = script(class, b"hare", true);
-    let (received, report) = run_attack(tag, STREAM_HATELESS, &attack.script);
+    let (received, report) = run_attack(tag, STREAM_HATELESS, &attack.script, family);
     let what = describe(&received, &report);
     assert_eq!(
         received.bytes,
@@ -240,8 +249,7 @@ fn stream_passes_honest(tag: &str, class: Class) {
 /// Control for the leak tests: the per-packet diode really sits on the path, since a word
 /// inside one segment never reaches the application (every copy is dropped; a per-packet
 /// diode never resets, so the receiver waits out its deadline).
-#[test]
-fn per_packet_blocks_the_word_inside_one_segment() {
+fn per_packet_blocks_the_word_inside_one_segment(tag: &str, family: Family) {
     if !prerequisites() {
         return;
     }
@@ -252,8 +260,13 @@ fn per_packet_blocks_the_word_inside_one_segment() {
         isn: raw_sender::DEFAULT_ISN,
     };
     // The sender is done after about 2 s of retransmissions.
-    let (received, report) =
-        run_attack_until("one", PER_PACKET_HATELESS, &script, Duration::from_secs(4));
+    let (received, report) = run_attack_until(
+        tag,
+        PER_PACKET_HATELESS,
+        &script,
+        family,
+        Duration::from_secs(4),
+    );
     let what = describe(&received, &report);
     assert!(received.bytes.is_empty(), "{what}");
     assert_eq!(received.end, End::Timeout, "{what}");
@@ -263,33 +276,44 @@ fn per_packet_blocks_the_word_inside_one_segment() {
     );
 }
 
+#[test]
+fn per_packet_blocks_the_word_inside_one_segment_ipv4() {
+    per_packet_blocks_the_word_inside_one_segment("one", Family::V4);
+}
+
+#[test]
+fn per_packet_blocks_the_word_inside_one_segment_ipv6() {
+    per_packet_blocks_the_word_inside_one_segment("one6", Family::V6);
+}
+
 /// Until the emitter compiles stream specs, the stream tests cannot run; see docs/stream.md.
 macro_rules! attack_tests {
-    ($($module:ident: $class:expr, $tag:literal;)*) => {$(
+    ($family:expr; $($module:ident: $class:expr, $tag:literal;)*) => {$(
         mod $module {
             use super::*;
 
             #[test]
             fn per_packet_leaks() {
-                super::per_packet_leaks(concat!($tag, "p"), $class);
+                super::per_packet_leaks(concat!($tag, "p"), $class, $family);
             }
 
             #[test]
             #[ignore = "lagic cannot compile stream specs yet (LowerError::StreamModeNotImplemented)"]
             fn stream_blocks() {
-                super::stream_blocks(concat!($tag, "s"), $class);
+                super::stream_blocks(concat!($tag, "s"), $class, $family);
             }
 
             #[test]
             #[ignore = "lagic cannot compile stream specs yet (LowerError::StreamModeNotImplemented)"]
             fn stream_passes_honest() {
-                super::stream_passes_honest(concat!($tag, "h"), $class);
+                super::stream_passes_honest(concat!($tag, "h"), $class, $family);
             }
         }
     )*};
 }
 
 attack_tests! {
+    Family::V4;
     split: Class::Split, "sp";
     one_byte_per_segment: Class::OneByte, "ob";
     second_half_first: Class::SecondHalfFirst, "sh";
@@ -298,6 +322,24 @@ attack_tests! {
     ttl_expires_after_the_diode: Class::TtlExpiry, "tt";
     urgent_byte: Class::Urgent, "ug";
     data_after_fin: Class::DataAfterFin, "af";
+}
+
+/// The same attacks over IPv6, where the flow key, the checksum's pseudo-header and the hop
+/// limit are the IPv6 ones.
+mod ipv6 {
+    use super::*;
+
+    attack_tests! {
+        Family::V6;
+        split: Class::Split, "6sp";
+        one_byte_per_segment: Class::OneByte, "6ob";
+        second_half_first: Class::SecondHalfFirst, "6sh";
+        longer_replacement: Class::LongerReplacement, "6lr";
+        bad_checksum: Class::BadChecksum, "6bc";
+        hop_limit_expires_after_the_diode: Class::TtlExpiry, "6tt";
+        urgent_byte: Class::Urgent, "6ug";
+        data_after_fin: Class::DataAfterFin, "6af";
+    }
 }
 
 /// An honest split across the 2^32 sequence wrap arrives whole.
@@ -310,7 +352,7 @@ fn stream_passes_honest_across_the_sequence_wrap() {
     let mut attack = script(Class::OneByte, b"hare", true);
     // The first data byte is at 2^32 - 3: the stream wraps inside "hare".
     attack.script.isn = u32::MAX - 3;
-    let (received, report) = run_attack("wrp", STREAM_HATELESS, &attack.script);
+    let (received, report) = run_attack("wrp", STREAM_HATELESS, &attack.script, Family::V4);
     let what = describe(&received, &report);
     assert_eq!(received.bytes, attack.script.stream, "{what}");
     assert_eq!(received.end, End::Fin, "{what}");
@@ -399,7 +441,7 @@ mod bulk {
         );
         let (ready_tx, ready_rx) = mpsc::channel();
         let server = spawn_in_netns(&topology.sender_ns, move || {
-            let listener = TcpListener::bind(sender_addr()).expect("binding the server");
+            let listener = TcpListener::bind(sender_addr(Family::V4)).expect("binding the server");
             listener
                 .set_nonblocking(true)
                 .expect("a non-blocking listener");
@@ -429,7 +471,7 @@ mod bulk {
             .recv_timeout(Duration::from_secs(10))
             .expect("the server never listened");
         let received = in_netns(&topology.client_ns, || {
-            receive(sender_addr(), BULK_DEADLINE)
+            receive(sender_addr(Family::V4), BULK_DEADLINE)
         });
         // The client's FIN (or RST) must cross the relay to end the server.
         let _ = server.join();

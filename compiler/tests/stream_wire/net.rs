@@ -9,6 +9,9 @@
 //! The router forwards, so a segment whose TTL is 1 is seen by the diode on `rtr0` and then
 //! dropped by the router instead of reaching the client: the one-hop-after-the-diode case.
 //!
+//! Raw topologies carry IPv4 or IPv6 ([`Family`]); the addresses are the same plan in
+//! `fd6c:7377:1::/64` and `fd6c:7377:2::/64`, with IPv6 on only where the family needs it.
+//!
 //! Two kinds of sender side:
 //! - [`Topology::raw`]: `snd0` has no IP address, and forwarding is off in the sender
 //!   namespace, so that kernel neither answers nor resets the client's segments: the
@@ -36,6 +39,31 @@ pub const ROUTER_IN_IP: [u8; 4] = [10, 77, 1, 1];
 pub const ROUTER_OUT_IP: [u8; 4] = [10, 77, 2, 1];
 /// The receiving application's address.
 pub const CLIENT_IP: [u8; 4] = [10, 77, 2, 2];
+/// The enclave's IPv6 address.
+pub const SENDER_IP6: [u8; 16] = v6(1, 2);
+/// The router's IPv6 address on the enclave side.
+pub const ROUTER_IN_IP6: [u8; 16] = v6(1, 1);
+/// The router's IPv6 address on the client side.
+pub const ROUTER_OUT_IP6: [u8; 16] = v6(2, 1);
+/// The receiving application's IPv6 address.
+pub const CLIENT_IP6: [u8; 16] = v6(2, 2);
+
+/// `fd6c:7377:NET::HOST`.
+const fn v6(net: u8, host: u8) -> [u8; 16] {
+    [
+        0xfd, 0x6c, 0x73, 0x77, 0, net, 0, 0, 0, 0, 0, 0, 0, 0, 0, host,
+    ]
+}
+
+/// The IP version of a raw topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
 /// The sender's MAC on `snd0`.
 pub const SENDER_MAC: [u8; 6] = [0x02, 0x6c, 0x73, 0x77, 0x00, 0x01];
 /// The router's MAC on `rtr0`, where the diode sits.
@@ -52,6 +80,11 @@ pub const IMPAIR_ROUTER_DEV: &str = "imp1";
 /// Dotted quad.
 pub fn ip_text(ip: [u8; 4]) -> String {
     ip.map(|b| b.to_string()).join(".")
+}
+
+/// IPv6 text.
+pub fn ip6_text(ip: [u8; 16]) -> String {
+    std::net::Ipv6Addr::from(ip).to_string()
 }
 
 fn mac_text(mac: [u8; 6]) -> String {
@@ -132,13 +165,13 @@ pub struct Topology {
 
 impl Topology {
     /// The sender side for the adversarial raw sender: `snd0` without an address.
-    pub fn raw(tag: &str) -> Topology {
-        Topology::build(tag, SenderSide::Raw)
+    pub fn raw(tag: &str, family: Family) -> Topology {
+        Topology::build(tag, SenderSide::Raw, family)
     }
 
-    /// The sender side with a real TCP stack behind an impairing relay.
+    /// The sender side with a real TCP stack behind an impairing relay (IPv4).
     pub fn impaired(tag: &str) -> Topology {
-        Topology::build(tag, SenderSide::Impaired)
+        Topology::build(tag, SenderSide::Impaired, Family::V4)
     }
 
     fn names(&self) -> Vec<String> {
@@ -159,7 +192,7 @@ impl Topology {
         }
     }
 
-    fn build(tag: &str, side: SenderSide) -> Topology {
+    fn build(tag: &str, side: SenderSide, family: Family) -> Topology {
         assert!(
             tag.len() <= 8 && tag.bytes().all(|b| b.is_ascii_alphanumeric()),
             "a short alphanumeric tag"
@@ -174,9 +207,12 @@ impl Topology {
         topology.remove();
         for ns in topology.names() {
             run("ip", &["netns", "add", &ns]);
-            // No IPv6: its autoconfiguration traffic would only be noise on these links.
-            sysctl(&ns, "net.ipv6.conf.all.disable_ipv6", "1");
-            sysctl(&ns, "net.ipv6.conf.default.disable_ipv6", "1");
+            // IPv6 only where needed: its autoconfiguration is noise on these links, and the
+            // raw sender's kernel must not speak it at all (it would reset the client).
+            let ipv6 = family == Family::V6 && ns != topology.sender_ns;
+            let disable = if ipv6 { "0" } else { "1" };
+            sysctl(&ns, "net.ipv6.conf.all.disable_ipv6", disable);
+            sysctl(&ns, "net.ipv6.conf.default.disable_ipv6", disable);
             run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
         }
         let (s, r, c) = (
@@ -187,6 +223,9 @@ impl Topology {
         // A new namespace may inherit forwarding from the host's; fix both explicitly.
         sysctl(s, "net.ipv4.ip_forward", "0");
         sysctl(r, "net.ipv4.ip_forward", "1");
+        if family == Family::V6 {
+            sysctl(r, "net.ipv6.conf.all.forwarding", "1");
+        }
         match &topology.impair_ns {
             None => {
                 run(
@@ -282,6 +321,30 @@ impl Topology {
             "ip",
             &["-n", c, "addr", "add", &cidr(CLIENT_IP), "dev", "cli0"],
         );
+        if family == Family::V6 {
+            let cidr6 = |ip| format!("{}/64", ip6_text(ip));
+            for (ns, ip, dev) in [
+                (r, ROUTER_IN_IP6, DIODE_DEV),
+                (r, ROUTER_OUT_IP6, "rtr1"),
+                (c, CLIENT_IP6, "cli0"),
+            ] {
+                // nodad: usable at once, not after duplicate address detection.
+                run(
+                    "ip",
+                    &[
+                        "-n",
+                        ns,
+                        "-6",
+                        "addr",
+                        "add",
+                        &cidr6(ip),
+                        "dev",
+                        dev,
+                        "nodad",
+                    ],
+                );
+            }
+        }
         for (ns, dev) in [(s, SENDER_DEV), (r, DIODE_DEV), (r, "rtr1"), (c, "cli0")] {
             run("ip", &["-n", ns, "link", "set", dev, "up"]);
         }
@@ -297,6 +360,38 @@ impl Topology {
                 &ip_text(ROUTER_OUT_IP),
             ],
         );
+        if family == Family::V6 {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    c,
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &ip6_text(ROUTER_OUT_IP6),
+                ],
+            );
+            run(
+                "ip",
+                &[
+                    "-n",
+                    r,
+                    "-6",
+                    "neigh",
+                    "replace",
+                    &ip6_text(SENDER_IP6),
+                    "lladdr",
+                    &mac_text(SENDER_MAC),
+                    "dev",
+                    DIODE_DEV,
+                    "nud",
+                    "permanent",
+                ],
+            );
+        }
         match side {
             SenderSide::Raw => {
                 // Nobody answers ARP for the raw sender's address.

@@ -10,12 +10,13 @@
 //! resets the client's segments; nothing else speaks for `10.77.1.2`.
 //!
 //! Sequence offsets in a script count from the first data byte (ISN + 1), modulo 2^32.
+//! IPv4 or IPv6 ([`Family`]); a segment's `ttl` is the IPv6 hop limit there.
 
 use std::time::{Duration, Instant};
 
 use lagic_frames::{tcp_flags, Frame};
 
-use super::net::{CLIENT_IP, ROUTER_IN_MAC, SENDER_IP, SENDER_MAC};
+use super::net::{Family, CLIENT_IP, CLIENT_IP6, ROUTER_IN_MAC, SENDER_IP, SENDER_IP6, SENDER_MAC};
 use super::packet::PacketSocket;
 
 /// The port the adversarial server listens on.
@@ -45,7 +46,7 @@ pub struct Segment {
     pub fin: bool,
     /// URG set with this urgent pointer (Linux reads the byte at `seq + pointer - 1`).
     pub urgent: Option<u16>,
-    /// IP TTL.
+    /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
     /// A wrong TCP checksum (the client's stack discards the segment).
     pub bad_checksum: bool,
@@ -78,7 +79,7 @@ impl Segment {
         self
     }
 
-    /// With IP TTL `ttl`.
+    /// With IPv4 TTL or IPv6 hop limit `ttl`.
     pub fn ttl(mut self, ttl: u8) -> Segment {
         self.ttl = ttl;
         self
@@ -124,20 +125,38 @@ struct ClientSegment {
     flags: u8,
 }
 
-/// Parses an untagged IPv4/TCP frame from the client to the sender's port.
-fn parse_client_segment(frame: &[u8]) -> Option<ClientSegment> {
-    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
-        return None;
-    }
-    let ip = &frame[14..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ip[9] != 6 || ihl < 20 || ip.len() < ihl + 20 {
-        return None;
-    }
-    if ip[12..16] != CLIENT_IP || ip[16..20] != SENDER_IP {
-        return None;
-    }
-    let tcp = &ip[ihl..];
+/// Parses an untagged IPv4 or IPv6 TCP frame from the client to the sender's port.
+fn parse_client_segment(frame: &[u8], family: Family) -> Option<ClientSegment> {
+    let tcp = match family {
+        Family::V4 => {
+            if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+                return None;
+            }
+            let ip = &frame[14..];
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            if ip[0] >> 4 != 4 || ip[9] != 6 || ihl < 20 || ip.len() < ihl + 20 {
+                return None;
+            }
+            if ip[12..16] != CLIENT_IP || ip[16..20] != SENDER_IP {
+                return None;
+            }
+            &ip[ihl..]
+        }
+        Family::V6 => {
+            // The client's stack adds no extension headers to these segments.
+            if frame.len() < 14 + 40 + 20 || frame[12..14] != [0x86, 0xdd] {
+                return None;
+            }
+            let ip = &frame[14..];
+            if ip[0] >> 4 != 6 || ip[6] != 6 {
+                return None;
+            }
+            if ip[8..24] != CLIENT_IP6 || ip[24..40] != SENDER_IP6 {
+                return None;
+            }
+            &ip[40..]
+        }
+    };
     let be16 = |at: usize| u16::from_be_bytes([tcp[at], tcp[at + 1]]);
     let be32 = |at: usize| u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
     if be16(2) != PORT {
@@ -154,6 +173,7 @@ fn parse_client_segment(frame: &[u8]) -> Option<ClientSegment> {
 /// One connection of the adversarial server.
 struct Connection<'a> {
     socket: &'a PacketSocket,
+    family: Family,
     client_port: u16,
     /// The client's ISN + 1: every segment of ours acknowledges exactly the SYN.
     rcv_next: u32,
@@ -167,21 +187,42 @@ impl Connection<'_> {
             Some(s) => (s.data.as_slice(), s.ttl, s.urgent, s.bad_checksum),
             None => (&b""[..], 64, None, false),
         };
-        let mut frame = Frame::ipv4()
-            .src_mac(SENDER_MAC)
-            .dst_mac(ROUTER_IN_MAC)
-            .src(SENDER_IP)
-            .dst(CLIENT_IP)
-            .ttl(ttl)
-            .dont_fragment(true)
-            .ports(PORT, self.client_port)
-            .seq(seq)
-            .ack(self.rcv_next)
-            .tcp_flags(flags | if urgent.is_some() { tcp_flags::URG } else { 0 })
-            .tcp_options(options)
-            .payload(data);
-        frame.transport.urgent = urgent.unwrap_or(0);
-        let (mut bytes, layout) = frame.build_with_layout();
+        let flags = flags | if urgent.is_some() { tcp_flags::URG } else { 0 };
+        let (mut bytes, layout) = match self.family {
+            Family::V4 => {
+                let mut frame = Frame::ipv4()
+                    .src_mac(SENDER_MAC)
+                    .dst_mac(ROUTER_IN_MAC)
+                    .src(SENDER_IP)
+                    .dst(CLIENT_IP)
+                    .ttl(ttl)
+                    .dont_fragment(true)
+                    .ports(PORT, self.client_port)
+                    .seq(seq)
+                    .ack(self.rcv_next)
+                    .tcp_flags(flags)
+                    .tcp_options(options)
+                    .payload(data);
+                frame.transport.urgent = urgent.unwrap_or(0);
+                frame.build_with_layout()
+            }
+            Family::V6 => {
+                let mut frame = Frame::ipv6()
+                    .src_mac(SENDER_MAC)
+                    .dst_mac(ROUTER_IN_MAC)
+                    .src(SENDER_IP6)
+                    .dst(CLIENT_IP6)
+                    .hop_limit(ttl)
+                    .ports(PORT, self.client_port)
+                    .seq(seq)
+                    .ack(self.rcv_next)
+                    .tcp_flags(flags)
+                    .tcp_options(options)
+                    .payload(data);
+                frame.transport.urgent = urgent.unwrap_or(0);
+                frame.build_with_layout()
+            }
+        };
         if bad_checksum {
             // Any change of the correct sum is wrong; a fixed one keeps runs reproducible.
             bytes[layout.transport + 16] ^= 0x5a;
@@ -235,7 +276,7 @@ impl Connection<'_> {
             else {
                 continue;
             };
-            let Some(seg) = parse_client_segment(&buf[..n]) else {
+            let Some(seg) = parse_client_segment(&buf[..n], self.family) else {
                 continue;
             };
             if seg.src_port != self.client_port {
@@ -258,9 +299,10 @@ impl Connection<'_> {
     }
 }
 
-/// Serves one connection on `socket` (bound to the sender's interface): handshake, script,
-/// retransmissions. Panics if no client connects within the handshake deadline.
-pub fn serve(socket: &PacketSocket, script: &Script) -> SenderReport {
+/// Serves one connection on `socket` (bound to the sender's interface) over `family`:
+/// handshake, script, retransmissions. Panics if no client connects within the handshake
+/// deadline.
+pub fn serve(socket: &PacketSocket, script: &Script, family: Family) -> SenderReport {
     let mut buf = vec![0u8; 2048];
     let start = Instant::now();
     let syn = loop {
@@ -271,7 +313,7 @@ pub fn serve(socket: &PacketSocket, script: &Script) -> SenderReport {
         let Some(n) = socket.recv(&mut buf).expect("receiving the SYN") else {
             continue;
         };
-        if let Some(seg) = parse_client_segment(&buf[..n]) {
+        if let Some(seg) = parse_client_segment(&buf[..n], family) {
             if seg.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN {
                 break seg;
             }
@@ -279,6 +321,7 @@ pub fn serve(socket: &PacketSocket, script: &Script) -> SenderReport {
     };
     let mut conn = Connection {
         socket,
+        family,
         client_port: syn.src_port,
         rcv_next: syn.seq.wrapping_add(1),
         isn: script.isn,
@@ -303,7 +346,7 @@ pub fn serve(socket: &PacketSocket, script: &Script) -> SenderReport {
         let Some(n) = socket.recv(&mut buf).expect("receiving the ACK") else {
             continue;
         };
-        let Some(seg) = parse_client_segment(&buf[..n]) else {
+        let Some(seg) = parse_client_segment(&buf[..n], family) else {
             continue;
         };
         if seg.src_port != conn.client_port {
