@@ -19,6 +19,10 @@
 //!   receiver's deadline, not by it).
 //! - `<class>::stream_passes_honest`: the same segmentation and damage with "hare" instead
 //!   of "hate" arrives whole, and ends by FIN.
+//! - `ipv6::<class>::*`: the same over IPv6 (hop limit for TTL).
+//! - `reference::*`: the same expectations met by the reference stream diode of
+//!   `predicate_ir::stream_diode` and its receiver model (no kernel): the wire tests
+//!   expect what the specification promises.
 //! - `bulk::*`: a 1 MB response from a real TCP stack through the impairing relay (loss,
 //!   duplication, reordering on the enclave's side) arrives byte-identical, without a diode
 //!   (control) and through the stream `hateless`; with the word deep inside, it is cut
@@ -34,6 +38,7 @@ mod net;
 mod packet;
 mod raw_sender;
 mod receiver;
+mod reference;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -191,29 +196,24 @@ fn per_packet_leaks(tag: &str, class: Class, family: Family) {
     eprintln!("{class:?} leaks through the per-packet diode: {what}");
 }
 
-/// Through the stream `hateless`, the application never reads the word, reads only a prefix
-/// of the sender's stream, and a latched connection ends by RST.
-fn stream_blocks(tag: &str, class: Class, family: Family) {
-    if !prerequisites() {
-        return;
-    }
-    let attack = script(class, b"hate", false);
-    let (received, report) = run_attack(tag, STREAM_HATELESS, &attack.script, family);
-    let what = describe(&received, &report);
+/// What the stream `hateless` must make of an attack: the application never reads the word,
+/// reads only a prefix of the sender's stream, and a latched connection ends by RST. `what`
+/// describes the run for the messages. Shared by the wire tests and the reference check.
+fn assert_blocked(class: Class, stream: &[u8], read: &[u8], end: &End, what: &str) {
     assert!(
-        !has_hate(&received.bytes),
+        !has_hate(read),
         "{class:?}: the word crossed the stream diode; {what}"
     );
     assert!(
-        attack.script.stream.starts_with(&received.bytes),
+        stream.starts_with(read),
         "{class:?}: the application read bytes that are not a prefix of the sender's stream \
          {:?}, so the diode's view and the receiver's differ; {what}",
-        String::from_utf8_lossy(&attack.script.stream)
+        String::from_utf8_lossy(stream)
     );
-    if has_hate(&attack.script.stream) {
+    if has_hate(stream) {
         // The sender ends by sending the word in order: the flow must latch.
         assert_eq!(
-            received.end,
+            *end,
             End::Reset,
             "{class:?}: a latched flow must end by RST towards the receiver; {what}"
         );
@@ -221,11 +221,38 @@ fn stream_blocks(tag: &str, class: Class, family: Family) {
         // Only the urgent byte made the word; with it inline there is none, so either
         // outcome is safe, but the connection must end, not hang.
         assert!(
-            received.end == End::Reset
-                || (received.end == End::Fin && received.bytes == attack.script.stream),
+            *end == End::Reset || (*end == End::Fin && read == stream),
             "{class:?}: must end by RST, or by FIN after the whole stream; {what}"
         );
     }
+}
+
+/// What the stream `hateless` must make of an honest counterpart: all of it, then FIN.
+fn assert_whole(class: Class, stream: &[u8], read: &[u8], end: &End, what: &str) {
+    assert_eq!(
+        read,
+        stream,
+        "{class:?}: the honest stream {:?} must arrive whole; {what}",
+        String::from_utf8_lossy(stream)
+    );
+    assert_eq!(*end, End::Fin, "{class:?}: {what}");
+}
+
+/// Through the stream `hateless`, the attack is blocked ([`assert_blocked`]).
+fn stream_blocks(tag: &str, class: Class, family: Family) {
+    if !prerequisites() {
+        return;
+    }
+    let attack = script(class, b"hate", false);
+    let (received, report) = run_attack(tag, STREAM_HATELESS, &attack.script, family);
+    let what = describe(&received, &report);
+    assert_blocked(
+        class,
+        &attack.script.stream,
+        &received.bytes,
+        &received.end,
+        &what,
+    );
     eprintln!("{class:?} is blocked by the stream diode: {what}");
 }
 
@@ -237,13 +264,13 @@ fn stream_passes_honest(tag: &str, class: Class, family: Family) {
     let attack = script(class, b"hare", true);
     let (received, report) = run_attack(tag, STREAM_HATELESS, &attack.script, family);
     let what = describe(&received, &report);
-    assert_eq!(
-        received.bytes,
-        attack.script.stream,
-        "{class:?}: the honest stream {:?} must arrive whole; {what}",
-        String::from_utf8_lossy(&attack.script.stream)
+    assert_whole(
+        class,
+        &attack.script.stream,
+        &received.bytes,
+        &received.end,
+        &what,
     );
-    assert_eq!(received.end, End::Fin, "{class:?}: {what}");
 }
 
 /// Control for the leak tests: the per-packet diode really sits on the path, since a word

@@ -31,9 +31,9 @@ const AFTER_EACH_SEGMENT: Duration = Duration::from_millis(30);
 /// How long the sender waits for acknowledgments before a retransmission round.
 const ROUND: Duration = Duration::from_millis(200);
 /// Retransmission rounds after the script (a few are enough: the client answers at once).
-const ROUNDS: usize = 8;
+pub const ROUNDS: usize = 8;
 /// The largest segment the sender builds (the client's MSS here is 1460).
-const MAX_SEGMENT: usize = 1400;
+pub const MAX_SEGMENT: usize = 1400;
 
 /// One crafted segment.
 #[derive(Debug, Clone)]
