@@ -17,6 +17,18 @@ use super::raw_sender::{Script, Segment, MAX_SEGMENT, ROUNDS};
 use super::receiver::End;
 use super::{assert_blocked, assert_whole, workspace, STREAM_HATELESS};
 
+/// The reference's settings: keeping every judged byte, and keeping none (a kernel diode
+/// that cannot hold the stream drops every overlap with judged bytes).
+fn configs() -> [DiodeConfig; 2] {
+    [
+        DiodeConfig::default(),
+        DiodeConfig {
+            retain: 0,
+            ..DiodeConfig::default()
+        },
+    ]
+}
+
 /// The receiver is behind the router: a segment needs TTL 2 at the diode to arrive (the
 /// model drops a segment whose TTL is below its hop count).
 const HOPS_TO_RECEIVER: u8 = 2;
@@ -51,10 +63,10 @@ fn to_reference(script: &Script, segment: &Segment) -> RefSegment {
 /// Runs `script` through the reference diode into the receiver model, the sender behaving
 /// as `raw_sender::serve` does after its script; what the application read and how the
 /// connection ended.
-fn run(script: &Script) -> (Vec<u8>, End, Vec<Verdict>) {
+fn run(script: &Script, config: DiodeConfig) -> (Vec<u8>, End, Vec<Verdict>) {
     let text = std::fs::read_to_string(workspace().join(STREAM_HATELESS)).expect("the spec");
     let spec = predicate_ir::parse(&text).expect("a valid spec");
-    let mut diode = StreamDiode::new(&spec, DiodeConfig::default()).expect("a stream spec");
+    let mut diode = StreamDiode::new(&spec, config).expect("a stream spec");
     let mut receiver = Receiver::new(HOPS_TO_RECEIVER, false);
     let mut verdicts = Vec::new();
     let mut send = |segment: RefSegment, receiver: &mut Receiver| {
@@ -98,11 +110,11 @@ fn run(script: &Script) -> (Vec<u8>, End, Vec<Verdict>) {
 
 #[test]
 fn the_reference_diode_blocks_every_attack_as_the_wire_tests_expect() {
-    for class in ALL {
+    for (class, config) in ALL.into_iter().flat_map(|c| configs().map(|f| (c, f))) {
         let attack = script(class, b"hate", false);
-        let (read, end, verdicts) = run(&attack.script);
+        let (read, end, verdicts) = run(&attack.script, config);
         let what = format!(
-            "reference: read {:?}, ended by {end:?}, verdicts {verdicts:?}",
+            "reference {config:?}: read {:?}, ended by {end:?}, verdicts {verdicts:?}",
             String::from_utf8_lossy(&read)
         );
         assert_blocked(class, &attack.script.stream, &read, &end, &what);
@@ -111,11 +123,11 @@ fn the_reference_diode_blocks_every_attack_as_the_wire_tests_expect() {
 
 #[test]
 fn the_reference_diode_passes_every_honest_counterpart_whole() {
-    for class in ALL {
+    for (class, config) in ALL.into_iter().flat_map(|c| configs().map(|f| (c, f))) {
         let attack = script(class, b"hare", true);
-        let (read, end, verdicts) = run(&attack.script);
+        let (read, end, verdicts) = run(&attack.script, config);
         let what = format!(
-            "reference: read {:?}, ended by {end:?}, verdicts {verdicts:?}",
+            "reference {config:?}: read {:?}, ended by {end:?}, verdicts {verdicts:?}",
             String::from_utf8_lossy(&read)
         );
         assert_whole(class, &attack.script.stream, &read, &end, &what);
@@ -126,7 +138,9 @@ fn the_reference_diode_passes_every_honest_counterpart_whole() {
 fn the_reference_diode_passes_the_wrapping_honest_stream_whole() {
     let mut attack = script(Class::OneByte, b"hare", true);
     attack.script.isn = u32::MAX - 3;
-    let (read, end, verdicts) = run(&attack.script);
-    let what = format!("reference: verdicts {verdicts:?}");
-    assert_whole(Class::OneByte, &attack.script.stream, &read, &end, &what);
+    for config in configs() {
+        let (read, end, verdicts) = run(&attack.script, config);
+        let what = format!("reference {config:?}: verdicts {verdicts:?}");
+        assert_whole(Class::OneByte, &attack.script.stream, &read, &end, &what);
+    }
 }
