@@ -468,7 +468,14 @@ fn program_btf(module: &Module, cb_offsets: &[usize]) -> (Vec<u8>, Vec<u8>) {
             ];
             for (name, size) in [("key", m.key_size), ("value", m.value_size)] {
                 if size > 0 {
-                    let ty = btf.add_int(&format!("__u{}", size * 8), size, false);
+                    // BTF integers are at most 16 bytes: larger keys and
+                    // values (the stream flow map's) are byte arrays.
+                    let ty = if matches!(size, 1 | 2 | 4 | 8) {
+                        btf.add_int(&format!("__u{}", size * 8), size, false)
+                    } else {
+                        let byte = btf.add_int("__u8", 1, false);
+                        btf.add_array(byte, uint, size)
+                    };
                     let ptr = btf.add_ptr(ty);
                     members.push((name, ptr, 8 * members.len() as u32));
                 }

@@ -758,6 +758,10 @@ pub const TC_ACT_SHOT: i32 = 2;
 pub mod helper {
     /// `void *bpf_map_lookup_elem(map, key)`.
     pub const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+    /// `long bpf_map_update_elem(map, key, value, flags)`.
+    pub const BPF_FUNC_MAP_UPDATE_ELEM: i32 = 2;
+    /// `long bpf_skb_change_tail(skb, len, flags)`.
+    pub const BPF_FUNC_SKB_CHANGE_TAIL: i32 = 38;
     /// `u64 bpf_ktime_get_ns(void)`.
     pub const BPF_FUNC_KTIME_GET_NS: i32 = 5;
     /// `void *bpf_ringbuf_reserve(ringbuf, size, flags)`.

@@ -21,6 +21,9 @@ pub mod elf;
 pub mod insn;
 mod module;
 
+pub use codegen::stream::{
+    FLOWS_MAP as STREAM_FLOWS_MAP, FLOWS_MAX as STREAM_FLOWS_MAX, MIN_TTL as STREAM_MIN_TTL,
+};
 pub use codegen::CodegenError;
 pub use module::{Function, MapDef, Module};
 
@@ -93,4 +96,30 @@ pub fn compile_object(program: &Program) -> Result<Vec<u8>, EmitError> {
 /// Compiles a lowered program to the bytes of an eBPF ELF object.
 pub fn compile_object_with(program: &Program, options: &Options) -> Result<Vec<u8>, EmitError> {
     Ok(compile_with(program, options)?.write_elf()?)
+}
+
+/// Compiles a lowered stream program ([`predicate_ir::lower_stream`]) into
+/// a stream diode: the flow map [`STREAM_FLOWS_MAP`] carries each flow's
+/// state between segments (docs/stream.md, "The kernel diode").
+pub fn compile_stream_mapped_with(
+    program: &predicate_ir::StreamProgram,
+    options: &Options,
+) -> Result<(Module, codemap::CodeMap), CodegenError> {
+    if options.excerpt > decision::MAX_EXCERPT {
+        return Err(CodegenError::ExcerptTooLong {
+            excerpt: options.excerpt,
+            max: decision::MAX_EXCERPT,
+        });
+    }
+    codegen::compile_stream(program, options)
+}
+
+/// Compiles a lowered stream program to the bytes of an eBPF ELF object.
+pub fn compile_stream_object_with(
+    program: &predicate_ir::StreamProgram,
+    options: &Options,
+) -> Result<Vec<u8>, EmitError> {
+    Ok(compile_stream_mapped_with(program, options)?
+        .0
+        .write_elf()?)
 }

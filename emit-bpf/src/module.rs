@@ -35,6 +35,8 @@ impl Function {
 
 /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+/// `BPF_MAP_TYPE_LRU_HASH`.
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 /// `BPF_MAP_TYPE_RINGBUF`.
 pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 

@@ -346,6 +346,40 @@ pub(crate) struct TestRunOutput {
     pub duration_ns: u32,
 }
 
+/// Runs the program behind `fd` once on `data` with `BPF_PROG_TEST_RUN` and
+/// returns its return value and the packet as the program left it (at most
+/// `max_out` bytes).
+pub(crate) fn prog_test_run_out(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    max_out: usize,
+) -> io::Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; max_out];
+    let mut attr = bpf_attr_test_run {
+        prog_fd: fd.as_raw_fd() as u32,
+        data_size_in: data.len() as u32,
+        data_in: data.as_ptr() as u64,
+        data_size_out: out.len() as u32,
+        data_out: out.as_mut_ptr() as u64,
+        repeat: 1,
+        ..Default::default()
+    };
+    let mut attempts = 0;
+    loop {
+        // SAFETY: `data` holds `data_size_in` readable bytes and `out` `data_size_out`
+        // writable ones, both outliving the call; `ctx_*` are null.
+        match unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) } {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) && attempts < 5 => attempts += 1,
+            result => {
+                result?;
+                break;
+            }
+        };
+    }
+    out.truncate((attr.data_size_out as usize).min(max_out));
+    Ok((attr.retval, out))
+}
+
 /// Runs the program behind `fd` on `data` (`repeat` times; 0 means once) with
 /// `BPF_PROG_TEST_RUN`, discarding the output packet.
 pub(crate) fn prog_test_run(

@@ -158,6 +158,26 @@ impl LoadedProgram {
         self.run_raw_repeat(frame, 1)
     }
 
+    /// Runs `frame` once and returns the return value and the frame as the program left it
+    /// (a stream diode rewrites a segment into a RST). Map state persists between runs.
+    pub fn run_out(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), RunError> {
+        if frame.len() > MAX_TEST_RUN_FRAME {
+            return Err(RunError::FrameTooLarge {
+                len: frame.len(),
+                max: MAX_TEST_RUN_FRAME,
+            });
+        }
+        let (min, requirement) = min_test_run_len(frame);
+        if frame.len() < min {
+            return Err(RunError::FrameTooShort {
+                len: frame.len(),
+                min,
+                requirement,
+            });
+        }
+        sys::prog_test_run_out(self.fd(), frame, MAX_TEST_RUN_FRAME).map_err(RunError::Syscall)
+    }
+
     /// Runs `frame` `repeat` times and reports the return value without interpreting it.
     pub fn run_raw_repeat(&self, frame: &[u8], repeat: u32) -> Result<RawRunResult, RunError> {
         if frame.len() > MAX_TEST_RUN_FRAME {

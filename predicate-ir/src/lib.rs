@@ -58,7 +58,9 @@ pub mod arbitrary;
 
 pub use eval::eval;
 pub use format::{is_valid_name, parse, SpecError, SpecErrorKind};
-pub use lower::{lower, lower_with, Limits, LowerError};
+pub use lower::{
+    lower, lower_stream, lower_stream_with, lower_with, Limits, LowerError, StreamProgram,
+};
 pub use normalize::normalize;
 pub use program::{DepthCounter, Dfa, Formula, Machine, Pass, Program, Scan, ScanId, StateId};
 pub use spec::{Action, ByteClass, Cmp, Mode, Pattern, Policy, Pred, Spec, StreamView, Window};

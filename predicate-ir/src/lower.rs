@@ -150,6 +150,22 @@ pub enum LowerError {
         /// JSON path of the spec's mode (`$.mode`).
         path: String,
     },
+    #[error(
+        "{path}: the http_response view is not implemented in the kernel yet; lagic cannot \
+         compile this spec (stream specs without a view compile; see docs/stream.md, \"Status\")"
+    )]
+    /// A stream spec with the `http_response` view: the emitter judges
+    /// whole streams only, so [`lower_stream`] refuses it.
+    StreamViewNotImplemented {
+        /// JSON path of the view (`$.view`).
+        path: String,
+    },
+    #[error("{path}: a packet-mode spec has no stream meaning; lower it with `lower`")]
+    /// [`lower_stream`] was given a packet-mode spec.
+    NotAStreamSpec {
+        /// JSON path of the mode (`$.mode`).
+        path: String,
+    },
 }
 
 impl LowerError {
@@ -161,7 +177,9 @@ impl LowerError {
             | LowerError::ConstructionTooLarge { path, .. }
             | LowerError::TooManyScans { path, .. }
             | LowerError::TooManyAtoms { path, .. }
-            | LowerError::StreamModeNotImplemented { path } => path,
+            | LowerError::StreamModeNotImplemented { path }
+            | LowerError::StreamViewNotImplemented { path }
+            | LowerError::NotAStreamSpec { path } => path,
         }
     }
 }
@@ -173,7 +191,8 @@ pub fn lower(spec: &Spec) -> Result<Program, LowerError> {
 
 /// Lowers `spec` within `limits`.
 pub fn lower_with(spec: &Spec, limits: &Limits) -> Result<Program, LowerError> {
-    // Fail closed: the emitter has no per-flow state yet.
+    // Fail closed: a stream spec is never judged per packet; it goes
+    // through `lower_stream`.
     if spec.mode != Mode::Packet {
         return Err(LowerError::StreamModeNotImplemented {
             path: "$.mode".to_string(),
@@ -206,6 +225,129 @@ pub fn lower_with(spec: &Spec, limits: &Limits) -> Result<Program, LowerError> {
         passes,
         formula,
     })
+}
+
+/// A stream spec lowered for the kernel's stream mode: the scans run over
+/// each flow's bytes as they arrive, their states carried between segments.
+///
+/// Invariants: `program.formula` is the *stream meaning*
+/// ([`crate::stream_eval`]) of the spec's predicate and `complete` its exact
+/// meaning ([`crate::eval()`]), both over the same scans; neither contains a
+/// [`Formula::Byte`] (a `byte i C` becomes a scan of the one-byte window
+/// `[i, i+1)`: `all` where it is read leniently, `any` where exactly), so
+/// every atom is a scan, whose state can be carried, or a `len` test of the
+/// stream length so far. Windows count stream offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamProgram {
+    /// The scans, passes and the stream-meaning formula (checked on every
+    /// segment with new bytes).
+    pub program: Program,
+    /// The exact meaning: whether the stream may end here (checked at FIN).
+    pub complete: Formula,
+}
+
+/// Lowers a stream spec (`"mode": "stream"`, whole-stream view) for the
+/// kernel's stream mode, with the default [`Limits`].
+pub fn lower_stream(spec: &Spec) -> Result<StreamProgram, LowerError> {
+    lower_stream_with(spec, &Limits::default())
+}
+
+/// [`lower_stream`] within `limits`.
+///
+/// The predicate is not [`normalize`]d: normalization folds by the 64 KiB
+/// bound of a payload (`len <= 65535` is `true`), which a stream exceeds.
+pub fn lower_stream_with(spec: &Spec, limits: &Limits) -> Result<StreamProgram, LowerError> {
+    match &spec.mode {
+        Mode::Packet => {
+            return Err(LowerError::NotAStreamSpec {
+                path: "$.mode".to_string(),
+            })
+        }
+        Mode::Stream(crate::spec::StreamView::HttpResponse { .. }) => {
+            return Err(LowerError::StreamViewNotImplemented {
+                path: "$.view".to_string(),
+            })
+        }
+        Mode::Stream(crate::spec::StreamView::Whole) => {}
+    }
+    let lenient = bytes_as_scans(&spec.predicate, true, true);
+    let exact = bytes_as_scans(&spec.predicate, true, false);
+    let mut builder = Builder {
+        limits,
+        original: &spec.predicate,
+        scans: Vec::new(),
+        built: Vec::new(),
+        atoms: 0,
+    };
+    let formula = builder.formula(&lenient)?;
+    let complete = builder.formula(&exact)?;
+    let scans = builder.scans;
+    let mut passes: Vec<Pass> = Vec::new();
+    for (id, scan) in scans.iter().enumerate() {
+        match passes.iter_mut().find(|p| p.window == scan.window) {
+            Some(pass) => pass.scans.push(id),
+            None => passes.push(Pass {
+                window: scan.window,
+                scans: vec![id],
+            }),
+        }
+    }
+    Ok(StreamProgram {
+        program: Program {
+            name: spec.name.clone(),
+            policy: spec.policy,
+            scans,
+            passes,
+            formula,
+        },
+        complete,
+    })
+}
+
+/// `p` with every `byte` and `prefix` turned into scans of one-byte
+/// windows: read leniently (`lenient` and under an even number of `not`s,
+/// `positive`) `byte i C` holds while the stream is shorter than `i + 1`,
+/// which is `all [i, i+1) C`; read exactly it is `any [i, i+1) C`.
+fn bytes_as_scans(p: &Pred, positive: bool, lenient: bool) -> Pred {
+    let one = |index: u32, class: &ByteClass| {
+        let window = Window {
+            start: index,
+            end: Some(index + 1),
+        };
+        if positive && lenient {
+            Pred::All {
+                window,
+                class: class.clone(),
+            }
+        } else {
+            Pred::Any {
+                window,
+                class: class.clone(),
+            }
+        }
+    };
+    match p {
+        Pred::Not(q) => Pred::Not(Box::new(bytes_as_scans(q, !positive, lenient))),
+        Pred::And(qs) => Pred::And(
+            qs.iter()
+                .map(|q| bytes_as_scans(q, positive, lenient))
+                .collect(),
+        ),
+        Pred::Or(qs) => Pred::Or(
+            qs.iter()
+                .map(|q| bytes_as_scans(q, positive, lenient))
+                .collect(),
+        ),
+        Pred::Byte { index, class } => one(*index, class),
+        Pred::Prefix { pattern } => Pred::And(
+            pattern
+                .iter()
+                .enumerate()
+                .map(|(j, class)| one(j as u32, class))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 struct Builder<'a> {

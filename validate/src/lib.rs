@@ -21,6 +21,7 @@ pub mod isa;
 pub mod object;
 pub mod patch;
 pub mod step;
+pub mod stream;
 pub mod vm;
 pub mod walk;
 pub mod watch;
@@ -29,6 +30,7 @@ use emit_bpf::codemap::CodeMap;
 use predicate_ir::Program;
 
 pub use object::{Object, ObjectError};
+pub use stream::validate_stream;
 pub use vm::VmError;
 
 /// Where emitted code and IR disagree, or why the check could not run.

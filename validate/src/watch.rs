@@ -71,6 +71,10 @@ pub fn install(vm: &mut Vm<'_>) {
     vm.register_helper(helper::RINGBUF_DISCARD, discard);
     vm.register_helper(helper::KTIME_GET_NS, ktime);
     vm.register_helper(helper::SKB_LOAD_BYTES, skb_load_bytes);
+    vm.register_helper(
+        crate::stream::SKB_CHANGE_TAIL,
+        crate::stream::skb_change_tail,
+    );
     vm.map_region(COUNTERS_BASE, COUNTER_SLOTS as usize * 8, true);
 }
 
@@ -92,6 +96,7 @@ fn load_map(vm: &mut Vm<'_>, _imm: i32, _upper: u64) -> Result<u64, String> {
     match name.as_str() {
         COUNTERS_MAP => Ok(COUNTERS_HANDLE),
         EVENTS_MAP => Ok(EVENTS_HANDLE),
+        emit_bpf::STREAM_FLOWS_MAP => Ok(crate::stream::FLOWS_HANDLE),
         other => Err(format!("references map `{other}`, which is not emulated")),
     }
 }
@@ -99,6 +104,9 @@ fn load_map(vm: &mut Vm<'_>, _imm: i32, _upper: u64) -> Result<u64, String> {
 /// `void *bpf_map_lookup_elem(map, const void *key)`.
 fn lookup(vm: &mut Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
     let [map, key, ..] = args;
+    if map == crate::stream::FLOWS_HANDLE {
+        return crate::stream::lookup_flow(vm, key);
+    }
     if map != COUNTERS_HANDLE {
         return Err(format!(
             "bpf_map_lookup_elem on {map:#x}, not the counters map"

@@ -7,13 +7,23 @@ use crate::io;
 
 pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
     let spec = shared::read_spec(&args.spec)?;
-    let program = shared::lower_spec(&args.spec, &spec)?;
-    let module = emit_bpf::compile(&program).map_err(|e| {
+    let cannot = |e: &dyn std::fmt::Display| {
         Failure::failed(format!(
             "{}: cannot be compiled: {e}",
             io::display(&args.spec)
         ))
-    })?;
+    };
+    let (program, module) = if spec.mode == predicate_ir::Mode::Packet {
+        let program = shared::lower_spec(&args.spec, &spec)?;
+        let module = emit_bpf::compile(&program).map_err(|e| cannot(&e))?;
+        (program, module)
+    } else {
+        let stream = shared::lower_stream_spec(&args.spec, &spec)?;
+        let (module, _) =
+            emit_bpf::compile_stream_mapped_with(&stream, &emit_bpf::Options::default())
+                .map_err(|e| cannot(&e))?;
+        (stream.program, module)
+    };
     let policy = &spec.policy;
     use std::fmt::Write as _;
     let mut report = String::new();

@@ -9,11 +9,16 @@ use crate::io;
 
 pub fn run(args: CompileArgs) -> Result<Outcome, Failure> {
     let spec = shared::read_spec(&args.spec)?;
-    let program = shared::lower_spec(&args.spec, &spec)?;
     let options = emit_bpf::Options {
         excerpt: args.excerpt,
     };
-    let object = compile(&args.spec, &program, &options, !args.no_validate)?;
+    let object = if spec.mode == predicate_ir::Mode::Packet {
+        let program = shared::lower_spec(&args.spec, &spec)?;
+        compile(&args.spec, &program, &options, !args.no_validate)?
+    } else {
+        let program = shared::lower_stream_spec(&args.spec, &spec)?;
+        compile_stream(&args.spec, &program, &options, !args.no_validate)?
+    };
     io::write_output(&args.output, &object)?;
     Ok(Outcome::Success)
 }
@@ -35,6 +40,34 @@ pub(crate) fn compile(
     inject_fault(&mut object, &map);
     if validate {
         lagic_validate::validate(program, &object, &map).map_err(|e| {
+            Failure::failed(format!(
+                "{shown}: translation validation failed, nothing written: {e}"
+            ))
+            .with_hint(
+                "the emitted code does not implement the spec's lowered program: a bug in lagic; \
+                 please report it with the spec (--no-validate skips the check, at your own risk)",
+            )
+        })?;
+    }
+    Ok(object)
+}
+
+/// The object bytes of the stream diode `program`; validation checks its
+/// machine steps (docs/validation.md, "Stream diodes").
+pub(crate) fn compile_stream(
+    path: &std::path::Path,
+    program: &predicate_ir::StreamProgram,
+    options: &emit_bpf::Options,
+    validate: bool,
+) -> Result<Vec<u8>, Failure> {
+    let shown = io::display(path);
+    let cannot =
+        |e: &dyn std::fmt::Display| Failure::failed(format!("{shown}: cannot be compiled: {e}"));
+    let (module, map) =
+        emit_bpf::compile_stream_mapped_with(program, options).map_err(|e| cannot(&e))?;
+    let object = module.write_elf().map_err(|e| cannot(&e))?;
+    if validate {
+        lagic_validate::validate_stream(program, &object, &map).map_err(|e| {
             Failure::failed(format!(
                 "{shown}: translation validation failed, nothing written: {e}"
             ))

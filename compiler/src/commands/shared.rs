@@ -48,6 +48,17 @@ pub(crate) fn lower_spec(path: &Path, spec: &Spec) -> Result<Program, Failure> {
         .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
 }
 
+/// Lowers a valid stream spec for the kernel's stream mode; a spec beyond
+/// lagic's limits, or one with a view the kernel does not implement, is a
+/// failed check (1).
+pub(crate) fn lower_stream_spec(
+    path: &Path,
+    spec: &Spec,
+) -> Result<predicate_ir::StreamProgram, Failure> {
+    predicate_ir::lower_stream(spec)
+        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
+}
+
 /// Compiles a lowered program to object bytes; emitter limits are a failed check (1).
 pub(crate) fn emit(path: &Path, program: &Program) -> Result<Vec<u8>, Failure> {
     emit_bpf::compile_object(program)
@@ -67,6 +78,13 @@ pub(crate) fn diode_object(path: &Path) -> Result<Vec<u8>, Failure> {
         f.outcome = Outcome::BadInput;
         f
     };
+    if spec.mode != predicate_ir::Mode::Packet {
+        let program = lower_stream_spec(path, &spec).map_err(as_bad_input)?;
+        return emit_bpf::compile_stream_object_with(&program, &emit_bpf::Options::default())
+            .map_err(|e| {
+                Failure::bad_input(format!("{}: cannot be compiled: {e}", io::display(path)))
+            });
+    }
     let program = lower_spec(path, &spec).map_err(as_bad_input)?;
     emit(path, &program).map_err(as_bad_input)
 }

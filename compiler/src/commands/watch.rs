@@ -136,9 +136,20 @@ fn read_specs(paths: &[PathBuf]) -> Result<Vec<(String, Vec<Atom>)>, Failure> {
         .iter()
         .map(|p| {
             let spec = shared::read_spec(p)?;
+            let cannot = |e: &dyn std::fmt::Display| {
+                Failure::failed(format!("{}: cannot be compiled: {e}", p.display()))
+            };
+            if spec.mode != predicate_ir::Mode::Packet {
+                // A stream diode's events name atoms of its stream formula.
+                let stream = shared::lower_stream_spec(p, &spec)?;
+                let (module, _) =
+                    emit_bpf::compile_stream_mapped_with(&stream, &emit_bpf::Options::default())
+                        .map_err(|e| cannot(&e))?;
+                return Ok((module.entry.name, atoms(&stream.program)));
+            }
             let program = shared::lower_spec(p, &spec)?;
             let name = emit_bpf::compile(&program)
-                .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", p.display())))?
+                .map_err(|e| cannot(&e))?
                 .entry
                 .name;
             Ok((name, atoms(&program)))
@@ -151,8 +162,19 @@ fn read_specs(paths: &[PathBuf]) -> Result<Vec<(String, Vec<Atom>)>, Failure> {
 fn source_atoms(a: &Attachment) -> Option<Vec<Atom>> {
     let text = std::fs::read_to_string(a.source.as_ref()?).ok()?;
     let spec = predicate_ir::parse(&text).ok()?;
-    let program = predicate_ir::lower(&spec).ok()?;
-    let name = emit_bpf::compile(&program).ok()?.entry.name;
+    let (name, program) = if spec.mode == predicate_ir::Mode::Packet {
+        let program = predicate_ir::lower(&spec).ok()?;
+        (emit_bpf::compile(&program).ok()?.entry.name, program)
+    } else {
+        let stream = predicate_ir::lower_stream(&spec).ok()?;
+        let options = emit_bpf::Options::default();
+        let name = emit_bpf::compile_stream_mapped_with(&stream, &options)
+            .ok()?
+            .0
+            .entry
+            .name;
+        (name, stream.program)
+    };
     (name == a.diode).then(|| atoms(&program))
 }
 

@@ -43,6 +43,9 @@ struct Cond<'a> {
     v: &'a Verdicts,
     next_atom: u32,
     stubs: Vec<AtomStub>,
+    /// Stream mode: `r9` holds the stream length so far (64 bits), and
+    /// `len` bounds are compared as 64-bit constants.
+    stream: bool,
 }
 
 impl Cond<'_> {
@@ -89,8 +92,46 @@ pub(crate) fn emit(
         v,
         next_atom: 0,
         stubs: Vec::new(),
+        stream: false,
     };
     cond(a, &mut c, &program.formula, v.pass, v.predicate);
+    c.stubs
+}
+
+/// Stream mode: emits `formula` (over `program`'s scans, whose final states
+/// are stored) jumping to `then` or `other`; `len` tests read the stream
+/// length so far from [`super::stream::sframe::NEW_LEN`]. Returns the drop
+/// stubs of atoms whose outcome leads to `v.predicate`.
+pub(crate) fn emit_stream(
+    a: &mut Asm,
+    program: &Program,
+    formula: &Formula,
+    groups: &[PassGroup],
+    v: &Verdicts,
+    then: Label,
+    other: Label,
+) -> Vec<AtomStub> {
+    a.emit(Insn::load(
+        Size::DW,
+        R9,
+        R10,
+        super::stream::sframe::NEW_LEN,
+    ));
+    let mut pass_of = vec![-1; program.scans.len()];
+    for (index, group) in groups.iter().enumerate() {
+        for &id in &group.scans {
+            pass_of[id] = index as i32;
+        }
+    }
+    let mut c = Cond {
+        program,
+        pass_of,
+        v,
+        next_atom: 0,
+        stubs: Vec::new(),
+        stream: true,
+    };
+    cond(a, &mut c, formula, then, other);
     c.stubs
 }
 
@@ -141,7 +182,12 @@ fn cond(a: &mut Asm, c: &mut Cond<'_>, f: &Formula, then: Label, other: Label) {
                 Cmp::Ge => JmpCond::Jge,
                 Cmp::Gt => JmpCond::Jgt,
             };
-            a.jmp_imm(op, R9, *value as i32, then);
+            if c.stream {
+                a.emit(Insn::ld_imm64(R1, u64::from(*value)));
+                a.jmp_reg(op, R9, R1, then);
+            } else {
+                a.jmp_imm(op, R9, *value as i32, then);
+            }
             a.ja(other);
         }
         Formula::Byte { index, class } => {

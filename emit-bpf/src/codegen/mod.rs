@@ -30,6 +30,7 @@ mod asm;
 mod formula;
 mod packet;
 mod scan;
+pub(crate) mod stream;
 mod verdict;
 
 use predicate_ir::Program;
@@ -67,6 +68,14 @@ pub enum CodegenError {
         /// Scans the spec needs.
         scans: usize,
         /// Most scans supported.
+        max: usize,
+    },
+    /// A stream spec whose scans carry more state than a flow value holds.
+    #[error("the stream spec's scans carry {slots} machine registers per flow; the emitter supports at most {max}")]
+    TooManyStreamSlots {
+        /// Registers the scans need.
+        slots: usize,
+        /// Most supported.
         max: usize,
     },
     /// An excerpt longer than an event holds.
@@ -125,6 +134,12 @@ pub(crate) struct Verdicts {
     pub policy_ipv6_nd: Label,
     pub policy_other_ip: Label,
     pub policy_non_ip: Label,
+    /// Stream mode: the flow is latched (its segments become RSTs).
+    pub latched: Label,
+    /// Stream mode: a segment not at the next expected byte.
+    pub out_of_order: Label,
+    /// Stream mode: no flow state (not seen from its SYN, or evicted).
+    pub evicted: Label,
 }
 
 impl Verdicts {
@@ -141,11 +156,15 @@ impl Verdicts {
             policy_ipv6_nd: a.label(),
             policy_other_ip: a.label(),
             policy_non_ip: a.label(),
+            latched: a.label(),
+            out_of_order: a.label(),
+            evicted: a.label(),
         }
     }
 
-    /// The drop labels of reasons other than the predicate's.
-    fn drops(&self) -> [(Label, Reason); 9] {
+    /// The drop labels of reasons other than the predicate's (the stream
+    /// ones are unreachable, and so left out, in per-packet code).
+    fn drops(&self) -> [(Label, Reason); 12] {
         [
             (self.drop, Reason::Malformed),
             (self.vlan, Reason::Vlan),
@@ -156,6 +175,9 @@ impl Verdicts {
             (self.policy_ipv6_nd, Reason::PolicyIpv6Nd),
             (self.policy_other_ip, Reason::PolicyOtherIp),
             (self.policy_non_ip, Reason::PolicyNonIp),
+            (self.latched, Reason::Latched),
+            (self.out_of_order, Reason::OutOfOrder),
+            (self.evicted, Reason::Evicted),
         ]
     }
 }
@@ -178,7 +200,7 @@ pub(crate) fn compile(
     let mut entry = Asm::new();
     let verdicts = Verdicts::new(&mut entry);
 
-    packet::emit_prologue(&mut entry, &program.policy, &verdicts);
+    packet::emit_prologue(&mut entry, &program.policy, &verdicts, false);
 
     let groups = scan::plan(program);
     let mut callbacks = Vec::with_capacity(groups.len());
@@ -206,9 +228,102 @@ pub(crate) fn compile(
     entry.bind(formula_start);
     entry_marks.push(formula_start);
     let stubs = formula::emit(&mut entry, program, &groups, &verdicts);
-    verdict::emit(&mut entry, &verdicts, &stubs, options);
+    verdict::emit(&mut entry, &verdicts, &stubs, options, false);
+    finish(
+        program,
+        entry,
+        &entry_marks,
+        passes,
+        callbacks,
+        verdict::maps(),
+    )
+}
 
-    let (entry, marked) = entry.finish_marked(&entry_marks)?;
+/// Compiles a lowered stream program (see [`stream`]): the entry function
+/// keeps each flow's state in the flow map and judges each segment's new
+/// bytes from the carried scan states.
+pub(crate) fn compile_stream(
+    stream_program: &predicate_ir::StreamProgram,
+    options: &Options,
+) -> Result<(Module, CodeMap), CodegenError> {
+    let program = &stream_program.program;
+    let groups = scan::plan(program);
+    let (value_slots, slots) = stream::group_value_slots(program, &groups);
+    stream::check_fits(stream_program, slots)?;
+    let mut entry = Asm::new();
+    let verdicts = Verdicts::new(&mut entry);
+
+    packet::emit_prologue(&mut entry, &program.policy, &verdicts, true);
+    stream::emit_segment(&mut entry, &verdicts, stream::value::size(slots));
+
+    let walk_failed = entry.label();
+    let mut callbacks = Vec::with_capacity(groups.len());
+    let mut passes = Vec::with_capacity(groups.len());
+    let mut entry_marks = Vec::with_capacity(groups.len() + 1);
+    for (index, group) in groups.iter().enumerate() {
+        let setup = entry.label();
+        entry.bind(setup);
+        entry_marks.push(setup);
+        scan::emit_stream_pass_call(
+            &mut entry,
+            program,
+            group,
+            index as i32,
+            value_slots[index],
+            walk_failed,
+        )?;
+        let (body, steps) = scan::emit_callback(program, group, index as i32)?;
+        callbacks.push(Function {
+            name: format!("scan_pass_{index}"),
+            insns: body,
+        });
+        passes.push(PassMap {
+            window: group.window,
+            setup_start: 0,
+            machines: scan::machine_maps(program, group),
+            steps,
+        });
+    }
+
+    let formula_start = entry.label();
+    entry.bind(formula_start);
+    entry_marks.push(formula_start);
+    let judged = entry.label();
+    let stubs = formula::emit_stream(
+        &mut entry,
+        program,
+        &program.formula,
+        &groups,
+        &verdicts,
+        judged,
+        verdicts.predicate,
+    );
+    stream::emit_commit(&mut entry, stream_program, &groups, &verdicts, judged);
+    // A walk that failed may have stored some passes' states: latch.
+    entry.bind(walk_failed);
+    stream::emit_latch(&mut entry);
+    entry.ja(verdicts.latched);
+    verdict::emit(&mut entry, &verdicts, &stubs, options, true);
+    finish(
+        program,
+        entry,
+        &entry_marks,
+        passes,
+        callbacks,
+        stream::maps(slots),
+    )
+}
+
+/// Resolves the entry function, fills in the code map and checks sizes.
+fn finish(
+    program: &Program,
+    entry: Asm,
+    entry_marks: &[Label],
+    mut passes: Vec<PassMap>,
+    callbacks: Vec<Function>,
+    maps: Vec<crate::module::MapDef>,
+) -> Result<(Module, CodeMap), CodegenError> {
+    let (entry, marked) = entry.finish_marked(entry_marks)?;
     for (pass, &slot) in passes.iter_mut().zip(&marked) {
         pass.setup_start = slot;
     }
@@ -238,7 +353,7 @@ pub(crate) fn compile(
             },
             callbacks,
             license: "GPL".to_string(),
-            maps: verdict::maps(),
+            maps,
         },
         map,
     ))

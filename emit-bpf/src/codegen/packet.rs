@@ -2,7 +2,8 @@
 //!
 //! On exit from the prologue's fall-through path: `r6` = skb, `r7` = payload
 //! start, `r8` = payload end (from the IP length fields, never the frame
-//! length), `r9` = `n` > 0, and the packet pointers (after a full pull) are
+//! length), `r9` = `n` > 0 (in stream mode `n` may be 0: SYN, FIN and pure
+//! ACKs are judged by the flow's state too), and the packet pointers (after a full pull) are
 //! spilled into the scan context. Every other path jumps to a verdict:
 //! policy verdicts for ARP, neighbour discovery, non-TCP and non-IP, PASS for
 //! an empty TCP payload, DROP for anything malformed or not inspectable.
@@ -54,12 +55,12 @@ const TCP_HLEN: i32 = 20;
 const IPV4_FRAG_MASK: i32 = 0xBFFF;
 
 /// Largest TCP header offset: Ethernet + IPv4 with 40 bytes of options.
-const MAX_L4_OFFSET: i32 = ETH_HLEN + 60;
+pub(crate) const MAX_L4_OFFSET: i32 = ETH_HLEN + 60;
 /// Largest payload start: [`MAX_L4_OFFSET`] plus a TCP header with options.
 #[allow(dead_code)]
 pub const MAX_PAYLOAD_START: i32 = MAX_L4_OFFSET + 60;
 
-pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
+pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts, stream: bool) {
     let action = |act: Action, drop: Label| match act {
         Action::Pass => v.pass,
         Action::Drop => drop,
@@ -223,6 +224,11 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     a.emit(Insn::mov64_reg(R4, R5));
     a.emit(Insn::alu64_imm(AluOp::Add, R4, TCP_HLEN));
     a.jmp_reg(JmpCond::Jgt, R4, R3, v.drop);
+    if stream {
+        // The stream code reads the TCP header and rewrites the segment
+        // into a RST: keep where it is and how long the segment was.
+        super::stream::spill_tcp(a);
+    }
     a.emit(Insn::load(Size::B, R4, R5, 12));
     a.emit(Insn::alu64_imm(AluOp::Rsh, R4, 4));
     a.jmp_imm(JmpCond::Jlt, R4, 5, v.drop);
@@ -233,7 +239,9 @@ pub(crate) fn emit_prologue(a: &mut Asm, policy: &Policy, v: &Verdicts) {
     // n == 0 (pure ACK, SYN, FIN) passes; otherwise the predicate decides.
     a.emit(Insn::mov64_reg(R9, R8));
     a.emit(Insn::alu64_reg(AluOp::Sub, R9, R7));
-    a.jmp_imm(JmpCond::Jeq, R9, 0, v.pass);
+    if !stream {
+        a.jmp_imm(JmpCond::Jeq, R9, 0, v.pass);
+    }
 
     // Spill the packet pointers for the callbacks and the byte tests.
     a.emit(Insn::store_reg(Size::DW, R10, frame::CTX + ctx::DATA, R2));

@@ -261,6 +261,34 @@ pub(crate) fn emit_pass_call(
     }
     a.emit(Insn::alu64_imm(AluOp::Sub, R2, window.start as i32));
 
+    emit_walk(a, program, group, callback_index, results, v.drop)?;
+
+    // Copy each scan's final state (no branching: see `frame::FINAL_STATES`).
+    a.bind(results);
+    for (&id, &slot) in group.scans.iter().zip(&layout) {
+        let state_slot = match &program.scans[id].machine {
+            Machine::Dfa(_) => slot,
+            Machine::Depth(_) => slot + 1, // the mode decides acceptance
+        };
+        a.emit(Insn::load(Size::W, R1, R10, slot_offset(state_slot)));
+        a.emit(Insn::store_reg(Size::DW, R10, final_state_offset(id), R1));
+    }
+    Ok(())
+}
+
+/// The walk itself, with `r3` = frame offset of the first byte and `r2` =
+/// bytes to walk (> 0): the tiers, the `bpf_loop` call and its checks.
+/// Ends at `decided` when the pass stopped early, at `fail` when a byte
+/// could not be read or the loop did not run every iteration, else falls
+/// through.
+fn emit_walk(
+    a: &mut Asm,
+    program: &Program,
+    group: &PassGroup,
+    callback_index: i32,
+    decided: Label,
+    fail: Label,
+) -> Result<(), CodegenError> {
     // Split the window into tiers: whole chunks of the largest size, then
     // of the next size, ..., then single bytes. Each iteration derives its
     // position from the loop index alone, so the verifier sees one unknown
@@ -296,8 +324,8 @@ pub(crate) fn emit_pass_call(
     a.emit(Insn::mov64_imm(R4, 0));
     a.emit(Insn::call_helper(helper::BPF_FUNC_LOOP));
     a.emit(Insn::load(Size::W, R1, R10, frame::CTX + ctx::STATUS));
-    a.jmp_imm(JmpCond::Jeq, R1, STATUS_FAILED, v.drop);
-    a.jmp_imm(JmpCond::Jeq, R1, STATUS_DECIDED, results);
+    a.jmp_imm(JmpCond::Jeq, R1, STATUS_FAILED, fail);
+    a.jmp_imm(JmpCond::Jeq, R1, STATUS_DECIDED, decided);
     // Not decided early: every iteration must have run (a negative r0 is an
     // error from bpf_loop and never equals the count).
     a.emit(Insn::load(
@@ -306,18 +334,7 @@ pub(crate) fn emit_pass_call(
         R10,
         frame::CTX + ctx::TIER_END[sizes.len() - 1],
     ));
-    a.jmp_reg(JmpCond::Jne, R0, R2, v.drop);
-
-    // Copy each scan's final state (no branching: see `frame::FINAL_STATES`).
-    a.bind(results);
-    for (&id, &slot) in group.scans.iter().zip(&layout) {
-        let state_slot = match &program.scans[id].machine {
-            Machine::Dfa(_) => slot,
-            Machine::Depth(_) => slot + 1, // the mode decides acceptance
-        };
-        a.emit(Insn::load(Size::W, R1, R10, slot_offset(state_slot)));
-        a.emit(Insn::store_reg(Size::DW, R10, final_state_offset(id), R1));
-    }
+    a.jmp_reg(JmpCond::Jne, R0, R2, fail);
     Ok(())
 }
 
@@ -728,4 +745,98 @@ fn emit_open_close(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Registe
     a.jmp_imm(JmpCond::Jeq, depth, 0, done);
     a.emit(Insn::alu64_imm(AluOp::Sub, depth, 1));
     a.ja(done);
+}
+
+/// Machine registers (flow-value slots) the group's scans use.
+pub(crate) fn group_slots(program: &Program, group: &PassGroup) -> usize {
+    slot_count(program, group)
+}
+
+/// In a stream diode's entry function: run the pass over the segment's new
+/// bytes, starting from the states the flow carried, and store the states
+/// back into the flow's value and one final state per scan for the formula.
+///
+/// `value_slot` is the index of the group's first slot in the flow value
+/// ([`super::stream::value`]). The window counts stream offsets: with `S`
+/// the stream offset of the segment's first (new) byte and `n` its length,
+/// the pass walks stream offsets `[max(start, S), min(end, S + n))`, i.e.
+/// payload offsets shifted by `S`. An empty intersection leaves the carried
+/// states as they are. A failed walk goes to `fail` (the caller latches the
+/// flow: states of earlier passes are already stored).
+pub(crate) fn emit_stream_pass_call(
+    a: &mut Asm,
+    program: &Program,
+    group: &PassGroup,
+    callback_index: i32,
+    value_slot: usize,
+    fail: Label,
+) -> Result<(), CodegenError> {
+    use super::stream::{sframe, value};
+    let layout = slot_layout(program, group);
+    let slots = slot_count(program, group);
+    let value_off = |slot: usize| (value::SLOTS + 4 * (value_slot + slot) as i32) as i16;
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::VALUE_PTR));
+    for slot in 0..slots {
+        a.emit(Insn::load(Size::W, R2, R1, value_off(slot)));
+        a.emit(Insn::store_reg(Size::W, R10, slot_offset(slot), R2));
+    }
+    const _: () = assert!(STATUS_RUNNING == 0);
+    a.emit(Insn::load(Size::DW, R2, R10, frame::OPAQUE_ZERO));
+    a.emit(Insn::store_reg(Size::W, R10, frame::CTX + ctx::STATUS, R2));
+
+    let results = a.label();
+    a.emit(Insn::load(
+        Size::H,
+        R7,
+        R10,
+        frame::CTX + ctx::PAYLOAD_START,
+    ));
+    a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::STREAM_OFFSET));
+    let window = group.window;
+    // r3 = payload offset of the first byte to walk.
+    a.emit(Insn::mov64_imm(R3, 0));
+    if window.start > 0 {
+        let lo_done = a.label();
+        a.emit(Insn::ld_imm64(R4, u64::from(window.start)));
+        a.jmp_reg(JmpCond::Jge, R1, R4, lo_done);
+        a.emit(Insn::mov64_reg(R3, R4));
+        a.emit(Insn::alu64_reg(AluOp::Sub, R3, R1));
+        a.bind(lo_done);
+    }
+    a.jmp_reg(JmpCond::Jge, R3, R9, results);
+    // r2 = payload offset one past the last byte to walk.
+    a.emit(Insn::mov64_reg(R2, R9));
+    if let Some(end) = window.end {
+        let hi_done = a.label();
+        a.emit(Insn::ld_imm64(R4, u64::from(end)));
+        a.jmp_reg(JmpCond::Jge, R1, R4, results);
+        a.emit(Insn::alu64_reg(AluOp::Sub, R4, R1));
+        a.jmp_reg(JmpCond::Jge, R4, R2, hi_done);
+        a.emit(Insn::mov64_reg(R2, R4));
+        a.bind(hi_done);
+    }
+    a.jmp_reg(JmpCond::Jle, R2, R3, results);
+    // Both lie within the payload (< 64 KiB); told to the verifier.
+    a.jmp_imm(JmpCond::Jgt, R2, MAX_FRAME, results);
+    a.jmp_imm(JmpCond::Jgt, R3, MAX_FRAME, results);
+    a.emit(Insn::alu64_reg(AluOp::Sub, R2, R3));
+    a.emit(Insn::alu64_reg(AluOp::Add, R3, R7));
+    emit_walk(a, program, group, callback_index, results, fail)?;
+
+    a.bind(results);
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::VALUE_PTR));
+    for slot in 0..slots {
+        a.emit(Insn::load(Size::W, R2, R10, slot_offset(slot)));
+        a.emit(Insn::store_reg(Size::W, R1, value_off(slot), R2));
+    }
+    for (&id, &slot) in group.scans.iter().zip(&layout) {
+        let state_slot = match &program.scans[id].machine {
+            Machine::Dfa(_) => slot,
+            Machine::Depth(_) => slot + 1,
+        };
+        a.emit(Insn::load(Size::W, R2, R10, slot_offset(state_slot)));
+        a.emit(Insn::store_reg(Size::DW, R10, final_state_offset(id), R2));
+    }
+    Ok(())
 }

@@ -76,9 +76,22 @@ fn put32_imm(a: &mut Asm, field: usize, imm: u32) {
 }
 
 /// Binds every verdict label and the atoms' drop stubs.
-pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Options) {
+///
+/// In stream mode (`stream`), a predicate drop latches the flow first, and
+/// drops of the reasons [`super::stream::resets`] turns into a RST leave
+/// through [`super::stream::emit_finish_drop`] instead of `TC_ACT_SHOT`.
+pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Options, stream: bool) {
     let drop_common = a.label();
     let predicate_common = a.label();
+    let finish_drop = a.label();
+    let shot = |a: &mut Asm| {
+        if stream {
+            a.ja(finish_drop);
+        } else {
+            a.emit(Insn::mov64_imm(R0, TC_ACT_SHOT));
+            a.emit(Insn::exit());
+        }
+    };
 
     a.bind(v.pass);
     a.emit(Insn::store_imm(Size::W, R10, KEY, Reason::Pass as i32));
@@ -140,6 +153,9 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
     a.emit(Insn::store_imm(Size::W, R10, OFFSET, NONE as i32));
     a.emit(Insn::mov64_imm(R8, NONE as i32));
     a.bind(predicate_common);
+    if stream {
+        super::stream::emit_latch(a);
+    }
     a.emit(Insn::mov64_imm(R7, Reason::Predicate as i32));
 
     // r7 = reason, r8 = atom: count, then record the event.
@@ -162,8 +178,7 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
         decision::LOST_EVENTS_SLOT as i32,
     ));
     count(a);
-    a.emit(Insn::mov64_imm(R0, TC_ACT_SHOT));
-    a.emit(Insn::exit());
+    shot(a);
 
     a.bind(have);
     a.emit(Insn::mov64_reg(R9, R0));
@@ -291,6 +306,10 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
     a.emit(Insn::mov64_reg(R1, R9));
     a.emit(Insn::mov64_imm(R2, 0));
     a.emit(Insn::call_helper(helper::BPF_FUNC_RINGBUF_SUBMIT));
-    a.emit(Insn::mov64_imm(R0, TC_ACT_SHOT));
-    a.emit(Insn::exit());
+    shot(a);
+
+    if stream {
+        a.bind(finish_drop);
+        super::stream::emit_finish_drop(a);
+    }
 }

@@ -1,0 +1,669 @@
+//! Stream mode: the per-flow state, the normalization rules and the RST.
+//!
+//! A stream diode judges the bytes of each TCP connection (judged
+//! direction) as they arrive, carrying every scan's state between segments
+//! in the flow map [`FLOWS_MAP`] (an LRU hash keyed by the flow). Its rules
+//! are those of the reference diode `predicate_ir::stream_diode` with
+//! `retain = 0` and `min_ttl =` [`MIN_TTL`] (docs/stream.md, "The kernel
+//! diode"), in this order:
+//!
+//! 1. a latched flow: every segment becomes a RST at the recorded sequence
+//!    number (reason `latched`);
+//! 2. TTL / hop limit below [`MIN_TTL`], SYN with FIN or RST, a segment
+//!    with neither ACK nor RST nor SYN, URG set: dropped (`malformed`);
+//! 3. no flow state: a SYN without payload creates it (an entry with the
+//!    initial sequence number); a SYN with payload is dropped; anything
+//!    else latches a new entry and becomes a RST at its own sequence number
+//!    (`evicted`: attached mid-connection, or the state was evicted);
+//! 4. a RST from the sender latches the flow (`latched`);
+//! 5. a SYN again: passes with the same initial sequence number and no
+//!    payload, else dropped;
+//! 6. no payload and no FIN: passes;
+//! 7. a segment not starting exactly at the next expected byte is dropped
+//!    (`out_of_order`): beyond it is a gap; before it the diode cannot
+//!    compare bytes it no longer holds, and the receiver has ACKed (or will
+//!    ACK) up to what passed, so the sender resends from there;
+//! 8. after a FIN: more data latches (`latched`), the FIN again passes;
+//! 9. the new bytes are judged: the scans step from the carried states
+//!    over them, the stream-meaning formula decides (false: latched and a
+//!    RST, reason `predicate`); with FIN the exact formula must hold too
+//!    (else latched, `latched`); then the flow's next byte, stream length
+//!    and states are committed and the segment passes.
+//!
+//! Sequence numbers are only compared for equality modulo 2^32 (32-bit
+//! adds), so a stream may wrap.
+//!
+//! Invariants: every passed segment with payload starts at the flow's next
+//! expected byte and advances it by its length, so passed payloads never
+//! overlap and every receiver assembles a prefix of the judged stream; the
+//! judged stream always satisfies the stream meaning. States of the scans
+//! are written to the flow value as each pass finishes; every outcome after
+//! the first pass either commits the segment or latches the flow, so
+//! partial writes are never read as a judged state.
+//!
+//! Not locked: two CPUs handling segments of one flow at once could both
+//! judge from the same state (docs/stream.md, "The kernel diode").
+
+use predicate_ir::{Formula, StreamProgram};
+
+use super::asm::{Asm, Label};
+use super::formula::AtomStub;
+use super::packet::MAX_L4_OFFSET;
+use super::scan::{self, ctx, PassGroup};
+use super::{frame, CodegenError, Verdicts};
+use crate::decision::Reason;
+use crate::insn::*;
+use crate::module::{MapDef, BPF_MAP_TYPE_LRU_HASH};
+
+/// Name of the flow map.
+pub const FLOWS_MAP: &str = "lagic_flows";
+/// Flows the map holds; the least recently used is evicted beyond that
+/// (and its flow then fails closed).
+pub const FLOWS_MAX: u32 = 65_536;
+/// Smallest IPv4 TTL / IPv6 hop limit passed: a segment with less might
+/// expire between the diode and the receiver.
+pub const MIN_TTL: i32 = 8;
+/// Most scans a stream program may have (the frame holds the flow key and
+/// the stream scalars below the final states).
+pub const MAX_STREAM_SCANS: usize = 24;
+/// Most machine registers (value slots) a stream program may carry.
+pub const MAX_STREAM_SLOTS: usize = 40;
+/// Map index of the flow map (after the counters and the ring buffer).
+const FLOWS: i32 = 2;
+
+/// The flow key: family, ports, addresses (IPv4 ones in the first 4 bytes
+/// of their 16), zeros elsewhere.
+pub mod key {
+    /// `u8`: 4 or 6.
+    pub const FAMILY: i16 = 0;
+    /// `u16` source port then `u16` destination port, as on the wire.
+    pub const PORTS: i16 = 4;
+    /// 16 bytes.
+    pub const SADDR: i16 = 8;
+    /// 16 bytes.
+    pub const DADDR: i16 = 24;
+    /// Size of the key.
+    pub const SIZE: u32 = 40;
+}
+
+/// The flow value (little-endian `u32`s unless said otherwise).
+pub mod value {
+    /// Status bits: [`LATCHED`], [`FIN_SEEN`].
+    pub const STATUS: i16 = 0;
+    /// Initial sequence number (of the SYN).
+    pub const ISN: i16 = 4;
+    /// Sequence number of the next data byte expected.
+    pub const NEXT: i16 = 8;
+    /// Sequence number of the FIN, once one passed.
+    pub const FIN_SEQ: i16 = 12;
+    /// Where the RSTs of a latched flow go.
+    pub const RST_SEQ: i16 = 16;
+    /// `u64`: bytes judged so far (the stream offset of the next byte).
+    pub const STREAM_LEN: i16 = 24;
+    /// The scans' machine registers, pass group after pass group.
+    pub const SLOTS: i32 = 32;
+    /// Status bit: the flow is latched.
+    pub const LATCHED: i32 = 1;
+    /// Status bit: a FIN passed.
+    pub const FIN_SEEN: i32 = 2;
+    /// Size of a value with `slots` machine registers.
+    pub const fn size(slots: usize) -> u32 {
+        (SLOTS as u32 + 4 * slots as u32).div_ceil(8) * 8
+    }
+}
+
+/// Stack words of the stream code (offsets from `r10`), below the final
+/// states of [`MAX_STREAM_SCANS`] scans and above the opaque zero.
+pub(crate) mod sframe {
+    use super::super::frame;
+    const BASE: i16 = frame::FINAL_STATES - 8 * super::MAX_STREAM_SCANS as i16;
+    /// The flow key ([`super::key`]).
+    pub const KEY: i16 = BASE - 40;
+    /// Spilled packet pointer to the TCP header (until a helper moves data).
+    pub const TCP_PTR: i16 = KEY - 8;
+    /// Spilled pointer to the flow's value.
+    pub const VALUE_PTR: i16 = TCP_PTR - 8;
+    /// The segment's sequence number (host order).
+    pub const SEQ: i16 = VALUE_PTR - 8;
+    /// The TCP flags byte.
+    pub const FLAGS: i16 = SEQ - 8;
+    /// TTL / hop limit.
+    pub const TTL: i16 = FLAGS - 8;
+    /// Frame offset of the TCP header.
+    pub const L4_OFF: i16 = TTL - 8;
+    /// TCP header plus payload length, from the IP header.
+    pub const TCP_LEN: i16 = L4_OFF - 8;
+    /// The TCP checksum field as received (raw).
+    pub const ORIG_CSUM: i16 = TCP_LEN - 8;
+    /// Sequence number a RST for this segment carries (host order).
+    pub const RST_SEQ: i16 = ORIG_CSUM - 8;
+    /// Stream offset of the segment's first byte.
+    pub const STREAM_OFFSET: i16 = RST_SEQ - 8;
+    /// Stream length with the segment's bytes (what `len` tests read).
+    pub const NEW_LEN: i16 = STREAM_OFFSET - 8;
+    /// A flow value being created: the final states' area, unused then.
+    pub const VALUE_BUF: i16 = frame::FINAL_STATES - 8 * (super::MAX_STREAM_SCANS as i16 - 1);
+    const _: () = assert!(NEW_LEN > frame::OPAQUE_ZERO + 8);
+    const _: () =
+        assert!(VALUE_BUF + super::value::size(super::MAX_STREAM_SLOTS) as i16 <= frame::CTX);
+}
+
+const TCP_FIN: i32 = 0x01;
+const TCP_SYN: i32 = 0x02;
+const TCP_RST: i32 = 0x04;
+const TCP_ACK: i32 = 0x10;
+const TCP_URG: i32 = 0x20;
+
+/// The maps of a stream diode: the counters and events of every diode, and
+/// the flow map.
+pub(crate) fn maps(slots: usize) -> Vec<MapDef> {
+    let mut maps = super::verdict::maps();
+    debug_assert_eq!(maps.len(), FLOWS as usize);
+    maps.push(MapDef {
+        name: FLOWS_MAP.into(),
+        map_type: BPF_MAP_TYPE_LRU_HASH,
+        key_size: key::SIZE,
+        value_size: value::size(slots),
+        max_entries: FLOWS_MAX,
+    });
+    maps
+}
+
+/// In the prologue, with `r5` = the TCP header (20 bytes readable), `r7` =
+/// its frame offset and `r8` = the IP end: spill what the stream code and
+/// the RST need.
+pub(crate) fn spill_tcp(a: &mut Asm) {
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::TCP_PTR, R5));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::L4_OFF, R7));
+    a.emit(Insn::mov64_reg(R4, R8));
+    a.emit(Insn::alu64_reg(AluOp::Sub, R4, R7));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::TCP_LEN, R4));
+    a.emit(Insn::load(Size::H, R4, R5, 16));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::ORIG_CSUM, R4));
+    a.emit(Insn::load(Size::W, R4, R5, 4));
+    a.emit(Insn::be(R4, SwapWidth::B32));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::SEQ, R4));
+    a.emit(Insn::load(Size::B, R4, R5, 13));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::FLAGS, R4));
+}
+
+/// Latches the flow whose value is at [`sframe::VALUE_PTR`]: status gets
+/// [`value::LATCHED`], the RST sequence number [`sframe::RST_SEQ`].
+/// Clobbers r1, r2.
+pub(crate) fn emit_latch(a: &mut Asm) {
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::VALUE_PTR));
+    a.emit(Insn::load(Size::W, R2, R1, value::STATUS));
+    a.emit(Insn::alu64_imm(AluOp::Or, R2, value::LATCHED));
+    a.emit(Insn::store_reg(Size::W, R1, value::STATUS, R2));
+    a.emit(Insn::load(Size::DW, R2, R10, sframe::RST_SEQ));
+    a.emit(Insn::store_reg(Size::W, R1, value::RST_SEQ, R2));
+}
+
+/// The reasons whose segment becomes a RST towards the receiver.
+pub(crate) fn resets() -> [Reason; 3] {
+    [Reason::Predicate, Reason::Latched, Reason::Evicted]
+}
+
+/// The end of every drop in stream mode, with `r6` = skb and `r7` = the
+/// reason: for [`resets`], the segment is rewritten into a RST without
+/// payload at [`sframe::RST_SEQ`] and passed; any other reason, or a
+/// rewrite that fails, drops.
+pub(crate) fn emit_finish_drop(a: &mut Asm) {
+    let shot = a.label();
+    let reset = a.label();
+    for reason in resets() {
+        a.jmp_imm(JmpCond::Jeq, R7, reason as i32, reset);
+    }
+    a.ja(shot);
+
+    a.bind(reset);
+    // Trim to the TCP header without options.
+    a.emit(Insn::load(Size::DW, R2, R10, sframe::L4_OFF));
+    a.jmp_imm(JmpCond::Jgt, R2, MAX_L4_OFFSET, shot);
+    a.emit(Insn::alu64_imm(AluOp::Add, R2, 20));
+    a.emit(Insn::mov64_reg(R1, R6));
+    a.emit(Insn::mov64_imm(R3, 0));
+    a.emit(Insn::call_helper(helper::BPF_FUNC_SKB_CHANGE_TAIL));
+    a.jmp_imm(JmpCond::Jne, R0, 0, shot);
+    a.emit(Insn::load(Size::W, R2, R6, skb::DATA));
+    a.emit(Insn::load(Size::W, R3, R6, skb::DATA_END));
+    a.emit(Insn::load(Size::DW, R4, R10, sframe::L4_OFF));
+    a.jmp_imm(JmpCond::Jgt, R4, MAX_L4_OFFSET, shot);
+    // Ethernet + the fixed IPv6 header, or IPv4 + TCP: at least 54 bytes.
+    a.emit(Insn::mov64_reg(R1, R2));
+    a.emit(Insn::alu64_imm(AluOp::Add, R1, 54));
+    a.jmp_reg(JmpCond::Jgt, R1, R3, shot);
+    a.emit(Insn::mov64_reg(R5, R2));
+    a.emit(Insn::alu64_reg(AluOp::Add, R5, R4));
+    a.emit(Insn::mov64_reg(R1, R5));
+    a.emit(Insn::alu64_imm(AluOp::Add, R1, 20));
+    a.jmp_reg(JmpCond::Jgt, R1, R3, shot);
+
+    // The TCP header: RST|ACK at the RST sequence number, no options.
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::RST_SEQ));
+    a.emit(Insn::be(R1, SwapWidth::B32));
+    a.emit(Insn::store_reg(Size::W, R5, 4, R1));
+    a.emit(Insn::store_imm(Size::B, R5, 12, 5 << 4));
+    a.emit(Insn::store_imm(Size::B, R5, 13, TCP_RST | TCP_ACK));
+    a.emit(Insn::store_imm(Size::H, R5, 16, 0));
+    a.emit(Insn::store_imm(Size::H, R5, 18, 0));
+    // r9 = the header's ones'-complement sum (16-bit words as loaded).
+    a.emit(Insn::mov64_imm(R9, 0));
+    for word in 0..10 {
+        a.emit(Insn::load(Size::H, R1, R5, 2 * word));
+        a.emit(Insn::alu64_reg(AluOp::Add, R9, R1));
+    }
+
+    // r8 = the pseudo header's sum without its length; the IP length.
+    let v6 = a.label();
+    let sum = a.label();
+    a.emit(Insn::load(Size::H, R1, R2, 12));
+    a.emit(Insn::be(R1, SwapWidth::B16));
+    a.jmp_imm(JmpCond::Jeq, R1, 0x86DD, v6);
+    // IPv4: total length = IP header + 20, header checksum updated
+    // incrementally (RFC 1624: HC' = ~(~HC + ~m + m')).
+    a.emit(Insn::load(Size::H, R1, R2, 16));
+    a.emit(Insn::mov64_reg(R8, R4));
+    a.emit(Insn::alu64_imm(AluOp::Add, R8, 20 - 14));
+    a.emit(Insn::be(R8, SwapWidth::B16));
+    a.emit(Insn::store_reg(Size::H, R2, 16, R8));
+    a.emit(Insn::load(Size::H, R0, R2, 24));
+    a.emit(Insn::alu64_imm(AluOp::Xor, R0, 0xFFFF));
+    a.emit(Insn::alu64_imm(AluOp::Xor, R1, 0xFFFF));
+    a.emit(Insn::alu64_reg(AluOp::Add, R0, R1));
+    a.emit(Insn::alu64_reg(AluOp::Add, R0, R8));
+    fold(a, R0, R1);
+    a.emit(Insn::alu64_imm(AluOp::Xor, R0, 0xFFFF));
+    a.emit(Insn::store_reg(Size::H, R2, 24, R0));
+    a.emit(Insn::mov64_imm(R8, 0));
+    for word in 0..4 {
+        a.emit(Insn::load(Size::H, R1, R2, 26 + 2 * word));
+        a.emit(Insn::alu64_reg(AluOp::Add, R8, R1));
+    }
+    a.ja(sum);
+    a.bind(v6);
+    // IPv6: payload length 20 (no extension headers reach here).
+    a.emit(Insn::store_imm(Size::H, R2, 18, 20 << 8));
+    a.emit(Insn::mov64_imm(R8, 0));
+    for word in 0..16 {
+        a.emit(Insn::load(Size::H, R1, R2, 22 + 2 * word));
+        a.emit(Insn::alu64_reg(AluOp::Add, R8, R1));
+    }
+    a.bind(sum);
+    // Next header / protocol 6, as the big-endian word loads.
+    a.emit(Insn::alu64_imm(AluOp::Add, R8, 6 << 8));
+    // A checksum a local stack left to offload (CHECKSUM_PARTIAL) holds the
+    // folded pseudo-header sum: keep it that way for the new length.
+    let full = a.label();
+    let store = a.label();
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::TCP_LEN));
+    a.emit(Insn::alu64_imm(AluOp::And, R1, 0xFFFF));
+    a.emit(Insn::be(R1, SwapWidth::B16));
+    a.emit(Insn::mov64_reg(R0, R8));
+    a.emit(Insn::alu64_reg(AluOp::Add, R0, R1));
+    fold(a, R0, R1);
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::ORIG_CSUM));
+    a.jmp_reg(JmpCond::Jne, R0, R1, full);
+    a.emit(Insn::mov64_reg(R0, R8));
+    a.emit(Insn::alu64_imm(AluOp::Add, R0, 20 << 8));
+    fold(a, R0, R1);
+    a.ja(store);
+    a.bind(full);
+    a.emit(Insn::mov64_reg(R0, R8));
+    a.emit(Insn::alu64_imm(AluOp::Add, R0, 20 << 8));
+    a.emit(Insn::alu64_reg(AluOp::Add, R0, R9));
+    fold(a, R0, R1);
+    a.emit(Insn::alu64_imm(AluOp::Xor, R0, 0xFFFF));
+    a.bind(store);
+    a.emit(Insn::store_reg(Size::H, R5, 16, R0));
+    a.emit(Insn::mov64_imm(R0, TC_ACT_OK));
+    a.emit(Insn::exit());
+
+    a.bind(shot);
+    a.emit(Insn::mov64_imm(R0, TC_ACT_SHOT));
+    a.emit(Insn::exit());
+}
+
+/// `reg` = the 16-bit ones'-complement fold of `reg` (< 2^32). Clobbers `tmp`.
+fn fold(a: &mut Asm, reg: Register, tmp: Register) {
+    for _ in 0..3 {
+        a.emit(Insn::mov64_reg(tmp, reg));
+        a.emit(Insn::alu64_imm(AluOp::Rsh, tmp, 16));
+        a.emit(Insn::alu64_imm(AluOp::And, reg, 0xFFFF));
+        a.emit(Insn::alu64_reg(AluOp::Add, reg, tmp));
+    }
+}
+
+/// `if (flags & bits) goto target`, flags reloaded into r1.
+fn if_flags(a: &mut Asm, bits: i32, target: Label) {
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::FLAGS));
+    a.jmp_imm(JmpCond::Jset, R1, bits, target);
+}
+
+/// `reg` = the payload length (`n`).
+fn load_n(a: &mut Asm, reg: Register) {
+    a.emit(Insn::load(Size::H, reg, R10, frame::CTX + ctx::PAYLOAD_LEN));
+}
+
+/// The checks of rule 2 (module docs): drops to `v.drop`.
+fn emit_sanity(a: &mut Asm, v: &Verdicts) {
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::TTL));
+    a.jmp_imm(JmpCond::Jlt, R1, MIN_TTL, v.drop);
+    let not_syn = a.label();
+    let flags_ok = a.label();
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::FLAGS));
+    a.jmp_imm(JmpCond::Jset, R1, TCP_URG, v.drop);
+    a.emit(Insn::mov64_reg(R2, R1));
+    a.emit(Insn::alu64_imm(AluOp::And, R2, TCP_SYN));
+    a.jmp_imm(JmpCond::Jeq, R2, 0, not_syn);
+    a.jmp_imm(JmpCond::Jset, R1, TCP_FIN | TCP_RST, v.drop);
+    a.ja(flags_ok);
+    a.bind(not_syn);
+    a.jmp_imm(JmpCond::Jset, R1, TCP_ACK | TCP_RST, flags_ok);
+    a.ja(v.drop);
+    a.bind(flags_ok);
+}
+
+/// Zeroes a flow value of `size` bytes at [`sframe::VALUE_BUF`].
+fn zero_value_buf(a: &mut Asm, size: u32) {
+    for i in 0..size / 8 {
+        a.emit(Insn::store_imm(
+            Size::DW,
+            R10,
+            sframe::VALUE_BUF + 8 * i as i16,
+            0,
+        ));
+    }
+}
+
+/// `bpf_map_update_elem(flows, key, VALUE_BUF, BPF_ANY)`; result in r0.
+fn update_from_buf(a: &mut Asm) {
+    a.emit(Insn::ld_map(R1, FLOWS));
+    a.emit(Insn::mov64_reg(R2, R10));
+    a.emit(Insn::alu64_imm(AluOp::Add, R2, sframe::KEY as i32));
+    a.emit(Insn::mov64_reg(R3, R10));
+    a.emit(Insn::alu64_imm(AluOp::Add, R3, sframe::VALUE_BUF as i32));
+    a.emit(Insn::mov64_imm(R4, 0));
+    a.emit(Insn::call_helper(helper::BPF_FUNC_MAP_UPDATE_ELEM));
+}
+
+/// After the prologue: the flow key, the flow's state and rules 1-8 of the
+/// module docs. Falls through, with the segment at the next expected byte
+/// and new bytes or a FIN to judge, [`sframe::STREAM_OFFSET`] and
+/// [`sframe::NEW_LEN`] set; every other path ends at a verdict.
+pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
+    for i in 0..key::SIZE as i16 / 8 {
+        a.emit(Insn::store_imm(Size::DW, R10, sframe::KEY + 8 * i, 0));
+    }
+    a.emit(Insn::store_imm(Size::DW, R10, sframe::STREAM_OFFSET, 0));
+    a.emit(Insn::store_imm(Size::DW, R10, sframe::NEW_LEN, 0));
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::RST_SEQ, R1));
+
+    // Addresses and TTL. Every TCP frame has at least 54 bytes.
+    a.emit(Insn::load(Size::DW, R2, R10, frame::CTX + ctx::DATA));
+    a.emit(Insn::load(Size::DW, R3, R10, frame::CTX + ctx::DATA_END));
+    a.emit(Insn::mov64_reg(R1, R2));
+    a.emit(Insn::alu64_imm(AluOp::Add, R1, 54));
+    a.jmp_reg(JmpCond::Jgt, R1, R3, v.drop);
+    let v6 = a.label();
+    let common = a.label();
+    a.emit(Insn::load(Size::H, R4, R2, 12));
+    a.emit(Insn::be(R4, SwapWidth::B16));
+    a.jmp_imm(JmpCond::Jeq, R4, 0x86DD, v6);
+    a.emit(Insn::store_imm(Size::B, R10, sframe::KEY + key::FAMILY, 4));
+    a.emit(Insn::load(Size::W, R1, R2, 26));
+    a.emit(Insn::store_reg(Size::W, R10, sframe::KEY + key::SADDR, R1));
+    a.emit(Insn::load(Size::W, R1, R2, 30));
+    a.emit(Insn::store_reg(Size::W, R10, sframe::KEY + key::DADDR, R1));
+    a.emit(Insn::load(Size::B, R1, R2, 22));
+    a.ja(common);
+    a.bind(v6);
+    a.emit(Insn::store_imm(Size::B, R10, sframe::KEY + key::FAMILY, 6));
+    for (from, to) in [
+        (22, key::SADDR),
+        (30, key::SADDR + 8),
+        (38, key::DADDR),
+        (46, key::DADDR + 8),
+    ] {
+        a.emit(Insn::load(Size::DW, R1, R2, from));
+        a.emit(Insn::store_reg(Size::DW, R10, sframe::KEY + to, R1));
+    }
+    a.emit(Insn::load(Size::B, R1, R2, 21));
+    a.bind(common);
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::TTL, R1));
+    a.emit(Insn::load(Size::DW, R5, R10, sframe::TCP_PTR));
+    a.emit(Insn::mov64_reg(R1, R5));
+    a.emit(Insn::alu64_imm(AluOp::Add, R1, 20));
+    a.jmp_reg(JmpCond::Jgt, R1, R3, v.drop);
+    a.emit(Insn::load(Size::W, R1, R5, 0));
+    a.emit(Insn::store_reg(Size::W, R10, sframe::KEY + key::PORTS, R1));
+
+    // The flow's state.
+    let listen = a.label();
+    let open = a.label();
+    a.emit(Insn::ld_map(R1, FLOWS));
+    a.emit(Insn::mov64_reg(R2, R10));
+    a.emit(Insn::alu64_imm(AluOp::Add, R2, sframe::KEY as i32));
+    a.emit(Insn::call_helper(helper::BPF_FUNC_MAP_LOOKUP_ELEM));
+    let no_entry = a.label();
+    a.jmp_imm(JmpCond::Jeq, R0, 0, no_entry);
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::VALUE_PTR, R0));
+    // Rule 1: latched.
+    let latched_now = a.label();
+    a.emit(Insn::load(Size::W, R1, R0, value::STATUS));
+    a.jmp_imm(JmpCond::Jset, R1, value::LATCHED, latched_now);
+    emit_sanity(a, v);
+    a.ja(open);
+    a.bind(latched_now);
+    a.emit(Insn::load(Size::W, R1, R0, value::RST_SEQ));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::RST_SEQ, R1));
+    a.ja(v.latched);
+
+    // Rule 3: no state.
+    a.bind(no_entry);
+    emit_sanity(a, v);
+    a.bind(listen);
+    let no_syn = a.label();
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::FLAGS));
+    a.emit(Insn::alu64_imm(AluOp::And, R1, TCP_SYN));
+    a.jmp_imm(JmpCond::Jeq, R1, 0, no_syn);
+    load_n(a, R1);
+    a.jmp_imm(JmpCond::Jne, R1, 0, v.drop);
+    zero_value_buf(a, value_size);
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
+    a.emit(Insn::store_reg(
+        Size::W,
+        R10,
+        sframe::VALUE_BUF + value::ISN,
+        R1,
+    ));
+    a.emit(Insn::alu32_imm(AluOp::Add, R1, 1));
+    a.emit(Insn::store_reg(
+        Size::W,
+        R10,
+        sframe::VALUE_BUF + value::NEXT,
+        R1,
+    ));
+    update_from_buf(a);
+    a.jmp_imm(JmpCond::Jne, R0, 0, v.evicted);
+    a.ja(v.pass);
+    a.bind(no_syn);
+    // Mid-connection (or evicted): remember the latch where the map lets us.
+    zero_value_buf(a, value_size);
+    a.emit(Insn::store_imm(
+        Size::W,
+        R10,
+        sframe::VALUE_BUF + value::STATUS,
+        value::LATCHED,
+    ));
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
+    a.emit(Insn::store_reg(
+        Size::W,
+        R10,
+        sframe::VALUE_BUF + value::RST_SEQ,
+        R1,
+    ));
+    update_from_buf(a);
+    a.ja(v.evicted);
+
+    // An open flow.
+    a.bind(open);
+    let latch = a.label();
+    a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
+    a.emit(Insn::load(Size::W, R3, R0, value::NEXT));
+    // RSTs go to the next byte, or one past a FIN that passed.
+    let rst_known = a.label();
+    a.emit(Insn::mov64_reg(R4, R3));
+    a.emit(Insn::load(Size::W, R2, R0, value::STATUS));
+    a.emit(Insn::alu64_imm(AluOp::And, R2, value::FIN_SEEN));
+    a.jmp_imm(JmpCond::Jeq, R2, 0, rst_known);
+    a.emit(Insn::load(Size::W, R4, R0, value::FIN_SEQ));
+    a.emit(Insn::alu32_imm(AluOp::Add, R4, 1));
+    a.bind(rst_known);
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::RST_SEQ, R4));
+    // Rule 4: a RST from the sender.
+    if_flags(a, TCP_RST, latch);
+    // Rule 5: SYN again.
+    let not_syn = a.label();
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::FLAGS));
+    a.emit(Insn::alu64_imm(AluOp::And, R1, TCP_SYN));
+    a.jmp_imm(JmpCond::Jeq, R1, 0, not_syn);
+    load_n(a, R1);
+    a.jmp_imm(JmpCond::Jne, R1, 0, v.drop);
+    a.emit(Insn::load(Size::W, R1, R0, value::ISN));
+    a.emit(Insn::load(Size::DW, R2, R10, sframe::SEQ));
+    a.jmp_reg(JmpCond::Jne, R1, R2, v.drop);
+    a.ja(v.pass);
+    a.bind(not_syn);
+    // Rule 6: nothing to judge.
+    let something = a.label();
+    load_n(a, R9);
+    a.jmp_imm(JmpCond::Jne, R9, 0, something);
+    if_flags(a, TCP_FIN, something);
+    a.ja(v.pass);
+    a.bind(something);
+    // Rule 7: only the next expected byte.
+    a.emit(Insn::load(Size::DW, R2, R10, sframe::SEQ));
+    a.jmp_reg(JmpCond::Jne, R2, R3, v.out_of_order);
+    // Rule 8: after a FIN.
+    let before_fin = a.label();
+    a.emit(Insn::load(Size::W, R2, R0, value::STATUS));
+    a.emit(Insn::alu64_imm(AluOp::And, R2, value::FIN_SEEN));
+    a.jmp_imm(JmpCond::Jeq, R2, 0, before_fin);
+    a.jmp_imm(JmpCond::Jne, R9, 0, latch);
+    a.ja(v.pass);
+    a.bind(before_fin);
+    a.emit(Insn::load(Size::DW, R1, R0, value::STREAM_LEN));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::STREAM_OFFSET, R1));
+    a.emit(Insn::alu64_reg(AluOp::Add, R1, R9));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::NEW_LEN, R1));
+    let judge = a.label();
+    a.ja(judge);
+
+    a.bind(latch);
+    emit_latch(a);
+    a.ja(v.latched);
+    a.bind(judge);
+}
+
+/// After the passes and the stream-meaning formula held (at `judged`):
+/// with FIN, the exact formula; then commit the segment and pass.
+pub(crate) fn emit_commit(
+    a: &mut Asm,
+    program: &StreamProgram,
+    groups: &[PassGroup],
+    v: &Verdicts,
+    judged: Label,
+) {
+    a.bind(judged);
+    let commit = a.label();
+    let at_fin = a.label();
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::FLAGS));
+    a.jmp_imm(JmpCond::Jset, R1, TCP_FIN, at_fin);
+    a.ja(commit);
+    // A FIN: the stream must be complete (the exact meaning).
+    a.bind(at_fin);
+    let refused = a.label();
+    let stubs: Vec<AtomStub> = super::formula::emit_stream(
+        a,
+        &program.program,
+        &program.complete,
+        groups,
+        v,
+        commit,
+        refused,
+    );
+    debug_assert!(
+        stubs.is_empty(),
+        "the exact formula never targets the predicate drop"
+    );
+    a.bind(refused);
+    emit_latch(a);
+    a.ja(v.latched);
+
+    a.bind(commit);
+    a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::NEW_LEN));
+    a.emit(Insn::store_reg(Size::DW, R0, value::STREAM_LEN, R1));
+    a.emit(Insn::load(Size::W, R2, R0, value::NEXT));
+    load_n(a, R3);
+    a.emit(Insn::alu32_reg(AluOp::Add, R2, R3));
+    a.emit(Insn::store_reg(Size::W, R0, value::NEXT, R2));
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::FLAGS));
+    a.emit(Insn::alu64_imm(AluOp::And, R1, TCP_FIN));
+    a.jmp_imm(JmpCond::Jeq, R1, 0, v.pass);
+    a.emit(Insn::store_reg(Size::W, R0, value::FIN_SEQ, R2));
+    a.emit(Insn::load(Size::W, R1, R0, value::STATUS));
+    a.emit(Insn::alu64_imm(AluOp::Or, R1, value::FIN_SEEN));
+    a.emit(Insn::store_reg(Size::W, R0, value::STATUS, R1));
+    a.ja(v.pass);
+}
+
+/// Checks a stream program fits what the stream frame and value hold, and
+/// that it has no payload byte tests (lowering turns them into scans).
+pub(crate) fn check_fits(program: &StreamProgram, slots: usize) -> Result<(), CodegenError> {
+    if program.program.scans.len() > MAX_STREAM_SCANS {
+        return Err(CodegenError::TooManyScans {
+            scans: program.program.scans.len(),
+            max: MAX_STREAM_SCANS,
+        });
+    }
+    if slots > MAX_STREAM_SLOTS {
+        return Err(CodegenError::TooManyStreamSlots {
+            slots,
+            max: MAX_STREAM_SLOTS,
+        });
+    }
+    fn has_byte(f: &Formula) -> bool {
+        match f {
+            Formula::Byte { .. } => true,
+            Formula::Not(g) => has_byte(g),
+            Formula::And(gs) | Formula::Or(gs) => gs.iter().any(has_byte),
+            _ => false,
+        }
+    }
+    if has_byte(&program.program.formula) || has_byte(&program.complete) {
+        return Err(CodegenError::Internal(
+            "a stream program with a payload byte test (lower_stream makes them scans)",
+        ));
+    }
+    Ok(())
+}
+
+/// The value slot where each group's machine registers start.
+pub(crate) fn group_value_slots(
+    program: &predicate_ir::Program,
+    groups: &[PassGroup],
+) -> (Vec<usize>, usize) {
+    let mut next = 0;
+    let starts = groups
+        .iter()
+        .map(|g| {
+            let start = next;
+            next += scan::group_slots(program, g);
+            start
+        })
+        .collect();
+    (starts, next)
+}

@@ -1,0 +1,76 @@
+//! Translation validation of stream diodes: the part of [`crate::validate`]
+//! that carries over unchanged.
+//!
+//! A stream diode's callbacks are the per-packet diode's step code (the
+//! same emitter function, the machine registers loaded from and stored to
+//! the scan context), so [`crate::step`] checks every machine step on
+//! every reachable state and byte exactly as for a per-packet diode. The
+//! entry function's stream code (flow map, normalization rules, the walk
+//! over the segment's part of each window, the formulas over the stream
+//! length, the RST rewrite) is not validated here: docs/validation.md,
+//! "Stream diodes", lists it, and the kernel tests
+//! (tests/stream_kernel.rs) compare it with the reference stream diode.
+
+use emit_bpf::codemap::CodeMap;
+use predicate_ir::StreamProgram;
+
+use crate::{step, Object, Report, ValidationError};
+
+/// Validates the machine steps of the stream diode `object` compiled from
+/// `program`, using `map` to find them.
+pub fn validate_stream(
+    program: &StreamProgram,
+    object: &[u8],
+    map: &CodeMap,
+) -> Result<Report, ValidationError> {
+    let object = Object::parse(object)?;
+    if object.callbacks.len() != map.passes.len() {
+        return Err(ValidationError::Map(format!(
+            "{} callbacks in the object, {} passes in the map",
+            object.callbacks.len(),
+            map.passes.len()
+        )));
+    }
+    let t = std::time::Instant::now();
+    let (step_insns, _) = step::check(&program.program, &object, map)?;
+    Ok(Report {
+        step_insns,
+        times: [t.elapsed(), Default::default(), Default::default()],
+        ..Report::default()
+    })
+}
+
+/// Handle of the flow map (`ld_imm64` result): not memory.
+pub const FLOWS_HANDLE: u64 = 0x5000_0200;
+/// Where the probe's flow value lives.
+pub const FLOW_VALUE_BASE: u64 = 0x5300_0000;
+/// Bytes mapped for a flow value: at least any value the emitter writes
+/// (the verifier checks the real bounds).
+const FLOW_VALUE_LEN: usize = 512;
+/// `bpf_skb_change_tail`.
+pub const SKB_CHANGE_TAIL: i32 = 38;
+/// Offset of the next expected sequence number in a flow value
+/// (emitter's layout, docs/stream.md).
+const VALUE_NEXT: u64 = 8;
+const ENOTSUPP: i64 = 524;
+
+/// `bpf_map_lookup_elem` on the flow map: every probe packet belongs to a
+/// flow that was opened by a SYN and judged nothing yet, expecting exactly
+/// the probe's sequence number, so the probe reaches the scans. The value
+/// is fresh on every lookup.
+pub(crate) fn lookup_flow(vm: &mut crate::vm::Vm<'_>, _key: u64) -> Result<u64, String> {
+    let frame = vm.frame().ok_or("no packet set up")?;
+    let seq = frame
+        .get(crate::frame::HEADERS - 16..crate::frame::HEADERS - 12)
+        .ok_or("the probe frame is too short")?;
+    let seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
+    vm.map_region(FLOW_VALUE_BASE, FLOW_VALUE_LEN, true);
+    vm.poke(FLOW_VALUE_BASE + VALUE_NEXT, &seq.to_le_bytes())?;
+    Ok(FLOW_VALUE_BASE)
+}
+
+/// `bpf_skb_change_tail`: fails (`-ENOTSUPP`, as the kernel may), so a
+/// RST rewrite ends in its drop; the rewrite is not validated.
+pub(crate) fn skb_change_tail(_vm: &mut crate::vm::Vm<'_>, _args: [u64; 5]) -> Result<u64, String> {
+    Ok((-ENOTSUPP) as u64)
+}
