@@ -518,11 +518,30 @@ fn sequence_numbers_wrap() {
     }
 }
 
+/// Payload fragments: pieces of the forbidden word and harmless bytes.
+const WORDS: &[&[u8]] = &[
+    b"h", b"a", b"t", b"e", b"ha", b"te", b"hat", b"ate", b"Hate", b" ", b"xy", b"ok ",
+];
+/// Payload fragments for the JSON diodes.
+const JSONISH: &[&[u8]] = &[
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b"\\",
+    b"a",
+    b" ",
+    b"\x01",
+    b"{\"k\": [1]}",
+];
+
 /// A random flow: a SYN, then the payload cut into segments, sent with
 /// reordering, duplicates, overlaps (some with changed bytes), and a FIN.
-fn segments_strategy(alphabet: &'static [u8]) -> impl Strategy<Value = Vec<Segment>> {
+fn segments_strategy(fragments: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<Segment>> {
     (
-        prop::collection::vec(prop::sample::select(alphabet), 0..48),
+        prop::collection::vec(prop::sample::select(fragments), 0..16)
+            .prop_map(|parts| parts.concat()),
         prop::collection::vec(1usize..9, 1..12),
         prop::collection::vec((0usize..64, 0usize..4, any::<bool>()), 0..16),
         any::<u32>(),
@@ -593,7 +612,7 @@ proptest! {
     /// payloads: the kernel's verdicts and RSTs equal the reference's.
     #[test]
     fn kernel_verdicts_equal_the_reference_on_random_flows(
-        segments in segments_strategy(b"hateHATE xy"),
+        segments in segments_strategy(WORDS),
         v6 in any::<bool>(),
     ) {
         if !require_bpf() {
@@ -615,7 +634,7 @@ proptest! {
     /// The same with JSON-ish bytes for the JSON diodes.
     #[test]
     fn json_diodes_equal_the_reference_on_random_flows(
-        segments in segments_strategy(b"{}[]\"\\a \x01"),
+        segments in segments_strategy(JSONISH),
         v6 in any::<bool>(),
     ) {
         if !require_bpf() {
@@ -633,4 +652,142 @@ proptest! {
             }
         });
     }
+}
+
+/// Every stream reason is counted once per segment, and each drop or RST
+/// records an event with its reason.
+#[test]
+fn stream_reasons_are_counted_and_recorded() {
+    use emit_bpf::decision::Reason;
+    use lagic_loader::decisions::DiodeMaps;
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("hateless");
+    let prog = load_stream(&spec);
+    let mut maps = DiodeMaps::for_program(prog.fd()).unwrap();
+    let mut low = data(2, b"x");
+    low.ttl = 1;
+    let segments = [
+        syn(),          // pass
+        data(0, b"ha"), // pass
+        data(4, b"zz"), // out_of_order (gap)
+        data(0, b"ha"), // out_of_order (already judged)
+        low,            // malformed (TTL)
+        data(2, b"te"), // predicate: latch, RST
+        data(4, b"!"),  // latched
+    ];
+    let (o, _) = check_flow(&prog, &spec, false, &segments);
+    assert_eq!(o[5], Outcome::Reset(ISN + 3));
+    let (o, _) = check_flow(&prog, &spec, true, &[data(0, b"mid")]); // evicted
+    assert_eq!(o, vec![Outcome::Reset(ISN + 1)]);
+    let c = maps.counters().unwrap();
+    for (reason, want) in [
+        (Reason::Pass, 2),
+        (Reason::OutOfOrder, 2),
+        (Reason::Malformed, 1),
+        (Reason::Predicate, 1),
+        (Reason::Latched, 1),
+        (Reason::Evicted, 1),
+    ] {
+        assert_eq!(c.get(reason), want, "{reason:?} in {c:?}");
+    }
+    let mut reasons = Vec::new();
+    while let Some(event) = maps.next_event() {
+        reasons.push(event.unwrap().reason);
+    }
+    reasons.sort_by_key(|r| *r as u32);
+    assert_eq!(
+        reasons,
+        vec![
+            Reason::Predicate,
+            Reason::Malformed,
+            Reason::Latched,
+            Reason::OutOfOrder,
+            Reason::OutOfOrder,
+            Reason::Evicted
+        ]
+    );
+}
+
+/// The random flows above are not all alike: over a fixed sample, the
+/// kernel passes, drops and resets segments, and some flows end cleanly.
+#[test]
+fn random_flows_exercise_every_outcome() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("hateless");
+    let prog = load_stream(&spec);
+    let strategy = segments_strategy(WORDS);
+    let mut runner = TestRunner::deterministic();
+    let (mut pass, mut drop, mut reset, mut clean) = (0, 0, 0, 0);
+    for i in 0..40 {
+        let segments = strategy.new_tree(&mut runner).unwrap().current();
+        let (outcomes, receiver) = check_flow(&prog, &spec, i % 2 == 1, &segments);
+        for o in outcomes {
+            match o {
+                Outcome::Pass => pass += 1,
+                Outcome::Drop => drop += 1,
+                Outcome::Reset(_) => reset += 1,
+            }
+        }
+        clean += usize::from(receiver.saw_fin());
+    }
+    assert!(
+        pass > 40 && drop > 5 && reset > 5 && clean > 3,
+        "pass {pass}, drop {drop}, reset {reset}, clean ends {clean}"
+    );
+}
+
+/// A flow whose state the LRU map evicted (here by three times its
+/// capacity of newer flows, each looked up again like the victim, so the
+/// LRU's reference bits do not favour it) fails closed: its next data segment becomes a RST at its
+/// own sequence number, counted as `evicted`.
+#[test]
+fn an_evicted_flow_fails_closed_and_is_counted() {
+    use emit_bpf::decision::Reason;
+    use lagic_loader::decisions::DiodeMaps;
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("hateless");
+    let prog = load_stream(&spec);
+    let maps = DiodeMaps::for_program(prog.fd()).unwrap();
+    let segment = |src: [u8; 4], seq: u32, flags: u8, payload: &[u8]| {
+        Frame::ipv4()
+            .src(src)
+            .tcp()
+            .ports(40_000, 8080)
+            .seq(seq)
+            .ack(1)
+            .tcp_flags(flags)
+            .payload(payload)
+            .build()
+    };
+    let run = |frame: &[u8]| prog.run_out(frame).unwrap();
+    let victim = [10, 200, 0, 1];
+    let syn = segment(victim, ISN, tcp_flags::SYN | tcp_flags::ACK, b"");
+    assert_eq!(run(&syn), (0, syn.clone()));
+    let first = segment(victim, ISN + 1, tcp_flags::ACK, b"ok");
+    assert_eq!(run(&first), (0, first.clone()), "the flow is open");
+    let flows = 3 * emit_bpf::STREAM_FLOWS_MAX;
+    for i in 0..flows {
+        let src = [10, 100 + (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        let other = segment(src, ISN, tcp_flags::SYN | tcp_flags::ACK, b"");
+        assert_eq!(run(&other).0, 0);
+        let ack = segment(src, ISN + 1, tcp_flags::ACK, b"");
+        assert_eq!(run(&ack).0, 0);
+    }
+    let next = segment(victim, ISN + 3, tcp_flags::ACK, b"more");
+    let (retval, out) = run(&next);
+    assert_eq!(retval, 0);
+    let flow = Flow {
+        port: 40_000,
+        v6: false,
+    };
+    assert_eq!(parse_reset(flow, &next, 34, &out), ISN + 3);
+    assert!(maps.counters().unwrap().get(Reason::Evicted) >= 1);
 }

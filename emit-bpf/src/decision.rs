@@ -55,11 +55,15 @@ pub enum Reason {
     Ipv6Extension = 9,
     /// Dropped: a frame longer than the diode inspects (64 KiB).
     Oversize = 10,
-    /// Reserved for stream mode (a latched flow); never counted yet.
+    /// Stream mode: a segment of a latched flow, or a violation other than
+    /// the predicate's (changed stream after FIN, a FIN where the stream is
+    /// incomplete, a sender's RST); the segment becomes a RST.
     Latched = 11,
-    /// Reserved for stream mode (a segment out of order); never counted yet.
+    /// Stream mode: a segment not starting at the next expected byte
+    /// (a gap, or data the diode already judged); dropped.
     OutOfOrder = 12,
-    /// Reserved for stream mode (flow state evicted); never counted yet.
+    /// Stream mode: a segment of a flow without state (not seen from its
+    /// SYN, or evicted from the flow map); it becomes a RST.
     Evicted = 13,
 }
 

@@ -388,3 +388,48 @@ fn seeds_with_maps_load_through_aya_bpftool_and_tc() {
         assert_eq!(tc_verdict(&m), want, "tc: {}", m.entry.name);
     }
 }
+
+/// The stream seeds (whole-stream view), compiled as stream diodes: they
+/// also carry the LRU flow map with a 40-byte key (a byte-array BTF type).
+fn stream_modules() -> Vec<Module> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stream");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "json")
+                && p.file_stem()
+                    .is_some_and(|s| !s.to_string_lossy().starts_with("http_"))
+        })
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 7, "stream seeds missing in {dir:?}");
+    paths
+        .iter()
+        .map(|p| {
+            let spec = predicate_ir::parse(&std::fs::read_to_string(p).unwrap()).unwrap();
+            let program = predicate_ir::lower_stream(&spec).unwrap();
+            emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default())
+                .unwrap()
+                .0
+        })
+        .collect()
+}
+
+#[test]
+fn stream_diodes_load_through_aya_bpftool_and_tc() {
+    if !kernel_tests_enabled("stream_diodes_load_through_aya_bpftool_and_tc")
+        || !tool_available("tc")
+        || !tool_available("bpftool")
+    {
+        return;
+    }
+    for m in stream_modules() {
+        assert_eq!(m.maps.len(), 3, "{}", m.entry.name);
+        assert_eq!(m.maps[2].name, emit_bpf::STREAM_FLOWS_MAP);
+        let want = TC_ACT_SHOT as u32;
+        assert_eq!(aya_verdict(&m), want, "aya: {}", m.entry.name);
+        assert_eq!(bpftool_verdict(&m), want, "bpftool: {}", m.entry.name);
+        assert_eq!(tc_verdict(&m), want, "tc: {}", m.entry.name);
+    }
+}

@@ -99,11 +99,13 @@ pub struct Counters {
     pub ipv6_extension: u64,
     /// Dropped: frames over 64 KiB.
     pub oversize: u64,
-    /// Reserved for stream mode (always 0 for now).
+    /// Stream diodes: segments of a latched flow (turned into RSTs),
+    /// including the violations that latch it other than the predicate's.
     pub latched: u64,
-    /// Reserved for stream mode (always 0 for now).
+    /// Stream diodes: segments not at the next expected byte (dropped).
     pub out_of_order: u64,
-    /// Reserved for stream mode (always 0 for now).
+    /// Stream diodes: segments of flows without state (not seen from their
+    /// SYN, or evicted from the flow map), turned into RSTs.
     pub evicted: u64,
     /// Drop events lost to a full ring buffer (their drops are counted).
     pub lost_events: u64,

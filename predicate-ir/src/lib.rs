@@ -14,7 +14,9 @@
 //! (spec format v2, docs/stream.md): [`stream`] (the stream meaning and the
 //! prefix-closure check), [`http_view`] (the `http_response` view) and
 //! [`stream_diode`] (the reference stream diode and a receiver model);
-//! [`lower()`] refuses stream specs until the emitter supports them. With the
+//! [`lower()`] refuses stream specs (they are never judged per packet);
+//! [`lower_stream`] lowers them for the kernel's stream mode (whole-stream
+//! view only). With the
 //! `arbitrary` feature, the `arbitrary` module holds proptest strategies for specs
 //! and payloads.
 //!

@@ -236,6 +236,78 @@ fn accepted_predicates_are_prefix_closed() {
         .unwrap();
 }
 
+/// `lower_stream` keeps both meanings: its program's formula is
+/// `stream_eval` and its `complete` formula is `eval`, on every stream
+/// (byte and prefix become scans of one-byte windows).
+#[test]
+fn lower_stream_keeps_the_stream_and_exact_meanings() {
+    let template = example("hateless");
+    let lowered_count = std::cell::Cell::new(0u32);
+    let mut runner = common::runner("lower-stream-meanings", 400);
+    runner
+        .run(&(arb_stream_pred(3), short_payload()), |(pred, s)| {
+            let mut spec = template.clone();
+            spec.predicate = pred.clone();
+            let lowered = match predicate_ir::lower_stream(&spec) {
+                Ok(l) => l,
+                // Limits (DFA sizes) may refuse a random predicate.
+                Err(e) => {
+                    let refused_for_mode = matches!(
+                        e,
+                        LowerError::StreamViewNotImplemented { .. }
+                            | LowerError::NotAStreamSpec { .. }
+                    );
+                    prop_assert!(!refused_for_mode, "{}", e);
+                    return Ok(());
+                }
+            };
+            prop_assert_eq!(
+                lowered.program.evaluate(&s),
+                stream_eval(&pred, &s),
+                "stream meaning of {} on {:?}",
+                pred,
+                s
+            );
+            lowered_count.set(lowered_count.get() + 1);
+            let mut exact = lowered.program.clone();
+            exact.formula = lowered.complete.clone();
+            prop_assert_eq!(
+                exact.evaluate(&s),
+                predicate_ir::eval(&pred, &s),
+                "exact meaning of {} on {:?}",
+                pred,
+                s
+            );
+            Ok(())
+        })
+        .unwrap();
+    let cases = common::cases(400);
+    assert!(
+        lowered_count.get() >= cases / 2,
+        "only {} of {cases} lowered",
+        lowered_count.get()
+    );
+}
+
+/// `lower_stream` refuses the http_response view and packet specs, naming
+/// where.
+#[test]
+fn lower_stream_refuses_views_and_packet_specs() {
+    let e = predicate_ir::lower_stream(&example("http_json_prefix")).unwrap_err();
+    assert!(
+        matches!(&e, LowerError::StreamViewNotImplemented { path } if path == "$.view"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("not implemented in the kernel yet"),
+        "{e}"
+    );
+    let mut packet = example("hateless");
+    packet.mode = Mode::Packet;
+    let e = predicate_ir::lower_stream(&packet).unwrap_err();
+    assert!(matches!(&e, LowerError::NotAStreamSpec { path } if path == "$.mode"));
+}
+
 /// The same on unrestricted random predicates, for those the check accepts.
 #[test]
 fn random_predicates_the_check_accepts_are_prefix_closed() {

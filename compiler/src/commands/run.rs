@@ -42,6 +42,9 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
     };
     let program = LoadedProgram::from_object_with(&object, origin)
         .map_err(|e| load_failure(e, &args.diode))?;
+    if is_stream_diode(&object) {
+        return run_stream(&program, &payload, version);
+    }
     let result = program
         .run(&frame)
         .map_err(|e| Failure::bad_input(format!("test run failed: {e}")))?;
@@ -55,6 +58,60 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
             Ok(Outcome::Failed)
         }
     }
+}
+
+/// Whether `object` is a stream diode: it carries the flow map.
+fn is_stream_diode(object: &[u8]) -> bool {
+    let name = emit_bpf::STREAM_FLOWS_MAP.as_bytes();
+    object.windows(name.len()).any(|w| w == name)
+}
+
+/// A stream diode judges flows, not packets: the payload is sent as the
+/// only data of a new flow, after its SYN. PASS (0) when it passes, DROP
+/// (1) when it is dropped, RESET (1) when the diode turned it into a RST.
+fn run_stream(
+    program: &LoadedProgram,
+    payload: &[u8],
+    version: IpVersion,
+) -> Result<Outcome, Failure> {
+    use lagic_frames::{tcp_flags, Frame};
+    const ISN: u32 = 1_000;
+    let segment = |seq: u32, flags: u8, payload: &[u8]| match version {
+        IpVersion::V4 => Frame::ipv4()
+            .tcp()
+            .seq(seq)
+            .tcp_flags(flags)
+            .payload(payload)
+            .build(),
+        IpVersion::V6 => Frame::ipv6()
+            .tcp()
+            .seq(seq)
+            .tcp_flags(flags)
+            .payload(payload)
+            .build(),
+    };
+    let failed = |e: lagic_loader::RunError| Failure::bad_input(format!("test run failed: {e}"));
+    let syn = segment(ISN, tcp_flags::SYN | tcp_flags::ACK, b"");
+    let (retval, out) = program.run_out(&syn).map_err(failed)?;
+    if retval != lagic_loader::testrun::TC_ACT_OK || out != syn {
+        return Err(Failure::bad_input(format!(
+            "the stream diode did not pass the flow's SYN (return value {retval})"
+        )));
+    }
+    let data = segment(ISN + 1, tcp_flags::PSH | tcp_flags::ACK, payload);
+    let (retval, out) = program.run_out(&data).map_err(failed)?;
+    let (word, outcome) = match retval {
+        lagic_loader::testrun::TC_ACT_OK if out == data => ("PASS", Outcome::Success),
+        lagic_loader::testrun::TC_ACT_OK => ("RESET", Outcome::Failed),
+        lagic_loader::testrun::TC_ACT_SHOT => ("DROP", Outcome::Failed),
+        other => {
+            return Err(Failure::bad_input(format!(
+                "the diode returned {other}, which is neither TC_ACT_OK (0) nor TC_ACT_SHOT (2)"
+            )))
+        }
+    };
+    io::print_out(&format!("{word}\n"))?;
+    Ok(outcome)
 }
 
 /// Renders a load error: a malformed or foreign object is bad input, as is a kernel refusal

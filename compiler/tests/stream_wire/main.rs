@@ -379,11 +379,12 @@ attack_tests! {
     one_byte_per_segment: Class::OneByte, "ob";
     second_half_first: Class::SecondHalfFirst, "sh";
     longer_replacement: Class::LongerReplacement, "lr";
-    bad_checksum: Class::BadChecksum, "bc", known_broken: "finding (stream c2775e9): the kernel \
-        stream diode does not verify TCP checksums, so a bad-checksum segment advances its \
-        judged stream past what the receiver keeps; every later segment at that offset is \
-        dropped as behind the next byte, and the flow stalls until the receiver's timeout: \
-        no RST for the attack, no completion for the honest flow";
+    bad_checksum: Class::BadChecksum, "bc", known_broken: "finding: the kernel stream \
+        diode does not verify TCP checksums (docs/stream.md, 'The kernel diode'), so a \
+        bad-checksum segment advances its judged stream past what the receiver keeps; every \
+        later segment at that offset is dropped as behind the next byte, and the flow stalls \
+        until the receiver's timeout: no RST for the attack, no completion for the honest \
+        flow";
     ttl_expires_after_the_diode: Class::TtlExpiry, "tt";
     urgent_byte: Class::Urgent, "ug";
     data_after_fin: Class::DataAfterFin, "af";
@@ -400,11 +401,12 @@ mod ipv6 {
         one_byte_per_segment: Class::OneByte, "6ob";
         second_half_first: Class::SecondHalfFirst, "6sh";
         longer_replacement: Class::LongerReplacement, "6lr";
-        bad_checksum: Class::BadChecksum, "6bc", known_broken: "finding (stream c2775e9): the \
-            kernel stream diode does not verify TCP checksums, so a bad-checksum segment \
-            advances its judged stream past what the receiver keeps; every later segment at \
-            that offset is dropped as behind the next byte, and the flow stalls until the \
-            receiver's timeout: no RST for the attack, no completion for the honest flow";
+        bad_checksum: Class::BadChecksum, "6bc", known_broken: "finding: the kernel stream \
+            diode does not verify TCP checksums (docs/stream.md, 'The kernel diode'), so a \
+            bad-checksum segment advances its judged stream past what the receiver keeps; \
+            every later segment at that offset is dropped as behind the next byte, and the \
+            flow stalls until the receiver's timeout: no RST for the attack, no completion \
+            for the honest flow";
         hop_limit_expires_after_the_diode: Class::TtlExpiry, "6tt";
         urgent_byte: Class::Urgent, "6ug";
         data_after_fin: Class::DataAfterFin, "6af";
