@@ -39,6 +39,7 @@ mod packet;
 mod raw_sender;
 mod receiver;
 mod reference;
+mod seeds;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -37,11 +37,21 @@ impl Received {
 }
 
 /// Connects to `addr` and reads until FIN, RST or `deadline`. A refused connect is an error
-/// (the sender never answered), not a verdict.
+/// (the sender never answered), not a verdict; a connection reset before `connect` returned
+/// (established, then a RST at once) ended by RST with nothing read.
 pub fn receive(addr: SocketAddr, deadline: Duration) -> Received {
     let start = Instant::now();
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("the client cannot connect to {addr}: {e}"));
+    let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+            return Received {
+                bytes: Vec::new(),
+                end: End::Reset,
+                took: start.elapsed(),
+            }
+        }
+        Err(e) => panic!("the client cannot connect to {addr}: {e}"),
+    };
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let end = loop {
