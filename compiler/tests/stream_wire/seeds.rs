@@ -143,6 +143,12 @@ pub fn stream_blocks(tag: &str, case: Case, family: Family) {
         End::Reset,
         "a latched flow must end by RST; {what}"
     );
+    eprintln!(
+        "{}: the application read {} bytes, then {:?}",
+        case.stream,
+        received.bytes.len(),
+        received.end
+    );
 }
 
 /// Through the stream seed, the honest counterpart arrives whole, with a FIN.
