@@ -545,8 +545,9 @@ fn segments_strategy(fragments: &'static [&'static [u8]]) -> impl Strategy<Value
         prop::collection::vec(1usize..9, 1..12),
         prop::collection::vec((0usize..64, 0usize..4, any::<bool>()), 0..16),
         any::<u32>(),
+        prop::collection::vec((0usize..64, 0usize..10, 0usize..64), 0..3),
     )
-        .prop_map(|(payload, cuts, edits, isn)| {
+        .prop_map(|(payload, cuts, edits, isn, specials)| {
             let mut segs = Vec::new();
             let mut at = 0;
             let mut i = 0;
@@ -601,6 +602,47 @@ fn segments_strategy(fragments: &'static [&'static [u8]]) -> impl Strategy<Value
                 isn.wrapping_add(1).wrapping_add(payload.len() as u32),
                 b"",
             ));
+            // Rarely, a segment of another kind: SYN again (same or other
+            // ISN, with data), RST, URG, low TTL, bad checksum, no ACK, an
+            // early FIN, a pure ACK anywhere, or a duplicate FIN.
+            for (pos, kind, arg) in specials {
+                let at = 1 + pos % out.len();
+                let base = out[at.min(out.len() - 1)].clone();
+                let seg = match kind {
+                    0 => Segment::syn(isn),
+                    1 => {
+                        let mut s = Segment::syn(isn.wrapping_add(arg as u32));
+                        s.payload = base.payload.clone();
+                        s
+                    }
+                    2 => Segment::reset(base.seq),
+                    3 => {
+                        let mut s = base.clone();
+                        s.flags.urg = true;
+                        s.urgent_pointer = 1;
+                        s
+                    }
+                    4 => {
+                        let mut s = base.clone();
+                        s.ttl = (arg % 8) as u8;
+                        s
+                    }
+                    5 => {
+                        let mut s = base.clone();
+                        s.checksum_ok = false;
+                        s
+                    }
+                    6 => {
+                        let mut s = base.clone();
+                        s.flags.ack = false;
+                        s
+                    }
+                    7 => Segment::fin(base.seq, &base.payload),
+                    8 => Segment::data(isn.wrapping_add(arg as u32), b""),
+                    _ => out[out.len() - 1].clone(),
+                };
+                out.insert(at, seg);
+            }
             out
         })
 }
@@ -790,4 +832,72 @@ fn an_evicted_flow_fails_closed_and_is_counted() {
     };
     assert_eq!(parse_reset(flow, &next, 34, &out), ISN + 3);
     assert!(maps.counters().unwrap().get(Reason::Evicted) >= 1);
+}
+
+/// The RST rewrite with IP and TCP options (trimmed away with the payload),
+/// and with a checksum left to offload: a sender whose TCP checksum field
+/// holds the pseudo-header sum (a local stack's `CHECKSUM_PARTIAL`) gets
+/// the new pseudo-header sum back, not a full checksum.
+#[test]
+fn resets_drop_options_and_keep_offloaded_checksums_offloaded() {
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("hateless");
+    let prog = load_stream(&spec);
+    let timestamps = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+    for (i, partial) in [false, true].into_iter().enumerate() {
+        let port = 50_000 + i as u16;
+        let build = |seq: u32, flags: u8, payload: &[u8], check: Option<u16>| {
+            let f = Frame::ipv4()
+                .ip_options(&[1, 1, 1, 0])
+                .tcp()
+                .ports(port, 8080)
+                .seq(seq)
+                .ack(9)
+                .tcp_flags(flags)
+                .tcp_options(&timestamps)
+                .payload(payload);
+            let f = match check {
+                Some(c) => f.tcp_checksum(c),
+                None => f,
+            };
+            f.build_with_layout()
+        };
+        let (syn, _) = build(ISN, tcp_flags::SYN | tcp_flags::ACK, b"", None);
+        assert_eq!(prog.run_out(&syn).unwrap(), (0, syn.clone()));
+        let (ok, _) = build(ISN + 1, tcp_flags::ACK, b"ha", None);
+        assert_eq!(prog.run_out(&ok).unwrap(), (0, ok.clone()));
+        // The pseudo-header sum of the violating segment, as a local stack
+        // leaves it for offload.
+        let (plain, layout) = build(ISN + 3, tcp_flags::ACK, b"te", None);
+        let tcp_len = (plain.len() - layout.transport) as u32;
+        let pseudo = fold(ones_sum(&plain[26..34]) + 6 + tcp_len);
+        let (bad, layout) = build(ISN + 3, tcp_flags::ACK, b"te", partial.then_some(pseudo));
+        let (retval, out) = prog.run_out(&bad).unwrap();
+        assert_eq!(retval, 0);
+        let tcp = layout.transport;
+        assert_eq!(out.len(), tcp + 20, "options and payload trimmed");
+        let th = &out[tcp..];
+        assert_eq!(u32::from_be_bytes([th[4], th[5], th[6], th[7]]), ISN + 3);
+        assert_eq!(th[12], 0x50);
+        assert_eq!(th[13], tcp_flags::RST | tcp_flags::ACK);
+        let ihl = usize::from(out[14] & 0x0F) * 4;
+        assert_eq!(ihl, 24, "IP options kept");
+        assert_eq!(
+            fold(ones_sum(&out[14..14 + ihl])),
+            0xFFFF,
+            "IPv4 header checksum"
+        );
+        let new_pseudo = ones_sum(&out[26..34]) + 6 + 20;
+        let field = u16::from_be_bytes([th[16], th[17]]);
+        if partial {
+            assert_eq!(field, fold(new_pseudo), "still a pseudo-header sum");
+        } else {
+            let mut zeroed = th.to_vec();
+            zeroed[16] = 0;
+            zeroed[17] = 0;
+            assert_eq!(fold(new_pseudo + ones_sum(&zeroed)) ^ 0xFFFF, field);
+        }
+    }
 }

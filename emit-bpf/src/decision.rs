@@ -2,7 +2,8 @@
 //! generator (which writes it) and the loader (which reads it). See
 //! docs/watch.md for the user's view.
 //!
-//! Every object carries two BTF-defined maps:
+//! Every object carries two BTF-defined maps (a stream diode a third, its
+//! flow map, after them; `codegen/stream.rs`):
 //! - [`COUNTERS_MAP`], a `BPF_MAP_TYPE_PERCPU_ARRAY` of [`COUNTER_SLOTS`]
 //!   `u64`s: slot `r` counts the verdicts of [`Reason`] `r`; slot
 //!   [`LOST_EVENTS_SLOT`] counts drop events the ring buffer had no room for.

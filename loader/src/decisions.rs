@@ -1,7 +1,8 @@
 //! Reading what a diode decided: its verdict counters and its drop events.
 //!
 //! Every object lagic writes carries two maps ([`emit_bpf::decision`] has
-//! their layout): a per-CPU array of counters by [`Reason`] and a ring
+//! their layout; a stream diode also has its flow map, not read here): a
+//! per-CPU array of counters by [`Reason`] and a ring
 //! buffer of drop events. [`DiodeMaps`] finds them through a loaded
 //! program's map ids (`BPF_OBJ_GET_INFO_BY_FD`'s `map_ids`), so it works for
 //! a pinned, attached diode as well as for a program loaded for a test run.

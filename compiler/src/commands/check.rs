@@ -13,16 +13,16 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
             io::display(&args.spec)
         ))
     };
-    let (program, module) = if spec.mode == predicate_ir::Mode::Packet {
+    let (program, module, at_fin) = if spec.mode == predicate_ir::Mode::Packet {
         let program = shared::lower_spec(&args.spec, &spec)?;
         let module = emit_bpf::compile(&program).map_err(|e| cannot(&e))?;
-        (program, module)
+        (program, module, None)
     } else {
         let stream = shared::lower_stream_spec(&args.spec, &spec)?;
         let (module, _) =
             emit_bpf::compile_stream_mapped_with(&stream, &emit_bpf::Options::default())
                 .map_err(|e| cannot(&e))?;
-        (stream.program, module)
+        (stream.program, module, Some(stream.complete))
     };
     let policy = &spec.policy;
     use std::fmt::Write as _;
@@ -41,6 +41,16 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
     );
     let _ = writeln!(report, "predicate: {}", spec.predicate);
     let _ = write!(report, "{program}");
+    if let Some(complete) = at_fin {
+        // A stream diode judges each flow's bytes so far with the formula
+        // above (windows count stream offsets) and a FIN with this one.
+        let _ = writeln!(
+            report,
+            "stream: per flow in map {} ({} flows, LRU); at FIN: {complete}",
+            emit_bpf::STREAM_FLOWS_MAP,
+            emit_bpf::STREAM_FLOWS_MAX
+        );
+    }
     let callback_insns: usize = module.callbacks.iter().map(|c| c.slot_count()).sum();
     let _ = writeln!(
         report,
