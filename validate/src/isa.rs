@@ -136,6 +136,17 @@ pub enum Insn {
         off: i16,
         signed: bool,
     },
+    /// An atomic exchange on `*(width *)(dst + off)` (4 or 8 bytes):
+    /// `cmpxchg` stores `src` if the memory equals `r0` and sets `r0` to
+    /// the old value; otherwise (`xchg`) it stores `src` and sets `src` to
+    /// the old value. Other atomic operations are not decoded.
+    AtomicXchg {
+        width: Width,
+        dst: u8,
+        src: u8,
+        off: i16,
+        compare: bool,
+    },
     /// `*(width *)(dst + off) = src`.
     Store {
         width: Width,
@@ -285,6 +296,18 @@ pub fn decode(code: &[u8]) -> Result<Vec<Insn>, DecodeError> {
                         off: r.off,
                         src: Operand::Reg(r.src),
                     }),
+                    // BPF_ATOMIC with BPF_CMPXCHG (0xf1) or BPF_XCHG (0xe1).
+                    (class::STX, 0xc0)
+                        if (width == 4 || width == 8) && (r.imm == 0xf1 || r.imm == 0xe1) =>
+                    {
+                        out.push(Insn::AtomicXchg {
+                            width,
+                            dst: r.dst,
+                            src: r.src,
+                            off: r.off,
+                            compare: r.imm == 0xf1,
+                        })
+                    }
                     _ => {
                         return Err(err(
                             "unsupported memory mode (atomics, legacy packet access)",

@@ -69,6 +69,12 @@ pub(crate) fn lookup_flow(vm: &mut crate::vm::Vm<'_>, _key: u64) -> Result<u64, 
     Ok(FLOW_VALUE_BASE)
 }
 
+/// The `bpf_map_lookup_elem` emulation [`crate::watch::install`] registers
+/// (flow map or counters), for tests that wrap it.
+pub fn lookup_flow_for_tests(vm: &mut crate::vm::Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
+    crate::watch::lookup_any(vm, args)
+}
+
 /// `bpf_skb_change_tail`: fails (`-ENOTSUPP`, as the kernel may), so a
 /// RST rewrite ends in its drop; the rewrite is not validated.
 pub(crate) fn skb_change_tail(_vm: &mut crate::vm::Vm<'_>, _args: [u64; 5]) -> Result<u64, String> {

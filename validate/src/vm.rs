@@ -705,6 +705,48 @@ impl<'o> Vm<'o> {
                     self.poke(addr, &v.to_le_bytes()[..width as usize])
                         .map_err(|e| fail(pc, e))?;
                 }
+                Insn::AtomicXchg {
+                    width,
+                    dst,
+                    src,
+                    off,
+                    compare,
+                } => {
+                    let addr = reg!(dst, pc).wrapping_add(off as i64 as u64);
+                    let new = reg!(src, pc);
+                    if self.forbid_stores {
+                        return Err(fail(
+                            pc,
+                            format!("writes memory at {addr:#x} where it must not"),
+                        ));
+                    }
+                    let r = self
+                        .region_index(addr, width.into())
+                        .map_err(|e| fail(pc, e))?;
+                    if !self.regions[r].writable {
+                        return Err(fail(pc, format!("writes read-only memory at {addr:#x}")));
+                    }
+                    let old = self
+                        .peek_u64(addr, width as usize)
+                        .map_err(|e| fail(pc, e))?;
+                    let mask = if width == 8 {
+                        u64::MAX
+                    } else {
+                        u64::from(u32::MAX)
+                    };
+                    if compare {
+                        let expected = reg!(0, pc) & mask;
+                        if old == expected {
+                            self.poke(addr, &new.to_le_bytes()[..width as usize])
+                                .map_err(|e| fail(pc, e))?;
+                        }
+                        regs.set(0, old);
+                    } else {
+                        self.poke(addr, &new.to_le_bytes()[..width as usize])
+                            .map_err(|e| fail(pc, e))?;
+                        regs.set(src, old);
+                    }
+                }
                 Insn::LoadImm64 {
                     dst,
                     src,

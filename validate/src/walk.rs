@@ -794,6 +794,9 @@ fn run_callback(
                 Insn::LoadImm64 { .. } | Insn::Wide => {
                     return Err(fail("ld_imm64 in a callback".into()));
                 }
+                Insn::AtomicXchg { .. } => {
+                    return Err(fail("an atomic operation in a callback".into()));
+                }
             }
             path.pc += 1;
         }

@@ -101,6 +101,11 @@ fn load_map(vm: &mut Vm<'_>, _imm: i32, _upper: u64) -> Result<u64, String> {
     }
 }
 
+/// [`lookup`], for [`crate::stream`]'s test hook.
+pub(crate) fn lookup_any(vm: &mut Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
+    lookup(vm, args)
+}
+
 /// `void *bpf_map_lookup_elem(map, const void *key)`.
 fn lookup(vm: &mut Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
     let [map, key, ..] = args;

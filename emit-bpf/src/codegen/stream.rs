@@ -41,8 +41,13 @@
 //! the first pass either commits the segment or latches the flow, so
 //! partial writes are never read as a judged state.
 //!
-//! Not locked: two CPUs handling segments of one flow at once could both
-//! judge from the same state (docs/stream.md, "The kernel diode").
+//! Concurrency: judging (rule 9) holds the flow's flag [`value::BUSY`],
+//! taken with a compare-and-exchange after rules 1-8 and re-checked there
+//! (still expecting this segment, not latched, no FIN); a segment of a
+//! flow another CPU is judging is dropped (`out_of_order`). The flag is
+//! released after the commit; a latched flow keeps it (nothing judges a
+//! latched flow again). Rules 1-8 read the state without it: a RST they
+//! send may carry a sequence number another CPU just moved on.
 
 use predicate_ir::{Formula, StreamProgram};
 
@@ -98,6 +103,9 @@ pub mod value {
     pub const FIN_SEQ: i16 = 12;
     /// Where the RSTs of a latched flow go.
     pub const RST_SEQ: i16 = 16;
+    /// Nonzero while a CPU judges a segment of the flow (taken with an
+    /// atomic compare-and-exchange, released with an exchange).
+    pub const BUSY: i16 = 20;
     /// `u64`: bytes judged so far (the stream offset of the next byte).
     pub const STREAM_LEN: i16 = 24;
     /// The scans' machine registers, pass group after pass group.
@@ -554,6 +562,32 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.jmp_imm(JmpCond::Jne, R9, 0, latch);
     a.ja(v.pass);
     a.bind(before_fin);
+    // Judge under the flow's flag: a segment of a flow another CPU is
+    // judging is dropped (the sender resends it). Under the flag the flow
+    // must still expect this segment; otherwise it is dropped too.
+    let release_drop = a.label();
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::VALUE_PTR));
+    a.emit(Insn::mov64_imm(R0, 0));
+    a.emit(Insn::mov64_imm(R2, 1));
+    a.emit(Insn::Atomic {
+        size: Size::W,
+        op: AtomicOp::Cmpxchg,
+        dst: R1,
+        src: R2,
+        off: value::BUSY,
+    });
+    a.jmp_imm(JmpCond::Jne, R0, 0, v.out_of_order);
+    a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
+    a.emit(Insn::load(Size::W, R2, R0, value::STATUS));
+    a.jmp_imm(
+        JmpCond::Jset,
+        R2,
+        value::LATCHED | value::FIN_SEEN,
+        release_drop,
+    );
+    a.emit(Insn::load(Size::W, R3, R0, value::NEXT));
+    a.emit(Insn::load(Size::DW, R2, R10, sframe::SEQ));
+    a.jmp_reg(JmpCond::Jne, R2, R3, release_drop);
     a.emit(Insn::load(Size::DW, R1, R0, value::STREAM_LEN));
     a.emit(Insn::store_reg(Size::DW, R10, sframe::STREAM_OFFSET, R1));
     a.emit(Insn::alu64_reg(AluOp::Add, R1, R9));
@@ -564,7 +598,24 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.bind(latch);
     emit_latch(a);
     a.ja(v.latched);
+    a.bind(release_drop);
+    a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
+    release(a);
+    a.ja(v.out_of_order);
     a.bind(judge);
+}
+
+/// Releases the judging flag of the flow whose value is in `r0`, after
+/// every other write (an exchange: fully ordered). Clobbers r1.
+fn release(a: &mut Asm) {
+    a.emit(Insn::mov64_imm(R1, 0));
+    a.emit(Insn::Atomic {
+        size: Size::W,
+        op: AtomicOp::Xchg,
+        dst: R0,
+        src: R1,
+        off: value::BUSY,
+    });
 }
 
 /// After the passes and the stream-meaning formula held (at `judged`):
@@ -610,13 +661,16 @@ pub(crate) fn emit_commit(
     load_n(a, R3);
     a.emit(Insn::alu32_reg(AluOp::Add, R2, R3));
     a.emit(Insn::store_reg(Size::W, R0, value::NEXT, R2));
+    let done = a.label();
     a.emit(Insn::load(Size::DW, R1, R10, sframe::FLAGS));
     a.emit(Insn::alu64_imm(AluOp::And, R1, TCP_FIN));
-    a.jmp_imm(JmpCond::Jeq, R1, 0, v.pass);
+    a.jmp_imm(JmpCond::Jeq, R1, 0, done);
     a.emit(Insn::store_reg(Size::W, R0, value::FIN_SEQ, R2));
     a.emit(Insn::load(Size::W, R1, R0, value::STATUS));
     a.emit(Insn::alu64_imm(AluOp::Or, R1, value::FIN_SEEN));
     a.emit(Insn::store_reg(Size::W, R0, value::STATUS, R1));
+    a.bind(done);
+    release(a);
     a.ja(v.pass);
 }
 
