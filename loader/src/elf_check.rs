@@ -458,6 +458,20 @@ fn check_btf(btf: &[u8]) -> Result<&[u8], Malformed> {
                 ".BTF type {id} ({len} bytes at {off}) runs past the type section"
             )));
         }
+        // Members of structs, unions, enums and function prototypes are
+        // named by their first u32; Aya reads those names too.
+        if matches!(kind, 4 | 5 | 6 | 13 | 19) {
+            for m in 0..vlen {
+                let base = off + 12 + extra + m * member_size;
+                let member_name = u32_at(types, base).unwrap_or(u32::MAX);
+                if c_str(strings, member_name as usize).is_none() {
+                    return Err(bad(format!(
+                        ".BTF type {id}: member {m}'s name (offset {member_name}) is outside the \
+                         string section"
+                    )));
+                }
+            }
+        }
         if let Some(t) = member_type_at {
             for m in 0..vlen {
                 let base = off + 12 + extra + m * member_size;
