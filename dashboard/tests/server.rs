@@ -42,6 +42,7 @@ impl Server {
             iface: "lgh-nodiode".into(),
             direction: Direction::Ingress,
             examples: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")),
+            decisions: None,
         };
         let compiler = Arc::new(Refuses::default());
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
