@@ -275,7 +275,7 @@ pub struct WatchArgs {
     /// would take it past --tee-max-bytes.
     #[arg(long, value_name = "FILE")]
     pub tee: Option<PathBuf>,
-    /// The size bound of the --tee file, in bytes.
+    /// The size bound of the --tee file, in bytes (at least 4096).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, requires = "tee",
           value_parser = clap::value_parser!(u64).range(4096..))]
     pub tee_max_bytes: u64,
