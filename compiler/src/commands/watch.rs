@@ -113,12 +113,17 @@ pub fn run(args: WatchArgs) -> Result<Outcome, Failure> {
     loop {
         for w in &mut watched {
             while let Some(event) = w.maps.next_event() {
-                if let (Some(tee), Ok(d)) = (tee.as_mut(), &event) {
-                    tee.append(&json_line(&w.source, d, wall_clock(d.time_ns)))?;
+                // One instant per event, so the tee and the output name the same time.
+                let event = event.map(|d| {
+                    let at = wall_clock(d.time_ns);
+                    (d, at)
+                });
+                if let (Some(tee), Ok((d, at))) = (tee.as_mut(), &event) {
+                    tee.append(&json_line(&w.source, d, *at))?;
                 }
                 let line = match event {
-                    Ok(d) if args.json => json_line(&w.source, &d, wall_clock(d.time_ns)),
-                    Ok(d) => text_line(&w.source, &d, wall_clock(d.time_ns)),
+                    Ok((d, at)) if args.json => json_line(&w.source, &d, at),
+                    Ok((d, at)) => text_line(&w.source, &d, at),
                     Err(e) => format!("{}: undecodable event: {e}", w.source.iface),
                 };
                 if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
