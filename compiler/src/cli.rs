@@ -268,6 +268,17 @@ pub struct WatchArgs {
     /// from the spec the diode was attached from, if it was one.
     #[arg(long, value_name = "FILE")]
     pub spec: Vec<PathBuf>,
+    /// Also append every decision to FILE as one JSON line (the --json
+    /// schema), whatever the output format: the feed of `lagic dashboard
+    /// --decisions FILE`, so one process reads the ring buffer and both
+    /// see every drop. Created if missing; emptied when the next line
+    /// would take it past --tee-max-bytes.
+    #[arg(long, value_name = "FILE")]
+    pub tee: Option<PathBuf>,
+    /// The size bound of the --tee file, in bytes (at least 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, requires = "tee",
+          value_parser = clap::value_parser!(u64).range(4096..))]
+    pub tee_max_bytes: u64,
 }
 
 #[derive(Debug, Args)]
@@ -290,6 +301,12 @@ pub struct DashboardArgs {
     /// when there is one, else none: uploads only).
     #[arg(long, value_name = "DIR")]
     pub examples: Option<PathBuf>,
+    /// Take the decision feed (and the drops that end a prompt as blocked)
+    /// from FILE, the JSON lines of `lagic watch --tee FILE`, instead of
+    /// the diode's ring buffer, which has a single reader. Follows FILE
+    /// from its end as it grows, and from its start after it is emptied.
+    #[arg(long, value_name = "FILE")]
+    pub decisions: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -7,13 +7,15 @@
 //!   as a control for the traffic checks below, bytes it sends then do arrive unjudged);
 //! - `up -d`: the seed's two requests, "Once upon a time" passes and "I hate bananas" is
 //!   blocked; the sentry's log shows the attach and, after the blocked request, the block
-//!   decision (a `lagic watch` line: the enclave's flow, the spec path that decided); the
-//!   diode is on the enclave's veth and on the bridge;
+//!   decision (a `lagic watch` line: the enclave's flow, the spec path that decided), and
+//!   the dashboard, running all along, shows the same decision in its feed (`/api/state`:
+//!   the sentry's watch tees to the file the dashboard follows); the diode is on the
+//!   enclave's veth and on the bridge;
 //! - the dashboard answers `GET /` on 127.0.0.1:8501 (and not on the bridge address) and
 //!   shows the diode on the enclave's veth, also after the enclave is recreated (new veth);
 //! - `docker stop` of the sentry leaves the same program attached (the answer stays
 //!   blocked); `docker start` does not re-attach, and its log shows the drop recorded while
-//!   it was stopped and the next block decision;
+//!   it was stopped and the next block decision, which the dashboard's feed shows too;
 //! - switching the diode (`DIODE=printable64 ... up -d sentry`) replaces it atomically: the
 //!   program id on the enclave's veth changes, a poller never sees the veth without a diode,
 //!   and a sender inside the enclave that keeps sending forbidden bytes through the restart
@@ -28,8 +30,8 @@
 //!   a sentry killed before `down -v` leaves interface-gone pins, which the next one removes;
 //! - the enclave VM variant (docker-compose.vm.yml over docker-compose.yml): the container
 //!   boots the enclave VM after the gate, the guest serves, the seed's requests pass and
-//!   block, the sentry logs the block decision, a killed sentry leaves the diode on, and
-//!   `down -v` leaves no container, network, volume, interface, TC program or pin.
+//!   block, the sentry logs the block decision and the dashboard's feed shows it, a killed
+//!   sentry leaves the diode on, and `down -v` leaves no container, network, volume, interface, TC program or pin.
 //!
 //! Needs root and a Docker engine (scripts/install-docker installs Debian's docker.io and
 //! docker-compose where missing and starts dockerd). Without root, or when Docker cannot
@@ -354,11 +356,53 @@ fn assert_dashboard(veth: &str, diode: &str) {
     );
 }
 
-/// Stops the dashboard before checks of the sentry's log: both read the diode's ring buffer
-/// of drop events, which has one consumer position, so each event reaches only one of them
-/// (docs/compose.md). The next `up -d` starts it again.
-fn stop_dashboard() {
-    docker(&["stop", "--time", "5", DASHBOARD]);
+/// Wall-clock now, Unix milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_millis() as u64
+}
+
+/// Waits until the dashboard's feed (`GET /api/state`, its recent drops) holds a drop on
+/// `iface` at or after `since_ms` of the enclave's port 8080 that `hateless` decided on the
+/// word; returns it. The sentry's single `lagic watch` reads the ring buffer and tees each
+/// decision to the file the dashboard follows, so both see every drop.
+fn wait_dashboard_block(iface: &str, since_ms: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let enclave = enclave_addr();
+    loop {
+        let state = http_get(DASHBOARD_ADDR, "/api/state")
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+        let found = state.as_ref().and_then(|s| {
+            s["recent"].as_array()?.iter().rev().find(|d| {
+                d["iface"] == iface
+                    && d["reason"] == "predicate"
+                    && d["diode"] == "hateless"
+                    // Drop times come from the kernel's clock: a second of slack.
+                    && d["time_ms"].as_u64().is_some_and(|t| t + 1000 >= since_ms)
+                    && d["flow"]["src_ip"] == enclave.ip().to_string().as_str()
+                    && d["flow"]["src_port"] == enclave.port()
+                    && d["flow"]["dest_ip"] == HOST_ADDR
+                    && d["decided_by"]
+                        .as_str()
+                        .is_some_and(|b| b.starts_with("$.predicate.arg"))
+                    && d["excerpt"].as_str().is_some_and(|e| e.contains("hate"))
+            })
+        });
+        if let Some(d) = found {
+            return d.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard's feed shows no block decision on {iface} within 20 s of the \
+             blocked request: {state:?}\ndashboard log:\n{}\nsentry log:\n{}",
+            logs(DASHBOARD),
+            logs(SENTRY)
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn assert_passes(prompt: &str) {
@@ -590,12 +634,14 @@ fn scenario(compose: &Compose) {
     assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
     let mut pins = vec![pin_dir(&veth), pin_dir(BRIDGE)];
     assert_dashboard(&veth, "hateless");
-    stop_dashboard();
     assert_passes("Once upon a time");
     let before = drop_lines(&veth).len();
+    let since = now_ms();
     assert_blocked("I hate bananas");
     let line = wait_block_line(&veth, before);
     eprintln!("{name}: the sentry logged: {line}");
+    let shown = wait_dashboard_block(&veth, since);
+    eprintln!("{name}: the dashboard showed: {shown}");
     let sentry_log = logs(SENTRY);
     assert!(
         sentry_log.contains(&format!("attached hateless on {veth}")),
@@ -653,8 +699,10 @@ fn scenario(compose: &Compose) {
         thread::sleep(Duration::from_millis(200));
     }
     let before = drop_lines(&veth).len();
+    let since = now_ms();
     assert_blocked("I hate bananas");
     wait_block_line(&veth, before);
+    wait_dashboard_block(&veth, since);
 
     // Switch the diode while the enclave keeps sending forbidden bytes.
     let listener = Listener::start();
@@ -922,13 +970,15 @@ fn vm_scenario(compose: &Compose) {
     assert_eq!((diode.as_str(), state.as_str()), ("hateless", "active"));
     let pins = vec![pin_dir(&veth), pin_dir(BRIDGE)];
     assert_dashboard(&veth, "hateless");
-    stop_dashboard();
 
     assert_passes("Once upon a time");
     let before = drop_lines(&veth).len();
+    let since = now_ms();
     assert_blocked("I hate bananas");
     let line = wait_block_line(&veth, before);
     eprintln!("{name}: the sentry logged: {line}");
+    let shown = wait_dashboard_block(&veth, since);
+    eprintln!("{name}: the dashboard showed: {shown}");
     assert!(
         logs(ENCLAVE).contains("POST /api/generate -> 200"),
         "the guest did not log the requests it answered:\n{}",

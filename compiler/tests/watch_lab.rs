@@ -1,6 +1,7 @@
 //! `lagic watch --json` and `lagic status` against a lab with traffic: the
 //! blocked response's drop event arrives with the right reason, flow,
-//! deciding scan and offset, and the counters count it. Needs root (skips
+//! deciding scan and offset, and the counters count it; `--tee FILE` gets
+//! every line the watch printed, the same. Needs root (skips
 //! loudly, or fails under CI); run under `flock /tmp/lagic-kernel.lock`.
 
 use std::io::{BufRead, BufReader};
@@ -50,9 +51,12 @@ fn watch_reports_the_blocked_response_and_status_counts_it() {
     let iface = format!("lgh-{NAME}");
 
     // Events wait in the ring buffer until read, so watch may start late.
+    let tee = dir.path().join("decisions.jsonl");
     let mut watch = Command::new(LAGIC)
         .args(["watch", "--json", "--iface", &iface, "--spec"])
         .arg(&spec)
+        .arg("--tee")
+        .arg(&tee)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -78,11 +82,13 @@ fn watch_reports_the_blocked_response_and_status_counts_it() {
 
     // The first predicate drop of the enclave's answer.
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut printed = Vec::new();
     let event = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = lines
             .recv_timeout(left)
             .expect("a predicate drop event within 10 s");
+        printed.push(line.clone());
         let v: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
         if v["reason"] == "predicate" {
@@ -124,6 +130,14 @@ fn watch_reports_the_blocked_response_and_status_counts_it() {
     unsafe { libc::kill(watch.id() as libc::pid_t, libc::SIGINT) };
     let status = watch.wait().expect("waiting for watch");
     assert_eq!(status.code(), Some(0), "watch exits 0 on Ctrl-C");
+    // The reader thread ends at EOF: every printed line is in `printed` now.
+    printed.extend(lines.iter());
+    let teed = std::fs::read_to_string(&tee).expect("the --tee file");
+    assert_eq!(
+        teed.lines().collect::<Vec<_>>(),
+        printed,
+        "--tee holds exactly the JSON lines the watch printed"
+    );
 
     let status: serde_json::Value =
         serde_json::from_str(&lagic_ok(&["status", "--json"])).expect("JSON");

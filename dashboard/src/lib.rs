@@ -34,10 +34,14 @@
 //!   site open in the same browser cannot replace the diode; and every
 //!   request must name an IP address or `localhost` as its `Host`, so a
 //!   host name pointed at this address (DNS rebinding) gains nothing.
-//! - This process is the only reader of the diode's ring buffer while it
-//!   runs: a `lagic watch` at the same time takes some of the events.
+//! - A ring buffer has one consumer position: without `--decisions`, this
+//!   process is the only reader of the diode's ring buffer while it runs,
+//!   and a `lagic watch` at the same time takes some of the events. With
+//!   [`Options::decisions`] the drops come from the file a `lagic watch
+//!   --tee` appends to (`follow`), and the ring buffer is not read here.
 
 mod assets;
+mod follow;
 mod monitor;
 mod prompt;
 mod server;
@@ -126,6 +130,9 @@ pub struct Options {
     /// in the working directory when there is one (a checkout), else none
     /// (uploads only).
     pub examples: Option<PathBuf>,
+    /// Take the drops from this file of `lagic watch --tee` lines instead
+    /// of the diode's ring buffer.
+    pub decisions: Option<PathBuf>,
 }
 
 /// The picker's directory when `--examples` is not given.
@@ -201,6 +208,9 @@ pub struct Config {
     pub direction: Direction,
     /// The directory of spec files the picker offers (none: uploads only).
     pub examples: Option<PathBuf>,
+    /// The file of `lagic watch --tee` lines the drops come from (none:
+    /// the diode's ring buffer).
+    pub decisions: Option<PathBuf>,
 }
 
 /// Resolves the flags: `--enclave` and `--iface` win; otherwise the lab
@@ -248,6 +258,7 @@ pub fn resolve(options: &Options) -> Result<Config, DashboardError> {
         iface,
         direction,
         examples,
+        decisions: options.decisions.clone(),
     })
 }
 

@@ -1,7 +1,9 @@
 //! The threads that watch the kernel and push what changed to the pages:
 //! the diode on the watched interface (re-read every second, and at once
 //! after a replace), its counters (when they change), its drop events (as
-//! they arrive: the thread waits on the ring buffer's fd), and the lab
+//! they arrive: the thread waits on the ring buffer's fd, or, with
+//! `--decisions FILE`, reads what `lagic watch --tee` appended to FILE every
+//! [`EVENT_WAIT_MS`] and leaves the ring buffer alone), and the lab
 //! (every few seconds: its health check is an HTTP request through the
 //! diode, which the counters then show).
 //!
@@ -17,6 +19,7 @@ use emit_bpf::decision::{atoms, Atom};
 use lagic_loader::attach::{self, Attachment};
 use lagic_loader::decisions::DiodeMaps;
 
+use crate::follow::{decision_of, LineFollower};
 use crate::server::{Push, Shared};
 use crate::views::{CountersView, DecisionView, DiodeView, LabView};
 
@@ -64,6 +67,13 @@ fn watch_diode(shared: &Shared) {
     let mut current: Option<Current> = None;
     let mut last_diode = Instant::now() - DIODE_EVERY;
     let mut last_counters = Instant::now() - COUNTERS_EVERY;
+    // Drops before the dashboard started are not replayed, as with the ring buffer.
+    let mut tee = shared
+        .config
+        .decisions
+        .as_deref()
+        .map(LineFollower::from_end);
+    let mut tee_problem_shown = false;
     while !shared.stop.load(Ordering::SeqCst) {
         if shared.refresh.swap(false, Ordering::SeqCst) || last_diode.elapsed() >= DIODE_EVERY {
             last_diode = Instant::now();
@@ -95,29 +105,57 @@ fn watch_diode(shared: &Shared) {
             };
             shared.update(Push::Diode(view));
         }
-        let Some(c) = current.as_mut() else {
+        let mut dropped_any = false;
+        if let Some(follower) = tee.as_mut() {
             std::thread::sleep(Duration::from_millis(EVENT_WAIT_MS as u64));
+            match follower.poll() {
+                Ok(lines) => {
+                    tee_problem_shown = false;
+                    for line in lines {
+                        if let Some(d) = decision_of(&line, &iface, direction.as_str()) {
+                            dropped_any = true;
+                            shared.update(Push::Decision(d));
+                        }
+                    }
+                }
+                Err(e) if !tee_problem_shown => {
+                    tee_problem_shown = true;
+                    eprintln!(
+                        "lagic dashboard: cannot read {}: {e} (retrying)",
+                        follower.path().display()
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+        let Some(c) = current.as_mut() else {
+            if tee.is_none() {
+                std::thread::sleep(Duration::from_millis(EVENT_WAIT_MS as u64));
+            }
             continue;
         };
         let Some(maps) = c.maps.as_mut() else {
-            std::thread::sleep(Duration::from_millis(EVENT_WAIT_MS as u64));
+            if tee.is_none() {
+                std::thread::sleep(Duration::from_millis(EVENT_WAIT_MS as u64));
+            }
             continue;
         };
-        let mut fd = libc::pollfd {
-            fd: maps.events_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; the timeout bounds the wait.
-        unsafe { libc::poll(&mut fd, 1, EVENT_WAIT_MS) };
-        let mut dropped_any = false;
-        while let Some(event) = maps.next_event() {
-            // A record that does not decode is skipped, never guessed at.
-            if let Ok(d) = event {
-                dropped_any = true;
-                shared.update(Push::Decision(DecisionView::of(
-                    &d, &c.name, &iface, &c.atoms,
-                )));
+        if tee.is_none() {
+            let mut fd = libc::pollfd {
+                fd: maps.events_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; the timeout bounds the wait.
+            unsafe { libc::poll(&mut fd, 1, EVENT_WAIT_MS) };
+            while let Some(event) = maps.next_event() {
+                // A record that does not decode is skipped, never guessed at.
+                if let Ok(d) = event {
+                    dropped_any = true;
+                    shared.update(Push::Decision(DecisionView::of(
+                        &d, &c.name, &iface, &c.atoms,
+                    )));
+                }
             }
         }
         if dropped_any || last_counters.elapsed() >= COUNTERS_EVERY {

@@ -4,7 +4,9 @@
 //! prompts are not sent without an active diode (fail closed), requests from
 //! another origin or under another host name are refused, an upload as
 //! large as a spec may be reaches the compiler whole, and the picker takes
-//! only names it lists.
+//! only names it lists; and with `--decisions FILE`, the feed follows the
+//! lines a `lagic watch --tee` appends (new lines only, a partial line
+//! once complete, from the start again after the file is emptied).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -34,6 +36,10 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(None)
+    }
+
+    fn start_with(decisions: Option<std::path::PathBuf>) -> Server {
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             lab: None,
@@ -42,6 +48,7 @@ impl Server {
             iface: "lgh-nodiode".into(),
             direction: Direction::Ingress,
             examples: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")),
+            decisions,
         };
         let compiler = Arc::new(Refuses::default());
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -202,4 +209,83 @@ fn an_upload_as_large_as_a_spec_reaches_the_compiler_whole() {
     let (status, body) = s.post("/api/diode", "", &json);
     assert_eq!(status, 413, "{body}");
     assert_eq!(s.compiler.0.lock().unwrap().len(), 1);
+}
+
+/// A `lagic watch --tee` line: `hateless` dropped the enclave's answer on
+/// `iface`, at second `second` of the test's fixed minute.
+fn tee_line(iface: &str, second: u32) -> String {
+    format!(
+        r#"{{"decided_by":{{"atom":0,"construct":"scan 0 (dfa over payload[0..n])","path":"$.predicate.arg","scan":0}},"diode":"hateless","direction":"ingress","excerpt":"I hate","excerpt_start":64,"flow":{{"dest_ip":"10.77.0.1","dest_port":41000,"proto":6,"src_ip":"10.77.0.2","src_port":8080}},"frame_len":241,"iface":"{iface}","offset":66,"offset_span":4,"payload_len":175,"reason":"predicate","timestamp":"2026-12-04T20:00:{second:02}.000000Z","verdict":"drop"}}"#
+    )
+}
+
+/// The `time_ms` of the recent drops in `/api/state`, once `want` of them are
+/// there (within 10 s), else whatever is there then.
+fn recent_times(s: &Server, want: usize) -> Vec<u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) =
+            s.request(&format!("GET /api/state HTTP/1.1\r\nHost: {}", s.addr), b"");
+        assert_eq!(status, 200, "{body}");
+        let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let recent = state["recent"].as_array().unwrap();
+        for d in recent {
+            assert_eq!(
+                d["iface"], "lgh-nodiode",
+                "a drop of another interface: {d}"
+            );
+            assert_eq!(
+                d["decided_by"],
+                "$.predicate.arg (scan 0 (dfa over payload[0..n]))"
+            );
+            assert_eq!(d["flow"]["src_port"], 8080);
+            assert_eq!(d["excerpt"], "I hate");
+        }
+        let times: Vec<u64> = recent
+            .iter()
+            .map(|d| d["time_ms"].as_u64().unwrap())
+            .collect();
+        if times.len() >= want || std::time::Instant::now() > deadline {
+            return times;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_feed_follows_a_tee_file() {
+    let path = std::env::temp_dir().join(format!("lagic-dashboard-tee-{}", std::process::id()));
+    let append = |text: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap()
+    };
+    let _ = std::fs::remove_file(&path);
+    // Before the dashboard starts: not replayed.
+    append(&format!("{}\n", tee_line("lgh-nodiode", 1)));
+    let s = Server::start_with(Some(path.clone()));
+    let at = |second: u64| 1_796_414_400_000 + second * 1000; // 2026-12-04T20:00:SSZ
+                                                              // Another interface's line, and half a line: nothing yet.
+    let line = tee_line("lgh-nodiode", 2);
+    let (head, tail) = line.split_at(line.len() / 2);
+    append(&format!("{}\n{head}", tee_line("lgh-other", 3)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(recent_times(&s, 0), Vec::<u64>::new());
+    append(&format!("{tail}\n"));
+    assert_eq!(recent_times(&s, 1), [at(2)]);
+    // Emptied (the tee's bound) and started again: read from byte 0.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&format!("{}\n", tee_line("lgh-nodiode", 4)));
+    assert_eq!(recent_times(&s, 2), [at(2), at(4)]);
+    drop(s);
+    std::fs::remove_file(&path).unwrap();
 }

@@ -1,4 +1,5 @@
-//! `lagic dashboard [--listen ADDR] [--lab NAME] [--enclave URL] [--iface IF] [--examples DIR]`:
+//! `lagic dashboard [--listen ADDR] [--lab NAME] [--enclave URL] [--iface IF] [--examples DIR]
+//! [--decisions FILE]`:
 //! the page of the `lagic-dashboard` crate (docs/dashboard.md). This module
 //! resolves the flags and gives the dashboard the compile path of
 //! `lagic compile` (lower, emit, validate), so a diode picked on the page is
@@ -33,10 +34,11 @@ pub fn run(args: DashboardArgs) -> Result<Outcome, Failure> {
         enclave: args.enclave,
         iface: args.iface,
         examples: args.examples,
+        decisions: args.decisions,
     };
     let config = lagic_dashboard::resolve(&options).map_err(failure)?;
     let summary = format!(
-        "watching the diode on {} {}, enclave at http://{}{}{}",
+        "watching the diode on {} {}, enclave at http://{}{}{}{}",
         config.iface,
         config.direction,
         config.enclave.authority(),
@@ -47,7 +49,11 @@ pub fn run(args: DashboardArgs) -> Result<Outcome, Failure> {
         match &config.examples {
             Some(_) => "",
             None => ", no examples directory (uploads only)",
-        }
+        },
+        config
+            .decisions
+            .as_ref()
+            .map_or(String::new(), |f| format!(", drops from {}", f.display()))
     );
     lagic_dashboard::run(config, Arc::new(CompileLikeTheCli), move |addr| {
         // The first line of stdout is the address (with the real port for --listen ...:0).

@@ -1,6 +1,15 @@
 //! `lagic watch [--iface I] [--json] [--spec FILE]...`: print the drops of
 //! attached diodes as they happen (docs/watch.md has the line and JSON
 //! formats). Ends with exit 0 on Ctrl-C (SIGINT) and on a closed stdout.
+//!
+//! `--tee FILE` also appends each decision as one JSON line to FILE, for
+//! `lagic dashboard --decisions FILE`: a ring buffer has one consumer
+//! position, so one reader fans the drops out. Each line is one `write`
+//! to a file opened for appending (whole lines, even with several watches
+//! on one file); when the next line would take FILE past its bound, FILE
+//! is emptied first (a follower then starts over at byte 0). A tee that
+//! cannot be written ends the watch with exit 2: its reader would
+//! otherwise miss drops without knowing.
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -85,6 +94,10 @@ pub fn run(args: WatchArgs) -> Result<Outcome, Failure> {
         ))
         .with_hint("recompile the diode with this lagic and attach it again"));
     }
+    let mut tee = match &args.tee {
+        Some(path) => Some(Tee::open(path, args.tee_max_bytes)?),
+        None => None,
+    };
     for s in &skipped {
         eprintln!("lagic watch: not watching {s}");
     }
@@ -100,9 +113,17 @@ pub fn run(args: WatchArgs) -> Result<Outcome, Failure> {
     loop {
         for w in &mut watched {
             while let Some(event) = w.maps.next_event() {
+                // One instant per event, so the tee and the output name the same time.
+                let event = event.map(|d| {
+                    let at = wall_clock(d.time_ns);
+                    (d, at)
+                });
+                if let (Some(tee), Ok((d, at))) = (tee.as_mut(), &event) {
+                    tee.append(&json_line(&w.source, d, *at))?;
+                }
                 let line = match event {
-                    Ok(d) if args.json => json_line(&w.source, &d, wall_clock(d.time_ns)),
-                    Ok(d) => text_line(&w.source, &d, wall_clock(d.time_ns)),
+                    Ok((d, at)) if args.json => json_line(&w.source, &d, at),
+                    Ok((d, at)) => text_line(&w.source, &d, at),
                     Err(e) => format!("{}: undecodable event: {e}", w.source.iface),
                 };
                 if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
@@ -127,6 +148,50 @@ pub fn run(args: WatchArgs) -> Result<Outcome, Failure> {
         if out.flush().is_err() {
             return Ok(Outcome::Success);
         }
+    }
+}
+
+/// The `--tee` file.
+struct Tee {
+    path: PathBuf,
+    file: std::fs::File,
+    max_bytes: u64,
+}
+
+impl Tee {
+    fn open(path: &std::path::Path, max_bytes: u64) -> Result<Tee, Failure> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| {
+                Failure::bad_input(format!("--tee {}: cannot be opened: {e}", path.display()))
+                    .with_hint("name a writable file (its directory must exist)")
+            })?;
+        Ok(Tee {
+            path: path.to_owned(),
+            file,
+            max_bytes,
+        })
+    }
+
+    /// Appends `line` and its newline in one write, emptying the file first
+    /// when it would pass its bound.
+    fn append(&mut self, line: &str) -> Result<(), Failure> {
+        let failed = |e: std::io::Error| {
+            Failure::bad_input(format!(
+                "--tee {}: cannot be written: {e}",
+                self.path.display()
+            ))
+        };
+        let mut record = Vec::with_capacity(line.len() + 1);
+        record.extend_from_slice(line.as_bytes());
+        record.push(b'\n');
+        let len = self.file.metadata().map_err(failed)?.len();
+        if len + record.len() as u64 > self.max_bytes {
+            self.file.set_len(0).map_err(failed)?;
+        }
+        self.file.write_all(&record).map_err(failed)
     }
 }
 
@@ -381,5 +446,27 @@ mod tests {
     fn escape_keeps_printables_and_hexes_the_rest() {
         assert_eq!(escape(b"ab c~"), "ab c~");
         assert_eq!(escape(b"\\\x7f\x80\n"), "\\\\\\x7f\\x80\\x0a");
+    }
+
+    #[test]
+    fn tee_appends_whole_lines_and_empties_the_file_at_its_bound() {
+        let path = std::env::temp_dir().join(format!("lagic-tee-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut tee = Tee::open(&path, 10).unwrap();
+        tee.append("abcd").unwrap();
+        tee.append("efgh").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "abcd\nefgh\n");
+        // A third line would take it to 15 bytes: emptied first.
+        tee.append("ijkl").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "ijkl\n");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn tee_in_a_missing_directory_is_bad_input() {
+        let e = Tee::open(std::path::Path::new("/nonexistent-lagic/d.jsonl"), 4096)
+            .err()
+            .unwrap();
+        assert_eq!(e.exit_code(), Outcome::BadInput);
     }
 }
