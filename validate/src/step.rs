@@ -15,6 +15,12 @@
 //! and byte), change no register but its own state registers and r8, and
 //! leave the IR's next state there. A table step reads its tables from the
 //! object's `.rodata` ([`crate::rodata`]), so the tables are checked too.
+//!
+//! Byte values a step cannot tell apart (the same outcome in every
+//! comparison of its byte with an immediate, when it uses the byte in no
+//! other way) share one run, whose result is compared with the IR for each
+//! of them: see `byte_cells`. [`check_with`] with [`Bytes::Every`] runs
+//! all 256 values instead, the reference the cells are tested against.
 
 use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
 use predicate_ir::{Machine, Program, StateId};
