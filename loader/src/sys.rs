@@ -346,6 +346,23 @@ pub(crate) struct TestRunOutput {
     pub duration_ns: u32,
 }
 
+/// Issues `BPF_PROG_TEST_RUN` with `attr`, again when a signal interrupted it
+/// (EINTR, up to five times): a signal reaching the process stops a test run.
+///
+/// # Safety
+/// Every pointer in `attr` must be valid for its size for the whole call, as
+/// `BPF_PROG_TEST_RUN` requires.
+unsafe fn test_run(attr: &mut bpf_attr_test_run) -> io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        // SAFETY: the caller vouches for `attr`'s pointers.
+        match unsafe { sys_bpf(BPF_PROG_TEST_RUN, attr) } {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) && attempts < 5 => attempts += 1,
+            result => return result.map(drop),
+        }
+    }
+}
+
 /// Runs the program behind `fd` once on `data` with `BPF_PROG_TEST_RUN` and
 /// returns its return value and the packet as the program left it (at most
 /// `max_out` bytes).
@@ -364,18 +381,9 @@ pub(crate) fn prog_test_run_out(
         repeat: 1,
         ..Default::default()
     };
-    let mut attempts = 0;
-    loop {
-        // SAFETY: `data` holds `data_size_in` readable bytes and `out` `data_size_out`
-        // writable ones, both outliving the call; `ctx_*` are null.
-        match unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) } {
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) && attempts < 5 => attempts += 1,
-            result => {
-                result?;
-                break;
-            }
-        };
-    }
+    // SAFETY: `data` holds `data_size_in` readable bytes and `out` `data_size_out` writable
+    // ones, both outliving the call; `ctx_*` are null.
+    unsafe { test_run(&mut attr) }?;
     out.truncate((attr.data_size_out as usize).min(max_out));
     Ok((attr.retval, out))
 }
@@ -394,19 +402,9 @@ pub(crate) fn prog_test_run(
         repeat,
         ..Default::default()
     };
-    // A signal reaching the process stops a test run with EINTR; run it again.
-    let mut attempts = 0;
-    loop {
-        // SAFETY: `data` holds `data_size_in` readable bytes and outlives the call; `data_out`
-        // and `ctx_*` are null, so the kernel writes only into `attr`.
-        match unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) } {
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) && attempts < 5 => attempts += 1,
-            result => {
-                result?;
-                break;
-            }
-        };
-    }
+    // SAFETY: `data` holds `data_size_in` readable bytes and outlives the call; `data_out` and
+    // `ctx_*` are null, so the kernel writes only into `attr`.
+    unsafe { test_run(&mut attr) }?;
     Ok(TestRunOutput {
         retval: attr.retval,
         duration_ns: attr.duration,
