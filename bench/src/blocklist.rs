@@ -305,19 +305,24 @@ pub fn check_payload(rng: &mut Rng, list: &[Vec<u8>], len: usize) -> Vec<u8> {
 /// timing text when it holds no word, else text of random words of one to
 /// three letters (no word of four or more can occur in it).
 pub fn timing_payload(reference: &Reference) -> Vec<u8> {
-    let text = crate::measure::timing_payload("blocklist", PAYLOAD);
+    timing_payload_of(reference, PAYLOAD)
+}
+
+/// [`timing_payload`] of `len` bytes.
+pub fn timing_payload_of(reference: &Reference, len: usize) -> Vec<u8> {
+    let text = crate::measure::timing_payload("blocklist", len);
     if reference.passes(&text) {
         return text;
     }
     let mut rng = Rng::new(0x7E47);
-    let mut out = Vec::with_capacity(PAYLOAD);
-    while out.len() < PAYLOAD {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
         for _ in 0..1 + rng.below(3) {
             out.push(b'a' + rng.below(26) as u8);
         }
         out.push(*rng.pick(b"  ,."));
     }
-    out.truncate(PAYLOAD);
+    out.truncate(len);
     out
 }
 

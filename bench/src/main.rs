@@ -65,10 +65,12 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("--blocklist-compare") {
         // Two objects for the same K-word list (e.g. lagic built two ways),
-        // timed alternately on the family's timing payload.
+        // timed alternately on the family's timing payload (of BYTES bytes,
+        // the family's size by default).
         let result = (|| -> Result<String, BenchError> {
-            let usage =
-                || BenchError::Setup("usage: lagic-bench --blocklist-compare K A.o B.o".into());
+            let usage = || {
+                BenchError::Setup("usage: lagic-bench --blocklist-compare K A.o B.o [BYTES]".into())
+            };
             let k: usize = args.get(1).and_then(|k| k.parse().ok()).ok_or_else(usage)?;
             let (a, b) = (
                 args.get(2).ok_or_else(usage)?,
@@ -76,13 +78,23 @@ fn main() {
             );
             let (pa, pb) = (load_object(Path::new(a))?, load_object(Path::new(b))?);
             let reference = lagic_bench::blocklist::Reference::new(k);
-            let frame = measure::frame(&lagic_bench::blocklist::timing_payload(&reference));
-            let size = lagic_bench::blocklist::PAYLOAD;
+            let size = match args.get(4) {
+                Some(bytes) => bytes
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| (1..=60_000).contains(&n))
+                    .ok_or_else(usage)?,
+                None => lagic_bench::blocklist::PAYLOAD,
+            };
+            let payload = lagic_bench::blocklist::timing_payload_of(&reference, size);
+            let frame = measure::frame(&payload);
             let pair = measure::run_pair(&pa, &pb, &frame, size, 9, repeat_for(size))?;
             Ok(format!(
-                "{a}: {:.0} ns, {b}: {:.0} ns, first/second {}\n",
+                "{size} B: {a}: {:.0} ns ({:.2} ns/B), {b}: {:.0} ns ({:.2} ns/B), first/second {}\n",
                 pair.lagic_ns,
+                pair.lagic_ns / size as f64,
                 pair.clang_ns,
+                pair.clang_ns / size as f64,
                 pair.ratio_range.show(2)
             ))
         })();

@@ -376,7 +376,7 @@ pub fn blocklist_markdown(r: &Results) -> String {
         "\n### Block lists of random words\n\n\
          `not (or of k contains)` over the whole payload, k random case-insensitive words of 4 to 9 \
          letters (one fixed seed), timed on {} bytes of text no word occurs in. lagic combines the \
-         list into one automaton, run from tables in read-only data past 24 states; the C baseline is an Aho-Corasick table in read-only data (one table \
+         list into one automaton, run from tables in read-only data past 24 states (each state held as its row's offset: an add and a load per byte on the chain from state to state); the C baseline is an Aho-Corasick table in read-only data (one table \
          load per byte, bench/src/blocklist.rs). Both must agree with the plain definition on 300 \
          frames first. ns: `BPF_PROG_TEST_RUN`, median of interleaved rounds (lagic/clang: median of \
          per-round ratios, min-max).\n",

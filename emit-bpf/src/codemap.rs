@@ -97,10 +97,15 @@ pub struct MachineMap {
 /// How an IR state is held in registers (register numbers 0..=10).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateEncoding {
-    /// The DFA state number, in one register.
+    /// The DFA state number times `scale`, in one register: 1 for branchy
+    /// steps; a table-driven step keeps the state premultiplied by its
+    /// table's row size (its byte offset in the table), so no multiply or
+    /// shift lengthens the chain of dependent loads from byte to byte.
     Dfa {
         /// The register.
         reg: u8,
+        /// The register holds `state * scale`.
+        scale: u32,
     },
     /// The depth counter: the depth in one register, the mode in another.
     /// `modes` = the register values of code, string, escape and failed.

@@ -527,7 +527,7 @@ fn walk_one(c: &WalkCtx<'_>, vm: &mut Vm<'_>, n: u32) -> Result<(), ValidationEr
     }
     for (m, mm) in pass.machines.iter().enumerate() {
         let state_reg = match mm.encoding {
-            StateEncoding::Dfa { reg } => reg,
+            StateEncoding::Dfa { reg, .. } => reg,
             StateEncoding::Depth { mode_reg, .. } => mode_reg,
         };
         let want = held[m]

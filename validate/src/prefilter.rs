@@ -97,8 +97,12 @@ fn check_one(
     let [mm] = pass.machines.as_slice() else {
         return Err(e("its pass has more than one machine".into()));
     };
-    let StateEncoding::Dfa { reg: state_reg } = mm.encoding else {
-        return Err(e("its machine is not a DFA".into()));
+    let StateEncoding::Dfa {
+        reg: state_reg,
+        scale: 1,
+    } = mm.encoding
+    else {
+        return Err(e("its machine is not a DFA stepped by branchy code".into()));
     };
     let Machine::Dfa(dfa) = &program.scans[mm.scan].machine else {
         return Err(e("its scan is not a DFA".into()));

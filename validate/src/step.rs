@@ -59,7 +59,7 @@ pub fn reachable(machine: &Machine) -> Vec<StateId> {
 /// The registers a machine's state occupies.
 pub fn state_regs(enc: &StateEncoding) -> Vec<u8> {
     match enc {
-        StateEncoding::Dfa { reg } => vec![*reg],
+        StateEncoding::Dfa { reg, .. } => vec![*reg],
         StateEncoding::Depth {
             depth_reg,
             mode_reg,
@@ -88,7 +88,9 @@ pub fn encode(machine: &Machine, enc: &StateEncoding, state: StateId, regs: &mut
                 regs.set(*mode_reg, modes[3] as u64);
             }
         },
-        (_, StateEncoding::Dfa { reg }) => regs.set(*reg, u64::from(state)),
+        (_, StateEncoding::Dfa { reg, scale }) => {
+            regs.set(*reg, u64::from(state) * u64::from(*scale))
+        }
         (
             _,
             StateEncoding::Depth {
@@ -108,12 +110,15 @@ pub fn encode(machine: &Machine, enc: &StateEncoding, state: StateId, regs: &mut
 pub fn decode(machine: &Machine, enc: &StateEncoding, regs: &Regs) -> Result<StateId, String> {
     let get = |r: u8| regs.get(r).ok_or_else(|| format!("r{r} holds no value"));
     match (machine, enc) {
-        (Machine::Dfa(d), StateEncoding::Dfa { reg }) => {
+        (Machine::Dfa(d), StateEncoding::Dfa { reg, scale }) => {
+            // A table step's register holds the state's row offset: a
+            // multiple of the row size, below the last row's end.
             let v = get(*reg)?;
-            if v < d.next.len() as u64 {
-                Ok(v as StateId)
+            let scale = u64::from(*scale);
+            if scale > 0 && v % scale == 0 && v / scale < d.next.len() as u64 {
+                Ok((v / scale) as StateId)
             } else {
-                Err(format!("r{reg} = {v:#x}, not a state"))
+                Err(format!("r{reg} = {v:#x}, not a state (times {scale})"))
             }
         }
         (

@@ -127,7 +127,7 @@ struct Memo {
 /// The registers of a machine's state (no allocation: this runs per step).
 fn machine_regs(enc: &StateEncoding) -> impl Iterator<Item = u8> {
     let (regs, n) = match *enc {
-        StateEncoding::Dfa { reg } => ([reg, 0], 1),
+        StateEncoding::Dfa { reg, .. } => ([reg, 0], 1),
         StateEncoding::Depth {
             depth_reg,
             mode_reg,
@@ -153,6 +153,7 @@ pub fn final_value(machine: &Machine, enc: &StateEncoding, s: u32) -> u64 {
             let m = c.decode(s).map_or(3, |(_, m)| m as usize);
             modes[m] as u64
         }
+        (_, StateEncoding::Dfa { scale, .. }) => u64::from(s) * u64::from(*scale),
         _ => u64::from(s),
     }
 }
@@ -587,7 +588,7 @@ fn check_pass(
                     final_value(machine, &mm.encoding, Machine::INITIAL)
                 } else {
                     let reg = match mm.encoding {
-                        StateEncoding::Dfa { reg } => reg,
+                        StateEncoding::Dfa { reg, .. } => reg,
                         StateEncoding::Depth { mode_reg, .. } => mode_reg,
                     };
                     token(m, reg)
@@ -719,7 +720,7 @@ fn run_callback(
                     addr: rel,
                 });
                 match machines[machine].encoding {
-                    StateEncoding::Dfa { reg } => {
+                    StateEncoding::Dfa { reg, .. } => {
                         path.regs[reg as usize] = Some(Sym::konst(token(machine, reg)));
                     }
                     StateEncoding::Depth {

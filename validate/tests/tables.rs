@@ -123,3 +123,47 @@ fn a_state_beyond_the_table_is_caught() {
     let e = lagic_validate::validate(&c.program, &bad, &c.map).unwrap_err();
     assert!(matches!(e, ValidationError::Step { .. }), "{e}");
 }
+
+#[test]
+fn an_entry_inside_a_row_is_caught() {
+    // Entries are premultiplied: the byte offset of the next state's row.
+    // An offset into the middle of a row reads a valid table entry on the
+    // next step, but is no state: the step check names it.
+    let c = block_list(&WORDS);
+    let at = rodata(&c);
+    let Some(emit_bpf::codemap::StateEncoding::Dfa { scale, .. }) =
+        c.map.passes.first().map(|p| p.machines[0].encoding.clone())
+    else {
+        panic!("a table pass with a DFA encoding");
+    };
+    assert!(scale > 2, "premultiplied states, scale {scale}");
+    let class = u16::from_le_bytes([c.object[at + 2 * 0x68], c.object[at + 2 * 0x68 + 1]]);
+    let entry = at + 512 + usize::from(class);
+    let mut bad = c.object.clone();
+    let inside = (scale as u16 + 2).to_le_bytes();
+    bad[entry..entry + 2].copy_from_slice(&inside);
+    let e = lagic_validate::validate(&c.program, &bad, &c.map).unwrap_err();
+    match &e {
+        ValidationError::Step { state, byte, .. } => {
+            assert_eq!(state, "0", "{e}");
+            assert!(*byte == b'h' || *byte == b'H', "{e}");
+        }
+        other => panic!("not a step error: {other}"),
+    }
+}
+
+#[test]
+fn a_code_map_with_the_wrong_scale_is_caught() {
+    // The code map says how the registers hold states; with the scale of
+    // state numbers, the premultiplied table's results are no states.
+    let c = block_list(&WORDS);
+    let mut map = c.map.clone();
+    for m in &mut map.passes[0].machines {
+        if let emit_bpf::codemap::StateEncoding::Dfa { scale, .. } = &mut m.encoding {
+            *scale = 1;
+        }
+    }
+    assert_ne!(map, c.map, "the map changed");
+    let e = lagic_validate::validate(&c.program, &c.object, &map).unwrap_err();
+    assert!(matches!(e, ValidationError::Step { .. }), "{e}");
+}

@@ -13,7 +13,9 @@
 use predicate_ir::{Cmp, Formula, Program};
 
 use super::asm::{Asm, Label};
-use super::scan::{ctx, emit_accept_test, emit_class_test, final_state_offset, PassGroup};
+use super::scan::{
+    ctx, emit_accept_test, emit_class_test, final_state_offset, state_scales, PassGroup,
+};
 use super::{frame, Verdicts, MAX_FRAME};
 use crate::insn::*;
 
@@ -40,6 +42,8 @@ struct Cond<'a> {
     program: &'a Program,
     /// Emitted pass index of every scan.
     pass_of: Vec<i32>,
+    /// What every scan's final state holds per state (`scan::state_scales`).
+    scales: Vec<u32>,
     v: &'a Verdicts,
     next_atom: u32,
     stubs: Vec<AtomStub>,
@@ -89,6 +93,7 @@ pub(crate) fn emit(
     let mut c = Cond {
         program,
         pass_of,
+        scales: state_scales(program, groups),
         v,
         next_atom: 0,
         stubs: Vec::new(),
@@ -126,6 +131,7 @@ pub(crate) fn emit_stream(
     let mut c = Cond {
         program,
         pass_of,
+        scales: state_scales(program, groups),
         v,
         next_atom: 0,
         stubs: Vec::new(),
@@ -214,7 +220,14 @@ fn cond(a: &mut Asm, c: &mut Cond<'_>, f: &Formula, then: Label, other: Label) {
             let then = c.via_stub(a, then, atom, stop);
             let other = c.via_stub(a, other, atom, stop);
             a.emit(Insn::load(Size::DW, R1, R10, final_state_offset(*id)));
-            emit_accept_test(a, &program.scans[*id].machine, R1, then, other);
+            emit_accept_test(
+                a,
+                &program.scans[*id].machine,
+                c.scales[*id],
+                R1,
+                then,
+                other,
+            );
         }
     }
 }

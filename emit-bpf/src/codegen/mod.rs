@@ -69,16 +69,32 @@ pub enum CodegenError {
         to: usize,
     },
     /// More scans than the stack frame holds final states for.
-    #[error("the spec needs {scans} scans; the emitter supports at most {max}")]
+    #[error(
+        "{path}: the spec needs {scans} distinct scans and this construct's is the first past \
+         the emitter's limit of {max} scans per {kind} program ({why}); use fewer distinct \
+         windows, or combine patterns over one window in one `or`/`and`"
+    )]
     TooManyScans {
+        /// JSON path of the first construct past the limit.
+        path: String,
         /// Scans the spec needs.
         scans: usize,
         /// Most scans supported.
         max: usize,
+        /// "packet" or "stream".
+        kind: &'static str,
+        /// Where the limit comes from.
+        why: &'static str,
     },
     /// A stream spec whose scans carry more state than a flow value holds.
-    #[error("the stream spec's scans carry {slots} machine registers per flow; the emitter supports at most {max}")]
+    #[error(
+        "{path}: the stream spec's scans carry {slots} machine registers per flow and this \
+         construct's are the first past the emitter's limit of {max} (a flow's value in the \
+         flow map holds them); use fewer distinct scans"
+    )]
     TooManyStreamSlots {
+        /// JSON path of the first construct past the limit.
+        path: String,
         /// Registers the scans need.
         slots: usize,
         /// Most supported.
@@ -111,9 +127,17 @@ pub enum CodegenError {
         max: usize,
     },
     /// A function beyond the emitter's size limit.
-    #[error("generated program has {insns} instructions; the limit is {max}")]
+    #[error(
+        "{path}: the generated {function} has {insns} instructions; the emitter's limit is {max} \
+         per function (the kernel verifier processes at most 1,000,000); simplify the spec"
+    )]
     ProgramTooLarge {
-        /// Instructions of the largest function.
+        /// JSON path of the construct the function runs (`$.predicate`
+        /// for the entry function).
+        path: String,
+        /// The function: "entry function" or "scan callback N".
+        function: String,
+        /// Instructions of the function.
         insns: usize,
         /// The limit.
         max: usize,
@@ -217,8 +241,12 @@ pub(crate) fn compile(
 ) -> Result<(Module, CodeMap), CodegenError> {
     if program.scans.len() > frame::MAX_SCANS {
         return Err(CodegenError::TooManyScans {
+            path: program.scans[frame::MAX_SCANS].path.clone(),
             scans: program.scans.len(),
             max: frame::MAX_SCANS,
+            kind: "packet",
+            why: "each scan's final state takes an 8-byte slot of the 512-byte stack, beside \
+                  the scan context",
         });
     }
     let mut entry = Asm::new();
@@ -457,14 +485,13 @@ fn finish(
         payload_start: frame::CTX + scan::ctx::PAYLOAD_START,
         payload_len: frame::CTX + scan::ctx::PAYLOAD_LEN,
     };
-    for insns in std::iter::once(&entry).chain(callbacks.iter().map(|f| &f.insns)) {
-        let slots: usize = insns.iter().map(Insn::slots).sum();
-        if slots > MAX_FUNCTION_INSNS {
-            return Err(CodegenError::ProgramTooLarge {
-                insns: slots,
-                max: MAX_FUNCTION_INSNS,
-            });
-        }
+    check_function_size(&entry, "entry function".into(), "$.predicate")?;
+    for (i, (callback, pass)) in callbacks.iter().zip(&map.passes).enumerate() {
+        let path = pass
+            .machines
+            .first()
+            .map_or("$.predicate", |m| program.scans[m.scan].path.as_str());
+        check_function_size(&callback.insns, format!("scan callback {i}"), path)?;
     }
     Ok((
         Module {
@@ -479,6 +506,21 @@ fn finish(
         },
         map,
     ))
+}
+
+/// Refuses a function past [`MAX_FUNCTION_INSNS`], naming it and the
+/// construct it runs.
+fn check_function_size(insns: &[Insn], function: String, path: &str) -> Result<(), CodegenError> {
+    let slots: usize = insns.iter().map(Insn::slots).sum();
+    if slots > MAX_FUNCTION_INSNS {
+        return Err(CodegenError::ProgramTooLarge {
+            path: path.to_string(),
+            function,
+            insns: slots,
+            max: MAX_FUNCTION_INSNS,
+        });
+    }
+    Ok(())
 }
 
 /// The entry function's symbol: the kernel keeps 15 bytes of a program name.
@@ -499,4 +541,31 @@ fn program_symbol(name: &str) -> String {
         s.truncate(15);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_past_the_size_limit_names_itself_and_the_path() {
+        let insns = vec![Insn::exit(); MAX_FUNCTION_INSNS + 1];
+        let e = check_function_size(&insns, "scan callback 2".into(), "$.predicate.args[3]")
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("$.predicate.args[3]: "), "{text}");
+        assert!(
+            text.contains(&format!(
+                "scan callback 2 has {} instructions",
+                MAX_FUNCTION_INSNS + 1
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("limit is {MAX_FUNCTION_INSNS} per function")),
+            "{text}"
+        );
+        check_function_size(&insns[1..], "entry function".into(), "$.predicate")
+            .expect("at the limit");
+    }
 }

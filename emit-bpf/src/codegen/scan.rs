@@ -196,11 +196,26 @@ pub(crate) fn final_state_offset(scan: ScanId) -> i16 {
     frame::FINAL_STATES - 8 * scan as i16
 }
 
-/// In the formula: jump to `then` when scan `id` (final state in `reg`)
-/// accepted, else to `other`.
+/// What each scan's state registers, slots and final state hold per DFA
+/// state: the row size for a table-driven DFA (see `table.rs`), else 1.
+pub(crate) fn state_scales(program: &Program, groups: &[PassGroup]) -> Vec<u32> {
+    let mut scales = vec![1; program.scans.len()];
+    for group in groups {
+        if let Some(layout) = &group.table {
+            for &id in &group.scans {
+                scales[id] = layout.scale();
+            }
+        }
+    }
+    scales
+}
+
+/// In the formula: jump to `then` when scan `id` (final state in `reg`,
+/// times `scale`: see [`state_scales`]) accepted, else to `other`.
 pub(crate) fn emit_accept_test(
     a: &mut Asm,
     machine: &Machine,
+    scale: u32,
     reg: Register,
     then: Label,
     other: Label,
@@ -216,7 +231,7 @@ pub(crate) fn emit_accept_test(
                 (rejecting, other, then)
             };
             for s in listed {
-                a.jmp_imm(JmpCond::Jeq, reg, s as i32, hit);
+                a.jmp_imm(JmpCond::Jeq, reg, (s * scale) as i32, hit);
             }
             a.ja(miss);
         }
@@ -589,8 +604,14 @@ pub(crate) fn emit_callback(
                     .filter(|&s| machine.is_sink(s))
                     .collect();
                 let sunk = a.label();
+                let scale = group.table.as_ref().map_or(1, |t| t.scale());
                 for s in sinks {
-                    a.jmp_imm(JmpCond::Jeq, MACHINE_REG_FILE[slot], s as i32, sunk);
+                    a.jmp_imm(
+                        JmpCond::Jeq,
+                        MACHINE_REG_FILE[slot],
+                        (s * scale) as i32,
+                        sunk,
+                    );
                 }
                 a.ja(go_on);
                 a.bind(sunk);
@@ -656,6 +677,7 @@ pub(crate) fn machine_maps(program: &Program, group: &PassGroup) -> Vec<MachineM
             encoding: match &program.scans[scan].machine {
                 Machine::Dfa(_) => StateEncoding::Dfa {
                     reg: MACHINE_REG_FILE[slot].number(),
+                    scale: group.table.as_ref().map_or(1, |t| t.scale()),
                 },
                 Machine::Depth(_) => StateEncoding::Depth {
                     depth_reg: MACHINE_REG_FILE[slot].number(),

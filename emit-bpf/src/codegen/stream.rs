@@ -677,14 +677,25 @@ pub(crate) fn emit_commit(
 /// Checks a stream program fits what the stream frame and value hold, and
 /// that it has no payload byte tests (lowering turns them into scans).
 pub(crate) fn check_fits(program: &StreamProgram, slots: usize) -> Result<(), CodegenError> {
-    if program.program.scans.len() > MAX_STREAM_SCANS {
+    let scans = &program.program.scans;
+    if scans.len() > MAX_STREAM_SCANS {
         return Err(CodegenError::TooManyScans {
-            scans: program.program.scans.len(),
+            path: scans[MAX_STREAM_SCANS].path.clone(),
+            scans: scans.len(),
             max: MAX_STREAM_SCANS,
+            kind: "stream",
+            why: "the stream frame holds the flow key and stream scalars below the final states",
         });
     }
     if slots > MAX_STREAM_SLOTS {
+        // The first scan whose registers pass the limit, in scan order.
+        let mut used = 0;
+        let past = scans.iter().find(|s| {
+            used += scan::regs_needed(&s.machine);
+            used > MAX_STREAM_SLOTS
+        });
         return Err(CodegenError::TooManyStreamSlots {
+            path: past.map_or_else(|| "$.predicate".to_string(), |s| s.path.clone()),
             slots,
             max: MAX_STREAM_SLOTS,
         });

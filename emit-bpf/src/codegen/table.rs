@@ -12,8 +12,20 @@
 //!   `b`'s class inside a table row (`class * entry size`), where two bytes
 //!   share a class when every state moves alike on them;
 //! - a **transition table**: one row per state, `2^k` entries per row (the
-//!   class count rounded up to a power of two, so a row offset is a shift),
-//!   each entry the next state number as a u16 (a u32 past 65,536 states).
+//!   class count rounded up to a power of two, so a class offset is bounded
+//!   by one mask), each entry the next state *premultiplied*: its row's
+//!   byte offset, as a u16 while every row offset fits 16 bits, else as a
+//!   u32. Where u32 entries would not fit the read-only data limit, the
+//!   entries are u16 state numbers instead (u32 past 65,536 states), and
+//!   each step shifts the state into a row offset.
+//!
+//! A premultiplied state sits premultiplied everywhere: in its register,
+//! the scan context's slots and the final state (the code map's
+//! `StateEncoding::Dfa` scale is the row size). Then only an add lies
+//! between one step's table load and the next one's, the chain of
+//! dependent loads that sets the speed of a table walk; the state's bound
+//! check reads the register but does not feed the load, so it stays off
+//! that chain.
 //!
 //! One step on the byte in `r8`, the state in its register `rS`, `r7` the
 //! address of the machine's block (class map, then table), set once per
@@ -25,18 +37,20 @@
 //! r8 = *(u16 *)(r8 + 0)       its class's offset in a row
 //! r8 &= ROW_BYTES - ENTRY     (a no-op that bounds it for the verifier)
 //! r8 += r7
-//! if rS > STATES - 1 goto fail (never taken; bounds the row for the verifier)
-//! rS <<= log2(ROW_BYTES); rS += r8
-//! rS = *(u16 *)(rS + 512)     the next state
+//! if rS > LAST_ROW goto fail  (never taken; bounds the row for the verifier)
+//! rS += r8                    (numbered states: rS <<= log2(ROW_BYTES) first)
+//! rS = *(u16 *)(rS + 512)     the next state's row offset
 //! ```
 //!
 //! Invariants: the verifier sees every table access in bounds, whatever
 //! the register values: the byte is at most 255, the class offset is masked
-//! below the row size, the state is checked below the state count, and the
-//! block holds `STATES` whole rows after the class map. The step changes
-//! only `r8` and its state register; `r7` is not blurred nor written (no
-//! branchy machine shares a table pass). A state out of range (impossible:
-//! every table entry is a state) fails the pass, and the packet drops.
+//! below the row size, the state is checked to be at most the last state
+//! (times the scale), and the block holds `STATES` whole rows after the
+//! class map. Every table entry is a state times the scale.
+//! The step changes only `r8` and its state register; `r7` is not blurred
+//! nor written (no branchy machine shares a table pass). A state out of
+//! range (impossible: every table entry is a state's row) fails the pass,
+//! and the packet drops.
 
 use predicate_ir::{Dfa, Machine};
 
@@ -82,6 +96,27 @@ pub(crate) struct Layout {
     pub row_shift: u32,
     /// Bytes per table entry: 2 or 4.
     pub entry_bytes: u32,
+    /// Whether entries and state registers hold row offsets (premultiplied
+    /// states); otherwise they hold state numbers, shifted by each step.
+    pub premultiplied: bool,
+}
+
+impl Layout {
+    /// What a state register holds per state: the row's size in bytes
+    /// when premultiplied, else 1.
+    pub(crate) fn scale(&self) -> u32 {
+        if self.premultiplied {
+            1 << self.row_shift
+        } else {
+            1
+        }
+    }
+
+    /// The largest value a state register holds: the last state times
+    /// the scale.
+    fn last_state_value(&self) -> u32 {
+        (self.states - 1) * self.scale()
+    }
 }
 
 /// Whether `machine` runs from tables.
@@ -94,13 +129,27 @@ pub(crate) fn build(dfa: &Dfa, rodata: &mut Vec<u8>, path: &str) -> Result<Layou
     let states = dfa.next.len();
     let class_of = byte_classes(dfa);
     let classes = class_of.iter().map(|&c| c as usize + 1).max().unwrap_or(1);
-    let entry_bytes: usize = if states <= 1 << 16 { 2 } else { 4 };
-    let row_bytes = classes.next_power_of_two() * entry_bytes;
-    let block = CLASS_MAP_BYTES + states * row_bytes;
     while !rodata.len().is_multiple_of(8) {
         rodata.push(0);
     }
     let offset = rodata.len();
+    let columns = classes.next_power_of_two();
+    let block_of = |entry_bytes: usize| CLASS_MAP_BYTES + states * columns * entry_bytes;
+    // Premultiplied entries (row offsets) save a shift per byte on the
+    // chain of dependent loads; they are u16 while the last row's offset
+    // fits, else u32, which doubles the table: when that does not fit the
+    // read-only data, entries are u16 state numbers (a shift per step).
+    let (entry_bytes, premultiplied) = if (states - 1) * columns * 2 <= usize::from(u16::MAX) {
+        (2, true)
+    } else if offset + block_of(4) <= MAX_RODATA_BYTES {
+        (4, true)
+    } else if states <= 1 << 16 {
+        (2, false)
+    } else {
+        (4, false)
+    };
+    let row_bytes = columns * entry_bytes;
+    let block = block_of(entry_bytes);
     if offset + block > MAX_RODATA_BYTES {
         return Err(CodegenError::TablesTooLarge {
             path: path.to_string(),
@@ -125,10 +174,15 @@ pub(crate) fn build(dfa: &Dfa, rodata: &mut Vec<u8>, path: &str) -> Result<Layou
     for row in &dfa.next {
         for c in 0..per_row {
             // Padding columns (no byte maps there) repeat class 0.
-            let t = row[rep[if c < classes { c } else { 0 }]];
+            let t = row[rep[if c < classes { c } else { 0 }]] as usize;
+            let t = if premultiplied { t * row_bytes } else { t };
             if entry_bytes == 2 {
-                rodata.extend_from_slice(&(t as u16).to_le_bytes());
+                let t = u16::try_from(t)
+                    .map_err(|_| CodegenError::Internal("table entry beyond u16"))?;
+                rodata.extend_from_slice(&t.to_le_bytes());
             } else {
+                let t = u32::try_from(t)
+                    .map_err(|_| CodegenError::Internal("table entry beyond u32"))?;
                 rodata.extend_from_slice(&t.to_le_bytes());
             }
         }
@@ -138,6 +192,7 @@ pub(crate) fn build(dfa: &Dfa, rodata: &mut Vec<u8>, path: &str) -> Result<Layou
         states: states as u32,
         row_shift: row_bytes.trailing_zeros(),
         entry_bytes: entry_bytes as u32,
+        premultiplied,
     })
 }
 
@@ -203,8 +258,10 @@ pub(crate) fn emit_step(
         row_bytes - layout.entry_bytes as i32,
     ));
     a.emit(Insn::alu64_reg(AluOp::Add, byte, TABLE_PTR));
-    a.jmp_imm(JmpCond::Jgt, state, layout.states as i32 - 1, fail);
-    a.emit(Insn::alu64_imm(AluOp::Lsh, state, layout.row_shift as i32));
+    a.jmp_imm(JmpCond::Jgt, state, layout.last_state_value() as i32, fail);
+    if !layout.premultiplied {
+        a.emit(Insn::alu64_imm(AluOp::Lsh, state, layout.row_shift as i32));
+    }
     a.emit(Insn::alu64_reg(AluOp::Add, state, byte));
     let size = if layout.entry_bytes == 2 {
         Size::H
@@ -233,26 +290,83 @@ mod tests {
     }
 
     /// Steps the DFA through the bytes of the block as the emitted code
-    /// indexes them, and compares with the IR on every state and byte.
+    /// indexes them (the state register holding `state * scale`), and
+    /// compares with the IR on every state and byte.
+    fn check_block(dfa: &Dfa, rodata: &[u8], l: &Layout) {
+        assert_eq!(l.states as usize, dfa.next.len());
+        let block = &rodata[l.offset as usize..];
+        let row_bytes = 1usize << l.row_shift;
+        let entry = l.entry_bytes as usize;
+        assert_eq!(block.len(), CLASS_MAP_BYTES + dfa.next.len() * row_bytes);
+        for (s, row) in dfa.next.iter().enumerate() {
+            let register = s * l.scale() as usize;
+            for b in 0..256usize {
+                let class = u16::from_le_bytes([block[2 * b], block[2 * b + 1]]) as usize;
+                assert!(class < row_bytes && class.is_multiple_of(entry));
+                let row_at = if l.premultiplied {
+                    register
+                } else {
+                    register << l.row_shift
+                };
+                let at = CLASS_MAP_BYTES + row_at + (class & (row_bytes - entry));
+                let t = if entry == 2 {
+                    u32::from(u16::from_le_bytes([block[at], block[at + 1]]))
+                } else {
+                    u32::from_le_bytes(block[at..at + 4].try_into().unwrap())
+                };
+                assert_eq!(t % l.scale(), 0, "state {s} byte {b}: {t} is not a row");
+                assert_eq!(t / l.scale(), row[b], "state {s} byte {b}");
+            }
+        }
+    }
+
     #[test]
     fn the_block_holds_every_transition() {
         let dfa = case_insensitive(&["hate", "hat", "she", "hers", "his", "ersatz", "tzar"]);
         let mut rodata = vec![1, 2, 3]; // an unaligned start is padded
         let l = build(&dfa, &mut rodata, "$.predicate").unwrap();
         assert_eq!(l.offset, 8);
-        assert_eq!(l.states as usize, dfa.next.len());
-        let block = &rodata[l.offset as usize..];
-        let row_bytes = 1usize << l.row_shift;
-        assert_eq!(block.len(), CLASS_MAP_BYTES + dfa.next.len() * row_bytes);
-        for (s, row) in dfa.next.iter().enumerate() {
-            for b in 0..256usize {
-                let class = u16::from_le_bytes([block[2 * b], block[2 * b + 1]]) as usize;
-                assert!(class < row_bytes && class.is_multiple_of(2));
-                let at = CLASS_MAP_BYTES + (s << l.row_shift) + (class & (row_bytes - 2));
-                let t = u16::from_le_bytes([block[at], block[at + 1]]) as u32;
-                assert_eq!(t, row[b], "state {s} byte {b}");
-            }
+        // Few states: u16 row offsets.
+        assert!(l.premultiplied && l.entry_bytes == 2, "{l:?}");
+        assert_eq!(l.scale(), 1 << l.row_shift);
+        check_block(&dfa, &rodata, &l);
+    }
+
+    /// A DFA of `states` states over 32 byte classes (bytes `b` and
+    /// `b + 32` agree), every state reachable.
+    fn wide_dfa(states: u32) -> Dfa {
+        let next = (0..states)
+            .map(|s| std::array::from_fn(|b| (s * 7 + (b as u32 % 32) * 13 + 1) % states))
+            .collect();
+        Dfa {
+            next,
+            accepting: (0..states).map(|s| s % 5 == 0).collect(),
         }
+    }
+
+    #[test]
+    fn row_offsets_past_u16_take_u32_entries() {
+        // 3,000 states of 32 u16 columns: the last row's offset is past u16.
+        let dfa = wide_dfa(3_000);
+        let mut rodata = Vec::new();
+        let l = build(&dfa, &mut rodata, "$.predicate").unwrap();
+        assert!(l.premultiplied && l.entry_bytes == 4, "{l:?}");
+        assert_eq!(l.row_shift, 7);
+        check_block(&dfa, &rodata, &l);
+    }
+
+    #[test]
+    fn near_the_limit_states_are_numbered() {
+        // u32 row offsets would not fit the read-only data; u16 state
+        // numbers do, and the step shifts them.
+        let dfa = wide_dfa(3_000);
+        let u16_block = CLASS_MAP_BYTES + 3_000 * 32 * 2;
+        let mut rodata = vec![0; MAX_RODATA_BYTES - u16_block];
+        let l = build(&dfa, &mut rodata, "$.predicate").unwrap();
+        assert!(!l.premultiplied && l.entry_bytes == 2, "{l:?}");
+        assert_eq!(l.scale(), 1);
+        assert_eq!(rodata.len(), MAX_RODATA_BYTES);
+        check_block(&dfa, &rodata, &l);
     }
 
     #[test]

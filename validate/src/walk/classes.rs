@@ -819,7 +819,7 @@ pub(super) fn check_class(inp: &PassInputs<'_>, vm: &mut Vm<'_>, class: Class) -
             final_value(machine, &mm.encoding, Machine::INITIAL)
         } else {
             let reg = match mm.encoding {
-                StateEncoding::Dfa { reg } => reg,
+                StateEncoding::Dfa { reg, .. } => reg,
                 StateEncoding::Depth { mode_reg, .. } => mode_reg,
             };
             token(m, reg)
