@@ -88,3 +88,28 @@ fn a_combined_block_list_validates() {
         }
     }
 }
+
+/// A whole-payload scan whose window starts where no frame holds a whole
+/// prefilter chunk (a random spec found it: the prefilter's probe packet
+/// could not reach its test): the emitter leaves the prefilter out, and
+/// the object validates and judges like the IR.
+#[test]
+fn a_window_starting_past_the_longest_payload_validates() {
+    use predicate_ir::{ByteClass, Mode, Policy, Pred, Spec, Window};
+    for start in [65_400, 65_440, 65_480, 65_532, 65_535] {
+        let spec = Spec {
+            name: format!("late{start}"),
+            description: String::new(),
+            policy: Policy::default(),
+            mode: Mode::Packet,
+            predicate: Pred::Not(Box::new(Pred::Contains {
+                window: Window { start, end: None },
+                pattern: vec![ByteClass::from_bytes([b'h'])],
+            })),
+        };
+        let program = predicate_ir::lower(&spec).unwrap();
+        let c = support::compile_program(program);
+        lagic_validate::validate(&c.program, &c.object, &c.map)
+            .unwrap_or_else(|e| panic!("window from {start}: {e}"));
+    }
+}

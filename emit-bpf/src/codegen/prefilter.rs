@@ -31,10 +31,15 @@ use predicate_ir::{Machine, Program};
 
 use super::asm::{Asm, Label};
 use super::scan::PassGroup;
+use super::MAX_FRAME;
 use crate::insn::*;
 
 /// Bytes the prefilter tests per chunk (the largest tier's chunk).
 pub(crate) const SPAN: usize = 64;
+
+/// Longest TCP payload of a frame the diode judges: [`MAX_FRAME`] less the
+/// shortest headers (Ethernet, IPv4 and TCP without options).
+const MAX_PAYLOAD: usize = MAX_FRAME as usize - (14 + 20 + 20);
 
 const STATE: Register = R0;
 const WORD: Register = R1;
@@ -82,6 +87,12 @@ pub(crate) struct Prefilter {
 /// in an `A` byte, leaves the DFA in 0. Otherwise the single test: a chunk
 /// without an `A` byte does.
 pub(crate) fn plan(program: &Program, group: &PassGroup) -> Option<Prefilter> {
+    // A window that no frame reaches a whole chunk into never runs the
+    // test: leave it out rather than emit code no packet can reach (the
+    // validator probes the test with a packet that reaches it).
+    if group.window.start as usize + SPAN > MAX_PAYLOAD {
+        return None;
+    }
     let [only] = group.scans.as_slice() else {
         return None;
     };
