@@ -73,6 +73,9 @@ pub enum DecodeError {
     /// A reason value no diode writes.
     #[error("event record with unknown reason {0}")]
     UnknownReason(u32),
+    /// A layout version this lagic does not know (written by a newer one).
+    #[error("event record of format {0}; this lagic reads formats 1 and 2 (upgrade lagic)")]
+    UnknownFormat(u32),
 }
 
 /// Verdict counts of one diode, summed over CPUs.
@@ -194,11 +197,16 @@ pub struct Decision {
     pub reason: Reason,
     /// Index of the formula atom that decided ([`emit_bpf::decision::atoms`]).
     pub decided_by: Option<u32>,
-    /// Payload offset where the deciding byte's span starts: the byte lies in
-    /// `payload[offset..offset + offset_span]` (docs/watch.md).
+    /// Payload offset where the deciding byte's span starts, as the diode
+    /// recorded it: the byte lies in `payload[offset..offset + offset_span]`
+    /// ([`Decision::locate`] narrows it; docs/watch.md).
     pub offset: Option<u32>,
-    /// Length of that span: 1 for a byte test, the scan's chunk for a scan.
+    /// Length of that span: 1 for a byte test, the scan's chunk (or inline
+    /// window) for a scan.
     pub offset_span: u32,
+    /// The deciding scan's registers where the span starts
+    /// ([`layout::EVENT_SPAN_STATE`]); `None` in a version-1 record.
+    pub span_state: Option<[u32; 2]>,
     /// `skb->ifindex`.
     pub ifindex: u32,
     /// `skb->ingress_ifindex` (equal to `ifindex` on ingress).
@@ -238,23 +246,36 @@ fn opt(v: u32) -> Option<u32> {
 impl Decision {
     /// Decodes one ring-buffer record.
     pub fn decode(record: &[u8]) -> Result<Decision, DecodeError> {
-        if record.len() < layout::EVENT_EXCERPT {
-            return Err(DecodeError::Short(record.len(), layout::EVENT_EXCERPT));
+        if record.len() < layout::EVENT_EXCERPT_V1 {
+            return Err(DecodeError::Short(record.len(), layout::EVENT_EXCERPT_V1));
         }
+        let (head_at, excerpt_at, span_state) = match u32_at(record, layout::EVENT_FORMAT) {
+            0 => (layout::EVENT_HEAD_V1, layout::EVENT_EXCERPT_V1, None),
+            layout::EVENT_FORMAT_VERSION => {
+                if record.len() < layout::EVENT_EXCERPT {
+                    return Err(DecodeError::Short(record.len(), layout::EVENT_EXCERPT));
+                }
+                let at = layout::EVENT_SPAN_STATE;
+                let state = [u32_at(record, at), u32_at(record, at + 4)];
+                (layout::EVENT_HEAD, layout::EVENT_EXCERPT, Some(state))
+            }
+            v => return Err(DecodeError::UnknownFormat(v)),
+        };
         let reason_value = u32_at(record, layout::EVENT_REASON);
         let reason =
             Reason::from_u32(reason_value).ok_or(DecodeError::UnknownReason(reason_value))?;
         let head_len = usize::from(u16_at(record, layout::EVENT_HEAD_LEN)).min(layout::HEAD_LEN);
-        let head = record[layout::EVENT_HEAD..layout::EVENT_HEAD + head_len].to_vec();
-        let excerpt_len = usize::from(u16_at(record, layout::EVENT_EXCERPT_LEN))
-            .min(record.len() - layout::EVENT_EXCERPT);
-        let excerpt = record[layout::EVENT_EXCERPT..layout::EVENT_EXCERPT + excerpt_len].to_vec();
+        let head = record[head_at..head_at + head_len].to_vec();
+        let excerpt_len =
+            usize::from(u16_at(record, layout::EVENT_EXCERPT_LEN)).min(record.len() - excerpt_at);
+        let excerpt = record[excerpt_at..excerpt_at + excerpt_len].to_vec();
         Ok(Decision {
             time_ns: u64::from_le_bytes(record[0..8].try_into().unwrap()),
             reason,
             decided_by: opt(u32_at(record, layout::EVENT_DECIDED_BY)),
             offset: opt(u32_at(record, layout::EVENT_OFFSET)),
             offset_span: u32_at(record, layout::EVENT_OFFSET_SPAN),
+            span_state,
             ifindex: u32_at(record, layout::EVENT_IFINDEX),
             ingress_ifindex: u32_at(record, layout::EVENT_INGRESS_IFINDEX),
             frame_len: u32_at(record, layout::EVENT_FRAME_LEN),
@@ -265,6 +286,24 @@ impl Decision {
             flow: parse_flow(&head),
             head,
         })
+    }
+
+    /// The deciding byte, as exactly as the record allows: `atoms` are the
+    /// diode's formula atoms ([`emit_bpf::decision::atoms`] of its program;
+    /// empty when unknown). See [`emit_bpf::decision::locate`].
+    pub fn locate(&self, atoms: &[layout::Atom]) -> Option<layout::Located> {
+        let atom = self.decided_by.and_then(|a| atoms.get(a as usize));
+        layout::locate(
+            atom,
+            &layout::Recorded {
+                offset: self.offset,
+                span: self.offset_span,
+                span_state: self.span_state,
+                payload_len: self.payload_len,
+                excerpt_start: self.excerpt_start,
+                excerpt: &self.excerpt,
+            },
+        )
     }
 
     /// Whether the frame arrived on the interface it is on (TC ingress).

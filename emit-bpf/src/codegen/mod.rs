@@ -47,6 +47,7 @@ use crate::insn::Insn;
 use crate::module::{Function, Module};
 use crate::Options;
 use asm::{Asm, Label};
+pub(crate) use scan::machine_state;
 
 /// Largest frame the diode inspects. Direct packet access cannot reach a
 /// variable offset above 0xFFFF (the verifier's MAX_PACKET_OFF); longer
@@ -243,6 +244,7 @@ pub(crate) fn compile(
     // Passes are walked inline in program order while the entry has room;
     // table-driven passes always run as callbacks.
     let mut inline_left = inline::ENTRY_INLINE_BUDGET;
+    let mut walked_inline = vec![false; groups.len()];
     for (index, group) in groups.iter().enumerate() {
         let inline_cost = match group.table {
             Some(_) => None,
@@ -252,6 +254,7 @@ pub(crate) fn compile(
             inline_left -= cost;
             let marks = inline::emit(&mut entry, program, group, &verdicts)?;
             passes.inline.push((group, marks));
+            walked_inline[index] = true;
             continue;
         }
         let setup = entry.label();
@@ -270,7 +273,7 @@ pub(crate) fn compile(
     let formula_start = entry.label();
     entry.bind(formula_start);
     passes.entry_marks.push(formula_start);
-    let stubs = formula::emit(&mut entry, program, &groups, &verdicts);
+    let stubs = formula::emit(&mut entry, program, &groups, &walked_inline, &verdicts);
     verdict::emit(&mut entry, &verdicts, &stubs, options, false);
     finish(program, entry, passes, verdict::maps(), rodata)
 }
