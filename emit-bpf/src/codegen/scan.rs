@@ -598,35 +598,52 @@ pub(crate) fn emit_callback(
 
     // Stop early once every machine sits in a sink. The registers are
     // stored after the test, so the stop path still finds the chunk's
-    // starting states in the slots.
+    // starting states in the slots. The last machine's test jumps to the
+    // stop and falls through to going on, the common case.
     a.bind(store);
-    for (&id, &slot) in group.scans.iter().zip(&layout) {
+    let stop = a.label();
+    let machines = group.scans.len();
+    for (i, (&id, &slot)) in group.scans.iter().zip(&layout).enumerate() {
+        let last = i + 1 == machines;
         match &program.scans[id].machine {
             Machine::Dfa(dfa) => {
                 let machine = &program.scans[id].machine;
                 let sinks: Vec<u32> = (0..dfa.next.len() as u32)
                     .filter(|&s| machine.is_sink(s))
                     .collect();
-                let sunk = a.label();
+                if sinks.is_empty() {
+                    // Never stops: the stop code below is never reached.
+                    a.ja(go_on);
+                    continue;
+                }
+                let sunk = if last { stop } else { a.label() };
                 for s in sinks {
                     a.jmp_imm(JmpCond::Jeq, MACHINE_REG_FILE[slot], s as i32, sunk);
                 }
-                a.ja(go_on);
-                a.bind(sunk);
+                if !last {
+                    a.ja(go_on);
+                    a.bind(sunk);
+                }
             }
             Machine::Depth(_) => {
-                a.jmp_imm(
-                    JmpCond::Jne,
-                    MACHINE_REG_FILE[slot + 1],
-                    DEPTH_FAILED,
-                    go_on,
-                );
+                let (cond, target) = if last {
+                    (JmpCond::Jeq, stop)
+                } else {
+                    (JmpCond::Jne, go_on)
+                };
+                a.jmp_imm(cond, MACHINE_REG_FILE[slot + 1], DEPTH_FAILED, target);
             }
         }
     }
+    a.bind(go_on);
+    store_slots(&mut a, slots);
+    a.emit(Insn::mov64_imm(R0, 0));
+    a.emit(Insn::exit());
+
     // Record where the pass stopped: the chunk's starting states (r7, the
     // position, opaque zero or table pointer, is dead here), then the
     // chunk. Once per pass at most; never on a chunk that goes on.
+    a.bind(stop);
     for slot in 0..slots {
         a.emit(Insn::load(Size::W, R7, CTX, ctx::SLOTS + 8 * slot as i16));
         a.emit(Insn::store_reg(Size::W, CTX, ctx::START[slot], R7));
@@ -641,11 +658,6 @@ pub(crate) fn emit_callback(
     a.emit(Insn::store_reg(Size::W, CTX, ctx::STOP, R2));
     a.emit(Insn::store_imm(Size::W, CTX, ctx::STATUS, STATUS_DECIDED));
     a.ja(finished);
-
-    a.bind(go_on);
-    store_slots(&mut a, slots);
-    a.emit(Insn::mov64_imm(R0, 0));
-    a.emit(Insn::exit());
 
     a.bind(fail);
     a.emit(Insn::store_imm(Size::W, CTX, ctx::STATUS, STATUS_FAILED));
