@@ -466,3 +466,96 @@ impl DiodeMaps {
         self.events.as_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A predicate drop's record, written field by field at the offsets the
+    /// format fixes (docs/watch.md): version 2 unless `v1`.
+    fn record(v1: bool) -> Vec<u8> {
+        let (head_at, excerpt_at) = if v1 { (56, 152) } else { (64, 160) };
+        let excerpt = b"I hate";
+        let mut r = vec![0u8; (excerpt_at + excerpt.len()).div_ceil(8) * 8];
+        let mut put = |at: usize, v: u32| r[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        put(8, 1); // predicate
+        put(12, 0); // atom 0
+        put(16, 64); // span start
+        put(20, 7);
+        put(24, 7);
+        put(28, 90);
+        put(36, 64); // excerpt start
+        put(40, 54); // payload start
+        put(44, 70); // payload length
+        put(48, 8); // span
+        if !v1 {
+            put(52, 2); // format
+            put(56, 0); // state at the span's start
+            put(60, 0);
+        }
+        r[32..34].copy_from_slice(&2u16.to_le_bytes()); // head length
+        r[34..36].copy_from_slice(&(excerpt.len() as u16).to_le_bytes());
+        r[head_at..head_at + 2].copy_from_slice(b"HD");
+        r[excerpt_at..excerpt_at + excerpt.len()].copy_from_slice(excerpt);
+        r
+    }
+
+    #[test]
+    fn the_layout_is_golden() {
+        assert_eq!(
+            (
+                layout::EVENT_FORMAT,
+                layout::EVENT_SPAN_STATE,
+                layout::EVENT_HEAD,
+                layout::EVENT_EXCERPT
+            ),
+            (52, 56, 64, 160)
+        );
+        assert_eq!(layout::event_size(layout::DEFAULT_EXCERPT), 224);
+        let d = Decision::decode(&record(false)).unwrap();
+        assert_eq!(d.span_state, Some([0, 0]));
+        assert_eq!((d.offset, d.offset_span), (Some(64), 8));
+        assert_eq!(
+            (d.head.as_slice(), d.excerpt.as_slice()),
+            (&b"HD"[..], &b"I hate"[..])
+        );
+        assert_eq!((d.payload_start, d.payload_len), (Some(54), 70));
+    }
+
+    #[test]
+    fn version_1_records_decode_and_stay_spans() {
+        let d = Decision::decode(&record(true)).unwrap();
+        assert_eq!(d.span_state, None);
+        assert_eq!(
+            (d.head.as_slice(), d.excerpt.as_slice()),
+            (&b"HD"[..], &b"I hate"[..])
+        );
+        let spec = predicate_ir::parse(include_str!("../../examples/hateless.json")).unwrap();
+        let atoms = layout::atoms(&predicate_ir::lower(&spec).unwrap());
+        // Without a starting state the chunk cannot be replayed; it stays a
+        // span, cut at the payload's end (64 + 8 > 70).
+        let span = d.locate(&atoms).unwrap();
+        assert_eq!((span.offset, span.span), (64, 6));
+        // The same record in version 2 is replayed: "hate" ends at 64 + 5.
+        let exact = Decision::decode(&record(false)).unwrap().locate(&atoms);
+        assert_eq!(
+            exact,
+            Some(layout::Located {
+                offset: 69,
+                span: 1
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_format_is_an_error_not_a_guess() {
+        let mut r = record(false);
+        r[52..56].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(Decision::decode(&r), Err(DecodeError::UnknownFormat(3)));
+        let short = &record(false)[..100];
+        assert!(matches!(
+            Decision::decode(short),
+            Err(DecodeError::Short(100, _))
+        ));
+    }
+}
