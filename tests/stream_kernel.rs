@@ -735,9 +735,36 @@ fn stream_reasons_are_counted_and_recorded() {
         assert_eq!(c.get(reason), want, "{reason:?} in {c:?}");
     }
     let mut reasons = Vec::new();
+    let mut located = Vec::new();
+    let stream = predicate_ir::lower_stream(&spec).unwrap();
+    let atoms = emit_bpf::decision::stream_atoms(&stream);
     while let Some(event) = maps.next_event() {
-        reasons.push(event.unwrap().reason);
+        let event = event.unwrap();
+        if event.reason == Reason::Predicate {
+            located.push(event.locate(&atoms));
+        }
+        reasons.push(event.reason);
     }
+    // The predicate's segment "te" continues "ha" from the segment before:
+    // the deciding byte, found by the IR's machine carried across both, is
+    // the segment's byte 1 (its payload offsets count from the segment).
+    let machine = &stream.program.scans[0].machine;
+    let carried = machine.run(predicate_ir::Machine::INITIAL, b"ha");
+    let deciding = b"te"
+        .iter()
+        .scan(carried, |s, &b| {
+            *s = machine.step(*s, b);
+            Some(machine.is_sink(*s))
+        })
+        .position(|sunk| sunk)
+        .expect("\"te\" completes the word") as u32;
+    assert_eq!(
+        located,
+        vec![Some(emit_bpf::decision::Located {
+            offset: deciding,
+            span: 1
+        })]
+    );
     reasons.sort_by_key(|r| *r as u32);
     assert_eq!(
         reasons,

@@ -107,6 +107,32 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("--events-compare") {
+        // The seed diodes compiled two ways (e.g. before and after a change
+        // to the drop path), timed alternately on pass and drop traffic.
+        let result = (|| -> Result<String, BenchError> {
+            let usage = || {
+                BenchError::Setup("usage: lagic-bench --events-compare A_DIR B_DIR [ROUNDS]".into())
+            };
+            let (a, b) = (
+                args.get(1).ok_or_else(usage)?,
+                args.get(2).ok_or_else(usage)?,
+            );
+            let rounds = match args.get(3) {
+                Some(r) => r.parse().map_err(|_| usage())?,
+                None => 15,
+            };
+            events_compare(Path::new(a), Path::new(b), rounds)
+        })();
+        match result {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("lagic-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--render") {
         // BENCHMARKS.md again from bench/results.json, e.g. after editing bench/analysis.md.
         match report::rerender(&tools::workspace_root()) {
@@ -788,5 +814,100 @@ fn blocklist_e2e(
             eprintln!("lagic-bench: block lists end to end failed: {e}");
             (None, Some(e.to_string()))
         }
+    }
+}
+
+/// A payload of `len` bytes that `diode` drops, decided near byte 40 where
+/// a scan decides (the start for the prefix diodes).
+fn drop_payload(diode: &str, len: usize) -> Vec<u8> {
+    let mut p = measure::timing_payload(diode, len);
+    let at = 40.min(len.saturating_sub(4));
+    match diode {
+        "hateless" => p[at..at + 4].copy_from_slice(b"hate"),
+        "json_depth" => p[at..at + 4].copy_from_slice(b"[[[["),
+        "json_start" | "json_prefix" => p[0] = b'x',
+        _ => p[10.min(len - 1)] = 0x01, // minimal, printable16/64: a control byte
+    }
+    p
+}
+
+/// `--events-compare`: for each seed diode, `A_DIR/NAME.o` against
+/// `B_DIR/NAME.o`, `rounds` interleaved rounds each of: a passing payload
+/// of 129 and 1,400 bytes; a dropped one of 129 bytes with the ring
+/// drained before every batch of 1,000 runs (each drop records its
+/// event); and the same drop with the ring full (the lost-event path).
+/// Objects without the event maps (from before them) time the drops
+/// alike; their rings are simply absent.
+fn events_compare(a_dir: &Path, b_dir: &Path, rounds: usize) -> Result<String, BenchError> {
+    use lagic_loader::decisions::DiodeMaps;
+    let mut out = String::from(
+        "diode | pass 129 B: A / B ns (B/A) | pass 1400 B | drop, event recorded | drop, ring full\n",
+    );
+    for name in DIODES {
+        let pa = load_object(&a_dir.join(format!("{name}.o")))?;
+        let pb = load_object(&b_dir.join(format!("{name}.o")))?;
+        // None for an object without the event maps.
+        let maps = |p: &lagic_loader::LoadedProgram| DiodeMaps::for_program(p.fd()).ok();
+        let (mut ma, mut mb) = (maps(&pa), maps(&pb));
+        let mut cells = Vec::new();
+        for len in [129usize, 1400] {
+            let frame = measure::frame(&measure::timing_payload(name, len));
+            let pair = measure::run_pair(&pa, &pb, &frame, len, rounds, 20_000)?;
+            cells.push(format!(
+                "{:.0} / {:.0} ({})",
+                pair.lagic_ns,
+                pair.clang_ns,
+                flip(pair.ratio_range).show(3)
+            ));
+        }
+        let frame = measure::frame(&drop_payload(name, 129));
+        // The ring holds about 1,100 records: batches of 1,000 runs, each
+        // after draining it, 10 batches a round (the mean of their
+        // whole-ns averages).
+        let run = |p: &lagic_loader::LoadedProgram, m: &mut Option<DiodeMaps>| {
+            let mut total = 0.0;
+            for _ in 0..10 {
+                while m.as_mut().and_then(DiodeMaps::next_event).is_some() {}
+                let r = p
+                    .run_repeat(&frame, 1000)
+                    .map_err(|e| BenchError::Run(e.to_string()))?;
+                if r.verdict != lagic_loader::Verdict::Drop {
+                    return Err(BenchError::Run(format!("{name}: the drop payload passed")));
+                }
+                total += r.duration.as_nanos() as f64;
+            }
+            Ok(total / 10.0)
+        };
+        let (na, nb) = measure::alternate(rounds, || run(&pa, &mut ma), || run(&pb, &mut mb))?;
+        let ratio = measure::Ratio::per_round(&nb, &na);
+        cells.push(format!(
+            "{:.0} / {:.0} ({})",
+            measure::median(na),
+            measure::median(nb),
+            ratio.show(3)
+        ));
+        // Fill both rings, then time the drops whose events are lost.
+        for p in [&pa, &pb] {
+            p.run_repeat(&frame, 5000)
+                .map_err(|e| BenchError::Run(e.to_string()))?;
+        }
+        let pair = measure::run_pair(&pa, &pb, &frame, 129, rounds, 20_000)?;
+        cells.push(format!(
+            "{:.0} / {:.0} ({})",
+            pair.lagic_ns,
+            pair.clang_ns,
+            flip(pair.ratio_range).show(3)
+        ));
+        out.push_str(&format!("{name} | {}\n", cells.join(" | ")));
+    }
+    Ok(out)
+}
+
+/// `A/B` per-round ratios as `B/A`.
+fn flip(r: measure::Ratio) -> measure::Ratio {
+    measure::Ratio {
+        median: 1.0 / r.median,
+        min: 1.0 / r.max,
+        max: 1.0 / r.min,
     }
 }

@@ -382,15 +382,27 @@ fn dashboard_in_a_real_browser_answers_blocks_counts_and_switches() {
         excerpt.contains("hate"),
         "the excerpt shows the word: {detail}"
     );
-    // The byte named is where the excerpt starts, and the word is in the span after it.
-    let at: u64 = blocked["blocked by hateless: predicate at byte ".len()..]
+    // The byte named is the exact deciding byte: the `e` that completes
+    // "hate", found in the excerpt (which starts at the scan's chunk).
+    let at: usize = blocked["blocked by hateless: predicate at byte ".len()..]
         .split_whitespace()
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("a byte offset in {blocked:?}"));
     assert!(
-        detail.contains(&format!("excerpt from byte {at}:")),
+        detail.contains(&format!("the deciding byte is payload[{at}]")),
         "{detail}"
+    );
+    let start: usize = excerpt
+        .split(':')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the excerpt's start in {detail:?}"));
+    let quoted = excerpt.split_once(": \"").map_or("", |(_, q)| q);
+    let bytes = unescape(quoted.strip_suffix('"').unwrap_or(quoted));
+    assert!(
+        at >= start + 3 && bytes.get(at - start - 3..=at - start) == Some(&b"hate"[..]),
+        "byte {at} ends \"hate\" in the excerpt from {start}: {detail}"
     );
 
     // The counters moved: the story passed, the block dropped by the predicate.
@@ -524,4 +536,29 @@ fn bad_flags_are_exit_2_with_a_clear_message() {
         assert!(stderr.contains(says), "{all:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{all:?} served nothing");
     }
+}
+
+/// The dashboard's excerpt text back to bytes: `\\`, `\"` and `\xNN`
+/// escapes, everything else as is.
+fn unescape(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1)) {
+            (b'\\', Some(b'x')) if i + 3 < b.len() && text.is_char_boundary(i + 4) => {
+                out.push(u8::from_str_radix(&text[i + 2..i + 4], 16).unwrap_or(b'?'));
+                i += 4;
+            }
+            (b'\\', Some(&c)) => {
+                out.push(c);
+                i += 2;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }

@@ -111,19 +111,24 @@ fn watch_reports_the_blocked_response_and_status_counts_it() {
         event["decided_by"]["construct"],
         "scan 0 (dfa over payload[0..n])"
     );
-    // The deciding byte (the `e` of "hate") lies in payload[offset..offset +
-    // offset_span], and the excerpt starts at the offset and covers the span.
+    // The offset is the exact deciding byte: the `e` that completes "hate",
+    // found independently in the excerpt (which starts at the chunk the
+    // scan stopped in and covers it).
     let offset = event["offset"].as_u64().expect("an offset");
-    let span = event["offset_span"].as_u64().expect("a span");
-    assert!((1..=64).contains(&span), "span {span}");
-    assert_eq!(event["excerpt_start"].as_u64(), Some(offset));
-    let excerpt = event["excerpt"].as_str().unwrap().to_ascii_lowercase();
-    let hate_at = excerpt.find("hate").expect("the excerpt shows the word") as u64;
-    assert!(
-        hate_at + 3 < span,
-        "the word's last byte is in the span (offset {offset}, span {span}, word at {hate_at} in {excerpt:?})"
+    assert_eq!(event["offset_span"].as_u64(), Some(1), "{event}");
+    assert_eq!(event["offset_exact"].as_bool(), Some(true), "{event}");
+    let start = event["excerpt_start"].as_u64().expect("an excerpt start");
+    let excerpt = unescape(event["excerpt"].as_str().unwrap()).to_ascii_lowercase();
+    let hate_at = excerpt
+        .windows(4)
+        .position(|w| w == b"hate")
+        .expect("the excerpt shows the word") as u64;
+    assert_eq!(
+        offset,
+        start + hate_at + 3,
+        "the last byte of the first \"hate\" in {excerpt:?} from {start}"
     );
-    assert!(offset + hate_at < event["payload_len"].as_u64().unwrap());
+    assert!(offset < event["payload_len"].as_u64().unwrap());
 
     // SIGINT ends watch cleanly.
     // SAFETY: kill(2) on our own child's pid.
@@ -151,4 +156,24 @@ fn watch_reports_the_blocked_response_and_status_counts_it() {
     assert!(c["pass"].as_u64().unwrap() >= 1, "{c}");
     assert!(c["predicate"].as_u64().unwrap() >= 1, "{c}");
     assert_eq!(c["lost_events"], 0, "{c}");
+}
+
+/// An excerpt as `lagic watch` escapes it (docs/watch.md) back to bytes.
+fn unescape(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') && i + 3 < b.len() {
+            out.push(u8::from_str_radix(&text[i + 2..i + 4], 16).expect("\\xNN"));
+            i += 4;
+        } else if b[i] == b'\\' && i + 1 < b.len() {
+            out.push(b[i + 1]);
+            i += 2;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }

@@ -127,9 +127,10 @@ pub struct DecisionView {
     /// The part of the predicate that decided: `PATH (CONSTRUCT)` for a scan
     /// named from its spec, the construct, or `atom N`.
     pub decided_by: Option<String>,
-    /// Payload offset where the deciding byte's span starts.
+    /// Payload offset where the deciding byte's span starts (the byte
+    /// itself when `offset_span` is 1; see `Decision::locate`).
     pub offset: Option<u32>,
-    /// The span's length.
+    /// The span's length: 1 when `offset` is the exact deciding byte.
     pub offset_span: Option<u32>,
     /// Payload offset of the excerpt's first byte.
     pub excerpt_start: u32,
@@ -144,6 +145,7 @@ pub struct DecisionView {
 impl DecisionView {
     /// The view of `d`, dropped by `diode` on `iface`, naming atoms from `atoms`.
     pub fn of(d: &Decision, diode: &str, iface: &str, atoms: &[Atom]) -> DecisionView {
+        let located = d.locate(atoms);
         DecisionView {
             time_ms: millis(wall_clock(d.time_ns)).unwrap_or(0),
             diode: diode.to_owned(),
@@ -161,8 +163,8 @@ impl DecisionView {
                 Some(a) => a.to_string(),
                 None => format!("atom {atom}"),
             }),
-            offset: d.offset,
-            offset_span: d.offset.map(|_| d.offset_span),
+            offset: located.map(|l| l.offset),
+            offset_span: located.map(|l| l.span),
             excerpt_start: d.excerpt_start,
             excerpt: escape(&d.excerpt),
             payload_len: d.payload_len,
@@ -268,19 +270,15 @@ mod tests {
 
     #[test]
     fn a_scan_drop_is_named_by_its_path() {
-        let atoms = vec![Atom::Scan {
-            scan: 0,
-            start: 0,
-            end: None,
-            machine: "dfa",
-            path: "$.predicate.arg".into(),
-        }];
+        let spec = predicate_ir::parse(include_str!("../../examples/hateless.json")).unwrap();
+        let atoms = emit_bpf::decision::atoms(&predicate_ir::lower(&spec).unwrap());
         let d = Decision {
             time_ns: 0,
             reason: Reason::Predicate,
             decided_by: Some(0),
             offset: Some(64),
             offset_span: 64,
+            span_state: Some([0, 0]),
             ifindex: 3,
             ingress_ifindex: 3,
             frame_len: 241,
@@ -302,7 +300,11 @@ mod tests {
             v.decided_by.as_deref(),
             Some("$.predicate.arg (scan 0 (dfa over payload[0..n]))")
         );
-        assert_eq!((v.offset, v.offset_span), (Some(64), Some(64)));
+        // Replayed from the chunk's start: "hate" ends at payload[64 + 5].
+        assert_eq!((v.offset, v.offset_span), (Some(69), Some(1)));
+        // Without the spec's atoms the chunk stays a span.
+        let unnamed = DecisionView::of(&d, "hateless", "lgh-main", &[]);
+        assert_eq!((unnamed.offset, unnamed.offset_span), (Some(64), Some(64)));
         assert_eq!(v.excerpt, "I hate\\x0d\\x0a");
         assert_eq!(v.flow.unwrap().dest_port, Some(43502));
         // Unnamed atoms say their number rather than a guess.

@@ -16,6 +16,8 @@
 //! reason); every drop either submits one event or increments
 //! [`LOST_EVENTS_SLOT`]; passes emit no events.
 
+use std::sync::Arc;
+
 use predicate_ir::{Formula, Machine, Program};
 
 /// Name of the counters map (its symbol in `.maps`, and the kernel's map name).
@@ -124,7 +126,7 @@ pub const EVENT_REASON: usize = 8;
 pub const EVENT_DECIDED_BY: usize = 12;
 /// `u32`: payload offset where the deciding byte's span starts, or
 /// [`NONE`]; the byte lies in `payload[offset..offset + span]` (see
-/// [`EVENT_OFFSET_SPAN`] and docs/watch.md).
+/// [`EVENT_OFFSET_SPAN`], [`locate`] and docs/watch.md).
 pub const EVENT_OFFSET: usize = 16;
 /// `u32`: `skb->ifindex`.
 pub const EVENT_IFINDEX: usize = 20;
@@ -143,17 +145,30 @@ pub const EVENT_PAYLOAD_START: usize = 40;
 /// `u32`: the payload's length (0 when not parsed that far).
 pub const EVENT_PAYLOAD_LEN: usize = 44;
 /// `u32`: bytes the deciding byte may lie in from [`EVENT_OFFSET`]: 1 for
-/// a byte test, the chunk the scan stopped in for a scan (at most 64).
+/// a byte test; for a scan, the chunk its pass stopped in (at most 64) or,
+/// for a scan walked inline, its window.
 pub const EVENT_OFFSET_SPAN: usize = 48;
-/// `u32`: reserved, 0.
-pub const EVENT_RESERVED: usize = 52;
+/// `u32`: the record's layout version, [`EVENT_FORMAT_VERSION`]. Records
+/// of lagic before it carry 0 here (a reserved word) and the version-1
+/// layout: no [`EVENT_SPAN_STATE`], the head at [`EVENT_HEAD_V1`].
+pub const EVENT_FORMAT: usize = 52;
+/// The layout these offsets describe.
+pub const EVENT_FORMAT_VERSION: u32 = 2;
+/// Two `u32`s: the deciding scan's machine registers as they were where its
+/// span starts (a DFA: its state, then 0; a depth counter: depth, mode),
+/// from which [`locate`] replays the span; 0s for other atoms.
+pub const EVENT_SPAN_STATE: usize = 56;
 /// The frame's first bytes (headers: the reader parses the flow from them).
-pub const EVENT_HEAD: usize = 56;
+pub const EVENT_HEAD: usize = 64;
+/// [`EVENT_HEAD`] in version-1 records.
+pub const EVENT_HEAD_V1: usize = 56;
 /// Bytes of the frame's head an event carries: Ethernet, IPv4 with
 /// options (or IPv6) and the TCP ports.
 pub const HEAD_LEN: usize = 96;
 /// The payload excerpt.
 pub const EVENT_EXCERPT: usize = EVENT_HEAD + HEAD_LEN;
+/// [`EVENT_EXCERPT`] in version-1 records.
+pub const EVENT_EXCERPT_V1: usize = EVENT_HEAD_V1 + HEAD_LEN;
 /// Largest excerpt `lagic compile --excerpt` accepts.
 pub const MAX_EXCERPT: u32 = 1024;
 /// Default excerpt length: a scan's longest chunk, so an excerpt from a
@@ -193,6 +208,11 @@ pub enum Atom {
         machine: &'static str,
         /// JSON path of the spec construct ([`predicate_ir::Scan::path`]).
         path: String,
+        /// The scan's machine, to replay a span ([`locate`]).
+        automaton: Arc<Machine>,
+        /// What the scan's state register holds per IR state: 1, or the
+        /// row stride of a table-driven automaton (its states premultiplied).
+        scale: u32,
     },
 }
 
@@ -217,14 +237,27 @@ impl std::fmt::Display for Atom {
 
 /// The formula's leaves in pre-order (left to right, the order the code
 /// evaluates them in).
+///
+/// For a per-packet program: table-driven automata's scales come from the
+/// emitter's layout. A stream diode's atoms come from [`stream_atoms`].
 pub fn atoms(program: &Program) -> Vec<Atom> {
-    fn walk(program: &Program, f: &Formula, out: &mut Vec<Atom>) {
+    atoms_scaled(program, &crate::codegen::packet_state_scales(program))
+}
+
+/// The formula's leaves of a stream program, as [`atoms`] (stream passes
+/// keep plain state numbers).
+pub fn stream_atoms(stream: &predicate_ir::StreamProgram) -> Vec<Atom> {
+    atoms_scaled(&stream.program, &vec![1; stream.program.scans.len()])
+}
+
+fn atoms_scaled(program: &Program, scales: &[u32]) -> Vec<Atom> {
+    fn walk(program: &Program, scales: &[u32], f: &Formula, out: &mut Vec<Atom>) {
         match f {
             Formula::Const(_) => {}
-            Formula::Not(inner) => walk(program, inner, out),
+            Formula::Not(inner) => walk(program, scales, inner, out),
             Formula::And(parts) | Formula::Or(parts) => {
                 for p in parts {
-                    walk(program, p, out);
+                    walk(program, scales, p, out);
                 }
             }
             Formula::Len { cmp, value } => out.push(Atom::Len {
@@ -250,11 +283,114 @@ pub fn atoms(program: &Program) -> Vec<Atom> {
                         Machine::Depth(_) => "depth",
                     },
                     path: scan.path.clone(),
+                    automaton: Arc::new(scan.machine.clone()),
+                    scale: scales[*id],
                 })
             }
         }
     }
     let mut out = Vec::new();
-    walk(program, &program.formula, &mut out);
+    walk(program, scales, &program.formula, &mut out);
     out
+}
+
+/// Where a predicate drop's deciding byte lies: `payload[offset..offset +
+/// span]`. A span of 1 is the exact byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    /// Payload offset of the span's first byte.
+    pub offset: u32,
+    /// Bytes in the span (at least 1).
+    pub span: u32,
+}
+
+impl Located {
+    /// Whether the span is the one deciding byte.
+    pub fn is_exact(&self) -> bool {
+        self.span == 1
+    }
+}
+
+/// What a drop event says about its deciding byte, for [`locate`].
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    /// [`EVENT_OFFSET`], `None` for [`NONE`].
+    pub offset: Option<u32>,
+    /// [`EVENT_OFFSET_SPAN`].
+    pub span: u32,
+    /// [`EVENT_SPAN_STATE`] (`None` in a version-1 record).
+    pub span_state: Option<[u32; 2]>,
+    /// [`EVENT_PAYLOAD_LEN`].
+    pub payload_len: u32,
+    /// [`EVENT_EXCERPT_START`] and the excerpt's bytes.
+    pub excerpt_start: u32,
+    /// The excerpt.
+    pub excerpt: &'a [u8],
+}
+
+/// The deciding byte of a predicate drop decided by `atom`, as exactly as
+/// the event allows.
+///
+/// The diode records a span: for a scan, the chunk in which its pass
+/// stopped (or, walked inline, its window) and the scan's state where that
+/// span starts. Replaying the scan's machine from that state over the
+/// excerpt's bytes of the span finds the byte on which it entered a sink:
+/// the exact deciding byte, after which nothing could change the scan's
+/// result. Otherwise the span stays, as a span:
+/// - the excerpt does not cover the bytes up to the sink (excerpts off or
+///   shorter than the span), or the record predates span states;
+/// - no atom is known (`atom` is `None`: the reader has no spec), or
+///   the atom is not a scan but its span is longer than one byte;
+/// - the scan never entered a sink in its span (its result is its state
+///   at the window's end: every byte of the span counts).
+///
+/// A scan already in a sink where the span starts (a pass of several
+/// machines stops when the last sinks; this one sank earlier, before the
+/// span) has no place in the record: `None`, never a wrong byte. So has a
+/// span past the payload's end, and a state the step code never produces.
+pub fn locate(atom: Option<&Atom>, r: &Recorded<'_>) -> Option<Located> {
+    let offset = r.offset?;
+    let end = offset.saturating_add(r.span).min(r.payload_len);
+    if end <= offset {
+        return None;
+    }
+    let span = Located {
+        offset,
+        span: end - offset,
+    };
+    let (
+        Some(Atom::Scan {
+            automaton, scale, ..
+        }),
+        Some(mut regs),
+    ) = (atom, r.span_state)
+    else {
+        return Some(span);
+    };
+    let machine: &Machine = automaton;
+    if *scale > 1 {
+        // A table-driven automaton's register holds the state's row offset.
+        if regs[0] % scale != 0 {
+            return None;
+        }
+        regs[0] /= scale;
+    }
+    let mut state = crate::codegen::machine_state(machine, regs)?;
+    if machine.is_sink(state) {
+        return None;
+    }
+    let Some(skip) = offset.checked_sub(r.excerpt_start) else {
+        return Some(span);
+    };
+    let bytes = r.excerpt.get(skip as usize..).unwrap_or_default();
+    for (i, &b) in bytes.iter().take(span.span as usize).enumerate() {
+        state = machine.step(state, b);
+        if machine.is_sink(state) {
+            return Some(Located {
+                offset: offset + i as u32,
+                span: 1,
+            });
+        }
+    }
+    Some(span)
 }

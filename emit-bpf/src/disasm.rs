@@ -708,7 +708,7 @@ pub fn disassemble_object(bytes: &[u8]) -> Result<String, DisasmError> {
                 blocks.push((None, pos, f.start - pos));
             }
             blocks.push((Some(f), f.start, f.size));
-            pos = pos.max(f.start + f.size);
+            pos = pos.max(f.start.saturating_add(f.size));
         }
         if pos < data.len() as u64 {
             blocks.push((None, pos, data.len() as u64 - pos));

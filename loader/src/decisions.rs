@@ -73,6 +73,9 @@ pub enum DecodeError {
     /// A reason value no diode writes.
     #[error("event record with unknown reason {0}")]
     UnknownReason(u32),
+    /// A layout version this lagic does not know (written by a newer one).
+    #[error("event record of format {0}; this lagic reads formats 1 and 2 (upgrade lagic)")]
+    UnknownFormat(u32),
 }
 
 /// Verdict counts of one diode, summed over CPUs.
@@ -194,11 +197,16 @@ pub struct Decision {
     pub reason: Reason,
     /// Index of the formula atom that decided ([`emit_bpf::decision::atoms`]).
     pub decided_by: Option<u32>,
-    /// Payload offset where the deciding byte's span starts: the byte lies in
-    /// `payload[offset..offset + offset_span]` (docs/watch.md).
+    /// Payload offset where the deciding byte's span starts, as the diode
+    /// recorded it: the byte lies in `payload[offset..offset + offset_span]`
+    /// ([`Decision::locate`] narrows it; docs/watch.md).
     pub offset: Option<u32>,
-    /// Length of that span: 1 for a byte test, the scan's chunk for a scan.
+    /// Length of that span: 1 for a byte test, the scan's chunk (or inline
+    /// window) for a scan.
     pub offset_span: u32,
+    /// The deciding scan's registers where the span starts
+    /// ([`layout::EVENT_SPAN_STATE`]); `None` in a version-1 record.
+    pub span_state: Option<[u32; 2]>,
     /// `skb->ifindex`.
     pub ifindex: u32,
     /// `skb->ingress_ifindex` (equal to `ifindex` on ingress).
@@ -238,23 +246,36 @@ fn opt(v: u32) -> Option<u32> {
 impl Decision {
     /// Decodes one ring-buffer record.
     pub fn decode(record: &[u8]) -> Result<Decision, DecodeError> {
-        if record.len() < layout::EVENT_EXCERPT {
-            return Err(DecodeError::Short(record.len(), layout::EVENT_EXCERPT));
+        if record.len() < layout::EVENT_EXCERPT_V1 {
+            return Err(DecodeError::Short(record.len(), layout::EVENT_EXCERPT_V1));
         }
+        let (head_at, excerpt_at, span_state) = match u32_at(record, layout::EVENT_FORMAT) {
+            0 => (layout::EVENT_HEAD_V1, layout::EVENT_EXCERPT_V1, None),
+            layout::EVENT_FORMAT_VERSION => {
+                if record.len() < layout::EVENT_EXCERPT {
+                    return Err(DecodeError::Short(record.len(), layout::EVENT_EXCERPT));
+                }
+                let at = layout::EVENT_SPAN_STATE;
+                let state = [u32_at(record, at), u32_at(record, at + 4)];
+                (layout::EVENT_HEAD, layout::EVENT_EXCERPT, Some(state))
+            }
+            v => return Err(DecodeError::UnknownFormat(v)),
+        };
         let reason_value = u32_at(record, layout::EVENT_REASON);
         let reason =
             Reason::from_u32(reason_value).ok_or(DecodeError::UnknownReason(reason_value))?;
         let head_len = usize::from(u16_at(record, layout::EVENT_HEAD_LEN)).min(layout::HEAD_LEN);
-        let head = record[layout::EVENT_HEAD..layout::EVENT_HEAD + head_len].to_vec();
-        let excerpt_len = usize::from(u16_at(record, layout::EVENT_EXCERPT_LEN))
-            .min(record.len() - layout::EVENT_EXCERPT);
-        let excerpt = record[layout::EVENT_EXCERPT..layout::EVENT_EXCERPT + excerpt_len].to_vec();
+        let head = record[head_at..head_at + head_len].to_vec();
+        let excerpt_len =
+            usize::from(u16_at(record, layout::EVENT_EXCERPT_LEN)).min(record.len() - excerpt_at);
+        let excerpt = record[excerpt_at..excerpt_at + excerpt_len].to_vec();
         Ok(Decision {
             time_ns: u64::from_le_bytes(record[0..8].try_into().unwrap()),
             reason,
             decided_by: opt(u32_at(record, layout::EVENT_DECIDED_BY)),
             offset: opt(u32_at(record, layout::EVENT_OFFSET)),
             offset_span: u32_at(record, layout::EVENT_OFFSET_SPAN),
+            span_state,
             ifindex: u32_at(record, layout::EVENT_IFINDEX),
             ingress_ifindex: u32_at(record, layout::EVENT_INGRESS_IFINDEX),
             frame_len: u32_at(record, layout::EVENT_FRAME_LEN),
@@ -265,6 +286,24 @@ impl Decision {
             flow: parse_flow(&head),
             head,
         })
+    }
+
+    /// The deciding byte, as exactly as the record allows: `atoms` are the
+    /// diode's formula atoms ([`emit_bpf::decision::atoms`] of its program;
+    /// empty when unknown). See [`emit_bpf::decision::locate`].
+    pub fn locate(&self, atoms: &[layout::Atom]) -> Option<layout::Located> {
+        let atom = self.decided_by.and_then(|a| atoms.get(a as usize));
+        layout::locate(
+            atom,
+            &layout::Recorded {
+                offset: self.offset,
+                span: self.offset_span,
+                span_state: self.span_state,
+                payload_len: self.payload_len,
+                excerpt_start: self.excerpt_start,
+                excerpt: &self.excerpt,
+            },
+        )
     }
 
     /// Whether the frame arrived on the interface it is on (TC ingress).
@@ -425,5 +464,98 @@ impl DiodeMaps {
     /// The ring buffer's fd: readable (poll/epoll) when events are waiting.
     pub fn events_fd(&self) -> BorrowedFd<'_> {
         self.events.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A predicate drop's record, written field by field at the offsets the
+    /// format fixes (docs/watch.md): version 2 unless `v1`.
+    fn record(v1: bool) -> Vec<u8> {
+        let (head_at, excerpt_at) = if v1 { (56, 152) } else { (64, 160) };
+        let excerpt = b"I hate";
+        let mut r = vec![0u8; (excerpt_at + excerpt.len()).div_ceil(8) * 8];
+        let mut put = |at: usize, v: u32| r[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        put(8, 1); // predicate
+        put(12, 0); // atom 0
+        put(16, 64); // span start
+        put(20, 7);
+        put(24, 7);
+        put(28, 90);
+        put(36, 64); // excerpt start
+        put(40, 54); // payload start
+        put(44, 70); // payload length
+        put(48, 8); // span
+        if !v1 {
+            put(52, 2); // format
+            put(56, 0); // state at the span's start
+            put(60, 0);
+        }
+        r[32..34].copy_from_slice(&2u16.to_le_bytes()); // head length
+        r[34..36].copy_from_slice(&(excerpt.len() as u16).to_le_bytes());
+        r[head_at..head_at + 2].copy_from_slice(b"HD");
+        r[excerpt_at..excerpt_at + excerpt.len()].copy_from_slice(excerpt);
+        r
+    }
+
+    #[test]
+    fn the_layout_is_golden() {
+        assert_eq!(
+            (
+                layout::EVENT_FORMAT,
+                layout::EVENT_SPAN_STATE,
+                layout::EVENT_HEAD,
+                layout::EVENT_EXCERPT
+            ),
+            (52, 56, 64, 160)
+        );
+        assert_eq!(layout::event_size(layout::DEFAULT_EXCERPT), 224);
+        let d = Decision::decode(&record(false)).unwrap();
+        assert_eq!(d.span_state, Some([0, 0]));
+        assert_eq!((d.offset, d.offset_span), (Some(64), 8));
+        assert_eq!(
+            (d.head.as_slice(), d.excerpt.as_slice()),
+            (&b"HD"[..], &b"I hate"[..])
+        );
+        assert_eq!((d.payload_start, d.payload_len), (Some(54), 70));
+    }
+
+    #[test]
+    fn version_1_records_decode_and_stay_spans() {
+        let d = Decision::decode(&record(true)).unwrap();
+        assert_eq!(d.span_state, None);
+        assert_eq!(
+            (d.head.as_slice(), d.excerpt.as_slice()),
+            (&b"HD"[..], &b"I hate"[..])
+        );
+        let spec = predicate_ir::parse(include_str!("../../examples/hateless.json")).unwrap();
+        let atoms = layout::atoms(&predicate_ir::lower(&spec).unwrap());
+        // Without a starting state the chunk cannot be replayed; it stays a
+        // span, cut at the payload's end (64 + 8 > 70).
+        let span = d.locate(&atoms).unwrap();
+        assert_eq!((span.offset, span.span), (64, 6));
+        // The same record in version 2 is replayed: "hate" ends at 64 + 5.
+        let exact = Decision::decode(&record(false)).unwrap().locate(&atoms);
+        assert_eq!(
+            exact,
+            Some(layout::Located {
+                offset: 69,
+                span: 1
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_format_is_an_error_not_a_guess() {
+        let mut r = record(false);
+        r[52..56].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(Decision::decode(&r), Err(DecodeError::UnknownFormat(3)));
+        let short = &record(false)[..100];
+        assert!(matches!(
+            Decision::decode(short),
+            Err(DecodeError::Short(100, _))
+        ));
     }
 }

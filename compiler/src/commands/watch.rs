@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use emit_bpf::decision::{atoms, Atom};
+use emit_bpf::decision::{atoms, stream_atoms, Atom};
 use lagic_loader::attach::{self, Attachment, Health};
 use lagic_loader::decisions::{Decision, DiodeMaps};
 
@@ -210,7 +210,7 @@ fn read_specs(paths: &[PathBuf]) -> Result<Vec<(String, Vec<Atom>)>, Failure> {
                 let (module, _) =
                     emit_bpf::compile_stream_mapped_with(&stream, &emit_bpf::Options::default())
                         .map_err(|e| cannot(&e))?;
-                return Ok((module.entry.name, atoms(&stream.program)));
+                return Ok((module.entry.name, stream_atoms(&stream)));
             }
             let program = shared::lower_spec(p, &spec)?;
             let name = emit_bpf::compile(&program)
@@ -227,9 +227,12 @@ fn read_specs(paths: &[PathBuf]) -> Result<Vec<(String, Vec<Atom>)>, Failure> {
 fn source_atoms(a: &Attachment) -> Option<Vec<Atom>> {
     let text = std::fs::read_to_string(a.source.as_ref()?).ok()?;
     let spec = predicate_ir::parse(&text).ok()?;
-    let (name, program) = if spec.mode == predicate_ir::Mode::Packet {
+    let (name, atoms) = if spec.mode == predicate_ir::Mode::Packet {
         let program = predicate_ir::lower(&spec).ok()?;
-        (emit_bpf::compile(&program).ok()?.entry.name, program)
+        (
+            emit_bpf::compile(&program).ok()?.entry.name,
+            atoms(&program),
+        )
     } else {
         let stream = predicate_ir::lower_stream(&spec).ok()?;
         let options = emit_bpf::Options::default();
@@ -238,9 +241,9 @@ fn source_atoms(a: &Attachment) -> Option<Vec<Atom>> {
             .0
             .entry
             .name;
-        (name, stream.program)
+        (name, stream_atoms(&stream))
     };
-    (name == a.diode).then(|| atoms(&program))
+    (name == a.diode).then_some(atoms)
 }
 
 /// Wall-clock time of a `CLOCK_MONOTONIC` instant.
@@ -309,6 +312,7 @@ pub(crate) fn json_line(source: &Source, d: &Decision, at: SystemTime) -> String
             "construct": construct(source, atom),
         })
     });
+    let located = d.locate(&source.atoms);
     let value = serde_json::json!({
         "timestamp": timestamp(at),
         "iface": source.iface,
@@ -318,8 +322,9 @@ pub(crate) fn json_line(source: &Source, d: &Decision, at: SystemTime) -> String
         "reason": d.reason.as_str(),
         "flow": flow,
         "decided_by": decided_by,
-        "offset": d.offset,
-        "offset_span": d.offset.map(|_| d.offset_span),
+        "offset": located.map(|l| l.offset),
+        "offset_span": located.map(|l| l.span),
+        "offset_exact": located.map(|l| l.is_exact()),
         "excerpt_start": d.excerpt_start,
         "excerpt": escape(&d.excerpt),
         "payload_len": d.payload_len,
@@ -360,11 +365,10 @@ pub(crate) fn text_line(source: &Source, d: &Decision, at: SystemTime) -> String
             _ => line.push_str(&format!(" by {}", construct(source, atom))),
         }
     }
-    if let Some(offset) = d.offset {
-        line.push_str(&format!(
-            " at payload[{offset}..{}]",
-            offset + d.offset_span
-        ));
+    match d.locate(&source.atoms) {
+        Some(l) if l.is_exact() => line.push_str(&format!(" at byte {}", l.offset)),
+        Some(l) => line.push_str(&format!(" in bytes {}..{}", l.offset, l.offset + l.span)),
+        None => {}
     }
     if !d.excerpt.is_empty() {
         line.push_str(&format!(
@@ -383,24 +387,23 @@ mod tests {
     use lagic_loader::decisions::Flow;
 
     fn fixed() -> (Source, Decision) {
+        let spec = predicate_ir::parse(include_str!("../../../examples/hateless.json")).unwrap();
+        let program = predicate_ir::lower(&spec).unwrap();
         let source = Source {
             iface: "lagic-h0".into(),
             direction: "ingress",
             diode: "hateless".into(),
-            atoms: vec![Atom::Scan {
-                scan: 0,
-                start: 0,
-                end: None,
-                machine: "dfa",
-                path: "$.predicate.arg".into(),
-            }],
+            atoms: atoms(&program),
         };
+        // The scan stopped in the chunk payload[0..8], which it began in
+        // its initial state; "hate" ends at payload[6].
         let d = Decision {
             time_ns: 0,
             reason: Reason::Predicate,
             decided_by: Some(0),
-            offset: Some(8),
+            offset: Some(0),
             offset_span: 8,
+            span_state: Some([0, 0]),
             ifindex: 7,
             ingress_ifindex: 7,
             frame_len: 84,
@@ -428,7 +431,7 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_micros(AT * 1_000_000 + 250);
         assert_eq!(
             json_line(&source, &d, at),
-            r#"{"decided_by":{"atom":0,"construct":"scan 0 (dfa over payload[0..n])","path":"$.predicate.arg","scan":0},"diode":"hateless","direction":"ingress","excerpt":"I \"hate\"\\\\ you\\x0d\\x0a\\x00","excerpt_start":0,"flow":{"dest_ip":"10.77.0.1","dest_port":41000,"proto":6,"src_ip":"10.77.0.2","src_port":8080},"frame_len":84,"iface":"lagic-h0","offset":8,"offset_span":8,"payload_len":30,"reason":"predicate","timestamp":"2026-11-30T00:53:20.000250Z","verdict":"drop"}"#
+            r#"{"decided_by":{"atom":0,"construct":"scan 0 (dfa over payload[0..n])","path":"$.predicate.arg","scan":0},"diode":"hateless","direction":"ingress","excerpt":"I \"hate\"\\\\ you\\x0d\\x0a\\x00","excerpt_start":0,"flow":{"dest_ip":"10.77.0.1","dest_port":41000,"proto":6,"src_ip":"10.77.0.2","src_port":8080},"frame_len":84,"iface":"lagic-h0","offset":6,"offset_exact":true,"offset_span":1,"payload_len":30,"reason":"predicate","timestamp":"2026-11-30T00:53:20.000250Z","verdict":"drop"}"#
         );
     }
 
@@ -438,8 +441,40 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_secs(AT);
         assert_eq!(
             text_line(&source, &d, at),
-            r#"2026-11-30T00:53:20.000000Z lagic-h0 ingress DROP predicate 10.77.0.2:8080 -> 10.77.0.1:41000 proto 6 by $.predicate.arg (scan 0 (dfa over payload[0..n])) at payload[8..16] [0..] "I \"hate\"\\ you\x0d\x0a\x00""#
+            r#"2026-11-30T00:53:20.000000Z lagic-h0 ingress DROP predicate 10.77.0.2:8080 -> 10.77.0.1:41000 proto 6 by $.predicate.arg (scan 0 (dfa over payload[0..n])) at byte 6 [0..] "I \"hate\"\\ you\x0d\x0a\x00""#
         );
+    }
+
+    #[test]
+    fn a_span_that_cannot_be_replayed_stays_a_span() {
+        let (source, mut d) = fixed();
+        let at = UNIX_EPOCH + Duration::from_secs(AT);
+        // Without the excerpt's bytes (excerpts off) the chunk stays.
+        let full = d.excerpt.clone();
+        d.excerpt.clear();
+        let line = text_line(&source, &d, at);
+        assert!(
+            line.ends_with(" over payload[0..n])) in bytes 0..8"),
+            "{line}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&json_line(&source, &d, at)).unwrap();
+        assert_eq!(
+            (&json["offset"], &json["offset_span"], &json["offset_exact"]),
+            (&0.into(), &8.into(), &false.into())
+        );
+        // An excerpt that ends before the word does too.
+        d.excerpt = full[..5].to_vec();
+        assert!(text_line(&source, &d, at).contains(" in bytes 0..8 [0..]"));
+        // Without the spec (no atoms) nothing can be replayed.
+        d.excerpt = full;
+        let unnamed = Source {
+            atoms: Vec::new(),
+            ..source
+        };
+        assert!(text_line(&unnamed, &d, at).contains(" by atom 0 in bytes 0..8 [0..]"));
+        // A record from an older lagic carries no starting state.
+        d.span_state = None;
+        assert!(text_line(&unnamed, &d, at).contains(" in bytes 0..8 [0..]"));
     }
 
     #[test]

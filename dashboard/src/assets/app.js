@@ -92,8 +92,12 @@ function flowText(f) {
   return `${host(f.src_ip)}${port(f.src_port)} → ${host(f.dest_ip)}${port(f.dest_port)}`;
 }
 
+// "at byte N" only for the exact deciding byte (a span of 1); otherwise
+// the span the byte lies in, half-open.
 function where(d) {
-  return d.offset == null ? "" : ` at byte ${d.offset}`;
+  if (d.offset == null) return "";
+  if (d.offset_span === 1) return ` at byte ${d.offset}`;
+  return ` in bytes ${d.offset}..${d.offset + d.offset_span}`;
 }
 
 function addDecision(d) {
@@ -106,7 +110,7 @@ function addDecision(d) {
   const rest = document.createElement("span");
   let s = " " + flowText(d.flow);
   if (d.decided_by) s += ` by ${d.decided_by}`;
-  if (d.offset != null) s += ` at payload[${d.offset}..${d.offset + d.offset_span}]`;
+  s += where(d);
   rest.textContent = s;
   li.append(time, reason, rest);
   if (d.excerpt) {
@@ -168,7 +172,10 @@ async function sendPrompt(event) {
       const d = r.drop;
       let detail = "";
       if (d.decided_by) detail += `decided by ${d.decided_by}\n`;
-      if (d.offset != null) {
+      if (d.offset != null && d.offset_span === 1) {
+        detail += `the deciding byte is payload[${d.offset}]` +
+          ` of a ${d.payload_len}-byte TCP payload\n`;
+      } else if (d.offset != null) {
         detail += `the deciding byte lies in payload[${d.offset}..${d.offset + d.offset_span}]` +
           ` of a ${d.payload_len}-byte TCP payload\n`;
       }

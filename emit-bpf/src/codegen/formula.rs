@@ -14,7 +14,8 @@ use predicate_ir::{Cmp, Formula, Program};
 
 use super::asm::{Asm, Label};
 use super::scan::{
-    ctx, emit_accept_test, emit_class_test, final_state_offset, state_scales, PassGroup,
+    ctx, emit_accept_test, emit_class_test, final_state_offset, regs_needed, slot_layout,
+    state_scales, PassGroup,
 };
 use super::{frame, Verdicts, MAX_FRAME};
 use crate::insn::*;
@@ -26,8 +27,13 @@ pub(crate) enum StubOffset {
     None,
     /// A fixed payload offset (a byte test).
     Fixed(u32),
-    /// Where pass `pass` stopped early, if it was the last to (a scan).
-    PassStop(i32),
+    /// Where pass `pass` stopped early, if it was the last to (a scan
+    /// walked by a callback), with the starting state of the scan's
+    /// registers `slot..slot + regs` in that chunk.
+    PassStop { pass: i32, slot: usize, regs: usize },
+    /// The window `payload[start..start + len]` from the initial state (a
+    /// scan walked inline, which never stops early).
+    Window { start: u32, len: u32 },
 }
 
 /// A drop through atom `atom`: bound to `label`.
@@ -40,8 +46,8 @@ pub(crate) struct AtomStub {
 
 struct Cond<'a> {
     program: &'a Program,
-    /// Emitted pass index of every scan.
-    pass_of: Vec<i32>,
+    /// Where each scan's drop stub finds its deciding byte.
+    stop_of: Vec<StubOffset>,
     /// What every scan's final state holds per state (`scan::state_scales`).
     scales: Vec<u32>,
     v: &'a Verdicts,
@@ -75,6 +81,7 @@ pub(crate) fn emit(
     a: &mut Asm,
     program: &Program,
     groups: &[PassGroup],
+    walked_inline: &[bool],
     v: &Verdicts,
 ) -> Vec<AtomStub> {
     a.emit(Insn::load(
@@ -84,15 +91,10 @@ pub(crate) fn emit(
         frame::CTX + ctx::PAYLOAD_START,
     ));
     a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
-    let mut pass_of = vec![-1; program.scans.len()];
-    for (index, group) in groups.iter().enumerate() {
-        for &id in &group.scans {
-            pass_of[id] = index as i32;
-        }
-    }
+    let stop_of = stops(program, groups, walked_inline);
     let mut c = Cond {
         program,
-        pass_of,
+        stop_of,
         scales: state_scales(program, groups),
         v,
         next_atom: 0,
@@ -122,15 +124,10 @@ pub(crate) fn emit_stream(
         R10,
         super::stream::sframe::NEW_LEN,
     ));
-    let mut pass_of = vec![-1; program.scans.len()];
-    for (index, group) in groups.iter().enumerate() {
-        for &id in &group.scans {
-            pass_of[id] = index as i32;
-        }
-    }
+    let stop_of = stops(program, groups, &vec![false; groups.len()]);
     let mut c = Cond {
         program,
-        pass_of,
+        stop_of,
         scales: state_scales(program, groups),
         v,
         next_atom: 0,
@@ -139,6 +136,31 @@ pub(crate) fn emit_stream(
     };
     cond(a, &mut c, formula, then, other);
     c.stubs
+}
+
+/// Where each scan's drop stub finds its deciding byte: the scan's pass
+/// and register slots, or (walked inline) its window.
+fn stops(program: &Program, groups: &[PassGroup], walked_inline: &[bool]) -> Vec<StubOffset> {
+    let mut out = vec![StubOffset::None; program.scans.len()];
+    for (index, group) in groups.iter().enumerate() {
+        let layout = slot_layout(program, group);
+        for (&id, &slot) in group.scans.iter().zip(&layout) {
+            out[id] = if walked_inline[index] {
+                let w = group.window;
+                StubOffset::Window {
+                    start: w.start,
+                    len: w.end.map_or(0, |e| e.saturating_sub(w.start)),
+                }
+            } else {
+                StubOffset::PassStop {
+                    pass: index as i32,
+                    slot,
+                    regs: regs_needed(&program.scans[id].machine),
+                }
+            };
+        }
+    }
+    out
 }
 
 fn cond(a: &mut Asm, c: &mut Cond<'_>, f: &Formula, then: Label, other: Label) {
@@ -216,7 +238,7 @@ fn cond(a: &mut Asm, c: &mut Cond<'_>, f: &Formula, then: Label, other: Label) {
             a.ja(other);
         }
         Formula::Scan(id) => {
-            let stop = StubOffset::PassStop(c.pass_of[*id]);
+            let stop = c.stop_of[*id];
             let then = c.via_stub(a, then, atom, stop);
             let other = c.via_stub(a, other, atom, stop);
             a.emit(Insn::load(Size::DW, R1, R10, final_state_offset(*id)));

@@ -47,6 +47,7 @@ use crate::insn::Insn;
 use crate::module::{Function, Module};
 use crate::Options;
 use asm::{Asm, Label};
+pub(crate) use scan::machine_state;
 
 /// Largest frame the diode inspects. Direct packet access cannot reach a
 /// variable offset above 0xFFFF (the verifier's MAX_PACKET_OFF); longer
@@ -254,23 +255,13 @@ pub(crate) fn compile(
 
     packet::emit_prologue(&mut entry, &program.policy, &verdicts, false);
 
-    let mut groups = scan::plan(program);
-    // Automata too large for branchy code run from tables in `.rodata`.
     let mut rodata = Vec::new();
-    for group in &mut groups {
-        if let [id] = group.scans[..] {
-            let scan = &program.scans[id];
-            if let predicate_ir::Machine::Dfa(dfa) = &scan.machine {
-                if table::is_table_machine(&scan.machine) {
-                    group.table = Some(table::build(dfa, &mut rodata, &scan.path)?);
-                }
-            }
-        }
-    }
+    let groups = packet_groups(program, &mut rodata)?;
     let mut passes = Passes::with_capacity(groups.len());
     // Passes are walked inline in program order while the entry has room;
     // table-driven passes always run as callbacks.
     let mut inline_left = inline::ENTRY_INLINE_BUDGET;
+    let mut walked_inline = vec![false; groups.len()];
     for (index, group) in groups.iter().enumerate() {
         let inline_cost = match group.table {
             Some(_) => None,
@@ -280,6 +271,7 @@ pub(crate) fn compile(
             inline_left -= cost;
             let marks = inline::emit(&mut entry, program, group, &verdicts)?;
             passes.inline.push((group, marks));
+            walked_inline[index] = true;
             continue;
         }
         let setup = entry.label();
@@ -298,9 +290,39 @@ pub(crate) fn compile(
     let formula_start = entry.label();
     entry.bind(formula_start);
     passes.entry_marks.push(formula_start);
-    let stubs = formula::emit(&mut entry, program, &groups, &verdicts);
+    let stubs = formula::emit(&mut entry, program, &groups, &walked_inline, &verdicts);
     verdict::emit(&mut entry, &verdicts, &stubs, options, false);
     finish(program, entry, passes, verdict::maps(), rodata)
+}
+
+/// A per-packet program's pass groups: automata too large for branchy code
+/// run from tables, laid out in `rodata` (the object's `.rodata`).
+fn packet_groups(
+    program: &Program,
+    rodata: &mut Vec<u8>,
+) -> Result<Vec<scan::PassGroup>, CodegenError> {
+    let mut groups = scan::plan(program);
+    for group in &mut groups {
+        if let [id] = group.scans[..] {
+            let scan = &program.scans[id];
+            if let predicate_ir::Machine::Dfa(dfa) = &scan.machine {
+                if table::is_table_machine(&scan.machine) {
+                    group.table = Some(table::build(dfa, rodata, &scan.path)?);
+                }
+            }
+        }
+    }
+    Ok(groups)
+}
+
+/// What each scan's state registers hold per IR state in a per-packet
+/// program (1, or a table's row stride: `scan::state_scales`); all 1 for a
+/// program the emitter refuses.
+pub(crate) fn packet_state_scales(program: &Program) -> Vec<u32> {
+    match packet_groups(program, &mut Vec::new()) {
+        Ok(groups) => scan::state_scales(program, &groups),
+        Err(_) => vec![1; program.scans.len()],
+    }
 }
 
 /// Compiles a lowered stream program (see [`stream`]): the entry function

@@ -63,12 +63,18 @@ pub(crate) mod ctx {
     pub const PAYLOAD_LEN: i16 = 26;
     pub const TIER_BASE: [i16; 3] = [44, 52, 60];
     /// Where the last pass that stopped early stopped, for decision
-    /// events: `(pass index + 1) << 16 | frame offset of the chunk` in
-    /// which every machine of the pass had reached a sink; 0 until a pass
-    /// stops early. Written once per pass at most, never read by the scan.
+    /// events: `(pass index + 1) << 24 | chunk size << 16 | frame offset
+    /// of the chunk` in which every machine of the pass had reached a
+    /// sink; 0 until a pass stops early. Written once per pass at most,
+    /// never read by the scan.
     pub const STOP: i16 = 64;
-    /// The size of that chunk (written with [`STOP`]).
-    pub const STOP_SPAN: i16 = 72;
+    /// The machine registers of that pass as they were when that chunk
+    /// began (written with [`STOP`]): register slot `s` at `START[s]`.
+    /// From them and the chunk's bytes a reader finds the exact byte on
+    /// which each machine sank (docs/watch.md). The lower halves of the
+    /// slots' cells and of a tier cell: nothing else writes them, and
+    /// they avoid `table::CTX_TABLE`, which a later table pass spills.
+    pub const START: [i16; 6] = [72, 80, 96, 104, 112, 32];
     /// The status word: a u32 in the upper half of its 8-byte slot.
     pub const STATUS: i16 = 68;
     /// Machine registers: u32s in the upper halves of 8-byte slots.
@@ -95,6 +101,25 @@ const DEPTH_CODE: i32 = 0;
 const DEPTH_STR: i32 = 1;
 const DEPTH_STR_ESCAPE: i32 = 2;
 const DEPTH_FAILED: i32 = 3;
+
+/// The IR state of `machine` whose registers hold `regs` (a DFA: its
+/// state; a depth counter: depth, mode), or `None` for values the step
+/// code never produces.
+pub(crate) fn machine_state(machine: &Machine, regs: [u32; 2]) -> Option<predicate_ir::StateId> {
+    match machine {
+        Machine::Dfa(dfa) => ((regs[0] as usize) < dfa.next.len()).then_some(regs[0]),
+        Machine::Depth(c) => {
+            let mode = match regs[1] as i32 {
+                DEPTH_FAILED => return Some(c.failed_state()),
+                DEPTH_CODE => predicate_ir::program::StringMode::Code,
+                DEPTH_STR => predicate_ir::program::StringMode::Str,
+                DEPTH_STR_ESCAPE => predicate_ir::program::StringMode::StrEscape,
+                _ => return None,
+            };
+            (regs[0] <= c.max).then(|| DepthCounter::state(regs[0], mode))
+        }
+    }
+}
 
 /// Unrolled bytes per callback iteration are capped by this many slots.
 const CHUNK_BUDGET_INSNS: usize = 4096;
@@ -586,24 +611,27 @@ pub(crate) fn emit_callback(
     // TIER_END); stop the loop if it does.
     a.ja(finished);
 
+    // Stop early once every machine sits in a sink. The registers are
+    // stored after the test, so the stop path still finds the chunk's
+    // starting states in the slots. The last machine's test jumps to the
+    // stop and falls through to going on, the common case.
     a.bind(store);
-    for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
-        a.emit(Insn::store_reg(
-            Size::W,
-            CTX,
-            ctx::SLOTS + 8 * slot as i16,
-            reg,
-        ));
-    }
-    // Stop early once every machine sits in a sink.
-    for (&id, &slot) in group.scans.iter().zip(&layout) {
+    let stop = a.label();
+    let machines = group.scans.len();
+    for (i, (&id, &slot)) in group.scans.iter().zip(&layout).enumerate() {
+        let last = i + 1 == machines;
         match &program.scans[id].machine {
             Machine::Dfa(dfa) => {
                 let machine = &program.scans[id].machine;
                 let sinks: Vec<u32> = (0..dfa.next.len() as u32)
                     .filter(|&s| machine.is_sink(s))
                     .collect();
-                let sunk = a.label();
+                if sinks.is_empty() {
+                    // Never stops: the stop code below is never reached.
+                    a.ja(go_on);
+                    continue;
+                }
+                let sunk = if last { stop } else { a.label() };
                 let scale = group.table.as_ref().map_or(1, |t| t.scale());
                 for s in sinks {
                     a.jmp_imm(
@@ -613,32 +641,44 @@ pub(crate) fn emit_callback(
                         sunk,
                     );
                 }
-                a.ja(go_on);
-                a.bind(sunk);
+                if !last {
+                    a.ja(go_on);
+                    a.bind(sunk);
+                }
             }
             Machine::Depth(_) => {
-                a.jmp_imm(
-                    JmpCond::Jne,
-                    MACHINE_REG_FILE[slot + 1],
-                    DEPTH_FAILED,
-                    go_on,
-                );
+                let (cond, target) = if last {
+                    (JmpCond::Jeq, stop)
+                } else {
+                    (JmpCond::Jne, go_on)
+                };
+                a.jmp_imm(cond, MACHINE_REG_FILE[slot + 1], DEPTH_FAILED, target);
             }
         }
     }
-    // Record where the pass stopped (the machine registers are stored).
+    a.bind(go_on);
+    store_slots(&mut a, slots);
+    a.emit(Insn::mov64_imm(R0, 0));
+    a.emit(Insn::exit());
+
+    // Record where the pass stopped: the chunk's starting states (r7, the
+    // position, opaque zero or table pointer, is dead here), then the
+    // chunk. Once per pass at most; never on a chunk that goes on.
+    a.bind(stop);
+    for slot in 0..slots {
+        a.emit(Insn::load(Size::W, R7, CTX, ctx::SLOTS + 8 * slot as i16));
+        a.emit(Insn::store_reg(Size::W, CTX, ctx::START[slot], R7));
+    }
+    store_slots(&mut a, slots);
     a.emit(Insn::load(Size::DW, R1, CTX, ctx::DATA));
     a.emit(Insn::mov64_reg(R2, CHUNK_PTR));
     a.emit(Insn::alu64_reg(AluOp::Sub, R2, R1));
-    a.emit(Insn::alu64_imm(AluOp::Or, R2, (pass_index + 1) << 16));
+    a.emit(Insn::alu64_imm(AluOp::Lsh, BYTE, 16));
+    a.emit(Insn::alu64_reg(AluOp::Or, R2, BYTE));
+    a.emit(Insn::alu64_imm(AluOp::Or, R2, (pass_index + 1) << 24));
     a.emit(Insn::store_reg(Size::W, CTX, ctx::STOP, R2));
-    a.emit(Insn::store_reg(Size::W, CTX, ctx::STOP_SPAN, BYTE));
     a.emit(Insn::store_imm(Size::W, CTX, ctx::STATUS, STATUS_DECIDED));
     a.ja(finished);
-
-    a.bind(go_on);
-    a.emit(Insn::mov64_imm(R0, 0));
-    a.emit(Insn::exit());
 
     a.bind(fail);
     a.emit(Insn::store_imm(Size::W, CTX, ctx::STATUS, STATUS_FAILED));
@@ -687,6 +727,17 @@ pub(crate) fn machine_maps(program: &Program, group: &PassGroup) -> Vec<MachineM
             },
         })
         .collect()
+}
+
+fn store_slots(a: &mut Asm, slots: usize) {
+    for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
+        a.emit(Insn::store_reg(
+            Size::W,
+            CTX,
+            ctx::SLOTS + 8 * slot as i16,
+            reg,
+        ));
+    }
 }
 
 fn load_slots(a: &mut Asm, slots: usize) {

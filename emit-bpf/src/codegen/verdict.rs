@@ -4,8 +4,9 @@
 //!
 //! Entry conditions: `r6` = skb (every verdict label is reached with it).
 //! The drop routine takes `r7` = reason and `r8` = deciding atom (or
-//! [`NONE`]), and for [`Reason::Predicate`] the deciding byte's payload
-//! offset in the stack word [`OFFSET`]; the scan context's payload start
+//! [`NONE`]), and for [`Reason::Predicate`] the deciding byte's span in
+//! the stack word [`OFFSET`] and the deciding scan's state where that span
+//! begins in [`SPAN_STATE`]; the scan context's payload start
 //! and length are read only for that reason, so drops decided before the
 //! context exists never read it.
 //!
@@ -30,8 +31,14 @@ const EVENTS: i32 = 1;
 /// The counter key handed to `bpf_map_lookup_elem`.
 const KEY: i16 = frame::OPAQUE_ZERO;
 /// Where the deciding byte is, for predicate drops: `span << 16 | offset`
-/// (it lies in payload[offset..offset + span]), or [`NONE`].
+/// (it lies in payload[offset..offset + span]; `span` at most 0xFFFE), or
+/// [`NONE`].
 const OFFSET: i16 = frame::OPAQUE_ZERO + 4;
+/// The deciding scan's registers when its span began (its state there,
+/// [`decision::EVENT_SPAN_STATE`]), 0 for other atoms. The scan context's
+/// stop and status words: both dead once a stub has read the stop (every
+/// pass is over).
+const SPAN_STATE: [i16; 2] = [frame::CTX + ctx::STOP, frame::CTX + ctx::STATUS];
 
 /// The maps every diode carries, in the indices above.
 pub(crate) fn maps() -> Vec<MapDef> {
@@ -106,42 +113,70 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
         a.ja(drop_common);
     }
 
+    let no_state = |a: &mut Asm| {
+        for word in SPAN_STATE {
+            a.emit(Insn::store_imm(Size::W, R10, word, 0));
+        }
+    };
     for stub in stubs {
         a.bind(stub.label);
         match stub.offset {
-            StubOffset::None => a.emit(Insn::store_imm(Size::W, R10, OFFSET, NONE as i32)),
+            StubOffset::None => {
+                a.emit(Insn::store_imm(Size::W, R10, OFFSET, NONE as i32));
+                no_state(a);
+            }
             StubOffset::Fixed(index) => {
                 let word = if index <= 0xFFFF {
                     (1 << 16) | index
                 } else {
                     NONE // beyond any frame: no byte decided
                 };
-                a.emit(Insn::store_imm(Size::W, R10, OFFSET, word as i32))
+                a.emit(Insn::store_imm(Size::W, R10, OFFSET, word as i32));
+                no_state(a);
             }
-            StubOffset::PassStop(pass) => {
+            StubOffset::Window { start, len } => {
+                let word = if start <= 0xFFFF && (1..0xFFFF).contains(&len) {
+                    (len << 16) | start
+                } else {
+                    NONE
+                };
+                a.emit(Insn::store_imm(Size::W, R10, OFFSET, word as i32));
+                no_state(a); // the initial state
+            }
+            StubOffset::PassStop { pass, slot, regs } => {
+                // STOP = (pass + 1) << 24 | span << 16 | frame offset.
                 let unknown = a.label();
                 let known = a.label();
                 a.emit(Insn::load(Size::W, R1, R10, frame::CTX + ctx::STOP));
                 a.emit(Insn::mov64_reg(R2, R1));
-                a.emit(Insn::alu64_imm(AluOp::Rsh, R2, 16));
+                a.emit(Insn::alu64_imm(AluOp::Rsh, R2, 24));
                 a.jmp_imm(JmpCond::Jne, R2, pass + 1, unknown);
-                a.emit(Insn::alu64_imm(AluOp::And, R1, 0xFFFF));
+                a.emit(Insn::mov64_reg(R2, R1));
+                a.emit(Insn::alu64_imm(AluOp::And, R2, 0xFFFF));
                 a.emit(Insn::load(
                     Size::H,
-                    R2,
+                    R3,
                     R10,
                     frame::CTX + ctx::PAYLOAD_START,
                 ));
-                a.jmp_reg(JmpCond::Jlt, R1, R2, unknown);
-                a.emit(Insn::alu64_reg(AluOp::Sub, R1, R2));
-                a.emit(Insn::load(Size::W, R2, R10, frame::CTX + ctx::STOP_SPAN));
-                a.emit(Insn::alu64_imm(AluOp::And, R2, 0xFF));
-                a.emit(Insn::alu64_imm(AluOp::Lsh, R2, 16));
-                a.emit(Insn::alu64_reg(AluOp::Or, R1, R2));
-                a.emit(Insn::store_reg(Size::W, R10, OFFSET, R1));
+                a.jmp_reg(JmpCond::Jlt, R2, R3, unknown);
+                a.emit(Insn::alu64_reg(AluOp::Sub, R2, R3));
+                a.emit(Insn::alu64_imm(AluOp::And, R1, 0xFF_0000));
+                a.emit(Insn::alu64_reg(AluOp::Or, R2, R1));
+                a.emit(Insn::store_reg(Size::W, R10, OFFSET, R2));
+                for (k, word) in SPAN_STATE.into_iter().enumerate() {
+                    if k < regs {
+                        let from = frame::CTX + ctx::START[slot + k];
+                        a.emit(Insn::load(Size::W, R1, R10, from));
+                        a.emit(Insn::store_reg(Size::W, R10, word, R1));
+                    } else {
+                        a.emit(Insn::store_imm(Size::W, R10, word, 0));
+                    }
+                }
                 a.ja(known);
                 a.bind(unknown);
                 a.emit(Insn::store_imm(Size::W, R10, OFFSET, NONE as i32));
+                no_state(a);
                 a.bind(known);
             }
         }
@@ -151,6 +186,7 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
 
     a.bind(v.predicate);
     a.emit(Insn::store_imm(Size::W, R10, OFFSET, NONE as i32));
+    no_state(a);
     a.emit(Insn::mov64_imm(R8, NONE as i32));
     a.bind(predicate_common);
     if stream {
@@ -197,7 +233,9 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
     put32(a, decision::EVENT_INGRESS_IFINDEX, R1);
     put32_imm(a, decision::EVENT_OFFSET, NONE);
     put32_imm(a, decision::EVENT_OFFSET_SPAN, 0);
-    put32_imm(a, decision::EVENT_RESERVED, 0);
+    put32_imm(a, decision::EVENT_FORMAT, decision::EVENT_FORMAT_VERSION);
+    put32_imm(a, decision::EVENT_SPAN_STATE, 0);
+    put32_imm(a, decision::EVENT_SPAN_STATE + 4, 0);
     put32_imm(a, decision::EVENT_EXCERPT_START, 0);
     put32_imm(a, decision::EVENT_PAYLOAD_START, NONE);
     put32_imm(a, decision::EVENT_PAYLOAD_LEN, 0);
@@ -254,12 +292,16 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
     a.emit(Insn::load(Size::W, R3, R10, OFFSET));
     let no_offset = a.label();
     let started = a.label();
-    a.jmp_imm(JmpCond::Jgt, R3, 0xFF_FFFF, no_offset);
     a.emit(Insn::mov64_reg(R4, R3));
     a.emit(Insn::alu64_imm(AluOp::Rsh, R4, 16));
+    a.jmp_imm(JmpCond::Jeq, R4, 0xFFFF, no_offset); // NONE
     put32(a, decision::EVENT_OFFSET_SPAN, R4);
     a.emit(Insn::alu64_imm(AluOp::And, R3, 0xFFFF));
     put32(a, decision::EVENT_OFFSET, R3);
+    for (k, word) in SPAN_STATE.into_iter().enumerate() {
+        a.emit(Insn::load(Size::W, R4, R10, word));
+        put32(a, decision::EVENT_SPAN_STATE + 4 * k, R4);
+    }
     a.ja(started);
     a.bind(no_offset);
     a.emit(Insn::mov64_imm(R3, 0));
