@@ -179,17 +179,11 @@ fn check_steps(
             }
         }
     }
-    // Copies of a machine's step that differ only in the offset of their
-    // byte load behave alike but for the byte they read (the walk's part):
-    // one reached copy of each shape runs exhaustively.
-    let shape = |r: &StepRange| -> Vec<Insn> {
-        let mut code = entry.insns[r.start..r.end].to_vec();
-        if let Some(Insn::Load { off, .. }) = code.first_mut() {
-            *off = 0;
-        }
-        code
-    };
-    let mut representatives: Vec<(usize, Vec<Insn>, usize)> = Vec::new();
+    // Copies of a machine's step of one shape behave alike but for the
+    // byte they read (the walk's part): one reached copy of each shape
+    // runs exhaustively.
+    let shape = |r: &StepRange| shape(&entry.insns, r.start, r.end);
+    let mut representatives: Vec<(usize, Shape, usize)> = Vec::new();
     for r in &pass.steps {
         if !captured.contains_key(&r.start) {
             // No frame of at most 65,535 bytes reaches it; the walk fails
@@ -301,6 +295,88 @@ fn check_steps(
         vm.forbid_stores = false;
     }
     Ok(executed)
+}
+
+/// A step's code as a graph: the instructions reachable from its first
+/// slot before its end, numbered in the order they are found, each with
+/// the numbers of its successors (`usize::MAX` for the end, `MAX - 1` for
+/// none) in place of
+/// its jump offset, and the first load's offset set to 0.
+type Shape = Vec<(Insn, [usize; 2])>;
+
+/// The [`Shape`] of the step at `start..end` of `insns`. Two steps of one
+/// shape run the same instructions, in the same order, on the same values,
+/// but for the byte the first one loads: an inline step's rare bytes jump
+/// to code after its block (emit-bpf's `codegen/inline.rs`), at another
+/// offset in every copy, which a slot-by-slot comparison would tell apart.
+fn shape(insns: &[Insn], start: usize, end: usize) -> Shape {
+    const END: usize = usize::MAX;
+    const NONE: usize = usize::MAX - 1;
+    // Past this many instructions the copy is its own shape (found by slot).
+    const LIMIT: usize = 4096;
+    let mut number = std::collections::HashMap::from([(start, 0usize)]);
+    let mut order = vec![start];
+    let mut out: Shape = Vec::new();
+    let mut i = 0;
+    while let Some(&pc) = order.get(i) {
+        i += 1;
+        let Some(&insn) = insns.get(pc).filter(|_| order.len() < LIMIT) else {
+            // Off the function, or too long: compared by its slots.
+            return vec![(Insn::Wide, [start, end])];
+        };
+        let target = |off: i32| (pc as i64 + 1 + i64::from(off)) as usize;
+        let (insn, succ) = match insn {
+            Insn::Jump {
+                wide,
+                cond,
+                dst,
+                src,
+                off,
+            } => {
+                let taken = target(off);
+                let jump = Insn::Jump {
+                    wide,
+                    cond,
+                    dst,
+                    src,
+                    off: 0,
+                };
+                match cond {
+                    None => (jump, [Some(taken), None]),
+                    Some(_) => (jump, [Some(pc + 1), Some(taken)]),
+                }
+            }
+            Insn::Exit => (insn, [None, None]),
+            Insn::LoadImm64 { .. } => (insn, [Some(pc + 2), None]),
+            Insn::Load {
+                width,
+                dst,
+                src,
+                signed,
+                ..
+            } if pc == start => (
+                Insn::Load {
+                    width,
+                    dst,
+                    src,
+                    off: 0,
+                    signed,
+                },
+                [Some(pc + 1), None],
+            ),
+            other => (other, [Some(pc + 1), None]),
+        };
+        let ids = succ.map(|s| match s {
+            None => NONE,
+            Some(s) if s == end => END,
+            Some(s) => *number.entry(s).or_insert_with(|| {
+                order.push(s);
+                order.len() - 1
+            }),
+        });
+        out.push((insn, ids));
+    }
+    out
 }
 
 /// A value no state register holds: step `visit` of machine `machine`

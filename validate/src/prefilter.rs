@@ -35,6 +35,7 @@ use crate::object::{Function, Object};
 use crate::step::reachable;
 use crate::vm::{Probe, Skb, Vm};
 use crate::ValidationError;
+use std::rc::Rc;
 
 /// The object with every prefilter jumping straight to its slow path.
 pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationError> {
@@ -216,18 +217,19 @@ enum Lane {
     /// `table[b]` when chunk byte `pos` is `b`.
     Of {
         pos: u16,
-        table: Box<[u8; 256]>,
+        table: Rc<[u8; 256]>,
     },
     /// `table[256 * a + b]` when chunk bytes `pos` and `pos + 1` are `a`, `b`.
+    /// Tables are shared, never changed: a path's copy costs no copy of them.
     Pair {
         pos: u16,
-        table: Box<[u8]>,
+        table: Rc<[u8]>,
     },
 }
 
 impl Lane {
     /// The lane as a table over the byte pair at (`pos`, `pos + 1`).
-    fn as_pair(&self, pos: u16) -> Option<Box<[u8]>> {
+    fn as_pair(&self, pos: u16) -> Option<Rc<[u8]>> {
         let mut t = vec![0u8; 65_536];
         match self {
             Lane::Const(c) => t.fill(*c),
@@ -244,7 +246,7 @@ impl Lane {
             Lane::Pair { pos: p, table } if *p == pos => return Some(table.clone()),
             _ => return None,
         }
-        Some(t.into_boxed_slice())
+        Some(t.into())
     }
 
     /// The first chunk byte the lane depends on, if any.
@@ -267,7 +269,7 @@ struct Path {
     /// Per chunk byte, the values a path here allows.
     allowed: Vec<[bool; 256]>,
     /// Per chunk byte `p` constrained with the next: the pairs allowed.
-    pairs: std::collections::BTreeMap<u16, Box<[bool]>>,
+    pairs: std::collections::BTreeMap<u16, Rc<Vec<bool>>>,
 }
 
 fn lanes(v: &Val) -> [Lane; 8] {
@@ -316,7 +318,7 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                 }
                 Lane::Of {
                     pos,
-                    table: Box::new(t),
+                    table: Rc::new(t),
                 }
             }
             (Lane::Const(x), Lane::Of { pos, table }) => {
@@ -326,7 +328,7 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                 }
                 Lane::Of {
                     pos,
-                    table: Box::new(t),
+                    table: Rc::new(t),
                 }
             }
             (Lane::Of { pos, table }, Lane::Of { pos: q, table: u }) if pos == q => {
@@ -336,7 +338,7 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                 }
                 Lane::Of {
                     pos,
-                    table: Box::new(t),
+                    table: Rc::new(t),
                 }
             }
             (x, y) => {
@@ -358,19 +360,57 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                         "an operation mixes lanes of chunk bytes that are not neighbours".into(),
                     );
                 };
-                let mut t = vec![0u8; 65_536];
-                for i in 0..65_536 {
-                    t[i] = f(tx[i], ty[i])?;
-                }
                 Lane::Pair {
                     pos,
-                    table: t.into_boxed_slice(),
+                    table: pair_op(op, &tx, &ty)?.into(),
                 }
             }
         });
     }
     let arr: [Lane; 8] = out.try_into().map_err(|_| "eight lanes".to_string())?;
     Ok(collapse(arr))
+}
+
+/// `op` on two pair tables, element by element, refused where an
+/// element carries or borrows (as [`lane_op`] refuses it on one lane).
+fn pair_op(op: Alu, x: &[u8], y: &[u8]) -> Result<Vec<u8>, String> {
+    let mut t = vec![0u8; x.len()];
+    let (xs, ys) = (x.iter(), y.iter());
+    let mut overflow = false;
+    // One loop per operation, so each is a plain loop over the tables.
+    match op {
+        Alu::And => t
+            .iter_mut()
+            .zip(xs.zip(ys))
+            .for_each(|(t, (a, b))| *t = a & b),
+        Alu::Or => t
+            .iter_mut()
+            .zip(xs.zip(ys))
+            .for_each(|(t, (a, b))| *t = a | b),
+        Alu::Xor => t
+            .iter_mut()
+            .zip(xs.zip(ys))
+            .for_each(|(t, (a, b))| *t = a ^ b),
+        Alu::Add => t.iter_mut().zip(xs.zip(ys)).for_each(|(t, (a, b))| {
+            let (v, o) = a.overflowing_add(*b);
+            *t = v;
+            overflow |= o;
+        }),
+        Alu::Sub => t.iter_mut().zip(xs.zip(ys)).for_each(|(t, (a, b))| {
+            let (v, o) = a.overflowing_sub(*b);
+            *t = v;
+            overflow |= o;
+        }),
+        other => return Err(format!("{other:?} on byte lanes is not lane-wise")),
+    }
+    if overflow {
+        return Err(match op {
+            Alu::Add => "an addition carries across byte lanes",
+            _ => "a subtraction borrows across byte lanes",
+        }
+        .into());
+    }
+    Ok(t)
 }
 
 /// Narrows the chunk bytes `lane` depends on to those where `keep` holds
@@ -386,49 +426,75 @@ fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool) -> bool {
             allowed.iter().any(|&a| a)
         }
         Lane::Pair { pos, table } => {
-            let pairs = p
-                .pairs
-                .entry(*pos)
-                .or_insert_with(|| vec![true; 65_536].into_boxed_slice());
-            for i in 0..65_536 {
-                pairs[i] &= keep(table[i]);
+            // The lane takes at most 256 values: decide `keep` once each.
+            let mut kept = [false; 256];
+            for (v, k) in kept.iter_mut().enumerate() {
+                *k = keep(v as u8);
             }
-            pairs.iter().any(|&a| a)
+            let pairs = Rc::make_mut(
+                p.pairs
+                    .entry(*pos)
+                    .or_insert_with(|| Rc::new(vec![true; 65_536])),
+            );
+            let mut any = false;
+            for (a, &v) in pairs.iter_mut().zip(table.iter()) {
+                *a &= kept[usize::from(v)];
+                any |= *a;
+            }
+            any
         }
     }
 }
 
 /// Whether every chunk the path allows (each byte in its set, each
 /// constrained pair in its set) leaves the DFA in `state`: a walk over the
-/// chunk holding the reachable (DFA state, last byte) pairs.
+/// chunk holding the reachable pairs of DFA state and class of the last
+/// byte, where two bytes are in one class when the pair constraint after
+/// them allows the same next bytes (one class where there is none), so
+/// every chunk continues from them alike. An example byte of each class is
+/// kept for the message.
 fn leaves_in(dfa: &predicate_ir::Dfa, state: u32, p: &Path) -> Result<(), String> {
-    let mut now: Vec<(u32, Option<u8>)> = vec![(state, None)];
+    let mut now: Vec<(u32, usize, Option<u8>)> = vec![(state, 0, None)];
+    // The constraint from the previous byte: one row of allowed next bytes per class.
+    let mut prev_rows: Vec<&[bool]> = Vec::new();
     for (pos, allowed) in p.allowed.iter().enumerate() {
-        let pair = p.pairs.get(&(pos as u16).wrapping_sub(1));
-        let mut seen = vec![false; dfa.next.len() * 256];
+        let mut class_of = [0usize; 256];
+        let mut rows: Vec<&[bool]> = Vec::new();
+        if let Some(pairs) = p.pairs.get(&(pos as u16)) {
+            for (b, class) in class_of.iter_mut().enumerate() {
+                let row = &pairs[256 * b..256 * b + 256];
+                *class = match rows.iter().position(|r| *r == row) {
+                    Some(c) => c,
+                    None => {
+                        rows.push(row);
+                        rows.len() - 1
+                    }
+                };
+            }
+        }
+        let classes = rows.len().max(1);
+        let mut seen = vec![false; dfa.next.len() * classes];
         let mut next = Vec::new();
-        for &(q, last) in &now {
+        for &(q, c, _) in &now {
+            let row = prev_rows.get(c);
             for b in 0..=255u8 {
-                if !allowed[usize::from(b)] {
+                if !allowed[usize::from(b)] || row.is_some_and(|r| !r[usize::from(b)]) {
                     continue;
                 }
-                if let (Some(pairs), Some(a)) = (pair, last) {
-                    if !pairs[usize::from(a) * 256 + usize::from(b)] {
-                        continue;
-                    }
-                }
                 let t = dfa.next[q as usize][usize::from(b)];
-                let k = t as usize * 256 + usize::from(b);
+                let class = class_of[usize::from(b)];
+                let k = t as usize * classes + class;
                 if !seen[k] {
                     seen[k] = true;
-                    next.push((t, Some(b)));
+                    next.push((t, class, Some(b)));
                 }
             }
         }
         now = next;
+        prev_rows = rows;
     }
-    match now.iter().find(|&&(q, _)| q != state) {
-        Some(&(q, last)) => Err(format!(
+    match now.iter().find(|&&(q, _, _)| q != state) {
+        Some(&(q, _, last)) => Err(format!(
             "a chunk the code skips can leave the DFA in state {q} (last byte {:#04x})",
             last.unwrap_or(0)
         )),
@@ -532,7 +598,7 @@ fn run_path(
                     if i < usize::from(width) {
                         Lane::Of {
                             pos: pos as u16 + i as u16,
-                            table: Box::new(std::array::from_fn(|b| b as u8)),
+                            table: Rc::new(std::array::from_fn(|b| b as u8)),
                         }
                     } else {
                         Lane::Const(0)
