@@ -77,15 +77,29 @@ pub fn check_with(
             )));
         }
     }
-    let (mut insns, mut stats) = (0, Stats::default());
+    let mut insns = 0;
     for (i, pass) in map.inline.iter().enumerate() {
         insns += check_steps(program, object, i, pass)?;
+    }
+    Ok((insns, check_walks(program, object, map, mode)?))
+}
+
+/// The walk check alone, on every inline pass, in the given mode (the
+/// tests compare the modes on mutants whose steps are unchanged).
+pub fn check_walks(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+    mode: Mode,
+) -> Result<Stats, ValidationError> {
+    let mut stats = Stats::default();
+    for (i, pass) in map.inline.iter().enumerate() {
         let s = check_walk(program, object, map, i, pass, mode)?;
         stats.lengths += s.lengths;
         stats.classes += s.classes;
         stats.one_by_one += s.one_by_one;
     }
-    Ok((insns, stats))
+    Ok(stats)
 }
 
 fn error(pass: usize, map: &InlineMap, at: String, what: String) -> ValidationError {

@@ -63,6 +63,14 @@ fn a_block_list_runs_from_tables_and_validates() {
         report.step_insns >= dfa.next.len() as u64 * 256,
         "{report:?}"
     );
+    // The walk by classes: only the lengths no frame carries run one by
+    // one (the table's address is a constant to the symbolic run).
+    let passes = (c.map.passes.len() + c.map.inline.len()) as u64;
+    assert_eq!(
+        report.walk_one_by_one,
+        u64::from(lagic_validate::walk::MAX_LEN - lagic_validate::walk::MAX_PAYLOAD) * passes,
+        "{report:?}"
+    );
 }
 
 #[test]
