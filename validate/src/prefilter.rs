@@ -219,17 +219,53 @@ enum Lane {
         pos: u16,
         table: Rc<[u8; 256]>,
     },
-    /// `table[256 * a + b]` when chunk bytes `pos` and `pos + 1` are `a`, `b`.
-    /// Tables are shared, never changed: a path's copy costs no copy of them.
+    /// `post[base.table[256 * a + b]]` when chunk bytes `pos` and `pos + 1`
+    /// are `a`, `b`. Tables are shared, never changed: a path's copy costs
+    /// no copy of them, and an operation with a constant, or between two
+    /// lanes of one base, changes only the 256 entries of `post`.
     Pair {
         pos: u16,
-        table: Rc<[u8]>,
+        base: Rc<PairBase>,
+        post: Rc<[u8; 256]>,
     },
+}
+
+/// A table over byte pairs, and which of its 256 values it holds.
+struct PairBase {
+    table: Vec<u8>,
+    present: [bool; 256],
+}
+
+impl PairBase {
+    fn new(table: Vec<u8>) -> PairBase {
+        let mut present = [false; 256];
+        for &v in &table {
+            present[usize::from(v)] = true;
+        }
+        PairBase { table, present }
+    }
+}
+
+/// `f` on the values a pair lane's base holds, through `post` (or `other`
+/// for a second lane of the same base): the new `post`. Values the base
+/// does not hold are left 0 and never run through `f`, so a carry there
+/// refuses nothing.
+fn pair_post(
+    base: &PairBase,
+    f: impl Fn(u8) -> Result<u8, String>,
+) -> Result<Rc<[u8; 256]>, String> {
+    let mut post = [0u8; 256];
+    for (v, out) in post.iter_mut().enumerate() {
+        if base.present[v] {
+            *out = f(v as u8)?;
+        }
+    }
+    Ok(Rc::new(post))
 }
 
 impl Lane {
     /// The lane as a table over the byte pair at (`pos`, `pos + 1`).
-    fn as_pair(&self, pos: u16) -> Option<Rc<[u8]>> {
+    fn as_pair(&self, pos: u16) -> Option<Vec<u8>> {
         let mut t = vec![0u8; 65_536];
         match self {
             Lane::Const(c) => t.fill(*c),
@@ -243,10 +279,14 @@ impl Lane {
                     *v = table[i & 0xff];
                 }
             }
-            Lane::Pair { pos: p, table } if *p == pos => return Some(table.clone()),
+            Lane::Pair { pos: p, base, post } if *p == pos => {
+                for (v, &b) in t.iter_mut().zip(&base.table) {
+                    *v = post[usize::from(b)];
+                }
+            }
             _ => return None,
         }
-        Some(t.into())
+        Some(t)
     }
 
     /// The first chunk byte the lane depends on, if any.
@@ -341,6 +381,25 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                     table: Rc::new(t),
                 }
             }
+            (Lane::Pair { pos, base, post }, Lane::Const(y)) => {
+                let post = pair_post(&base, |v| f(post[usize::from(v)], y))?;
+                Lane::Pair { pos, base, post }
+            }
+            (Lane::Const(x), Lane::Pair { pos, base, post }) => {
+                let post = pair_post(&base, |v| f(x, post[usize::from(v)]))?;
+                Lane::Pair { pos, base, post }
+            }
+            (
+                Lane::Pair { pos, base, post },
+                Lane::Pair {
+                    pos: q,
+                    base: other,
+                    post: post2,
+                },
+            ) if pos == q && Rc::ptr_eq(&base, &other) => {
+                let post = pair_post(&base, |v| f(post[usize::from(v)], post2[usize::from(v)]))?;
+                Lane::Pair { pos, base, post }
+            }
             (x, y) => {
                 // Lanes of one byte and the next, or of a pair: as pairs.
                 let pos = match (x.first_pos(), y.first_pos()) {
@@ -362,7 +421,8 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                 };
                 Lane::Pair {
                     pos,
-                    table: pair_op(op, &tx, &ty)?.into(),
+                    base: Rc::new(PairBase::new(pair_op(op, &tx, &ty)?)),
+                    post: Rc::new(std::array::from_fn(|v| v as u8)),
                 }
             }
         });
@@ -425,11 +485,11 @@ fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool) -> bool {
             }
             allowed.iter().any(|&a| a)
         }
-        Lane::Pair { pos, table } => {
+        Lane::Pair { pos, base, post } => {
             // The lane takes at most 256 values: decide `keep` once each.
             let mut kept = [false; 256];
             for (v, k) in kept.iter_mut().enumerate() {
-                *k = keep(v as u8);
+                *k = keep(post[v]);
             }
             let pairs = Rc::make_mut(
                 p.pairs
@@ -437,7 +497,7 @@ fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool) -> bool {
                     .or_insert_with(|| Rc::new(vec![true; 65_536])),
             );
             let mut any = false;
-            for (a, &v) in pairs.iter_mut().zip(table.iter()) {
+            for (a, &v) in pairs.iter_mut().zip(base.table.iter()) {
                 *a &= kept[usize::from(v)];
                 any |= *a;
             }
