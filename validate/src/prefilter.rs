@@ -400,6 +400,17 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                 let post = pair_post(&base, |v| f(post[usize::from(v)], post2[usize::from(v)]))?;
                 Lane::Pair { pos, base, post }
             }
+            (Lane::Of { pos: p, table: ta }, Lane::Of { pos: q, table: tb })
+                if p + 1 == q || q + 1 == p =>
+            {
+                // Two neighbouring bytes: the pair table in one pass.
+                let (pos, first_is_a) = (p.min(q), p < q);
+                Lane::Pair {
+                    pos,
+                    base: Rc::new(neighbours(op, &ta, &tb, first_is_a)?),
+                    post: Rc::new(std::array::from_fn(|v| v as u8)),
+                }
+            }
             (x, y) => {
                 // Lanes of one byte and the next, or of a pair: as pairs.
                 let pos = match (x.first_pos(), y.first_pos()) {
@@ -429,6 +440,56 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
     }
     let arr: [Lane; 8] = out.try_into().map_err(|_| "eight lanes".to_string())?;
     Ok(collapse(arr))
+}
+
+/// `op` on a lane of one chunk byte and a lane of the next, as a pair
+/// table: entry `256 * a + b` is `op(ta[a], tb[b])` when `first_is_a` (the
+/// first lane is of the earlier byte), else `op(ta[b], tb[a])`. Refused
+/// where an entry carries or borrows, as [`pair_op`] refuses it.
+fn neighbours(
+    op: Alu,
+    ta: &[u8; 256],
+    tb: &[u8; 256],
+    first_is_a: bool,
+) -> Result<PairBase, String> {
+    fn fill(
+        ta: &[u8; 256],
+        tb: &[u8; 256],
+        first_is_a: bool,
+        f: impl Fn(u8, u8) -> (u8, bool),
+    ) -> (Vec<u8>, bool) {
+        let mut t = vec![0u8; 65_536];
+        let mut overflow = false;
+        for (a, row) in t.chunks_exact_mut(256).enumerate() {
+            for (b, out) in row.iter_mut().enumerate() {
+                let (x, y) = if first_is_a {
+                    (ta[a], tb[b])
+                } else {
+                    (ta[b], tb[a])
+                };
+                let (v, o) = f(x, y);
+                *out = v;
+                overflow |= o;
+            }
+        }
+        (t, overflow)
+    }
+    let (t, overflow) = match op {
+        Alu::And => fill(ta, tb, first_is_a, |x, y| (x & y, false)),
+        Alu::Or => fill(ta, tb, first_is_a, |x, y| (x | y, false)),
+        Alu::Xor => fill(ta, tb, first_is_a, |x, y| (x ^ y, false)),
+        Alu::Add => fill(ta, tb, first_is_a, u8::overflowing_add),
+        Alu::Sub => fill(ta, tb, first_is_a, u8::overflowing_sub),
+        other => return Err(format!("{other:?} on byte lanes is not lane-wise")),
+    };
+    if overflow {
+        return Err(match op {
+            Alu::Add => "an addition carries across byte lanes",
+            _ => "a subtraction borrows across byte lanes",
+        }
+        .into());
+    }
+    Ok(PairBase::new(t))
 }
 
 /// `op` on two pair tables, element by element, refused where an
