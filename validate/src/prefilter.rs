@@ -35,6 +35,7 @@ use crate::object::{Function, Object};
 use crate::step::reachable;
 use crate::vm::{Probe, Skb, Vm};
 use crate::ValidationError;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// The object with every prefilter jumping straight to its slow path.
@@ -159,6 +160,7 @@ fn check_one(
     let live_skip = live_in(callback, pf.skip).map_err(&e)?;
 
     let mut paths = 0;
+    let mut cache = Cache::default();
     for state in reachable(&program.scans[mm.scan].machine) {
         let mut regs: [Option<Val>; 11] =
             std::array::from_fn(|r| at_start.get(r as u8).map(Val::Known));
@@ -177,7 +179,7 @@ fn check_one(
             if paths > 100_000 {
                 return Err(e("too many paths".into()));
             }
-            let (end, path) = run_path(callback, path, chunk, pf, &mut work)
+            let (end, path) = run_path(callback, path, chunk, pf, &mut work, &mut cache)
                 .map_err(|w| e(format!("from state {state}: {w}")))?;
             let live = if end == pf.slow { live_slow } else { live_skip };
             for r in 0..=9u8 {
@@ -197,7 +199,8 @@ fn check_one(
                 }
             }
             if end == pf.skip {
-                leaves_in(dfa, state, &path).map_err(|w| e(format!("from state {state}: {w}")))?;
+                leaves_in(dfa, state, &path, &mut cache)
+                    .map_err(|w| e(format!("from state {state}: {w}")))?;
             }
         }
     }
@@ -228,6 +231,37 @@ enum Lane {
         base: Rc<PairBase>,
         post: Rc<[u8; 256]>,
     },
+}
+
+/// [`neighbours`]'s arguments: the operation (by its name), the tables,
+/// which comes first.
+type NeighboursKey = (String, [u8; 256], [u8; 256], bool);
+
+/// Allowed pairs, and whether any is.
+type Narrowed = (Rc<Vec<bool>>, bool);
+
+/// Results of pure functions of tables, shared by every lane, word and
+/// path of one prefilter: its words run the same operations on tables of
+/// the same contents, so each result is computed once. Keys that are
+/// addresses hold their table alive here, so no address is reused.
+#[derive(Default)]
+struct Cache {
+    /// [`neighbours`] by its arguments (the operation by its name).
+    neighbours: HashMap<NeighboursKey, Rc<PairBase>>,
+    /// A first pair constraint: by its base's address and the values kept.
+    narrowed: HashMap<(usize, [bool; 256]), Narrowed>,
+    /// [`leaves_in`]'s classes of a pair constraint, by its address.
+    classes: HashMap<usize, Rc<PairClasses>>,
+    alive: Vec<Rc<PairBase>>,
+    alive_pairs: Vec<Rc<Vec<bool>>>,
+}
+
+/// The bytes `a` whose rows of a pair constraint (the next bytes it
+/// allows after `a`) are equal: the class of each byte, and one byte of
+/// each class.
+struct PairClasses {
+    class_of: [usize; 256],
+    representatives: Vec<usize>,
 }
 
 /// A table over byte pairs, and which of its 256 values it holds.
@@ -331,7 +365,7 @@ fn collapse(l: [Lane; 8]) -> Val {
 }
 
 /// A lane-wise 64-bit operation, refused where a lane could carry.
-fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
+fn lane_op(op: Alu, a: &Val, b: &Val, cache: &mut Cache) -> Result<Val, String> {
     let f = |x: u8, y: u8| -> Result<u8, String> {
         match op {
             Alu::And => Ok(x & y),
@@ -405,9 +439,18 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
             {
                 // Two neighbouring bytes: the pair table in one pass.
                 let (pos, first_is_a) = (p.min(q), p < q);
+                let key = (format!("{op:?}"), *ta, *tb, first_is_a);
+                let base = match cache.neighbours.get(&key) {
+                    Some(base) => base.clone(),
+                    None => {
+                        let base = Rc::new(neighbours(op, &ta, &tb, first_is_a)?);
+                        cache.neighbours.insert(key, base.clone());
+                        base
+                    }
+                };
                 Lane::Pair {
                     pos,
-                    base: Rc::new(neighbours(op, &ta, &tb, first_is_a)?),
+                    base,
                     post: Rc::new(std::array::from_fn(|v| v as u8)),
                 }
             }
@@ -536,7 +579,7 @@ fn pair_op(op: Alu, x: &[u8], y: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Narrows the chunk bytes `lane` depends on to those where `keep` holds
 /// of the lane's value; false when nothing is left (no chunk goes there).
-fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool) -> bool {
+fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool, cache: &mut Cache) -> bool {
     match lane {
         Lane::Const(c) => keep(*c),
         Lane::Of { pos, table } => {
@@ -552,11 +595,26 @@ fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool) -> bool {
             for (v, k) in kept.iter_mut().enumerate() {
                 *k = keep(post[v]);
             }
-            let pairs = Rc::make_mut(
-                p.pairs
-                    .entry(*pos)
-                    .or_insert_with(|| Rc::new(vec![true; 65_536])),
-            );
+            if !p.pairs.contains_key(pos) {
+                // The first constraint on these pairs: the same for every
+                // lane of this base and these kept values.
+                let key = (Rc::as_ptr(base) as usize, kept);
+                let (pairs, any) = match cache.narrowed.get(&key) {
+                    Some(hit) => hit.clone(),
+                    None => {
+                        let pairs: Vec<bool> =
+                            base.table.iter().map(|&v| kept[usize::from(v)]).collect();
+                        let any = pairs.iter().any(|&a| a);
+                        let hit = (Rc::new(pairs), any);
+                        cache.alive.push(base.clone());
+                        cache.narrowed.insert(key, hit.clone());
+                        hit
+                    }
+                };
+                p.pairs.insert(*pos, pairs);
+                return any;
+            }
+            let pairs = Rc::make_mut(p.pairs.get_mut(pos).expect("checked"));
             let mut any = false;
             for (a, &v) in pairs.iter_mut().zip(base.table.iter()) {
                 *a &= kept[usize::from(v)];
@@ -574,7 +632,12 @@ fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool) -> bool {
 /// them allows the same next bytes (one class where there is none), so
 /// every chunk continues from them alike. An example byte of each class is
 /// kept for the message.
-fn leaves_in(dfa: &predicate_ir::Dfa, state: u32, p: &Path) -> Result<(), String> {
+fn leaves_in(
+    dfa: &predicate_ir::Dfa,
+    state: u32,
+    p: &Path,
+    cache: &mut Cache,
+) -> Result<(), String> {
     let mut now: Vec<(u32, usize, Option<u8>)> = vec![(state, 0, None)];
     // The constraint from the previous byte: one row of allowed next bytes per class.
     let mut prev_rows: Vec<&[bool]> = Vec::new();
@@ -582,16 +645,38 @@ fn leaves_in(dfa: &predicate_ir::Dfa, state: u32, p: &Path) -> Result<(), String
         let mut class_of = [0usize; 256];
         let mut rows: Vec<&[bool]> = Vec::new();
         if let Some(pairs) = p.pairs.get(&(pos as u16)) {
-            for (b, class) in class_of.iter_mut().enumerate() {
-                let row = &pairs[256 * b..256 * b + 256];
-                *class = match rows.iter().position(|r| *r == row) {
-                    Some(c) => c,
-                    None => {
-                        rows.push(row);
-                        rows.len() - 1
+            let classes = cache
+                .classes
+                .entry(Rc::as_ptr(pairs) as *const bool as usize)
+                .or_insert_with(|| {
+                    cache.alive_pairs.push(pairs.clone());
+                    let mut class_of = [0usize; 256];
+                    let mut representatives: Vec<usize> = Vec::new();
+                    for (b, class) in class_of.iter_mut().enumerate() {
+                        let row = &pairs[256 * b..256 * b + 256];
+                        *class = match representatives
+                            .iter()
+                            .position(|&r| pairs[256 * r..256 * r + 256] == *row)
+                        {
+                            Some(c) => c,
+                            None => {
+                                representatives.push(b);
+                                representatives.len() - 1
+                            }
+                        };
                     }
-                };
-            }
+                    Rc::new(PairClasses {
+                        class_of,
+                        representatives,
+                    })
+                })
+                .clone();
+            class_of = classes.class_of;
+            rows = classes
+                .representatives
+                .iter()
+                .map(|&r| &pairs[256 * r..256 * r + 256])
+                .collect();
         }
         let classes = rows.len().max(1);
         let mut seen = vec![false; dfa.next.len() * classes];
@@ -631,6 +716,7 @@ fn run_path(
     chunk: u64,
     pf: &PrefilterMap,
     work: &mut Vec<Path>,
+    cache: &mut Cache,
 ) -> Result<(usize, Path), String> {
     for _ in 0..10_000 {
         if p.pc == pf.slow || p.pc == pf.skip {
@@ -687,7 +773,7 @@ fn run_path(
                             collapse(moved)
                         }
                         _ if wide && off == 0 => {
-                            lane_op(op, &d, &s).map_err(|w| format!("slot {}: {w}", p.pc))?
+                            lane_op(op, &d, &s, cache).map_err(|w| format!("slot {}: {w}", p.pc))?
                         }
                         _ => return Err(format!("slot {}: {op:?} on byte lanes", p.pc)),
                     }
@@ -782,7 +868,9 @@ fn run_path(
                             let want = (v >> (8 * i)) as u8;
                             match &l[*i] {
                                 Lane::Const(_) => {}
-                                lane => other_feasible &= narrow(&mut other, lane, |x| x != want),
+                                lane => {
+                                    other_feasible &= narrow(&mut other, lane, |x| x != want, cache)
+                                }
                             }
                         }
                         if open.is_empty() {
@@ -794,7 +882,7 @@ fn run_path(
                             let want = (v >> (8 * i)) as u8;
                             match lane {
                                 Lane::Const(c) => feasible &= *c == want,
-                                lane => feasible &= narrow(&mut p, lane, |x| x == want),
+                                lane => feasible &= narrow(&mut p, lane, |x| x == want, cache),
                             }
                         }
                         match (feasible, other_feasible) {
