@@ -88,3 +88,17 @@ fn a_combined_block_list_validates() {
         }
     }
 }
+
+/// A prefilter no frame reaches (its window starts past every frame's
+/// payload): nothing to check, and the object validates (a random spec
+/// found this; the probes could not reach the prefilter and it failed).
+#[test]
+fn a_prefilter_no_frame_reaches_validates() {
+    let text = r#"{"version": 1, "name": "far", "predicate": {"op": "or", "args": [{"op": "contains", "window": {"start": 65532, "end": null}, "pattern": [[[72, 72], [104, 104]]]}]}}"#;
+    let spec = predicate_ir::parse(text).unwrap();
+    let c = support::compile_program(predicate_ir::lower(&spec).unwrap());
+    assert!(!c.map.prefilters.is_empty(), "a prefilter: {:?}", c.map);
+    let report =
+        lagic_validate::validate(&c.program, &c.object, &c.map).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.prefilter_paths, 0, "{report:?}");
+}
