@@ -699,9 +699,26 @@ fn blocklist_rows(
             (|| tools::compile_spec(lagic, &spec, &lagic_obj), &lagic_obj),
             (|| tools::compile_c(clang, &source, &clang_obj), &clang_obj),
         );
+        // The same compile without translation validation: what it costs.
+        let lagic_no_validate_ms = l.compile_ms.and_then(|_| {
+            let times: Result<Vec<f64>, BenchError> = (0..plan.scaling_runs.max(1))
+                .map(|_| {
+                    let mut cmd = std::process::Command::new(lagic);
+                    cmd.arg("compile")
+                        .arg(&spec)
+                        .arg("--no-validate")
+                        .arg("-o")
+                        .arg(&lagic_obj);
+                    tools::run_timed("lagic compile --no-validate", cmd)
+                        .map(|d| d.as_secs_f64() * 1e3)
+                })
+                .collect();
+            times.ok().map(measure::median)
+        });
         eprintln!(
-            "lagic-bench: block list {k}: lagic {} / clang {}",
+            "lagic-bench: block list {k}: lagic {} ({} ms without validation) / clang {}",
             l.summary(),
+            lagic_no_validate_ms.map_or("-".into(), |ms| format!("{ms:.1}")),
             c.summary()
         );
         // The gate: every loaded side agrees with the plain definition.
@@ -770,6 +787,7 @@ fn blocklist_rows(
             k,
             lagic: l,
             clang: c,
+            lagic_no_validate_ms,
             c_states,
             timing,
             alone,

@@ -94,6 +94,35 @@ fn a_validation_failure_is_exit_1_and_writes_nothing() {
     }
 }
 
+/// The fault switch reaches seeds whose windows are only inline (no
+/// callback): the broken transition is caught there too.
+#[test]
+fn a_broken_inline_step_is_caught() {
+    for name in ["minimal", "printable16", "printable64"] {
+        let run = lagic()
+            .env("LAGIC_DEBUG_BREAK_STEP", "1")
+            .args(["compile", "-o", "-"])
+            .arg(example(name))
+            .output()
+            .unwrap();
+        let err = stderr(&run);
+        if cfg!(debug_assertions) {
+            assert_eq!(run.status.code(), Some(1), "{name}: {err}");
+            assert!(
+                err.contains("translation validation failed"),
+                "{name}: {err}"
+            );
+            assert!(
+                err.contains("inline pass 0") && err.contains("scan 0") && err.contains("byte 0x"),
+                "{name}: {err}"
+            );
+            assert!(run.stdout.is_empty(), "{name}: nothing written");
+        } else {
+            assert_eq!(run.status.code(), Some(0), "{name}: {err}");
+        }
+    }
+}
+
 #[test]
 fn no_validate_skips_the_check() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,15 +10,21 @@
 //!   every byte value, with stores forbidden and the other machines'
 //!   registers undefined: it must read exactly one packet byte, change no
 //!   register but its state and `r8`, and leave the IR's next state.
-//! - **Walk.** For every payload length 0..=65,535 the entry runs
-//!   concretely from the pass's first instruction (captured once on the
-//!   longest payload, the length slot then set to `n`) to its end, step
-//!   ranges not executed: at each, the byte it loads must be the next
-//!   window position of its machine, its state registers must hold what the
-//!   machine's previous step left (a fresh token per step, or the initial
-//!   state), and they are set to a new token. At the end each machine has
-//!   read exactly the window, each scan's final-state slot holds its last
-//!   token, nothing else on the stack changed, and `r6` (the skb) is intact.
+//! - **Walk.** For every payload length 0..=65,535 the entry runs from
+//!   the pass's first instruction (captured once on the longest payload,
+//!   the length slot then set to `n`) to its end, step ranges not
+//!   executed: at each, the byte it loads must be the next window position
+//!   of its machine, its state registers must hold what the machine's
+//!   previous step left (a fresh token per step, or the initial state),
+//!   and they are set to a new token. At the end each machine has read
+//!   exactly the window, each scan's final-state slot holds its last token,
+//!   nothing else on the stack changed, and `r6` (the skb) is intact.
+//!   Lengths are covered by classes, one symbolic run each
+//!   (`inline/classes.rs`: about `end - start + 2` runs of the code outside
+//!   the steps), falling back to one concrete run per length where the
+//!   symbolic run does not apply; the concrete run ([`Mode::OneByOne`]) is
+//!   the reference the classes are tested against, and always runs the
+//!   lengths no frame carries (65,482 and up; a drop is accepted there).
 //!
 //! Together: the pass computes, for every length, each machine's IR state
 //! after the window, which the formula check takes from there.
@@ -31,16 +37,31 @@ use crate::isa::Insn;
 use crate::object::Object;
 use crate::step::{compare, encode, reachable, show_state, state_regs};
 use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
-use crate::walk::{MAX_LEN, MAX_PAYLOAD};
+use crate::walk::classes::{Class, Fail};
+pub use crate::walk::Mode;
+use crate::walk::{Stats, MAX_LEN, MAX_PAYLOAD};
 use crate::ValidationError;
 
-/// Runs the inline check on every inline pass; returns the instructions
-/// the step check executed and the payload lengths the walk ran.
+mod classes;
+
+/// Runs the inline check on every inline pass, the walk by classes of
+/// lengths; returns the instructions the step check executed and what the
+/// walk check covered.
 pub fn check(
     program: &Program,
     object: &Object,
     map: &CodeMap,
-) -> Result<(u64, u64), ValidationError> {
+) -> Result<(u64, Stats), ValidationError> {
+    check_with(program, object, map, Mode::Classes)
+}
+
+/// [`check`], the walk in the given mode.
+pub fn check_with(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+    mode: Mode,
+) -> Result<(u64, Stats), ValidationError> {
     // Every scan in exactly one pass, callback or inline.
     for scan in 0..program.scans.len() {
         let homes = map
@@ -56,12 +77,29 @@ pub fn check(
             )));
         }
     }
-    let (mut insns, mut lengths) = (0, 0);
+    let mut insns = 0;
     for (i, pass) in map.inline.iter().enumerate() {
         insns += check_steps(program, object, i, pass)?;
-        lengths += check_walk(program, object, map, i, pass)?;
     }
-    Ok((insns, lengths))
+    Ok((insns, check_walks(program, object, map, mode)?))
+}
+
+/// The walk check alone, on every inline pass, in the given mode (the
+/// tests compare the modes on mutants whose steps are unchanged).
+pub fn check_walks(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+    mode: Mode,
+) -> Result<Stats, ValidationError> {
+    let mut stats = Stats::default();
+    for (i, pass) in map.inline.iter().enumerate() {
+        let s = check_walk(program, object, map, i, pass, mode)?;
+        stats.lengths += s.lengths;
+        stats.classes += s.classes;
+        stats.one_by_one += s.one_by_one;
+    }
+    Ok(stats)
 }
 
 fn error(pass: usize, map: &InlineMap, at: String, what: String) -> ValidationError {
@@ -155,17 +193,11 @@ fn check_steps(
             }
         }
     }
-    // Copies of a machine's step that differ only in the offset of their
-    // byte load behave alike but for the byte they read (the walk's part):
-    // one reached copy of each shape runs exhaustively.
-    let shape = |r: &StepRange| -> Vec<Insn> {
-        let mut code = entry.insns[r.start..r.end].to_vec();
-        if let Some(Insn::Load { off, .. }) = code.first_mut() {
-            *off = 0;
-        }
-        code
-    };
-    let mut representatives: Vec<(usize, Vec<Insn>, usize)> = Vec::new();
+    // Copies of a machine's step of one shape behave alike but for the
+    // byte they read (the walk's part): one reached copy of each shape
+    // runs exhaustively.
+    let shape = |r: &StepRange| shape(&entry.insns, r.start, r.end);
+    let mut representatives: Vec<(usize, Shape, usize)> = Vec::new();
     for r in &pass.steps {
         if !captured.contains_key(&r.start) {
             // No frame of at most 65,535 bytes reaches it; the walk fails
@@ -279,6 +311,88 @@ fn check_steps(
     Ok(executed)
 }
 
+/// A step's code as a graph: the instructions reachable from its first
+/// slot before its end, numbered in the order they are found, each with
+/// the numbers of its successors (`usize::MAX` for the end, `MAX - 1` for
+/// none) in place of
+/// its jump offset, and the first load's offset set to 0.
+type Shape = Vec<(Insn, [usize; 2])>;
+
+/// The [`Shape`] of the step at `start..end` of `insns`. Two steps of one
+/// shape run the same instructions, in the same order, on the same values,
+/// but for the byte the first one loads: an inline step's rare bytes jump
+/// to code after its block (emit-bpf's `codegen/inline.rs`), at another
+/// offset in every copy, which a slot-by-slot comparison would tell apart.
+fn shape(insns: &[Insn], start: usize, end: usize) -> Shape {
+    const END: usize = usize::MAX;
+    const NONE: usize = usize::MAX - 1;
+    // Past this many instructions the copy is its own shape (found by slot).
+    const LIMIT: usize = 4096;
+    let mut number = std::collections::HashMap::from([(start, 0usize)]);
+    let mut order = vec![start];
+    let mut out: Shape = Vec::new();
+    let mut i = 0;
+    while let Some(&pc) = order.get(i) {
+        i += 1;
+        let Some(&insn) = insns.get(pc).filter(|_| order.len() < LIMIT) else {
+            // Off the function, or too long: compared by its slots.
+            return vec![(Insn::Wide, [start, end])];
+        };
+        let target = |off: i32| (pc as i64 + 1 + i64::from(off)) as usize;
+        let (insn, succ) = match insn {
+            Insn::Jump {
+                wide,
+                cond,
+                dst,
+                src,
+                off,
+            } => {
+                let taken = target(off);
+                let jump = Insn::Jump {
+                    wide,
+                    cond,
+                    dst,
+                    src,
+                    off: 0,
+                };
+                match cond {
+                    None => (jump, [Some(taken), None]),
+                    Some(_) => (jump, [Some(pc + 1), Some(taken)]),
+                }
+            }
+            Insn::Exit => (insn, [None, None]),
+            Insn::LoadImm64 { .. } => (insn, [Some(pc + 2), None]),
+            Insn::Load {
+                width,
+                dst,
+                src,
+                signed,
+                ..
+            } if pc == start => (
+                Insn::Load {
+                    width,
+                    dst,
+                    src,
+                    off: 0,
+                    signed,
+                },
+                [Some(pc + 1), None],
+            ),
+            other => (other, [Some(pc + 1), None]),
+        };
+        let ids = succ.map(|s| match s {
+            None => NONE,
+            Some(s) if s == end => END,
+            Some(s) => *number.entry(s).or_insert_with(|| {
+                order.push(s);
+                order.len() - 1
+            }),
+        });
+        out.push((insn, ids));
+    }
+    out
+}
+
 /// A value no state register holds: step `visit` of machine `machine`
 /// left it in register `reg`.
 fn token(machine: usize, visit: u64, reg: u8) -> u64 {
@@ -291,7 +405,8 @@ fn check_walk(
     map: &CodeMap,
     p: usize,
     pass: &InlineMap,
-) -> Result<u64, ValidationError> {
+    mode: Mode,
+) -> Result<Stats, ValidationError> {
     // The entry at the pass's first instruction, on the longest payload.
     let mut vm = Vm::new(object);
     crate::watch::install(&mut vm);
@@ -351,10 +466,71 @@ fn check_walk(
     }
     vm.entry_stops = Some(stops);
 
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8) as u32;
-    let span = (MAX_LEN + 1).div_ceil(threads);
+    let mut stats = Stats::default();
+    let mut one_by_one: Vec<u32> = Vec::new();
+    if mode == Mode::Classes {
+        let inputs = classes::Inputs {
+            program,
+            object,
+            pass,
+            setup: &setup,
+            r10,
+            data,
+            payload_len: map.payload_len,
+            payload_start,
+            final_states: &map.final_states,
+            own_bytes: &own_bytes,
+            step_at: &step_at,
+        };
+        // The pieces of the window (before its start, each length inside
+        // it, past its end), on which its length is constant.
+        let start = pass.window.start.min(MAX_PAYLOAD);
+        let end = pass
+            .window
+            .end
+            .unwrap_or(start)
+            .clamp(start, MAX_PAYLOAD + 1);
+        let mut pieces = vec![Class {
+            n0: 0,
+            stride: 1,
+            count: start + 1,
+        }];
+        pieces.extend((start + 1..end).map(|n| Class {
+            n0: n,
+            stride: 1,
+            count: 1,
+        }));
+        if end <= MAX_PAYLOAD {
+            pieces.push(Class {
+                n0: end,
+                stride: 1,
+                count: MAX_PAYLOAD - end + 1,
+            });
+        }
+        let mut work: Vec<Class> = pieces.into_iter().rev().collect();
+        while let Some(class) = work.pop() {
+            match classes::check_class(&inputs, &mut vm, class) {
+                Ok(()) => {
+                    stats.classes += 1;
+                    stats.lengths += u64::from(class.count);
+                }
+                Err(Fail::Split(k)) => work.extend(class.split(k).into_iter().rev()),
+                Err(Fail::Stride(g)) => work.extend(class.residues(g).into_iter().rev()),
+                Err(Fail::Unsupported(why)) => {
+                    if std::env::var_os("LAGIC_DEBUG_WALK").is_some() {
+                        eprintln!("inline walk class {class:?}: {why}");
+                    }
+                    one_by_one.extend(class.lengths());
+                }
+            }
+        }
+        one_by_one.sort_unstable();
+        one_by_one.extend(MAX_PAYLOAD + 1..=MAX_LEN);
+    } else {
+        one_by_one.extend(0..=MAX_LEN);
+    }
+    stats.one_by_one = one_by_one.len() as u64;
+    stats.lengths += stats.one_by_one;
     let ctx = WalkCtx {
         program,
         map,
@@ -367,17 +543,21 @@ fn check_walk(
         own_bytes: &own_bytes,
         step_at: &step_at,
     };
-    let results: Vec<Result<u64, ValidationError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
+    // Many lengths one by one: split them over the cores, in contiguous
+    // runs, so the error reported is still the one at the smallest length.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8));
+    let threads = if one_by_one.len() < 4096 { 1 } else { threads };
+    let chunk = one_by_one.len().div_ceil(threads).max(1);
+    let results: Vec<Result<(), ValidationError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = one_by_one
+            .chunks(chunk)
+            .map(|part| {
                 let (ctx, mut vm) = (&ctx, vm.clone());
-                let lo = t * span;
-                let hi = ((t + 1) * span).min(MAX_LEN + 1);
                 scope.spawn(move || {
-                    for n in lo..hi {
+                    for &n in part {
                         walk_one(ctx, &mut vm, n)?;
                     }
-                    Ok(u64::from(hi.saturating_sub(lo)))
+                    Ok(())
                 })
             })
             .collect();
@@ -393,11 +573,18 @@ fn check_walk(
             .collect()
     });
     // The error at the smallest length, whatever the split.
-    let mut runs = 0;
     for r in results {
-        runs += r?;
+        r?;
     }
-    Ok(runs)
+    Ok(stats)
+}
+
+/// The register whose value is a machine's final state.
+fn final_reg(encoding: &StateEncoding) -> u8 {
+    match *encoding {
+        StateEncoding::Dfa { reg, .. } => reg,
+        StateEncoding::Depth { mode_reg, .. } => mode_reg,
+    }
 }
 
 struct WalkCtx<'a> {
@@ -450,12 +637,12 @@ fn walk_one(c: &WalkCtx<'_>, vm: &mut Vm<'_>, n: u32) -> Result<(), ValidationEr
     let mut pc = pass.start;
     vm.budget = 1_000_000;
     loop {
-        let stop = vm
-            .exec(Func::Entry, pc, &mut regs, &[])
-            .map_err(exec_error(format!(
-                "the walk of inline pass {} with payload length {n}",
-                c.p
-            )))?;
+        let stop =
+            vm.exec(Func::Entry, pc, &mut regs, &[])
+                .map_err(|error| ValidationError::Exec {
+                    during: format!("the walk of inline pass {} with payload length {n}", c.p),
+                    error,
+                })?;
         let at = match stop {
             Stop::At(at) => at,
             other if !frame_fits => {
@@ -526,10 +713,7 @@ fn walk_one(c: &WalkCtx<'_>, vm: &mut Vm<'_>, n: u32) -> Result<(), ValidationEr
         }
     }
     for (m, mm) in pass.machines.iter().enumerate() {
-        let state_reg = match mm.encoding {
-            StateEncoding::Dfa { reg, .. } => reg,
-            StateEncoding::Depth { mode_reg, .. } => mode_reg,
-        };
+        let state_reg = final_reg(&mm.encoding);
         let want = held[m]
             .iter()
             .find(|(r, _)| *r == state_reg)

@@ -179,20 +179,20 @@ pub fn validate(
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
     let walk = walk::check(program, &stepped, map, 0..=walk::MAX_LEN, &checked_steps)?;
-    let prefilter_paths = prefilter::check(program, &object, map)?;
+    let prefilter_paths = prefilter::check(program, &object, map, &checked_steps)?;
     let walk_time = t.elapsed();
     // Inline passes: their steps and walk (counted with the others').
     let t = std::time::Instant::now();
-    let (inline_insns, inline_lengths) = inline::check(program, &object, map)?;
+    let (inline_insns, inline_walk) = inline::check(program, &object, map)?;
     let step_insns = step_insns + inline_insns;
     let walk_time = walk_time + t.elapsed();
     let t = std::time::Instant::now();
     let formula_cases = formula::check(program, &object, map)?;
     Ok(Report {
         step_insns,
-        walk_lengths: walk.lengths + inline_lengths,
-        walk_classes: walk.classes,
-        walk_one_by_one: walk.one_by_one,
+        walk_lengths: walk.lengths + inline_walk.lengths,
+        walk_classes: walk.classes + inline_walk.classes,
+        walk_one_by_one: walk.one_by_one + inline_walk.one_by_one,
         formula_cases,
         prefilter_paths,
         times: [step_time, walk_time, t.elapsed()],

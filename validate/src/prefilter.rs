@@ -35,6 +35,8 @@ use crate::object::{Function, Object};
 use crate::step::reachable;
 use crate::vm::{Probe, Skb, Vm};
 use crate::ValidationError;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 /// The object with every prefilter jumping straight to its slow path.
 pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationError> {
@@ -62,10 +64,18 @@ pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationErro
 }
 
 /// Runs the prefilter check; returns how many paths it followed.
-pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, ValidationError> {
+/// `checked_steps` are the step check's (per pass, the step starts it
+/// checked), after the walk check passed on the bypassed object.
+pub fn check(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+    checked_steps: &[Vec<usize>],
+) -> Result<u64, ValidationError> {
     let mut paths = 0;
     for (i, pf) in map.prefilters.iter().enumerate() {
-        paths += check_one(program, object, map, i, pf)?;
+        let checked = checked_steps.get(pf.pass).map_or(&[][..], Vec::as_slice);
+        paths += check_one(program, object, map, i, pf, checked)?;
     }
     Ok(paths)
 }
@@ -84,6 +94,7 @@ fn check_one(
     map: &CodeMap,
     i: usize,
     pf: &PrefilterMap,
+    checked: &[usize],
 ) -> Result<u64, ValidationError> {
     let e = |what: String| err(i, pf, what);
     let pass = map
@@ -151,9 +162,18 @@ fn check_one(
         }
     }
     let captured = vm.probe.take().expect("set").captured;
-    let snap = captured
-        .get(&pf.start)
-        .ok_or_else(|| e("no probe packet reaches the prefilter".into()))?;
+    let Some(snap) = captured.get(&pf.start) else {
+        // In the bypassed object the prefilter's first slot jumps to the
+        // step at `slow`. The step check could not set that step up (no
+        // frame reached it), and the walk check, which passed, fails when
+        // any payload length reaches a step not set up: so no frame
+        // reaches the prefilter either (a window starting past every
+        // frame's payload, say).
+        if !checked.contains(&pf.slow) {
+            return Ok(0);
+        }
+        return Err(e("no probe packet reaches the prefilter".into()));
+    };
     let at_start = snap.regs;
     let chunk = at_start
         .get(9)
@@ -162,6 +182,7 @@ fn check_one(
     let live_skip = live_in(callback, pf.skip).map_err(&e)?;
 
     let mut paths = 0;
+    let mut cache = Cache::default();
     for state in reachable(&program.scans[mm.scan].machine) {
         let mut regs: [Option<Val>; 11] =
             std::array::from_fn(|r| at_start.get(r as u8).map(Val::Known));
@@ -180,7 +201,7 @@ fn check_one(
             if paths > 100_000 {
                 return Err(e("too many paths".into()));
             }
-            let (end, path) = run_path(callback, path, chunk, pf, &mut work)
+            let (end, path) = run_path(callback, path, chunk, pf, &mut work, &mut cache)
                 .map_err(|w| e(format!("from state {state}: {w}")))?;
             let live = if end == pf.slow { live_slow } else { live_skip };
             for r in 0..=9u8 {
@@ -200,7 +221,8 @@ fn check_one(
                 }
             }
             if end == pf.skip {
-                leaves_in(dfa, state, &path).map_err(|w| e(format!("from state {state}: {w}")))?;
+                leaves_in(dfa, state, &path, &mut cache)
+                    .map_err(|w| e(format!("from state {state}: {w}")))?;
             }
         }
     }
@@ -220,18 +242,86 @@ enum Lane {
     /// `table[b]` when chunk byte `pos` is `b`.
     Of {
         pos: u16,
-        table: Box<[u8; 256]>,
+        table: Rc<[u8; 256]>,
     },
-    /// `table[256 * a + b]` when chunk bytes `pos` and `pos + 1` are `a`, `b`.
+    /// `post[base.table[256 * a + b]]` when chunk bytes `pos` and `pos + 1`
+    /// are `a`, `b`. Tables are shared, never changed: a path's copy costs
+    /// no copy of them, and an operation with a constant, or between two
+    /// lanes of one base, changes only the 256 entries of `post`.
     Pair {
         pos: u16,
-        table: Box<[u8]>,
+        base: Rc<PairBase>,
+        post: Rc<[u8; 256]>,
     },
+}
+
+/// [`neighbours`]'s arguments: the operation (by its name), the tables,
+/// which comes first.
+type NeighboursKey = (String, [u8; 256], [u8; 256], bool);
+
+/// Allowed pairs, and whether any is.
+type Narrowed = (Rc<Vec<bool>>, bool);
+
+/// Results of pure functions of tables, shared by every lane, word and
+/// path of one prefilter: its words run the same operations on tables of
+/// the same contents, so each result is computed once. Keys that are
+/// addresses hold their table alive here, so no address is reused.
+#[derive(Default)]
+struct Cache {
+    /// [`neighbours`] by its arguments (the operation by its name).
+    neighbours: HashMap<NeighboursKey, Rc<PairBase>>,
+    /// A first pair constraint: by its base's address and the values kept.
+    narrowed: HashMap<(usize, [bool; 256]), Narrowed>,
+    /// [`leaves_in`]'s classes of a pair constraint, by its address.
+    classes: HashMap<usize, Rc<PairClasses>>,
+    alive: Vec<Rc<PairBase>>,
+    alive_pairs: Vec<Rc<Vec<bool>>>,
+}
+
+/// The bytes `a` whose rows of a pair constraint (the next bytes it
+/// allows after `a`) are equal: the class of each byte, and one byte of
+/// each class.
+struct PairClasses {
+    class_of: [usize; 256],
+    representatives: Vec<usize>,
+}
+
+/// A table over byte pairs, and which of its 256 values it holds.
+struct PairBase {
+    table: Vec<u8>,
+    present: [bool; 256],
+}
+
+impl PairBase {
+    fn new(table: Vec<u8>) -> PairBase {
+        let mut present = [false; 256];
+        for &v in &table {
+            present[usize::from(v)] = true;
+        }
+        PairBase { table, present }
+    }
+}
+
+/// `f` on the values a pair lane's base holds, through `post` (or `other`
+/// for a second lane of the same base): the new `post`. Values the base
+/// does not hold are left 0 and never run through `f`, so a carry there
+/// refuses nothing.
+fn pair_post(
+    base: &PairBase,
+    f: impl Fn(u8) -> Result<u8, String>,
+) -> Result<Rc<[u8; 256]>, String> {
+    let mut post = [0u8; 256];
+    for (v, out) in post.iter_mut().enumerate() {
+        if base.present[v] {
+            *out = f(v as u8)?;
+        }
+    }
+    Ok(Rc::new(post))
 }
 
 impl Lane {
     /// The lane as a table over the byte pair at (`pos`, `pos + 1`).
-    fn as_pair(&self, pos: u16) -> Option<Box<[u8]>> {
+    fn as_pair(&self, pos: u16) -> Option<Vec<u8>> {
         let mut t = vec![0u8; 65_536];
         match self {
             Lane::Const(c) => t.fill(*c),
@@ -245,10 +335,14 @@ impl Lane {
                     *v = table[i & 0xff];
                 }
             }
-            Lane::Pair { pos: p, table } if *p == pos => return Some(table.clone()),
+            Lane::Pair { pos: p, base, post } if *p == pos => {
+                for (v, &b) in t.iter_mut().zip(&base.table) {
+                    *v = post[usize::from(b)];
+                }
+            }
             _ => return None,
         }
-        Some(t.into_boxed_slice())
+        Some(t)
     }
 
     /// The first chunk byte the lane depends on, if any.
@@ -271,7 +365,7 @@ struct Path {
     /// Per chunk byte, the values a path here allows.
     allowed: Vec<[bool; 256]>,
     /// Per chunk byte `p` constrained with the next: the pairs allowed.
-    pairs: std::collections::BTreeMap<u16, Box<[bool]>>,
+    pairs: std::collections::BTreeMap<u16, Rc<Vec<bool>>>,
 }
 
 fn lanes(v: &Val) -> [Lane; 8] {
@@ -293,7 +387,7 @@ fn collapse(l: [Lane; 8]) -> Val {
 }
 
 /// A lane-wise 64-bit operation, refused where a lane could carry.
-fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
+fn lane_op(op: Alu, a: &Val, b: &Val, cache: &mut Cache) -> Result<Val, String> {
     let f = |x: u8, y: u8| -> Result<u8, String> {
         match op {
             Alu::And => Ok(x & y),
@@ -320,7 +414,7 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                 }
                 Lane::Of {
                     pos,
-                    table: Box::new(t),
+                    table: Rc::new(t),
                 }
             }
             (Lane::Const(x), Lane::Of { pos, table }) => {
@@ -330,7 +424,7 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                 }
                 Lane::Of {
                     pos,
-                    table: Box::new(t),
+                    table: Rc::new(t),
                 }
             }
             (Lane::Of { pos, table }, Lane::Of { pos: q, table: u }) if pos == q => {
@@ -340,7 +434,46 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                 }
                 Lane::Of {
                     pos,
-                    table: Box::new(t),
+                    table: Rc::new(t),
+                }
+            }
+            (Lane::Pair { pos, base, post }, Lane::Const(y)) => {
+                let post = pair_post(&base, |v| f(post[usize::from(v)], y))?;
+                Lane::Pair { pos, base, post }
+            }
+            (Lane::Const(x), Lane::Pair { pos, base, post }) => {
+                let post = pair_post(&base, |v| f(x, post[usize::from(v)]))?;
+                Lane::Pair { pos, base, post }
+            }
+            (
+                Lane::Pair { pos, base, post },
+                Lane::Pair {
+                    pos: q,
+                    base: other,
+                    post: post2,
+                },
+            ) if pos == q && Rc::ptr_eq(&base, &other) => {
+                let post = pair_post(&base, |v| f(post[usize::from(v)], post2[usize::from(v)]))?;
+                Lane::Pair { pos, base, post }
+            }
+            (Lane::Of { pos: p, table: ta }, Lane::Of { pos: q, table: tb })
+                if p + 1 == q || q + 1 == p =>
+            {
+                // Two neighbouring bytes: the pair table in one pass.
+                let (pos, first_is_a) = (p.min(q), p < q);
+                let key = (format!("{op:?}"), *ta, *tb, first_is_a);
+                let base = match cache.neighbours.get(&key) {
+                    Some(base) => base.clone(),
+                    None => {
+                        let base = Rc::new(neighbours(op, &ta, &tb, first_is_a)?);
+                        cache.neighbours.insert(key, base.clone());
+                        base
+                    }
+                };
+                Lane::Pair {
+                    pos,
+                    base,
+                    post: Rc::new(std::array::from_fn(|v| v as u8)),
                 }
             }
             (x, y) => {
@@ -362,13 +495,10 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
                         "an operation mixes lanes of chunk bytes that are not neighbours".into(),
                     );
                 };
-                let mut t = vec![0u8; 65_536];
-                for i in 0..65_536 {
-                    t[i] = f(tx[i], ty[i])?;
-                }
                 Lane::Pair {
                     pos,
-                    table: t.into_boxed_slice(),
+                    base: Rc::new(PairBase::new(pair_op(op, &tx, &ty)?)),
+                    post: Rc::new(std::array::from_fn(|v| v as u8)),
                 }
             }
         });
@@ -377,9 +507,101 @@ fn lane_op(op: Alu, a: &Val, b: &Val) -> Result<Val, String> {
     Ok(collapse(arr))
 }
 
+/// `op` on a lane of one chunk byte and a lane of the next, as a pair
+/// table: entry `256 * a + b` is `op(ta[a], tb[b])` when `first_is_a` (the
+/// first lane is of the earlier byte), else `op(ta[b], tb[a])`. Refused
+/// where an entry carries or borrows, as [`pair_op`] refuses it.
+fn neighbours(
+    op: Alu,
+    ta: &[u8; 256],
+    tb: &[u8; 256],
+    first_is_a: bool,
+) -> Result<PairBase, String> {
+    fn fill(
+        ta: &[u8; 256],
+        tb: &[u8; 256],
+        first_is_a: bool,
+        f: impl Fn(u8, u8) -> (u8, bool),
+    ) -> (Vec<u8>, bool) {
+        let mut t = vec![0u8; 65_536];
+        let mut overflow = false;
+        for (a, row) in t.chunks_exact_mut(256).enumerate() {
+            for (b, out) in row.iter_mut().enumerate() {
+                let (x, y) = if first_is_a {
+                    (ta[a], tb[b])
+                } else {
+                    (ta[b], tb[a])
+                };
+                let (v, o) = f(x, y);
+                *out = v;
+                overflow |= o;
+            }
+        }
+        (t, overflow)
+    }
+    let (t, overflow) = match op {
+        Alu::And => fill(ta, tb, first_is_a, |x, y| (x & y, false)),
+        Alu::Or => fill(ta, tb, first_is_a, |x, y| (x | y, false)),
+        Alu::Xor => fill(ta, tb, first_is_a, |x, y| (x ^ y, false)),
+        Alu::Add => fill(ta, tb, first_is_a, u8::overflowing_add),
+        Alu::Sub => fill(ta, tb, first_is_a, u8::overflowing_sub),
+        other => return Err(format!("{other:?} on byte lanes is not lane-wise")),
+    };
+    if overflow {
+        return Err(match op {
+            Alu::Add => "an addition carries across byte lanes",
+            _ => "a subtraction borrows across byte lanes",
+        }
+        .into());
+    }
+    Ok(PairBase::new(t))
+}
+
+/// `op` on two pair tables, element by element, refused where an
+/// element carries or borrows (as [`lane_op`] refuses it on one lane).
+fn pair_op(op: Alu, x: &[u8], y: &[u8]) -> Result<Vec<u8>, String> {
+    let mut t = vec![0u8; x.len()];
+    let (xs, ys) = (x.iter(), y.iter());
+    let mut overflow = false;
+    // One loop per operation, so each is a plain loop over the tables.
+    match op {
+        Alu::And => t
+            .iter_mut()
+            .zip(xs.zip(ys))
+            .for_each(|(t, (a, b))| *t = a & b),
+        Alu::Or => t
+            .iter_mut()
+            .zip(xs.zip(ys))
+            .for_each(|(t, (a, b))| *t = a | b),
+        Alu::Xor => t
+            .iter_mut()
+            .zip(xs.zip(ys))
+            .for_each(|(t, (a, b))| *t = a ^ b),
+        Alu::Add => t.iter_mut().zip(xs.zip(ys)).for_each(|(t, (a, b))| {
+            let (v, o) = a.overflowing_add(*b);
+            *t = v;
+            overflow |= o;
+        }),
+        Alu::Sub => t.iter_mut().zip(xs.zip(ys)).for_each(|(t, (a, b))| {
+            let (v, o) = a.overflowing_sub(*b);
+            *t = v;
+            overflow |= o;
+        }),
+        other => return Err(format!("{other:?} on byte lanes is not lane-wise")),
+    }
+    if overflow {
+        return Err(match op {
+            Alu::Add => "an addition carries across byte lanes",
+            _ => "a subtraction borrows across byte lanes",
+        }
+        .into());
+    }
+    Ok(t)
+}
+
 /// Narrows the chunk bytes `lane` depends on to those where `keep` holds
 /// of the lane's value; false when nothing is left (no chunk goes there).
-fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool) -> bool {
+fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool, cache: &mut Cache) -> bool {
     match lane {
         Lane::Const(c) => keep(*c),
         Lane::Of { pos, table } => {
@@ -389,50 +611,118 @@ fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool) -> bool {
             }
             allowed.iter().any(|&a| a)
         }
-        Lane::Pair { pos, table } => {
-            let pairs = p
-                .pairs
-                .entry(*pos)
-                .or_insert_with(|| vec![true; 65_536].into_boxed_slice());
-            for i in 0..65_536 {
-                pairs[i] &= keep(table[i]);
+        Lane::Pair { pos, base, post } => {
+            // The lane takes at most 256 values: decide `keep` once each.
+            let mut kept = [false; 256];
+            for (v, k) in kept.iter_mut().enumerate() {
+                *k = keep(post[v]);
             }
-            pairs.iter().any(|&a| a)
+            if !p.pairs.contains_key(pos) {
+                // The first constraint on these pairs: the same for every
+                // lane of this base and these kept values.
+                let key = (Rc::as_ptr(base) as usize, kept);
+                let (pairs, any) = match cache.narrowed.get(&key) {
+                    Some(hit) => hit.clone(),
+                    None => {
+                        let pairs: Vec<bool> =
+                            base.table.iter().map(|&v| kept[usize::from(v)]).collect();
+                        let any = pairs.iter().any(|&a| a);
+                        let hit = (Rc::new(pairs), any);
+                        cache.alive.push(base.clone());
+                        cache.narrowed.insert(key, hit.clone());
+                        hit
+                    }
+                };
+                p.pairs.insert(*pos, pairs);
+                return any;
+            }
+            let pairs = Rc::make_mut(p.pairs.get_mut(pos).expect("checked"));
+            let mut any = false;
+            for (a, &v) in pairs.iter_mut().zip(base.table.iter()) {
+                *a &= kept[usize::from(v)];
+                any |= *a;
+            }
+            any
         }
     }
 }
 
 /// Whether every chunk the path allows (each byte in its set, each
 /// constrained pair in its set) leaves the DFA in `state`: a walk over the
-/// chunk holding the reachable (DFA state, last byte) pairs.
-fn leaves_in(dfa: &predicate_ir::Dfa, state: u32, p: &Path) -> Result<(), String> {
-    let mut now: Vec<(u32, Option<u8>)> = vec![(state, None)];
+/// chunk holding the reachable pairs of DFA state and class of the last
+/// byte, where two bytes are in one class when the pair constraint after
+/// them allows the same next bytes (one class where there is none), so
+/// every chunk continues from them alike. An example byte of each class is
+/// kept for the message.
+fn leaves_in(
+    dfa: &predicate_ir::Dfa,
+    state: u32,
+    p: &Path,
+    cache: &mut Cache,
+) -> Result<(), String> {
+    let mut now: Vec<(u32, usize, Option<u8>)> = vec![(state, 0, None)];
+    // The constraint from the previous byte: one row of allowed next bytes per class.
+    let mut prev_rows: Vec<&[bool]> = Vec::new();
     for (pos, allowed) in p.allowed.iter().enumerate() {
-        let pair = p.pairs.get(&(pos as u16).wrapping_sub(1));
-        let mut seen = vec![false; dfa.next.len() * 256];
+        let mut class_of = [0usize; 256];
+        let mut rows: Vec<&[bool]> = Vec::new();
+        if let Some(pairs) = p.pairs.get(&(pos as u16)) {
+            let classes = cache
+                .classes
+                .entry(Rc::as_ptr(pairs) as *const bool as usize)
+                .or_insert_with(|| {
+                    cache.alive_pairs.push(pairs.clone());
+                    let mut class_of = [0usize; 256];
+                    let mut representatives: Vec<usize> = Vec::new();
+                    for (b, class) in class_of.iter_mut().enumerate() {
+                        let row = &pairs[256 * b..256 * b + 256];
+                        *class = match representatives
+                            .iter()
+                            .position(|&r| pairs[256 * r..256 * r + 256] == *row)
+                        {
+                            Some(c) => c,
+                            None => {
+                                representatives.push(b);
+                                representatives.len() - 1
+                            }
+                        };
+                    }
+                    Rc::new(PairClasses {
+                        class_of,
+                        representatives,
+                    })
+                })
+                .clone();
+            class_of = classes.class_of;
+            rows = classes
+                .representatives
+                .iter()
+                .map(|&r| &pairs[256 * r..256 * r + 256])
+                .collect();
+        }
+        let classes = rows.len().max(1);
+        let mut seen = vec![false; dfa.next.len() * classes];
         let mut next = Vec::new();
-        for &(q, last) in &now {
+        for &(q, c, _) in &now {
+            let row = prev_rows.get(c);
             for b in 0..=255u8 {
-                if !allowed[usize::from(b)] {
+                if !allowed[usize::from(b)] || row.is_some_and(|r| !r[usize::from(b)]) {
                     continue;
                 }
-                if let (Some(pairs), Some(a)) = (pair, last) {
-                    if !pairs[usize::from(a) * 256 + usize::from(b)] {
-                        continue;
-                    }
-                }
                 let t = dfa.next[q as usize][usize::from(b)];
-                let k = t as usize * 256 + usize::from(b);
+                let class = class_of[usize::from(b)];
+                let k = t as usize * classes + class;
                 if !seen[k] {
                     seen[k] = true;
-                    next.push((t, Some(b)));
+                    next.push((t, class, Some(b)));
                 }
             }
         }
         now = next;
+        prev_rows = rows;
     }
-    match now.iter().find(|&&(q, _)| q != state) {
-        Some(&(q, last)) => Err(format!(
+    match now.iter().find(|&&(q, _, _)| q != state) {
+        Some(&(q, _, last)) => Err(format!(
             "a chunk the code skips can leave the DFA in state {q} (last byte {:#04x})",
             last.unwrap_or(0)
         )),
@@ -448,6 +738,7 @@ fn run_path(
     chunk: u64,
     pf: &PrefilterMap,
     work: &mut Vec<Path>,
+    cache: &mut Cache,
 ) -> Result<(usize, Path), String> {
     for _ in 0..10_000 {
         if p.pc == pf.slow || p.pc == pf.skip {
@@ -504,7 +795,7 @@ fn run_path(
                             collapse(moved)
                         }
                         _ if wide && off == 0 => {
-                            lane_op(op, &d, &s).map_err(|w| format!("slot {}: {w}", p.pc))?
+                            lane_op(op, &d, &s, cache).map_err(|w| format!("slot {}: {w}", p.pc))?
                         }
                         _ => return Err(format!("slot {}: {op:?} on byte lanes", p.pc)),
                     }
@@ -536,7 +827,7 @@ fn run_path(
                     if i < usize::from(width) {
                         Lane::Of {
                             pos: pos as u16 + i as u16,
-                            table: Box::new(std::array::from_fn(|b| b as u8)),
+                            table: Rc::new(std::array::from_fn(|b| b as u8)),
                         }
                     } else {
                         Lane::Const(0)
@@ -599,7 +890,9 @@ fn run_path(
                             let want = (v >> (8 * i)) as u8;
                             match &l[*i] {
                                 Lane::Const(_) => {}
-                                lane => other_feasible &= narrow(&mut other, lane, |x| x != want),
+                                lane => {
+                                    other_feasible &= narrow(&mut other, lane, |x| x != want, cache)
+                                }
                             }
                         }
                         if open.is_empty() {
@@ -611,7 +904,7 @@ fn run_path(
                             let want = (v >> (8 * i)) as u8;
                             match lane {
                                 Lane::Const(c) => feasible &= *c == want,
-                                lane => feasible &= narrow(&mut p, lane, |x| x == want),
+                                lane => feasible &= narrow(&mut p, lane, |x| x == want, cache),
                             }
                         }
                         match (feasible, other_feasible) {

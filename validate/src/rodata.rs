@@ -29,8 +29,13 @@ pub fn install(vm: &mut Vm<'_>) {
 
 /// The address an `ld_imm64` with `src` = 2 at the current slot loads.
 fn load_address(vm: &mut Vm<'_>, imm: i32, _high: u64) -> Result<u64, String> {
-    let object = vm.object();
     let (f, slot) = vm.loading_at();
+    address(vm.object(), f, slot, imm)
+}
+
+/// The address an `ld_imm64` with `src` = 2 and first `imm` at `slot` of
+/// `f` loads (the walk check's symbolic run resolves it the same way).
+pub fn address(object: &Object, f: Func, slot: usize, imm: i32) -> Result<u64, String> {
     let symbol = match f {
         Func::Entry => object.rodata_refs.get(&slot).copied(),
         Func::Callback(_) => None,

@@ -355,16 +355,35 @@ fn check_pass(
         vm.forbid_stores = true;
         let mut byte_at: Option<u64> = None;
         let states = reachable(machine);
-        let cells = match bytes {
-            Bytes::Cells => byte_cells(&callback.insns, range.start, range.end),
-            Bytes::Every => (0..=255u8).map(|b| (b, b)).collect(),
+        let ranges = |cells: Vec<(u8, u8)>| -> Vec<Vec<u8>> {
+            cells.into_iter().map(|(a, b)| (a..=b).collect()).collect()
+        };
+        let cells: Vec<Vec<u8>> = match bytes {
+            Bytes::Cells => match table_prefix(&callback.insns, range.start, range.end, &own) {
+                Some(class_load) => {
+                    let snap_regs = base_regs;
+                    let cells = table_cells(&mut vm, p, range.start, class_load, snap_regs)
+                        .map_err(|what| ValidationError::Step {
+                            scan,
+                            pass: p,
+                            offset: range.offset,
+                            state: show_state(machine, Machine::INITIAL),
+                            byte: 0,
+                            what,
+                        })?;
+                    vm.budget = 100_000;
+                    cells
+                }
+                None => ranges(byte_cells(&callback.insns, range.start, range.end)),
+            },
+            Bytes::Every => ranges((0..=255u8).map(|b| (b, b)).collect()),
         };
         // Where the step ends, then every slot outside it that a jump of
         // the step reaches: stopping at one of those is an error.
         let stops = exits(&callback.insns, range.start, range.end);
         for &state in &states {
-            for &(first, last) in &cells {
-                let byte = first;
+            for cell in &cells {
+                let byte = cell[0];
                 let mut regs = base_regs;
                 encode(machine, &mm.encoding, state, &mut regs);
                 let before = regs;
@@ -421,8 +440,8 @@ fn check_pass(
                     }
                 };
                 // Every byte of the cell takes this run's path (see
-                // `byte_cells`): its result is this run's.
-                for b in first..=last {
+                // `byte_cells` and `table_cells`): its result is this run's.
+                for &b in cell {
                     compare(machine, &mm.encoding, state, b, &before, &after, &own)
                         .map_err(|what| err(b, what))?;
                 }
@@ -555,6 +574,109 @@ fn check_early_stop(
         }
     }
     Ok(executed)
+}
+
+/// Where a table step's prefix ends: the slot of its class load, when the
+/// step begins by loading its byte into `r8`, then only changes `r8` by
+/// 64-bit arithmetic with immediates or registers other than its state
+/// registers `state` (which the check varies), then loads `r8`
+/// from an address in `r8` (emit-bpf's `codegen/table.rs`: the byte's
+/// class offset from the class map). None for any other step.
+fn table_prefix(code: &[Insn], start: usize, end: usize, state: &[u8]) -> Option<usize> {
+    const BYTE: u8 = 8;
+    if !matches!(
+        code.get(start),
+        Some(Insn::Load {
+            width: 1,
+            dst: BYTE,
+            signed: false,
+            ..
+        })
+    ) {
+        return None;
+    }
+    for (pc, insn) in code.iter().enumerate().take(end).skip(start + 1) {
+        match *insn {
+            Insn::Alu {
+                wide: true,
+                op,
+                dst: BYTE,
+                src,
+                ..
+            } if op != crate::isa::Alu::Mov
+                && !matches!(src, Operand::Reg(r) if r == BYTE || state.contains(&r)) => {}
+            Insn::Load {
+                dst: BYTE,
+                src: BYTE,
+                signed: false,
+                ..
+            } => return Some(pc),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The byte values a table step cannot tell apart: those whose prefix
+/// (up to and including the class load at `class_load`, see
+/// [`table_prefix`]) leaves the same value in `r8`. Up to the class load
+/// only `r8` changes, and it is then overwritten by what the load reads:
+/// memory is the same in every run (stores are forbidden) and no other
+/// register was derived from the byte, so two bytes with the same loaded
+/// value leave the same registers and memory there, and run the rest of
+/// the step alike. Each byte's prefix runs once, and must read no packet
+/// byte but its own.
+fn table_cells(
+    vm: &mut Vm<'_>,
+    p: usize,
+    start: usize,
+    class_load: usize,
+    regs: Regs,
+) -> Result<Vec<Vec<u8>>, String> {
+    let mut at: Option<u64> = None;
+    let mut by_value: Vec<(u64, Vec<u8>)> = Vec::new();
+    for byte in 0..=255u8 {
+        if let Some(at) = at {
+            vm.poke_packet(at as usize, &[byte])?;
+        }
+        let mut run = regs;
+        vm.packet_loads = Some(Vec::new());
+        vm.budget = 1_000;
+        let stop = vm.exec(Func::Callback(p), start, &mut run, &[class_load + 1]);
+        let loads = vm.packet_loads.take().unwrap_or_default();
+        if stop.map_err(|e| e.to_string())? != Stop::At(class_load + 1) {
+            return Err("the table step's prefix does not reach its class load".into());
+        }
+        let [(addr, 1)] = loads.as_slice() else {
+            return Err(format!(
+                "the table step's prefix reads packet bytes {loads:?} (offset, width)"
+            ));
+        };
+        match at {
+            None if byte == 0 => {
+                // First run: learn where the byte is, then run it again in place.
+                at = Some(*addr);
+                vm.poke_packet(*addr as usize, &[0])?;
+                let mut again = regs;
+                vm.budget = 1_000;
+                let stop = vm.exec(Func::Callback(p), start, &mut again, &[class_load + 1]);
+                if stop.map_err(|e| e.to_string())? != Stop::At(class_load + 1) {
+                    return Err("the table step's prefix does not reach its class load".into());
+                }
+                run = again;
+            }
+            Some(want) if want == *addr => {}
+            _ => return Err("the table step's prefix reads another byte".into()),
+        }
+        let value = run
+            .get(8)
+            .ok_or("the table step's class load leaves no value")?;
+        match by_value.iter_mut().find(|(v, _)| *v == value) {
+            Some((_, members)) => members.push(byte),
+            None => by_value.push((value, vec![byte])),
+        }
+    }
+    Ok(by_value.into_iter().map(|(_, members)| members).collect())
 }
 
 /// The byte values a step cannot tell apart, as cells `(first, last)`.

@@ -49,7 +49,7 @@ use crate::object::Object;
 use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
 use crate::ValidationError;
 
-mod classes;
+pub(crate) mod classes;
 
 /// Longest TCP payload of a frame of at most 65,535 bytes (IPv4, no options).
 pub const MAX_PAYLOAD: u32 = 65_535 - frame::HEADERS as u32;

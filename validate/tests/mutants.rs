@@ -508,3 +508,65 @@ fn a_wrong_prefilter_is_caught() {
     patch::set_off(&mut bad, ".text", next, 2).unwrap();
     expect(&bad, "not neighbours");
 }
+
+/// Swapped transitions in an inline step: in `printable16` the live
+/// state's class test (`byte - 32 > 94` leaves the class) turned into
+/// `<=`, so text bytes go to the sink and the others stay.
+#[test]
+fn swapped_inline_transitions_are_caught() {
+    let c = support::seed("printable16");
+    assert!(c.map.passes.is_empty(), "walked inline");
+    let pass = &c.map.inline[0];
+    let step = &pass.steps[0];
+    let slot = patch::find(
+        &c.object,
+        "classifier",
+        step.start..step.end,
+        code::JGT_IMM,
+        Some(94),
+    )
+    .expect("the printable range's test");
+    let mut bad = c.object.clone();
+    let at = patch::slot_offset(&bad, "classifier", slot).unwrap();
+    bad[at] = code::JLE_IMM;
+    match validate(&c, &bad) {
+        Err(e @ ValidationError::Inline { .. }) => {
+            let shown = e.to_string();
+            assert!(
+                shown.contains("scan 0") && shown.contains("state ") && shown.contains("byte 0x"),
+                "{shown}"
+            );
+            assert!(shown.contains("the IR to"), "{shown}");
+        }
+        other => panic!("expected an inline step error, got {other:?}"),
+    }
+}
+
+/// A wrong block size in an inline walk: in `printable64` the 16-byte
+/// block of a partial window starts at the bits of `n` above 16 (`n & 32`);
+/// with the mask 16 it starts at `n & 16`, so a 16-byte payload reads
+/// bytes 16 to 31 of a 16-byte window.
+#[test]
+fn a_wrong_inline_block_size_is_caught() {
+    let c = support::seed("printable64");
+    let pass = &c.map.inline[0];
+    assert_eq!(pass.window.start, 0, "{:?}", pass.window);
+    // The block pointer's mask: `r9 &= 32` (the bit tests are on r8).
+    let slot = (pass.start..pass.end)
+        .find(|&s| {
+            let b = patch::slot_bytes(&c.object, "classifier", s).unwrap();
+            b[0] == code::AND64_IMM
+                && b[1] & 0x0f == 9
+                && patch::imm(&c.object, "classifier", s).unwrap() == 32
+        })
+        .expect("the 16-byte block's pointer mask");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, "classifier", slot, 16).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Inline { at, what, .. }) => {
+            assert!(at.ends_with("payload length 16"), "{at}: {what}");
+            assert!(what.contains("next window byte is 0 of 16"), "{what}");
+        }
+        other => panic!("expected an inline walk error, got {other:?}"),
+    }
+}

@@ -133,27 +133,31 @@ fn validation_failed(shown: &str, e: impl std::fmt::Display) -> Failure {
 }
 
 /// Debug builds only: `LAGIC_DEBUG_BREAK_STEP=1` changes the target of
-/// the first state assignment in the first step of the first pass, so the
-/// tests can watch a validation failure end the command (exit 1, nothing
-/// written). Release builds have no such switch.
+/// the first state assignment in the first step of the first pass (a
+/// callback's, else an inline pass's, whose rare transitions sit after its
+/// block), so the tests can watch a validation failure end the command
+/// (exit 1, nothing written). Release builds have no such switch.
 #[cfg(debug_assertions)]
 fn inject_fault(object: &mut [u8], map: &emit_bpf::codemap::CodeMap) {
     use lagic_validate::patch;
     if std::env::var_os("LAGIC_DEBUG_BREAK_STEP").is_none() {
         return;
     }
-    let Some(step) = map.passes.first().and_then(|p| p.steps.first()) else {
+    let Some((section, range)) = map
+        .passes
+        .first()
+        .and_then(|p| p.steps.first())
+        .map(|step| (".text", step.start..step.end))
+        .or_else(|| {
+            let pass = map.inline.first()?;
+            Some(("classifier", pass.steps.first()?.start..pass.end))
+        })
+    else {
         return;
     };
-    if let Some(slot) = patch::find(
-        object,
-        ".text",
-        step.start..step.end,
-        patch::code::MOV64_IMM,
-        None,
-    ) {
-        let imm = patch::imm(object, ".text", slot).unwrap_or(0);
-        let _ = patch::set_imm(object, ".text", slot, imm ^ 1);
+    if let Some(slot) = patch::find(object, section, range, patch::code::MOV64_IMM, None) {
+        let imm = patch::imm(object, section, slot).unwrap_or(0);
+        let _ = patch::set_imm(object, section, slot, imm ^ 1);
     }
 }
 

@@ -61,16 +61,16 @@ use crate::vm::{self, Regs, Snapshot, Vm};
 
 /// An exact affine value `i * loop index + k * class parameter + c`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Lin {
-    i: i64,
-    k: i64,
-    c: i128,
+pub(crate) struct Lin {
+    pub(crate) i: i64,
+    pub(crate) k: i64,
+    pub(crate) c: i128,
 }
 
 const TWO64: i128 = 1 << 64;
 
 impl Lin {
-    fn konst(v: u64) -> Lin {
+    pub(crate) fn konst(v: u64) -> Lin {
         Lin {
             i: 0,
             k: 0,
@@ -81,13 +81,13 @@ impl Lin {
         self.i == 0 && self.k == 0
     }
     /// The value as the machine holds it (constants only).
-    fn value(self) -> Option<u64> {
+    pub(crate) fn value(self) -> Option<u64> {
         self.is_const().then_some(self.c.rem_euclid(TWO64) as u64)
     }
     fn at(self, i: i128, k: i128) -> i128 {
         i128::from(self.i) * i + i128::from(self.k) * k + self.c
     }
-    fn plus(self, o: Lin) -> Result<Lin, Fail> {
+    pub(crate) fn plus(self, o: Lin) -> Result<Lin, Fail> {
         self.combine(o, 1)
     }
     fn minus(self, o: Lin) -> Result<Lin, Fail> {
@@ -133,7 +133,7 @@ fn big() -> Fail {
 
 /// Why a class was not proven by one run.
 #[derive(Debug)]
-pub(super) enum Fail {
+pub(crate) enum Fail {
     /// Split the class before this `k` and run both halves.
     Split(u32),
     /// Split the class into this many residue classes.
@@ -144,7 +144,7 @@ pub(super) enum Fail {
 
 /// The lengths `n0 + stride * k`, `k` in `0..count`.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Class {
+pub(crate) struct Class {
     pub n0: u32,
     pub stride: u32,
     pub count: u32,
@@ -157,7 +157,7 @@ impl Class {
     pub fn lengths(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.count).map(|k| self.length(k))
     }
-    fn last(&self) -> i128 {
+    pub(crate) fn last(&self) -> i128 {
         i128::from(self.count - 1)
     }
     /// The class split before `k`.
@@ -186,7 +186,7 @@ impl Class {
 
 /// For every `k` of the class, loop indices `lo(k)..hi(k)` (never empty).
 #[derive(Debug, Clone, Copy)]
-struct Region {
+pub(crate) struct Region {
     lo: Lin,
     hi: Lin,
     last: i128,
@@ -194,7 +194,7 @@ struct Region {
 
 impl Region {
     /// The region of a run without a loop index.
-    fn point(last: i128) -> Region {
+    pub(crate) fn point(last: i128) -> Region {
         Region {
             lo: Lin::konst(0),
             hi: Lin::konst(1),
@@ -220,7 +220,7 @@ impl Region {
     }
     /// `v` as the unsigned `bits`-bit value the machine sees, exactly: the
     /// representative in `0..2^bits` on the whole region, if there is one.
-    fn exact(&self, v: Lin, bits: u32) -> Result<Lin, Fail> {
+    pub(crate) fn exact(&self, v: Lin, bits: u32) -> Result<Lin, Fail> {
         if v.is_const() {
             let m = if bits == 64 {
                 u64::MAX
@@ -286,7 +286,13 @@ fn cut(r: Region, t: Lin) -> Result<(Option<Region>, Option<Region>), Fail> {
 }
 
 /// The parts of `r` where `x cond y` has one outcome each.
-fn decide(cond: Cond, wide: bool, x: Lin, y: Lin, r: Region) -> Result<Vec<(Region, bool)>, Fail> {
+pub(crate) fn decide(
+    cond: Cond,
+    wide: bool,
+    x: Lin,
+    y: Lin,
+    r: Region,
+) -> Result<Vec<(Region, bool)>, Fail> {
     if let (Some(a), Some(b)) = (x.value(), y.value()) {
         return Ok(vec![(r, isa::holds(cond, wide, a, b))]);
     }
@@ -398,6 +404,25 @@ fn alu(op: Alu, wide: bool, d: Option<Lin>, s: Lin, off: i16, r: &Region) -> Res
                 Err(unsupported())
             }
         }
+        Alu::And => {
+            // `x & mask` with `mask < 2^t` depends only on `x mod 2^t`,
+            // the same for every `k` when `2^t` divides the slope of `x`;
+            // otherwise residue classes of a stride on which it does.
+            let mask = s.value().filter(|&m| m < 1 << 30).ok_or_else(unsupported)?;
+            let d = r.exact(d, 64)?;
+            if d.i != 0 {
+                return Err(unsupported());
+            }
+            let modulus = 1i64 << (64 - mask.leading_zeros());
+            if d.k % modulus == 0 {
+                Ok(Lin::konst(
+                    d.c.rem_euclid(i128::from(modulus)) as u64 & mask,
+                ))
+            } else {
+                let g = modulus / gcd(d.k.unsigned_abs(), modulus as u64) as i64;
+                Err(Fail::Stride(u32::try_from(g).unwrap_or(u32::MAX)))
+            }
+        }
         _ => Err(unsupported()),
     }
 }
@@ -411,14 +436,14 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 
 /// Memory as the symbolic run sees it: the interpreter's bytes, under
 /// exact symbolic words.
-struct Mem<'v, 'o> {
-    vm: &'v mut Vm<'o>,
+pub(crate) struct Mem<'v, 'o> {
+    pub(crate) vm: &'v mut Vm<'o>,
     /// (address, width, value): a symbolic word stored there.
-    words: Vec<(u64, u8, Lin)>,
+    pub(crate) words: Vec<(u64, u8, Lin)>,
 }
 
 impl Mem<'_, '_> {
-    fn load(&self, addr: u64, width: u8) -> Result<Lin, Fail> {
+    pub(crate) fn load(&self, addr: u64, width: u8) -> Result<Lin, Fail> {
         let end = addr + u64::from(width);
         for &(a, w, v) in &self.words {
             if a < end && addr < a + u64::from(w) {
@@ -471,7 +496,7 @@ enum EntryStop {
     At(usize),
 }
 
-const BUDGET: u64 = 5_000_000;
+pub(crate) const BUDGET: u64 = 5_000_000;
 
 /// Runs the entry from `pc` until a `bpf_loop` call or one of `stops`.
 fn run_entry(
@@ -529,11 +554,11 @@ fn run_entry(
     Err(Fail::Unsupported("the entry runs past its budget".into()))
 }
 
-fn get(regs: &[Option<Lin>; 11], r: u8) -> Result<Lin, Fail> {
+pub(crate) fn get(regs: &[Option<Lin>; 11], r: u8) -> Result<Lin, Fail> {
     regs[r as usize].ok_or_else(|| Fail::Unsupported(format!("r{r} holds no value")))
 }
 
-fn operand(regs: &[Option<Lin>; 11], o: Operand) -> Result<Lin, Fail> {
+pub(crate) fn operand(regs: &[Option<Lin>; 11], o: Operand) -> Result<Lin, Fail> {
     match o {
         Operand::Reg(r) => get(regs, r),
         Operand::Imm(i) => Ok(Lin::konst(i as i64 as u64)),
@@ -541,8 +566,9 @@ fn operand(regs: &[Option<Lin>; 11], o: Operand) -> Result<Lin, Fail> {
 }
 
 /// One non-branching instruction; `Some(pc)` for an unconditional jump.
-/// `origin` tracks where registers were loaded from in the callback.
-fn straight(
+/// `origin` tracks where registers were loaded from in the callback: it
+/// is `Some` in a callback and `None` in the entry.
+pub(crate) fn straight(
     mem: &mut Mem<'_, '_>,
     insn: Insn,
     pc: usize,
@@ -551,6 +577,8 @@ fn straight(
     r: &Region,
     object: &Object,
 ) -> Result<Option<usize>, Fail> {
+    // Origins are tracked in callbacks only.
+    let in_entry = origin.is_none();
     match insn {
         Insn::Alu {
             wide,
@@ -632,6 +660,13 @@ fn straight(
                         .position(|&o| o as i64 == i64::from(imm))
                         .ok_or_else(|| Fail::Unsupported("ld_func to no function".into()))?;
                     vm::FUNC_BASE + index as u64
+                }
+                // The address of a table in `.rodata` (a table-driven
+                // pass's setup): a constant, resolved as the interpreter
+                // does; only the entry's relocated loads have one.
+                crate::rodata::PSEUDO_MAP_VALUE if in_entry => {
+                    crate::rodata::address(object, vm::Func::Entry, pc, imm)
+                        .map_err(Fail::Unsupported)?
                 }
                 _ => return Err(Fail::Unsupported("a map reference".into())),
             };
