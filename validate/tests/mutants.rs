@@ -558,3 +558,30 @@ fn a_wrong_word_test_lane_constant_is_caught() {
     patch::set_imm(&mut bad, "classifier", mask, -1).unwrap();
     expect(&bad, "not 0x7f in every lane");
 }
+
+/// The word tests of a whole-payload `all` pass (text over a 1,000-byte
+/// window, walked by `bpf_loop`) are its prefilter: with the upper bound's
+/// constant made one too large in four lanes (`0x7f - 127` instead of
+/// `0x7f - 126`), those lanes pass DEL (0x7f), which the text class drops,
+/// and the prefilter check refuses the chunk it would skip.
+#[test]
+fn a_wrong_word_test_in_a_scan_is_caught() {
+    let c = text_window(1000);
+    let pf = c.map.prefilters.first().expect("a word-test prefilter");
+    let above = patch::find(
+        &c.object,
+        ".text",
+        pf.start..pf.slow,
+        code::LD_IMM64,
+        Some(0x0101_0101),
+    )
+    .expect("the upper bound's constant, 0x7f - 0x7e per lane");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", above, 0).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Prefilter { what, .. }) => {
+            assert!(what.contains("can leave the DFA in state"), "{what}")
+        }
+        other => panic!("expected a prefilter error, got {other:?}"),
+    }
+}

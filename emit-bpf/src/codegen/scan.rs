@@ -14,7 +14,8 @@
 //! stream mode would carry across segments.
 //!
 //! A pass of one DFA may begin its 64-byte chunks with a prefilter that
-//! jumps over the chunk's steps (see `prefilter.rs`). Passes whose window
+//! jumps over the chunk's steps (see `prefilter.rs`), or, for an `all` of
+//! a class, with eight word tests (see `swar.rs`). Passes whose window
 //! ends early are emitted by `inline.rs` instead, without a callback.
 //!
 //! Machine registers inside the callback: DFA state in one register; the
@@ -504,6 +505,14 @@ pub(crate) fn emit_callback(
     } else {
         None
     };
+    // A pass of one `all`-like DFA (see `swar.rs`) without a prefilter
+    // tests its 64-byte chunks eight bytes per word instead; the code map
+    // and the validator treat the test as a prefilter.
+    let word_test = if allow_prefilter && group.table.is_none() && prefilter.is_none() {
+        super::swar::plan(program, group)
+    } else {
+        None
+    };
     let mut prefilter_marks = None;
 
     let mut a = Asm::new();
@@ -553,6 +562,15 @@ pub(crate) fn emit_callback(
             let (start, slow) = (a.label(), a.label());
             a.bind(start);
             super::prefilter::emit(&mut a, pf, slow, skip);
+            a.bind(slow);
+            prefilter_marks = Some([start, slow, skip]);
+        } else if let (Some(range), super::prefilter::SPAN) = (word_test, size) {
+            let (start, slow) = (a.label(), a.label());
+            a.bind(start);
+            for word in 0..super::prefilter::SPAN / 8 {
+                super::swar::template(range, (8 * word) as i16, slow, &mut a);
+            }
+            a.ja(skip);
             a.bind(slow);
             prefilter_marks = Some([start, slow, skip]);
         }

@@ -22,6 +22,11 @@
 //! so its steps are jumped over; one that fails is stepped byte by byte by
 //! the ordinary steps, which also find the deciding byte.
 //!
+//! Inline passes test each whole word of a block this way (`inline.rs`);
+//! a whole-payload pass without a prefilter tests the eight words of each
+//! 64-byte chunk and jumps over the chunk when all pass (`scan.rs`), a
+//! prefilter to the code map and the validator.
+//!
 //! Registers: the word in `r8` (the byte register, dead between steps),
 //! scratch `r1`-`r4`, which a pass of one DFA (state in `r0`) never holds
 //! anything in. The block is the fixed [`template`]; the translation
