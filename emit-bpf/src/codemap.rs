@@ -65,6 +65,22 @@ pub struct InlineMap {
     /// Every step range, in the entry function: `offset` is the byte's
     /// position inside its block.
     pub steps: Vec<StepRange>,
+    /// Word tests (see `codegen/swar.rs`), in the order they come.
+    pub words: Vec<WordTestMap>,
+}
+
+/// A word test in an inline pass: from `start` the entry either jumps to
+/// `slow` (the steps of the word's eight bytes, which end at `skip`) or
+/// falls through to `skip` with every register the code after it reads
+/// unchanged. The pass has one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WordTestMap {
+    /// First slot of the test (its word load).
+    pub start: usize,
+    /// Where the word's byte steps begin.
+    pub slow: usize,
+    /// Where the test and the byte steps both continue.
+    pub skip: usize,
 }
 
 /// A prefilter (see `codegen/prefilter.rs`): code in callback `pass` that,

@@ -17,7 +17,7 @@
 //! straight-line code in the entry, get their own step and walk checks
 //! ([`inline`]); a prefilter that jumps over a chunk's steps is checked lane
 //! by lane against the IR ([`prefilter`]), the steps and walk on the object
-//! with it bypassed. docs/validation.md
+//! with it bypassed; so is an inline pass's word test ([`swar`]). docs/validation.md
 //! says what this implies and what it does not cover.
 
 pub mod formula;
@@ -30,6 +30,7 @@ pub mod prefilter;
 pub mod rodata;
 pub mod step;
 pub mod stream;
+pub mod swar;
 pub mod vm;
 pub mod walk;
 pub mod watch;
@@ -152,6 +153,8 @@ pub struct Report {
     pub formula_cases: u64,
     /// Paths the prefilter check followed (per prefilter and state).
     pub prefilter_paths: u64,
+    /// Runs of inline word tests the word-test check made ([`swar`]).
+    pub word_test_runs: u64,
     /// Time spent in the step, walk and formula checks.
     pub times: [std::time::Duration; 3],
 }
@@ -183,7 +186,11 @@ pub fn validate(
     let walk_time = t.elapsed();
     // Inline passes: their steps and walk (counted with the others').
     let t = std::time::Instant::now();
-    let (inline_insns, inline_walk) = inline::check(program, &object, map)?;
+    // Word tests are bypassed there (their byte steps run) and checked on
+    // their own.
+    let words_bypassed = swar::bypassed(&object, map)?;
+    let (inline_insns, inline_walk) = inline::check(program, &words_bypassed, map)?;
+    let word_test_runs = swar::check(program, &object, map)?;
     let step_insns = step_insns + inline_insns;
     let walk_time = walk_time + t.elapsed();
     let t = std::time::Instant::now();
@@ -195,6 +202,7 @@ pub fn validate(
         walk_one_by_one: walk.one_by_one + inline_walk.one_by_one,
         formula_cases,
         prefilter_paths,
+        word_test_runs,
         times: [step_time, walk_time, t.elapsed()],
     })
 }

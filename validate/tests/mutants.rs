@@ -17,7 +17,13 @@ fn validate(
 
 #[test]
 fn unmutated_objects_pass() {
-    for name in ["hateless", "printable16", "json_depth", "json_start"] {
+    for name in [
+        "hateless",
+        "printable16",
+        "printable64",
+        "json_depth",
+        "json_start",
+    ] {
         let c = support::seed(name);
         validate(&c, &c.object).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
@@ -568,5 +574,76 @@ fn a_wrong_inline_block_size_is_caught() {
             assert!(what.contains("next window byte is 0 of 16"), "{what}");
         }
         other => panic!("expected an inline walk error, got {other:?}"),
+    }
+}
+
+/// A word test's lower-bound constant in `printable16` made one too small
+/// in four lanes (`0x7f + 31` instead of `0x7f + 32`): those lanes pass
+/// 0x1f, a control byte the text class drops, so the test would jump over
+/// a word the DFA does not stay on. Also its mask made 0xff in four lanes,
+/// which lets the subtraction borrow across lanes.
+#[test]
+fn a_wrong_word_test_lane_constant_is_caught() {
+    let c = support::seed("printable16");
+    let pass = &c.map.inline[0];
+    let word = pass.words.first().expect("printable16 has word tests");
+    let range = word.start..word.slow;
+    let expect = |bad: &[u8], what_has: &str| match validate(&c, bad) {
+        Err(ValidationError::Inline { at, what, .. }) => {
+            assert!(at.contains("word test"), "{at}: {what}");
+            assert!(what.contains(what_has), "{at}: {what}");
+        }
+        other => panic!("expected a word-test error ({what_has}), got {other:?}"),
+    };
+
+    let below = patch::find(
+        &c.object,
+        "classifier",
+        range.clone(),
+        code::LD_IMM64,
+        Some(0x9f9f_9f9f_u32 as i32),
+    )
+    .expect("the lower bound's constant, 0x7f + 0x20 per lane");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, "classifier", below, 0x9e9e_9e9e_u32 as i32).unwrap();
+    expect(&bad, "passes byte 0x1f");
+
+    let mask = patch::find(
+        &c.object,
+        "classifier",
+        range,
+        code::LD_IMM64,
+        Some(0x7f7f_7f7f),
+    )
+    .expect("the lane mask");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, "classifier", mask, -1).unwrap();
+    expect(&bad, "not 0x7f in every lane");
+}
+
+/// The word tests of a whole-payload `all` pass (text over a 1,000-byte
+/// window, walked by `bpf_loop`) are its prefilter: with the upper bound's
+/// constant made one too large in four lanes (`0x7f - 127` instead of
+/// `0x7f - 126`), those lanes pass DEL (0x7f), which the text class drops,
+/// and the prefilter check refuses the chunk it would skip.
+#[test]
+fn a_wrong_word_test_in_a_scan_is_caught() {
+    let c = text_window(1000);
+    let pf = c.map.prefilters.first().expect("a word-test prefilter");
+    let above = patch::find(
+        &c.object,
+        ".text",
+        pf.start..pf.slow,
+        code::LD_IMM64,
+        Some(0x0101_0101),
+    )
+    .expect("the upper bound's constant, 0x7f - 0x7e per lane");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", above, 0).unwrap();
+    match validate(&c, &bad) {
+        Err(ValidationError::Prefilter { what, .. }) => {
+            assert!(what.contains("can leave the DFA in state"), "{what}")
+        }
+        other => panic!("expected a prefilter error, got {other:?}"),
     }
 }

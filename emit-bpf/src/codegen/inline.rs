@@ -68,6 +68,8 @@ pub(crate) struct InlineMarks {
     pub start: Label,
     pub end: Label,
     pub steps: Vec<StepMark>,
+    /// Word tests (see `swar.rs`): start, slow path, skip target.
+    pub words: Vec<[Label; 3]>,
 }
 
 /// Instructions the inline walk of `group` would take (about), or `None`
@@ -85,8 +87,11 @@ pub(crate) fn cost(program: &Program, group: &PassGroup) -> Option<usize> {
     let then = a.label();
     emit_cold(&mut a, cold, then);
     a.bind(then);
-    // The whole block plus the partial blocks (under 2 * len bytes).
-    let insns = a.len().max(1) * (3 * len);
+    // The whole block plus the partial blocks (under 2 * len bytes), and
+    // a word test per 8 bytes where the pass has one.
+    let per_byte = a.len().max(1)
+        + super::swar::plan(program, group).map_or(0, |_| super::swar::TEMPLATE_SLOTS.div_ceil(8));
+    let insns = per_byte * (3 * len);
     (insns <= INLINE_BUDGET_INSNS).then_some(insns)
 }
 
@@ -107,6 +112,7 @@ pub(crate) fn emit(
     let len = (end - start) as i32;
     let layout = slot_layout(program, group);
     let mut steps = Vec::new();
+    let mut words = Vec::new();
     let (first, last, results) = (a.label(), a.label(), a.label());
 
     a.bind(first);
@@ -126,7 +132,7 @@ pub(crate) fn emit(
     a.emit(Insn::load(Size::H, BYTE, R10, PAYLOAD_LEN));
     a.jmp_imm(JmpCond::Jlt, BYTE, end as i32, partial);
     emit_window_ptr(a, start, None, len, v);
-    emit_block(a, program, group, len, v, &mut steps, results);
+    emit_block(a, program, group, len, v, &mut steps, &mut words, results);
 
     // Part of it: m = n - start < len bytes, stepped in blocks by the bits
     // of m, largest first; the block of bit p starts at m's higher bits.
@@ -147,7 +153,7 @@ pub(crate) fn emit(
         a.jmp_imm(JmpCond::Jeq, BYTE, 0, skip);
         let higher = bits & !(2 * size - 1);
         emit_window_ptr(a, start, (higher != 0).then_some(higher), size, v);
-        emit_block(a, program, group, size, v, &mut steps, skip);
+        emit_block(a, program, group, size, v, &mut steps, &mut words, skip);
         a.bind(skip);
         size /= 2;
     }
@@ -170,6 +176,7 @@ pub(crate) fn emit(
         start: first,
         end: last,
         steps,
+        words,
     })
 }
 
@@ -201,7 +208,10 @@ fn emit_window_ptr(a: &mut Asm, start: u32, higher: Option<i32>, size: i32, v: &
 }
 
 /// One block: a bounds check for `size` bytes at `r9`, then `size`
-/// unrolled steps reading `r9 + 0 .. r9 + size - 1`.
+/// unrolled steps reading `r9 + 0 .. r9 + size - 1`. Where the pass has a
+/// word test (`swar.rs`), each whole 8-byte word is tested first and its
+/// steps, placed after the block, run only when the test fails.
+#[allow(clippy::too_many_arguments)]
 fn emit_block(
     a: &mut Asm,
     program: &Program,
@@ -209,6 +219,7 @@ fn emit_block(
     size: i32,
     v: &Verdicts,
     steps: &mut Vec<StepMark>,
+    words: &mut Vec<[Label; 3]>,
     then: Label,
 ) {
     let blur = needs_blur(program, group);
@@ -225,8 +236,30 @@ fn emit_block(
         a.emit(Insn::load(Size::W, OPAQUE, R10, frame::OPAQUE_ZERO));
     }
     let mut cold = Vec::new();
-    for j in 0..size {
+    let range = super::swar::plan(program, group);
+    let word_bytes = if range.is_some() { size / 8 * 8 } else { 0 };
+    let mut slow_paths = Vec::new();
+    if let Some(range) = range {
+        for word in 0..size / 8 {
+            let (start, slow, skip) = (a.label(), a.label(), a.label());
+            a.bind(start);
+            super::swar::template(range, (8 * word) as i16, slow, a);
+            a.bind(skip);
+            words.push([start, slow, skip]);
+            slow_paths.push((word, slow, skip));
+        }
+    }
+    for j in word_bytes..size {
         emit_byte(a, program, group, j as i16, steps, &mut cold);
+    }
+    a.ja(then);
+    // The words' byte steps, out of the way of the common case.
+    for (word, slow, skip) in slow_paths {
+        a.bind(slow);
+        for j in 8 * word..8 * word + 8 {
+            emit_byte(a, program, group, j as i16, steps, &mut cold);
+        }
+        a.ja(skip);
     }
     emit_cold(a, cold, then);
 }

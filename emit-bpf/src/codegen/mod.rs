@@ -36,12 +36,13 @@ mod packet;
 mod prefilter;
 mod scan;
 pub(crate) mod stream;
+mod swar;
 mod table;
 mod verdict;
 
 use predicate_ir::Program;
 
-use crate::codemap::{CodeMap, InlineMap, PassMap, PrefilterMap, StepRange};
+use crate::codemap::{CodeMap, InlineMap, PassMap, PrefilterMap, StepRange, WordTestMap};
 use crate::decision::Reason;
 use crate::insn::Insn;
 use crate::module::{Function, Module};
@@ -464,6 +465,7 @@ fn finish(
             entry_marks.push(step.start);
             entry_marks.push(step.end);
         }
+        entry_marks.extend(marks.words.iter().flatten());
     }
     let (entry, marked) = entry.finish_marked(&entry_marks)?;
     for (pass, &slot) in pass_maps.iter_mut().zip(&marked) {
@@ -488,12 +490,26 @@ fn finish(
                 range
             })
             .collect();
+        let words = marks
+            .words
+            .iter()
+            .map(|_| {
+                let test = WordTestMap {
+                    start: marked[at],
+                    slow: marked[at + 1],
+                    skip: marked[at + 2],
+                };
+                at += 3;
+                test
+            })
+            .collect();
         inline.push(InlineMap {
             window: group.window,
             start,
             end,
             machines: scan::machine_maps(program, group),
             steps,
+            words,
         });
     }
     let map = CodeMap {

@@ -14,7 +14,8 @@
 //! stream mode would carry across segments.
 //!
 //! A pass of one DFA may begin its 64-byte chunks with a prefilter that
-//! jumps over the chunk's steps (see `prefilter.rs`). Passes whose window
+//! jumps over the chunk's steps (see `prefilter.rs`), or, for an `all` of
+//! a class, with eight word tests (see `swar.rs`). Passes whose window
 //! ends early are emitted by `inline.rs` instead, without a callback.
 //!
 //! Machine registers inside the callback: DFA state in one register; the
@@ -544,6 +545,14 @@ pub(crate) fn emit_callback(
     } else {
         None
     };
+    // A pass of one `all`-like DFA (see `swar.rs`) without a prefilter
+    // tests its 64-byte chunks eight bytes per word instead; the code map
+    // and the validator treat the test as a prefilter.
+    let word_test = if allow_prefilter && group.table.is_none() && prefilter.is_none() {
+        super::swar::plan(program, group)
+    } else {
+        None
+    };
     let mut prefilter_marks = None;
 
     let mut a = Asm::new();
@@ -593,6 +602,15 @@ pub(crate) fn emit_callback(
             let (start, slow) = (a.label(), a.label());
             a.bind(start);
             super::prefilter::emit(&mut a, pf, slow, skip);
+            a.bind(slow);
+            prefilter_marks = Some([start, slow, skip]);
+        } else if let (Some(range), super::prefilter::SPAN) = (word_test, size) {
+            let (start, slow) = (a.label(), a.label());
+            a.bind(start);
+            for word in 0..super::prefilter::SPAN / 8 {
+                super::swar::template(range, (8 * word) as i16, slow, &mut a);
+            }
+            a.ja(skip);
             a.bind(slow);
             prefilter_marks = Some([start, slow, skip]);
         }
@@ -827,53 +845,85 @@ fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
 
 /// One depth-counter step on the byte in r8 (the order of docs/spec-format.md:
 /// strings first, then open, then close).
+///
+/// Laid out for ordinary text: in code mode a byte that is none of the
+/// quote, `open` and `close` (below the lowest of them, or in the widest
+/// gap between them) is recognized by at most three compares; in a
+/// string, a byte that is neither backslash nor quote by three; neither
+/// path runs a jump but the last.
 pub(crate) fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register) {
     let done = a.label();
-    let code = a.label();
-    a.jmp_imm(JmpCond::Jeq, mode, DEPTH_CODE, code);
+    let not_code = a.label();
+    let open = a.label();
+    let close = a.label();
+    let open_string = a.label();
+    a.jmp_imm(JmpCond::Jne, mode, DEPTH_CODE, not_code);
+
+    // Code mode: the bytes that do something, then the quick ways past them.
+    let mut special: Vec<u8> = c
+        .open
+        .ranges()
+        .iter()
+        .chain(c.close.ranges())
+        .flat_map(|&(lo, hi)| lo..=hi)
+        .collect();
     if c.strings {
-        a.jmp_imm(JmpCond::Jeq, mode, DEPTH_FAILED, done);
-        let in_string = a.label();
-        a.jmp_imm(JmpCond::Jeq, mode, DEPTH_STR, in_string);
-        // After a backslash: this byte is escaped, back to the string.
-        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
-        a.ja(done);
-        a.bind(in_string);
+        special.push(QUOTE);
+    }
+    special.sort_unstable();
+    special.dedup();
+    let rest = a.label();
+    if let (Some(&lowest), Some(&highest)) = (special.first(), special.last()) {
+        if lowest > 0 {
+            a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(lowest), done);
+        }
+        // The widest gap between two special bytes, if it is worth a test.
+        if let Some((below, above)) = special
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .max_by_key(|&(x, y)| y - x)
+            .filter(|&(x, y)| y - x > 8)
+        {
+            a.jmp_imm(JmpCond::Jle, BYTE, i32::from(below), rest);
+            a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(above), done);
+        }
+        if highest < 255 {
+            a.jmp_imm(JmpCond::Jgt, BYTE, i32::from(highest), done);
+        }
+    }
+    a.bind(rest);
+    if c.strings {
+        a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(QUOTE), open_string);
+    }
+    emit_class_test(a, BYTE, &c.open, open);
+    emit_class_test(a, BYTE, &c.close, close);
+    a.ja(done);
+
+    a.bind(not_code);
+    if c.strings {
+        let not_str = a.label();
         let escape = a.label();
-        let close_string = a.label();
+        a.jmp_imm(JmpCond::Jne, mode, DEPTH_STR, not_str);
         a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(BACKSLASH), escape);
-        a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(QUOTE), close_string);
+        a.jmp_imm(JmpCond::Jne, BYTE, i32::from(QUOTE), done);
+        a.emit(Insn::mov64_imm(mode, DEPTH_CODE));
         a.ja(done);
         a.bind(escape);
         a.emit(Insn::mov64_imm(mode, DEPTH_STR_ESCAPE));
         a.ja(done);
-        a.bind(close_string);
-        a.emit(Insn::mov64_imm(mode, DEPTH_CODE));
+        // After a backslash this byte is escaped, back to the string; the
+        // failed sink stays.
+        a.bind(not_str);
+        a.jmp_imm(JmpCond::Jeq, mode, DEPTH_FAILED, done);
+        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
+        a.ja(done);
+        a.bind(open_string);
+        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
         a.ja(done);
     } else {
         a.ja(done); // the only other mode is the failed sink
     }
 
-    a.bind(code);
-    if c.strings {
-        let open_string = a.label();
-        a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(QUOTE), open_string);
-        emit_open_close(a, c, depth, mode, done);
-        a.bind(open_string);
-        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
-        a.ja(done);
-    } else {
-        emit_open_close(a, c, depth, mode, done);
-    }
-    a.bind(done);
-}
-
-fn emit_open_close(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register, done: Label) {
-    let open = a.label();
-    let close = a.label();
-    emit_class_test(a, BYTE, &c.open, open);
-    emit_class_test(a, BYTE, &c.close, close);
-    a.ja(done);
     a.bind(open);
     a.emit(Insn::alu64_imm(AluOp::Add, depth, 1));
     a.jmp_imm(JmpCond::Jle, depth, c.max as i32, done);
@@ -882,7 +932,7 @@ fn emit_open_close(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Registe
     a.bind(close);
     a.jmp_imm(JmpCond::Jeq, depth, 0, done);
     a.emit(Insn::alu64_imm(AluOp::Sub, depth, 1));
-    a.ja(done);
+    a.bind(done);
 }
 
 /// Machine registers (flow-value slots) the group's scans use.
