@@ -79,6 +79,14 @@ pub(crate) struct Prefilter {
     second: Option<ByteTest>,
 }
 
+/// Whether some frame holds a whole chunk of `group`'s window. A window
+/// no frame reaches a whole chunk into never runs a chunk test: it gets
+/// none, rather than code no packet can reach (the validator probes each
+/// test with a packet that reaches it).
+pub(crate) fn chunk_reachable(group: &PassGroup) -> bool {
+    group.window.start as usize + SPAN <= MAX_PAYLOAD
+}
+
 /// The prefilter of `group`, if it has one: one DFA whose initial state 0
 /// is left on the bytes `A` of one test, all to one state `q`. When `q`
 /// goes on (to a state other than 0 and `q`) only on the bytes `B` of one
@@ -87,12 +95,6 @@ pub(crate) struct Prefilter {
 /// in an `A` byte, leaves the DFA in 0. Otherwise the single test: a chunk
 /// without an `A` byte does.
 pub(crate) fn plan(program: &Program, group: &PassGroup) -> Option<Prefilter> {
-    // A window that no frame reaches a whole chunk into never runs the
-    // test: leave it out rather than emit code no packet can reach (the
-    // validator probes the test with a packet that reaches it).
-    if group.window.start as usize + SPAN > MAX_PAYLOAD {
-        return None;
-    }
     let [only] = group.scans.as_slice() else {
         return None;
     };

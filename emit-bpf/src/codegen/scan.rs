@@ -540,7 +540,9 @@ pub(crate) fn emit_callback(
     let sizes = tiers(program, group)?;
     // Table steps keep the table pointer where the prefilter has scratch
     // registers, and stream passes are validated without one.
-    let prefilter = if allow_prefilter && group.table.is_none() {
+    let chunk_test =
+        allow_prefilter && group.table.is_none() && super::prefilter::chunk_reachable(group);
+    let prefilter = if chunk_test {
         super::prefilter::plan(program, group)
     } else {
         None
@@ -548,7 +550,7 @@ pub(crate) fn emit_callback(
     // A pass of one `all`-like DFA (see `swar.rs`) without a prefilter
     // tests its 64-byte chunks eight bytes per word instead; the code map
     // and the validator treat the test as a prefilter.
-    let word_test = if allow_prefilter && group.table.is_none() && prefilter.is_none() {
+    let word_test = if chunk_test && prefilter.is_none() {
         super::swar::plan(program, group)
     } else {
         None
