@@ -48,6 +48,7 @@ pub mod dfa;
 mod display;
 pub mod eval;
 pub mod format;
+pub mod http_frame;
 pub mod http_view;
 mod json;
 pub mod lower;
