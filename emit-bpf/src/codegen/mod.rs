@@ -31,6 +31,7 @@
 
 mod asm;
 mod formula;
+mod http;
 mod inline;
 mod packet;
 mod prefilter;
@@ -284,6 +285,9 @@ pub(crate) fn compile_stream(
     stream_program: &predicate_ir::StreamProgram,
     options: &Options,
 ) -> Result<(Module, CodeMap), CodegenError> {
+    if let Some(http) = &stream_program.http {
+        return http::compile(stream_program, http, options);
+    }
     let program = &stream_program.program;
     let groups = scan::plan(program);
     let (value_slots, slots) = stream::group_value_slots(program, &groups);
