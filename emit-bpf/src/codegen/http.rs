@@ -39,12 +39,13 @@
 
 use predicate_ir::http_frame::HttpFrame;
 use predicate_ir::http_view::MAX_HEADER_BLOCK;
-use predicate_ir::{Cmp, Formula, HttpProgram, Machine, Program, StreamProgram};
+use predicate_ir::{Cmp, Formula, HttpProgram, Machine, Program, ScanId, StreamProgram};
 
 use super::asm::{Asm, Label};
 use super::scan::{self, ctx};
 use super::stream::{self, sframe};
 use super::{frame, CodegenError, Verdicts, MAX_FRAME};
+use crate::codemap::{HttpMachine, HttpMap, HttpStep, StateEncoding};
 use crate::insn::*;
 use crate::module::Function;
 
@@ -173,18 +174,20 @@ pub(crate) fn compile(
     entry.ja(v.latched);
     super::verdict::emit(&mut entry, &v, &[], options, true);
 
-    let (insns, _frame_step) = emit_callback(&parts, &http.frame)?;
+    let (insns, steps) = emit_callback(&parts, &http.frame)?;
     passes.callbacks.push(Function {
         name: "http_bytes_0".to_string(),
         insns,
     });
-    super::finish(
+    let (module, mut map) = super::finish(
         &program.program,
         entry,
         passes,
         stream::maps(slots),
         Vec::new(),
-    )
+    )?;
+    map.http = Some(HttpMap { callback: 0, steps });
+    Ok((module, map))
 }
 
 /// In the entry: the loop over the segment's new bytes (all of its
@@ -311,8 +314,15 @@ fn cond(a: &mut Asm, program: &Program, slots: &[usize], f: &Formula, then: Labe
 }
 
 /// Steps every scan of `program` whose window holds offset [`LEN`] of the
-/// part on the byte in [`BYTE`]. Clobbers r0-r2.
-fn step_scans(a: &mut Asm, program: &Program, slots: &[usize]) {
+/// part on the byte in [`BYTE`]; records each step's labels in `marks`
+/// (`part` names the program). Clobbers r0-r2.
+fn step_scans(
+    a: &mut Asm,
+    program: &Program,
+    slots: &[usize],
+    part: fn(ScanId) -> HttpMachine,
+    marks: &mut Vec<(HttpMachine, StateEncoding, Label, Label)>,
+) {
     for (id, scan) in program.scans.iter().enumerate() {
         let skip = a.label();
         if scan.window.start > 0 {
@@ -327,18 +337,46 @@ fn step_scans(a: &mut Asm, program: &Program, slots: &[usize]) {
         match &scan.machine {
             Machine::Dfa(dfa) => {
                 a.emit(Insn::load(Size::W, R0, VALUE, off));
+                let (start, end) = (a.label(), a.label());
+                a.bind(start);
                 scan::emit_dfa_step(a, &dfa.next, R0);
+                a.bind(end);
+                marks.push((part(id), StateEncoding::Dfa { reg: 0 }, start, end));
                 a.emit(Insn::store_reg(Size::W, VALUE, off, R0));
             }
             Machine::Depth(c) => {
                 a.emit(Insn::load(Size::W, R0, VALUE, off));
                 a.emit(Insn::load(Size::W, R2, VALUE, off + 4));
+                let (start, end) = (a.label(), a.label());
+                a.bind(start);
                 scan::emit_depth_step(a, c, R0, R2);
+                a.bind(end);
+                let encoding = match scan::machine_maps(program, &one_scan(program, id))[0]
+                    .encoding
+                    .clone()
+                {
+                    StateEncoding::Depth { modes, .. } => StateEncoding::Depth {
+                        depth_reg: 0,
+                        mode_reg: 2,
+                        modes,
+                    },
+                    other => other,
+                };
+                marks.push((part(id), encoding, start, end));
                 a.emit(Insn::store_reg(Size::W, VALUE, off, R0));
                 a.emit(Insn::store_reg(Size::W, VALUE, off + 4, R2));
             }
         }
         a.bind(skip);
+    }
+}
+
+/// A pass group of scan `id` alone (for its machine map's mode values).
+fn one_scan(program: &Program, id: ScanId) -> scan::PassGroup {
+    scan::PassGroup {
+        window: program.scans[id].window,
+        scans: vec![id],
+        table: None,
     }
 }
 
@@ -352,14 +390,15 @@ fn reset_scans(a: &mut Asm, program: &Program, slots: &[usize]) {
 }
 
 /// The callback `int http_bytes(u32 index, void *ctx)`: one byte of the
-/// segment's payload (module docs). Also returns the slots where the
-/// framing DFA's step starts and ends (state in r0, byte in r8).
+/// segment's payload (module docs). Also returns where each machine step
+/// lies (byte in r8), for the code map.
 fn emit_callback(
     parts: &Parts<'_>,
     frame: &HttpFrame,
-) -> Result<(Vec<Insn>, (usize, usize)), CodegenError> {
+) -> Result<(Vec<Insn>, Vec<HttpStep>), CodegenError> {
     let mut a = Asm::new();
     let a = &mut a;
+    let mut marks = Vec::new();
     let fail = a.label();
     let violation = a.label();
     let cont = a.label();
@@ -389,6 +428,12 @@ fn emit_callback(
     a.bind(step_start);
     scan::emit_dfa_step(a, &frame.dfa.next, R0);
     a.bind(step_end);
+    marks.push((
+        HttpMachine::Frame,
+        StateEncoding::Dfa { reg: 0 },
+        step_start,
+        step_end,
+    ));
     a.emit(Insn::store_reg(Size::W, VALUE, value::FRAME_STATE, R0));
     // Reloaded: the verifier then forgets which state each path produced.
     a.emit(Insn::load(Size::W, R0, VALUE, value::FRAME_STATE));
@@ -405,7 +450,13 @@ fn emit_callback(
     a.emit(Insn::alu64_reg(AluOp::Add, R1, R2));
     a.emit(Insn::store_reg(Size::DW, VALUE, value::LEFT, R1));
     a.bind(not_digit);
-    step_scans(a, parts.headers, &parts.head_slots);
+    step_scans(
+        a,
+        parts.headers,
+        &parts.head_slots,
+        HttpMachine::Headers,
+        &mut marks,
+    );
     a.emit(Insn::alu64_imm(AluOp::Add, LEN, 1));
     a.emit(Insn::store_reg(Size::DW, VALUE, value::PART_LEN, LEN));
     let head_end = a.label();
@@ -457,7 +508,13 @@ fn emit_callback(
     // A body byte.
     a.bind(body);
     a.emit(Insn::load(Size::DW, LEN, VALUE, value::PART_LEN));
-    step_scans(a, parts.body, &parts.body_slots);
+    step_scans(
+        a,
+        parts.body,
+        &parts.body_slots,
+        HttpMachine::Body,
+        &mut marks,
+    );
     a.emit(Insn::alu64_imm(AluOp::Add, LEN, 1));
     a.emit(Insn::store_reg(Size::DW, VALUE, value::PART_LEN, LEN));
     a.emit(Insn::load(Size::DW, R1, VALUE, value::LEFT));
@@ -495,6 +552,17 @@ fn emit_callback(
     ));
     a.emit(Insn::mov64_imm(R0, 1));
     a.emit(Insn::exit());
-    let (insns, marks) = std::mem::replace(a, Asm::new()).finish_marked(&[step_start, step_end])?;
-    Ok((insns, (marks[0], marks[1])))
+    let labels: Vec<Label> = marks.iter().flat_map(|m| [m.2, m.3]).collect();
+    let (insns, slots) = std::mem::replace(a, Asm::new()).finish_marked(&labels)?;
+    let steps = marks
+        .into_iter()
+        .zip(slots.chunks(2))
+        .map(|((machine, encoding, _, _), se)| HttpStep {
+            machine,
+            encoding,
+            start: se[0],
+            end: se[1],
+        })
+        .collect();
+    Ok((insns, steps))
 }

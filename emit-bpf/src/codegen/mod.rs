@@ -460,6 +460,7 @@ fn finish(
         prefilters,
         payload_start: frame::CTX + scan::ctx::PAYLOAD_START,
         payload_len: frame::CTX + scan::ctx::PAYLOAD_LEN,
+        http: None,
     };
     for insns in std::iter::once(&entry).chain(callbacks.iter().map(|f| &f.insns)) {
         let slots: usize = insns.iter().map(Insn::slots).sum();
