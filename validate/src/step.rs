@@ -565,7 +565,7 @@ fn check_early_stop(
 /// agree). The cells are the ranges between the comparisons' thresholds;
 /// one run per cell then stands for each byte in it. Any other step gets
 /// 256 cells of one byte each.
-pub(crate) fn byte_cells(code: &[Insn], start: usize, end: usize) -> Vec<(u8, u8)> {
+fn byte_cells(code: &[Insn], start: usize, end: usize) -> Vec<(u8, u8)> {
     let every = || (0..=255u8).map(|b| (b, b)).collect();
     const BYTE: u8 = 8;
     if !matches!(
