@@ -641,3 +641,55 @@ proptest! {
         }
     }
 }
+
+/// A view near the emitter's limits (22 of 24 scans: byte tests of two prefixes
+/// become one-byte scans, beside `all`, `depth_le` and `len`) loads, and
+/// its verdicts match the reference's.
+#[test]
+fn a_view_with_many_scans_loads_and_matches_the_reference() {
+    if !require_bpf() {
+        return;
+    }
+    let prefix = |s: &str| {
+        let classes: Vec<String> = s.bytes().map(|b| format!("[[{b}, {b}]]")).collect();
+        format!(r#"{{"op": "prefix", "pattern": [{}]}}"#, classes.join(", "))
+    };
+    let text = format!(
+        r#"{{"version": 2, "name": "many", "mode": "stream",
+            "policy": {{"arp": "pass", "ipv6_nd": "pass", "other_ip": "drop", "non_ip": "drop"}},
+            "view": {{"http_response": {{
+              "headers": {{"op": "and", "args": [{}, {{"op": "all", "window": {{"start": 0, "end": null}}, "class": "text"}}]}},
+              "body": {{"op": "and", "args": [{}, {{"op": "depth_le", "window": {{"start": 0, "end": null}}, "max": 4,
+                 "open": [[91, 91], [123, 123]], "close": [[93, 93], [125, 125]], "strings": true}},
+                 {{"op": "len", "cmp": "<", "value": 60000}}]}}}}}}}}"#,
+        prefix("HTTP/1"),
+        prefix("{\"re"),
+    );
+    let spec = predicate_ir::parse(&text).unwrap();
+    let program = predicate_ir::lower_stream(&spec).unwrap();
+    let scans =
+        program.program.scans.len() + program.http.as_ref().unwrap().body.program.scans.len();
+    assert!(scans >= 20, "{scans} scans");
+    let prog = load_stream(&spec);
+    let good = enclave_response(200, "OK", r#"{"response":"fine"}"#);
+    let cases: [(Vec<u8>, bool); 4] = [
+        (good.clone(), true),
+        (enclave_response(200, "OK", r#"{"rXsponse":"fine"}"#), false),
+        (
+            enclave_response(200, "OK", r#"{"response":[[[[[1]]]]]}"#),
+            false,
+        ),
+        ([&good[..], b"HTTP/2 200 OK\r\n"].concat(), false),
+    ];
+    for (stream, passes) in &cases {
+        for cuts in [vec![], (1..stream.len()).step_by(7).collect::<Vec<_>>()] {
+            let (o, _) = check_flow(&prog, &spec, false, &cut(stream, &cuts));
+            assert_eq!(
+                passes_whole(&o),
+                *passes,
+                "{:?}: {o:?}",
+                String::from_utf8_lossy(stream)
+            );
+        }
+    }
+}
