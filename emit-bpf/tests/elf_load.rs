@@ -412,7 +412,10 @@ fn stream_modules() -> Vec<Module> {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 10, "stream seeds or views missing in {dir:?}");
+    assert!(
+        paths.len() >= 10,
+        "stream seeds or views missing in {dir:?}"
+    );
     paths
         .iter()
         .map(|p| {

@@ -442,6 +442,8 @@ fn emit_callback(
     a.jmp_imm(JmpCond::Jlt, R0, frame.digits.start as i32, not_digit);
     a.jmp_imm(JmpCond::Jge, R0, frame.digits.end as i32, not_digit);
     a.emit(Insn::load(Size::DW, R1, VALUE, value::LEFT));
+    // Refused before any `n * 10 + d` could overflow (stricter than
+    // `Framer`'s exact check, and unreachable: 18 digits stay below it).
     a.emit(Insn::ld_imm64(R2, (u64::MAX - 9) / 10));
     a.jmp_reg(JmpCond::Jgt, R1, R2, violation);
     a.emit(Insn::alu64_imm(AluOp::Mul, R1, 10));
