@@ -33,6 +33,45 @@ pub struct CodeMap {
     pub payload_start: i16,
     /// See `payload_start`.
     pub payload_len: i16,
+    /// A stream diode with the `http_response` view: its byte callback's
+    /// machine steps. `None` otherwise.
+    pub http: Option<HttpMap>,
+}
+
+/// The byte callback of a stream diode with the `http_response` view
+/// (emit-bpf's `codegen/http.rs`): straight-line register code steps each
+/// machine on the byte in `r8`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpMap {
+    /// Index of the callback in [`crate::Module::callbacks`].
+    pub callback: usize,
+    /// Every machine step in the callback.
+    pub steps: Vec<HttpStep>,
+}
+
+/// Which machine an [`HttpStep`] steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMachine {
+    /// The framing DFA (`predicate_ir::http_frame`).
+    Frame,
+    /// Scan `ScanId` of the header-block program.
+    Headers(ScanId),
+    /// Scan `ScanId` of the body program.
+    Body(ScanId),
+}
+
+/// One machine step of the byte callback: slots `start..end`, the state in
+/// `encoding`'s registers before and after, the byte in `r8`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpStep {
+    /// The machine.
+    pub machine: HttpMachine,
+    /// Registers holding its state.
+    pub encoding: StateEncoding,
+    /// First slot of the step.
+    pub start: usize,
+    /// The slot after it.
+    pub end: usize,
 }
 
 /// One pass: a callback stepping some machines over one window.

@@ -401,21 +401,21 @@ fn seeds_with_maps_load_through_aya_bpftool_and_tc() {
     }
 }
 
-/// The stream seeds (whole-stream view), compiled as stream diodes: they
-/// also carry the LRU flow map with a 40-byte key (a byte-array BTF type).
+/// The stream seeds and the HTTP body views, compiled as stream diodes:
+/// they also carry the LRU flow map with a 40-byte key (a byte-array BTF
+/// type).
 fn stream_modules() -> Vec<Module> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stream");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "json")
-                && p.file_stem()
-                    .is_some_and(|s| !s.to_string_lossy().starts_with("http_"))
-        })
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 7, "stream seeds missing in {dir:?}");
+    assert!(
+        paths.len() >= 10,
+        "stream seeds or views missing in {dir:?}"
+    );
     paths
         .iter()
         .map(|p| {

@@ -181,6 +181,13 @@ fn header_block(rest: &[u8], at: usize) -> Result<Head, HttpViolation> {
             b'\n' => return Err(violation(at + i, "bare LF in the header block")),
             b'\r' => match rest.get(i + 1) {
                 None => return Ok(Head::Partial),
+                // The LF is the block's byte at `i + 1`: past the limit too.
+                Some(b'\n') if i + 1 >= MAX_HEADER_BLOCK => {
+                    return Err(violation(
+                        at + i + 1,
+                        format!("header block longer than {MAX_HEADER_BLOCK} bytes"),
+                    ))
+                }
                 Some(b'\n') => {}
                 Some(_) => return Err(violation(at + i + 1, "bare CR in the header block")),
             },
@@ -387,5 +394,27 @@ mod tests {
         assert!(!judge(head).unwrap().complete);
         assert!(judge(&[&head[..], b"{\"a"].concat()).is_ok());
         assert!(judge(&[&head[..], b"x"].concat()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod limit {
+    use super::*;
+
+    /// A header block whose last LF is its byte 8193 is refused, like one
+    /// with any other byte there (the limit counts every byte).
+    #[test]
+    fn the_limit_counts_the_last_lf() {
+        let mut s = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX: ".to_vec();
+        let fill = MAX_HEADER_BLOCK - s.len() - 3;
+        s.extend(std::iter::repeat_n(b'a', fill));
+        s.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(s.len(), MAX_HEADER_BLOCK + 1);
+        let e = judge_http_responses(&Pred::True, &Pred::True, &s).unwrap_err();
+        assert!(e.reason.contains("longer than"), "{e}");
+        assert!(judge_http_responses(&Pred::True, &Pred::True, &s[1..]).is_err()); // no status line
+        let cut = s.len() - 5; // the last filler byte
+        let ok = [&s[..cut], &s[cut + 1..]].concat();
+        assert!(judge_http_responses(&Pred::True, &Pred::True, &ok).is_ok());
     }
 }

@@ -48,6 +48,7 @@ pub mod dfa;
 mod display;
 pub mod eval;
 pub mod format;
+pub mod http_frame;
 pub mod http_view;
 mod json;
 pub mod lower;
@@ -61,7 +62,8 @@ pub mod arbitrary;
 pub use eval::eval;
 pub use format::{is_valid_name, parse, SpecError, SpecErrorKind};
 pub use lower::{
-    lower, lower_stream, lower_stream_with, lower_with, Limits, LowerError, StreamProgram,
+    lower, lower_stream, lower_stream_with, lower_with, HttpProgram, Limits, LowerError,
+    StreamProgram,
 };
 pub use normalize::normalize;
 pub use program::{DepthCounter, Dfa, Formula, Machine, Pass, Program, Scan, ScanId, StateId};

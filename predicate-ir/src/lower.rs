@@ -32,6 +32,7 @@
 //! before emission.
 
 use crate::dfa::{all_dfa, any_dfa, contains_dfa, some_pattern_dfa, CombineError};
+use crate::http_frame::{Boundary, Framer, HttpFrame, Phase};
 use crate::normalize::normalize;
 use crate::program::{DepthCounter, Formula, Machine, Pass, Program, Scan, ScanId};
 use crate::spec::{ByteClass, Mode, Pred, Spec, Window};
@@ -168,16 +169,6 @@ pub enum LowerError {
         /// JSON path of the spec's mode (`$.mode`).
         path: String,
     },
-    #[error(
-        "{path}: the http_response view is not implemented in the kernel yet; lagic cannot \
-         compile this spec (stream specs without a view compile; see docs/stream.md, \"Status\")"
-    )]
-    /// A stream spec with the `http_response` view: the emitter judges
-    /// whole streams only, so [`lower_stream`] refuses it.
-    StreamViewNotImplemented {
-        /// JSON path of the view (`$.view`).
-        path: String,
-    },
     #[error("{path}: a packet-mode spec has no stream meaning; lower it with `lower`")]
     /// [`lower_stream`] was given a packet-mode spec.
     NotAStreamSpec {
@@ -197,7 +188,6 @@ impl LowerError {
             | LowerError::TooManyScans { path, .. }
             | LowerError::TooManyAtoms { path, .. }
             | LowerError::StreamModeNotImplemented { path }
-            | LowerError::StreamViewNotImplemented { path }
             | LowerError::NotAStreamSpec { path } => path,
         }
     }
@@ -221,6 +211,7 @@ pub fn lower_with(spec: &Spec, limits: &Limits) -> Result<Program, LowerError> {
     let mut builder = Builder {
         limits,
         original: &spec.predicate,
+        root: "$.predicate",
         scans: Vec::new(),
         built: Vec::new(),
         atoms: 0,
@@ -256,6 +247,11 @@ pub fn lower_with(spec: &Spec, limits: &Limits) -> Result<Program, LowerError> {
 /// `[i, i+1)`: `all` where it is read leniently, `any` where exactly), so
 /// every atom is a scan, whose state can be carried, or a `len` test of the
 /// stream length so far. Windows count stream offsets.
+///
+/// With the `http_response` view ([`StreamProgram::http`]), `program` and
+/// `complete` judge each header block (windows and `len` count from the
+/// block's first byte) and [`HttpProgram::body`] each body the same way;
+/// the framing machine [`HttpFrame`] splits the stream into them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamProgram {
     /// The scans, passes and the stream-meaning formula (checked on every
@@ -263,6 +259,73 @@ pub struct StreamProgram {
     pub program: Program,
     /// The exact meaning: whether the stream may end here (checked at FIN).
     pub complete: Formula,
+    /// The `http_response` view, `None` for the whole-stream view.
+    pub http: Option<Box<HttpProgram>>,
+}
+
+/// The lowered `http_response` view: the framing and the body's program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpProgram {
+    /// The framing machine ([`crate::http_frame`]).
+    pub frame: HttpFrame,
+    /// Each body's scans and meanings, as a whole-stream program of its
+    /// own (its `http` is `None`).
+    pub body: StreamProgram,
+}
+
+impl StreamProgram {
+    /// The stream-view judgment the kernel computes, run directly: for the
+    /// whole-stream view, whether `stream` satisfies the stream meaning
+    /// (`Some(complete)` where `complete` is the exact meaning, `None` when
+    /// refused); for the http view, the framing run byte by byte with each
+    /// header block's and body's exact meaning checked where it ends and
+    /// the stream meaning of the unfinished one at the end.
+    /// Equals [`crate::stream_diode`]'s judgment (tests/stream.rs).
+    pub fn judge(&self, stream: &[u8]) -> Option<bool> {
+        let Some(http) = &self.http else {
+            return self.program.evaluate(stream).then(|| self.exact(stream));
+        };
+        let mut framer = Framer::new(&http.frame);
+        let mut part_start = 0;
+        for (i, &b) in stream.iter().enumerate() {
+            match framer.step(b)? {
+                Boundary::None => {}
+                Boundary::HeadEnd { body, .. } => {
+                    if !self.exact(&stream[part_start..=i]) {
+                        return None;
+                    }
+                    part_start = i + 1;
+                    if body == Some(0) && !http.body.exact(&[]) {
+                        return None;
+                    }
+                }
+                Boundary::BodyEnd => {
+                    if !http.body.exact(&stream[part_start..=i]) {
+                        return None;
+                    }
+                    part_start = i + 1;
+                }
+            }
+        }
+        let rest = &stream[part_start..];
+        let ok = match framer.phase? {
+            Phase::Head { len: 0, .. } => true,
+            Phase::Head { .. } => self.program.evaluate(rest),
+            Phase::Body { .. } => http.body.program.evaluate(rest),
+        };
+        ok.then(|| framer.complete())
+    }
+
+    /// The exact meaning on `part` (scans run from their initial states).
+    fn exact(&self, part: &[u8]) -> bool {
+        let accepted: Vec<bool> = (0..self.program.scans.len())
+            .map(|id| {
+                let m = &self.program.scans[id].machine;
+                m.accepts(self.program.run_scan(id, part))
+            })
+            .collect();
+        self.complete.evaluate(part, &accepted)
+    }
 }
 
 /// Lowers a stream spec (`"mode": "stream"`, whole-stream view) for the
@@ -277,23 +340,39 @@ pub fn lower_stream(spec: &Spec) -> Result<StreamProgram, LowerError> {
 /// bound of a payload (`len <= 65535` is `true`), which a stream exceeds.
 pub fn lower_stream_with(spec: &Spec, limits: &Limits) -> Result<StreamProgram, LowerError> {
     match &spec.mode {
-        Mode::Packet => {
-            return Err(LowerError::NotAStreamSpec {
-                path: "$.mode".to_string(),
-            })
+        Mode::Packet => Err(LowerError::NotAStreamSpec {
+            path: "$.mode".to_string(),
+        }),
+        Mode::Stream(crate::spec::StreamView::HttpResponse { headers }) => {
+            let mut program =
+                lower_stream_pred(spec, headers, "$.view.http_response.headers", limits)?;
+            let body =
+                lower_stream_pred(spec, &spec.predicate, "$.view.http_response.body", limits)?;
+            program.http = Some(Box::new(HttpProgram {
+                frame: HttpFrame::new(),
+                body,
+            }));
+            Ok(program)
         }
-        Mode::Stream(crate::spec::StreamView::HttpResponse { .. }) => {
-            return Err(LowerError::StreamViewNotImplemented {
-                path: "$.view".to_string(),
-            })
+        Mode::Stream(crate::spec::StreamView::Whole) => {
+            lower_stream_pred(spec, &spec.predicate, "$.predicate", limits)
         }
-        Mode::Stream(crate::spec::StreamView::Whole) => {}
     }
-    let lenient = bytes_as_scans(&spec.predicate, true, true);
-    let exact = bytes_as_scans(&spec.predicate, true, false);
+}
+
+/// The whole-stream lowering of `predicate`, with `spec`'s name and policy.
+fn lower_stream_pred(
+    spec: &Spec,
+    predicate: &Pred,
+    root: &'static str,
+    limits: &Limits,
+) -> Result<StreamProgram, LowerError> {
+    let lenient = bytes_as_scans(predicate, true, true);
+    let exact = bytes_as_scans(predicate, true, false);
     let mut builder = Builder {
         limits,
-        original: &spec.predicate,
+        original: predicate,
+        root,
         scans: Vec::new(),
         built: Vec::new(),
         atoms: 0,
@@ -320,6 +399,7 @@ pub fn lower_stream_with(spec: &Spec, limits: &Limits) -> Result<StreamProgram, 
             formula,
         },
         complete,
+        http: None,
     })
 }
 
@@ -372,6 +452,8 @@ fn bytes_as_scans(p: &Pred, positive: bool, lenient: bool) -> Pred {
 struct Builder<'a> {
     limits: &'a Limits,
     original: &'a Pred,
+    /// JSON path of `original` in the spec.
+    root: &'static str,
     scans: Vec<Scan>,
     /// Scan constructs already lowered, with their scan.
     built: Vec<(Pred, ScanId)>,
@@ -696,11 +778,11 @@ impl Builder<'_> {
     }
 
     fn path_of(&self, p: &Pred) -> String {
-        let mut path = "$.predicate".to_string();
+        let mut path = self.root.to_string();
         if find_path(self.original, p, &mut path) {
             path
         } else {
-            "$.predicate".to_string()
+            self.root.to_string()
         }
     }
 }

@@ -252,11 +252,7 @@ fn lower_stream_keeps_the_stream_and_exact_meanings() {
                 Ok(l) => l,
                 // Limits (DFA sizes) may refuse a random predicate.
                 Err(e) => {
-                    let refused_for_mode = matches!(
-                        e,
-                        LowerError::StreamViewNotImplemented { .. }
-                            | LowerError::NotAStreamSpec { .. }
-                    );
+                    let refused_for_mode = matches!(e, LowerError::NotAStreamSpec { .. });
                     prop_assert!(!refused_for_mode, "{}", e);
                     return Ok(());
                 }
@@ -289,23 +285,99 @@ fn lower_stream_keeps_the_stream_and_exact_meanings() {
     );
 }
 
-/// `lower_stream` refuses the http_response view and packet specs, naming
-/// where.
+/// `lower_stream` refuses packet specs, naming where.
 #[test]
-fn lower_stream_refuses_views_and_packet_specs() {
-    let e = predicate_ir::lower_stream(&example("http_json_prefix")).unwrap_err();
-    assert!(
-        matches!(&e, LowerError::StreamViewNotImplemented { path } if path == "$.view"),
-        "{e:?}"
-    );
-    assert!(
-        e.to_string().contains("not implemented in the kernel yet"),
-        "{e}"
-    );
+fn lower_stream_refuses_packet_specs() {
     let mut packet = example("hateless");
     packet.mode = Mode::Packet;
     let e = predicate_ir::lower_stream(&packet).unwrap_err();
     assert!(matches!(&e, LowerError::NotAStreamSpec { path } if path == "$.mode"));
+}
+
+/// Response pieces for the HTTP view's random streams: well-framed
+/// responses, their parts, and every framing violation class.
+const HTTP_PIECES: &[&[u8]] = &[
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n",
+    b"{\"response\":1}",
+    b"{\"a\":[[1]]}",
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.0 404 Not Found\r\ncontent-length:\t3 \r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"Content-Length: 99999999999999999999\r\n",
+    b" folded\r\n",
+    b"X\x01: y\r\n",
+    b"{}",
+    b"[]",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"Content-Length: 4\r\n",
+    b"{\"x",
+    b"hate",
+    b"[[[[",
+];
+
+/// The lowered http view (framing machine, counters, header and body
+/// programs) judges every stream exactly as the reference view does, for
+/// the example views and random prefix-closed header and body predicates.
+#[test]
+fn lowered_http_view_judges_like_the_reference() {
+    let mut views: Vec<Spec> = ["http_json_start", "http_json_prefix", "http_json_depth"]
+        .iter()
+        .map(|s| example(s))
+        .collect();
+    let lowered: Vec<_> = views
+        .iter()
+        .map(|v| predicate_ir::lower_stream(v).unwrap())
+        .collect();
+    assert!(lowered.iter().all(|l| l.http.is_some()));
+    let mut runner = common::runner("lowered-http-view", 300);
+    runner
+        .run(&vec(select(HTTP_PIECES), 0..8), |parts| {
+            let s = parts.concat();
+            for (spec, l) in views.iter().zip(&lowered) {
+                for k in 0..=s.len() {
+                    let reference = judge_stream(spec, &s[..k]).ok().map(|j| j.complete);
+                    prop_assert_eq!(
+                        l.judge(&s[..k]),
+                        reference,
+                        "{}: {:?}",
+                        &spec.name,
+                        String::from_utf8_lossy(&s[..k])
+                    );
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let template = views.pop().unwrap();
+    let mut runner = common::runner("lowered-http-view-random-preds", 300);
+    runner
+        .run(
+            &(
+                arb_stream_pred(2),
+                arb_stream_pred(2),
+                vec(select(HTTP_PIECES), 0..6),
+            ),
+            |(headers, body, parts)| {
+                let mut spec = template.clone();
+                spec.mode = Mode::Stream(StreamView::HttpResponse { headers });
+                spec.predicate = body;
+                let Ok(l) = predicate_ir::lower_stream(&spec) else {
+                    return Ok(()); // limits
+                };
+                let s = parts.concat();
+                for k in 0..=s.len() {
+                    let reference = judge_stream(&spec, &s[..k]).ok().map(|j| j.complete);
+                    prop_assert_eq!(l.judge(&s[..k]), reference, "{:?}", &s[..k]);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
 }
 
 /// The same on unrestricted random predicates, for those the check accepts.

@@ -22,6 +22,7 @@
 
 pub mod formula;
 pub mod frame;
+pub mod http;
 pub mod inline;
 pub mod isa;
 pub mod object;

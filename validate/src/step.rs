@@ -458,7 +458,7 @@ const LEAVES_THE_STEP: i32 = i32::MIN;
 
 /// `end`, then the slots outside `start..=end` that jumps in `start..end`
 /// reach: a run of the step stops at the first of them it arrives at.
-fn exits(insns: &[Insn], start: usize, end: usize) -> Vec<usize> {
+pub(crate) fn exits(insns: &[Insn], start: usize, end: usize) -> Vec<usize> {
     let mut out = vec![end];
     for (slot, insn) in insns.iter().enumerate().take(end).skip(start) {
         if let Insn::Jump { off, .. } = insn {
@@ -706,8 +706,22 @@ fn byte_cells(code: &[Insn], start: usize, end: usize) -> Vec<(u8, u8)> {
     ) {
         return every();
     }
+    byte_cells_after_load(code, start, start + 1, end)
+}
+
+/// [`byte_cells`] of the step `start..end` whose byte is already in `r8`
+/// from slot `from` on (`from == start`: a step given its byte in `r8`,
+/// as the `http_response` view's steps are).
+pub(crate) fn byte_cells_after_load(
+    code: &[Insn],
+    start: usize,
+    from: usize,
+    end: usize,
+) -> Vec<(u8, u8)> {
+    let every = || (0..=255u8).map(|b| (b, b)).collect();
+    const BYTE: u8 = 8;
     let mut cuts = std::collections::BTreeSet::from([0i64, 256]);
-    for (pc, insn) in code.iter().enumerate().take(end).skip(start + 1) {
+    for (pc, insn) in code.iter().enumerate().take(end).skip(from) {
         let byte_read = |o: Operand| o == Operand::Reg(BYTE);
         match *insn {
             Insn::Jump {

@@ -24,6 +24,27 @@ pub fn validate_stream(
     map: &CodeMap,
 ) -> Result<Report, ValidationError> {
     let object = Object::parse(object)?;
+    if let Some(http) = &map.http {
+        if object.callbacks.len() != 1 || !map.passes.is_empty() || program.http.is_none() {
+            return Err(ValidationError::Map(format!(
+                "{} callbacks and {} passes for an http view program",
+                object.callbacks.len(),
+                map.passes.len()
+            )));
+        }
+        let t = std::time::Instant::now();
+        let step_insns = crate::http::check_steps(program, &object, http)?;
+        return Ok(Report {
+            step_insns,
+            times: [t.elapsed(), Default::default(), Default::default()],
+            ..Report::default()
+        });
+    }
+    if program.http.is_some() {
+        return Err(ValidationError::Map(
+            "an http view program without an http map".into(),
+        ));
+    }
     if object.callbacks.len() != map.passes.len() {
         return Err(ValidationError::Map(format!(
             "{} callbacks in the object, {} passes in the map",

@@ -22,7 +22,7 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
         let (module, _) =
             emit_bpf::compile_stream_mapped_with(&stream, &emit_bpf::Options::default())
                 .map_err(|e| cannot(&e))?;
-        (stream.program, module, Some(stream.complete))
+        (stream.program, module, Some((stream.complete, stream.http)))
     };
     let policy = &spec.policy;
     use std::fmt::Write as _;
@@ -39,9 +39,39 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
         "policy: arp {:?}, ipv6_nd {:?}, other_ip {:?}, non_ip {:?}",
         policy.arp, policy.ipv6_nd, policy.other_ip, policy.non_ip
     );
-    let _ = writeln!(report, "predicate: {}", spec.predicate);
-    let _ = write!(report, "{program}");
-    if let Some(complete) = at_fin {
+    let http = at_fin.as_ref().and_then(|(_, http)| http.as_deref());
+    if let predicate_ir::Mode::Stream(predicate_ir::StreamView::HttpResponse { headers }) =
+        &spec.mode
+    {
+        let _ = writeln!(report, "view: http_response, each header block and body");
+        let _ = writeln!(report, "headers: {headers}");
+        let _ = writeln!(report, "body: {}", spec.predicate);
+        let _ = write!(report, "header blocks: {program}");
+    } else {
+        let _ = writeln!(report, "predicate: {}", spec.predicate);
+        let _ = write!(report, "{program}");
+    }
+    if let Some(http) = http {
+        // Each body is judged by its own program; the framing DFA splits
+        // the stream (docs/stream.md, "The `http_response` view in the kernel").
+        let _ = write!(report, "bodies: {}", http.body.program);
+        let _ = writeln!(
+            report,
+            "framing: dfa, {} states; at each header block's end: {}; at each body's end: {}",
+            http.frame.dfa.next.len(),
+            at_fin
+                .as_ref()
+                .map(|(c, _)| c.to_string())
+                .unwrap_or_default(),
+            http.body.complete
+        );
+        let _ = writeln!(
+            report,
+            "stream: per flow in map {} ({} flows, LRU); at FIN: after a complete response",
+            emit_bpf::STREAM_FLOWS_MAP,
+            emit_bpf::STREAM_FLOWS_MAX
+        );
+    } else if let Some((complete, _)) = at_fin {
         // A stream diode judges each flow's bytes so far with the formula
         // above (windows count stream offsets) and a FIN with this one.
         let _ = writeln!(

@@ -31,6 +31,7 @@
 
 mod asm;
 mod formula;
+mod http;
 mod inline;
 mod packet;
 mod prefilter;
@@ -335,6 +336,9 @@ pub(crate) fn compile_stream(
     stream_program: &predicate_ir::StreamProgram,
     options: &Options,
 ) -> Result<(Module, CodeMap), CodegenError> {
+    if let Some(http) = &stream_program.http {
+        return http::compile(stream_program, http, options);
+    }
     let program = &stream_program.program;
     let groups = scan::plan(program);
     let (value_slots, slots) = stream::group_value_slots(program, &groups);
@@ -522,6 +526,7 @@ fn finish(
         prefilters,
         payload_start: frame::CTX + scan::ctx::PAYLOAD_START,
         payload_len: frame::CTX + scan::ctx::PAYLOAD_LEN,
+        http: None,
     };
     check_function_size(&entry, "entry function".into(), "$.predicate")?;
     for (i, (callback, pass)) in callbacks.iter().zip(&map.passes).enumerate() {

@@ -87,7 +87,7 @@ pub(crate) mod ctx {
 /// Status word values.
 const STATUS_RUNNING: i32 = 0;
 /// A byte could not be read: the packet is not fully inspectable.
-const STATUS_FAILED: i32 = 1;
+pub(crate) const STATUS_FAILED: i32 = 1;
 /// Every machine reached a sink: the rest of the window cannot matter.
 const STATUS_DECIDED: i32 = 2;
 
@@ -791,7 +791,7 @@ pub(crate) fn emit_class_test(a: &mut Asm, byte: Register, class: &ByteClass, hi
 }
 
 /// One DFA transition on the byte in r8, state in `reg`.
-fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
+pub(crate) fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
     let done = a.label();
     let live: Vec<u32> = (0..next.len() as u32)
         .filter(|&s| next[s as usize].iter().any(|&t| t != s))

@@ -156,7 +156,7 @@ pub(crate) mod sframe {
         assert!(VALUE_BUF + super::value::size(super::MAX_STREAM_SLOTS) as i16 <= frame::CTX);
 }
 
-const TCP_FIN: i32 = 0x01;
+pub(crate) const TCP_FIN: i32 = 0x01;
 const TCP_SYN: i32 = 0x02;
 const TCP_RST: i32 = 0x04;
 const TCP_ACK: i32 = 0x10;
@@ -654,6 +654,13 @@ pub(crate) fn emit_commit(
     a.ja(v.latched);
 
     a.bind(commit);
+    emit_commit_tail(a, v);
+}
+
+/// Commits the judged segment (stream length, next expected byte, a FIN)
+/// and passes it, releasing the judging flag. Also the end of the
+/// `http_response` view's judging (`http.rs`).
+pub(crate) fn emit_commit_tail(a: &mut Asm, v: &Verdicts) {
     a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
     a.emit(Insn::load(Size::DW, R1, R10, sframe::NEW_LEN));
     a.emit(Insn::store_reg(Size::DW, R0, value::STREAM_LEN, R1));
