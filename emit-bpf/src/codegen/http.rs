@@ -145,14 +145,25 @@ pub(crate) fn compile(
     for p in [program, &http.body] {
         stream::check_fits(p, 0)?;
     }
-    if program.program.scans.len() + http.body.program.scans.len() > stream::MAX_STREAM_SCANS {
+    // Header scans first, then the body's, as the view walks them.
+    let all_scans: Vec<_> = program
+        .program
+        .scans
+        .iter()
+        .chain(&http.body.program.scans)
+        .collect();
+    if all_scans.len() > stream::MAX_STREAM_SCANS {
         return Err(CodegenError::TooManyScans {
-            scans: program.program.scans.len() + http.body.program.scans.len(),
+            path: all_scans[stream::MAX_STREAM_SCANS].path.clone(),
+            scans: all_scans.len(),
             max: stream::MAX_STREAM_SCANS,
+            kind: "stream",
+            why: "the stream frame holds the flow key and stream scalars below the final states",
         });
     }
     if slots > stream::MAX_STREAM_SLOTS {
         return Err(CodegenError::TooManyStreamSlots {
+            path: "$.view.http_response".to_string(),
             slots,
             max: stream::MAX_STREAM_SLOTS,
         });
@@ -306,7 +317,7 @@ fn cond(a: &mut Asm, program: &Program, slots: &[usize], f: &Formula, then: Labe
                 Machine::Depth(_) => slots[*id] + 1, // the mode decides
             };
             a.emit(Insn::load(Size::W, R1, VALUE, slot_off(slot)));
-            scan::emit_accept_test(a, machine, R1, then, other);
+            scan::emit_accept_test(a, machine, 1, R1, then, other);
         }
         // `lower_stream` turns byte tests into scans (`check_fits`).
         Formula::Byte { .. } => a.ja(other),
@@ -341,7 +352,12 @@ fn step_scans(
                 a.bind(start);
                 scan::emit_dfa_step(a, &dfa.next, R0);
                 a.bind(end);
-                marks.push((part(id), StateEncoding::Dfa { reg: 0 }, start, end));
+                marks.push((
+                    part(id),
+                    StateEncoding::Dfa { reg: 0, scale: 1 },
+                    start,
+                    end,
+                ));
                 a.emit(Insn::store_reg(Size::W, VALUE, off, R0));
             }
             Machine::Depth(c) => {
@@ -430,7 +446,7 @@ fn emit_callback(
     a.bind(step_end);
     marks.push((
         HttpMachine::Frame,
-        StateEncoding::Dfa { reg: 0 },
+        StateEncoding::Dfa { reg: 0, scale: 1 },
         step_start,
         step_end,
     ));
