@@ -1105,8 +1105,9 @@ fn per_packet_in(
         std::env::temp_dir().join(format!("lagic-bench-wire-{}.bin", std::process::id()));
     std::fs::write(&payload_file, payload)
         .map_err(|e| BenchError::io("writing the sender's payload", e))?;
-    // Per filter: ns per packet of each round, sent, lost.
-    let mut per_round: Vec<(Vec<f64>, u64, u64)> = vec![(Vec::new(), 0, 0); filters.len()];
+    // Per filter: ns per packet of each round, sent, lost, CPU ns per packet.
+    let mut per_round: Vec<(Vec<f64>, u64, u64, Vec<f64>)> =
+        vec![(Vec::new(), 0, 0, Vec::new()); filters.len()];
     let outcome = (|| -> Result<(), BenchError> {
         for round in 0..rounds {
             let order: Vec<usize> = if round % 2 == 0 {
@@ -1154,6 +1155,7 @@ fn per_packet_in(
                 slot.0.push(ns);
                 slot.1 += blast.sent;
                 slot.2 += blast.sent.saturating_sub(counted);
+                slot.3.push(blast.cpu.as_nanos() as f64 / blast.sent as f64);
             }
         }
         Ok(())
@@ -1168,7 +1170,7 @@ fn per_packet_in(
     let rows = filters
         .iter()
         .zip(&per_round)
-        .map(|(f, (ns, sent, lost))| {
+        .map(|(f, (ns, sent, lost, cpu))| {
             let (of_diode, added_of_diode) = match diode {
                 Some(d) if !matches!(f, WireFilter::None) => (
                     crate::measure::Ratio::per_round(ns, &per_round[d].0),
@@ -1181,6 +1183,7 @@ fn per_packet_in(
                 filter: f.name().to_string(),
                 pps: 1e9 / ns_median,
                 ns_per_packet: ns_median,
+                cpu_ns_per_packet: crate::measure::median(cpu.clone()),
                 added_ns: crate::measure::median(added(ns)),
                 of_diode,
                 added_of_diode,

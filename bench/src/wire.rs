@@ -80,8 +80,15 @@ pub struct WireRow {
     pub filter: String,
     /// Median packets per second of the send loop.
     pub pps: f64,
-    /// Median ns per packet (the whole path: send, veth, filter, IP, DROP).
+    /// Median ns per packet (the whole path: send, veth, filter, IP, DROP),
+    /// by the wall clock.
     pub ns_per_packet: f64,
+    /// Median ns per packet by the sender thread's CPU clock: without the
+    /// time other work on the machine took its CPU, and with the receive
+    /// path where the kernel charges softirq work done in a task to the
+    /// task (kernels without IRQ time accounting). Absent in older results.
+    #[serde(default)]
+    pub cpu_ns_per_packet: f64,
     /// Median over rounds of this filter's ns per packet minus no
     /// filter's in the same round: what the filter adds.
     pub added_ns: f64,
@@ -121,9 +128,11 @@ impl WireResult {
              socket; the receive path (veth, tc ingress, IP, netfilter INPUT ending in one counting \
              DROP for every filter) runs inside its send call. \"added\": the filter's ns per packet \
              minus no filter's in the same round (median). \"x lagic\": per-round ratios to the \
-             first lagic row, median (min-max).\n\n",
+             first lagic row, median (min-max), by the wall clock. \"CPU ns/packet\": by the \
+             sender thread's CPU clock (without time other work took; it includes the receive \
+             path only where the kernel charges softirq work to the task).\n\n",
         );
-        s.push_str("| filter | packets/s | ns/packet | added ns | x lagic (ns/packet) | x lagic (added) | lost/sent |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| filter | packets/s | ns/packet | CPU ns/packet | added ns | x lagic (ns/packet) | x lagic (added) | lost/sent |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in &self.rows {
             let ratio = |x: &crate::measure::Ratio| {
                 if x.max > 0.0 {
@@ -133,10 +142,11 @@ impl WireResult {
                 }
             };
             s.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {} | {} | {} | {}/{} |\n",
+                "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {}/{} |\n",
                 r.filter,
                 r.pps,
                 r.ns_per_packet,
+                r.cpu_ns_per_packet,
                 if r.filter == "none" {
                     "-".to_string()
                 } else {
@@ -237,13 +247,16 @@ pub fn counted() -> Result<u64, BenchError> {
         })
 }
 
-/// What one `blast` run reports: frames sent, and the loop's wall time.
+/// What one `blast` run reports: frames sent, and the loop's wall and
+/// CPU time.
 #[derive(Debug, Clone, Copy)]
 pub struct Blast {
     /// Frames the kernel accepted.
     pub sent: u64,
     /// Wall time of the send loop.
     pub elapsed: Duration,
+    /// The sender thread's CPU time over the loop.
+    pub cpu: Duration,
 }
 
 /// Runs the sender inside `netns`: frames of `payload` on `iface` to
@@ -278,19 +291,22 @@ pub fn run_blast(
     let mut it = text.split_whitespace();
     let sent = it.next().and_then(|n| n.parse().ok());
     let ns: Option<u64> = it.next().and_then(|n| n.parse().ok());
-    match (sent, ns) {
-        (Some(sent), Some(ns)) => Ok(Blast {
+    let cpu: Option<u64> = it.next().and_then(|n| n.parse().ok());
+    match (sent, ns, cpu) {
+        (Some(sent), Some(ns), Some(cpu)) => Ok(Blast {
             sent,
             elapsed: Duration::from_nanos(ns),
+            cpu: Duration::from_nanos(cpu),
         }),
         _ => Err(BenchError::Setup(format!(
-            "the sender printed no \"SENT NS\" line: {text}"
+            "the sender printed no \"SENT WALL_NS CPU_NS\" line: {text}"
         ))),
     }
 }
 
 /// `lagic-bench blast IFACE DST_MAC SRC_IP DST_IP PAYLOAD_FILE SECONDS`:
-/// the sender (run inside the lab's namespace). Prints "SENT NS".
+/// the sender (run inside the lab's namespace). Prints "SENT WALL_NS
+/// CPU_NS": frames sent, the loop's wall time and the thread's CPU time.
 pub fn blast(args: &[String]) -> Result<(), BenchError> {
     let usage = || {
         BenchError::Setup(
@@ -351,6 +367,7 @@ pub fn blast(args: &[String]) -> Result<(), BenchError> {
         ));
     }
     let deadline = Duration::from_secs_f64(seconds.max(0.05));
+    let cpu_start = thread_cpu_ns();
     let start = Instant::now();
     let mut sent = 0u64;
     let mut failed = 0u64;
@@ -374,6 +391,7 @@ pub fn blast(args: &[String]) -> Result<(), BenchError> {
         }
     }
     let elapsed = start.elapsed();
+    let cpu = thread_cpu_ns().saturating_sub(cpu_start);
     // SAFETY: our own descriptor.
     unsafe { libc::close(fd) };
     if sent == 0 {
@@ -381,8 +399,19 @@ pub fn blast(args: &[String]) -> Result<(), BenchError> {
             "the kernel accepted no frame on {iface} ({failed} refused)"
         )));
     }
-    println!("{sent} {}", elapsed.as_nanos());
+    println!("{sent} {} {cpu}", elapsed.as_nanos());
     Ok(())
+}
+
+/// The calling thread's CPU time in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn parse_mac(text: &str) -> Option<[u8; 6]> {
