@@ -1199,3 +1199,88 @@ fn per_packet_in(
         rows,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Ratio;
+
+    fn row(filter: &str, body: usize, of_none: f64) -> Throughput {
+        Throughput {
+            filter: filter.into(),
+            body,
+            rps: 1.0,
+            mb_per_s: 1.0,
+            failures: 0,
+            of_none: Ratio {
+                median: of_none,
+                min: of_none,
+                max: of_none,
+            },
+        }
+    }
+
+    fn wire_row(filter: &str, added_x: f64) -> crate::wire::WireRow {
+        crate::wire::WireRow {
+            filter: filter.into(),
+            pps: 1.0,
+            ns_per_packet: 1.0,
+            cpu_ns_per_packet: 1.0,
+            added_ns: 1.0,
+            of_diode: Ratio::default(),
+            added_of_diode: Ratio {
+                median: added_x,
+                min: added_x,
+                max: added_x,
+            },
+            lost: 0,
+            sent: 1,
+        }
+    }
+
+    #[test]
+    fn target_rows_say_what_is_met_and_what_is_not() {
+        let result = E2eResult {
+            throughput: Vec::new(),
+            leaks: Vec::new(),
+            keepalive: vec![
+                row("none", 1_000, 1.0),
+                row("none", 100_000, 1.0),
+                row("lagic", 1_000, 0.95),
+                row("lagic", 100_000, 0.91),
+                // Behind iptables at 1 KB, short of 90% at 100 KB.
+                row("stream", 1_000, 0.5),
+                row("stream", 100_000, 0.6),
+                row("iptables", 1_000, 0.8),
+                row("iptables", 100_000, 0.3),
+            ],
+            keepalive_error: None,
+            per_packet: Some(crate::wire::WireResult {
+                payload: 1_400,
+                words: 1_000,
+                rounds: 1,
+                rows: vec![
+                    wire_row("iptables bm, 1000 rules", 450.0),
+                    wire_row("iptables kmp, 1000 rules", 90.0),
+                    wire_row("iptables kmp, 1 rule (hate)", 1.0),
+                ],
+            }),
+            per_packet_error: None,
+        };
+        let rows = result.target_rows();
+        let met = |what: &str| {
+            rows.iter()
+                .find(|(w, _, _)| w.contains(what))
+                .unwrap_or_else(|| panic!("no row for {what}: {rows:?}"))
+                .2
+        };
+        assert!(met("100 KB: per-packet"));
+        assert!(!met("100 KB: stream"));
+        assert!(met("per-packet hateless ahead"));
+        assert!(!met("stream hateless ahead"));
+        assert!(met("iptables bm, 1000 rules"));
+        assert!(!met("iptables kmp, 1000 rules"));
+        // The one-rule row is context, not a target.
+        assert!(!rows.iter().any(|(w, _, _)| w.contains("1 rule")));
+    }
+}
