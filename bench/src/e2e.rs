@@ -201,47 +201,51 @@ impl E2eResult {
 
     /// The end-to-end section of BENCHMARKS.md.
     pub fn markdown(&self) -> String {
-        let mut s = String::from(
+        let mut s = String::new();
+        // `--keepalive-only` measures no one-request-per-connection load.
+        if !self.throughput.is_empty() || !self.leaks.is_empty() {
+            s.push_str(
             "## End to end through a veth (HTTP, 4 client threads, one request per connection)\n\n",
         );
-        s.push_str("% of no filter: the median of per-round fractions (min-max over the rounds); older results: the ratio of totals.\n\n| filter | body B | requests/s | MB/s | % of no filter | failed |\n|---|---:|---:|---:|---:|---:|\n");
-        for t in &self.throughput {
-            let base = if t.of_none.max > 0.0 {
-                format!(
-                    "{:.0}% ({:.0}-{:.0}%)",
-                    t.of_none.median * 100.0,
-                    t.of_none.min * 100.0,
-                    t.of_none.max * 100.0
-                )
-            } else {
-                let total = self
-                    .get("none", t.body)
-                    .map(|n| t.mb_per_s / n.mb_per_s * 100.0)
-                    .unwrap_or(0.0);
-                format!("{total:.0}%")
-            };
-            s.push_str(&format!(
-                "| {} | {} | {:.0} | {:.1} | {base} | {} |\n",
-                t.filter, t.body, t.rps, t.mb_per_s, t.failures
-            ));
-        }
-        s.push_str(
-            "\nWhat gets through (\"LEAKS\" = a response carrying `hate` arrived whole):\n\n",
-        );
-        s.push_str("| filter | split word (\"ha\" + \"te\" in two segments) | `hate` in the last KB of 120 KB | clean 120 KB |\n|---|---|---|---|\n");
-        let word = |through: bool| if through { "LEAKS" } else { "blocked" };
-        for l in &self.leaks {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} |\n",
-                l.filter,
-                word(l.split_word_through),
-                word(l.large_through),
-                if l.clean_large_through {
-                    "arrives"
+            s.push_str("% of no filter: the median of per-round fractions (min-max over the rounds); older results: the ratio of totals.\n\n| filter | body B | requests/s | MB/s | % of no filter | failed |\n|---|---:|---:|---:|---:|---:|\n");
+            for t in &self.throughput {
+                let base = if t.of_none.max > 0.0 {
+                    format!(
+                        "{:.0}% ({:.0}-{:.0}%)",
+                        t.of_none.median * 100.0,
+                        t.of_none.min * 100.0,
+                        t.of_none.max * 100.0
+                    )
                 } else {
-                    "**blocked**"
-                }
-            ));
+                    let total = self
+                        .get("none", t.body)
+                        .map(|n| t.mb_per_s / n.mb_per_s * 100.0)
+                        .unwrap_or(0.0);
+                    format!("{total:.0}%")
+                };
+                s.push_str(&format!(
+                    "| {} | {} | {:.0} | {:.1} | {base} | {} |\n",
+                    t.filter, t.body, t.rps, t.mb_per_s, t.failures
+                ));
+            }
+            s.push_str(
+                "\nWhat gets through (\"LEAKS\" = a response carrying `hate` arrived whole):\n\n",
+            );
+            s.push_str("| filter | split word (\"ha\" + \"te\" in two segments) | `hate` in the last KB of 120 KB | clean 120 KB |\n|---|---|---|---|\n");
+            let word = |through: bool| if through { "LEAKS" } else { "blocked" };
+            for l in &self.leaks {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} |\n",
+                    l.filter,
+                    word(l.split_word_through),
+                    word(l.large_through),
+                    if l.clean_large_through {
+                        "arrives"
+                    } else {
+                        "**blocked**"
+                    }
+                ));
+            }
         }
         s.push_str(&format!(
             "\n### Under keep-alive (nginx, wrk: {} threads, {} connections)\n\n",
@@ -1282,5 +1286,11 @@ mod tests {
         assert!(!met("iptables kmp, 1000 rules"));
         // The one-rule row is context, not a target.
         assert!(!rows.iter().any(|(w, _, _)| w.contains("1 rule")));
+        // Without the one-request-per-connection load (--keepalive-only),
+        // no empty table of it; the keep-alive and per-packet ones are there.
+        let md = result.markdown();
+        assert!(!md.contains("one request per connection"), "{md}");
+        assert!(md.contains("| stream | 100000 |"), "{md}");
+        assert!(md.contains("| iptables bm, 1000 rules |"), "{md}");
     }
 }
