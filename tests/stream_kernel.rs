@@ -647,8 +647,84 @@ fn segments_strategy(fragments: &'static [&'static [u8]]) -> impl Strategy<Value
         })
 }
 
+/// Fragments of long clean text for the prefilter's flows: ordinary words,
+/// decoys that start the word (`h`, `ha`, `hat`), and a 64-byte run with
+/// no `h` (a chunk the prefilter skips whole).
+const LONG_TEXT: &[&[u8]] = &[
+    b"once upon a time ",
+    b"there was a little frog who liked the garden; ",
+    b"h",
+    b"H",
+    b"ha",
+    b"hA ",
+    b"hat ",
+    b"ate",
+    b"t",
+    b"e",
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+];
+
+/// A flow of long in-order segments (40 to 1,400 bytes: the stream
+/// prefilter tests 64-byte chunks) of clean text, with `hAtE` inserted at
+/// one place when `word_at` says so (anywhere: inside a segment, across
+/// two, across a chunk's edge).
+fn long_segments_strategy() -> impl Strategy<Value = Vec<Segment>> {
+    (
+        prop::collection::vec(prop::sample::select(LONG_TEXT), 4..160)
+            .prop_map(|parts| parts.concat()),
+        prop::option::of(any::<prop::sample::Index>()),
+        prop::collection::vec(40usize..1400, 1..8),
+        any::<u32>(),
+    )
+        .prop_map(|(mut payload, word_at, cuts, isn)| {
+            if let Some(at) = word_at {
+                let at = at.index(payload.len() + 1);
+                payload.splice(at..at, b"hAtE".iter().copied());
+            }
+            let mut out = vec![Segment::syn(isn)];
+            let (mut at, mut i) = (0, 0);
+            while at < payload.len() {
+                let len = cuts[i % cuts.len()].min(payload.len() - at);
+                out.push(Segment::data(
+                    isn.wrapping_add(1).wrapping_add(at as u32),
+                    &payload[at..at + len],
+                ));
+                at += len;
+                i += 1;
+            }
+            out.push(Segment::fin(
+                isn.wrapping_add(1).wrapping_add(payload.len() as u32),
+                b"",
+            ));
+            out
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Long segments through the stream `hateless`, whose passes start their
+    /// 64-byte chunks with the prefilter: verdicts and RSTs equal the
+    /// reference's, with and without the word.
+    #[test]
+    fn long_segments_through_the_prefilter_equal_the_reference(
+        segments in long_segments_strategy(),
+        v6 in any::<bool>(),
+    ) {
+        if !require_bpf() {
+            return Ok(());
+        }
+        thread_local! {
+            static DIODE: (Spec, LoadedProgram) = {
+                let s = stream_spec("hateless");
+                let p = load_stream(&s);
+                (s, p)
+            };
+        }
+        DIODE.with(|(spec, prog)| {
+            check_flow(prog, spec, v6, &segments);
+        });
+    }
 
     /// Random segmentations, reorderings, duplicates and overlaps of random
     /// payloads: the kernel's verdicts and RSTs equal the reference's.

@@ -22,7 +22,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,6 +51,13 @@ pub struct Config {
     pub lagic_obj: PathBuf,
     /// clang's hateless object.
     pub clang_obj: PathBuf,
+    /// lagic's stream hateless (`examples/stream/hateless.json`), measured
+    /// as the filter `stream` when present.
+    pub stream_obj: Option<PathBuf>,
+    /// lagic's object for the block list of [`WIRE_WORDS`] words, for the
+    /// per-packet comparison with iptables ([`crate::wire`]); that part is
+    /// skipped without it.
+    pub blocklist_obj: Option<PathBuf>,
     /// Seconds per filter and response size (split over interleaved rounds).
     pub seconds: f64,
 }
@@ -101,6 +108,13 @@ pub struct E2eResult {
     /// Why the keep-alive part did not run, if it did not.
     #[serde(default)]
     pub keepalive_error: Option<String>,
+    /// Per packet through the veth: diodes against iptables string rules
+    /// ([`crate::wire`]); absent in older results.
+    #[serde(default)]
+    pub per_packet: Option<crate::wire::WireResult>,
+    /// Why the per-packet part did not run, if it did not.
+    #[serde(default)]
+    pub per_packet_error: Option<String>,
 }
 
 impl E2eResult {
@@ -120,49 +134,118 @@ impl E2eResult {
             .fold(f64::INFINITY, f64::min)
     }
 
+    /// Rows of BENCHMARKS.md's table of targets (issue 13, item 4 and the
+    /// block-list target on the wire): what, measured, met.
+    pub fn target_rows(&self) -> Vec<(String, String, bool)> {
+        let mut rows = Vec::new();
+        let keepalive = |filter: &str, body: usize| {
+            self.keepalive
+                .iter()
+                .find(|t| t.filter == filter && t.body == body)
+        };
+        for (filter, what) in [("lagic", "per-packet"), ("stream", "stream")] {
+            if let Some(t) = keepalive(filter, 100_000) {
+                rows.push((
+                    format!("keep-alive, 100 KB: {what} hateless >= 90% of no filter's requests/s"),
+                    format!("{:.0}%", t.of_none.median * 100.0),
+                    t.of_none.median >= 0.9 && t.failures == 0,
+                ));
+            }
+            let sizes: Vec<String> = self
+                .keepalive
+                .iter()
+                .filter(|t| t.filter == filter)
+                .filter_map(|t| {
+                    let ipt = keepalive("iptables", t.body)?;
+                    Some(format!(
+                        "{} B: {:.0}% vs {:.0}%",
+                        t.body,
+                        t.of_none.median * 100.0,
+                        ipt.of_none.median * 100.0
+                    ))
+                })
+                .collect();
+            if !sizes.is_empty() {
+                let ahead = self
+                    .keepalive
+                    .iter()
+                    .filter(|t| t.filter == filter)
+                    .all(|t| {
+                        keepalive("iptables", t.body)
+                            .is_some_and(|i| t.of_none.median > i.of_none.median)
+                    });
+                rows.push((
+                    format!("keep-alive: {what} hateless ahead of iptables string at every size"),
+                    sizes.join("; "),
+                    ahead,
+                ));
+            }
+        }
+        if let Some(p) = &self.per_packet {
+            for r in p.rows.iter().filter(|r| {
+                r.filter.starts_with("iptables")
+                    && r.filter.ends_with(&format!("{} rules", p.words))
+            }) {
+                rows.push((
+                    format!(
+                        "per packet on the veth: lagic >= 100x faster than {} (what each filter adds)",
+                        r.filter
+                    ),
+                    format!("{:.0}x", r.added_of_diode.median),
+                    r.added_of_diode.median >= 100.0,
+                ));
+            }
+        }
+        rows
+    }
+
     /// The end-to-end section of BENCHMARKS.md.
     pub fn markdown(&self) -> String {
-        let mut s = String::from(
+        let mut s = String::new();
+        // `--keepalive-only` measures no one-request-per-connection load.
+        if !self.throughput.is_empty() || !self.leaks.is_empty() {
+            s.push_str(
             "## End to end through a veth (HTTP, 4 client threads, one request per connection)\n\n",
         );
-        s.push_str("% of no filter: the median of per-round fractions (min-max over the rounds); older results: the ratio of totals.\n\n| filter | body B | requests/s | MB/s | % of no filter | failed |\n|---|---:|---:|---:|---:|---:|\n");
-        for t in &self.throughput {
-            let base = if t.of_none.max > 0.0 {
-                format!(
-                    "{:.0}% ({:.0}-{:.0}%)",
-                    t.of_none.median * 100.0,
-                    t.of_none.min * 100.0,
-                    t.of_none.max * 100.0
-                )
-            } else {
-                let total = self
-                    .get("none", t.body)
-                    .map(|n| t.mb_per_s / n.mb_per_s * 100.0)
-                    .unwrap_or(0.0);
-                format!("{total:.0}%")
-            };
-            s.push_str(&format!(
-                "| {} | {} | {:.0} | {:.1} | {base} | {} |\n",
-                t.filter, t.body, t.rps, t.mb_per_s, t.failures
-            ));
-        }
-        s.push_str(
-            "\nWhat gets through (\"LEAKS\" = a response carrying `hate` arrived whole):\n\n",
-        );
-        s.push_str("| filter | split word (\"ha\" + \"te\" in two segments) | `hate` in the last KB of 120 KB | clean 120 KB |\n|---|---|---|---|\n");
-        let word = |through: bool| if through { "LEAKS" } else { "blocked" };
-        for l in &self.leaks {
-            s.push_str(&format!(
-                "| {} | {} | {} | {} |\n",
-                l.filter,
-                word(l.split_word_through),
-                word(l.large_through),
-                if l.clean_large_through {
-                    "arrives"
+            s.push_str("% of no filter: the median of per-round fractions (min-max over the rounds); older results: the ratio of totals.\n\n| filter | body B | requests/s | MB/s | % of no filter | failed |\n|---|---:|---:|---:|---:|---:|\n");
+            for t in &self.throughput {
+                let base = if t.of_none.max > 0.0 {
+                    format!(
+                        "{:.0}% ({:.0}-{:.0}%)",
+                        t.of_none.median * 100.0,
+                        t.of_none.min * 100.0,
+                        t.of_none.max * 100.0
+                    )
                 } else {
-                    "**blocked**"
-                }
-            ));
+                    let total = self
+                        .get("none", t.body)
+                        .map(|n| t.mb_per_s / n.mb_per_s * 100.0)
+                        .unwrap_or(0.0);
+                    format!("{total:.0}%")
+                };
+                s.push_str(&format!(
+                    "| {} | {} | {:.0} | {:.1} | {base} | {} |\n",
+                    t.filter, t.body, t.rps, t.mb_per_s, t.failures
+                ));
+            }
+            s.push_str(
+                "\nWhat gets through (\"LEAKS\" = a response carrying `hate` arrived whole):\n\n",
+            );
+            s.push_str("| filter | split word (\"ha\" + \"te\" in two segments) | `hate` in the last KB of 120 KB | clean 120 KB |\n|---|---|---|---|\n");
+            let word = |through: bool| if through { "LEAKS" } else { "blocked" };
+            for l in &self.leaks {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} |\n",
+                    l.filter,
+                    word(l.split_word_through),
+                    word(l.large_through),
+                    if l.clean_large_through {
+                        "arrives"
+                    } else {
+                        "**blocked**"
+                    }
+                ));
+            }
         }
         s.push_str(&format!(
             "\n### Under keep-alive (nginx, wrk: {} threads, {} connections)\n\n",
@@ -193,6 +276,14 @@ impl E2eResult {
                     t.failures
                 ));
             }
+        }
+        if let Some(p) = &self.per_packet {
+            s.push('\n');
+            s.push_str(&p.markdown());
+        } else if let Some(why) = &self.per_packet_error {
+            s.push_str(&format!(
+                "\n### Per packet through the veth\n\nNot measured: {why}\n"
+            ));
         }
         s
     }
@@ -287,11 +378,15 @@ impl Lab {
         self.clear_filter();
         match filter {
             "none" => Ok(()),
-            "lagic" | "clang" => {
-                let obj = if filter == "lagic" {
-                    cfg.lagic_obj.to_string_lossy()
-                } else {
-                    cfg.clang_obj.to_string_lossy()
+            "lagic" | "clang" | "stream" => {
+                let obj = match filter {
+                    "lagic" => cfg.lagic_obj.to_string_lossy(),
+                    "clang" => cfg.clang_obj.to_string_lossy(),
+                    _ => cfg
+                        .stream_obj
+                        .as_deref()
+                        .ok_or_else(|| BenchError::Setup("no stream object to attach".into()))?
+                        .to_string_lossy(),
                 };
                 let mut args = vec!["attach", &obj, "--iface", &self.names.host_if];
                 // lagic attaches only objects it wrote unless told otherwise;
@@ -385,10 +480,61 @@ fn throughput(server: SocketAddr, body: usize, seconds: f64) -> (u64, u64, u64, 
     )
 }
 
+/// The filters of `cfg`: no filter, lagic's per-packet and (when compiled)
+/// stream hateless, the clang baseline, the iptables string match.
+pub fn filters(cfg: &Config) -> Vec<&'static str> {
+    let mut filters = vec!["none", "lagic"];
+    if cfg.stream_obj.is_some() {
+        filters.push("stream");
+    }
+    filters.extend(["clang", "iptables"]);
+    filters
+}
+
+/// The keep-alive load alone (for working on the wire: perf, counters),
+/// with `only` restricting the filters (`none` is always measured: every
+/// fraction is of its throughput in the same round), `bodies` the response
+/// sizes (none: all) and `seconds` each wrk run's length (none: as in the
+/// whole run).
+pub fn keepalive_only(
+    cfg: &Config,
+    only: &[String],
+    bodies: &[usize],
+    seconds: Option<f64>,
+) -> Result<E2eResult, BenchError> {
+    let mut filters = filters(cfg);
+    if !only.is_empty() {
+        if let Some(unknown) = only.iter().find(|f| !filters.contains(&f.as_str())) {
+            return Err(BenchError::Setup(format!(
+                "unknown filter {unknown} (known: {})",
+                filters.join(", ")
+            )));
+        }
+        filters.retain(|f| *f == "none" || only.iter().any(|o| o == f));
+    }
+    let mut lab = Lab::up(cfg.lagic.clone())?;
+    let bodies = if bodies.is_empty() {
+        &KEEPALIVE_BODIES[..]
+    } else {
+        bodies
+    };
+    let seconds = seconds.unwrap_or((cfg.seconds / E2E_ROUNDS as f64).max(1.0));
+    let keepalive = keepalive_rounds(&mut lab, cfg, &filters, bodies, seconds)?;
+    drop(lab);
+    Ok(E2eResult {
+        throughput: Vec::new(),
+        leaks: Vec::new(),
+        keepalive,
+        keepalive_error: None,
+        per_packet: None,
+        per_packet_error: None,
+    })
+}
+
 /// Runs the end-to-end part.
 pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
     let mut lab = Lab::up(cfg.lagic.clone())?;
-    let filters = ["none", "lagic", "clang", "iptables"];
+    let filters = filters(cfg);
     let bodies = [1_000usize, 100_000];
     // Short rounds, every other one in reverse order, so drift in machine
     // load hits every filter alike.
@@ -397,7 +543,7 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
     let mut rounds: Vec<(String, usize, Vec<f64>)> = Vec::new();
     for round in 0..E2E_ROUNDS {
         let order: Vec<&str> = if round % 2 == 0 {
-            filters.to_vec()
+            filters.clone()
         } else {
             filters.iter().rev().copied().collect()
         };
@@ -448,7 +594,7 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
         })
         .collect();
     let mut leaks = Vec::new();
-    for filter in filters {
+    for &filter in &filters {
         lab.set_filter(filter, cfg)?;
         let timeout = Duration::from_secs(3);
         let check = LeakCheck {
@@ -461,7 +607,13 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
         leaks.push(check);
     }
     let (keepalive, keepalive_error) = if crate::keepalive::available() {
-        match keepalive_rounds(&mut lab, cfg, &filters) {
+        match keepalive_rounds(
+            &mut lab,
+            cfg,
+            &filters,
+            &KEEPALIVE_BODIES,
+            (cfg.seconds / E2E_ROUNDS as f64).max(1.0),
+        ) {
             Ok(rows) => (rows, None),
             Err(e) => {
                 eprintln!("lagic-bench: e2e keep-alive: {e}");
@@ -474,6 +626,32 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
             Some("nginx or wrk not installed (scripts/bench installs them)".to_string()),
         )
     };
+    let (per_packet, per_packet_error) = match &cfg.blocklist_obj {
+        Some(obj) => {
+            let filters = wire_filters(obj, &cfg.lagic_obj);
+            let iface = lab.names.host_if.clone();
+            crate::wire::remove_chain(&iface);
+            let result = wire_payload().and_then(|payload| {
+                per_packet_in(
+                    &mut lab,
+                    &filters,
+                    &payload,
+                    WIRE_WORDS,
+                    WIRE_ROUNDS,
+                    (cfg.seconds / 8.0).max(0.5),
+                )
+            });
+            crate::wire::remove_chain(&iface);
+            match result {
+                Ok(r) => (Some(r), None),
+                Err(e) => {
+                    eprintln!("lagic-bench: e2e per packet: {e}");
+                    (None, Some(e.to_string()))
+                }
+            }
+        }
+        None => (None, Some("no block-list object".to_string())),
+    };
     lab.clear_filter();
     drop(lab);
     Ok(E2eResult {
@@ -481,7 +659,67 @@ pub fn run(cfg: &Config) -> Result<E2eResult, BenchError> {
         leaks,
         keepalive,
         keepalive_error,
+        per_packet,
+        per_packet_error,
     })
+}
+
+/// Words in the block list of the per-packet comparison (issue 13's
+/// target is stated at 1,000 rules).
+pub const WIRE_WORDS: usize = 1_000;
+/// Alternated rounds of the per-packet comparison.
+const WIRE_ROUNDS: usize = 3;
+
+/// The per-packet comparison's filters: no filter, lagic's block list of
+/// [`WIRE_WORDS`] words, the same words as iptables string rules (Boyer-Moore
+/// and Knuth-Morris-Pratt, case-insensitive), and for scale lagic's
+/// hateless against one `hate` rule.
+pub fn wire_filters(blocklist_obj: &Path, hateless_obj: &Path) -> Vec<crate::wire::WireFilter> {
+    use crate::wire::WireFilter;
+    let words = crate::blocklist::words(WIRE_WORDS);
+    vec![
+        WireFilter::None,
+        WireFilter::Diode {
+            name: format!("lagic, {WIRE_WORDS} words"),
+            object: blocklist_obj.to_path_buf(),
+        },
+        WireFilter::Iptables {
+            name: format!("iptables bm, {WIRE_WORDS} rules"),
+            algo: "bm",
+            words: words.clone(),
+        },
+        WireFilter::Iptables {
+            name: format!("iptables kmp, {WIRE_WORDS} rules"),
+            algo: "kmp",
+            words,
+        },
+        WireFilter::Diode {
+            name: "lagic hateless".into(),
+            object: hateless_obj.to_path_buf(),
+        },
+        WireFilter::Iptables {
+            name: "iptables kmp, 1 rule (hate)".into(),
+            algo: "kmp",
+            words: vec![b"hate".to_vec()],
+        },
+    ]
+}
+
+/// The per-packet payload: [`crate::blocklist::PAYLOAD`] bytes of text no
+/// word of the list occurs in (nor `hate`), so every filter reads all of it.
+pub fn wire_payload() -> Result<Vec<u8>, BenchError> {
+    let reference = crate::blocklist::Reference::new(WIRE_WORDS);
+    let payload = crate::blocklist::timing_payload(&reference);
+    let hate = payload
+        .to_ascii_lowercase()
+        .windows(4)
+        .any(|w| w == b"hate");
+    if !reference.passes(&payload) || hate {
+        return Err(BenchError::Setup(format!(
+            "the per-packet payload holds a word of the {WIRE_WORDS}-word list or `hate`"
+        )));
+    }
+    Ok(payload)
 }
 
 /// Per filter and body: requests/s per round, MB/s per round, failures.
@@ -496,14 +734,11 @@ fn keepalive_rounds(
     lab: &mut Lab,
     cfg: &Config,
     filters: &[&str],
+    bodies: &[usize],
+    seconds: f64,
 ) -> Result<Vec<Throughput>, BenchError> {
-    let nginx = crate::keepalive::Nginx::start(
-        &lab.names.netns,
-        lab.server.ip(),
-        &KEEPALIVE_BODIES,
-        clean_body,
-    )?;
-    let seconds = (cfg.seconds / E2E_ROUNDS as f64).max(1.0);
+    let nginx =
+        crate::keepalive::Nginx::start(&lab.names.netns, lab.server.ip(), bodies, clean_body)?;
     let mut rounds: Vec<KeepaliveRounds> = Vec::new();
     for round in 0..E2E_ROUNDS {
         let order: Vec<&str> = if round % 2 == 0 {
@@ -513,7 +748,7 @@ fn keepalive_rounds(
         };
         for filter in order {
             lab.set_filter(filter, cfg)?;
-            for body in KEEPALIVE_BODIES {
+            for &body in bodies {
                 let url = format!("http://{}/{body}.txt", nginx.addr);
                 let run = crate::keepalive::wrk(&url, body, seconds)?;
                 eprintln!(
@@ -769,6 +1004,8 @@ fn blocklist_in(
             lagic: lagic.clone(),
             lagic_obj: case.lagic_obj.clone().unwrap_or_default(),
             clang_obj: case.clang_obj.clone().unwrap_or_default(),
+            stream_obj: None,
+            blocklist_obj: None,
             seconds,
         };
         // per filter: per-round rps, failures
@@ -822,4 +1059,238 @@ fn blocklist_in(
         });
     }
     Ok(points)
+}
+
+/// Per packet through the veth ([`crate::wire`]): for `rounds` rounds, each
+/// filter of `filters` in turn (every other round reversed), one sender
+/// for `seconds` writing segments of `payload`. The first filter must be
+/// [`WireFilter::None`]; ratios are to the first diode in `filters`.
+pub fn per_packet(
+    lagic: PathBuf,
+    filters: &[crate::wire::WireFilter],
+    payload: &[u8],
+    words: usize,
+    rounds: usize,
+    seconds: f64,
+) -> Result<crate::wire::WireResult, BenchError> {
+    use crate::wire::{self, WireFilter};
+    if !matches!(filters.first(), Some(WireFilter::None)) {
+        return Err(BenchError::Setup(
+            "per packet: the first filter must be none".into(),
+        ));
+    }
+    let mut lab = Lab::up(lagic)?;
+    let iface = lab.names.host_if.clone();
+    wire::remove_chain(&iface);
+    // The chain goes on every path out, errors included.
+    let result = per_packet_in(&mut lab, filters, payload, words, rounds, seconds);
+    wire::remove_chain(&iface);
+    lab.clear_filter();
+    drop(lab);
+    result
+}
+
+fn per_packet_in(
+    lab: &mut Lab,
+    filters: &[crate::wire::WireFilter],
+    payload: &[u8],
+    words: usize,
+    rounds: usize,
+    seconds: f64,
+) -> Result<crate::wire::WireResult, BenchError> {
+    use crate::wire::{self, WireFilter};
+    let iface = lab.names.host_if.clone();
+    let mac_path = format!("/sys/class/net/{iface}/address");
+    let host_mac = std::fs::read_to_string(&mac_path)
+        .map_err(|e| BenchError::io(&format!("reading {mac_path}"), e))?;
+    let subnet = Subnet::parse(SUBNET)?;
+    let (host_ip, enclave_ip) = (subnet.host(), subnet.enclave());
+    let payload_file =
+        std::env::temp_dir().join(format!("lagic-bench-wire-{}.bin", std::process::id()));
+    std::fs::write(&payload_file, payload)
+        .map_err(|e| BenchError::io("writing the sender's payload", e))?;
+    // Per filter: ns per packet of each round, sent, lost, CPU ns per packet.
+    let mut per_round: Vec<(Vec<f64>, u64, u64, Vec<f64>)> =
+        vec![(Vec::new(), 0, 0, Vec::new()); filters.len()];
+    let outcome = (|| -> Result<(), BenchError> {
+        for round in 0..rounds {
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..filters.len()).collect()
+            } else {
+                (0..filters.len()).rev().collect()
+            };
+            for i in order {
+                lab.clear_filter();
+                wire::remove_chain(&iface);
+                match &filters[i] {
+                    WireFilter::None => wire::install_chain(&iface, None)?,
+                    WireFilter::Diode { object, .. } => {
+                        wire::install_chain(&iface, None)?;
+                        sh(
+                            &lab.lagic.to_string_lossy(),
+                            &["attach", &object.to_string_lossy(), "--iface", &iface],
+                        )?;
+                    }
+                    WireFilter::Iptables { algo, words, .. } => {
+                        wire::install_chain(&iface, Some((algo, words)))?
+                    }
+                }
+                let blast = wire::run_blast(
+                    &lab.names.netns,
+                    &lab.names.enclave_if,
+                    host_mac.trim(),
+                    enclave_ip,
+                    host_ip,
+                    &payload_file,
+                    seconds,
+                )?;
+                // Frames still in a backlog are counted within moments.
+                std::thread::sleep(Duration::from_millis(50));
+                let counted = wire::counted()?;
+                let ns = blast.elapsed.as_nanos() as f64 / blast.sent as f64;
+                eprintln!(
+                    "lagic-bench: per packet {}: {:.0} packets/s, {ns:.0} ns/packet, {} of {} counted",
+                    filters[i].name(),
+                    1e9 / ns,
+                    counted,
+                    blast.sent
+                );
+                let slot = &mut per_round[i];
+                slot.0.push(ns);
+                slot.1 += blast.sent;
+                slot.2 += blast.sent.saturating_sub(counted);
+                slot.3.push(blast.cpu.as_nanos() as f64 / blast.sent as f64);
+            }
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&payload_file);
+    outcome?;
+    let none = per_round[0].0.clone();
+    let added = |ns: &[f64]| -> Vec<f64> { ns.iter().zip(&none).map(|(a, n)| a - n).collect() };
+    let diode = filters
+        .iter()
+        .position(|f| matches!(f, WireFilter::Diode { .. }));
+    let rows = filters
+        .iter()
+        .zip(&per_round)
+        .map(|(f, (ns, sent, lost, cpu))| {
+            let (of_diode, added_of_diode) = match diode {
+                Some(d) if !matches!(f, WireFilter::None) => (
+                    crate::measure::Ratio::per_round(ns, &per_round[d].0),
+                    crate::measure::Ratio::per_round(&added(ns), &added(&per_round[d].0)),
+                ),
+                _ => Default::default(),
+            };
+            let ns_median = crate::measure::median(ns.clone());
+            wire::WireRow {
+                filter: f.name().to_string(),
+                pps: 1e9 / ns_median,
+                ns_per_packet: ns_median,
+                cpu_ns_per_packet: crate::measure::median(cpu.clone()),
+                added_ns: crate::measure::median(added(ns)),
+                of_diode,
+                added_of_diode,
+                lost: *lost,
+                sent: *sent,
+            }
+        })
+        .collect();
+    Ok(wire::WireResult {
+        payload: payload.len(),
+        words,
+        rounds,
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Ratio;
+
+    fn row(filter: &str, body: usize, of_none: f64) -> Throughput {
+        Throughput {
+            filter: filter.into(),
+            body,
+            rps: 1.0,
+            mb_per_s: 1.0,
+            failures: 0,
+            of_none: Ratio {
+                median: of_none,
+                min: of_none,
+                max: of_none,
+            },
+        }
+    }
+
+    fn wire_row(filter: &str, added_x: f64) -> crate::wire::WireRow {
+        crate::wire::WireRow {
+            filter: filter.into(),
+            pps: 1.0,
+            ns_per_packet: 1.0,
+            cpu_ns_per_packet: 1.0,
+            added_ns: 1.0,
+            of_diode: Ratio::default(),
+            added_of_diode: Ratio {
+                median: added_x,
+                min: added_x,
+                max: added_x,
+            },
+            lost: 0,
+            sent: 1,
+        }
+    }
+
+    #[test]
+    fn target_rows_say_what_is_met_and_what_is_not() {
+        let result = E2eResult {
+            throughput: Vec::new(),
+            leaks: Vec::new(),
+            keepalive: vec![
+                row("none", 1_000, 1.0),
+                row("none", 100_000, 1.0),
+                row("lagic", 1_000, 0.95),
+                row("lagic", 100_000, 0.91),
+                // Behind iptables at 1 KB, short of 90% at 100 KB.
+                row("stream", 1_000, 0.5),
+                row("stream", 100_000, 0.6),
+                row("iptables", 1_000, 0.8),
+                row("iptables", 100_000, 0.3),
+            ],
+            keepalive_error: None,
+            per_packet: Some(crate::wire::WireResult {
+                payload: 1_400,
+                words: 1_000,
+                rounds: 1,
+                rows: vec![
+                    wire_row("iptables bm, 1000 rules", 450.0),
+                    wire_row("iptables kmp, 1000 rules", 90.0),
+                    wire_row("iptables kmp, 1 rule (hate)", 1.0),
+                ],
+            }),
+            per_packet_error: None,
+        };
+        let rows = result.target_rows();
+        let met = |what: &str| {
+            rows.iter()
+                .find(|(w, _, _)| w.contains(what))
+                .unwrap_or_else(|| panic!("no row for {what}: {rows:?}"))
+                .2
+        };
+        assert!(met("100 KB: per-packet"));
+        assert!(!met("100 KB: stream"));
+        assert!(met("per-packet hateless ahead"));
+        assert!(!met("stream hateless ahead"));
+        assert!(met("iptables bm, 1000 rules"));
+        assert!(!met("iptables kmp, 1000 rules"));
+        // The one-rule row is context, not a target.
+        assert!(!rows.iter().any(|(w, _, _)| w.contains("1 rule")));
+        // Without the one-request-per-connection load (--keepalive-only),
+        // no empty table of it; the keep-alive and per-packet ones are there.
+        let md = result.markdown();
+        assert!(!md.contains("one request per connection"), "{md}");
+        assert!(md.contains("| stream | 100000 |"), "{md}");
+        assert!(md.contains("| iptables bm, 1000 rules |"), "{md}");
+    }
 }

@@ -9,6 +9,8 @@
 //! - [`blocklist`]: block lists of 1 to 10,000 words: lagic, C, iptables;
 //! - [`e2e`]: HTTP throughput through a real veth, with and without diodes
 //!   and with the netfilter string match;
+//! - [`wire`]: packets per second through the veth with a diode against
+//!   iptables string rules (the per-packet cost of a block list);
 //! - [`report`]: BENCHMARKS.md and bench/results.json;
 //! - [`enclave`]: `lagic-bench enclave`, lagic-enclave's inference speed
 //!   against a C llama2 (separate from the diode benchmark above).
@@ -26,6 +28,7 @@ pub mod report;
 pub mod rng;
 pub mod scaling;
 pub mod tools;
+pub mod wire;
 
 /// The seed diodes, by the names of their spec files and baselines.
 pub const DIODES: [&str; reference_diodes::ALL.len()] = reference_diodes::SEED_NAMES;

@@ -2,7 +2,12 @@
 //!
 //! Usage: `lagic-bench [--quick] [--no-e2e]` (or `--render`: rewrite
 //! BENCHMARKS.md from bench/results.json; or `--e2e-only [--quick]`: only the
-//! end-to-end part, its table on stdout, nothing written), as root, after building
+//! end-to-end part, its table on stdout, nothing written; or
+//! `--keepalive-only [--body N]... [--seconds S] [FILTER...]`: only its
+//! keep-alive load, for the filters named (`lagic`, `stream`, `clang`,
+//! `iptables`; default all)
+//! beside no filter; or `--wire-only [--quick]`: only its per-packet
+//! comparison with iptables), as root, after building
 //! `lagic` and `lagic-enclave` in the same profile; `scripts/bench` does all
 //! of that. `lagic-bench serve ADDR` is the HTTP server the end-to-end part
 //! starts inside its namespace. `lagic-bench enclave [--quick] [--rounds N]
@@ -41,6 +46,14 @@ fn main() {
             .unwrap_or_else(|| "0.0.0.0:8090".into());
         if let Err(e) = e2e::serve(&addr) {
             eprintln!("lagic-bench serve: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if args.first().map(String::as_str) == Some("blast") {
+        // The per-packet sender, started by the benchmark in its lab's namespace.
+        if let Err(e) = lagic_bench::wire::blast(&args[1..]) {
+            eprintln!("lagic-bench blast: {e}");
             std::process::exit(1);
         }
         return;
@@ -244,8 +257,11 @@ fn main() {
         }
         return;
     }
-    if args.iter().any(|a| a == "--e2e-only") {
-        // For working on the lab: the end-to-end part alone, nothing written.
+    let keepalive_only = args.iter().any(|a| a == "--keepalive-only");
+    let wire_only = args.iter().any(|a| a == "--wire-only");
+    if keepalive_only || wire_only || args.iter().any(|a| a == "--e2e-only") {
+        // For working on the lab: the end-to-end part alone (or only its
+        // keep-alive load, for some filters), nothing written.
         let result = (|| -> Result<String, BenchError> {
             let clang = tools::find_on_path("clang")
                 .ok_or_else(|| BenchError::Setup("clang not found".into()))?;
@@ -258,12 +274,61 @@ fn main() {
                 &tools::baseline_dir().join("hateless.c"),
                 &clang_obj,
             )?;
-            let result = e2e::run(&e2e::Config {
+            let stream_obj = work.join("hateless.stream.lagic.o");
+            tools::compile_spec(&lagic, &tools::stream_example_spec("hateless"), &stream_obj)?;
+            let blocklist_obj = wire_blocklist_object(&lagic, &work)?;
+            let config = e2e::Config {
                 lagic,
                 lagic_obj,
                 clang_obj,
+                stream_obj: Some(stream_obj),
+                blocklist_obj: Some(blocklist_obj),
                 seconds: plan.e2e_seconds,
-            })?;
+            };
+            let result = if wire_only {
+                let filters = e2e::wire_filters(
+                    config.blocklist_obj.as_deref().unwrap_or(Path::new("")),
+                    &config.lagic_obj,
+                );
+                let rounds = if quick { 2 } else { 5 };
+                let r = e2e::per_packet(
+                    config.lagic.clone(),
+                    &filters,
+                    &e2e::wire_payload()?,
+                    e2e::WIRE_WORDS,
+                    rounds,
+                    1.0,
+                )?;
+                return Ok(r.markdown());
+            } else if keepalive_only {
+                // Filters named on the command line (none: all of them),
+                // `--body N` (repeatable) and `--seconds S` per wrk run.
+                let bad = |what: &str| BenchError::Setup(format!("--keepalive-only: {what}"));
+                let (mut only, mut bodies, mut seconds) = (Vec::new(), Vec::new(), None);
+                let mut it = args.iter();
+                while let Some(a) = it.next() {
+                    match a.as_str() {
+                        "--body" => bodies.push(
+                            it.next()
+                                .and_then(|n| n.parse::<usize>().ok())
+                                .ok_or_else(|| bad("--body needs a size in bytes"))?,
+                        ),
+                        "--seconds" => {
+                            seconds = Some(
+                                it.next()
+                                    .and_then(|n| n.parse::<f64>().ok())
+                                    .filter(|s| *s >= 1.0)
+                                    .ok_or_else(|| bad("--seconds needs a number >= 1"))?,
+                            )
+                        }
+                        a if a.starts_with("--") => {}
+                        f => only.push(f.to_string()),
+                    }
+                }
+                e2e::keepalive_only(&config, &only, &bodies, seconds)?
+            } else {
+                e2e::run(&config)?
+            };
             Ok(result.markdown())
         })();
         match result {
@@ -548,10 +613,33 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
     // A failure here (no iptables, no veth support) costs only this part:
     // the report says why, and everything measured above is still written.
     let (e2e, e2e_error) = if plan.e2e {
+        let stream_obj = work.join("hateless.stream.lagic.o");
+        let stream_obj =
+            match tools::compile_spec(&lagic, &tools::stream_example_spec("hateless"), &stream_obj)
+            {
+                Ok(_) => Some(stream_obj),
+                Err(e) => {
+                    eprintln!(
+                        "lagic-bench: the stream hateless did not compile, not measured: {e}"
+                    );
+                    None
+                }
+            };
+        let blocklist_obj = match wire_blocklist_object(&lagic, &work) {
+            Ok(obj) => Some(obj),
+            Err(e) => {
+                eprintln!(
+                    "lagic-bench: the block list did not compile, per packet not measured: {e}"
+                );
+                None
+            }
+        };
         let config = e2e::Config {
             lagic: lagic.clone(),
             lagic_obj: hateless.lagic_obj.clone(),
             clang_obj: hateless.clang_obj.clone(),
+            stream_obj,
+            blocklist_obj,
             seconds: plan.e2e_seconds,
         };
         match e2e::run(&config) {
@@ -580,6 +668,17 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
         blocklist_e2e_error,
     };
     report::write(&results, &tools::workspace_root())
+}
+
+/// lagic's object for the per-packet comparison's block list.
+fn wire_blocklist_object(lagic: &Path, work: &Path) -> Result<PathBuf, BenchError> {
+    let name = format!("blocklist_{}", e2e::WIRE_WORDS);
+    let spec = work.join(format!("{name}.wire.json"));
+    let obj = work.join(format!("{name}.wire.lagic.o"));
+    std::fs::write(&spec, lagic_bench::blocklist::spec(e2e::WIRE_WORDS))
+        .map_err(|e| BenchError::io(&format!("writing {}", spec.display()), e))?;
+    tools::compile_spec(lagic, &spec, &obj)?;
+    Ok(obj)
 }
 
 fn version_command(program: &Path) -> std::process::Command {

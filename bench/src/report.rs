@@ -576,6 +576,9 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
     if let Some(e) = &r.e2e {
         let worst = e.worst_diode_fraction();
         let _ = writeln!(s, "| end to end: throughput with a diode >= 90% of without | lagic hateless {:.0}% | {} |", worst * 100.0, verdict_mark(worst >= 0.9));
+        for (what, measured, met) in e.target_rows() {
+            let _ = writeln!(s, "| {what} | {measured} | {} |", verdict_mark(met));
+        }
     }
 
     let _ = writeln!(

@@ -33,6 +33,14 @@ pub fn example_spec(name: &str) -> PathBuf {
         .join(format!("{name}.json"))
 }
 
+/// A stream-mode spec of `examples/stream/` by name.
+pub fn stream_example_spec(name: &str) -> PathBuf {
+    workspace_root()
+        .join("examples")
+        .join("stream")
+        .join(format!("{name}.json"))
+}
+
 /// Finds an executable on `PATH`.
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

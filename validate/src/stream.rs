@@ -4,7 +4,8 @@
 //! A stream diode's callbacks are the per-packet diode's step code (the
 //! same emitter function, the machine registers loaded from and stored to
 //! the scan context), so [`crate::step`] checks every machine step on
-//! every reachable state and byte exactly as for a per-packet diode. The
+//! every reachable state and byte exactly as for a per-packet diode, and a
+//! prefilter is checked as for a per-packet diode ([`crate::prefilter`]). The
 //! entry function's stream code (flow map, normalization rules, the walk
 //! over the segment's part of each window, the formulas over the stream
 //! length, the RST rewrite) is not validated here: docs/validation.md,
@@ -53,10 +54,17 @@ pub fn validate_stream(
         )));
     }
     let t = std::time::Instant::now();
-    let (step_insns, _) = step::check(&program.program, &object, map)?;
+    // As for a per-packet diode: the steps on the object with every
+    // prefilter bypassed, then each prefilter on its own.
+    let stepped = crate::prefilter::bypassed(&object, map)?;
+    let (step_insns, _) = step::check(&program.program, &stepped, map)?;
+    let step_time = t.elapsed();
+    let t = std::time::Instant::now();
+    let prefilter_paths = crate::prefilter::check(&program.program, &object, map)?;
     Ok(Report {
         step_insns,
-        times: [t.elapsed(), Default::default(), Default::default()],
+        prefilter_paths,
+        times: [step_time, t.elapsed(), Default::default()],
         ..Report::default()
     })
 }

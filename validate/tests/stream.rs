@@ -103,3 +103,38 @@ fn a_flow_being_judged_elsewhere_drops_the_segment() {
         }
     }
 }
+
+/// The stream `hateless` starts its chunks with the prefilter (as the
+/// per-packet one does): the stream validation checks it, and a prefilter
+/// that would skip a chunk the DFA does not stay on is refused.
+#[test]
+fn a_stream_prefilter_is_checked_and_a_wrong_one_is_caught() {
+    let program = predicate_ir::lower_stream(&stream_spec("hateless")).unwrap();
+    let (module, map) =
+        emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default()).unwrap();
+    let object = module.write_elf().unwrap();
+    let pf = map
+        .prefilters
+        .first()
+        .expect("the stream hateless has a prefilter");
+    let report = validate_stream(&program, &object, &map).unwrap();
+    assert!(report.prefilter_paths > 0, "no prefilter path was checked");
+
+    // The second byte's constant: `b` instead of `a` in four lanes.
+    let second = patch::find(
+        &object,
+        ".text",
+        pf.start..pf.slow,
+        patch::code::LD_IMM64,
+        Some(0x6161_6161),
+    )
+    .expect("the broadcast of 'a'");
+    let mut broken = object.clone();
+    patch::set_imm(&mut broken, ".text", second, 0x6262_6262).unwrap();
+    match validate_stream(&program, &broken, &map) {
+        Err(lagic_validate::ValidationError::Prefilter { what, .. }) => {
+            assert!(what.contains("can leave the DFA in state"), "{what}")
+        }
+        other => panic!("expected a prefilter error, got {other:?}"),
+    }
+}
