@@ -183,7 +183,7 @@ pub fn validate(
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
     let walk = walk::check(program, &stepped, map, 0..=walk::MAX_LEN, &checked_steps)?;
-    let prefilter_paths = prefilter::check(program, &object, map, &checked_steps)?;
+    let prefilter_paths = prefilter::check(program, &object, map, Some(&checked_steps))?;
     let walk_time = t.elapsed();
     // Inline passes: their steps and walk (counted with the others').
     let t = std::time::Instant::now();

@@ -64,18 +64,21 @@ pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationErro
 }
 
 /// Runs the prefilter check; returns how many paths it followed.
-/// `checked_steps` are the step check's (per pass, the step starts it
-/// checked), after the walk check passed on the bypassed object.
+/// `walked_steps` are the step check's (per pass, the step starts it
+/// checked) when the walk check passed on the bypassed object, which then
+/// vouches that no payload reaches a step the step check could not set
+/// up; `None` where no walk check ran (a stream diode): every prefilter
+/// must then be reached by a probe.
 pub fn check(
     program: &Program,
     object: &Object,
     map: &CodeMap,
-    checked_steps: &[Vec<usize>],
+    walked_steps: Option<&[Vec<usize>]>,
 ) -> Result<u64, ValidationError> {
     let mut paths = 0;
     for (i, pf) in map.prefilters.iter().enumerate() {
-        let checked = checked_steps.get(pf.pass).map_or(&[][..], Vec::as_slice);
-        paths += check_one(program, object, map, i, pf, checked)?;
+        let walked = walked_steps.map(|w| w.get(pf.pass).map_or(&[][..], Vec::as_slice));
+        paths += check_one(program, object, map, i, pf, walked)?;
     }
     Ok(paths)
 }
@@ -94,7 +97,7 @@ fn check_one(
     map: &CodeMap,
     i: usize,
     pf: &PrefilterMap,
-    checked: &[usize],
+    walked: Option<&[usize]>,
 ) -> Result<u64, ValidationError> {
     let e = |what: String| err(i, pf, what);
     let pass = map
@@ -169,7 +172,7 @@ fn check_one(
         // any payload length reaches a step not set up: so no frame
         // reaches the prefilter either (a window starting past every
         // frame's payload, say).
-        if !checked.contains(&pf.slow) {
+        if walked.is_some_and(|steps| !steps.contains(&pf.slow)) {
             return Ok(0);
         }
         return Err(e("no probe packet reaches the prefilter".into()));

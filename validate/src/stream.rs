@@ -60,7 +60,7 @@ pub fn validate_stream(
     let (step_insns, _) = step::check(&program.program, &stepped, map)?;
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
-    let prefilter_paths = crate::prefilter::check(&program.program, &object, map)?;
+    let prefilter_paths = crate::prefilter::check(&program.program, &object, map, None)?;
     Ok(Report {
         step_insns,
         prefilter_paths,
