@@ -25,6 +25,7 @@ pub mod measure;
 pub mod report;
 pub mod rng;
 pub mod scaling;
+pub mod stream;
 pub mod tools;
 
 /// The seed diodes, by the names of their spec files and baselines.
