@@ -387,8 +387,9 @@ attack_tests! {
     one_byte_per_segment: Class::OneByte, "ob";
     second_half_first: Class::SecondHalfFirst, "sh";
     longer_replacement: Class::LongerReplacement, "lr";
-    bad_checksum: Class::BadChecksum, "bc", known_broken: "finding: the kernel stream \
-        diode does not verify TCP checksums (docs/stream.md, 'The kernel diode'), so a \
+    bad_checksum: Class::BadChecksum, "bc", known_broken: "by decision, the kernel stream \
+        diode does not verify TCP checksums (docs/stream.md, 'The kernel diode': it cannot \
+        tell a partial checksum from a forged one, so verifying would not remove this), so a \
         bad-checksum segment advances its judged stream past what the receiver keeps; every \
         later segment at that offset is dropped as behind the next byte, and the flow stalls \
         until the receiver's timeout: no RST for the attack, no completion for the honest \
@@ -409,8 +410,9 @@ mod ipv6 {
         one_byte_per_segment: Class::OneByte, "6ob";
         second_half_first: Class::SecondHalfFirst, "6sh";
         longer_replacement: Class::LongerReplacement, "6lr";
-        bad_checksum: Class::BadChecksum, "6bc", known_broken: "finding: the kernel stream \
-            diode does not verify TCP checksums (docs/stream.md, 'The kernel diode'), so a \
+        bad_checksum: Class::BadChecksum, "6bc", known_broken: "by decision, the kernel stream \
+            diode does not verify TCP checksums (docs/stream.md, 'The kernel diode': it cannot \
+            tell a partial checksum from a forged one, so verifying would not remove this), so a \
             bad-checksum segment advances its judged stream past what the receiver keeps; \
             every later segment at that offset is dropped as behind the next byte, and the \
             flow stalls until the receiver's timeout: no RST for the attack, no completion \
