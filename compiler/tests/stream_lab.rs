@@ -63,11 +63,9 @@ fn request(addr: &str, prompt: &str, deadline: Duration) -> (Ending, Duration) {
     let started = Instant::now();
     let ending = match post_json(addr, "/api/generate", &body, deadline) {
         Ok(reply) => Ending::Reply(reply),
-        Err(HttpError::Receive { received, source })
-            if source.kind() == io::ErrorKind::ConnectionReset =>
-        {
-            Ending::Reset { received }
-        }
+        Err(HttpError::Receive {
+            received, source, ..
+        }) if source.kind() == io::ErrorKind::ConnectionReset => Ending::Reset { received },
         Err(e) => panic!("POST {prompt:?}: {e}"),
     };
     (ending, started.elapsed())
@@ -140,10 +138,9 @@ fn a_stream_diode_in_the_lab_resets_the_hateful_response_at_once() {
     };
     assert!(!story.is_empty());
     let (blocked, reset_took) = request(STREAM_ENCLAVE, "I hate bananas", HANG);
-    assert!(
-        matches!(blocked, Ending::Reset { .. }),
-        "stream: the hateful response ends by a reset, got {blocked:?}"
-    );
+    let Ending::Reset { received } = blocked else {
+        panic!("stream: the hateful response ends by a reset, got {blocked:?}");
+    };
     // Promptly: well inside the deadline the per-packet diode hangs for, and
     // within a clean request's time plus a generous margin.
     assert!(
@@ -151,7 +148,8 @@ fn a_stream_diode_in_the_lab_resets_the_hateful_response_at_once() {
         "stream: reset after {reset_took:?} (clean request {clean_took:?}, per-packet hang {hang:?})"
     );
     eprintln!(
-        "stream: reset after {reset_took:?}; clean request {clean_took:?}; per-packet hang {hang:?}"
+        "stream: reset after {reset_took:?} and {received} bytes; clean request {clean_took:?}; \
+         per-packet hang {hang:?}"
     );
 
     // The counters: the RST of the predicate, then the enclave's
