@@ -234,3 +234,78 @@ impl StreamBench {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload of a frame built by [`flow_frames`] (IPv4, TCP without options).
+    fn payload(frame: &[u8]) -> &[u8] {
+        &frame[14 + 20 + 20..]
+    }
+
+    fn seq(frame: &[u8]) -> u32 {
+        u32::from_be_bytes(frame[38..42].try_into().unwrap())
+    }
+
+    #[test]
+    fn a_timed_flow_is_consecutive_clean_text() {
+        let frames = flow_frames(30_000, &clean_text(), 70);
+        assert_eq!(frames.len(), 72);
+        let mut stream = Vec::new();
+        for pair in frames.windows(2) {
+            let step = seq(&pair[1]).wrapping_sub(seq(&pair[0]));
+            let expect = if pair[0][14 + 20 + 13] & tcp_flags::SYN != 0 {
+                1
+            } else {
+                SEGMENT as u32
+            };
+            assert_eq!(step, expect);
+        }
+        for f in &frames[1..71] {
+            assert_eq!(payload(f).len(), SEGMENT);
+            stream.extend_from_slice(payload(f));
+        }
+        assert!(
+            !stream.windows(4).any(|w| w.eq_ignore_ascii_case(b"hate")),
+            "the timed stream must pass the stream diode"
+        );
+        assert!(payload(&frames[0]).is_empty() && payload(&frames[71]).is_empty());
+    }
+
+    #[test]
+    fn the_section_renders_the_numbers() {
+        let b = StreamBench {
+            segment: SEGMENT,
+            segments: 70,
+            rounds: 9,
+            stream_ns: 1390.4,
+            packet_ns: 480.2,
+            ratio: Ratio {
+                median: 2.9,
+                min: 2.7,
+                max: 4.6,
+            },
+            stream_syn_ns: 3968.0,
+            stream_fin_ns: 158.0,
+        };
+        // Results written before the section existed still load, and
+        // BENCHMARKS.md gets the section once a run records it.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut results: crate::report::Results = serde_json::from_str(&text).unwrap();
+        assert!(!crate::report::markdown(&results, "").contains("## Stream mode"));
+        results.stream = Some(b.clone());
+        assert!(crate::report::markdown(&results, "").contains(&b.markdown()));
+        let md = b.markdown();
+        assert!(
+            md.contains("| `examples/stream/hateless.json` | 1390 | 2.90 (2.70-4.60) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `examples/hateless.json` (per packet) | 480 | |"),
+            "{md}"
+        );
+        assert!(md.contains("70 data segments of 1448 bytes"), "{md}");
+    }
+}
