@@ -556,9 +556,16 @@ fn a_reused_four_tuple_starts_a_fresh_flow() {
             &[syn(), data(0, b"I ha"), Segment::syn(isn2), data(4, b"te")],
         );
         assert_eq!(o[2..], [Outcome::Drop, Outcome::Reset(ISN + 5)]);
-        // Inside the old range (ISN+1..=ISN+5 after "I ha" and its FIN):
-        // refused; the first ISN past it starts.
-        for (new_isn, starts) in [(ISN + 2, false), (ISN + 4, false), (ISN + 5, true)] {
+        // Inside the old range (ISN+1 to ISN+5 after "I ha" and its FIN,
+        // and one maximal segment past it): refused; the first ISN past
+        // it starts.
+        let past = ISN + 5 + predicate_ir::stream_diode::SEGMENT_MARGIN;
+        for (new_isn, starts) in [
+            (ISN + 2, false),
+            (ISN + 5, false),
+            (past - 1, false),
+            (past, true),
+        ] {
             let (o, _) = check_flow(
                 &prog,
                 &spec,

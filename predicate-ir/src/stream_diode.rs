@@ -48,7 +48,7 @@
 //!    initial sequence number starts a fresh flow, judged from its own
 //!    first byte, provided its first byte lies outside the *old range*:
 //!    every sequence number from the old flow's first byte up to its next
-//!    expected byte (inclusive). A receiver still holding the old
+//!    expected byte plus [`SEGMENT_MARGIN`] (inclusive). A receiver still holding the old
 //!    connection (its RST or FIN lost behind the diode, or a hole left by
 //!    a segment it discarded) reads from some point of that range, so the
 //!    fresh flow may pass nothing there: a segment whose bytes (or FIN)
@@ -253,6 +253,13 @@ impl Default for DiodeConfig {
     }
 }
 
+/// How far past the old flow's next expected byte its range extends: one
+/// segment of the largest size (the IP length field's limit). A kernel
+/// diode judging on several CPUs may still commit one segment at that
+/// byte while another CPU latches the flow (a sender's RST) and a third
+/// starts the fresh flow; the range must hold its bytes too.
+pub const SEGMENT_MARGIN: u32 = 65_536;
+
 /// Sequence numbers `[lo, end)` (modulo 2^32, never empty) a fresh flow on
 /// the same 4-tuple must not occupy (rule 7 of the module docs); `end == lo`
 /// means the whole space.
@@ -265,12 +272,13 @@ struct OldRange {
 impl OldRange {
     /// The range a successor of the flow with initial sequence number
     /// `isn`, next expected byte `next` and its own `avoid` range must
-    /// keep out of: from its first byte up to `next` inclusive, extended
-    /// over `avoid` (which lies ahead of it).
+    /// keep out of: from its first byte up to `next` plus
+    /// [`SEGMENT_MARGIN`] inclusive, extended over `avoid` (which lies
+    /// ahead of it).
     fn after(isn: u32, next: u32, avoid: Option<OldRange>) -> OldRange {
         OldRange {
             lo: isn.wrapping_add(1),
-            end: avoid.map_or(next.wrapping_add(1), |r| r.end),
+            end: avoid.map_or(next.wrapping_add(1 + SEGMENT_MARGIN), |r| r.end),
         }
     }
 

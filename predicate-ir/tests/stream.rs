@@ -8,7 +8,7 @@ use predicate_ir::http_view::judge_http_responses;
 use predicate_ir::stream::horizon;
 use predicate_ir::stream_diode::{
     judge_stream, run_flow, DiodeConfig, DropReason, Receiver, Segment, StreamDiode, Verdict,
-    Violation,
+    Violation, SEGMENT_MARGIN,
 };
 use predicate_ir::{
     check_stream_safe, eval, lower, parse, stream_eval, LowerError, Mode, Pred, Spec,
@@ -713,12 +713,16 @@ fn a_syn_on_a_live_flow_or_inside_the_old_range_starts_nothing() {
     assert!(is_reset(&verdicts[3]), "{verdicts:?}");
     // After "I ha" and a FIN (sequence numbers ISN+1 to ISN+5), a new
     // connection whose first byte is one the old receiver may still read
-    // from is refused; the first one past the FIN is allowed.
+    // from, or within one maximal segment past it, is refused; the first
+    // one past that is allowed.
+    let past = ISN + 5 + SEGMENT_MARGIN;
     for (new_isn, starts) in [
         (ISN, false),
         (ISN + 2, false),
         (ISN + 4, false),
-        (ISN + 5, true),
+        (ISN + 5, false),
+        (past - 1, false),
+        (past, true),
     ] {
         let segments = [
             Segment::syn(ISN),
@@ -973,6 +977,11 @@ fn to_segment(isn: u32, offset: i64, raw: &Raw) -> Segment {
             s.flags.syn = true;
             s.flags.fin = true;
         }
+        // A new connection's SYN (rule 7): one maximal segment past the
+        // offset, or just before the stream, so that the later segments
+        // (numbered for the first connection) run into the old range.
+        8 => s = Segment::syn(isn.wrapping_add(offset as u32).wrapping_add(SEGMENT_MARGIN)),
+        9 => s = Segment::syn(isn.wrapping_sub(3)),
         _ => {}
     }
     s
@@ -1085,7 +1094,7 @@ fn adversarial_segments_never_deliver_refused_bytes() {
     let cases = common::cases(300) as usize;
     eprintln!("fresh flows started on a reused 4-tuple: {}", fresh.get());
     // Extra SYNs after a FIN or a latch start fresh flows (rule 7) in about
-    // one case in seven; with at least 100 cases some must have.
+    // one case in five; with at least 100 cases some must have.
     assert!(
         cases < 100 || fresh.get() > 0,
         "no fresh flow in {cases} cases"

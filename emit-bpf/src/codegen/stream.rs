@@ -37,8 +37,10 @@
 //!
 //! A reused 4-tuple (rule 7 of `predicate_ir::stream_diode`): the fresh
 //! flow's value records the old range `[ARC_LO, ARC_END)`, from the old
-//! flow's first byte through its next expected byte (and the old flow's
-//! own range, if it was fresh too), where a receiver still holding the old
+//! flow's first byte through its next expected byte plus one maximal
+//! segment (a CPU may still commit one there after a sender's RST latched
+//! the flow without the judging flag), extended over the old flow's own
+//! range if it was fresh too: where a receiver still holding the old
 //! connection may read. The fresh flow starts outside it and latches
 //! (reason `latched`) when its bytes or FIN would reach `ARC_LO`. A flow
 //! latched without its SYN seen ([`value::NO_RANGE`]) has no known range,
@@ -659,7 +661,13 @@ fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) 
     a.emit(Insn::load(Size::W, R4, R0, value::ARC_END));
     a.jmp_imm(JmpCond::Jset, R2, value::OLD_RANGE, end_known);
     a.emit(Insn::load(Size::W, R4, R0, value::NEXT));
-    a.emit(Insn::alu32_imm(AluOp::Add, R4, 1));
+    // One maximal segment past it: another CPU may still be committing
+    // one at NEXT if a sender's RST latched the flow meanwhile.
+    a.emit(Insn::alu32_imm(
+        AluOp::Add,
+        R4,
+        1 + predicate_ir::stream_diode::SEGMENT_MARGIN as i32,
+    ));
     a.bind(end_known);
     // r5 = its length (0: the whole sequence space); r1 = where the new
     // first byte lies from its start: inside when below the length.
