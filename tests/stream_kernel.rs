@@ -212,11 +212,27 @@ fn check_flow(
     v6: bool,
     segments: &[Segment],
 ) -> (Vec<Outcome>, Receiver) {
+    let delivered: Vec<(Segment, bool)> = segments.iter().map(|s| (s.clone(), false)).collect();
+    check_lossy_flow(prog, spec, v6, &delivered)
+}
+
+/// [`check_flow`] where the segments marked `true` are lost between the
+/// diode and the receiver when they pass. The receiver is the flow's first
+/// connection: when a SYN starts a fresh flow on the 4-tuple (rule 7 of
+/// the reference), it stays open and must still read only a prefix of the
+/// first flow's judged stream.
+fn check_lossy_flow(
+    prog: &LoadedProgram,
+    spec: &Spec,
+    v6: bool,
+    segments: &[(Segment, bool)],
+) -> (Vec<Outcome>, Receiver) {
     let flow = flow(v6);
     let mut diode = StreamDiode::new(spec, config()).unwrap();
     let mut receiver = Receiver::new(2, false);
     let mut outcomes = Vec::new();
-    for (i, seg) in segments.iter().enumerate() {
+    let mut first_judged = Vec::new();
+    for (i, (seg, lost)) in segments.iter().enumerate() {
         let got = run_segment(prog, flow, seg);
         // The kernel does not look at checksums (module docs).
         let mut as_seen = seg.clone();
@@ -227,18 +243,20 @@ fn check_flow(
             expected(&want),
             "segment {i} of {segments:?}: kernel {got:?}, reference {want:?}"
         );
+        if diode.fresh_starts() == 0 {
+            first_judged = diode.judged().to_vec();
+        }
         match &got {
-            Outcome::Pass => receiver.receive(seg),
+            Outcome::Pass if !lost => receiver.receive(seg),
             Outcome::Reset(seq) => receiver.receive(&Segment::reset(*seq)),
-            Outcome::Drop => {}
+            _ => {}
         }
         outcomes.push(got);
     }
     let app = receiver.app();
     assert!(
-        diode.judged().starts_with(&app),
-        "the application read {app:?}, not a prefix of the judged {:?}",
-        diode.judged()
+        first_judged.starts_with(&app),
+        "the application read {app:?}, not a prefix of the judged {first_judged:?}"
     );
     assert!(
         judge_stream(spec, &app).is_ok(),
@@ -482,6 +500,126 @@ fn every_attack_class_is_blocked_and_its_honest_counterpart_passes() {
         );
         assert!(o.iter().all(|x| *x == Outcome::Pass));
         assert!(r.saw_fin());
+    }
+}
+
+/// A new connection on a 4-tuple whose flow ended (FIN or latched) is
+/// judged from its own first byte, kept out of the old connection's
+/// sequence numbers; a SYN on a live flow, inside the old range, or after
+/// a flow latched without its SYN seen starts nothing. Every verdict and
+/// RST as the reference's.
+#[test]
+fn a_reused_four_tuple_starts_a_fresh_flow() {
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("hateless");
+    let prog = load_stream(&spec);
+    let isn2 = ISN + 100_000;
+    let pass = Outcome::Pass;
+    for v6 in [false, true] {
+        // After a FIN, and after a latch: "te" starts the new stream.
+        let (o, r) = check_flow(
+            &prog,
+            &spec,
+            v6,
+            &[
+                syn(),
+                Segment::fin(ISN + 1, b"I ha"),
+                Segment::syn(isn2),
+                Segment::data(isn2 + 1, b"te"),
+                Segment::fin(isn2 + 3, b""),
+            ],
+        );
+        assert_eq!(o, vec![pass.clone(); 5]);
+        assert_eq!(r.app(), b"I ha");
+        let (o, _) = check_flow(
+            &prog,
+            &spec,
+            v6,
+            &[
+                syn(),
+                data(0, b"I ha"),
+                data(4, b"te"),
+                Segment::syn(isn2),
+                Segment::data(isn2 + 1, b"te"),
+                Segment::fin(isn2 + 3, b""),
+            ],
+        );
+        assert_eq!(o[2], Outcome::Reset(ISN + 5));
+        assert_eq!(o[3..], [pass.clone(), pass.clone(), pass.clone()]);
+        // A live flow: the SYN is dropped and the word still reset.
+        let (o, _) = check_flow(
+            &prog,
+            &spec,
+            v6,
+            &[syn(), data(0, b"I ha"), Segment::syn(isn2), data(4, b"te")],
+        );
+        assert_eq!(o[2..], [Outcome::Drop, Outcome::Reset(ISN + 5)]);
+        // Inside the old range (ISN+1 to ISN+5 after "I ha" and its FIN,
+        // and one maximal segment past it): refused; the first ISN past
+        // it starts.
+        let past = ISN + 5 + predicate_ir::stream_diode::SEGMENT_MARGIN;
+        for (new_isn, starts) in [
+            (ISN + 2, false),
+            (ISN + 5, false),
+            (past - 1, false),
+            (past, true),
+        ] {
+            let (o, _) = check_flow(
+                &prog,
+                &spec,
+                v6,
+                &[syn(), Segment::fin(ISN + 1, b"I ha"), Segment::syn(new_isn)],
+            );
+            assert_eq!(o[2] == pass, starts, "{new_isn}: {o:?}");
+            let (o, _) = check_flow(
+                &prog,
+                &spec,
+                v6,
+                &[
+                    syn(),
+                    data(0, b"I ha"),
+                    Segment::reset(ISN + 5),
+                    Segment::syn(new_isn),
+                ],
+            );
+            assert_eq!(o[3] == pass, starts, "{new_isn}: {o:?}");
+        }
+        // A flow latched without its SYN seen: no fresh start.
+        let (o, _) = check_flow(&prog, &spec, v6, &[data(0, b"mid"), Segment::syn(isn2)]);
+        assert_eq!(o, vec![Outcome::Reset(ISN + 1), Outcome::Reset(ISN + 1)]);
+        // The old receiver kept a hole (a passed segment lost behind the
+        // diode, its RST ignored): a new flow starting just before the old
+        // range may not run into it, and its FIN may not either.
+        let new_isn = ISN - 10;
+        let old = [
+            (syn(), false),
+            (data(0, b"I ha"), false),
+            (data(4, b"ir"), true),
+            (Segment::reset(ISN + 7), false),
+            (Segment::syn(new_isn), false),
+        ];
+        for (last, want) in [
+            (
+                Segment::data(new_isn + 1, b"0123456789xxxxte"),
+                Outcome::Reset(new_isn + 1),
+            ),
+            (Segment::data(new_isn + 1, b"0123456789"), pass.clone()),
+            (Segment::fin(new_isn + 1, b"012345678"), pass.clone()),
+            (
+                Segment::fin(new_isn + 1, b"0123456789"),
+                Outcome::Reset(new_isn + 1),
+            ),
+        ] {
+            let mut segments = old.to_vec();
+            segments.push((last, false));
+            let (o, r) = check_lossy_flow(&prog, &spec, v6, &segments);
+            assert_eq!(o[4], pass);
+            assert_eq!(o[5], want);
+            assert!(!r.was_reset());
+            assert_eq!(r.app(), b"I ha");
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub mod measure;
 pub mod report;
 pub mod rng;
 pub mod scaling;
+pub mod stream;
 pub mod tools;
 pub mod wire;
 

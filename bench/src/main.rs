@@ -12,7 +12,10 @@
 //! of that. `lagic-bench serve ADDR` is the HTTP server the end-to-end part
 //! starts inside its namespace. `lagic-bench enclave [--quick] [--rounds N]
 //! [--run-c PATH]` compares lagic-enclave's inference speed with a C llama2
-//! (needs gcc, not root; see enclave.rs).
+//! (needs gcc, not root; see enclave.rs). `lagic-bench --stream-only
+//! [--quick]`: only the stream diode's run time per segment beside the
+//! per-packet diode's (see stream.rs), its section on stdout, nothing
+//! written.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -230,6 +233,7 @@ fn main() {
                 blocklist: rows,
                 blocklist_e2e: e2e,
                 blocklist_e2e_error: e2e_error,
+                stream: None,
             };
             Ok(report::blocklist_markdown(&results))
         })();
@@ -254,6 +258,23 @@ fn main() {
         if let Err(e) = runtime_only(&plan, &names) {
             eprintln!("lagic-bench: {e}");
             std::process::exit(1);
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--stream-only") {
+        let result = (|| -> Result<String, BenchError> {
+            lagic_loader::bpf_available().map_err(|why| {
+                BenchError::Setup(format!("BPF is not available (run as root): {why}"))
+            })?;
+            let (lagic, work) = (tools::lagic_binary()?, work_dir()?);
+            Ok(stream_bench(&plan, &lagic, &work)?.markdown())
+        })();
+        match result {
+            Ok(table) => print!("{table}"),
+            Err(e) => {
+                eprintln!("lagic-bench: {e}");
+                std::process::exit(1);
+            }
         }
         return;
     }
@@ -609,6 +630,9 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
     // 4b. Block lists of 1 to 10,000 words.
     let blocklist = blocklist_rows(plan, &lagic, &clang, &work)?;
 
+    // 4c. Stream mode per segment, beside per-packet mode.
+    let stream = stream_bench(plan, &lagic, &work)?;
+
     // 5. End to end in the lab.
     // A failure here (no iptables, no veth support) costs only this part:
     // the report says why, and everything measured above is still written.
@@ -666,6 +690,7 @@ fn run(plan: &Plan, started: Instant) -> Result<PathBuf, BenchError> {
         blocklist,
         blocklist_e2e,
         blocklist_e2e_error,
+        stream: Some(stream),
     };
     report::write(&results, &tools::workspace_root())
 }
@@ -679,6 +704,28 @@ fn wire_blocklist_object(lagic: &Path, work: &Path) -> Result<PathBuf, BenchErro
         .map_err(|e| BenchError::io(&format!("writing {}", spec.display()), e))?;
     tools::compile_spec(lagic, &spec, &obj)?;
     Ok(obj)
+}
+
+/// Data segments per flow in the stream benchmark: about a 100 KB response.
+const STREAM_SEGMENTS: usize = 70;
+
+/// The stream benchmark (stream.rs) with the plan's rounds.
+fn stream_bench(
+    plan: &Plan,
+    lagic: &Path,
+    work: &Path,
+) -> Result<lagic_bench::stream::StreamBench, BenchError> {
+    let rounds = plan.rounds.max(3);
+    let result = lagic_bench::stream::run(lagic, work, rounds, STREAM_SEGMENTS)?;
+    eprintln!(
+        "lagic-bench: stream hateless {:.0} ns per {}-byte segment, per-packet {:.0} ns ({} over {} rounds)",
+        result.stream_ns,
+        result.segment,
+        result.packet_ns,
+        result.ratio.show(2),
+        rounds
+    );
+    Ok(result)
 }
 
 fn version_command(program: &Path) -> std::process::Command {

@@ -339,6 +339,10 @@ pub struct Results {
     /// Why the block-list end-to-end part is absent.
     #[serde(default)]
     pub blocklist_e2e_error: Option<String>,
+    /// Stream mode per segment beside per-packet mode (absent in older
+    /// results).
+    #[serde(default)]
+    pub stream: Option<crate::stream::StreamBench>,
 }
 
 /// A run-time ratio with its per-round range; results written before
@@ -647,6 +651,10 @@ pub fn markdown(r: &Results, analysis: &str) -> String {
             .map(|p| format!("{:.0} / {:.0} ({})", p.lagic_ns, p.clang_ns, ratio_cell(p)))
             .collect();
         let _ = writeln!(s, "| {} | {} |", x.diode, cells.join(" | "));
+    }
+
+    if let Some(stream) = &r.stream {
+        s.push_str(&stream.markdown());
     }
 
     let _ = writeln!(s, "\n## Verifier cost and program size\n");

@@ -43,6 +43,21 @@
 //!    every later one become a RST without payload towards the receiver,
 //!    at the next sequence number the diode expects.
 //!
+//! 7. A new connection on the same 4-tuple: once the flow has ended (a FIN
+//!    passed, or it is latched), a SYN without payload and with another
+//!    initial sequence number starts a fresh flow, judged from its own
+//!    first byte, provided its first byte lies outside the *old range*:
+//!    every sequence number from the old flow's first byte up to its next
+//!    expected byte plus [`SEGMENT_MARGIN`] (inclusive). A receiver still holding the old
+//!    connection (its RST or FIN lost behind the diode, or a hole left by
+//!    a segment it discarded) reads from some point of that range, so the
+//!    fresh flow may pass nothing there: a segment whose bytes (or FIN)
+//!    would reach it latches the fresh flow. The range of a flow that was
+//!    itself fresh extends over its predecessor's range, so a chain of
+//!    connections keeps avoiding every earlier one. A SYN on a live flow,
+//!    or on a flow latched without its SYN seen (its range is unknown),
+//!    is handled as before: dropped, or reset while latched.
+//!
 //! Sequence numbers are compared modulo 2^32 (`wrapping_sub` read as
 //! `i32`), so a stream may wrap; a segment more than 2^31 bytes away is
 //! read as behind, and dropped if it is older than what the diode retains.
@@ -164,6 +179,9 @@ pub enum Violation {
     SenderReset,
     /// An earlier segment latched the flow.
     Latched,
+    /// A flow on a reused 4-tuple reached the sequence numbers where an
+    /// earlier connection's receiver may still be reading (rule 7).
+    OldRange,
 }
 
 /// The diode's decision on one segment.
@@ -235,6 +253,48 @@ impl Default for DiodeConfig {
     }
 }
 
+/// How far past the old flow's next expected byte its range extends: one
+/// segment of the largest size (the IP length field's limit). A kernel
+/// diode judging on several CPUs may still commit one segment at that
+/// byte while another CPU latches the flow (a sender's RST) and a third
+/// starts the fresh flow; the range must hold its bytes too.
+pub const SEGMENT_MARGIN: u32 = 65_536;
+
+/// Sequence numbers `[lo, end)` (modulo 2^32, never empty) a fresh flow on
+/// the same 4-tuple must not occupy (rule 7 of the module docs); `end == lo`
+/// means the whole space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OldRange {
+    lo: u32,
+    end: u32,
+}
+
+impl OldRange {
+    /// The range a successor of the flow with initial sequence number
+    /// `isn`, next expected byte `next` and its own `avoid` range must
+    /// keep out of: from its first byte up to `next` plus
+    /// [`SEGMENT_MARGIN`] inclusive, extended over `avoid` (which lies
+    /// ahead of it).
+    fn after(isn: u32, next: u32, avoid: Option<OldRange>) -> OldRange {
+        OldRange {
+            lo: isn.wrapping_add(1),
+            end: avoid.map_or(next.wrapping_add(1 + SEGMENT_MARGIN), |r| r.end),
+        }
+    }
+
+    /// Whether a flow with initial sequence number `isn` starts outside.
+    fn admits(self, isn: u32) -> bool {
+        let span = self.end.wrapping_sub(self.lo);
+        span != 0 && isn.wrapping_add(1).wrapping_sub(self.lo) >= span
+    }
+
+    /// How many sequence numbers a flow starting at `isn + 1` may occupy
+    /// before reaching the range.
+    fn room(self, isn: u32) -> u64 {
+        u64::from(self.lo.wrapping_sub(isn.wrapping_add(1)))
+    }
+}
+
 #[derive(Debug, Clone)]
 enum State {
     /// No SYN seen yet.
@@ -246,9 +306,16 @@ enum State {
         next: u32,
         /// Sequence number of the FIN, once one passed.
         fin: Option<u32>,
+        /// For a flow on a reused 4-tuple: what it must keep out of.
+        avoid: Option<OldRange>,
     },
-    /// Every segment becomes a RST at `rst_seq`.
-    Latched { rst_seq: u32 },
+    /// Every segment becomes a RST at `rst_seq`. `successor`: the range a
+    /// new connection on the 4-tuple must keep out of (`None`: the flow's
+    /// range is unknown, so none may start).
+    Latched {
+        rst_seq: u32,
+        successor: Option<OldRange>,
+    },
 }
 
 /// The reference diode of one flow (see the module docs for its rules).
@@ -258,6 +325,7 @@ pub struct StreamDiode<'s> {
     config: DiodeConfig,
     state: State,
     judged: Vec<u8>,
+    fresh_starts: usize,
 }
 
 /// A packet-mode spec given to [`StreamDiode::new`].
@@ -276,6 +344,7 @@ impl<'s> StreamDiode<'s> {
             config,
             state: State::Listen,
             judged: Vec::new(),
+            fresh_starts: 0,
         })
     }
 
@@ -284,22 +353,65 @@ impl<'s> StreamDiode<'s> {
         &self.judged
     }
 
+    /// How many times a new connection on the 4-tuple started a fresh
+    /// flow (rule 7); [`judged`](Self::judged) is the latest flow's.
+    pub fn fresh_starts(&self) -> usize {
+        self.fresh_starts
+    }
+
     /// Whether the flow is latched.
     pub fn is_latched(&self) -> bool {
         matches!(self.state, State::Latched { .. })
     }
 
     fn latch(&mut self, rst_seq: u32, violation: Violation) -> Verdict {
-        self.state = State::Latched { rst_seq };
+        let successor = match self.state {
+            State::Open {
+                isn, next, avoid, ..
+            } => Some(OldRange::after(isn, next, avoid)),
+            _ => None,
+        };
+        self.state = State::Latched { rst_seq, successor };
         Verdict::Reset {
             seq: rst_seq,
             violation,
         }
     }
 
+    /// Rule 7: whether `seg` is a valid SYN without payload that may start
+    /// a fresh flow after one that must be kept out of `successor`; if so,
+    /// starts it.
+    fn try_fresh_start(&mut self, seg: &Segment, successor: Option<OldRange>) -> bool {
+        let f = seg.flags;
+        let valid_syn = f.syn
+            && !f.fin
+            && !f.rst
+            && !f.urg
+            && seg.payload.is_empty()
+            && seg.checksum_ok
+            && seg.ttl >= self.config.min_ttl;
+        match successor {
+            Some(avoid) if valid_syn && avoid.admits(seg.seq) => {
+                self.state = State::Open {
+                    isn: seg.seq,
+                    next: seg.seq.wrapping_add(1),
+                    fin: None,
+                    avoid: Some(avoid),
+                };
+                self.judged.clear();
+                self.fresh_starts += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Decides on one segment, updating the flow's state.
     pub fn on_segment(&mut self, seg: &Segment) -> Verdict {
-        if let State::Latched { rst_seq } = self.state {
+        if let State::Latched { rst_seq, successor } = self.state {
+            if self.try_fresh_start(seg, successor) {
+                return Verdict::Pass;
+            }
             return Verdict::Reset {
                 seq: rst_seq,
                 violation: Violation::Latched,
@@ -318,7 +430,7 @@ impl<'s> StreamDiode<'s> {
         if f.urg {
             return Verdict::Drop(DropReason::Urgent);
         }
-        let (isn, next, fin) = match self.state {
+        let (isn, next, fin, avoid) = match self.state {
             State::Listen if f.syn => {
                 if !seg.payload.is_empty() {
                     return Verdict::Drop(DropReason::BadSyn);
@@ -327,11 +439,17 @@ impl<'s> StreamDiode<'s> {
                     isn: seg.seq,
                     next: seg.seq.wrapping_add(1),
                     fin: None,
+                    avoid: None,
                 };
                 return Verdict::Pass;
             }
             State::Listen => return self.latch(seg.seq, Violation::NoSyn),
-            State::Open { isn, next, fin } => (isn, next, fin),
+            State::Open {
+                isn,
+                next,
+                fin,
+                avoid,
+            } => (isn, next, fin, avoid),
             State::Latched { .. } => unreachable!("handled above"),
         };
         // Where a RST must go: after the FIN once one passed.
@@ -340,11 +458,14 @@ impl<'s> StreamDiode<'s> {
             return self.latch(rst_at, Violation::SenderReset);
         }
         if f.syn {
-            return if seg.seq == isn && seg.payload.is_empty() {
-                Verdict::Pass
-            } else {
-                Verdict::Drop(DropReason::BadSyn)
-            };
+            if seg.seq == isn && seg.payload.is_empty() {
+                return Verdict::Pass;
+            }
+            // A new connection once this one ended (rule 7).
+            if fin.is_some() && self.try_fresh_start(seg, Some(OldRange::after(isn, next, avoid))) {
+                return Verdict::Pass;
+            }
+            return Verdict::Drop(DropReason::BadSyn);
         }
         let len = seg.payload.len();
         // No bytes and no FIN: nothing to judge, wherever its sequence
@@ -385,11 +506,16 @@ impl<'s> StreamDiode<'s> {
         if seg_fin.is_some() && !status.complete {
             return self.latch(rst_at, Violation::IncompleteAtFin);
         }
+        let occupied = candidate.len() as u64 + u64::from(seg_fin.is_some());
+        if avoid.is_some_and(|r| occupied > r.room(isn)) {
+            return self.latch(rst_at, Violation::OldRange);
+        }
         self.judged = candidate;
         self.state = State::Open {
             isn,
             next: next.wrapping_add(new.len() as u32),
             fin: seg_fin,
+            avoid,
         };
         Verdict::Pass
     }

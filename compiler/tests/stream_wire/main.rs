@@ -27,6 +27,9 @@
 //! - `reference::*`: the same expectations met by the reference stream diode of
 //!   `predicate_ir::stream_diode` and its receiver model (no kernel): the wire tests
 //!   expect what the specification promises.
+//! - `reuse::*`: two connections one after the other from the same client port (one
+//!   4-tuple): after the first ended by FIN, or was reset by the diode, the second is judged
+//!   from its own first byte and arrives whole.
 //! - `bulk::*`: a 1 MB response from a real TCP stack through the impairing relay (loss,
 //!   duplication, reordering on the enclave's side) arrives byte-identical, without a diode
 //!   (control) and through the stream `hateless`; with the word deep inside, it is cut
@@ -58,7 +61,7 @@ use impair::{Impairment, Relay};
 use net::{in_netns, spawn_in_netns, Family, Topology, SENDER_DEV, SENDER_IP, SENDER_IP6};
 use packet::PacketSocket;
 use raw_sender::{serve, SenderReport, PORT};
-use receiver::{receive, End, Received};
+use receiver::{receive, receive_from_port, End, Received};
 
 const LAGIC: &str = env!("CARGO_BIN_EXE_lagic");
 /// The receiver's deadline for an attack: the sender is done within about 3 s.
@@ -384,8 +387,9 @@ attack_tests! {
     one_byte_per_segment: Class::OneByte, "ob";
     second_half_first: Class::SecondHalfFirst, "sh";
     longer_replacement: Class::LongerReplacement, "lr";
-    bad_checksum: Class::BadChecksum, "bc", known_broken: "finding: the kernel stream \
-        diode does not verify TCP checksums (docs/stream.md, 'The kernel diode'), so a \
+    bad_checksum: Class::BadChecksum, "bc", known_broken: "by decision, the kernel stream \
+        diode does not verify TCP checksums (docs/stream.md, 'The kernel diode': it cannot \
+        tell a partial checksum from a forged one, so verifying would not remove this), so a \
         bad-checksum segment advances its judged stream past what the receiver keeps; every \
         later segment at that offset is dropped as behind the next byte, and the flow stalls \
         until the receiver's timeout: no RST for the attack, no completion for the honest \
@@ -406,8 +410,9 @@ mod ipv6 {
         one_byte_per_segment: Class::OneByte, "6ob";
         second_half_first: Class::SecondHalfFirst, "6sh";
         longer_replacement: Class::LongerReplacement, "6lr";
-        bad_checksum: Class::BadChecksum, "6bc", known_broken: "finding: the kernel stream \
-            diode does not verify TCP checksums (docs/stream.md, 'The kernel diode'), so a \
+        bad_checksum: Class::BadChecksum, "6bc", known_broken: "by decision, the kernel stream \
+            diode does not verify TCP checksums (docs/stream.md, 'The kernel diode': it cannot \
+            tell a partial checksum from a forged one, so verifying would not remove this), so a \
             bad-checksum segment advances its judged stream past what the receiver keeps; \
             every later segment at that offset is dropped as behind the next byte, and the \
             flow stalls until the receiver's timeout: no RST for the attack, no completion \
@@ -415,6 +420,121 @@ mod ipv6 {
         hop_limit_expires_after_the_diode: Class::TtlExpiry, "6tt";
         urgent_byte: Class::Urgent, "6ug";
         data_after_fin: Class::DataAfterFin, "6af";
+    }
+}
+
+/// Two connections from one client port, one after the other: the diode judges the second
+/// as a stream of its own (docs/stream.md, "A new connection on the same 4-tuple").
+mod reuse {
+    use super::*;
+
+    /// The client's fixed port.
+    const CLIENT_PORT: u16 = 47_011;
+
+    fn one_segment(stream: &[u8], isn: u32) -> raw_sender::Script {
+        raw_sender::Script {
+            segments: vec![raw_sender::Segment::data(0, stream)],
+            stream: stream.to_vec(),
+            isn,
+        }
+    }
+
+    /// Serves `first` then `second` on one topology through the stream `hateless`; the
+    /// client connects from [`CLIENT_PORT`] for each, the second time only once the sender
+    /// is done with the first (its retransmissions would otherwise meet the new connection).
+    fn two_connections(
+        tag: &str,
+        family: Family,
+        first: raw_sender::Script,
+        second: raw_sender::Script,
+    ) -> [(Received, SenderReport); 2] {
+        let object = compiled(STREAM_HATELESS);
+        let topology = Topology::raw(tag, family);
+        topology.attach_diode(&object);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let sender = spawn_in_netns(&topology.sender_ns, move || {
+            let socket = PacketSocket::bind(SENDER_DEV, false, Duration::from_millis(10))
+                .unwrap_or_else(|e| panic!("the sender's packet socket: {e}"));
+            ready_tx.send(()).expect("the test is waiting");
+            let first = serve(&socket, &first, family);
+            done_tx.send(()).expect("the client is waiting");
+            let second = serve(&socket, &second, family);
+            (first, second)
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            match sender.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(_) => panic!("the sender ended before it was ready"),
+            }
+        }
+        let received = in_netns(&topology.client_ns, move || {
+            let addr = sender_addr(family);
+            let first = receive_from_port(addr, CLIENT_PORT, ATTACK_DEADLINE);
+            done_rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the sender finishes the first connection");
+            let second = receive_from_port(addr, CLIENT_PORT, ATTACK_DEADLINE);
+            (first, second)
+        });
+        let reports = match sender.join() {
+            Ok(reports) => reports,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        drop(topology);
+        [(received.0, reports.0), (received.1, reports.1)]
+    }
+
+    /// After "I ha" and a FIN, the next connection's "te you" starts a stream of its own:
+    /// it is not the end of "I hate you".
+    fn after_a_fin(tag: &str, family: Family) {
+        if !prerequisites() {
+            return;
+        }
+        let first = one_segment(b"I ha", raw_sender::DEFAULT_ISN);
+        // Past the first connection's sequence numbers, as a TIME_WAIT reuse picks it.
+        let second = one_segment(b"te you", raw_sender::DEFAULT_ISN.wrapping_add(1 << 20));
+        let [(r1, s1), (r2, s2)] = two_connections(tag, family, first, second);
+        let (w1, w2) = (describe(&r1, &s1), describe(&r2, &s2));
+        assert_eq!(r1.bytes, b"I ha", "first: {w1}");
+        assert_eq!(r1.end, End::Fin, "first: {w1}");
+        assert_eq!(r2.bytes, b"te you", "second: {w2}");
+        assert_eq!(r2.end, End::Fin, "second: {w2}");
+    }
+
+    /// After the diode reset "I hate you", the next connection passes whole.
+    fn after_a_reset(tag: &str, family: Family) {
+        if !prerequisites() {
+            return;
+        }
+        let first = script(Class::Split, b"hate", false).script;
+        let second = one_segment(b"hello again", first.isn.wrapping_add(1 << 20));
+        let stream = first.stream.clone();
+        let [(r1, s1), (r2, s2)] = two_connections(tag, family, first, second);
+        let (w1, w2) = (describe(&r1, &s1), describe(&r2, &s2));
+        assert_blocked(Class::Split, &stream, &r1.bytes, &r1.end, &w1);
+        assert_eq!(r2.bytes, b"hello again", "second: {w2}");
+        assert_eq!(r2.end, End::Fin, "second: {w2}");
+    }
+
+    #[test]
+    fn a_new_connection_after_a_fin_is_judged_from_its_own_first_byte() {
+        after_a_fin("rf", Family::V4);
+    }
+
+    #[test]
+    fn a_new_connection_after_a_fin_is_judged_from_its_own_first_byte_ipv6() {
+        after_a_fin("6rf", Family::V6);
+    }
+
+    #[test]
+    fn a_new_connection_after_a_reset_passes() {
+        after_a_reset("rr", Family::V4);
+    }
+
+    #[test]
+    fn a_new_connection_after_a_reset_passes_ipv6() {
+        after_a_reset("6rr", Family::V6);
     }
 }
 

@@ -17,7 +17,9 @@
 //!    (`evicted`: attached mid-connection, or the state was evicted);
 //! 4. a RST from the sender latches the flow (`latched`);
 //! 5. a SYN again: passes with the same initial sequence number and no
-//!    payload, else dropped;
+//!    payload; on a flow that ended (a FIN passed, or latched in rule 1),
+//!    a new connection's SYN starts a fresh flow if its first byte lies
+//!    outside the old range (below); else dropped (a latched flow: RST);
 //! 6. no payload and no FIN: passes;
 //! 7. a segment not starting exactly at the next expected byte is dropped
 //!    (`out_of_order`): beyond it is a gap; before it the diode cannot
@@ -32,6 +34,17 @@
 //!
 //! Sequence numbers are only compared for equality modulo 2^32 (32-bit
 //! adds), so a stream may wrap.
+//!
+//! A reused 4-tuple (rule 7 of `predicate_ir::stream_diode`): the fresh
+//! flow's value records the old range `[ARC_LO, ARC_END)`, from the old
+//! flow's first byte through its next expected byte plus one maximal
+//! segment (a CPU may still commit one there after a sender's RST latched
+//! the flow without the judging flag), extended over the old flow's own
+//! range if it was fresh too: where a receiver still holding the old
+//! connection may read. The fresh flow starts outside it and latches
+//! (reason `latched`) when its bytes or FIN would reach `ARC_LO`. A flow
+//! latched without its SYN seen ([`value::NO_RANGE`]) has no known range,
+//! so no fresh flow starts there.
 //!
 //! Invariants: every passed segment with payload starts at the flow's next
 //! expected byte and advances it by its length, so passed payloads never
@@ -72,7 +85,7 @@ pub const MIN_TTL: i32 = 8;
 /// the stream scalars below the final states).
 pub const MAX_STREAM_SCANS: usize = 24;
 /// Most machine registers (value slots) a stream program may carry.
-pub const MAX_STREAM_SLOTS: usize = 40;
+pub const MAX_STREAM_SLOTS: usize = 38;
 /// Map index of the flow map (after the counters and the ring buffer).
 const FLOWS: i32 = 2;
 
@@ -108,12 +121,21 @@ pub mod value {
     pub const BUSY: i16 = 20;
     /// `u64`: bytes judged so far (the stream offset of the next byte).
     pub const STREAM_LEN: i16 = 24;
+    /// With [`OLD_RANGE`]: the first sequence number of the old range.
+    pub const ARC_LO: i16 = 32;
+    /// With [`OLD_RANGE`]: one past the last of the old range.
+    pub const ARC_END: i16 = 36;
     /// The scans' machine registers, pass group after pass group.
-    pub const SLOTS: i32 = 32;
+    pub const SLOTS: i32 = 40;
     /// Status bit: the flow is latched.
     pub const LATCHED: i32 = 1;
     /// Status bit: a FIN passed.
     pub const FIN_SEEN: i32 = 2;
+    /// Status bit: a fresh flow on a reused 4-tuple, kept out of
+    /// `[ARC_LO, ARC_END)`.
+    pub const OLD_RANGE: i32 = 4;
+    /// Status bit: latched without its SYN seen (the range is unknown).
+    pub const NO_RANGE: i32 = 8;
     /// Size of a value with `slots` machine registers.
     pub const fn size(slots: usize) -> u32 {
         (SLOTS as u32 + 4 * slots as u32).div_ceil(8) * 8
@@ -459,6 +481,8 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.emit(Insn::store_reg(Size::DW, R10, sframe::VALUE_PTR, R0));
     // Rule 1: latched.
     let latched_now = a.label();
+    let reuse_after_latch = a.label();
+    let reuse_after_fin = a.label();
     a.emit(Insn::load(Size::W, R1, R0, value::STATUS));
     a.jmp_imm(JmpCond::Jset, R1, value::LATCHED, latched_now);
     emit_sanity(a, v);
@@ -466,6 +490,8 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.bind(latched_now);
     a.emit(Insn::load(Size::W, R1, R0, value::RST_SEQ));
     a.emit(Insn::store_reg(Size::DW, R10, sframe::RST_SEQ, R1));
+    // A new connection's SYN may start a fresh flow (rule 5).
+    if_flags(a, TCP_SYN, reuse_after_latch);
     a.ja(v.latched);
 
     // Rule 3: no state.
@@ -503,7 +529,7 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
         Size::W,
         R10,
         sframe::VALUE_BUF + value::STATUS,
-        value::LATCHED,
+        value::LATCHED | value::NO_RANGE,
     ));
     a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
     a.emit(Insn::store_reg(
@@ -541,8 +567,17 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.jmp_imm(JmpCond::Jne, R1, 0, v.drop);
     a.emit(Insn::load(Size::W, R1, R0, value::ISN));
     a.emit(Insn::load(Size::DW, R2, R10, sframe::SEQ));
-    a.jmp_reg(JmpCond::Jne, R1, R2, v.drop);
+    let other_isn = a.label();
+    a.jmp_reg(JmpCond::Jne, R1, R2, other_isn);
     a.ja(v.pass);
+    a.bind(other_isn);
+    a.emit(Insn::load(Size::W, R2, R0, value::STATUS));
+    a.jmp_imm(JmpCond::Jset, R2, value::FIN_SEEN, reuse_after_fin);
+    a.ja(v.drop);
+    a.bind(reuse_after_latch);
+    emit_fresh_start(a, v, value_size, v.latched);
+    a.bind(reuse_after_fin);
+    emit_fresh_start(a, v, value_size, v.drop);
     a.bind(not_syn);
     // Rule 6: nothing to judge.
     let something = a.label();
@@ -605,6 +640,82 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.bind(judge);
 }
 
+/// Rule 5 on an ended flow (value at [`sframe::VALUE_PTR`], the segment a
+/// SYN): a valid SYN without payload whose first byte lies outside the old
+/// range replaces the flow with a fresh one and passes; anything else goes
+/// to `refused`.
+fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) {
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::TTL));
+    a.jmp_imm(JmpCond::Jlt, R1, MIN_TTL, refused);
+    if_flags(a, TCP_URG | TCP_FIN | TCP_RST, refused);
+    load_n(a, R1);
+    a.jmp_imm(JmpCond::Jne, R1, 0, refused);
+    a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
+    a.emit(Insn::load(Size::W, R2, R0, value::STATUS));
+    a.jmp_imm(JmpCond::Jset, R2, value::NO_RANGE, refused);
+    // r3 = the range's start (the old first byte), r4 = its end: one past
+    // the old next byte, or the old flow's own range's end.
+    a.emit(Insn::load(Size::W, R3, R0, value::ISN));
+    a.emit(Insn::alu32_imm(AluOp::Add, R3, 1));
+    let end_known = a.label();
+    a.emit(Insn::load(Size::W, R4, R0, value::ARC_END));
+    a.jmp_imm(JmpCond::Jset, R2, value::OLD_RANGE, end_known);
+    a.emit(Insn::load(Size::W, R4, R0, value::NEXT));
+    // One maximal segment past it: another CPU may still be committing
+    // one at NEXT if a sender's RST latched the flow meanwhile.
+    a.emit(Insn::alu32_imm(
+        AluOp::Add,
+        R4,
+        1 + predicate_ir::stream_diode::SEGMENT_MARGIN as i32,
+    ));
+    a.bind(end_known);
+    // r5 = its length (0: the whole sequence space); r1 = where the new
+    // first byte lies from its start: inside when below the length.
+    a.emit(Insn::mov64_reg(R5, R4));
+    a.emit(Insn::alu32_reg(AluOp::Sub, R5, R3));
+    a.jmp_imm(JmpCond::Jeq, R5, 0, refused);
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
+    a.emit(Insn::alu32_imm(AluOp::Add, R1, 1));
+    a.emit(Insn::alu32_reg(AluOp::Sub, R1, R3));
+    a.jmp_reg(JmpCond::Jlt, R1, R5, refused);
+    zero_value_buf(a, value_size);
+    a.emit(Insn::store_imm(
+        Size::W,
+        R10,
+        sframe::VALUE_BUF + value::STATUS,
+        value::OLD_RANGE,
+    ));
+    a.emit(Insn::store_reg(
+        Size::W,
+        R10,
+        sframe::VALUE_BUF + value::ARC_LO,
+        R3,
+    ));
+    a.emit(Insn::store_reg(
+        Size::W,
+        R10,
+        sframe::VALUE_BUF + value::ARC_END,
+        R4,
+    ));
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
+    a.emit(Insn::store_reg(
+        Size::W,
+        R10,
+        sframe::VALUE_BUF + value::ISN,
+        R1,
+    ));
+    a.emit(Insn::alu32_imm(AluOp::Add, R1, 1));
+    a.emit(Insn::store_reg(
+        Size::W,
+        R10,
+        sframe::VALUE_BUF + value::NEXT,
+        R1,
+    ));
+    update_from_buf(a);
+    a.jmp_imm(JmpCond::Jne, R0, 0, v.evicted);
+    a.ja(v.pass);
+}
+
 /// Releases the judging flag of the flow whose value is in `r0`, after
 /// every other write (an exchange: fully ordered). Clobbers r1.
 fn release(a: &mut Asm) {
@@ -661,6 +772,29 @@ pub(crate) fn emit_commit(
 /// and passes it, releasing the judging flag. Also the end of the
 /// `http_response` view's judging (`http.rs`).
 pub(crate) fn emit_commit_tail(a: &mut Asm, v: &Verdicts) {
+    let write = a.label();
+    // A fresh flow on a reused 4-tuple: its bytes and FIN must stay short
+    // of the old range (module docs). The stream length is 64 bits, so
+    // the comparison cannot wrap.
+    let in_room = a.label();
+    a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
+    a.emit(Insn::load(Size::W, R1, R0, value::STATUS));
+    a.jmp_imm(JmpCond::Jset, R1, value::OLD_RANGE, in_room);
+    a.ja(write);
+    a.bind(in_room);
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::NEW_LEN));
+    a.emit(Insn::load(Size::DW, R2, R10, sframe::FLAGS));
+    a.emit(Insn::alu64_imm(AluOp::And, R2, TCP_FIN));
+    a.emit(Insn::alu64_reg(AluOp::Add, R1, R2));
+    a.emit(Insn::load(Size::W, R3, R0, value::ARC_LO));
+    a.emit(Insn::load(Size::W, R4, R0, value::ISN));
+    a.emit(Insn::alu32_imm(AluOp::Add, R4, 1));
+    a.emit(Insn::alu32_reg(AluOp::Sub, R3, R4));
+    a.jmp_reg(JmpCond::Jle, R1, R3, write);
+    // Into the old range: refused, as a violation.
+    emit_latch(a);
+    a.ja(v.latched);
+    a.bind(write);
     a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
     a.emit(Insn::load(Size::DW, R1, R10, sframe::NEW_LEN));
     a.emit(Insn::store_reg(Size::DW, R0, value::STREAM_LEN, R1));
