@@ -1064,7 +1064,7 @@ fn blocklist_in(
 /// Per packet through the veth ([`crate::wire`]): for `rounds` rounds, each
 /// filter of `filters` in turn (every other round reversed), one sender
 /// for `seconds` writing segments of `payload`. The first filter must be
-/// [`WireFilter::None`]; ratios are to the first diode in `filters`.
+/// [`crate::wire::WireFilter::None`]; ratios are to the first diode in `filters`.
 pub fn per_packet(
     lagic: PathBuf,
     filters: &[crate::wire::WireFilter],
