@@ -1,6 +1,7 @@
 //! Shared helpers of the cross-crate tests: the seed examples, compiling
 //! them, and loading them into the kernel.
 
+pub mod stream;
 use std::path::PathBuf;
 
 use lagic_loader::LoadedProgram;
