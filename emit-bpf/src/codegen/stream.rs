@@ -505,23 +505,7 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     load_n(a, R1);
     a.jmp_imm(JmpCond::Jne, R1, 0, v.drop);
     zero_value_buf(a, value_size);
-    a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
-    a.emit(Insn::store_reg(
-        Size::W,
-        R10,
-        sframe::VALUE_BUF + value::ISN,
-        R1,
-    ));
-    a.emit(Insn::alu32_imm(AluOp::Add, R1, 1));
-    a.emit(Insn::store_reg(
-        Size::W,
-        R10,
-        sframe::VALUE_BUF + value::NEXT,
-        R1,
-    ));
-    update_from_buf(a);
-    a.jmp_imm(JmpCond::Jne, R0, 0, v.evicted);
-    a.ja(v.pass);
+    emit_store_new_flow(a, v);
     a.bind(no_syn);
     // Mid-connection (or evicted): remember the latch where the map lets us.
     zero_value_buf(a, value_size);
@@ -697,6 +681,13 @@ fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) 
         sframe::VALUE_BUF + value::ARC_END,
         R4,
     ));
+    emit_store_new_flow(a, v);
+}
+
+/// Starts the flow whose new value is in the value buffer at the SYN's
+/// sequence number (the ISN; the first data byte is the next expected),
+/// stores it, and passes the SYN; a map that refuses it is `evicted`.
+fn emit_store_new_flow(a: &mut Asm, v: &Verdicts) {
     a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
     a.emit(Insn::store_reg(
         Size::W,
