@@ -917,29 +917,10 @@ fn install_blocklist_chain(iface: &str, words: &[Vec<u8>]) -> Result<(), BenchEr
     rules.push_str(&format!(
         "-I INPUT -i {iface} -p tcp -j {BLOCKLIST_CHAIN}\nCOMMIT\n"
     ));
-    let mut child = Command::new("iptables-restore")
-        .arg("--noflush")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| BenchError::io("running iptables-restore", e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(rules.as_bytes())
-            .map_err(|e| BenchError::io("writing to iptables-restore", e))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| BenchError::io("waiting for iptables-restore", e))?;
-    if !out.status.success() {
-        return Err(BenchError::Tool {
-            what: format!("iptables-restore of {} rules", words.len()),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
-    Ok(())
+    crate::tools::iptables_restore(
+        &rules,
+        &format!("iptables-restore of {} rules", words.len()),
+    )
 }
 
 /// One block-list size to measure end to end: the list and the objects

@@ -7,8 +7,9 @@
 //! info; the multiarch include directory is where Debian keeps `asm/types.h`,
 //! which `linux/bpf.h` needs.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::BenchError;
@@ -128,4 +129,33 @@ pub fn command_text(program: &str, args: &[&str]) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Feeds `rules` (an `iptables-restore` file) to `iptables-restore
+/// --noflush`: one call for any number of rules (one `iptables` call per
+/// rule would take minutes for 10,000). `what` names the rules in errors.
+pub fn iptables_restore(rules: &str, what: &str) -> Result<(), BenchError> {
+    let mut child = Command::new("iptables-restore")
+        .arg("--noflush")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| BenchError::io("running iptables-restore", e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(rules.as_bytes())
+            .map_err(|e| BenchError::io("writing to iptables-restore", e))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| BenchError::io("waiting for iptables-restore", e))?;
+    if !out.status.success() {
+        return Err(BenchError::Tool {
+            what: what.to_string(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
 }

@@ -25,7 +25,6 @@
 //! counter is compared with what the sender sent, and the difference is
 //! reported as lost.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -195,29 +194,7 @@ pub fn install_chain(iface: &str, strings: Option<(&str, &[Vec<u8>])>) -> Result
     rules.push_str(&format!(
         "-A {CHAIN} -j DROP\n-I INPUT -i {iface} -p tcp --dport {DISCARD_PORT} -j {CHAIN}\nCOMMIT\n"
     ));
-    let mut child = Command::new("iptables-restore")
-        .arg("--noflush")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| BenchError::io("running iptables-restore", e))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(rules.as_bytes())
-            .map_err(|e| BenchError::io("writing to iptables-restore", e))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| BenchError::io("waiting for iptables-restore", e))?;
-    if !out.status.success() {
-        return Err(BenchError::Tool {
-            what: format!("iptables-restore of the {CHAIN} chain"),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
-    Ok(())
+    crate::tools::iptables_restore(&rules, &format!("iptables-restore of the {CHAIN} chain"))
 }
 
 /// Packets the chain's last rule (the counting DROP) has seen.
