@@ -42,6 +42,7 @@ use emit_bpf::elf::write_object;
 use emit_bpf::insn::{skb, Insn, JmpCond, Size, R0, R1, TC_ACT_OK, TC_ACT_SHOT};
 use emit_bpf::{Function, Module};
 use lagic_frames::{Frame, VlanTag};
+use lagic_testkit::net::{in_netns, mac_text, run};
 use lagic_testkit::{require_bpf, require_tool};
 use lagic_tests::compile_example;
 
@@ -60,29 +61,6 @@ const PER_BATCH: usize = 3;
 const SENTINEL_WITHIN: Duration = Duration::from_secs(10);
 /// Extra listening after the sentinel, in case a frame took another CPU.
 const DRAIN: Duration = Duration::from_millis(300);
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.map(|b| format!("{b:02x}")).join(":")
-}
-
-/// Runs a command, panicking with its output when it fails.
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{program} {} failed:\n{text}",
-        args.join(" ")
-    );
-    text
-}
 
 /// The two namespaces and the veth pair between them; both namespaces (and
 /// with them the links) are deleted on drop.
@@ -195,21 +173,6 @@ impl Drop for Lab {
         Lab::remove_namespaces();
         let _ = std::fs::remove_file(&self.object_file);
     }
-}
-
-/// Runs `f` on a thread that has entered network namespace `ns` (setns
-/// moves only the calling thread; sockets made there stay in `ns`).
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: a valid namespace fd; CLONE_NEWNET moves only this thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("the namespace thread panicked")
 }
 
 fn checked_fd(fd: libc::c_int, what: &str) -> OwnedFd {

@@ -8,6 +8,8 @@
 //! panics, because CI machines must run every test (`scripts/install-test-deps` installs the
 //! tools).
 
+pub mod net;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::OnceLock;

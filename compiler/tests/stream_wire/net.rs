@@ -27,7 +27,6 @@
 //! host); [`Topology`]'s drop deletes every namespace it made, also when the test panics,
 //! and creation first deletes leftovers of a run that was killed before its drop ran.
 
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 
@@ -87,52 +86,7 @@ pub fn ip6_text(ip: [u8; 16]) -> String {
     std::net::Ipv6Addr::from(ip).to_string()
 }
 
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.map(|b| format!("{b:02x}")).join(":")
-}
-
-/// Runs a command, panicking with its output when it fails.
-pub fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "{program} {} failed:\n{text}",
-        args.join(" ")
-    );
-    text
-}
-
-/// Runs `f` on a new thread that has entered network namespace `ns` (setns moves only the
-/// calling thread; sockets made there stay in `ns` whichever thread uses them later).
-pub fn spawn_in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        // SAFETY: a valid namespace fd; CLONE_NEWNET moves only this thread.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-}
-
-/// [`spawn_in_netns`], waiting for the result.
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    match spawn_in_netns(ns, f).join() {
-        Ok(value) => value,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
+pub use lagic_testkit::net::{in_netns, mac_text, run, spawn_in_netns};
 
 /// Writes a sysctl of namespace `ns` (files under /proc/sys/net are those of the opening
 /// thread's namespace).
