@@ -305,10 +305,7 @@ pub(crate) fn json_line(source: &Source, d: &Decision, at: SystemTime) -> String
                 Some(Atom::Scan { scan, .. }) => Some(*scan),
                 _ => None,
             },
-            "path": match source.atoms.get(atom as usize) {
-                Some(Atom::Scan { path, .. }) => Some(path.as_str()),
-                _ => None,
-            },
+            "path": source.atoms.get(atom as usize).and_then(Atom::path),
             "construct": construct(source, atom),
         })
     });
@@ -358,11 +355,9 @@ pub(crate) fn text_line(source: &Source, d: &Decision, at: SystemTime) -> String
         ));
     }
     if let Some(atom) = d.decided_by {
-        match source.atoms.get(atom as usize) {
-            Some(Atom::Scan { path, .. }) => {
-                line.push_str(&format!(" by {path} ({})", construct(source, atom)))
-            }
-            _ => line.push_str(&format!(" by {}", construct(source, atom))),
+        match source.atoms.get(atom as usize).and_then(Atom::path) {
+            Some(path) => line.push_str(&format!(" by {path} ({})", construct(source, atom))),
+            None => line.push_str(&format!(" by {}", construct(source, atom))),
         }
     }
     match d.locate(&source.atoms) {
