@@ -634,10 +634,7 @@ type Callback = (Vec<Insn>, Vec<HttpStep>, Vec<u32>);
 /// segment's payload (module docs). Also returns where each machine step
 /// lies (byte in r8), for the code map, and every atom a violation may
 /// record in [`ATOM`].
-fn emit_callback(
-    parts: &Parts<'_>,
-    frame: &HttpFrame,
-) -> Result<Callback, CodegenError> {
+fn emit_callback(parts: &Parts<'_>, frame: &HttpFrame) -> Result<Callback, CodegenError> {
     let mut a = Asm::new();
     let a = &mut a;
     let mut marks = Vec::new();
