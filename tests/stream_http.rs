@@ -702,3 +702,38 @@ fn length_end_of_body_and_framing_violations_name_their_atom_and_byte() {
         Some((dies, 1))
     );
 }
+
+/// Long bodies, which the callback counts in bulk once every body scan's
+/// window is behind it (`codegen/http.rs`): a 1,390-byte body (under
+/// `http_json_start`'s bound) then a
+/// response whose body breaks the view, cut at every offset around where
+/// the first body ends and the second starts, agree with the reference;
+/// and a good second response passes whole.
+#[test]
+fn bodies_counted_in_bulk_end_where_the_reference_ends_them() {
+    if !require_bpf() {
+        return;
+    }
+    let mut long = head(1390);
+    long.push(b'{');
+    long.extend(std::iter::repeat_n(b'a', 1388));
+    long.push(b'}');
+    let end = long.len();
+    for (spec, prog) in &views() {
+        for (second, good) in [(&b"x[[[1]]]"[..], false), (&b"{\"a\":[1]}"[..], true)] {
+            let mut stream = long.clone();
+            stream.extend(head(second.len()));
+            let start = stream.len();
+            stream.extend_from_slice(second);
+            for cut_at in (end - 3..=end + 2).chain(start - 1..=start + 2) {
+                let (o, _) = check_flow(prog, spec, false, &cut(&stream, &[cut_at]));
+                assert_eq!(
+                    passes_whole(&o),
+                    good,
+                    "{} cut at {cut_at}: {o:?}",
+                    spec.name
+                );
+            }
+        }
+    }
+}

@@ -23,7 +23,11 @@
 //!   exact formula must hold for the empty body;
 //! - a body byte: every body scan whose window holds its offset steps;
 //!   the byte that makes the bytes left 0 ends the body: the body's exact
-//!   formula must hold, and the next header block starts.
+//!   formula must hold, and the next header block starts. Once every body
+//!   scan's window is behind the body (none runs to its end), its bytes
+//!   only count: the callback counts them up to the body's last byte in
+//!   one go and skips there, or, if the segment ends first, counts the
+//!   segment's rest and stops the loop (`emit_body_skip`).
 //!
 //! A violation ends the loop and latches the flow (reason `predicate`),
 //! its event naming what decided (`decision::stream_atoms`): the callback
@@ -79,6 +83,14 @@ pub mod value {
 
 /// Status word of the callback (beside `scan.rs`'s running and failed).
 const STATUS_VIOLATION: i32 = 3;
+/// Status word: the callback accounted for the rest of the segment (a
+/// body's bytes past every body scan's window) and stopped the loop early.
+const STATUS_ACCOUNTED: i32 = 4;
+/// Index of the next byte the callback must step: the bytes before it
+/// were accounted for in bulk ([`body_skip_from`]); 0 at each segment's
+/// start. The lower half of a scan register cell of `scan.rs`'s context,
+/// which no pass of the view uses.
+const SKIP_TO: i16 = ctx::START[0];
 /// With [`STATUS_VIOLATION`]: the atom that decided
 /// (`decision::stream_atoms`). The stop word of `scan.rs`'s context, which
 /// no pass of the view writes.
@@ -93,6 +105,8 @@ const CTX: Register = R6;
 const VALUE: Register = R7;
 const BYTE: Register = R8;
 const LEN: Register = R9;
+/// The byte's index in the payload, until a machine steps.
+const INDEX: Register = R5;
 
 /// The first value slot (index in `u32`s from [`value::SCAN_SLOTS`]) of
 /// every scan of `program`, starting at `first`.
@@ -155,6 +169,16 @@ impl<'p> Parts<'p> {
 
 fn slot_off(slot: usize) -> i16 {
     value::SCAN_SLOTS + 4 * slot as i16
+}
+
+/// The body length from which no body scan steps any more (every body
+/// scan's window ends by it), `None` when a window runs to the body's end.
+/// From there a body byte only counts: the callback accounts for a run of
+/// them at once.
+fn body_skip_from(body: &Program) -> Option<u64> {
+    body.scans
+        .iter()
+        .try_fold(0, |most, s| Some(most.max(u64::from(s.window.end?))))
 }
 
 /// Value slots (`u32`s after the stream fields) a program with the view
@@ -244,6 +268,7 @@ fn emit_walk(a: &mut Asm, callback: i32, failed: Label, violated: Label) {
     a.jmp_imm(JmpCond::Jeq, R1, 0, done);
     a.emit(Insn::load(Size::DW, R2, R10, frame::OPAQUE_ZERO));
     a.emit(Insn::store_reg(Size::W, R10, frame::CTX + ctx::STATUS, R2));
+    a.emit(Insn::store_reg(Size::W, R10, frame::CTX + SKIP_TO, R2));
     a.emit(Insn::ld_func(R2, callback));
     a.emit(Insn::mov64_reg(R3, R10));
     a.emit(Insn::alu64_imm(AluOp::Add, R3, frame::CTX as i32));
@@ -252,6 +277,7 @@ fn emit_walk(a: &mut Asm, callback: i32, failed: Label, violated: Label) {
     a.emit(Insn::load(Size::W, R1, R10, frame::CTX + ctx::STATUS));
     a.jmp_imm(JmpCond::Jeq, R1, scan::STATUS_FAILED, failed);
     a.jmp_imm(JmpCond::Jeq, R1, STATUS_VIOLATION, violated);
+    a.jmp_imm(JmpCond::Jeq, R1, STATUS_ACCOUNTED, done);
     // Every iteration ran (a negative r0 is an error of bpf_loop).
     a.emit(Insn::load(Size::H, R2, R10, frame::CTX + ctx::PAYLOAD_LEN));
     a.jmp_reg(JmpCond::Jne, R0, R2, failed);
@@ -626,6 +652,47 @@ fn reset_scans(a: &mut Asm, program: &Program, slots: &[usize]) {
     }
 }
 
+/// In the callback, at a body byte (`LEN`: the body so far, [`INDEX`]:
+/// the byte's index): once the body holds `from` bytes, no body scan
+/// steps, so this byte and those after it only count, up to the body's
+/// last byte, which is stepped as usual (it ends the body). If the
+/// segment ends before that, its rest is counted and the loop stops
+/// ([`STATUS_ACCOUNTED`]); otherwise the loop skips to the last byte
+/// ([`SKIP_TO`]). Clobbers r1-r4.
+fn emit_body_skip(a: &mut Asm, from: u64, cont: Label) {
+    let stepped = a.label();
+    let to_last = a.label();
+    a.emit(Insn::ld_imm64(R1, from));
+    a.jmp_reg(JmpCond::Jlt, LEN, R1, stepped);
+    // r2 = bytes before the body's last (its bytes left are at least 1).
+    a.emit(Insn::load(Size::DW, R2, VALUE, value::LEFT));
+    a.emit(Insn::alu64_imm(AluOp::Sub, R2, 1));
+    a.jmp_imm(JmpCond::Jeq, R2, 0, stepped);
+    // r3 = the segment's bytes from this one on (at least 1).
+    a.emit(Insn::load(Size::H, R3, CTX, ctx::PAYLOAD_LEN));
+    a.emit(Insn::alu64_reg(AluOp::Sub, R3, INDEX));
+    a.jmp_reg(JmpCond::Jgt, R3, R2, to_last);
+    // The body goes on past the segment: count the rest, stop.
+    a.emit(Insn::alu64_reg(AluOp::Add, LEN, R3));
+    a.emit(Insn::store_reg(Size::DW, VALUE, value::PART_LEN, LEN));
+    a.emit(Insn::load(Size::DW, R1, VALUE, value::LEFT));
+    a.emit(Insn::alu64_reg(AluOp::Sub, R1, R3));
+    a.emit(Insn::store_reg(Size::DW, VALUE, value::LEFT, R1));
+    a.emit(Insn::store_imm(Size::W, CTX, ctx::STATUS, STATUS_ACCOUNTED));
+    a.emit(Insn::mov64_imm(R0, 1));
+    a.emit(Insn::exit());
+    // The body's last byte is in the segment: count up to it, skip there.
+    a.bind(to_last);
+    a.emit(Insn::alu64_reg(AluOp::Add, LEN, R2));
+    a.emit(Insn::store_reg(Size::DW, VALUE, value::PART_LEN, LEN));
+    a.emit(Insn::store_imm(Size::DW, VALUE, value::LEFT, 1));
+    a.emit(Insn::mov64_reg(R4, INDEX));
+    a.emit(Insn::alu64_reg(AluOp::Add, R4, R2));
+    a.emit(Insn::store_reg(Size::W, CTX, SKIP_TO, R4));
+    a.ja(cont);
+    a.bind(stepped);
+}
+
 /// The callback's code, its machine steps, and the atoms its violations
 /// record.
 type Callback = (Vec<Insn>, Vec<HttpStep>, Vec<u32>);
@@ -652,6 +719,10 @@ fn emit_callback(parts: &Parts<'_>, frame: &HttpFrame) -> Result<Callback, Codeg
     let body = a.label();
 
     a.emit(Insn::mov64_reg(CTX, R2));
+    // A byte accounted for already.
+    a.emit(Insn::load(Size::W, R0, CTX, SKIP_TO));
+    a.jmp_reg(JmpCond::Jgt, R0, R1, cont);
+    a.emit(Insn::mov64_reg(INDEX, R1));
     a.emit(Insn::mov64_reg(R7, R1));
     a.emit(Insn::load(Size::H, R1, CTX, ctx::PAYLOAD_START));
     a.emit(Insn::alu64_reg(AluOp::Add, R7, R1));
@@ -759,6 +830,9 @@ fn emit_callback(parts: &Parts<'_>, frame: &HttpFrame) -> Result<Callback, Codeg
     // A body byte.
     a.bind(body);
     a.emit(Insn::load(Size::DW, LEN, VALUE, value::PART_LEN));
+    if let Some(from) = body_skip_from(parts.body) {
+        emit_body_skip(a, from, cont);
+    }
     step_scans(
         a,
         parts.body,
