@@ -50,7 +50,7 @@
 
 use predicate_ir::http_frame::HttpFrame;
 use predicate_ir::http_view::MAX_HEADER_BLOCK;
-use predicate_ir::{Cmp, Formula, HttpProgram, Machine, Program, ScanId, StreamProgram};
+use predicate_ir::{ByteClass, Cmp, Formula, HttpProgram, Machine, Program, ScanId, StreamProgram};
 
 use super::asm::{Asm, Label};
 use super::formula::{AtomStub, StubOffset};
@@ -634,6 +634,73 @@ fn step_scans(
     }
 }
 
+/// One DFA transition on the byte in [`BYTE`], the state in `reg`, as
+/// `scan::emit_dfa_step` makes it (the same code per state), but finding
+/// the state's code by binary search: the framing DFA has hundreds of
+/// states, and a chain of compares costs one per state before the one it
+/// looks for, on every header byte.
+fn emit_dfa_step_bisected(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
+    /// Below this many states, a chain of compares.
+    const CHAIN: usize = 4;
+    fn dispatch(a: &mut Asm, reg: Register, states: &[(u32, Label)], done: Label) {
+        if states.len() <= CHAIN {
+            for &(s, label) in states {
+                a.jmp_imm(JmpCond::Jeq, reg, s as i32, label);
+            }
+            a.ja(done);
+            return;
+        }
+        let (low, high) = states.split_at(states.len() / 2);
+        let upper = a.label();
+        a.jmp_imm(JmpCond::Jge, reg, high[0].0 as i32, upper);
+        dispatch(a, reg, low, done);
+        a.bind(upper);
+        dispatch(a, reg, high, done);
+    }
+    let done = a.label();
+    // States that every byte keeps (sinks) have no code: they reach `done`.
+    let live: Vec<(u32, Label)> = (0..next.len() as u32)
+        .filter(|&s| next[s as usize].iter().any(|&t| t != s))
+        .map(|s| (s, a.label()))
+        .collect();
+    dispatch(a, reg, &live, done);
+    for &(s, label) in &live {
+        a.bind(label);
+        let row = &next[s as usize];
+        // Bytes grouped by target; the most common target is the fall-through.
+        let mut targets: Vec<(u32, Vec<u8>)> = Vec::new();
+        for b in 0..=255u8 {
+            let t = row[usize::from(b)];
+            match targets.iter_mut().find(|(tt, _)| *tt == t) {
+                Some((_, bytes)) => bytes.push(b),
+                None => targets.push((t, vec![b])),
+            }
+        }
+        let default = targets
+            .iter()
+            .max_by_key(|(t, bytes)| (bytes.len(), *t == s))
+            .map_or(s, |(t, _)| *t);
+        let mut set = Vec::new();
+        for (t, bytes) in &targets {
+            if *t != default {
+                let l = a.label();
+                scan::emit_class_test(a, BYTE, &ByteClass::from_bytes(bytes.iter().copied()), l);
+                set.push((*t, l));
+            }
+        }
+        if default != s {
+            a.emit(Insn::mov64_imm(reg, default as i32));
+        }
+        a.ja(done);
+        for (t, l) in set {
+            a.bind(l);
+            a.emit(Insn::mov64_imm(reg, t as i32));
+            a.ja(done);
+        }
+    }
+    a.bind(done);
+}
+
 /// A pass group of scan `id` alone (for its machine map's mode values).
 fn one_scan(program: &Program, id: ScanId) -> scan::PassGroup {
     scan::PassGroup {
@@ -744,7 +811,7 @@ fn emit_callback(parts: &Parts<'_>, frame: &HttpFrame) -> Result<Callback, Codeg
     a.emit(Insn::load(Size::W, R0, VALUE, value::FRAME_STATE));
     let (step_start, step_end) = (a.label(), a.label());
     a.bind(step_start);
-    scan::emit_dfa_step(a, &frame.dfa.next, R0);
+    emit_dfa_step_bisected(a, &frame.dfa.next, R0);
     a.bind(step_end);
     marks.push((
         HttpMachine::Frame,
