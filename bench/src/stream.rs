@@ -517,6 +517,14 @@ mod tests {
         // BENCHMARKS.md gets the section once a run records it.
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results.json");
         let text = std::fs::read_to_string(&path).unwrap();
+        // The committed results load and render whether their stream
+        // section holds the http views (a run since they were timed) or
+        // not (one before).
+        let committed: crate::report::Results = serde_json::from_str(&text).unwrap();
+        if let Some(s) = &committed.stream {
+            assert_eq!(s.markdown().contains("http_response"), !s.http.is_empty());
+            assert!(crate::report::markdown(&committed, "").contains(&s.markdown()));
+        }
         // The committed results, as a run before the section wrote them.
         let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
         old.as_object_mut()
