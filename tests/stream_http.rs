@@ -514,3 +514,226 @@ fn a_view_with_many_scans_loads_and_matches_the_reference() {
         }
     }
 }
+
+/// What the drop events of `prog` name: per predicate drop, the deciding
+/// atom (from `decision::stream_atoms` of `spec`) and where it decided.
+fn predicate_events(
+    prog: &LoadedProgram,
+    spec: &Spec,
+) -> Vec<(
+    emit_bpf::decision::Atom,
+    Option<emit_bpf::decision::Located>,
+)> {
+    use emit_bpf::decision::Reason;
+    let atoms = emit_bpf::decision::stream_atoms(&predicate_ir::lower_stream(spec).unwrap());
+    let mut maps = lagic_loader::decisions::DiodeMaps::for_program(prog.fd()).unwrap();
+    let mut out = Vec::new();
+    while let Some(event) = maps.next_event() {
+        let event = event.unwrap();
+        if event.reason == Reason::Predicate {
+            let atom = event.decided_by.expect("a predicate drop names its atom");
+            out.push((atoms[atom as usize].clone(), event.locate(&atoms)));
+        }
+    }
+    out
+}
+
+/// The header block of a response with a body of `len` bytes.
+fn head(len: usize) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n")
+        .into_bytes()
+}
+
+/// A drop of the http view names the body predicate's atom that decided
+/// (its construct's path under `$.view.http_response.body`) and the byte:
+/// a body that breaks `json_start`'s and `json_prefix`'s prefix, or
+/// `json_depth`'s nesting, in the segment of the header block, in a
+/// segment of its own, and (depth) after the body's first segment, where
+/// the event keeps the span of the segment's body bytes.
+#[test]
+fn a_body_violation_names_the_body_predicates_atom_and_byte() {
+    use emit_bpf::decision::{Atom, Part};
+    if !require_bpf() {
+        return;
+    }
+    let body = b"x[[[1]]] and more, never ending here";
+    let mut stream = head(100);
+    let at = stream.len();
+    stream.extend_from_slice(body);
+    for (name, deciding) in [
+        ("http_json_start", 0),
+        ("http_json_prefix", 0),
+        ("http_json_depth", 3),
+    ] {
+        let spec = stream_spec(name);
+        let prog = load_stream(&spec);
+        // The body in the header block's segment, then in its own.
+        for (cuts, offset) in [(vec![], at + deciding), (vec![at], deciding)] {
+            let (o, _) = check_flow(&prog, &spec, false, &cut(&stream, &cuts));
+            assert!(is_reset(&o), "{name}: {o:?}");
+            let events = predicate_events(&prog, &spec);
+            assert_eq!(events.len(), 1, "{name}: {events:?}");
+            let (atom, located) = &events[0];
+            let Atom::Scan { path, part, .. } = atom else {
+                panic!("{name}: decided by {atom}, not a scan");
+            };
+            assert!(
+                path.starts_with("$.view.http_response.body"),
+                "{name}: {path}"
+            );
+            assert_eq!(*part, Part::Body { at_end: false }, "{name}");
+            let located = located.unwrap_or_else(|| panic!("{name}: no byte"));
+            assert!(located.is_exact(), "{name}: {located:?}");
+            assert_eq!(located.offset as usize, offset, "{name} cut at {cuts:?}");
+        }
+    }
+    // json_depth's third level in the body's second segment: the scan's
+    // state where the segment starts is not in the event, so the span is
+    // the segment's bytes of the body, and it holds the byte.
+    let spec = stream_spec("http_json_depth");
+    let prog = load_stream(&spec);
+    let mut stream = head(100);
+    let first = stream.len() + 10;
+    stream.extend_from_slice(b"{\"a\":[1,2,\"]\",{\"b\":[3]}]}");
+    let (o, _) = check_flow(&prog, &spec, false, &cut(&stream, &[first]));
+    assert!(is_reset(&o), "{o:?}");
+    let events = predicate_events(&prog, &spec);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (atom, located) = &events[0];
+    assert!(
+        matches!(
+            atom,
+            Atom::Scan {
+                part: Part::Body { at_end: false },
+                ..
+            }
+        ),
+        "{atom}"
+    );
+    // The `{` of `{"b"` opens the third level (the `]` before it is in a
+    // string): the deciding byte.
+    let deciding = stream.windows(4).position(|w| w == b"{\"b\"").unwrap() - first;
+    let located = located.unwrap();
+    assert!(!located.is_exact(), "{located:?}");
+    assert_eq!(located.offset, 0);
+    assert!(
+        (located.span as usize) > deciding,
+        "{located:?} and {deciding}"
+    );
+}
+
+/// Where the http view decides inside a segment: a body length test
+/// failing on one byte, a body judged at its end, and the framing.
+#[test]
+fn length_end_of_body_and_framing_violations_name_their_atom_and_byte() {
+    use emit_bpf::decision::{Atom, Part};
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("http_json_start");
+    let prog = load_stream(&spec);
+    // `len < 1400` breaks on the body's byte 1399, in its second segment
+    // (the body goes on past it).
+    let mut stream = head(5000);
+    let body_at = stream.len();
+    stream.push(b'{');
+    stream.extend(std::iter::repeat_n(b' ', 1999));
+    let (o, _) = check_flow(&prog, &spec, false, &cut(&stream, &[1000]));
+    assert!(is_reset(&o), "{o:?}");
+    let events = predicate_events(&prog, &spec);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (atom, located) = &events[0];
+    assert!(
+        matches!(
+            atom,
+            Atom::Len {
+                cmp: "<",
+                value: 1400,
+                part: Part::Body { at_end: false }
+            }
+        ),
+        "{atom}"
+    );
+    assert_eq!(atom.to_string(), "body length < 1400");
+    assert_eq!(
+        *located,
+        Some(emit_bpf::decision::Located {
+            offset: (body_at + 1399 - 1000) as u32,
+            span: 1
+        })
+    );
+
+    // A one-byte body that is not `{`: judged where it ends, by the exact
+    // meaning's atom, at its byte.
+    let mut stream = head(1);
+    let end = stream.len();
+    stream.push(b'x');
+    let (o, _) = check_flow(&prog, &spec, false, &cut(&stream, &[]));
+    assert!(is_reset(&o), "{o:?}");
+    let events = predicate_events(&prog, &spec);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (atom, located) = &events[0];
+    let Atom::Scan { path, part, .. } = atom else {
+        panic!("decided by {atom}");
+    };
+    assert!(path.starts_with("$.view.http_response.body"), "{path}");
+    assert_eq!(*part, Part::Body { at_end: true });
+    assert!(
+        atom.to_string().ends_with(", where the body ends)"),
+        "{atom}"
+    );
+    assert_eq!(located.map(|l| (l.offset as usize, l.span)), Some((end, 1)));
+
+    // A bare LF: the framing fails on the byte where the reference framer
+    // does.
+    let bad = b"HTTP/1.1 200 OK\nContent-Length: 2\n\n{}";
+    let http = predicate_ir::lower_stream(&spec).unwrap().http.unwrap();
+    let mut framer = predicate_ir::http_frame::Framer::new(&http.frame);
+    let dies = bad.iter().position(|&b| framer.step(b).is_none()).unwrap();
+    let (o, _) = check_flow(&prog, &spec, false, &cut(bad, &[]));
+    assert!(is_reset(&o), "{o:?}");
+    let events = predicate_events(&prog, &spec);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (atom, located) = &events[0];
+    assert_eq!(*atom, Atom::HttpFraming);
+    assert_eq!(atom.path(), Some("$.view.http_response"));
+    assert_eq!(
+        located.map(|l| (l.offset as usize, l.span)),
+        Some((dies, 1))
+    );
+}
+
+/// Long bodies, which the callback counts in bulk once every body scan's
+/// window is behind it (`codegen/http.rs`): a 1,390-byte body (under
+/// `http_json_start`'s bound) then a
+/// response whose body breaks the view, cut at every offset around where
+/// the first body ends and the second starts, agree with the reference;
+/// and a good second response passes whole.
+#[test]
+fn bodies_counted_in_bulk_end_where_the_reference_ends_them() {
+    if !require_bpf() {
+        return;
+    }
+    let mut long = head(1390);
+    long.push(b'{');
+    long.extend(std::iter::repeat_n(b'a', 1388));
+    long.push(b'}');
+    let end = long.len();
+    for (spec, prog) in &views() {
+        for (second, good) in [(&b"x[[[1]]]"[..], false), (&b"{\"a\":[1]}"[..], true)] {
+            let mut stream = long.clone();
+            stream.extend(head(second.len()));
+            let start = stream.len();
+            stream.extend_from_slice(second);
+            for cut_at in (end - 3..=end + 2).chain(start - 1..=start + 2) {
+                let (o, _) = check_flow(prog, spec, false, &cut(&stream, &[cut_at]));
+                assert_eq!(
+                    passes_whole(&o),
+                    good,
+                    "{} cut at {cut_at}: {o:?}",
+                    spec.name
+                );
+            }
+        }
+    }
+}

@@ -13,9 +13,9 @@
 //! starts inside its namespace. `lagic-bench enclave [--quick] [--rounds N]
 //! [--run-c PATH]` compares lagic-enclave's inference speed with a C llama2
 //! (needs gcc, not root; see enclave.rs). `lagic-bench --stream-only
-//! [--quick]`: only the stream diode's run time per segment beside the
-//! per-packet diode's (see stream.rs), its section on stdout, nothing
-//! written.
+//! [--quick]`: only the stream diodes' run time per segment (`hateless`
+//! and the `http_response` views) beside the per-packet diode's (see
+//! stream.rs), its section on stdout, nothing written.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -725,6 +725,14 @@ fn stream_bench(
         result.ratio.show(2),
         rounds
     );
+    for h in &result.http {
+        eprintln!(
+            "lagic-bench: {} {:.0} ns per segment ({} of the stream hateless)",
+            h.spec,
+            h.ns,
+            h.vs_stream.show(2)
+        );
+    }
     Ok(result)
 }
 

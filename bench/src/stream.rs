@@ -17,6 +17,17 @@
 //! second segment rewritten into a RST by the stream diode while the
 //! per-packet diode passes both halves: the stream diode is judging the
 //! stream on this kernel.
+//!
+//! The `http_response` views ([`HTTP_VIEWS`]) run in the same rounds on a
+//! flow of HTTP responses of the enclave's format (`Content-Length`; the
+//! view refuses chunked encoding, so there is nothing chunked to time) with
+//! JSON bodies, cut into [`SEGMENT`]-byte segments regardless of where a
+//! response ends: one response whose body fills the flow, or, for a view
+//! whose body predicate bounds the body's length, keep-alive responses as
+//! long as it allows. Their gate: the clean flow passes unchanged and a
+//! response with a body that breaks every view's body predicate gets its
+//! segment rewritten into a RST. Each round runs every diode once, starting
+//! one diode later than the round before.
 
 use std::path::Path;
 
@@ -50,11 +61,43 @@ pub struct StreamBench {
     pub stream_syn_ns: f64,
     /// See `stream_syn_ns`.
     pub stream_fin_ns: f64,
+    /// The `http_response` views, timed in the same rounds (none in
+    /// results recorded before they were).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpViewBench>,
 }
 
-/// The frames of one flow to port `port`: SYN, `segments` data segments
-/// (the [`SEGMENT`]-byte pieces of `text` in turn, round and round), FIN.
-fn flow_frames(port: u16, text: &[u8], segments: usize) -> Vec<Vec<u8>> {
+/// One `http_response` view's cost per segment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpViewBench {
+    /// The spec, relative to the workspace (`examples/stream/...`).
+    pub spec: String,
+    /// HTTP responses in the flow.
+    pub responses: usize,
+    /// Bytes of the flow's longest body.
+    pub body: usize,
+    /// Data segments per flow.
+    pub segments: usize,
+    /// Median over rounds of the mean ns per data segment.
+    pub ns: f64,
+    /// Per-round ratios to the stream `hateless`.
+    pub vs_stream: Ratio,
+    /// Per-round ratios to the per-packet `hateless`.
+    pub vs_packet: Ratio,
+}
+
+/// The `http_response` views timed, and the longest body each one's body
+/// predicate accepts (`None`: no bound). `http_json_start`'s body
+/// predicate holds `len < 1400`.
+pub const HTTP_VIEWS: [(&str, Option<usize>); 3] = [
+    ("http_json_start", Some(1399)),
+    ("http_json_prefix", None),
+    ("http_json_depth", None),
+];
+
+/// The frames of one flow to port `port`: SYN, one data segment per
+/// piece of `pieces` at consecutive sequence numbers, FIN.
+fn frames_of<'a>(port: u16, pieces: impl Iterator<Item = &'a [u8]>) -> Vec<Vec<u8>> {
     const ISN: u32 = 0x1000_0000;
     let frame = |seq: u32, flags: u8, payload: &[u8]| {
         Frame::ipv4()
@@ -68,18 +111,94 @@ fn flow_frames(port: u16, text: &[u8], segments: usize) -> Vec<Vec<u8>> {
     };
     let mut frames = vec![frame(ISN, tcp_flags::SYN | tcp_flags::ACK, b"")];
     let mut seq = ISN.wrapping_add(1);
-    for i in 0..segments {
-        let at = (i % (text.len() / SEGMENT)) * SEGMENT;
-        frames.push(frame(
-            seq,
-            tcp_flags::ACK | tcp_flags::PSH,
-            &text[at..at + SEGMENT],
-        ));
-        seq = seq.wrapping_add(SEGMENT as u32);
+    for piece in pieces {
+        frames.push(frame(seq, tcp_flags::ACK | tcp_flags::PSH, piece));
+        seq = seq.wrapping_add(piece.len() as u32);
     }
     frames.push(frame(seq, tcp_flags::FIN | tcp_flags::ACK, b""));
     frames
 }
+
+/// The frames of one flow to port `port`: SYN, `segments` data segments
+/// (the [`SEGMENT`]-byte pieces of `text` in turn, round and round), FIN.
+fn flow_frames(port: u16, text: &[u8], segments: usize) -> Vec<Vec<u8>> {
+    let pieces = text.len() / SEGMENT;
+    frames_of(
+        port,
+        (0..segments).map(|i| &text[(i % pieces) * SEGMENT..][..SEGMENT]),
+    )
+}
+
+/// The frames of one flow carrying `stream` in [`SEGMENT`]-byte segments
+/// (the last one shorter if it must be).
+fn stream_frames(port: u16, stream: &[u8]) -> Vec<Vec<u8>> {
+    frames_of(port, stream.chunks(SEGMENT))
+}
+
+/// A JSON body of exactly `len` bytes (at least [`MIN_BODY`]) like the
+/// enclave's `/api/generate` answer: an object whose generated text holds
+/// escaped quotes and brackets (inside a string, so `json_depth` must track
+/// strings), then an array: nesting depth 2.
+fn json_body(len: usize) -> Vec<u8> {
+    const TEXT: &[u8] = b"Once upon a time, a \\\"robot\\\" said [hello] to {everyone}. ";
+    let mut body = BODY_HEAD.to_vec();
+    body.extend(TEXT.iter().cycle().take(len - MIN_BODY));
+    // Never end the string on an escape's backslash.
+    if let Some(last @ b'\\') = body.last_mut() {
+        *last = b' ';
+    }
+    body.extend_from_slice(BODY_TAIL);
+    body
+}
+
+const BODY_HEAD: &[u8] = b"{\"model\":\"stories15M\",\"response\":\"";
+const BODY_TAIL: &[u8] = b"\",\"done\":true,\"context\":[1,2,3]}";
+/// Shortest body [`json_body`] builds.
+const MIN_BODY: usize = BODY_HEAD.len() + BODY_TAIL.len();
+
+/// The enclave's response header block for a body of `len` bytes.
+fn response_head(len: usize) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\
+         Connection: keep-alive\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A stream of exactly `total` bytes of whole responses with JSON bodies:
+/// one response, or, with `max_body`, as few responses as keep every body
+/// at most `max_body` bytes (and no shorter than 1,000, so every header
+/// block has the same length). Returns the stream, its responses and its
+/// longest body.
+fn http_stream(total: usize, max_body: Option<usize>) -> (Vec<u8>, usize, usize) {
+    let bodies: Vec<usize> = match max_body {
+        None => {
+            // The header's length depends on the body's digits: settle it.
+            let mut body = total - response_head(total).len();
+            body = total - response_head(body).len();
+            vec![body]
+        }
+        Some(max) => {
+            let head = response_head(max).len();
+            let n = total.div_ceil(head + max);
+            let bytes = total - n * head;
+            (0..n)
+                .map(|i| bytes / n + usize::from(i < bytes % n))
+                .collect()
+        }
+    };
+    let mut stream = Vec::with_capacity(total);
+    for &b in &bodies {
+        stream.extend(response_head(b));
+        stream.extend(json_body(b));
+    }
+    let longest = bodies.iter().copied().max().unwrap_or(0);
+    (stream, bodies.len(), longest)
+}
+
+/// A response whose body breaks every view of [`HTTP_VIEWS`]: not `{` or
+/// `[` first, and nested three deep.
+const BAD_BODY: &[u8] = b"x[[[1]]]";
 
 /// Clean text: the bench's timing text (no "hate" anywhere, nor where the
 /// last piece meets the first), four segments long.
@@ -123,17 +242,7 @@ fn gate(
     let frames = flow_frames(*ports, &split, 2);
     *ports += 1;
     passes_unchanged(packet, "hateless (split word)", &frames)?;
-    passes_unchanged(stream, "stream hateless (first half)", &frames[..2])?;
-    let (ret, out) = stream
-        .run_out(&frames[2])
-        .map_err(|e| run_error("stream hateless", e))?;
-    let tcp = out.get(14 + 20..14 + 40).unwrap_or_default();
-    if ret != 0 || tcp.len() < 20 || tcp[13] & tcp_flags::RST == 0 {
-        return Err(BenchError::Run(
-            "stream hateless: the split word's second half was not turned into a RST".into(),
-        ));
-    }
-    Ok(())
+    resets_last(stream, "stream hateless (split word)", &frames[..3])
 }
 
 /// Runs one flow through `p`; returns the mean ns per data segment and the
@@ -158,8 +267,40 @@ fn time_flow(p: &LoadedProgram, side: &str, frames: &[Vec<u8>]) -> Result<[f64; 
     ])
 }
 
-/// Compiles both diodes with `lagic` into `work`, gates them and times
-/// `rounds` rounds of one flow of `segments` data segments each.
+/// Whether running `frames` through `p` in turn resets the last one (the
+/// earlier ones pass unchanged).
+fn resets_last(p: &LoadedProgram, side: &str, frames: &[Vec<u8>]) -> Result<(), BenchError> {
+    let Some((last, before)) = frames.split_last() else {
+        return Err(BenchError::Run(format!("{side}: no frames to check")));
+    };
+    passes_unchanged(p, side, before)?;
+    let (ret, out) = p.run_out(last).map_err(|e| run_error(side, e))?;
+    let tcp = out.get(14 + 20..14 + 40).unwrap_or_default();
+    if ret != 0 || tcp.len() < 20 || tcp[13] & tcp_flags::RST == 0 {
+        return Err(BenchError::Run(format!(
+            "{side}: the segment that breaks the diode was not turned into a RST"
+        )));
+    }
+    Ok(())
+}
+
+/// The gate of an `http_response` view (module docs): `stream` passes,
+/// and after a good response, a bad body is reset.
+fn gate_http(p: &LoadedProgram, side: &str, stream: &[u8], port: u16) -> Result<(), BenchError> {
+    passes_unchanged(p, side, &stream_frames(port, stream))?;
+    let mut good = response_head(MIN_BODY);
+    good.extend(json_body(MIN_BODY));
+    let mut bad = response_head(BAD_BODY.len());
+    bad.extend_from_slice(BAD_BODY);
+    let frames = frames_of(port + 1, [&good[..], &bad[..]].into_iter());
+    resets_last(p, side, &frames[..3])
+}
+
+/// One diode timed in the rounds: one round's mean ns per data segment.
+type Side<'a> = Box<dyn FnMut() -> Result<f64, BenchError> + 'a>;
+
+/// Compiles the diodes with `lagic` into `work`, gates them and times
+/// `rounds` rounds of one flow of `segments` data segments each per diode.
 pub fn run(
     lagic: &Path,
     work: &Path,
@@ -168,44 +309,94 @@ pub fn run(
 ) -> Result<StreamBench, BenchError> {
     let stream_obj = work.join("hateless_stream.lagic.o");
     let packet_obj = work.join("hateless.stream-bench.o");
-    tools::compile_spec(
-        lagic,
-        &tools::workspace_root().join("examples/stream/hateless.json"),
-        &stream_obj,
-    )?;
+    tools::compile_spec(lagic, &tools::stream_example_spec("hateless"), &stream_obj)?;
     tools::compile_spec(lagic, &tools::example_spec("hateless"), &packet_obj)?;
     let stream = load_object(&stream_obj)?;
     let packet = load_object(&packet_obj)?;
-    let mut port = 30_000u16;
-    gate(&stream, &packet, &mut port, segments)?;
+    let mut first_port = 30_000u16;
+    gate(&stream, &packet, &mut first_port, segments)?;
+    let total = segments * SEGMENT;
+    let mut views = Vec::new();
+    for (name, max_body) in HTTP_VIEWS {
+        let obj = work.join(format!("{name}.stream-bench.o"));
+        tools::compile_spec(lagic, &tools::stream_example_spec(name), &obj)?;
+        let program = load_object(&obj)?;
+        let (bytes, responses, body) = http_stream(total, max_body);
+        gate_http(&program, name, &bytes, first_port)?;
+        first_port += 2;
+        views.push((name, program, bytes, responses, body));
+    }
+    // Every stream diode's flow is new (its own port); the flow map persists.
+    let port = std::cell::Cell::new(first_port);
+    let next_port = || {
+        let p = port.get();
+        port.set(p.wrapping_add(1).max(first_port));
+        p
+    };
     let text = clean_text();
-    let (mut syn, mut fin) = (Vec::new(), Vec::new());
-    let (s, p) = measure::alternate(
-        rounds,
-        || {
-            let frames = flow_frames(port, &text, segments);
-            port += 1;
+    let (syn, fin) = (
+        std::cell::RefCell::new(Vec::new()),
+        std::cell::RefCell::new(Vec::new()),
+    );
+    let mut sides: Vec<Side<'_>> = vec![
+        Box::new(|| {
+            let frames = flow_frames(next_port(), &text, segments);
             let [data, syn_ns, fin_ns] = time_flow(&stream, "stream hateless", &frames)?;
-            syn.push(syn_ns);
-            fin.push(fin_ns);
-            Ok::<f64, BenchError>(data)
-        },
-        || {
+            syn.borrow_mut().push(syn_ns);
+            fin.borrow_mut().push(fin_ns);
+            Ok(data)
+        }),
+        Box::new(|| {
             let frames = flow_frames(30_000, &text, segments);
             Ok(time_flow(&packet, "hateless", &frames)?[0])
-        },
-    )?;
-    let ratio = Ratio::per_round(&s, &p);
+        }),
+    ];
+    for (name, program, bytes, ..) in &views {
+        sides.push(Box::new(|| {
+            Ok(time_flow(program, name, &stream_frames(next_port(), bytes))?[0])
+        }));
+    }
+    let times = rotate(rounds, &mut sides)?;
+    let http = views
+        .iter()
+        .zip(&times[2..])
+        .map(|((name, _, bytes, responses, body), ns)| HttpViewBench {
+            spec: format!("examples/stream/{name}.json"),
+            responses: *responses,
+            body: *body,
+            segments: bytes.len().div_ceil(SEGMENT),
+            ns: measure::median(ns.clone()),
+            vs_stream: Ratio::per_round(ns, &times[0]),
+            vs_packet: Ratio::per_round(ns, &times[1]),
+        })
+        .collect();
+    drop(sides);
     Ok(StreamBench {
         segment: SEGMENT,
         segments,
         rounds,
-        stream_ns: measure::median(s),
-        packet_ns: measure::median(p),
-        ratio,
-        stream_syn_ns: measure::median(syn),
-        stream_fin_ns: measure::median(fin),
+        stream_ns: measure::median(times[0].clone()),
+        packet_ns: measure::median(times[1].clone()),
+        ratio: Ratio::per_round(&times[0], &times[1]),
+        stream_syn_ns: measure::median(syn.into_inner()),
+        stream_fin_ns: measure::median(fin.into_inner()),
+        http,
     })
+}
+
+/// Runs every side once per round, round `r` starting with side `r` (mod
+/// the sides), so no diode always runs first or after the same one;
+/// returns each side's values in round order.
+fn rotate(rounds: usize, sides: &mut [Side<'_>]) -> Result<Vec<Vec<f64>>, BenchError> {
+    let n = sides.len();
+    let mut times = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            times[i].push(sides[i]()?);
+        }
+    }
+    Ok(times)
 }
 
 impl StreamBench {
@@ -231,7 +422,39 @@ impl StreamBench {
             self.packet_ns,
             self.stream_syn_ns,
             self.stream_fin_ns,
-        )
+        ) + &self.http_markdown()
+    }
+
+    /// The `http_response` views' rows (nothing before they were timed).
+    fn http_markdown(&self) -> String {
+        if self.http.is_empty() {
+            return String::new();
+        }
+        let mut md = format!(
+            "\nThe `http_response` views in the same rounds, each on one flow of HTTP responses \
+             (the enclave's header block with `Content-Length`, a JSON body of escaped quotes \
+             and brackets in a string), cut into {}-byte segments:\n\n\
+             | view | flow | ns per segment | / stream `hateless` | / per-packet `hateless` |\n\
+             |---|---|---:|---:|---:|\n",
+            self.segment
+        );
+        for h in &self.http {
+            let flow = if h.responses == 1 {
+                format!("1 response, {}-byte body", h.body)
+            } else {
+                format!("{} responses, bodies up to {} bytes", h.responses, h.body)
+            };
+            md.push_str(&format!(
+                "| `{}` | {}, {} segments | {:.0} | {} | {} |\n",
+                h.spec,
+                flow,
+                h.segments,
+                h.ns,
+                h.vs_stream.show(2),
+                h.vs_packet.show(2)
+            ));
+        }
+        md
     }
 }
 
@@ -288,11 +511,20 @@ mod tests {
             },
             stream_syn_ns: 3968.0,
             stream_fin_ns: 158.0,
+            http: Vec::new(),
         };
         // Results written before the section existed still load, and
         // BENCHMARKS.md gets the section once a run records it.
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results.json");
         let text = std::fs::read_to_string(&path).unwrap();
+        // The committed results load and render whether their stream
+        // section holds the http views (a run since they were timed) or
+        // not (one before).
+        let committed: crate::report::Results = serde_json::from_str(&text).unwrap();
+        if let Some(s) = &committed.stream {
+            assert_eq!(s.markdown().contains("http_response"), !s.http.is_empty());
+            assert!(crate::report::markdown(&committed, "").contains(&s.markdown()));
+        }
         // The committed results, as a run before the section wrote them.
         let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
         old.as_object_mut()
@@ -312,5 +544,115 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("70 data segments of 1448 bytes"), "{md}");
+        assert!(!md.contains("http_response"), "{md}");
+
+        // With the http views: their rows follow, and the results load
+        // back with them.
+        let mut with = b.clone();
+        with.http = vec![HttpViewBench {
+            spec: "examples/stream/http_json_depth.json".into(),
+            responses: 1,
+            body: 101_263,
+            segments: 70,
+            ns: 5123.4,
+            vs_stream: Ratio {
+                median: 3.5,
+                min: 3.1,
+                max: 4.0,
+            },
+            vs_packet: Ratio {
+                median: 11.0,
+                min: 10.0,
+                max: 12.25,
+            },
+        }];
+        let md = with.markdown();
+        assert!(md.starts_with(&b.markdown()), "{md}");
+        assert!(
+            md.contains(
+                "| `examples/stream/http_json_depth.json` | 1 response, 101263-byte body, \
+                 70 segments | 5123 | 3.50 (3.10-4.00) | 11.00 (10.00-12.25) |"
+            ),
+            "{md}"
+        );
+        results.stream = Some(with.clone());
+        let back: crate::report::Results =
+            serde_json::from_str(&serde_json::to_string(&results).unwrap()).unwrap();
+        assert!(crate::report::markdown(&back, "").contains(&md));
+    }
+
+    /// The responses of a stream from [`http_stream`]: (header block, body).
+    fn responses(mut s: &[u8]) -> Vec<(String, &[u8])> {
+        let mut out = Vec::new();
+        while !s.is_empty() {
+            let end = s.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let head = std::str::from_utf8(&s[..end]).unwrap().to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            out.push((head, &s[end..end + len]));
+            s = &s[end + len..];
+        }
+        out
+    }
+
+    /// Greatest bracket nesting outside JSON strings.
+    fn depth(body: &[u8]) -> usize {
+        let (mut d, mut max, mut string, mut escape) = (0usize, 0, false, false);
+        for &c in body {
+            match (string, escape, c) {
+                (true, true, _) => escape = false,
+                (true, false, b'\\') => escape = true,
+                (true, false, b'"') => string = false,
+                (true, ..) => {}
+                (false, _, b'"') => string = true,
+                (false, _, b'{' | b'[') => {
+                    d += 1;
+                    max = max.max(d);
+                }
+                (false, _, b'}' | b']') => d -= 1,
+                _ => {}
+            }
+        }
+        assert_eq!((d, string), (0, false), "an unbalanced body");
+        max
+    }
+
+    #[test]
+    fn the_http_flows_are_whole_json_responses_that_fill_the_segments() {
+        let total = 70 * SEGMENT;
+        for (name, max_body) in HTTP_VIEWS {
+            let (s, n, longest) = http_stream(total, max_body);
+            assert_eq!(s.len(), total, "{name}");
+            let rs = responses(&s);
+            assert_eq!(rs.len(), n, "{name}");
+            assert_eq!(rs.iter().map(|r| r.1.len()).max(), Some(longest));
+            for (head, body) in &rs {
+                assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+                assert!(!head.to_ascii_lowercase().contains("transfer-encoding"));
+                assert!(max_body.is_none_or(|m| body.len() <= m), "{name}");
+                assert_eq!(body[0], b'{');
+                assert_eq!(depth(body), 2, "{name}");
+                assert!(body.windows(2).any(|w| w == b"\\\""), "escaped quotes");
+            }
+            match max_body {
+                None => assert!(n == 1 && longest > 100_000, "{name}: {longest}"),
+                Some(_) => assert!(n > 1, "{name}"),
+            }
+            let frames = stream_frames(30_000, &s);
+            assert_eq!(frames.len(), 72);
+            let data: Vec<u8> = frames[1..71]
+                .iter()
+                .flat_map(|f| payload(f).to_vec())
+                .collect();
+            assert_eq!(data, s);
+        }
+        // The gate's bad body breaks every view.
+        assert_ne!(BAD_BODY[0], b'{');
+        assert_ne!(BAD_BODY[0], b'[');
+        assert_eq!(depth(BAD_BODY), 3);
     }
 }

@@ -193,9 +193,20 @@ fn source_atoms(a: &Attachment) -> Option<Vec<Atom>> {
     (name == a.diode).then_some(atoms)
 }
 
-/// The program name and formula atoms of a spec, when it lowers and emits.
+/// The program name and formula atoms of a spec, when it lowers and emits
+/// (a stream spec's atoms as its events number them, `stream_atoms`).
 pub(crate) fn name_and_atoms(text: &str) -> Option<(String, Vec<Atom>)> {
     let spec = predicate_ir::parse(text).ok()?;
+    if spec.mode != predicate_ir::Mode::Packet {
+        let stream = predicate_ir::lower_stream(&spec).ok()?;
+        let options = emit_bpf::Options::default();
+        let name = emit_bpf::compile_stream_mapped_with(&stream, &options)
+            .ok()?
+            .0
+            .entry
+            .name;
+        return Some((name, emit_bpf::decision::stream_atoms(&stream)));
+    }
     let program = predicate_ir::lower(&spec).ok()?;
     let name = emit_bpf::compile(&program).ok()?.entry.name;
     Some((name, atoms(&program)))

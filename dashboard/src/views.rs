@@ -159,8 +159,10 @@ impl DecisionView {
                 proto: f.proto,
             }),
             decided_by: d.decided_by.map(|atom| match atoms.get(atom as usize) {
-                Some(a @ Atom::Scan { path, .. }) => format!("{path} ({a})"),
-                Some(a) => a.to_string(),
+                Some(a) => match a.path() {
+                    Some(path) => format!("{path} ({a})"),
+                    None => a.to_string(),
+                },
                 None => format!("atom {atom}"),
             }),
             offset: located.map(|l| l.offset),
@@ -310,5 +312,32 @@ mod tests {
         // Unnamed atoms say their number rather than a guess.
         let unnamed = DecisionView::of(&d, "hateless", "lgh-main", &[]);
         assert_eq!(unnamed.decided_by.as_deref(), Some("atom 0"));
+
+        // An http view's drop, named from its spec: the body's atom, the
+        // framing with the view's path.
+        let (name, atoms) = crate::monitor::name_and_atoms(include_str!(
+            "../../examples/stream/http_json_start.json"
+        ))
+        .unwrap();
+        assert_eq!(name, "http_json_start");
+        let d = Decision {
+            decided_by: Some(4),
+            span_state: Some(emit_bpf::decision::NOT_REPLAYABLE),
+            offset_span: 1,
+            ..d
+        };
+        let v = DecisionView::of(&d, &name, "lgh-main", &atoms);
+        assert_eq!(v.decided_by.as_deref(), Some("body length < 1400"));
+        assert_eq!((v.offset, v.offset_span), (Some(64), Some(1)));
+        let framing = atoms.len() as u32 - 1;
+        let d = Decision {
+            decided_by: Some(framing),
+            ..d
+        };
+        let v = DecisionView::of(&d, &name, "lgh-main", &atoms);
+        assert_eq!(
+            v.decided_by.as_deref(),
+            Some("$.view.http_response (HTTP framing)")
+        );
     }
 }

@@ -156,8 +156,14 @@ pub const EVENT_FORMAT: usize = 52;
 pub const EVENT_FORMAT_VERSION: u32 = 2;
 /// Two `u32`s: the deciding scan's machine registers as they were where its
 /// span starts (a DFA: its state, then 0; a depth counter: depth, mode),
-/// from which [`locate`] replays the span; 0s for other atoms.
+/// from which [`locate`] replays the span; 0s for other atoms;
+/// [`NOT_REPLAYABLE`] where the span is all the diode knows (the
+/// `http_response` view: see [`locate`]).
 pub const EVENT_SPAN_STATE: usize = 56;
+/// [`EVENT_SPAN_STATE`] of a span with nothing to replay: no step code
+/// produces these registers, so a reader that does not know the marker
+/// finds no state and no byte, never a wrong one.
+pub const NOT_REPLAYABLE: [u32; 2] = [NONE, NONE];
 /// The frame's first bytes (headers: the reader parses the flow from them).
 pub const EVENT_HEAD: usize = 64;
 /// [`EVENT_HEAD`] in version-1 records.
@@ -180,6 +186,45 @@ pub fn event_size(excerpt: u32) -> usize {
     (EVENT_EXCERPT + excerpt as usize).div_ceil(8) * 8
 }
 
+/// What an atom's windows and `len` count: the payload (per packet, or
+/// the whole stream of a stream diode), or one part of the
+/// `http_response` view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The payload, or a whole-stream diode's stream.
+    Payload,
+    /// Each header block of the `http_response` view.
+    Headers {
+        /// An atom of the exact meaning, judged where the block ends.
+        at_end: bool,
+    },
+    /// Each body of the `http_response` view.
+    Body {
+        /// An atom of the exact meaning, judged where the body ends.
+        at_end: bool,
+    },
+}
+
+impl Part {
+    /// What the part's bytes are called in an atom's name.
+    fn bytes(self) -> &'static str {
+        match self {
+            Part::Payload => "payload",
+            Part::Headers { .. } => "header block",
+            Part::Body { .. } => "body",
+        }
+    }
+
+    /// How an atom of the part's exact meaning ends its name.
+    fn suffix(self) -> &'static str {
+        match self {
+            Part::Headers { at_end: true } => ", where the header block ends",
+            Part::Body { at_end: true } => ", where the body ends",
+            _ => "",
+        }
+    }
+}
+
 /// One leaf of the formula, in the order [`atoms`] lists them; the
 /// `decided_by` of an event is an index into that list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +235,8 @@ pub enum Atom {
         cmp: &'static str,
         /// The bound.
         value: u32,
+        /// What `n` counts.
+        part: Part,
     },
     /// A test of the byte at a payload index.
     Byte {
@@ -213,24 +260,54 @@ pub enum Atom {
         /// What the scan's state register holds per IR state: 1, or the
         /// row stride of a table-driven automaton (its states premultiplied).
         scale: u32,
+        /// What the window counts.
+        part: Part,
     },
+    /// The `http_response` view's framing (`predicate_ir::http_frame`):
+    /// the stream is not a response the view reads, or a header block
+    /// exceeds the view's limit.
+    HttpFraming,
+}
+
+/// JSON path of the `http_response` view, which [`Atom::HttpFraming`] names.
+pub const HTTP_VIEW_PATH: &str = "$.view.http_response";
+
+impl Atom {
+    /// The spec path the atom decides, where it has one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Atom::Scan { path, .. } => Some(path),
+            Atom::HttpFraming => Some(HTTP_VIEW_PATH),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Atom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Atom::Len { cmp, value } => write!(f, "length {cmp} {value}"),
+            Atom::Len { cmp, value, part } => match part {
+                Part::Payload => write!(f, "length {cmp} {value}"),
+                _ => write!(f, "{} length {cmp} {value}{}", part.bytes(), part.suffix()),
+            },
             Atom::Byte { index } => write!(f, "byte test at payload[{index}]"),
             Atom::Scan {
                 scan,
                 start,
                 end,
                 machine,
+                part,
                 ..
             } => {
                 let end = end.map_or("n".to_string(), |e| e.to_string());
-                write!(f, "scan {scan} ({machine} over payload[{start}..{end}])")
+                write!(
+                    f,
+                    "scan {scan} ({machine} over {}[{start}..{end}]{})",
+                    part.bytes(),
+                    part.suffix()
+                )
             }
+            Atom::HttpFraming => write!(f, "HTTP framing"),
         }
     }
 }
@@ -246,52 +323,90 @@ pub fn atoms(program: &Program) -> Vec<Atom> {
 
 /// The formula's leaves of a stream program, as [`atoms`] (stream passes
 /// keep plain state numbers).
+///
+/// With the `http_response` view, the atoms its events name, in this
+/// order: the header predicate's stream meaning, its exact meaning, the
+/// body predicate's stream meaning, its exact meaning (each in pre-order),
+/// then [`Atom::HttpFraming`].
 pub fn stream_atoms(stream: &predicate_ir::StreamProgram) -> Vec<Atom> {
-    atoms_scaled(&stream.program, &vec![1; stream.program.scans.len()])
+    let plain = |s: &predicate_ir::StreamProgram, f: &Formula, part: Part, out: &mut Vec<Atom>| {
+        walk(&s.program, &vec![1; s.program.scans.len()], f, part, out)
+    };
+    let mut out = Vec::new();
+    let Some(http) = &stream.http else {
+        plain(stream, &stream.program.formula, Part::Payload, &mut out);
+        return out;
+    };
+    let (head, body) = (stream, &http.body);
+    plain(
+        head,
+        &head.program.formula,
+        Part::Headers { at_end: false },
+        &mut out,
+    );
+    plain(
+        head,
+        &head.complete,
+        Part::Headers { at_end: true },
+        &mut out,
+    );
+    plain(
+        body,
+        &body.program.formula,
+        Part::Body { at_end: false },
+        &mut out,
+    );
+    plain(body, &body.complete, Part::Body { at_end: true }, &mut out);
+    out.push(Atom::HttpFraming);
+    out
 }
 
 fn atoms_scaled(program: &Program, scales: &[u32]) -> Vec<Atom> {
-    fn walk(program: &Program, scales: &[u32], f: &Formula, out: &mut Vec<Atom>) {
-        match f {
-            Formula::Const(_) => {}
-            Formula::Not(inner) => walk(program, scales, inner, out),
-            Formula::And(parts) | Formula::Or(parts) => {
-                for p in parts {
-                    walk(program, scales, p, out);
-                }
-            }
-            Formula::Len { cmp, value } => out.push(Atom::Len {
-                cmp: match cmp {
-                    predicate_ir::Cmp::Lt => "<",
-                    predicate_ir::Cmp::Le => "<=",
-                    predicate_ir::Cmp::Eq => "==",
-                    predicate_ir::Cmp::Ne => "!=",
-                    predicate_ir::Cmp::Ge => ">=",
-                    predicate_ir::Cmp::Gt => ">",
-                },
-                value: *value,
-            }),
-            Formula::Byte { index, .. } => out.push(Atom::Byte { index: *index }),
-            Formula::Scan(id) => {
-                let scan = &program.scans[*id];
-                out.push(Atom::Scan {
-                    scan: *id,
-                    start: scan.window.start,
-                    end: scan.window.end,
-                    machine: match scan.machine {
-                        Machine::Dfa(_) => "dfa",
-                        Machine::Depth(_) => "depth",
-                    },
-                    path: scan.path.clone(),
-                    automaton: Arc::new(scan.machine.clone()),
-                    scale: scales[*id],
-                })
+    let mut out = Vec::new();
+    walk(program, scales, &program.formula, Part::Payload, &mut out);
+    out
+}
+
+/// Appends the leaves of `f` (over `program`'s scans) in pre-order.
+fn walk(program: &Program, scales: &[u32], f: &Formula, part: Part, out: &mut Vec<Atom>) {
+    match f {
+        Formula::Const(_) => {}
+        Formula::Not(inner) => walk(program, scales, inner, part, out),
+        Formula::And(parts) | Formula::Or(parts) => {
+            for p in parts {
+                walk(program, scales, p, part, out);
             }
         }
+        Formula::Len { cmp, value } => out.push(Atom::Len {
+            cmp: match cmp {
+                predicate_ir::Cmp::Lt => "<",
+                predicate_ir::Cmp::Le => "<=",
+                predicate_ir::Cmp::Eq => "==",
+                predicate_ir::Cmp::Ne => "!=",
+                predicate_ir::Cmp::Ge => ">=",
+                predicate_ir::Cmp::Gt => ">",
+            },
+            value: *value,
+            part,
+        }),
+        Formula::Byte { index, .. } => out.push(Atom::Byte { index: *index }),
+        Formula::Scan(id) => {
+            let scan = &program.scans[*id];
+            out.push(Atom::Scan {
+                scan: *id,
+                start: scan.window.start,
+                end: scan.window.end,
+                machine: match scan.machine {
+                    Machine::Dfa(_) => "dfa",
+                    Machine::Depth(_) => "depth",
+                },
+                path: scan.path.clone(),
+                automaton: Arc::new(scan.machine.clone()),
+                scale: scales[*id],
+                part,
+            })
+        }
     }
-    let mut out = Vec::new();
-    walk(program, scales, &program.formula, &mut out);
-    out
 }
 
 /// Where a predicate drop's deciding byte lies: `payload[offset..offset +
@@ -342,7 +457,11 @@ pub struct Recorded<'a> {
 /// - no atom is known (`atom` is `None`: the reader has no spec), or
 ///   the atom is not a scan but its span is longer than one byte;
 /// - the scan never entered a sink in its span (its result is its state
-///   at the window's end: every byte of the span counts).
+///   at the window's end: every byte of the span counts);
+/// - the record's span state is [`NOT_REPLAYABLE`]: the `http_response`
+///   view records the byte where it decided (a span of 1: where a part
+///   ended, or where the framing failed), or the bytes of the current part
+///   in the segment where the scan's state at their start is not kept.
 ///
 /// A scan already in a sink where the span starts (a pass of several
 /// machines stops when the last sinks; this one sank earlier, before the
@@ -367,6 +486,9 @@ pub fn locate(atom: Option<&Atom>, r: &Recorded<'_>) -> Option<Located> {
     else {
         return Some(span);
     };
+    if regs == NOT_REPLAYABLE {
+        return Some(span);
+    }
     let machine: &Machine = automaton;
     if *scale > 1 {
         // A table-driven automaton's register holds the state's row offset.

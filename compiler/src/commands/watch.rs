@@ -305,10 +305,7 @@ pub(crate) fn json_line(source: &Source, d: &Decision, at: SystemTime) -> String
                 Some(Atom::Scan { scan, .. }) => Some(*scan),
                 _ => None,
             },
-            "path": match source.atoms.get(atom as usize) {
-                Some(Atom::Scan { path, .. }) => Some(path.as_str()),
-                _ => None,
-            },
+            "path": source.atoms.get(atom as usize).and_then(Atom::path),
             "construct": construct(source, atom),
         })
     });
@@ -358,11 +355,9 @@ pub(crate) fn text_line(source: &Source, d: &Decision, at: SystemTime) -> String
         ));
     }
     if let Some(atom) = d.decided_by {
-        match source.atoms.get(atom as usize) {
-            Some(Atom::Scan { path, .. }) => {
-                line.push_str(&format!(" by {path} ({})", construct(source, atom)))
-            }
-            _ => line.push_str(&format!(" by {}", construct(source, atom))),
+        match source.atoms.get(atom as usize).and_then(Atom::path) {
+            Some(path) => line.push_str(&format!(" by {path} ({})", construct(source, atom))),
+            None => line.push_str(&format!(" by {}", construct(source, atom))),
         }
     }
     match d.locate(&source.atoms) {
@@ -475,6 +470,57 @@ mod tests {
         // A record from an older lagic carries no starting state.
         d.span_state = None;
         assert!(text_line(&unnamed, &d, at).contains(" in bytes 0..8 [0..]"));
+    }
+
+    /// An `http_response` view's drops name the body's or the framing's
+    /// atom with its path, and the byte.
+    #[test]
+    fn http_view_drops_name_the_part_and_the_byte() {
+        let spec = predicate_ir::parse(include_str!(
+            "../../../examples/stream/http_json_start.json"
+        ))
+        .unwrap();
+        let (hateless, mut d) = fixed();
+        let source = Source {
+            diode: "http_json_start".into(),
+            atoms: stream_atoms(&predicate_ir::lower_stream(&spec).unwrap()),
+            ..hateless
+        };
+        let at = UNIX_EPOCH + Duration::from_secs(AT);
+        // The body's prefix scan (the stream meaning's second atom, after
+        // the header predicate's four), replayed from its window's start.
+        d.decided_by = Some(5);
+        (d.offset, d.offset_span, d.span_state) = (Some(3), 1, Some([0, 0]));
+        (d.excerpt_start, d.excerpt) = (3, b"x[[".to_vec());
+        let line = text_line(&source, &d, at);
+        assert!(
+            line.contains(
+                " by $.view.http_response.body (scan 0 (dfa over body[0..1])) at byte 3 "
+            ),
+            "{line}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&json_line(&source, &d, at)).unwrap();
+        assert_eq!(json["decided_by"]["path"], "$.view.http_response.body");
+        assert_eq!(
+            (&json["offset"], &json["offset_exact"]),
+            (&3.into(), &true.into())
+        );
+        // The framing, at the byte it failed on.
+        d.decided_by = Some(8);
+        d.span_state = Some(emit_bpf::decision::NOT_REPLAYABLE);
+        let line = text_line(&source, &d, at);
+        assert!(
+            line.contains(" by $.view.http_response (HTTP framing) at byte 3 "),
+            "{line}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&json_line(&source, &d, at)).unwrap();
+        assert_eq!(json["decided_by"]["path"], "$.view.http_response");
+        assert_eq!(json["decided_by"]["scan"], serde_json::Value::Null);
+        // A scan's span kept as a span (its state where it starts is not
+        // recorded): bytes, not a byte.
+        d.decided_by = Some(5);
+        d.offset_span = 20;
+        assert!(text_line(&source, &d, at).contains(" in bytes 3..23 "));
     }
 
     #[test]

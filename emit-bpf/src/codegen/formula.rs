@@ -34,6 +34,9 @@ pub(crate) enum StubOffset {
     /// The window `payload[start..start + len]` from the initial state (a
     /// scan walked inline, which never stops early).
     Window { start: u32, len: u32 },
+    /// Already in [`super::verdict::OFFSET`] and
+    /// [`super::verdict::SPAN_STATE`] (the `http_response` view).
+    Recorded,
 }
 
 /// A drop through atom `atom`: bound to `label`.

@@ -33,12 +33,12 @@ const KEY: i16 = frame::OPAQUE_ZERO;
 /// Where the deciding byte is, for predicate drops: `span << 16 | offset`
 /// (it lies in payload[offset..offset + span]; `span` at most 0xFFFE), or
 /// [`NONE`].
-const OFFSET: i16 = frame::OPAQUE_ZERO + 4;
+pub(crate) const OFFSET: i16 = frame::OPAQUE_ZERO + 4;
 /// The deciding scan's registers when its span began (its state there,
 /// [`decision::EVENT_SPAN_STATE`]), 0 for other atoms. The scan context's
 /// stop and status words: both dead once a stub has read the stop (every
 /// pass is over).
-const SPAN_STATE: [i16; 2] = [frame::CTX + ctx::STOP, frame::CTX + ctx::STATUS];
+pub(crate) const SPAN_STATE: [i16; 2] = [frame::CTX + ctx::STOP, frame::CTX + ctx::STATUS];
 
 /// The maps every diode carries, in the indices above.
 pub(crate) fn maps() -> Vec<MapDef> {
@@ -143,6 +143,8 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
                 a.emit(Insn::store_imm(Size::W, R10, OFFSET, word as i32));
                 no_state(a); // the initial state
             }
+            // Written by the code that jumps here (the http view's).
+            StubOffset::Recorded => {}
             StubOffset::PassStop { pass, slot, regs } => {
                 // STOP = (pass + 1) << 24 | span << 16 | frame offset.
                 let unknown = a.label();
