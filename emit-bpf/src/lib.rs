@@ -22,7 +22,8 @@ pub mod insn;
 mod module;
 
 pub use codegen::stream::{
-    FLOWS_MAP as STREAM_FLOWS_MAP, FLOWS_MAX as STREAM_FLOWS_MAX, MIN_TTL as STREAM_MIN_TTL,
+    key as stream_flow_key, value as stream_flow_value, FLOWS_MAP as STREAM_FLOWS_MAP,
+    FLOWS_MAX as STREAM_FLOWS_MAX, MIN_TTL as STREAM_MIN_TTL,
 };
 pub use codegen::CodegenError;
 pub use module::{Function, MapDef, Module};

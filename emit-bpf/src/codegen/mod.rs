@@ -189,8 +189,10 @@ pub(crate) struct Verdicts {
     pub latched: Label,
     /// Stream mode: a segment not at the next expected byte.
     pub out_of_order: Label,
-    /// Stream mode: no flow state (not seen from its SYN, or evicted).
+    /// Stream mode: no flow state (not seen from its SYN).
     pub evicted: Label,
+    /// Stream mode: the flow table is full.
+    pub table_full: Label,
 }
 
 impl Verdicts {
@@ -210,12 +212,13 @@ impl Verdicts {
             latched: a.label(),
             out_of_order: a.label(),
             evicted: a.label(),
+            table_full: a.label(),
         }
     }
 
     /// The drop labels of reasons other than the predicate's (the stream
     /// ones are unreachable, and so left out, in per-packet code).
-    fn drops(&self) -> [(Label, Reason); 12] {
+    fn drops(&self) -> [(Label, Reason); 13] {
         [
             (self.drop, Reason::Malformed),
             (self.vlan, Reason::Vlan),
@@ -229,6 +232,7 @@ impl Verdicts {
             (self.latched, Reason::Latched),
             (self.out_of_order, Reason::OutOfOrder),
             (self.evicted, Reason::Evicted),
+            (self.table_full, Reason::TableFull),
         ]
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A stream diode judges the bytes of each TCP connection (judged
 //! direction) as they arrive, carrying every scan's state between segments
-//! in the flow map [`FLOWS_MAP`] (an LRU hash keyed by the flow). Its rules
+//! in the flow map [`FLOWS_MAP`] (a hash keyed by the flow, which never
+//! evicts: see "The flow table" below). Its rules
 //! are those of the reference diode `predicate_ir::stream_diode` with
 //! `retain = 0` and `min_ttl =` [`MIN_TTL`] (docs/stream.md, "The kernel
 //! diode"), in this order:
@@ -14,7 +15,8 @@
 //! 3. no flow state: a SYN without payload creates it (an entry with the
 //!    initial sequence number); a SYN with payload is dropped; anything
 //!    else latches a new entry and becomes a RST at its own sequence number
-//!    (`evicted`: attached mid-connection, or the state was evicted);
+//!    (`evicted`: the diode did not see the SYN, attached mid-connection);
+//!    where the table is full, either becomes a RST (`table_full`);
 //! 4. a RST from the sender latches the flow (`latched`);
 //! 5. a SYN again: passes with the same initial sequence number and no
 //!    payload; on a flow that ended (a FIN passed, or latched in rule 1),
@@ -34,6 +36,15 @@
 //!
 //! Sequence numbers are only compared for equality modulo 2^32 (32-bit
 //! adds), so a stream may wrap.
+//!
+//! The flow table: a `BPF_MAP_TYPE_HASH` of [`FLOWS_MAX`] preallocated
+//! entries, so the enclave cannot make the kernel drop a flow's state
+//! (with its old range) behind the diode's back, as an LRU map would on
+//! enough made-up SYNs. Nothing deletes entries: a 4-tuple's entry is
+//! replaced in place by the next connection on it (rule 5), which a full
+//! map still allows. An insert the map refuses (full: `E2BIG`) never
+//! passes the segment: it becomes a RST (`table_full`), and a flow without
+//! stored state stays without it, so its every segment is refused again.
 //!
 //! A reused 4-tuple (rule 7 of `predicate_ir::stream_diode`): the fresh
 //! flow's value records the old range `[ARC_LO, ARC_END)`, from the old
@@ -71,12 +82,12 @@ use super::scan::{self, ctx, PassGroup};
 use super::{frame, CodegenError, Verdicts};
 use crate::decision::Reason;
 use crate::insn::*;
-use crate::module::{MapDef, BPF_MAP_TYPE_LRU_HASH};
+use crate::module::{MapDef, BPF_MAP_TYPE_HASH};
 
 /// Name of the flow map.
 pub const FLOWS_MAP: &str = "lagic_flows";
-/// Flows the map holds; the least recently used is evicted beyond that
-/// (and its flow then fails closed).
+/// Flows (distinct 4-tuples) the map holds; beyond that new flows are
+/// refused (`table_full`). docs/stream.md, "The flow table", sizes it.
 pub const FLOWS_MAX: u32 = 65_536;
 /// Smallest IPv4 TTL / IPv6 hop limit passed: a segment with less might
 /// expire between the diode and the receiver.
@@ -191,7 +202,7 @@ pub(crate) fn maps(slots: usize) -> Vec<MapDef> {
     debug_assert_eq!(maps.len(), FLOWS as usize);
     maps.push(MapDef {
         name: FLOWS_MAP.into(),
-        map_type: BPF_MAP_TYPE_LRU_HASH,
+        map_type: BPF_MAP_TYPE_HASH,
         key_size: key::SIZE,
         value_size: value::size(slots),
         max_entries: FLOWS_MAX,
@@ -230,8 +241,13 @@ pub(crate) fn emit_latch(a: &mut Asm) {
 }
 
 /// The reasons whose segment becomes a RST towards the receiver.
-pub(crate) fn resets() -> [Reason; 3] {
-    [Reason::Predicate, Reason::Latched, Reason::Evicted]
+pub(crate) fn resets() -> [Reason; 4] {
+    [
+        Reason::Predicate,
+        Reason::Latched,
+        Reason::Evicted,
+        Reason::TableFull,
+    ]
 }
 
 /// The end of every drop in stream mode, with `r6` = skb and `r7` = the
@@ -507,7 +523,8 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     zero_value_buf(a, value_size);
     emit_store_new_flow(a, v);
     a.bind(no_syn);
-    // Mid-connection (or evicted): remember the latch where the map lets us.
+    // Mid-connection: remember the latch. A full table cannot, and says so;
+    // the flow then stays without state, refused segment by segment.
     zero_value_buf(a, value_size);
     a.emit(Insn::store_imm(
         Size::W,
@@ -523,6 +540,7 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
         R1,
     ));
     update_from_buf(a);
+    a.jmp_imm(JmpCond::Jne, R0, 0, v.table_full);
     a.ja(v.evicted);
 
     // An open flow.
@@ -686,7 +704,8 @@ fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) 
 
 /// Starts the flow whose new value is in the value buffer at the SYN's
 /// sequence number (the ISN; the first data byte is the next expected),
-/// stores it, and passes the SYN; a map that refuses it is `evicted`.
+/// stores it, and passes the SYN. A map that refuses it (full: a new
+/// 4-tuple; an existing one is replaced in place) makes it `table_full`.
 fn emit_store_new_flow(a: &mut Asm, v: &Verdicts) {
     a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
     a.emit(Insn::store_reg(
@@ -703,7 +722,7 @@ fn emit_store_new_flow(a: &mut Asm, v: &Verdicts) {
         R1,
     ));
     update_from_buf(a);
-    a.jmp_imm(JmpCond::Jne, R0, 0, v.evicted);
+    a.jmp_imm(JmpCond::Jne, R0, 0, v.table_full);
     a.ja(v.pass);
 }
 
