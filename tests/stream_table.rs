@@ -303,3 +303,24 @@ fn a_full_table_refuses_new_flows_and_keeps_serving_the_flows_it_holds() {
     }
     assert_eq!(full_events, 3);
 }
+
+/// `Options::flows` (`lagic compile --flows`) sizes the table: a diode
+/// built for 64 flows stores 64 and refuses the 65th, counted.
+#[test]
+fn the_table_holds_as_many_flows_as_it_was_built_for() {
+    if !require_bpf() {
+        return;
+    }
+    let program = predicate_ir::lower_stream(&stream_spec("hateless")).unwrap();
+    let options = emit_bpf::Options {
+        flows: 64,
+        ..emit_bpf::Options::default()
+    };
+    let object = emit_bpf::compile_stream_object_with(&program, &options).unwrap();
+    let prog = LoadedProgram::from_object(&object).unwrap();
+    let maps = DiodeMaps::for_program(prog.fd()).unwrap();
+    assert_eq!(flood(&prog, 0, 100), (64, 36));
+    let table = maps.flow_table().unwrap().unwrap();
+    assert_eq!((table.flows, table.capacity), (64, 64));
+    assert_eq!(maps.counters().unwrap().get(Reason::TableFull), 36);
+}

@@ -402,3 +402,24 @@ pub fn locate(atom: Option<&Atom>, r: &Recorded<'_>) -> Option<Located> {
     }
     Some(span)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason has a counter slot of its own, never the lost-event
+    /// slot, and reads back from its value; the lost-event slot is no reason.
+    #[test]
+    fn reasons_have_slots_of_their_own() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            let v = r as u32;
+            assert!(v < COUNTER_SLOTS && v != LOST_EVENTS_SLOT, "{r:?}");
+            assert!(seen.insert(v), "{r:?} shares slot {v}");
+            assert_eq!(Reason::from_u32(v), Some(r));
+        }
+        assert_eq!(Reason::from_u32(LOST_EVENTS_SLOT), None);
+        assert_eq!(Reason::from_u32(COUNTER_SLOTS), None);
+        assert_eq!(Reason::TableFull.as_str(), "table_full");
+    }
+}

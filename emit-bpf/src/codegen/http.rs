@@ -194,7 +194,7 @@ pub(crate) fn compile(
         &program.program,
         entry,
         passes,
-        stream::maps(slots),
+        stream::maps(slots, options.flows),
         Vec::new(),
     )?;
     map.http = Some(HttpMap { callback: 0, steps });

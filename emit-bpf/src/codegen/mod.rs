@@ -103,6 +103,19 @@ pub enum CodegenError {
         /// Most supported.
         max: usize,
     },
+    /// A stream diode's flow table size outside what lagic builds.
+    #[error(
+        "a flow table of {flows} flows requested; a stream diode's holds {min} to {max} \
+         (docs/stream.md, \"The flow table\")"
+    )]
+    FlowsOutOfRange {
+        /// Flows requested.
+        flows: u32,
+        /// Fewest supported.
+        min: u32,
+        /// Most supported.
+        max: u32,
+    },
     /// An excerpt longer than an event holds.
     #[error("excerpt of {excerpt} bytes requested; at most {max} are supported")]
     ExcerptTooLong {
@@ -393,7 +406,13 @@ pub(crate) fn compile_stream(
     stream::emit_latch(&mut entry);
     entry.ja(verdicts.latched);
     verdict::emit(&mut entry, &verdicts, &stubs, options, true);
-    finish(program, entry, passes, stream::maps(slots), Vec::new())
+    finish(
+        program,
+        entry,
+        passes,
+        stream::maps(slots, options.flows),
+        Vec::new(),
+    )
 }
 
 /// The passes of one program as they are emitted: callbacks with their

@@ -89,6 +89,9 @@ pub const FLOWS_MAP: &str = "lagic_flows";
 /// Flows (distinct 4-tuples) the map holds; beyond that new flows are
 /// refused (`table_full`). docs/stream.md, "The flow table", sizes it.
 pub const FLOWS_MAX: u32 = 65_536;
+/// Flow table sizes `lagic compile --flows` accepts: from one to 2^22 (at
+/// the largest value, about 1.2 GiB of kernel memory, preallocated).
+pub const FLOWS_RANGE: std::ops::RangeInclusive<u32> = 1..=4_194_304;
 /// Smallest IPv4 TTL / IPv6 hop limit passed: a segment with less might
 /// expire between the diode and the receiver.
 pub const MIN_TTL: i32 = 8;
@@ -196,8 +199,8 @@ const TCP_ACK: i32 = 0x10;
 const TCP_URG: i32 = 0x20;
 
 /// The maps of a stream diode: the counters and events of every diode, and
-/// the flow map.
-pub(crate) fn maps(slots: usize) -> Vec<MapDef> {
+/// the flow map of `flows` entries.
+pub(crate) fn maps(slots: usize, flows: u32) -> Vec<MapDef> {
     let mut maps = super::verdict::maps();
     debug_assert_eq!(maps.len(), FLOWS as usize);
     maps.push(MapDef {
@@ -205,7 +208,7 @@ pub(crate) fn maps(slots: usize) -> Vec<MapDef> {
         map_type: BPF_MAP_TYPE_HASH,
         key_size: key::SIZE,
         value_size: value::size(slots),
-        max_entries: FLOWS_MAX,
+        max_entries: flows,
     });
     maps
 }
