@@ -275,7 +275,11 @@ fn a_full_table_refuses_new_flows_and_keeps_serving_the_flows_it_holds() {
     // segments as ever ("I happy" passes, "hate" after it is reset).
     assert_eq!(data(&prog, open, ISN + 5, b"ppy"), Outcome::Pass);
     assert_eq!(data(&prog, open, ISN + 8, b"hate"), Outcome::Reset(ISN + 8));
-    // The ended one's 4-tuple takes a new connection in place.
+    // Latched now: a new connection on its 4-tuple replaces it in place too.
+    let isn3 = ISN + 2_000_000;
+    assert_eq!(syn(&prog, open, isn3), Outcome::Pass);
+    assert_eq!(data(&prog, open, isn3 + 1, b"te"), Outcome::Pass);
+    // The ended one's 4-tuple takes a new connection in place as well.
     let isn2 = ISN + 1_000_000;
     assert_eq!(syn(&prog, ended, isn2), Outcome::Pass);
     let fresh = maps
