@@ -111,9 +111,13 @@ fn data(prog: &LoadedProgram, t: Tuple, seq: u32, payload: &[u8]) -> Outcome {
     segment(prog, t, seq, tcp_flags::ACK, payload)
 }
 
-fn status(v: &[u8]) -> u32 {
-    let at = value::STATUS as usize;
+fn word(v: &[u8], at: i16) -> u32 {
+    let at = at as usize;
     u32::from_le_bytes(v[at..at + 4].try_into().unwrap())
+}
+
+fn status(v: &[u8]) -> u32 {
+    word(v, value::STATUS)
 }
 
 /// SYNs of made-up flows `from..to`, each stored one followed by a pure
@@ -275,9 +279,26 @@ fn a_full_table_refuses_new_flows_and_keeps_serving_the_flows_it_holds() {
     // segments as ever ("I happy" passes, "hate" after it is reset).
     assert_eq!(data(&prog, open, ISN + 5, b"ppy"), Outcome::Pass);
     assert_eq!(data(&prog, open, ISN + 8, b"hate"), Outcome::Reset(ISN + 8));
+    let latched = maps.flow(&open.key()).unwrap().unwrap();
+    assert_eq!(
+        (status(&latched), word(&latched, value::BUSY)),
+        (value::LATCHED as u32, 0),
+        "latched by its judge, which released the judging flag"
+    );
     // Latched now: a new connection on its 4-tuple replaces it in place too.
     let isn3 = ISN + 2_000_000;
     assert_eq!(syn(&prog, open, isn3), Outcome::Pass);
+    let fresh = maps.flow(&open.key()).unwrap().unwrap();
+    assert_eq!(
+        [
+            status(&fresh),
+            word(&fresh, value::ISN),
+            word(&fresh, value::NEXT),
+            word(&fresh, value::BUSY)
+        ],
+        [value::OLD_RANGE as u32, isn3, isn3 + 1, 0],
+        "a fresh flow written over the latched one, the flag released"
+    );
     assert_eq!(data(&prog, open, isn3 + 1, b"te"), Outcome::Pass);
     // The ended one's 4-tuple takes a new connection in place as well.
     let isn2 = ISN + 1_000_000;

@@ -181,7 +181,7 @@ pub(crate) fn compile(
     passes.entry_marks.push(partial);
     emit_after_walk(&mut entry, &parts, &v);
     entry.bind(walk_failed);
-    stream::emit_latch(&mut entry);
+    stream::emit_latch_judged(&mut entry);
     entry.ja(v.latched);
     super::verdict::emit(&mut entry, &v, &[], options, true);
 
@@ -267,7 +267,7 @@ fn emit_after_walk(a: &mut Asm, parts: &Parts<'_>, v: &Verdicts) {
     a.jmp_imm(JmpCond::Jne, R1, 0, refused);
     a.ja(commit);
     a.bind(refused);
-    stream::emit_latch(a);
+    stream::emit_latch_judged(a);
     a.ja(v.latched);
     a.bind(commit);
     stream::emit_commit_tail(a, v);

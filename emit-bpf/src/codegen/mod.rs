@@ -403,7 +403,7 @@ pub(crate) fn compile_stream(
     stream::emit_commit(&mut entry, stream_program, &groups, &verdicts, judged);
     // A walk that failed may have stored some passes' states: latch.
     entry.bind(walk_failed);
-    stream::emit_latch(&mut entry);
+    stream::emit_latch_judged(&mut entry);
     entry.ja(verdicts.latched);
     verdict::emit(&mut entry, &verdicts, &stubs, options, true);
     finish(
