@@ -159,7 +159,8 @@ const ISN: u32 = 1000;
 /// first byte lands on that offset, carrying "te". Were F's entry evicted,
 /// the new flow would start without F's old range and "te" would pass, and
 /// the receiver would read "I hate": with the LRU map lagic had before,
-/// this very flood evicted F here and both the SYN and "te" passed. The
+/// this flood (with 1,000 more flows) evicted F here and both the SYN and
+/// "te" passed. The
 /// entry stays, so "te" never passes.
 #[test]
 fn a_flood_of_made_up_flows_cannot_evict_a_flow_to_reopen_its_sequence_numbers() {
