@@ -262,7 +262,10 @@ fn check_located(
         other => panic!("{}: atom {atom} is {other}, not a scan", spec.name),
     };
     for excerpt in [decision::DEFAULT_EXCERPT, 0] {
-        let options = emit_bpf::Options { excerpt };
+        let options = emit_bpf::Options {
+            excerpt,
+            ..emit_bpf::Options::default()
+        };
         let object = emit_bpf::compile_object_with(&program, &options).unwrap();
         let loaded = lagic_loader::LoadedProgram::from_object(&object)
             .unwrap_or_else(|e| panic!("the kernel refused {}: {e}", spec.name));

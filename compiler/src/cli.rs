@@ -248,6 +248,14 @@ pub struct CompileArgs {
     #[arg(long, value_name = "N", default_value_t = emit_bpf::decision::DEFAULT_EXCERPT,
           value_parser = clap::value_parser!(u32).range(0..=emit_bpf::decision::MAX_EXCERPT as i64))]
     pub excerpt: u32,
+    /// Stream specs only: flows (distinct 4-tuples) the diode's flow table
+    /// holds, 1 to 4194304 [default: 65536]. Preallocated in the kernel
+    /// (about 150 to 300 bytes each); a full table refuses new flows
+    /// (docs/stream.md, "The flow table").
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(
+              *emit_bpf::STREAM_FLOWS_RANGE.start() as i64..=*emit_bpf::STREAM_FLOWS_RANGE.end() as i64))]
+    pub flows: Option<u32>,
     /// Skip translation validation (docs/validation.md): by default the
     /// emitted code is run in an independent interpreter and checked
     /// against the lowered automata before anything is written.

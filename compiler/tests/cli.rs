@@ -360,3 +360,48 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
         assert_eq!(out.status.code(), Some(0), "{args:?}");
     }
 }
+
+/// `--flows` sizes a stream diode's flow table: a valid size is written
+/// (into an object other than the default's), a size out of range or a
+/// per-packet spec is bad input (exit 2) and writes nothing.
+#[test]
+fn compile_flows_sizes_the_stream_table_and_refuses_what_it_cannot_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = repo().join("examples/stream/hateless.json");
+    let compile = |spec: &Path, flows: Option<&str>, out: &Path| {
+        let mut cmd = lagic();
+        cmd.arg("compile").arg(spec).arg("-o").arg(out);
+        if let Some(flows) = flows {
+            cmd.args(["--flows", flows]);
+        }
+        cmd.output().unwrap()
+    };
+    let default = dir.path().join("default.o");
+    let small = dir.path().join("small.o");
+    assert!(compile(&stream, None, &default).status.success());
+    let out = compile(&stream, Some("1024"), &small);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(fs::read(&small).unwrap().starts_with(b"\x7fELF"));
+    assert_ne!(fs::read(&small).unwrap(), fs::read(&default).unwrap());
+    for (spec, flows, says) in [
+        (&stream, "0", "1..=4194304"),
+        (&stream, "4194305", "1..=4194304"),
+        (&stream, "many", "--flows"),
+        (&example("hateless"), "1024", "per-packet"),
+    ] {
+        let refused = dir.path().join("refused.o");
+        let out = compile(spec, Some(flows), &refused);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--flows {flows}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(says),
+            "--flows {flows}: {}",
+            stderr(&out)
+        );
+        assert!(!refused.exists(), "--flows {flows} wrote an object");
+    }
+}

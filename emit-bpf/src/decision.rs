@@ -65,14 +65,20 @@ pub enum Reason {
     /// Stream mode: a segment not starting at the next expected byte
     /// (a gap, or data the diode already judged); dropped.
     OutOfOrder = 12,
-    /// Stream mode: a segment of a flow without state (not seen from its
-    /// SYN, or evicted from the flow map); it becomes a RST.
+    /// Stream mode: a segment of a flow without state (the diode did not
+    /// see its SYN: attached, or re-attached, mid-connection); it becomes
+    /// a RST. (The flow table never evicts; the name is kept so that
+    /// counters and events keep their meaning across versions.)
     Evicted = 13,
+    /// Stream mode: the flow table is full, so a new flow's SYN (or the
+    /// latch of a flow without state) could not be stored; it becomes a
+    /// RST. Slot 15: slot 14 is [`LOST_EVENTS_SLOT`].
+    TableFull = 15,
 }
 
 impl Reason {
-    /// Every reason, by value.
-    pub const ALL: [Reason; 14] = [
+    /// Every reason, by value (14, [`LOST_EVENTS_SLOT`], is not one).
+    pub const ALL: [Reason; 15] = [
         Reason::Pass,
         Reason::Predicate,
         Reason::Malformed,
@@ -87,11 +93,12 @@ impl Reason {
         Reason::Latched,
         Reason::OutOfOrder,
         Reason::Evicted,
+        Reason::TableFull,
     ];
 
     /// The reason with value `v`.
     pub fn from_u32(v: u32) -> Option<Reason> {
-        Reason::ALL.get(v as usize).copied()
+        Reason::ALL.iter().copied().find(|r| *r as u32 == v)
     }
 
     /// The name used in counters and events (snake case).
@@ -111,6 +118,7 @@ impl Reason {
             Reason::Latched => "latched",
             Reason::OutOfOrder => "out_of_order",
             Reason::Evicted => "evicted",
+            Reason::TableFull => "table_full",
         }
     }
 }
@@ -515,4 +523,25 @@ pub fn locate(atom: Option<&Atom>, r: &Recorded<'_>) -> Option<Located> {
         }
     }
     Some(span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason has a counter slot of its own, never the lost-event
+    /// slot, and reads back from its value; the lost-event slot is no reason.
+    #[test]
+    fn reasons_have_slots_of_their_own() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            let v = r as u32;
+            assert!(v < COUNTER_SLOTS && v != LOST_EVENTS_SLOT, "{r:?}");
+            assert!(seen.insert(v), "{r:?} shares slot {v}");
+            assert_eq!(Reason::from_u32(v), Some(r));
+        }
+        assert_eq!(Reason::from_u32(LOST_EVENTS_SLOT), None);
+        assert_eq!(Reason::from_u32(COUNTER_SLOTS), None);
+        assert_eq!(Reason::TableFull.as_str(), "table_full");
+    }
 }

@@ -22,7 +22,8 @@ pub mod insn;
 mod module;
 
 pub use codegen::stream::{
-    FLOWS_MAP as STREAM_FLOWS_MAP, FLOWS_MAX as STREAM_FLOWS_MAX, MIN_TTL as STREAM_MIN_TTL,
+    key as stream_flow_key, value as stream_flow_value, FLOWS_MAP as STREAM_FLOWS_MAP,
+    FLOWS_MAX as STREAM_FLOWS_MAX, FLOWS_RANGE as STREAM_FLOWS_RANGE, MIN_TTL as STREAM_MIN_TTL,
 };
 pub use codegen::CodegenError;
 pub use module::{Function, MapDef, Module};
@@ -46,12 +47,16 @@ pub struct Options {
     /// Bytes of payload a drop event carries around the deciding byte
     /// (0: none); at most [`decision::MAX_EXCERPT`].
     pub excerpt: u32,
+    /// Stream diodes: flows (distinct 4-tuples) the flow table holds, in
+    /// [`STREAM_FLOWS_RANGE`]; per-packet diodes have no table and ignore it.
+    pub flows: u32,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             excerpt: decision::DEFAULT_EXCERPT,
+            flows: STREAM_FLOWS_MAX,
         }
     }
 }
@@ -109,6 +114,13 @@ pub fn compile_stream_mapped_with(
         return Err(CodegenError::ExcerptTooLong {
             excerpt: options.excerpt,
             max: decision::MAX_EXCERPT,
+        });
+    }
+    if !STREAM_FLOWS_RANGE.contains(&options.flows) {
+        return Err(CodegenError::FlowsOutOfRange {
+            flows: options.flows,
+            min: *STREAM_FLOWS_RANGE.start(),
+            max: *STREAM_FLOWS_RANGE.end(),
         });
     }
     codegen::compile_stream(program, options)

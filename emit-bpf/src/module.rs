@@ -36,8 +36,10 @@ impl Function {
 
 /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
-/// `BPF_MAP_TYPE_LRU_HASH`.
-pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+/// `BPF_MAP_TYPE_HASH` (preallocated unless created with
+/// `BPF_F_NO_PREALLOC`; an update that needs a new entry in a full map
+/// fails with `E2BIG`, an update of an existing key replaces it in place).
+pub const BPF_MAP_TYPE_HASH: u32 = 1;
 /// `BPF_MAP_TYPE_RINGBUF`.
 pub const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 

@@ -402,7 +402,7 @@ fn seeds_with_maps_load_through_aya_bpftool_and_tc() {
 }
 
 /// The stream seeds and the HTTP body views, compiled as stream diodes:
-/// they also carry the LRU flow map with a 40-byte key (a byte-array BTF
+/// they also carry the flow map (a hash) with a 40-byte key (a byte-array BTF
 /// type).
 fn stream_modules() -> Vec<Module> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stream");

@@ -1,9 +1,10 @@
 //! Reading what a diode decided: its verdict counters and its drop events.
 //!
 //! Every object lagic writes carries two maps ([`emit_bpf::decision`] has
-//! their layout; a stream diode also has its flow map, not read here): a
-//! per-CPU array of counters by [`Reason`] and a ring
-//! buffer of drop events. [`DiodeMaps`] finds them through a loaded
+//! their layout): a per-CPU array of counters by [`Reason`] and a ring
+//! buffer of drop events. A stream diode also has its flow map, which
+//! [`DiodeMaps::flow`] and [`DiodeMaps::flow_table`] read (an entry, and how
+//! full the table is). [`DiodeMaps`] finds them through a loaded
 //! program's map ids (`BPF_OBJ_GET_INFO_BY_FD`'s `map_ids`), so it works for
 //! a pinned, attached diode as well as for a program loaded for a test run.
 //! [`Counters`] sums the per-CPU values; [`Decision`] is one decoded event.
@@ -108,9 +109,14 @@ pub struct Counters {
     pub latched: u64,
     /// Stream diodes: segments not at the next expected byte (dropped).
     pub out_of_order: u64,
-    /// Stream diodes: segments of flows without state (not seen from their
-    /// SYN, or evicted from the flow map), turned into RSTs.
+    /// Stream diodes: segments of flows without state (the diode did not
+    /// see their SYN: attached, or re-attached, mid-connection), turned
+    /// into RSTs.
     pub evicted: u64,
+    /// Stream diodes: segments refused because the flow table is full (a
+    /// new flow's SYN, or the latch of a flow without state), turned into
+    /// RSTs.
+    pub table_full: u64,
     /// Drop events lost to a full ring buffer (their drops are counted).
     pub lost_events: u64,
 }
@@ -137,6 +143,7 @@ impl Counters {
             11 => &self.latched,
             12 => &self.out_of_order,
             13 => &self.evicted,
+            15 => &self.table_full,
             _ => &self.lost_events,
         }
     }
@@ -157,6 +164,7 @@ impl Counters {
             11 => &mut self.latched,
             12 => &mut self.out_of_order,
             13 => &mut self.evicted,
+            15 => &mut self.table_full,
             layout::LOST_EVENTS_SLOT => &mut self.lost_events,
             _ => return None,
         })
@@ -360,11 +368,30 @@ pub fn parse_flow(head: &[u8]) -> Option<Flow> {
     })
 }
 
-/// The counters and event ring buffer of one loaded diode.
+/// The counters and event ring buffer of one loaded diode (and a stream
+/// diode's flow map).
 pub struct DiodeMaps {
     program_id: u32,
     counters: PerCpuArray<MapData, u64>,
     events: RingBuf<MapData>,
+    flows: Option<FlowMap>,
+}
+
+/// A stream diode's flow map and its shape.
+struct FlowMap {
+    map: MapData,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+/// How full a stream diode's flow table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FlowTable {
+    /// Entries now (one per 4-tuple the diode has seen since it was loaded).
+    pub flows: u64,
+    /// Entries it can hold; beyond that new flows are refused (`table_full`).
+    pub capacity: u32,
 }
 
 impl std::fmt::Debug for DiodeMaps {
@@ -397,6 +424,7 @@ impl DiodeMaps {
             .unwrap_or_default();
         let mut counters = None;
         let mut events = None;
+        let mut flows = None;
         for map_id in map_ids {
             let data = MapData::from_id(map_id)
                 .map_err(|e| aya_err(format!("opening map {map_id}"), e))?;
@@ -406,6 +434,22 @@ impl DiodeMaps {
                 .name_as_str()
                 .unwrap_or_default()
                 .to_owned();
+            if name == emit_bpf::STREAM_FLOWS_MAP {
+                let [_, key_size, value_size, max_entries] =
+                    crate::sys::map_shape(data.fd().as_fd()).map_err(|source| {
+                        DecisionError::Kernel {
+                            what: format!("reading the shape of map {map_id} ({name})"),
+                            source,
+                        }
+                    })?;
+                flows = Some(FlowMap {
+                    map: data,
+                    key_size,
+                    value_size,
+                    max_entries,
+                });
+                continue;
+            }
             let map = Map::from_map_data(data)
                 .map_err(|e| aya_err(format!("opening map {map_id}"), e))?;
             if name == layout::COUNTERS_MAP {
@@ -430,7 +474,65 @@ impl DiodeMaps {
                 program: id,
                 map: layout::EVENTS_MAP,
             })?,
+            flows,
         })
+    }
+
+    fn flow_map(&self) -> Result<&FlowMap, DecisionError> {
+        self.flows.as_ref().ok_or(DecisionError::MissingMap {
+            program: self.program_id,
+            map: emit_bpf::STREAM_FLOWS_MAP,
+        })
+    }
+
+    /// The flow value stored under `key` (a stream diode's flow key,
+    /// `emit_bpf::codegen::stream::key`), `None` if the table has no such
+    /// flow. An error for a diode without flow map or a key of another size.
+    pub fn flow(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DecisionError> {
+        let flows = self.flow_map()?;
+        if key.len() != flows.key_size as usize {
+            return Err(DecisionError::Kernel {
+                what: format!(
+                    "looking up a {}-byte key in a flow map of {}-byte keys",
+                    key.len(),
+                    flows.key_size
+                ),
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        }
+        crate::sys::map_lookup_key(flows.map.fd().as_fd(), key, flows.value_size).map_err(
+            |source| DecisionError::Kernel {
+                what: format!("reading {}", emit_bpf::STREAM_FLOWS_MAP),
+                source,
+            },
+        )
+    }
+
+    /// How full the flow table is (`None` for a diode without one). Counts
+    /// the keys one by one: the count is of a table that may change meanwhile.
+    pub fn flow_table(&self) -> Result<Option<FlowTable>, DecisionError> {
+        let Some(flows) = &self.flows else {
+            return Ok(None);
+        };
+        let fd = flows.map.fd().as_fd();
+        let mut count = 0u64;
+        let mut key = None;
+        loop {
+            let next =
+                crate::sys::map_next_key(fd, key.as_deref(), flows.key_size).map_err(|source| {
+                    DecisionError::Kernel {
+                        what: format!("walking {}", emit_bpf::STREAM_FLOWS_MAP),
+                        source,
+                    }
+                })?;
+            let Some(next) = next else { break };
+            count += 1;
+            key = Some(next);
+        }
+        Ok(Some(FlowTable {
+            flows: count,
+            capacity: flows.max_entries,
+        }))
     }
 
     /// The program these maps belong to.

@@ -31,6 +31,7 @@ use std::path::Path;
 pub(crate) const BPF_MAP_CREATE: libc::c_long = 0;
 pub(crate) const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 pub(crate) const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+pub(crate) const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 pub(crate) const BPF_PROG_LOAD: libc::c_long = 5;
 pub(crate) const BPF_OBJ_PIN: libc::c_long = 6;
 pub(crate) const BPF_OBJ_GET: libc::c_long = 7;
@@ -526,6 +527,76 @@ pub(crate) fn map_lookup_elem(
     // SAFETY: `value` is writable for value_size bytes, the map's value size (see above).
     unsafe { sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }?;
     Ok(value)
+}
+
+/// `BPF_MAP_LOOKUP_ELEM` with a key of the map's key size (`key.len()`) and `value_size`-byte
+/// values (the map's own, as for [`map_lookup_elem`]); `None` when the key is absent.
+pub(crate) fn map_lookup_key(
+    fd: BorrowedFd<'_>,
+    key: &[u8],
+    value_size: u32,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut value = vec![0u8; value_size as usize];
+    let mut attr = bpf_attr_map_elem {
+        map_fd: fd.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `key` is readable for the map's key size (callers pass exactly that many bytes),
+    // `value` writable for its value size (see above).
+    match unsafe { sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } {
+        Ok(_) => Ok(Some(value)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `BPF_MAP_GET_NEXT_KEY` of a map with `key_size`-byte keys: the key after `key` (the first
+/// key for `None`), `None` after the last.
+pub(crate) fn map_next_key(
+    fd: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    key_size: u32,
+) -> io::Result<Option<Vec<u8>>> {
+    let mut next = vec![0u8; key_size as usize];
+    // `next_key` sits where the other commands have `value`.
+    let mut attr = bpf_attr_map_elem {
+        map_fd: fd.as_raw_fd() as u32,
+        key: key.map_or(0, |k| k.as_ptr() as u64),
+        value: next.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `key` (when given) is readable and `next` writable for the map's key size.
+    match unsafe { sys_bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) } {
+        Ok(_) => Ok(Some(next)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Type, key size, value size and `max_entries` of the map behind `fd`.
+pub(crate) fn map_shape(fd: BorrowedFd<'_>) -> io::Result<[u32; 4]> {
+    /// `struct bpf_map_info` up to `max_entries`.
+    #[repr(C, align(8))]
+    #[derive(Default)]
+    struct bpf_map_info {
+        type_: u32,
+        id: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+    }
+    let mut info = bpf_map_info::default();
+    let mut attr = bpf_attr_info {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<bpf_map_info>() as u32,
+        info: &mut info as *mut bpf_map_info as u64,
+    };
+    // SAFETY: `info` is writable for info_len bytes and holds no pointers.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok([info.type_, info.key_size, info.value_size, info.max_entries])
 }
 
 /// The value size and type of the map behind `fd` (`BPF_OBJ_GET_INFO_BY_FD`).

@@ -67,7 +67,7 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
         );
         let _ = writeln!(
             report,
-            "stream: per flow in map {} ({} flows, LRU); at FIN: after a complete response",
+            "stream: per flow in map {} ({} flows, never evicted); at FIN: after a complete response",
             emit_bpf::STREAM_FLOWS_MAP,
             emit_bpf::STREAM_FLOWS_MAX
         );
@@ -76,7 +76,7 @@ pub fn run(args: CheckArgs) -> Result<Outcome, Failure> {
         // above (windows count stream offsets) and a FIN with this one.
         let _ = writeln!(
             report,
-            "stream: per flow in map {} ({} flows, LRU); at FIN: {complete}",
+            "stream: per flow in map {} ({} flows, never evicted); at FIN: {complete}",
             emit_bpf::STREAM_FLOWS_MAP,
             emit_bpf::STREAM_FLOWS_MAX
         );

@@ -2,7 +2,7 @@
 
 use emit_bpf::decision::Reason;
 use lagic_loader::attach::{self, Attachment};
-use lagic_loader::decisions::{Counters, DiodeMaps};
+use lagic_loader::decisions::{Counters, DiodeMaps, FlowTable};
 
 use super::shared;
 use crate::cli::StatusArgs;
@@ -11,21 +11,29 @@ use crate::failure::{Failure, Outcome};
 pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
     let list = attach::attachments().map_err(|e| shared::attach_failure(e, "?"))?;
     // Verdict counters of each attached lagic diode (docs/watch.md).
-    let counters: Vec<Option<Counters>> = list
+    // A stream diode's flow table too: how full it is (docs/stream.md, "The
+    // flow table"); a full one refuses new flows.
+    let (counters, tables): (Vec<Option<Counters>>, Vec<Option<FlowTable>>) = list
         .iter()
         .map(|a| {
-            (!a.foreign && a.program_id != 0)
-                .then(|| DiodeMaps::for_program_id(a.program_id).and_then(|m| m.counters()))
-                .and_then(Result::ok)
+            let maps = (!a.foreign && a.program_id != 0)
+                .then(|| DiodeMaps::for_program_id(a.program_id).ok())
+                .flatten();
+            let counters = maps.as_ref().and_then(|m| m.counters().ok());
+            let table = maps.as_ref().and_then(|m| m.flow_table().ok().flatten());
+            (counters, table)
         })
-        .collect();
+        .unzip();
     if args.json {
         let items: Vec<serde_json::Value> = list
             .iter()
-            .zip(&counters)
-            .map(|(a, c)| {
+            .zip(counters.iter().zip(&tables))
+            .map(|(a, (c, t))| {
                 let mut item = shared::attachment_json(a);
                 item["counters"] = serde_json::to_value(c).unwrap_or_default();
+                if let Some(t) = t {
+                    item["flow_table"] = serde_json::to_value(t).unwrap_or_default();
+                }
                 item
             })
             .collect();
@@ -56,7 +64,7 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
             shared::since_text(a.since)
         ));
     }
-    for (a, c) in list.iter().zip(&counters) {
+    for ((a, c), t) in list.iter().zip(&counters).zip(&tables) {
         let Some(c) = c else { continue };
         text.push_str(&format!(
             "\n{} {} ({}): pass {}, drop {}",
@@ -72,7 +80,11 @@ pub fn run(args: StatusArgs) -> Result<Outcome, Failure> {
                 text.push_str(&format!(", {} {n}", reason.as_str()));
             }
         }
-        text.push_str(&format!(", lost events {}\n", c.lost_events));
+        text.push_str(&format!(", lost events {}", c.lost_events));
+        if let Some(t) = t {
+            text.push_str(&format!(", flows {} of {}", t.flows, t.capacity));
+        }
+        text.push('\n');
     }
     crate::io::print_out(&text)?;
     Ok(Outcome::Success)

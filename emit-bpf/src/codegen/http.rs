@@ -239,7 +239,7 @@ pub(crate) fn compile(
     entry.bind(violated);
     emit_loop_violation(&mut entry, &loop_atoms, &v, &mut stubs);
     entry.bind(walk_failed);
-    stream::emit_latch(&mut entry);
+    stream::emit_latch_judged(&mut entry);
     entry.ja(v.latched);
     super::verdict::emit(&mut entry, &v, &stubs, options, true);
 
@@ -251,7 +251,7 @@ pub(crate) fn compile(
         &program.program,
         entry,
         passes,
-        stream::maps(slots),
+        stream::maps(slots, options.flows),
         Vec::new(),
     )?;
     map.http = Some(HttpMap { callback: 0, steps });
@@ -456,7 +456,7 @@ fn emit_after_walk(a: &mut Asm, parts: &Parts<'_>, v: &Verdicts, stubs: &mut Vec
     a.jmp_imm(JmpCond::Jne, R1, 0, refused);
     a.ja(commit);
     a.bind(refused);
-    stream::emit_latch(a);
+    stream::emit_latch_judged(a);
     a.ja(v.latched);
     a.bind(commit);
     stream::emit_commit_tail(a, v);

@@ -103,6 +103,19 @@ pub enum CodegenError {
         /// Most supported.
         max: usize,
     },
+    /// A stream diode's flow table size outside what lagic builds.
+    #[error(
+        "a flow table of {flows} flows requested; a stream diode's holds {min} to {max} \
+         (docs/stream.md, \"The flow table\")"
+    )]
+    FlowsOutOfRange {
+        /// Flows requested.
+        flows: u32,
+        /// Fewest supported.
+        min: u32,
+        /// Most supported.
+        max: u32,
+    },
     /// An excerpt longer than an event holds.
     #[error("excerpt of {excerpt} bytes requested; at most {max} are supported")]
     ExcerptTooLong {
@@ -189,8 +202,10 @@ pub(crate) struct Verdicts {
     pub latched: Label,
     /// Stream mode: a segment not at the next expected byte.
     pub out_of_order: Label,
-    /// Stream mode: no flow state (not seen from its SYN, or evicted).
+    /// Stream mode: no flow state (not seen from its SYN).
     pub evicted: Label,
+    /// Stream mode: the flow table is full.
+    pub table_full: Label,
 }
 
 impl Verdicts {
@@ -210,12 +225,13 @@ impl Verdicts {
             latched: a.label(),
             out_of_order: a.label(),
             evicted: a.label(),
+            table_full: a.label(),
         }
     }
 
     /// The drop labels of reasons other than the predicate's (the stream
     /// ones are unreachable, and so left out, in per-packet code).
-    fn drops(&self) -> [(Label, Reason); 12] {
+    fn drops(&self) -> [(Label, Reason); 13] {
         [
             (self.drop, Reason::Malformed),
             (self.vlan, Reason::Vlan),
@@ -229,6 +245,7 @@ impl Verdicts {
             (self.latched, Reason::Latched),
             (self.out_of_order, Reason::OutOfOrder),
             (self.evicted, Reason::Evicted),
+            (self.table_full, Reason::TableFull),
         ]
     }
 }
@@ -386,10 +403,16 @@ pub(crate) fn compile_stream(
     stream::emit_commit(&mut entry, stream_program, &groups, &verdicts, judged);
     // A walk that failed may have stored some passes' states: latch.
     entry.bind(walk_failed);
-    stream::emit_latch(&mut entry);
+    stream::emit_latch_judged(&mut entry);
     entry.ja(verdicts.latched);
     verdict::emit(&mut entry, &verdicts, &stubs, options, true);
-    finish(program, entry, passes, stream::maps(slots), Vec::new())
+    finish(
+        program,
+        entry,
+        passes,
+        stream::maps(slots, options.flows),
+        Vec::new(),
+    )
 }
 
 /// The passes of one program as they are emitted: callbacks with their

@@ -2,7 +2,8 @@
 //!
 //! A stream diode judges the bytes of each TCP connection (judged
 //! direction) as they arrive, carrying every scan's state between segments
-//! in the flow map [`FLOWS_MAP`] (an LRU hash keyed by the flow). Its rules
+//! in the flow map [`FLOWS_MAP`] (a hash keyed by the flow, which never
+//! evicts: see "The flow table" below). Its rules
 //! are those of the reference diode `predicate_ir::stream_diode` with
 //! `retain = 0` and `min_ttl =` [`MIN_TTL`] (docs/stream.md, "The kernel
 //! diode"), in this order:
@@ -14,7 +15,8 @@
 //! 3. no flow state: a SYN without payload creates it (an entry with the
 //!    initial sequence number); a SYN with payload is dropped; anything
 //!    else latches a new entry and becomes a RST at its own sequence number
-//!    (`evicted`: attached mid-connection, or the state was evicted);
+//!    (`evicted`: the diode did not see the SYN, attached mid-connection);
+//!    where the table is full, either becomes a RST (`table_full`);
 //! 4. a RST from the sender latches the flow (`latched`);
 //! 5. a SYN again: passes with the same initial sequence number and no
 //!    payload; on a flow that ended (a FIN passed, or latched in rule 1),
@@ -34,6 +36,19 @@
 //!
 //! Sequence numbers are only compared for equality modulo 2^32 (32-bit
 //! adds), so a stream may wrap.
+//!
+//! The flow table: a `BPF_MAP_TYPE_HASH` of [`FLOWS_MAX`] preallocated
+//! entries (by default), so the enclave cannot make the kernel drop a
+//! flow's state (with its old range) behind the diode's back, as an LRU
+//! map would on enough made-up SYNs. Entries are only created (with
+//! `BPF_NOEXIST`) and never deleted or replaced through the map: a new
+//! connection on a 4-tuple (rule 5) rewrites its entry's value in place,
+//! under the judging flag. So the map never frees an entry's memory, and a
+//! pointer from a lookup always points at that 4-tuple's value (a freed
+//! element of a preallocated map is reused at once, under programs still
+//! holding it). An insert the map refuses (full: `E2BIG`) never passes the
+//! segment: it becomes a RST (`table_full`), and a flow without stored
+//! state stays without it, so its every segment is refused again.
 //!
 //! A reused 4-tuple (rule 7 of `predicate_ir::stream_diode`): the fresh
 //! flow's value records the old range `[ARC_LO, ARC_END)`, from the old
@@ -58,9 +73,12 @@
 //! taken with a compare-and-exchange after rules 1-8 and re-checked there
 //! (still expecting this segment, not latched, no FIN); a segment of a
 //! flow another CPU is judging is dropped (`out_of_order`). The flag is
-//! released after the commit; a latched flow keeps it (nothing judges a
-//! latched flow again). Rules 1-8 read the state without it: a RST they
-//! send may carry a sequence number another CPU just moved on.
+//! released after the commit, or after the latch that ends judging. A
+//! fresh start (rule 5) takes the flag too, re-checks that the flow has
+//! ended and reads the old range under it, so it never overlaps a commit;
+//! a SYN that finds the flag taken is refused like any other. Rules 1-8
+//! read the state without it: a RST they send may carry a sequence number
+//! another CPU just moved on.
 
 use predicate_ir::{Formula, StreamProgram};
 
@@ -71,13 +89,16 @@ use super::scan::{self, ctx, PassGroup};
 use super::{frame, CodegenError, Verdicts};
 use crate::decision::Reason;
 use crate::insn::*;
-use crate::module::{MapDef, BPF_MAP_TYPE_LRU_HASH};
+use crate::module::{MapDef, BPF_MAP_TYPE_HASH};
 
 /// Name of the flow map.
 pub const FLOWS_MAP: &str = "lagic_flows";
-/// Flows the map holds; the least recently used is evicted beyond that
-/// (and its flow then fails closed).
+/// Flows (distinct 4-tuples) the map holds; beyond that new flows are
+/// refused (`table_full`). docs/stream.md, "The flow table", sizes it.
 pub const FLOWS_MAX: u32 = 65_536;
+/// Flow table sizes `lagic compile --flows` accepts: from one to 2^22 (at
+/// the largest value, about 1.2 GiB of kernel memory, preallocated).
+pub const FLOWS_RANGE: std::ops::RangeInclusive<u32> = 1..=4_194_304;
 /// Smallest IPv4 TTL / IPv6 hop limit passed: a segment with less might
 /// expire between the diode and the receiver.
 pub const MIN_TTL: i32 = 8;
@@ -185,16 +206,16 @@ const TCP_ACK: i32 = 0x10;
 const TCP_URG: i32 = 0x20;
 
 /// The maps of a stream diode: the counters and events of every diode, and
-/// the flow map.
-pub(crate) fn maps(slots: usize) -> Vec<MapDef> {
+/// the flow map of `flows` entries.
+pub(crate) fn maps(slots: usize, flows: u32) -> Vec<MapDef> {
     let mut maps = super::verdict::maps();
     debug_assert_eq!(maps.len(), FLOWS as usize);
     maps.push(MapDef {
         name: FLOWS_MAP.into(),
-        map_type: BPF_MAP_TYPE_LRU_HASH,
+        map_type: BPF_MAP_TYPE_HASH,
         key_size: key::SIZE,
         value_size: value::size(slots),
-        max_entries: FLOWS_MAX,
+        max_entries: flows,
     });
     maps
 }
@@ -229,9 +250,23 @@ pub(crate) fn emit_latch(a: &mut Asm) {
     a.emit(Insn::store_reg(Size::W, R1, value::RST_SEQ, R2));
 }
 
+/// [`emit_latch`] by the CPU holding the flow's judging flag, which it
+/// then releases (the latch stops all judging; a new connection's SYN
+/// takes the flag to start a fresh flow). Clobbers r0-r2.
+pub(crate) fn emit_latch_judged(a: &mut Asm) {
+    emit_latch(a);
+    a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
+    release(a);
+}
+
 /// The reasons whose segment becomes a RST towards the receiver.
-pub(crate) fn resets() -> [Reason; 3] {
-    [Reason::Predicate, Reason::Latched, Reason::Evicted]
+pub(crate) fn resets() -> [Reason; 4] {
+    [
+        Reason::Predicate,
+        Reason::Latched,
+        Reason::Evicted,
+        Reason::TableFull,
+    ]
 }
 
 /// The end of every drop in stream mode, with `r6` = skb and `r7` = the
@@ -406,14 +441,21 @@ fn zero_value_buf(a: &mut Asm, size: u32) {
     }
 }
 
-/// `bpf_map_update_elem(flows, key, VALUE_BUF, BPF_ANY)`; result in r0.
-fn update_from_buf(a: &mut Asm) {
+/// `errno` of an update with `BPF_NOEXIST` on a key the map has.
+const EEXIST: i32 = 17;
+/// `bpf_map_update_elem` flag: create the key, never replace it.
+const BPF_NOEXIST: i32 = 1;
+
+/// `bpf_map_update_elem(flows, key, VALUE_BUF, BPF_NOEXIST)`; result in
+/// r0. Entries are only ever created so: the map never frees one (module
+/// docs).
+fn create_from_buf(a: &mut Asm) {
     a.emit(Insn::ld_map(R1, FLOWS));
     a.emit(Insn::mov64_reg(R2, R10));
     a.emit(Insn::alu64_imm(AluOp::Add, R2, sframe::KEY as i32));
     a.emit(Insn::mov64_reg(R3, R10));
     a.emit(Insn::alu64_imm(AluOp::Add, R3, sframe::VALUE_BUF as i32));
-    a.emit(Insn::mov64_imm(R4, 0));
+    a.emit(Insn::mov64_imm(R4, BPF_NOEXIST));
     a.emit(Insn::call_helper(helper::BPF_FUNC_MAP_UPDATE_ELEM));
 }
 
@@ -507,7 +549,8 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     zero_value_buf(a, value_size);
     emit_store_new_flow(a, v);
     a.bind(no_syn);
-    // Mid-connection (or evicted): remember the latch where the map lets us.
+    // Mid-connection: remember the latch. A full table cannot, and says so;
+    // the flow then stays without state, refused segment by segment.
     zero_value_buf(a, value_size);
     a.emit(Insn::store_imm(
         Size::W,
@@ -522,7 +565,9 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
         sframe::VALUE_BUF + value::RST_SEQ,
         R1,
     ));
-    update_from_buf(a);
+    create_from_buf(a);
+    a.jmp_imm(JmpCond::Jeq, R0, -EEXIST, v.out_of_order);
+    a.jmp_imm(JmpCond::Jne, R0, 0, v.table_full);
     a.ja(v.evicted);
 
     // An open flow.
@@ -626,17 +671,37 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
 
 /// Rule 5 on an ended flow (value at [`sframe::VALUE_PTR`], the segment a
 /// SYN): a valid SYN without payload whose first byte lies outside the old
-/// range replaces the flow with a fresh one and passes; anything else goes
-/// to `refused`.
+/// range replaces the flow with a fresh one, in place under the judging
+/// flag, and passes; anything else (a flag another CPU holds included)
+/// goes to `refused`.
 fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) {
     a.emit(Insn::load(Size::DW, R1, R10, sframe::TTL));
     a.jmp_imm(JmpCond::Jlt, R1, MIN_TTL, refused);
     if_flags(a, TCP_URG | TCP_FIN | TCP_RST, refused);
     load_n(a, R1);
     a.jmp_imm(JmpCond::Jne, R1, 0, refused);
+    // Under the flag: no other CPU judges the old flow meanwhile, and the
+    // range below is read from the flow as it now is.
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::VALUE_PTR));
+    a.emit(Insn::mov64_imm(R0, 0));
+    a.emit(Insn::mov64_imm(R2, 1));
+    a.emit(Insn::Atomic {
+        size: Size::W,
+        op: AtomicOp::Cmpxchg,
+        dst: R1,
+        src: R2,
+        off: value::BUSY,
+    });
+    a.jmp_imm(JmpCond::Jne, R0, 0, refused);
+    let release_refused = a.label();
     a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
     a.emit(Insn::load(Size::W, R2, R0, value::STATUS));
-    a.jmp_imm(JmpCond::Jset, R2, value::NO_RANGE, refused);
+    a.jmp_imm(JmpCond::Jset, R2, value::NO_RANGE, release_refused);
+    // Still ended (another CPU may have started a fresh flow meanwhile).
+    let ended = a.label();
+    a.jmp_imm(JmpCond::Jset, R2, value::LATCHED | value::FIN_SEEN, ended);
+    a.ja(release_refused);
+    a.bind(ended);
     // r3 = the range's start (the old first byte), r4 = its end: one past
     // the old next byte, or the old flow's own range's end.
     a.emit(Insn::load(Size::W, R3, R0, value::ISN));
@@ -645,8 +710,9 @@ fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) 
     a.emit(Insn::load(Size::W, R4, R0, value::ARC_END));
     a.jmp_imm(JmpCond::Jset, R2, value::OLD_RANGE, end_known);
     a.emit(Insn::load(Size::W, R4, R0, value::NEXT));
-    // One maximal segment past it: another CPU may still be committing
-    // one at NEXT if a sender's RST latched the flow meanwhile.
+    // One maximal segment past it, as the reference's rule has it (a CPU
+    // that took the flag before a sender's RST latched the flow commits
+    // one segment after the latch, before this flag could be taken).
     a.emit(Insn::alu32_imm(
         AluOp::Add,
         R4,
@@ -657,11 +723,11 @@ fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) 
     // first byte lies from its start: inside when below the length.
     a.emit(Insn::mov64_reg(R5, R4));
     a.emit(Insn::alu32_reg(AluOp::Sub, R5, R3));
-    a.jmp_imm(JmpCond::Jeq, R5, 0, refused);
+    a.jmp_imm(JmpCond::Jeq, R5, 0, release_refused);
     a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
     a.emit(Insn::alu32_imm(AluOp::Add, R1, 1));
     a.emit(Insn::alu32_reg(AluOp::Sub, R1, R3));
-    a.jmp_reg(JmpCond::Jlt, R1, R5, refused);
+    a.jmp_reg(JmpCond::Jlt, R1, R5, release_refused);
     zero_value_buf(a, value_size);
     a.emit(Insn::store_imm(
         Size::W,
@@ -681,13 +747,28 @@ fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) 
         sframe::VALUE_BUF + value::ARC_END,
         R4,
     ));
-    emit_store_new_flow(a, v);
+    fill_new_flow(a);
+    // The fresh value over the old one, every word but the flag's; then
+    // the flag is released (an exchange: after every write).
+    a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
+    for at in (0..value_size as i16).step_by(4) {
+        if at == value::BUSY {
+            continue;
+        }
+        a.emit(Insn::load(Size::W, R1, R10, sframe::VALUE_BUF + at));
+        a.emit(Insn::store_reg(Size::W, R0, at, R1));
+    }
+    release(a);
+    a.ja(v.pass);
+    a.bind(release_refused);
+    a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
+    release(a);
+    a.ja(refused);
 }
 
-/// Starts the flow whose new value is in the value buffer at the SYN's
-/// sequence number (the ISN; the first data byte is the next expected),
-/// stores it, and passes the SYN; a map that refuses it is `evicted`.
-fn emit_store_new_flow(a: &mut Asm, v: &Verdicts) {
+/// Sets the initial and next sequence numbers of the new flow in the value
+/// buffer from the SYN's (the ISN; the first data byte is the next expected).
+fn fill_new_flow(a: &mut Asm) {
     a.emit(Insn::load(Size::DW, R1, R10, sframe::SEQ));
     a.emit(Insn::store_reg(
         Size::W,
@@ -702,8 +783,17 @@ fn emit_store_new_flow(a: &mut Asm, v: &Verdicts) {
         sframe::VALUE_BUF + value::NEXT,
         R1,
     ));
-    update_from_buf(a);
-    a.jmp_imm(JmpCond::Jne, R0, 0, v.evicted);
+}
+
+/// Creates the flow whose new value is in the value buffer at the SYN's
+/// sequence number and passes the SYN. The map refuses it when full
+/// (`table_full`), or when another CPU created the entry meanwhile (then
+/// the SYN drops, `out_of_order`, and its retransmission finds the entry).
+fn emit_store_new_flow(a: &mut Asm, v: &Verdicts) {
+    fill_new_flow(a);
+    create_from_buf(a);
+    a.jmp_imm(JmpCond::Jeq, R0, -EEXIST, v.out_of_order);
+    a.jmp_imm(JmpCond::Jne, R0, 0, v.table_full);
     a.ja(v.pass);
 }
 
@@ -752,7 +842,7 @@ pub(crate) fn emit_commit(
         "the exact formula never targets the predicate drop"
     );
     a.bind(refused);
-    emit_latch(a);
+    emit_latch_judged(a);
     a.ja(v.latched);
 
     a.bind(commit);
@@ -783,7 +873,7 @@ pub(crate) fn emit_commit_tail(a: &mut Asm, v: &Verdicts) {
     a.emit(Insn::alu32_reg(AluOp::Sub, R3, R4));
     a.jmp_reg(JmpCond::Jle, R1, R3, write);
     // Into the old range: refused, as a violation.
-    emit_latch(a);
+    emit_latch_judged(a);
     a.ja(v.latched);
     a.bind(write);
     a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));

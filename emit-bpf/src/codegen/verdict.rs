@@ -192,7 +192,7 @@ pub(crate) fn emit(a: &mut Asm, v: &Verdicts, stubs: &[AtomStub], options: &Opti
     a.emit(Insn::mov64_imm(R8, NONE as i32));
     a.bind(predicate_common);
     if stream {
-        super::stream::emit_latch(a);
+        super::stream::emit_latch_judged(a);
     }
     a.emit(Insn::mov64_imm(R7, Reason::Predicate as i32));
 
