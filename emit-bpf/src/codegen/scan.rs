@@ -986,27 +986,44 @@ fn emit_depth_step_alone(a: &mut Asm, c: &DepthCounter, depth: Register, mode: R
     special.sort_unstable();
     special.dedup();
     let rest = a.label();
-    if let (Some(&lowest), Some(&highest)) = (special.first(), special.last()) {
-        if lowest > 0 {
-            a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(lowest), done);
+    if let Some((base, mask)) = bit_cube(&special) {
+        // r8 - base has no bit outside `mask` for exactly the cube's bytes
+        // (below `base` it wraps to a 64-bit value with high bits set).
+        a.emit(Insn::alu64_imm(AluOp::Add, BYTE, -i32::from(base)));
+        a.jmp_imm(JmpCond::Jset, BYTE, !i32::from(mask), done);
+        let shifted = |class: &ByteClass| {
+            ByteClass::from_bytes(
+                (0..=255u8)
+                    .filter(|&b| class.contains(b) && !(c.strings && b == QUOTE))
+                    .filter_map(|b| b.checked_sub(base)),
+            )
+        };
+        emit_class_test(a, BYTE, &shifted(&c.open), open);
+        emit_class_test(a, BYTE, &shifted(&c.close), close);
+        a.ja(done);
+    } else {
+        if let (Some(&lowest), Some(&highest)) = (special.first(), special.last()) {
+            if lowest > 0 {
+                a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(lowest), done);
+            }
+            if let Some((below, above)) = special
+                .windows(2)
+                .map(|w| (w[0], w[1]))
+                .max_by_key(|&(x, y)| y - x)
+                .filter(|&(x, y)| y - x > 8)
+            {
+                a.jmp_imm(JmpCond::Jle, BYTE, i32::from(below), rest);
+                a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(above), done);
+            }
+            if highest < 255 {
+                a.jmp_imm(JmpCond::Jgt, BYTE, i32::from(highest), done);
+            }
         }
-        if let Some((below, above)) = special
-            .windows(2)
-            .map(|w| (w[0], w[1]))
-            .max_by_key(|&(x, y)| y - x)
-            .filter(|&(x, y)| y - x > 8)
-        {
-            a.jmp_imm(JmpCond::Jle, BYTE, i32::from(below), rest);
-            a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(above), done);
-        }
-        if highest < 255 {
-            a.jmp_imm(JmpCond::Jgt, BYTE, i32::from(highest), done);
-        }
+        a.bind(rest);
+        emit_class_test(a, BYTE, &c.open, open);
+        emit_class_test(a, BYTE, &c.close, close);
+        a.ja(done);
     }
-    a.bind(rest);
-    emit_class_test(a, BYTE, &c.open, open);
-    emit_class_test(a, BYTE, &c.close, close);
-    a.ja(done);
 
     a.bind(not_code);
     if c.strings {
@@ -1049,6 +1066,19 @@ fn emit_depth_step_alone(a: &mut Asm, c: &DepthCounter, depth: Register, mode: R
     a.bind(blur_close);
     a.emit(Insn::alu32_reg(AluOp::Xor, depth, OPAQUE));
     a.bind(done);
+}
+
+/// `(base, mask)` when `bytes` (sorted, at least two) are exactly
+/// `base + x` for every `x` whose bits all lie in `mask` (JSON's
+/// brackets: `[ ] { }` are 0x5b plus 0x00, 0x02, 0x20, 0x22): one
+/// subtraction and one bit test then tell them from every other byte.
+fn bit_cube(bytes: &[u8]) -> Option<(u8, u8)> {
+    let (&base, rest) = bytes.split_first()?;
+    if rest.is_empty() {
+        return None;
+    }
+    let mask = bytes.iter().fold(0u8, |m, &b| m | (b - base));
+    (1usize << mask.count_ones() == bytes.len()).then_some((base, mask))
 }
 
 /// Machine registers (flow-value slots) the group's scans use.
