@@ -535,11 +535,16 @@ pub(crate) fn needs_blur(program: &Program, group: &PassGroup) -> bool {
 const MAX_UNBLURRED_STATES: usize = 6;
 
 /// A callback's instructions, step ranges and prefilter slots.
-pub(crate) type CallbackCode = (Vec<Insn>, Vec<StepRange>, Option<(usize, usize, usize)>);
+pub(crate) type CallbackCode = (Vec<Insn>, Vec<StepRange>, Vec<PrefilterSlots>);
+
+/// A prefilter's slots (start, slow path, skip target) and the bytes it
+/// may skip.
+pub(crate) type PrefilterSlots = (usize, usize, usize, u16);
 
 /// The callback of one pass: `int scan_pass_N(int idx, void *ctx)`.
-/// Also returns the prefilter's slots (start, slow path, skip target), if
-/// the pass has one.
+/// Also returns the prefilters' slots (start, slow path, skip target): one
+/// per chunk for a DFA's prefilter or word test, one per word for a depth
+/// counter's word skip.
 pub(crate) fn emit_callback(
     program: &Program,
     group: &PassGroup,
@@ -567,7 +572,15 @@ pub(crate) fn emit_callback(
     } else {
         None
     };
-    let mut prefilter_marks = None;
+    // A pass of one depth counter skips words that cannot change it (see
+    // `swar::DepthWords`), each word test a prefilter of its own.
+    let depth_words = if chunk_test && prefilter.is_none() && word_test.is_none() {
+        super::swar::depth_plan(program, group)
+    } else {
+        None
+    };
+    let mut prefilter_marks: Vec<([Label; 3], u16)> = Vec::new();
+    let mut word_slow: Vec<Label> = Vec::new();
 
     let mut a = Asm::new();
     let finished = a.label();
@@ -617,7 +630,7 @@ pub(crate) fn emit_callback(
             a.bind(start);
             super::prefilter::emit(&mut a, pf, slow, skip);
             a.bind(slow);
-            prefilter_marks = Some([start, slow, skip]);
+            prefilter_marks.push(([start, slow, skip], super::prefilter::SPAN as u16));
         } else if let (Some(range), super::prefilter::SPAN) = (word_test, size) {
             let (start, slow) = (a.label(), a.label());
             a.bind(start);
@@ -626,11 +639,37 @@ pub(crate) fn emit_callback(
             }
             a.ja(skip);
             a.bind(slow);
-            prefilter_marks = Some([start, slow, skip]);
+            prefilter_marks.push(([start, slow, skip], super::prefilter::SPAN as u16));
+        } else if let (Some(words), super::prefilter::SPAN) = (&depth_words, size) {
+            // Word k's test falls through to word k+1's when the word may be
+            // skipped; the first word that may not is stepped byte by byte,
+            // and so is the rest of the chunk (dense JSON then pays one
+            // test per chunk, not one per word).
+            let count = size / 8;
+            let starts: Vec<Label> = (0..count).map(|_| a.label()).collect();
+            word_slow = (0..count).map(|_| a.label()).collect();
+            for k in 0..count {
+                a.bind(starts[k]);
+                super::swar::depth_template(
+                    words,
+                    MACHINE_REG_FILE[1],
+                    DEPTH_STR_ESCAPE,
+                    (8 * k) as i16,
+                    word_slow[k],
+                    &mut a,
+                );
+                let next = starts.get(k + 1).copied().unwrap_or(skip);
+                prefilter_marks.push(([starts[k], word_slow[k], next], 8));
+            }
+            a.ja(skip);
         }
         for j in 0..size {
+            if let (Some(&slow), 0) = (word_slow.get(j / 8), j % 8) {
+                a.bind(slow);
+            }
             emit_byte(&mut a, program, group, j as i16, &mut marks, fail)?;
         }
+        word_slow.clear();
         a.bind(skip);
         // The byte register is dead now: it tells the decided path the
         // chunk's size.
@@ -718,12 +757,19 @@ pub(crate) fn emit_callback(
     a.emit(Insn::mov64_imm(R0, 1));
     a.emit(Insn::exit());
     let mut labels: Vec<Label> = marks.iter().flat_map(|m| [m.start, m.end]).collect();
-    labels.extend(prefilter_marks.iter().flatten());
+    labels.extend(prefilter_marks.iter().flat_map(|(m, _)| *m));
     let (insns, slots) = a.finish_marked(&labels)?;
-    let prefilter = prefilter_marks.map(|_| {
-        let at = 2 * marks.len();
-        (slots[at], slots[at + 1], slots[at + 2])
-    });
+    let prefilter = (0..prefilter_marks.len())
+        .map(|i| {
+            let at = 2 * marks.len() + 3 * i;
+            (
+                slots[at],
+                slots[at + 1],
+                slots[at + 2],
+                prefilter_marks[i].1,
+            )
+        })
+        .collect();
     let steps = marks
         .iter()
         .zip(slots.chunks(2))
