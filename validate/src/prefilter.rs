@@ -167,10 +167,15 @@ fn check_one(
         captured: Default::default(),
     });
     let window_start = pass.window.start as usize;
-    for len in [usize::from(pf.span), 2 * usize::from(pf.span), 200] {
-        let payload = vec![b'a'; window_start + len];
+    // A word test past a chunk's first word is reached only through the
+    // tests before it, so the fill must pass them: ordinary text first,
+    // then every byte value.
+    let fills = [b'a', 0, 0xff, b' '].into_iter().chain(0..=255u8);
+    let lens = [usize::from(pf.span), 2 * usize::from(pf.span), 200];
+    for (fill, len) in fills.flat_map(|f| lens.map(|len| (f, len))) {
+        let payload = vec![fill; window_start + len];
         if payload.len() > crate::walk::MAX_PAYLOAD as usize {
-            break;
+            continue;
         }
         vm.set_skb(Skb::linear(frame::ipv4_tcp(&payload)));
         vm.run_program().map_err(|error| ValidationError::Exec {

@@ -658,6 +658,8 @@ fn a_wrong_depth_word_skip_is_caught() {
         c.map.prefilters.len() >= 8,
         "json_depth has one word test per word of its 64-byte chunks"
     );
+    let report = validate(&c, &c.object).expect("json_depth as emitted");
+    assert!(report.prefilter_paths >= 8, "every word test was followed");
     let pf = &c.map.prefilters[0];
     let (range, pass) = (pf.start..pf.slow, pf.pass);
     let expect = |bad: &[u8], what_has: &str| match validate(&c, bad) {

@@ -149,6 +149,8 @@ pub(crate) struct DepthWords {
 
 /// Most ranges a depth word test checks: more cost more than stepping.
 const MAX_DEPTH_RANGES: usize = 3;
+/// Most of the 128 values below 0x80 a depth word test may alarm on.
+const MAX_DEPTH_ALARMS: usize = 32;
 
 /// The word skip of `group`, if it is one depth counter whose changing
 /// bytes fit [`DepthWords`].
@@ -199,7 +201,15 @@ pub(crate) fn depth_plan(program: &Program, group: &PassGroup) -> Option<DepthWo
     } else {
         (0, plain)
     };
-    (ranges.len() <= MAX_DEPTH_RANGES).then_some(DepthWords {
+    // Bytes below 0x80 that alarm: where they are common, words rarely
+    // pass and the test costs more than it saves.
+    let alarms = (0..0x80u8)
+        .filter(|&b| {
+            let y = b | fold;
+            ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&y))
+        })
+        .count();
+    (ranges.len() <= MAX_DEPTH_RANGES && alarms <= MAX_DEPTH_ALARMS).then_some(DepthWords {
         fold,
         ranges,
         strings: c.strings,
