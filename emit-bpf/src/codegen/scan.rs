@@ -15,7 +15,9 @@
 //!
 //! A pass of one DFA may begin its 64-byte chunks with a prefilter that
 //! jumps over the chunk's steps (see `prefilter.rs`), or, for an `all` of
-//! a class, with eight word tests (see `swar.rs`). Passes whose window
+//! a class, with eight word tests (see `swar.rs`); a pass of one depth
+//! counter skips the words of its largest chunks that hold no byte it
+//! reacts to (`swar::DepthWords`). Passes whose window
 //! ends early are emitted by `inline.rs` instead, without a callback.
 //!
 //! Machine registers inside the callback: DFA state in one register; the
@@ -126,6 +128,11 @@ pub(crate) fn machine_state(machine: &Machine, regs: [u32; 2]) -> Option<predica
 const CHUNK_BUDGET_INSNS: usize = 4096;
 const MAX_CHUNK: usize = 64;
 const MID_CHUNK: usize = 8;
+/// The largest chunk of a depth counter alone in its pass: on the bench's
+/// JSON, 32-byte chunks ran at 0.88-0.94x the time of 64-byte ones at
+/// 1,400 and 3,000 bytes (alternated rounds; docs/benchmarks.md), with the
+/// same word skip (four words per chunk).
+const DEPTH_CHUNK: usize = 32;
 
 const BYTE: Register = R8;
 const CHUNK_PTR: Register = R9;
@@ -407,6 +414,11 @@ fn emit_walk(
 fn tiers(program: &Program, group: &PassGroup) -> Result<Vec<usize>, CodegenError> {
     let per_byte = byte_code_len(program, group)?.max(1);
     let mut k = MAX_CHUNK;
+    if let [only] = group.scans.as_slice() {
+        if let Machine::Depth(_) = program.scans[*only].machine {
+            k = DEPTH_CHUNK;
+        }
+    }
     // A bounded window needs no chunk larger than itself: a 16-byte window
     // then takes one iteration, not two of a smaller tier.
     if let Some(end) = group.window.end {
@@ -640,7 +652,7 @@ pub(crate) fn emit_callback(
             a.ja(skip);
             a.bind(slow);
             prefilter_marks.push(([start, slow, skip], super::prefilter::SPAN as u16));
-        } else if let (Some(words), super::prefilter::SPAN) = (&depth_words, size) {
+        } else if let (Some(words), 0, true) = (&depth_words, t, size >= 8) {
             // Word k's test falls through to word k+1's when the word may be
             // skipped; the first word that may not is stepped byte by byte,
             // and so is the rest of the chunk (dense JSON then pays one

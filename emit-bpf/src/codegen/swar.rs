@@ -25,7 +25,10 @@
 //! Inline passes test each whole word of a block this way (`inline.rs`);
 //! a whole-payload pass without a prefilter tests the eight words of each
 //! 64-byte chunk and jumps over the chunk when all pass (`scan.rs`), a
-//! prefilter to the code map and the validator.
+//! prefilter to the code map and the validator. A pass of one depth
+//! counter tests its largest chunks word by word for the bytes that would
+//! change the counter ([`DepthWords`]), each word test a prefilter of one
+//! word whose skip target is the next word's test.
 //!
 //! Registers: the word in `r8` (the byte register, dead between steps),
 //! scratch `r1`-`r4`, which a pass of one DFA (state in `r0`) never holds
