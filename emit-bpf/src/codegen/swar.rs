@@ -170,11 +170,13 @@ pub(crate) fn depth_plan(program: &Program, group: &PassGroup) -> Option<DepthWo
     } else {
         &[StringMode::Code]
     };
-    // Every depth, in case a byte's effect depended on it.
+    // A byte's effect depends on the depth only at 0 (a close stays) and
+    // at `max` (an open fails); every depth in between acts like 1.
+    let depths = [0, 1.min(c.max), c.max];
     let changing: Vec<u8> = (0..=255u8)
         .filter(|&b| {
             modes.iter().any(|&m| {
-                (0..=c.max).any(|d| {
+                depths.iter().any(|&d| {
                     let s = DepthCounter::state(d, m);
                     c.step(s, b) != s
                 })
