@@ -111,19 +111,28 @@ fn check_one(
     let [mm] = pass.machines.as_slice() else {
         return Err(e("its pass has more than one machine".into()));
     };
-    let StateEncoding::Dfa {
-        reg: state_reg,
-        scale: 1,
-    } = mm.encoding
-    else {
-        return Err(e("its machine is not a DFA stepped by branchy code".into()));
-    };
-    let Machine::Dfa(dfa) = &program.scans[mm.scan].machine else {
-        return Err(e("its scan is not a DFA".into()));
-    };
-    // Shape: the chunk's steps run back to back from `slow` to `skip`.
+    let machine = &program.scans[mm.scan].machine;
+    match (&mm.encoding, machine) {
+        (StateEncoding::Dfa { scale: 1, .. }, Machine::Dfa(_))
+        | (StateEncoding::Depth { .. }, Machine::Depth(_)) => {}
+        _ => {
+            return Err(e(
+                "its machine is not a DFA or depth counter stepped by branchy code".into(),
+            ))
+        }
+    }
+    let state_regs = crate::step::state_regs(&mm.encoding);
+    // Shape: the skipped bytes' steps run back to back from `slow`; the
+    // first is the one at `slow` (chunk byte 0 for a chunk's prefilter,
+    // the word's first byte for a depth word test).
+    let first = pass
+        .steps
+        .iter()
+        .find(|s| s.start == pf.slow && s.machine == 0)
+        .map(|s| s.offset)
+        .ok_or_else(|| e(format!("no step at the slow path's slot {}", pf.slow)))?;
     let mut at = pf.slow;
-    for offset in 0..pf.span {
+    for offset in first..first + pf.span {
         let step = pass
             .steps
             .iter()
@@ -131,9 +140,17 @@ fn check_one(
             .ok_or_else(|| e(format!("no step of chunk byte {offset} at slot {at}")))?;
         at = step.end;
     }
-    if at != pf.skip {
+    // The skip target is where those steps end, or another prefilter of
+    // the pass whose slow path starts there: in the bypassed object (which
+    // the step and walk checks ran on) that prefilter's first slot jumps
+    // there, and its own check makes the real one equivalent.
+    let chained = map
+        .prefilters
+        .iter()
+        .any(|q| q.pass == pf.pass && q.start == pf.skip && q.slow == at);
+    if at != pf.skip && !chained {
         return Err(e(format!(
-            "the chunk's steps end at slot {at}, not at the skip target {}",
+            "the skipped steps end at slot {at}, not at the skip target {} (nor at a prefilter starting there)",
             pf.skip
         )));
     }
@@ -150,10 +167,15 @@ fn check_one(
         captured: Default::default(),
     });
     let window_start = pass.window.start as usize;
-    for len in [usize::from(pf.span), 2 * usize::from(pf.span), 200] {
-        let payload = vec![b'a'; window_start + len];
+    // A word test past a chunk's first word is reached only through the
+    // tests before it, so the fill must pass them: ordinary text first,
+    // then every byte value.
+    let fills = [b'a', 0, 0xff, b' '].into_iter().chain(0..=255u8);
+    let lens = [usize::from(pf.span), 2 * usize::from(pf.span), 200];
+    for (fill, len) in fills.flat_map(|f| lens.map(|len| (f, len))) {
+        let payload = vec![fill; window_start + len];
         if payload.len() > crate::walk::MAX_PAYLOAD as usize {
-            break;
+            continue;
         }
         vm.set_skb(Skb::linear(frame::ipv4_tcp(&payload)));
         vm.run_program().map_err(|error| ValidationError::Exec {
@@ -178,20 +200,24 @@ fn check_one(
         return Err(e("no probe packet reaches the prefilter".into()));
     };
     let at_start = snap.regs;
+    // Loads are placed relative to the first skipped byte.
     let chunk = at_start
         .get(9)
-        .ok_or_else(|| e("r9 (the chunk pointer) is undefined at the start".into()))?;
+        .ok_or_else(|| e("r9 (the chunk pointer) is undefined at the start".into()))?
+        .wrapping_add(u64::from(first));
     let live_slow = live_in(callback, pf.slow).map_err(&e)?;
     let live_skip = live_in(callback, pf.skip).map_err(&e)?;
 
     let mut paths = 0;
     let mut cache = Cache::default();
-    for state in reachable(&program.scans[mm.scan].machine) {
+    for state in reachable(machine) {
+        let mut initial = at_start;
+        crate::step::encode(machine, &mm.encoding, state, &mut initial);
         let mut regs: [Option<Val>; 11] =
             std::array::from_fn(|r| at_start.get(r as u8).map(Val::Known));
-        regs[usize::from(state_reg)] = Some(Val::Known(u64::from(state)));
-        let mut initial = at_start;
-        initial.set(state_reg, u64::from(state));
+        for &r in &state_regs {
+            regs[usize::from(r)] = initial.get(r).map(Val::Known);
+        }
         let begin = Path {
             pc: pf.start,
             regs,
@@ -224,7 +250,7 @@ fn check_one(
                 }
             }
             if end == pf.skip {
-                leaves_in(dfa, state, &path, &mut cache)
+                leaves_in(machine, state, &path, &mut cache)
                     .map_err(|w| e(format!("from state {state}: {w}")))?;
             }
         }
@@ -657,12 +683,7 @@ fn narrow(p: &mut Path, lane: &Lane, keep: impl Fn(u8) -> bool, cache: &mut Cach
 /// them allows the same next bytes (one class where there is none), so
 /// every chunk continues from them alike. An example byte of each class is
 /// kept for the message.
-fn leaves_in(
-    dfa: &predicate_ir::Dfa,
-    state: u32,
-    p: &Path,
-    cache: &mut Cache,
-) -> Result<(), String> {
+fn leaves_in(machine: &Machine, state: u32, p: &Path, cache: &mut Cache) -> Result<(), String> {
     let mut now: Vec<(u32, usize, Option<u8>)> = vec![(state, 0, None)];
     // The constraint from the previous byte: one row of allowed next bytes per class.
     let mut prev_rows: Vec<&[bool]> = Vec::new();
@@ -704,7 +725,7 @@ fn leaves_in(
                 .collect();
         }
         let classes = rows.len().max(1);
-        let mut seen = vec![false; dfa.next.len() * classes];
+        let mut seen = vec![false; machine.state_count() * classes];
         let mut next = Vec::new();
         for &(q, c, _) in &now {
             let row = prev_rows.get(c);
@@ -712,7 +733,7 @@ fn leaves_in(
                 if !allowed[usize::from(b)] || row.is_some_and(|r| !r[usize::from(b)]) {
                     continue;
                 }
-                let t = dfa.next[q as usize][usize::from(b)];
+                let t = machine.step(q, b);
                 let class = class_of[usize::from(b)];
                 let k = t as usize * classes + class;
                 if !seen[k] {
@@ -726,7 +747,11 @@ fn leaves_in(
     }
     match now.iter().find(|&&(q, _, _)| q != state) {
         Some(&(q, _, last)) => Err(format!(
-            "a chunk the code skips can leave the DFA in state {q} (last byte {:#04x})",
+            "a chunk the code skips can leave the {} in state {q} (last byte {:#04x})",
+            match machine {
+                Machine::Dfa(_) => "DFA",
+                Machine::Depth(_) => "depth counter",
+            },
             last.unwrap_or(0)
         )),
         None => Ok(()),

@@ -647,3 +647,64 @@ fn a_wrong_word_test_in_a_scan_is_caught() {
         other => panic!("expected a prefilter error, got {other:?}"),
     }
 }
+
+/// json_depth's word skip (emit-bpf's `swar::DepthWords`), broken three
+/// ways in its first word test: each time the bytes it lets through
+/// include one the depth counter reacts to, in some mode it skips in.
+#[test]
+fn a_wrong_depth_word_skip_is_caught() {
+    let c = support::seed("json_depth");
+    let words = c.map.prefilters.len();
+    assert!(
+        words >= 2,
+        "json_depth has one word test per word of its largest chunks"
+    );
+    let report = validate(&c, &c.object).expect("json_depth as emitted");
+    assert!(
+        report.prefilter_paths >= words as u64,
+        "every word test was followed"
+    );
+    let pf = &c.map.prefilters[0];
+    let (range, pass) = (pf.start..pf.slow, pf.pass);
+    let expect = |bad: &[u8], what_has: &str| match validate(&c, bad) {
+        Err(ValidationError::Prefilter { pass: p, what, .. }) => {
+            assert_eq!(p, pass);
+            assert!(what.contains(what_has), "{what}");
+        }
+        other => panic!("expected a prefilter error ({what_has}), got {other:?}"),
+    };
+
+    // The quote's range ends at 0x21: a word holding `"` is skipped.
+    let quote_hi = patch::find(
+        &c.object,
+        ".text",
+        range.clone(),
+        code::LD_IMM64,
+        Some(0xa2a2_a2a2_u32 as i32),
+    )
+    .expect("the broadcast of 0x80 + '\"'");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", quote_hi, 0xa1a1_a1a1_u32 as i32).unwrap();
+    expect(&bad, "can leave the depth counter in state");
+
+    // No fold: `[` and `]` (0x5b, 0x5d) no longer land on `{` and `}`.
+    let fold = patch::find(
+        &c.object,
+        ".text",
+        range.clone(),
+        code::LD_IMM64,
+        Some(0x2020_2020),
+    )
+    .expect("the broadcast of the fold 0x20");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", fold, 0).unwrap();
+    expect(&bad, "can leave the depth counter in state");
+
+    // The escape mode (2) not excluded: after a backslash the next byte
+    // always changes the mode, so no word may be skipped there.
+    let escape = patch::find(&c.object, ".text", range, code::JEQ_IMM, Some(2))
+        .expect("the escape-mode test");
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", escape, 7).unwrap();
+    expect(&bad, "can leave the depth counter in state");
+}

@@ -449,13 +449,13 @@ impl<'g> Passes<'g> {
         let callback_index = self.callbacks.len();
         let (body, steps, prefilter) =
             scan::emit_callback(program, group, index as i32, allow_prefilter)?;
-        if let Some((start, slow, skip)) = prefilter {
+        for (start, slow, skip, span) in prefilter {
             self.prefilters.push(PrefilterMap {
                 pass: callback_index,
                 start,
                 slow,
                 skip,
-                span: prefilter::SPAN as u16,
+                span,
             });
         }
         self.callbacks.push(Function {

@@ -15,7 +15,9 @@
 //!
 //! A pass of one DFA may begin its 64-byte chunks with a prefilter that
 //! jumps over the chunk's steps (see `prefilter.rs`), or, for an `all` of
-//! a class, with eight word tests (see `swar.rs`). Passes whose window
+//! a class, with eight word tests (see `swar.rs`); a pass of one depth
+//! counter skips the words of its largest chunks that hold no byte it
+//! reacts to (`swar::DepthWords`). Passes whose window
 //! ends early are emitted by `inline.rs` instead, without a callback.
 //!
 //! Machine registers inside the callback: DFA state in one register; the
@@ -126,6 +128,11 @@ pub(crate) fn machine_state(machine: &Machine, regs: [u32; 2]) -> Option<predica
 const CHUNK_BUDGET_INSNS: usize = 4096;
 const MAX_CHUNK: usize = 64;
 const MID_CHUNK: usize = 8;
+/// The largest chunk of a depth counter alone in its pass: on the bench's
+/// JSON, 32-byte chunks ran at 0.88-0.94x the time of 64-byte ones at
+/// 1,400 and 3,000 bytes (alternated rounds; docs/benchmarks.md), with the
+/// same word skip (four words per chunk).
+const DEPTH_CHUNK: usize = 32;
 
 const BYTE: Register = R8;
 const CHUNK_PTR: Register = R9;
@@ -407,6 +414,11 @@ fn emit_walk(
 fn tiers(program: &Program, group: &PassGroup) -> Result<Vec<usize>, CodegenError> {
     let per_byte = byte_code_len(program, group)?.max(1);
     let mut k = MAX_CHUNK;
+    if let [only] = group.scans.as_slice() {
+        if let Machine::Depth(_) = program.scans[*only].machine {
+            k = DEPTH_CHUNK;
+        }
+    }
     // A bounded window needs no chunk larger than itself: a 16-byte window
     // then takes one iteration, not two of a smaller tier.
     if let Some(end) = group.window.end {
@@ -443,6 +455,7 @@ fn emit_byte(
 ) -> Result<(), CodegenError> {
     let layout = slot_layout(program, group);
     let blur = needs_blur(program, group);
+    let alone = group.scans.len() == 1;
     for (machine_index, (&id, &slot)) in group.scans.iter().zip(&layout).enumerate() {
         let (start, end) = (a.label(), a.label());
         marks.push(StepMark {
@@ -460,6 +473,17 @@ fn emit_byte(
             continue;
         }
         a.emit(Insn::load(Size::B, BYTE, CHUNK_PTR, offset));
+        if let (Machine::Depth(counter), true) = (machine, alone) {
+            // Blurs only the depth, on the paths that change it.
+            emit_depth_step_alone(
+                a,
+                counter,
+                MACHINE_REG_FILE[slot],
+                MACHINE_REG_FILE[slot + 1],
+            );
+            a.bind(end);
+            continue;
+        }
         match machine {
             Machine::Dfa(dfa) => emit_dfa_step(a, &dfa.next, MACHINE_REG_FILE[slot]),
             Machine::Depth(counter) => emit_depth_step(
@@ -523,11 +547,16 @@ pub(crate) fn needs_blur(program: &Program, group: &PassGroup) -> bool {
 const MAX_UNBLURRED_STATES: usize = 6;
 
 /// A callback's instructions, step ranges and prefilter slots.
-pub(crate) type CallbackCode = (Vec<Insn>, Vec<StepRange>, Option<(usize, usize, usize)>);
+pub(crate) type CallbackCode = (Vec<Insn>, Vec<StepRange>, Vec<PrefilterSlots>);
+
+/// A prefilter's slots (start, slow path, skip target) and the bytes it
+/// may skip.
+pub(crate) type PrefilterSlots = (usize, usize, usize, u16);
 
 /// The callback of one pass: `int scan_pass_N(int idx, void *ctx)`.
-/// Also returns the prefilter's slots (start, slow path, skip target), if
-/// the pass has one.
+/// Also returns the prefilters' slots (start, slow path, skip target): one
+/// per chunk for a DFA's prefilter or word test, one per word for a depth
+/// counter's word skip.
 pub(crate) fn emit_callback(
     program: &Program,
     group: &PassGroup,
@@ -555,7 +584,15 @@ pub(crate) fn emit_callback(
     } else {
         None
     };
-    let mut prefilter_marks = None;
+    // A pass of one depth counter skips words that cannot change it (see
+    // `swar::DepthWords`), each word test a prefilter of its own.
+    let depth_words = if chunk_test && prefilter.is_none() && word_test.is_none() {
+        super::swar::depth_plan(program, group)
+    } else {
+        None
+    };
+    let mut prefilter_marks: Vec<([Label; 3], u16)> = Vec::new();
+    let mut word_slow: Vec<Label> = Vec::new();
 
     let mut a = Asm::new();
     let finished = a.label();
@@ -605,7 +642,7 @@ pub(crate) fn emit_callback(
             a.bind(start);
             super::prefilter::emit(&mut a, pf, slow, skip);
             a.bind(slow);
-            prefilter_marks = Some([start, slow, skip]);
+            prefilter_marks.push(([start, slow, skip], super::prefilter::SPAN as u16));
         } else if let (Some(range), super::prefilter::SPAN) = (word_test, size) {
             let (start, slow) = (a.label(), a.label());
             a.bind(start);
@@ -614,11 +651,37 @@ pub(crate) fn emit_callback(
             }
             a.ja(skip);
             a.bind(slow);
-            prefilter_marks = Some([start, slow, skip]);
+            prefilter_marks.push(([start, slow, skip], super::prefilter::SPAN as u16));
+        } else if let (Some(words), 0, true) = (&depth_words, t, size >= 8) {
+            // Word k's test falls through to word k+1's when the word may be
+            // skipped; the first word that may not is stepped byte by byte,
+            // and so is the rest of the chunk (dense JSON then pays one
+            // test per chunk, not one per word).
+            let count = size / 8;
+            let starts: Vec<Label> = (0..count).map(|_| a.label()).collect();
+            word_slow = (0..count).map(|_| a.label()).collect();
+            for k in 0..count {
+                a.bind(starts[k]);
+                super::swar::depth_template(
+                    words,
+                    MACHINE_REG_FILE[1],
+                    DEPTH_STR_ESCAPE,
+                    (8 * k) as i16,
+                    word_slow[k],
+                    &mut a,
+                );
+                let next = starts.get(k + 1).copied().unwrap_or(skip);
+                prefilter_marks.push(([starts[k], word_slow[k], next], 8));
+            }
+            a.ja(skip);
         }
         for j in 0..size {
+            if let (Some(&slow), 0) = (word_slow.get(j / 8), j % 8) {
+                a.bind(slow);
+            }
             emit_byte(&mut a, program, group, j as i16, &mut marks, fail)?;
         }
+        word_slow.clear();
         a.bind(skip);
         // The byte register is dead now: it tells the decided path the
         // chunk's size.
@@ -706,12 +769,19 @@ pub(crate) fn emit_callback(
     a.emit(Insn::mov64_imm(R0, 1));
     a.emit(Insn::exit());
     let mut labels: Vec<Label> = marks.iter().flat_map(|m| [m.start, m.end]).collect();
-    labels.extend(prefilter_marks.iter().flatten());
+    labels.extend(prefilter_marks.iter().flat_map(|(m, _)| *m));
     let (insns, slots) = a.finish_marked(&labels)?;
-    let prefilter = prefilter_marks.map(|_| {
-        let at = 2 * marks.len();
-        (slots[at], slots[at + 1], slots[at + 2])
-    });
+    let prefilter = (0..prefilter_marks.len())
+        .map(|i| {
+            let at = 2 * marks.len() + 3 * i;
+            (
+                slots[at],
+                slots[at + 1],
+                slots[at + 2],
+                prefilter_marks[i].1,
+            )
+        })
+        .collect();
     let steps = marks
         .iter()
         .zip(slots.chunks(2))
@@ -935,6 +1005,138 @@ pub(crate) fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mo
     a.jmp_imm(JmpCond::Jeq, depth, 0, done);
     a.emit(Insn::alu64_imm(AluOp::Sub, depth, 1));
     a.bind(done);
+}
+
+/// One step of a depth counter that is its pass's only machine, on the
+/// byte in r8.
+///
+/// Unlike [`emit_depth_step`] plus a blur of both registers, only the
+/// paths that change the depth blur it (see [`OPAQUE`]); the mode is left
+/// as the constant each path sets or tested it to be. At every step
+/// boundary the verifier then sees the depth as an unknown u32 and the
+/// mode as one of four constants: at most four states per boundary, each
+/// following only its own mode's code, however long the chunk. Common
+/// bytes cost no blur at all.
+///
+/// In code mode the quote (the commonest byte that does something in
+/// JSON) is tested first; then the bytes below the lowest, in the widest
+/// gap between and above the highest of `open` and `close` leave by at
+/// most three compares.
+fn emit_depth_step_alone(a: &mut Asm, c: &DepthCounter, depth: Register, mode: Register) {
+    let done = a.label();
+    let not_code = a.label();
+    let open = a.label();
+    let close = a.label();
+    let open_string = a.label();
+    a.jmp_imm(JmpCond::Jne, mode, DEPTH_CODE, not_code);
+
+    if c.strings {
+        a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(QUOTE), open_string);
+    }
+    let mut special: Vec<u8> = c
+        .open
+        .ranges()
+        .iter()
+        .chain(c.close.ranges())
+        .flat_map(|&(lo, hi)| lo..=hi)
+        .filter(|&b| !(c.strings && b == QUOTE))
+        .collect();
+    special.sort_unstable();
+    special.dedup();
+    let rest = a.label();
+    if let Some((base, mask)) = bit_cube(&special) {
+        // r8 - base has no bit outside `mask` for exactly the cube's bytes
+        // (below `base` it wraps to a 64-bit value with high bits set).
+        a.emit(Insn::alu64_imm(AluOp::Add, BYTE, -i32::from(base)));
+        a.jmp_imm(JmpCond::Jset, BYTE, !i32::from(mask), done);
+        let shifted = |class: &ByteClass| {
+            ByteClass::from_bytes(
+                (0..=255u8)
+                    .filter(|&b| class.contains(b) && !(c.strings && b == QUOTE))
+                    .filter_map(|b| b.checked_sub(base)),
+            )
+        };
+        emit_class_test(a, BYTE, &shifted(&c.open), open);
+        emit_class_test(a, BYTE, &shifted(&c.close), close);
+        a.ja(done);
+    } else {
+        if let (Some(&lowest), Some(&highest)) = (special.first(), special.last()) {
+            if lowest > 0 {
+                a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(lowest), done);
+            }
+            if let Some((below, above)) = special
+                .windows(2)
+                .map(|w| (w[0], w[1]))
+                .max_by_key(|&(x, y)| y - x)
+                .filter(|&(x, y)| y - x > 8)
+            {
+                a.jmp_imm(JmpCond::Jle, BYTE, i32::from(below), rest);
+                a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(above), done);
+            }
+            if highest < 255 {
+                a.jmp_imm(JmpCond::Jgt, BYTE, i32::from(highest), done);
+            }
+        }
+        a.bind(rest);
+        emit_class_test(a, BYTE, &c.open, open);
+        emit_class_test(a, BYTE, &c.close, close);
+        a.ja(done);
+    }
+
+    a.bind(not_code);
+    if c.strings {
+        let not_str = a.label();
+        let escape = a.label();
+        a.jmp_imm(JmpCond::Jne, mode, DEPTH_STR, not_str);
+        a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(BACKSLASH), escape);
+        a.jmp_imm(JmpCond::Jne, BYTE, i32::from(QUOTE), done);
+        a.emit(Insn::mov64_imm(mode, DEPTH_CODE));
+        a.ja(done);
+        a.bind(escape);
+        a.emit(Insn::mov64_imm(mode, DEPTH_STR_ESCAPE));
+        a.ja(done);
+        // After a backslash this byte is escaped, back to the string; the
+        // failed sink stays.
+        a.bind(not_str);
+        a.jmp_imm(JmpCond::Jeq, mode, DEPTH_FAILED, done);
+        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
+        a.ja(done);
+        a.bind(open_string);
+        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
+        a.ja(done);
+    } else {
+        a.ja(done); // the only other mode is the failed sink
+    }
+
+    let blur_open = a.label();
+    a.bind(open);
+    a.emit(Insn::alu64_imm(AluOp::Add, depth, 1));
+    a.jmp_imm(JmpCond::Jle, depth, c.max as i32, blur_open);
+    a.emit(Insn::mov64_imm(mode, DEPTH_FAILED));
+    a.bind(blur_open);
+    a.emit(Insn::alu32_reg(AluOp::Xor, depth, OPAQUE));
+    a.ja(done);
+    // Last, so that it falls through to `done`.
+    let blur_close = a.label();
+    a.bind(close);
+    a.jmp_imm(JmpCond::Jeq, depth, 0, blur_close);
+    a.emit(Insn::alu64_imm(AluOp::Sub, depth, 1));
+    a.bind(blur_close);
+    a.emit(Insn::alu32_reg(AluOp::Xor, depth, OPAQUE));
+    a.bind(done);
+}
+
+/// `(base, mask)` when `bytes` (sorted, at least two) are exactly
+/// `base + x` for every `x` whose bits all lie in `mask` (JSON's
+/// brackets: `[ ] { }` are 0x5b plus 0x00, 0x02, 0x20, 0x22): one
+/// subtraction and one bit test then tell them from every other byte.
+fn bit_cube(bytes: &[u8]) -> Option<(u8, u8)> {
+    let (&base, rest) = bytes.split_first()?;
+    if rest.is_empty() {
+        return None;
+    }
+    let mask = bytes.iter().fold(0u8, |m, &b| m | (b - base));
+    (1usize << mask.count_ones() == bytes.len()).then_some((base, mask))
 }
 
 /// Machine registers (flow-value slots) the group's scans use.
