@@ -128,7 +128,7 @@ const MAX_CHUNK: usize = 64;
 const MID_CHUNK: usize = 8;
 
 const BYTE: Register = R8;
-const CHUNK_PTR: Register = R9;
+pub(crate) const CHUNK_PTR: Register = R9;
 const POS: Register = R7;
 const CTX: Register = R6;
 /// While stepping, `r7` (the position is no longer needed) holds a zero the
@@ -522,8 +522,14 @@ pub(crate) fn needs_blur(program: &Program, group: &PassGroup) -> bool {
 /// Largest DFA stepped without blurring (see [`needs_blur`]).
 const MAX_UNBLURRED_STATES: usize = 6;
 
-/// A callback's instructions, step ranges and prefilter slots.
-pub(crate) type CallbackCode = (Vec<Insn>, Vec<StepRange>, Option<(usize, usize, usize)>);
+/// A callback's instructions, step ranges, prefilter slots and chained
+/// chunk (its `pass` left 0 for the caller to set).
+pub(crate) type CallbackCode = (
+    Vec<Insn>,
+    Vec<StepRange>,
+    Option<(usize, usize, usize)>,
+    Option<crate::codemap::ChainMap>,
+);
 
 /// The callback of one pass: `int scan_pass_N(int idx, void *ctx)`.
 /// Also returns the prefilter's slots (start, slow path, skip target), if
@@ -556,6 +562,7 @@ pub(crate) fn emit_callback(
         None
     };
     let mut prefilter_marks = None;
+    let mut chain_marks = None;
 
     let mut a = Asm::new();
     let finished = a.label();
@@ -615,6 +622,20 @@ pub(crate) fn emit_callback(
             a.ja(skip);
             a.bind(slow);
             prefilter_marks = Some([start, slow, skip]);
+        }
+        // A table pass's 64-byte chunks run as interleaved chains (see
+        // `table.rs`), with the ordinary steps after them; not in stream
+        // passes, which are validated without them.
+        if let (Some(layout), Machine::Dfa(dfa), true) = (
+            &group.table,
+            &program.scans[group.scans[0]].machine,
+            allow_prefilter && size == MAX_CHUNK,
+        ) {
+            if let Some(k) = layout.resync {
+                let marks =
+                    super::table::emit_chains(&mut a, layout, dfa, size, k as usize, skip, fail);
+                chain_marks = Some(marks);
+            }
         }
         for j in 0..size {
             emit_byte(&mut a, program, group, j as i16, &mut marks, fail)?;
@@ -707,10 +728,44 @@ pub(crate) fn emit_callback(
     a.emit(Insn::exit());
     let mut labels: Vec<Label> = marks.iter().flat_map(|m| [m.start, m.end]).collect();
     labels.extend(prefilter_marks.iter().flatten());
+    let chain_at = labels.len();
+    if let Some(c) = &chain_marks {
+        labels.extend([c.start, c.slow, c.skip, c.merge]);
+        labels.extend(c.steps.iter().flat_map(|&(_, _, s, e)| [s, e]));
+    }
     let (insns, slots) = a.finish_marked(&labels)?;
     let prefilter = prefilter_marks.map(|_| {
         let at = 2 * marks.len();
         (slots[at], slots[at + 1], slots[at + 2])
+    });
+    let chains = chain_marks.map(|c| crate::codemap::ChainMap {
+        pass: 0,
+        start: slots[chain_at],
+        slow: slots[chain_at + 1],
+        skip: slots[chain_at + 2],
+        merge: slots[chain_at + 3],
+        span: MAX_CHUNK as u16,
+        resync: c.resync as u16,
+        chains: c
+            .spans
+            .iter()
+            .map(|&(reg, from, to)| crate::codemap::ChainSpan {
+                reg: reg.number(),
+                from: from as u16,
+                to: to as u16,
+            })
+            .collect(),
+        steps: c
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, &(chain, offset, _, _))| crate::codemap::ChainStep {
+                chain,
+                offset: offset as u16,
+                start: slots[chain_at + 4 + 2 * i],
+                end: slots[chain_at + 5 + 2 * i],
+            })
+            .collect(),
     });
     let steps = marks
         .iter()
@@ -722,7 +777,7 @@ pub(crate) fn emit_callback(
             end: se[1],
         })
         .collect();
-    Ok((insns, steps, prefilter))
+    Ok((insns, steps, prefilter, chains))
 }
 
 /// Where each machine of the group keeps its state, for the code map.
