@@ -17,8 +17,11 @@
 //! straight-line code in the entry, get their own step and walk checks
 //! ([`inline`]); a prefilter that jumps over a chunk's steps is checked lane
 //! by lane against the IR ([`prefilter`]), the steps and walk on the object
-//! with it bypassed; so is an inline pass's word test ([`swar`]). docs/validation.md
-//! says what this implies and what it does not cover.
+//! with it bypassed; so is an inline pass's word test ([`swar`]); a table
+//! pass's chunk stepped as interleaved chains is checked against the
+//! chunk's ordinary steps ([`chains`]), the steps and walk with the chains
+//! bypassed. docs/validation.md says what this implies and what it does
+//! not cover.
 
 pub mod chains;
 pub mod formula;

@@ -42,6 +42,18 @@
 //! rS = *(u16 *)(rS + 512)     the next state's row offset
 //! ```
 //!
+//! Each step waits for the one before (an add and a load, about six
+//! cycles), whatever the instruction count. So a 64-byte chunk of a pass
+//! whose DFA resynchronizes (see [`resync_len`]: after `k` bytes, from any
+//! state, a sink or the state the same bytes give from the initial state;
+//! `k` is at most one less than the longest word of a block list) runs as
+//! [`CHAINS`] chains whose loads overlap ([`emit_chains`]): chain 0 goes on
+//! from the pass's state, each later chain starts from the initial state
+//! `k` bytes before its predecessor stops, and the chunk's state is the
+//! first chain's that sank, else the last chain's. The chunk's ordinary
+//! steps follow, behind a guard never taken at run time, and translation
+//! validation proves the chains against them (lagic-validate's `chains`).
+//!
 //! Invariants: the verifier sees every table access in bounds, whatever
 //! the register values: the byte is at most 255, the class offset is masked
 //! below the row size, the state is checked to be at most the last state
@@ -285,13 +297,14 @@ pub(crate) const CHAINS: usize = 4;
 /// but the first steps this many bytes more.
 pub(crate) const MAX_RESYNC: usize = 16;
 
-/// Most state pairs [`resync_len`] looks at before giving up.
-const RESYNC_BUDGET: usize = 4_000_000;
+/// Most state pair steps [`resync_len`] takes before giving up (a 10,000
+/// word list takes about 10 million).
+const RESYNC_BUDGET: usize = 64_000_000;
 
 /// The smallest `k <= max` such that, from every reachable state, every
 /// string of `k` bytes leads to a sink or to the state it leads to from the
 /// initial state; `None` when no such `k` exists or proving it would
-/// look at more than `budget` state pairs. A block list of words of at
+/// step more than `budget` state pairs. A block list of words of at
 /// most `L` letters has `k <= L - 1`: the state after a text depends only
 /// on its longest suffix that begins some word.
 pub(crate) fn resync_len(dfa: &Dfa, max: usize, budget: usize) -> Option<usize> {
