@@ -208,7 +208,7 @@ pub(crate) fn build(dfa: &Dfa, rodata: &mut Vec<u8>, path: &str) -> Result<Layou
         row_shift: row_bytes.trailing_zeros(),
         entry_bytes: entry_bytes as u32,
         premultiplied,
-        resync: resync_len(dfa, MAX_RESYNC, RESYNC_BUDGET).map(|k| k as u32),
+        resync: resync_len(dfa, MAX_RESYNC, RESYNC_STEPS_PER_STATE * states).map(|k| k as u32),
     })
 }
 
@@ -297,9 +297,11 @@ pub(crate) const CHAINS: usize = 4;
 /// but the first steps this many bytes more.
 pub(crate) const MAX_RESYNC: usize = 16;
 
-/// Most state pair steps [`resync_len`] takes before giving up (a 10,000
-/// word list takes about 10 million).
-const RESYNC_BUDGET: usize = 64_000_000;
+/// State pair steps [`resync_len`] may take per DFA state before giving
+/// up: a block list takes about its class count times its resync length
+/// (27 x 8 for random words of at most 9 letters), a DFA that never
+/// resynchronizes would go on to the budget.
+const RESYNC_STEPS_PER_STATE: usize = 512;
 
 /// The smallest `k <= max` such that, from every reachable state, every
 /// string of `k` bytes leads to a sink or to the state it leads to from the
@@ -571,6 +573,26 @@ mod tests {
         assert_eq!(l.scale(), 1);
         assert_eq!(rodata.len(), MAX_RODATA_BYTES);
         check_block(&dfa, &rodata, &l);
+    }
+
+    #[test]
+    fn block_lists_resynchronize_and_a_counter_does_not() {
+        // Words of at most 6 letters: the state depends on the last 5 bytes.
+        let dfa = case_insensitive(&["hate", "hat", "she", "hers", "his", "ersatz", "tzar"]);
+        let k = resync_len(&dfa, MAX_RESYNC, 1_000_000).expect("resynchronizes");
+        assert!((1..=5).contains(&k), "{k}");
+        // Shorter is refused: some state still differs after k - 1 bytes.
+        assert_eq!(resync_len(&dfa, k - 1, 1_000_000), None);
+        // The parity of the count of 'a' never forgets where it started.
+        let parity = Dfa {
+            next: (0..2u32)
+                .map(|s| std::array::from_fn(|b| if b == usize::from(b'a') { s ^ 1 } else { s }))
+                .collect(),
+            accepting: vec![false, true],
+        };
+        assert_eq!(resync_len(&parity, MAX_RESYNC, 1_000_000), None);
+        // A budget too small to finish gives up.
+        assert_eq!(resync_len(&dfa, MAX_RESYNC, 10), None);
     }
 
     #[test]
