@@ -23,10 +23,15 @@
 //!   first, in order along each chain; then the merge, which only compares
 //!   chain registers with immediates, copies one into `r0` and jumps within
 //!   itself or to the chunk's end;
-//! - **the code, by running it:** every chain step, on every reachable
-//!   state and byte, by the step check with the chain's register as the
-//!   state register (it must change no other register but `r8`, and never
-//!   leave its code); the merge, on every combination of chain states it
+//! - **the steps:** a chain step that is an ordinary step of the same
+//!   chunk byte (which the step check ran on every reachable state and
+//!   byte) with the state register renamed to the chain's, where that
+//!   step mentions no later chain's register and writes `r8` first, does
+//!   what that step does on its own register (see `renamed`); any other
+//!   chain step is run on every reachable state and byte by the step
+//!   check, with the chain's register as the state register (it must
+//!   change no other register but `r8`, and never leave its code);
+//! - **the merge, by running it:** on every combination of chain states it
 //!   can tell apart (it compares only with immediates, so the states it
 //!   compares with, and one state of each kind it does not, stand for all);
 //! - **what follows:** from the chunk's end, no path of the callback reads
@@ -71,10 +76,18 @@ pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationErro
 
 /// Runs the chain check on every chained chunk; returns the instructions
 /// the runs executed.
-pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, ValidationError> {
+/// `checked_steps` are the step check's (per pass, the step starts it
+/// checked, on the object with the chains bypassed).
+pub fn check(
+    program: &Program,
+    object: &Object,
+    map: &CodeMap,
+    checked_steps: &[Vec<usize>],
+) -> Result<u64, ValidationError> {
     let mut executed = 0;
     for (i, cm) in map.chains.iter().enumerate() {
-        executed += check_one(program, object, map, cm).map_err(|e| match e {
+        let checked = checked_steps.get(cm.pass).map_or(&[][..], Vec::as_slice);
+        executed += check_one(program, object, map, cm, checked).map_err(|e| match e {
             Failure::Plain(what) => ValidationError::Chains {
                 index: i,
                 pass: cm.pass,
@@ -102,6 +115,7 @@ fn check_one(
     object: &Object,
     map: &CodeMap,
     cm: &ChainMap,
+    checked_steps: &[usize],
 ) -> Result<u64, Failure> {
     let pass = map
         .passes
@@ -255,9 +269,41 @@ fn check_one(
         );
     }
 
-    // The steps by running them: the step check, chain by chain.
+    // The steps: a chain step that is an ordinary step of the same chunk
+    // byte, checked by the step check, with the state register renamed to
+    // one that step never mentions, behaves as that step on its register
+    // (see `renamed`); any other chain step is run on every reachable
+    // state and byte by the step check, with the chain's register as the
+    // state register.
     let mut executed = 0;
     for (i, c) in chains.iter().enumerate() {
+        let unproven: Vec<StepRange> = cm
+            .steps
+            .iter()
+            .filter(|s| s.chain == i)
+            .filter(|s| {
+                !ordinary.iter().any(|o| {
+                    o.offset == s.offset
+                        && checked_steps.contains(&o.start)
+                        && renamed(
+                            code,
+                            o.start..o.end,
+                            s.start..s.end,
+                            (state_reg, c.reg),
+                            &regs[1..],
+                        )
+                })
+            })
+            .map(|s| StepRange {
+                machine: 0,
+                offset: s.offset,
+                start: s.start,
+                end: s.end,
+            })
+            .collect();
+        if unproven.is_empty() {
+            continue;
+        }
         let mut one = pass.clone();
         one.machines = vec![MachineMap {
             scan,
@@ -266,17 +312,7 @@ fn check_one(
                 scale: scale as u32,
             },
         }];
-        one.steps = cm
-            .steps
-            .iter()
-            .filter(|s| s.chain == i)
-            .map(|s| StepRange {
-                machine: 0,
-                offset: s.offset,
-                start: s.start,
-                end: s.end,
-            })
-            .collect();
+        one.steps = unproven;
         let (e, checked) = crate::step::check_ranges(program, object, cm.pass, &one)
             .map_err(Failure::Validation)?;
         executed += e;
@@ -384,6 +420,137 @@ fn check_one(
     }
     dead_after(code, cm.skip, dirty)?;
     Ok(executed)
+}
+
+/// Whether the code at `chain` is the code at `ordinary` with register
+/// `from` renamed `to`, jumps that stay inside going as far, jumps that
+/// leave going to the same slot; where `ordinary` mentions none of
+/// `chain_regs` (the later chains' registers, which hold other values in
+/// the chains than before the ordinary steps) and begins by writing `r8`
+/// (which the chains leave otherwise too). Only arithmetic, loads, jumps
+/// and 64-bit constants are accepted (no store, call or exchange, whose
+/// registers may be implicit). Renaming a register the code does not
+/// otherwise use changes nothing but where the value lives: from `to`
+/// holding a state and every register it reads but `to` and `r8` as
+/// before the ordinary steps, the chain step does what the ordinary step
+/// does from `from` holding it: it reads the same byte, leaves the next
+/// state in `to` and writes no other register but `r8`, as the step check
+/// found the ordinary step to do.
+fn renamed(
+    code: &[Insn],
+    ordinary: std::ops::Range<usize>,
+    chain: std::ops::Range<usize>,
+    (from, to): (u8, u8),
+    chain_regs: &[u8],
+) -> bool {
+    if ordinary.len() != chain.len() || ordinary.end > code.len() || chain.end > code.len() {
+        return false;
+    }
+    if !matches!(code.get(ordinary.start), Some(Insn::Load { dst: 8, src, .. }) if *src != 8) {
+        return false;
+    }
+    let regs = |insn: &Insn| -> Option<Vec<u8>> {
+        let op = |o: &Operand| match o {
+            Operand::Reg(r) => vec![*r],
+            Operand::Imm(_) => vec![],
+        };
+        Some(match insn {
+            Insn::Alu { dst, src, .. } => [vec![*dst], op(src)].concat(),
+            Insn::Load { dst, src, .. } => vec![*dst, *src],
+            Insn::Jump { dst, src, .. } => [vec![*dst], op(src)].concat(),
+            Insn::LoadImm64 { dst, .. } => vec![*dst],
+            Insn::Wide => vec![],
+            _ => return None,
+        })
+    };
+    let rename = |r: u8| if r == from { to } else { r };
+    let rename_op = |o: Operand| match o {
+        Operand::Reg(r) => Operand::Reg(rename(r)),
+        imm => imm,
+    };
+    for (i, (o, c)) in code[ordinary.clone()]
+        .iter()
+        .zip(&code[chain.clone()])
+        .enumerate()
+    {
+        match regs(o) {
+            Some(rs) if !rs.iter().any(|r| chain_regs.contains(r)) => {}
+            _ => return false,
+        }
+        let want = match *o {
+            Insn::Alu {
+                wide,
+                op,
+                dst,
+                src,
+                off,
+                to_be,
+            } => Insn::Alu {
+                wide,
+                op,
+                dst: rename(dst),
+                src: rename_op(src),
+                off,
+                to_be,
+            },
+            Insn::Load {
+                width,
+                dst,
+                src,
+                off,
+                signed,
+            } => Insn::Load {
+                width,
+                dst: rename(dst),
+                src: rename(src),
+                off,
+                signed,
+            },
+            Insn::Jump {
+                wide,
+                cond,
+                dst,
+                src,
+                off,
+            } => {
+                let target = (ordinary.start + i + 1) as i64 + i64::from(off);
+                let inside = target >= ordinary.start as i64 && target <= ordinary.end as i64;
+                let off = if inside {
+                    off
+                } else {
+                    // The same slot, from the chain step's position.
+                    match i32::try_from(target - (chain.start + i + 1) as i64) {
+                        Ok(off) => off,
+                        Err(_) => return false,
+                    }
+                };
+                Insn::Jump {
+                    wide,
+                    cond,
+                    dst: rename(dst),
+                    src: rename_op(src),
+                    off,
+                }
+            }
+            Insn::LoadImm64 {
+                dst,
+                src,
+                value,
+                imm,
+            } => Insn::LoadImm64 {
+                dst: rename(dst),
+                src,
+                value,
+                imm,
+            },
+            Insn::Wide => Insn::Wide,
+            _ => return false,
+        };
+        if *c != want {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether `insn` loads chunk byte `offset` from `r9`.

@@ -200,7 +200,7 @@ pub fn validate(
     let walk = walk::check(program, &stepped, map, 0..=walk::MAX_LEN, &checked_steps)?;
     let prefilter_paths = prefilter::check(program, &object, map, Some(&checked_steps))?;
     // Chained chunks: against their ordinary steps, proven above.
-    let chain_insns = chains::check(program, &object, map)?;
+    let chain_insns = chains::check(program, &object, map, &checked_steps)?;
     let walk_time = t.elapsed();
     // Inline passes: their steps and walk (counted with the others').
     let t = std::time::Instant::now();

@@ -322,3 +322,41 @@ fn a_chain_starting_too_late_is_caught() {
         other => panic!("expected a chains error, got {other:?}"),
     }
 }
+
+#[test]
+fn chain_steps_are_proven_by_renaming_checked_ordinary_steps() {
+    let c = block_list(&WORDS);
+    let object = lagic_validate::Object::parse(&c.object).unwrap();
+    let prefiltered = lagic_validate::prefilter::bypassed(&object, &c.map).unwrap();
+    let stepped = lagic_validate::chains::bypassed(&prefiltered, &c.map).unwrap();
+    let (_, checked) = lagic_validate::step::check(&c.program, &stepped, &c.map).unwrap();
+    let Machine::Dfa(dfa) = &c.program.scans[0].machine else {
+        panic!("a DFA");
+    };
+    // With the ordinary steps checked, only the merge runs (a few cases
+    // of a few instructions) ...
+    let executed = lagic_validate::chains::check(&c.program, &object, &c.map, &checked).unwrap();
+    assert!(executed < 1_000, "{executed}");
+    // ... without them, every chain step runs on every state.
+    let none = vec![Vec::new(); checked.len()];
+    let executed = lagic_validate::chains::check(&c.program, &object, &c.map, &none).unwrap();
+    assert!(executed > dfa.next.len() as u64 * 9, "{executed}");
+}
+
+#[test]
+fn a_chain_step_writing_another_chains_register_is_caught() {
+    // Chain 1's last load (the next state) written to r0, chain 0's
+    // register: no longer a renamed ordinary step, and the step check
+    // finds it changing a register not its own.
+    let c = block_list(&WORDS);
+    let cm = chained(&c);
+    let step = cm.steps.iter().find(|s| s.chain == 1).unwrap();
+    let last = step.end - 1;
+    let at = patch::slot_offset(&c.object, ".text", last).unwrap();
+    let mut bad = c.object.clone();
+    bad[at + 1] &= 0xf0; // dst (low nibble) = r0
+    match lagic_validate::validate(&c.program, &bad, &c.map) {
+        Err(ValidationError::Step { what, .. }) => assert!(!what.is_empty()),
+        other => panic!("expected a step error, got {other:?}"),
+    }
+}
