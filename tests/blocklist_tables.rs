@@ -236,6 +236,11 @@ fn check_list(k: usize, seed: u64, count: usize, eval_every: usize) {
         !module.rodata.is_empty(),
         "{k} words: the automaton is not table-driven"
     );
+    // Its 64-byte chunks run as interleaved chains (emit-bpf's table.rs).
+    assert!(
+        !map.chains.is_empty(),
+        "{k} words: the chunks are not stepped as chains"
+    );
     let object = module.write_elf().expect("writes");
     lagic_validate::validate(&program, &object, &map)
         .unwrap_or_else(|e| panic!("{k} words: validation: {e}"));

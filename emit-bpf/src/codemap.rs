@@ -23,6 +23,9 @@ pub struct CodeMap {
     pub inline: Vec<InlineMap>,
     /// Prefilters: code in a callback that may jump over a chunk's steps.
     pub prefilters: Vec<PrefilterMap>,
+    /// Chunks of table passes stepped as interleaved chains, in front of
+    /// their ordinary steps.
+    pub chains: Vec<ChainMap>,
     /// Stack offset (from the entry's `r10`) of each scan's 8-byte final
     /// state, indexed by [`ScanId`].
     pub final_states: Vec<i16>,
@@ -138,6 +141,60 @@ pub struct PrefilterMap {
     pub skip: usize,
     /// Bytes the chunk holds, from the chunk pointer at `start` on.
     pub span: u16,
+}
+
+/// A chunk stepped as interleaved chains of table steps (see
+/// `codegen/table.rs`): code in callback `pass` that, from `start`, either
+/// falls to `slow` (the chunk's ordinary steps) or steps the chunk's `span`
+/// bytes as [`ChainMap::chains`], merges their states into the pass's state
+/// register from `merge` on, and jumps to `skip` (where the ordinary steps
+/// end). Only the pass's one machine is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainMap {
+    /// The callback, an index into [`CodeMap::passes`].
+    pub pass: usize,
+    /// First slot of the chains' code.
+    pub start: usize,
+    /// Where the chunk's ordinary steps begin.
+    pub slow: usize,
+    /// Where the chunk's ordinary steps end.
+    pub skip: usize,
+    /// First slot of the merge, after the last chain step.
+    pub merge: usize,
+    /// Bytes the chunk holds, from the chunk pointer at `start` on.
+    pub span: u16,
+    /// Bytes each chain but the first steps from the initial state before
+    /// its share of the chunk begins.
+    pub resync: u16,
+    /// The chains, in chunk order.
+    pub chains: Vec<ChainSpan>,
+    /// Every chain step, in slot order.
+    pub steps: Vec<ChainStep>,
+}
+
+/// One chain of a [`ChainMap`]: its state register and the chunk bytes
+/// `from..to` it steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainSpan {
+    /// The register holding the chain's state (times the table's scale).
+    pub reg: u8,
+    /// First chunk byte stepped.
+    pub from: u16,
+    /// Chunk byte after the last one stepped.
+    pub to: u16,
+}
+
+/// One table step of a chain on one chunk byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainStep {
+    /// Index into [`ChainMap::chains`].
+    pub chain: usize,
+    /// The chunk byte stepped on.
+    pub offset: u16,
+    /// First slot of the step.
+    pub start: usize,
+    /// Slot after the step.
+    pub end: usize,
 }
 
 /// Where one machine's state lives inside a callback or an inline pass.

@@ -17,9 +17,13 @@
 //! straight-line code in the entry, get their own step and walk checks
 //! ([`inline`]); a prefilter that jumps over a chunk's steps is checked lane
 //! by lane against the IR ([`prefilter`]), the steps and walk on the object
-//! with it bypassed; so is an inline pass's word test ([`swar`]). docs/validation.md
-//! says what this implies and what it does not cover.
+//! with it bypassed; so is an inline pass's word test ([`swar`]); a table
+//! pass's chunk stepped as interleaved chains is checked against the
+//! chunk's ordinary steps ([`chains`]), the steps and walk with the chains
+//! bypassed. docs/validation.md says what this implies and what it does
+//! not cover.
 
+pub mod chains;
 pub mod formula;
 pub mod frame;
 pub mod http;
@@ -87,6 +91,17 @@ pub enum ValidationError {
     #[error("prefilter {index} (pass {pass}): {what}")]
     Prefilter {
         /// The prefilter, an index into the code map's list.
+        index: usize,
+        /// The emitted pass holding it.
+        pass: usize,
+        /// What is wrong.
+        what: String,
+    },
+    /// A chunk stepped as chains may leave another state than its
+    /// ordinary steps, or the check could not run.
+    #[error("chained chunk {index} (pass {pass}): {what}")]
+    Chains {
+        /// The chained chunk, an index into the code map's list.
         index: usize,
         /// The emitted pass holding it.
         pass: usize,
@@ -178,12 +193,14 @@ pub fn validate(
     let t = std::time::Instant::now();
     // The steps and the walk run on the object with every chunk stepped
     // byte by byte; the prefilters are then checked on their own.
-    let stepped = prefilter::bypassed(&object, map)?;
+    let stepped = chains::bypassed(&prefilter::bypassed(&object, map)?, map)?;
     let (step_insns, checked_steps) = step::check(program, &stepped, map)?;
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
     let walk = walk::check(program, &stepped, map, 0..=walk::MAX_LEN, &checked_steps)?;
     let prefilter_paths = prefilter::check(program, &object, map, Some(&checked_steps))?;
+    // Chained chunks: against their ordinary steps, proven above.
+    let chain_insns = chains::check(program, &object, map, &checked_steps)?;
     let walk_time = t.elapsed();
     // Inline passes: their steps and walk (counted with the others').
     let t = std::time::Instant::now();
@@ -192,7 +209,7 @@ pub fn validate(
     let words_bypassed = swar::bypassed(&object, map)?;
     let (inline_insns, inline_walk) = inline::check(program, &words_bypassed, map)?;
     let word_test_runs = swar::check(program, &object, map)?;
-    let step_insns = step_insns + inline_insns;
+    let step_insns = step_insns + inline_insns + chain_insns;
     let walk_time = walk_time + t.elapsed();
     let t = std::time::Instant::now();
     let formula_cases = formula::check(program, &object, map)?;

@@ -192,11 +192,24 @@ pub fn check_with(
     let mut executed = 0;
     let mut checked = Vec::new();
     for (p, pass) in map.passes.iter().enumerate() {
-        let (e, c) = check_pass(program, object, p, pass, bytes)?;
+        let (e, c) = check_pass(program, object, p, pass, bytes, true)?;
         executed += e;
         checked.push(c);
     }
     Ok((executed, checked))
+}
+
+/// The step check of `pass`'s step ranges in callback `p` alone, without
+/// the early-stop check at chunk ends: for step ranges that are not a
+/// chunk's ordinary steps (a chained chunk's, see [`crate::chains`]).
+/// Returns what [`check`] returns for one pass.
+pub fn check_ranges(
+    program: &Program,
+    object: &Object,
+    p: usize,
+    pass: &PassMap,
+) -> Result<(u64, Vec<usize>), ValidationError> {
+    check_pass(program, object, p, pass, Bytes::Cells, false)
 }
 
 fn check_pass(
@@ -205,6 +218,7 @@ fn check_pass(
     p: usize,
     pass: &PassMap,
     bytes: Bytes,
+    early_stop: bool,
 ) -> Result<(u64, Vec<usize>), ValidationError> {
     let callback = &object.callbacks[p];
     let mut marked = vec![false; callback.insns.len()];
@@ -449,7 +463,9 @@ fn check_pass(
         }
         vm.forbid_stores = false;
     }
-    executed += check_early_stop(program, &mut vm, p, pass, &chunk_ends, &captured)?;
+    if early_stop {
+        executed += check_early_stop(program, &mut vm, p, pass, &chunk_ends, &captured)?;
+    }
     Ok((executed, checked))
 }
 

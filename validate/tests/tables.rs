@@ -215,3 +215,148 @@ fn table_cells_and_every_byte_agree() {
     }
     assert!(rejected > 5, "{rejected} rejected, {accepted} accepted");
 }
+
+/// A table pass's 64-byte chunks run as interleaved chains (emit-bpf's
+/// `codegen/table.rs`), checked against the chunk's ordinary steps.
+fn chained(c: &support::Compiled) -> &emit_bpf::codemap::ChainMap {
+    assert_eq!(c.map.chains.len(), 1, "one chained chunk");
+    &c.map.chains[0]
+}
+
+fn expect_chains_error(c: &support::Compiled, bad: &[u8], what_has: &str) {
+    match lagic_validate::validate(&c.program, bad, &c.map) {
+        Err(ValidationError::Chains { what, .. }) => {
+            assert!(what.contains(what_has), "{what}")
+        }
+        other => panic!("expected a chains error ({what_has}), got {other:?}"),
+    }
+}
+
+#[test]
+fn a_block_list_steps_its_chunks_as_chains_and_validates() {
+    let c = block_list(&WORDS);
+    let cm = chained(&c);
+    // Words of at most 6 letters: the state depends on the last 5 bytes.
+    assert!((1..=5).contains(&cm.resync), "{cm:?}");
+    assert!(cm.chains.len() > 1, "{cm:?}");
+    let stepped: usize = cm.chains.iter().map(|s| usize::from(s.to - s.from)).sum();
+    assert_eq!(stepped, cm.steps.len());
+    assert_eq!(
+        stepped,
+        64 + (cm.chains.len() - 1) * usize::from(cm.resync),
+        "{cm:?}"
+    );
+    lagic_validate::validate(&c.program, &c.object, &c.map).unwrap();
+}
+
+#[test]
+fn a_chain_step_reading_the_wrong_byte_is_caught() {
+    let c = block_list(&WORDS);
+    let cm = chained(&c);
+    let step = cm.steps.iter().find(|s| s.chain == 1).unwrap();
+    let mut bad = c.object.clone();
+    patch::set_off(&mut bad, ".text", step.start, step.offset as i16 + 1).unwrap();
+    expect_chains_error(&c, &bad, "must first load chunk byte");
+}
+
+#[test]
+fn a_chain_step_reading_the_wrong_row_is_caught() {
+    // The step's last load (the next state) two bytes into the row: the
+    // step check, run on the chain's register, finds the wrong state.
+    let c = block_list(&WORDS);
+    let cm = chained(&c);
+    let step = cm.steps.iter().find(|s| s.chain == 2).unwrap();
+    let last = step.end - 1;
+    let off = patch::off(&c.object, ".text", last).unwrap();
+    let mut bad = c.object.clone();
+    patch::set_off(&mut bad, ".text", last, off + 2).unwrap();
+    match lagic_validate::validate(&c.program, &bad, &c.map) {
+        Err(ValidationError::Step { what, .. }) => assert!(!what.is_empty()),
+        other => panic!("expected a step error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_merge_that_misses_a_sink_is_caught() {
+    // The merge's first test compares chain 0 with the sink; compare it
+    // with another value, and a chain 0 that sank is overridden.
+    let c = block_list(&WORDS);
+    let cm = chained(&c);
+    let first =
+        patch::find(&c.object, ".text", cm.merge..cm.slow, 0x55, None).expect("a jne in the merge");
+    let imm = patch::imm(&c.object, ".text", first).unwrap();
+    let mut bad = c.object.clone();
+    patch::set_imm(&mut bad, ".text", first, imm ^ 0x40).unwrap();
+    expect_chains_error(&c, &bad, "the merge of chain states");
+}
+
+#[test]
+fn chains_that_overlap_too_little_are_caught() {
+    // The code as emitted, with a map claiming one byte less of overlap
+    // suffices: the IR does not resynchronize that fast.
+    let c = block_list(&WORDS);
+    let mut map = c.map.clone();
+    map.chains[0].resync -= 1;
+    match lagic_validate::validate(&c.program, &c.object, &map) {
+        Err(ValidationError::Chains { what, .. }) => {
+            assert!(what.contains("do not resynchronize"), "{what}")
+        }
+        other => panic!("expected a chains error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_chain_starting_too_late_is_caught() {
+    // Chain 1 told to start one byte later than its code does: its steps
+    // no longer match their bytes.
+    let c = block_list(&WORDS);
+    let mut map = c.map.clone();
+    map.chains[0].chains[1].from += 1;
+    match lagic_validate::validate(&c.program, &c.object, &map) {
+        Err(ValidationError::Chains { what, .. }) => {
+            assert!(
+                what.contains("resynchronize") || what.contains("steps byte"),
+                "{what}"
+            )
+        }
+        other => panic!("expected a chains error, got {other:?}"),
+    }
+}
+
+#[test]
+fn chain_steps_are_proven_by_renaming_checked_ordinary_steps() {
+    let c = block_list(&WORDS);
+    let object = lagic_validate::Object::parse(&c.object).unwrap();
+    let prefiltered = lagic_validate::prefilter::bypassed(&object, &c.map).unwrap();
+    let stepped = lagic_validate::chains::bypassed(&prefiltered, &c.map).unwrap();
+    let (_, checked) = lagic_validate::step::check(&c.program, &stepped, &c.map).unwrap();
+    let Machine::Dfa(dfa) = &c.program.scans[0].machine else {
+        panic!("a DFA");
+    };
+    // With the ordinary steps checked, only the merge runs (a few cases
+    // of a few instructions) ...
+    let executed = lagic_validate::chains::check(&c.program, &object, &c.map, &checked).unwrap();
+    assert!(executed < 1_000, "{executed}");
+    // ... without them, every chain step runs on every state.
+    let none = vec![Vec::new(); checked.len()];
+    let executed = lagic_validate::chains::check(&c.program, &object, &c.map, &none).unwrap();
+    assert!(executed > dfa.next.len() as u64 * 9, "{executed}");
+}
+
+#[test]
+fn a_chain_step_writing_another_chains_register_is_caught() {
+    // Chain 1's last load (the next state) written to r0, chain 0's
+    // register: no longer a renamed ordinary step, and the step check
+    // finds it changing a register not its own.
+    let c = block_list(&WORDS);
+    let cm = chained(&c);
+    let step = cm.steps.iter().find(|s| s.chain == 1).unwrap();
+    let last = step.end - 1;
+    let at = patch::slot_offset(&c.object, ".text", last).unwrap();
+    let mut bad = c.object.clone();
+    bad[at + 1] &= 0xf0; // dst (low nibble) = r0
+    match lagic_validate::validate(&c.program, &bad, &c.map) {
+        Err(ValidationError::Step { what, .. }) => assert!(!what.is_empty()),
+        other => panic!("expected a step error, got {other:?}"),
+    }
+}

@@ -422,6 +422,7 @@ struct Passes<'g> {
     callbacks: Vec<Function>,
     maps: Vec<PassMap>,
     prefilters: Vec<PrefilterMap>,
+    chains: Vec<crate::codemap::ChainMap>,
     inline: Vec<(&'g scan::PassGroup, inline::InlineMarks)>,
     entry_marks: Vec<Label>,
 }
@@ -432,6 +433,7 @@ impl<'g> Passes<'g> {
             callbacks: Vec::with_capacity(n),
             maps: Vec::with_capacity(n),
             prefilters: Vec::new(),
+            chains: Vec::new(),
             inline: Vec::new(),
             entry_marks: Vec::with_capacity(n + 1),
         }
@@ -447,8 +449,12 @@ impl<'g> Passes<'g> {
         allow_prefilter: bool,
     ) -> Result<(), CodegenError> {
         let callback_index = self.callbacks.len();
-        let (body, steps, prefilter) =
+        let (body, steps, prefilter, chains) =
             scan::emit_callback(program, group, index as i32, allow_prefilter)?;
+        if let Some(mut chains) = chains {
+            chains.pass = callback_index;
+            self.chains.push(chains);
+        }
         for (start, slow, skip, span) in prefilter {
             self.prefilters.push(PrefilterMap {
                 pass: callback_index,
@@ -484,6 +490,7 @@ fn finish(
         callbacks,
         maps: mut pass_maps,
         prefilters,
+        chains,
         inline: inline_passes,
         mut entry_marks,
     } = passes;
@@ -551,6 +558,7 @@ fn finish(
         formula_start: marked[callback_marks - 1],
         inline,
         prefilters,
+        chains,
         payload_start: frame::CTX + scan::ctx::PAYLOAD_START,
         payload_len: frame::CTX + scan::ctx::PAYLOAD_LEN,
         http: None,

@@ -135,7 +135,7 @@ const MID_CHUNK: usize = 8;
 const DEPTH_CHUNK: usize = 32;
 
 const BYTE: Register = R8;
-const CHUNK_PTR: Register = R9;
+pub(crate) const CHUNK_PTR: Register = R9;
 const POS: Register = R7;
 const CTX: Register = R6;
 /// While stepping, `r7` (the position is no longer needed) holds a zero the
@@ -546,8 +546,14 @@ pub(crate) fn needs_blur(program: &Program, group: &PassGroup) -> bool {
 /// Largest DFA stepped without blurring (see [`needs_blur`]).
 const MAX_UNBLURRED_STATES: usize = 6;
 
-/// A callback's instructions, step ranges and prefilter slots.
-pub(crate) type CallbackCode = (Vec<Insn>, Vec<StepRange>, Vec<PrefilterSlots>);
+/// A callback's instructions, step ranges, prefilter slots and chained
+/// chunk (its `pass` left 0 for the caller to set).
+pub(crate) type CallbackCode = (
+    Vec<Insn>,
+    Vec<StepRange>,
+    Vec<PrefilterSlots>,
+    Option<crate::codemap::ChainMap>,
+);
 
 /// A prefilter's slots (start, slow path, skip target) and the bytes it
 /// may skip.
@@ -593,6 +599,7 @@ pub(crate) fn emit_callback(
     };
     let mut prefilter_marks: Vec<([Label; 3], u16)> = Vec::new();
     let mut word_slow: Vec<Label> = Vec::new();
+    let mut chain_marks = None;
 
     let mut a = Asm::new();
     let finished = a.label();
@@ -674,6 +681,20 @@ pub(crate) fn emit_callback(
                 prefilter_marks.push(([starts[k], word_slow[k], next], 8));
             }
             a.ja(skip);
+        }
+        // A table pass's 64-byte chunks run as interleaved chains (see
+        // `table.rs`), with the ordinary steps after them; not in stream
+        // passes, which are validated without them.
+        if let (Some(layout), Machine::Dfa(dfa), true) = (
+            &group.table,
+            &program.scans[group.scans[0]].machine,
+            allow_prefilter && size == MAX_CHUNK,
+        ) {
+            if let Some(k) = layout.resync {
+                let marks =
+                    super::table::emit_chains(&mut a, layout, dfa, size, k as usize, skip, fail);
+                chain_marks = Some(marks);
+            }
         }
         for j in 0..size {
             if let (Some(&slow), 0) = (word_slow.get(j / 8), j % 8) {
@@ -770,6 +791,11 @@ pub(crate) fn emit_callback(
     a.emit(Insn::exit());
     let mut labels: Vec<Label> = marks.iter().flat_map(|m| [m.start, m.end]).collect();
     labels.extend(prefilter_marks.iter().flat_map(|(m, _)| *m));
+    let chain_at = labels.len();
+    if let Some(c) = &chain_marks {
+        labels.extend([c.start, c.slow, c.skip, c.merge]);
+        labels.extend(c.steps.iter().flat_map(|&(_, _, s, e)| [s, e]));
+    }
     let (insns, slots) = a.finish_marked(&labels)?;
     let prefilter = (0..prefilter_marks.len())
         .map(|i| {
@@ -782,6 +808,35 @@ pub(crate) fn emit_callback(
             )
         })
         .collect();
+    let chains = chain_marks.map(|c| crate::codemap::ChainMap {
+        pass: 0,
+        start: slots[chain_at],
+        slow: slots[chain_at + 1],
+        skip: slots[chain_at + 2],
+        merge: slots[chain_at + 3],
+        span: MAX_CHUNK as u16,
+        resync: c.resync as u16,
+        chains: c
+            .spans
+            .iter()
+            .map(|&(reg, from, to)| crate::codemap::ChainSpan {
+                reg: reg.number(),
+                from: from as u16,
+                to: to as u16,
+            })
+            .collect(),
+        steps: c
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, &(chain, offset, _, _))| crate::codemap::ChainStep {
+                chain,
+                offset: offset as u16,
+                start: slots[chain_at + 4 + 2 * i],
+                end: slots[chain_at + 5 + 2 * i],
+            })
+            .collect(),
+    });
     let steps = marks
         .iter()
         .zip(slots.chunks(2))
@@ -792,7 +847,7 @@ pub(crate) fn emit_callback(
             end: se[1],
         })
         .collect();
-    Ok((insns, steps, prefilter))
+    Ok((insns, steps, prefilter, chains))
 }
 
 /// Where each machine of the group keeps its state, for the code map.

@@ -42,6 +42,18 @@
 //! rS = *(u16 *)(rS + 512)     the next state's row offset
 //! ```
 //!
+//! Each step waits for the one before (an add and a load, about six
+//! cycles), whatever the instruction count. So a 64-byte chunk of a pass
+//! whose DFA resynchronizes (see [`resync_len`]: after `k` bytes, from any
+//! state, a sink or the state the same bytes give from the initial state;
+//! `k` is at most one less than the longest word of a block list) runs as
+//! [`CHAINS`] chains whose loads overlap ([`emit_chains`]): chain 0 goes on
+//! from the pass's state, each later chain starts from the initial state
+//! `k` bytes before its predecessor stops, and the chunk's state is the
+//! first chain's that sank, else the last chain's. The chunk's ordinary
+//! steps follow, behind a guard never taken at run time, and translation
+//! validation proves the chains against them (lagic-validate's `chains`).
+//!
 //! Invariants: the verifier sees every table access in bounds, whatever
 //! the register values: the byte is at most 255, the class offset is masked
 //! below the row size, the state is checked to be at most the last state
@@ -99,6 +111,9 @@ pub(crate) struct Layout {
     /// Whether entries and state registers hold row offsets (premultiplied
     /// states); otherwise they hold state numbers, shifted by each step.
     pub premultiplied: bool,
+    /// The DFA's [`resync_len`], when at most [`MAX_RESYNC`]: its 64-byte
+    /// chunks are then stepped as chains ([`emit_chains`]).
+    pub resync: Option<u32>,
 }
 
 impl Layout {
@@ -193,6 +208,7 @@ pub(crate) fn build(dfa: &Dfa, rodata: &mut Vec<u8>, path: &str) -> Result<Layou
         row_shift: row_bytes.trailing_zeros(),
         entry_bytes: entry_bytes as u32,
         premultiplied,
+        resync: resync_len(dfa, MAX_RESYNC, RESYNC_STEPS_PER_STATE * states).map(|k| k as u32),
     })
 }
 
@@ -269,6 +285,196 @@ pub(crate) fn emit_step(
         Size::W
     };
     a.emit(Insn::load(size, state, state, CLASS_MAP_BYTES as i16));
+}
+
+/// Chains a 64-byte chunk of a table pass is stepped as (see
+/// [`emit_chains`]): on block lists of random case-insensitive words
+/// (1,000 words, 1,400 bytes, alternated runs on one machine), one chain
+/// took 1.6 ns a byte, two 0.90, three 0.75, four 0.71 and six 0.77.
+pub(crate) const CHAINS: usize = 4;
+
+/// Longest resynchronization (see [`resync_len`]) worth chains: each chain
+/// but the first steps this many bytes more.
+pub(crate) const MAX_RESYNC: usize = 16;
+
+/// State pair steps [`resync_len`] may take per DFA state before giving
+/// up: a block list takes about its class count times its resync length
+/// (27 x 8 for random words of at most 9 letters), a DFA that never
+/// resynchronizes would go on to the budget.
+const RESYNC_STEPS_PER_STATE: usize = 512;
+
+/// The smallest `k <= max` such that, from every reachable state, every
+/// string of `k` bytes leads to a sink or to the state it leads to from the
+/// initial state; `None` when no such `k` exists or proving it would
+/// step more than `budget` state pairs. A block list of words of at
+/// most `L` letters has `k <= L - 1`: the state after a text depends only
+/// on its longest suffix that begins some word.
+pub(crate) fn resync_len(dfa: &Dfa, max: usize, budget: usize) -> Option<usize> {
+    let sink = |s: u32| dfa.next[s as usize].iter().all(|&t| t == s);
+    // One byte per class: bytes of a class move every state alike.
+    let class_of = byte_classes(dfa);
+    let mut reps: Vec<usize> = Vec::new();
+    let mut seen_class = [false; 256];
+    for (b, &class) in class_of.iter().enumerate() {
+        let c = usize::from(class);
+        if !seen_class[c] {
+            seen_class[c] = true;
+            reps.push(b);
+        }
+    }
+    let mut reachable = vec![false; dfa.next.len()];
+    let mut order = vec![0u32];
+    reachable[0] = true;
+    let mut i = 0;
+    while i < order.len() {
+        let s = order[i];
+        for &b in &reps {
+            let t = dfa.next[s as usize][b];
+            if !reachable[t as usize] {
+                reachable[t as usize] = true;
+                order.push(t);
+            }
+        }
+        i += 1;
+    }
+    // Pairs (state from some reachable state, state from the initial one)
+    // after the same bytes, dropping pairs that met or sank: they stay so.
+    let mut pairs: Vec<(u32, u32)> = order
+        .iter()
+        .filter(|&&s| s != 0 && !sink(s))
+        .map(|&s| (s, 0))
+        .collect();
+    let mut looked = pairs.len();
+    for k in 0..=max {
+        if pairs.is_empty() {
+            return Some(k);
+        }
+        let mut next = Vec::with_capacity(pairs.len() * 2);
+        for &(s, t) in &pairs {
+            for &b in &reps {
+                let (s2, t2) = (dfa.next[s as usize][b], dfa.next[t as usize][b]);
+                if s2 != t2 && !sink(s2) {
+                    next.push((s2, t2));
+                }
+            }
+            looked += reps.len();
+            if looked > budget {
+                return None;
+            }
+        }
+        next.sort_unstable();
+        next.dedup();
+        pairs = next;
+    }
+    None
+}
+
+/// Labels of a chunk stepped as chains, for the code map.
+pub(crate) struct ChainMarks {
+    pub start: Label,
+    pub slow: Label,
+    pub skip: Label,
+    pub merge: Label,
+    pub resync: usize,
+    /// Per chain: its state register and chunk bytes `from..to`.
+    pub spans: Vec<(Register, usize, usize)>,
+    /// Per step: chain, chunk byte, start and end labels.
+    pub steps: Vec<(usize, usize, Label, Label)>,
+}
+
+/// The chunk of `size` bytes at `chunk` stepped as [`CHAINS`] interleaved
+/// chains of table steps, so that the chains' dependent loads overlap.
+/// Chain 0 continues the pass's state in `r0` from the chunk's first
+/// byte; chain `i > 0`, in `r(i)`, starts from the initial state `resync`
+/// bytes before the byte where chain `i - 1` stops. By [`resync_len`], the
+/// state chain `i - 1` reaches there is then a sink or the one chain `i`
+/// reaches: the chunk's state is the first chain's that ended in a sink,
+/// else the last chain's. The code then jumps to `skip`.
+///
+/// It begins with a test that falls to `slow` (the chunk's ordinary steps,
+/// which follow this code) when `r0` holds no state: never at run time,
+/// but it keeps those steps reachable for the verifier, and translation
+/// validation checks the pass with the chains bypassed (through them),
+/// then the chains against them.
+pub(crate) fn emit_chains(
+    a: &mut Asm,
+    layout: &Layout,
+    dfa: &Dfa,
+    size: usize,
+    resync: usize,
+    skip: Label,
+    fail: Label,
+) -> ChainMarks {
+    const REGS: [Register; CHAINS] = [R0, R1, R2, R3];
+    const _: () = assert!(CHAINS <= super::scan::MACHINE_REG_FILE.len());
+    let (start, slow, merge) = (a.label(), a.label(), a.label());
+    a.bind(start);
+    a.jmp_imm(JmpCond::Jgt, R0, layout.last_state_value() as i32, slow);
+    let per = (size + (CHAINS - 1) * resync).div_ceil(CHAINS);
+    let mut spans = Vec::with_capacity(CHAINS);
+    let mut end = 0;
+    for (i, &reg) in REGS.iter().enumerate() {
+        let from = if i == 0 { 0 } else { end - resync };
+        let to = if i + 1 == CHAINS {
+            size
+        } else {
+            (from + per).min(size)
+        };
+        spans.push((reg, from, to));
+        end = to;
+    }
+    // The initial state is 0 whatever the scale.
+    for &reg in &REGS[1..] {
+        a.emit(Insn::mov64_imm(reg, 0));
+    }
+    let mut steps = Vec::new();
+    let longest = spans.iter().map(|&(_, f, t)| t - f).max().unwrap_or(0);
+    for j in 0..longest {
+        for (i, &(reg, from, to)) in spans.iter().enumerate() {
+            if from + j < to {
+                let (s, e) = (a.label(), a.label());
+                a.bind(s);
+                emit_step(
+                    a,
+                    layout,
+                    super::scan::CHUNK_PTR,
+                    (from + j) as i16,
+                    R8,
+                    reg,
+                    fail,
+                );
+                a.bind(e);
+                steps.push((i, from + j, s, e));
+            }
+        }
+    }
+    a.bind(merge);
+    let sinks: Vec<u32> = (0..dfa.next.len() as u32)
+        .filter(|&s| dfa.next[s as usize].iter().all(|&t| t == s))
+        .collect();
+    for &reg in &REGS[..CHAINS - 1] {
+        for &s in &sinks {
+            let other = a.label();
+            a.jmp_imm(JmpCond::Jne, reg, (s * layout.scale()) as i32, other);
+            if reg != R0 {
+                a.emit(Insn::mov64_reg(R0, reg));
+            }
+            a.ja(skip);
+            a.bind(other);
+        }
+    }
+    a.emit(Insn::mov64_reg(R0, REGS[CHAINS - 1]));
+    a.ja(skip);
+    a.bind(slow);
+    ChainMarks {
+        start,
+        slow,
+        skip,
+        merge,
+        resync,
+        spans,
+        steps,
+    }
 }
 
 #[cfg(test)]
@@ -367,6 +573,26 @@ mod tests {
         assert_eq!(l.scale(), 1);
         assert_eq!(rodata.len(), MAX_RODATA_BYTES);
         check_block(&dfa, &rodata, &l);
+    }
+
+    #[test]
+    fn block_lists_resynchronize_and_a_counter_does_not() {
+        // Words of at most 6 letters: the state depends on the last 5 bytes.
+        let dfa = case_insensitive(&["hate", "hat", "she", "hers", "his", "ersatz", "tzar"]);
+        let k = resync_len(&dfa, MAX_RESYNC, 1_000_000).expect("resynchronizes");
+        assert!((1..=5).contains(&k), "{k}");
+        // Shorter is refused: some state still differs after k - 1 bytes.
+        assert_eq!(resync_len(&dfa, k - 1, 1_000_000), None);
+        // The parity of the count of 'a' never forgets where it started.
+        let parity = Dfa {
+            next: (0..2u32)
+                .map(|s| std::array::from_fn(|b| if b == usize::from(b'a') { s ^ 1 } else { s }))
+                .collect(),
+            accepting: vec![false, true],
+        };
+        assert_eq!(resync_len(&parity, MAX_RESYNC, 1_000_000), None);
+        // A budget too small to finish gives up.
+        assert_eq!(resync_len(&dfa, MAX_RESYNC, 10), None);
     }
 
     #[test]
