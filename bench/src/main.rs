@@ -1,6 +1,6 @@
 //! `lagic-bench`: the whole benchmark in one run (see lib.rs for the parts).
 //!
-//! Usage: `lagic-bench [--quick] [--no-e2e]` (or `--render`: rewrite
+//! Usage (`lagic-bench --help` prints it): `lagic-bench [--quick] [--no-e2e]` (or `--render`: rewrite
 //! BENCHMARKS.md from bench/results.json; or `--e2e-only [--quick]`: only the
 //! end-to-end part, its table on stdout, nothing written; or
 //! `--keepalive-only [--body N]... [--seconds S] [FILTER...]`: only its
@@ -37,6 +37,53 @@ struct Plan {
     e2e_seconds: f64,
 }
 
+/// What `--help` prints.
+const USAGE: &str = "\
+lagic-bench: lagic against clang, iptables and no filter (run as root; scripts/bench builds and runs it)
+
+usage:
+  lagic-bench [--quick] [--no-e2e]       the whole benchmark: rewrites BENCHMARKS.md and bench/results.json
+  lagic-bench --render                   BENCHMARKS.md again from bench/results.json (no measuring)
+  lagic-bench --runtime-only [DIODE...] [--quick]   run time of seed diodes against their C baselines
+  lagic-bench --stream-only [--quick]    stream diodes' time per segment beside the per-packet diode's
+  lagic-bench --scaling-only [--quick]   the scaling families
+  lagic-bench --blocklist-only [--quick] [--no-e2e]   block lists of 1 to 10,000 words
+  lagic-bench --blocklist-spec K         the block-list spec of K words on stdout
+  lagic-bench --blocklist-compare K A.o B.o [BYTES]   two objects of the K-word list, alternated
+  lagic-bench --events-compare A.o B.o [ROUNDS]       two objects' cost with and without events
+  lagic-bench --e2e-only [--quick]       the end-to-end part (veth, HTTP, iptables), tables on stdout
+  lagic-bench --keepalive-only [--body N]... [--seconds S] [FILTER...]   the keep-alive load alone
+                                         (FILTER: lagic, stream, clang, iptables; default all)
+  lagic-bench --wire-only [--quick]      per packet through the veth: 1,000 words against 1,000 iptables rules
+  lagic-bench enclave [--quick] [--tiny-only] [--rounds N] [--run-c PATH]   lagic-enclave's inference speed against C llama2
+  lagic-bench --help                     this text
+
+The parts other than --render, --blocklist-spec and enclave need root (BPF, namespaces, iptables).
+docs/benchmarks.md explains what each part measures.";
+
+/// Every option the modes above read.
+const KNOWN_FLAGS: [&str; 19] = [
+    "--quick",
+    "--no-e2e",
+    "--render",
+    "--runtime-only",
+    "--stream-only",
+    "--scaling-only",
+    "--blocklist-only",
+    "--blocklist-spec",
+    "--blocklist-compare",
+    "--events-compare",
+    "--e2e-only",
+    "--keepalive-only",
+    "--body",
+    "--seconds",
+    "--wire-only",
+    "--rounds",
+    "--run-c",
+    "--help",
+    "-h",
+];
+
 const SIZES: [usize; 5] = [16, 64, 512, 1400, 3000];
 const PER_BYTE_SIZES: [usize; 8] = [64, 128, 256, 512, 1024, 2048, 3000, 3600];
 
@@ -67,6 +114,19 @@ fn main() {
             std::process::exit(1);
         }
         return;
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
+    // An unknown flag must not fall through to the full run: that run
+    // rewrites BENCHMARKS.md and touches namespaces and iptables.
+    if let Some(bad) = args
+        .iter()
+        .find(|a| a.starts_with('-') && !KNOWN_FLAGS.contains(&a.as_str()))
+    {
+        eprintln!("lagic-bench: unknown option `{bad}` (see `lagic-bench --help`)");
+        std::process::exit(2);
     }
     if args.first().map(String::as_str) == Some("--blocklist-spec") {
         // For probing lagic by hand: the block-list spec of K words on stdout.
