@@ -17,6 +17,10 @@ use predicate_ir::StreamProgram;
 
 use crate::{step, Object, Report, ValidationError};
 
+pub mod formula;
+mod probe;
+pub mod walk;
+
 /// Validates the machine steps of the stream diode `object` compiled from
 /// `program`, using `map` to find them.
 pub fn validate_stream(
@@ -57,14 +61,21 @@ pub fn validate_stream(
     // As for a per-packet diode: the steps on the object with every
     // prefilter bypassed, then each prefilter on its own.
     let stepped = crate::prefilter::bypassed(&object, map)?;
-    let (step_insns, _) = step::check(&program.program, &stepped, map)?;
+    let (step_insns, checked_steps) = step::check(&program.program, &stepped, map)?;
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
+    let walk = walk::check(program, &stepped, map, &checked_steps)?;
     let prefilter_paths = crate::prefilter::check(&program.program, &object, map, None)?;
+    let walk_time = t.elapsed();
+    let t = std::time::Instant::now();
+    let formula_cases = formula::check(program, &object, map)?;
     Ok(Report {
         step_insns,
+        walk_lengths: walk.lengths,
+        walk_classes: walk.classes,
         prefilter_paths,
-        times: [step_time, t.elapsed(), Default::default()],
+        formula_cases,
+        times: [step_time, walk_time, t.elapsed()],
         ..Report::default()
     })
 }
@@ -76,6 +87,12 @@ pub const FLOW_VALUE_BASE: u64 = 0x5300_0000;
 /// Bytes mapped for a flow value: at least any value the emitter writes
 /// (the verifier checks the real bounds).
 const FLOW_VALUE_LEN: usize = 512;
+
+/// Whether `width` bytes at `addr` lie in the probe's flow value (where a
+/// stream pass stores its machines' registers back).
+pub(crate) fn in_flow_value(addr: u64, width: u8) -> bool {
+    addr >= FLOW_VALUE_BASE && addr + u64::from(width) <= FLOW_VALUE_BASE + FLOW_VALUE_LEN as u64
+}
 /// `bpf_skb_change_tail`.
 pub const SKB_CHANGE_TAIL: i32 = 38;
 /// Offset of the next expected sequence number in a flow value

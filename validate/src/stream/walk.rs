@@ -1,0 +1,260 @@
+//! The stream walk check: for every pass, every stream offset class and
+//! every segment length 0..=65,481, the pass steps each machine on exactly
+//! the stream bytes of its window that the segment carries, each once and
+//! in order, starting from the state the flow carried, and hands the
+//! formula the state its last step left (or the carried one).
+//!
+//! A segment is judged with `S` (the flow's stream length: the stream
+//! offset of its first new byte, 64 bits, read by the emitted code from
+//! the flow value) and `n` (its new bytes). A pass with window
+//! `[ws, we)` (stream offsets; `we` may be unbounded) must read stream
+//! offsets `[max(ws, S), min(we, S + n))`, i.e. payload offsets
+//! `[max(ws, S) - S, min(we, S + n) - S)`: for a fixed `S`, a per-packet
+//! window `W(S)` of the payload:
+//!
+//! - `S < ws`: `W(S) = [ws - S, we - S)`;
+//! - `ws <= S < we`: `W(S) = [0, we - S)` (unbounded: `[0, n)`);
+//! - `S >= we` (bounded): empty; the carried state is the result.
+//!
+//! **The classes.** For each `S` below `T` (`T = we` for a bounded window,
+//! `ws + 1` for an unbounded one) `W(S)` differs from every other's, and
+//! each is checked on its own: every such offset is run. From `T` on,
+//! `W(S)` is the same for every `S` (empty, or the whole segment), so the
+//! emitted pass must behave the same for each; this is checked at `T` and
+//! at the offsets where 32-bit truncation, a signed comparison or a 64-bit
+//! overflow of `S` or `S + n` would change an emitted comparison's outcome
+//! ([`tail_offsets`]). That is a sample of the tail, not a proof for each
+//! of its 2^64 offsets: docs/validation.md says so.
+//!
+//! For one `S`, the payload lengths are proven exactly as for a per-packet
+//! pass (`crate::walk::classes`: classes of lengths, each proven by one
+//! symbolic run) against the window `W(S)`: the run starts at the pass's
+//! setup captured from a run of the whole entry on the longest payload with
+//! the flow's stream length set to `S`, through the emitted segment rules
+//! (so `S` reaches the pass the way the kernel's does), and the walk's
+//! coverage, the machines' states travelling between iterations from the
+//! values loaded from the flow, and the final-state slots are checked as
+//! there. A class the symbolic run does not model is an error here (no
+//! one-by-one fallback for stream passes): the check fails closed.
+
+use emit_bpf::codemap::{CodeMap, PassMap};
+use predicate_ir::{StreamProgram, Window};
+
+use super::probe;
+use crate::object::Object;
+use crate::vm::{self, Func, Stop};
+use crate::walk::classes::{self, Class, Fail};
+use crate::walk::{Stats, MAX_PAYLOAD};
+use crate::ValidationError;
+
+/// Most classes of lengths for one pass and stream offset before the check
+/// gives up (fails closed).
+const CLASS_LIMIT: u64 = 8192;
+
+/// Stream offsets from `t` on at which the tail is run: `t` and `t + 1`,
+/// around 2^31 and 2^32 (32-bit truncation or sign), around 2^63 (a signed
+/// 64-bit comparison), and the largest offsets whose segment end `S + n`
+/// does or does not overflow 64 bits.
+pub fn tail_offsets(t: u64) -> Vec<u64> {
+    let mut v = vec![
+        t,
+        t + 1,
+        (1 << 31) - 1,
+        1 << 31,
+        (1 << 32) - 1,
+        1 << 32,
+        (1 << 32) + t,
+        (1 << 63) - 1,
+        1 << 63,
+        u64::MAX - u64::from(MAX_PAYLOAD),
+        u64::MAX,
+    ];
+    v.retain(|&s| s >= t);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Every stream offset checked for a pass with `window`.
+pub fn offsets(window: Window) -> Vec<u64> {
+    let t = match window.end {
+        Some(end) => u64::from(end.max(window.start)),
+        None => u64::from(window.start) + 1,
+    };
+    let mut v: Vec<u64> = (0..t).collect();
+    v.extend(tail_offsets(t));
+    v.dedup();
+    v
+}
+
+/// The payload window a pass with stream window `w` must walk in a segment
+/// starting at stream offset `s`.
+pub fn payload_window(w: Window, s: u64) -> Window {
+    let empty = Window {
+        start: 0,
+        end: Some(0),
+    };
+    match w.end {
+        Some(end) if s >= u64::from(end) => empty,
+        _ => {
+            let start = u64::from(w.start).saturating_sub(s) as u32;
+            let end = w.end.map(|e| (u64::from(e) - s) as u32);
+            Window { start, end }
+        }
+    }
+}
+
+/// Runs the stream walk check on every pass of `object`.
+pub fn check(
+    program: &StreamProgram,
+    object: &Object,
+    map: &CodeMap,
+    checked_steps: &[Vec<usize>],
+) -> Result<Stats, ValidationError> {
+    let mut stats = Stats::default();
+    for (p, pass) in map.passes.iter().enumerate() {
+        let checked = checked_steps.get(p).map_or(&[][..], Vec::as_slice);
+        for s in offsets(pass.window) {
+            let got = check_offset(program, object, map, p, pass, s, checked)?;
+            stats.lengths += got.lengths;
+            stats.classes += got.classes;
+        }
+    }
+    Ok(stats)
+}
+
+fn check_offset(
+    program: &StreamProgram,
+    object: &Object,
+    map: &CodeMap,
+    p: usize,
+    pass: &PassMap,
+    s: u64,
+    checked: &[usize],
+) -> Result<Stats, ValidationError> {
+    let scans: Vec<usize> = pass.machines.iter().map(|m| m.scan).collect();
+    let window = pass.window;
+    let shown = |w: Window| match w.end {
+        Some(e) => format!("[{}, {e})", w.start),
+        None => format!("[{}, end)", w.start),
+    };
+    let werr = |len: u32, what: String| ValidationError::Walk {
+        pass: p,
+        scans: scans.clone(),
+        len,
+        what: format!(
+            "stream offset {s} (window {} of the stream, {} of the segment): {what}",
+            shown(window),
+            shown(payload_window(window, s))
+        ),
+    };
+    let mut boundaries: Vec<usize> = map.passes.iter().map(|q| q.setup_start).collect();
+    boundaries.push(map.formula_start);
+    boundaries.retain(|&b| b > pass.setup_start);
+    let after = boundaries
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(map.formula_start);
+
+    let payload = vec![b'a'; MAX_PAYLOAD as usize];
+    let mut vm = probe::vm(object, s, &payload, false);
+    vm.intercept(vm::helper::LOOP);
+    let (mut regs, r10) = probe::start(&mut vm);
+    let mut pc = 0;
+    loop {
+        match vm
+            .exec(Func::Entry, pc, &mut regs, &[pass.setup_start])
+            .map_err(|error| ValidationError::Exec {
+                during: format!("the run to pass {p}'s setup at stream offset {s}"),
+                error,
+            })? {
+            Stop::At(_) => break,
+            Stop::Helper { slot, args, .. } => {
+                // An earlier pass: its loop treated as run to the end.
+                regs.set(0, args[0] as u32 as u64);
+                for r in 1..=5 {
+                    regs.undefine(r);
+                }
+                pc = slot + 1;
+            }
+            Stop::Exit(r0) => {
+                return Err(werr(
+                    MAX_PAYLOAD,
+                    format!("the entry returns {r0} before the pass's setup"),
+                ))
+            }
+        }
+    }
+    let setup = vm.snapshot(regs);
+    let payload_start = vm
+        .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
+        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?;
+
+    let callback = &object.callbacks[p];
+    let mut ranges = vec![None; callback.insns.len()];
+    let mut step_checked = vec![false; callback.insns.len()];
+    for r in &pass.steps {
+        if let Some(slot) = ranges.get_mut(r.start) {
+            *slot = Some((r.end, r.machine));
+        }
+    }
+    for &c in checked {
+        if let Some(x) = step_checked.get_mut(c) {
+            *x = true;
+        }
+    }
+    // The pass as a per-packet pass over the segment's part of the window.
+    let mut shifted = pass.clone();
+    shifted.window = payload_window(window, s);
+    let inputs = classes::PassInputs {
+        program: &program.program,
+        object,
+        p,
+        pass: &shifted,
+        setup: &setup,
+        r10,
+        payload_len: map.payload_len,
+        payload_start,
+        after,
+        final_states: &map.final_states,
+        ranges: &ranges,
+        step_checked: &step_checked,
+    };
+    let mut stats = Stats::default();
+    let mut work = vec![Class {
+        n0: 0,
+        stride: 1,
+        count: MAX_PAYLOAD + 1,
+    }];
+    while let Some(class) = work.pop() {
+        if stats.classes >= CLASS_LIMIT {
+            return Err(werr(
+                class.n0,
+                format!("more than {CLASS_LIMIT} classes of segment lengths"),
+            ));
+        }
+        // The flow value and counters too: a class run writes the flow's slots.
+        vm.restore(&setup);
+        match classes::check_class(&inputs, &mut vm, class) {
+            Ok(()) => {
+                stats.classes += 1;
+                stats.lengths += u64::from(class.count);
+            }
+            Err(Fail::Split(k)) => work.extend(class.split(k).into_iter().rev()),
+            Err(Fail::Stride(g)) => work.extend(class.residues(g).into_iter().rev()),
+            Err(Fail::Unsupported(why)) => {
+                return Err(werr(
+                    class.n0,
+                    format!(
+                        "segment lengths {}..={} (step {}) not proven: {why}",
+                        class.n0,
+                        class.length(class.count - 1),
+                        class.stride
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(stats)
+}
