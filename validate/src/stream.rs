@@ -19,6 +19,7 @@ use crate::{step, Object, Report, ValidationError};
 
 pub mod formula;
 mod probe;
+pub mod tail;
 pub mod walk;
 
 /// Validates the machine steps of the stream diode `object` compiled from

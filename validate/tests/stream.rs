@@ -180,11 +180,9 @@ fn every_stream_example_validates() {
             continue;
         }
         // Every pass: every stream offset of its list, every segment length.
-        let want: u64 = map
-            .passes
-            .iter()
-            .map(|p| lagic_validate::stream::walk::offsets(p.window).len() as u64)
-            .sum::<u64>()
+        let t = lagic_validate::stream::walk::program_tail_start(&map);
+        let want: u64 = map.passes.len() as u64
+            * lagic_validate::stream::walk::offsets(t).len() as u64
             * u64::from(lagic_validate::walk::MAX_PAYLOAD + 1);
         assert_eq!(report.walk_lengths, want, "{name}: lengths covered");
         assert!(report.walk_classes > 0, "{name}: no walk class");
@@ -195,7 +193,7 @@ fn every_stream_example_validates() {
 /// The segment's part of a stream window, per stream offset.
 #[test]
 fn the_payload_window_follows_the_stream_offset() {
-    use lagic_validate::stream::walk::{offsets, payload_window};
+    use lagic_validate::stream::walk::{offsets, payload_window, tail_start};
     use predicate_ir::Window;
     let w = Window {
         start: 4,
@@ -218,11 +216,13 @@ fn the_payload_window_follows_the_stream_offset() {
     assert_eq!(payload_window(all, 1).start, 1);
     assert_eq!(payload_window(all, 1 << 40).start, 0);
     // Below the tail every offset, then the tail's representatives.
-    let o = offsets(w);
+    assert_eq!((tail_start(w), tail_start(all)), (16, 3));
+    let o = offsets(tail_start(w));
     assert!((0..16).all(|s| o.contains(&s)));
-    assert!(o.contains(&(1 << 32)) && o.contains(&u64::MAX));
-    let o = offsets(all);
-    assert!((0..=4).all(|s| o.contains(&s)), "{o:?}");
+    assert!(o.contains(&((1 << 32) + 16)) && o.contains(&u64::MAX));
+    assert_eq!(o.len(), 16 + 3, "{o:?}");
+    let o = offsets(tail_start(all));
+    assert_eq!(o, vec![0, 1, 2, 3, (1 << 32) + 3, u64::MAX]);
 }
 
 /// Off by one at a stream window's end: `printable16` judges stream
@@ -326,4 +326,40 @@ fn a_wrong_len_constant_and_a_swapped_operand_are_caught() {
         }
         other => panic!("swapped operands: expected a formula error, got {other:?}"),
     }
+}
+
+/// The tail check: a pass whose "past the window's end" test compares the
+/// stream offset as a signed number (so offsets from 2^63 on would walk
+/// again) depends on the offset in the tail, and is refused with the
+/// branch named.
+#[test]
+fn a_signed_stream_offset_test_is_caught_in_the_tail() {
+    let (program, object, map) = compiled("printable16");
+    let pass = &map.passes[0];
+    let end = patch::find(
+        &object,
+        "classifier",
+        pass.setup_start..map.formula_start,
+        patch::code::LD_IMM64,
+        Some(16),
+    )
+    .expect("the window end");
+    // The comparison after it: `if r1 >= r4` (JGE with registers).
+    const JGE_REG: u8 = 0x3d;
+    const JSGE_REG: u8 = 0x7d;
+    let jge = (end..map.formula_start)
+        .find(|&s| patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == JGE_REG))
+        .expect("the comparison with the window end");
+    let at = patch::slot_offset(&object, "classifier", jge).unwrap();
+    let mut bad = object.clone();
+    bad[at] = JSGE_REG;
+    let parsed = lagic_validate::Object::parse(&bad).unwrap();
+    let t = lagic_validate::stream::walk::program_tail_start(&map);
+    assert_eq!(t, 16);
+    let err = lagic_validate::stream::tail::check(&parsed, &map, t).expect_err("signed");
+    assert!(err.contains("branch on the stream offset"), "{err}");
+    assert!(validate_stream(&program, &bad, &map).is_err());
+    // The shipped object passes the same check.
+    let good = lagic_validate::Object::parse(&object).unwrap();
+    lagic_validate::stream::tail::check(&good, &map, t).unwrap();
 }

@@ -175,9 +175,11 @@ pub fn check(
                         }
                         pc = slot + 1;
                     }
-                    Stop::Exit(r0) => return Err(ValidationError::Map(format!(
+                    Stop::Exit(r0) => {
+                        return Err(ValidationError::Map(format!(
                         "the entry returns {r0} before the formula, stream length {len}{fin_shown}"
-                    ))),
+                    )))
+                    }
                 }
             }
             let at_formula = vm.snapshot(regs);

@@ -16,15 +16,20 @@
 //! - `ws <= S < we`: `W(S) = [0, we - S)` (unbounded: `[0, n)`);
 //! - `S >= we` (bounded): empty; the carried state is the result.
 //!
-//! **The classes.** For each `S` below `T` (`T = we` for a bounded window,
-//! `ws + 1` for an unbounded one) `W(S)` differs from every other's, and
-//! each is checked on its own: every such offset is run. From `T` on,
-//! `W(S)` is the same for every `S` (empty, or the whole segment), so the
-//! emitted pass must behave the same for each; this is checked at `T` and
-//! at the offsets where 32-bit truncation, a signed comparison or a 64-bit
-//! overflow of `S` or `S + n` would change an emitted comparison's outcome
-//! ([`tail_offsets`]). That is a sample of the tail, not a proof for each
-//! of its 2^64 offsets: docs/validation.md says so.
+//! **The stream offset classes.** Let `T` be the largest, over the
+//! program's passes, of the window's end (bounded) or its start plus one
+//! (unbounded). For `S < T` the windows `W(S)` differ from offset to
+//! offset (a window starting later in the segment, or ending sooner), so
+//! every such `S` is run. From `T` on every pass's `W(S)` is the same
+//! (empty, or the whole segment), and [`super::tail`] proves that nothing
+//! the entry computes up to the formula depends on `S` there (every branch
+//! on it has one outcome on `[T, 2^64)`, and no value derived from it
+//! reaches a pass's registers, context or path); so the run at `T` stands
+//! for every `S >= T`. Two more offsets past `T` are run as samples
+//! ([`tail_offsets`]): the tail check follows the entry, and a callback
+//! that found the stream offset in the entry's frame by its own means
+//! would show there. With the tier chunks (64, 8, 1 bytes) the lengths
+//! cost tens to about 130 classes per offset.
 //!
 //! For one `S`, the payload lengths are proven exactly as for a per-packet
 //! pass (`crate::walk::classes`: classes of lengths, each proven by one
@@ -51,36 +56,39 @@ use crate::ValidationError;
 /// gives up (fails closed).
 const CLASS_LIMIT: u64 = 8192;
 
-/// Stream offsets from `t` on at which the tail is run: `t` and `t + 1`,
-/// around 2^31 and 2^32 (32-bit truncation or sign), around 2^63 (a signed
-/// 64-bit comparison), and the largest offsets whose segment end `S + n`
-/// does or does not overflow 64 bits.
+/// Stream offsets from `t` on at which the walk is run: `t` itself (which
+/// stands for the whole tail, [`super::tail`]), and two samples that would
+/// show a callback reading the stream offset by its own means (the tail
+/// check follows the entry only): past 2^32 and the largest offset.
 pub fn tail_offsets(t: u64) -> Vec<u64> {
-    let mut v = vec![
-        t,
-        t + 1,
-        (1 << 31) - 1,
-        1 << 31,
-        (1 << 32) - 1,
-        1 << 32,
-        (1 << 32) + t,
-        (1 << 63) - 1,
-        1 << 63,
-        u64::MAX - u64::from(MAX_PAYLOAD),
-        u64::MAX,
-    ];
-    v.retain(|&s| s >= t);
+    let mut v = vec![t, (1 << 32) + t, u64::MAX];
     v.sort_unstable();
     v.dedup();
     v
 }
 
-/// Every stream offset checked for a pass with `window`.
-pub fn offsets(window: Window) -> Vec<u64> {
-    let t = match window.end {
+/// Where the tail starts for a pass with `window`: its end, or one past
+/// the start of an unbounded window.
+pub fn tail_start(window: Window) -> u64 {
+    match window.end {
         Some(end) => u64::from(end.max(window.start)),
         None => u64::from(window.start) + 1,
-    };
+    }
+}
+
+/// Where the tail starts for the whole program: the last pass's
+/// [`tail_start`] (the tail check follows every pass up to the formula).
+pub fn program_tail_start(map: &CodeMap) -> u64 {
+    map.passes
+        .iter()
+        .map(|p| tail_start(p.window))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Every stream offset checked, for a program whose tail starts at `t`:
+/// each below it, and the tail's samples.
+pub fn offsets(t: u64) -> Vec<u64> {
     let mut v: Vec<u64> = (0..t).collect();
     v.extend(tail_offsets(t));
     v.dedup();
@@ -112,9 +120,22 @@ pub fn check(
     checked_steps: &[Vec<usize>],
 ) -> Result<Stats, ValidationError> {
     let mut stats = Stats::default();
+    let t = program_tail_start(map);
+    if !map.passes.is_empty() {
+        super::tail::check(object, map, t).map_err(|what| ValidationError::Walk {
+            pass: 0,
+            scans: map
+                .passes
+                .iter()
+                .flat_map(|p| p.machines.iter().map(|m| m.scan))
+                .collect(),
+            len: 0,
+            what: format!("the passes depend on stream offsets from {t} on: {what}"),
+        })?;
+    }
     for (p, pass) in map.passes.iter().enumerate() {
         let checked = checked_steps.get(p).map_or(&[][..], Vec::as_slice);
-        for s in offsets(pass.window) {
+        for s in offsets(t) {
             let got = check_offset(program, object, map, p, pass, s, checked)?;
             stats.lengths += got.lengths;
             stats.classes += got.classes;
