@@ -17,6 +17,7 @@ use predicate_ir::StreamProgram;
 
 use crate::{step, Object, Report, ValidationError};
 
+pub mod carry;
 pub mod formula;
 mod probe;
 pub mod tail;
@@ -66,6 +67,7 @@ pub fn validate_stream(
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
     let walk = walk::check(program, &stepped, map, &checked_steps)?;
+    carry::check(program, &object, map)?;
     let prefilter_paths = crate::prefilter::check(&program.program, &object, map, None)?;
     let walk_time = t.elapsed();
     let t = std::time::Instant::now();

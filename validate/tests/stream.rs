@@ -363,3 +363,32 @@ fn a_signed_stream_offset_test_is_caught_in_the_tail() {
     let good = lagic_validate::Object::parse(&object).unwrap();
     lagic_validate::stream::tail::check(&good, &map, t).unwrap();
 }
+
+/// The carried state: `printable16`'s pass loads its DFA's state from the
+/// flow value's first machine word (offset 40). Loading the next word
+/// instead (zero, the initial state, in a fresh flow, so the walk check
+/// cannot see it) starts every segment from the initial state; the carry
+/// check names the scan and the state.
+#[test]
+fn a_pass_that_ignores_the_carried_state_is_caught() {
+    let (program, object, map) = compiled("printable16");
+    let pass = &map.passes[0];
+    let load = (pass.setup_start..map.formula_start)
+        .find(|&s| {
+            patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == patch::code::LDXW)
+                && patch::off(&object, "classifier", s) == Ok(40)
+        })
+        .expect("the load of the carried state");
+    let mut bad = object.clone();
+    patch::set_off(&mut bad, "classifier", load, 44).unwrap();
+    match validate_stream(&program, &bad, &map) {
+        Err(e @ ValidationError::Walk { .. }) => {
+            let shown = e.to_string();
+            assert!(
+                shown.contains("the carried state") && shown.contains("scans [0]"),
+                "{shown}"
+            );
+        }
+        other => panic!("expected a carried-state error, got {other:?}"),
+    }
+}
