@@ -1,16 +1,29 @@
-//! Translation validation of stream diodes: the part of [`crate::validate`]
-//! that carries over unchanged.
+//! Translation validation of stream diodes.
 //!
 //! A stream diode's callbacks are the per-packet diode's step code (the
 //! same emitter function, the machine registers loaded from and stored to
 //! the scan context), so [`crate::step`] checks every machine step on
 //! every reachable state and byte exactly as for a per-packet diode, and a
-//! prefilter is checked as for a per-packet diode ([`crate::prefilter`]). The
-//! entry function's stream code (flow map, normalization rules, the walk
-//! over the segment's part of each window, the formulas over the stream
-//! length, the RST rewrite) is not validated here: docs/validation.md,
-//! "Stream diodes", lists it, and the kernel tests
-//! (tests/stream_kernel.rs) compare it with the reference stream diode.
+//! prefilter is checked as for a per-packet diode ([`crate::prefilter`]).
+//! The entry function's stream code is checked where it decides what the
+//! scans see and what the verdict is:
+//!
+//! - [`walk`]: for every stream offset class and segment length, each pass
+//!   steps each machine on exactly the stream bytes of its window that the
+//!   segment carries, in order, from the state the flow carried; [`tail`]
+//!   proves that offsets past the last window's end behave as that end;
+//! - [`carry`]: each scan's state is read from the flow's value and stored
+//!   back to the same words, for every reachable state;
+//! - [`formula`]: the stream-meaning formula and, at FIN, the exact formula
+//!   give the IR's verdict and reason at every stream length class.
+//!
+//! Probe segments run the whole entry with the flow map emulated (`stream/probe.rs`).
+//! The flow key, the normalization rules (rules 1-8 of emit-bpf's
+//! `codegen/stream.rs`), the latch, the commit of the next sequence number
+//! and the RST rewrite are not validated here: docs/validation.md,
+//! "Stream diodes", lists them, and the kernel tests
+//! (tests/stream_kernel.rs) compare them with the reference stream diode.
+//! The `http_response` view gets the step check only ([`crate::http`]).
 
 use emit_bpf::codemap::CodeMap;
 use predicate_ir::StreamProgram;
@@ -90,6 +103,13 @@ pub const FLOW_VALUE_BASE: u64 = 0x5300_0000;
 /// Bytes mapped for a flow value: at least any value the emitter writes
 /// (the verifier checks the real bounds).
 const FLOW_VALUE_LEN: usize = 512;
+
+/// The probe's flow value as it is now.
+pub(crate) fn flow_value_bytes(vm: &crate::vm::Vm<'_>) -> Result<Vec<u8>, String> {
+    (0..FLOW_VALUE_LEN as u64)
+        .map(|i| vm.peek_u64(FLOW_VALUE_BASE + i, 1).map(|b| b as u8))
+        .collect()
+}
 
 /// Whether `width` bytes at `addr` lie in the probe's flow value (where a
 /// stream pass stores its machines' registers back).

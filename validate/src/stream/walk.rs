@@ -208,6 +208,7 @@ fn check_offset(
         }
     }
     let setup = vm.snapshot(regs);
+    let flow_value = super::flow_value_bytes(&vm).map_err(ValidationError::Map)?;
     let payload_start = vm
         .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
         .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?;
@@ -255,8 +256,10 @@ fn check_offset(
                 format!("more than {CLASS_LIMIT} classes of segment lengths"),
             ));
         }
-        // The flow value and counters too: a class run writes the flow's slots.
-        vm.restore(&setup);
+        // A class run writes the flow value's machine registers (the stacks
+        // it restores itself); the packet is never written.
+        vm.poke(super::FLOW_VALUE_BASE, &flow_value)
+            .map_err(ValidationError::Map)?;
         match classes::check_class(&inputs, &mut vm, class) {
             Ok(()) => {
                 stats.classes += 1;
