@@ -76,7 +76,24 @@ pub fn validate_stream(
     // As for a per-packet diode: the steps on the object with every
     // prefilter bypassed, then each prefilter on its own.
     let stepped = crate::prefilter::bypassed(&object, map)?;
-    let (step_insns, checked_steps) = step::check(&program.program, &stepped, map)?;
+    let (mut step_insns, mut checked_steps) = step::check(&program.program, &stepped, map)?;
+    // A window starting past what one segment from stream offset 0 reaches:
+    // its steps are set up from a flow that has judged bytes up to the
+    // window's start (the step check probes the payload offsets its map
+    // names), so every step a stream can reach is checked.
+    for (p, pass) in map.passes.iter().enumerate() {
+        let unset = |checked: &[usize]| pass.steps.iter().any(|r| !checked.contains(&r.start));
+        if pass.window.start == 0 || !unset(&checked_steps[p]) {
+            continue;
+        }
+        let s0 = u64::from(pass.window.start);
+        let mut shifted = map.clone();
+        shifted.passes[p].window = walk::payload_window(pass.window, s0);
+        let (insns, checked) =
+            with_probe_stream_len(s0, || step::check(&program.program, &stepped, &shifted))?;
+        step_insns += insns;
+        checked_steps[p].extend(checked[p].iter().copied());
+    }
     let step_time = t.elapsed();
     let t = std::time::Instant::now();
     let walk = walk::check(program, &stepped, map, &checked_steps)?;
@@ -121,10 +138,26 @@ pub const SKB_CHANGE_TAIL: i32 = 38;
 /// Offset of the next expected sequence number in a flow value
 /// (emitter's layout, docs/stream.md).
 const VALUE_NEXT: u64 = 8;
+/// Offset of the `u64` stream length so far in a flow value.
+const VALUE_STREAM_LEN: u64 = 24;
 const ENOTSUPP: i64 = 524;
 
+thread_local! {
+    /// The stream length so far of the flows [`lookup_flow`] opens.
+    static PROBE_STREAM_LEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` with the flows [`lookup_flow`] opens having judged `len` bytes.
+fn with_probe_stream_len<T>(len: u64, f: impl FnOnce() -> T) -> T {
+    let before = PROBE_STREAM_LEN.with(|c| c.replace(len));
+    let out = f();
+    PROBE_STREAM_LEN.with(|c| c.set(before));
+    out
+}
+
 /// `bpf_map_lookup_elem` on the flow map: every probe packet belongs to a
-/// flow that was opened by a SYN and judged nothing yet, expecting exactly
+/// flow that was opened by a SYN and judged nothing yet (or, while
+/// [`with_probe_stream_len`] says so, that many bytes), expecting exactly
 /// the probe's sequence number, so the probe reaches the scans. The value
 /// is fresh on every lookup.
 pub(crate) fn lookup_flow(vm: &mut crate::vm::Vm<'_>, _key: u64) -> Result<u64, String> {
@@ -135,6 +168,8 @@ pub(crate) fn lookup_flow(vm: &mut crate::vm::Vm<'_>, _key: u64) -> Result<u64, 
     let seq = u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]);
     vm.map_region(FLOW_VALUE_BASE, FLOW_VALUE_LEN, true);
     vm.poke(FLOW_VALUE_BASE + VALUE_NEXT, &seq.to_le_bytes())?;
+    let judged = PROBE_STREAM_LEN.with(std::cell::Cell::get);
+    vm.poke(FLOW_VALUE_BASE + VALUE_STREAM_LEN, &judged.to_le_bytes())?;
     Ok(FLOW_VALUE_BASE)
 }
 

@@ -392,3 +392,123 @@ fn a_pass_that_ignores_the_carried_state_is_caught() {
         other => panic!("expected a carried-state error, got {other:?}"),
     }
 }
+
+/// Stream specs beyond the examples: windows starting past the stream's
+/// first byte (bounded and not), several passes, `len` tests and
+/// negations. Each validates, and the tail starts where the windows say.
+#[test]
+fn more_stream_shapes_validate() {
+    let specs = [
+        (
+            r#"{"op": "all", "window": {"start": 3, "end": 20}, "class": [[32, 126]]}"#,
+            20,
+        ),
+        (
+            r#"{"op": "not", "arg": {"op": "contains", "window": {"start": 5, "end": null}, "pattern": [[[120, 120]], [[121, 121]]]}}"#,
+            6,
+        ),
+        (
+            r#"{"op": "and", "args": [
+                {"op": "len", "cmp": "<=", "value": 100},
+                {"op": "all", "window": {"start": 0, "end": 8}, "class": [[48, 57]]},
+                {"op": "not", "arg": {"op": "contains", "window": {"start": 2, "end": 40}, "pattern": [[[65, 65]], [[66, 66]]]}}
+            ]}"#,
+            40,
+        ),
+        (
+            r#"{"op": "or", "args": [
+                {"op": "all", "window": {"start": 0, "end": 4}, "class": [[97, 122]]},
+                {"op": "prefix", "pattern": [[[123, 123]]]}
+            ]}"#,
+            4,
+        ),
+    ];
+    for (i, (predicate, tail)) in specs.iter().enumerate() {
+        let text = format!(
+            r#"{{"version": 2, "name": "shape{i}", "mode": "stream", "policy": {{"arp": "pass", "ipv6_nd": "pass", "other_ip": "drop", "non_ip": "drop"}}, "predicate": {predicate}}}"#
+        );
+        let spec = predicate_ir::parse(&text).unwrap_or_else(|e| panic!("spec {i}: {e}"));
+        let program = predicate_ir::lower_stream(&spec).unwrap_or_else(|e| panic!("spec {i}: {e}"));
+        let (module, map) =
+            emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default())
+                .unwrap_or_else(|e| panic!("spec {i}: {e}"));
+        let object = module.write_elf().unwrap();
+        assert_eq!(
+            lagic_validate::stream::walk::program_tail_start(&map),
+            *tail,
+            "spec {i}: the tail's start"
+        );
+        let report =
+            validate_stream(&program, &object, &map).unwrap_or_else(|e| panic!("spec {i}: {e}"));
+        println!(
+            "spec {i}: {} passes, {} walk classes, {} formula cases",
+            map.passes.len(),
+            report.walk_classes,
+            report.formula_cases
+        );
+        assert!(
+            report.walk_classes > 0 && report.formula_cases > 0,
+            "spec {i}"
+        );
+    }
+}
+
+/// Random stream specs (`predicate_ir::arbitrary::arb_stream_spec`, the
+/// whole-stream view): every object the emitter writes validates (walk, carried state, formulas), so
+/// the checks accept what the emitter makes beyond the examples. Cases:
+/// `LAGIC_PROPTEST_CASES` (default 8: a spec costs up to about a thousand
+/// stream offsets' walks); failing seeds persist in
+/// `tests/proptest-regressions/random_stream_specs_validate.txt`.
+#[test]
+fn random_stream_specs_validate() {
+    use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
+    let cases = std::env::var("LAGIC_PROPTEST_CASES")
+        .map(|t| {
+            t.trim()
+                .parse()
+                .expect("LAGIC_PROPTEST_CASES is a case count")
+        })
+        .unwrap_or(8);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/proptest-regressions/random_stream_specs_validate.txt");
+    let path: &'static str = Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(path))),
+        ..Config::default()
+    });
+    runner
+        .run(&predicate_ir::arbitrary::arb_stream_spec(), |spec| {
+            let Ok(program) = predicate_ir::lower_stream(&spec) else {
+                return Ok(()); // beyond the lowering's limits
+            };
+            if program.http.is_some() {
+                return Ok(()); // the http view: its step check is tests/http.rs's
+            }
+            let Ok((module, map)) =
+                emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default())
+            else {
+                return Ok(()); // beyond the emitter's limits
+            };
+            let object = module
+                .write_elf()
+                .expect("the writer takes what codegen makes");
+            let result = validate_stream(&program, &object, &map);
+            if lagic_validate::stream::walk::program_tail_start(&map)
+                > lagic_validate::stream::walk::MAX_TAIL_START
+            {
+                // Windows too far into the stream: refused, and said so.
+                return match result {
+                    Err(e) if e.to_string().contains("--no-validate") => Ok(()),
+                    other => Err(TestCaseError::fail(format!(
+                        "{}: expected the refusal of a far window, got {other:?}",
+                        spec.name
+                    ))),
+                };
+            }
+            result
+                .map(|_| ())
+                .map_err(|e| TestCaseError::fail(format!("{}: {e}", spec.name)))
+        })
+        .unwrap();
+}

@@ -198,10 +198,14 @@ pub fn check(
                     let want = final_value(machine, &mm.encoding, next);
                     let (finals, values) = seg.run(start, &[b], &words).map_err(&err)?;
                     runs += 1;
-                    // Read from and written back to the same words.
+                    // Read from and written back to the same words (a failed
+                    // depth counter is its mode alone: its depth word is not
+                    // compared then).
+                    let failed = matches!(machine, Machine::Depth(c) if next == c.failed_state());
                     let stored = layout
                         .iter()
                         .zip(words_of(next))
+                        .skip(usize::from(failed && layout.len() == 2))
                         .all(|(&w, v)| u64::from(values[w as usize]) == v & 0xffff_ffff);
                     if !stored {
                         return Err(err(format!(

@@ -39,6 +39,11 @@ pub(crate) fn vm<'o>(object: &'o Object, stream_len: u64, payload: &[u8], fin: b
     vm
 }
 
+/// Sets the stream length so far of the flow the next lookup opens.
+pub(crate) fn set_stream_len(vm: &mut Vm<'_>, stream_len: u64) -> Result<(), String> {
+    vm.poke(PROBE_BASE, &stream_len.to_le_bytes())
+}
+
 /// The entry's registers at its first instruction, and its `r10`.
 pub(crate) fn start(vm: &mut Vm<'_>) -> (Regs, u64) {
     let r10 = vm.new_stack(0);
@@ -50,7 +55,7 @@ pub(crate) fn start(vm: &mut Vm<'_>) -> (Regs, u64) {
 
 /// `bpf_map_lookup_elem`: the counters as usual; the flow map's fresh
 /// value then gets the probe's stream length.
-fn lookup(vm: &mut Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
+pub(crate) fn lookup(vm: &mut Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
     let at = crate::watch::lookup_any(vm, args)?;
     if args[0] == super::FLOWS_HANDLE && at == super::FLOW_VALUE_BASE {
         let s = vm.peek_u64(PROBE_BASE, 8)?;

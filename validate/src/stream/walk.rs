@@ -52,6 +52,11 @@ use crate::walk::classes::{self, Class, Fail};
 use crate::walk::{Stats, MAX_PAYLOAD};
 use crate::ValidationError;
 
+/// Largest tail start ([`program_tail_start`]) checked: every offset below
+/// it is run, each costing a few to about 130 classes of lengths; beyond,
+/// the check refuses (fails closed) rather than run for minutes.
+pub const MAX_TAIL_START: u64 = 1024;
+
 /// Most classes of lengths for one pass and stream offset before the check
 /// gives up (fails closed).
 const CLASS_LIMIT: u64 = 8192;
@@ -121,6 +126,20 @@ pub fn check(
 ) -> Result<Stats, ValidationError> {
     let mut stats = Stats::default();
     let t = program_tail_start(map);
+    if t > MAX_TAIL_START {
+        return Err(ValidationError::Walk {
+            pass: 0,
+            scans: map
+                .passes
+                .iter()
+                .flat_map(|p| p.machines.iter().map(|m| m.scan))
+                .collect(),
+            len: 0,
+            what: format!(
+                "a window reaches stream offset {t}: the stream walk check runs every offset below the last window's end and stops at {MAX_TAIL_START}; end the windows sooner, or compile with --no-validate (docs/validation.md, \"Stream diodes\")"
+            ),
+        });
+    }
     if !map.passes.is_empty() {
         super::tail::check(object, map, t).map_err(|what| ValidationError::Walk {
             pass: 0,
@@ -135,8 +154,32 @@ pub fn check(
     }
     for (p, pass) in map.passes.iter().enumerate() {
         let checked = checked_steps.get(p).map_or(&[][..], Vec::as_slice);
+        // The probe segment run to the flow lookup once; each offset
+        // continues from there with its own stream length.
+        let payload = vec![b'a'; MAX_PAYLOAD as usize];
+        let mut vm = probe::vm(object, 0, &payload, false);
+        vm.intercept(vm::helper::LOOP);
+        vm.intercept(vm::helper::MAP_LOOKUP_ELEM);
+        let (mut regs, r10) = probe::start(&mut vm);
+        let (slot, args) = match vm.exec(Func::Entry, 0, &mut regs, &[]) {
+            Ok(Stop::Helper { slot, id, args }) if id == vm::helper::MAP_LOOKUP_ELEM => {
+                (slot, args)
+            }
+            other => {
+                return Err(ValidationError::Map(format!(
+                    "the probe segment does not reach the flow lookup: {other:?}"
+                )))
+            }
+        };
+        let at_lookup = vm.snapshot(regs);
+        let lookup = Lookup {
+            snapshot: &at_lookup,
+            slot,
+            args,
+            r10,
+        };
         for s in offsets(t) {
-            let got = check_offset(program, object, map, p, pass, s, checked)?;
+            let got = check_offset(program, object, map, p, pass, s, checked, &mut vm, &lookup)?;
             stats.lengths += got.lengths;
             stats.classes += got.classes;
         }
@@ -144,6 +187,15 @@ pub fn check(
     Ok(stats)
 }
 
+/// The probe segment stopped at its flow lookup.
+struct Lookup<'a> {
+    snapshot: &'a vm::Snapshot,
+    slot: usize,
+    args: [u64; 5],
+    r10: u64,
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; the arguments are the check's inputs
 fn check_offset(
     program: &StreamProgram,
     object: &Object,
@@ -152,6 +204,8 @@ fn check_offset(
     pass: &PassMap,
     s: u64,
     checked: &[usize],
+    vm: &mut vm::Vm<'_>,
+    lookup: &Lookup<'_>,
 ) -> Result<Stats, ValidationError> {
     let scans: Vec<usize> = pass.machines.iter().map(|m| m.scan).collect();
     let window = pass.window;
@@ -178,11 +232,15 @@ fn check_offset(
         .min()
         .unwrap_or(map.formula_start);
 
-    let payload = vec![b'a'; MAX_PAYLOAD as usize];
-    let mut vm = probe::vm(object, s, &payload, false);
-    vm.intercept(vm::helper::LOOP);
-    let (mut regs, r10) = probe::start(&mut vm);
-    let mut pc = 0;
+    let mut regs = vm.restore(lookup.snapshot);
+    let r10 = lookup.r10;
+    probe::set_stream_len(vm, s).map_err(ValidationError::Map)?;
+    let found = probe::lookup(vm, lookup.args).map_err(ValidationError::Map)?;
+    regs.set(0, found);
+    for r in 1..=5 {
+        regs.undefine(r);
+    }
+    let mut pc = lookup.slot + 1;
     loop {
         match vm
             .exec(Func::Entry, pc, &mut regs, &[pass.setup_start])
@@ -208,7 +266,7 @@ fn check_offset(
         }
     }
     let setup = vm.snapshot(regs);
-    let flow_value = super::flow_value_bytes(&vm).map_err(ValidationError::Map)?;
+    let flow_value = super::flow_value_bytes(vm).map_err(ValidationError::Map)?;
     let payload_start = vm
         .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
         .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?;
@@ -260,7 +318,7 @@ fn check_offset(
         // it restores itself); the packet is never written.
         vm.poke(super::FLOW_VALUE_BASE, &flow_value)
             .map_err(ValidationError::Map)?;
-        match classes::check_class(&inputs, &mut vm, class) {
+        match classes::check_class(&inputs, vm, class) {
             Ok(()) => {
                 stats.classes += 1;
                 stats.lengths += u64::from(class.count);
