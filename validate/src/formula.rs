@@ -285,3 +285,38 @@ fn describe_states(machines: &[&Machine], combo: &[Option<u32>]) -> String {
         .collect();
     format!(", final states [{}]", states.join(", "))
 }
+
+/// A stream formula's value (`program.formula` or `complete` of a
+/// [`predicate_ir::StreamProgram`]) at stream length `len` (64 bits), given
+/// whether each scan accepted: what [`Formula::evaluate`] gives a payload
+/// of `len` bytes. A byte test (lowering makes them scans in stream
+/// programs) is refused.
+pub fn evaluate_stream(f: &Formula, len: u64, accepted: &[bool]) -> Result<bool, ValidationError> {
+    Ok(match f {
+        Formula::Const(b) => *b,
+        Formula::Not(g) => !evaluate_stream(g, len, accepted)?,
+        Formula::And(gs) => {
+            let mut all = true;
+            for g in gs {
+                all &= evaluate_stream(g, len, accepted)?;
+            }
+            all
+        }
+        Formula::Or(gs) => {
+            let mut any = false;
+            for g in gs {
+                any |= evaluate_stream(g, len, accepted)?;
+            }
+            any
+        }
+        Formula::Len { cmp, value } => cmp.holds(len, u64::from(*value)),
+        Formula::Scan(id) => *accepted.get(*id).ok_or_else(|| {
+            ValidationError::Map(format!("the formula reads scan {id}, which does not exist"))
+        })?,
+        Formula::Byte { .. } => {
+            return Err(ValidationError::Map(
+                "a payload byte test in a stream formula".into(),
+            ))
+        }
+    })
+}

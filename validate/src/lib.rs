@@ -144,6 +144,22 @@ pub enum ValidationError {
         /// The IR's verdict.
         want: String,
     },
+    /// A stream diode's formulas disagree with the IR's ([`stream::formula`]).
+    #[error("stream formulas, stream length {len}{}, scans accepted {accepted:?}, final states {states}: the emitted code says {got}, the IR {want}", if *fin { " with FIN" } else { " without FIN" })]
+    StreamFormula {
+        /// The stream length with the segment (what `len` tests read).
+        len: u64,
+        /// Whether the segment carries a FIN (the exact formula applies).
+        fin: bool,
+        /// Which scans accepted.
+        accepted: Vec<bool>,
+        /// The scans' final states and the ring buffer's state.
+        states: String,
+        /// What the emitted code did.
+        got: String,
+        /// What the IR says.
+        want: String,
+    },
     /// Executing the program failed where it must not.
     #[error("during {during}: {error}")]
     Exec {

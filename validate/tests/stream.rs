@@ -1,7 +1,9 @@
 //! Stream diodes: the step check runs on their callbacks (reached through
-//! the emulated flow map) and catches a changed transition.
+//! the emulated flow map) and catches a changed transition; the stream walk
+//! and the two formulas are checked and catch a window end off by one, a
+//! swapped comparison operand and a wrong `len` constant.
 
-use lagic_validate::{patch, validate_stream};
+use lagic_validate::{patch, validate_stream, ValidationError};
 
 fn stream_spec(name: &str) -> predicate_ir::Spec {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -137,4 +139,376 @@ fn a_stream_prefilter_is_checked_and_a_wrong_one_is_caught() {
         }
         other => panic!("expected a prefilter error, got {other:?}"),
     }
+}
+
+fn compiled(
+    name: &str,
+) -> (
+    predicate_ir::StreamProgram,
+    Vec<u8>,
+    emit_bpf::codemap::CodeMap,
+) {
+    let program = predicate_ir::lower_stream(&stream_spec(name)).unwrap();
+    let (module, map) =
+        emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default()).unwrap();
+    (program, module.write_elf().unwrap(), map)
+}
+
+/// Every example stream spec validates; the whole-stream ones run the walk
+/// on every stream offset class and segment length, and the formulas.
+#[test]
+fn every_stream_example_validates() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stream");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10, "the stream examples: {names:?}");
+    for name in &names {
+        let (program, object, map) = compiled(name);
+        let report =
+            validate_stream(&program, &object, &map).unwrap_or_else(|e| panic!("{name}: {e}"));
+        println!(
+            "{name}: {} step insns, {} walk classes for {} (offset, length) pairs, {} formula cases, times {:?}",
+            report.step_insns, report.walk_classes, report.walk_lengths, report.formula_cases, report.times
+        );
+        assert!(report.step_insns > 0, "{name}: no step was run");
+        if program.http.is_some() {
+            continue;
+        }
+        // Every pass: every stream offset of its list, every segment length.
+        let t = lagic_validate::stream::walk::program_tail_start(&map);
+        let want: u64 = map.passes.len() as u64
+            * lagic_validate::stream::walk::offsets(t).len() as u64
+            * u64::from(lagic_validate::walk::MAX_PAYLOAD + 1);
+        assert_eq!(report.walk_lengths, want, "{name}: lengths covered");
+        assert!(report.walk_classes > 0, "{name}: no walk class");
+        assert!(report.formula_cases > 0, "{name}: no formula case");
+    }
+}
+
+/// The segment's part of a stream window, per stream offset.
+#[test]
+fn the_payload_window_follows_the_stream_offset() {
+    use lagic_validate::stream::walk::{offsets, payload_window, tail_start};
+    use predicate_ir::Window;
+    let w = Window {
+        start: 4,
+        end: Some(16),
+    };
+    let seg = |s| {
+        let p = payload_window(w, s);
+        (p.start, p.end)
+    };
+    assert_eq!(seg(0), (4, Some(16)));
+    assert_eq!(seg(3), (1, Some(13)));
+    assert_eq!(seg(4), (0, Some(12)));
+    assert_eq!(seg(15), (0, Some(1)));
+    assert_eq!(seg(16), (0, Some(0)));
+    assert_eq!(seg(u64::MAX), (0, Some(0)));
+    let all = Window {
+        start: 2,
+        end: None,
+    };
+    assert_eq!(payload_window(all, 1).start, 1);
+    assert_eq!(payload_window(all, 1 << 40).start, 0);
+    // Below the tail every offset, then the tail's representatives.
+    assert_eq!((tail_start(w), tail_start(all)), (16, 3));
+    let o = offsets(tail_start(w));
+    assert!((0..16).all(|s| o.contains(&s)));
+    assert!(o.contains(&((1 << 32) + 16)) && o.contains(&u64::MAX));
+    assert_eq!(o.len(), 16 + 3, "{o:?}");
+    let o = offsets(tail_start(all));
+    assert_eq!(o, vec![0, 1, 2, 3, (1 << 32) + 3, u64::MAX]);
+}
+
+/// Off by one at a stream window's end: `printable16` judges stream
+/// offsets 0..16; the pass clamps its walk at offset 16 (an `ld_imm64` in
+/// its setup). With 15 or 17 the walk check fails and names the stream
+/// offset and the segment length.
+#[test]
+fn an_off_by_one_stream_window_end_is_caught() {
+    let (program, object, map) = compiled("printable16");
+    let pass = &map.passes[0];
+    assert_eq!(pass.window.end, Some(16));
+    let slot = patch::find(
+        &object,
+        "classifier",
+        pass.setup_start..map.formula_start,
+        patch::code::LD_IMM64,
+        Some(16),
+    )
+    .expect("the window end");
+    for wrong in [15, 17] {
+        let mut bad = object.clone();
+        patch::set_imm(&mut bad, "classifier", slot, wrong).unwrap();
+        match validate_stream(&program, &bad, &map) {
+            Err(e @ ValidationError::Walk { pass: 0, .. }) => {
+                let shown = e.to_string();
+                assert!(
+                    shown.contains("stream offset ") && shown.contains("payload length "),
+                    "{shown}"
+                );
+            }
+            other => panic!("window end {wrong}: expected a walk error, got {other:?}"),
+        }
+    }
+}
+
+/// The last slot of the entry function.
+fn entry_end(object: &[u8], from: usize) -> usize {
+    (from..)
+        .take_while(|&s| patch::slot_bytes(object, "classifier", s).is_ok())
+        .count()
+        + from
+}
+
+/// `json_start`'s formulas test `len < 1400` (the stream meaning, then the
+/// exact meaning at FIN) as `r9 < r1` with `r1 = 1400`, and the exact
+/// meaning then tests the prefix scan's final state. The stream meaning's
+/// constant changed to 1401, its comparison's operands swapped, or the
+/// exact meaning's state test changed, is caught by the formula check,
+/// which names the stream length. (The exact meaning's own `len < 1400`
+/// runs only where the stream meaning held, so there 1401 is equivalent.)
+#[test]
+fn a_wrong_len_constant_and_a_swapped_operand_are_caught() {
+    let (program, object, map) = compiled("json_start");
+    let end = entry_end(&object, map.formula_start);
+    let constants: Vec<usize> = (map.formula_start..end)
+        .filter(|&s| {
+            patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == patch::code::LD_IMM64)
+                && patch::imm(&object, "classifier", s) == Ok(1400)
+        })
+        .collect();
+    assert_eq!(constants.len(), 2, "both formulas test len < 1400");
+    let mut bad = object.clone();
+    patch::set_imm(&mut bad, "classifier", constants[0], 1401).unwrap();
+    match validate_stream(&program, &bad, &map) {
+        Err(e @ ValidationError::StreamFormula { len: 1400, .. }) => {
+            assert!(e.to_string().contains("stream length 1400"), "{e}")
+        }
+        other => panic!("len constant: expected a formula error at 1400, got {other:?}"),
+    }
+
+    // The exact meaning's test of the scan's final state.
+    let state_test = patch::find(
+        &object,
+        "classifier",
+        constants[1]..end,
+        patch::code::JEQ_IMM,
+        None,
+    )
+    .expect("the exact meaning's scan test");
+    let mut bad = object.clone();
+    let imm = patch::imm(&bad, "classifier", state_test).unwrap();
+    patch::set_imm(&mut bad, "classifier", state_test, imm ^ 1).unwrap();
+    match validate_stream(&program, &bad, &map) {
+        Err(ValidationError::StreamFormula { fin: true, .. }) => {}
+        other => panic!("exact meaning: expected a formula error at FIN, got {other:?}"),
+    }
+
+    // `if r9 < r1` (JLT with registers) becomes `if r1 < r9`.
+    const JLT_REG: u8 = 0xad;
+    let jlt = (constants[0]..end)
+        .find(|&s| patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == JLT_REG))
+        .expect("the comparison");
+    let at = patch::slot_offset(&object, "classifier", jlt).unwrap();
+    let mut bad = object.clone();
+    let regs = bad[at + 1];
+    bad[at + 1] = regs.rotate_left(4);
+    assert_ne!(bad[at + 1], regs, "two different registers");
+    match validate_stream(&program, &bad, &map) {
+        Err(e @ ValidationError::StreamFormula { .. }) => {
+            assert!(e.to_string().contains("stream length "), "{e}")
+        }
+        other => panic!("swapped operands: expected a formula error, got {other:?}"),
+    }
+}
+
+/// The tail check: a pass whose "past the window's end" test compares the
+/// stream offset as a signed number (so offsets from 2^63 on would walk
+/// again) depends on the offset in the tail, and is refused with the
+/// branch named.
+#[test]
+fn a_signed_stream_offset_test_is_caught_in_the_tail() {
+    let (program, object, map) = compiled("printable16");
+    let pass = &map.passes[0];
+    let end = patch::find(
+        &object,
+        "classifier",
+        pass.setup_start..map.formula_start,
+        patch::code::LD_IMM64,
+        Some(16),
+    )
+    .expect("the window end");
+    // The comparison after it: `if r1 >= r4` (JGE with registers).
+    const JGE_REG: u8 = 0x3d;
+    const JSGE_REG: u8 = 0x7d;
+    let jge = (end..map.formula_start)
+        .find(|&s| patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == JGE_REG))
+        .expect("the comparison with the window end");
+    let at = patch::slot_offset(&object, "classifier", jge).unwrap();
+    let mut bad = object.clone();
+    bad[at] = JSGE_REG;
+    let parsed = lagic_validate::Object::parse(&bad).unwrap();
+    let t = lagic_validate::stream::walk::program_tail_start(&map);
+    assert_eq!(t, 16);
+    let err = lagic_validate::stream::tail::check(&parsed, &map, t).expect_err("signed");
+    assert!(err.contains("branch on the stream offset"), "{err}");
+    assert!(validate_stream(&program, &bad, &map).is_err());
+    // The shipped object passes the same check.
+    let good = lagic_validate::Object::parse(&object).unwrap();
+    lagic_validate::stream::tail::check(&good, &map, t).unwrap();
+}
+
+/// The carried state: `printable16`'s pass loads its DFA's state from the
+/// flow value's first machine word (offset 40). Loading the next word
+/// instead (zero, the initial state, in a fresh flow, so the walk check
+/// cannot see it) starts every segment from the initial state; the carry
+/// check names the scan and the state.
+#[test]
+fn a_pass_that_ignores_the_carried_state_is_caught() {
+    let (program, object, map) = compiled("printable16");
+    let pass = &map.passes[0];
+    let load = (pass.setup_start..map.formula_start)
+        .find(|&s| {
+            patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == patch::code::LDXW)
+                && patch::off(&object, "classifier", s) == Ok(40)
+        })
+        .expect("the load of the carried state");
+    let mut bad = object.clone();
+    patch::set_off(&mut bad, "classifier", load, 44).unwrap();
+    match validate_stream(&program, &bad, &map) {
+        Err(e @ ValidationError::Walk { .. }) => {
+            let shown = e.to_string();
+            assert!(
+                shown.contains("the carried state") && shown.contains("scans [0]"),
+                "{shown}"
+            );
+        }
+        other => panic!("expected a carried-state error, got {other:?}"),
+    }
+}
+
+/// Stream specs beyond the examples: windows starting past the stream's
+/// first byte (bounded and not), several passes, `len` tests and
+/// negations. Each validates, and the tail starts where the windows say.
+#[test]
+fn more_stream_shapes_validate() {
+    let specs = [
+        (
+            r#"{"op": "all", "window": {"start": 3, "end": 20}, "class": [[32, 126]]}"#,
+            20,
+        ),
+        (
+            r#"{"op": "not", "arg": {"op": "contains", "window": {"start": 5, "end": null}, "pattern": [[[120, 120]], [[121, 121]]]}}"#,
+            6,
+        ),
+        (
+            r#"{"op": "and", "args": [
+                {"op": "len", "cmp": "<=", "value": 100},
+                {"op": "all", "window": {"start": 0, "end": 8}, "class": [[48, 57]]},
+                {"op": "not", "arg": {"op": "contains", "window": {"start": 2, "end": 40}, "pattern": [[[65, 65]], [[66, 66]]]}}
+            ]}"#,
+            40,
+        ),
+        (
+            r#"{"op": "or", "args": [
+                {"op": "all", "window": {"start": 0, "end": 4}, "class": [[97, 122]]},
+                {"op": "prefix", "pattern": [[[123, 123]]]}
+            ]}"#,
+            4,
+        ),
+    ];
+    for (i, (predicate, tail)) in specs.iter().enumerate() {
+        let text = format!(
+            r#"{{"version": 2, "name": "shape{i}", "mode": "stream", "policy": {{"arp": "pass", "ipv6_nd": "pass", "other_ip": "drop", "non_ip": "drop"}}, "predicate": {predicate}}}"#
+        );
+        let spec = predicate_ir::parse(&text).unwrap_or_else(|e| panic!("spec {i}: {e}"));
+        let program = predicate_ir::lower_stream(&spec).unwrap_or_else(|e| panic!("spec {i}: {e}"));
+        let (module, map) =
+            emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default())
+                .unwrap_or_else(|e| panic!("spec {i}: {e}"));
+        let object = module.write_elf().unwrap();
+        assert_eq!(
+            lagic_validate::stream::walk::program_tail_start(&map),
+            *tail,
+            "spec {i}: the tail's start"
+        );
+        let report =
+            validate_stream(&program, &object, &map).unwrap_or_else(|e| panic!("spec {i}: {e}"));
+        println!(
+            "spec {i}: {} passes, {} walk classes, {} formula cases",
+            map.passes.len(),
+            report.walk_classes,
+            report.formula_cases
+        );
+        assert!(
+            report.walk_classes > 0 && report.formula_cases > 0,
+            "spec {i}"
+        );
+    }
+}
+
+/// Random stream specs (`predicate_ir::arbitrary::arb_stream_spec`, the
+/// whole-stream view): every object the emitter writes validates (walk, carried state, formulas), so
+/// the checks accept what the emitter makes beyond the examples. Cases:
+/// `LAGIC_PROPTEST_CASES` (default 8: a spec costs up to about a thousand
+/// stream offsets' walks); failing seeds persist in
+/// `tests/proptest-regressions/random_stream_specs_validate.txt`.
+#[test]
+fn random_stream_specs_validate() {
+    use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
+    let cases = std::env::var("LAGIC_PROPTEST_CASES")
+        .map(|t| {
+            t.trim()
+                .parse()
+                .expect("LAGIC_PROPTEST_CASES is a case count")
+        })
+        .unwrap_or(8);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/proptest-regressions/random_stream_specs_validate.txt");
+    let path: &'static str = Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(path))),
+        ..Config::default()
+    });
+    runner
+        .run(&predicate_ir::arbitrary::arb_stream_spec(), |spec| {
+            let Ok(program) = predicate_ir::lower_stream(&spec) else {
+                return Ok(()); // beyond the lowering's limits
+            };
+            if program.http.is_some() {
+                return Ok(()); // the http view: its step check is tests/http.rs's
+            }
+            let Ok((module, map)) =
+                emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default())
+            else {
+                return Ok(()); // beyond the emitter's limits
+            };
+            let object = module
+                .write_elf()
+                .expect("the writer takes what codegen makes");
+            let result = validate_stream(&program, &object, &map);
+            if lagic_validate::stream::walk::program_tail_start(&map)
+                > lagic_validate::stream::walk::MAX_TAIL_START
+            {
+                // Windows too far into the stream: refused, and said so.
+                return match result {
+                    Err(e) if e.to_string().contains("--no-validate") => Ok(()),
+                    other => Err(TestCaseError::fail(format!(
+                        "{}: expected the refusal of a far window, got {other:?}",
+                        spec.name
+                    ))),
+                };
+            }
+            result
+                .map(|_| ())
+                .map_err(|e| TestCaseError::fail(format!("{}: {e}", spec.name)))
+        })
+        .unwrap();
 }

@@ -462,6 +462,17 @@ impl Mem<'_, '_> {
             .map_err(Fail::Unsupported)
     }
     fn store(&mut self, addr: u64, width: u8, v: Lin, r: &Region) -> Result<(), Fail> {
+        if crate::stream::in_flow_value(addr, width) {
+            // A stream pass stores its machines' registers back into the
+            // flow's value: constants (tokens, initial states) only.
+            let c = v
+                .value()
+                .ok_or_else(|| Fail::Unsupported("a symbolic store into the flow value".into()))?;
+            return self
+                .vm
+                .poke(addr, &c.to_le_bytes()[..width as usize])
+                .map_err(Fail::Unsupported);
+        }
         if !(vm::STACK_BASE..vm::SCRATCH_BASE).contains(&addr) {
             return Err(Fail::Unsupported(format!("a store at {addr:#x}")));
         }
@@ -691,7 +702,7 @@ struct SymLeaf {
 }
 
 /// What a pass's class run needs.
-pub(super) struct PassInputs<'a> {
+pub(crate) struct PassInputs<'a> {
     pub program: &'a Program,
     pub object: &'a Object,
     pub p: usize,
@@ -737,7 +748,7 @@ fn window_len(inp: &PassInputs<'_>, class: &Class) -> Result<Lin, Fail> {
 }
 
 /// Proves the walk for every length of `class`, or says why not.
-pub(super) fn check_class(inp: &PassInputs<'_>, vm: &mut Vm<'_>, class: Class) -> Result<(), Fail> {
+pub(crate) fn check_class(inp: &PassInputs<'_>, vm: &mut Vm<'_>, class: Class) -> Result<(), Fail> {
     let last = class.last();
     let wl = window_len(inp, &class)?;
     let regs_now = vm.restore_stacks(inp.setup);
