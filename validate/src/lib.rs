@@ -189,6 +189,11 @@ pub struct Report {
     pub word_test_runs: u64,
     /// Time spent in the step, walk and formula checks.
     pub times: [std::time::Duration; 3],
+    /// Stream diodes whose windows end past stream offset
+    /// `stream::walk::MAX_TAIL_START`: the stream offsets below the tail
+    /// the walk check sampled out (0: every offset was run; the CLI says
+    /// so when it is not).
+    pub stream_offsets_unchecked: u64,
 }
 
 /// Validates `object` (the bytes about to be written) against `program`,
@@ -238,5 +243,6 @@ pub fn validate(
         prefilter_paths,
         word_test_runs,
         times: [step_time, walk_time, t.elapsed()],
+        stream_offsets_unchecked: 0,
     })
 }

@@ -106,6 +106,7 @@ pub fn validate_stream(
         step_insns,
         walk_lengths: walk.lengths,
         walk_classes: walk.classes,
+        stream_offsets_unchecked: walk.offsets_unchecked,
         prefilter_paths,
         formula_cases,
         times: [step_time, walk_time, t.elapsed()],

@@ -177,6 +177,10 @@ pub struct Stats {
     pub classes: u64,
     /// Lengths run one by one (no frame carries them, or no class run applied).
     pub one_by_one: u64,
+    /// Stream diodes: stream offsets below the tail that the walk check
+    /// did not run (windows ending past `stream::walk::MAX_TAIL_START`);
+    /// 0 when every offset was run.
+    pub offsets_unchecked: u64,
 }
 
 /// Runs the walk check on every pass, for payload lengths `lengths`, by

@@ -52,10 +52,20 @@ use crate::walk::classes::{self, Class, Fail};
 use crate::walk::{Stats, MAX_PAYLOAD};
 use crate::ValidationError;
 
-/// Largest tail start ([`program_tail_start`]) checked: every offset below
-/// it is run, each costing a few to about 130 classes of lengths; beyond,
-/// the check refuses (fails closed) rather than run for minutes.
+/// Largest tail start ([`program_tail_start`]) checked exhaustively: every
+/// offset below it is run, each costing a few to about 130 classes of
+/// lengths. Beyond it the check runs every offset below this bound, the
+/// offsets around each window's start and end, and the tail
+/// ([`sampled_offsets`]), and reports the offsets it left out
+/// ([`Stats::offsets_unchecked`]): running all of them would take seconds
+/// to minutes per compile, and refusing would refuse every stream spec
+/// with a window past this offset.
 pub const MAX_TAIL_START: u64 = 1024;
+
+/// Offsets run on each side of a window's start and end when the walk is
+/// sampled: more than a 64-byte chunk, so every tier boundary near the
+/// window's edges is crossed.
+const EDGE_MARGIN: u64 = 72;
 
 /// Most classes of lengths for one pass and stream offset before the check
 /// gives up (fails closed).
@@ -100,6 +110,25 @@ pub fn offsets(t: u64) -> Vec<u64> {
     v
 }
 
+/// The offsets run when the tail starts past [`MAX_TAIL_START`]: every
+/// offset below that bound, [`EDGE_MARGIN`] on each side of every
+/// window's start and end (below `t`), and the tail's samples.
+pub fn sampled_offsets(map: &CodeMap, t: u64) -> Vec<u64> {
+    let mut v: Vec<u64> = (0..MAX_TAIL_START).collect();
+    for pass in &map.passes {
+        let mut edges = vec![u64::from(pass.window.start)];
+        edges.extend(pass.window.end.map(u64::from));
+        for edge in edges {
+            let from = edge.saturating_sub(EDGE_MARGIN);
+            v.extend((from..=edge.saturating_add(EDGE_MARGIN)).filter(|&s| s < t));
+        }
+    }
+    v.extend(tail_offsets(t));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// The payload window a pass with stream window `w` must walk in a segment
 /// starting at stream offset `s`.
 pub fn payload_window(w: Window, s: u64) -> Window {
@@ -126,20 +155,15 @@ pub fn check(
 ) -> Result<Stats, ValidationError> {
     let mut stats = Stats::default();
     let t = program_tail_start(map);
-    if t > MAX_TAIL_START {
-        return Err(ValidationError::Walk {
-            pass: 0,
-            scans: map
-                .passes
-                .iter()
-                .flat_map(|p| p.machines.iter().map(|m| m.scan))
-                .collect(),
-            len: 0,
-            what: format!(
-                "a window reaches stream offset {t}: the stream walk check runs every offset below the last window's end and stops at {MAX_TAIL_START}; end the windows sooner, or compile with --no-validate (docs/validation.md, \"Stream diodes\")"
-            ),
-        });
-    }
+    let run = if t > MAX_TAIL_START {
+        sampled_offsets(map, t)
+    } else {
+        offsets(t)
+    };
+    // Offsets below the tail that were not run (the tail's samples are
+    // extra runs, not part of the count below `t`).
+    let run_below_t = run.iter().filter(|&&s| s < t).count() as u64;
+    stats.offsets_unchecked = t - run_below_t;
     if !map.passes.is_empty() {
         super::tail::check(object, map, t).map_err(|what| ValidationError::Walk {
             pass: 0,
@@ -178,7 +202,7 @@ pub fn check(
             args,
             r10,
         };
-        for s in offsets(t) {
+        for &s in &run {
             let got = check_offset(program, object, map, p, pass, s, checked, &mut vm, &lookup)?;
             stats.lengths += got.lengths;
             stats.classes += got.classes;
