@@ -327,11 +327,11 @@ fn every_attack_class_is_blocked_and_its_honest_counterpart_passes() {
     }
 }
 
-/// A new connection on a 4-tuple whose flow ended (FIN or latched) is
-/// judged from its own first byte, kept out of the old connection's
-/// sequence numbers; a SYN on a live flow, inside the old range, or after
-/// a flow latched without its SYN seen starts nothing. Every verdict and
-/// RST as the reference's.
+/// A new connection on a 4-tuple, whether its flow ended (FIN or latched)
+/// or is still live (its client gave it up), is judged from its own first
+/// byte, kept out of the old connection's sequence numbers; a SYN inside
+/// the old range, or after a flow latched without its SYN seen, starts
+/// nothing. Every verdict and RST as the reference's.
 #[test]
 fn a_reused_four_tuple_starts_a_fresh_flow() {
     if !require_bpf() {
@@ -372,14 +372,16 @@ fn a_reused_four_tuple_starts_a_fresh_flow() {
         );
         assert_eq!(o[2], Outcome::Reset(ISN + 5));
         assert_eq!(o[3..], [pass.clone(), pass.clone(), pass.clone()]);
-        // A live flow: the SYN is dropped and the word still reset.
-        let (o, _) = check_flow(
+        // A live flow: the SYN starts a fresh flow, and the old flow's
+        // "te" (inside the old range, behind the fresh flow) never passes.
+        let (o, r) = check_flow(
             &prog,
             &spec,
             v6,
             &[syn(), data(0, b"I ha"), Segment::syn(isn2), data(4, b"te")],
         );
-        assert_eq!(o[2..], [Outcome::Drop, Outcome::Reset(ISN + 5)]);
+        assert_eq!(o[2..], [pass.clone(), Outcome::Drop]);
+        assert_eq!(r.app(), b"I ha");
         // Inside the old range (ISN+1 to ISN+5 after "I ha" and its FIN,
         // and one maximal segment past it): refused; the first ISN past
         // it starts.
@@ -397,6 +399,14 @@ fn a_reused_four_tuple_starts_a_fresh_flow() {
                 &[syn(), Segment::fin(ISN + 1, b"I ha"), Segment::syn(new_isn)],
             );
             assert_eq!(o[2] == pass, starts, "{new_isn}: {o:?}");
+            // Live instead of finished: the same range.
+            let (o, _) = check_flow(
+                &prog,
+                &spec,
+                v6,
+                &[syn(), data(0, b"I ha"), Segment::syn(new_isn)],
+            );
+            assert_eq!(o[2] == pass, starts, "live, {new_isn}: {o:?}");
             let (o, _) = check_flow(
                 &prog,
                 &spec,

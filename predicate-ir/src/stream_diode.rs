@@ -43,9 +43,11 @@
 //!    every later one become a RST without payload towards the receiver,
 //!    at the next sequence number the diode expects.
 //!
-//! 7. A new connection on the same 4-tuple: once the flow has ended (a FIN
-//!    passed, or it is latched), a SYN without payload and with another
-//!    initial sequence number starts a fresh flow, judged from its own
+//! 7. A new connection on the same 4-tuple: a SYN without payload and with
+//!    another initial sequence number starts a fresh flow, whether the old
+//!    flow ended (a FIN passed, or it is latched) or not (its sender gave
+//!    it up, say, after the receiver's RST, which the diode does not see),
+//!    judged from its own
 //!    first byte, provided its first byte lies outside the *old range*:
 //!    every sequence number from the old flow's first byte up to its next
 //!    expected byte plus [`SEGMENT_MARGIN`] (inclusive). A receiver still holding the old
@@ -54,9 +56,14 @@
 //!    fresh flow may pass nothing there: a segment whose bytes (or FIN)
 //!    would reach it latches the fresh flow. The range of a flow that was
 //!    itself fresh extends over its predecessor's range, so a chain of
-//!    connections keeps avoiding every earlier one. A SYN on a live flow,
-//!    or on a flow latched without its SYN seen (its range is unknown),
-//!    is handled as before: dropped, or reset while latched.
+//!    connections keeps avoiding every earlier one. The rule does not
+//!    depend on the old flow having ended: the old range holds whatever
+//!    the old flow passed, so a receiver still holding it can never read
+//!    the fresh flow's bytes. Refusing it on a live flow would leave a
+//!    4-tuple whose client aborted (its RST travels the other way) unusable
+//!    for good, since the flow table never forgets a flow. A SYN inside the
+//!    old range, or on a flow latched without its SYN seen (its range is
+//!    unknown), is handled as before: dropped, or reset while latched.
 //!
 //! Sequence numbers are compared modulo 2^32 (`wrapping_sub` read as
 //! `i32`), so a stream may wrap; a segment more than 2^31 bytes away is
@@ -461,8 +468,8 @@ impl<'s> StreamDiode<'s> {
             if seg.seq == isn && seg.payload.is_empty() {
                 return Verdict::Pass;
             }
-            // A new connection once this one ended (rule 7).
-            if fin.is_some() && self.try_fresh_start(seg, Some(OldRange::after(isn, next, avoid))) {
+            // A new connection on the 4-tuple, ended or not (rule 7).
+            if self.try_fresh_start(seg, Some(OldRange::after(isn, next, avoid))) {
                 return Verdict::Pass;
             }
             return Verdict::Drop(DropReason::BadSyn);

@@ -773,7 +773,9 @@ fn a_new_connection_on_an_ended_four_tuple_is_judged_from_its_own_first_byte() {
 #[test]
 fn a_syn_on_a_live_flow_or_inside_the_old_range_starts_nothing() {
     let spec = example("hateless");
-    // Live flow: dropped as before, the stream goes on.
+    // A live flow (its client gave it up, say): a SYN outside the old
+    // range starts a fresh flow, and the old flow's "te" no longer passes
+    // (it lies inside the old range, behind the fresh flow's first byte).
     let live = [
         Segment::syn(ISN),
         Segment::data(ISN + 1, b"I ha"),
@@ -781,8 +783,11 @@ fn a_syn_on_a_live_flow_or_inside_the_old_range_starts_nothing() {
         Segment::data(ISN + 5, b"te"),
     ];
     let (_, verdicts, _, _) = flow(&spec, &live);
-    assert_eq!(verdicts[2], Verdict::Drop(DropReason::BadSyn));
-    assert!(is_reset(&verdicts[3]), "{verdicts:?}");
+    assert_eq!(verdicts[2], Verdict::Pass);
+    assert_ne!(verdicts[3], Verdict::Pass, "{verdicts:?}");
+    let (_, receiver, first) = reused_flow(&spec, &delivered(&live));
+    assert_safe(&spec, &receiver.app(), &first);
+    assert_eq!(receiver.app(), b"I ha");
     // After "I ha" and a FIN (sequence numbers ISN+1 to ISN+5), a new
     // connection whose first byte is one the old receiver may still read
     // from, or within one maximal segment past it, is refused; the first
@@ -811,6 +816,15 @@ fn a_syn_on_a_live_flow_or_inside_the_old_range_starts_nothing() {
             Verdict::Drop(DropReason::BadSyn)
         };
         assert_eq!(verdicts[2], want, "new ISN {new_isn}");
+        // Live instead of finished: the same range (the old next byte is
+        // the same), refused SYNs dropped.
+        let segments = [
+            Segment::syn(ISN),
+            Segment::data(ISN + 1, b"I ha"),
+            Segment::syn(new_isn),
+        ];
+        let (_, verdicts, _, _) = flow(&spec, &segments);
+        assert_eq!(verdicts[2], want, "live, new ISN {new_isn}");
         // Latched instead of finished: refused SYNs get the RST.
         let segments = [
             Segment::syn(ISN),

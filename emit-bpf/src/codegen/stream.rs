@@ -19,9 +19,9 @@
 //!    where the table is full, either becomes a RST (`table_full`);
 //! 4. a RST from the sender latches the flow (`latched`);
 //! 5. a SYN again: passes with the same initial sequence number and no
-//!    payload; on a flow that ended (a FIN passed, or latched in rule 1),
-//!    a new connection's SYN starts a fresh flow if its first byte lies
-//!    outside the old range (below); else dropped (a latched flow: RST);
+//!    payload; with another one, on a live, ended or latched flow, a new
+//!    connection's SYN starts a fresh flow if its first byte lies outside
+//!    the old range (below); else dropped (a latched flow: RST);
 //! 6. no payload and no FIN: passes;
 //! 7. a segment not starting exactly at the next expected byte is dropped
 //!    (`out_of_order`): beyond it is a gap; before it the diode cannot
@@ -524,7 +524,7 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     // Rule 1: latched.
     let latched_now = a.label();
     let reuse_after_latch = a.label();
-    let reuse_after_fin = a.label();
+    let reuse_open = a.label();
     a.emit(Insn::load(Size::W, R1, R0, value::STATUS));
     a.jmp_imm(JmpCond::Jset, R1, value::LATCHED, latched_now);
     emit_sanity(a, v);
@@ -599,13 +599,13 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     let other_isn = a.label();
     a.jmp_reg(JmpCond::Jne, R1, R2, other_isn);
     a.ja(v.pass);
+    // Another initial sequence number: a new connection, whether this
+    // flow ended or not (rule 7 of the reference).
     a.bind(other_isn);
-    a.emit(Insn::load(Size::W, R2, R0, value::STATUS));
-    a.jmp_imm(JmpCond::Jset, R2, value::FIN_SEEN, reuse_after_fin);
-    a.ja(v.drop);
+    a.ja(reuse_open);
     a.bind(reuse_after_latch);
     emit_fresh_start(a, v, value_size, v.latched);
-    a.bind(reuse_after_fin);
+    a.bind(reuse_open);
     emit_fresh_start(a, v, value_size, v.drop);
     a.bind(not_syn);
     // Rule 6: nothing to judge.
@@ -669,8 +669,8 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.bind(judge);
 }
 
-/// Rule 5 on an ended flow (value at [`sframe::VALUE_PTR`], the segment a
-/// SYN): a valid SYN without payload whose first byte lies outside the old
+/// Rule 5 with another initial sequence number (value at
+/// [`sframe::VALUE_PTR`], the segment a SYN): a valid SYN without payload whose first byte lies outside the old
 /// range replaces the flow with a fresh one, in place under the judging
 /// flag, and passes; anything else (a flag another CPU holds included)
 /// goes to `refused`.
@@ -697,11 +697,8 @@ fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) 
     a.emit(Insn::load(Size::DW, R0, R10, sframe::VALUE_PTR));
     a.emit(Insn::load(Size::W, R2, R0, value::STATUS));
     a.jmp_imm(JmpCond::Jset, R2, value::NO_RANGE, release_refused);
-    // Still ended (another CPU may have started a fresh flow meanwhile).
-    let ended = a.label();
-    a.jmp_imm(JmpCond::Jset, R2, value::LATCHED | value::FIN_SEEN, ended);
-    a.ja(release_refused);
-    a.bind(ended);
+    // Whatever the flow is now (live, ended, or fresh from another CPU's
+    // SYN meanwhile), the range below is read from it under the flag.
     // r3 = the range's start (the old first byte), r4 = its end: one past
     // the old next byte, or the old flow's own range's end.
     a.emit(Insn::load(Size::W, R3, R0, value::ISN));

@@ -65,7 +65,7 @@ pub const MAX_TAIL_START: u64 = 1024;
 /// Offsets run on each side of a window's start and end when the walk is
 /// sampled: more than a 64-byte chunk, so every tier boundary near the
 /// window's edges is crossed.
-const EDGE_MARGIN: u64 = 72;
+pub const EDGE_MARGIN: u64 = 72;
 
 /// Most classes of lengths for one pass and stream offset before the check
 /// gives up (fails closed).
