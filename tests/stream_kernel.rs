@@ -327,6 +327,35 @@ fn every_attack_class_is_blocked_and_its_honest_counterpart_passes() {
     }
 }
 
+/// Five connections on one 4-tuple, each started as Linux starts one over
+/// a `TIME_WAIT` socket (65,537 past the old connection's last sequence
+/// number): the kernel starts every one, as the reference does, and
+/// refuses a sixth inside an earlier one's bytes.
+#[test]
+fn a_chain_of_time_wait_reuses_keeps_starting() {
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("hateless");
+    let prog = load_stream(&spec);
+    for v6 in [false, true] {
+        let mut segments = Vec::new();
+        let mut isn = ISN;
+        let mut starts = Vec::new();
+        for k in 0..5u32 {
+            starts.push(isn);
+            segments.push(Segment::syn(isn));
+            let body = format!("reply {k}");
+            segments.push(Segment::fin(isn + 1, body.as_bytes()));
+            isn = isn + 1 + body.len() as u32 + 1 + 65_537;
+        }
+        segments.push(Segment::syn(starts[1] + 2));
+        let (o, _) = check_flow(&prog, &spec, v6, &segments);
+        assert_eq!(o[..10], vec![Outcome::Pass; 10][..], "{o:?}");
+        assert_eq!(o[10], Outcome::Drop, "{o:?}");
+    }
+}
+
 /// A new connection on a 4-tuple, whether its flow ended (FIN or latched)
 /// or is still live (its client gave it up), is judged from its own first
 /// byte, kept out of the old connection's sequence numbers; a SYN inside

@@ -280,12 +280,34 @@ impl OldRange {
     /// The range a successor of the flow with initial sequence number
     /// `isn`, next expected byte `next` and its own `avoid` range must
     /// keep out of: from its first byte up to `next` plus
-    /// [`SEGMENT_MARGIN`] inclusive, extended over `avoid` (which lies
-    /// ahead of it).
+    /// [`SEGMENT_MARGIN`] inclusive, joined with `avoid`.
+    ///
+    /// The flow lies outside `avoid`: going forward from `avoid.end` it
+    /// comes before `avoid.lo`. One interval covers both in two ways: from
+    /// the flow's first byte on over `avoid` (a flow that started below
+    /// the old range and grows towards it), or from `avoid.lo` on over the
+    /// flow (a flow that started above it, as Linux starts a connection
+    /// over a `TIME_WAIT` socket: 65,537 past the old one's last byte).
+    /// The second is taken when it is shorter and its end has not come
+    /// round to the flow's first byte; otherwise the first. Taking always
+    /// the first made a range of nearly the whole sequence space after
+    /// such a connection, and the 4-tuple's third connection was refused.
     fn after(isn: u32, next: u32, avoid: Option<OldRange>) -> OldRange {
-        OldRange {
-            lo: isn.wrapping_add(1),
-            end: avoid.map_or(next.wrapping_add(1 + SEGMENT_MARGIN), |r| r.end),
+        let lo = isn.wrapping_add(1);
+        let end = next.wrapping_add(1 + SEGMENT_MARGIN);
+        let Some(old) = avoid else {
+            return OldRange { lo, end };
+        };
+        let over_old = OldRange { lo, end: old.end };
+        // Distances going forward from the old range's start.
+        let to_end = end.wrapping_sub(old.lo);
+        let to_lo = lo.wrapping_sub(old.lo);
+        let span_over_old = old.end.wrapping_sub(lo);
+        let from_old_fits = to_end != 0 && to_lo <= to_end;
+        if from_old_fits && (span_over_old == 0 || to_end < span_over_old) {
+            OldRange { lo: old.lo, end }
+        } else {
+            over_old
         }
     }
 

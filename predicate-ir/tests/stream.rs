@@ -1368,3 +1368,38 @@ fn truncated_and_flipped_stream_examples_fail_cleanly() {
     }
     assert!(outcomes.0 >= 1 && outcomes.1 >= 1000, "{outcomes:?}");
 }
+
+/// Connections reusing one 4-tuple the way Linux starts one over a
+/// `TIME_WAIT` socket (initial sequence number 65,537 past the old
+/// connection's last) all start, however many follow each other; each one's
+/// range still keeps every later one out of every earlier one.
+#[test]
+fn a_chain_of_time_wait_reuses_keeps_starting() {
+    let spec = example("hateless");
+    let mut segments = Vec::new();
+    let mut isn = ISN;
+    let mut starts = Vec::new();
+    for k in 0..5u32 {
+        starts.push(isn);
+        segments.push(Segment::syn(isn));
+        let body = format!("reply {k}");
+        segments.push(Segment::fin(isn + 1, body.as_bytes()));
+        // The FIN's sequence number is isn + 1 + len; the next ISN is one
+        // past it plus 65,537.
+        isn = isn + 1 + body.len() as u32 + 1 + 65_537;
+    }
+    let (_, verdicts, _, _) = flow(&spec, &segments);
+    assert!(verdicts.iter().all(|v| *v == Verdict::Pass), "{verdicts:?}");
+    // A sixth connection starting inside the first one's bytes, or inside
+    // the third one's, is refused.
+    for inside in [starts[0] + 2, starts[2] + 3] {
+        let mut more = segments.clone();
+        more.push(Segment::syn(inside));
+        let (_, verdicts, _, _) = flow(&spec, &more);
+        assert_eq!(
+            *verdicts.last().unwrap(),
+            Verdict::Drop(DropReason::BadSyn),
+            "ISN {inside}"
+        );
+    }
+}

@@ -699,22 +699,48 @@ fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) 
     a.jmp_imm(JmpCond::Jset, R2, value::NO_RANGE, release_refused);
     // Whatever the flow is now (live, ended, or fresh from another CPU's
     // SYN meanwhile), the range below is read from it under the flag.
-    // r3 = the range's start (the old first byte), r4 = its end: one past
-    // the old next byte, or the old flow's own range's end.
+    // r3 = the range's start (the old first byte), r4 = its end: one
+    // maximal segment past the old next byte, as the reference's rule has
+    // it (a CPU that took the flag before a sender's RST latched the flow
+    // commits one segment after the latch, before this flag could be
+    // taken).
     a.emit(Insn::load(Size::W, R3, R0, value::ISN));
     a.emit(Insn::alu32_imm(AluOp::Add, R3, 1));
-    let end_known = a.label();
-    a.emit(Insn::load(Size::W, R4, R0, value::ARC_END));
-    a.jmp_imm(JmpCond::Jset, R2, value::OLD_RANGE, end_known);
     a.emit(Insn::load(Size::W, R4, R0, value::NEXT));
-    // One maximal segment past it, as the reference's rule has it (a CPU
-    // that took the flag before a sender's RST latched the flow commits
-    // one segment after the latch, before this flag could be taken).
     a.emit(Insn::alu32_imm(
         AluOp::Add,
         R4,
         1 + predicate_ir::stream_diode::SEGMENT_MARGIN as i32,
     ));
+    let end_known = a.label();
+    let over_old = a.label();
+    let from_old = a.label();
+    let chained = a.label();
+    a.jmp_imm(JmpCond::Jset, R2, value::OLD_RANGE, chained);
+    a.ja(end_known);
+    a.bind(chained);
+    // A fresh flow itself: its range joins the old flow's own, as
+    // `OldRange::after` of the reference chooses: from ARC_LO over the
+    // flow to r4 where that is shorter and r4 has not come round to the
+    // flow's first byte, else from the flow's first byte over the old
+    // range to ARC_END. r2 = ARC_LO, r5 = r4 - ARC_LO, r1 = r3 - ARC_LO.
+    a.emit(Insn::load(Size::W, R2, R0, value::ARC_LO));
+    a.emit(Insn::mov64_reg(R5, R4));
+    a.emit(Insn::alu32_reg(AluOp::Sub, R5, R2));
+    a.jmp_imm(JmpCond::Jeq, R5, 0, over_old);
+    a.emit(Insn::mov64_reg(R1, R3));
+    a.emit(Insn::alu32_reg(AluOp::Sub, R1, R2));
+    a.jmp_reg(JmpCond::Jgt, R1, R5, over_old);
+    // r2 = ARC_END - r3: the other choice's span (0: the whole space).
+    a.emit(Insn::load(Size::W, R2, R0, value::ARC_END));
+    a.emit(Insn::alu32_reg(AluOp::Sub, R2, R3));
+    a.jmp_imm(JmpCond::Jeq, R2, 0, from_old);
+    a.jmp_reg(JmpCond::Jlt, R5, R2, from_old);
+    a.bind(over_old);
+    a.emit(Insn::load(Size::W, R4, R0, value::ARC_END));
+    a.ja(end_known);
+    a.bind(from_old);
+    a.emit(Insn::load(Size::W, R3, R0, value::ARC_LO));
     a.bind(end_known);
     // r5 = its length (0: the whole sequence space); r1 = where the new
     // first byte lies from its start: inside when below the length.
