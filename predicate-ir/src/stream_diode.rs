@@ -288,8 +288,9 @@ impl OldRange {
     /// the old range and grows towards it), or from `avoid.lo` on over the
     /// flow (a flow that started above it, as Linux starts a connection
     /// over a `TIME_WAIT` socket: 65,537 past the old one's last byte).
-    /// The second is taken when it is shorter and its end has not come
-    /// round to the flow's first byte; otherwise the first. Taking always
+    /// The second is taken when it is shorter, its end has not come round
+    /// to the flow's first byte, and the flow with its margin is shorter
+    /// than the sequence space; otherwise the first. Taking always
     /// the first made a range of nearly the whole sequence space after
     /// such a connection, and the 4-tuple's third connection was refused.
     fn after(isn: u32, next: u32, avoid: Option<OldRange>) -> OldRange {
@@ -303,7 +304,10 @@ impl OldRange {
         let to_end = end.wrapping_sub(old.lo);
         let to_lo = lo.wrapping_sub(old.lo);
         let span_over_old = old.end.wrapping_sub(lo);
-        let from_old_fits = to_end != 0 && to_lo <= to_end;
+        // A flow of nearly 2^32 bytes whose margin comes round past its own
+        // first byte: only the first interval holds all of it.
+        let wraps = end.wrapping_sub(lo) < next.wrapping_sub(lo);
+        let from_old_fits = !wraps && to_end != 0 && to_lo <= to_end;
         if from_old_fits && (span_over_old == 0 || to_end < span_over_old) {
             OldRange { lo: old.lo, end }
         } else {

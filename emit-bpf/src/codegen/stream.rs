@@ -731,6 +731,13 @@ fn emit_fresh_start(a: &mut Asm, v: &Verdicts, value_size: u32, refused: Label) 
     a.emit(Insn::mov64_reg(R1, R3));
     a.emit(Insn::alu32_reg(AluOp::Sub, R1, R2));
     a.jmp_reg(JmpCond::Jgt, R1, R5, over_old);
+    // A flow whose margin comes round past its own first byte (r4 - r3 <
+    // NEXT - r3): only the first interval holds it.
+    a.emit(Insn::mov64_reg(R1, R4));
+    a.emit(Insn::alu32_reg(AluOp::Sub, R1, R3));
+    a.emit(Insn::load(Size::W, R2, R0, value::NEXT));
+    a.emit(Insn::alu32_reg(AluOp::Sub, R2, R3));
+    a.jmp_reg(JmpCond::Jlt, R1, R2, over_old);
     // r2 = ARC_END - r3: the other choice's span (0: the whole space).
     a.emit(Insn::load(Size::W, R2, R0, value::ARC_END));
     a.emit(Insn::alu32_reg(AluOp::Sub, R2, R3));
