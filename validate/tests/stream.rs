@@ -154,6 +154,27 @@ fn compiled(
     (program, module.write_elf().unwrap(), map)
 }
 
+/// A whole-stream spec of `predicate` (JSON text) named `name`, lowered
+/// and compiled; panics naming the spec where any stage refuses it.
+fn compiled_predicate(
+    name: &str,
+    predicate: &str,
+) -> (
+    predicate_ir::StreamProgram,
+    Vec<u8>,
+    emit_bpf::codemap::CodeMap,
+) {
+    let text = format!(
+        r#"{{"version": 2, "name": "{name}", "mode": "stream", "policy": {{"arp": "pass", "ipv6_nd": "pass", "other_ip": "drop", "non_ip": "drop"}}, "predicate": {predicate}}}"#
+    );
+    let spec = predicate_ir::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let program = predicate_ir::lower_stream(&spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (module, map) =
+        emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (program, module.write_elf().unwrap(), map)
+}
+
 /// Every example stream spec validates; the whole-stream ones run the walk
 /// on every stream offset class and segment length, and the formulas.
 #[test]
@@ -264,12 +285,10 @@ fn an_off_by_one_stream_window_end_is_caught() {
 /// counted as left out; an off-by-one window end is still caught there.
 #[test]
 fn a_far_window_is_sampled_and_its_edges_checked() {
-    let text = r#"{"version": 2, "name": "far", "mode": "stream", "policy": {"arp": "pass", "ipv6_nd": "pass", "other_ip": "drop", "non_ip": "drop"}, "predicate": {"op": "all", "window": {"start": 1000, "end": 1200}, "class": [[32, 126]]}}"#;
-    let spec = predicate_ir::parse(text).unwrap();
-    let program = predicate_ir::lower_stream(&spec).unwrap();
-    let (module, map) =
-        emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default()).unwrap();
-    let object = module.write_elf().unwrap();
+    let (program, object, map) = compiled_predicate(
+        "far",
+        r#"{"op": "all", "window": {"start": 1000, "end": 1200}, "class": [[32, 126]]}"#,
+    );
     let t = lagic_validate::stream::walk::program_tail_start(&map);
     assert_eq!(t, 1200);
     let report = validate_stream(&program, &object, &map).unwrap();
@@ -469,15 +488,7 @@ fn more_stream_shapes_validate() {
         ),
     ];
     for (i, (predicate, tail)) in specs.iter().enumerate() {
-        let text = format!(
-            r#"{{"version": 2, "name": "shape{i}", "mode": "stream", "policy": {{"arp": "pass", "ipv6_nd": "pass", "other_ip": "drop", "non_ip": "drop"}}, "predicate": {predicate}}}"#
-        );
-        let spec = predicate_ir::parse(&text).unwrap_or_else(|e| panic!("spec {i}: {e}"));
-        let program = predicate_ir::lower_stream(&spec).unwrap_or_else(|e| panic!("spec {i}: {e}"));
-        let (module, map) =
-            emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default())
-                .unwrap_or_else(|e| panic!("spec {i}: {e}"));
-        let object = module.write_elf().unwrap();
+        let (program, object, map) = compiled_predicate(&format!("shape{i}"), predicate);
         assert_eq!(
             lagic_validate::stream::walk::program_tail_start(&map),
             *tail,
