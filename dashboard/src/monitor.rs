@@ -44,10 +44,19 @@ struct Current {
 pub(crate) fn start(shared: Arc<Shared>) -> Vec<std::thread::JoinHandle<()>> {
     let mut threads = Vec::new();
     let diode = shared.clone();
+    // Drops before the dashboard started are not replayed, as with the ring
+    // buffer: the tee file's end is taken here, when the dashboard starts,
+    // not whenever the thread first runs (lines appended in between were
+    // skipped, or a line cut in half).
+    let tee = shared
+        .config
+        .decisions
+        .as_deref()
+        .map(LineFollower::from_end);
     threads.push(
         std::thread::Builder::new()
             .name("diode-monitor".into())
-            .spawn(move || watch_diode(&diode))
+            .spawn(move || watch_diode(&diode, tee))
             .expect("spawning the diode monitor"),
     );
     if shared.config.lab.is_some() {
@@ -61,18 +70,12 @@ pub(crate) fn start(shared: Arc<Shared>) -> Vec<std::thread::JoinHandle<()>> {
     threads
 }
 
-fn watch_diode(shared: &Shared) {
+fn watch_diode(shared: &Shared, mut tee: Option<LineFollower>) {
     let iface = shared.config.iface.clone();
     let direction = shared.config.direction;
     let mut current: Option<Current> = None;
     let mut last_diode = Instant::now() - DIODE_EVERY;
     let mut last_counters = Instant::now() - COUNTERS_EVERY;
-    // Drops before the dashboard started are not replayed, as with the ring buffer.
-    let mut tee = shared
-        .config
-        .decisions
-        .as_deref()
-        .map(LineFollower::from_end);
     let mut tee_problem_shown = false;
     while !shared.stop.load(Ordering::SeqCst) {
         if shared.refresh.swap(false, Ordering::SeqCst) || last_diode.elapsed() >= DIODE_EVERY {
