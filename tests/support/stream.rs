@@ -133,8 +133,9 @@ pub fn fold(mut s: u32) -> u16 {
     s as u16
 }
 
-/// Checks that `out` is `input` rewritten into a valid RST and returns its
-/// sequence number.
+/// Checks that `out` is `input` rewritten into a valid RST (its checksum
+/// right whether complete or left to offload) and returns its sequence
+/// number.
 pub fn parse_reset(flow: Flow, input: &[u8], tcp: usize, out: &[u8]) -> u32 {
     assert_eq!(out.len(), tcp + 20, "a RST is the headers without payload");
     for (i, (&o, &b)) in out[..tcp].iter().zip(&input[..tcp]).enumerate() {
@@ -172,6 +173,13 @@ pub fn parse_reset(flow: Flow, input: &[u8], tcp: usize, out: &[u8]) -> u32 {
         fold(pseudo + ones_sum(th)),
         0xFFFF,
         "TCP checksum of the RST"
+    );
+    // Also the pseudo-header sum, so a stack or NIC completing the checksum
+    // later (CHECKSUM_PARTIAL) writes the same value (docs/stream.md).
+    assert_eq!(
+        u16::from_be_bytes([th[16], th[17]]),
+        fold(pseudo),
+        "RST checksum field is its pseudo-header sum"
     );
     u32::from_be_bytes([th[4], th[5], th[6], th[7]])
 }

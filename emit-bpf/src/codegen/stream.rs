@@ -182,12 +182,8 @@ pub(crate) mod sframe {
     pub const TTL: i16 = FLAGS - 8;
     /// Frame offset of the TCP header.
     pub const L4_OFF: i16 = TTL - 8;
-    /// TCP header plus payload length, from the IP header.
-    pub const TCP_LEN: i16 = L4_OFF - 8;
-    /// The TCP checksum field as received (raw).
-    pub const ORIG_CSUM: i16 = TCP_LEN - 8;
     /// Sequence number a RST for this segment carries (host order).
-    pub const RST_SEQ: i16 = ORIG_CSUM - 8;
+    pub const RST_SEQ: i16 = L4_OFF - 8;
     /// Stream offset of the segment's first byte.
     pub const STREAM_OFFSET: i16 = RST_SEQ - 8;
     /// Stream length with the segment's bytes (what `len` tests read).
@@ -220,17 +216,11 @@ pub(crate) fn maps(slots: usize, flows: u32) -> Vec<MapDef> {
     maps
 }
 
-/// In the prologue, with `r5` = the TCP header (20 bytes readable), `r7` =
-/// its frame offset and `r8` = the IP end: spill what the stream code and
-/// the RST need.
+/// In the prologue, with `r5` = the TCP header (20 bytes readable) and
+/// `r7` = its frame offset: spill what the stream code and the RST need.
 pub(crate) fn spill_tcp(a: &mut Asm) {
     a.emit(Insn::store_reg(Size::DW, R10, sframe::TCP_PTR, R5));
     a.emit(Insn::store_reg(Size::DW, R10, sframe::L4_OFF, R7));
-    a.emit(Insn::mov64_reg(R4, R8));
-    a.emit(Insn::alu64_reg(AluOp::Sub, R4, R7));
-    a.emit(Insn::store_reg(Size::DW, R10, sframe::TCP_LEN, R4));
-    a.emit(Insn::load(Size::H, R4, R5, 16));
-    a.emit(Insn::store_reg(Size::DW, R10, sframe::ORIG_CSUM, R4));
     a.emit(Insn::load(Size::W, R4, R5, 4));
     a.emit(Insn::be(R4, SwapWidth::B32));
     a.emit(Insn::store_reg(Size::DW, R10, sframe::SEQ, R4));
@@ -272,7 +262,9 @@ pub(crate) fn resets() -> [Reason; 4] {
 /// The end of every drop in stream mode, with `r6` = skb and `r7` = the
 /// reason: for [`resets`], the segment is rewritten into a RST without
 /// payload at [`sframe::RST_SEQ`] and passed; any other reason, or a
-/// rewrite that fails, drops.
+/// rewrite that fails, drops. The RST's checksum field is valid both as a
+/// complete checksum and as a pseudo-header sum left to offload, since the
+/// skb's checksum state cannot be read.
 pub(crate) fn emit_finish_drop(a: &mut Asm) {
     let shot = a.label();
     let reset = a.label();
@@ -357,30 +349,25 @@ pub(crate) fn emit_finish_drop(a: &mut Asm) {
     a.bind(sum);
     // Next header / protocol 6, as the big-endian word loads.
     a.emit(Insn::alu64_imm(AluOp::Add, R8, 6 << 8));
-    // A checksum a local stack left to offload (CHECKSUM_PARTIAL) holds the
-    // folded pseudo-header sum: keep it that way for the new length.
-    let full = a.label();
-    let store = a.label();
-    a.emit(Insn::load(Size::DW, R1, R10, sframe::TCP_LEN));
-    a.emit(Insn::alu64_imm(AluOp::And, R1, 0xFFFF));
-    a.emit(Insn::be(R1, SwapWidth::B16));
-    a.emit(Insn::mov64_reg(R0, R8));
-    a.emit(Insn::alu64_reg(AluOp::Add, R0, R1));
-    fold(a, R0, R1);
-    a.emit(Insn::load(Size::DW, R1, R10, sframe::ORIG_CSUM));
-    a.jmp_reg(JmpCond::Jne, R0, R1, full);
+    // The checksum field must be right whatever the skb's checksum state,
+    // which the program cannot read: a complete checksum where the receiver
+    // verifies (CHECKSUM_NONE), the pseudo-header sum where the stack or NIC
+    // completes it later (CHECKSUM_PARTIAL). Telling them apart by the
+    // field fails when a complete checksum equals the pseudo-header sum (one
+    // segment in 65,535: that RST arrived invalid). So the field holds the
+    // pseudo-header sum P, and the urgent pointer (ignored without URG) is
+    // set so that P is also the complete checksum: header + P + P sums to
+    // -0, i.e. urp = ~(2P + header).
     a.emit(Insn::mov64_reg(R0, R8));
     a.emit(Insn::alu64_imm(AluOp::Add, R0, 20 << 8));
     fold(a, R0, R1);
-    a.ja(store);
-    a.bind(full);
-    a.emit(Insn::mov64_reg(R0, R8));
-    a.emit(Insn::alu64_imm(AluOp::Add, R0, 20 << 8));
-    a.emit(Insn::alu64_reg(AluOp::Add, R0, R9));
-    fold(a, R0, R1);
-    a.emit(Insn::alu64_imm(AluOp::Xor, R0, 0xFFFF));
-    a.bind(store);
     a.emit(Insn::store_reg(Size::H, R5, 16, R0));
+    a.emit(Insn::mov64_reg(R3, R9));
+    a.emit(Insn::alu64_reg(AluOp::Add, R3, R0));
+    a.emit(Insn::alu64_reg(AluOp::Add, R3, R0));
+    fold(a, R3, R1);
+    a.emit(Insn::alu64_imm(AluOp::Xor, R3, 0xFFFF));
+    a.emit(Insn::store_reg(Size::H, R5, 18, R3));
     a.emit(Insn::mov64_imm(R0, TC_ACT_OK));
     a.emit(Insn::exit());
 
