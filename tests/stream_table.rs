@@ -92,7 +92,11 @@ fn run(prog: &LoadedProgram, frame: &[u8]) -> Outcome {
         // the flow and is rewritten, possibly into the same bytes).
         0 if out == frame && frame[TCP + 13] & tcp_flags::RST == 0 => Outcome::Pass,
         0 => {
-            let flow = Flow { port: 0, v6: false };
+            let flow = Flow {
+                port: 0,
+                v6: false,
+                net: 0,
+            };
             Outcome::Reset(parse_reset(flow, frame, TCP, &out))
         }
         other => panic!("return value {other}"),

@@ -3,7 +3,7 @@
 //! (passed, dropped, or rewritten into a RST whose checksums are checked).
 //! Shared by `stream_kernel.rs` and `stream_http.rs`.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use lagic_frames::{tcp_flags, Frame};
 use lagic_loader::LoadedProgram;
@@ -48,22 +48,32 @@ pub fn config() -> DiodeConfig {
     }
 }
 
-/// A flow of its own: fresh source port, IPv4 or IPv6.
+/// A flow of its own: fresh source port (and source address), IPv4 or
+/// IPv6.
 #[derive(Debug, Clone, Copy)]
 pub struct Flow {
     /// Its source port.
     pub port: u16,
     /// IPv6 rather than IPv4.
     pub v6: bool,
+    /// Picks the source address (0: the frame builder's own), so that a
+    /// process may make more flows than there are ports (a property run
+    /// with many cases).
+    pub net: u16,
 }
 
-static NEXT_PORT: AtomicU16 = AtomicU16::new(20_000);
+/// Source ports `flow` hands out, from 20,000.
+const PORTS: u32 = 45_536;
+static NEXT_FLOW: AtomicU32 = AtomicU32::new(0);
 
-/// A new flow with a port no other flow of this process has.
+/// A new flow with a 4-tuple no other flow of this process has (ports
+/// first, then source addresses: 2^32 flows).
 pub fn flow(v6: bool) -> Flow {
+    let n = NEXT_FLOW.fetch_add(1, Ordering::Relaxed);
     Flow {
-        port: NEXT_PORT.fetch_add(1, Ordering::Relaxed),
+        port: (20_000 + n % PORTS) as u16,
         v6,
+        net: u16::try_from(n / PORTS).expect("fewer than 2^32 flows"),
     }
 }
 
@@ -89,7 +99,12 @@ pub fn flag_bits(f: Flags, has_payload: bool) -> u8 {
 pub fn frame(flow: Flow, seg: &Segment) -> (Vec<u8>, usize) {
     let bits = flag_bits(seg.flags, !seg.payload.is_empty());
     let (mut bytes, tcp) = if flow.v6 {
+        let mut src = [0u8; 16];
+        src[0] = 0xfd;
+        src[12..14].copy_from_slice(&flow.net.to_be_bytes());
+        src[15] = 2;
         let (b, l) = Frame::ipv6()
+            .src(src)
             .hop_limit(seg.ttl)
             .tcp()
             .ports(flow.port, 8080)
@@ -100,7 +115,9 @@ pub fn frame(flow: Flow, seg: &Segment) -> (Vec<u8>, usize) {
             .build_with_layout();
         (b, l.transport)
     } else {
+        let [hi, lo] = flow.net.to_be_bytes();
         let (b, l) = Frame::ipv4()
+            .src([10, hi, lo, 2])
             .ttl(seg.ttl)
             .tcp()
             .ports(flow.port, 8080)
