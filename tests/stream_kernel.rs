@@ -858,6 +858,84 @@ fn stream_reasons_are_counted_and_recorded() {
     );
 }
 
+/// A SYN refused on a flow that is not latched has its own reason,
+/// `bad_syn` (the reference's `DropReason::BadSyn`): another initial
+/// sequence number whose first byte lies inside the open flow's range, a
+/// SYN with payload on an open flow, and one on a flow without state. Each
+/// is dropped, counted once and recorded as an event; a refused SYN on a
+/// latched flow stays a RST counted `latched`, as every segment there.
+#[test]
+fn refused_syns_are_counted_and_recorded_as_bad_syn() {
+    use emit_bpf::decision::Reason;
+    use lagic_loader::decisions::DiodeMaps;
+    use predicate_ir::stream_diode::{DropReason, Verdict};
+    if !require_bpf() {
+        return;
+    }
+    let spec = stream_spec("hateless");
+    let prog = load_stream(&spec);
+    let mut maps = DiodeMaps::for_program(prog.fd()).unwrap();
+    let mut syn_with_data = syn();
+    syn_with_data.payload = b"early".to_vec();
+    let flows: [(bool, Vec<Segment>); 3] = [
+        (
+            false,
+            vec![
+                syn(),                 // pass
+                data(0, b"ok"),        // pass
+                Segment::syn(ISN + 2), // bad_syn: first byte inside the range
+                syn_with_data.clone(), // bad_syn: payload on an open flow
+                Segment::syn(ISN),     // pass: a retransmitted SYN
+            ],
+        ),
+        (true, vec![syn_with_data]), // bad_syn: payload, no state
+        (
+            true,
+            vec![
+                data(0, b"mid"),             // evicted: latched without its SYN
+                Segment::syn(ISN + 100_000), // latched: a RST, no fresh start
+            ],
+        ),
+    ];
+    let mut bad_syns = 0;
+    for (v6, segments) in &flows {
+        let (outcomes, _) = check_flow(&prog, &spec, *v6, segments);
+        let mut reference = StreamDiode::new(&spec, config()).unwrap();
+        for (seg, got) in segments.iter().zip(&outcomes) {
+            let bad = reference.on_segment(seg) == Verdict::Drop(DropReason::BadSyn);
+            assert_eq!(bad, *got == Outcome::Drop, "{seg:?}: kernel {got:?}");
+            bad_syns += usize::from(bad);
+        }
+    }
+    assert_eq!(bad_syns, 3);
+    let c = maps.counters().unwrap();
+    for (reason, want) in [
+        (Reason::Pass, 3),
+        (Reason::BadSyn, 3),
+        (Reason::Evicted, 1),
+        (Reason::Latched, 1),
+        (Reason::Malformed, 0),
+    ] {
+        assert_eq!(c.get(reason), want, "{reason:?} in {c:?}");
+    }
+    assert_eq!(c.bad_syn, 3);
+    let mut reasons = Vec::new();
+    while let Some(event) = maps.next_event() {
+        reasons.push(event.unwrap().reason);
+    }
+    reasons.sort_by_key(|r| *r as u32);
+    assert_eq!(
+        reasons,
+        vec![
+            Reason::Latched,
+            Reason::Evicted,
+            Reason::BadSyn,
+            Reason::BadSyn,
+            Reason::BadSyn
+        ]
+    );
+}
+
 /// The random flows above are not all alike: over a fixed sample, the
 /// kernel passes, drops and resets segments, and some flows end cleanly.
 #[test]

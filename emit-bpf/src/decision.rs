@@ -24,8 +24,10 @@ use predicate_ir::{Formula, Machine, Program};
 pub const COUNTERS_MAP: &str = "lagic_counters";
 /// Name of the decision-event ring buffer.
 pub const EVENTS_MAP: &str = "lagic_events";
-/// Slots of the counters map (reasons, the lost-event count, spare room).
-pub const COUNTER_SLOTS: u32 = 16;
+/// Slots of the counters map (reasons and the lost-event count). Objects
+/// of lagic before [`Reason::BadSyn`] have 16; readers take the map's own
+/// size.
+pub const COUNTER_SLOTS: u32 = 17;
 /// Counter slot of events lost to a full ring buffer.
 pub const LOST_EVENTS_SLOT: u32 = 14;
 /// Size of the ring buffer in bytes (a power of two, a multiple of the page size).
@@ -74,11 +76,18 @@ pub enum Reason {
     /// latch of a flow without state) could not be stored; it becomes a
     /// RST. Slot 15: slot 14 is [`LOST_EVENTS_SLOT`].
     TableFull = 15,
+    /// Stream mode: a SYN refused on a flow with state that is not
+    /// latched: one with payload, or with another initial sequence number
+    /// that cannot start a fresh flow (its first byte inside the old
+    /// flow's range, or another CPU holding the flow); or a SYN with
+    /// payload on a flow without state. Dropped. (The reference diode's
+    /// `DropReason::BadSyn`.)
+    BadSyn = 16,
 }
 
 impl Reason {
     /// Every reason, by value (14, [`LOST_EVENTS_SLOT`], is not one).
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Pass,
         Reason::Predicate,
         Reason::Malformed,
@@ -94,6 +103,7 @@ impl Reason {
         Reason::OutOfOrder,
         Reason::Evicted,
         Reason::TableFull,
+        Reason::BadSyn,
     ];
 
     /// The reason with value `v`.
@@ -119,6 +129,7 @@ impl Reason {
             Reason::OutOfOrder => "out_of_order",
             Reason::Evicted => "evicted",
             Reason::TableFull => "table_full",
+            Reason::BadSyn => "bad_syn",
         }
     }
 }
@@ -543,5 +554,6 @@ mod tests {
         assert_eq!(Reason::from_u32(LOST_EVENTS_SLOT), None);
         assert_eq!(Reason::from_u32(COUNTER_SLOTS), None);
         assert_eq!(Reason::TableFull.as_str(), "table_full");
+        assert_eq!(Reason::BadSyn.as_str(), "bad_syn");
     }
 }

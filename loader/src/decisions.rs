@@ -117,6 +117,10 @@ pub struct Counters {
     /// new flow's SYN, or the latch of a flow without state), turned into
     /// RSTs.
     pub table_full: u64,
+    /// Stream diodes: SYNs refused on a flow that is not latched (with
+    /// payload, or another initial sequence number that cannot start a
+    /// fresh flow there), dropped.
+    pub bad_syn: u64,
     /// Drop events lost to a full ring buffer (their drops are counted).
     pub lost_events: u64,
 }
@@ -144,6 +148,7 @@ impl Counters {
             12 => &self.out_of_order,
             13 => &self.evicted,
             15 => &self.table_full,
+            16 => &self.bad_syn,
             _ => &self.lost_events,
         }
     }
@@ -165,6 +170,7 @@ impl Counters {
             12 => &mut self.out_of_order,
             13 => &mut self.evicted,
             15 => &mut self.table_full,
+            16 => &mut self.bad_syn,
             layout::LOST_EVENTS_SLOT => &mut self.lost_events,
             _ => return None,
         })
@@ -540,10 +546,11 @@ impl DiodeMaps {
         self.program_id
     }
 
-    /// The counters now, summed over CPUs.
+    /// The counters now, summed over CPUs. A diode of an older lagic has
+    /// fewer slots (no [`Reason::BadSyn`]): those it lacks read as 0.
     pub fn counters(&self) -> Result<Counters, DecisionError> {
         let mut c = Counters::default();
-        for slot in 0..layout::COUNTER_SLOTS {
+        for slot in 0..layout::COUNTER_SLOTS.min(self.counters.len()) {
             let Some(field) = c.slot_mut(slot) else {
                 continue;
             };

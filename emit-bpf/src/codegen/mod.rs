@@ -206,6 +206,8 @@ pub(crate) struct Verdicts {
     pub evicted: Label,
     /// Stream mode: the flow table is full.
     pub table_full: Label,
+    /// Stream mode: a SYN refused on an open flow (or with payload).
+    pub bad_syn: Label,
 }
 
 impl Verdicts {
@@ -226,12 +228,13 @@ impl Verdicts {
             out_of_order: a.label(),
             evicted: a.label(),
             table_full: a.label(),
+            bad_syn: a.label(),
         }
     }
 
     /// The drop labels of reasons other than the predicate's (the stream
     /// ones are unreachable, and so left out, in per-packet code).
-    fn drops(&self) -> [(Label, Reason); 13] {
+    fn drops(&self) -> [(Label, Reason); 14] {
         [
             (self.drop, Reason::Malformed),
             (self.vlan, Reason::Vlan),
@@ -246,6 +249,7 @@ impl Verdicts {
             (self.out_of_order, Reason::OutOfOrder),
             (self.evicted, Reason::Evicted),
             (self.table_full, Reason::TableFull),
+            (self.bad_syn, Reason::BadSyn),
         ]
     }
 }

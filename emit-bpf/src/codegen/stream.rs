@@ -13,15 +13,17 @@
 //! 2. TTL / hop limit below [`MIN_TTL`], SYN with FIN or RST, a segment
 //!    with neither ACK nor RST nor SYN, URG set: dropped (`malformed`);
 //! 3. no flow state: a SYN without payload creates it (an entry with the
-//!    initial sequence number); a SYN with payload is dropped; anything
-//!    else latches a new entry and becomes a RST at its own sequence number
-//!    (`evicted`: the diode did not see the SYN, attached mid-connection);
+//!    initial sequence number); a SYN with payload is dropped (`bad_syn`);
+//!    anything else latches a new entry and becomes a RST at its own
+//!    sequence number (`evicted`: the diode did not see the SYN, attached
+//!    mid-connection);
 //!    where the table is full, either becomes a RST (`table_full`);
 //! 4. a RST from the sender latches the flow (`latched`);
 //! 5. a SYN again: passes with the same initial sequence number and no
 //!    payload; with another one, on a live, ended or latched flow, a new
 //!    connection's SYN starts a fresh flow if its first byte lies outside
-//!    the old range (below); else dropped (a latched flow: RST);
+//!    the old range (below); else dropped (`bad_syn`; on a latched
+//!    flow: a RST, `latched`, as every segment of it);
 //! 6. no payload and no FIN: passes;
 //! 7. a segment not starting exactly at the next expected byte is dropped
 //!    (`out_of_order`): beyond it is a gap; before it the diode cannot
@@ -76,9 +78,9 @@
 //! released after the commit, or after the latch that ends judging. A
 //! fresh start (rule 5) takes the flag too, re-checks that the flow has
 //! ended and reads the old range under it, so it never overlaps a commit;
-//! a SYN that finds the flag taken is refused like any other. Rules 1-8
-//! read the state without it: a RST they send may carry a sequence number
-//! another CPU just moved on.
+//! a SYN that finds the flag taken is refused like any other (`bad_syn`).
+//! Rules 1-8 read the state without it: a RST they send may carry a
+//! sequence number another CPU just moved on.
 
 use predicate_ir::{Formula, StreamProgram};
 
@@ -532,7 +534,7 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.emit(Insn::alu64_imm(AluOp::And, R1, TCP_SYN));
     a.jmp_imm(JmpCond::Jeq, R1, 0, no_syn);
     load_n(a, R1);
-    a.jmp_imm(JmpCond::Jne, R1, 0, v.drop);
+    a.jmp_imm(JmpCond::Jne, R1, 0, v.bad_syn);
     zero_value_buf(a, value_size);
     emit_store_new_flow(a, v);
     a.bind(no_syn);
@@ -580,7 +582,7 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.emit(Insn::alu64_imm(AluOp::And, R1, TCP_SYN));
     a.jmp_imm(JmpCond::Jeq, R1, 0, not_syn);
     load_n(a, R1);
-    a.jmp_imm(JmpCond::Jne, R1, 0, v.drop);
+    a.jmp_imm(JmpCond::Jne, R1, 0, v.bad_syn);
     a.emit(Insn::load(Size::W, R1, R0, value::ISN));
     a.emit(Insn::load(Size::DW, R2, R10, sframe::SEQ));
     let other_isn = a.label();
@@ -593,7 +595,7 @@ pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
     a.bind(reuse_after_latch);
     emit_fresh_start(a, v, value_size, v.latched);
     a.bind(reuse_open);
-    emit_fresh_start(a, v, value_size, v.drop);
+    emit_fresh_start(a, v, value_size, v.bad_syn);
     a.bind(not_syn);
     // Rule 6: nothing to judge.
     let something = a.label();
