@@ -12,7 +12,9 @@
 //! prefix of the judged stream.
 //!
 //! Every flow gets its own ports, so flows never share state; each test
-//! loads its diode once and runs all its flows through it.
+//! loads its diode once and runs all its flows through it. The random-flow
+//! properties run 48 cases, `LAGIC_PROPTEST_CASES` of them if set (below
+//! 65,536: one flow per case fills the flow table).
 
 use lagic_frames::{tcp_flags, Frame};
 use lagic_loader::LoadedProgram;
