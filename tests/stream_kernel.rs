@@ -1153,8 +1153,9 @@ fn resets_have_valid_checksums_in_every_shape() {
     assert_eq!(resets, 2 * 6 * 4 * 2);
 }
 
-/// The RST rewrite with IP and TCP options (trimmed away with the payload),
-/// and with a checksum left to offload or not: either way the RST's
+/// The RST rewrite with IP and TCP options (IPv4; TCP options with IPv6;
+/// trimmed away with the payload), and with a checksum left to offload or
+/// not: either way the RST's
 /// checksum field holds its new pseudo-header sum (what a stack completing
 /// a `CHECKSUM_PARTIAL` checksum needs) and is its complete checksum too.
 #[test]
@@ -1216,5 +1217,38 @@ fn resets_drop_options_and_keep_offloaded_checksums_offloaded() {
             0xFFFF,
             "a complete checksum"
         );
+    }
+    // IPv6 with TCP options, checked as every RST of the other tests.
+    for (i, partial) in [false, true].into_iter().enumerate() {
+        let flow = Flow {
+            port: 50_010 + i as u16,
+            v6: true,
+            net: 0,
+        };
+        let build = |seq: u32, flags: u8, payload: &[u8], check: Option<u16>| {
+            let f = Frame::ipv6()
+                .tcp()
+                .ports(flow.port, 8080)
+                .seq(seq)
+                .ack(9)
+                .tcp_flags(flags)
+                .tcp_options(&timestamps)
+                .payload(payload);
+            let f = match check {
+                Some(c) => f.tcp_checksum(c),
+                None => f,
+            };
+            f.build_with_layout()
+        };
+        let (syn, _) = build(ISN, tcp_flags::SYN | tcp_flags::ACK, b"", None);
+        assert_eq!(prog.run_out(&syn).unwrap(), (0, syn.clone()));
+        let (ok, _) = build(ISN + 1, tcp_flags::ACK, b"ha", None);
+        assert_eq!(prog.run_out(&ok).unwrap(), (0, ok.clone()));
+        let (plain, layout) = build(ISN + 3, tcp_flags::ACK, b"te", None);
+        let pseudo = pseudo_sum(true, &plain, layout.transport);
+        let (bad, layout) = build(ISN + 3, tcp_flags::ACK, b"te", partial.then_some(pseudo));
+        let (retval, out) = prog.run_out(&bad).unwrap();
+        assert_eq!(retval, 0);
+        assert_eq!(parse_reset(flow, &bad, layout.transport, &out), ISN + 3);
     }
 }
