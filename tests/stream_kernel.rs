@@ -11,7 +11,7 @@
 //! (which discards them) checks that the application still reads only a
 //! prefix of the judged stream.
 //!
-//! Every flow gets its own ports, so flows never share state; each test
+//! Every flow gets its own 4-tuple, so flows never share state; each test
 //! loads its diode once and runs all its flows through it. The random-flow
 //! properties run 48 cases, `LAGIC_PROPTEST_CASES` of them if set (below
 //! 65,536: one flow per case fills the flow table).
@@ -1155,9 +1155,9 @@ fn resets_have_valid_checksums_in_every_shape() {
 
 /// The RST rewrite with IP and TCP options (IPv4; TCP options with IPv6;
 /// trimmed away with the payload), and with a checksum left to offload or
-/// not: either way the RST's
-/// checksum field holds its new pseudo-header sum (what a stack completing
-/// a `CHECKSUM_PARTIAL` checksum needs) and is its complete checksum too.
+/// not: either way the RST's checksum field holds its new pseudo-header
+/// sum (what a stack completing a `CHECKSUM_PARTIAL` checksum needs) and is
+/// its complete checksum too.
 #[test]
 fn resets_drop_options_and_keep_offloaded_checksums_offloaded() {
     if !require_bpf() {
