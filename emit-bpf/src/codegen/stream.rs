@@ -354,12 +354,13 @@ pub(crate) fn emit_finish_drop(a: &mut Asm) {
     // The checksum field must be right whatever the skb's checksum state,
     // which the program cannot read: a complete checksum where the receiver
     // verifies (CHECKSUM_NONE), the pseudo-header sum where the stack or NIC
-    // completes it later (CHECKSUM_PARTIAL). Telling them apart by the
-    // field fails when a complete checksum equals the pseudo-header sum (one
-    // segment in 65,535: that RST arrived invalid). So the field holds the
+    // completes it later (CHECKSUM_PARTIAL). Guessing the state from the
+    // segment's own field fails where a complete checksum happens to equal
+    // the pseudo-header sum (1 in 65,535). So the field holds the
     // pseudo-header sum P, and the urgent pointer (ignored without URG) is
-    // set so that P is also the complete checksum: header + P + P sums to
-    // -0, i.e. urp = ~(2P + header).
+    // chosen so that P is also the complete checksum: P + the header (with
+    // P and urp in it) sums to -0, i.e. urp = ~(2P + header without them).
+    // Completing a partial checksum then writes P again.
     a.emit(Insn::mov64_reg(R0, R8));
     a.emit(Insn::alu64_imm(AluOp::Add, R0, 20 << 8));
     fold(a, R0, R1);
