@@ -40,6 +40,7 @@
 //! `flock /tmp/lagic-kernel.lock cargo test -p lagic --test stream_wire`.
 
 mod attacks;
+mod attacks2;
 mod impair;
 mod net;
 mod packet;
@@ -146,9 +147,22 @@ fn run_attack_until(
     family: Family,
     deadline: Duration,
 ) -> (Received, SenderReport) {
-    let object = compiled(spec);
+    run_attack_through(tag, Some(spec), attack, family, deadline)
+}
+
+/// [`run_attack_until`] through the diode `spec`, or through no diode at all (`None`).
+fn run_attack_through(
+    tag: &str,
+    spec: Option<&str>,
+    attack: &raw_sender::Script,
+    family: Family,
+    deadline: Duration,
+) -> (Received, SenderReport) {
+    let object = spec.map(compiled);
     let topology = Topology::raw(tag, family);
-    topology.attach_diode(&object);
+    if let Some(object) = &object {
+        topology.attach_diode(object);
+    }
     let (ready_tx, ready_rx) = mpsc::channel();
     let script = attack.clone();
     let sender = spawn_in_netns(&topology.sender_ns, move || {
@@ -208,7 +222,7 @@ fn per_packet_leaks(tag: &str, class: Class, family: Family) {
 /// What the stream `hateless` must make of an attack: the application never reads the word,
 /// reads only a prefix of the sender's stream, and a latched connection ends by RST. `what`
 /// describes the run for the messages. Shared by the wire tests and the reference check.
-fn assert_blocked(class: Class, stream: &[u8], read: &[u8], end: &End, what: &str) {
+fn assert_blocked(class: impl std::fmt::Debug, stream: &[u8], read: &[u8], end: &End, what: &str) {
     assert!(
         !has_hate(read),
         "{class:?}: the word crossed the stream diode; {what}"
@@ -237,7 +251,7 @@ fn assert_blocked(class: Class, stream: &[u8], read: &[u8], end: &End, what: &st
 }
 
 /// What the stream `hateless` must make of an honest counterpart: all of it, then FIN.
-fn assert_whole(class: Class, stream: &[u8], read: &[u8], end: &End, what: &str) {
+fn assert_whole(class: impl std::fmt::Debug, stream: &[u8], read: &[u8], end: &End, what: &str) {
     assert_eq!(
         read,
         stream,

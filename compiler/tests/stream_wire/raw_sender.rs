@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use lagic_frames::{tcp_flags, Frame};
+use lagic_frames::{tcp_flags, ExtHeader, Frame};
 
 use super::net::{Family, CLIENT_IP, CLIENT_IP6, ROUTER_IN_MAC, SENDER_IP, SENDER_IP6, SENDER_MAC};
 use super::packet::PacketSocket;
@@ -50,6 +50,27 @@ pub struct Segment {
     pub ttl: u8,
     /// A wrong TCP checksum (the client's stack discards the segment).
     pub bad_checksum: bool,
+    /// How the segment is crafted beyond the fields above.
+    pub craft: Craft,
+}
+
+/// How a segment leaves the sender, beyond its flags, TTL and checksum (the attacks of
+/// `attacks2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Craft {
+    /// One ordinary frame.
+    Plain,
+    /// The IP packet cut into two fragments after the TCP header and the first
+    /// `first_data` payload bytes (20 + `first_data` must be a multiple of 8): IPv4
+    /// fragments, or an IPv6 Fragment header in each.
+    Fragmented { first_data: usize },
+    /// Exactly these TCP flags instead of ACK, PSH and FIN as the segment implies.
+    Flags(u8),
+    /// The acknowledgment number this far past the client's next sequence number (data
+    /// the client never sent: Linux discards the segment).
+    AckAhead(u32),
+    /// These TCP options (padded by the sender to a multiple of 4 bytes).
+    TcpOptions(Vec<u8>),
 }
 
 impl Segment {
@@ -62,7 +83,14 @@ impl Segment {
             urgent: None,
             ttl: 64,
             bad_checksum: false,
+            craft: Craft::Plain,
         }
+    }
+
+    /// Crafted as `craft` says.
+    pub fn craft(mut self, craft: Craft) -> Segment {
+        self.craft = craft;
+        self
     }
 
     /// A FIN without data at `offset`.
@@ -188,6 +216,21 @@ impl Connection<'_> {
             None => (&b""[..], 64, None, false),
         };
         let flags = flags | if urgent.is_some() { tcp_flags::URG } else { 0 };
+        let craft = segment.map_or(&Craft::Plain, |s| &s.craft);
+        let ack = match craft {
+            Craft::AckAhead(by) => self.rcv_next.wrapping_add(*by),
+            _ => self.rcv_next,
+        };
+        let mut crafted_options;
+        let options = match craft {
+            Craft::TcpOptions(crafted) => {
+                crafted_options = crafted.clone();
+                // NOP-padded: the data offset counts 4-byte words.
+                crafted_options.resize(crafted.len().div_ceil(4) * 4, 1);
+                crafted_options.as_slice()
+            }
+            _ => options,
+        };
         let (mut bytes, layout) = match self.family {
             Family::V4 => {
                 let mut frame = Frame::ipv4()
@@ -199,7 +242,7 @@ impl Connection<'_> {
                     .dont_fragment(true)
                     .ports(PORT, self.client_port)
                     .seq(seq)
-                    .ack(self.rcv_next)
+                    .ack(ack)
                     .tcp_flags(flags)
                     .tcp_options(options)
                     .payload(data);
@@ -215,7 +258,7 @@ impl Connection<'_> {
                     .hop_limit(ttl)
                     .ports(PORT, self.client_port)
                     .seq(seq)
-                    .ack(self.rcv_next)
+                    .ack(ack)
                     .tcp_flags(flags)
                     .tcp_options(options)
                     .payload(data);
@@ -230,6 +273,66 @@ impl Connection<'_> {
         bytes
     }
 
+    /// The frames that carry `segment` at `seq` with `flags`: one, or two fragments.
+    fn frames(&self, seq: u32, flags: u8, segment: &Segment) -> Vec<Vec<u8>> {
+        let whole = self.frame(seq, flags, Some(segment), &[]);
+        let Craft::Fragmented { first_data } = segment.craft else {
+            return vec![whole];
+        };
+        // The TCP segment as built (checksum over the real addresses), cut in two.
+        let (tcp, ttl) = match self.family {
+            Family::V4 => {
+                let total = usize::from(u16::from_be_bytes([whole[16], whole[17]]));
+                (whole[14 + 20..14 + total].to_vec(), whole[14 + 8])
+            }
+            Family::V6 => {
+                let len = usize::from(u16::from_be_bytes([whole[18], whole[19]]));
+                (whole[14 + 40..14 + 40 + len].to_vec(), whole[14 + 7])
+            }
+        };
+        let cut = 20 + first_data;
+        assert!(
+            cut % 8 == 0 && cut < tcp.len(),
+            "a fragment boundary at {cut} of {}",
+            tcp.len()
+        );
+        // One identification per segment offset, so a retransmitted fragment pair is not
+        // mixed with another.
+        let id = 0x4c00 | (segment.offset & 0xff);
+        [(0, &tcp[..cut], true), (cut, &tcp[cut..], false)]
+            .into_iter()
+            .map(|(at, part, more)| {
+                let units = (at / 8) as u16;
+                match self.family {
+                    Family::V4 => {
+                        let mut frame = Frame::ipv4()
+                            .src_mac(SENDER_MAC)
+                            .dst_mac(ROUTER_IN_MAC)
+                            .src(SENDER_IP)
+                            .dst(CLIENT_IP)
+                            .ttl(ttl)
+                            .dont_fragment(false)
+                            .fragment(units, more)
+                            .raw_transport(6)
+                            .payload(part);
+                        frame.network.id = id as u16;
+                        frame.build()
+                    }
+                    Family::V6 => Frame::ipv6()
+                        .src_mac(SENDER_MAC)
+                        .dst_mac(ROUTER_IN_MAC)
+                        .src(SENDER_IP6)
+                        .dst(CLIENT_IP6)
+                        .hop_limit(ttl)
+                        .ext_header(ExtHeader::fragment(units, more, id))
+                        .raw_transport(6)
+                        .payload(part)
+                        .build(),
+                }
+            })
+            .collect()
+    }
+
     fn send_segment(&mut self, segment: &Segment, why: &str) {
         let seq = self.isn.wrapping_add(1).wrapping_add(segment.offset);
         let mut flags = tcp_flags::ACK;
@@ -239,12 +342,16 @@ impl Connection<'_> {
         if segment.fin {
             flags |= tcp_flags::FIN;
         }
-        let frame = self.frame(seq, flags, Some(segment), &[]);
-        self.socket
-            .send(&frame)
-            .unwrap_or_else(|e| panic!("sending a segment: {e}"));
+        if let Craft::Flags(crafted) = segment.craft {
+            flags = crafted;
+        }
+        for frame in self.frames(seq, flags, segment) {
+            self.socket
+                .send(&frame)
+                .unwrap_or_else(|e| panic!("sending a segment: {e}"));
+        }
         self.report.log.push(format!(
-            "{why}: offset {} {:?}{}{}{}{}",
+            "{why}: offset {} {:?}{}{}{}{}{}",
             segment.offset,
             String::from_utf8_lossy(&segment.data),
             if segment.fin { " FIN" } else { "" },
@@ -260,6 +367,11 @@ impl Connection<'_> {
                 " bad checksum"
             } else {
                 ""
+            },
+            if segment.craft == Craft::Plain {
+                String::new()
+            } else {
+                format!(" {:?}", segment.craft)
             },
         ));
     }
