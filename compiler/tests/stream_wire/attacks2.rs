@@ -47,6 +47,12 @@ pub enum Class {
     /// A RST at an offset in the receiver's window past its next byte (Linux: a challenge
     /// ACK, the connection stays), then the rest of the word.
     RstInWindow,
+    /// The whole stream in one segment whose bytes at the cut are "XX"-like filler, sent as a
+    /// partial checksum (`virtio_net_hdr` `NEEDS_CSUM`) whose offset names those two
+    /// payload bytes: where the checksum is completed after the diode (a router's device
+    /// without transmit checksum offload; a NIC inserting it where the offset says), the
+    /// completion writes "te" there.
+    PartialChecksum,
 }
 
 /// The script of `class` carrying `word`; `honest` sends the real byte where the attack
@@ -86,6 +92,16 @@ pub fn script(class: Class, word: &[u8; 4], honest: bool) -> Script {
             option.extend_from_slice(&[0xa5; 16]);
             at_cut(Craft::TcpOptions(option))
         }
+        Class::PartialChecksum => {
+            let mut filler = stream.clone();
+            filler[4..6].copy_from_slice(b"XX");
+            vec![
+                Segment::data(0, &filler).craft(Craft::PartialChecksumInPayload {
+                    at: 4,
+                    becomes: [stream[4], stream[5]],
+                }),
+            ]
+        }
         Class::RstInWindow => vec![
             Segment::data(0, &head),
             Segment::data(6, b"").craft(Craft::Flags(tcp_flags::RST | tcp_flags::ACK)),
@@ -96,6 +112,15 @@ pub fn script(class: Class, word: &[u8; 4], honest: bool) -> Script {
         segments,
         stream,
         isn: DEFAULT_ISN,
+    }
+}
+
+/// What the topology needs for `class`: for the partial checksum, a router that completes
+/// it in software on the way to the client.
+fn setup(class: Class) -> fn(&net::Topology) {
+    match class {
+        Class::PartialChecksum => |topology| net::disable_tx_checksum(&topology.router_ns, "rtr1"),
+        _ => |_| {},
     }
 }
 
@@ -110,7 +135,8 @@ fn leaks_without_the_stream_diode(tag: &str, class: Class, family: Family) {
     }
     let attack = script(class, b"hate", false);
     let spec = (class != Class::Fragmented).then_some(PER_PACKET_HATELESS);
-    let (received, report) = run_attack_through(tag, spec, &attack, family, ATTACK_DEADLINE);
+    let (received, report) =
+        run_attack_through(tag, spec, &attack, family, ATTACK_DEADLINE, setup(class));
     let what = describe(&received, &report);
     assert_eq!(
         received.bytes, attack.stream,
@@ -127,7 +153,14 @@ fn stream_blocks(tag: &str, class: Class, family: Family) {
         return;
     }
     let attack = script(class, b"hate", false);
-    let (received, report) = run_attack(tag, STREAM_HATELESS, &attack, family);
+    let (received, report) = run_attack_through(
+        tag,
+        Some(STREAM_HATELESS),
+        &attack,
+        family,
+        ATTACK_DEADLINE,
+        setup(class),
+    );
     let what = describe(&received, &report);
     assert_blocked(class, &attack.stream, &received.bytes, &received.end, &what);
     eprintln!("{class:?} is blocked by the stream diode: {what}");
@@ -205,6 +238,8 @@ mod ipv4 {
         md5_option: Class::Md5, "x4md", [stream_is_safe];
         rst_in_window: Class::RstInWindow, "x4rw",
             [leaks_without_the_stream_diode, stream_blocks];
+        partial_checksum: Class::PartialChecksum, "x4pc",
+            [leaks_without_the_stream_diode, stream_blocks];
     }
 }
 
@@ -225,6 +260,8 @@ mod ipv6 {
         ack_ahead: Class::AckAhead, "x6aa", [leaks_without_the_stream_diode, stream_is_safe];
         md5_option: Class::Md5, "x6md", [stream_is_safe];
         rst_in_window: Class::RstInWindow, "x6rw",
+            [leaks_without_the_stream_diode, stream_blocks];
+        partial_checksum: Class::PartialChecksum, "x6pc",
             [leaks_without_the_stream_diode, stream_blocks];
     }
 }

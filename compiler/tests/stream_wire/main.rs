@@ -147,19 +147,22 @@ fn run_attack_until(
     family: Family,
     deadline: Duration,
 ) -> (Received, SenderReport) {
-    run_attack_through(tag, Some(spec), attack, family, deadline)
+    run_attack_through(tag, Some(spec), attack, family, deadline, |_| {})
 }
 
-/// [`run_attack_until`] through the diode `spec`, or through no diode at all (`None`).
+/// [`run_attack_until`] through the diode `spec`, or through no diode at all (`None`), on
+/// a topology that `setup` may change first.
 fn run_attack_through(
     tag: &str,
     spec: Option<&str>,
     attack: &raw_sender::Script,
     family: Family,
     deadline: Duration,
+    setup: fn(&Topology),
 ) -> (Received, SenderReport) {
     let object = spec.map(compiled);
     let topology = Topology::raw(tag, family);
+    setup(&topology);
     if let Some(object) = &object {
         topology.attach_diode(object);
     }

@@ -71,6 +71,31 @@ pub enum Craft {
     AckAhead(u32),
     /// These TCP options (padded by the sender to a multiple of 4 bytes).
     TcpOptions(Vec<u8>),
+    /// Sent on a `PACKET_VNET_HDR` socket as a partial checksum (`NEEDS_CSUM`) whose
+    /// offset names the payload bytes `at..at + 2` instead of the TCP checksum field. Those
+    /// two bytes and the checksum field are chosen so that completing the checksum writes
+    /// `becomes` there and leaves a valid TCP checksum: the diode sees other bytes than a
+    /// receiver behind a software or NIC checksum completion reads.
+    PartialChecksumInPayload { at: usize, becomes: [u8; 2] },
+}
+
+/// Ones' complement sum of `bytes` as 16-bit big-endian words (odd length: zero-padded),
+/// folded to 16 bits.
+fn ones_sum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// `a + b` in ones' complement arithmetic.
+fn ones_add(a: u16, b: u16) -> u16 {
+    let sum = u32::from(a) + u32::from(b);
+    ((sum & 0xffff) + (sum >> 16)) as u16
 }
 
 impl Segment {
@@ -275,6 +300,9 @@ impl Connection<'_> {
 
     /// The frames that carry `segment` at `seq` with `flags`: one, or two fragments.
     fn frames(&self, seq: u32, flags: u8, segment: &Segment) -> Vec<Vec<u8>> {
+        if let Craft::PartialChecksumInPayload { at, becomes } = segment.craft {
+            return vec![self.partial_checksum_frame(seq, flags, segment, at, becomes)];
+        }
         let whole = self.frame(seq, flags, Some(segment), &[]);
         let Craft::Fragmented { first_data } = segment.craft else {
             return vec![whole];
@@ -333,6 +361,45 @@ impl Connection<'_> {
             .collect()
     }
 
+    /// The frame of [`Craft::PartialChecksumInPayload`], with its `virtio_net_hdr` first.
+    ///
+    /// Completing a partial checksum writes the complement of the ones' complement sum of
+    /// everything from `csum_start` (the TCP header) to the end at `csum_start +
+    /// csum_offset`. Here the TCP checksum field is chosen as the correct checksum of the
+    /// segment carrying `becomes` at `at` (so the completed segment verifies), and the two
+    /// payload bytes `w` at `at` so that the completion writes `becomes` there:
+    /// `!(sum_without_w + w) == becomes`.
+    fn partial_checksum_frame(
+        &self,
+        seq: u32,
+        flags: u8,
+        segment: &Segment,
+        at: usize,
+        becomes: [u8; 2],
+    ) -> Vec<u8> {
+        assert!(at % 2 == 0 && at + 2 <= segment.data.len(), "a word of the payload");
+        let mut completed = segment.clone();
+        completed.data[at..at + 2].copy_from_slice(&becomes);
+        completed.craft = Craft::Plain;
+        let mut frame = self.frame(seq, flags, Some(&completed), &[]);
+        let tcp = match self.family {
+            Family::V4 => 14 + 20,
+            Family::V6 => 14 + 40,
+        };
+        let field = tcp + 20 + at;
+        frame[field..field + 2].fill(0);
+        let without = ones_sum(&frame[tcp..]);
+        let w = ones_add(!u16::from_be_bytes(becomes), !without);
+        frame[field..field + 2].copy_from_slice(&w.to_be_bytes());
+        // struct virtio_net_hdr (little-endian): flags NEEDS_CSUM, no GSO, csum_start,
+        // csum_offset.
+        let mut out = vec![1, 0, 0, 0, 0, 0];
+        out.extend_from_slice(&(tcp as u16).to_le_bytes());
+        out.extend_from_slice(&((20 + at) as u16).to_le_bytes());
+        out.extend_from_slice(&frame);
+        out
+    }
+
     fn send_segment(&mut self, segment: &Segment, why: &str) {
         let seq = self.isn.wrapping_add(1).wrapping_add(segment.offset);
         let mut flags = tcp_flags::ACK;
@@ -346,6 +413,13 @@ impl Connection<'_> {
             flags = crafted;
         }
         for frame in self.frames(seq, flags, segment) {
+            if matches!(segment.craft, Craft::PartialChecksumInPayload { .. }) {
+                // Only a socket with virtio headers can hand the kernel a partial checksum.
+                PacketSocket::bind(super::net::SENDER_DEV, true, Duration::from_millis(10))
+                    .and_then(|socket| socket.send(&frame))
+                    .unwrap_or_else(|e| panic!("sending a partial-checksum segment: {e}"));
+                continue;
+            }
             self.socket
                 .send(&frame)
                 .unwrap_or_else(|e| panic!("sending a segment: {e}"));
