@@ -377,7 +377,10 @@ impl Connection<'_> {
         at: usize,
         becomes: [u8; 2],
     ) -> Vec<u8> {
-        assert!(at % 2 == 0 && at + 2 <= segment.data.len(), "a word of the payload");
+        assert!(
+            at % 2 == 0 && at + 2 <= segment.data.len(),
+            "a word of the payload"
+        );
         let mut completed = segment.clone();
         completed.data[at..at + 2].copy_from_slice(&becomes);
         completed.craft = Craft::Plain;
