@@ -320,7 +320,7 @@ impl Connection<'_> {
         };
         let cut = 20 + first_data;
         assert!(
-            cut % 8 == 0 && cut < tcp.len(),
+            cut.is_multiple_of(8) && cut < tcp.len(),
             "a fragment boundary at {cut} of {}",
             tcp.len()
         );
@@ -378,7 +378,7 @@ impl Connection<'_> {
         becomes: [u8; 2],
     ) -> Vec<u8> {
         assert!(
-            at % 2 == 0 && at + 2 <= segment.data.len(),
+            at.is_multiple_of(2) && at + 2 <= segment.data.len(),
             "a word of the payload"
         );
         let mut completed = segment.clone();
