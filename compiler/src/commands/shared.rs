@@ -101,14 +101,14 @@ pub(crate) fn compile_stream(
             .map_err(|e| validation_failed(&shown, e))?;
         if report.stream_offsets_unchecked > 0 {
             // Not an error: every other check ran in full; say what did not.
-            eprintln!(
+            crate::io::print_err(&format!(
                 "lagic: note: {shown}: a window ends past stream offset {}, so translation \
                  validation ran the stream walk at every offset up to it, around every window \
                  edge and in the tail, but not at the other {} offsets \
                  (docs/validation.md, \"Stream diodes\")",
                 lagic_validate::stream::walk::MAX_TAIL_START,
                 report.stream_offsets_unchecked
-            );
+            ));
         }
     }
     Ok(object)
