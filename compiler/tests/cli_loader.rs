@@ -685,3 +685,63 @@ fn foreign_programs_are_labelled_and_other_qdiscs_stay() {
         "lagic removed a qdisc it did not add: {qdiscs}"
     );
 }
+
+/// Runs lagic with a stdout pipe whose reader is gone before lagic writes (`lagic attach ...
+/// | head -0`).
+fn run_into_a_closed_pipe(args: &[&str]) -> Output {
+    let mut child = lagic()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running lagic");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("waiting for lagic")
+}
+
+/// `attach` and `detach` report after the kernel change: a reader that went away must not
+/// turn a done change into a panic (exit 101, as `println!` did), and the change stands.
+#[test]
+fn attach_and_detach_into_a_closed_pipe_do_their_work_and_exit_0() {
+    if !common::require_root("namespaces and TC") {
+        return;
+    }
+    let _serial = serial();
+    let link = ScratchLink::new("lgcpipe0");
+    let dir = scratch("closed-pipe");
+    let hateless = compile("hateless", &dir);
+    let root_ns = status_label_of_root_netns();
+    let o = run_into_a_closed_pipe(&["attach", hateless.to_str().unwrap(), "--iface", &link.name]);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let now = entries(&link.name, &root_ns);
+    assert_eq!(
+        now.len(),
+        1,
+        "attach did not leave the diode in place: {now:?}"
+    );
+    assert_eq!(now[0]["diode"], "hateless", "{now:?}");
+
+    let o = run_into_a_closed_pipe(&["detach", "--iface", &link.name]);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let now = entries(&link.name, &root_ns);
+    assert!(now.is_empty(), "detach left the diode: {now:?}");
+}
+
+/// How `status` names lagic's own (the root) network namespace: `net:[INODE]`.
+fn status_label_of_root_netns() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata("/proc/self/ns/net")
+        .expect("reading /proc/self/ns/net")
+        .ino();
+    format!("net:[{ino}]")
+}
