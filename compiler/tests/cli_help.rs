@@ -1,6 +1,7 @@
 //! What a new user meets first: every subcommand's `--help` says what it returns and shows
-//! an example, the examples that need no root work as shown, and an output path that cannot
-//! be written is explained in terms of the path given. Needs no root.
+//! an example, the examples that need no root work as shown, an output path that cannot
+//! be written is explained in terms of the path given, and a predicate that judges every
+//! payload alike is pointed out. Needs no root, but for the closed-pipe test.
 
 mod common;
 
@@ -218,4 +219,50 @@ fn lab_status_into_a_closed_pipe_is_not_a_panic() {
         text(&out)
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
+
+/// An empty block list (`not or []`) is a valid spec whose diode passes every payload, and
+/// `or []` one that drops every payload: both compile (exit 0), each with a note on stderr
+/// that says so; a spec that reads the payload gets no note.
+#[test]
+fn a_constant_predicate_is_noted_and_still_compiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            r#"{"op": "not", "arg": {"op": "or", "args": []}}"#,
+            Some("passes every TCP payload"),
+        ),
+        (
+            r#"{"op": "or", "args": []}"#,
+            Some("drops every TCP segment that carries a payload"),
+        ),
+        (r#"{"op": "len", "cmp": "<", "value": 100}"#, None),
+    ];
+    for (i, (predicate, note)) in cases.iter().enumerate() {
+        let spec = dir.path().join(format!("s{i}.json"));
+        fs::write(
+            &spec,
+            format!(r#"{{"version": 1, "name": "t", "predicate": {predicate}}}"#),
+        )
+        .unwrap();
+        for command in ["compile", "check"] {
+            let mut cmd = lagic();
+            cmd.arg(command).arg(&spec);
+            if command == "compile" {
+                cmd.arg("-o").arg(dir.path().join(format!("s{i}.o")));
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{predicate}: {}", text(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            match note {
+                Some(note) => assert!(
+                    err.contains("the predicate is constant") && err.contains(note),
+                    "{command} {predicate}: {}",
+                    text(&out)
+                ),
+                None => assert!(err.is_empty(), "{command} {predicate}: {}", text(&out)),
+            }
+        }
+        assert!(dir.path().join(format!("s{i}.o")).exists());
+    }
 }

@@ -45,8 +45,26 @@ pub(crate) fn spec_from_bytes(path: &Path, bytes: &[u8]) -> Result<Spec, Failure
 
 /// Lowers a valid spec; a spec beyond lagic's limits is a failed check (1).
 pub(crate) fn lower_spec(path: &Path, spec: &Spec) -> Result<Program, Failure> {
-    predicate_ir::lower(spec)
-        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
+    let program = predicate_ir::lower(spec)
+        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))?;
+    note_constant_verdict(path, &program.formula);
+    Ok(program)
+}
+
+/// Says on stderr when the predicate is constant: valid, but rarely meant (an empty block
+/// list, `not or []`, passes everything), and nothing else would say so.
+fn note_constant_verdict(path: &Path, formula: &predicate_ir::Formula) {
+    let diode = match formula {
+        predicate_ir::Formula::Const(true) => {
+            "passes every TCP payload (only the packet model and the policy drop anything)"
+        }
+        predicate_ir::Formula::Const(false) => "drops every TCP segment that carries a payload",
+        _ => return,
+    };
+    io::print_err(&format!(
+        "lagic: note: {}: the predicate is constant, so this diode {diode}",
+        io::display(path)
+    ));
 }
 
 /// The object bytes of `program`, validated when `validate` is set.
@@ -78,8 +96,13 @@ pub(crate) fn lower_stream_spec(
     path: &Path,
     spec: &Spec,
 ) -> Result<predicate_ir::StreamProgram, Failure> {
-    predicate_ir::lower_stream(spec)
-        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
+    let program = predicate_ir::lower_stream(spec)
+        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))?;
+    // With the HTTP view the formula judges header blocks only; bodies have their own.
+    if program.http.is_none() {
+        note_constant_verdict(path, &program.program.formula);
+    }
+    Ok(program)
 }
 
 /// The object bytes of the stream diode `program`; validation checks its
