@@ -1,7 +1,8 @@
 //! What a new user meets first: every subcommand's `--help` says what it returns and shows
 //! an example, the examples that need no root work as shown, an output path that cannot
-//! be written is explained in terms of the path given, and a predicate that judges every
-//! payload alike is pointed out. Needs no root, but for the closed-pipe test.
+//! be written is explained in terms of the path given, a spec saved with a byte order mark
+//! is told so, and a predicate that judges every payload alike is pointed out. Needs no
+//! root, but for the closed-pipe test.
 
 mod common;
 
@@ -265,4 +266,31 @@ fn a_constant_predicate_is_noted_and_still_compiles() {
         }
         assert!(dir.path().join(format!("s{i}.o")).exists());
     }
+}
+
+/// A spec saved with a UTF-8 byte order mark (as some editors do) is refused with a message
+/// that names the mark, not as "malformed JSON at column 1"; exit 2, nothing written.
+#[test]
+fn a_byte_order_mark_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"\xef\xbb\xbf".to_vec();
+    bytes.extend(fs::read(repo().join("examples/hateless.json")).unwrap());
+    let spec = dir.path().join("bom.json");
+    fs::write(&spec, bytes).unwrap();
+    let out_path = dir.path().join("bom.o");
+    let out = lagic()
+        .arg("compile")
+        .arg(&spec)
+        .arg("-o")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("byte order mark") && err.contains("without a byte order mark"),
+        "{}",
+        text(&out)
+    );
+    assert!(!out_path.exists());
 }

@@ -30,6 +30,14 @@ pub(crate) fn read_spec(path: &Path) -> Result<Spec, Failure> {
 /// Parses and validates spec bytes read from `path` (named in messages).
 pub(crate) fn spec_from_bytes(path: &Path, bytes: &[u8]) -> Result<Spec, Failure> {
     let shown = io::display(path);
+    // JSON may not start with a byte order mark (RFC 8259); some editors write one, and the
+    // parser's "expected value at column 1" would not say what is wrong.
+    if bytes.starts_with(b"\xef\xbb\xbf") {
+        return Err(Failure::bad_input(format!(
+            "{shown}: starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow"
+        ))
+        .with_hint("save the file as UTF-8 without a byte order mark"));
+    }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         Failure::bad_input(format!(
             "{shown}: not UTF-8 text (invalid byte at offset {})",
