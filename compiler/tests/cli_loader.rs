@@ -699,10 +699,27 @@ fn run_into_a_closed_pipe(args: &[&str]) -> Output {
     child.wait_with_output().expect("waiting for lagic")
 }
 
+/// Runs lagic with descriptor 1 closed (`lagic attach ... >&-`).
+fn run_with_stdout_closed(args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = lagic();
+    cmd.args(args);
+    // SAFETY: close(2) is async-signal-safe; the child closes only its own descriptor 1.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    cmd.output().expect("running lagic")
+}
+
 /// `attach` and `detach` report after the kernel change: a reader that went away must not
 /// turn a done change into a panic (exit 101, as `println!` did), and the change stands.
+/// A closed standard output is an output error (exit 2) whose message says the change was
+/// made, and it stands too.
 #[test]
-fn attach_and_detach_into_a_closed_pipe_do_their_work_and_exit_0() {
+fn attach_and_detach_reports_that_cannot_be_read_leave_the_change_standing() {
     if !common::require_root("namespaces and TC") {
         return;
     }
@@ -735,6 +752,32 @@ fn attach_and_detach_into_a_closed_pipe_do_their_work_and_exit_0() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let now = entries(&link.name, &root_ns);
     assert!(now.is_empty(), "detach left the diode: {now:?}");
+
+    let o = run_with_stdout_closed(&["attach", hateless.to_str().unwrap(), "--iface", &link.name]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let said = format!("is attached to {} ingress, but cannot write", link.name);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&said),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        entries(&link.name, &root_ns).len(),
+        1,
+        "the attach does not stand"
+    );
+    let o = run_with_stdout_closed(&["detach", "--iface", &link.name]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let said = format!("is detached from {} ingress, but cannot write", link.name);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&said),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        entries(&link.name, &root_ns).is_empty(),
+        "the detach does not stand"
+    );
 }
 
 /// How `status` names lagic's own (the root) network namespace: `net:[INODE]`.

@@ -43,7 +43,12 @@ pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
             "  (the interface is in network namespace {name})\n"
         ));
     }
-    crate::io::print_out(&text)?;
+    crate::io::print_out(&text).map_err(|f| {
+        f.after(&format!(
+            "{} (program {}) is attached to {} {}",
+            a.diode, a.program_id, a.iface, a.direction
+        ))
+    })?;
     Ok(Outcome::Success)
 }
 

@@ -27,7 +27,12 @@ pub fn run(args: DetachArgs) -> Result<Outcome, Failure> {
             other.as_str()
         ),
     };
-    crate::io::print_out(&text)?;
+    crate::io::print_out(&text).map_err(|f| {
+        f.after(&format!(
+            "{} is detached from {} {}",
+            gone.diode, gone.iface, gone.direction
+        ))
+    })?;
     Ok(Outcome::Success)
 }
 

@@ -83,7 +83,7 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
         state.enclave_ip, state.port
     );
     let _ = writeln!(text, "  stop: lagic lab down --name {}", state.name);
-    crate::io::print_out(&text)?;
+    crate::io::print_out(&text).map_err(|f| f.after(&format!("lab {} is up", state.name)))?;
     Ok(Outcome::Success)
 }
 
@@ -139,7 +139,7 @@ fn down(args: LabDownArgs) -> Result<Outcome, Failure> {
             let _ = writeln!(text, "lab {}: removed {line}", args.name);
         }
     }
-    crate::io::print_out(&text)?;
+    crate::io::print_out(&text).map_err(|f| f.after(&format!("lab {} is down", args.name)))?;
     Ok(Outcome::Success)
 }
 
