@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
-Exit codes:
-  0  success (object written, spec valid, verdict PASS)
-  1  a verdict or check that failed (verdict DROP; a valid spec that lagic cannot emit)
+Exit codes (each command's --help lists its own):
+  0  success (object written, spec valid, verdict PASS, diode attached or detached)
+  1  a verdict or check that failed: verdict DROP or RESET; a valid spec that lagic cannot
+     emit, or whose object fails translation validation; detach finding nothing attached;
+     lab status finding a lab down or unhealthy
   2  bad input or usage (unreadable or invalid file, bad flag, program refused by the kernel),
-     or an environment error (not root, no such interface, bpffs or netlink failures)
-  attach/detach/status/lab: 1 means nothing is attached where detach was asked, or a lab
-     that lab status finds down or unhealthy
+     or an environment error (not root, no such interface, bpffs or netlink failures, output
+     that cannot be written)
 
 Files:
   -o PATH writes a new temporary file beside PATH (exclusive, random name, never through a
@@ -33,9 +34,130 @@ Examples:
   sudo lagic lab up --diode hateless.o
   sudo lagic lab up --vm --diode hateless.o      (after vm/build)";
 
+const COMPILE_HELP: &str = "\
+Exit codes:
+  0  the object is written
+  1  a valid spec that lagic cannot emit, or an object that fails translation validation
+     (nothing is written)
+  2  bad input: an unreadable or invalid spec, a bad flag, or an output that cannot be written
+     (an existing OUT is left untouched)
+
+Examples:
+  lagic compile examples/hateless.json -o hateless.o
+  lagic compile examples/stream/hateless.json --flows 4096 -o stream.o
+  lagic compile - -o - < examples/minimal.json > minimal.o";
+
+const CHECK_HELP: &str = "\
+Exit codes:
+  0  the spec is valid and lagic can emit it (the summary is on standard output)
+  1  a valid spec that lagic cannot emit (beyond its limits; the message says which)
+  2  an unreadable or invalid spec (the message names the JSON path)
+
+Example:
+  lagic check examples/json_depth.json";
+
+const DISASM_HELP: &str = "\
+Exit codes:
+  0  the instructions are printed
+  2  an unreadable file, or not an object lagic wrote
+
+Example:
+  lagic disasm hateless.o | head -20";
+
+const RUN_HELP: &str = "\
+Exit codes:
+  0  PASS
+  1  DROP, or RESET (a stream diode turned the segment into a RST)
+  2  bad input (an unreadable or invalid diode, a bad payload), not root, or a program the
+     kernel refused
+
+Examples:
+  sudo lagic run hateless.o --payload 'I hate bananas'
+  sudo lagic run examples/json_start.json --payload-hex 7b7d --ipv6
+  sudo lagic run examples/stream/hateless.json --payload 'I hate it'";
+
+const ATTACH_HELP: &str = "\
+Exit codes:
+  0  the diode is in place, read back from the kernel
+  2  bad input or environment: not root, no such interface, an invalid diode, one the verifier
+     refuses (an attached diode stays in place), an object lagic did not write (without
+     --allow-foreign-object), a pin lock held by another process
+
+Examples:
+  sudo lagic attach hateless.o --iface veth0
+  sudo lagic attach examples/printable64.json --iface veth0 --direction egress --mode clsact";
+
+const DETACH_HELP: &str = "\
+Exit codes:
+  0  the diode is detached and its pins removed (or only stale pins were left: removed)
+  1  no lagic diode is attached there (`lagic status` lists attachments)
+  2  not root, a bad --netns, or bpffs or netlink failures
+
+Examples:
+  sudo lagic detach --iface veth0
+  sudo lagic detach --iface eth1 --direction egress --netns blue      (an `ip netns` name)";
+
+const STATUS_HELP: &str = "\
+Exit codes:
+  0  the list is printed (also when nothing is attached)
+  2  not root, or bpffs failures
+
+Examples:
+  sudo lagic status
+  sudo lagic status --json";
+
+const WATCH_HELP: &str = "\
+Exit codes:
+  0  ended by Ctrl-C (SIGINT) or by a closed standard output
+  2  no lagic diode attached (on --iface), none that records decisions, not root, a --spec
+     that cannot be read, or a --tee file that cannot be written
+
+Examples:
+  sudo lagic watch --iface veth0
+  sudo lagic watch --json --tee /run/lagic-decisions.jsonl";
+
+const DASHBOARD_HELP: &str = "\
+Exit codes:
+  0  ended by Ctrl-C or SIGTERM
+  2  a bad flag, no enclave address, no attached diode or several (pick one with --iface),
+     an address already in use, or not root
+
+Examples:
+  sudo lagic dashboard                          (with a lab up; then open http://127.0.0.1:8501/)
+  sudo lagic dashboard --enclave http://172.30.0.11:8080 --iface veth0 --listen 127.0.0.1:8502";
+
+const LAB_UP_HELP: &str = "\
+Exit codes:
+  0  the lab is up
+  2  not root, a bad name or subnet, a name or subnet already in use, an invalid diode or one
+     the verifier refuses, an enclave that does not start (nothing is left behind)
+
+Examples:
+  sudo lagic lab up --diode examples/hateless.json
+  sudo lagic lab up --name two --subnet 172.30.1.0/24 --diode hateless.o
+  sudo lagic lab up --vm --diode hateless.o      (after vm/build)";
+
+const LAB_DOWN_HELP: &str = "\
+Exit codes:
+  0  everything the lab had is removed (or there was nothing to remove)
+  2  not root, or a bad name
+
+Example:
+  sudo lagic lab down --name two";
+
+const LAB_STATUS_HELP: &str = "\
+Exit codes:
+  0  every lab asked about is up
+  1  a lab is down or degraded, or none is up
+  2  not root
+
+Examples:
+  sudo lagic lab status
+  sudo lagic lab status --name main --json";
+
 /// Compile formally specified content predicates into kernel-verified eBPF diodes.
 ///
-/// A spec (JSON, format v1: docs/spec-format.md) says which TCP payloads may
+/// A spec (JSON, format v1 or v2: docs/spec-format.md) says which TCP payloads may
 /// leave an inference enclave. lagic validates it, lowers it to bounded
 /// scans and writes an eBPF ELF object: a TC classifier that passes (TC_ACT_OK)
 /// packets whose payload satisfies the predicate and drops (TC_ACT_SHOT) the
@@ -50,13 +172,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compile a spec into an eBPF ELF object (a TC classifier in section "classifier").
+    #[command(after_help = COMPILE_HELP)]
     Compile(CompileArgs),
     /// Validate a spec and summarize the program lagic would emit; writes nothing.
+    #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
     /// Print the instructions of an object that lagic wrote.
+    #[command(after_help = DISASM_HELP)]
     Disasm(DisasmArgs),
     /// Run one TCP packet carrying a payload through a diode in the kernel
-    /// (BPF_PROG_TEST_RUN; needs root) and print PASS or DROP.
+    /// (BPF_PROG_TEST_RUN; needs root) and print PASS, DROP or, for a stream
+    /// diode, RESET (the segment turned into a RST).
+    #[command(after_help = RUN_HELP)]
     Run(RunArgs),
     /// Attach a diode to a network interface as a TC classifier (needs root).
     ///
@@ -68,21 +195,27 @@ pub enum Command {
     /// Where a lagic diode is already attached, the new one replaces it
     /// atomically: no packet passes unfiltered. Succeeds only once the kernel
     /// shows the diode in place.
+    #[command(after_help = ATTACH_HELP)]
     Attach(AttachArgs),
-    /// Detach the lagic diode from an interface and remove its pins.
+    /// Detach the lagic diode from an interface and remove its pins (needs root).
+    #[command(after_help = DETACH_HELP)]
     Detach(DetachArgs),
-    /// Show the diodes lagic has attached, in every network namespace:
-    /// namespace, interface, direction, diode, program id, since when.
+    /// Show the diodes lagic has attached, in every network namespace (needs
+    /// root): namespace, interface, direction, diode, program id, since when,
+    /// and each diode's verdict counts.
+    #[command(after_help = STATUS_HELP)]
     Status(StatusArgs),
     /// Print the drops of attached diodes as they happen (needs root):
     /// one line each, or one JSON object per line with --json
     /// (docs/watch.md). Watches every attached diode unless --iface is
     /// given; ends on Ctrl-C.
+    #[command(after_help = WATCH_HELP)]
     Watch(WatchArgs),
     /// Serve a page to test the gate (needs root): the attached diode, the
     /// lab, live counters and drops, a prompt sent through the diode, and a
     /// picker that compiles a spec and replaces the diode (docs/dashboard.md).
     /// Ends on Ctrl-C or SIGTERM.
+    #[command(after_help = DASHBOARD_HELP)]
     Dashboard(DashboardArgs),
     /// The enclave lab: lagic-enclave in a network namespace behind a veth,
     /// with a diode on the host side (needs root).
@@ -157,10 +290,13 @@ pub struct StatusArgs {
 pub enum LabCommand {
     /// Create the lab: a namespace running lagic-enclave at .11:8080, a veth
     /// to the host at .1, and the diode on the host-side veth's ingress.
+    #[command(after_help = LAB_UP_HELP)]
     Up(LabUpArgs),
     /// Remove everything `lab up` made (idempotent; safe after a crash).
+    #[command(after_help = LAB_DOWN_HELP)]
     Down(LabDownArgs),
     /// Show the lab: namespace, links, enclave process and health, diode.
+    #[command(after_help = LAB_STATUS_HELP)]
     Status(LabStatusArgs),
 }
 
@@ -235,7 +371,7 @@ pub struct LabStatusArgs {
 
 #[derive(Debug, Args)]
 pub struct CompileArgs {
-    /// Spec file (JSON, format v1), or - for standard input.
+    /// Spec file (JSON, format v1 or v2), or - for standard input.
     pub spec: PathBuf,
     /// Where to write the object, or - for standard output. Written
     /// atomically through a new temporary file: on any error an existing file
@@ -319,7 +455,7 @@ pub struct DashboardArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Spec file (JSON, format v1), or - for standard input.
+    /// Spec file (JSON, format v1 or v2), or - for standard input.
     pub spec: PathBuf,
 }
 

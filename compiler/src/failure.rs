@@ -49,6 +49,13 @@ impl Failure {
         self
     }
 
+    /// The failure of a step after `done` was already carried out (a report that cannot
+    /// be written after a kernel change): the message says the change stands.
+    pub fn after(mut self, done: &str) -> Failure {
+        self.message = format!("{done}, but {}", self.message);
+        self
+    }
+
     pub fn exit_code(&self) -> Outcome {
         self.outcome
     }

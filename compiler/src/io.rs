@@ -246,7 +246,9 @@ fn write_file_atomically(
             }
         }
         Err(e) if e.kind() == stdio::ErrorKind::NotFound => {}
-        Err(e) => return Err(cannot(&e)),
+        // A file where a directory of the path should be: said as such by temp_failure.
+        Err(e) if e.raw_os_error() != Some(libc::ENOTDIR) => return Err(cannot(&e)),
+        Err(_) => {}
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -255,7 +257,8 @@ fn write_file_atomically(
     if path.file_name().is_none() {
         return Err(cannot(&"not a file path"));
     }
-    let (tmp, mut file) = create_temp(&dir, next_name).map_err(|e| cannot(&e))?;
+    let (tmp, mut file) =
+        create_temp(&dir, next_name).map_err(|e| temp_failure(&shown, &dir, &e))?;
     // No fsync: like other compilers, lagic leaves durability to the file system; the rename
     // is what keeps a failed or interrupted write from ever showing as a truncated object.
     let result = file.write_all(bytes).and_then(|()| {
@@ -267,6 +270,32 @@ fn write_file_atomically(
         return Err(cannot(&e));
     }
     Ok(())
+}
+
+/// Why no temporary file could be made in `dir`, said in terms of what the user gave: a
+/// missing directory is named as such (the bare `ENOENT` reads as if OUT itself were missing).
+fn temp_failure(shown: &str, dir: &Path, e: &stdio::Error) -> Failure {
+    let dir_shown = display(dir);
+    match fs::metadata(dir) {
+        Err(_) => Failure::bad_input(format!(
+            "cannot write {shown}: the directory {dir_shown} does not exist"
+        ))
+        .with_hint(format!(
+            "create it first (mkdir -p {}) or choose another path",
+            dir_shown.trim_matches('\'')
+        )),
+        Ok(meta) if !meta.is_dir() => Failure::bad_input(format!(
+            "cannot write {shown}: {dir_shown} is not a directory"
+        )),
+        Ok(_) => Failure::bad_input(format!(
+            "cannot write {shown}: cannot create a file in {dir_shown}: {e}"
+        ))
+        .with_hint(
+            "lagic writes a new file beside the output and renames it over it, so it needs to \
+             create files in that directory; choose another path, or write through standard \
+             output: -o - > PATH",
+        ),
+    }
 }
 
 /// A new file in `dir` that no one else has opened: `O_EXCL` refuses any existing name
@@ -351,6 +380,13 @@ pub fn print_out(text: &str) -> Result<(), Failure> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// Writes `text` and a line break to stderr, with control characters escaped; a stderr that
+/// cannot be written is ignored (`eprintln!` would panic), since there is nowhere to report it.
+pub fn print_err(text: &str) {
+    let line = format!("{}\n", escape_controls(text, true));
+    let _ = stdio::stderr().write_all(line.as_bytes());
 }
 
 pub fn is_dash(path: &Path) -> bool {

@@ -685,3 +685,106 @@ fn foreign_programs_are_labelled_and_other_qdiscs_stay() {
         "lagic removed a qdisc it did not add: {qdiscs}"
     );
 }
+
+/// Runs lagic with a stdout pipe whose reader is gone before lagic writes (`lagic attach ...
+/// | head -0`).
+fn run_into_a_closed_pipe(args: &[&str]) -> Output {
+    let mut child = lagic()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running lagic");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("waiting for lagic")
+}
+
+/// Runs lagic with descriptor 1 closed (`lagic attach ... >&-`).
+fn run_with_stdout_closed(args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = lagic();
+    cmd.args(args);
+    // SAFETY: close(2) is async-signal-safe; the child closes only its own descriptor 1.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    cmd.output().expect("running lagic")
+}
+
+/// `attach` and `detach` report after the kernel change: a reader that went away must not
+/// turn a done change into a panic (exit 101, as `println!` did), and the change stands.
+/// A closed standard output is an output error (exit 2) whose message says the change was
+/// made, and it stands too.
+#[test]
+fn attach_and_detach_reports_that_cannot_be_read_leave_the_change_standing() {
+    if !common::require_root("namespaces and TC") {
+        return;
+    }
+    let _serial = serial();
+    let link = ScratchLink::new("lgcpipe0");
+    let dir = scratch("closed-pipe");
+    let hateless = compile("hateless", &dir);
+    let root_ns = status_label_of_root_netns();
+    let o = run_into_a_closed_pipe(&["attach", hateless.to_str().unwrap(), "--iface", &link.name]);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let now = entries(&link.name, &root_ns);
+    assert_eq!(
+        now.len(),
+        1,
+        "attach did not leave the diode in place: {now:?}"
+    );
+    assert_eq!(now[0]["diode"], "hateless", "{now:?}");
+
+    let o = run_into_a_closed_pipe(&["detach", "--iface", &link.name]);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let now = entries(&link.name, &root_ns);
+    assert!(now.is_empty(), "detach left the diode: {now:?}");
+
+    let o = run_with_stdout_closed(&["attach", hateless.to_str().unwrap(), "--iface", &link.name]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let said = format!("is attached to {} ingress, but cannot write", link.name);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&said),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        entries(&link.name, &root_ns).len(),
+        1,
+        "the attach does not stand"
+    );
+    let o = run_with_stdout_closed(&["detach", "--iface", &link.name]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let said = format!("is detached from {} ingress, but cannot write", link.name);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&said),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        entries(&link.name, &root_ns).is_empty(),
+        "the detach does not stand"
+    );
+}
+
+/// How `status` names lagic's own (the root) network namespace: `net:[INODE]`.
+fn status_label_of_root_netns() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata("/proc/self/ns/net")
+        .expect("reading /proc/self/ns/net")
+        .ino();
+    format!("net:[{ino}]")
+}

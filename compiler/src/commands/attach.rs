@@ -21,13 +21,15 @@ pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
     let report = attach::attach(&object, &args.iface, direction, &options)
         .map_err(|e| shared::attach_failure(e, &args.iface))?;
     let a = &report.attachment;
-    match report.replaced_program_id {
-        Some(old) => println!(
-            "replaced program {old} with {} (program {}) on {} {} ({}), atomically",
+    // Not `println!`: it panics on a reader that went away (`lagic attach ... | head -0`),
+    // after the diode is already in place.
+    let mut text = match report.replaced_program_id {
+        Some(old) => format!(
+            "replaced program {old} with {} (program {}) on {} {} ({}), atomically\n",
             a.diode, a.program_id, a.iface, a.direction, a.mode
         ),
-        None => println!(
-            "attached {} (program {}) to {} {} ({}); pinned at {}",
+        None => format!(
+            "attached {} (program {}) to {} {} ({}); pinned at {}\n",
             a.diode,
             a.program_id,
             a.iface,
@@ -35,10 +37,18 @@ pub fn run(args: AttachArgs) -> Result<Outcome, Failure> {
             a.mode,
             a.pin_dir.display()
         ),
-    }
+    };
     if let Some(name) = &a.netns_name {
-        println!("  (the interface is in network namespace {name})");
+        text.push_str(&format!(
+            "  (the interface is in network namespace {name})\n"
+        ));
     }
+    crate::io::print_out(&text).map_err(|f| {
+        f.after(&format!(
+            "{} (program {}) is attached to {} {}",
+            a.diode, a.program_id, a.iface, a.direction
+        ))
+    })?;
     Ok(Outcome::Success)
 }
 

@@ -14,19 +14,25 @@ pub fn run(args: DetachArgs) -> Result<Outcome, Failure> {
     }
     .map_err(|e| shared::attach_failure(e, &args.iface))?;
     let label = gone.netns_label();
-    match gone.health {
-        Health::Active => println!(
-            "detached {} (program {}) from {} {} in netns {label} ({}); traffic now flows unfiltered",
+    let text = match gone.health {
+        Health::Active => format!(
+            "detached {} (program {}) from {} {} in netns {label} ({}); traffic now flows unfiltered\n",
             gone.diode, gone.program_id, gone.iface, gone.direction, gone.mode
         ),
-        other => println!(
-            "removed the pins of {} on {} {} in netns {label} ({}: nothing was filtering)",
+        other => format!(
+            "removed the pins of {} on {} {} in netns {label} ({}: nothing was filtering)\n",
             gone.diode,
             gone.iface,
             gone.direction,
             other.as_str()
         ),
-    }
+    };
+    crate::io::print_out(&text).map_err(|f| {
+        f.after(&format!(
+            "{} is detached from {} {}",
+            gone.diode, gone.iface, gone.direction
+        ))
+    })?;
     Ok(Outcome::Success)
 }
 

@@ -2,6 +2,8 @@
 //! is the `lagic-lab` crate; this module turns arguments into its requests and its results
 //! and errors into output and exit codes.
 
+use std::fmt::Write as _;
+
 use super::shared;
 use crate::cli::{AccelArg, LabCommand, LabDownArgs, LabStatusArgs, LabUpArgs};
 use crate::failure::{Failure, Outcome};
@@ -59,11 +61,15 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
             },
         },
     };
+    // Progress goes to stderr without `eprintln!`, which would panic on a closed stderr
+    // half-way through `up` (lab down would then have to clean up after it).
     let state = lab::up(&request, &mut |line| {
-        eprintln!("lab {}: {line}", request.name)
+        crate::io::print_err(&format!("lab {}: {line}", request.name))
     })
     .map_err(failure)?;
-    println!(
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
         "lab {} is up: enclave{} at http://{}:{} behind the diode on {} ingress",
         state.name,
         if state.vm.is_some() { " (in a VM)" } else { "" },
@@ -71,11 +77,13 @@ fn up(args: LabUpArgs) -> Result<Outcome, Failure> {
         state.port,
         state.host_if
     );
-    println!(
+    let _ = writeln!(
+        text,
         "  try: curl -s -m 5 -d '{{\"prompt\": \"Once upon a time\"}}' http://{}:{}/api/generate",
         state.enclave_ip, state.port
     );
-    println!("  stop: lagic lab down --name {}", state.name);
+    let _ = writeln!(text, "  stop: lagic lab down --name {}", state.name);
+    crate::io::print_out(&text).map_err(|f| f.after(&format!("lab {} is up", state.name)))?;
     Ok(Outcome::Success)
 }
 
@@ -123,13 +131,15 @@ fn vm_config(args: &LabUpArgs) -> Result<lab::vm::VmConfig, Failure> {
 
 fn down(args: LabDownArgs) -> Result<Outcome, Failure> {
     let report = lab::down(LabKind::Lab, &args.name).map_err(failure)?;
+    let mut text = String::new();
     if report.removed.is_empty() {
-        println!("lab {}: nothing to remove", args.name);
+        let _ = writeln!(text, "lab {}: nothing to remove", args.name);
     } else {
         for line in &report.removed {
-            println!("lab {}: removed {line}", args.name);
+            let _ = writeln!(text, "lab {}: removed {line}", args.name);
         }
     }
+    crate::io::print_out(&text).map_err(|f| f.after(&format!("lab {} is down", args.name)))?;
     Ok(Outcome::Success)
 }
 
@@ -171,21 +181,24 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
             serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into())
         ))?;
     } else if labs.is_empty() {
-        match &args.name {
-            Some(name) => println!("lab {name} is not up"),
-            None => println!("no lab is up"),
-        }
+        crate::io::print_out(&match &args.name {
+            Some(name) => format!("lab {name} is not up\n"),
+            None => "no lab is up\n".to_owned(),
+        })?;
     } else {
+        let mut text = String::new();
         for l in &labs {
             let s = &l.state;
             let yes = |b: bool| if b { "ok" } else { "MISSING" };
-            println!(
+            let _ = writeln!(
+                text,
                 "lab {}: {}",
                 s.name,
                 if l.is_up() { "up" } else { "DEGRADED" }
             );
-            println!("  namespace  {} ({})", s.netns, yes(l.netns));
-            println!(
+            let _ = writeln!(text, "  namespace  {} ({})", s.netns, yes(l.netns));
+            let _ = writeln!(
+                text,
                 "  veth       {} {} <-> {} {}{} ({})",
                 s.host_if,
                 s.host_ip,
@@ -199,7 +212,8 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                 yes(l.link)
             );
             if let Some(vm) = &s.vm {
-                println!(
+                let _ = writeln!(
+                    text,
                     "  vm         qemu pid {}, {}, {} MiB, kernel {}, initramfs {}",
                     s.pid,
                     vm.accel,
@@ -208,7 +222,8 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                     vm.initrd.display()
                 );
             }
-            println!(
+            let _ = writeln!(
+                text,
                 "  enclave    {}pid {} at http://{}:{} (process {}, health {})",
                 if s.vm.is_some() {
                     "in the VM, qemu "
@@ -221,8 +236,9 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                 if l.enclave_running { "running" } else { "GONE" },
                 if l.healthy { "200" } else { "no answer" }
             );
-            match &l.diode {
-                Some(d) => println!(
+            let _ = match &l.diode {
+                Some(d) => writeln!(
+                    text,
                     "  diode      {} (program {}) on {} ingress, {}, {}, since {}",
                     d.diode,
                     d.program_id,
@@ -231,9 +247,10 @@ fn status(args: LabStatusArgs) -> Result<Outcome, Failure> {
                     d.health.as_str(),
                     shared::since_text(d.since)
                 ),
-                None => println!("  diode      NONE (traffic flows unfiltered)"),
-            }
+                None => writeln!(text, "  diode      NONE (traffic flows unfiltered)"),
+            };
         }
+        crate::io::print_out(&text)?;
     }
     Ok(if all_up {
         Outcome::Success

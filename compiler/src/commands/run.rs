@@ -33,7 +33,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, Failure> {
     let object = shared::diode_object(&args.diode, !args.no_validate)?;
     lagic_loader::bpf_available().map_err(|why| {
         Failure::bad_input(format!("cannot load programs into the kernel: {why}"))
-            .with_hint("run as root (CAP_BPF and CAP_SYS_ADMIN), e.g. with sudo")
+            .with_hint("run it as root, e.g. with sudo")
     })?;
     let origin = if args.allow_foreign_object {
         ObjectOrigin::AnyToolchain

@@ -30,6 +30,14 @@ pub(crate) fn read_spec(path: &Path) -> Result<Spec, Failure> {
 /// Parses and validates spec bytes read from `path` (named in messages).
 pub(crate) fn spec_from_bytes(path: &Path, bytes: &[u8]) -> Result<Spec, Failure> {
     let shown = io::display(path);
+    // JSON may not start with a byte order mark (RFC 8259); some editors write one, and the
+    // parser's "expected value at column 1" would not say what is wrong.
+    if bytes.starts_with(b"\xef\xbb\xbf") {
+        return Err(Failure::bad_input(format!(
+            "{shown}: starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow"
+        ))
+        .with_hint("save the file as UTF-8 without a byte order mark"));
+    }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         Failure::bad_input(format!(
             "{shown}: not UTF-8 text (invalid byte at offset {})",
@@ -45,8 +53,26 @@ pub(crate) fn spec_from_bytes(path: &Path, bytes: &[u8]) -> Result<Spec, Failure
 
 /// Lowers a valid spec; a spec beyond lagic's limits is a failed check (1).
 pub(crate) fn lower_spec(path: &Path, spec: &Spec) -> Result<Program, Failure> {
-    predicate_ir::lower(spec)
-        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
+    let program = predicate_ir::lower(spec)
+        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))?;
+    note_constant_verdict(path, &program.formula);
+    Ok(program)
+}
+
+/// Says on stderr when the predicate is constant: valid, but rarely meant (an empty block
+/// list, `not or []`, passes everything), and nothing else would say so.
+fn note_constant_verdict(path: &Path, formula: &predicate_ir::Formula) {
+    let diode = match formula {
+        predicate_ir::Formula::Const(true) => {
+            "passes every TCP payload (only the packet model and the policy drop anything)"
+        }
+        predicate_ir::Formula::Const(false) => "drops every TCP segment that carries a payload",
+        _ => return,
+    };
+    io::print_err(&format!(
+        "lagic: note: {}: the predicate is constant, so this diode {diode}",
+        io::display(path)
+    ));
 }
 
 /// The object bytes of `program`, validated when `validate` is set.
@@ -78,8 +104,13 @@ pub(crate) fn lower_stream_spec(
     path: &Path,
     spec: &Spec,
 ) -> Result<predicate_ir::StreamProgram, Failure> {
-    predicate_ir::lower_stream(spec)
-        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))
+    let program = predicate_ir::lower_stream(spec)
+        .map_err(|e| Failure::failed(format!("{}: cannot be compiled: {e}", io::display(path))))?;
+    // With the HTTP view the formula judges header blocks only; bodies have their own.
+    if program.http.is_none() {
+        note_constant_verdict(path, &program.program.formula);
+    }
+    Ok(program)
 }
 
 /// The object bytes of the stream diode `program`; validation checks its
@@ -101,14 +132,14 @@ pub(crate) fn compile_stream(
             .map_err(|e| validation_failed(&shown, e))?;
         if report.stream_offsets_unchecked > 0 {
             // Not an error: every other check ran in full; say what did not.
-            eprintln!(
+            crate::io::print_err(&format!(
                 "lagic: note: {shown}: a window ends past stream offset {}, so translation \
                  validation ran the stream walk at every offset up to it, around every window \
                  edge and in the tail, but not at the other {} offsets \
                  (docs/validation.md, \"Stream diodes\")",
                 lagic_validate::stream::walk::MAX_TAIL_START,
                 report.stream_offsets_unchecked
-            );
+            ));
         }
     }
     Ok(object)

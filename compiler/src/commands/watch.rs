@@ -99,7 +99,7 @@ pub fn run(args: WatchArgs) -> Result<Outcome, Failure> {
         None => None,
     };
     for s in &skipped {
-        eprintln!("lagic watch: not watching {s}");
+        crate::io::print_err(&format!("lagic watch: not watching {s}"));
     }
 
     // SAFETY: the handler only stores to an atomic.
