@@ -135,6 +135,12 @@ pub fn check(
         if pass.window.end.is_some_and(|e| e <= pass.window.start) {
             continue; // a window that never holds a byte carries nothing
         }
+        // The words holding the pass's machines' states (a depth counter's
+        // mode): never another counter's depth word.
+        let state_words: Vec<u64> = finals
+            .iter()
+            .filter_map(|f| f.checked_sub(u64::from(MARKER)).filter(|&w| w < WORDS))
+            .collect();
         for (m, mm) in pass.machines.iter().enumerate() {
             let machine = &program.program.scans[mm.scan].machine;
             let state_word = finals[m]
@@ -156,7 +162,11 @@ pub fn check(
             };
             let mut layout = vec![state_word];
             if let (Machine::Depth(c), StateEncoding::Depth { .. }) = (machine, &mm.encoding) {
-                // The depth word: the one an opening byte counts up.
+                // The depth word: the one an opening byte counts up from a
+                // fresh counter and not from a failed one. Another scan's
+                // state word may also read 1 afterwards (a DFA that left
+                // its initial state on the same byte), and another
+                // counter's depth word counts the byte either way.
                 let open = (0..=255u8)
                     .find(|&b| c.open.contains(b))
                     .ok_or_else(|| err("a depth counter without an opening byte".into()))?;
@@ -164,9 +174,17 @@ pub fn check(
                 let (_, after_open) = seg
                     .run(start, &[open], &[(state_word, init[1] as u32)])
                     .map_err(&err)?;
-                runs += 1;
+                let failed = words_of(c.failed_state());
+                let (_, after_open_failed) = seg
+                    .run(start, &[open], &[(state_word, failed[1] as u32)])
+                    .map_err(&err)?;
+                runs += 2;
                 let depth_word = (0..WORDS)
-                    .find(|&w| w != state_word && after_open[w as usize] == 1)
+                    .find(|&w| {
+                        !state_words.contains(&w)
+                            && after_open[w as usize] == 1
+                            && after_open_failed[w as usize] != 1
+                    })
                     .ok_or_else(|| {
                         err(format!(
                             "scan {}: no flow value word counts an opening byte",
