@@ -11,61 +11,15 @@
 //! segments, and random segmentations of random response streams.
 //!
 //! The harness (frames, RST parsing, the comparison) is the one of
-//! tests/stream_kernel.rs.
+//! tests/stream_kernel.rs, in tests/support/stream.rs.
 
 use lagic_loader::LoadedProgram;
 use lagic_testkit::require_bpf;
-use predicate_ir::stream_diode::{judge_stream, Receiver, Segment, StreamDiode};
+use predicate_ir::stream_diode::{judge_stream, Segment};
 use predicate_ir::Spec;
 use proptest::prelude::*;
 
-use lagic_tests::stream::{config, expected, flow, load_stream, run_segment, stream_spec, Outcome};
-
-/// Runs `segments` of a new flow through the kernel and the reference;
-/// asserts they agree, and that a receiver fed with the kernel's output
-/// (bad checksums and low TTLs discarded there) reads only a prefix of
-/// the judged stream, which the spec accepts. Returns the kernel's
-/// outcomes and the receiver.
-fn check_flow(
-    prog: &LoadedProgram,
-    spec: &Spec,
-    v6: bool,
-    segments: &[Segment],
-) -> (Vec<Outcome>, Receiver) {
-    let flow = flow(v6);
-    let mut diode = StreamDiode::new(spec, config()).unwrap();
-    let mut receiver = Receiver::new(2, false);
-    let mut outcomes = Vec::new();
-    for (i, seg) in segments.iter().enumerate() {
-        let got = run_segment(prog, flow, seg);
-        // The kernel does not look at checksums (module docs).
-        let mut as_seen = seg.clone();
-        as_seen.checksum_ok = true;
-        let want = diode.on_segment(&as_seen);
-        assert_eq!(
-            got,
-            expected(&want),
-            "segment {i} of {segments:?}: kernel {got:?}, reference {want:?}"
-        );
-        match &got {
-            Outcome::Pass => receiver.receive(seg),
-            Outcome::Reset(seq) => receiver.receive(&Segment::reset(*seq)),
-            Outcome::Drop => {}
-        }
-        outcomes.push(got);
-    }
-    let app = receiver.app();
-    assert!(
-        diode.judged().starts_with(&app),
-        "the application read {app:?}, not a prefix of the judged {:?}",
-        diode.judged()
-    );
-    assert!(
-        judge_stream(spec, &app).is_ok(),
-        "the application read {app:?}"
-    );
-    (outcomes, receiver)
-}
+use lagic_tests::stream::{check_flow, load_stream, stream_spec, Outcome};
 
 const ISN: u32 = 1000;
 

@@ -19,79 +19,15 @@
 use lagic_frames::{tcp_flags, Frame};
 use lagic_loader::LoadedProgram;
 use lagic_testkit::require_bpf;
-use predicate_ir::stream_diode::{judge_stream, Receiver, Segment, StreamDiode};
+use predicate_ir::stream_diode::Segment;
 use predicate_ir::Spec;
 use proptest::prelude::*;
 
 use lagic_tests::proptest_cases;
 use lagic_tests::stream::{
-    config, expected, flow, fold, load_stream, ones_sum, parse_reset, run_segment, stream_spec,
-    Flow, Outcome,
+    check_flow, check_lossy_flow, config, expected, flow, fold, fragments_payload, load_stream,
+    ones_sum, parse_reset, segments_strategy, stream_spec, Flow, Outcome,
 };
-
-/// Runs `segments` of a new flow through the kernel and the reference;
-/// asserts they agree, and that a receiver fed with the kernel's output
-/// (bad checksums and low TTLs discarded there) reads only a prefix of
-/// the judged stream, which the spec accepts. Returns the kernel's
-/// outcomes and the receiver.
-fn check_flow(
-    prog: &LoadedProgram,
-    spec: &Spec,
-    v6: bool,
-    segments: &[Segment],
-) -> (Vec<Outcome>, Receiver) {
-    let delivered: Vec<(Segment, bool)> = segments.iter().map(|s| (s.clone(), false)).collect();
-    check_lossy_flow(prog, spec, v6, &delivered)
-}
-
-/// [`check_flow`] where the segments marked `true` are lost between the
-/// diode and the receiver when they pass. The receiver is the flow's first
-/// connection: when a SYN starts a fresh flow on the 4-tuple (rule 7 of
-/// the reference), it stays open and must still read only a prefix of the
-/// first flow's judged stream.
-fn check_lossy_flow(
-    prog: &LoadedProgram,
-    spec: &Spec,
-    v6: bool,
-    segments: &[(Segment, bool)],
-) -> (Vec<Outcome>, Receiver) {
-    let flow = flow(v6);
-    let mut diode = StreamDiode::new(spec, config()).unwrap();
-    let mut receiver = Receiver::new(2, false);
-    let mut outcomes = Vec::new();
-    let mut first_judged = Vec::new();
-    for (i, (seg, lost)) in segments.iter().enumerate() {
-        let got = run_segment(prog, flow, seg);
-        // The kernel does not look at checksums (module docs).
-        let mut as_seen = seg.clone();
-        as_seen.checksum_ok = true;
-        let want = diode.on_segment(&as_seen);
-        assert_eq!(
-            got,
-            expected(&want),
-            "segment {i} of {segments:?}: kernel {got:?}, reference {want:?}"
-        );
-        if diode.fresh_starts() == 0 {
-            first_judged = diode.judged().to_vec();
-        }
-        match &got {
-            Outcome::Pass if !lost => receiver.receive(seg),
-            Outcome::Reset(seq) => receiver.receive(&Segment::reset(*seq)),
-            _ => {}
-        }
-        outcomes.push(got);
-    }
-    let app = receiver.app();
-    assert!(
-        first_judged.starts_with(&app),
-        "the application read {app:?}, not a prefix of the judged {first_judged:?}"
-    );
-    assert!(
-        judge_stream(spec, &app).is_ok(),
-        "the application read {app:?}"
-    );
-    (outcomes, receiver)
-}
 
 const ISN: u32 = 1000;
 
@@ -541,117 +477,6 @@ const JSONISH: &[&[u8]] = &[
     b"{\"k\": [1]}",
 ];
 
-/// A random flow: a SYN, then the payload cut into segments, sent with
-/// reordering, duplicates, overlaps (some with changed bytes), and a FIN.
-fn segments_strategy(fragments: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<Segment>> {
-    (
-        prop::collection::vec(prop::sample::select(fragments), 0..16)
-            .prop_map(|parts| parts.concat()),
-        prop::collection::vec(1usize..9, 1..12),
-        prop::collection::vec((0usize..64, 0usize..4, any::<bool>()), 0..16),
-        any::<u32>(),
-        prop::collection::vec((0usize..64, 0usize..10, 0usize..64), 0..3),
-    )
-        .prop_map(|(payload, cuts, edits, isn, specials)| {
-            let mut segs = Vec::new();
-            let mut at = 0;
-            let mut i = 0;
-            while at < payload.len() {
-                let len = cuts[i % cuts.len()].min(payload.len() - at);
-                segs.push((at, payload[at..at + len].to_vec()));
-                at += len;
-                i += 1;
-            }
-            // Edits: move a segment later, duplicate it, or change a byte.
-            for (pick, what, flag) in edits {
-                if segs.is_empty() {
-                    break;
-                }
-                let k = pick % segs.len();
-                match what {
-                    0 => {
-                        let s = segs.remove(k);
-                        let to = (k + 1 + pick % 3).min(segs.len());
-                        segs.insert(to, s);
-                    }
-                    1 => {
-                        let s = segs[k].clone();
-                        segs.push(s);
-                    }
-                    2 => {
-                        let mut s = segs[k].clone();
-                        if flag && !s.1.is_empty() {
-                            s.1[0] = b'e';
-                        }
-                        segs.insert((k + 2).min(segs.len()), s);
-                    }
-                    _ => {
-                        // An overlap spanning this segment and the next.
-                        if k + 1 < segs.len() {
-                            let (a0, ref a) = segs[k];
-                            let mut joined = a.clone();
-                            joined.extend_from_slice(&segs[k + 1].1);
-                            segs.insert(k + 2, (a0, joined));
-                        }
-                    }
-                }
-            }
-            let mut out = vec![Segment::syn(isn)];
-            for (off, bytes) in segs {
-                out.push(Segment::data(
-                    isn.wrapping_add(1).wrapping_add(off as u32),
-                    &bytes,
-                ));
-            }
-            out.push(Segment::fin(
-                isn.wrapping_add(1).wrapping_add(payload.len() as u32),
-                b"",
-            ));
-            // Rarely, a segment of another kind: SYN again (same or other
-            // ISN, with data), RST, URG, low TTL, bad checksum, no ACK, an
-            // early FIN, a pure ACK anywhere, or a duplicate FIN.
-            for (pos, kind, arg) in specials {
-                let at = 1 + pos % out.len();
-                let base = out[at.min(out.len() - 1)].clone();
-                let seg = match kind {
-                    0 => Segment::syn(isn),
-                    1 => {
-                        let mut s = Segment::syn(isn.wrapping_add(arg as u32));
-                        s.payload = base.payload.clone();
-                        s
-                    }
-                    2 => Segment::reset(base.seq),
-                    3 => {
-                        let mut s = base.clone();
-                        s.flags.urg = true;
-                        s.urgent_pointer = 1;
-                        s
-                    }
-                    4 => {
-                        let mut s = base.clone();
-                        s.ttl = (arg % 8) as u8;
-                        s
-                    }
-                    5 => {
-                        let mut s = base.clone();
-                        s.checksum_ok = false;
-                        s
-                    }
-                    6 => {
-                        let mut s = base.clone();
-                        s.flags.ack = false;
-                        s
-                    }
-                    7 => Segment::fin(base.seq, &base.payload),
-                    8 => Segment::data(isn.wrapping_add(arg as u32), b""),
-                    _ => out[out.len() - 1].clone(),
-                };
-                out.insert(at, seg);
-            }
-            out
-        })
-}
-
 /// Fragments of long clean text for the prefilter's flows: ordinary words,
 /// decoys that start the word (`h`, `ha`, `hat`), and a 64-byte run with
 /// no `h` (a chunk the prefilter skips whole).
@@ -735,7 +560,7 @@ proptest! {
     /// payloads: the kernel's verdicts and RSTs equal the reference's.
     #[test]
     fn kernel_verdicts_equal_the_reference_on_random_flows(
-        segments in segments_strategy(WORDS),
+        segments in segments_strategy(fragments_payload(WORDS)),
         v6 in any::<bool>(),
     ) {
         if !require_bpf() {
@@ -757,7 +582,7 @@ proptest! {
     /// The same with JSON-ish bytes for the JSON diodes.
     #[test]
     fn json_diodes_equal_the_reference_on_random_flows(
-        segments in segments_strategy(JSONISH),
+        segments in segments_strategy(fragments_payload(JSONISH)),
         v6 in any::<bool>(),
     ) {
         if !require_bpf() {
@@ -949,7 +774,7 @@ fn random_flows_exercise_every_outcome() {
     }
     let spec = stream_spec("hateless");
     let prog = load_stream(&spec);
-    let strategy = segments_strategy(WORDS);
+    let strategy = segments_strategy(fragments_payload(WORDS));
     let mut runner = TestRunner::deterministic();
     let (mut pass, mut drop, mut reset, mut clean) = (0, 0, 0, 0);
     for i in 0..40 {

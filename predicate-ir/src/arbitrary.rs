@@ -390,6 +390,100 @@ pub fn arb_stream_spec() -> BoxedStrategy<Spec> {
         .boxed()
 }
 
+/// Bytes block-list words are made of: letters of both cases, NUL, 0xFF,
+/// other high bytes (lone UTF-8 lead and continuation bytes), CR/LF,
+/// JSON punctuation.
+pub const BLOCK_WORD_BYTES: &[u8] = b"hHaAtTeEsSx\x00\xff\x80\xc3\xa9\xfe\r\n\"{";
+
+/// Words of a random block list (1 to 8): short words over
+/// [`BLOCK_WORD_BYTES`], with duplicates, 1-byte words, and words that are
+/// prefixes, suffixes or case-flipped copies of others, the shapes where a
+/// combined automaton's shared states and overlapping matches go wrong.
+pub fn arb_block_words() -> BoxedStrategy<Vec<Vec<u8>>> {
+    (
+        vec(vec(select(BLOCK_WORD_BYTES), 1..6), 1..5),
+        vec((0usize..6, any::<prop::sample::Index>(), 1usize..5), 0..5),
+    )
+        .prop_map(|(mut words, derived)| {
+            for (how, from, cut) in derived {
+                let w = words[from.index(words.len())].clone();
+                let cut = cut.min(w.len());
+                words.push(match how {
+                    0 => w,                           // a duplicate
+                    1 => w[..cut].to_vec(),           // a prefix
+                    2 => w[w.len() - cut..].to_vec(), // a suffix
+                    3 => vec![w[0]],                  // one byte
+                    4 => w.to_ascii_uppercase(),
+                    _ => [&w[..], &w[..cut]].concat(), // the word, then its own prefix
+                });
+            }
+            words
+        })
+        .boxed()
+}
+
+/// The pattern of a block-list word: byte for byte, or case-insensitive
+/// (both ASCII cases of every letter; other bytes as they are).
+pub fn word_as_pattern(word: &[u8], case_insensitive: bool) -> Pattern {
+    word.iter()
+        .map(|&b| {
+            if case_insensitive {
+                both_cases(b)
+            } else {
+                ByteClass::from_bytes([b])
+            }
+        })
+        .collect()
+}
+
+/// A stream-safe block list: none of `words` (each byte for byte, or
+/// case-insensitive where `case_insensitive` says so, cycling) inside
+/// `window`, as `not or` of `contains` or as `and` of `not contains`.
+pub fn block_list_pred(
+    words: &[Vec<u8>],
+    case_insensitive: &[bool],
+    window: Window,
+    as_and: bool,
+) -> Pred {
+    let member = |(i, w): (usize, &Vec<u8>)| Pred::Contains {
+        window,
+        pattern: word_as_pattern(w, case_insensitive[i % case_insensitive.len().max(1)]),
+    };
+    let members = words.iter().enumerate().map(member);
+    if as_and {
+        Pred::And(members.map(|m| Pred::Not(Box::new(m))).collect())
+    } else {
+        Pred::Not(Box::new(Pred::Or(members.collect())))
+    }
+}
+
+/// A random block list for a stream spec ([`block_list_pred`] over
+/// [`arb_block_words`], mostly over the whole stream), sometimes beside a
+/// random stream predicate in an `and`; with its words, for payloads that
+/// embed them.
+pub fn arb_stream_block_list() -> BoxedStrategy<(Pred, Vec<Vec<u8>>)> {
+    (
+        arb_block_words(),
+        vec(any::<bool>(), 1..4),
+        prop_oneof![
+            4 => Just(Window::ALL),
+            1 => (0u32..6).prop_map(|start| Window { start, end: None }),
+            1 => (0u32..6, 1u32..40).prop_map(|(start, len)| Window { start, end: Some(start + len) }),
+        ],
+        any::<bool>(),
+        proptest::option::weighted(0.25, arb_stream_pred(1)),
+    )
+        .prop_map(|(words, icase, window, as_and, beside)| {
+            let list = block_list_pred(&words, &icase, window, as_and);
+            let pred = match beside {
+                Some(other) => Pred::And(vec![list, other]),
+                None => list,
+            };
+            (pred, words)
+        })
+        .boxed()
+}
+
 /// JSON-like text: nested arrays and objects whose strings hold brackets,
 /// escaped quotes and escaped backslashes.
 pub fn arb_json_text() -> BoxedStrategy<String> {

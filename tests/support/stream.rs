@@ -1,14 +1,19 @@
 //! Stream diodes in `BPF_PROG_TEST_RUN`: the frames of reference-diode
 //! segments, one flow per source port, and what the kernel did with each
-//! (passed, dropped, or rewritten into a RST whose checksums are checked).
-//! Shared by `stream_kernel.rs` and `stream_http.rs`.
+//! (passed, dropped, or rewritten into a RST whose checksums are checked),
+//! the flow check that compares the kernel with the reference diode
+//! segment by segment, and the random flow strategy. Shared by
+//! `stream_kernel.rs`, `stream_http.rs` and `random_stream_specs.rs`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use lagic_frames::{tcp_flags, Frame};
 use lagic_loader::LoadedProgram;
-use predicate_ir::stream_diode::{DiodeConfig, Flags, Segment, Verdict as RefVerdict};
+use predicate_ir::stream_diode::{
+    judge_stream, DiodeConfig, Flags, Receiver, Segment, StreamDiode, Verdict as RefVerdict,
+};
 use predicate_ir::Spec;
+use proptest::prelude::*;
 
 /// What the kernel did with one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,16 +208,22 @@ pub fn parse_reset(flow: Flow, input: &[u8], tcp: usize, out: &[u8]) -> u32 {
 
 /// Runs one segment of `flow` through `prog` and says what the kernel did.
 pub fn run_segment(prog: &LoadedProgram, flow: Flow, seg: &Segment) -> Outcome {
+    try_run_segment(prog, flow, seg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`run_segment`], with a failed test run or an unknown return value as
+/// an error (a malformed RST still fails its assertions).
+pub fn try_run_segment(prog: &LoadedProgram, flow: Flow, seg: &Segment) -> Result<Outcome, String> {
     let (input, tcp) = frame(flow, seg);
-    let (retval, out) = prog.run_out(&input).unwrap();
-    match retval {
+    let (retval, out) = prog.run_out(&input).map_err(|e| format!("test run: {e}"))?;
+    Ok(match retval {
         2 => Outcome::Drop,
         // A RST the diode forwards is always one it wrote (a sender's RST
         // latches the flow and is rewritten, possibly into the same bytes).
         0 if out == input && !seg.flags.rst => Outcome::Pass,
         0 => Outcome::Reset(parse_reset(flow, &input, tcp, &out)),
-        other => panic!("return value {other}"),
-    }
+        other => return Err(format!("return value {other}")),
+    })
 }
 
 /// What the kernel must do where the reference diode decided `v`.
@@ -222,4 +233,220 @@ pub fn expected(v: &RefVerdict) -> Outcome {
         RefVerdict::Drop(_) => Outcome::Drop,
         RefVerdict::Reset { seq, .. } => Outcome::Reset(*seq),
     }
+}
+
+/// Runs `segments` of a new flow through the kernel and the reference;
+/// asserts they agree, and that a receiver fed with the kernel's output
+/// (bad checksums and low TTLs discarded there) reads only a prefix of
+/// the judged stream, which the spec accepts. Returns the kernel's
+/// outcomes and the receiver.
+pub fn check_flow(
+    prog: &LoadedProgram,
+    spec: &Spec,
+    v6: bool,
+    segments: &[Segment],
+) -> (Vec<Outcome>, Receiver) {
+    let delivered: Vec<(Segment, bool)> = segments.iter().map(|s| (s.clone(), false)).collect();
+    check_lossy_flow(prog, spec, v6, &delivered)
+}
+
+/// [`check_flow`] where the segments marked `true` are lost between the
+/// diode and the receiver when they pass.
+pub fn check_lossy_flow(
+    prog: &LoadedProgram,
+    spec: &Spec,
+    v6: bool,
+    segments: &[(Segment, bool)],
+) -> (Vec<Outcome>, Receiver) {
+    try_check_lossy_flow(prog, spec, v6, segments).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`check_lossy_flow`], saying what differed instead of panicking. The
+/// receiver is the flow's first connection: when a SYN starts a fresh
+/// flow on the 4-tuple (rule 7 of the reference), it stays open and must
+/// still read only a prefix of the first flow's judged stream.
+pub fn try_check_lossy_flow(
+    prog: &LoadedProgram,
+    spec: &Spec,
+    v6: bool,
+    segments: &[(Segment, bool)],
+) -> Result<(Vec<Outcome>, Receiver), String> {
+    let flow = flow(v6);
+    let mut diode = StreamDiode::new(spec, config()).map_err(|e| e.0)?;
+    let mut receiver = Receiver::new(2, false);
+    let mut outcomes = Vec::new();
+    let mut first_judged = Vec::new();
+    for (i, (seg, lost)) in segments.iter().enumerate() {
+        // A malformed RST fails `parse_reset`'s assertions: say where.
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            try_run_segment(prog, flow, seg)
+        }))
+        .map_err(|e| {
+            let what = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            format!("segment {i} ({seg:?}, IPv6 {v6}): {what}")
+        })??;
+        // The kernel does not look at checksums (docs/stream.md).
+        let mut as_seen = seg.clone();
+        as_seen.checksum_ok = true;
+        let want = diode.on_segment(&as_seen);
+        if got != expected(&want) {
+            let all: Vec<&Segment> = segments.iter().map(|(s, _)| s).collect();
+            return Err(format!(
+                "segment {i} of {all:?}: kernel {got:?}, reference {want:?}"
+            ));
+        }
+        if diode.fresh_starts() == 0 {
+            first_judged = diode.judged().to_vec();
+        }
+        match &got {
+            Outcome::Pass if !lost => receiver.receive(seg),
+            Outcome::Reset(seq) => receiver.receive(&Segment::reset(*seq)),
+            _ => {}
+        }
+        outcomes.push(got);
+    }
+    let app = receiver.app();
+    if !first_judged.starts_with(&app) {
+        return Err(format!(
+            "the application read {app:?}, not a prefix of the judged {first_judged:?}"
+        ));
+    }
+    // Reading nothing is no violation, even of a spec that refuses the
+    // empty stream (`false`): no byte crossed.
+    if !app.is_empty() && judge_stream(spec, &app).is_err() {
+        return Err(format!(
+            "the application read {app:?}, which the spec refuses"
+        ));
+    }
+    Ok((outcomes, receiver))
+}
+
+/// A random flow: a SYN, then `payload` cut into segments, sent with
+/// reordering, duplicates, overlaps (some with changed bytes), and a FIN;
+/// rarely a segment of another kind (see the code).
+pub fn segments_strategy(
+    payload: impl Strategy<Value = Vec<u8>>,
+) -> impl Strategy<Value = Vec<Segment>> {
+    segments_with_cuts(payload, 1..9)
+}
+
+/// [`segments_strategy`] with segment lengths drawn from `lengths`.
+pub fn segments_with_cuts(
+    payload: impl Strategy<Value = Vec<u8>>,
+    lengths: std::ops::Range<usize>,
+) -> impl Strategy<Value = Vec<Segment>> {
+    (
+        payload,
+        prop::collection::vec(lengths, 1..12),
+        prop::collection::vec((0usize..64, 0usize..4, any::<bool>()), 0..16),
+        any::<u32>(),
+        prop::collection::vec((0usize..64, 0usize..10, 0usize..64), 0..3),
+    )
+        .prop_map(|(payload, cuts, edits, isn, specials)| {
+            let mut segs = Vec::new();
+            let mut at = 0;
+            let mut i = 0;
+            while at < payload.len() {
+                let len = cuts[i % cuts.len()].min(payload.len() - at);
+                segs.push((at, payload[at..at + len].to_vec()));
+                at += len;
+                i += 1;
+            }
+            // Edits: move a segment later, duplicate it, or change a byte.
+            for (pick, what, flag) in edits {
+                if segs.is_empty() {
+                    break;
+                }
+                let k = pick % segs.len();
+                match what {
+                    0 => {
+                        let s = segs.remove(k);
+                        let to = (k + 1 + pick % 3).min(segs.len());
+                        segs.insert(to, s);
+                    }
+                    1 => {
+                        let s = segs[k].clone();
+                        segs.push(s);
+                    }
+                    2 => {
+                        let mut s = segs[k].clone();
+                        if flag && !s.1.is_empty() {
+                            s.1[0] = b'e';
+                        }
+                        segs.insert((k + 2).min(segs.len()), s);
+                    }
+                    _ => {
+                        // An overlap spanning this segment and the next.
+                        if k + 1 < segs.len() {
+                            let (a0, ref a) = segs[k];
+                            let mut joined = a.clone();
+                            joined.extend_from_slice(&segs[k + 1].1);
+                            segs.insert(k + 2, (a0, joined));
+                        }
+                    }
+                }
+            }
+            let mut out = vec![Segment::syn(isn)];
+            for (off, bytes) in segs {
+                out.push(Segment::data(
+                    isn.wrapping_add(1).wrapping_add(off as u32),
+                    &bytes,
+                ));
+            }
+            out.push(Segment::fin(
+                isn.wrapping_add(1).wrapping_add(payload.len() as u32),
+                b"",
+            ));
+            // Rarely, a segment of another kind: SYN again (same or other
+            // ISN, with data), RST, URG, low TTL, bad checksum, no ACK, an
+            // early FIN, a pure ACK anywhere, or a duplicate FIN.
+            for (pos, kind, arg) in specials {
+                let at = 1 + pos % out.len();
+                let base = out[at.min(out.len() - 1)].clone();
+                let seg = match kind {
+                    0 => Segment::syn(isn),
+                    1 => {
+                        let mut s = Segment::syn(isn.wrapping_add(arg as u32));
+                        s.payload = base.payload.clone();
+                        s
+                    }
+                    2 => Segment::reset(base.seq),
+                    3 => {
+                        let mut s = base.clone();
+                        s.flags.urg = true;
+                        s.urgent_pointer = 1;
+                        s
+                    }
+                    4 => {
+                        let mut s = base.clone();
+                        s.ttl = (arg % 8) as u8;
+                        s
+                    }
+                    5 => {
+                        let mut s = base.clone();
+                        s.checksum_ok = false;
+                        s
+                    }
+                    6 => {
+                        let mut s = base.clone();
+                        s.flags.ack = false;
+                        s
+                    }
+                    7 => Segment::fin(base.seq, &base.payload),
+                    8 => Segment::data(isn.wrapping_add(arg as u32), b""),
+                    _ => out[out.len() - 1].clone(),
+                };
+                out.insert(at, seg);
+            }
+            out
+        })
+}
+
+/// Payloads joined from `fragments` (0 to 15 of them).
+pub fn fragments_payload(fragments: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(fragments), 0..16).prop_map(|parts| parts.concat())
 }

@@ -210,7 +210,7 @@ fn check_one(
 
     let mut paths = 0;
     let mut cache = Cache::default();
-    for state in reachable(machine) {
+    for state in checked_states(callback, pf, machine, &mm.encoding).map_err(&e)? {
         let mut initial = at_start;
         crate::step::encode(machine, &mm.encoding, state, &mut initial);
         let mut regs: [Option<Val>; 11] =
@@ -256,6 +256,99 @@ fn check_one(
         }
     }
     Ok(paths)
+}
+
+/// Depth counters with more reachable states than this are checked from
+/// representative depths only ([`checked_states`]).
+const DEPTH_STATES_IN_FULL: usize = 4096;
+
+/// The states the prefilter is run from: every reachable state, except
+/// for a depth counter of many levels (`max` up to 65,535: some 200,000
+/// states, each at least one path), whose depths between the edges are
+/// represented by a few.
+///
+/// Why that is complete: a depth counter's states differ by depth only in
+/// its depth register. If no instruction the prefilter can run before
+/// `slow` or `skip` reads or writes that register, every path from depth
+/// `d` is the same path from any other depth in the same mode, and
+/// leaves the register as it was. What does depend on the depth is which
+/// bytes keep the counter in its state (the check at `skip`): for every
+/// depth strictly between 0 and `max` the same bytes (an opening, a
+/// closing and, with strings, the quote byte leave; in a string the quote
+/// and backslash; after a backslash every byte), at 0 a closing byte
+/// stays too, at `max` an opening byte fails. Depths 0 to 2 and `max - 2`
+/// to `max` in every mode, and the failed sink, cover each case.
+fn checked_states(
+    callback: &Function,
+    pf: &PrefilterMap,
+    machine: &Machine,
+    encoding: &StateEncoding,
+) -> Result<Vec<predicate_ir::StateId>, String> {
+    let all = reachable(machine);
+    let (Machine::Depth(c), StateEncoding::Depth { depth_reg, .. }) = (machine, encoding) else {
+        return Ok(all);
+    };
+    if all.len() <= DEPTH_STATES_IN_FULL || touches(callback, pf, *depth_reg)? {
+        return Ok(all);
+    }
+    let failed = c.failed_state();
+    Ok(all
+        .into_iter()
+        .filter(|&s| {
+            let depth = s / 3;
+            s == failed || depth <= 2 || depth + 2 >= c.max
+        })
+        .collect())
+}
+
+/// Whether any instruction the prefilter can run from `start` before it
+/// reaches `slow` or `skip` reads or writes `reg` (a call or exit counts
+/// as touching every register it reads or clobbers).
+fn touches(f: &Function, pf: &PrefilterMap, reg: u8) -> Result<bool, String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut work = vec![pf.start];
+    while let Some(pc) = work.pop() {
+        if pc == pf.slow || pc == pf.skip || !seen.insert(pc) {
+            continue;
+        }
+        let insn = *f
+            .insns
+            .get(pc)
+            .ok_or_else(|| format!("the prefilter runs off the callback at slot {pc}"))?;
+        let is = |r: u8| r == reg;
+        let is_op = |o: Operand| matches!(o, Operand::Reg(r) if r == reg);
+        let (hit, next) = match insn {
+            Insn::Alu { dst, src, .. } => (is(dst) || is_op(src), vec![pc + 1]),
+            Insn::Load { dst, src, .. } => (is(dst) || is(src), vec![pc + 1]),
+            Insn::Store { dst, src, .. } => (is(dst) || is_op(src), vec![pc + 1]),
+            Insn::AtomicXchg { dst, src, .. } => (is(dst) || is(src) || reg == 0, vec![pc + 1]),
+            Insn::LoadImm64 { dst, .. } => (is(dst), vec![pc + 2]),
+            Insn::Wide => {
+                return Err(format!(
+                    "the prefilter reaches the middle of an ld_imm64 at {pc}"
+                ))
+            }
+            Insn::Jump {
+                cond,
+                dst,
+                src,
+                off,
+                ..
+            } => {
+                let target = (pc as i64 + 1 + i64::from(off)) as usize;
+                match cond {
+                    Some(_) => (is(dst) || is_op(src), vec![pc + 1, target]),
+                    None => (false, vec![target]),
+                }
+            }
+            Insn::Call { .. } | Insn::Exit => (reg <= 5, Vec::new()),
+        };
+        if hit {
+            return Ok(true);
+        }
+        work.extend(next);
+    }
+    Ok(false)
 }
 
 /// A value: a number, or eight byte lanes (lane `i` = bits `8i..8i+8`).

@@ -61,3 +61,38 @@ fn http_view_steps_validate_and_a_broken_step_is_caught() {
         );
     }
 }
+
+/// A one-byte header scan of an empty class never leaves its state: the
+/// emitter writes no code for its step, and that empty step validates
+/// (the regression spec of tests/regression-specs/stream/). An empty
+/// range claimed for a machine that does move is still refused.
+#[test]
+fn an_empty_step_validates_only_for_a_machine_that_never_moves() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/regression-specs/stream/http-empty-step-never-moving-header-scan.json");
+    let spec = predicate_ir::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let program = predicate_ir::lower_stream(&spec).unwrap();
+    let (module, map) =
+        emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default()).unwrap();
+    let object = module.write_elf().unwrap();
+    validate_stream(&program, &object, &map).unwrap();
+    let http = map.http.as_ref().expect("an http map");
+    assert!(
+        http.steps.iter().any(|s| s.start == s.end),
+        "no empty step: {:?}",
+        http.steps
+    );
+    let mut emptied = map.clone();
+    let frame = emptied
+        .http
+        .as_mut()
+        .unwrap()
+        .steps
+        .iter_mut()
+        .find(|s| s.machine == HttpMachine::Frame)
+        .expect("a framing step");
+    frame.end = frame.start;
+    let err = validate_stream(&program, &object, &emptied)
+        .expect_err("an empty step for the framing DFA validated");
+    assert!(err.to_string().contains("Frame"), "{err}");
+}

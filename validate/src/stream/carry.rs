@@ -21,6 +21,7 @@
 //!    where the next segment reads it).
 
 use emit_bpf::codemap::{CodeMap, PassMap, StateEncoding};
+use predicate_ir::program::QUOTE;
 use predicate_ir::{Machine, StreamProgram};
 
 use super::{probe, FLOW_VALUE_BASE};
@@ -135,6 +136,12 @@ pub fn check(
         if pass.window.end.is_some_and(|e| e <= pass.window.start) {
             continue; // a window that never holds a byte carries nothing
         }
+        // The words holding the pass's machines' states (a depth counter's
+        // mode): never another counter's depth word.
+        let state_words: Vec<u64> = finals
+            .iter()
+            .filter_map(|f| f.checked_sub(u64::from(MARKER)).filter(|&w| w < WORDS))
+            .collect();
         for (m, mm) in pass.machines.iter().enumerate() {
             let machine = &program.program.scans[mm.scan].machine;
             let state_word = finals[m]
@@ -146,7 +153,7 @@ pub fn check(
                         mm.scan, finals[m]
                     ))
                 })?;
-            let words_of = |s: u32| -> Vec<u64> {
+            let registers_of = |s: u32| -> Vec<u64> {
                 let mut r = Regs::default();
                 encode(machine, &mm.encoding, s, &mut r);
                 crate::step::state_regs(&mm.encoding)
@@ -155,26 +162,47 @@ pub fn check(
                     .collect()
             };
             let mut layout = vec![state_word];
+            // Registers of a state not kept in `layout` (leading ones).
+            let mut unkept = 0;
             if let (Machine::Depth(c), StateEncoding::Depth { .. }) = (machine, &mm.encoding) {
-                // The depth word: the one an opening byte counts up.
-                let open = (0..=255u8)
-                    .find(|&b| c.open.contains(b))
-                    .ok_or_else(|| err("a depth counter without an opening byte".into()))?;
-                let init = words_of(Machine::INITIAL);
-                let (_, after_open) = seg
-                    .run(start, &[open], &[(state_word, init[1] as u32)])
-                    .map_err(&err)?;
-                runs += 1;
-                let depth_word = (0..WORDS)
-                    .find(|&w| w != state_word && after_open[w as usize] == 1)
-                    .ok_or_else(|| {
-                        err(format!(
-                            "scan {}: no flow value word counts an opening byte",
-                            mm.scan
-                        ))
-                    })?;
-                layout.insert(0, depth_word);
+                // The depth word: the one an opening byte counts up from a
+                // fresh counter and not from a failed one. Another scan's
+                // state word may also read 1 afterwards (a DFA that left
+                // its initial state on the same byte), and another
+                // counter's depth word counts the byte either way. With
+                // strings the quote opens a string, never a level.
+                let counting =
+                    (0..=255u8).find(|&b| c.open.contains(b) && !(c.strings && b == QUOTE));
+                if let Some(open) = counting {
+                    let init = registers_of(Machine::INITIAL);
+                    let (_, after_open) = seg
+                        .run(start, &[open], &[(state_word, init[1] as u32)])
+                        .map_err(&err)?;
+                    let failed = registers_of(c.failed_state());
+                    let (_, after_open_failed) = seg
+                        .run(start, &[open], &[(state_word, failed[1] as u32)])
+                        .map_err(&err)?;
+                    runs += 2;
+                    let depth_word = (0..WORDS)
+                        .find(|&w| {
+                            !state_words.contains(&w)
+                                && after_open[w as usize] == 1
+                                && after_open_failed[w as usize] != 1
+                        })
+                        .ok_or_else(|| {
+                            err(format!(
+                                "scan {}: no flow value word counts an opening byte",
+                                mm.scan
+                            ))
+                        })?;
+                    layout.insert(0, depth_word);
+                } else {
+                    // No byte opens a level: every reachable state has
+                    // depth 0, and only the mode is carried.
+                    unkept = 1;
+                }
             }
+            let words_of = |s: u32| -> Vec<u64> { registers_of(s)[unkept..].to_vec() };
             // 2. Every reachable state is carried.
             for s in reachable(machine) {
                 let words: Vec<(u64, u32)> = layout
