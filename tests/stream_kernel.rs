@@ -19,7 +19,7 @@
 use lagic_frames::{tcp_flags, Frame};
 use lagic_loader::LoadedProgram;
 use lagic_testkit::require_bpf;
-use predicate_ir::stream_diode::Segment;
+use predicate_ir::stream_diode::{Segment, StreamDiode};
 use predicate_ir::Spec;
 use proptest::prelude::*;
 
