@@ -119,6 +119,14 @@ impl Regs {
     pub fn get(&self, r: u8) -> Option<u64> {
         self.is_defined(r).then_some(self.v[r as usize])
     }
+    /// The registers after a helper call returned `r0`: the call clobbers
+    /// `r1`-`r5`, so they hold no value.
+    pub fn helper_returned(&mut self, r0: u64) {
+        for r in 1..=5 {
+            self.undefine(r);
+        }
+        self.set(0, r0);
+    }
 }
 
 /// The packet as the diode sees it.
@@ -893,10 +901,7 @@ impl<'o> Vm<'o> {
                     };
                     let r0 = h(self, args)
                         .map_err(|e| fail(pc, format!("{}: {e}", helper::name(imm))))?;
-                    for r in 1..=5 {
-                        regs.undefine(r);
-                    }
-                    regs.set(0, r0);
+                    regs.helper_returned(r0);
                 }
                 Insn::Exit => {
                     let r0 = reg!(0, pc);
