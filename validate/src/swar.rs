@@ -52,19 +52,9 @@ pub const TEMPLATE_SLOTS: usize = 15;
 pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationError> {
     let mut out = object.clone();
     for w in map.inline.iter().flat_map(|p| &p.words) {
-        if w.start >= out.entry.insns.len() || w.slow <= w.start || w.slow > out.entry.insns.len() {
-            return Err(ValidationError::Map(format!(
-                "word test slots {}..{} outside the entry",
-                w.start, w.slow
-            )));
-        }
-        out.entry.insns[w.start] = Insn::Jump {
-            wide: true,
-            cond: None,
-            dst: 0,
-            src: Operand::Imm(0),
-            off: (w.slow - w.start - 1) as i32,
-        };
+        out.entry
+            .jump_over(w.start, w.slow)
+            .map_err(|e| ValidationError::Map(format!("word test {e}")))?;
     }
     Ok(out)
 }
