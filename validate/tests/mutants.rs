@@ -7,57 +7,13 @@ mod support;
 
 use lagic_validate::patch::{self, code};
 use lagic_validate::ValidationError;
+use support::Section;
 
 fn validate(
     c: &support::Compiled,
     object: &[u8],
 ) -> Result<lagic_validate::Report, ValidationError> {
     lagic_validate::validate(&c.program, object, &c.map)
-}
-
-/// One section of a compiled object (the entry's, `classifier`, or the
-/// callbacks', `.text`), for finding and patching its slots.
-#[derive(Clone, Copy)]
-struct Section<'c> {
-    c: &'c support::Compiled,
-    name: &'static str,
-}
-
-impl<'c> Section<'c> {
-    fn entry(c: &'c support::Compiled) -> Self {
-        Section {
-            c,
-            name: "classifier",
-        }
-    }
-    fn text(c: &'c support::Compiled) -> Self {
-        Section { c, name: ".text" }
-    }
-    /// How many slots it has.
-    fn len(self) -> usize {
-        (0..)
-            .take_while(|&s| patch::slot_bytes(&self.c.object, self.name, s).is_ok())
-            .count()
-    }
-    /// The first slot in `range` with opcode `op` (and immediate `imm`,
-    /// if given).
-    fn find(self, range: std::ops::Range<usize>, op: u8, imm: Option<i32>) -> Option<usize> {
-        patch::find(&self.c.object, self.name, range, op, imm)
-    }
-    /// The raw bytes of `slot`.
-    fn slot(self, slot: usize) -> [u8; 8] {
-        patch::slot_bytes(&self.c.object, self.name, slot).unwrap()
-    }
-    /// The immediate of `slot`.
-    fn imm(self, slot: usize) -> i32 {
-        patch::imm(&self.c.object, self.name, slot).unwrap()
-    }
-    /// The object with the immediate of `slot` set to `imm`.
-    fn with_imm(self, slot: usize, imm: i32) -> Vec<u8> {
-        let mut bad = self.c.object.clone();
-        patch::set_imm(&mut bad, self.name, slot, imm).unwrap();
-        bad
-    }
 }
 
 /// Validation of `bad` must fail in the prefilter check of pass `pass`,
@@ -91,7 +47,7 @@ fn unmutated_objects_pass() {
 #[test]
 fn a_wrong_transition_in_one_chunk_copy_is_caught() {
     let c = support::seed("hateless");
-    let text = Section::text(&c);
+    let text = Section::text(&c.object);
     let step = c.map.passes[0]
         .steps
         .iter()
@@ -120,7 +76,7 @@ fn a_wrong_transition_in_one_chunk_copy_is_caught() {
 #[test]
 fn swapped_transitions_are_caught() {
     let c = support::seed("hateless");
-    let text = Section::text(&c);
+    let text = Section::text(&c.object);
     let step = c.map.passes[0]
         .steps
         .iter()
@@ -179,7 +135,7 @@ fn text_window(end: u32) -> support::Compiled {
 #[test]
 fn an_off_by_one_window_end_is_caught() {
     let c = text_window(1000);
-    let entry = Section::entry(&c);
+    let entry = Section::entry(&c.object);
     assert!(c.map.inline.is_empty(), "walked by bpf_loop");
     let pass = &c.map.passes[0];
     let setup = pass.setup_start..c.map.formula_start;
@@ -211,7 +167,7 @@ fn an_off_by_one_window_end_is_caught() {
 #[test]
 fn an_off_by_one_inline_window_end_is_caught() {
     let c = support::seed("printable16");
-    let entry = Section::entry(&c);
+    let entry = Section::entry(&c.object);
     assert!(c.map.passes.is_empty(), "walked inline");
     let pass = &c.map.inline[0];
     let range = pass.start..pass.end;
@@ -239,7 +195,7 @@ fn an_off_by_one_inline_window_end_is_caught() {
 #[test]
 fn a_skipped_inline_block_is_caught() {
     let c = support::seed("printable64");
-    let entry = Section::entry(&c);
+    let entry = Section::entry(&c.object);
     let pass = &c.map.inline[0];
     let range = pass.start..pass.end;
     let what = "the bit test of the 8-byte block";
@@ -262,7 +218,7 @@ fn a_skipped_inline_block_is_caught() {
 #[test]
 fn a_wrong_inline_transition_is_caught() {
     let c = support::seed("minimal");
-    let entry = Section::entry(&c);
+    let entry = Section::entry(&c.object);
     let pass = &c.map.inline[0];
     let step = pass.steps.iter().find(|s| s.offset == 3).expect("byte 3");
     let range = step.start..step.end;
@@ -286,8 +242,8 @@ fn a_wrong_inline_transition_is_caught() {
 #[test]
 fn a_wrong_tier_size_is_caught() {
     let c = support::seed("hateless");
-    let entry = Section::entry(&c);
-    let text = Section::text(&c);
+    let entry = Section::entry(&c.object);
+    let text = Section::text(&c.object);
     let cb_len = text.len();
     let lsh = text
         .find(0..cb_len, code::LSH64_IMM, Some(6))
@@ -322,7 +278,7 @@ fn a_wrong_tier_size_is_caught() {
 #[test]
 fn a_wrong_accept_test_is_caught() {
     let c = support::seed("hateless");
-    let entry = Section::entry(&c);
+    let entry = Section::entry(&c.object);
     let formula = c.map.formula_start..entry.len();
     let slot = entry
         .find(formula, code::JEQ_IMM, None)
@@ -337,7 +293,7 @@ fn a_wrong_accept_test_is_caught() {
 #[test]
 fn a_wrong_depth_bound_is_caught() {
     let c = support::seed("json_depth");
-    let text = Section::text(&c);
+    let text = Section::text(&c.object);
     let step = c.map.passes[0].steps.last().expect("a step");
     let slot = text
         .find(step.start..step.end, code::JLE_IMM, Some(2))
@@ -361,7 +317,7 @@ fn a_wrong_depth_bound_is_caught() {
 #[test]
 fn a_wrong_position_bound_is_caught() {
     let c = support::seed("hateless");
-    let text = Section::text(&c);
+    let text = Section::text(&c.object);
     let cb_len = text.len();
     let slot = text
         .find(0..cb_len, code::JGT_IMM, Some(65_535 - 64))
@@ -380,7 +336,7 @@ fn a_wrong_position_bound_is_caught() {
 #[test]
 fn a_state_loaded_from_the_wrong_slot_is_caught() {
     let c = support::seed("json_depth");
-    let text = Section::text(&c);
+    let text = Section::text(&c.object);
     let first_step = c.map.passes[0].steps.iter().map(|s| s.start).min().unwrap();
     let loads: Vec<usize> = (0..first_step)
         .filter(|&s| text.slot(s)[0] == code::LDXW)
@@ -406,7 +362,7 @@ fn a_state_loaded_from_the_wrong_slot_is_caught() {
 #[test]
 fn an_early_stop_outside_a_sink_is_caught() {
     let c = support::seed("hateless");
-    let text = Section::text(&c);
+    let text = Section::text(&c.object);
     let machine = &c.program.scans[0].machine;
     let sink = (0..machine.state_count() as u32)
         .find(|&s| machine.is_sink(s))
@@ -433,7 +389,7 @@ fn a_verdict_that_depends_on_a_full_ring_buffer_is_caught() {
     const CALL: u8 = 0x85;
     const RINGBUF_RESERVE: i32 = 131;
     let c = support::seed("hateless");
-    let entry = Section::entry(&c);
+    let entry = Section::entry(&c.object);
     let entry_len = entry.len();
     let reserve = entry
         .find(0..entry_len, CALL, Some(RINGBUF_RESERVE))
@@ -458,7 +414,7 @@ fn a_verdict_that_depends_on_a_full_ring_buffer_is_caught() {
 #[test]
 fn a_wrong_prefilter_is_caught() {
     let c = support::seed("hateless");
-    let text = Section::text(&c);
+    let text = Section::text(&c.object);
     let pf = c.map.prefilters.first().expect("hateless has a prefilter");
     let (range, pass) = (pf.start..pf.slow, pf.pass);
     let expect = |bad: &[u8], what_has: &str| expect_prefilter_error(&c, bad, pass, what_has);
@@ -498,7 +454,7 @@ fn a_wrong_prefilter_is_caught() {
 #[test]
 fn swapped_inline_transitions_are_caught() {
     let c = support::seed("printable16");
-    let entry = Section::entry(&c);
+    let entry = Section::entry(&c.object);
     assert!(c.map.passes.is_empty(), "walked inline");
     let pass = &c.map.inline[0];
     let step = &pass.steps[0];
@@ -529,7 +485,7 @@ fn swapped_inline_transitions_are_caught() {
 #[test]
 fn a_wrong_inline_block_size_is_caught() {
     let c = support::seed("printable64");
-    let entry = Section::entry(&c);
+    let entry = Section::entry(&c.object);
     let pass = &c.map.inline[0];
     assert_eq!(pass.window.start, 0, "{:?}", pass.window);
     // The block pointer's mask: `r9 &= 32` (the bit tests are on r8).
@@ -556,7 +512,7 @@ fn a_wrong_inline_block_size_is_caught() {
 #[test]
 fn a_wrong_word_test_lane_constant_is_caught() {
     let c = support::seed("printable16");
-    let entry = Section::entry(&c);
+    let entry = Section::entry(&c.object);
     let pass = &c.map.inline[0];
     let word = pass.words.first().expect("printable16 has word tests");
     let range = word.start..word.slow;
@@ -592,7 +548,7 @@ fn a_wrong_word_test_lane_constant_is_caught() {
 #[test]
 fn a_wrong_word_test_in_a_scan_is_caught() {
     let c = text_window(1000);
-    let text = Section::text(&c);
+    let text = Section::text(&c.object);
     let pf = c.map.prefilters.first().expect("a word-test prefilter");
     let what = "the upper bound's constant, 0x7f - 0x7e per lane";
     let above = text
@@ -612,7 +568,7 @@ fn a_wrong_word_test_in_a_scan_is_caught() {
 #[test]
 fn a_wrong_depth_word_skip_is_caught() {
     let c = support::seed("json_depth");
-    let text = Section::text(&c);
+    let text = Section::text(&c.object);
     let words = c.map.prefilters.len();
     assert!(
         words >= 2,
