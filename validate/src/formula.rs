@@ -13,11 +13,10 @@ use std::collections::BTreeSet;
 use emit_bpf::codemap::{CodeMap, MachineMap, StateEncoding};
 use predicate_ir::{Formula, Machine, Program, Scan};
 
-use crate::frame;
 use crate::object::Object;
 use crate::step::reachable;
-use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
-use crate::walk::{final_value, run_to, Reached};
+use crate::vm::{self, Func, Stop, Vm};
+use crate::walk::{final_value, packet_vm, payload_start, run_to, Reached};
 use crate::watch::WatchState;
 use crate::ValidationError;
 
@@ -161,15 +160,10 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
     let frame_payload = *lengths.iter().max().expect("nonempty") as usize;
 
     // The entry at the formula, every loop treated as run to the end.
-    let mut vm = Vm::new(object);
-    crate::watch::install(&mut vm);
-    vm.intercept(vm::helper::LOOP);
     let mut payload = vec![b'a'; frame_payload];
-    vm.set_skb(Skb::linear(frame::ipv4_tcp(&payload)));
-    let r10 = vm.new_stack(0);
-    let mut regs = Regs::default();
-    regs.set(10, r10);
-    regs.set(1, vm::CTX_BASE);
+    let mut vm = packet_vm(object, &payload);
+    vm.intercept(vm::helper::LOOP);
+    let (mut regs, r10) = vm.entry_start();
     let during = || "the run to the formula".to_string();
     if let Reached::Exit(r0) = run_to(&mut vm, 0, &mut regs, map.formula_start, during)? {
         return Err(ValidationError::Map(format!(
@@ -177,10 +171,7 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
         )));
     }
     let at_formula = vm.snapshot(regs);
-    let payload_start = vm
-        .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
-        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?
-        as usize;
+    let payload_start = payload_start(&vm, r10, map)? as usize;
 
     let scans = scan_cases(
         &program.scans,

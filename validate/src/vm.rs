@@ -462,6 +462,17 @@ impl<'o> Vm<'o> {
         Some((base, base + skb.linear.min(skb.frame.len()) as u64))
     }
 
+    /// The entry's registers at its first instruction, as the kernel calls
+    /// a TC program: a fresh stack frame (`r10`, also returned) and the
+    /// context in `r1`; nothing else holds a value.
+    pub fn entry_start(&mut self) -> (Regs, u64) {
+        let r10 = self.new_stack(0);
+        let mut regs = Regs::default();
+        regs.set(10, r10);
+        regs.set(1, CTX_BASE);
+        (regs, r10)
+    }
+
     /// A fresh, uninitialized stack frame at call depth `depth`; returns `r10`.
     pub fn new_stack(&mut self, depth: usize) -> u64 {
         let base = STACK_BASE + depth as u64 * STACK_STRIDE;

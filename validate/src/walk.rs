@@ -268,6 +268,22 @@ pub(crate) fn run_to(
     }
 }
 
+/// An interpreter with the watch emulations ([`crate::watch`]) and an
+/// IPv4/TCP frame carrying `payload`.
+pub(crate) fn packet_vm<'o>(object: &'o Object, payload: &[u8]) -> Vm<'o> {
+    let mut vm = Vm::new(object);
+    crate::watch::install(&mut vm);
+    vm.set_skb(Skb::linear(frame::ipv4_tcp(payload)));
+    vm
+}
+
+/// The payload's start (its frame offset) the entry stored in its stack
+/// slot (`map.payload_start` from `r10`).
+pub(crate) fn payload_start(vm: &Vm<'_>, r10: u64, map: &CodeMap) -> Result<u64, ValidationError> {
+    vm.peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
+        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))
+}
+
 /// A callback's step table for the class runs: per slot, the step range
 /// starting there (its end and machine), and whether the step check set
 /// the step at that slot up (`checked`, the slots it checked).
@@ -320,17 +336,9 @@ fn check_pass(
         .unwrap_or(map.formula_start);
 
     // The entry at this pass's setup, on the longest payload.
-    let mut vm = Vm::new(object);
-    crate::watch::install(&mut vm);
+    let mut vm = packet_vm(object, &vec![b'a'; MAX_PAYLOAD as usize]);
     vm.intercept(vm::helper::LOOP);
-    vm.set_skb(Skb::linear(frame::ipv4_tcp(&vec![
-        b'a';
-        MAX_PAYLOAD as usize
-    ])));
-    let r10 = vm.new_stack(0);
-    let mut regs = Regs::default();
-    regs.set(10, r10);
-    regs.set(1, vm::CTX_BASE);
+    let (mut regs, r10) = vm.entry_start();
     let during = || "the run to the pass's setup".to_string();
     if let Reached::Exit(r0) = run_to(&mut vm, 0, &mut regs, pass.setup_start, during)? {
         return Err(werr(
@@ -340,9 +348,7 @@ fn check_pass(
     }
     let setup = vm.snapshot(regs);
 
-    let payload_start = vm
-        .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
-        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?;
+    let payload_start = payload_start(&vm, r10, map)?;
 
     let callback = &object.callbacks[p];
     let (ranges, step_checked) = step_tables(pass, callback.insns.len(), checked);

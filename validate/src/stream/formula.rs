@@ -116,7 +116,7 @@ pub fn check(
             let n = usize::from(len > 0);
             let mut vm = probe::vm(object, len - n as u64, &b"a"[..n], fin);
             vm.intercept(vm::helper::LOOP);
-            let (mut regs, r10) = probe::start(&mut vm);
+            let (mut regs, r10) = vm.entry_start();
             let fin_shown = if fin { " with FIN" } else { "" };
             let during = || format!("the run to the formula, stream length {len}{fin_shown}");
             if let Reached::Exit(r0) = run_to(&mut vm, 0, &mut regs, map.formula_start, during)? {

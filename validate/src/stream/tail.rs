@@ -83,7 +83,7 @@ pub fn check(object: &Object, map: &CodeMap, t: u64) -> Result<(), String> {
     let mut vm = probe::vm(object, t, &payload, false);
     vm.intercept(helper::MAP_LOOKUP_ELEM);
     vm.intercept(helper::LOOP);
-    let (mut regs, r10) = probe::start(&mut vm);
+    let (mut regs, r10) = vm.entry_start();
     // Run concretely to the flow lookup (the prologue calls no loop).
     let after_lookup = match vm
         .exec(Func::Entry, 0, &mut regs, &[])

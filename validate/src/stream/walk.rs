@@ -184,7 +184,7 @@ pub fn check(
         let mut vm = probe::vm(object, 0, &payload, false);
         vm.intercept(vm::helper::LOOP);
         vm.intercept(vm::helper::MAP_LOOKUP_ELEM);
-        let (mut regs, r10) = probe::start(&mut vm);
+        let (mut regs, r10) = vm.entry_start();
         let (slot, args) = match vm.exec(Func::Entry, 0, &mut regs, &[]) {
             Ok(Stop::Helper { slot, id, args }) if id == vm::helper::MAP_LOOKUP_ELEM => {
                 (slot, args)
@@ -270,9 +270,7 @@ fn check_offset(
     }
     let setup = vm.snapshot(regs);
     let flow_value = super::flow_value_bytes(vm).map_err(ValidationError::Map)?;
-    let payload_start = vm
-        .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
-        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?;
+    let payload_start = crate::walk::payload_start(vm, r10, map)?;
 
     let (ranges, step_checked) = step_tables(pass, object.callbacks[p].insns.len(), checked);
     // The pass as a per-packet pass over the segment's part of the window.
