@@ -306,13 +306,7 @@ pub(crate) fn emit_pass_call(
     }
     a.emit(Insn::store_reg(Size::W, R10, frame::CTX + ctx::STATUS, R1));
 
-    a.emit(Insn::load(
-        Size::H,
-        R7,
-        R10,
-        frame::CTX + ctx::PAYLOAD_START,
-    ));
-    a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
+    emit_load_payload_bounds(a);
     let results = a.label();
     let window = group.window;
     // An empty window (start >= n) leaves every machine in its initial state.
@@ -905,6 +899,18 @@ fn store_slots(a: &mut Asm, slots: usize) {
     }
 }
 
+/// `r7` = the payload's start (a frame offset) and `r9` = its length, from
+/// the context the entry keeps in its stack frame.
+fn emit_load_payload_bounds(a: &mut Asm) {
+    a.emit(Insn::load(
+        Size::H,
+        R7,
+        R10,
+        frame::CTX + ctx::PAYLOAD_START,
+    ));
+    a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
+}
+
 fn load_slots(a: &mut Asm, slots: usize) {
     for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
         a.emit(Insn::load(Size::W, reg, CTX, ctx::SLOTS + 8 * slot as i16));
@@ -1240,13 +1246,7 @@ pub(crate) fn emit_stream_pass_call(
     a.emit(Insn::store_reg(Size::W, R10, frame::CTX + ctx::STATUS, R2));
 
     let results = a.label();
-    a.emit(Insn::load(
-        Size::H,
-        R7,
-        R10,
-        frame::CTX + ctx::PAYLOAD_START,
-    ));
-    a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
+    emit_load_payload_bounds(a);
     a.emit(Insn::load(Size::DW, R1, R10, sframe::STREAM_OFFSET));
     let window = group.window;
     // r3 = payload offset of the first byte to walk.
