@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use emit_bpf::codemap::CodeMap;
-use lagic_validate::patch;
+use lagic_validate::walk::{Mode, Stats};
+use lagic_validate::{isa, patch, ValidationError};
 use predicate_ir::Program;
 
 pub struct Compiled {
@@ -105,4 +106,71 @@ impl<'o> Section<'o> {
         patch::set_imm(&mut bad, self.name, slot, imm).unwrap();
         bad
     }
+}
+
+/// `object` changed by one at each of `slots` of `section` worth changing:
+/// an immediate of an ALU operation, a conditional jump's immediate or
+/// offset (one mutant per change).
+pub fn mutations(
+    object: &[u8],
+    section: &str,
+    slots: impl IntoIterator<Item = usize>,
+) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for slot in slots {
+        let Ok(bytes) = patch::slot_bytes(object, section, slot) else {
+            continue;
+        };
+        let code = bytes[0];
+        let class = code & 7;
+        let uses_imm = code & 0x08 == 0; // BPF_K
+        let is_alu = class == isa::class::ALU || class == isa::class::ALU64;
+        let is_jmp = (class == isa::class::JMP || class == isa::class::JMP32)
+            && !matches!(code >> 4, 0x0 | 0x8 | 0x9); // not ja, call, exit
+        if !(is_alu || is_jmp) {
+            continue;
+        }
+        let imm = patch::imm(object, section, slot).unwrap();
+        if uses_imm {
+            for d in [-1, 1] {
+                let mut m = object.to_vec();
+                patch::set_imm(&mut m, section, slot, imm.wrapping_add(d)).unwrap();
+                out.push(m);
+            }
+        }
+        if is_jmp {
+            let off = patch::off(object, section, slot).unwrap();
+            let mut m = object.to_vec();
+            patch::set_off(&mut m, section, slot, off.wrapping_add(1)).unwrap();
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// Walks each of `mutants` by classes and one by one (`walks`): both must
+/// accept it or both refuse it (`name` labels a disagreement). Returns how
+/// many both refused and how many both accepted.
+pub fn classes_agree_on(
+    name: &str,
+    mutants: &[Vec<u8>],
+    mut walks: impl FnMut(&[u8], Mode) -> Result<Stats, ValidationError>,
+) -> (usize, usize) {
+    let (mut rejected, mut accepted) = (0, 0);
+    for m in mutants {
+        let fast = walks(m, Mode::Classes);
+        let slow = walks(m, Mode::OneByOne);
+        assert_eq!(
+            fast.is_ok(),
+            slow.is_ok(),
+            "{name}: by classes {fast:?}, one by one {slow:?}"
+        );
+        if fast.is_ok() {
+            accepted += 1;
+        } else {
+            rejected += 1;
+        }
+    }
+    eprintln!("{name}: {rejected} mutants rejected, {accepted} accepted by both");
+    (rejected, accepted)
 }
