@@ -66,6 +66,14 @@ fn fifo(path: &Path) {
     assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
 }
 
+/// Starts `cmd` with its stdout and stderr piped, for [`wait_within`].
+fn spawn_piped(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Waits for `child` at most `limit`; kills it and panics if it is still running then.
 fn wait_within(mut child: Child, limit: Duration, what: &str) -> Output {
     let start = Instant::now();
@@ -163,15 +171,13 @@ fn output_replaces_a_symlink_itself_not_its_target() {
     fifo(&pipe);
     let link = dir.path().join("to-pipe.o");
     std::os::unix::fs::symlink(&pipe, &link).unwrap();
-    let child = lagic()
-        .arg("compile")
-        .arg(example("minimal"))
-        .arg("-o")
-        .arg(&link)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_piped(
+        lagic()
+            .arg("compile")
+            .arg(example("minimal"))
+            .arg("-o")
+            .arg(&link),
+    );
     let out = wait_within(child, Duration::from_secs(60), "compile -o link-to-fifo");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(fs::symlink_metadata(&pipe).unwrap().file_type().is_fifo());
@@ -249,12 +255,7 @@ fn a_fifo_input_without_a_writer_does_not_hang() {
     let children: Vec<(Vec<&str>, Child)> = commands
         .into_iter()
         .map(|args| {
-            let child = lagic()
-                .args(&args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let child = spawn_piped(lagic().args(&args));
             (args, child)
         })
         .collect();
@@ -277,13 +278,7 @@ fn a_fifo_input_with_a_writer_is_read() {
     let path = dir.path().join("in.fifo");
     fifo(&path);
     let spec = fs::read(example("hateless")).unwrap();
-    let child = lagic()
-        .arg("check")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_piped(lagic().arg("check").arg(&path));
     std::thread::sleep(Duration::from_millis(300));
     {
         use std::io::Write;
@@ -299,13 +294,7 @@ fn a_fifo_input_with_a_writer_is_read() {
 
     // A writer that connects late and then stays quiet past lagic's wait for a writer: once
     // connected, lagic waits for its data (as for stdin).
-    let child = lagic()
-        .arg("check")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_piped(lagic().arg("check").arg(&path));
     std::thread::sleep(Duration::from_millis(500));
     {
         use std::io::Write;

@@ -240,6 +240,17 @@ impl Drop for Lab {
     }
 }
 
+/// The start of a lab test: `None` (the test skips, or fails under `CI`) without root; else
+/// the test's diodes and lab `n`, up with the diode `diode` compiles.
+fn lab_up(n: u8, diode: impl FnOnce(&Diodes) -> PathBuf) -> Option<(Diodes, Lab)> {
+    if !common::require_root("network namespaces, veth, BPF") {
+        return None;
+    }
+    let diodes = Diodes::new();
+    let lab = Lab::up(n, &diode(&diodes));
+    Some((diodes, lab))
+}
+
 /// Clean filler of at least `len` bytes: words of the echo generator's vocabulary.
 fn clean_text(len: usize) -> String {
     let mut s = String::with_capacity(len + 16);
@@ -254,12 +265,10 @@ fn clean_text(len: usize) -> String {
 
 #[test]
 fn e2e_hateless_passes_a_story_and_blocks_hate() {
-    if !common::require_root("network namespaces, veth, BPF") {
-        return;
-    }
     let started = Instant::now();
-    let diodes = Diodes::new();
-    let lab = Lab::up(1, &diodes.example("hateless"));
+    let Some((_diodes, lab)) = lab_up(1, |d| d.example("hateless")) else {
+        return;
+    };
 
     let text = passes(
         &generate(lab.addr, "Once upon a time", 64, DEADLINE),
@@ -290,12 +299,10 @@ fn e2e_hateless_passes_a_story_and_blocks_hate() {
 
 #[test]
 fn e2e_hate_in_the_last_kilobyte_of_a_large_response_is_blocked() {
-    if !common::require_root("network namespaces, veth, BPF") {
-        return;
-    }
     let started = Instant::now();
-    let diodes = Diodes::new();
-    let lab = Lab::up(2, &diodes.example("hateless"));
+    let Some((_diodes, lab)) = lab_up(2, |d| d.example("hateless")) else {
+        return;
+    };
 
     // With max_tokens 0 the response is the prompt: ~100 KB of clean text ending in " hate",
     // so the word sits in the last segment of large (GSO, non-linear) skbs. The control is
@@ -334,12 +341,10 @@ fn e2e_hate_in_the_last_kilobyte_of_a_large_response_is_blocked() {
 
 #[test]
 fn e2e_a_one_megabyte_clean_response_arrives_whole() {
-    if !common::require_root("network namespaces, veth, BPF") {
-        return;
-    }
     let started = Instant::now();
-    let diodes = Diodes::new();
-    let lab = Lab::up(3, &diodes.example("hateless"));
+    let Some((_diodes, lab)) = lab_up(3, |d| d.example("hateless")) else {
+        return;
+    };
 
     let prompt = "Once upon a time";
     let max_tokens = 200_000;
@@ -369,12 +374,10 @@ fn e2e_a_one_megabyte_clean_response_arrives_whole() {
 
 #[test]
 fn e2e_all_text_diode_blocks_bytes_outside_text() {
-    if !common::require_root("network namespaces, veth, BPF") {
-        return;
-    }
     let started = Instant::now();
-    let diodes = Diodes::new();
-    let lab = Lab::up(4, &diodes.all_text());
+    let Some((_diodes, lab)) = lab_up(4, |d| d.all_text()) else {
+        return;
+    };
 
     passes(
         &generate(lab.addr, "Once upon a time", 32, DEADLINE),
@@ -406,12 +409,10 @@ fn e2e_all_text_diode_blocks_bytes_outside_text() {
 
 #[test]
 fn e2e_replacing_the_diode_changes_verdicts_without_restarting_the_enclave() {
-    if !common::require_root("network namespaces, veth, BPF") {
-        return;
-    }
     let started = Instant::now();
-    let diodes = Diodes::new();
-    let lab = Lab::up(5, &diodes.example("hateless"));
+    let Some((diodes, lab)) = lab_up(5, |d| d.example("hateless")) else {
+        return;
+    };
     let pid = lab.enclave_pid();
 
     let arrived = check_pairs(
@@ -455,12 +456,10 @@ fn e2e_replacing_the_diode_changes_verdicts_without_restarting_the_enclave() {
 
 #[test]
 fn e2e_detach_lets_traffic_flow_and_lab_down_leaves_nothing() {
-    if !common::require_root("network namespaces, veth, BPF") {
-        return;
-    }
     let started = Instant::now();
-    let diodes = Diodes::new();
-    let lab = Lab::up(6, &diodes.example("hateless"));
+    let Some((_diodes, lab)) = lab_up(6, |d| d.example("hateless")) else {
+        return;
+    };
     let name = lab.name.clone();
     let host_if = lab.host_if.clone();
 
@@ -507,11 +506,9 @@ fn e2e_detach_lets_traffic_flow_and_lab_down_leaves_nothing() {
 
 #[test]
 fn e2e_lab_up_refuses_a_taken_name_and_cleans_up_after_a_failure() {
-    if !common::require_root("network namespaces, veth, BPF") {
+    let Some((diodes, lab)) = lab_up(7, |d| d.example("hateless")) else {
         return;
-    }
-    let diodes = Diodes::new();
-    let lab = Lab::up(7, &diodes.example("hateless"));
+    };
     // The same name again: refused (2), and the running lab is untouched.
     let out = lagic(&[
         "lab",

@@ -412,18 +412,29 @@ pub(crate) fn prog_test_run(
     })
 }
 
-/// Reads `struct bpf_prog_info` for the program behind `fd`.
-pub(crate) fn prog_info(fd: BorrowedFd<'_>) -> io::Result<bpf_prog_info> {
-    let mut info = bpf_prog_info::default();
+/// `BPF_OBJ_GET_INFO_BY_FD`: the kernel's info struct `I` (as much of it as `I` declares) for
+/// the object behind `fd`.
+///
+/// # Safety
+/// `I` must be a prefix of the info struct of the object's kind, laid out as the kernel's, and
+/// its `Default` must leave every pointer member null (so the kernel copies nothing else out).
+unsafe fn obj_info<I: Default>(fd: BorrowedFd<'_>) -> io::Result<I> {
+    let mut info = I::default();
     let mut attr = bpf_attr_info {
         bpf_fd: fd.as_raw_fd() as u32,
-        info_len: size_of::<bpf_prog_info>() as u32,
-        info: &mut info as *mut bpf_prog_info as u64,
+        info_len: size_of::<I>() as u32,
+        info: &mut info as *mut I as u64,
     };
-    // SAFETY: `info` is a writable `bpf_prog_info` of `info_len` bytes; every pointer member in
-    // it is null, so the kernel copies nothing else out.
+    // SAFETY: `info` is a writable `I` of `info_len` bytes; its pointer members are null (the
+    // caller's contract).
     unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
     Ok(info)
+}
+
+/// Reads `struct bpf_prog_info` for the program behind `fd`.
+pub(crate) fn prog_info(fd: BorrowedFd<'_>) -> io::Result<bpf_prog_info> {
+    // SAFETY: `bpf_prog_info` mirrors the kernel's prefix; its pointer members default to null.
+    unsafe { obj_info(fd) }
 }
 
 /// A fresh fd returned by a `bpf(2)` command.
@@ -439,15 +450,9 @@ fn path_cstring(path: &Path) -> io::Result<CString> {
 
 /// `BPF_OBJ_GET_INFO_BY_FD` for a link.
 pub(crate) fn link_info(fd: BorrowedFd<'_>) -> io::Result<bpf_link_info> {
-    let mut info = bpf_link_info::default();
-    let mut attr = bpf_attr_info {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: size_of::<bpf_link_info>() as u32,
-        info: &mut info as *mut bpf_link_info as u64,
-    };
-    // SAFETY: `info` is writable for info_len bytes and holds no pointers the kernel follows.
-    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
-    Ok(info)
+    // SAFETY: `bpf_link_info` mirrors the kernel's prefix and holds no pointers the kernel
+    // follows (the union's members we declare are plain numbers, zero by default).
+    unsafe { obj_info(fd) }
 }
 
 /// `BPF_PROG_QUERY` of a TCX hook: the ids of the programs attached to `ifindex` at
@@ -517,16 +522,19 @@ pub(crate) fn map_lookup_elem(
     key: u32,
     value_size: u32,
 ) -> io::Result<Vec<u8>> {
-    let mut value = vec![0u8; value_size as usize];
-    let mut attr = bpf_attr_map_elem {
-        map_fd: fd.as_raw_fd() as u32,
-        key: &key as *const u32 as u64,
-        value: value.as_mut_ptr() as u64,
-        ..Default::default()
-    };
-    // SAFETY: `value` is writable for value_size bytes, the map's value size (see above).
-    unsafe { sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }?;
-    Ok(value)
+    // An array map's key is its u32 index; an index past its end is ENOENT, an error here.
+    map_lookup_key(fd, &key.to_ne_bytes(), value_size)?
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// The result of a command that fails with ENOENT when there is no such key: `Some(out)` on
+/// success, `None` for ENOENT.
+fn unless_absent<T>(ret: io::Result<libc::c_long>, out: T) -> io::Result<Option<T>> {
+    match ret {
+        Ok(_) => Ok(Some(out)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `BPF_MAP_LOOKUP_ELEM` with a key of the map's key size (`key.len()`) and `value_size`-byte
@@ -545,11 +553,7 @@ pub(crate) fn map_lookup_key(
     };
     // SAFETY: `key` is readable for the map's key size (callers pass exactly that many bytes),
     // `value` writable for its value size (see above).
-    match unsafe { sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } {
-        Ok(_) => Ok(Some(value)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
+    unless_absent(unsafe { sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }, value)
 }
 
 /// `BPF_MAP_GET_NEXT_KEY` of a map with `key_size`-byte keys: the key after `key` (the first
@@ -568,16 +572,12 @@ pub(crate) fn map_next_key(
         ..Default::default()
     };
     // SAFETY: `key` (when given) is readable and `next` writable for the map's key size.
-    match unsafe { sys_bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) } {
-        Ok(_) => Ok(Some(next)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
+    unless_absent(unsafe { sys_bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) }, next)
 }
 
 /// Type, key size, value size and `max_entries` of the map behind `fd`.
 pub(crate) fn map_shape(fd: BorrowedFd<'_>) -> io::Result<[u32; 4]> {
-    /// `struct bpf_map_info` up to `max_entries`.
+    /// `struct bpf_map_info` up to `map_flags`.
     #[repr(C, align(8))]
     #[derive(Default)]
     struct bpf_map_info {
@@ -588,39 +588,15 @@ pub(crate) fn map_shape(fd: BorrowedFd<'_>) -> io::Result<[u32; 4]> {
         max_entries: u32,
         map_flags: u32,
     }
-    let mut info = bpf_map_info::default();
-    let mut attr = bpf_attr_info {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: size_of::<bpf_map_info>() as u32,
-        info: &mut info as *mut bpf_map_info as u64,
-    };
-    // SAFETY: `info` is writable for info_len bytes and holds no pointers.
-    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    // SAFETY: `bpf_map_info` mirrors the kernel's prefix and holds no pointers.
+    let info: bpf_map_info = unsafe { obj_info(fd) }?;
     Ok([info.type_, info.key_size, info.value_size, info.max_entries])
 }
 
 /// The value size and type of the map behind `fd` (`BPF_OBJ_GET_INFO_BY_FD`).
 pub(crate) fn map_value_size(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
-    /// `struct bpf_map_info` up to `max_entries`.
-    #[repr(C, align(8))]
-    #[derive(Default)]
-    struct bpf_map_info {
-        type_: u32,
-        id: u32,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-        map_flags: u32,
-    }
-    let mut info = bpf_map_info::default();
-    let mut attr = bpf_attr_info {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: size_of::<bpf_map_info>() as u32,
-        info: &mut info as *mut bpf_map_info as u64,
-    };
-    // SAFETY: `info` is writable for info_len bytes and holds no pointers.
-    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
-    Ok((info.type_, info.value_size))
+    let [type_, _, value_size, _] = map_shape(fd)?;
+    Ok((type_, value_size))
 }
 
 /// `BPF_OBJ_PIN`: pins the object behind `fd` at `path` (on bpffs).

@@ -51,27 +51,12 @@ use crate::ValidationError;
 /// `object` with every chained chunk bypassed: its first slot jumps to the
 /// chunk's ordinary steps.
 pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationError> {
-    let mut out = object.clone();
-    for cm in &map.chains {
-        let f = out
-            .callbacks
-            .get_mut(cm.pass)
-            .ok_or_else(|| ValidationError::Map(format!("chains in no callback {}", cm.pass)))?;
-        if cm.start >= f.insns.len() || cm.slow <= cm.start || cm.slow > f.insns.len() {
-            return Err(ValidationError::Map(format!(
-                "chain slots {}..{} outside {}",
-                cm.start, cm.slow, f.name
-            )));
-        }
-        f.insns[cm.start] = Insn::Jump {
-            wide: true,
-            cond: None,
-            dst: 0,
-            src: Operand::Imm(0),
-            off: (cm.slow - cm.start - 1) as i32,
-        };
-    }
-    Ok(out)
+    object
+        .callback_paths_bypassed(
+            "chain",
+            map.chains.iter().map(|c| (c.pass, c.start, c.slow)),
+        )
+        .map_err(ValidationError::Map)
 }
 
 /// Runs the chain check on every chained chunk; returns the instructions

@@ -10,14 +10,13 @@
 
 use std::collections::BTreeSet;
 
-use emit_bpf::codemap::CodeMap;
-use predicate_ir::{Formula, Machine, Program};
+use emit_bpf::codemap::{CodeMap, MachineMap, StateEncoding};
+use predicate_ir::{Formula, Machine, Program, Scan};
 
-use crate::frame;
 use crate::object::Object;
 use crate::step::reachable;
-use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
-use crate::walk::final_value;
+use crate::vm::{self, Func, Stop, Vm};
+use crate::walk::{final_value, packet_vm, payload_start, run_to, Reached};
 use crate::watch::WatchState;
 use crate::ValidationError;
 
@@ -25,6 +24,97 @@ use crate::ValidationError;
 const PASS: u64 = 0;
 const DROP: u64 = 2;
 const MAX_EXHAUSTIVE_SCANS: usize = 10;
+
+/// One scan as the formula checks set its result: its machine, how the
+/// emitted code holds its state, its reachable states, and one rejecting
+/// and one accepting state among them (if it has one).
+pub(crate) struct ScanCase<'p> {
+    pub machine: &'p Machine,
+    pub encoding: StateEncoding,
+    pub states: Vec<u32>,
+    pub reject_accept: [Option<u32>; 2],
+}
+
+/// The [`ScanCase`] of each of `scans`, its encoding found among
+/// `placed` (the machines of the emitted passes).
+pub(crate) fn scan_cases<'p, 'm>(
+    scans: &'p [Scan],
+    placed: impl Iterator<Item = &'m MachineMap> + Clone,
+) -> Result<Vec<ScanCase<'p>>, ValidationError> {
+    let mut out = Vec::new();
+    for (k, scan) in scans.iter().enumerate() {
+        let encoding = placed
+            .clone()
+            .find(|m| m.scan == k)
+            .map(|m| m.encoding.clone())
+            .ok_or_else(|| ValidationError::Map(format!("scan {k} is in no pass")))?;
+        let states = reachable(&scan.machine);
+        let acc = states.iter().copied().find(|&s| scan.machine.accepts(s));
+        let rej = states.iter().copied().find(|&s| !scan.machine.accepts(s));
+        out.push(ScanCase {
+            machine: &scan.machine,
+            encoding,
+            states,
+            reject_accept: [rej, acc],
+        });
+    }
+    Ok(out)
+}
+
+/// The combinations of final states checked, a state per scan: every
+/// combination of results (each scan accepting or rejecting, up to
+/// 2^[`MAX_EXHAUSTIVE_SCANS`]; beyond, each scan flipped from all
+/// accepting and all rejecting), then every reachable final state of each
+/// scan with the others accepting. A result no reachable state gives
+/// cannot occur: a combination needing one is left out.
+pub(crate) fn combinations(scans: &[ScanCase<'_>]) -> Vec<Vec<u32>> {
+    let m = scans.len();
+    let rep = |k: usize, accept: bool| scans[k].reject_accept[usize::from(accept)];
+    let mut combos: Vec<Vec<Option<u32>>> = Vec::new();
+    if m <= MAX_EXHAUSTIVE_SCANS {
+        for bits in 0u32..(1 << m) {
+            combos.push((0..m).map(|k| rep(k, bits >> k & 1 == 1)).collect());
+        }
+    } else {
+        for base in [false, true] {
+            combos.push((0..m).map(|k| rep(k, base)).collect());
+            for flip in 0..m {
+                combos.push((0..m).map(|k| rep(k, base != (k == flip))).collect());
+            }
+        }
+    }
+    for k in 0..m {
+        for &s in &scans[k].states {
+            let mut c: Vec<Option<u32>> = (0..m).map(|j| rep(j, true).or(rep(j, false))).collect();
+            c[k] = Some(s);
+            combos.push(c);
+        }
+    }
+    combos
+        .into_iter()
+        .filter_map(|c| c.into_iter().collect())
+        .collect()
+}
+
+/// Writes each scan's state in `combo` to its final-state slot (offsets
+/// from `r10` in `final_states`), where the formula reads it.
+pub(crate) fn poke_final_states(
+    vm: &mut Vm<'_>,
+    r10: u64,
+    final_states: &[i16],
+    scans: &[ScanCase<'_>],
+    combo: &[u32],
+) -> Result<(), ValidationError> {
+    for (k, (scan, &s)) in scans.iter().zip(combo).enumerate() {
+        let v = final_value(scan.machine, &scan.encoding, s);
+        vm.poke(
+            r10.wrapping_add(final_states[k] as i64 as u64),
+            &v.to_le_bytes(),
+        )
+        .map_err(ValidationError::Map)?;
+    }
+    Ok(())
+}
 
 fn atoms<'f>(f: &'f Formula, out: &mut Vec<&'f Formula>) {
     match f {
@@ -70,109 +160,45 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
     let frame_payload = *lengths.iter().max().expect("nonempty") as usize;
 
     // The entry at the formula, every loop treated as run to the end.
-    let mut vm = Vm::new(object);
-    crate::watch::install(&mut vm);
-    vm.intercept(vm::helper::LOOP);
     let mut payload = vec![b'a'; frame_payload];
-    vm.set_skb(Skb::linear(frame::ipv4_tcp(&payload)));
-    let r10 = vm.new_stack(0);
-    let mut regs = Regs::default();
-    regs.set(10, r10);
-    regs.set(1, vm::CTX_BASE);
-    let mut pc = 0;
-    loop {
-        match vm
-            .exec(Func::Entry, pc, &mut regs, &[map.formula_start])
-            .map_err(|error| ValidationError::Exec {
-                during: "the run to the formula".into(),
-                error,
-            })? {
-            Stop::At(_) => break,
-            Stop::Helper { slot, args, .. } => {
-                regs.set(0, args[0] as u32 as u64);
-                for r in 1..=5 {
-                    regs.undefine(r);
-                }
-                pc = slot + 1;
-            }
-            Stop::Exit(r0) => {
-                return Err(ValidationError::Map(format!(
-                    "the entry returns {r0} before the formula on a {frame_payload}-byte payload"
-                )))
-            }
-        }
+    let mut vm = packet_vm(object, &payload);
+    vm.intercept(vm::helper::LOOP);
+    let (mut regs, r10) = vm.entry_start();
+    let during = || "the run to the formula".to_string();
+    if let Reached::Exit(r0) = run_to(&mut vm, 0, &mut regs, map.formula_start, during)? {
+        return Err(ValidationError::Map(format!(
+            "the entry returns {r0} before the formula on a {frame_payload}-byte payload"
+        )));
     }
     let at_formula = vm.snapshot(regs);
-    let payload_start = vm
-        .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
-        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?
-        as usize;
+    let payload_start = payload_start(&vm, r10, map)? as usize;
 
-    // Per scan: its machine, encoding, and one accepting / rejecting state.
-    let mut scans = Vec::new();
-    for (k, scan) in program.scans.iter().enumerate() {
-        let enc = map
-            .passes
+    let scans = scan_cases(
+        &program.scans,
+        map.passes
             .iter()
             .flat_map(|p| &p.machines)
-            .chain(map.inline.iter().flat_map(|p| &p.machines))
-            .find(|m| m.scan == k)
-            .map(|m| m.encoding.clone())
-            .ok_or_else(|| ValidationError::Map(format!("scan {k} is in no pass")))?;
-        let states = reachable(&scan.machine);
-        let acc = states.iter().copied().find(|&s| scan.machine.accepts(s));
-        let rej = states.iter().copied().find(|&s| !scan.machine.accepts(s));
-        scans.push((&scan.machine, enc, states, [rej, acc]));
-    }
-    let m = scans.len();
-    // Combinations of results: each a state per scan.
-    let rep = |k: usize, accept: bool| scans[k].3[usize::from(accept)];
-    let mut combos: Vec<Vec<Option<u32>>> = Vec::new();
-    if m <= MAX_EXHAUSTIVE_SCANS {
-        for bits in 0u32..(1 << m) {
-            combos.push((0..m).map(|k| rep(k, bits >> k & 1 == 1)).collect());
-        }
-    } else {
-        for base in [false, true] {
-            combos.push((0..m).map(|k| rep(k, base)).collect());
-            for flip in 0..m {
-                combos.push((0..m).map(|k| rep(k, base != (k == flip))).collect());
-            }
-        }
-    }
-    // Every reachable final state of each scan, the others accepting.
-    for k in 0..m {
-        for &s in &scans[k].2 {
-            let mut c: Vec<Option<u32>> = (0..m).map(|j| rep(j, true).or(rep(j, false))).collect();
-            c[k] = Some(s);
-            combos.push(c);
-        }
-    }
+            .chain(map.inline.iter().flat_map(|p| &p.machines)),
+    )?;
+    let combos = combinations(&scans);
     let rounds = byte_values.values().map(BTreeSet::len).max().unwrap_or(1);
 
     let mut ran = 0u64;
     for &n in &lengths {
+        // The formula's inputs on the stack: the payload length and the
+        // scans' final states.
+        let set_inputs = |vm: &mut Vm<'_>, combo: &[u32]| {
+            vm.poke(
+                r10.wrapping_add(map.payload_len as i64 as u64),
+                &(n as u16).to_le_bytes(),
+            )
+            .map_err(ValidationError::Map)?;
+            poke_final_states(vm, r10, &map.final_states, &scans, combo)
+        };
         for combo in &combos {
-            // A result no reachable state gives cannot occur.
-            if combo.iter().any(Option::is_none) {
-                continue;
-            }
             for round in 0..rounds {
                 let regs = vm.restore_stacks(&at_formula);
-                vm.poke(
-                    r10.wrapping_add(map.payload_len as i64 as u64),
-                    &(n as u16).to_le_bytes(),
-                )
-                .map_err(ValidationError::Map)?;
-                for (k, s) in combo.iter().enumerate() {
-                    let (machine, enc, ..) = &scans[k];
-                    let v = final_value(machine, enc, s.expect("filtered"));
-                    vm.poke(
-                        r10.wrapping_add(map.final_states[k] as i64 as u64),
-                        &v.to_le_bytes(),
-                    )
-                    .map_err(ValidationError::Map)?;
-                }
+                set_inputs(&mut vm, combo)?;
                 let mut shown = String::new();
                 for (&index, values) in &byte_values {
                     let v = *values.iter().nth(round % values.len()).expect("nonempty");
@@ -187,7 +213,7 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
                 let accepted: Vec<bool> = combo
                     .iter()
                     .enumerate()
-                    .map(|(k, s)| scans[k].0.accepts(s.expect("filtered")))
+                    .map(|(k, &s)| scans[k].machine.accepts(s))
                     .collect();
                 let want = program.formula.evaluate(&payload[..n as usize], &accepted);
                 // The verdict exits record drops in the ring buffer: the
@@ -197,20 +223,7 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
                     let mut run_regs = regs;
                     if ring_full {
                         run_regs = vm.restore_stacks(&at_formula);
-                        vm.poke(
-                            r10.wrapping_add(map.payload_len as i64 as u64),
-                            &(n as u16).to_le_bytes(),
-                        )
-                        .map_err(ValidationError::Map)?;
-                        for (k, s) in combo.iter().enumerate() {
-                            let (machine, enc, ..) = &scans[k];
-                            let v = final_value(machine, enc, s.expect("filtered"));
-                            vm.poke(
-                                r10.wrapping_add(map.final_states[k] as i64 as u64),
-                                &v.to_le_bytes(),
-                            )
-                            .map_err(ValidationError::Map)?;
-                        }
+                        set_inputs(&mut vm, combo)?;
                     }
                     vm.watch = WatchState {
                         ring_full,
@@ -258,10 +271,7 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
                 let fail = |got: String| ValidationError::Formula {
                     len: n,
                     accepted: accepted.clone(),
-                    bytes: format!(
-                        "{shown}{}",
-                        describe_states(&scans.iter().map(|s| s.0).collect::<Vec<_>>(), combo)
-                    ),
+                    bytes: format!("{shown}{}", describe_states(combo)),
                     got,
                     want: verdict(if want { PASS } else { DROP }),
                 };
@@ -277,12 +287,8 @@ pub fn check(program: &Program, object: &Object, map: &CodeMap) -> Result<u64, V
     Ok(ran)
 }
 
-fn describe_states(machines: &[&Machine], combo: &[Option<u32>]) -> String {
-    let states: Vec<String> = machines
-        .iter()
-        .zip(combo)
-        .map(|(_, s)| s.map_or("-".into(), |s| s.to_string()))
-        .collect();
+fn describe_states(combo: &[u32]) -> String {
+    let states: Vec<String> = combo.iter().map(u32::to_string).collect();
     format!(", final states [{}]", states.join(", "))
 }
 

@@ -119,25 +119,25 @@ fn exec_error(during: String) -> impl Fn(vm::VmError) -> ValidationError {
 }
 
 /// Runs the whole program on `payload`, capturing the state at the first
-/// arrival at each slot of `pending` (removed from it once captured).
-fn capture(
+/// arrival at each slot of `pending` (removed from it once captured); an
+/// interpreter error is reported as happening `during` what it says.
+pub(crate) fn capture(
     vm: &mut Vm<'_>,
     payload: &[u8],
     pending: &mut Vec<usize>,
     captured: &mut std::collections::BTreeMap<usize, vm::Snapshot>,
+    during: impl Fn() -> String,
 ) -> Result<(), ValidationError> {
     vm.set_skb(Skb::linear(frame::ipv4_tcp(payload)));
-    let mut regs = Regs::default();
-    regs.set(10, vm.new_stack(0));
-    regs.set(1, vm::CTX_BASE);
+    let (mut regs, _) = vm.entry_start();
     let mut pc = 0;
     loop {
         let stop = vm
             .exec(Func::Entry, pc, &mut regs, pending)
-            .map_err(exec_error(format!(
-                "a probe run with a {}-byte payload",
-                payload.len()
-            )))?;
+            .map_err(|error| ValidationError::Exec {
+                during: during(),
+                error,
+            })?;
         match stop {
             Stop::At(slot) => {
                 captured.insert(slot, vm.snapshot(regs));
@@ -182,11 +182,13 @@ fn check_steps(
             if len > MAX_PAYLOAD {
                 break;
             }
+            let during = || format!("a probe run with a {len}-byte payload");
             capture(
                 &mut vm,
                 &vec![fill; len as usize],
                 &mut pending,
                 &mut captured,
+                during,
             )?;
             if pending.is_empty() {
                 break 'fill;
@@ -408,16 +410,8 @@ fn check_walk(
     mode: Mode,
 ) -> Result<Stats, ValidationError> {
     // The entry at the pass's first instruction, on the longest payload.
-    let mut vm = Vm::new(object);
-    crate::watch::install(&mut vm);
-    vm.set_skb(Skb::linear(frame::ipv4_tcp(&vec![
-        b'a';
-        MAX_PAYLOAD as usize
-    ])));
-    let r10 = vm.new_stack(0);
-    let mut regs = Regs::default();
-    regs.set(10, r10);
-    regs.set(1, vm::CTX_BASE);
+    let mut vm = crate::walk::packet_vm(object, &vec![b'a'; MAX_PAYLOAD as usize]);
+    let (mut regs, r10) = vm.entry_start();
     match vm
         .exec(Func::Entry, 0, &mut regs, &[pass.start])
         .map_err(exec_error("the run to an inline pass".into()))?
@@ -433,9 +427,7 @@ fn check_walk(
         }
     }
     let setup = vm.snapshot(regs);
-    let payload_start = vm
-        .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
-        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?;
+    let payload_start = crate::walk::payload_start(&vm, r10, map)?;
     let data = vm
         .packet_data()
         .ok_or_else(|| ValidationError::Map("no packet".into()))?;
@@ -580,6 +572,27 @@ fn check_walk(
 }
 
 /// The register whose value is a machine's final state.
+/// Per machine of `pass`, each state register and the value it holds in
+/// the initial state: what the machine's first step must find there.
+pub(crate) fn initial_held(program: &Program, pass: &InlineMap) -> Vec<Vec<(u8, u64)>> {
+    pass.machines
+        .iter()
+        .map(|mm| {
+            let mut init = Regs::default();
+            encode(
+                &program.scans[mm.scan].machine,
+                &mm.encoding,
+                Machine::INITIAL,
+                &mut init,
+            );
+            state_regs(&mm.encoding)
+                .into_iter()
+                .map(|r| (r, init.get(r).unwrap_or(u64::MAX)))
+                .collect()
+        })
+        .collect()
+}
+
 fn final_reg(encoding: &StateEncoding) -> u8 {
     match *encoding {
         StateEncoding::Dfa { reg, .. } => reg,
@@ -616,23 +629,7 @@ fn walk_one(c: &WalkCtx<'_>, vm: &mut Vm<'_>, n: u32) -> Result<(), ValidationEr
     // Per machine: window positions read, and what each state register
     // must hold when its next step starts.
     let mut read = vec![0u64; pass.machines.len()];
-    let mut held: Vec<Vec<(u8, u64)>> = pass
-        .machines
-        .iter()
-        .map(|mm| {
-            let mut init = Regs::default();
-            encode(
-                &c.program.scans[mm.scan].machine,
-                &mm.encoding,
-                Machine::INITIAL,
-                &mut init,
-            );
-            state_regs(&mm.encoding)
-                .into_iter()
-                .map(|r| (r, init.get(r).unwrap_or(u64::MAX)))
-                .collect()
-        })
-        .collect();
+    let mut held = initial_held(c.program, pass);
     let skb = regs.get(6);
     let mut pc = pass.start;
     vm.budget = 1_000_000;

@@ -68,7 +68,46 @@ pub enum ObjectError {
     Malformed(String),
 }
 
+impl Function {
+    /// Makes slot `start` jump straight to slot `slow`: a fast path
+    /// bypassed, so the checks that judge its slow path run on code
+    /// without it. Refused (saying `slots start..slow outside` the
+    /// function) unless `start < slow <= ` the function's length.
+    pub fn jump_over(&mut self, start: usize, slow: usize) -> Result<(), String> {
+        if start >= self.insns.len() || slow <= start || slow > self.insns.len() {
+            return Err(format!("slots {start}..{slow} outside {}", self.name));
+        }
+        self.insns[start] = Insn::Jump {
+            wide: true,
+            cond: None,
+            dst: 0,
+            src: isa::Operand::Imm(0),
+            off: (slow - start - 1) as i32,
+        };
+        Ok(())
+    }
+}
+
 impl Object {
+    /// A copy with each fast path `(callback, start, slow)` of `paths`
+    /// jumped over ([`Function::jump_over`]); `what` names one path in
+    /// errors.
+    pub fn callback_paths_bypassed(
+        &self,
+        what: &str,
+        paths: impl IntoIterator<Item = (usize, usize, usize)>,
+    ) -> Result<Object, String> {
+        let mut out = self.clone();
+        for (callback, start, slow) in paths {
+            out.callbacks
+                .get_mut(callback)
+                .ok_or_else(|| format!("{what} in no callback {callback}"))?
+                .jump_over(start, slow)
+                .map_err(|e| format!("{what} {e}"))?;
+        }
+        Ok(out)
+    }
+
     /// Reads `bytes` as a lagic diode object.
     pub fn parse(bytes: &[u8]) -> Result<Object, ObjectError> {
         let elf = Elf::parse(bytes).map_err(|e| ObjectError::Elf(e.to_string()))?;
@@ -233,5 +272,34 @@ impl Object {
             rodata,
             rodata_refs,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exits(n: usize) -> Function {
+        Function {
+            name: "f".into(),
+            insns: vec![Insn::Exit; n],
+        }
+    }
+
+    #[test]
+    fn a_jump_over_lands_on_the_slow_slot_and_ranges_outside_are_refused() {
+        let mut f = exits(4);
+        f.jump_over(1, 3).expect("inside");
+        let Insn::Jump { cond, off, .. } = f.insns[1] else {
+            panic!("slot 1 is {:?}", f.insns[1]);
+        };
+        // A jump's target is the next slot plus its offset.
+        assert_eq!((cond, 1 + 1 + off), (None, 3));
+        assert_eq!(f.insns[0], Insn::Exit);
+        assert_eq!(f.insns[2], Insn::Exit);
+        for (start, slow) in [(2, 2), (3, 1), (1, 5), (4, 4)] {
+            let err = exits(4).jump_over(start, slow).expect_err("outside");
+            assert_eq!(err, format!("slots {start}..{slow} outside f"));
+        }
     }
 }

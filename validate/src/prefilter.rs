@@ -40,27 +40,10 @@ use std::rc::Rc;
 
 /// The object with every prefilter jumping straight to its slow path.
 pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationError> {
-    let mut out = object.clone();
-    for pf in &map.prefilters {
-        let f = out
-            .callbacks
-            .get_mut(pf.pass)
-            .ok_or_else(|| ValidationError::Map(format!("prefilter in no callback {}", pf.pass)))?;
-        if pf.start >= f.insns.len() || pf.slow <= pf.start || pf.slow > f.insns.len() {
-            return Err(ValidationError::Map(format!(
-                "prefilter slots {}..{} outside {}",
-                pf.start, pf.slow, f.name
-            )));
-        }
-        f.insns[pf.start] = Insn::Jump {
-            wide: true,
-            cond: None,
-            dst: 0,
-            src: Operand::Imm(0),
-            off: (pf.slow - pf.start - 1) as i32,
-        };
-    }
-    Ok(out)
+    let paths = map.prefilters.iter().map(|p| (p.pass, p.start, p.slow));
+    object
+        .callback_paths_bypassed("prefilter", paths)
+        .map_err(ValidationError::Map)
 }
 
 /// Runs the prefilter check; returns how many paths it followed.

@@ -36,11 +36,10 @@
 use emit_bpf::codemap::{CodeMap, InlineMap, StateEncoding, WordTestMap};
 use predicate_ir::Program;
 
-use crate::frame;
 use crate::isa::{Alu, Cond, Insn, Operand};
 use crate::object::Object;
 use crate::step::reachable;
-use crate::vm::{self, Func, Regs, Skb, Stop, Vm};
+use crate::vm::{self, Func, Stop, Vm};
 use crate::ValidationError;
 
 /// Registers the template writes.
@@ -52,19 +51,9 @@ pub const TEMPLATE_SLOTS: usize = 15;
 pub fn bypassed(object: &Object, map: &CodeMap) -> Result<Object, ValidationError> {
     let mut out = object.clone();
     for w in map.inline.iter().flat_map(|p| &p.words) {
-        if w.start >= out.entry.insns.len() || w.slow <= w.start || w.slow > out.entry.insns.len() {
-            return Err(ValidationError::Map(format!(
-                "word test slots {}..{} outside the entry",
-                w.start, w.slow
-            )));
-        }
-        out.entry.insns[w.start] = Insn::Jump {
-            wide: true,
-            cond: None,
-            dst: 0,
-            src: Operand::Imm(0),
-            off: (w.slow - w.start - 1) as i32,
-        };
+        out.entry
+            .jump_over(w.start, w.slow)
+            .map_err(|e| ValidationError::Map(format!("word test {e}")))?;
     }
     Ok(out)
 }
@@ -401,27 +390,9 @@ fn capture(
             break;
         }
         // Text that passes every test: the probe goes on to the next word.
-        vm.set_skb(Skb::linear(frame::ipv4_tcp(&vec![b'a'; len as usize])));
-        let mut regs = Regs::default();
-        regs.set(10, vm.new_stack(0));
-        regs.set(1, vm::CTX_BASE);
-        let mut pc = 0;
-        loop {
-            let stop = vm
-                .exec(Func::Entry, pc, &mut regs, &pending)
-                .map_err(|error| ValidationError::Exec {
-                    during: format!("a word-test probe of inline pass {p}, payload length {len}"),
-                    error,
-                })?;
-            match stop {
-                Stop::At(slot) => {
-                    captured.insert(slot, vm.snapshot(regs));
-                    pending.retain(|&s| s != slot);
-                    pc = slot;
-                }
-                _ => break,
-            }
-        }
+        let during = || format!("a word-test probe of inline pass {p}, payload length {len}");
+        let payload = vec![b'a'; len as usize];
+        crate::inline::capture(&mut vm, &payload, &mut pending, &mut captured, during)?;
     }
     Ok(captured)
 }

@@ -119,6 +119,14 @@ impl Regs {
     pub fn get(&self, r: u8) -> Option<u64> {
         self.is_defined(r).then_some(self.v[r as usize])
     }
+    /// The registers after a helper call returned `r0`: the call clobbers
+    /// `r1`-`r5`, so they hold no value.
+    pub fn helper_returned(&mut self, r0: u64) {
+        for r in 1..=5 {
+            self.undefine(r);
+        }
+        self.set(0, r0);
+    }
 }
 
 /// The packet as the diode sees it.
@@ -452,6 +460,17 @@ impl<'o> Vm<'o> {
         let skb = self.skb.as_ref()?;
         let base = PACKET_BASE + self.packet_generation * PACKET_STRIDE;
         Some((base, base + skb.linear.min(skb.frame.len()) as u64))
+    }
+
+    /// The entry's registers at its first instruction, as the kernel calls
+    /// a TC program: a fresh stack frame (`r10`, also returned) and the
+    /// context in `r1`; nothing else holds a value.
+    pub fn entry_start(&mut self) -> (Regs, u64) {
+        let r10 = self.new_stack(0);
+        let mut regs = Regs::default();
+        regs.set(10, r10);
+        regs.set(1, CTX_BASE);
+        (regs, r10)
     }
 
     /// A fresh, uninitialized stack frame at call depth `depth`; returns `r10`.
@@ -893,10 +912,7 @@ impl<'o> Vm<'o> {
                     };
                     let r0 = h(self, args)
                         .map_err(|e| fail(pc, format!("{}: {e}", helper::name(imm))))?;
-                    for r in 1..=5 {
-                        regs.undefine(r);
-                    }
-                    regs.set(0, r0);
+                    regs.helper_returned(r0);
                 }
                 Insn::Exit => {
                     let r0 = reg!(0, pc);

@@ -228,6 +228,84 @@ pub fn check_with(
 /// (each class costs about as much as a few lengths).
 const CLASS_LIMIT: u64 = 8192;
 
+/// Where a run of the entry up to a slot ([`run_to`]) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reached {
+    /// At the slot.
+    Slot,
+    /// The entry returned this value before reaching it.
+    Exit(u64),
+}
+
+/// Runs the entry from `pc` to slot `until`, each helper call `vm`
+/// intercepts (an earlier pass's `bpf_loop`) treated as a loop run to
+/// the end: it returns its iteration count. The walk and formula checks
+/// start from there, so a pass's or the formula's inputs are the ones the
+/// emitted code computed. An interpreter error is reported as happening
+/// `during` what it says.
+pub(crate) fn run_to(
+    vm: &mut Vm<'_>,
+    mut pc: usize,
+    regs: &mut Regs,
+    until: usize,
+    during: impl Fn() -> String,
+) -> Result<Reached, ValidationError> {
+    loop {
+        let stop =
+            vm.exec(Func::Entry, pc, regs, &[until])
+                .map_err(|error| ValidationError::Exec {
+                    during: during(),
+                    error,
+                })?;
+        match stop {
+            Stop::At(_) => return Ok(Reached::Slot),
+            Stop::Helper { slot, args, .. } => {
+                regs.helper_returned(args[0] as u32 as u64);
+                pc = slot + 1;
+            }
+            Stop::Exit(r0) => return Ok(Reached::Exit(r0)),
+        }
+    }
+}
+
+/// An interpreter with the watch emulations ([`crate::watch`]) and an
+/// IPv4/TCP frame carrying `payload`.
+pub(crate) fn packet_vm<'o>(object: &'o Object, payload: &[u8]) -> Vm<'o> {
+    let mut vm = Vm::new(object);
+    crate::watch::install(&mut vm);
+    vm.set_skb(Skb::linear(frame::ipv4_tcp(payload)));
+    vm
+}
+
+/// The payload's start (its frame offset) the entry stored in its stack
+/// slot (`map.payload_start` from `r10`).
+pub(crate) fn payload_start(vm: &Vm<'_>, r10: u64, map: &CodeMap) -> Result<u64, ValidationError> {
+    vm.peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
+        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))
+}
+
+/// A callback's step table for the class runs: per slot, the step range
+/// starting there (its end and machine), and whether the step check set
+/// the step at that slot up (`checked`, the slots it checked).
+pub(crate) type StepTables = (Vec<Option<(usize, usize)>>, Vec<bool>);
+
+/// The [`StepTables`] of `pass`, whose callback has `len` instructions.
+pub(crate) fn step_tables(pass: &PassMap, len: usize, checked: &[usize]) -> StepTables {
+    let mut ranges = vec![None; len];
+    let mut step_checked = vec![false; len];
+    for r in &pass.steps {
+        if let Some(slot) = ranges.get_mut(r.start) {
+            *slot = Some((r.end, r.machine));
+        }
+    }
+    for &c in checked {
+        if let Some(x) = step_checked.get_mut(c) {
+            *x = true;
+        }
+    }
+    (ranges, step_checked)
+}
+
 #[allow(clippy::too_many_arguments)] // one call site; the arguments are the check's inputs
 fn check_pass(
     program: &Program,
@@ -258,60 +336,22 @@ fn check_pass(
         .unwrap_or(map.formula_start);
 
     // The entry at this pass's setup, on the longest payload.
-    let mut vm = Vm::new(object);
-    crate::watch::install(&mut vm);
+    let mut vm = packet_vm(object, &vec![b'a'; MAX_PAYLOAD as usize]);
     vm.intercept(vm::helper::LOOP);
-    vm.set_skb(Skb::linear(frame::ipv4_tcp(&vec![
-        b'a';
-        MAX_PAYLOAD as usize
-    ])));
-    let r10 = vm.new_stack(0);
-    let mut regs = Regs::default();
-    regs.set(10, r10);
-    regs.set(1, vm::CTX_BASE);
-    let exec_err = |during: String| move |error| ValidationError::Exec { during, error };
-    let mut pc = 0;
-    loop {
-        match vm
-            .exec(Func::Entry, pc, &mut regs, &[pass.setup_start])
-            .map_err(exec_err("the run to the pass's setup".into()))?
-        {
-            Stop::At(_) => break,
-            Stop::Helper { slot, args, .. } => {
-                // An earlier pass: treat its loop as run to the end.
-                regs.set(0, args[0] as u32 as u64);
-                for r in 1..=5 {
-                    regs.undefine(r);
-                }
-                pc = slot + 1;
-            }
-            Stop::Exit(r0) => {
-                return Err(werr(
-                    MAX_PAYLOAD,
-                    format!("the entry returns {r0} before the pass's setup"),
-                ))
-            }
-        }
+    let (mut regs, r10) = vm.entry_start();
+    let during = || "the run to the pass's setup".to_string();
+    if let Reached::Exit(r0) = run_to(&mut vm, 0, &mut regs, pass.setup_start, during)? {
+        return Err(werr(
+            MAX_PAYLOAD,
+            format!("the entry returns {r0} before the pass's setup"),
+        ));
     }
     let setup = vm.snapshot(regs);
 
-    let payload_start = vm
-        .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
-        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?;
+    let payload_start = payload_start(&vm, r10, map)?;
 
     let callback = &object.callbacks[p];
-    let mut ranges = vec![None; callback.insns.len()];
-    let mut step_checked = vec![false; callback.insns.len()];
-    for r in &pass.steps {
-        if let Some(slot) = ranges.get_mut(r.start) {
-            *slot = Some((r.end, r.machine));
-        }
-    }
-    for &c in checked {
-        if let Some(x) = step_checked.get_mut(c) {
-            *x = true;
-        }
-    }
+    let (ranges, step_checked) = step_tables(pass, callback.insns.len(), checked);
     let mut stats = Stats::default();
     let (lo, hi) = (*lengths.start(), *lengths.end());
     let fits_hi = hi.min(MAX_PAYLOAD);
@@ -545,10 +585,7 @@ fn check_pass(
                         }
                         Err(e) => return Err(e),
                     };
-                    regs.set(0, completed);
-                    for r in 1..=5 {
-                        regs.undefine(r);
-                    }
+                    regs.helper_returned(completed);
                     match vm.exec(Func::Entry, slot + 1, &mut regs, &[after]).map_err(|error| ValidationError::Exec { during: during(), error })? {
                     Stop::At(at) => at,
                     other if !frame_fits => {

@@ -2,23 +2,15 @@
 //! on the example views, and a changed transition of the framing DFA or of
 //! a header or body scan is caught.
 
+mod support;
+
 use emit_bpf::codemap::HttpMachine;
 use lagic_validate::{patch, validate_stream};
-
-fn stream_spec(name: &str) -> predicate_ir::Spec {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/stream")
-        .join(format!("{name}.json"));
-    predicate_ir::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 #[test]
 fn http_view_steps_validate_and_a_broken_step_is_caught() {
     for name in ["http_json_start", "http_json_prefix", "http_json_depth"] {
-        let program = predicate_ir::lower_stream(&stream_spec(name)).unwrap();
-        let (module, map) =
-            emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default()).unwrap();
-        let object = module.write_elf().unwrap();
+        let (program, object, map) = support::stream_seed(name);
         let report =
             validate_stream(&program, &object, &map).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(report.step_insns > 0, "{name}: no step was run");

@@ -8,7 +8,7 @@ mod support;
 
 use lagic_validate::inline::{self, Mode};
 use lagic_validate::walk::{Stats, MAX_LEN, MAX_PAYLOAD};
-use lagic_validate::{isa, patch, Object, ValidationError};
+use lagic_validate::{isa, Object, ValidationError};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -127,52 +127,11 @@ fn classes_and_one_by_one_agree_on_mutants_of_an_inline_pass() {
             }
         }
     }
-    let mut mutants = Vec::new();
-    for slot in (pass.start..pass.end).filter(|&s| !in_step[s]) {
-        let Ok(bytes) = patch::slot_bytes(&c.object, "classifier", slot) else {
-            continue;
-        };
-        let code = bytes[0];
-        let class = code & 7;
-        let uses_imm = code & 0x08 == 0; // BPF_K
-        let is_alu = class == isa::class::ALU || class == isa::class::ALU64;
-        let is_jmp = (class == isa::class::JMP || class == isa::class::JMP32)
-            && !matches!(code >> 4, 0x0 | 0x8 | 0x9); // not ja, call, exit
-        if !(is_alu || is_jmp) {
-            continue;
-        }
-        let imm = patch::imm(&c.object, "classifier", slot).unwrap();
-        if uses_imm {
-            for d in [-1, 1] {
-                let mut m = c.object.clone();
-                patch::set_imm(&mut m, "classifier", slot, imm.wrapping_add(d)).unwrap();
-                mutants.push(m);
-            }
-        }
-        if is_jmp {
-            let off = patch::off(&c.object, "classifier", slot).unwrap();
-            let mut m = c.object.clone();
-            patch::set_off(&mut m, "classifier", slot, off.wrapping_add(1)).unwrap();
-            mutants.push(m);
-        }
-    }
+    let outside = (pass.start..pass.end).filter(|&s| !in_step[s]);
+    let mutants = support::mutations(&c.object, "classifier", outside);
     assert!(mutants.len() > 20, "{} mutants", mutants.len());
-    let (mut rejected, mut accepted) = (0, 0);
-    for m in &mutants {
-        let fast = walks(&c, m, Mode::Classes);
-        let slow = walks(&c, m, Mode::OneByOne);
-        assert_eq!(
-            fast.is_ok(),
-            slow.is_ok(),
-            "by classes {fast:?}, one by one {slow:?}"
-        );
-        if fast.is_ok() {
-            accepted += 1;
-        } else {
-            rejected += 1;
-        }
-    }
-    eprintln!("{rejected} mutants rejected, {accepted} accepted by both");
+    let (rejected, accepted) =
+        support::classes_agree_on("inline pass", &mutants, |m, mode| walks(&c, m, mode));
     assert!(
         rejected > 0 && accepted > 0,
         "{rejected} rejected, {accepted} accepted"

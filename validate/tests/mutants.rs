@@ -7,12 +7,25 @@ mod support;
 
 use lagic_validate::patch::{self, code};
 use lagic_validate::ValidationError;
+use support::Section;
 
 fn validate(
     c: &support::Compiled,
     object: &[u8],
 ) -> Result<lagic_validate::Report, ValidationError> {
     lagic_validate::validate(&c.program, object, &c.map)
+}
+
+/// Validation of `bad` must fail in the prefilter check of pass `pass`,
+/// saying `what_has`.
+fn expect_prefilter_error(c: &support::Compiled, bad: &[u8], pass: usize, what_has: &str) {
+    match validate(c, bad) {
+        Err(ValidationError::Prefilter { pass: p, what, .. }) => {
+            assert_eq!(p, pass);
+            assert!(what.contains(what_has), "{what}");
+        }
+        other => panic!("expected a prefilter error ({what_has}), got {other:?}"),
+    }
 }
 
 #[test]
@@ -34,22 +47,17 @@ fn unmutated_objects_pass() {
 #[test]
 fn a_wrong_transition_in_one_chunk_copy_is_caught() {
     let c = support::seed("hateless");
+    let text = Section::text(&c.object);
     let step = c.map.passes[0]
         .steps
         .iter()
         .find(|s| s.offset == 5)
         .expect("a chunk copy at byte 5");
-    let slot = patch::find(
-        &c.object,
-        ".text",
-        step.start..step.end,
-        code::MOV64_IMM,
-        None,
-    )
-    .expect("a state assignment");
-    let mut bad = c.object.clone();
-    let target = patch::imm(&bad, ".text", slot).unwrap();
-    patch::set_imm(&mut bad, ".text", slot, target ^ 1).unwrap();
+    let slot = text
+        .find(step.start..step.end, code::MOV64_IMM, None)
+        .expect("a state assignment");
+    let target = text.imm(slot);
+    let bad = text.with_imm(slot, target ^ 1);
     match validate(&c, &bad) {
         Err(ValidationError::Step {
             scan: 0,
@@ -68,6 +76,7 @@ fn a_wrong_transition_in_one_chunk_copy_is_caught() {
 #[test]
 fn swapped_transitions_are_caught() {
     let c = support::seed("hateless");
+    let text = Section::text(&c.object);
     let step = c.map.passes[0]
         .steps
         .iter()
@@ -75,25 +84,22 @@ fn swapped_transitions_are_caught() {
         .find(|s| s.offset == 0)
         .expect("single-byte step");
     let movs: Vec<usize> = (step.start..step.end)
-        .filter(|&s| patch::slot_bytes(&c.object, ".text", s).unwrap()[0] == code::MOV64_IMM)
+        .filter(|&s| text.slot(s)[0] == code::MOV64_IMM)
         .collect();
     let (a, b) = (
         movs[0],
         movs.iter()
             .copied()
-            .find(|&s| {
-                patch::imm(&c.object, ".text", s).unwrap()
-                    != patch::imm(&c.object, ".text", movs[0]).unwrap()
-            })
+            .find(|&s| text.imm(s) != text.imm(movs[0]))
             .expect("two different targets"),
     );
     let mut bad = c.object.clone();
     let (ia, ib) = (
-        patch::imm(&bad, ".text", a).unwrap(),
-        patch::imm(&bad, ".text", b).unwrap(),
+        patch::imm(&bad, text.name, a).unwrap(),
+        patch::imm(&bad, text.name, b).unwrap(),
     );
-    patch::set_imm(&mut bad, ".text", a, ib).unwrap();
-    patch::set_imm(&mut bad, ".text", b, ia).unwrap();
+    patch::set_imm(&mut bad, text.name, a, ib).unwrap();
+    patch::set_imm(&mut bad, text.name, b, ia).unwrap();
     let err = validate(&c, &bad).expect_err("swapped transitions");
     assert!(
         matches!(
@@ -129,15 +135,15 @@ fn text_window(end: u32) -> support::Compiled {
 #[test]
 fn an_off_by_one_window_end_is_caught() {
     let c = text_window(1000);
+    let entry = Section::entry(&c.object);
     assert!(c.map.inline.is_empty(), "walked by bpf_loop");
     let pass = &c.map.passes[0];
     let setup = pass.setup_start..c.map.formula_start;
-    let slot = patch::find(&c.object, "classifier", setup, code::MOV64_IMM, Some(1000))
+    let slot = entry
+        .find(setup, code::MOV64_IMM, Some(1000))
         .expect("the window end");
     for wrong in [999, 1001] {
-        let mut bad = c.object.clone();
-        patch::set_imm(&mut bad, "classifier", slot, wrong).unwrap();
-        match validate(&c, &bad) {
+        match validate(&c, &entry.with_imm(slot, wrong)) {
             Err(e @ ValidationError::Walk { pass: 0, len, .. }) => {
                 assert!(
                     len > 999,
@@ -161,20 +167,15 @@ fn an_off_by_one_window_end_is_caught() {
 #[test]
 fn an_off_by_one_inline_window_end_is_caught() {
     let c = support::seed("printable16");
+    let entry = Section::entry(&c.object);
     assert!(c.map.passes.is_empty(), "walked inline");
     let pass = &c.map.inline[0];
-    let slot = patch::find(
-        &c.object,
-        "classifier",
-        pass.start..pass.end,
-        code::JLT_IMM,
-        Some(16),
-    )
-    .expect("the full-window test");
+    let range = pass.start..pass.end;
+    let slot = entry
+        .find(range, code::JLT_IMM, Some(16))
+        .expect("the full-window test");
     for (wrong, first_bad) in [(15, 15), (17, 16)] {
-        let mut bad = c.object.clone();
-        patch::set_imm(&mut bad, "classifier", slot, wrong).unwrap();
-        match validate(&c, &bad) {
+        match validate(&c, &entry.with_imm(slot, wrong)) {
             Err(ValidationError::Inline {
                 pass: 0, at, what, ..
             }) => {
@@ -194,19 +195,13 @@ fn an_off_by_one_inline_window_end_is_caught() {
 #[test]
 fn a_skipped_inline_block_is_caught() {
     let c = support::seed("printable64");
+    let entry = Section::entry(&c.object);
     let pass = &c.map.inline[0];
-    let and8 = patch::find(
-        &c.object,
-        "classifier",
-        pass.start..pass.end,
-        code::AND64_IMM,
-        Some(8),
-    )
-    .expect("the bit test of the 8-byte block");
-    let mut bad = c.object.clone();
+    let range = pass.start..pass.end;
+    let what = "the bit test of the 8-byte block";
+    let and8 = entry.find(range, code::AND64_IMM, Some(8)).expect(what);
     // `r8 &= 0`: the following `if r8 == 0` always skips.
-    patch::set_imm(&mut bad, "classifier", and8, 0).unwrap();
-    match validate(&c, &bad) {
+    match validate(&c, &entry.with_imm(and8, 0)) {
         Err(ValidationError::Inline { at, what, .. }) => {
             assert!(at.ends_with("payload length 8"), "{at}: {what}");
             assert!(
@@ -223,19 +218,14 @@ fn a_skipped_inline_block_is_caught() {
 #[test]
 fn a_wrong_inline_transition_is_caught() {
     let c = support::seed("minimal");
+    let entry = Section::entry(&c.object);
     let pass = &c.map.inline[0];
     let step = pass.steps.iter().find(|s| s.offset == 3).expect("byte 3");
-    let slot = patch::find(
-        &c.object,
-        "classifier",
-        step.start..step.end,
-        code::JGT_IMM,
-        Some(94),
-    )
-    .expect("the printable range's test");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, "classifier", slot, 95).unwrap();
-    match validate(&c, &bad) {
+    let range = step.start..step.end;
+    let slot = entry
+        .find(range, code::JGT_IMM, Some(94))
+        .expect("the printable range's test");
+    match validate(&c, &entry.with_imm(slot, 95)) {
         Err(ValidationError::Inline { at, what, .. }) => {
             assert!(at.contains("byte 0x7f"), "{at}: {what}");
             assert!(what.contains("the IR to"), "{what}");
@@ -252,14 +242,13 @@ fn a_wrong_inline_transition_is_caught() {
 #[test]
 fn a_wrong_tier_size_is_caught() {
     let c = support::seed("hateless");
-    let cb_len = (0..)
-        .take_while(|&s| patch::slot_bytes(&c.object, ".text", s).is_ok())
-        .count();
-    let lsh = patch::find(&c.object, ".text", 0..cb_len, code::LSH64_IMM, Some(6))
+    let entry = Section::entry(&c.object);
+    let text = Section::text(&c.object);
+    let cb_len = text.len();
+    let lsh = text
+        .find(0..cb_len, code::LSH64_IMM, Some(6))
         .expect("chunk scaling");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", lsh, 5).unwrap();
-    match validate(&c, &bad).expect_err("callback tier size") {
+    match validate(&c, &text.with_imm(lsh, 5)).expect_err("callback tier size") {
         e @ ValidationError::Walk { pass: 0, len, .. } => {
             let shown = e.to_string();
             assert_eq!(
@@ -273,17 +262,11 @@ fn a_wrong_tier_size_is_caught() {
     }
 
     let pass = &c.map.passes[0];
-    let rsh = patch::find(
-        &c.object,
-        "classifier",
-        pass.setup_start..c.map.formula_start,
-        code::RSH64_IMM,
-        Some(6),
-    )
-    .expect("entry tier split");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, "classifier", rsh, 5).unwrap();
-    let err = validate(&c, &bad).expect_err("entry tier size");
+    let setup = pass.setup_start..c.map.formula_start;
+    let rsh = entry
+        .find(setup, code::RSH64_IMM, Some(6))
+        .expect("entry tier split");
+    let err = validate(&c, &entry.with_imm(rsh, 5)).expect_err("entry tier size");
     assert!(
         matches!(err, ValidationError::Walk { pass: 0, .. }),
         "{err}"
@@ -295,22 +278,13 @@ fn a_wrong_tier_size_is_caught() {
 #[test]
 fn a_wrong_accept_test_is_caught() {
     let c = support::seed("hateless");
-    let end = (c.map.formula_start..)
-        .take_while(|&s| patch::slot_bytes(&c.object, "classifier", s).is_ok())
-        .count()
-        + c.map.formula_start;
-    let slot = patch::find(
-        &c.object,
-        "classifier",
-        c.map.formula_start..end,
-        code::JEQ_IMM,
-        None,
-    )
-    .expect("accept test");
-    let mut bad = c.object.clone();
-    let s = patch::imm(&bad, "classifier", slot).unwrap();
-    patch::set_imm(&mut bad, "classifier", slot, s + 1).unwrap();
-    let err = validate(&c, &bad).expect_err("accept test");
+    let entry = Section::entry(&c.object);
+    let formula = c.map.formula_start..entry.len();
+    let slot = entry
+        .find(formula, code::JEQ_IMM, None)
+        .expect("accept test");
+    let s = entry.imm(slot);
+    let err = validate(&c, &entry.with_imm(slot, s + 1)).expect_err("accept test");
     assert!(matches!(err, ValidationError::Formula { .. }), "{err}");
 }
 
@@ -319,18 +293,12 @@ fn a_wrong_accept_test_is_caught() {
 #[test]
 fn a_wrong_depth_bound_is_caught() {
     let c = support::seed("json_depth");
+    let text = Section::text(&c.object);
     let step = c.map.passes[0].steps.last().expect("a step");
-    let slot = patch::find(
-        &c.object,
-        ".text",
-        step.start..step.end,
-        code::JLE_IMM,
-        Some(2),
-    )
-    .expect("depth bound");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", slot, 3).unwrap();
-    match validate(&c, &bad) {
+    let slot = text
+        .find(step.start..step.end, code::JLE_IMM, Some(2))
+        .expect("depth bound");
+    match validate(&c, &text.with_imm(slot, 3)) {
         Err(ValidationError::Step {
             scan: 0,
             state,
@@ -349,20 +317,12 @@ fn a_wrong_depth_bound_is_caught() {
 #[test]
 fn a_wrong_position_bound_is_caught() {
     let c = support::seed("hateless");
-    let cb_len = (0..)
-        .take_while(|&s| patch::slot_bytes(&c.object, ".text", s).is_ok())
-        .count();
-    let slot = patch::find(
-        &c.object,
-        ".text",
-        0..cb_len,
-        code::JGT_IMM,
-        Some(65_535 - 64),
-    )
-    .expect("position bound");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", slot, 60_000).unwrap();
-    let err = validate(&c, &bad).expect_err("position bound");
+    let text = Section::text(&c.object);
+    let cb_len = text.len();
+    let slot = text
+        .find(0..cb_len, code::JGT_IMM, Some(65_535 - 64))
+        .expect("position bound");
+    let err = validate(&c, &text.with_imm(slot, 60_000)).expect_err("position bound");
     match err {
         ValidationError::Walk { len, .. } => assert!(len > 60_000, "{len}"),
         other => panic!("expected a walk error, got {other}"),
@@ -376,15 +336,16 @@ fn a_wrong_position_bound_is_caught() {
 #[test]
 fn a_state_loaded_from_the_wrong_slot_is_caught() {
     let c = support::seed("json_depth");
+    let text = Section::text(&c.object);
     let first_step = c.map.passes[0].steps.iter().map(|s| s.start).min().unwrap();
     let loads: Vec<usize> = (0..first_step)
-        .filter(|&s| patch::slot_bytes(&c.object, ".text", s).unwrap()[0] == code::LDXW)
+        .filter(|&s| text.slot(s)[0] == code::LDXW)
         .collect();
     // Before the first step: the depth and mode registers, then the status word.
     let (depth_load, mode_load) = (loads[loads.len() - 3], loads[loads.len() - 2]);
     let mut bad = c.object.clone();
-    let depth_off = patch::off(&bad, ".text", depth_load).unwrap();
-    patch::set_off(&mut bad, ".text", mode_load, depth_off).unwrap();
+    let depth_off = patch::off(&bad, text.name, depth_load).unwrap();
+    patch::set_off(&mut bad, text.name, mode_load, depth_off).unwrap();
     match validate(&c, &bad) {
         Err(ValidationError::Walk { what, .. }) => {
             assert!(
@@ -401,25 +362,17 @@ fn a_state_loaded_from_the_wrong_slot_is_caught() {
 #[test]
 fn an_early_stop_outside_a_sink_is_caught() {
     let c = support::seed("hateless");
+    let text = Section::text(&c.object);
     let machine = &c.program.scans[0].machine;
     let sink = (0..machine.state_count() as u32)
         .find(|&s| machine.is_sink(s))
         .expect("a sink");
     let last_end = c.map.passes[0].steps.iter().map(|s| s.end).max().unwrap();
-    let cb_len = (0..)
-        .take_while(|&s| patch::slot_bytes(&c.object, ".text", s).is_ok())
-        .count();
-    let slot = patch::find(
-        &c.object,
-        ".text",
-        last_end..cb_len,
-        code::JEQ_IMM,
-        Some(sink as i32),
-    )
-    .expect("the sink test");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", slot, 0).unwrap();
-    match validate(&c, &bad) {
+    let after_steps = last_end..text.len();
+    let slot = text
+        .find(after_steps, code::JEQ_IMM, Some(sink as i32))
+        .expect("the sink test");
+    match validate(&c, &text.with_imm(slot, 0)) {
         Err(ValidationError::EarlyStop {
             pass: 0, states, ..
         }) => assert_eq!(states, "0"),
@@ -436,28 +389,16 @@ fn a_verdict_that_depends_on_a_full_ring_buffer_is_caught() {
     const CALL: u8 = 0x85;
     const RINGBUF_RESERVE: i32 = 131;
     let c = support::seed("hateless");
-    let entry_len = (0..)
-        .take_while(|&s| patch::slot_bytes(&c.object, "classifier", s).is_ok())
-        .count();
-    let reserve = patch::find(
-        &c.object,
-        "classifier",
-        0..entry_len,
-        CALL,
-        Some(RINGBUF_RESERVE),
-    )
-    .expect("the reserve call");
-    let slot = patch::find(
-        &c.object,
-        "classifier",
-        reserve..entry_len,
-        code::MOV64_IMM,
-        Some(2),
-    )
-    .expect("the full ring's drop");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, "classifier", slot, 0).unwrap();
-    match validate(&c, &bad) {
+    let entry = Section::entry(&c.object);
+    let entry_len = entry.len();
+    let reserve = entry
+        .find(0..entry_len, CALL, Some(RINGBUF_RESERVE))
+        .expect("the reserve call");
+    let drop = reserve..entry_len;
+    let slot = entry
+        .find(drop, code::MOV64_IMM, Some(2))
+        .expect("the full ring's drop");
+    match validate(&c, &entry.with_imm(slot, 0)) {
         Err(ValidationError::Formula { got, want, .. }) => {
             assert_eq!(want, "DROP");
             assert!(got.contains("ring buffer full"), "{got}");
@@ -473,45 +414,37 @@ fn a_verdict_that_depends_on_a_full_ring_buffer_is_caught() {
 #[test]
 fn a_wrong_prefilter_is_caught() {
     let c = support::seed("hateless");
+    let text = Section::text(&c.object);
     let pf = c.map.prefilters.first().expect("hateless has a prefilter");
     let (range, pass) = (pf.start..pf.slow, pf.pass);
-    let expect = |bad: &[u8], what_has: &str| match validate(&c, bad) {
-        Err(ValidationError::Prefilter { pass: p, what, .. }) => {
-            assert_eq!(p, pass);
-            assert!(what.contains(what_has), "{what}");
-        }
-        other => panic!("expected a prefilter error ({what_has}), got {other:?}"),
-    };
+    let expect = |bad: &[u8], what_has: &str| expect_prefilter_error(&c, bad, pass, what_has);
 
     // The second byte's constant: `b` instead of `a` in four lanes.
-    let second = patch::find(
-        &c.object,
-        ".text",
-        range.clone(),
-        code::LD_IMM64,
-        Some(0x6161_6161),
-    )
-    .expect("the broadcast of 'a'");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", second, 0x6262_6262).unwrap();
-    expect(&bad, "can leave the DFA in state");
+    let what = "the broadcast of 'a'";
+    let second = text
+        .find(range.clone(), code::LD_IMM64, Some(0x6161_6161))
+        .expect(what);
+    expect(
+        &text.with_imm(second, 0x6262_6262),
+        "can leave the DFA in state",
+    );
 
     // The chunk's last byte compared with `i` instead of `h`.
-    let last = patch::find(&c.object, ".text", range.clone(), code::JEQ_IMM, Some(0x68))
-        .expect("the last byte's test");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", last, 0x69).unwrap();
-    expect(&bad, "can leave the DFA in state 1");
+    let what = "the last byte's test";
+    let last = text
+        .find(range.clone(), code::JEQ_IMM, Some(0x68))
+        .expect(what);
+    expect(&text.with_imm(last, 0x69), "can leave the DFA in state 1");
 
     // The next bytes loaded two bytes on instead of one.
     let next = (range.start..range.end)
         .find(|&s| {
-            let b = patch::slot_bytes(&c.object, ".text", s).unwrap();
+            let b = text.slot(s);
             b[0] == code::LDXDW && i16::from_le_bytes([b[2], b[3]]) == 1
         })
         .expect("the load of the next bytes");
     let mut bad = c.object.clone();
-    patch::set_off(&mut bad, ".text", next, 2).unwrap();
+    patch::set_off(&mut bad, text.name, next, 2).unwrap();
     expect(&bad, "not neighbours");
 }
 
@@ -521,19 +454,16 @@ fn a_wrong_prefilter_is_caught() {
 #[test]
 fn swapped_inline_transitions_are_caught() {
     let c = support::seed("printable16");
+    let entry = Section::entry(&c.object);
     assert!(c.map.passes.is_empty(), "walked inline");
     let pass = &c.map.inline[0];
     let step = &pass.steps[0];
-    let slot = patch::find(
-        &c.object,
-        "classifier",
-        step.start..step.end,
-        code::JGT_IMM,
-        Some(94),
-    )
-    .expect("the printable range's test");
+    let range = step.start..step.end;
+    let slot = entry
+        .find(range, code::JGT_IMM, Some(94))
+        .expect("the printable range's test");
     let mut bad = c.object.clone();
-    let at = patch::slot_offset(&bad, "classifier", slot).unwrap();
+    let at = patch::slot_offset(&bad, entry.name, slot).unwrap();
     bad[at] = code::JLE_IMM;
     match validate(&c, &bad) {
         Err(e @ ValidationError::Inline { .. }) => {
@@ -555,20 +485,17 @@ fn swapped_inline_transitions_are_caught() {
 #[test]
 fn a_wrong_inline_block_size_is_caught() {
     let c = support::seed("printable64");
+    let entry = Section::entry(&c.object);
     let pass = &c.map.inline[0];
     assert_eq!(pass.window.start, 0, "{:?}", pass.window);
     // The block pointer's mask: `r9 &= 32` (the bit tests are on r8).
     let slot = (pass.start..pass.end)
         .find(|&s| {
-            let b = patch::slot_bytes(&c.object, "classifier", s).unwrap();
-            b[0] == code::AND64_IMM
-                && b[1] & 0x0f == 9
-                && patch::imm(&c.object, "classifier", s).unwrap() == 32
+            let b = entry.slot(s);
+            b[0] == code::AND64_IMM && b[1] & 0x0f == 9 && entry.imm(s) == 32
         })
         .expect("the 16-byte block's pointer mask");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, "classifier", slot, 16).unwrap();
-    match validate(&c, &bad) {
+    match validate(&c, &entry.with_imm(slot, 16)) {
         Err(ValidationError::Inline { at, what, .. }) => {
             assert!(at.ends_with("payload length 16"), "{at}: {what}");
             assert!(what.contains("next window byte is 0 of 16"), "{what}");
@@ -585,6 +512,7 @@ fn a_wrong_inline_block_size_is_caught() {
 #[test]
 fn a_wrong_word_test_lane_constant_is_caught() {
     let c = support::seed("printable16");
+    let entry = Section::entry(&c.object);
     let pass = &c.map.inline[0];
     let word = pass.words.first().expect("printable16 has word tests");
     let range = word.start..word.slow;
@@ -596,29 +524,20 @@ fn a_wrong_word_test_lane_constant_is_caught() {
         other => panic!("expected a word-test error ({what_has}), got {other:?}"),
     };
 
-    let below = patch::find(
-        &c.object,
-        "classifier",
-        range.clone(),
-        code::LD_IMM64,
-        Some(0x9f9f_9f9f_u32 as i32),
-    )
-    .expect("the lower bound's constant, 0x7f + 0x20 per lane");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, "classifier", below, 0x9e9e_9e9e_u32 as i32).unwrap();
-    expect(&bad, "passes byte 0x1f");
+    let what = "the lower bound's constant, 0x7f + 0x20 per lane";
+    let lower = Some(0x9f9f_9f9f_u32 as i32);
+    let below = entry
+        .find(range.clone(), code::LD_IMM64, lower)
+        .expect(what);
+    expect(
+        &entry.with_imm(below, 0x9e9e_9e9e_u32 as i32),
+        "passes byte 0x1f",
+    );
 
-    let mask = patch::find(
-        &c.object,
-        "classifier",
-        range,
-        code::LD_IMM64,
-        Some(0x7f7f_7f7f),
-    )
-    .expect("the lane mask");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, "classifier", mask, -1).unwrap();
-    expect(&bad, "not 0x7f in every lane");
+    let mask = entry
+        .find(range, code::LD_IMM64, Some(0x7f7f_7f7f))
+        .expect("the lane mask");
+    expect(&entry.with_imm(mask, -1), "not 0x7f in every lane");
 }
 
 /// The word tests of a whole-payload `all` pass (text over a 1,000-byte
@@ -629,18 +548,13 @@ fn a_wrong_word_test_lane_constant_is_caught() {
 #[test]
 fn a_wrong_word_test_in_a_scan_is_caught() {
     let c = text_window(1000);
+    let text = Section::text(&c.object);
     let pf = c.map.prefilters.first().expect("a word-test prefilter");
-    let above = patch::find(
-        &c.object,
-        ".text",
-        pf.start..pf.slow,
-        code::LD_IMM64,
-        Some(0x0101_0101),
-    )
-    .expect("the upper bound's constant, 0x7f - 0x7e per lane");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", above, 0).unwrap();
-    match validate(&c, &bad) {
+    let what = "the upper bound's constant, 0x7f - 0x7e per lane";
+    let above = text
+        .find(pf.start..pf.slow, code::LD_IMM64, Some(0x0101_0101))
+        .expect(what);
+    match validate(&c, &text.with_imm(above, 0)) {
         Err(ValidationError::Prefilter { what, .. }) => {
             assert!(what.contains("can leave the DFA in state"), "{what}")
         }
@@ -654,6 +568,7 @@ fn a_wrong_word_test_in_a_scan_is_caught() {
 #[test]
 fn a_wrong_depth_word_skip_is_caught() {
     let c = support::seed("json_depth");
+    let text = Section::text(&c.object);
     let words = c.map.prefilters.len();
     assert!(
         words >= 2,
@@ -666,45 +581,26 @@ fn a_wrong_depth_word_skip_is_caught() {
     );
     let pf = &c.map.prefilters[0];
     let (range, pass) = (pf.start..pf.slow, pf.pass);
-    let expect = |bad: &[u8], what_has: &str| match validate(&c, bad) {
-        Err(ValidationError::Prefilter { pass: p, what, .. }) => {
-            assert_eq!(p, pass);
-            assert!(what.contains(what_has), "{what}");
-        }
-        other => panic!("expected a prefilter error ({what_has}), got {other:?}"),
-    };
+    let expect =
+        |bad: &[u8]| expect_prefilter_error(&c, bad, pass, "can leave the depth counter in state");
 
     // The quote's range ends at 0x21: a word holding `"` is skipped.
-    let quote_hi = patch::find(
-        &c.object,
-        ".text",
-        range.clone(),
-        code::LD_IMM64,
-        Some(0xa2a2_a2a2_u32 as i32),
-    )
-    .expect("the broadcast of 0x80 + '\"'");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", quote_hi, 0xa1a1_a1a1_u32 as i32).unwrap();
-    expect(&bad, "can leave the depth counter in state");
+    let what = "the broadcast of 0x80 + '\"'";
+    let quote = Some(0xa2a2_a2a2_u32 as i32);
+    let quote_hi = text.find(range.clone(), code::LD_IMM64, quote).expect(what);
+    expect(&text.with_imm(quote_hi, 0xa1a1_a1a1_u32 as i32));
 
     // No fold: `[` and `]` (0x5b, 0x5d) no longer land on `{` and `}`.
-    let fold = patch::find(
-        &c.object,
-        ".text",
-        range.clone(),
-        code::LD_IMM64,
-        Some(0x2020_2020),
-    )
-    .expect("the broadcast of the fold 0x20");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", fold, 0).unwrap();
-    expect(&bad, "can leave the depth counter in state");
+    let what = "the broadcast of the fold 0x20";
+    let fold = text
+        .find(range.clone(), code::LD_IMM64, Some(0x2020_2020))
+        .expect(what);
+    expect(&text.with_imm(fold, 0));
 
     // The escape mode (2) not excluded: after a backslash the next byte
     // always changes the mode, so no word may be skipped there.
-    let escape = patch::find(&c.object, ".text", range, code::JEQ_IMM, Some(2))
+    let escape = text
+        .find(range, code::JEQ_IMM, Some(2))
         .expect("the escape-mode test");
-    let mut bad = c.object.clone();
-    patch::set_imm(&mut bad, ".text", escape, 7).unwrap();
-    expect(&bad, "can leave the depth counter in state");
+    expect(&text.with_imm(escape, 7));
 }

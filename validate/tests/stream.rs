@@ -3,14 +3,10 @@
 //! and the two formulas are checked and catch a window end off by one, a
 //! swapped comparison operand and a wrong `len` constant.
 
-use lagic_validate::{patch, validate_stream, ValidationError};
+mod support;
 
-fn stream_spec(name: &str) -> predicate_ir::Spec {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/stream")
-        .join(format!("{name}.json"));
-    predicate_ir::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use lagic_validate::{patch, validate_stream, ValidationError};
+use support::{stream_seed, Section};
 
 #[test]
 fn stream_objects_validate_and_a_broken_step_is_caught() {
@@ -21,31 +17,21 @@ fn stream_objects_validate_and_a_broken_step_is_caught() {
         "json_start",
         "json_depth",
     ] {
-        let program = predicate_ir::lower_stream(&stream_spec(name)).unwrap();
-        let (module, map) =
-            emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default()).unwrap();
-        let object = module.write_elf().unwrap();
+        let (program, object, map) = stream_seed(name);
         let report =
             validate_stream(&program, &object, &map).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(report.step_insns > 0, "{name}: no step was run");
 
         // Change the target of the first state assignment of the first step.
+        let text = Section::text(&object);
         let step = &map.passes[0].steps[0];
-        let mut broken = object.clone();
         let slot = (0..map.passes[0].steps.len())
             .find_map(|i| {
                 let s = &map.passes[0].steps[i];
-                patch::find(
-                    &broken,
-                    ".text",
-                    s.start..s.end,
-                    patch::code::MOV64_IMM,
-                    None,
-                )
+                text.find(s.start..s.end, patch::code::MOV64_IMM, None)
             })
             .unwrap_or_else(|| panic!("{name}: no state assignment near {step:?}"));
-        let imm = patch::imm(&broken, ".text", slot).unwrap();
-        patch::set_imm(&mut broken, ".text", slot, imm ^ 1).unwrap();
+        let broken = text.with_imm(slot, text.imm(slot) ^ 1);
         assert!(
             validate_stream(&program, &broken, &map).is_err(),
             "{name}: a changed transition validated"
@@ -64,10 +50,7 @@ fn a_flow_being_judged_elsewhere_drops_the_segment() {
     use lagic_validate::vm::{helper, Skb, Vm};
     use lagic_validate::{frame, watch, Object};
 
-    let program = predicate_ir::lower_stream(&stream_spec("hateless")).unwrap();
-    let (module, _) =
-        emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default()).unwrap();
-    let bytes = module.write_elf().unwrap();
+    let (_, bytes, _) = stream_seed("hateless");
     let object = Object::parse(&bytes).unwrap();
     const BUSY: u64 = 20;
     const NEXT: u64 = 8;
@@ -111,10 +94,7 @@ fn a_flow_being_judged_elsewhere_drops_the_segment() {
 /// that would skip a chunk the DFA does not stay on is refused.
 #[test]
 fn a_stream_prefilter_is_checked_and_a_wrong_one_is_caught() {
-    let program = predicate_ir::lower_stream(&stream_spec("hateless")).unwrap();
-    let (module, map) =
-        emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default()).unwrap();
-    let object = module.write_elf().unwrap();
+    let (program, object, map) = stream_seed("hateless");
     let pf = map
         .prefilters
         .first()
@@ -123,35 +103,16 @@ fn a_stream_prefilter_is_checked_and_a_wrong_one_is_caught() {
     assert!(report.prefilter_paths > 0, "no prefilter path was checked");
 
     // The second byte's constant: `b` instead of `a` in four lanes.
-    let second = patch::find(
-        &object,
-        ".text",
-        pf.start..pf.slow,
-        patch::code::LD_IMM64,
-        Some(0x6161_6161),
-    )
-    .expect("the broadcast of 'a'");
-    let mut broken = object.clone();
-    patch::set_imm(&mut broken, ".text", second, 0x6262_6262).unwrap();
-    match validate_stream(&program, &broken, &map) {
+    let text = Section::text(&object);
+    let second = text
+        .find(pf.start..pf.slow, patch::code::LD_IMM64, Some(0x6161_6161))
+        .expect("the broadcast of 'a'");
+    match validate_stream(&program, &text.with_imm(second, 0x6262_6262), &map) {
         Err(lagic_validate::ValidationError::Prefilter { what, .. }) => {
             assert!(what.contains("can leave the DFA in state"), "{what}")
         }
         other => panic!("expected a prefilter error, got {other:?}"),
     }
-}
-
-fn compiled(
-    name: &str,
-) -> (
-    predicate_ir::StreamProgram,
-    Vec<u8>,
-    emit_bpf::codemap::CodeMap,
-) {
-    let program = predicate_ir::lower_stream(&stream_spec(name)).unwrap();
-    let (module, map) =
-        emit_bpf::compile_stream_mapped_with(&program, &emit_bpf::Options::default()).unwrap();
-    (program, module.write_elf().unwrap(), map)
 }
 
 /// A whole-stream spec of `predicate` (JSON text) named `name`, lowered
@@ -189,7 +150,7 @@ fn every_stream_example_validates() {
     names.sort();
     assert!(names.len() >= 10, "the stream examples: {names:?}");
     for name in &names {
-        let (program, object, map) = compiled(name);
+        let (program, object, map) = stream_seed(name);
         let report =
             validate_stream(&program, &object, &map).unwrap_or_else(|e| panic!("{name}: {e}"));
         println!(
@@ -252,21 +213,16 @@ fn the_payload_window_follows_the_stream_offset() {
 /// offset and the segment length.
 #[test]
 fn an_off_by_one_stream_window_end_is_caught() {
-    let (program, object, map) = compiled("printable16");
+    let (program, object, map) = stream_seed("printable16");
     let pass = &map.passes[0];
     assert_eq!(pass.window.end, Some(16));
-    let slot = patch::find(
-        &object,
-        "classifier",
-        pass.setup_start..map.formula_start,
-        patch::code::LD_IMM64,
-        Some(16),
-    )
-    .expect("the window end");
+    let entry = Section::entry(&object);
+    let setup = pass.setup_start..map.formula_start;
+    let slot = entry
+        .find(setup, patch::code::LD_IMM64, Some(16))
+        .expect("the window end");
     for wrong in [15, 17] {
-        let mut bad = object.clone();
-        patch::set_imm(&mut bad, "classifier", slot, wrong).unwrap();
-        match validate_stream(&program, &bad, &map) {
+        match validate_stream(&program, &entry.with_imm(slot, wrong), &map) {
             Err(e @ ValidationError::Walk { pass: 0, .. }) => {
                 let shown = e.to_string();
                 assert!(
@@ -301,33 +257,20 @@ fn a_far_window_is_sampled_and_its_edges_checked() {
     assert!(report.stream_offsets_unchecked > 0);
 
     let pass = &map.passes[0];
-    let slot = patch::find(
-        &object,
-        "classifier",
-        pass.setup_start..map.formula_start,
-        patch::code::LD_IMM64,
-        Some(1200),
-    )
-    .expect("the window end");
+    let entry = Section::entry(&object);
+    let setup = pass.setup_start..map.formula_start;
+    let slot = entry
+        .find(setup, patch::code::LD_IMM64, Some(1200))
+        .expect("the window end");
     for wrong in [1199, 1201] {
-        let mut bad = object.clone();
-        patch::set_imm(&mut bad, "classifier", slot, wrong).unwrap();
         assert!(
             matches!(
-                validate_stream(&program, &bad, &map),
+                validate_stream(&program, &entry.with_imm(slot, wrong), &map),
                 Err(ValidationError::Walk { pass: 0, .. })
             ),
             "window end {wrong} must be caught"
         );
     }
-}
-
-/// The last slot of the entry function.
-fn entry_end(object: &[u8], from: usize) -> usize {
-    (from..)
-        .take_while(|&s| patch::slot_bytes(object, "classifier", s).is_ok())
-        .count()
-        + from
 }
 
 /// `json_start`'s formulas test `len < 1400` (the stream meaning, then the
@@ -339,18 +282,14 @@ fn entry_end(object: &[u8], from: usize) -> usize {
 /// runs only where the stream meaning held, so there 1401 is equivalent.)
 #[test]
 fn a_wrong_len_constant_and_a_swapped_operand_are_caught() {
-    let (program, object, map) = compiled("json_start");
-    let end = entry_end(&object, map.formula_start);
+    let (program, object, map) = stream_seed("json_start");
+    let entry = Section::entry(&object);
+    let end = entry.len();
     let constants: Vec<usize> = (map.formula_start..end)
-        .filter(|&s| {
-            patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == patch::code::LD_IMM64)
-                && patch::imm(&object, "classifier", s) == Ok(1400)
-        })
+        .filter(|&s| entry.slot(s)[0] == patch::code::LD_IMM64 && entry.imm(s) == 1400)
         .collect();
     assert_eq!(constants.len(), 2, "both formulas test len < 1400");
-    let mut bad = object.clone();
-    patch::set_imm(&mut bad, "classifier", constants[0], 1401).unwrap();
-    match validate_stream(&program, &bad, &map) {
+    match validate_stream(&program, &entry.with_imm(constants[0], 1401), &map) {
         Err(e @ ValidationError::StreamFormula { len: 1400, .. }) => {
             assert!(e.to_string().contains("stream length 1400"), "{e}")
         }
@@ -358,17 +297,10 @@ fn a_wrong_len_constant_and_a_swapped_operand_are_caught() {
     }
 
     // The exact meaning's test of the scan's final state.
-    let state_test = patch::find(
-        &object,
-        "classifier",
-        constants[1]..end,
-        patch::code::JEQ_IMM,
-        None,
-    )
-    .expect("the exact meaning's scan test");
-    let mut bad = object.clone();
-    let imm = patch::imm(&bad, "classifier", state_test).unwrap();
-    patch::set_imm(&mut bad, "classifier", state_test, imm ^ 1).unwrap();
+    let state_test = entry
+        .find(constants[1]..end, patch::code::JEQ_IMM, None)
+        .expect("the exact meaning's scan test");
+    let bad = entry.with_imm(state_test, entry.imm(state_test) ^ 1);
     match validate_stream(&program, &bad, &map) {
         Err(ValidationError::StreamFormula { fin: true, .. }) => {}
         other => panic!("exact meaning: expected a formula error at FIN, got {other:?}"),
@@ -377,9 +309,9 @@ fn a_wrong_len_constant_and_a_swapped_operand_are_caught() {
     // `if r9 < r1` (JLT with registers) becomes `if r1 < r9`.
     const JLT_REG: u8 = 0xad;
     let jlt = (constants[0]..end)
-        .find(|&s| patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == JLT_REG))
+        .find(|&s| entry.slot(s)[0] == JLT_REG)
         .expect("the comparison");
-    let at = patch::slot_offset(&object, "classifier", jlt).unwrap();
+    let at = patch::slot_offset(&object, entry.name, jlt).unwrap();
     let mut bad = object.clone();
     let regs = bad[at + 1];
     bad[at + 1] = regs.rotate_left(4);
@@ -398,23 +330,23 @@ fn a_wrong_len_constant_and_a_swapped_operand_are_caught() {
 /// branch named.
 #[test]
 fn a_signed_stream_offset_test_is_caught_in_the_tail() {
-    let (program, object, map) = compiled("printable16");
+    let (program, object, map) = stream_seed("printable16");
     let pass = &map.passes[0];
-    let end = patch::find(
-        &object,
-        "classifier",
-        pass.setup_start..map.formula_start,
-        patch::code::LD_IMM64,
-        Some(16),
-    )
-    .expect("the window end");
+    let entry = Section::entry(&object);
+    let end = entry
+        .find(
+            pass.setup_start..map.formula_start,
+            patch::code::LD_IMM64,
+            Some(16),
+        )
+        .expect("the window end");
     // The comparison after it: `if r1 >= r4` (JGE with registers).
     const JGE_REG: u8 = 0x3d;
     const JSGE_REG: u8 = 0x7d;
     let jge = (end..map.formula_start)
-        .find(|&s| patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == JGE_REG))
+        .find(|&s| entry.slot(s)[0] == JGE_REG)
         .expect("the comparison with the window end");
-    let at = patch::slot_offset(&object, "classifier", jge).unwrap();
+    let at = patch::slot_offset(&object, entry.name, jge).unwrap();
     let mut bad = object.clone();
     bad[at] = JSGE_REG;
     let parsed = lagic_validate::Object::parse(&bad).unwrap();
@@ -435,16 +367,16 @@ fn a_signed_stream_offset_test_is_caught_in_the_tail() {
 /// check names the scan and the state.
 #[test]
 fn a_pass_that_ignores_the_carried_state_is_caught() {
-    let (program, object, map) = compiled("printable16");
+    let (program, object, map) = stream_seed("printable16");
     let pass = &map.passes[0];
+    let entry = Section::entry(&object);
     let load = (pass.setup_start..map.formula_start)
         .find(|&s| {
-            patch::slot_bytes(&object, "classifier", s).is_ok_and(|b| b[0] == patch::code::LDXW)
-                && patch::off(&object, "classifier", s) == Ok(40)
+            entry.slot(s)[0] == patch::code::LDXW && patch::off(&object, entry.name, s) == Ok(40)
         })
         .expect("the load of the carried state");
     let mut bad = object.clone();
-    patch::set_off(&mut bad, "classifier", load, 44).unwrap();
+    patch::set_off(&mut bad, entry.name, load, 44).unwrap();
     match validate_stream(&program, &bad, &map) {
         Err(e @ ValidationError::Walk { .. }) => {
             let shown = e.to_string();

@@ -70,28 +70,39 @@ fn a_block_list_runs_from_tables_and_validates() {
     );
 }
 
-#[test]
-fn a_wrong_table_entry_is_caught() {
-    let c = block_list(&WORDS);
-    let at = rodata(&c);
-    let Machine::Dfa(dfa) = &c.program.scans[0].machine else {
-        panic!("a DFA");
-    };
-    // State 0 on 'h' goes somewhere else than state 0: point it back to 0.
-    assert_ne!(dfa.next[0][usize::from(b'h')], 0);
+/// The object with the table entry of state 0 on `h` (the entries follow
+/// the 256 two-byte byte classes) set to `value`.
+fn with_entry_of_0_on_h(c: &support::Compiled, value: u16) -> Vec<u8> {
+    let at = rodata(c);
     let class = u16::from_le_bytes([c.object[at + 2 * 0x68], c.object[at + 2 * 0x68 + 1]]);
     let entry = at + 512 + usize::from(class);
     let mut bad = c.object.clone();
-    bad[entry] = 0;
-    bad[entry + 1] = 0;
-    let e = lagic_validate::validate(&c.program, &bad, &c.map).unwrap_err();
-    match &e {
+    bad[entry..entry + 2].copy_from_slice(&value.to_le_bytes());
+    bad
+}
+
+/// `e` is the step check's, for state 0 on `h` or `H`.
+fn assert_step_error_of_0_on_h(e: &ValidationError) {
+    match e {
         ValidationError::Step { state, byte, .. } => {
             assert_eq!(state, "0", "{e}");
             assert!(*byte == b'h' || *byte == b'H', "{e}");
         }
         other => panic!("not a step error: {other}"),
     }
+}
+
+#[test]
+fn a_wrong_table_entry_is_caught() {
+    let c = block_list(&WORDS);
+    let Machine::Dfa(dfa) = &c.program.scans[0].machine else {
+        panic!("a DFA");
+    };
+    // State 0 on 'h' goes somewhere else than state 0: point it back to 0.
+    assert_ne!(dfa.next[0][usize::from(b'h')], 0);
+    let bad = with_entry_of_0_on_h(&c, 0);
+    let e = lagic_validate::validate(&c.program, &bad, &c.map).unwrap_err();
+    assert_step_error_of_0_on_h(&e);
 }
 
 #[test]
@@ -116,15 +127,10 @@ fn a_state_beyond_the_table_is_caught() {
     // An entry naming a state the table does not hold: the step leaves a
     // value in the state register that is no state, named as such.
     let c = block_list(&WORDS);
-    let at = rodata(&c);
     let Machine::Dfa(dfa) = &c.program.scans[0].machine else {
         panic!("a DFA");
     };
-    let class = u16::from_le_bytes([c.object[at + 2 * 0x68], c.object[at + 2 * 0x68 + 1]]);
-    let entry = at + 512 + usize::from(class);
-    let mut bad = c.object.clone();
-    let beyond = (dfa.next.len() as u16 + 3).to_le_bytes();
-    bad[entry..entry + 2].copy_from_slice(&beyond);
+    let bad = with_entry_of_0_on_h(&c, dfa.next.len() as u16 + 3);
     let e = lagic_validate::validate(&c.program, &bad, &c.map).unwrap_err();
     assert!(matches!(e, ValidationError::Step { .. }), "{e}");
 }
@@ -135,26 +141,15 @@ fn an_entry_inside_a_row_is_caught() {
     // An offset into the middle of a row reads a valid table entry on the
     // next step, but is no state: the step check names it.
     let c = block_list(&WORDS);
-    let at = rodata(&c);
     let Some(emit_bpf::codemap::StateEncoding::Dfa { scale, .. }) =
         c.map.passes.first().map(|p| p.machines[0].encoding.clone())
     else {
         panic!("a table pass with a DFA encoding");
     };
     assert!(scale > 2, "premultiplied states, scale {scale}");
-    let class = u16::from_le_bytes([c.object[at + 2 * 0x68], c.object[at + 2 * 0x68 + 1]]);
-    let entry = at + 512 + usize::from(class);
-    let mut bad = c.object.clone();
-    let inside = (scale as u16 + 2).to_le_bytes();
-    bad[entry..entry + 2].copy_from_slice(&inside);
+    let bad = with_entry_of_0_on_h(&c, scale as u16 + 2);
     let e = lagic_validate::validate(&c.program, &bad, &c.map).unwrap_err();
-    match &e {
-        ValidationError::Step { state, byte, .. } => {
-            assert_eq!(state, "0", "{e}");
-            assert!(*byte == b'h' || *byte == b'H', "{e}");
-        }
-        other => panic!("not a step error: {other}"),
-    }
+    assert_step_error_of_0_on_h(&e);
 }
 
 #[test]

@@ -7,9 +7,9 @@
 
 mod support;
 
-use lagic_validate::isa::{self, Insn};
+use lagic_validate::isa::Insn;
 use lagic_validate::walk::{self, Mode, Stats};
-use lagic_validate::{patch, prefilter, Object, ValidationError};
+use lagic_validate::{prefilter, Object, ValidationError};
 use predicate_ir::arbitrary::arb_spec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -102,41 +102,6 @@ fn random_specs_are_proven_by_classes() {
         .unwrap();
 }
 
-/// Slots of `section` in `range` worth changing: an immediate of an ALU
-/// operation, a conditional jump's immediate or offset.
-fn mutations(object: &[u8], section: &str, range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for slot in range {
-        let Ok(bytes) = patch::slot_bytes(object, section, slot) else {
-            continue;
-        };
-        let code = bytes[0];
-        let class = code & 7;
-        let uses_imm = code & 0x08 == 0; // BPF_K
-        let is_alu = class == isa::class::ALU || class == isa::class::ALU64;
-        let is_jmp = (class == isa::class::JMP || class == isa::class::JMP32)
-            && !matches!(code >> 4, 0x0 | 0x8 | 0x9); // not ja, call, exit
-        if !(is_alu || is_jmp) {
-            continue;
-        }
-        let imm = patch::imm(object, section, slot).unwrap();
-        if uses_imm {
-            for d in [-1, 1] {
-                let mut m = object.to_vec();
-                patch::set_imm(&mut m, section, slot, imm.wrapping_add(d)).unwrap();
-                out.push(m);
-            }
-        }
-        if is_jmp {
-            let off = patch::off(object, section, slot).unwrap();
-            let mut m = object.to_vec();
-            patch::set_off(&mut m, section, slot, off.wrapping_add(1)).unwrap();
-            out.push(m);
-        }
-    }
-    out
-}
-
 fn differential(name: &str, c: support::Compiled) {
     let parsed = stepped(&c, &c.object).unwrap();
     let pass = &c.map.passes[0];
@@ -145,7 +110,7 @@ fn differential(name: &str, c: support::Compiled) {
     for s in &pass.steps {
         in_step[s.start..s.end].iter_mut().for_each(|x| *x = true);
     }
-    let mut mutants = mutations(
+    let mut mutants = support::mutations(
         &c.object,
         "classifier",
         pass.setup_start..c.map.formula_start,
@@ -155,26 +120,12 @@ fn differential(name: &str, c: support::Compiled) {
         if matches!(parsed.callbacks[0].insns[slot], Insn::Wide) {
             continue;
         }
-        mutants.extend(mutations(&c.object, ".text", slot..slot + 1));
+        mutants.extend(support::mutations(&c.object, ".text", slot..slot + 1));
     }
     assert!(mutants.len() > 20, "{name}: {} mutants", mutants.len());
     let (_, checked) = lagic_validate::step::check(&c.program, &parsed, &c.map).unwrap();
-    let (mut rejected, mut accepted) = (0, 0);
-    for m in &mutants {
-        let fast = walk_with(&c, m, Mode::Classes, &checked);
-        let slow = walk_with(&c, m, Mode::OneByOne, &checked);
-        assert_eq!(
-            fast.is_ok(),
-            slow.is_ok(),
-            "{name}: by classes {fast:?}, one by one {slow:?}"
-        );
-        if fast.is_ok() {
-            accepted += 1;
-        } else {
-            rejected += 1;
-        }
-    }
-    eprintln!("{name}: {rejected} mutants rejected, {accepted} accepted by both");
+    let (rejected, _) =
+        support::classes_agree_on(name, &mutants, |m, mode| walk_with(&c, m, mode, &checked));
     assert!(rejected > 0);
 }
 

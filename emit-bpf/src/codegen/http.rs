@@ -50,7 +50,7 @@
 
 use predicate_ir::http_frame::HttpFrame;
 use predicate_ir::http_view::MAX_HEADER_BLOCK;
-use predicate_ir::{ByteClass, Cmp, Formula, HttpProgram, Machine, Program, ScanId, StreamProgram};
+use predicate_ir::{Cmp, Formula, HttpProgram, Machine, Program, ScanId, StreamProgram};
 
 use super::asm::{Asm, Label};
 use super::formula::{AtomStub, StubOffset};
@@ -666,37 +666,7 @@ fn emit_dfa_step_bisected(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
     dispatch(a, reg, &live, done);
     for &(s, label) in &live {
         a.bind(label);
-        let row = &next[s as usize];
-        // Bytes grouped by target; the most common target is the fall-through.
-        let mut targets: Vec<(u32, Vec<u8>)> = Vec::new();
-        for b in 0..=255u8 {
-            let t = row[usize::from(b)];
-            match targets.iter_mut().find(|(tt, _)| *tt == t) {
-                Some((_, bytes)) => bytes.push(b),
-                None => targets.push((t, vec![b])),
-            }
-        }
-        let default = targets
-            .iter()
-            .max_by_key(|(t, bytes)| (bytes.len(), *t == s))
-            .map_or(s, |(t, _)| *t);
-        let mut set = Vec::new();
-        for (t, bytes) in &targets {
-            if *t != default {
-                let l = a.label();
-                scan::emit_class_test(a, BYTE, &ByteClass::from_bytes(bytes.iter().copied()), l);
-                set.push((*t, l));
-            }
-        }
-        if default != s {
-            a.emit(Insn::mov64_imm(reg, default as i32));
-        }
-        a.ja(done);
-        for (t, l) in set {
-            a.bind(l);
-            a.emit(Insn::mov64_imm(reg, t as i32));
-            a.ja(done);
-        }
+        scan::emit_dfa_row(a, &next[s as usize], s, reg, done);
     }
     a.bind(done);
 }

@@ -34,8 +34,8 @@ use predicate_ir::{ByteClass, Machine, Program};
 
 use super::asm::{Asm, Label};
 use super::scan::{
-    emit_class_test, emit_depth_step, final_state_offset, needs_blur, regs_needed, slot_layout,
-    PassGroup, StepMark, MACHINE_REG_FILE,
+    emit_blur, emit_class_test, emit_depth_step, final_state_offset, needs_blur, regs_needed,
+    slot_layout, PassGroup, StepMark, MACHINE_REG_FILE,
 };
 use super::{frame, CodegenError, Verdicts, MAX_FRAME};
 use crate::insn::*;
@@ -277,14 +277,7 @@ fn emit_byte(
     let layout = slot_layout(program, group);
     let blur = needs_blur(program, group);
     for (machine_index, (&id, &slot)) in group.scans.iter().zip(&layout).enumerate() {
-        let (start, end) = (a.label(), a.label());
-        marks.push(StepMark {
-            machine: machine_index,
-            offset: offset as u16,
-            start,
-            end,
-        });
-        a.bind(start);
+        let end = StepMark::open(a, marks, machine_index, offset as u16);
         a.emit(Insn::load(Size::B, BYTE, WINDOW_PTR, offset));
         let machine = &program.scans[id].machine;
         match machine {
@@ -297,9 +290,7 @@ fn emit_byte(
             ),
         }
         if blur {
-            for reg in &MACHINE_REG_FILE[slot..slot + regs_needed(machine)] {
-                a.emit(Insn::alu32_reg(AluOp::Xor, *reg, OPAQUE));
-            }
+            emit_blur(a, machine, slot);
         }
         a.bind(end);
     }

@@ -306,13 +306,7 @@ pub(crate) fn emit_pass_call(
     }
     a.emit(Insn::store_reg(Size::W, R10, frame::CTX + ctx::STATUS, R1));
 
-    a.emit(Insn::load(
-        Size::H,
-        R7,
-        R10,
-        frame::CTX + ctx::PAYLOAD_START,
-    ));
-    a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
+    emit_load_payload_bounds(a);
     let results = a.label();
     let window = group.window;
     // An empty window (start >= n) leaves every machine in its initial state.
@@ -457,14 +451,7 @@ fn emit_byte(
     let blur = needs_blur(program, group);
     let alone = group.scans.len() == 1;
     for (machine_index, (&id, &slot)) in group.scans.iter().zip(&layout).enumerate() {
-        let (start, end) = (a.label(), a.label());
-        marks.push(StepMark {
-            machine: machine_index,
-            offset: offset as u16,
-            start,
-            end,
-        });
-        a.bind(start);
+        let end = StepMark::open(a, marks, machine_index, offset as u16);
         let machine = &program.scans[id].machine;
         if let Some(layout) = &group.table {
             let reg = MACHINE_REG_FILE[slot];
@@ -493,12 +480,8 @@ fn emit_byte(
                 MACHINE_REG_FILE[slot + 1],
             ),
         }
-        // Blur the new state for the verifier (see `OPAQUE`): after this,
-        // every path through the step looks alike and prunes into one.
         if blur {
-            for reg in &MACHINE_REG_FILE[slot..slot + regs_needed(machine)] {
-                a.emit(Insn::alu32_reg(AluOp::Xor, *reg, OPAQUE));
-            }
+            emit_blur(a, machine, slot);
         }
         a.bind(end);
     }
@@ -511,6 +494,37 @@ pub(crate) struct StepMark {
     pub offset: u16,
     pub start: Label,
     pub end: Label,
+}
+
+impl StepMark {
+    /// Starts the step of machine `machine` on chunk byte `offset` here:
+    /// records its labels in `marks` and returns the end label, which the
+    /// caller binds after the step.
+    pub(crate) fn open(
+        a: &mut Asm,
+        marks: &mut Vec<StepMark>,
+        machine: usize,
+        offset: u16,
+    ) -> Label {
+        let (start, end) = (a.label(), a.label());
+        marks.push(StepMark {
+            machine,
+            offset,
+            start,
+            end,
+        });
+        a.bind(start);
+        end
+    }
+}
+
+/// Blurs the new state of `machine` (in the registers from `slot` on) for
+/// the verifier (see [`OPAQUE`]): after this, every path through the step
+/// looks alike and prunes into one.
+pub(crate) fn emit_blur(a: &mut Asm, machine: &Machine, slot: usize) {
+    for reg in &MACHINE_REG_FILE[slot..slot + regs_needed(machine)] {
+        a.emit(Insn::alu32_reg(AluOp::Xor, *reg, OPAQUE));
+    }
 }
 
 /// Instructions one byte costs (for choosing the chunk size).
@@ -885,6 +899,18 @@ fn store_slots(a: &mut Asm, slots: usize) {
     }
 }
 
+/// `r7` = the payload's start (a frame offset) and `r9` = its length, from
+/// the context the entry keeps in its stack frame.
+fn emit_load_payload_bounds(a: &mut Asm) {
+    a.emit(Insn::load(
+        Size::H,
+        R7,
+        R10,
+        frame::CTX + ctx::PAYLOAD_START,
+    ));
+    a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
+}
+
 fn load_slots(a: &mut Asm, slots: usize) {
     for (slot, &reg) in MACHINE_REG_FILE.iter().enumerate().take(slots) {
         a.emit(Insn::load(Size::W, reg, CTX, ctx::SLOTS + 8 * slot as i16));
@@ -933,41 +959,47 @@ pub(crate) fn emit_dfa_step(a: &mut Asm, next: &[[u32; 256]], reg: Register) {
     a.ja(done);
     for (i, &s) in live.iter().enumerate() {
         a.bind(state_labels[i]);
-        let row = &next[s as usize];
-        // Group bytes by target; the most common target is the fall-through.
-        let mut targets: Vec<(u32, Vec<u8>)> = Vec::new();
-        for b in 0..=255u8 {
-            let t = row[usize::from(b)];
-            match targets.iter_mut().find(|(tt, _)| *tt == t) {
-                Some((_, bytes)) => bytes.push(b),
-                None => targets.push((t, vec![b])),
-            }
-        }
-        let default = targets
-            .iter()
-            .max_by_key(|(t, bytes)| (bytes.len(), *t == s))
-            .map(|(t, _)| *t)
-            .unwrap_or(s);
-        let mut set_labels = Vec::new();
-        for (t, bytes) in &targets {
-            if *t == default {
-                continue;
-            }
-            let l = a.label();
-            emit_class_test(a, BYTE, &ByteClass::from_bytes(bytes.iter().copied()), l);
-            set_labels.push((*t, l));
-        }
-        if default != s {
-            a.emit(Insn::mov64_imm(reg, default as i32));
-        }
-        a.ja(done);
-        for (t, l) in set_labels {
-            a.bind(l);
-            a.emit(Insn::mov64_imm(reg, t as i32));
-            a.ja(done);
-        }
+        emit_dfa_row(a, &next[s as usize], s, reg, done);
     }
     a.bind(done);
+}
+
+/// The code of one DFA state `s` (its `row` of targets) on the byte in
+/// [`BYTE`], the state in `reg`: the bytes are grouped by target and the
+/// commonest target (the state itself on a tie) is the fall-through; each
+/// other target is set behind its byte-class test. Every path ends at
+/// `done`.
+pub(crate) fn emit_dfa_row(a: &mut Asm, row: &[u32; 256], s: u32, reg: Register, done: Label) {
+    let mut targets: Vec<(u32, Vec<u8>)> = Vec::new();
+    for b in 0..=255u8 {
+        let t = row[usize::from(b)];
+        match targets.iter_mut().find(|(tt, _)| *tt == t) {
+            Some((_, bytes)) => bytes.push(b),
+            None => targets.push((t, vec![b])),
+        }
+    }
+    let default = targets
+        .iter()
+        .max_by_key(|(t, bytes)| (bytes.len(), *t == s))
+        .map_or(s, |(t, _)| *t);
+    let mut set_labels = Vec::new();
+    for (t, bytes) in &targets {
+        if *t == default {
+            continue;
+        }
+        let l = a.label();
+        emit_class_test(a, BYTE, &ByteClass::from_bytes(bytes.iter().copied()), l);
+        set_labels.push((*t, l));
+    }
+    if default != s {
+        a.emit(Insn::mov64_imm(reg, default as i32));
+    }
+    a.ja(done);
+    for (t, l) in set_labels {
+        a.bind(l);
+        a.emit(Insn::mov64_imm(reg, t as i32));
+        a.ja(done);
+    }
 }
 
 /// One depth-counter step on the byte in r8 (the order of docs/spec-format.md:
@@ -999,26 +1031,7 @@ pub(crate) fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mo
     }
     special.sort_unstable();
     special.dedup();
-    let rest = a.label();
-    if let (Some(&lowest), Some(&highest)) = (special.first(), special.last()) {
-        if lowest > 0 {
-            a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(lowest), done);
-        }
-        // The widest gap between two special bytes, if it is worth a test.
-        if let Some((below, above)) = special
-            .windows(2)
-            .map(|w| (w[0], w[1]))
-            .max_by_key(|&(x, y)| y - x)
-            .filter(|&(x, y)| y - x > 8)
-        {
-            a.jmp_imm(JmpCond::Jle, BYTE, i32::from(below), rest);
-            a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(above), done);
-        }
-        if highest < 255 {
-            a.jmp_imm(JmpCond::Jgt, BYTE, i32::from(highest), done);
-        }
-    }
-    a.bind(rest);
+    emit_special_exits(a, &special, done);
     if c.strings {
         a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(QUOTE), open_string);
     }
@@ -1027,29 +1040,7 @@ pub(crate) fn emit_depth_step(a: &mut Asm, c: &DepthCounter, depth: Register, mo
     a.ja(done);
 
     a.bind(not_code);
-    if c.strings {
-        let not_str = a.label();
-        let escape = a.label();
-        a.jmp_imm(JmpCond::Jne, mode, DEPTH_STR, not_str);
-        a.jmp_imm(JmpCond::Jeq, BYTE, i32::from(BACKSLASH), escape);
-        a.jmp_imm(JmpCond::Jne, BYTE, i32::from(QUOTE), done);
-        a.emit(Insn::mov64_imm(mode, DEPTH_CODE));
-        a.ja(done);
-        a.bind(escape);
-        a.emit(Insn::mov64_imm(mode, DEPTH_STR_ESCAPE));
-        a.ja(done);
-        // After a backslash this byte is escaped, back to the string; the
-        // failed sink stays.
-        a.bind(not_str);
-        a.jmp_imm(JmpCond::Jeq, mode, DEPTH_FAILED, done);
-        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
-        a.ja(done);
-        a.bind(open_string);
-        a.emit(Insn::mov64_imm(mode, DEPTH_STR));
-        a.ja(done);
-    } else {
-        a.ja(done); // the only other mode is the failed sink
-    }
+    emit_depth_not_code(a, c, mode, open_string, done);
 
     a.bind(open);
     a.emit(Insn::alu64_imm(AluOp::Add, depth, 1));
@@ -1098,7 +1089,6 @@ fn emit_depth_step_alone(a: &mut Asm, c: &DepthCounter, depth: Register, mode: R
         .collect();
     special.sort_unstable();
     special.dedup();
-    let rest = a.label();
     if let Some((base, mask)) = bit_cube(&special) {
         // r8 - base has no bit outside `mask` for exactly the cube's bytes
         // (below `base` it wraps to a 64-bit value with high bits set).
@@ -1115,30 +1105,71 @@ fn emit_depth_step_alone(a: &mut Asm, c: &DepthCounter, depth: Register, mode: R
         emit_class_test(a, BYTE, &shifted(&c.close), close);
         a.ja(done);
     } else {
-        if let (Some(&lowest), Some(&highest)) = (special.first(), special.last()) {
-            if lowest > 0 {
-                a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(lowest), done);
-            }
-            if let Some((below, above)) = special
-                .windows(2)
-                .map(|w| (w[0], w[1]))
-                .max_by_key(|&(x, y)| y - x)
-                .filter(|&(x, y)| y - x > 8)
-            {
-                a.jmp_imm(JmpCond::Jle, BYTE, i32::from(below), rest);
-                a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(above), done);
-            }
-            if highest < 255 {
-                a.jmp_imm(JmpCond::Jgt, BYTE, i32::from(highest), done);
-            }
-        }
-        a.bind(rest);
+        emit_special_exits(a, &special, done);
         emit_class_test(a, BYTE, &c.open, open);
         emit_class_test(a, BYTE, &c.close, close);
         a.ja(done);
     }
 
     a.bind(not_code);
+    emit_depth_not_code(a, c, mode, open_string, done);
+
+    let blur_open = a.label();
+    a.bind(open);
+    a.emit(Insn::alu64_imm(AluOp::Add, depth, 1));
+    a.jmp_imm(JmpCond::Jle, depth, c.max as i32, blur_open);
+    a.emit(Insn::mov64_imm(mode, DEPTH_FAILED));
+    a.bind(blur_open);
+    a.emit(Insn::alu32_reg(AluOp::Xor, depth, OPAQUE));
+    a.ja(done);
+    // Last, so that it falls through to `done`.
+    let blur_close = a.label();
+    a.bind(close);
+    a.jmp_imm(JmpCond::Jeq, depth, 0, blur_close);
+    a.emit(Insn::alu64_imm(AluOp::Sub, depth, 1));
+    a.bind(blur_close);
+    a.emit(Insn::alu32_reg(AluOp::Xor, depth, OPAQUE));
+    a.bind(done);
+}
+
+/// A depth step's way past the bytes that do nothing in code mode: jumps
+/// to `done` for a byte below the lowest of `special` (sorted, no
+/// repeats), above the highest, or inside the widest gap between two of
+/// them when it is more than 8 wide; any other byte falls through.
+fn emit_special_exits(a: &mut Asm, special: &[u8], done: Label) {
+    let rest = a.label();
+    if let (Some(&lowest), Some(&highest)) = (special.first(), special.last()) {
+        if lowest > 0 {
+            a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(lowest), done);
+        }
+        if let Some((below, above)) = special
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .max_by_key(|&(x, y)| y - x)
+            .filter(|&(x, y)| y - x > 8)
+        {
+            a.jmp_imm(JmpCond::Jle, BYTE, i32::from(below), rest);
+            a.jmp_imm(JmpCond::Jlt, BYTE, i32::from(above), done);
+        }
+        if highest < 255 {
+            a.jmp_imm(JmpCond::Jgt, BYTE, i32::from(highest), done);
+        }
+    }
+    a.bind(rest);
+}
+
+/// A depth step's code for the modes other than code (where the mode
+/// test jumps when not in code mode; the caller binds it): in a string, a backslash escapes the next byte and
+/// a quote ends it; an escaped byte returns to the string; the failed sink
+/// stays. `open_string` (a quote in code mode) enters the string. Every
+/// path ends at `done`.
+fn emit_depth_not_code(
+    a: &mut Asm,
+    c: &DepthCounter,
+    mode: Register,
+    open_string: Label,
+    done: Label,
+) {
     if c.strings {
         let not_str = a.label();
         let escape = a.label();
@@ -1162,23 +1193,6 @@ fn emit_depth_step_alone(a: &mut Asm, c: &DepthCounter, depth: Register, mode: R
     } else {
         a.ja(done); // the only other mode is the failed sink
     }
-
-    let blur_open = a.label();
-    a.bind(open);
-    a.emit(Insn::alu64_imm(AluOp::Add, depth, 1));
-    a.jmp_imm(JmpCond::Jle, depth, c.max as i32, blur_open);
-    a.emit(Insn::mov64_imm(mode, DEPTH_FAILED));
-    a.bind(blur_open);
-    a.emit(Insn::alu32_reg(AluOp::Xor, depth, OPAQUE));
-    a.ja(done);
-    // Last, so that it falls through to `done`.
-    let blur_close = a.label();
-    a.bind(close);
-    a.jmp_imm(JmpCond::Jeq, depth, 0, blur_close);
-    a.emit(Insn::alu64_imm(AluOp::Sub, depth, 1));
-    a.bind(blur_close);
-    a.emit(Insn::alu32_reg(AluOp::Xor, depth, OPAQUE));
-    a.bind(done);
 }
 
 /// `(base, mask)` when `bytes` (sorted, at least two) are exactly
@@ -1232,13 +1246,7 @@ pub(crate) fn emit_stream_pass_call(
     a.emit(Insn::store_reg(Size::W, R10, frame::CTX + ctx::STATUS, R2));
 
     let results = a.label();
-    a.emit(Insn::load(
-        Size::H,
-        R7,
-        R10,
-        frame::CTX + ctx::PAYLOAD_START,
-    ));
-    a.emit(Insn::load(Size::H, R9, R10, frame::CTX + ctx::PAYLOAD_LEN));
+    emit_load_payload_bounds(a);
     a.emit(Insn::load(Size::DW, R1, R10, sframe::STREAM_OFFSET));
     let window = group.window;
     // r3 = payload offset of the first byte to walk.

@@ -29,12 +29,11 @@
 //! class's lengths one by one, so a failure is reported with its length.
 
 use emit_bpf::codemap::{InlineMap, StepRange};
-use predicate_ir::{Machine, Program};
+use predicate_ir::Program;
 
 use crate::isa::Insn;
 use crate::object::Object;
-use crate::step::{encode, state_regs};
-use crate::vm::{Regs, Snapshot, Vm};
+use crate::vm::{Snapshot, Vm};
 use crate::walk::classes::{self, Class, Fail, Lin, Mem, Region};
 
 /// What a class run of one inline pass needs.
@@ -89,23 +88,7 @@ pub(super) fn check_class(inp: &Inputs<'_>, vm: &mut Vm<'_>, class: Class) -> Re
     let first = inp.payload_start + u64::from(pass.window.start);
     let mut read = vec![0u64; pass.machines.len()];
     // What each state register must hold when its machine's next step starts.
-    let mut held: Vec<Vec<(u8, u64)>> = pass
-        .machines
-        .iter()
-        .map(|mm| {
-            let mut init = Regs::default();
-            encode(
-                &inp.program.scans[mm.scan].machine,
-                &mm.encoding,
-                Machine::INITIAL,
-                &mut init,
-            );
-            state_regs(&mm.encoding)
-                .into_iter()
-                .map(|r| (r, init.get(r).unwrap_or(u64::MAX)))
-                .collect()
-        })
-        .collect();
+    let mut held = super::initial_held(inp.program, pass);
     let skb = regs[6];
     let insns = &inp.object.entry.insns;
     let mut pc = pass.start;

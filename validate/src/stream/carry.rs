@@ -56,7 +56,7 @@ impl Segment<'_> {
     ) -> Result<(Vec<u64>, Vec<u32>), String> {
         // A segment without new bytes is judged only with its FIN.
         let mut vm = probe::vm(self.object, stream_offset, payload, payload.is_empty());
-        let (mut regs, r10) = probe::start(&mut vm);
+        let (mut regs, r10) = vm.entry_start();
         let stop = vm
             .exec(Func::Entry, 0, &mut regs, &[self.pass.setup_start])
             .map_err(|e| e.to_string())?;

@@ -33,15 +33,12 @@ use emit_bpf::decision::Reason;
 use predicate_ir::{Formula, StreamProgram};
 
 use super::probe;
-use crate::formula::evaluate_stream;
+use crate::formula::{combinations, evaluate_stream, poke_final_states, scan_cases};
 use crate::object::Object;
-use crate::step::reachable;
 use crate::vm::{self, Func, Stop};
-use crate::walk::final_value;
+use crate::walk::{run_to, Reached};
 use crate::watch::{self, WatchState};
 use crate::ValidationError;
-
-const MAX_EXHAUSTIVE_SCANS: usize = 10;
 
 /// The segment's fate the formulas decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,46 +103,8 @@ pub fn check(
     map: &CodeMap,
 ) -> Result<u64, ValidationError> {
     let ir = &program.program;
-    // Per scan: machine, encoding, reachable states, a rejecting and an
-    // accepting one.
-    let mut scans = Vec::new();
-    for (k, scan) in ir.scans.iter().enumerate() {
-        let enc = map
-            .passes
-            .iter()
-            .flat_map(|p| &p.machines)
-            .find(|m| m.scan == k)
-            .map(|m| m.encoding.clone())
-            .ok_or_else(|| ValidationError::Map(format!("scan {k} is in no pass")))?;
-        let states = reachable(&scan.machine);
-        let acc = states.iter().copied().find(|&s| scan.machine.accepts(s));
-        let rej = states.iter().copied().find(|&s| !scan.machine.accepts(s));
-        scans.push((&scan.machine, enc, states, [rej, acc]));
-    }
-    let m = scans.len();
-    let rep = |k: usize, accept: bool| scans[k].3[usize::from(accept)];
-    let mut combos: Vec<Vec<Option<u32>>> = Vec::new();
-    if m <= MAX_EXHAUSTIVE_SCANS {
-        for bits in 0u32..(1 << m) {
-            combos.push((0..m).map(|k| rep(k, bits >> k & 1 == 1)).collect());
-        }
-    } else {
-        for base in [false, true] {
-            combos.push((0..m).map(|k| rep(k, base)).collect());
-            for flip in 0..m {
-                combos.push((0..m).map(|k| rep(k, base != (k == flip))).collect());
-            }
-        }
-    }
-    for k in 0..m {
-        for &s in &scans[k].2 {
-            let mut c: Vec<Option<u32>> = (0..m).map(|j| rep(j, true).or(rep(j, false))).collect();
-            c[k] = Some(s);
-            combos.push(c);
-        }
-    }
-    // A result no reachable state gives cannot occur.
-    combos.retain(|c| c.iter().all(Option::is_some));
+    let scans = scan_cases(&ir.scans, map.passes.iter().flat_map(|p| &p.machines))?;
+    let combos = combinations(&scans);
 
     let mut ran = 0;
     for len in lengths(program) {
@@ -157,38 +116,20 @@ pub fn check(
             let n = usize::from(len > 0);
             let mut vm = probe::vm(object, len - n as u64, &b"a"[..n], fin);
             vm.intercept(vm::helper::LOOP);
-            let (mut regs, r10) = probe::start(&mut vm);
+            let (mut regs, r10) = vm.entry_start();
             let fin_shown = if fin { " with FIN" } else { "" };
-            let mut pc = 0;
-            loop {
-                match vm
-                    .exec(Func::Entry, pc, &mut regs, &[map.formula_start])
-                    .map_err(|error| ValidationError::Exec {
-                        during: format!("the run to the formula, stream length {len}{fin_shown}"),
-                        error,
-                    })? {
-                    Stop::At(_) => break,
-                    Stop::Helper { slot, args, .. } => {
-                        regs.set(0, args[0] as u32 as u64);
-                        for r in 1..=5 {
-                            regs.undefine(r);
-                        }
-                        pc = slot + 1;
-                    }
-                    Stop::Exit(r0) => {
-                        return Err(ValidationError::Map(format!(
-                        "the entry returns {r0} before the formula, stream length {len}{fin_shown}"
-                    )))
-                    }
-                }
+            let during = || format!("the run to the formula, stream length {len}{fin_shown}");
+            if let Reached::Exit(r0) = run_to(&mut vm, 0, &mut regs, map.formula_start, during)? {
+                return Err(ValidationError::Map(format!(
+                    "the entry returns {r0} before the formula, stream length {len}{fin_shown}"
+                )));
             }
             let at_formula = vm.snapshot(regs);
-            for combo in &combos {
-                let states: Vec<u32> = combo.iter().map(|s| s.expect("filtered")).collect();
+            for states in &combos {
                 let accepted: Vec<bool> = states
                     .iter()
                     .enumerate()
-                    .map(|(k, &s)| scans[k].0.accepts(s))
+                    .map(|(k, &s)| scans[k].machine.accepts(s))
                     .collect();
                 let meaning = evaluate_stream(&ir.formula, len, &accepted)?;
                 let complete = evaluate_stream(&program.complete, len, &accepted)?;
@@ -206,15 +147,7 @@ pub fn check(
                         ring_full,
                         ..WatchState::default()
                     };
-                    for (k, &s) in states.iter().enumerate() {
-                        let (machine, enc, ..) = &scans[k];
-                        let v = final_value(machine, enc, s);
-                        vm.poke(
-                            r10.wrapping_add(map.final_states[k] as i64 as u64),
-                            &v.to_le_bytes(),
-                        )
-                        .map_err(ValidationError::Map)?;
-                    }
+                    poke_final_states(&mut vm, r10, &map.final_states, &scans, states)?;
                     let got = vm
                         .exec(Func::Entry, map.formula_start, &mut regs, &[])
                         .map_err(|e| e.to_string())

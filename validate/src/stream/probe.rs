@@ -9,7 +9,7 @@
 
 use crate::frame;
 use crate::object::Object;
-use crate::vm::{self, helper, Regs, Skb, Vm};
+use crate::vm::{helper, Skb, Vm};
 
 /// Where the chosen stream length is kept for the lookup emulation (a
 /// helper emulation is a plain function).
@@ -42,15 +42,6 @@ pub(crate) fn vm<'o>(object: &'o Object, stream_len: u64, payload: &[u8], fin: b
 /// Sets the stream length so far of the flow the next lookup opens.
 pub(crate) fn set_stream_len(vm: &mut Vm<'_>, stream_len: u64) -> Result<(), String> {
     vm.poke(PROBE_BASE, &stream_len.to_le_bytes())
-}
-
-/// The entry's registers at its first instruction, and its `r10`.
-pub(crate) fn start(vm: &mut Vm<'_>) -> (Regs, u64) {
-    let r10 = vm.new_stack(0);
-    let mut regs = Regs::default();
-    regs.set(10, r10);
-    regs.set(1, vm::CTX_BASE);
-    (regs, r10)
 }
 
 /// `bpf_map_lookup_elem`: the counters as usual; the flow map's fresh

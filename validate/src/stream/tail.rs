@@ -83,7 +83,7 @@ pub fn check(object: &Object, map: &CodeMap, t: u64) -> Result<(), String> {
     let mut vm = probe::vm(object, t, &payload, false);
     vm.intercept(helper::MAP_LOOKUP_ELEM);
     vm.intercept(helper::LOOP);
-    let (mut regs, r10) = probe::start(&mut vm);
+    let (mut regs, r10) = vm.entry_start();
     // Run concretely to the flow lookup (the prologue calls no loop).
     let after_lookup = match vm
         .exec(Func::Entry, 0, &mut regs, &[])
@@ -94,10 +94,7 @@ pub fn check(object: &Object, map: &CodeMap, t: u64) -> Result<(), String> {
                 return Err("the first map lookup is not the flow map's".into());
             }
             let at = super::lookup_flow(&mut vm, args[1])?;
-            regs.set(0, at);
-            for r in 1..=5 {
-                regs.undefine(r);
-            }
+            regs.helper_returned(at);
             slot + 1
         }
         other => return Err(format!("the entry stops before the flow lookup: {other:?}")),

@@ -49,7 +49,7 @@ use super::probe;
 use crate::object::Object;
 use crate::vm::{self, Func, Stop};
 use crate::walk::classes::{self, Class, Fail};
-use crate::walk::{Stats, MAX_PAYLOAD};
+use crate::walk::{run_to, step_tables, Reached, Stats, MAX_PAYLOAD};
 use crate::ValidationError;
 
 /// Largest tail start ([`program_tail_start`]) checked exhaustively: every
@@ -184,7 +184,7 @@ pub fn check(
         let mut vm = probe::vm(object, 0, &payload, false);
         vm.intercept(vm::helper::LOOP);
         vm.intercept(vm::helper::MAP_LOOKUP_ELEM);
-        let (mut regs, r10) = probe::start(&mut vm);
+        let (mut regs, r10) = vm.entry_start();
         let (slot, args) = match vm.exec(Func::Entry, 0, &mut regs, &[]) {
             Ok(Stop::Helper { slot, id, args }) if id == vm::helper::MAP_LOOKUP_ELEM => {
                 (slot, args)
@@ -260,54 +260,19 @@ fn check_offset(
     let r10 = lookup.r10;
     probe::set_stream_len(vm, s).map_err(ValidationError::Map)?;
     let found = probe::lookup(vm, lookup.args).map_err(ValidationError::Map)?;
-    regs.set(0, found);
-    for r in 1..=5 {
-        regs.undefine(r);
-    }
-    let mut pc = lookup.slot + 1;
-    loop {
-        match vm
-            .exec(Func::Entry, pc, &mut regs, &[pass.setup_start])
-            .map_err(|error| ValidationError::Exec {
-                during: format!("the run to pass {p}'s setup at stream offset {s}"),
-                error,
-            })? {
-            Stop::At(_) => break,
-            Stop::Helper { slot, args, .. } => {
-                // An earlier pass: its loop treated as run to the end.
-                regs.set(0, args[0] as u32 as u64);
-                for r in 1..=5 {
-                    regs.undefine(r);
-                }
-                pc = slot + 1;
-            }
-            Stop::Exit(r0) => {
-                return Err(werr(
-                    MAX_PAYLOAD,
-                    format!("the entry returns {r0} before the pass's setup"),
-                ))
-            }
-        }
+    regs.helper_returned(found);
+    let during = || format!("the run to pass {p}'s setup at stream offset {s}");
+    if let Reached::Exit(r0) = run_to(vm, lookup.slot + 1, &mut regs, pass.setup_start, during)? {
+        return Err(werr(
+            MAX_PAYLOAD,
+            format!("the entry returns {r0} before the pass's setup"),
+        ));
     }
     let setup = vm.snapshot(regs);
     let flow_value = super::flow_value_bytes(vm).map_err(ValidationError::Map)?;
-    let payload_start = vm
-        .peek_u64(r10.wrapping_add(map.payload_start as i64 as u64), 2)
-        .map_err(|e| ValidationError::Map(format!("payload start slot: {e}")))?;
+    let payload_start = crate::walk::payload_start(vm, r10, map)?;
 
-    let callback = &object.callbacks[p];
-    let mut ranges = vec![None; callback.insns.len()];
-    let mut step_checked = vec![false; callback.insns.len()];
-    for r in &pass.steps {
-        if let Some(slot) = ranges.get_mut(r.start) {
-            *slot = Some((r.end, r.machine));
-        }
-    }
-    for &c in checked {
-        if let Some(x) = step_checked.get_mut(c) {
-            *x = true;
-        }
-    }
+    let (ranges, step_checked) = step_tables(pass, object.callbacks[p].insns.len(), checked);
     // The pass as a per-packet pass over the segment's part of the window.
     let mut shifted = pass.clone();
     shifted.window = payload_window(window, s);
