@@ -25,9 +25,9 @@ pub const COUNTERS_MAP: &str = "lagic_counters";
 /// Name of the decision-event ring buffer.
 pub const EVENTS_MAP: &str = "lagic_events";
 /// Slots of the counters map (reasons and the lost-event count). Objects
-/// of lagic before [`Reason::BadSyn`] have 16; readers take the map's own
-/// size.
-pub const COUNTER_SLOTS: u32 = 17;
+/// of lagic before [`Reason::BadSyn`] have 16, before
+/// [`Reason::PartialChecksum`] 17; readers take the map's own size.
+pub const COUNTER_SLOTS: u32 = 18;
 /// Counter slot of events lost to a full ring buffer.
 pub const LOST_EVENTS_SLOT: u32 = 14;
 /// Size of the ring buffer in bytes (a power of two, a multiple of the page size).
@@ -83,11 +83,17 @@ pub enum Reason {
     /// payload on a flow without state. Dropped. (The reference diode's
     /// `DropReason::BadSyn`.)
     BadSyn = 16,
+    /// Stream mode: a segment whose TCP checksum is left to be completed
+    /// after the diode (`CHECKSUM_PARTIAL`): whoever completes it writes
+    /// where the skb's `csum_start`/`csum_offset` say, which the sender
+    /// chose and the diode cannot read, so into bytes already judged.
+    /// Dropped (docs/stream.md, "Checksums left to offload").
+    PartialChecksum = 17,
 }
 
 impl Reason {
     /// Every reason, by value (14, [`LOST_EVENTS_SLOT`], is not one).
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Pass,
         Reason::Predicate,
         Reason::Malformed,
@@ -104,6 +110,7 @@ impl Reason {
         Reason::Evicted,
         Reason::TableFull,
         Reason::BadSyn,
+        Reason::PartialChecksum,
     ];
 
     /// The reason with value `v`.
@@ -130,6 +137,7 @@ impl Reason {
             Reason::Evicted => "evicted",
             Reason::TableFull => "table_full",
             Reason::BadSyn => "bad_syn",
+            Reason::PartialChecksum => "partial_checksum",
         }
     }
 }
@@ -555,5 +563,6 @@ mod tests {
         assert_eq!(Reason::from_u32(COUNTER_SLOTS), None);
         assert_eq!(Reason::TableFull.as_str(), "table_full");
         assert_eq!(Reason::BadSyn.as_str(), "bad_syn");
+        assert_eq!(Reason::PartialChecksum.as_str(), "partial_checksum");
     }
 }

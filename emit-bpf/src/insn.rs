@@ -772,6 +772,10 @@ pub mod helper {
     pub const BPF_FUNC_SKB_LOAD_BYTES: i32 = 26;
     /// `long bpf_skb_pull_data(skb, len)`.
     pub const BPF_FUNC_SKB_PULL_DATA: i32 = 39;
+    /// `long bpf_l4_csum_replace(skb, offset, from, to, flags)`.
+    pub const BPF_FUNC_L4_CSUM_REPLACE: i32 = 11;
+    /// `bpf_l4_csum_replace` flag: the change is to the pseudo header.
+    pub const BPF_F_PSEUDO_HDR: i32 = 0x10;
     /// `long bpf_loop(nr_loops, callback, ctx, flags)`.
     pub const BPF_FUNC_LOOP: i32 = 181;
 }

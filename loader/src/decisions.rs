@@ -121,6 +121,9 @@ pub struct Counters {
     /// payload, or another initial sequence number that cannot start a
     /// fresh flow there), dropped.
     pub bad_syn: u64,
+    /// Stream diodes: segments whose TCP checksum was left to be completed
+    /// after the diode (`CHECKSUM_PARTIAL`), dropped.
+    pub partial_checksum: u64,
     /// Drop events lost to a full ring buffer (their drops are counted).
     pub lost_events: u64,
 }
@@ -149,6 +152,7 @@ impl Counters {
             13 => &self.evicted,
             15 => &self.table_full,
             16 => &self.bad_syn,
+            17 => &self.partial_checksum,
             _ => &self.lost_events,
         }
     }
@@ -171,6 +175,7 @@ impl Counters {
             13 => &mut self.evicted,
             15 => &mut self.table_full,
             16 => &mut self.bad_syn,
+            17 => &mut self.partial_checksum,
             layout::LOST_EVENTS_SLOT => &mut self.lost_events,
             _ => return None,
         })
@@ -547,7 +552,8 @@ impl DiodeMaps {
     }
 
     /// The counters now, summed over CPUs. A diode of an older lagic has
-    /// fewer slots (no [`Reason::BadSyn`]): those it lacks read as 0.
+    /// fewer slots (no [`Reason::BadSyn`] or [`Reason::PartialChecksum`]):
+    /// those it lacks read as 0.
     pub fn counters(&self) -> Result<Counters, DecisionError> {
         let mut c = Counters::default();
         for slot in 0..layout::COUNTER_SLOTS.min(self.counters.len()) {

@@ -1,6 +1,6 @@
 //! A diode compiled before `bad_syn` (counter slot 16) existed has a counters
-//! map of 16 slots; `DiodeMaps::counters` must read it (the slots it lacks as
-//! 0) rather than fail on the missing slot, so `lagic status` and the
+//! map of 16 slots, one before `partial_checksum` (slot 17) 17;
+//! `DiodeMaps::counters` must read them (the slots they lack as 0) rather than fail on the missing slot, so `lagic status` and the
 //! dashboard keep working across the upgrade. Kernel test: skipped without
 //! BPF unless CI=true, where it fails.
 
@@ -33,7 +33,8 @@ fn counters_of_a_diode_with_the_older_sixteen_slots_read_back() {
         return;
     }
     assert_eq!(Reason::BadSyn as u32, 16);
-    for slots in [16, COUNTER_SLOTS] {
+    assert_eq!(Reason::PartialChecksum as u32, 17);
+    for slots in [16, 17, COUNTER_SLOTS] {
         let prog = LoadedProgram::from_object(&hateless_with_counter_slots(slots))
             .unwrap_or_else(|e| panic!("{slots} slots: {e}"));
         let maps = DiodeMaps::for_program(prog.fd()).unwrap();
@@ -48,6 +49,7 @@ fn counters_of_a_diode_with_the_older_sixteen_slots_read_back() {
         assert_eq!(c.get(Reason::Pass), 1, "{slots} slots: {c:?}");
         assert_eq!(c.get(Reason::Predicate), 2, "{slots} slots: {c:?}");
         assert_eq!(c.bad_syn, 0, "{slots} slots: {c:?}");
+        assert_eq!(c.partial_checksum, 0, "{slots} slots: {c:?}");
         assert_eq!(c.drops(), 2, "{slots} slots: {c:?}");
     }
 }

@@ -54,6 +54,8 @@ pub mod helper {
     pub const SKB_LOAD_BYTES: i32 = 26;
     /// `bpf_skb_pull_data`.
     pub const SKB_PULL_DATA: i32 = 39;
+    /// `bpf_l4_csum_replace`.
+    pub const L4_CSUM_REPLACE: i32 = 11;
     /// `bpf_ringbuf_output`.
     pub const RINGBUF_OUTPUT: i32 = 130;
     /// `bpf_ringbuf_reserve`.
@@ -73,6 +75,7 @@ pub mod helper {
             KTIME_GET_NS => "bpf_ktime_get_ns",
             SKB_LOAD_BYTES => "bpf_skb_load_bytes",
             SKB_PULL_DATA => "bpf_skb_pull_data",
+            L4_CSUM_REPLACE => "bpf_l4_csum_replace",
             RINGBUF_OUTPUT => "bpf_ringbuf_output",
             RINGBUF_RESERVE => "bpf_ringbuf_reserve",
             RINGBUF_SUBMIT => "bpf_ringbuf_submit",
@@ -269,6 +272,7 @@ pub struct Snapshot {
 const EINVAL: i64 = 22;
 const E2BIG: i64 = 7;
 const ENOMEM: i64 = 12;
+const EFAULT: i64 = 14;
 /// `bpf_loop`'s largest count (`BPF_MAX_LOOPS`).
 const MAX_LOOPS: u64 = 1 << 23;
 /// Call depth the kernel allows (`MAX_CALL_FRAMES`).
@@ -296,6 +300,7 @@ impl<'o> Vm<'o> {
         };
         vm.register_helper(helper::LOOP, emulate_loop);
         vm.register_helper(helper::SKB_PULL_DATA, emulate_pull);
+        vm.register_helper(helper::L4_CSUM_REPLACE, emulate_l4_csum_replace);
         crate::rodata::install(&mut vm);
         vm
     }
@@ -1002,6 +1007,40 @@ fn emulate_loop(vm: &mut Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
 }
 
 /// `long bpf_skb_pull_data(struct sk_buff *skb, u32 len)`.
+/// `bpf_l4_csum_replace` as the kernel does it on a `CHECKSUM_NONE` skb
+/// (what `BPF_PROG_TEST_RUN` and every probe packet is), for the one form
+/// the emitter uses: a difference (`from` 0, size 0) with
+/// `BPF_F_PSEUDO_HDR`, `field = csum_fold(diff + ~field)`. Packet
+/// pointers are invalidated, as by every helper that may move the data.
+fn emulate_l4_csum_replace(vm: &mut Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
+    const BPF_F_PSEUDO_HDR: u64 = 0x10;
+    let [skb_ptr, offset, from, diff, flags] = args;
+    if skb_ptr != CTX_BASE {
+        return Err("first argument is not the context".into());
+    }
+    if from != 0 || flags != BPF_F_PSEUDO_HDR {
+        return Err(format!(
+            "only a pseudo-header difference is modelled (from {from}, flags {flags:#x})"
+        ));
+    }
+    let skb = vm.skb.as_mut().ok_or("no packet set up")?;
+    let at = offset as u32 as usize;
+    if at + 2 > skb.linear.min(skb.frame.len()) {
+        return Ok((-EFAULT) as u64);
+    }
+    let field = u16::from_ne_bytes([skb.frame[at], skb.frame[at + 1]]);
+    let sum = u64::from(diff as u32) + u64::from(!u32::from(field));
+    let mut folded = (sum & 0xFFFF_FFFF) + (sum >> 32);
+    while folded > 0xFFFF {
+        folded = (folded & 0xFFFF) + (folded >> 16);
+    }
+    let new = !(folded as u16);
+    skb.frame[at..at + 2].copy_from_slice(&new.to_ne_bytes());
+    vm.packet_generation = (vm.packet_generation + 1) % 16;
+    vm.map_packet();
+    Ok(0)
+}
+
 fn emulate_pull(vm: &mut Vm<'_>, args: [u64; 5]) -> Result<u64, String> {
     let [skb_ptr, len, ..] = args;
     if skb_ptr != CTX_BASE {

@@ -432,45 +432,10 @@ impl Topology {
 /// a segment leaving `dev` in software, at the offset the skb names, as a host does before
 /// a device without offload (or a NIC inserts it where the offset says).
 pub fn disable_tx_checksum(ns: &str, dev: &str) {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
-    const ETHTOOL_STXCSUM: u32 = 0x17;
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
     let dev = dev.to_owned();
     in_netns(ns, move || {
-        let mut value = EthtoolValue {
-            cmd: ETHTOOL_STXCSUM,
-            data: 0,
-        };
-        // SAFETY: all-zero bytes are a valid ifreq.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        assert!(dev.len() < ifr.ifr_name.len(), "an interface name");
-        for (to, from) in ifr.ifr_name.iter_mut().zip(dev.bytes()) {
-            *to = from as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_data = (&raw mut value).cast();
-        // SAFETY: plain socket(2); the descriptor is owned at once.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        // SAFETY: a fresh descriptor nobody else owns.
-        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        // SAFETY: SIOCETHTOOL with an ifreq naming the device and pointing at `value`.
-        let rc = unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                SIOCETHTOOL,
-                &raw mut ifr,
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "ETHTOOL_STXCSUM off on {dev}: {}",
-            std::io::Error::last_os_error()
-        );
+        lagic_lab::offload::disable_tx_checksum(&dev)
+            .unwrap_or_else(|e| panic!("transmit checksum offload off on {dev}: {e}"));
     });
 }
 

@@ -208,6 +208,8 @@ pub(crate) struct Verdicts {
     pub table_full: Label,
     /// Stream mode: a SYN refused on an open flow (or with payload).
     pub bad_syn: Label,
+    /// Stream mode: a checksum left to be completed after the diode.
+    pub partial_checksum: Label,
 }
 
 impl Verdicts {
@@ -229,12 +231,13 @@ impl Verdicts {
             evicted: a.label(),
             table_full: a.label(),
             bad_syn: a.label(),
+            partial_checksum: a.label(),
         }
     }
 
     /// The drop labels of reasons other than the predicate's (the stream
     /// ones are unreachable, and so left out, in per-packet code).
-    fn drops(&self) -> [(Label, Reason); 14] {
+    fn drops(&self) -> [(Label, Reason); 15] {
         [
             (self.drop, Reason::Malformed),
             (self.vlan, Reason::Vlan),
@@ -250,6 +253,7 @@ impl Verdicts {
             (self.evicted, Reason::Evicted),
             (self.table_full, Reason::TableFull),
             (self.bad_syn, Reason::BadSyn),
+            (self.partial_checksum, Reason::PartialChecksum),
         ]
     }
 }

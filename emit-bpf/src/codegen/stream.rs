@@ -8,6 +8,12 @@
 //! `retain = 0` and `min_ttl =` [`MIN_TTL`] (docs/stream.md, "The kernel
 //! diode"), in this order:
 //!
+//! 0. a segment whose TCP checksum is left to be completed after the diode
+//!    (`CHECKSUM_PARTIAL`) is dropped (`partial_checksum`): the completion
+//!    writes two bytes where the skb's `csum_start`/`csum_offset` say, and
+//!    the sender chose them (a `virtio_net_hdr` from a VM guest or a packet
+//!    socket), so it could rewrite bytes already judged. The program cannot
+//!    read the skb's checksum state; [`emit_checksum_probe`] finds it out;
 //! 1. a latched flow: every segment becomes a RST at the recorded sequence
 //!    number (reason `latched`);
 //! 2. TTL / hop limit below [`MIN_TTL`], SYN with FIN or RST, a segment
@@ -190,9 +196,12 @@ pub(crate) mod sframe {
     pub const STREAM_OFFSET: i16 = RST_SEQ - 8;
     /// Stream length with the segment's bytes (what `len` tests read).
     pub const NEW_LEN: i16 = STREAM_OFFSET - 8;
+    /// The TCP checksum field as received (16 bits as loaded), while the
+    /// checksum probe runs.
+    pub const CSUM_FIELD: i16 = NEW_LEN - 8;
     /// A flow value being created: the final states' area, unused then.
     pub const VALUE_BUF: i16 = frame::FINAL_STATES - 8 * (super::MAX_STREAM_SCANS as i16 - 1);
-    const _: () = assert!(NEW_LEN > frame::OPAQUE_ZERO + 8);
+    const _: () = assert!(CSUM_FIELD > frame::OPAQUE_ZERO + 8);
     const _: () =
         assert!(VALUE_BUF + super::value::size(super::MAX_STREAM_SLOTS) as i16 <= frame::CTX);
 }
@@ -400,6 +409,87 @@ fn load_n(a: &mut Asm, reg: Register) {
     a.emit(Insn::load(Size::H, reg, R10, frame::CTX + ctx::PAYLOAD_LEN));
 }
 
+/// Rule 0 (module docs): drops a segment whose skb is `CHECKSUM_PARTIAL`
+/// to `v.partial_checksum`, leaving every other segment as it came.
+///
+/// `__sk_buff` does not expose `ip_summed`, but `bpf_l4_csum_replace` with
+/// `BPF_F_PSEUDO_HDR` and a difference `d` (size 0) moves the checksum
+/// field in opposite directions by it: the kernel's
+/// `inet_proto_csum_replace_by_diff` adds `d` to a partial checksum (the
+/// field holds the pseudo-header sum, which changed by `d`) and takes it
+/// from a complete one (`csum_fold(d + ~field)`), also adjusting
+/// `skb->csum` of a `CHECKSUM_COMPLETE` skb. So the probe applies `d = 1`,
+/// reads the field, applies `d = -1` (`~1`: undoing both), and, where the
+/// field came back as the other zero (a complete checksum `0xFFFF` comes
+/// back `0x0000`, the same sum), writes its original bytes again. Only the exact complete-checksum
+/// result counts as not partial: anything else, like a failed helper,
+/// drops. Both helpers may move the packet, so the packet pointers are
+/// loaded anew after each ([`reload_packet`]).
+fn emit_checksum_probe(a: &mut Asm, v: &Verdicts) {
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::TCP_PTR));
+    a.emit(Insn::load(Size::H, R1, R1, 16));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::CSUM_FIELD, R1));
+    l4_csum_diff(a, 1, v);
+    reload_packet(a, v);
+    a.emit(Insn::load(Size::H, R8, R5, 16));
+    l4_csum_diff(a, !1, v);
+    reload_packet(a, v);
+    // r1 = what a complete checksum's field became: csum_fold(1 + ~field),
+    // ~field as the kernel's 32 bits 0xFFFF0000 | (field ^ 0xFFFF), whose
+    // ones'-complement sum is that of (field ^ 0xFFFF) + 0x10000.
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::CSUM_FIELD));
+    a.emit(Insn::alu64_imm(AluOp::Xor, R1, 0xFFFF));
+    a.emit(Insn::alu64_imm(AluOp::Add, R1, 0x10000));
+    fold(a, R1, R2);
+    a.emit(Insn::alu64_imm(AluOp::Xor, R1, 0xFFFF));
+    a.jmp_reg(JmpCond::Jne, R8, R1, v.partial_checksum);
+    let same = a.label();
+    a.emit(Insn::load(Size::DW, R1, R10, sframe::CSUM_FIELD));
+    a.emit(Insn::load(Size::H, R2, R5, 16));
+    a.jmp_reg(JmpCond::Jeq, R1, R2, same);
+    a.emit(Insn::store_reg(Size::H, R5, 16, R1));
+    a.bind(same);
+}
+
+/// `bpf_l4_csum_replace(skb, tcp + 16, 0, diff, BPF_F_PSEUDO_HDR)` (a
+/// difference, size 0); a failure drops (`malformed`). Clobbers r0-r5.
+fn l4_csum_diff(a: &mut Asm, diff: i32, v: &Verdicts) {
+    a.emit(Insn::mov64_reg(R1, R6));
+    a.emit(Insn::load(Size::DW, R2, R10, sframe::L4_OFF));
+    a.emit(Insn::alu64_imm(AluOp::Add, R2, 16));
+    a.emit(Insn::mov64_imm(R3, 0));
+    // The helper takes the low 32 bits of a ones'-complement difference.
+    a.emit(Insn::mov64_imm(R4, diff));
+    a.emit(Insn::mov64_imm(R5, helper::BPF_F_PSEUDO_HDR));
+    a.emit(Insn::call_helper(helper::BPF_FUNC_L4_CSUM_REPLACE));
+    a.jmp_imm(JmpCond::Jne, R0, 0, v.drop);
+}
+
+/// After a helper that may move the packet: `r2` = data, `r3` = data_end
+/// and `r5` = the TCP header (its 20 bytes checked readable), spilled
+/// again where the prologue spilled them ([`ctx::DATA`], [`ctx::DATA_END`],
+/// [`sframe::TCP_PTR`]). A packet now too short drops (`malformed`).
+/// Clobbers r1-r5.
+fn reload_packet(a: &mut Asm, v: &Verdicts) {
+    a.emit(Insn::load(Size::W, R2, R6, skb::DATA));
+    a.emit(Insn::load(Size::W, R3, R6, skb::DATA_END));
+    a.emit(Insn::load(Size::DW, R4, R10, sframe::L4_OFF));
+    a.jmp_imm(JmpCond::Jgt, R4, MAX_L4_OFFSET, v.drop);
+    a.emit(Insn::mov64_reg(R5, R2));
+    a.emit(Insn::alu64_reg(AluOp::Add, R5, R4));
+    a.emit(Insn::mov64_reg(R1, R5));
+    a.emit(Insn::alu64_imm(AluOp::Add, R1, 20));
+    a.jmp_reg(JmpCond::Jgt, R1, R3, v.drop);
+    a.emit(Insn::store_reg(Size::DW, R10, frame::CTX + ctx::DATA, R2));
+    a.emit(Insn::store_reg(
+        Size::DW,
+        R10,
+        frame::CTX + ctx::DATA_END,
+        R3,
+    ));
+    a.emit(Insn::store_reg(Size::DW, R10, sframe::TCP_PTR, R5));
+}
+
 /// The checks of rule 2 (module docs): drops to `v.drop`.
 fn emit_sanity(a: &mut Asm, v: &Verdicts) {
     a.emit(Insn::load(Size::DW, R1, R10, sframe::TTL));
@@ -454,6 +544,7 @@ fn create_from_buf(a: &mut Asm) {
 /// and new bytes or a FIN to judge, [`sframe::STREAM_OFFSET`] and
 /// [`sframe::NEW_LEN`] set; every other path ends at a verdict.
 pub(crate) fn emit_segment(a: &mut Asm, v: &Verdicts, value_size: u32) {
+    emit_checksum_probe(a, v);
     for i in 0..key::SIZE as i16 / 8 {
         a.emit(Insn::store_imm(Size::DW, R10, sframe::KEY + 8 * i, 0));
     }
