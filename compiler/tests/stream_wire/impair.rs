@@ -7,14 +7,16 @@
 //!
 //! Frames cross with their `virtio_net_hdr` (`PACKET_VNET_HDR`), so the sender's GSO
 //! super-frames and checksum-offload state reach the router as the sender's stack made them:
-//! the diode sees the same large, partially-checksummed skbs as on a direct veth.
+//! the diode sees the same skbs as on a direct veth. The sender's `snd0` has transmit
+//! checksum offload off ([`super::net::Topology::impaired`]), as a stream diode needs, so
+//! those are complete-checksummed frames of at most the MTU.
 //!
 //! Impairment applies to the sender-to-router direction and only to frames that carry data
 //! (longer than [`DATA_FRAME_MIN`]): handshake, ACKs and ARP cross untouched, so that a
 //! lost SYN-ACK does not cost the test a one-second retransmission timer. Besides the random
 //! rates, the 3rd data frame is always lost, the 5th duplicated and the 7th reordered, so
-//! every kind of impairment happens on any transfer of at least 7 data frames (1 MB is at
-//! least 16 even as 64 KB super-frames), and the counts say what happened.
+//! every kind of impairment happens on any transfer of at least 7 data frames (1 MB is
+//! hundreds of frames), and the counts say what happened.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -51,7 +51,7 @@ mod seeds;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{mpsc, Mutex, OnceLock};
@@ -652,6 +652,7 @@ mod bulk {
             Some(IMPAIRMENT),
         );
         let (ready_tx, ready_rx) = mpsc::channel();
+        let (accepted_tx, accepted_rx) = mpsc::channel::<TcpStream>();
         let server = spawn_in_netns(&topology.sender_ns, move || {
             let listener = TcpListener::bind(sender_addr(Family::V4)).expect("binding the server");
             listener
@@ -670,7 +671,11 @@ mod bulk {
                 }
             };
             stream.set_nonblocking(false).expect("a blocking stream");
-            // A reset (the latched diode's) ends the write early; that is the point.
+            if let Ok(handle) = stream.try_clone() {
+                let _ = accepted_tx.send(handle);
+            }
+            // A latched flow never ACKs again, so the write ends when the test shuts the
+            // socket down after the client's end (below), not after TCP's retries (15 min).
             let _ = stream.write_all(&payload);
             let _ = stream.shutdown(std::net::Shutdown::Write);
             // Wait for the client's close, so the FIN is not raced by a RST of ours.
@@ -685,7 +690,13 @@ mod bulk {
         let received = in_netns(&topology.client_ns, || {
             receive(sender_addr(Family::V4), BULK_DEADLINE)
         });
-        // The client's FIN (or RST) must cross the relay to end the server.
+        // After a FIN the server is done or nearly so; after a RST towards the client its
+        // write would wait for ACKs that never come: end it.
+        if received.end != End::Fin {
+            if let Ok(handle) = accepted_rx.try_recv() {
+                let _ = handle.shutdown(std::net::Shutdown::Both);
+            }
+        }
         let _ = server.join();
         let counts = relay.stop();
         drop(topology);

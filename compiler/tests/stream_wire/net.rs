@@ -18,9 +18,10 @@
 //!   adversarial sender ([`super::raw_sender`]) owns the connection through a packet socket.
 //!   The router reaches the sender's address through a permanent neighbour entry (nobody
 //!   answers ARP there).
-//! - [`Topology::impaired`]: the sender has its address and a real TCP stack, and an
-//!   `impair` namespace sits between `snd0` and `rtr0` where [`super::impair`] relays the
-//!   frames, losing, duplicating and reordering the sender's (this kernel has no netem).
+//! - [`Topology::impaired`]: the sender has its address and a real TCP stack (transmit
+//!   checksum offload off on `snd0`, as a stream diode needs), and an `impair` namespace
+//!   sits between `snd0` and `rtr0` where [`super::impair`] relays the frames, losing,
+//!   duplicating and reordering the sender's (this kernel has no netem).
 //!
 //! Invariants: every name starts with `lsw-TAG-`, one tag per test, so parallel tests never
 //! share a namespace; interfaces live only in those namespaces (never `lo`/`eth0` of the
@@ -367,6 +368,10 @@ impl Topology {
                 );
             }
             SenderSide::Impaired => {
+                // As an honest deployment has it (docs/stream.md, "Checksums left to
+                // offload"): the enclave's stack completes its checksums before its frames
+                // cross, since a stream diode drops partial ones.
+                disable_tx_checksum(s, SENDER_DEV);
                 run(
                     "ip",
                     &["-n", s, "addr", "add", &cidr(SENDER_IP), "dev", SENDER_DEV],
