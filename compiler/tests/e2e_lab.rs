@@ -305,8 +305,10 @@ fn e2e_hate_in_the_last_kilobyte_of_a_large_response_is_blocked() {
     };
 
     // With max_tokens 0 the response is the prompt: ~100 KB of clean text ending in " hate",
-    // so the word sits in the last segment of large (GSO, non-linear) skbs. The control is
-    // the same size ending in " tame": size alone blocks nothing.
+    // so the word sits in the last of many segments (of at most the MTU, since the lab's
+    // enclave end completes checksums in software: docs/lab.md; the bound below also holds
+    // for the GSO skbs a device with offload sends). The control is the same size ending
+    // in " tame": size alone blocks nothing.
     let clean = clean_text(100 * 1024);
     let pair = Pair::new(
         "100 KB ending in hate",
@@ -322,7 +324,8 @@ fn e2e_hate_in_the_last_kilobyte_of_a_large_response_is_blocked() {
         "the word is in the last kilobyte"
     );
     // Every piece before the one carrying the word is clean and passes, and one piece holds
-    // at most the veth's GSO limit: so most of the response arrived, all but its tail.
+    // at most the veth's GSO limit (at most the MTU here): so most of the response arrived,
+    // all but its tail.
     let gso = lab.enclave_gso_max();
     assert!(arrived.head, "the head leaves in the first, clean piece");
     assert!(
