@@ -405,8 +405,8 @@ attack_tests! {
     second_half_first: Class::SecondHalfFirst, "sh";
     longer_replacement: Class::LongerReplacement, "lr";
     bad_checksum: Class::BadChecksum, "bc", known_broken: "by decision, the kernel stream \
-        diode does not verify TCP checksums (docs/stream.md, 'The kernel diode': it cannot \
-        tell a partial checksum from a forged one, so verifying would not remove this), so a \
+        diode does not verify TCP checksums (docs/stream.md, 'The kernel diode': it would \
+        cost a second pass over every payload, for a stall only the enclave can cause), so a \
         bad-checksum segment advances its judged stream past what the receiver keeps; every \
         later segment at that offset is dropped as behind the next byte, and the flow stalls \
         until the receiver's timeout: no RST for the attack, no completion for the honest \
@@ -428,9 +428,9 @@ mod ipv6 {
         second_half_first: Class::SecondHalfFirst, "6sh";
         longer_replacement: Class::LongerReplacement, "6lr";
         bad_checksum: Class::BadChecksum, "6bc", known_broken: "by decision, the kernel stream \
-            diode does not verify TCP checksums (docs/stream.md, 'The kernel diode': it cannot \
-            tell a partial checksum from a forged one, so verifying would not remove this), so a \
-            bad-checksum segment advances its judged stream past what the receiver keeps; \
+            diode does not verify TCP checksums (docs/stream.md, 'The kernel diode': it would \
+            cost a second pass over every payload, for a stall only the enclave can cause), so \
+            a bad-checksum segment advances its judged stream past what the receiver keeps; \
             every later segment at that offset is dropped as behind the next byte, and the \
             flow stalls until the receiver's timeout: no RST for the attack, no completion \
             for the honest flow";
