@@ -110,6 +110,7 @@ fn check_codegen_refusal(e: &emit_bpf::CodegenError) -> Result<(), String> {
         | C::TooManyStreamSlots { path, .. }
         | C::TablesTooLarge { path, .. }
         | C::ProgramTooLarge { path, .. }
+        | C::JumpTooFar { path, .. }
             if path.starts_with('$') =>
         {
             Ok(())

@@ -166,6 +166,7 @@ impl Asm {
                     .ok()
                     .and_then(|off| insn.with_jump_offset(off))
                     .ok_or(CodegenError::JumpTooFar {
+                        path: "$".to_string(),
                         from,
                         to: new_slot[t],
                     })?;

@@ -63,9 +63,15 @@ pub enum CodegenError {
     /// A bug in the emitter.
     #[error("internal code generation error: {0}")]
     Internal(&'static str),
-    /// A jump farther than a 16-bit offset reaches.
-    #[error("generated jump from slot {from} to slot {to} exceeds the 16-bit jump range; simplify the spec")]
+    /// A jump farther than a 16-bit offset reaches: a function too long
+    /// for the code the spec needs.
+    #[error(
+        "{path}: generated jump from slot {from} to slot {to} exceeds the 16-bit jump range; \
+         simplify the spec"
+    )]
     JumpTooFar {
+        /// `$`: the whole spec (the assembler knows no construct).
+        path: String,
         /// Slot of the jump.
         from: usize,
         /// Slot of its target.
